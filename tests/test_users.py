@@ -1,0 +1,209 @@
+"""SCIM /Users end to end: HTTP in, HTTP and database state out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import PUBLIC_URL, user_body, unique_email
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+async def create(client: Any, tenant: Any, user_name: str | None = None, **extra: Any) -> dict[str, Any]:
+    resp = await client.post("/scim/v2/Users", json=user_body(user_name or unique_email(), **extra),
+                             headers=tenant.headers)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def test_post_creates_user_with_meta_and_location(client, tenant, db):
+    email = unique_email("ada")
+    resp = await client.post("/scim/v2/Users", json=user_body(email, externalId="ext-1"), headers=tenant.headers)
+    assert resp.status == 201
+    assert resp.content_type == "application/scim+json"
+    body = await resp.json()
+    assert body["userName"] == email
+    assert body["externalId"] == "ext-1"
+    assert body["active"] is True
+    assert body["meta"]["resourceType"] == "User"
+    assert body["meta"]["location"] == f"{PUBLIC_URL}/scim/v2/Users/{body['id']}"
+    assert body["meta"]["version"].startswith('W/"')
+    assert resp.headers["Location"] == body["meta"]["location"]
+    assert resp.headers["ETag"] == body["meta"]["version"]
+    assert "urn:ietf:params:scim:schemas:core:2.0:User" in body["schemas"]
+    row = await db.fetchrow("SELECT user_name, tenant_id::text, active FROM users WHERE id = $1::uuid", body["id"])
+    assert row["user_name"] == email and row["tenant_id"] == tenant.id and row["active"]
+
+
+async def test_get_returns_the_created_user(client, tenant):
+    created = await create(client, tenant)
+    resp = await client.get(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
+    assert resp.status == 200
+    assert (await resp.json())["userName"] == created["userName"]
+
+
+async def test_get_unknown_or_malformed_id_is_404(client, tenant):
+    for user_id in ("2b1f4a0e-0000-4000-8000-000000000000", "not-a-uuid"):
+        resp = await client.get(f"/scim/v2/Users/{user_id}", headers=tenant.headers)
+        assert resp.status == 404
+        body = await resp.json()
+        assert body["status"] == "404"
+        assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+async def test_user_name_is_unique_case_insensitively(client, tenant, db):
+    email = unique_email("dup")
+    await create(client, tenant, email)
+    resp = await client.post("/scim/v2/Users", json=user_body(email.upper()), headers=tenant.headers)
+    assert resp.status == 409
+    body = await resp.json()
+    assert body["scimType"] == "uniqueness"
+    assert email.upper() in body["detail"]
+    assert await db.fetchval("SELECT count(*) FROM users WHERE lower(user_name) = lower($1)", email) == 1
+
+
+async def test_same_user_name_in_two_tenants_is_allowed(client, tenant, new_tenant):
+    other = await new_tenant()
+    email = unique_email()
+    await create(client, tenant, email)
+    await create(client, other, email)
+
+
+async def test_put_replaces_the_user_and_bumps_version(client, tenant, db):
+    created = await create(client, tenant, title="Engineer")
+    new_body = user_body(created["userName"], displayName="Ada L.", active=True)
+    resp = await client.put(f"/scim/v2/Users/{created['id']}", json=new_body, headers=tenant.headers)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["displayName"] == "Ada L."
+    assert "title" not in body  # PUT replaces: attributes left out are cleared
+    assert body["meta"]["version"] != created["meta"]["version"]
+    assert await db.fetchval("SELECT display_name FROM users WHERE id = $1::uuid", created["id"]) == "Ada L."
+
+
+async def test_put_to_a_taken_user_name_is_409_and_changes_nothing(client, tenant, db):
+    a = await create(client, tenant)
+    b = await create(client, tenant)
+    resp = await client.put(f"/scim/v2/Users/{b['id']}", json=user_body(a["userName"]), headers=tenant.headers)
+    assert resp.status == 409
+    assert (await resp.json())["scimType"] == "uniqueness"
+    assert await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", b["id"]) == b["userName"]
+
+
+async def test_patch_replace_without_path_deactivates_okta_style(client, tenant, db):
+    created = await create(client, tenant)
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}],
+    }
+    resp = await client.patch(f"/scim/v2/Users/{created['id']}", json=patch, headers=tenant.headers)
+    assert resp.status == 200
+    assert (await resp.json())["active"] is False
+    assert await db.fetchval("SELECT active FROM users WHERE id = $1::uuid", created["id"]) is False
+    # Deactivated users are still readable and listed: Entra and Okta read them back.
+    resp = await client.get(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
+    assert resp.status == 200 and (await resp.json())["active"] is False
+    resp = await client.get(f'/scim/v2/Users?filter=userName eq "{created["userName"]}"', headers=tenant.headers)
+    assert (await resp.json())["totalResults"] == 1
+
+
+async def test_patch_with_empty_operations_is_a_noop(client, tenant, db):
+    created = await create(client, tenant)
+    patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": []}
+    resp = await client.patch(f"/scim/v2/Users/{created['id']}", json=patch, headers=tenant.headers)
+    assert resp.status == 200
+    assert (await resp.json())["meta"]["version"] == created["meta"]["version"]
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE resource_id = $1::uuid", created["id"]) == 1
+
+
+async def test_delete_deactivates_unlinks_and_repost_relinks_same_user(client, tenant, db):
+    created = await create(client, tenant)
+    resp = await client.delete(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
+    assert resp.status == 204
+    resp = await client.get(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
+    assert resp.status == 404
+    row = await db.fetchrow("SELECT active, scim_linked FROM users WHERE id = $1::uuid", created["id"])
+    assert row["active"] is False and row["scim_linked"] is False  # deactivated, never destroyed
+    resp = await client.get(f'/scim/v2/Users?filter=userName eq "{created["userName"]}"', headers=tenant.headers)
+    assert (await resp.json())["totalResults"] == 0
+    resp = await client.delete(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
+    assert resp.status == 404
+
+    resp = await client.post("/scim/v2/Users", json=user_body(created["userName"]), headers=tenant.headers)
+    assert resp.status == 201
+    again = await resp.json()
+    assert again["id"] == created["id"]
+    assert again["active"] is True
+    row = await db.fetchrow("SELECT active, scim_linked FROM users WHERE id = $1::uuid", created["id"])
+    assert row["active"] is True and row["scim_linked"] is True
+
+
+async def test_password_is_ignored_on_post_and_refused_on_put_and_patch(client, tenant, db):
+    email = unique_email()
+    created = await create(client, tenant, email, password="s3cret!")
+    assert "password" not in created
+    stored = await db.fetchval("SELECT resource::text FROM users WHERE id = $1::uuid", created["id"])
+    assert "s3cret" not in stored
+    resp = await client.put(f"/scim/v2/Users/{created['id']}", json=user_body(email, password="x"),
+                            headers=tenant.headers)
+    assert resp.status == 400
+    assert (await resp.json())["scimType"] == "mutability"
+    patch = {"Operations": [{"op": "replace", "path": "password", "value": "x"}]}
+    resp = await client.patch(f"/scim/v2/Users/{created['id']}", json=patch, headers=tenant.headers)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["scimType"] == "mutability" and "password" in body["detail"]
+    assert await db.fetchval("SELECT version FROM users WHERE id = $1::uuid", created["id"]) == 1
+
+
+async def test_unknown_attributes_are_accepted_and_ignored(client, tenant):
+    created = await create(client, tenant, favouriteColour="teal", **{"urn:example:custom:1.0": {"x": 1}})
+    assert "favouriteColour" not in created
+
+
+async def test_enterprise_extension_and_manager_round_trip(client, tenant):
+    manager = await create(client, tenant, displayName="The Boss")
+    created = await create(
+        client, tenant,
+        **{ENTERPRISE: {"employeeNumber": "42", "department": "R&D", "manager": {"value": manager["id"]}}},
+    )
+    ext = created[ENTERPRISE]
+    assert ext["employeeNumber"] == "42" and ext["department"] == "R&D"
+    assert ext["manager"] == {"value": manager["id"], "displayName": "The Boss"}
+    assert ENTERPRISE in created["schemas"]
+
+
+async def test_manager_must_be_a_user_of_the_same_tenant(client, tenant, new_tenant, db):
+    other = await new_tenant()
+    foreign = await create(client, other)
+    email = unique_email()
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(email, **{ENTERPRISE: {"manager": {"value": foreign["id"]}}}),
+        headers=tenant.headers,
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["scimType"] == "invalidValue" and foreign["id"] in body["detail"]
+    assert await db.fetchval("SELECT count(*) FROM users WHERE user_name = $1", email) == 0
+
+
+async def test_if_match_mismatch_is_412_and_if_none_match_is_304(client, tenant, db):
+    created = await create(client, tenant)
+    url = f"/scim/v2/Users/{created['id']}"
+    headers = {**tenant.headers, "If-Match": 'W/"999"'}
+    resp = await client.put(url, json=user_body(created["userName"], displayName="x"), headers=headers)
+    assert resp.status == 412
+    assert (await resp.json())["scimType"] == "preconditionFailed"
+    assert await db.fetchval("SELECT display_name FROM users WHERE id = $1::uuid", created["id"]) is None
+    headers = {**tenant.headers, "If-Match": created["meta"]["version"]}
+    resp = await client.put(url, json=user_body(created["userName"], displayName="x"), headers=headers)
+    assert resp.status == 200
+    etag = resp.headers["ETag"]
+    resp = await client.get(url, headers={**tenant.headers, "If-None-Match": etag})
+    assert resp.status == 304
+
+
+async def test_plain_application_json_is_accepted(client, tenant):
+    headers = {**tenant.headers, "Content-Type": "application/json"}
+    resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=headers)
+    assert resp.status == 201
