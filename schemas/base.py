@@ -22,8 +22,9 @@ class ScimSchema(Schema):
     def canonical_keys(self, data: Any, **_: Any) -> Any:
         if not isinstance(data, dict):
             raise ValidationError("must be a JSON object")
-        known = {(f.data_key or f.name).lower(): (f.data_key or f.name) for f in self.fields.values()}
-        result: dict[str, Any] = {}
+        names = [f.data_key or f.name or "" for f in self.fields.values()]
+        known = {name.lower(): name for name in names}
+        result: dict[Any, Any] = {}
         for key, value in data.items():
             if value is None or value == []:
                 continue
@@ -43,8 +44,8 @@ class ScimString(fields.String):
 class ScimBoolean(fields.Boolean):
     """A SCIM boolean; Entra sends `"True"`/`"False"` strings, accepted case-insensitively."""
 
-    truthy = {"true", "True", "TRUE", True, 1, "1"}
-    falsy = {"false", "False", "FALSE", False, 0, "0"}
+    truthy = {"true", "True", "TRUE", True, "1"}
+    falsy = {"false", "False", "FALSE", False, "0"}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, str):

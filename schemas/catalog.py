@@ -215,7 +215,7 @@ def attributes_of(schema: Schema, *, exclude: frozenset[str] = frozenset()) -> t
     """The SCIM attributes of a marshmallow schema's fields, keyed by their data keys."""
     result = []
     for fld in schema.fields.values():
-        key = fld.data_key or fld.name
+        key = fld.data_key or fld.name or ""
         if key in exclude:
             continue
         result.append(attr_from_field(key, fld))

@@ -127,12 +127,19 @@ class UserSchema(ScimSchema):
 
     id = ScimString(
         dump_only=True,
-        metadata=_s("Unique id, issued by the service", mutability="readOnly", returned="always",
-                    caseExact=True, uniqueness="server", common=True),
+        metadata=_s(
+            "Unique id, issued by the service",
+            mutability="readOnly",
+            returned="always",
+            caseExact=True,
+            uniqueness="server",
+            common=True,
+        ),
     )
     externalId = Str("Identifier of the user in the IdP", caseExact=True, common=True)
-    meta = fields.Nested(MetaSchema, dump_only=True, metadata=_s("Resource metadata", mutability="readOnly",
-                                                                 common=True))
+    meta = fields.Nested(
+        MetaSchema, dump_only=True, metadata=_s("Resource metadata", mutability="readOnly", common=True)
+    )
     userName = Str(
         "The user's email address: the product's primary identifier, unique per tenant",
         required=True,
@@ -150,8 +157,11 @@ class UserSchema(ScimSchema):
     active = Bool("Whether the user may sign in and hold a license")
     password = ScimString(
         load_only=True,
-        metadata=_s("Never stored: the product signs users in through the IdP",
-                    mutability="writeOnly", returned="never"),
+        metadata=_s(
+            "Never stored: the product signs users in through the IdP",
+            mutability="writeOnly",
+            returned="never",
+        ),
     )
     emails = fields.List(fields.Nested(EmailSchema), metadata=_s("Email addresses"))
     phoneNumbers = fields.List(fields.Nested(MultiValuedSchema), metadata=_s("Phone numbers"))
@@ -159,7 +169,8 @@ class UserSchema(ScimSchema):
     photos = fields.List(fields.Nested(PhotoSchema), metadata=_s("Photo URLs"))
     addresses = fields.List(fields.Nested(AddressSchema), metadata=_s("Physical addresses"))
     groups = fields.List(
-        fields.Nested(GroupRefSchema), dump_only=True,
+        fields.Nested(GroupRefSchema),
+        dump_only=True,
         metadata=_s("Groups the user belongs to", mutability="readOnly"),
     )
     entitlements = fields.List(fields.Nested(MultiValuedSchema), metadata=_s("Entitlements"))
@@ -179,11 +190,14 @@ class UserSchema(ScimSchema):
             if str(photo.get("type", "")).lower() != "photo" or "value" not in photo:
                 continue
             url = urlsplit(photo["value"])
-            if url.scheme not in ("http", "https") or not url.netloc or not url.path.lower().endswith(
-                PHOTO_EXTENSIONS
+            if (
+                url.scheme not in ("http", "https")
+                or not url.netloc
+                or not url.path.lower().endswith(PHOTO_EXTENSIONS)
             ):
                 raise ValidationError(
-                    f"photo {photo['value']!r} must be an http(s) URL ending in .jpg, .jpeg, .bmp, .png or .gif"
+                    f"photo {photo['value']!r} must be an http(s) URL ending in "
+                    ".jpg, .jpeg, .bmp, .png or .gif"
                 )
 
 

@@ -64,5 +64,5 @@ async def write(scope: Scope) -> AsyncIterator[Transaction]:
             queue_name=scope.settings.queue_name,
             resource_type=resource_type,
             resource_id=resource_id,
-            timeout=scope.settings.enqueue_timeout_seconds,
+            wait=scope.settings.enqueue_timeout_seconds,
         )

@@ -49,6 +49,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from scimsvc.app import create_app
 
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
 
@@ -74,12 +75,17 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-async def _create_tenant(settings: Settings, name: str, options: dict[str, Any]) -> tuple[Any, UUID, str]:
+async def _create_tenant(
+    settings: Settings, name: str, options: dict[str, Any], *, reuse: bool = False
+) -> tuple[Any, UUID, str]:
+    """Create a tenant (or, with `reuse`, take the oldest one of that name) and issue it a token."""
     from scimsvc.store import tenants
 
     async def work(conn: Any) -> tuple[Any, UUID, str]:
         async with conn.transaction():
-            row = await tenants.create_tenant(conn, name=name, settings=options)
+            row = await tenants.find_tenant_by_name(conn, name) if reuse else None
+            if row is None:
+                row = await tenants.create_tenant(conn, name=name, settings=options)
             token_id, token = await tenants.create_token(conn, row["id"])
         return row, token_id, token
 
@@ -97,14 +103,25 @@ def _print_tenant(settings: Settings, row: Any, token_id: UUID, token: str) -> N
 
 
 def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
-    options: dict[str, Any] = {
+    from marshmallow import ValidationError
+
+    from schemas.admin import TenantCreateSchema
+    from schemas.base import flatten_errors
+
+    given = {
+        "name": args.name,
         "seats": args.seats,
         "flexible_licenses": args.flexible or None,
         "default_license": args.default_license,
         "fallback_license": args.fallback_license,
-        "allowed_domains": [d.lower() for d in args.allowed_domain] or None,
+        "allowed_domains": args.allowed_domain or None,
     }
-    row, token_id, token = _run(_create_tenant(settings, args.name, options))
+    try:
+        options = TenantCreateSchema().load({k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        print("invalid tenant: " + "; ".join(flatten_errors(exc.messages)), file=sys.stderr)
+        return 2
+    row, token_id, token = _run(_create_tenant(settings, options.pop("name"), options))
     _print_tenant(settings, row, token_id, token)
     return 0
 
@@ -129,7 +146,9 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from scimsvc.store import tenants
 
-    revoked = _run(_with_conn(settings, lambda conn: tenants.revoke_token(conn, args.tenant_id, args.token_id)))
+    revoked = _run(
+        _with_conn(settings, lambda conn: tenants.revoke_token(conn, args.tenant_id, args.token_id))
+    )
     if not revoked:
         print(f"no active token {args.token_id} for tenant {args.tenant_id}", file=sys.stderr)
         return 1
@@ -141,7 +160,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, create a demo tenant, then run the worker (child process) and the web front end."""
     cmd_migrate(settings, args)
     if not args.no_demo:
-        row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}))
+        row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
         print("\n== demo tenant ==")
         _print_tenant(settings, row, token_id, token)
         print()
@@ -175,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     sub.add_parser("worker", help="run the arq worker").set_defaults(func=cmd_worker)
 
-    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(dest="tenant_command", required=True)
+    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(
+        dest="tenant_command", required=True
+    )
     create = tenant.add_parser("create", help="create a tenant and print its id and a SCIM token")
     create.add_argument("name")
     create.add_argument("--seats", type=int)
@@ -185,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--allowed-domain", action="append", default=[], metavar="DOMAIN")
     create.set_defaults(func=cmd_tenant_create)
 
-    token = sub.add_parser("token", help="manage SCIM tokens").add_subparsers(dest="token_command", required=True)
+    token = sub.add_parser("token", help="manage SCIM tokens").add_subparsers(
+        dest="token_command", required=True
+    )
     tcreate = token.add_parser("create", help="issue a new SCIM token for a tenant (shown once)")
     tcreate.add_argument("tenant_id", type=UUID)
     tcreate.set_defaults(func=cmd_token_create)
@@ -197,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("SCIMSVC_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("SCIMSVC_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     args = build_parser().parse_args(argv)
     return args.func(Settings.from_env(), args)
 

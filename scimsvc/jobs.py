@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 async def enqueue_apply(
-    redis: ArqRedis, *, queue_name: str, resource_type: str, resource_id: UUID, timeout: float = 1.0
+    redis: ArqRedis, *, queue_name: str, resource_type: str, resource_id: UUID, wait: float = 1.0
 ) -> bool:
     """Ask a worker to drain the resource's outbox; False (logged) if Redis could not take the job.
 
@@ -23,7 +23,7 @@ async def enqueue_apply(
     try:
         await asyncio.wait_for(
             redis.enqueue_job(APPLY_OUTBOX, resource_type, str(resource_id), _queue_name=queue_name),
-            timeout,
+            wait,
         )
     except Exception as exc:  # noqa: BLE001 - Redis is disposable; the sweeper covers every failure
         log.warning("enqueue failed for %s %s (the sweeper will retry): %r", resource_type, resource_id, exc)

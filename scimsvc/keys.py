@@ -14,8 +14,5 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 
-# Request-scoped values (aiohttp requests are keyed by plain strings).
-REQUEST_ID = "scimsvc.request_id"
-TENANT_ID = "scimsvc.tenant_id"
-
-__all__ = ["SETTINGS", "POOL", "REDIS", "REQUEST_ID", "TENANT_ID", "UUID"]
+REQUEST_ID = web.RequestKey("request_id", str)
+TENANT_ID = web.RequestKey("tenant_id", UUID)

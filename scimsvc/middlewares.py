@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from scimsvc.keys import POOL, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
-from scimsvc.scim.errors import ScimError, error_body
+from scimsvc.scim.errors import ScimError
 from scimsvc.store.tenants import tenant_for_token
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
-def _error_response(request: web.Request, error: ScimError, headers: dict[str, str] | None = None) -> web.Response:
+def _error_response(
+    request: web.Request, error: ScimError, headers: dict[str, str] | None = None
+) -> web.Response:
     content_type = SCIM_CONTENT_TYPE if request.path.startswith(SCIM_PREFIX) else "application/json"
     return web.Response(
         body=orjson.dumps(error.body()), status=error.status, content_type=content_type, headers=headers
@@ -68,18 +70,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Render every error as an RFC 7644 §3.12 body; never HTML, never a traceback."""
     try:
         return await handler(request)
-    except ScimError as error:
-        headers = {"WWW-Authenticate": 'Bearer realm="scimsvc"'} if error.status == 401 else None
-        return _error_response(request, error, headers)
+    except ScimError as exc:
+        headers = {"WWW-Authenticate": 'Bearer realm="scimsvc"'} if exc.status == 401 else None
+        return _error_response(request, exc, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error, headers = _from_http_exception(request, exc)
-        return _error_response(request, error, headers)
+        return _error_response(request, *_from_http_exception(request, exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        error = ScimError(500, f"internal error; quote request id {request.get(REQUEST_ID)} to the operator")
-        return _error_response(request, error)
+        detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
+        return _error_response(request, ScimError(500, detail))
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -100,9 +101,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise ScimError(401, "authentication required: send 'Authorization: Bearer <SCIM token>'")
         found = await tenant_for_token(request.app[POOL], token)
         if found is None:
-            raise ScimError(401, "the bearer token is not valid (unknown or revoked): ask your operator for a new one")
+            raise ScimError(
+                401, "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
+            )
         if not found["scim_enabled"]:
-            raise ScimError(403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings")
+            raise ScimError(
+                403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings"
+            )
         request[TENANT_ID] = found["tenant_id"]
     elif path.startswith(ADMIN_PREFIX):
         admin_key = request.app[SETTINGS].admin_key

@@ -20,7 +20,10 @@ from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.users import change_kind, manager_id, validate_user
 from scimsvc.store import users as store
 
-TAKEN = "userName {name!r} is already used by another user of this tenant (userNames are unique, case-insensitively)"
+TAKEN = (
+    "userName {name!r} is already used by another user of this tenant "
+    "(userNames are unique, case-insensitively)"
+)
 
 
 def parse_user_id(raw: str) -> UUID:
@@ -40,7 +43,7 @@ def check_if_match(if_match: str | None, version: int) -> None:
     if current not in tags:
         raise ScimError(
             412,
-            f"the user has changed since you read it (its version is W/\"{current}\"): read it again and retry",
+            f'the user has changed since you read it (its version is W/"{current}"): read it again and retry',
             "preconditionFailed",
         )
 
@@ -97,7 +100,10 @@ async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Rec
     return row
 
 
-def _lock_linked(scope: Scope, raw_id: str, if_match: str | None) -> Locker:
+def _lock_linked(
+    scope: Scope, raw_id: str, if_match: str | None
+) -> Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]]:
+    """Lock a linked user of the tenant (404 if none) and check If-Match against it."""
     user_id = parse_user_id(raw_id)
 
     async def lock(conn: asyncpg.Connection) -> asyncpg.Record:
@@ -176,7 +182,10 @@ async def list_users(
     if filter_text is not None and filter_text.strip():
         node = filters.parse_filter(filter_text)
         where = filters.compile_filter(
-            node, USER_RESOURCE, columns=store.FILTER_COLUMNS, resource_column=store.RESOURCE_COLUMN,
+            node,
+            USER_RESOURCE,
+            columns=store.FILTER_COLUMNS,
+            resource_column=store.RESOURCE_COLUMN,
             params=params,
         )
     return await store.list_users(scope.pool, where=where, params=params, offset=start_index - 1, limit=count)

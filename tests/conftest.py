@@ -107,8 +107,9 @@ class Tenant:
 
 
 async def make_tenant(client: Any, **settings: Any) -> Tenant:
-    resp = await client.post("/admin/v1/tenants", json={"name": "t-" + uuid.uuid4().hex[:6], **settings},
-                             headers=ADMIN_HEADERS)
+    resp = await client.post(
+        "/admin/v1/tenants", json={"name": "t-" + uuid.uuid4().hex[:6], **settings}, headers=ADMIN_HEADERS
+    )
     assert resp.status == 201, await resp.text()
     tenant_id = (await resp.json())["id"]
     resp = await client.post(f"/admin/v1/tenants/{tenant_id}/scim/tokens", headers=ADMIN_HEADERS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import ADMIN_HEADERS, user_body, unique_email
+from tests.conftest import ADMIN_HEADERS, unique_email, user_body
 
 
 async def test_missing_or_wrong_token_is_401_with_www_authenticate(client, tenant):
@@ -17,7 +17,9 @@ async def test_missing_or_wrong_token_is_401_with_www_authenticate(client, tenan
 async def test_revoked_token_is_401_and_a_second_token_keeps_working(client, tenant, db):
     resp = await client.post(f"/admin/v1/tenants/{tenant.id}/scim/tokens", headers=ADMIN_HEADERS)
     second = (await resp.json())["token"]
-    resp = await client.delete(f"/admin/v1/tenants/{tenant.id}/scim/tokens/{tenant.token_id}", headers=ADMIN_HEADERS)
+    resp = await client.delete(
+        f"/admin/v1/tenants/{tenant.id}/scim/tokens/{tenant.token_id}", headers=ADMIN_HEADERS
+    )
     assert resp.status == 204
     resp = await client.get("/scim/v2/Users", headers=tenant.headers)
     assert resp.status == 401
@@ -29,7 +31,9 @@ async def test_revoked_token_is_401_and_a_second_token_keeps_working(client, ten
 
 
 async def test_disabled_scim_is_403_and_reenabling_restores_access(client, tenant):
-    resp = await client.put(f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS)
+    resp = await client.put(
+        f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS
+    )
     assert resp.status == 200 and (await resp.json()) == {"enabled": False}
     resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
     assert resp.status == 403
@@ -45,12 +49,15 @@ async def test_tenant_cannot_read_or_touch_another_tenants_user(client, tenant, 
     theirs = await resp.json()
     url = f"/scim/v2/Users/{theirs['id']}"
     assert (await client.get(url, headers=tenant.headers)).status == 404
-    assert (await client.put(url, json=user_body(theirs["userName"], displayName="pwned"),
-                             headers=tenant.headers)).status == 404
+    assert (
+        await client.put(url, json=user_body(theirs["userName"], displayName="pwned"), headers=tenant.headers)
+    ).status == 404
     patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
     assert (await client.patch(url, json=patch, headers=tenant.headers)).status == 404
     assert (await client.delete(url, headers=tenant.headers)).status == 404
-    row = await db.fetchrow("SELECT active, scim_linked, display_name FROM users WHERE id = $1::uuid", theirs["id"])
+    row = await db.fetchrow(
+        "SELECT active, scim_linked, display_name FROM users WHERE id = $1::uuid", theirs["id"]
+    )
     assert row["active"] and row["scim_linked"] and row["display_name"] is None
 
 
@@ -66,8 +73,11 @@ async def test_admin_creates_reads_and_patches_a_tenant(client):
     tenant = await resp.json()
     assert tenant["name"] == "Acme" and tenant["seats"] == 5 and tenant["scim_enabled"] is True
     assert tenant["fallback_license"] == "free_restricted" and tenant["flexible_licenses"] is False
-    resp = await client.patch(f"/admin/v1/tenants/{tenant['id']}", json={"seats": 7, "allowed_domains": ["@Acme.COM"]},
-                              headers=ADMIN_HEADERS)
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant['id']}",
+        json={"seats": 7, "allowed_domains": ["@Acme.COM"]},
+        headers=ADMIN_HEADERS,
+    )
     assert resp.status == 200
     patched = await resp.json()
     assert patched["seats"] == 7 and patched["allowed_domains"] == ["acme.com"]
@@ -77,8 +87,13 @@ async def test_admin_creates_reads_and_patches_a_tenant(client):
 
 async def test_admin_rejects_bad_settings_with_a_clear_error(client, db):
     before = await db.fetchval("SELECT count(*) FROM tenants")
-    for body in ({"seats": 3}, {"name": "x", "seats": -1}, {"name": "x", "seats": "many"},
-                 {"name": "x", "fallback_license": "gold"}, {"name": "x", "bogus": 1}):
+    for body in (
+        {"seats": 3},
+        {"name": "x", "seats": -1},
+        {"name": "x", "seats": "many"},
+        {"name": "x", "fallback_license": "gold"},
+        {"name": "x", "bogus": 1},
+    ):
         resp = await client.post("/admin/v1/tenants", json=body, headers=ADMIN_HEADERS)
         assert resp.status == 400, body
         assert (await resp.json())["detail"]

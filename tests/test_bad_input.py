@@ -6,14 +6,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import user_body, unique_email
+from tests.conftest import unique_email, user_body
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 
 async def snapshot(db: Any, tenant_id: str) -> tuple[Any, ...]:
     users = await db.fetch(
-        "SELECT id, user_name, version, active, scim_linked FROM users WHERE tenant_id = $1::uuid ORDER BY id",
+        "SELECT id, user_name, version, active, scim_linked FROM users "
+        "WHERE tenant_id = $1::uuid ORDER BY id",
         tenant_id,
     )
     outbox = await db.fetchval("SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid", tenant_id)
@@ -37,34 +38,96 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("active wrong type", "POST", "/Users", user_body("t@x.com", active="maybe"), 400, "invalidValue"),
     ("emails not a list", "POST", "/Users", user_body("t@x.com", emails="t@x.com"), 400, "invalidValue"),
     ("name not an object", "POST", "/Users", user_body("t@x.com", name="Ada"), 400, "invalidValue"),
-    ("photo not an image URL", "POST", "/Users",
-     user_body("t@x.com", photos=[{"value": "https://x.com/me.svg", "type": "photo"}]), 400, "invalidValue"),
-    ("photo not http", "POST", "/Users",
-     user_body("t@x.com", photos=[{"value": "ftp://x.com/me.png", "type": "photo"}]), 400, "invalidValue"),
+    (
+        "photo not an image URL",
+        "POST",
+        "/Users",
+        user_body("t@x.com", photos=[{"value": "https://x.com/me.svg", "type": "photo"}]),
+        400,
+        "invalidValue",
+    ),
+    (
+        "photo not http",
+        "POST",
+        "/Users",
+        user_body("t@x.com", photos=[{"value": "ftp://x.com/me.png", "type": "photo"}]),
+        400,
+        "invalidValue",
+    ),
     ("put malformed json", "PUT", "/Users/{id}", b"{nope", 400, "invalidSyntax"),
     ("put bad email", "PUT", "/Users/{id}", {"userName": "x"}, 400, "invalidValue"),
     ("put password", "PUT", "/Users/{id}", user_body("{userName}", password="pw"), 400, "mutability"),
     ("patch no Operations", "PATCH", "/Users/{id}", {"schemas": []}, 400, "invalidSyntax"),
-    ("patch bad op", "PATCH", "/Users/{id}", {"Operations": [{"op": "move", "path": "title"}]}, 400, "invalidSyntax"),
-    ("patch remove without path", "PATCH", "/Users/{id}", {"Operations": [{"op": "remove"}]}, 400, "noTarget"),
-    ("patch unknown path", "PATCH", "/Users/{id}",
-     {"Operations": [{"op": "replace", "path": "shoeSize", "value": 9}]}, 400, "invalidPath"),
-    ("patch bad value type", "PATCH", "/Users/{id}",
-     {"Operations": [{"op": "replace", "path": "active", "value": "perhaps"}]}, 400, "invalidValue"),
-    ("patch bad email", "PATCH", "/Users/{id}",
-     {"Operations": [{"op": "replace", "path": "userName", "value": "nope"}]}, 400, "invalidValue"),
-    ("patch id", "PATCH", "/Users/{id}",
-     {"Operations": [{"op": "replace", "path": "id", "value": "x"}]}, 400, "mutability"),
-    ("patch bad filter", "PATCH", "/Users/{id}",
-     {"Operations": [{"op": "replace", "path": 'emails[type eq].value', "value": "a@b.c"}]}, 400, None),
-    ("filter syntax", "GET", '/Users?filter=userName eq', None, 400, "invalidFilter"),
+    (
+        "patch bad op",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "move", "path": "title"}]},
+        400,
+        "invalidSyntax",
+    ),
+    (
+        "patch remove without path",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "remove"}]},
+        400,
+        "noTarget",
+    ),
+    (
+        "patch unknown path",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "replace", "path": "shoeSize", "value": 9}]},
+        400,
+        "invalidPath",
+    ),
+    (
+        "patch bad value type",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "replace", "path": "active", "value": "perhaps"}]},
+        400,
+        "invalidValue",
+    ),
+    (
+        "patch bad email",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "replace", "path": "userName", "value": "nope"}]},
+        400,
+        "invalidValue",
+    ),
+    (
+        "patch id",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "replace", "path": "id", "value": "x"}]},
+        400,
+        "mutability",
+    ),
+    (
+        "patch bad filter",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "replace", "path": "emails[type eq].value", "value": "a@b.c"}]},
+        400,
+        None,
+    ),
+    ("filter syntax", "GET", "/Users?filter=userName eq", None, 400, "invalidFilter"),
     ("filter unknown attribute", "GET", '/Users?filter=shoeSize eq "9"', None, 400, "invalidFilter"),
-    ("filter unknown attribute in or", "GET", '/Users?filter=secret eq "x" or userName eq "a@b.c"', None, 400,
-     "invalidFilter"),
+    (
+        "filter unknown attribute in or",
+        "GET",
+        '/Users?filter=secret eq "x" or userName eq "a@b.c"',
+        None,
+        400,
+        "invalidFilter",
+    ),
     ("filter bad operator", "GET", '/Users?filter=userName like "a"', None, 400, "invalidFilter"),
     ("filter unbalanced", "GET", '/Users?filter=(userName eq "a"', None, 400, "invalidFilter"),
     ("filter bad date", "GET", '/Users?filter=meta.lastModified gt "yesterday"', None, 400, "invalidFilter"),
-    ("filter bool compare", "GET", '/Users?filter=active gt true', None, 400, "invalidFilter"),
+    ("filter bool compare", "GET", "/Users?filter=active gt true", None, 400, "invalidFilter"),
     ("startIndex not a number", "GET", "/Users?startIndex=abc", None, 400, "invalidValue"),
     ("count not a number", "GET", "/Users?count=ten", None, 400, "invalidValue"),
     ("unknown route", "GET", "/Widgets", None, 404, None),
@@ -75,7 +138,9 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "method", "path", "body", "status", "scim_type"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "method", "path", "body", "status", "scim_type"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_bad_input_gets_scim_error_and_changes_nothing(
     client, tenant, db, existing, name, method, path, body, status, scim_type
 ):

@@ -36,7 +36,9 @@ async def test_resource_types_and_schemas_describe_users(client, tenant):
     assert attrs["emails"]["multiValued"] is True
     assert {s["name"] for s in attrs["emails"]["subAttributes"]} >= {"value", "type", "primary"}
 
-    resp = await client.get("/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", headers=tenant.headers)
+    resp = await client.get(
+        "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", headers=tenant.headers
+    )
     assert resp.status == 200 and (await resp.json())["id"] == "urn:ietf:params:scim:schemas:core:2.0:User"
     resp = await client.get("/scim/v2/Schemas/urn:nope", headers=tenant.headers)
     assert resp.status == 404

@@ -62,12 +62,16 @@ async def test_entra_create_then_patch_sequence(client, tenant, db):
 
 
 async def test_entra_sets_and_removes_manager_by_bare_id(client, tenant):
-    boss = await (await client.post("/scim/v2/Users", json={"userName": unique_email("boss")},
-                                    headers=tenant.headers)).json()
-    user = await (await client.post("/scim/v2/Users", json={"userName": unique_email("emp")},
-                                    headers=tenant.headers)).json()
-    patch = {"schemas": [PATCH_OP], "Operations": [
-        {"op": "Add", "path": f"{ENTERPRISE}:manager", "value": boss["id"]}]}
+    boss = await (
+        await client.post("/scim/v2/Users", json={"userName": unique_email("boss")}, headers=tenant.headers)
+    ).json()
+    user = await (
+        await client.post("/scim/v2/Users", json={"userName": unique_email("emp")}, headers=tenant.headers)
+    ).json()
+    patch = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "Add", "path": f"{ENTERPRISE}:manager", "value": boss["id"]}],
+    }
     resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=tenant.headers)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())[ENTERPRISE]["manager"]["value"] == boss["id"]
@@ -78,11 +82,14 @@ async def test_entra_sets_and_removes_manager_by_bare_id(client, tenant):
 
 
 async def test_entra_adds_work_email_when_none_exists(client, tenant):
-    user = await (await client.post("/scim/v2/Users", json={"userName": unique_email("nomail")},
-                                    headers=tenant.headers)).json()
+    user = await (
+        await client.post("/scim/v2/Users", json={"userName": unique_email("nomail")}, headers=tenant.headers)
+    ).json()
     work = unique_email("w")
-    patch = {"schemas": [PATCH_OP], "Operations": [
-        {"op": "Add", "path": 'emails[type eq "work"].value', "value": work}]}
+    patch = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "Add", "path": 'emails[type eq "work"].value', "value": work}],
+    }
     resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=tenant.headers)
     assert resp.status == 200
     assert (await resp.json())["emails"] == [{"type": "work", "value": work}]
@@ -106,8 +113,12 @@ async def test_okta_create_put_update_and_deactivate(client, tenant, db):
     assert resp.status == 201
     user = await resp.json()
     # Okta's profile push is a full PUT with the id and meta echoed back.
-    put = {**{k: v for k, v in body.items() if k != "password"}, "id": user["id"], "meta": user["meta"],
-           "name": {"givenName": "Okta", "familyName": "Renamed"}}
+    put = {
+        **{k: v for k, v in body.items() if k != "password"},
+        "id": user["id"],
+        "meta": user["meta"],
+        "name": {"givenName": "Okta", "familyName": "Renamed"},
+    }
     resp = await client.put(f"/scim/v2/Users/{user['id']}", json=put, headers=tenant.headers)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["name"]["familyName"] == "Renamed"

@@ -24,7 +24,9 @@ async def test_migrate_creates_the_database_and_is_idempotent_under_concurrency(
         assert await migrate(url) == []
         conn = await asyncpg.connect(url)
         try:
-            versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+            versions = [
+                r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+            ]
         finally:
             await conn.close()
         assert versions == [m.version for m in available_migrations()]
@@ -34,12 +36,15 @@ async def test_migrate_creates_the_database_and_is_idempotent_under_concurrency(
 
 def scimsvc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SCIMSVC_DATABASE_URL": database_url, "SCIMSVC_PUBLIC_URL": "https://scim.example"}
-    return subprocess.run([sys.executable, "-m", "scimsvc.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "scimsvc.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_cli_tenant_and_token_commands(database_url, client):
-    out = scimsvc(database_url, "tenant", "create", "Cli Co", "--seats", "3", "--allowed-domain", "Cli.Example")
+    out = scimsvc(
+        database_url, "tenant", "create", "Cli Co", "--seats", "3", "--allowed-domain", "Cli.Example"
+    )
     assert out.returncode == 0, out.stderr
     tenant_id = re.search(r"tenant id:\s+(\S+)", out.stdout)[1]
     token = re.search(r"SCIM token:\s+(\S+)", out.stdout)[1]

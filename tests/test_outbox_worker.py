@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import run_worker, user_body, unique_email
+from tests.conftest import run_worker, unique_email, user_body
 
 
 async def pending(db, user_id: str) -> int:
@@ -23,9 +23,13 @@ async def pending(db, user_id: str) -> int:
 async def test_each_write_commits_an_outbox_row_with_the_user(client, tenant, db):
     resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
     user = await resp.json()
-    rows = await db.fetch("SELECT change, tenant_id::text, resource_type, request_id FROM outbox "
-                          "WHERE resource_id = $1::uuid", user["id"])
-    assert [(r["change"], r["tenant_id"], r["resource_type"]) for r in rows] == [("create", tenant.id, "user")]
+    rows = await db.fetch(
+        "SELECT change, tenant_id::text, resource_type, request_id FROM outbox WHERE resource_id = $1::uuid",
+        user["id"],
+    )
+    assert [(r["change"], r["tenant_id"], r["resource_type"]) for r in rows] == [
+        ("create", tenant.id, "user")
+    ]
     assert rows[0]["request_id"] == resp.headers["X-Request-Id"]
     assert user["urn:scimsvc:schemas:extension:product:2.0:User"]["provisioningState"] == "pending"
 
@@ -40,28 +44,46 @@ async def test_worker_drains_the_outbox_in_order_and_records_state(client, tenan
     await run_worker(settings)
 
     assert await pending(db, user["id"]) == 0
-    row = await db.fetchrow("SELECT provisioning_state, provisioned_at FROM users WHERE id = $1::uuid", user["id"])
+    row = await db.fetchrow(
+        "SELECT provisioning_state, provisioned_at FROM users WHERE id = $1::uuid", user["id"]
+    )
     assert row["provisioning_state"] == "deprovisioned" and row["provisioned_at"] is not None
     resp = await client.get(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
-    assert (await resp.json())["urn:scimsvc:schemas:extension:product:2.0:User"]["provisioningState"] == "deprovisioned"
+    assert (await resp.json())["urn:scimsvc:schemas:extension:product:2.0:User"][
+        "provisioningState"
+    ] == "deprovisioned"
 
     # Running again (a duplicate job) changes nothing.
-    applied = await db.fetch("SELECT id, applied_at FROM outbox WHERE resource_id = $1::uuid ORDER BY id", user["id"])
+    applied = await db.fetch(
+        "SELECT id, applied_at FROM outbox WHERE resource_id = $1::uuid ORDER BY id", user["id"]
+    )
     await run_worker(settings)
-    again = await db.fetch("SELECT id, applied_at FROM outbox WHERE resource_id = $1::uuid ORDER BY id", user["id"])
+    again = await db.fetch(
+        "SELECT id, applied_at FROM outbox WHERE resource_id = $1::uuid ORDER BY id", user["id"]
+    )
     assert again == applied
 
 
 async def test_reactivation_is_applied_as_provisioned(client, tenant, db, settings):
-    resp = await client.post("/scim/v2/Users", json=user_body(unique_email(), active=False), headers=tenant.headers)
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(unique_email(), active=False), headers=tenant.headers
+    )
     user = await resp.json()
     await run_worker(settings)
-    assert await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"]) == "deprovisioned"
+    assert (
+        await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"])
+        == "deprovisioned"
+    )
     patch = {"Operations": [{"op": "replace", "path": "active", "value": True}]}
     await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=tenant.headers)
-    assert await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"]) == "pending"
+    assert (
+        await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"]) == "pending"
+    )
     await run_worker(settings)
-    assert await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"]) == "provisioned"
+    assert (
+        await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"])
+        == "provisioned"
+    )
 
 
 def free_port() -> int:
@@ -79,8 +101,19 @@ class OwnRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(100):
             try:
@@ -130,4 +163,7 @@ async def test_row_written_while_redis_is_down_is_applied_after_it_returns(
     await run_worker(own)  # its startup sweep re-enqueues the row, then it applies it
 
     assert await pending(db, user["id"]) == 0
-    assert await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"]) == "provisioned"
+    assert (
+        await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"])
+        == "provisioned"
+    )

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import PUBLIC_URL, user_body, unique_email
+from tests.conftest import PUBLIC_URL, unique_email, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 async def create(client: Any, tenant: Any, user_name: str | None = None, **extra: Any) -> dict[str, Any]:
-    resp = await client.post("/scim/v2/Users", json=user_body(user_name or unique_email(), **extra),
-                             headers=tenant.headers)
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(user_name or unique_email(), **extra), headers=tenant.headers
+    )
     assert resp.status == 201, await resp.text()
     return await resp.json()
 
 
 async def test_post_creates_user_with_meta_and_location(client, tenant, db):
     email = unique_email("ada")
-    resp = await client.post("/scim/v2/Users", json=user_body(email, externalId="ext-1"), headers=tenant.headers)
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(email, externalId="ext-1"), headers=tenant.headers
+    )
     assert resp.status == 201
     assert resp.content_type == "application/scim+json"
     body = await resp.json()
@@ -31,7 +34,9 @@ async def test_post_creates_user_with_meta_and_location(client, tenant, db):
     assert resp.headers["Location"] == body["meta"]["location"]
     assert resp.headers["ETag"] == body["meta"]["version"]
     assert "urn:ietf:params:scim:schemas:core:2.0:User" in body["schemas"]
-    row = await db.fetchrow("SELECT user_name, tenant_id::text, active FROM users WHERE id = $1::uuid", body["id"])
+    row = await db.fetchrow(
+        "SELECT user_name, tenant_id::text, active FROM users WHERE id = $1::uuid", body["id"]
+    )
     assert row["user_name"] == email and row["tenant_id"] == tenant.id and row["active"]
 
 
@@ -84,7 +89,9 @@ async def test_put_replaces_the_user_and_bumps_version(client, tenant, db):
 async def test_put_to_a_taken_user_name_is_409_and_changes_nothing(client, tenant, db):
     a = await create(client, tenant)
     b = await create(client, tenant)
-    resp = await client.put(f"/scim/v2/Users/{b['id']}", json=user_body(a["userName"]), headers=tenant.headers)
+    resp = await client.put(
+        f"/scim/v2/Users/{b['id']}", json=user_body(a["userName"]), headers=tenant.headers
+    )
     assert resp.status == 409
     assert (await resp.json())["scimType"] == "uniqueness"
     assert await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", b["id"]) == b["userName"]
@@ -103,7 +110,9 @@ async def test_patch_replace_without_path_deactivates_okta_style(client, tenant,
     # Deactivated users are still readable and listed: Entra and Okta read them back.
     resp = await client.get(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
     assert resp.status == 200 and (await resp.json())["active"] is False
-    resp = await client.get(f'/scim/v2/Users?filter=userName eq "{created["userName"]}"', headers=tenant.headers)
+    resp = await client.get(
+        f'/scim/v2/Users?filter=userName eq "{created["userName"]}"', headers=tenant.headers
+    )
     assert (await resp.json())["totalResults"] == 1
 
 
@@ -124,7 +133,9 @@ async def test_delete_deactivates_unlinks_and_repost_relinks_same_user(client, t
     assert resp.status == 404
     row = await db.fetchrow("SELECT active, scim_linked FROM users WHERE id = $1::uuid", created["id"])
     assert row["active"] is False and row["scim_linked"] is False  # deactivated, never destroyed
-    resp = await client.get(f'/scim/v2/Users?filter=userName eq "{created["userName"]}"', headers=tenant.headers)
+    resp = await client.get(
+        f'/scim/v2/Users?filter=userName eq "{created["userName"]}"', headers=tenant.headers
+    )
     assert (await resp.json())["totalResults"] == 0
     resp = await client.delete(f"/scim/v2/Users/{created['id']}", headers=tenant.headers)
     assert resp.status == 404
@@ -144,8 +155,9 @@ async def test_password_is_ignored_on_post_and_refused_on_put_and_patch(client, 
     assert "password" not in created
     stored = await db.fetchval("SELECT resource::text FROM users WHERE id = $1::uuid", created["id"])
     assert "s3cret" not in stored
-    resp = await client.put(f"/scim/v2/Users/{created['id']}", json=user_body(email, password="x"),
-                            headers=tenant.headers)
+    resp = await client.put(
+        f"/scim/v2/Users/{created['id']}", json=user_body(email, password="x"), headers=tenant.headers
+    )
     assert resp.status == 400
     assert (await resp.json())["scimType"] == "mutability"
     patch = {"Operations": [{"op": "replace", "path": "password", "value": "x"}]}
@@ -164,7 +176,8 @@ async def test_unknown_attributes_are_accepted_and_ignored(client, tenant):
 async def test_enterprise_extension_and_manager_round_trip(client, tenant):
     manager = await create(client, tenant, displayName="The Boss")
     created = await create(
-        client, tenant,
+        client,
+        tenant,
         **{ENTERPRISE: {"employeeNumber": "42", "department": "R&D", "manager": {"value": manager["id"]}}},
     )
     ext = created[ENTERPRISE]
@@ -178,7 +191,8 @@ async def test_manager_must_be_a_user_of_the_same_tenant(client, tenant, new_ten
     foreign = await create(client, other)
     email = unique_email()
     resp = await client.post(
-        "/scim/v2/Users", json=user_body(email, **{ENTERPRISE: {"manager": {"value": foreign["id"]}}}),
+        "/scim/v2/Users",
+        json=user_body(email, **{ENTERPRISE: {"manager": {"value": foreign["id"]}}}),
         headers=tenant.headers,
     )
     assert resp.status == 400

@@ -26,14 +26,28 @@ async def people(client, tenant) -> dict[str, dict[str, Any]]:
     """Four users with varied attributes, in one fresh tenant."""
     tag = uuid.uuid4().hex[:6]
     specs = {
-        "ada": user_body(f"ada.{tag}@example.com", externalId="EXT-ada", displayName="Ada Lovelace",
-                         name={"givenName": "Ada", "familyName": "Lovelace"}),
-        "bob": user_body(f"bob.{tag}@example.org", externalId="EXT-bob", displayName="Bob Builder",
-                         name={"givenName": "Bob", "familyName": "Builder"}, active=False),
-        "cy": user_body(f"cy.{tag}@example.com", displayName="Cy Twombly",
-                        name={"givenName": "Cy", "familyName": "Twombly"},
-                        emails=[{"value": f"cy.{tag}@example.com", "type": "work"},
-                                {"value": f"cy.home.{tag}@mail.test", "type": "home"}]),
+        "ada": user_body(
+            f"ada.{tag}@example.com",
+            externalId="EXT-ada",
+            displayName="Ada Lovelace",
+            name={"givenName": "Ada", "familyName": "Lovelace"},
+        ),
+        "bob": user_body(
+            f"bob.{tag}@example.org",
+            externalId="EXT-bob",
+            displayName="Bob Builder",
+            name={"givenName": "Bob", "familyName": "Builder"},
+            active=False,
+        ),
+        "cy": user_body(
+            f"cy.{tag}@example.com",
+            displayName="Cy Twombly",
+            name={"givenName": "Cy", "familyName": "Twombly"},
+            emails=[
+                {"value": f"cy.{tag}@example.com", "type": "work"},
+                {"value": f"cy.home.{tag}@mail.test", "type": "home"},
+            ],
+        ),
         "dee": user_body(f"dee.{tag}@example.net", name={"givenName": "Dee", "familyName": "Dee"}),
     }
     out = {}
@@ -75,8 +89,9 @@ def names(result: dict[str, Any]) -> set[str]:
     ],
 )
 async def test_filter_matrix(client, tenant, people, expr, expected):
-    subs = {k: v["userName"] for k, v in people.items()} | {k.upper(): v["userName"].upper()
-                                                             for k, v in people.items()}
+    subs = {k: v["userName"] for k, v in people.items()} | {
+        k.upper(): v["userName"].upper() for k, v in people.items()
+    }
     result = await list_users(client, tenant, filter_query(expr.format(**subs)))
     assert names(result) == expected
     assert result["totalResults"] == len(expected)
@@ -86,7 +101,10 @@ async def test_unknown_user_filter_is_an_empty_list_not_404(client, tenant):
     result = await list_users(client, tenant, filter_query('userName eq "nobody@example.com"'))
     assert result == {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-        "totalResults": 0, "startIndex": 1, "itemsPerPage": 0, "Resources": [],
+        "totalResults": 0,
+        "startIndex": 1,
+        "itemsPerPage": 0,
+        "Resources": [],
     }
 
 
@@ -94,8 +112,9 @@ async def test_paging_walks_every_user_once_in_a_stable_order(client, new_tenant
     tenant = await new_tenant()
     created = []
     for i in range(23):
-        resp = await client.post("/scim/v2/Users", json=user_body(f"p{i:02d}.{uuid.uuid4().hex[:4]}@x.com"),
-                                 headers=tenant.headers)
+        resp = await client.post(
+            "/scim/v2/Users", json=user_body(f"p{i:02d}.{uuid.uuid4().hex[:4]}@x.com"), headers=tenant.headers
+        )
         created.append((await resp.json())["id"])
     seen = []
     start = 1
@@ -118,8 +137,9 @@ async def test_paging_walks_every_user_once_in_a_stable_order(client, new_tenant
 async def test_count_is_capped_and_defaults_apply(client, new_tenant):
     tenant = await new_tenant()
     for i in range(3):
-        await client.post("/scim/v2/Users", json=user_body(f"c{i}.{uuid.uuid4().hex[:4]}@x.com"),
-                          headers=tenant.headers)
+        await client.post(
+            "/scim/v2/Users", json=user_body(f"c{i}.{uuid.uuid4().hex[:4]}@x.com"), headers=tenant.headers
+        )
     page = await list_users(client, tenant, "startIndex=0&count=100000")
     assert page["startIndex"] == 1 and page["itemsPerPage"] == 3
     page = await list_users(client, tenant, "")
@@ -128,12 +148,25 @@ async def test_count_is_capped_and_defaults_apply(client, new_tenant):
 
 async def test_lists_never_show_another_tenants_users(client, tenant, new_tenant):
     other = await new_tenant()
-    await client.post("/scim/v2/Users", json=user_body(f"mine.{uuid.uuid4().hex[:6]}@x.com"),
-                      headers=tenant.headers)
-    resp = await client.post("/scim/v2/Users", json=user_body(f"theirs.{uuid.uuid4().hex[:6]}@x.com"),
-                             headers=other.headers)
+    await client.post(
+        "/scim/v2/Users", json=user_body(f"mine.{uuid.uuid4().hex[:6]}@x.com"), headers=tenant.headers
+    )
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(f"theirs.{uuid.uuid4().hex[:6]}@x.com"), headers=other.headers
+    )
     theirs = await resp.json()
     mine = await list_users(client, tenant, "count=1000")
     assert theirs["id"] not in {r["id"] for r in mine["Resources"]}
     result = await list_users(client, tenant, filter_query(f'userName eq "{theirs["userName"]}"'))
     assert result["totalResults"] == 0
+
+
+async def test_filter_on_product_provisioning_state(client, tenant, people, settings):
+    from tests.conftest import run_worker
+
+    state = "urn:scimsvc:schemas:extension:product:2.0:User:provisioningState"
+    pending = await list_users(client, tenant, filter_query(f'{state} eq "pending"'))
+    assert names(pending) == {"ada", "bob", "cy", "dee"}
+    await run_worker(settings)
+    done = await list_users(client, tenant, filter_query(f'{state} eq "deprovisioned"'))
+    assert names(done) == {"bob"}

@@ -9,7 +9,7 @@ from arq.cron import cron
 
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
-from worker.jobs import apply_outbox, sweep_outbox
+from worker.jobs import MAX_TRIES, apply_outbox, sweep_outbox
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_jobs": settings.worker_max_jobs,
         "job_timeout": 300,
         "keep_result": 60,
-        "max_tries": 6,
+        "max_tries": MAX_TRIES,
     }
 
 

@@ -95,8 +95,11 @@ async def list_tokens(request: web.Request) -> web.Response:
     rows = await store.list_tokens(request.app[POOL], tenant_id)
     return json_response(
         [
-            {"id": str(r["id"]), "created_at": scim_datetime(r["created_at"]),
-             "revoked_at": scim_datetime(r["revoked_at"])}
+            {
+                "id": str(r["id"]),
+                "created_at": scim_datetime(r["created_at"]),
+                "revoked_at": scim_datetime(r["revoked_at"]),
+            }
             for r in rows
         ]
     )

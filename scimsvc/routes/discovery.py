@@ -26,7 +26,6 @@ def service_provider_config(*, base: str, max_results: int) -> dict[str, Any]:
     """What this server really supports; features that do not work yet are advertised as unsupported."""
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "documentationUri": "https://github.com/scimsvc/scimsvc#readme",
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": max_results},
@@ -37,7 +36,7 @@ def service_provider_config(*, base: str, max_results: int) -> dict[str, Any]:
             {
                 "type": "oauthbearertoken",
                 "name": "OAuth Bearer Token",
-                "description": "A per-tenant SCIM token issued by the operator, sent as 'Authorization: Bearer'",
+                "description": "A per-tenant SCIM token from the operator, sent as 'Authorization: Bearer'",
                 "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
                 "primary": True,
             }

@@ -23,10 +23,10 @@ async def read_json(request: web.Request) -> Any:
         raise invalid_syntax(f"the request body is not valid JSON: {exc}") from None
 
 
-def scim_response(
-    body: Any, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type=SCIM_CONTENT_TYPE, headers=headers)
+def scim_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type=SCIM_CONTENT_TYPE, headers=headers
+    )
 
 
 def json_response(body: Any, *, status: int = 200) -> web.Response:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from scimsvc import user_service
 from scimsvc.changes import Scope
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.routes.responses import read_json, scim_response
 from scimsvc.scim.resources import list_response, parse_paging, render_user, weak_etag
-from scimsvc import user_service
 
 routes = web.RouteTableDef()
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
-Value = Union[str, bool, int, float, None]
+Value = str | bool | int | float | None
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 
@@ -54,4 +53,4 @@ class ValuePath:
     filter: Node
 
 
-Node = Union[Compare, Present, And, Or, Not, ValuePath]
+Node = Compare | Present | And | Or | Not | ValuePath

@@ -62,8 +62,9 @@ def _get_ci(obj: Mapping[str, Any], name: str) -> tuple[bool, Any]:
 
 def _too_many(count: int) -> ScimError:
     return ScimError(
-        413, f"a PATCH request may carry at most {MAX_OPERATIONS} operations, this one has {count}; "
-        "split it into several requests"
+        413,
+        f"a PATCH request may carry at most {MAX_OPERATIONS} operations, this one has {count}; "
+        "split it into several requests",
     )
 
 
@@ -98,7 +99,7 @@ def _parse_operation(index: int, raw: Any) -> PatchOperation:
     op = op.strip().lower()
     _, path = _get_ci(raw, "path")
     if path is not None and not isinstance(path, str):
-        raise invalid_syntax(f"{where}: path must be a string such as \"name.givenName\", got {path!r}")
+        raise invalid_syntax(f'{where}: path must be a string such as "name.givenName", got {path!r}')
     path = path.strip() if path else None
     path = path or None
     has_value, value = _get_ci(raw, "value")
@@ -161,7 +162,9 @@ def _parse_target(path: str, rtype: ResourceTypeDef) -> _Target:
     if name.lower() == "password":
         raise mutability(PASSWORD_REFUSED)
     if ":" in name:
-        raise invalid_path(f"path {text!r} names an unknown schema; known: {', '.join(s.id for s in rtype.schemas)}")
+        raise invalid_path(
+            f"path {text!r} names an unknown schema; known: {', '.join(s.id for s in rtype.schemas)}"
+        )
     attr = schema.attr(name)
     if attr is None:
         raise invalid_path(f"unknown attribute {name!r} in path {text!r}")
@@ -294,7 +297,11 @@ def _demote_primary(attr: Attr, elements: list[Any], touched: list[Any]) -> None
         return
     touched_ids = {id(e) for e in touched}
     for element in elements:
-        if isinstance(element, dict) and id(element) not in touched_ids and _truthy(_get(element, primary.name)):
+        if (
+            isinstance(element, dict)
+            and id(element) not in touched_ids
+            and _truthy(_get(element, primary.name))
+        ):
             _put(element, primary.name, False)
 
 
@@ -367,7 +374,9 @@ class _Patcher:
         if read_only is not None:
             if lenient:
                 return  # IdPs echo readOnly attributes back; RFC 7643 §7 says ignore them
-            raise mutability(f"{read_only} is readOnly: the service provider sets it; leave it out of the PATCH")
+            raise mutability(
+                f"{read_only} is readOnly: the service provider sets it; leave it out of the PATCH"
+            )
         if target.attr is None:
             self.apply_extension(op, target.schema, value)
             return
@@ -413,7 +422,8 @@ class _Patcher:
             return
         # Entra: {"op": "Remove", "path": "members", "value": [{"value": "id1"}]} removes those members only.
         given = value if isinstance(value, list) else [value]
-        value_name = attr.sub("value").name if attr.sub("value") is not None else "value"
+        value_attr = attr.sub("value")
+        value_name = value_attr.name if value_attr is not None else "value"
         ids: set[str] = set()
         whole: list[Any] = []
         for item in given:
@@ -500,8 +510,8 @@ class _Patcher:
                 base = _eq_element(node, attr)
                 if base is None:
                     raise no_target(
-                        f"no element of {attr.name} matches {target.text!r}, and the filter does not describe "
-                        "one to create (only eq comparisons joined by and do)"
+                        f"no element of {attr.name} matches {target.text!r}, and the filter does not "
+                        "describe one to create (only eq comparisons joined by and do)"
                     )
                 created = {**base, sub.name: copy.deepcopy(value)}
                 elements = [*elements, created]
@@ -541,7 +551,9 @@ def _immutables(rtype: ResourceTypeDef) -> list[tuple[SchemaDef, Attr, Attr | No
             if attr.mutability == "immutable":
                 found.append((schema, attr, None))
             elif not attr.multi_valued:
-                found.extend((schema, attr, sub) for sub in attr.sub_attributes if sub.mutability == "immutable")
+                found.extend(
+                    (schema, attr, sub) for sub in attr.sub_attributes if sub.mutability == "immutable"
+                )
     return found
 
 

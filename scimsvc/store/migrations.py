@@ -56,8 +56,8 @@ async def ensure_database(database_url: str) -> bool:
         # Identifiers cannot be bind parameters; quote it as PostgreSQL's quote_ident would.
         quoted = await admin.fetchval("SELECT quote_ident($1)", name)
         await admin.execute(f"CREATE DATABASE {quoted}")
-    except asyncpg.DuplicateDatabaseError:
-        return False
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        return False  # another replica created it at the same moment
     finally:
         await admin.close()
     return True

@@ -13,7 +13,7 @@ VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id
 """
 # One resource's rows are drained by one transaction at a time, whatever the number of workers.
-LOCK_RESOURCE = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2::text, 0))"
+LOCK_RESOURCE = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || ($2::uuid)::text, 0))"
 SELECT_PENDING = """
 SELECT id, tenant_id, change, payload, request_id, created_at
 FROM outbox

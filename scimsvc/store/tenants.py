@@ -35,6 +35,7 @@ VALUES ($1, coalesce($2, true), coalesce($3, 10), coalesce($4, false), coalesce(
 RETURNING {TENANT_COLUMNS}
 """
 SELECT_TENANT = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+SELECT_TENANT_BY_NAME = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1 ORDER BY created_at LIMIT 1"
 INSERT_TOKEN = "INSERT INTO scim_tokens (tenant_id, token_hash) VALUES ($1, $2) RETURNING id, created_at"
 REVOKE_TOKEN = """
 UPDATE scim_tokens SET revoked_at = now()
@@ -83,6 +84,11 @@ async def get_tenant(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -
     return await conn.fetchrow(SELECT_TENANT, tenant_id)
 
 
+async def find_tenant_by_name(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record | None:
+    """The oldest tenant called `name` (names are labels, not keys)."""
+    return await conn.fetchrow(SELECT_TENANT_BY_NAME, name)
+
+
 async def update_tenant(
     conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, changes: dict[str, Any]
 ) -> asyncpg.Record | None:
@@ -95,7 +101,7 @@ async def update_tenant(
     names = list(changes)
     # Column names come from TENANT_SETTINGS (checked above), values are parameters.
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
-    sql = f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {TENANT_COLUMNS}"  # noqa: S608
+    sql = f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     return await conn.fetchrow(sql, tenant_id, *(changes[n] for n in names))
 
 

@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
+from schemas.user import PRODUCT_SCHEMA
 from scimsvc.scim.filters import Column
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
@@ -19,6 +20,8 @@ FILTER_COLUMNS: dict[str, Column] = {
     "active": Column("u.active", "boolean", nullable=False),
     "meta.created": Column("u.created_at", "dateTime", nullable=False),
     "meta.lastmodified": Column("u.updated_at", "dateTime", nullable=False),
+    f"{PRODUCT_SCHEMA}:provisioningState".lower(): Column("u.provisioning_state", "string", nullable=False),
+    f"{PRODUCT_SCHEMA}:provisionedAt".lower(): Column("u.provisioned_at", "dateTime"),
 }
 RESOURCE_COLUMN = "u.resource"
 
@@ -80,7 +83,9 @@ async def get_user(
     return await conn.fetchrow(SELECT_USER_FOR_UPDATE if for_update else SELECT_USER, tenant_id, user_id)
 
 
-async def lock_by_user_name(conn: asyncpg.Connection, tenant_id: UUID, user_name: str) -> asyncpg.Record | None:
+async def lock_by_user_name(
+    conn: asyncpg.Connection, tenant_id: UUID, user_name: str
+) -> asyncpg.Record | None:
     """The tenant's user with this userName (case-insensitive), linked or not, locked for update."""
     return await conn.fetchrow(SELECT_BY_USER_NAME_FOR_UPDATE, tenant_id, user_name)
 
@@ -130,14 +135,14 @@ async def list_users(
         WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})
         ORDER BY u.created_at, u.id
         OFFSET ${n + 1} LIMIT ${n + 2}
-    """  # noqa: S608
+    """
     rows = await conn.fetch(page_sql, *params, offset, limit)
     if rows:
         return rows[0]["total"], rows
     if offset == 0 and limit > 0:
         return 0, []
     # A page past the end (or count=0) has no row to carry the total.
-    count_sql = f"SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})"  # noqa: S608
+    count_sql = f"SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})"
     return await conn.fetchval(count_sql, *params), []
 
 
