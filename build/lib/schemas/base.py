@@ -1,0 +1,72 @@
+"""What every SCIM marshmallow schema shares: unknown attributes ignored, names case-insensitive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
+
+
+class ScimSchema(Schema):
+    """A SCIM resource or sub-resource schema.
+
+    RFC 7643 §2.1: attribute names are case-insensitive, so incoming keys are mapped onto the
+    declared ones; §2.5: null and an empty list mean "unassigned", so they are dropped; RFC 7644
+    §3.3: unknown attributes are ignored, never an error (`unknown = EXCLUDE`).
+    """
+
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load
+    def canonical_keys(self, data: Any, **_: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValidationError("must be a JSON object")
+        names = [f.data_key or f.name or "" for f in self.fields.values()]
+        known = {name.lower(): name for name in names}
+        result: dict[Any, Any] = {}
+        for key, value in data.items():
+            if value is None or value == []:
+                continue
+            result[known.get(key.lower(), key) if isinstance(key, str) else key] = value
+        return result
+
+
+class ScimString(fields.String):
+    """A SCIM string; IdPs sometimes send numbers (`"employeeNumber": 42`), which are kept as text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ScimBoolean(fields.Boolean):
+    """A SCIM boolean; Entra sends `"True"`/`"False"` strings, accepted case-insensitively."""
+
+    truthy = {"true", "True", "TRUE", True, "1"}
+    falsy = {"false", "False", "FALSE", False, "0"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> list[str]:
+    """Turn marshmallow's nested error dict into `path: message` lines a person can act on."""
+    if isinstance(messages, dict):
+        lines: list[str] = []
+        for key, value in messages.items():
+            if key == "_schema":
+                lines.extend(flatten_errors(value, prefix))
+                continue
+            path = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
+            lines.extend(flatten_errors(value, path))
+        return lines
+    if isinstance(messages, list):
+        lines = []
+        for item in messages:
+            lines.extend(flatten_errors(item, prefix))
+        return lines
+    return [f"{prefix}: {messages}" if prefix else str(messages)]

@@ -1,0 +1,47 @@
+"""The aiohttp application: every resource with a lifetime and every middleware, in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from scimsvc.keys import POOL, REDIS, SETTINGS
+from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
+from scimsvc.routes import admin, discovery, scim_users
+from scimsvc.settings import Settings
+from scimsvc.store.db import create_pool
+
+
+async def pg_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[POOL] = await create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    yield
+    await app[POOL].close()
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    # No connection is made here: the front end must start, and acknowledge writes, while Redis is down.
+    app[REDIS] = ArqRedis.from_url(
+        app[SETTINGS].redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
+    )
+    yield
+    await app[REDIS].aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The web front end: SCIM under /scim/v2, the admin API under /admin/v1."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(pg_context)
+    app.cleanup_ctx.append(redis_context)
+    app.add_routes(discovery.routes)
+    app.add_routes(scim_users.routes)
+    app.add_routes(admin.routes)
+    return app

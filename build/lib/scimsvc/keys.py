@@ -1,0 +1,18 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from scimsvc.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+TENANT_ID = web.RequestKey("tenant_id", UUID)

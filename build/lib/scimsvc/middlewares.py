@@ -1,0 +1,119 @@
+"""Request id, the one error renderer, and authentication (SCIM bearer token / operator key)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import uuid
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from scimsvc.keys import POOL, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.routes.responses import SCIM_CONTENT_TYPE
+from scimsvc.scim.errors import ScimError
+from scimsvc.store.tenants import tenant_for_token
+
+log = logging.getLogger(__name__)
+
+SCIM_PREFIX = "/scim/v2"
+ADMIN_PREFIX = "/admin/v1"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take `X-Request-Id` if it is sane, else make one; echo it on the response."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _error_response(
+    request: web.Request, error: ScimError, headers: dict[str, str] | None = None
+) -> web.Response:
+    content_type = SCIM_CONTENT_TYPE if request.path.startswith(SCIM_PREFIX) else "application/json"
+    return web.Response(
+        body=orjson.dumps(error.body()), status=error.status, content_type=content_type, headers=headers
+    )
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> tuple[ScimError, dict[str, str]]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, web.HTTPNotFound):
+        detail = f"no such endpoint: {request.method} {request.path}"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        headers["Allow"] = allowed
+        detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        detail = (
+            f"the request body is too large (limit {request.app[SETTINGS].max_body_bytes} bytes): "
+            "split the change into smaller requests"
+        )
+    else:
+        detail = exc.reason or "request failed"
+    return ScimError(exc.status, detail), headers
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as an RFC 7644 §3.12 body; never HTML, never a traceback."""
+    try:
+        return await handler(request)
+    except ScimError as exc:
+        headers = {"WWW-Authenticate": 'Bearer realm="scimsvc"'} if exc.status == 401 else None
+        return _error_response(request, exc, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error_response(request, *_from_http_exception(request, exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
+        return _error_response(request, ScimError(500, detail))
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """SCIM routes: the bearer token selects the tenant. Admin routes: the operator key."""
+    path = request.path
+    if path.startswith(SCIM_PREFIX):
+        token = _bearer(request)
+        if token is None:
+            raise ScimError(401, "authentication required: send 'Authorization: Bearer <SCIM token>'")
+        found = await tenant_for_token(request.app[POOL], token)
+        if found is None:
+            raise ScimError(
+                401, "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
+            )
+        if not found["scim_enabled"]:
+            raise ScimError(
+                403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings"
+            )
+        request[TENANT_ID] = found["tenant_id"]
+    elif path.startswith(ADMIN_PREFIX):
+        admin_key = request.app[SETTINGS].admin_key
+        if not admin_key:
+            raise ScimError(403, "the admin API is disabled: set SCIMSVC_ADMIN_KEY on the server")
+        token = _bearer(request)
+        if token is None or not secrets.compare_digest(token.encode(), admin_key.encode()):
+            raise ScimError(401, "admin API: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
+    return await handler(request)

@@ -1,0 +1,127 @@
+"""Admin API (operator key): tenants, the SCIM toggle and SCIM tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from schemas.admin import ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
+from schemas.base import flatten_errors
+from scimsvc.keys import POOL, SETTINGS
+from scimsvc.routes.responses import json_response, read_json
+from scimsvc.scim.errors import invalid_value, not_found
+from scimsvc.scim.resources import scim_datetime
+from scimsvc.store import tenants as store
+
+routes = web.RouteTableDef()
+
+
+def load(schema: Schema, body: Any) -> dict[str, Any]:
+    """Validate an admin payload; a 400 naming every wrong field."""
+    if not isinstance(body, dict):
+        raise invalid_value("the request body must be a JSON object")
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise invalid_value("; ".join(flatten_errors(exc.messages))) from None
+
+
+def tenant_id_of(request: web.Request) -> UUID:
+    raw = request.match_info["tid"]
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise not_found(f"tenant {raw!r} not found") from None
+
+
+def render_tenant(row: asyncpg.Record, *, public_url: str) -> dict[str, Any]:
+    body = dict(row)
+    body["id"] = str(row["id"])
+    body["created_at"] = scim_datetime(row["created_at"])
+    body["updated_at"] = scim_datetime(row["updated_at"])
+    body["scim_base_url"] = public_url + "/scim/v2"
+    return body
+
+
+async def _tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
+    row = await store.get_tenant(pool, tenant_id)
+    if row is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    return row
+
+
+@routes.post("/admin/v1/tenants")
+async def create_tenant(request: web.Request) -> web.Response:
+    data = load(TenantCreateSchema(), await read_json(request))
+    async with request.app[POOL].acquire() as conn:
+        row = await store.create_tenant(conn, name=data.pop("name"), settings=data)
+    return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url), status=201)
+
+
+@routes.get("/admin/v1/tenants/{tid}")
+async def get_tenant(request: web.Request) -> web.Response:
+    row = await _tenant_or_404(request.app[POOL], tenant_id_of(request))
+    return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
+
+
+@routes.patch("/admin/v1/tenants/{tid}")
+async def patch_tenant(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    changes = load(TenantSettingsSchema(), await read_json(request))
+    row = await store.update_tenant(request.app[POOL], tenant_id, changes)
+    if row is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
+
+
+@routes.put("/admin/v1/tenants/{tid}/scim")
+async def set_scim_enabled(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    data = load(ScimToggleSchema(), await read_json(request))
+    row = await store.update_tenant(request.app[POOL], tenant_id, {"scim_enabled": data["enabled"]})
+    if row is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    return json_response({"enabled": row["scim_enabled"]})
+
+
+@routes.get("/admin/v1/tenants/{tid}/scim/tokens")
+async def list_tokens(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    await _tenant_or_404(request.app[POOL], tenant_id)
+    rows = await store.list_tokens(request.app[POOL], tenant_id)
+    return json_response(
+        [
+            {
+                "id": str(r["id"]),
+                "created_at": scim_datetime(r["created_at"]),
+                "revoked_at": scim_datetime(r["revoked_at"]),
+            }
+            for r in rows
+        ]
+    )
+
+
+@routes.post("/admin/v1/tenants/{tid}/scim/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    await _tenant_or_404(request.app[POOL], tenant_id)
+    token_id, token = await store.create_token(request.app[POOL], tenant_id)
+    # The only time the token is shown: only its hash is stored.
+    return json_response({"id": str(token_id), "token": token}, status=201)
+
+
+@routes.delete("/admin/v1/tenants/{tid}/scim/tokens/{token_id}")
+async def revoke_token(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    raw = request.match_info["token_id"]
+    try:
+        token_id = UUID(raw)
+    except ValueError:
+        raise not_found(f"token {raw!r} not found") from None
+    if not await store.revoke_token(request.app[POOL], tenant_id, token_id):
+        raise not_found(f"token {raw} not found for tenant {tenant_id} (or already revoked)")
+    return web.Response(status=204)

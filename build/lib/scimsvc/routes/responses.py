@@ -1,0 +1,33 @@
+"""Reading JSON request bodies and writing SCIM / JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from scimsvc.scim.errors import invalid_syntax
+
+SCIM_CONTENT_TYPE = "application/scim+json"
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, or a 400 invalidSyntax saying what is wrong with it."""
+    raw = await request.read()  # raises 413 past client_max_size; the error middleware renders it
+    if not raw.strip():
+        raise invalid_syntax("the request body is empty: send a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_syntax(f"the request body is not valid JSON: {exc}") from None
+
+
+def scim_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type=SCIM_CONTENT_TYPE, headers=headers
+    )
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

@@ -1,0 +1,61 @@
+"""The one SCIM error type (RFC 7644 §3.12) and its JSON body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+class ScimError(Exception):
+    """An error answered as an RFC 7644 §3.12 body; `scim_type` only where the RFC defines one."""
+
+    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+
+    def body(self) -> dict[str, Any]:
+        """The error as a SCIM message body."""
+        return error_body(self.status, self.detail, self.scim_type)
+
+
+def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
+    """An RFC 7644 §3.12 error body; `status` is a string, as the RFC requires."""
+    body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
+    if scim_type:
+        body["scimType"] = scim_type
+    return body
+
+
+def invalid_filter(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidFilter")
+
+
+def invalid_value(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidValue")
+
+
+def invalid_syntax(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidSyntax")
+
+
+def invalid_path(detail: str) -> ScimError:
+    return ScimError(400, detail, "invalidPath")
+
+
+def no_target(detail: str) -> ScimError:
+    return ScimError(400, detail, "noTarget")
+
+
+def mutability(detail: str) -> ScimError:
+    return ScimError(400, detail, "mutability")
+
+
+def uniqueness(detail: str) -> ScimError:
+    return ScimError(409, detail, "uniqueness")
+
+
+def not_found(detail: str) -> ScimError:
+    return ScimError(404, detail)

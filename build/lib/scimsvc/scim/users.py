@@ -1,0 +1,55 @@
+"""SCIM rules for User writes that need no I/O: validation, the password rule, the kind of change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError
+
+from schemas.base import flatten_errors
+from schemas.user import ENTERPRISE_SCHEMA, load_user
+from scimsvc.scim.errors import invalid_value, mutability
+
+PASSWORD_REFUSED = (
+    "password changes are not supported: users sign in through your identity provider, "
+    "so scimsvc never stores a password. Remove the password attribute from the request "
+    "(in Okta, turn off 'Sync Password')."
+)
+
+
+def has_password(body: Mapping[str, Any]) -> bool:
+    """Whether a request body carries a password (attribute names are case-insensitive)."""
+    return any(isinstance(k, str) and k.lower() == "password" for k in body)
+
+
+def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
+    """The stored form of a User body, or a 400 naming every field that is wrong.
+
+    POST ignores a password (RFC 7644 lets a server ignore it); PUT and PATCH refuse one.
+    """
+    if not isinstance(body, dict):
+        raise invalid_value("the request body must be a JSON object describing a User")
+    if refuse_password and has_password(body):
+        raise mutability(PASSWORD_REFUSED)
+    try:
+        return load_user(body)
+    except ValidationError as exc:
+        raise invalid_value("invalid User: " + "; ".join(flatten_errors(exc.messages))) from None
+
+
+def manager_id(resource: Mapping[str, Any]) -> str | None:
+    """The enterprise manager's id, if the resource names one."""
+    manager = resource.get(ENTERPRISE_SCHEMA, {}).get("manager") or {}
+    return manager.get("value")
+
+
+def change_kind(*, was_active: bool, was_linked: bool, active: bool) -> str:
+    """What a write did to a user, as recorded in its outbox row."""
+    if not was_linked:
+        return "relink"
+    if was_active and not active:
+        return "deactivate"
+    if active and not was_active:
+        return "reactivate"
+    return "update"

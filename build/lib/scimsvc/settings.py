@@ -1,0 +1,50 @@
+"""Configuration from the environment, in one frozen dataclass with defaults that work on this machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web front end, the worker and the CLI read from the environment."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/scimsvc"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    admin_key: str = ""  # empty: the admin API answers 403 until SCIMSVC_ADMIN_KEY is set
+    public_url: str = "http://127.0.0.1:8080"  # base for meta.location
+    queue_name: str = "scimsvc:queue"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    max_body_bytes: int = 1_048_576
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    sweep_after_seconds: int = 10  # outbox rows older than this and unapplied are re-enqueued
+    enqueue_timeout_seconds: float = 1.0
+    worker_max_jobs: int = 20
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read `SCIMSVC_*` variables; keyword overrides win (tests and the CLI use them)."""
+        env = os.environ
+        values: dict[str, object] = {
+            "database_url": env.get("SCIMSVC_DATABASE_URL") or cls.database_url,
+            "redis_url": env.get("SCIMSVC_REDIS_URL") or cls.redis_url,
+            "admin_key": env.get("SCIMSVC_ADMIN_KEY", ""),
+            "public_url": (env.get("SCIMSVC_PUBLIC_URL") or cls.public_url).rstrip("/"),
+            "queue_name": env.get("SCIMSVC_QUEUE_NAME") or cls.queue_name,
+            "db_pool_min": _env_int("SCIMSVC_DB_POOL_MIN", cls.db_pool_min),
+            "db_pool_max": _env_int("SCIMSVC_DB_POOL_MAX", cls.db_pool_max),
+            "max_body_bytes": _env_int("SCIMSVC_MAX_BODY_BYTES", cls.max_body_bytes),
+            "sweep_after_seconds": _env_int("SCIMSVC_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds),
+            "worker_max_jobs": _env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

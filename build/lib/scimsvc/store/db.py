@@ -1,0 +1,33 @@
+"""The asyncpg pool: JSON codecs and connection set-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool whose connections encode and decode JSON with orjson."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    """One connection with the same codecs as the pool's (CLI and migrations)."""
+    conn = await asyncpg.connect(database_url)
+    await _init_connection(conn)
+    return conn

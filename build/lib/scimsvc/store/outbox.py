@@ -1,0 +1,81 @@
+"""The outbox: one row per SCIM write, committed with it; drained per resource, in id order."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+INSERT_CHANGE = """
+INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id
+"""
+# One resource's rows are drained by one transaction at a time, whatever the number of workers.
+LOCK_RESOURCE = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || ($2::uuid)::text, 0))"
+SELECT_PENDING = """
+SELECT id, tenant_id, change, payload, request_id, created_at
+FROM outbox
+WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
+ORDER BY id
+"""
+MARK_APPLIED = "UPDATE outbox SET applied_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+RECORD_FAILURE = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $3
+WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
+"""
+SELECT_STALE = """
+SELECT resource_type, resource_id
+FROM outbox
+WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $1)
+GROUP BY resource_type, resource_id
+ORDER BY min(id)
+LIMIT $2
+"""
+
+
+async def record_change(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    resource_type: str,
+    resource_id: UUID,
+    change: str,
+    payload: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> int:
+    """Add an outbox row; call inside the transaction that makes the change."""
+    return await conn.fetchval(
+        INSERT_CHANGE, tenant_id, resource_type, resource_id, change, payload or {}, request_id
+    )
+
+
+async def lock_resource(conn: asyncpg.Connection, resource_type: str, resource_id: UUID) -> None:
+    """Hold the resource's drain lock until the current transaction ends."""
+    await conn.execute(LOCK_RESOURCE, resource_type, resource_id)
+
+
+async def pending_changes(
+    conn: asyncpg.Connection, resource_type: str, resource_id: UUID
+) -> list[asyncpg.Record]:
+    """The resource's unapplied rows, oldest first."""
+    return await conn.fetch(SELECT_PENDING, resource_type, resource_id)
+
+
+async def mark_applied(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute(MARK_APPLIED, ids)
+
+
+async def record_failure(
+    conn: asyncpg.Connection | asyncpg.Pool, resource_type: str, resource_id: UUID, error: str
+) -> None:
+    """Count a failed attempt on the resource's unapplied rows (the sweeper retries them)."""
+    await conn.execute(RECORD_FAILURE, resource_type, resource_id, error[:2000])
+
+
+async def stale_resources(
+    conn: asyncpg.Connection | asyncpg.Pool, *, older_than_seconds: float, limit: int = 1000
+) -> list[asyncpg.Record]:
+    """Resources with rows still unapplied after `older_than_seconds`, oldest first."""
+    return await conn.fetch(SELECT_STALE, float(older_than_seconds), limit)

@@ -1,0 +1,131 @@
+"""Tenants and their SCIM bearer tokens (stored only as SHA-256 hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+TENANT_COLUMNS = (
+    "id, name, scim_enabled, seats, flexible_licenses, default_license, fallback_license, "
+    "allowed_domains, domain_teams, rate_limit, created_at, updated_at"
+)
+# Settings the admin API may change; the names double as column names.
+TENANT_SETTINGS = (
+    "name",
+    "scim_enabled",
+    "seats",
+    "flexible_licenses",
+    "default_license",
+    "fallback_license",
+    "allowed_domains",
+    "domain_teams",
+    "rate_limit",
+)
+
+INSERT_TENANT = f"""
+INSERT INTO tenants (name, scim_enabled, seats, flexible_licenses, default_license, fallback_license,
+                     allowed_domains, domain_teams, rate_limit)
+VALUES ($1, coalesce($2, true), coalesce($3, 10), coalesce($4, false), coalesce($5, 'free'),
+        coalesce($6, 'free_restricted'), coalesce($7, '{{}}'::text[]), coalesce($8, '{{}}'::jsonb),
+        coalesce($9, '{{}}'::jsonb))
+RETURNING {TENANT_COLUMNS}
+"""
+SELECT_TENANT = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+SELECT_TENANT_BY_NAME = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1 ORDER BY created_at LIMIT 1"
+INSERT_TOKEN = "INSERT INTO scim_tokens (tenant_id, token_hash) VALUES ($1, $2) RETURNING id, created_at"
+REVOKE_TOKEN = """
+UPDATE scim_tokens SET revoked_at = now()
+WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+RETURNING id
+"""
+SELECT_TOKEN_TENANT = """
+SELECT k.token_hash, k.tenant_id, t.scim_enabled
+FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.token_hash = $1 AND k.revoked_at IS NULL
+"""
+LIST_TOKENS = """
+SELECT id, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY created_at, id
+"""
+
+TOKEN_PREFIX = "scim_"
+
+
+def new_token() -> str:
+    """A fresh bearer token: 32 random bytes, URL-safe, with a recognisable prefix."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> bytes:
+    """The only form in which a token is stored."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def create_tenant(conn: asyncpg.Connection, *, name: str, settings: dict[str, Any]) -> asyncpg.Record:
+    """Insert a tenant; settings not given take the column defaults."""
+    return await conn.fetchrow(
+        INSERT_TENANT,
+        name,
+        settings.get("scim_enabled"),
+        settings.get("seats"),
+        settings.get("flexible_licenses"),
+        settings.get("default_license"),
+        settings.get("fallback_license"),
+        settings.get("allowed_domains"),
+        settings.get("domain_teams"),
+        settings.get("rate_limit"),
+    )
+
+
+async def get_tenant(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_TENANT, tenant_id)
+
+
+async def find_tenant_by_name(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record | None:
+    """The oldest tenant called `name` (names are labels, not keys)."""
+    return await conn.fetchrow(SELECT_TENANT_BY_NAME, name)
+
+
+async def update_tenant(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    """Apply `changes` (keys from TENANT_SETTINGS only) and return the tenant, or None if unknown."""
+    unknown = set(changes) - set(TENANT_SETTINGS)
+    if unknown:
+        raise ValueError(f"not tenant settings: {sorted(unknown)}")
+    if not changes:
+        return await get_tenant(conn, tenant_id)
+    names = list(changes)
+    # Column names come from TENANT_SETTINGS (checked above), values are parameters.
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    sql = f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+    return await conn.fetchrow(sql, tenant_id, *(changes[n] for n in names))
+
+
+async def create_token(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> tuple[UUID, str]:
+    """Issue a new token for the tenant; returns (token id, token). The token is never stored."""
+    token = new_token()
+    row = await conn.fetchrow(INSERT_TOKEN, tenant_id, hash_token(token))
+    return row["id"], token
+
+
+async def revoke_token(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, token_id: UUID) -> bool:
+    """Revoke one of the tenant's tokens; False if it does not exist or is already revoked."""
+    return await conn.fetchval(REVOKE_TOKEN, tenant_id, token_id) is not None
+
+
+async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(LIST_TOKENS, tenant_id)
+
+
+async def tenant_for_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> asyncpg.Record | None:
+    """The (tenant_id, scim_enabled) a valid, unrevoked token belongs to, or None."""
+    digest = hash_token(token)
+    row = await conn.fetchrow(SELECT_TOKEN_TENANT, digest)
+    # The lookup is by a hash the caller cannot steer; the constant-time compare guards the final check.
+    if row is None or not secrets.compare_digest(row["token_hash"], digest):
+        return None
+    return row

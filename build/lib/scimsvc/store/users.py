@@ -1,0 +1,151 @@
+"""SQL for users. The SCIM resource is kept as JSONB beside the columns that filters and paging use."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from schemas.user import PRODUCT_SCHEMA
+from scimsvc.scim.filters import Column
+
+# How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
+# attribute is read from the `resource` JSONB.
+FILTER_COLUMNS: dict[str, Column] = {
+    "id": Column("u.id", "uuid", nullable=False),
+    "username": Column("u.user_name", "string", nullable=False),
+    "externalid": Column("u.external_id", "string"),
+    "displayname": Column("u.display_name", "string"),
+    "active": Column("u.active", "boolean", nullable=False),
+    "meta.created": Column("u.created_at", "dateTime", nullable=False),
+    "meta.lastmodified": Column("u.updated_at", "dateTime", nullable=False),
+    f"{PRODUCT_SCHEMA}:provisioningState".lower(): Column("u.provisioning_state", "string", nullable=False),
+    f"{PRODUCT_SCHEMA}:provisionedAt".lower(): Column("u.provisioned_at", "dateTime"),
+}
+RESOURCE_COLUMN = "u.resource"
+
+USER_COLUMNS = (
+    "u.id, u.tenant_id, u.user_name, u.active, u.scim_linked, u.resource, u.version, "
+    "u.provisioning_state, u.provisioned_at, u.created_at, u.updated_at"
+)
+
+SELECT_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked"
+SELECT_USER_FOR_UPDATE = SELECT_USER + " FOR UPDATE"
+SELECT_BY_USER_NAME_FOR_UPDATE = f"""
+SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND lower(u.user_name) = lower($2) FOR UPDATE
+"""
+INSERT_USER = f"""
+INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING {USER_COLUMNS}
+"""
+UPDATE_USER = f"""
+UPDATE users AS u
+SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
+    scim_linked = true, version = u.version + 1, updated_at = now(), provisioning_state = 'pending'
+WHERE u.tenant_id = $1 AND u.id = $2
+RETURNING {USER_COLUMNS}
+"""
+UNLINK_USER = """
+UPDATE users AS u
+SET scim_linked = false, active = false, version = u.version + 1, updated_at = now(),
+    provisioning_state = 'pending'
+WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked
+RETURNING u.id
+"""
+SELECT_DISPLAY_NAMES = """
+SELECT u.id, coalesce(u.display_name, u.user_name) AS display_name
+FROM users u WHERE u.tenant_id = $1 AND u.id = ANY($2::uuid[]) AND u.scim_linked
+"""
+APPLY_PROVISIONING_STATE = """
+UPDATE users SET
+    provisioning_state = CASE WHEN active AND scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
+    provisioned_at = now()
+WHERE id = $1
+"""
+
+
+def _columns(resource: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        resource["userName"],
+        resource.get("externalId"),
+        resource.get("displayName"),
+        resource.get("active", True),
+        resource,
+    )
+
+
+async def get_user(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_id: UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    """A SCIM-linked user of the tenant (unlinked users are invisible to SCIM)."""
+    return await conn.fetchrow(SELECT_USER_FOR_UPDATE if for_update else SELECT_USER, tenant_id, user_id)
+
+
+async def lock_by_user_name(
+    conn: asyncpg.Connection, tenant_id: UUID, user_name: str
+) -> asyncpg.Record | None:
+    """The tenant's user with this userName (case-insensitive), linked or not, locked for update."""
+    return await conn.fetchrow(SELECT_BY_USER_NAME_FOR_UPDATE, tenant_id, user_name)
+
+
+async def insert_user(conn: asyncpg.Connection, tenant_id: UUID, resource: dict[str, Any]) -> asyncpg.Record:
+    """Insert a user; raises asyncpg.UniqueViolationError if the userName is taken."""
+    return await conn.fetchrow(INSERT_USER, tenant_id, *_columns(resource))
+
+
+async def update_user(
+    conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID, resource: dict[str, Any]
+) -> asyncpg.Record:
+    """Replace a user's resource (and re-link it if it was unlinked); bumps the version."""
+    return await conn.fetchrow(UPDATE_USER, tenant_id, user_id, *_columns(resource))
+
+
+async def unlink_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> bool:
+    """Deactivate a user and hide it from SCIM (the SCIM DELETE); False if not found."""
+    return await conn.fetchval(UNLINK_USER, tenant_id, user_id) is not None
+
+
+async def display_names(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_ids: list[UUID]
+) -> dict[UUID, str]:
+    """displayName (else userName) of those of `user_ids` that are linked users of the tenant."""
+    rows = await conn.fetch(SELECT_DISPLAY_NAMES, tenant_id, user_ids)
+    return {r["id"]: r["display_name"] for r in rows}
+
+
+async def list_users(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    where: str,
+    params: list[Any],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    """One page of the tenant's linked users matching `where` (compiled from a filter, `$1` = tenant id).
+
+    The order (created_at, id) is total, so walking startIndex never skips or repeats a user.
+    """
+    n = len(params)
+    # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
+    page_sql = f"""
+        SELECT {USER_COLUMNS}, count(*) OVER () AS total
+        FROM users u
+        WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})
+        ORDER BY u.created_at, u.id
+        OFFSET ${n + 1} LIMIT ${n + 2}
+    """
+    rows = await conn.fetch(page_sql, *params, offset, limit)
+    if rows:
+        return rows[0]["total"], rows
+    if offset == 0 and limit > 0:
+        return 0, []
+    # A page past the end (or count=0) has no row to carry the total.
+    count_sql = f"SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})"
+    return await conn.fetchval(count_sql, *params), []
+
+
+async def apply_provisioning_state(conn: asyncpg.Connection, user_id: UUID) -> None:
+    """Record that the worker has applied the user's latest desired state."""
+    await conn.execute(APPLY_PROVISIONING_STATE, user_id)

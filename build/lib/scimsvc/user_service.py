@@ -1,0 +1,191 @@
+"""The steps of each SCIM User request: validate, write with its outbox row, read back.
+
+No SCIM rule of its own lives here (those are in `scimsvc.scim`); this module chains them with the
+store calls, in one transaction per write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
+from scimsvc.changes import Scope, write
+from scimsvc.scim import filters
+from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
+from scimsvc.scim.patch import apply_patch, parse_patch_request
+from scimsvc.scim.users import change_kind, manager_id, validate_user
+from scimsvc.store import users as store
+
+TAKEN = (
+    "userName {name!r} is already used by another user of this tenant "
+    "(userNames are unique, case-insensitively)"
+)
+
+
+def parse_user_id(raw: str) -> UUID:
+    """A user id from a URL; anything that is not one of ours is simply not found."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise not_found(f"User {raw!r} not found") from None
+
+
+def check_if_match(if_match: str | None, version: int) -> None:
+    """RFC 7644 §3.14: a stale `If-Match` gets 412 and changes nothing (compared weakly)."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    current = str(version)
+    tags = [t.strip().removeprefix("W/").strip('"') for t in if_match.split(",")]
+    if current not in tags:
+        raise ScimError(
+            412,
+            f'the user has changed since you read it (its version is W/"{current}"): read it again and retry',
+            "preconditionFailed",
+        )
+
+
+async def _resolve_manager(conn: asyncpg.Connection, tenant_id: UUID, resource: dict[str, Any]) -> None:
+    """The manager must be a user of the same tenant; fill in its displayName (read-only for the IdP)."""
+    raw = manager_id(resource)
+    if raw is None:
+        return
+    try:
+        mid = UUID(raw)
+    except ValueError:
+        mid = None
+    names = await store.display_names(conn, tenant_id, [mid]) if mid else {}
+    if mid not in names:
+        raise invalid_value(
+            f"manager.value {raw!r} is not the id of a user of this tenant: provision the manager first"
+        )
+    resource[ENTERPRISE_SCHEMA]["manager"]["displayName"] = names[mid]
+
+
+Locker = Callable[[asyncpg.Connection], Awaitable[asyncpg.Record | None]]
+Builder = Callable[[asyncpg.Record | None], dict[str, Any] | None]
+
+
+async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Record:
+    """Lock the user, build its new resource from the locked row, save it and its outbox row.
+
+    Building from the locked row means concurrent PATCHes of one user never lose each other's changes.
+    `build` returns None when nothing changes; then nothing is written.
+    """
+    async with write(scope) as tx:
+        existing = await lock(tx.conn)
+        resource = build(existing)
+        if resource is None:
+            assert existing is not None
+            return existing
+        await _resolve_manager(tx.conn, scope.tenant_id, resource)
+        try:
+            if existing is None:
+                row = await store.insert_user(tx.conn, scope.tenant_id, resource)
+                change = "create"
+            else:
+                row = await store.update_user(tx.conn, scope.tenant_id, existing["id"], resource)
+                change = change_kind(
+                    was_active=existing["active"], was_linked=existing["scim_linked"], active=row["active"]
+                )
+        except asyncpg.UniqueViolationError:
+            raise uniqueness(TAKEN.format(name=resource["userName"])) from None
+        payload: dict[str, Any] = {"active": row["active"]}
+        if existing is not None and existing["user_name"] != row["user_name"]:
+            payload["previous_user_name"] = existing["user_name"]
+        await tx.record("user", row["id"], change, payload)
+    return row
+
+
+def _lock_linked(
+    scope: Scope, raw_id: str, if_match: str | None
+) -> Callable[[asyncpg.Connection], Awaitable[asyncpg.Record]]:
+    """Lock a linked user of the tenant (404 if none) and check If-Match against it."""
+    user_id = parse_user_id(raw_id)
+
+    async def lock(conn: asyncpg.Connection) -> asyncpg.Record:
+        row = await store.get_user(conn, scope.tenant_id, user_id, for_update=True)
+        if row is None:
+            raise not_found(f"User {raw_id!r} not found")
+        check_if_match(if_match, row["version"])
+        return row
+
+    return lock
+
+
+async def create_user(scope: Scope, body: Any) -> asyncpg.Record:
+    """POST /Users. A userName that was SCIM-DELETEd re-links that same product user."""
+    resource = validate_user(body, refuse_password=False)
+    resource.setdefault("active", True)
+
+    async def lock(conn: asyncpg.Connection) -> asyncpg.Record | None:
+        existing = await store.lock_by_user_name(conn, scope.tenant_id, resource["userName"])
+        if existing is not None and existing["scim_linked"]:
+            raise uniqueness(TAKEN.format(name=resource["userName"]))
+        return existing
+
+    return await _write_user(scope, lock, lambda _: resource)
+
+
+async def get_user(scope: Scope, raw_id: str) -> asyncpg.Record:
+    """GET /Users/{id}."""
+    row = await store.get_user(scope.pool, scope.tenant_id, parse_user_id(raw_id))
+    if row is None:
+        raise not_found(f"User {raw_id!r} not found")
+    return row
+
+
+async def replace_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
+    """PUT /Users/{id}: the body replaces the user; `active` left out keeps its current value."""
+    resource = validate_user(body, refuse_password=True)
+
+    def build(current: asyncpg.Record | None) -> dict[str, Any]:
+        assert current is not None
+        resource.setdefault("active", current["active"])
+        return resource
+
+    return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build)
+
+
+async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
+    """PATCH /Users/{id}: apply the operations to the locked user, re-validate, save if anything changed."""
+    operations = parse_patch_request(body)
+
+    def build(current: asyncpg.Record | None) -> dict[str, Any] | None:
+        assert current is not None
+        stored = {**current["resource"], "active": current["active"]}
+        resource = validate_user(apply_patch(stored, operations, USER_RESOURCE), refuse_password=True)
+        resource.setdefault("active", True)
+        return None if resource == stored else resource
+
+    return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build)
+
+
+async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> None:
+    """DELETE /Users/{id}: deactivate and unlink (never destructive); GET then answers 404."""
+    lock = _lock_linked(scope, raw_id, if_match)
+    async with write(scope) as tx:
+        current = await lock(tx.conn)
+        await store.unlink_user(tx.conn, scope.tenant_id, current["id"])
+        await tx.record("user", current["id"], "delete", {"active": False})
+
+
+async def list_users(
+    scope: Scope, *, filter_text: str | None, start_index: int, count: int
+) -> tuple[int, list[asyncpg.Record]]:
+    """GET /Users: one page of the tenant's users matching the filter, with the exact total."""
+    params: list[Any] = [scope.tenant_id]
+    where = "TRUE"
+    if filter_text is not None and filter_text.strip():
+        node = filters.parse_filter(filter_text)
+        where = filters.compile_filter(
+            node,
+            USER_RESOURCE,
+            columns=store.FILTER_COLUMNS,
+            resource_column=store.RESOURCE_COLUMN,
+            params=params,
+        )
+    return await store.list_users(scope.pool, where=where, params=params, offset=start_index - 1, limit=count)

@@ -1,0 +1,1 @@
+"""The scimsvc worker: arq jobs that apply outbox rows to product state."""

@@ -1,0 +1,44 @@
+"""arq worker settings: `scimsvc worker` (or `arq worker.settings.WorkerSettings`) runs these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.cron import cron
+
+from scimsvc.settings import Settings
+from scimsvc.store.db import create_pool
+from worker.jobs import MAX_TRIES, apply_outbox, sweep_outbox
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker` built from scimsvc settings."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["settings"] = settings
+        ctx["pool"] = await create_pool(
+            settings.database_url, min_size=1, max_size=max(2, settings.worker_max_jobs // 2)
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "pool" in ctx:
+            await ctx["pool"].close()
+
+    return {
+        "functions": [apply_outbox],
+        "cron_jobs": [cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True)],
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": settings.queue_name,
+        "health_check_interval": 10,
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": 300,
+        "keep_result": 60,
+        "max_tries": MAX_TRIES,
+    }
+
+
+# For `arq worker.settings.WorkerSettings`: arq reads a class's attributes; built from the environment.
+WorkerSettings = type("WorkerSettings", (), worker_settings(Settings.from_env()))
