@@ -1,1 +1,0 @@
-"""The scimsvc worker: arq jobs that apply outbox rows to product state."""
