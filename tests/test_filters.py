@@ -15,17 +15,8 @@ from schemas.catalog import Attr
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.scim.errors import ScimError
 from scimsvc.scim.filter_ast import And, Compare, Node, Not, Or, Present, ValuePath
-from scimsvc.scim.filters import Column, compile_filter, matches, matches_element, parse_filter
-
-USER_COLUMNS = {
-    "id": Column("u.id", "uuid", nullable=False),
-    "username": Column("u.user_name", "string", nullable=False),
-    "externalid": Column("u.external_id", "string"),
-    "displayname": Column("u.display_name", "string"),
-    "active": Column("u.active", "boolean", nullable=False),
-    "meta.created": Column("u.created_at", "dateTime", nullable=False),
-    "meta.lastmodified": Column("u.updated_at", "dateTime", nullable=False),
-}
+from scimsvc.scim.filters import compile_filter, matches, matches_element, parse_filter
+from scimsvc.store.users import RESOURCE_FILTER_COLUMNS as USER_COLUMNS
 
 
 def core_attr(name: str) -> Attr:

@@ -23,17 +23,9 @@ from hypothesis import strategies as st
 
 from schemas.user import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_RESOURCE
 from scimsvc.scim.filter_ast import And, Compare, Node, Not, Or, Present, ValuePath
-from scimsvc.scim.filters import Column, compile_filter, matches, parse_filter
+from scimsvc.scim.filters import compile_filter, matches, parse_filter
+from scimsvc.store.users import RESOURCE_FILTER_COLUMNS as USER_COLUMNS
 
-USER_COLUMNS = {
-    "id": Column("u.id", "uuid", nullable=False),
-    "username": Column("u.user_name", "string", nullable=False),
-    "externalid": Column("u.external_id", "string"),
-    "displayname": Column("u.display_name", "string"),
-    "active": Column("u.active", "boolean", nullable=False),
-    "meta.created": Column("u.created_at", "dateTime", nullable=False),
-    "meta.lastmodified": Column("u.updated_at", "dateTime", nullable=False),
-}
 PG = {"host": os.environ.get("SCIMSVC_TEST_PGHOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
 
 CREATE_TABLE = """

@@ -12,7 +12,7 @@ from scimsvc.scim.filters import Column
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
 # attribute is read from the `resource` JSONB.
-FILTER_COLUMNS: dict[str, Column] = {
+RESOURCE_FILTER_COLUMNS: dict[str, Column] = {
     "id": Column("u.id", "uuid", nullable=False),
     "username": Column("u.user_name", "string", nullable=False),
     "externalid": Column("u.external_id", "string"),
@@ -20,6 +20,10 @@ FILTER_COLUMNS: dict[str, Column] = {
     "active": Column("u.active", "boolean", nullable=False),
     "meta.created": Column("u.created_at", "dateTime", nullable=False),
     "meta.lastmodified": Column("u.updated_at", "dateTime", nullable=False),
+}
+# The product state lives in columns the worker maintains, not in the stored resource.
+FILTER_COLUMNS: dict[str, Column] = {
+    **RESOURCE_FILTER_COLUMNS,
     f"{PRODUCT_SCHEMA}:provisioningState".lower(): Column("u.provisioning_state", "string", nullable=False),
     f"{PRODUCT_SCHEMA}:provisionedAt".lower(): Column("u.provisioned_at", "dateTime"),
 }
