@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -219,13 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_for(args: argparse.Namespace) -> Settings:
+    """Settings from the environment; without SCIMSVC_PUBLIC_URL, the address being served is public."""
+    settings = Settings.from_env()
+    if not os.environ.get("SCIMSVC_PUBLIC_URL") and getattr(args, "port", None):
+        settings = dataclasses.replace(settings, public_url=f"http://{args.host}:{args.port}")
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("SCIMSVC_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
-    return args.func(Settings.from_env(), args)
+    return args.func(_settings_for(args), args)
 
 
 if __name__ == "__main__":
