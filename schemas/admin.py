@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, fields, post_load, validate
 
+from schemas.base import Text
+
 LICENSES = ("free", "free_restricted")
 FALLBACKS = ("free_restricted", "none")
 
@@ -16,14 +18,14 @@ class TenantSettingsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = Text(validate=validate.Length(min=1, max=200))
     scim_enabled = fields.Boolean()
     seats = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000_000))
     flexible_licenses = fields.Boolean()
-    default_license = fields.String(validate=validate.OneOf(LICENSES))
-    fallback_license = fields.String(validate=validate.OneOf(FALLBACKS))
-    allowed_domains = fields.List(fields.String(validate=validate.Length(min=1, max=253)))
-    domain_teams = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    default_license = Text(validate=validate.OneOf(LICENSES))
+    fallback_license = Text(validate=validate.OneOf(FALLBACKS))
+    allowed_domains = fields.List(Text(validate=validate.Length(min=1, max=253)))
+    domain_teams = fields.Dict(keys=Text(), values=fields.List(Text()))
     rate_limit = fields.Dict()
 
     @post_load
@@ -34,7 +36,7 @@ class TenantSettingsSchema(Schema):
 
 
 class TenantCreateSchema(TenantSettingsSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
 class ScimToggleSchema(Schema):

@@ -32,7 +32,17 @@ class ScimSchema(Schema):
         return result
 
 
-class ScimString(fields.String):
+class Text(fields.String):
+    """A string PostgreSQL can store: NUL (U+0000) is refused with a clear message, not a database error."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("must not contain the NUL character (\\u0000)")
+        return text
+
+
+class ScimString(Text):
     """A SCIM string; IdPs sometimes send numbers (`"employeeNumber": 42`), which are kept as text."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:

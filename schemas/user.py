@@ -189,7 +189,10 @@ class UserSchema(ScimSchema):
         for photo in value:
             if str(photo.get("type", "")).lower() != "photo" or "value" not in photo:
                 continue
-            url = urlsplit(photo["value"])
+            try:
+                url = urlsplit(photo["value"])
+            except ValueError:
+                raise ValidationError(f"photo {photo['value']!r} is not a valid URL") from None
             if (
                 url.scheme not in ("http", "https")
                 or not url.netloc

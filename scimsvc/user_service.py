@@ -48,8 +48,10 @@ def check_if_match(if_match: str | None, version: int) -> None:
         )
 
 
-async def _resolve_manager(conn: asyncpg.Connection, tenant_id: UUID, resource: dict[str, Any]) -> None:
-    """The manager must be a user of the same tenant; fill in its displayName (read-only for the IdP)."""
+async def _resolve_manager(
+    conn: asyncpg.Connection, tenant_id: UUID, resource: dict[str, Any], *, user_id: UUID | None
+) -> None:
+    """The manager must be another user of the tenant; fill in its displayName (read-only for the IdP)."""
     raw = manager_id(resource)
     if raw is None:
         return
@@ -57,6 +59,8 @@ async def _resolve_manager(conn: asyncpg.Connection, tenant_id: UUID, resource: 
         mid = UUID(raw)
     except ValueError:
         mid = None
+    if mid is not None and mid == user_id:
+        raise invalid_value("manager.value is the user's own id: a user cannot be their own manager")
     names = await store.display_names(conn, tenant_id, [mid]) if mid else {}
     if mid not in names:
         raise invalid_value(
@@ -81,7 +85,9 @@ async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Rec
         if resource is None:
             assert existing is not None
             return existing
-        await _resolve_manager(tx.conn, scope.tenant_id, resource)
+        await _resolve_manager(
+            tx.conn, scope.tenant_id, resource, user_id=existing["id"] if existing is not None else None
+        )
         try:
             if existing is None:
                 row = await store.insert_user(tx.conn, scope.tenant_id, resource)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -51,6 +52,46 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
         "POST",
         "/Users",
         user_body("t@x.com", photos=[{"value": "ftp://x.com/me.png", "type": "photo"}]),
+        400,
+        "invalidValue",
+    ),
+    ("NUL in a string", "POST", "/Users", user_body("t@x.com", displayName="x\u0000y"), 400, "invalidValue"),
+    (
+        "NUL in a sub-attribute",
+        "POST",
+        "/Users",
+        user_body("t@x.com", name={"givenName": "x\u0000"}),
+        400,
+        "invalidValue",
+    ),
+    (
+        "photo URL malformed",
+        "POST",
+        "/Users",
+        user_body("t@x.com", photos=[{"value": "http://[::1", "type": "photo"}]),
+        400,
+        "invalidValue",
+    ),
+    (
+        "patch NUL",
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "replace", "path": "displayName", "value": "x\u0000"}]},
+        400,
+        "invalidValue",
+    ),
+    (
+        "own manager",
+        "PATCH",
+        "/Users/{id}",
+        {
+            "Operations": [
+                {
+                    "op": "replace",
+                    "value": {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager": "{id}"},
+                }
+            ]
+        },
         400,
         "invalidValue",
     ),
@@ -146,6 +187,8 @@ async def test_bad_input_gets_scim_error_and_changes_nothing(
 ):
     before = await snapshot(db, tenant.id)
     url = "/scim/v2" + path.replace("{id}", existing["id"])
+    if isinstance(body, dict) and "{id}" in str(body):
+        body = json.loads(json.dumps(body).replace("{id}", existing["id"]))
     if isinstance(body, dict) and body.get("userName") == "{userName}":
         body = {**body, "userName": existing["userName"]}
     kwargs: dict[str, Any] = {"headers": tenant.headers}
@@ -170,3 +213,10 @@ async def test_wrong_method_lists_allowed_methods(client, tenant, existing):
     resp = await client.post(f"/scim/v2/Users/{existing['id']}", json={}, headers=tenant.headers)
     assert resp.status == 405
     assert "GET" in resp.headers["Allow"]
+
+
+async def test_start_index_beyond_any_table_is_an_empty_page(client, tenant, existing):
+    resp = await client.get("/scim/v2/Users?startIndex=99999999999999999999999", headers=tenant.headers)
+    assert resp.status == 200
+    page = await resp.json()
+    assert page["Resources"] == [] and page["totalResults"] >= 1

@@ -10,6 +10,7 @@ from schemas.user import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
 from scimsvc.scim.errors import invalid_value
 
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+MAX_START_INDEX = 2**62
 
 
 def scim_datetime(value: datetime | None) -> str | None:
@@ -72,6 +73,7 @@ def parse_paging(query: Mapping[str, str], *, default_count: int, max_count: int
         except ValueError:
             raise invalid_value(f"{name} must be an integer, got {raw!r}") from None
 
-    start_index = max(1, integer("startIndex", 1))
+    # Past any real table, but inside PostgreSQL's bigint OFFSET: such a page is simply empty.
+    start_index = min(max(1, integer("startIndex", 1)), MAX_START_INDEX)
     count = min(max(0, integer("count", default_count)), max_count)
     return start_index, count
