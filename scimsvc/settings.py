@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _env_int(name: str, default: int) -> int:
@@ -28,7 +28,6 @@ class Settings:
     sweep_after_seconds: int = 10  # outbox rows older than this and unapplied are re-enqueued
     enqueue_timeout_seconds: float = 1.0
     worker_max_jobs: int = 20
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

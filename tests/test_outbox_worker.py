@@ -167,3 +167,24 @@ async def test_row_written_while_redis_is_down_is_applied_after_it_returns(
         await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"])
         == "provisioned"
     )
+
+
+async def test_two_workers_at_once_apply_each_row_exactly_once(client, new_tenant, db, settings):
+    tenant = await new_tenant()
+    ids = []
+    for _ in range(15):
+        resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+        ids.append((await resp.json())["id"])
+        patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+        await client.patch(f"/scim/v2/Users/{ids[-1]}", json=patch, headers=tenant.headers)
+
+    await asyncio.gather(run_worker(settings), run_worker(settings))
+
+    rows = await db.fetch(
+        "SELECT applied_at IS NOT NULL AS applied, attempts FROM outbox WHERE tenant_id = $1::uuid", tenant.id
+    )
+    assert len(rows) == 30 and all(r["applied"] and r["attempts"] == 1 for r in rows)
+    states = await db.fetch(
+        "SELECT DISTINCT provisioning_state FROM users WHERE tenant_id = $1::uuid", tenant.id
+    )
+    assert [s["provisioning_state"] for s in states] == ["deprovisioned"]

@@ -221,3 +221,22 @@ async def test_plain_application_json_is_accepted(client, tenant):
     headers = {**tenant.headers, "Content-Type": "application/json"}
     resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=headers)
     assert resp.status == 201
+
+
+async def test_concurrent_patches_of_one_user_lose_nothing(client, tenant, db):
+    import asyncio
+
+    created = await create(client, tenant)
+    url = f"/scim/v2/Users/{created['id']}"
+
+    async def add_role(i: int) -> int:
+        patch = {"Operations": [{"op": "add", "path": "roles", "value": [{"value": f"role-{i}"}]}]}
+        resp = await client.patch(url, json=patch, headers=tenant.headers)
+        return resp.status
+
+    statuses = await asyncio.gather(*(add_role(i) for i in range(20)))
+    assert statuses == [200] * 20
+    body = await (await client.get(url, headers=tenant.headers)).json()
+    assert {r["value"] for r in body["roles"]} == {f"role-{i}" for i in range(20)}
+    assert body["meta"]["version"] == 'W/"21"'
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE resource_id = $1::uuid", created["id"]) == 21

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiohttp import web
 
 from scimsvc import user_service
@@ -28,7 +31,7 @@ def base_url(request: web.Request) -> str:
     return request.app[SETTINGS].public_url + "/scim/v2"
 
 
-def user_response(request: web.Request, row, *, status: int = 200) -> web.Response:  # type: ignore[no-untyped-def]
+def user_response(request: web.Request, row: Mapping[str, Any], *, status: int = 200) -> web.Response:
     body = render_user(row, base_url=base_url(request))
     headers = {"ETag": body["meta"]["version"]}
     if status == 201:
