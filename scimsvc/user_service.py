@@ -15,8 +15,9 @@ import asyncpg
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.changes import Scope, write
 from scimsvc.scim import filters
-from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
+from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
+from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.users import change_kind, manager_id, validate_user
 from scimsvc.store import users as store
 
@@ -32,20 +33,6 @@ def parse_user_id(raw: str) -> UUID:
         return UUID(raw)
     except ValueError:
         raise not_found(f"User {raw!r} not found") from None
-
-
-def check_if_match(if_match: str | None, version: int) -> None:
-    """RFC 7644 §3.14: a stale `If-Match` gets 412 and changes nothing (compared weakly)."""
-    if if_match is None or if_match.strip() == "*":
-        return
-    current = str(version)
-    tags = [t.strip().removeprefix("W/").strip('"') for t in if_match.split(",")]
-    if current not in tags:
-        raise ScimError(
-            412,
-            f'the user has changed since you read it (its version is W/"{current}"): read it again and retry',
-            "preconditionFailed",
-        )
 
 
 async def _resolve_manager(

@@ -11,7 +11,7 @@ from scimsvc import user_service
 from scimsvc.changes import Scope
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.routes.responses import read_json, scim_response
-from scimsvc.scim.resources import list_response, parse_paging, render_user, weak_etag
+from scimsvc.scim.resources import list_response, not_modified, parse_paging, render_user, weak_etag
 
 routes = web.RouteTableDef()
 
@@ -63,8 +63,7 @@ async def create_user(request: web.Request) -> web.Response:
 @routes.get("/scim/v2/Users/{id}")
 async def get_user(request: web.Request) -> web.Response:
     row = await user_service.get_user(scope_of(request), request.match_info["id"])
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match and weak_etag(row["version"]) in [t.strip() for t in if_none_match.split(",")]:
+    if not_modified(request.headers.get("If-None-Match"), row["version"]):
         return web.Response(status=304, headers={"ETag": weak_etag(row["version"])})
     return user_response(request, row)
 

@@ -23,15 +23,11 @@ from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
 from scimsvc.scim.errors import ScimError, invalid_path, invalid_syntax, mutability, no_target
 from scimsvc.scim.filter_ast import And, Compare, Node
 from scimsvc.scim.filters import matches_element, parse_filter
+from scimsvc.scim.users import PASSWORD_REFUSED
 
 PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 PATCH_OPS = ("add", "remove", "replace")
 MAX_OPERATIONS = 10_000
-
-PASSWORD_REFUSED = (
-    "password changes are not supported: users sign in through the identity provider, so scimsvc never "
-    "stores a password. Remove the password attribute from the request (in Okta, turn off 'Sync Password')."
-)
 
 _EXAMPLE = (
     '{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], '

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.user import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
-from scimsvc.scim.errors import invalid_value
+from scimsvc.scim.errors import ScimError, invalid_value
 
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 MAX_START_INDEX = 2**62
@@ -23,6 +23,29 @@ def scim_datetime(value: datetime | None) -> str | None:
 def weak_etag(version: int) -> str:
     """The resource's `meta.version` and ETag header value."""
     return f'W/"{version}"'
+
+
+def _etag_versions(header: str) -> list[str]:
+    return [tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")]
+
+
+def check_if_match(if_match: str | None, version: int) -> None:
+    """RFC 7644 §3.14: a stale `If-Match` gets 412 and changes nothing (compared weakly)."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    if str(version) not in _etag_versions(if_match):
+        raise ScimError(
+            412,
+            f'the resource has changed since you read it (now W/"{version}"): read it again and retry',
+            "preconditionFailed",
+        )
+
+
+def not_modified(if_none_match: str | None, version: int) -> bool:
+    """Whether a GET with this `If-None-Match` should get 304 (compared weakly)."""
+    if not if_none_match:
+        return False
+    return if_none_match.strip() == "*" or str(version) in _etag_versions(if_none_match)
 
 
 def render_user(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
