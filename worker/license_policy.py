@@ -1,0 +1,53 @@
+"""Which license a user gets (DESIGN.md §4): a pure decision, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+License = Literal["full", "free", "free_restricted"]
+
+
+@dataclass(frozen=True)
+class Licensing:
+    """A tenant's license settings."""
+
+    seats: int
+    flexible: bool = False
+    default_license: License = "free"  # flexible tenants: what a new user gets
+    fallback_license: Literal["free_restricted", "none"] = "free_restricted"  # no seat free
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The license a user should hold (None: no license) and whether it waits for a seat."""
+
+    license: License | None
+    waiting: bool = False
+
+
+def wants_full(user_type: str | None) -> bool:
+    """`userType` Full, in any case, asks for a full license."""
+    return (user_type or "").strip().lower() == "full"
+
+
+def decide_license(tenant: Licensing, *, active: bool, user_type: str | None, seat_free: bool) -> Decision:
+    """The license for one user, given whether a seat is free for it right now.
+
+    Non-flexible: full if a seat is free, else the fallback. Flexible: the default license, or full for a
+    `userType` Full user when a seat is free. The waiting list holds users who asked for a seat and did
+    not get one: Full users anywhere, and every active user left without a license (fallback `none`).
+    Deactivated users hold nothing and never wait.
+    """
+    if not active:
+        return Decision(None)
+    full_asked = wants_full(user_type)
+    if tenant.flexible:
+        if full_asked:
+            return Decision("full") if seat_free else Decision(tenant.default_license, waiting=True)
+        return Decision(tenant.default_license)
+    if seat_free:
+        return Decision("full")
+    if tenant.fallback_license == "none":
+        return Decision(None, waiting=True)
+    return Decision(tenant.fallback_license, waiting=full_asked)
