@@ -25,6 +25,7 @@ class Scope:
     settings: Settings
     tenant_id: UUID
     request_id: str | None = None
+    allowed_domains: tuple[str, ...] = ()  # the tenant's allowlist; empty allows every domain
 
 
 @dataclass

@@ -16,3 +16,4 @@ REDIS = web.AppKey("redis", ArqRedis)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)
+ALLOWED_DOMAINS = web.RequestKey("allowed_domains", tuple)

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from scimsvc.keys import POOL, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.keys import ALLOWED_DOMAINS, POOL, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
 from scimsvc.scim.errors import ScimError
 from scimsvc.store.tenants import tenant_for_token
@@ -109,6 +109,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings"
             )
         request[TENANT_ID] = found["tenant_id"]
+        request[ALLOWED_DOMAINS] = tuple(found["allowed_domains"])
     elif path.startswith(ADMIN_PREFIX):
         admin_key = request.app[SETTINGS].admin_key
         if not admin_key:

@@ -18,7 +18,7 @@ from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
-from scimsvc.scim.users import change_kind, manager_id, validate_user
+from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
 from scimsvc.store import users as store
 
 TAKEN = (
@@ -72,6 +72,10 @@ async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Rec
         if resource is None:
             assert existing is not None
             return existing
+        # New provisioning (or a new email) must pass the allowlist; other updates, such as
+        # deactivating a user whose domain was removed from the list later, must not be blocked.
+        if existing is None or not existing["scim_linked"] or existing["user_name"] != resource["userName"]:
+            check_allowed_domain(resource["userName"], scope.allowed_domains)
         await _resolve_manager(
             tx.conn, scope.tenant_id, resource, user_id=existing["id"] if existing is not None else None
         )

@@ -240,3 +240,38 @@ async def test_concurrent_patches_of_one_user_lose_nothing(client, tenant, db):
     assert {r["value"] for r in body["roles"]} == {f"role-{i}" for i in range(20)}
     assert body["meta"]["version"] == 'W/"21"'
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE resource_id = $1::uuid", created["id"]) == 21
+
+
+async def test_allowlist_refuses_other_domains_and_names_the_setting(client, new_tenant, db):
+    tenant = await new_tenant(allowed_domains=["allowed.example"])
+    email = unique_email("out", domain="elsewhere.example")
+    resp = await client.post("/scim/v2/Users", json=user_body(email), headers=tenant.headers)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["scimType"] == "invalidValue"
+    assert "elsewhere.example" in body["detail"] and "allowed_domains" in body["detail"]
+    assert await db.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1::uuid", tenant.id) == 0
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid", tenant.id) == 0
+
+    inside = await create(client, tenant, unique_email("in", domain="Allowed.Example"))
+    patch = {"Operations": [{"op": "replace", "path": "userName", "value": email}]}
+    resp = await client.patch(f"/scim/v2/Users/{inside['id']}", json=patch, headers=tenant.headers)
+    assert resp.status == 400 and "elsewhere.example" in (await resp.json())["detail"]
+    assert (
+        await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", inside["id"])
+        == inside["userName"]
+    )
+
+
+async def test_user_outside_a_later_allowlist_can_still_be_deactivated(client, new_tenant):
+    from tests.conftest import ADMIN_HEADERS
+
+    tenant = await new_tenant()
+    user = await create(client, tenant, unique_email(domain="old.example"))
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}", json={"allowed_domains": ["new.example"]}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200
+    patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+    resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=tenant.headers)
+    assert resp.status == 200 and (await resp.json())["active"] is False

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from scimsvc import user_service
 from scimsvc.changes import Scope
-from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.keys import ALLOWED_DOMAINS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.routes.responses import read_json, scim_response
 from scimsvc.scim.resources import list_response, not_modified, parse_paging, render_user, weak_etag
 
@@ -24,6 +24,7 @@ def scope_of(request: web.Request) -> Scope:
         settings=app[SETTINGS],
         tenant_id=request[TENANT_ID],
         request_id=request.get(REQUEST_ID),
+        allowed_domains=request[ALLOWED_DOMAINS],
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from marshmallow import ValidationError
@@ -36,6 +36,19 @@ def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
         return load_user(body)
     except ValidationError as exc:
         raise invalid_value("invalid User: " + "; ".join(flatten_errors(exc.messages))) from None
+
+
+def check_allowed_domain(user_name: str, allowed_domains: Sequence[str]) -> None:
+    """The tenant's allowlist (DESIGN.md §3): a userName outside it is refused, naming what to change."""
+    if not allowed_domains:
+        return
+    domain = user_name.rpartition("@")[2].lower()
+    if domain not in allowed_domains:
+        raise invalid_value(
+            f"the email domain {domain!r} of userName {user_name!r} may not be provisioned to this tenant "
+            f"(allowed: {', '.join(allowed_domains)}). An operator can add it to the tenant's "
+            'allowed_domains setting: PATCH /admin/v1/tenants/{tenant id} with {"allowed_domains": [...]}'
+        )
 
 
 def manager_id(resource: Mapping[str, Any]) -> str | None:
