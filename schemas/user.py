@@ -106,6 +106,15 @@ class ProductUserSchema(ScimSchema):
         "pending until the worker has applied the latest change, then provisioned or deprovisioned",
         canonicalValues=["pending", "provisioned", "deprovisioned"],
     )
+    license = ReadOnly(
+        "The license the worker allocated: full (holds a seat), free, free_restricted; absent: none",
+        canonicalValues=["full", "free", "free_restricted"],
+    )
+    seat = ScimBoolean(dump_only=True, metadata=_s("Whether the user holds a seat", mutability="readOnly"))
+    waiting = ScimBoolean(
+        dump_only=True,
+        metadata=_s("Whether the user waits for a seat (first come, first served)", mutability="readOnly"),
+    )
     provisionedAt = ScimString(
         dump_only=True,
         metadata=_s("When the worker last applied a change", type="dateTime", mutability="readOnly"),

@@ -14,6 +14,7 @@ from scimsvc.jobs import enqueue_apply
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 from scimsvc.store import users as user_store
+from worker.seats import allocate_license
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,13 @@ MAX_TRIES = 5
 
 
 async def apply_user_changes(conn: asyncpg.Connection, user_id: UUID, changes: list[asyncpg.Record]) -> None:
-    """Bring the user's product state to its latest desired state.
+    """Bring the user's product state (provisioning state, license) to its latest desired state.
 
     The desired state is the user row itself, so applying any run of its changes is idempotent.
     """
+    await allocate_license(
+        conn, user_id, changes=[c["change"] for c in changes], request_id=changes[-1]["request_id"]
+    )
     await user_store.apply_provisioning_state(conn, user_id)
 
 

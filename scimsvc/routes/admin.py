@@ -15,6 +15,7 @@ from scimsvc.keys import POOL, SETTINGS
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
+from scimsvc.store import licenses
 from scimsvc.store import tenants as store
 
 routes = web.RouteTableDef()
@@ -86,6 +87,23 @@ async def set_scim_enabled(request: web.Request) -> web.Response:
     if row is None:
         raise not_found(f"tenant {tenant_id} not found")
     return json_response({"enabled": row["scim_enabled"]})
+
+
+@routes.get("/admin/v1/tenants/{tid}/licenses")
+async def get_licenses(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    row = await licenses.license_summary(request.app[POOL], tenant_id)
+    if row is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    return json_response(
+        {
+            "seats": row["seats"],
+            "used": row["used"],
+            "free": max(row["seats"] - row["used"], 0),
+            "waiting": [str(u) for u in row["waiting"]],
+            "over_allocated": row["used"] > row["seats"],
+        }
+    )
 
 
 @routes.get("/admin/v1/tenants/{tid}/scim/tokens")

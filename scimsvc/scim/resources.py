@@ -61,6 +61,9 @@ def render_user(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
     body["active"] = row["active"]
     body[PRODUCT_SCHEMA] = {
         "provisioningState": row["provisioning_state"],
+        **({"license": row["license"]} if row["license"] else {}),
+        "seat": row["license"] == "full",
+        "waiting": row["waiting_since"] is not None,
         **({"provisionedAt": scim_datetime(row["provisioned_at"])} if row["provisioned_at"] else {}),
     }
     body["meta"] = {

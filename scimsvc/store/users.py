@@ -31,7 +31,7 @@ RESOURCE_COLUMN = "u.resource"
 
 USER_COLUMNS = (
     "u.id, u.tenant_id, u.user_name, u.active, u.scim_linked, u.resource, u.version, "
-    "u.provisioning_state, u.provisioned_at, u.created_at, u.updated_at"
+    "u.provisioning_state, u.provisioned_at, u.license, u.waiting_since, u.created_at, u.updated_at"
 )
 
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked"

@@ -1,0 +1,97 @@
+"""SQL for seats and licenses: the tenant lock that serializes allocation, the waiting list, audit rows."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+# Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
+# whatever the number of workers: no seat is ever handed out twice.
+LOCK_TENANT_LICENSING = """
+SELECT seats, flexible_licenses, default_license, fallback_license FROM tenants WHERE id = $1 FOR UPDATE
+"""
+SELECT_USER_LICENSE = """
+SELECT tenant_id, active AND scim_linked AS eligible, resource->>'userType' AS user_type,
+       license, waiting_since
+FROM users WHERE id = $1
+"""
+COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
+SET_LICENSE = """
+UPDATE users SET license = $2,
+    waiting_since = CASE WHEN NOT $3 THEN NULL ELSE coalesce(waiting_since, now()) END
+WHERE id = $1
+"""
+# Waiting users asked for a seat; the oldest get the free ones, in one statement.
+PROMOTE_WAITING = """
+WITH free AS (
+    SELECT greatest($2::int - count(*), 0) AS n FROM users WHERE tenant_id = $1 AND license = 'full'
+), picked AS (
+    SELECT id FROM users
+    WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND active AND scim_linked
+      AND id IS DISTINCT FROM $3::uuid
+    ORDER BY waiting_since, id
+    LIMIT (SELECT n FROM free)
+    FOR UPDATE
+)
+UPDATE users u SET license = 'full', waiting_since = NULL
+FROM picked WHERE u.id = picked.id
+RETURNING u.id
+"""
+INSERT_AUDIT = """
+INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
+SELECT $1, unnest($2::uuid[]), $3, $4, $5, $6
+"""
+LICENSE_SUMMARY = """
+SELECT t.seats,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
+       coalesce((SELECT array_agg(u.id ORDER BY u.waiting_since, u.id) FROM users u
+                 WHERE u.tenant_id = t.id AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked),
+                '{}') AS waiting
+FROM tenants t WHERE t.id = $1
+"""
+
+
+async def lock_tenant_licensing(conn: asyncpg.Connection, tenant_id: UUID) -> asyncpg.Record:
+    return await conn.fetchrow(LOCK_TENANT_LICENSING, tenant_id)
+
+
+async def user_license(conn: asyncpg.Connection, user_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_USER_LICENSE, user_id)
+
+
+async def full_seats_used(conn: asyncpg.Connection, tenant_id: UUID, *, excluding: UUID) -> int:
+    return await conn.fetchval(COUNT_FULL_EXCEPT, tenant_id, excluding)
+
+
+async def set_license(conn: asyncpg.Connection, user_id: UUID, license: str | None, *, waiting: bool) -> None:
+    """Record the user's license; joining the waiting list keeps the user's first place in it."""
+    await conn.execute(SET_LICENSE, user_id, license, waiting)
+
+
+async def promote_waiting(
+    conn: asyncpg.Connection, tenant_id: UUID, seats: int, *, excluding: UUID | None = None
+) -> list[UUID]:
+    """Give free seats to the oldest waiting users (but `excluding`); returns who got one."""
+    rows = await conn.fetch(PROMOTE_WAITING, tenant_id, seats, excluding)
+    return [r["id"] for r in rows]
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    user_ids: list[UUID],
+    action: str,
+    *,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> None:
+    """One audit row per user, in one statement."""
+    if user_ids:
+        await conn.execute(INSERT_AUDIT, tenant_id, user_ids, action, actor, detail or {}, request_id)
+
+
+async def license_summary(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(LICENSE_SUMMARY, tenant_id)

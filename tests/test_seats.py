@@ -1,0 +1,113 @@
+"""Seats and licenses applied by the worker (DESIGN.md §4), through HTTP and the real worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import ADMIN_HEADERS, run_worker, unique_email, user_body
+
+PRODUCT = "urn:scimsvc:schemas:extension:product:2.0:User"
+
+
+async def post_user(client, tenant, **extra):
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(unique_email(), **extra), headers=tenant.headers
+    )
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def licenses_of(db, tenant_id):
+    rows = await db.fetch(
+        "SELECT license, count(*) AS n FROM users WHERE tenant_id = $1::uuid GROUP BY 1", tenant_id
+    )
+    return {r["license"]: r["n"] for r in rows}
+
+
+async def test_five_concurrent_creates_with_two_seats_give_two_full(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=2)
+    await asyncio.gather(*(post_user(client, tenant) for _ in range(5)))
+    await run_worker(settings)
+    assert await licenses_of(db, tenant.id) == {"full": 2, "free_restricted": 3}
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
+    assert await resp.json() == {"seats": 2, "used": 2, "free": 0, "waiting": [], "over_allocated": False}
+
+
+async def test_freed_seat_goes_to_the_oldest_waiting_full_user(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=1)
+    holder = await post_user(client, tenant)
+    await run_worker(settings)
+    first = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    second = await post_user(client, tenant, userType="full")
+    plain = await post_user(client, tenant)
+    await run_worker(settings)
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
+    assert (await resp.json())["waiting"] == [first["id"], second["id"]]  # plain users do not wait
+
+    patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+    await client.patch(f"/scim/v2/Users/{holder['id']}", json=patch, headers=tenant.headers)
+    await run_worker(settings)
+
+    got = await (await client.get(f"/scim/v2/Users/{first['id']}", headers=tenant.headers)).json()
+    assert (
+        got[PRODUCT]["license"] == "full"
+        and got[PRODUCT]["seat"] is True
+        and got[PRODUCT]["waiting"] is False
+    )
+    old = await (await client.get(f"/scim/v2/Users/{holder['id']}", headers=tenant.headers)).json()
+    assert "license" not in old[PRODUCT] and old[PRODUCT]["seat"] is False
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
+    assert await resp.json() == {
+        "seats": 1,
+        "used": 1,
+        "free": 0,
+        "waiting": [second["id"]],
+        "over_allocated": False,
+    }
+    actions = await db.fetch(
+        "SELECT user_id::text, action, actor FROM audit_log WHERE tenant_id = $1::uuid ORDER BY id", tenant.id
+    )
+    assert (holder["id"], "deactivation", "scim") in [tuple(a) for a in actions]
+    assert (holder["id"], "release", "worker") in [tuple(a) for a in actions]
+    assert (first["id"], "promotion", "worker") in [tuple(a) for a in actions]
+    assert plain["id"] not in {a["user_id"] for a in actions if a["action"] == "waiting"}
+
+
+async def test_flexible_tenant_gives_default_license_and_full_on_request(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=1, flexible_licenses=True, default_license="free")
+    a = await post_user(client, tenant)
+    b = await post_user(client, tenant, userType="Full")
+    c = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    rows = {
+        r["id"]: (r["license"], r["waiting"])
+        for r in await db.fetch(
+            "SELECT id::text, license, waiting_since IS NOT NULL AS waiting FROM users "
+            "WHERE tenant_id = $1::uuid",
+            tenant.id,
+        )
+    }
+    assert rows[a["id"]] == ("free", False)
+    assert sorted([rows[b["id"]], rows[c["id"]]]) == [("free", True), ("full", False)]
+
+
+async def test_fallback_none_leaves_users_waiting_without_license(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=0, fallback_license="none")
+    user = await post_user(client, tenant)
+    await run_worker(settings)
+    got = await (await client.get(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)).json()
+    assert got[PRODUCT]["waiting"] is True and "license" not in got[PRODUCT]
+
+
+async def test_delete_then_repost_reallocates_the_same_user(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=1)
+    user = await post_user(client, tenant)
+    await run_worker(settings)
+    await client.delete(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
+    await run_worker(settings)
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", user["id"]) is None
+    resp = await client.post("/scim/v2/Users", json=user_body(user["userName"]), headers=tenant.headers)
+    assert (await resp.json())["id"] == user["id"]
+    await run_worker(settings)
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", user["id"]) == "full"
