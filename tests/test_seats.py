@@ -111,3 +111,35 @@ async def test_delete_then_repost_reallocates_the_same_user(client, new_tenant, 
     assert (await resp.json())["id"] == user["id"]
     await run_worker(settings)
     assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", user["id"]) == "full"
+
+
+async def test_raising_seats_promotes_waiting_users_and_lowering_reports_over_allocation(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=1)
+    await post_user(client, tenant)
+    await run_worker(settings)
+    waiting = [await post_user(client, tenant, userType="Full") for _ in range(2)]
+    await run_worker(settings)
+
+    resp = await client.patch(f"/admin/v1/tenants/{tenant.id}", json={"seats": 2}, headers=ADMIN_HEADERS)
+    assert resp.status == 200
+    await run_worker(settings)
+    summary = await (
+        await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
+    ).json()
+    assert summary == {
+        "seats": 2,
+        "used": 2,
+        "free": 0,
+        "waiting": [waiting[1]["id"]],
+        "over_allocated": False,
+    }
+
+    await client.patch(f"/admin/v1/tenants/{tenant.id}", json={"seats": 1}, headers=ADMIN_HEADERS)
+    await run_worker(settings)
+    summary = await (
+        await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
+    ).json()
+    assert summary["used"] == 2 and summary["over_allocated"] is True  # no one is downgraded silently
+    assert await licenses_of(db, tenant.id) == {"full": 2, "free_restricted": 1}

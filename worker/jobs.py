@@ -14,7 +14,7 @@ from scimsvc.jobs import enqueue_apply
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 from scimsvc.store import users as user_store
-from worker.seats import allocate_license
+from worker.seats import allocate_license, apply_tenant_licensing
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,14 @@ async def apply_user_changes(conn: asyncpg.Connection, user_id: UUID, changes: l
     await user_store.apply_provisioning_state(conn, user_id)
 
 
-APPLIERS: dict[str, Applier] = {"user": apply_user_changes}
+async def apply_tenant_changes(
+    conn: asyncpg.Connection, tenant_id: UUID, changes: list[asyncpg.Record]
+) -> None:
+    """Re-run the tenant-wide part of allocation after its licensing settings changed."""
+    await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
+
+
+APPLIERS: dict[str, Applier] = {"user": apply_user_changes, "tenant": apply_tenant_changes}
 
 
 async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str) -> int:

@@ -84,3 +84,19 @@ async def allocate_license(
     await licenses.audit(
         conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
     )
+
+
+async def apply_tenant_licensing(
+    conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None
+) -> None:
+    """After the tenant's seats or rules changed: free seats go to the oldest waiting users.
+
+    Lowering seats below use downgrades no one; the admin API reports the tenant over-allocated.
+    """
+    row = await licenses.lock_tenant_licensing(conn, tenant_id)
+    if row is None:
+        return
+    promoted = await licenses.promote_waiting(conn, tenant_id, row["seats"])
+    await licenses.audit(
+        conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
+    )

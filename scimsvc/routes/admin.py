@@ -11,7 +11,8 @@ from marshmallow import Schema, ValidationError
 
 from schemas.admin import ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
 from schemas.base import flatten_errors
-from scimsvc.keys import POOL, SETTINGS
+from scimsvc.changes import Scope, write
+from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
@@ -19,6 +20,8 @@ from scimsvc.store import licenses
 from scimsvc.store import tenants as store
 
 routes = web.RouteTableDef()
+
+LICENSING_SETTINGS = frozenset({"seats", "flexible_licenses", "default_license", "fallback_license"})
 
 
 def load(schema: Schema, body: Any) -> dict[str, Any]:
@@ -73,9 +76,22 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def patch_tenant(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     changes = load(TenantSettingsSchema(), await read_json(request))
-    row = await store.update_tenant(request.app[POOL], tenant_id, changes)
-    if row is None:
-        raise not_found(f"tenant {tenant_id} not found")
+    scope = Scope(
+        pool=request.app[POOL],
+        redis=request.app[REDIS],
+        settings=request.app[SETTINGS],
+        tenant_id=tenant_id,
+        request_id=request.get(REQUEST_ID),
+    )
+    async with write(scope) as tx:
+        row = await store.update_tenant(tx.conn, tenant_id, changes)
+        if row is None:
+            raise not_found(f"tenant {tenant_id} not found")
+        if LICENSING_SETTINGS & changes.keys():
+            # Seats or license rules changed: the worker re-runs allocation (e.g. promotes waiting users).
+            await tx.record(
+                "tenant", tenant_id, "licensing", {k: changes[k] for k in LICENSING_SETTINGS & changes.keys()}
+            )
     return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
 
 
