@@ -44,3 +44,12 @@ class ScimToggleSchema(Schema):
         unknown = RAISE
 
     enabled = fields.Boolean(required=True)
+
+
+class LicenseAssignmentSchema(Schema):
+    """`PUT users/{uid}/license`: null takes the license away."""
+
+    class Meta:
+        unknown = RAISE
+
+    license = Text(required=True, allow_none=True, validate=validate.OneOf(("full", *LICENSES)))

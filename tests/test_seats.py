@@ -143,3 +143,38 @@ async def test_raising_seats_promotes_waiting_users_and_lowering_reports_over_al
     ).json()
     assert summary["used"] == 2 and summary["over_allocated"] is True  # no one is downgraded silently
     assert await licenses_of(db, tenant.id) == {"full": 2, "free_restricted": 1}
+
+
+async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=1)
+    user = await post_user(client, tenant)
+    other = await post_user(client, tenant)
+    await run_worker(settings)
+    url = f"/admin/v1/tenants/{tenant.id}/users/{other['id']}/license"
+    resp = await client.put(url, json={"license": "full"}, headers=ADMIN_HEADERS)
+    assert resp.status == 409 and "managed by SCIM" in (await resp.json())["detail"]
+
+    await client.put(f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS)
+    resp = await client.put(url, json={"license": "full"}, headers=ADMIN_HEADERS)
+    assert resp.status == 409 and "no seat is free" in (await resp.json())["detail"]
+    holder = f"/admin/v1/tenants/{tenant.id}/users/{user['id']}/license"
+    assert (await client.put(holder, json={"license": "free"}, headers=ADMIN_HEADERS)).status == 200
+    assert (await client.put(url, json={"license": "full"}, headers=ADMIN_HEADERS)).status == 200
+    assert await licenses_of(db, tenant.id) == {"full": 1, "free": 1}
+    resp = await client.put(url, json={"license": "gold"}, headers=ADMIN_HEADERS)
+    assert resp.status == 400
+
+    resp = await client.get(
+        f"/admin/v1/tenants/{tenant.id}/audit?user_id={other['id']}&limit=1", headers=ADMIN_HEADERS
+    )
+    page = await resp.json()
+    assert [(i["action"], i["actor"], i["detail"]) for i in page["items"]] == [
+        ("manual_assignment", "admin", {"from": "free_restricted", "to": "full"})
+    ]
+    assert page["next_before"] is not None
+    resp = await client.get(
+        f"/admin/v1/tenants/{tenant.id}/audit?before={page['next_before']}", headers=ADMIN_HEADERS
+    )
+    assert all(i["id"] < page["next_before"] for i in (await resp.json())["items"])

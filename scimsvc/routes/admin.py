@@ -9,10 +9,11 @@ import asyncpg
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from schemas.admin import ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
+from schemas.admin import LicenseAssignmentSchema, ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
 from schemas.base import flatten_errors
 from scimsvc.changes import Scope, write
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.license_service import assign_license
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
@@ -120,6 +121,60 @@ async def get_licenses(request: web.Request) -> web.Response:
             "over_allocated": row["used"] > row["seats"],
         }
     )
+
+
+def _uuid_or_404(raw: str, what: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise not_found(f"{what} {raw!r} not found") from None
+
+
+@routes.put("/admin/v1/tenants/{tid}/users/{uid}/license")
+async def put_license(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    user_id = _uuid_or_404(request.match_info["uid"], "user")
+    data = load(LicenseAssignmentSchema(), await read_json(request))
+    tenant = await _tenant_or_404(request.app[POOL], tenant_id)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await assign_license(
+            conn,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            license=data["license"],
+            scim_enabled=tenant["scim_enabled"],
+            request_id=request.get(REQUEST_ID),
+        )
+    return json_response({"user_id": str(user_id), "license": data["license"]})
+
+
+@routes.get("/admin/v1/tenants/{tid}/audit")
+async def get_audit(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    await _tenant_or_404(request.app[POOL], tenant_id)
+    query = request.query
+    try:
+        limit = min(max(int(query.get("limit", "100")), 1), 1000)
+        before = int(query["before"]) if query.get("before") else None
+    except ValueError:
+        raise invalid_value("limit and before must be integers") from None
+    user_id = _uuid_or_404(query["user_id"], "user") if query.get("user_id") else None
+    rows = await licenses.audit_page(
+        request.app[POOL], tenant_id, user_id=user_id, before_id=before, limit=limit
+    )
+    items = [
+        {
+            "id": r["id"],
+            "user_id": str(r["user_id"]) if r["user_id"] else None,
+            "action": r["action"],
+            "actor": r["actor"],
+            "detail": r["detail"],
+            "request_id": r["request_id"],
+            "at": scim_datetime(r["created_at"]),
+        }
+        for r in rows
+    ]
+    return json_response({"items": items, "next_before": items[-1]["id"] if len(items) == limit else None})
 
 
 @routes.get("/admin/v1/tenants/{tid}/scim/tokens")

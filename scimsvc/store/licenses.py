@@ -95,3 +95,33 @@ async def audit(
 
 async def license_summary(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(LICENSE_SUMMARY, tenant_id)
+
+
+SELECT_USER_IN_TENANT = """
+SELECT id, license, active AND scim_linked AS eligible FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+"""
+SELECT_AUDIT = """
+SELECT id, user_id, action, actor, detail, request_id, created_at
+FROM audit_log
+WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4
+"""
+
+
+async def lock_user_in_tenant(
+    conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_USER_IN_TENANT, tenant_id, user_id)
+
+
+async def audit_page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    user_id: UUID | None,
+    before_id: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Audit rows, newest first; page on with `before_id` = the last id seen."""
+    return await conn.fetch(SELECT_AUDIT, tenant_id, user_id, before_id, limit)
