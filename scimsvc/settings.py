@@ -28,6 +28,9 @@ class Settings:
     sweep_after_seconds: int = 10  # outbox rows older than this and unapplied are re-enqueued
     enqueue_timeout_seconds: float = 1.0
     worker_max_jobs: int = 20
+    smtp_url: str = ""  # smtp://[user:password@]host[:port] or smtps://...; empty: notices are not sent
+    smtp_from: str = "scimsvc@localhost"
+    notice_max_attempts: int = 8
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -44,6 +47,8 @@ class Settings:
             "max_body_bytes": _env_int("SCIMSVC_MAX_BODY_BYTES", cls.max_body_bytes),
             "sweep_after_seconds": _env_int("SCIMSVC_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds),
             "worker_max_jobs": _env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs),
+            "smtp_url": env.get("SCIMSVC_SMTP_URL", ""),
+            "smtp_from": env.get("SCIMSVC_SMTP_FROM") or cls.smtp_from,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

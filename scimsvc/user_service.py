@@ -14,11 +14,13 @@ import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.changes import Scope, write
+from scimsvc.notices import email_change_notices
 from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
+from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
 
 TAKEN = (
@@ -91,8 +93,16 @@ async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Rec
         except asyncpg.UniqueViolationError:
             raise uniqueness(TAKEN.format(name=resource["userName"])) from None
         payload: dict[str, Any] = {"active": row["active"]}
-        if existing is not None and existing["user_name"] != row["user_name"]:
+        if existing is not None and existing["scim_linked"] and existing["user_name"] != row["user_name"]:
             payload["previous_user_name"] = existing["user_name"]
+            notices = email_change_notices(
+                old=existing["user_name"],
+                new=row["user_name"],
+                name=resource.get("displayName") or row["user_name"],
+            )
+            await notice_store.add_notices(
+                tx.conn, scope.tenant_id, row["id"], notices, request_id=scope.request_id
+            )
         await tx.record("user", row["id"], change, payload)
     return row
 

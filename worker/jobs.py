@@ -14,6 +14,7 @@ from scimsvc.jobs import enqueue_apply
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 from scimsvc.store import users as user_store
+from worker.notices import DELIVER_NOTICES
 from worker.seats import allocate_license, apply_tenant_licensing
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
                 return 0
             await APPLIERS[resource_type](conn, rid, rows)
             await outbox.mark_applied(conn, [r["id"] for r in rows])
-            return len(rows)
     except Exception as exc:
         await outbox.record_failure(pool, resource_type, rid, repr(exc))
         job_try = ctx.get("job_try", 1)
@@ -67,6 +67,11 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
         if job_try < MAX_TRIES:
             raise Retry(defer=2**job_try) from exc
         raise
+    if any("previous_user_name" in r["payload"] for r in rows):
+        # The email-change notices were committed with the change; send them now (the cron job
+        # sends them anyway if this wake-up is lost).
+        await ctx["redis"].enqueue_job(DELIVER_NOTICES, _queue_name=ctx["settings"].queue_name)
+    return len(rows)
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:

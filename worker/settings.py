@@ -10,6 +10,7 @@ from arq.cron import cron
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from worker.jobs import MAX_TRIES, apply_outbox, sweep_outbox
+from worker.notices import deliver_notices
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -26,8 +27,11 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             await ctx["pool"].close()
 
     return {
-        "functions": [apply_outbox],
-        "cron_jobs": [cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True)],
+        "functions": [apply_outbox, deliver_notices],
+        "cron_jobs": [
+            cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True),
+            cron(deliver_notices, second={5, 20, 35, 50}, run_at_startup=True),
+        ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),

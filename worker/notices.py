@@ -1,0 +1,81 @@
+"""Delivering notices over SMTP: at-least-once, retried with backoff, every attempt recorded."""
+
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from scimsvc.settings import Settings
+from scimsvc.store import notices as store
+
+log = logging.getLogger(__name__)
+
+DELIVER_NOTICES = "deliver_notices"
+NOT_CONFIGURED = "not sent: no SMTP configured (set SCIMSVC_SMTP_URL)"
+BATCH = 50
+LEASE_SECONDS = 120
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff: 30 s, 1 min, 2 min, … capped at one hour."""
+    return float(min(30 * 2 ** (attempt - 1), 3600))
+
+
+async def send_mail(smtp_url: str, *, sender: str, to: str, subject: str, body: str) -> None:
+    url = urlsplit(smtp_url)
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, to, subject
+    message.set_content(body)
+    await aiosmtplib.send(
+        message,
+        hostname=url.hostname or "localhost",
+        port=url.port or (465 if url.scheme == "smtps" else 25),
+        username=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        use_tls=url.scheme == "smtps",
+        start_tls=None,
+        timeout=20,
+    )
+
+
+async def deliver_notices(ctx: dict[str, Any]) -> int:
+    """Send every due notice; returns how many were sent."""
+    settings: Settings = ctx["settings"]
+    pool = ctx["pool"]
+    sent = 0
+    while due := await store.claim_due(pool, limit=BATCH, lease_seconds=LEASE_SECONDS):
+        for notice in due:
+            if not settings.smtp_url:
+                await store.record_not_sent(pool, notice["id"], NOT_CONFIGURED)
+                continue
+            try:
+                await send_mail(
+                    settings.smtp_url,
+                    sender=settings.smtp_from,
+                    to=notice["to_address"],
+                    subject=notice["subject"],
+                    body=notice["body"],
+                )
+            except Exception as exc:  # noqa: BLE001 - any SMTP or network failure is retried later
+                log.warning(
+                    "notice %s to %s failed (attempt %s): %r",
+                    notice["id"],
+                    notice["to_address"],
+                    notice["attempts"],
+                    exc,
+                )
+                await store.record_error(
+                    pool,
+                    notice["id"],
+                    repr(exc),
+                    retry_in_seconds=retry_delay(notice["attempts"]),
+                    max_attempts=settings.notice_max_attempts,
+                )
+            else:
+                await store.record_sent(pool, notice["id"])
+                sent += 1
+    return sent
