@@ -178,3 +178,40 @@ async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(
         f"/admin/v1/tenants/{tenant.id}/audit?before={page['next_before']}", headers=ADMIN_HEADERS
     )
     assert all(i["id"] < page["next_before"] for i in (await resp.json())["items"])
+
+
+async def test_admin_user_list_filters_and_csv_export(client, new_tenant, settings):
+    import csv
+    import io
+
+    tenant = await new_tenant(seats=1)
+    full = await post_user(client, tenant, displayName='Quote "Me", Please')
+    other = await post_user(client, tenant)
+    gone = await post_user(client, tenant)
+    await client.delete(f"/scim/v2/Users/{gone['id']}", headers=tenant.headers)
+    await run_worker(settings)
+    base = f"/admin/v1/tenants/{tenant.id}/users"
+
+    async def ids(query: str) -> list[str]:
+        resp = await client.get(f"{base}?{query}", headers=ADMIN_HEADERS)
+        assert resp.status == 200, await resp.text()
+        return [u["id"] for u in (await resp.json())["items"]]
+
+    assert await ids("") == [full["id"], other["id"], gone["id"]]
+    assert await ids("license=full") == [full["id"]]
+    assert await ids("license=free_restricted") == [other["id"]]
+    assert await ids("state=unlinked") == [gone["id"]]
+    assert await ids("state=active&license=none") == []
+    assert await ids("q=quote") == [full["id"]]
+    assert await ids("limit=1&after=" + full["id"]) == [other["id"]]
+    resp = await client.get(f"{base}?state=sleeping", headers=ADMIN_HEADERS)
+    assert resp.status == 400
+    one = await (await client.get(f"{base}/{full['id']}", headers=ADMIN_HEADERS)).json()
+    assert one["license"] == "full" and one["seat"] is True and one["fullName"] == 'Quote "Me", Please'
+
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/users.csv", headers=ADMIN_HEADERS)
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    assert [r["id"] for r in rows] == [full["id"], other["id"], gone["id"]]
+    assert rows[0]["fullName"] == 'Quote "Me", Please' and rows[0]["license"] == "full"
+    assert rows[2]["state"] == "unlinked" and rows[2]["license"] == "none"

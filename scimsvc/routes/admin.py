@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -14,10 +17,11 @@ from schemas.base import flatten_errors
 from scimsvc.changes import Scope, write
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.license_service import assign_license
+from scimsvc.product_user import EXPORT_HEADER, export_row, full_name
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
-from scimsvc.store import licenses
+from scimsvc.store import licenses, users
 from scimsvc.store import tenants as store
 
 routes = web.RouteTableDef()
@@ -146,6 +150,92 @@ async def put_license(request: web.Request) -> web.Response:
             request_id=request.get(REQUEST_ID),
         )
     return json_response({"user_id": str(user_id), "license": data["license"]})
+
+
+USER_STATES = ("active", "inactive", "unlinked")
+LICENSE_FILTERS = ("full", "free", "free_restricted", "none")
+
+
+def render_admin_user(row: Mapping[str, Any]) -> dict[str, Any]:
+    resource = row["resource"]
+    return {
+        "id": str(row["id"]),
+        "userName": row["user_name"],
+        "fullName": full_name(resource),
+        "active": row["active"],
+        "state": "unlinked" if not row["scim_linked"] else ("active" if row["active"] else "inactive"),
+        "license": row["license"],
+        "seat": row["license"] == "full",
+        "waiting": row["waiting_since"] is not None,
+        "provisioning_state": row["provisioning_state"],
+        "teams": [],  # teams arrive with the groups issue
+        "created": scim_datetime(row["created_at"]),
+        "lastModified": scim_datetime(row["updated_at"]),
+    }
+
+
+def _user_filters(query: Mapping[str, str]) -> dict[str, Any]:
+    state, license = query.get("state") or None, query.get("license") or None
+    if state is not None and state not in USER_STATES:
+        raise invalid_value(f"state must be one of {', '.join(USER_STATES)}, got {state!r}")
+    if license is not None and license not in LICENSE_FILTERS:
+        raise invalid_value(f"license must be one of {', '.join(LICENSE_FILTERS)}, got {license!r}")
+    return {"state": state, "license": license, "q": query.get("q") or None}
+
+
+@routes.get("/admin/v1/tenants/{tid}/users")
+async def list_admin_users(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    await _tenant_or_404(request.app[POOL], tenant_id)
+    filters = _user_filters(request.query)
+    try:
+        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+    except ValueError:
+        raise invalid_value("limit must be an integer") from None
+    after = _uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
+    rows = await users.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
+    items = [render_admin_user(r) for r in rows]
+    return json_response({"items": items, "next_after": items[-1]["id"] if len(items) == limit else None})
+
+
+@routes.get("/admin/v1/tenants/{tid}/users.csv")
+async def export_users_csv(request: web.Request) -> web.StreamResponse:
+    """Every matching user as CSV, streamed from a server-side cursor (never all in memory)."""
+    tenant_id = tenant_id_of(request)
+    await _tenant_or_404(request.app[POOL], tenant_id)
+    filters = _user_filters(request.query)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="users-{tenant_id}.csv"',
+        }
+    )
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_HEADER)
+    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+        async for row in users.admin_export_cursor(conn, tenant_id, **filters):
+            writer.writerow(export_row(row))
+            if buffer.tell() > 64_000:
+                await response.write(buffer.getvalue().encode())
+                buffer.seek(0)
+                buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
+@routes.get("/admin/v1/tenants/{tid}/users/{uid}")
+async def get_admin_user(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    user_id = _uuid_or_404(request.match_info["uid"], "user")
+    rows = await users.admin_page(
+        request.app[POOL], tenant_id, state=None, license=None, q=None, after=None, limit=1, only=user_id
+    )
+    if not rows:
+        raise not_found(f"user {user_id} not found in tenant {tenant_id}")
+    return json_response(render_admin_user(rows[0]))
 
 
 @routes.get("/admin/v1/tenants/{tid}/audit")
