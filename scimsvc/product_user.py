@@ -34,13 +34,20 @@ def role(resource: Mapping[str, Any]) -> str | None:
     return _pick(resource.get("roles"), "primary", True)
 
 
+def user_state(user: Mapping[str, Any]) -> str:
+    """active, inactive (deactivated) or unlinked (SCIM-DELETEd: deactivated and hidden from SCIM)."""
+    if not user["scim_linked"]:
+        return "unlinked"
+    return "active" if user["active"] else "inactive"
+
+
 def export_row(user: Mapping[str, Any]) -> list[Any]:
     """One CSV row: every attribute the product uses, plus license and state (see EXPORT_HEADER)."""
     resource = user["resource"]
     ext = resource.get(ENTERPRISE_SCHEMA) or {}
     manager = ext.get("manager") or {}
     name = resource.get("name") or {}
-    state = "unlinked" if not user["scim_linked"] else ("active" if user["active"] else "inactive")
+    state = user_state(user)
     return [
         str(user["id"]),
         resource["userName"],

@@ -1,4 +1,4 @@
-"""Admin API (operator key): tenants, the SCIM toggle and SCIM tokens."""
+"""Admin API (operator key): tenants, SCIM toggle and tokens, licenses, users and CSV, audit log."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from schemas.base import flatten_errors
 from scimsvc.changes import Scope, write
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.license_service import assign_license
-from scimsvc.product_user import EXPORT_HEADER, export_row, full_name
+from scimsvc.product_user import EXPORT_HEADER, export_row, full_name, user_state
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
@@ -39,12 +39,15 @@ def load(schema: Schema, body: Any) -> dict[str, Any]:
         raise invalid_value("; ".join(flatten_errors(exc.messages))) from None
 
 
-def tenant_id_of(request: web.Request) -> UUID:
-    raw = request.match_info["tid"]
+def _uuid_or_404(raw: str, what: str) -> UUID:
     try:
         return UUID(raw)
     except ValueError:
-        raise not_found(f"tenant {raw!r} not found") from None
+        raise not_found(f"{what} {raw!r} not found") from None
+
+
+def tenant_id_of(request: web.Request) -> UUID:
+    return _uuid_or_404(request.match_info["tid"], "tenant")
 
 
 def render_tenant(row: asyncpg.Record, *, public_url: str) -> dict[str, Any]:
@@ -127,13 +130,6 @@ async def get_licenses(request: web.Request) -> web.Response:
     )
 
 
-def _uuid_or_404(raw: str, what: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found(f"{what} {raw!r} not found") from None
-
-
 @routes.put("/admin/v1/tenants/{tid}/users/{uid}/license")
 async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
@@ -163,7 +159,7 @@ def render_admin_user(row: Mapping[str, Any]) -> dict[str, Any]:
         "userName": row["user_name"],
         "fullName": full_name(resource),
         "active": row["active"],
-        "state": "unlinked" if not row["scim_linked"] else ("active" if row["active"] else "inactive"),
+        "state": user_state(row),
         "license": row["license"],
         "seat": row["license"] == "full",
         "waiting": row["waiting_since"] is not None,
@@ -296,11 +292,7 @@ async def create_token(request: web.Request) -> web.Response:
 @routes.delete("/admin/v1/tenants/{tid}/scim/tokens/{token_id}")
 async def revoke_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    raw = request.match_info["token_id"]
-    try:
-        token_id = UUID(raw)
-    except ValueError:
-        raise not_found(f"token {raw!r} not found") from None
+    token_id = _uuid_or_404(request.match_info["token_id"], "token")
     if not await store.revoke_token(request.app[POOL], tenant_id, token_id):
-        raise not_found(f"token {raw} not found for tenant {tenant_id} (or already revoked)")
+        raise not_found(f"token {token_id} not found for tenant {tenant_id} (or already revoked)")
     return web.Response(status=204)
