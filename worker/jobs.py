@@ -12,12 +12,15 @@ from arq import Retry
 
 from scimsvc.jobs import enqueue_apply
 from scimsvc.settings import Settings
-from scimsvc.store import outbox
+from scimsvc.store import outbox, teams
 from scimsvc.store import users as user_store
 from worker.notices import DELIVER_NOTICES
 from worker.seats import allocate_license, apply_tenant_licensing
 
 log = logging.getLogger(__name__)
+
+# Changes that (re)provision a user: it then joins its email domain's teams (DESIGN §5).
+PROVISIONED = frozenset({"create", "relink"})
 
 Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[None]]
 MAX_TRIES = 5
@@ -28,10 +31,11 @@ async def apply_user_changes(conn: asyncpg.Connection, user_id: UUID, changes: l
 
     The desired state is the user row itself, so applying any run of its changes is idempotent.
     """
-    await allocate_license(
-        conn, user_id, changes=[c["change"] for c in changes], request_id=changes[-1]["request_id"]
-    )
+    kinds = [c["change"] for c in changes]
+    await allocate_license(conn, user_id, changes=kinds, request_id=changes[-1]["request_id"])
     await user_store.apply_provisioning_state(conn, user_id)
+    if PROVISIONED & set(kinds):
+        await teams.add_domain_members(conn, [user_id])
 
 
 async def apply_tenant_changes(
