@@ -12,6 +12,10 @@ LICENSES = ("free", "free_restricted")
 FALLBACKS = ("free_restricted", "none")
 
 
+def _domain(raw: str) -> str:
+    return raw.strip().lstrip("@").lower()
+
+
 class TenantSettingsSchema(Schema):
     """Settings of a tenant; every field optional (PATCH)."""
 
@@ -25,13 +29,21 @@ class TenantSettingsSchema(Schema):
     default_license = Text(validate=validate.OneOf(LICENSES))
     fallback_license = Text(validate=validate.OneOf(FALLBACKS))
     allowed_domains = fields.List(Text(validate=validate.Length(min=1, max=253)))
-    domain_teams = fields.Dict(keys=Text(), values=fields.List(Text()))
+    # email domain -> ids of teams every user of that domain joins (the ids are checked against the tenant)
+    domain_teams = fields.Dict(
+        keys=Text(validate=validate.Length(min=1, max=253)), values=fields.List(fields.UUID(), required=True)
+    )
     rate_limit = fields.Dict()
 
     @post_load
     def _lower_domains(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         if "allowed_domains" in data:
-            data["allowed_domains"] = sorted({d.strip().lstrip("@").lower() for d in data["allowed_domains"]})
+            data["allowed_domains"] = sorted({_domain(d) for d in data["allowed_domains"]})
+        if "domain_teams" in data:
+            merged: dict[str, list[str]] = {}
+            for domain, team_ids in data["domain_teams"].items():
+                merged.setdefault(_domain(domain), []).extend(str(t) for t in team_ids)
+            data["domain_teams"] = {d: sorted(set(ids)) for d, ids in merged.items()}
         return data
 
 
@@ -53,3 +65,23 @@ class LicenseAssignmentSchema(Schema):
         unknown = RAISE
 
     license = Text(required=True, allow_none=True, validate=validate.OneOf(("full", *LICENSES)))
+
+
+class TeamSchema(Schema):
+    """`POST teams` and `PATCH teams/{team_id}`: a team's name (exact, case-sensitive)."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = Text(required=True, validate=validate.Length(min=1, max=200))
+
+
+class BoardCreateSchema(Schema):
+    """`POST boards`: a board owned by a user of the tenant, in one of its teams (or none)."""
+
+    class Meta:
+        unknown = RAISE
+
+    title = Text(required=True, validate=validate.Length(min=1, max=500))
+    team_id = fields.UUID(load_default=None, allow_none=True)
+    owner_id = fields.UUID(required=True)

@@ -20,6 +20,7 @@ from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
+from scimsvc.store import licenses
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
 
@@ -102,6 +103,15 @@ async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Rec
             )
             await notice_store.add_notices(
                 tx.conn, scope.tenant_id, row["id"], notices, request_id=scope.request_id
+            )
+            await licenses.audit(
+                tx.conn,
+                scope.tenant_id,
+                [row["id"]],
+                "email_change",
+                actor="scim",
+                detail={"from": existing["user_name"], "to": row["user_name"]},
+                request_id=scope.request_id,
             )
         await tx.record("user", row["id"], change, payload)
     return row

@@ -15,13 +15,14 @@ from marshmallow import Schema, ValidationError
 from schemas.admin import LicenseAssignmentSchema, ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
 from schemas.base import flatten_errors
 from scimsvc.changes import Scope, write
+from scimsvc.hard_delete import hard_delete_user
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.license_service import assign_license
 from scimsvc.product_user import EXPORT_HEADER, export_row, full_name, user_state
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
-from scimsvc.store import licenses, users
+from scimsvc.store import licenses, teams, users
 from scimsvc.store import tenants as store
 
 routes = web.RouteTableDef()
@@ -39,15 +40,49 @@ def load(schema: Schema, body: Any) -> dict[str, Any]:
         raise invalid_value("; ".join(flatten_errors(exc.messages))) from None
 
 
-def _uuid_or_404(raw: str, what: str) -> UUID:
+def uuid_or_404(raw: str, what: str) -> UUID:
     try:
         return UUID(raw)
     except ValueError:
         raise not_found(f"{what} {raw!r} not found") from None
 
 
+def page_limit(query: Mapping[str, str]) -> int:
+    """`limit` of a paged admin list: 100 by default, clamped to 1..1000."""
+    try:
+        return min(max(int(query.get("limit", "100")), 1), 1000)
+    except ValueError:
+        raise invalid_value("limit must be an integer") from None
+
+
 def tenant_id_of(request: web.Request) -> UUID:
-    return _uuid_or_404(request.match_info["tid"], "tenant")
+    return uuid_or_404(request.match_info["tid"], "tenant")
+
+
+def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
+    """The operator's writes to one tenant go through the same transaction + outbox as SCIM's."""
+    app = request.app
+    return Scope(
+        pool=app[POOL],
+        redis=app[REDIS],
+        settings=app[SETTINGS],
+        tenant_id=tenant_id,
+        request_id=request.get(REQUEST_ID),
+    )
+
+
+async def _check_domain_teams(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID | None, changes: Mapping[str, Any]
+) -> None:
+    """Every team named in `domain_teams` must be a team of the tenant (400 naming those that are not)."""
+    wanted = sorted({UUID(t) for ids in changes.get("domain_teams", {}).values() for t in ids})
+    missing = await teams.missing_teams(conn, tenant_id, wanted) if tenant_id and wanted else wanted
+    if missing:
+        raise invalid_value(
+            "domain_teams names teams that are not teams of this tenant: "
+            + ", ".join(sorted(str(t) for t in missing))
+            + " (create them first with POST /admin/v1/tenants/{tid}/teams)"
+        )
 
 
 def render_tenant(row: asyncpg.Record, *, public_url: str) -> dict[str, Any]:
@@ -59,7 +94,7 @@ def render_tenant(row: asyncpg.Record, *, public_url: str) -> dict[str, Any]:
     return body
 
 
-async def _tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
+async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
     row = await store.get_tenant(pool, tenant_id)
     if row is None:
         raise not_found(f"tenant {tenant_id} not found")
@@ -69,6 +104,7 @@ async def _tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
 @routes.post("/admin/v1/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
     data = load(TenantCreateSchema(), await read_json(request))
+    await _check_domain_teams(request.app[POOL], None, data)  # a new tenant has no teams yet
     async with request.app[POOL].acquire() as conn:
         row = await store.create_tenant(conn, name=data.pop("name"), settings=data)
     return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url), status=201)
@@ -76,7 +112,7 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{tid}")
 async def get_tenant(request: web.Request) -> web.Response:
-    row = await _tenant_or_404(request.app[POOL], tenant_id_of(request))
+    row = await tenant_or_404(request.app[POOL], tenant_id_of(request))
     return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
 
 
@@ -84,14 +120,8 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def patch_tenant(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     changes = load(TenantSettingsSchema(), await read_json(request))
-    scope = Scope(
-        pool=request.app[POOL],
-        redis=request.app[REDIS],
-        settings=request.app[SETTINGS],
-        tenant_id=tenant_id,
-        request_id=request.get(REQUEST_ID),
-    )
-    async with write(scope) as tx:
+    async with write(admin_scope(request, tenant_id)) as tx:
+        await _check_domain_teams(tx.conn, tenant_id, changes)
         row = await store.update_tenant(tx.conn, tenant_id, changes)
         if row is None:
             raise not_found(f"tenant {tenant_id} not found")
@@ -133,9 +163,9 @@ async def get_licenses(request: web.Request) -> web.Response:
 @routes.put("/admin/v1/tenants/{tid}/users/{uid}/license")
 async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    user_id = _uuid_or_404(request.match_info["uid"], "user")
+    user_id = uuid_or_404(request.match_info["uid"], "user")
     data = load(LicenseAssignmentSchema(), await read_json(request))
-    tenant = await _tenant_or_404(request.app[POOL], tenant_id)
+    tenant = await tenant_or_404(request.app[POOL], tenant_id)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await assign_license(
             conn,
@@ -152,7 +182,7 @@ USER_STATES = ("active", "inactive", "unlinked")
 LICENSE_FILTERS = ("full", "free", "free_restricted", "none")
 
 
-def render_admin_user(row: Mapping[str, Any]) -> dict[str, Any]:
+def render_admin_user(row: Mapping[str, Any], teams: list[dict[str, Any]]) -> dict[str, Any]:
     resource = row["resource"]
     return {
         "id": str(row["id"]),
@@ -164,7 +194,7 @@ def render_admin_user(row: Mapping[str, Any]) -> dict[str, Any]:
         "seat": row["license"] == "full",
         "waiting": row["waiting_since"] is not None,
         "provisioning_state": row["provisioning_state"],
-        "teams": [],  # teams arrive with the groups issue
+        "teams": teams,
         "created": scim_datetime(row["created_at"]),
         "lastModified": scim_datetime(row["updated_at"]),
     }
@@ -182,15 +212,13 @@ def _user_filters(query: Mapping[str, str]) -> dict[str, Any]:
 @routes.get("/admin/v1/tenants/{tid}/users")
 async def list_admin_users(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await _tenant_or_404(request.app[POOL], tenant_id)
+    await tenant_or_404(request.app[POOL], tenant_id)
     filters = _user_filters(request.query)
-    try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-    except ValueError:
-        raise invalid_value("limit must be an integer") from None
-    after = _uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
+    limit = page_limit(request.query)
+    after = uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
     rows = await users.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
-    items = [render_admin_user(r) for r in rows]
+    user_teams = await teams.teams_of(request.app[POOL], [r["id"] for r in rows])
+    items = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
     return json_response({"items": items, "next_after": items[-1]["id"] if len(items) == limit else None})
 
 
@@ -198,7 +226,7 @@ async def list_admin_users(request: web.Request) -> web.Response:
 async def export_users_csv(request: web.Request) -> web.StreamResponse:
     """Every matching user as CSV, streamed from a server-side cursor (never all in memory)."""
     tenant_id = tenant_id_of(request)
-    await _tenant_or_404(request.app[POOL], tenant_id)
+    await tenant_or_404(request.app[POOL], tenant_id)
     filters = _user_filters(request.query)
     response = web.StreamResponse(
         headers={
@@ -225,26 +253,36 @@ async def export_users_csv(request: web.Request) -> web.StreamResponse:
 @routes.get("/admin/v1/tenants/{tid}/users/{uid}")
 async def get_admin_user(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    user_id = _uuid_or_404(request.match_info["uid"], "user")
+    user_id = uuid_or_404(request.match_info["uid"], "user")
     rows = await users.admin_page(
         request.app[POOL], tenant_id, state=None, license=None, q=None, after=None, limit=1, only=user_id
     )
     if not rows:
         raise not_found(f"user {user_id} not found in tenant {tenant_id}")
-    return json_response(render_admin_user(rows[0]))
+    user_teams = await teams.teams_of(request.app[POOL], [user_id])
+    return json_response(render_admin_user(rows[0], user_teams[user_id]))
+
+
+@routes.delete("/admin/v1/tenants/{tid}/users/{uid}")
+async def delete_admin_user(request: web.Request) -> web.Response:
+    """Hard delete: the user leaves the subscription; each board goes to an heir (audited)."""
+    tenant_id = tenant_id_of(request)
+    user_id = uuid_or_404(request.match_info["uid"], "user")
+    handovers = await hard_delete_user(admin_scope(request, tenant_id), user_id)
+    return json_response({"deleted": str(user_id), "handovers": handovers})
 
 
 @routes.get("/admin/v1/tenants/{tid}/audit")
 async def get_audit(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await _tenant_or_404(request.app[POOL], tenant_id)
+    await tenant_or_404(request.app[POOL], tenant_id)
     query = request.query
+    limit = page_limit(query)
     try:
-        limit = min(max(int(query.get("limit", "100")), 1), 1000)
         before = int(query["before"]) if query.get("before") else None
     except ValueError:
-        raise invalid_value("limit and before must be integers") from None
-    user_id = _uuid_or_404(query["user_id"], "user") if query.get("user_id") else None
+        raise invalid_value("before must be an integer (the last audit id seen)") from None
+    user_id = uuid_or_404(query["user_id"], "user") if query.get("user_id") else None
     rows = await licenses.audit_page(
         request.app[POOL], tenant_id, user_id=user_id, before_id=before, limit=limit
     )
@@ -266,7 +304,7 @@ async def get_audit(request: web.Request) -> web.Response:
 @routes.get("/admin/v1/tenants/{tid}/scim/tokens")
 async def list_tokens(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await _tenant_or_404(request.app[POOL], tenant_id)
+    await tenant_or_404(request.app[POOL], tenant_id)
     rows = await store.list_tokens(request.app[POOL], tenant_id)
     return json_response(
         [
@@ -283,7 +321,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 @routes.post("/admin/v1/tenants/{tid}/scim/tokens")
 async def create_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await _tenant_or_404(request.app[POOL], tenant_id)
+    await tenant_or_404(request.app[POOL], tenant_id)
     token_id, token = await store.create_token(request.app[POOL], tenant_id)
     # The only time the token is shown: only its hash is stored.
     return json_response({"id": str(token_id), "token": token}, status=201)
@@ -292,7 +330,7 @@ async def create_token(request: web.Request) -> web.Response:
 @routes.delete("/admin/v1/tenants/{tid}/scim/tokens/{token_id}")
 async def revoke_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    token_id = _uuid_or_404(request.match_info["token_id"], "token")
+    token_id = uuid_or_404(request.match_info["token_id"], "token")
     if not await store.revoke_token(request.app[POOL], tenant_id, token_id):
         raise not_found(f"token {token_id} not found for tenant {tenant_id} (or already revoked)")
     return web.Response(status=204)

@@ -202,3 +202,12 @@ def admin_export_cursor(
 ) -> Any:
     """A server-side cursor over every matching user; iterate it inside a transaction."""
     return conn.cursor(ADMIN_EXPORT, tenant_id, state, license, _contains(q), None, prefetch=1000)
+
+
+# Team and group memberships go with the row (ON DELETE CASCADE); boards are handed over before.
+HARD_DELETE_USER = "DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING user_name, license"
+
+
+async def hard_delete_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> asyncpg.Record | None:
+    """Remove the product user for good; returns what it was (userName, license), None if absent."""
+    return await conn.fetchrow(HARD_DELETE_USER, tenant_id, user_id)
