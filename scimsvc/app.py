@@ -9,7 +9,7 @@ from arq.connections import ArqRedis
 
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
-from scimsvc.routes import admin, admin_teams, discovery, scim_users
+from scimsvc.routes import admin, admin_teams, discovery, scim_groups, scim_users
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(redis_context)
     app.add_routes(discovery.routes)
     app.add_routes(scim_users.routes)
+    app.add_routes(scim_groups.routes)
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
     return app

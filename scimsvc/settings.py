@@ -31,6 +31,9 @@ class Settings:
     smtp_url: str = ""  # smtp://[user:password@]host[:port] or smtps://...; empty: notices are not sent
     smtp_from: str = "scimsvc@localhost"
     notice_max_attempts: int = 8
+    group_max_body_bytes: int = 16_777_216  # POST/PUT /Groups: a 50,000-member push is about 3 MB
+    group_patch_max_bytes: int = 800_000
+    group_patch_max_member_ops: int = 8000
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -49,6 +52,11 @@ class Settings:
             "worker_max_jobs": _env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs),
             "smtp_url": env.get("SCIMSVC_SMTP_URL", ""),
             "smtp_from": env.get("SCIMSVC_SMTP_FROM") or cls.smtp_from,
+            "group_max_body_bytes": _env_int("SCIMSVC_GROUP_MAX_BODY_BYTES", cls.group_max_body_bytes),
+            "group_patch_max_bytes": _env_int("SCIMSVC_GROUP_PATCH_MAX_BYTES", cls.group_patch_max_bytes),
+            "group_patch_max_member_ops": _env_int(
+                "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS", cls.group_patch_max_member_ops
+            ),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
+from scimsvc.store import groups as group_store
 from scimsvc.store import licenses
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
@@ -187,6 +188,7 @@ async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> Non
     async with write(scope) as tx:
         current = await lock(tx.conn)
         await store.unlink_user(tx.conn, scope.tenant_id, current["id"])
+        await group_store.forget_user(tx.conn, scope.tenant_id, current["id"])  # its teams stay
         await tx.record("user", current["id"], "delete", {"active": False})
 
 

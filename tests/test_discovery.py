@@ -18,8 +18,8 @@ async def test_service_provider_config_advertises_only_what_works(client, tenant
 async def test_resource_types_and_schemas_describe_users(client, tenant):
     resp = await client.get("/scim/v2/ResourceTypes", headers=tenant.headers)
     types = await resp.json()
-    assert types["totalResults"] == 1
-    user_type = types["Resources"][0]
+    assert types["totalResults"] == 2
+    user_type = next(t for t in types["Resources"] if t["name"] == "User")
     assert user_type["endpoint"] == "/Users"
     assert user_type["schema"] == "urn:ietf:params:scim:schemas:core:2.0:User"
     extension_ids = {e["schema"] for e in user_type["schemaExtensions"]}
@@ -27,7 +27,8 @@ async def test_resource_types_and_schemas_describe_users(client, tenant):
 
     resp = await client.get("/scim/v2/Schemas", headers=tenant.headers)
     schemas = {s["id"]: s for s in (await resp.json())["Resources"]}
-    assert extension_ids | {user_type["schema"]} == set(schemas)
+    group = "urn:ietf:params:scim:schemas:core:2.0:Group"
+    assert extension_ids | {user_type["schema"], group} == set(schemas)
     user = schemas["urn:ietf:params:scim:schemas:core:2.0:User"]
     attrs = {a["name"]: a for a in user["attributes"]}
     assert attrs["userName"]["required"] is True and attrs["userName"]["uniqueness"] == "server"

@@ -14,6 +14,7 @@ from scimsvc.jobs import enqueue_apply
 from scimsvc.settings import Settings
 from scimsvc.store import outbox, teams
 from scimsvc.store import users as user_store
+from worker.groups import apply_group_changes
 from worker.notices import DELIVER_NOTICES
 from worker.seats import allocate_license, apply_tenant_licensing
 
@@ -45,7 +46,11 @@ async def apply_tenant_changes(
     await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
 
 
-APPLIERS: dict[str, Applier] = {"user": apply_user_changes, "tenant": apply_tenant_changes}
+APPLIERS: dict[str, Applier] = {
+    "user": apply_user_changes,
+    "tenant": apply_tenant_changes,
+    "group": apply_group_changes,
+}
 
 
 async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from schemas.catalog import ResourceTypeDef
+from schemas.group import GROUP_RESOURCE
 from schemas.user import USER_RESOURCE
 from scimsvc.keys import SETTINGS
 from scimsvc.routes.responses import scim_response
@@ -15,7 +16,7 @@ from scimsvc.scim.resources import list_response
 
 routes = web.RouteTableDef()
 
-RESOURCE_TYPES: tuple[ResourceTypeDef, ...] = (USER_RESOURCE,)
+RESOURCE_TYPES: tuple[ResourceTypeDef, ...] = (USER_RESOURCE, GROUP_RESOURCE)
 
 
 def _base(request: web.Request) -> str:

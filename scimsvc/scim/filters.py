@@ -277,6 +277,20 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """A multi-valued attribute kept in rows of its own table instead of the JSONB resource.
+
+    `source` is a FROM clause ending in a WHERE condition that selects the current resource's elements
+    (e.g. `group_members gm ... WHERE gm.group_id = g.id`); `columns` maps lower-cased sub-attribute
+    names to expressions over it. A filter on the attribute becomes `EXISTS (SELECT 1 FROM source AND
+    ...)`; a sub-attribute with no column cannot be filtered on.
+    """
+
+    source: str
+    columns: Mapping[str, Column]
+
+
+@dataclass(frozen=True)
 class _Op:
     sql: str  # the SQL operator
     test: Callable[[Any, Any], bool]  # the same comparison in Python
@@ -540,14 +554,16 @@ def compile_filter(
     columns: Mapping[str, Column],
     resource_column: str,
     params: list[Any],
+    rows: Mapping[str, Rows] | None = None,
 ) -> str:
     """A PostgreSQL boolean expression (never NULL) selecting the resources `node` matches.
 
     Filter values are appended to `params` and referenced as `$N`; the SQL text holds only catalog names.
-    `columns` maps lower-cased canonical paths ("username", "meta.created") to real columns; any other
-    attribute is read from the JSONB `resource_column`.
+    `columns` maps lower-cased canonical paths ("username", "meta.created") to real columns; `rows` maps
+    lower-cased multi-valued attributes ("members") kept in a table of their own; any other attribute is
+    read from the JSONB `resource_column`.
     """
-    return _SqlCompiler(rtype, columns, resource_column, params).node(node, None)
+    return _SqlCompiler(rtype, columns, resource_column, params, rows or {}).node(node, None)
 
 
 @dataclass(frozen=True)
@@ -563,6 +579,7 @@ class _Target:
 class _SqlScope:
     path: AttrPath  # the attribute of `attr[...]`
     alias: str  # the element row's alias when the attribute is multi-valued, else ""
+    rows: Rows | None = None  # set when the elements are rows of their own table
 
 
 _CASTS = {"boolean": "boolean", "dateTime": "timestamptz", "number": "numeric"}
@@ -575,12 +592,18 @@ def _lit(name: str) -> str:
 
 class _SqlCompiler:
     def __init__(
-        self, rtype: ResourceTypeDef, columns: Mapping[str, Column], resource_column: str, params: list[Any]
+        self,
+        rtype: ResourceTypeDef,
+        columns: Mapping[str, Column],
+        resource_column: str,
+        params: list[Any],
+        rows: Mapping[str, Rows],
     ) -> None:
         self.rtype = rtype
         self.columns = columns
         self.resource = resource_column
         self.params = params
+        self.rows = rows
         self.aliases = 0
 
     def node(self, node: Node, scope: _SqlScope | None) -> str:
@@ -592,6 +615,9 @@ class _SqlCompiler:
             return f"NOT ({self.node(node.expr, scope)})"
         if isinstance(node, ValuePath):
             path = _value_path(self.rtype, node, scope is not None)
+            rows = self.rows_of(path)
+            if rows is not None:
+                return self.exists_row(rows, self.node(node.filter, _SqlScope(path, "", rows)))
             if not path.attr.multi_valued:
                 return self.node(node.filter, _SqlScope(path, ""))
             alias = self.alias()
@@ -606,11 +632,19 @@ class _SqlCompiler:
             path = _resolve(self.rtype, name)
         else:
             sub = _resolve_sub(scope.path.attr, name)
+            if scope.rows is not None:
+                label = f"{scope.path}.{sub.name}"
+                row_col = self.row_column(scope.rows, label, sub)
+                check = _check(_leaf(label, sub, row_col), op, value)
+                return self.check(check, _Target(row_col.sql, row_col.nullable, json_text=False))
             if scope.alias:
                 check = _check(_leaf(f"{scope.path}.{sub.name}", sub), op, value)
                 return self.check(check, self.element(scope.alias, sub))
             path = AttrPath(scope.path.schema, scope.path.attr, sub)
         attr = path.attr
+        rows = self.rows_of(path)
+        if rows is not None:
+            return self.row_term(rows, path, op, value)
         if attr.multi_valued:
             array = self.json(AttrPath(path.schema, attr), text=False)
             if path.sub is None and op in ("pr", "absent"):
@@ -635,6 +669,32 @@ class _SqlCompiler:
         if column is not None:
             return self.check(check, _Target(column.sql, column.nullable, json_text=False))
         return self.check(check, _Target(self.json(path, text=True), nullable=True, json_text=True))
+
+    def rows_of(self, path: AttrPath) -> Rows | None:
+        if not path.attr.multi_valued:
+            return None
+        return self.rows.get(str(AttrPath(path.schema, path.attr)).lower())
+
+    @staticmethod
+    def row_column(rows: Rows, label: str, sub: Attr) -> Column:
+        column = rows.columns.get(sub.name.lower())
+        if column is None:
+            raise invalid_filter(f"{_q(label)} cannot be used in a filter here")
+        return column
+
+    def row_term(self, rows: Rows, path: AttrPath, op: str, value: Value) -> str:
+        """A test on a multi-valued attribute kept in rows: some row passes (`pr`: there is a row)."""
+        if path.sub is None and op in ("pr", "absent"):
+            found = self.exists_row(rows, "TRUE")
+            return found if op == "pr" else f"NOT ({found})"
+        element, leaf = _element_leaf(path)
+        if element is None:
+            raise _needs_sub(path)
+        column = self.row_column(rows, leaf.name, element)
+        check = _check(_leaf(leaf.name, element, column), "pr" if op == "absent" else op, value)
+        condition = self.check(check, _Target(column.sql, column.nullable, json_text=False))
+        found = self.exists_row(rows, condition)
+        return f"NOT ({found})" if op == "absent" else found
 
     def check(self, check: _Check, target: _Target) -> str:
         """`check` in SQL: the twin of `_evaluate`."""
@@ -687,6 +747,10 @@ class _SqlCompiler:
     def element(alias: str, sub: Attr | None) -> _Target:
         expr = f"{alias}.v->>{_lit(sub.name)}" if sub else f"({alias}.v #>> '{{}}')"
         return _Target(expr, nullable=True, json_text=True)
+
+    @staticmethod
+    def exists_row(rows: Rows, condition: str) -> str:
+        return f"EXISTS (SELECT 1 FROM {rows.source} AND {condition})"  # noqa: S608
 
     @staticmethod
     def exists(array: str, alias: str, condition: str) -> str:

@@ -604,3 +604,20 @@ def apply_patch(
             where = f"Operations[{index}] ({operation.op}{' ' + operation.path if operation.path else ''})"
             raise ScimError(exc.status, f"{where}: {exc.detail}", exc.scim_type) from None
     return patcher.resource
+
+
+@dataclass(frozen=True)
+class PatchPath:
+    """A PATCH path resolved against a resource type: `attr` (None for a bare extension URN),
+    the `filter` of `attr[filter]` and the sub-attribute of `attr.sub` / `attr[filter].sub`."""
+
+    schema: SchemaDef
+    attr: Attr | None
+    filter: Node | None
+    sub: Attr | None
+
+
+def resolve_path(path: str, rtype: ResourceTypeDef) -> PatchPath:
+    """Parse and resolve a PATCH path as apply_patch does; raises invalidPath / invalidFilter (400)."""
+    target = _parse_target(path, rtype)
+    return PatchPath(target.schema, target.attr, target.filter, target.sub)

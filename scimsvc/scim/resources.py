@@ -1,11 +1,14 @@
-"""Rendering stored users as SCIM resources, list responses and ETags (no I/O)."""
+"""Rendering stored users and groups as SCIM resources, list responses, projections and ETags (no I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from schemas.catalog import AttrPath, ResourceTypeDef
+from schemas.group import GROUP_SCHEMA
 from schemas.user import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
 from scimsvc.scim.errors import ScimError, invalid_value
 
@@ -74,6 +77,125 @@ def render_user(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
         "version": weak_etag(row["version"]),
     }
     return body
+
+
+def render_group(
+    row: Mapping[str, Any], members: Iterable[tuple[Any, str]] | None, *, base_url: str
+) -> dict[str, Any]:
+    """A stored group row as the SCIM Group; `members` ((user id, display) pairs) None leaves them out."""
+    group_id = str(row["id"])
+    body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "id": group_id}
+    body.update(row["resource"])
+    if members is not None:
+        rendered = [
+            {"value": str(uid), "display": display, "$ref": f"{base_url}/Users/{uid}", "type": "User"}
+            for uid, display in members
+        ]
+        if rendered:
+            body["members"] = rendered
+    body["meta"] = {
+        "resourceType": "Group",
+        "created": scim_datetime(row["created_at"]),
+        "lastModified": scim_datetime(row["updated_at"]),
+        "location": f"{base_url}/Groups/{group_id}",
+        "version": weak_etag(row["version"]),
+    }
+    return body
+
+
+@dataclass(frozen=True)
+class Projection:
+    """RFC 7644 §3.4.2.5 `attributes` / `excludedAttributes`, resolved against a resource type.
+
+    Names the resource type does not know are ignored (an IdP may ask for attributes we do not keep).
+    """
+
+    attributes: tuple[AttrPath, ...] = ()
+    excluded: tuple[AttrPath, ...] = field(default=())
+
+    def wants(self, attr_name: str) -> bool:
+        """Whether any part of the top-level core attribute `attr_name` is returned (members: whether
+        to read them at all)."""
+        lowered = attr_name.lower()
+        if self.attributes:
+            return any(p.attr.name.lower() == lowered for p in self.attributes)
+        return not any(p.attr.name.lower() == lowered and p.sub is None for p in self.excluded)
+
+
+def parse_projection(query: Mapping[str, str], rtype: ResourceTypeDef) -> Projection:
+    """The projection a request's query asks for (comma-separated attribute paths)."""
+
+    def paths(name: str) -> tuple[AttrPath, ...]:
+        resolved = (rtype.resolve(part.strip()) for part in query.get(name, "").split(",") if part.strip())
+        return tuple(p for p in resolved if p is not None)
+
+    return Projection(attributes=paths("attributes"), excluded=paths("excludedAttributes"))
+
+
+def _holder(body: Mapping[str, Any], path: AttrPath, rtype: ResourceTypeDef) -> Any:
+    return body if path.schema is rtype.core else body.get(path.schema.id)
+
+
+def _only_subs(value: Any, subs: set[str]) -> Any:
+    if isinstance(value, list):
+        kept = [_only_subs(v, subs) for v in value]
+        return [v for v in kept if v]
+    if isinstance(value, Mapping):
+        return {k: v for k, v in value.items() if k in subs}
+    return value
+
+
+def project(body: dict[str, Any], projection: Projection, rtype: ResourceTypeDef) -> dict[str, Any]:
+    """`body` with only the requested attributes (plus those always returned), minus the excluded ones."""
+    if not projection.attributes and not projection.excluded:
+        return body
+    if projection.attributes:
+        wanted: dict[tuple[str, str], set[str] | None] = {}
+        for path in projection.attributes:
+            key = (path.schema.id, path.attr.name)
+            if path.sub is None or wanted.get(key, set()) is None:
+                wanted[key] = None
+            else:
+                subs = wanted.setdefault(key, set())
+                assert subs is not None
+                subs.add(path.sub.name)
+        result: dict[str, Any] = {"schemas": body.get("schemas", [])}
+        for schema in rtype.schemas:
+            for attr in schema.attributes:
+                holder = body if schema is rtype.core else body.get(schema.id)
+                if not isinstance(holder, Mapping) or attr.name not in holder:
+                    continue
+                key = (schema.id, attr.name)
+                if attr.returned != "always" and key not in wanted:
+                    continue
+                subs = wanted.get(key)
+                value = holder[attr.name] if subs is None else _only_subs(holder[attr.name], subs)
+                if value in ({}, [], None):
+                    continue
+                target = result if schema is rtype.core else result.setdefault(schema.id, {})
+                target[attr.name] = value
+    else:
+        result = dict(body)
+    for path in projection.excluded:
+        if path.target.returned == "always" or path.attr.returned == "always":
+            continue
+        holder = _holder(result, path, rtype)
+        if not isinstance(holder, dict) or path.attr.name not in holder:
+            continue
+        if path.schema is not rtype.core:
+            holder = result[path.schema.id] = dict(holder)
+        if path.sub is None:
+            del holder[path.attr.name]
+            continue
+        value = holder[path.attr.name]
+        name = path.sub.name
+        if isinstance(value, list):
+            holder[path.attr.name] = [
+                {k: v for k, v in e.items() if k != name} if isinstance(e, Mapping) else e for e in value
+            ]
+        elif isinstance(value, Mapping):
+            holder[path.attr.name] = {k: v for k, v in value.items() if k != name}
+    return result
 
 
 def list_response(resources: Sequence[dict[str, Any]], *, total: int, start_index: int) -> dict[str, Any]:

@@ -1,0 +1,258 @@
+"""SCIM rules for Group writes that need no I/O: validation, member lists, PATCH as member-set changes.
+
+A group's members are rows, not part of its stored resource, and a group may have 50,000 of them, so a
+PATCH is never applied to a materialized member list. `plan_group_patch` splits the operations: those on
+`members` become a `MemberChange` (a whole new list, or ids to add and ids to remove) that the store
+applies set-based; the others (displayName, externalId) go through `apply_patch` on the resource.
+
+IdP shapes handled on purpose:
+- Entra: `{"op": "Remove", "path": "members", "value": [{"value": id}, ...]}` removes those members only;
+  `{"op": "Add", "path": "members", "value": [...]}`; op names in any case; several operations at once.
+- RFC 7644 §3.5.2.2: `{"op": "remove", "path": "members[value eq \"id\"]"}`.
+- Okta: a path-less `replace` with `{"id": ..., "displayName": ...}` with every membership update (the id
+  is readOnly and ignored), and `{"op": "replace", "path": "members", "value": [all]}` to push a group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from marshmallow import ValidationError
+
+from schemas.base import flatten_errors
+from schemas.group import GROUP_RESOURCE, load_group
+from scimsvc.scim.errors import ScimError, invalid_filter, invalid_path, invalid_syntax, invalid_value
+from scimsvc.scim.filter_ast import Compare, Node, Or
+from scimsvc.scim.patch import PatchOperation, apply_patch, resolve_path
+
+_MEMBERS = "members"
+_QUALIFIED_MEMBERS = f"{GROUP_RESOURCE.core.id}:{_MEMBERS}".lower()
+_SHOWN = 5  # ids named in one error message
+
+
+def _is_members_key(key: Any) -> bool:
+    return isinstance(key, str) and key.strip().lower() in (_MEMBERS, _QUALIFIED_MEMBERS)
+
+
+def _describe(ids: Sequence[str]) -> str:
+    shown = ", ".join(repr(i) for i in ids[:_SHOWN])
+    return shown + (f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
+
+
+def member_values(raw: Any, *, where: str = "members") -> list[UUID]:
+    """The user ids of a `members` value (a list of `{"value": id}`, one such object, or bare ids),
+    de-duplicated in order; 400 invalidValue naming every malformed id."""
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    ids: dict[UUID, None] = {}
+    malformed: list[str] = []
+    for index, item in enumerate(items):
+        value: Any = item
+        if isinstance(item, Mapping):
+            kind = next((v for k, v in item.items() if isinstance(k, str) and k.lower() == "type"), None)
+            if isinstance(kind, str) and kind.lower() not in ("user", ""):
+                raise invalid_value(
+                    f"{where}[{index}] has type {kind!r}: only users can be members (groups do not nest)"
+                )
+            value = next((v for k, v in item.items() if isinstance(k, str) and k.lower() == "value"), None)
+            if value is None:
+                raise invalid_value(f'{where}[{index}] has no "value": name the member by its User id')
+        if not isinstance(value, str):
+            raise invalid_value(f"{where}[{index}]: a member's value must be a User id string, got {value!r}")
+        try:
+            ids[UUID(value)] = None
+        except ValueError:
+            malformed.append(value)
+    if malformed:
+        raise invalid_value(
+            f"{where}: {_describe(malformed)} {'is' if len(malformed) == 1 else 'are'} not User ids "
+            "of this service (a User id is the `id` it returned when the user was created)"
+        )
+    return list(ids)
+
+
+def unknown_members_error(ids: Sequence[UUID]) -> ScimError:
+    """400 for member ids that are not SCIM-provisioned users of the tenant."""
+    text = [str(i) for i in ids]
+    return invalid_value(
+        f"members: {_describe(text)} {'is' if len(text) == 1 else 'are'} not "
+        f"{'a user' if len(text) == 1 else 'users'} of this tenant: provision the user first "
+        "(POST /Users), then add it to the group"
+    )
+
+
+def validate_group(body: Any) -> tuple[dict[str, Any], list[UUID]]:
+    """The stored resource of a Group body and its member ids, or a 400 naming what is wrong."""
+    if not isinstance(body, dict):
+        raise invalid_value("the request body must be a JSON object describing a Group")
+    members = next((v for k, v in body.items() if _is_members_key(k)), None)
+    try:
+        resource = load_group(body)
+    except ValidationError as exc:
+        raise invalid_value("invalid Group: " + "; ".join(flatten_errors(exc.messages))) from None
+    return resource, member_values(members)
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    """What a PATCH does to the members: `replace` is the whole new list (a push) when it names one;
+    otherwise `add` and `remove` are disjoint id sets applied to the current members."""
+
+    replace: tuple[UUID, ...] | None = None
+    add: tuple[UUID, ...] = ()
+    remove: tuple[UUID, ...] = ()
+
+    @property
+    def is_push(self) -> bool:
+        return self.replace is not None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.replace is None and not self.add and not self.remove
+
+    def added(self) -> tuple[UUID, ...]:
+        """Ids that must be users of the tenant: the new list of a push, else the ids added."""
+        return self.replace if self.replace is not None else self.add
+
+
+class _MemberSets:
+    """Folds member operations, in order, into a MemberChange without knowing the current members."""
+
+    def __init__(self) -> None:
+        self.replace: dict[UUID, None] | None = None
+        self.add: dict[UUID, None] = {}
+        self.remove: dict[UUID, None] = {}
+        self.count = 0
+
+    def do_add(self, ids: Iterable[UUID]) -> None:
+        for i in ids:
+            self.count += 1
+            if self.replace is not None:
+                self.replace[i] = None
+            else:
+                self.add[i] = None
+                self.remove.pop(i, None)
+
+    def do_remove(self, ids: Iterable[UUID]) -> None:
+        for i in ids:
+            self.count += 1
+            if self.replace is not None:
+                self.replace.pop(i, None)
+            else:
+                self.remove[i] = None
+                self.add.pop(i, None)
+
+    def do_replace(self, ids: Iterable[UUID]) -> None:
+        self.replace = {}
+        self.add, self.remove = {}, {}
+        self.do_add(ids)
+
+    def result(self) -> MemberChange:
+        if self.replace is not None:
+            return MemberChange(replace=tuple(self.replace))
+        return MemberChange(add=tuple(self.add), remove=tuple(self.remove))
+
+
+def _filter_ids(node: Node, text: str) -> list[str]:
+    """The ids of `members[value eq "a" or value eq "b"]`; other member filters are refused."""
+    if isinstance(node, Or):
+        return _filter_ids(node.left, text) + _filter_ids(node.right, text)
+    if (
+        isinstance(node, Compare)
+        and node.op == "eq"
+        and node.attr.lower() in ("value", "members.value")
+        and isinstance(node.value, str)
+    ):
+        return [node.value]
+    raise invalid_filter(
+        f'path {text!r}: a member filter can only name members by id, e.g. members[value eq "<user id>"] '
+        '(several joined with "or")'
+    )
+
+
+def _too_many(count: int, limit: int) -> ScimError:
+    return ScimError(
+        413,
+        f"this PATCH changes {count} members; a group PATCH may change at most {limit}. Split the change "
+        "into several PATCH requests, or replace the whole member list with PUT /Groups/{id}",
+    )
+
+
+def plan_group_patch(
+    resource: Mapping[str, Any], operations: Sequence[PatchOperation], *, max_member_ops: int
+) -> tuple[dict[str, Any], MemberChange]:
+    """The group's new stored resource and its member change, from PATCH operations applied in order.
+
+    Raises ScimError 400 (naming the failing operation), or 413 past `max_member_ops` member values.
+    """
+    sets = _MemberSets()
+    others: list[PatchOperation] = []
+    for index, operation in enumerate(operations):
+        try:
+            _plan_one(operation, sets, others)
+        except ScimError as exc:
+            where = f"Operations[{index}] ({operation.op}{' ' + operation.path if operation.path else ''})"
+            raise ScimError(exc.status, f"{where}: {exc.detail}", exc.scim_type) from None
+        if sets.count > max_member_ops:
+            raise _too_many(sets.count, max_member_ops)
+    patched = apply_patch(resource, others, GROUP_RESOURCE) if others else dict(resource)
+    try:
+        new_resource = load_group(patched)
+    except ValidationError as exc:
+        raise invalid_value("invalid Group after PATCH: " + "; ".join(flatten_errors(exc.messages))) from None
+    return new_resource, sets.result()
+
+
+def _plan_one(operation: PatchOperation, sets: _MemberSets, others: list[PatchOperation]) -> None:
+    op, path, value = operation.op, operation.path, operation.value
+    if path is None:
+        # add/replace with a value object: its `members` key is a member operation, the rest is not.
+        if not isinstance(value, Mapping):
+            raise invalid_syntax(
+                f'an "{op}" operation without a "path" needs an object value such as '
+                f'{{"displayName": "Sales"}}, got {value!r}'
+            )
+        rest = {k: v for k, v in value.items() if not _is_members_key(k)}
+        for key, members in value.items():
+            if _is_members_key(key):
+                _members_op(op, members, sets)
+        if rest:
+            others.append(PatchOperation(op=op, path=None, value=rest))
+        return
+    target = resolve_path(path, GROUP_RESOURCE)
+    if target.attr is None or target.attr.name != "members":
+        others.append(operation)
+        return
+    if target.sub is not None:
+        raise invalid_path(
+            f'path {path!r}: change members as a whole, e.g. path "members" with a list of '
+            '{"value": "<user id>"}, or remove one with members[value eq "<user id>"]'
+        )
+    if target.filter is None:
+        if op == "remove" and value is None:
+            sets.do_replace(())  # remove every member
+        else:
+            _members_op(op, value, sets)
+        return
+    named = member_values(_filter_ids(target.filter, path), where=f"path {path!r}")
+    if op == "remove":
+        sets.do_remove(named)
+    elif op == "replace":
+        sets.do_remove(named)
+        sets.do_add(member_values(value, where="value"))
+    else:
+        sets.do_add(member_values(value, where="value") if value is not None else named)
+
+
+def _members_op(op: str, value: Any, sets: _MemberSets) -> None:
+    ids = member_values(value, where="value")
+    if op == "add":
+        sets.do_add(ids)
+    elif op == "remove":
+        sets.do_remove(ids)
+    else:
+        sets.do_replace(ids)

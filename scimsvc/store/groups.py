@@ -1,0 +1,290 @@
+"""SQL for SCIM groups, their desired members, and the set-based sync of a linked team's membership.
+
+A group's members are rows in `group_members` (never a JSON list), so every change is a fixed number of
+statements whatever the group's size: ids travel as one uuid[] parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from scimsvc.scim.filters import Column, Rows
+
+# How filter attributes map onto real columns (indexes in 0005_teams.sql); others read `resource`.
+FILTER_COLUMNS: dict[str, Column] = {
+    "id": Column("g.id", "uuid", nullable=False),
+    "displayname": Column("g.display_name", "string", nullable=False),
+    "externalid": Column("g.external_id", "string"),
+    "meta.created": Column("g.created_at", "dateTime", nullable=False),
+    "meta.lastmodified": Column("g.updated_at", "dateTime", nullable=False),
+}
+# `members` lives in rows: a filter on it is an EXISTS over the group's member rows.
+FILTER_ROWS: dict[str, Rows] = {
+    "members": Rows(
+        source=(
+            "group_members gm JOIN users mu ON mu.id = gm.user_id AND mu.tenant_id = g.tenant_id "
+            "WHERE gm.group_id = g.id AND mu.scim_linked"
+        ),
+        columns={
+            "value": Column("gm.user_id", "uuid", nullable=False),
+            "display": Column("coalesce(mu.display_name, mu.user_name)", "string", nullable=False),
+            "type": Column("'User'", "string", nullable=False),
+        },
+    )
+}
+RESOURCE_COLUMN = "g.resource"
+
+GROUP_COLUMNS = (
+    "g.id, g.tenant_id, g.display_name, g.external_id, g.team_id, g.resource, g.version, "
+    "g.created_at, g.updated_at"
+)
+SELECT_GROUP = f"SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2"
+SELECT_GROUP_FOR_UPDATE = SELECT_GROUP + " FOR UPDATE"
+# The team a new group links to: exactly its name (case-sensitive), and the group already linked to it.
+SELECT_TEAM_BY_NAME = """
+SELECT t.id, t.name, g.id AS group_id, g.display_name AS group_display_name
+FROM teams t LEFT JOIN groups g ON g.team_id = t.id
+WHERE t.tenant_id = $1 AND t.name = $2
+FOR UPDATE OF t
+"""
+SELECT_TEAM_NAMES_LIKE = """
+SELECT name FROM teams WHERE tenant_id = $1 AND lower(name) = lower($2) ORDER BY name LIMIT 3
+"""
+INSERT_GROUP = f"""
+INSERT INTO groups AS g (tenant_id, display_name, external_id, team_id, resource)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING {GROUP_COLUMNS}
+"""
+UPDATE_GROUP = f"""
+UPDATE groups AS g
+SET display_name = $3, external_id = $4, resource = $5, version = g.version + 1, updated_at = now()
+WHERE g.tenant_id = $1 AND g.id = $2
+RETURNING {GROUP_COLUMNS}
+"""
+DELETE_GROUP = "DELETE FROM groups WHERE tenant_id = $1 AND id = $2 RETURNING id"
+
+# Which of the ids are not SCIM-linked users of the tenant (one query for any number of ids).
+MISSING_USERS = """
+SELECT x FROM unnest($2::uuid[]) AS x
+EXCEPT
+SELECT u.id FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND u.id = ANY($2::uuid[])
+"""
+ADD_MEMBERS = """
+INSERT INTO group_members (group_id, user_id)
+SELECT g.id, x FROM groups g CROSS JOIN unnest($3::uuid[]) AS x
+WHERE g.tenant_id = $1 AND g.id = $2
+ON CONFLICT (group_id, user_id) DO NOTHING
+"""
+REMOVE_MEMBERS = """
+DELETE FROM group_members gm USING groups g
+WHERE g.tenant_id = $1 AND g.id = $2 AND gm.group_id = g.id AND gm.user_id = ANY($3::uuid[])
+"""
+# A push: drop the members not in the new list (a hashed anti-join), then insert the missing ones.
+REMOVE_MEMBERS_NOT_IN = """
+DELETE FROM group_members gm USING groups g
+WHERE g.tenant_id = $1 AND g.id = $2 AND gm.group_id = g.id
+  AND NOT EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS x(id) WHERE x.id = gm.user_id)
+"""
+SELECT_MEMBERS = """
+SELECT gm.group_id, gm.user_id, coalesce(u.display_name, u.user_name) AS display
+FROM group_members gm JOIN users u ON u.id = gm.user_id AND u.tenant_id = $1 AND u.scim_linked
+WHERE gm.group_id = ANY($2::uuid[])
+ORDER BY gm.group_id, gm.user_id
+"""
+# A SCIM DELETE of a user takes it out of every group (its team memberships stay).
+FORGET_USER = """
+WITH gone AS (
+    DELETE FROM group_members gm USING groups g
+    WHERE g.tenant_id = $1 AND gm.group_id = g.id AND gm.user_id = $2
+    RETURNING gm.group_id
+)
+UPDATE groups g SET version = g.version + 1, updated_at = now()
+WHERE g.tenant_id = $1 AND g.id IN (SELECT group_id FROM gone)
+"""
+
+
+async def get_group(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, group_id: UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    """A group of the tenant, optionally locked for update."""
+    return await conn.fetchrow(SELECT_GROUP_FOR_UPDATE if for_update else SELECT_GROUP, tenant_id, group_id)
+
+
+async def lock_team_by_name(conn: asyncpg.Connection, tenant_id: UUID, name: str) -> asyncpg.Record | None:
+    """The tenant's team named exactly `name` (id, name, group_id of the group linked to it), locked."""
+    return await conn.fetchrow(SELECT_TEAM_BY_NAME, tenant_id, name)
+
+
+async def team_names_like(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, name: str) -> list[str]:
+    """Names of the tenant's teams equal to `name` but for case (for a helpful error)."""
+    return [r["name"] for r in await conn.fetch(SELECT_TEAM_NAMES_LIKE, tenant_id, name)]
+
+
+def _columns(resource: dict[str, Any]) -> tuple[Any, ...]:
+    return resource["displayName"], resource.get("externalId"), resource
+
+
+async def insert_group(
+    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, resource: dict[str, Any]
+) -> asyncpg.Record:
+    """A new group linked to `team_id`; raises UniqueViolationError if another group links it."""
+    display_name, external_id, stored = _columns(resource)
+    return await conn.fetchrow(INSERT_GROUP, tenant_id, display_name, external_id, team_id, stored)
+
+
+async def update_group(
+    conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, resource: dict[str, Any]
+) -> asyncpg.Record:
+    """Replace the group's resource (never its team link); bumps the version."""
+    return await conn.fetchrow(UPDATE_GROUP, tenant_id, group_id, *_columns(resource))
+
+
+async def delete_group(conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID) -> bool:
+    """Delete a group and its desired members; its team and the team's members stay."""
+    return await conn.fetchval(DELETE_GROUP, tenant_id, group_id) is not None
+
+
+async def missing_users(conn: asyncpg.Connection, tenant_id: UUID, user_ids: Sequence[UUID]) -> list[UUID]:
+    """Those of `user_ids` that are not SCIM-linked users of the tenant, sorted."""
+    if not user_ids:
+        return []
+    return sorted(r[0] for r in await conn.fetch(MISSING_USERS, tenant_id, list(user_ids)))
+
+
+async def add_members(
+    conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, user_ids: Sequence[UUID]
+) -> None:
+    """Add ids to the group's desired members (present ones stay)."""
+    if user_ids:
+        await conn.execute(ADD_MEMBERS, tenant_id, group_id, list(user_ids))
+
+
+async def remove_members(
+    conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, user_ids: Sequence[UUID]
+) -> None:
+    """Remove ids from the group's desired members (absent ones are ignored)."""
+    if user_ids:
+        await conn.execute(REMOVE_MEMBERS, tenant_id, group_id, list(user_ids))
+
+
+async def replace_members(
+    conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, user_ids: Sequence[UUID]
+) -> None:
+    """Make the group's desired members exactly `user_ids`, in two statements."""
+    ids = list(user_ids)
+    await conn.execute(REMOVE_MEMBERS_NOT_IN, tenant_id, group_id, ids)
+    if ids:
+        await conn.execute(ADD_MEMBERS, tenant_id, group_id, ids)
+
+
+async def members_of(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, group_ids: Sequence[UUID]
+) -> dict[UUID, list[tuple[UUID, str]]]:
+    """Each group's members as (user id, displayName else userName), by user id, in one query."""
+    members: dict[UUID, list[tuple[UUID, str]]] = {g: [] for g in group_ids}
+    if group_ids:
+        for row in await conn.fetch(SELECT_MEMBERS, tenant_id, list(group_ids)):
+            members[row["group_id"]].append((row["user_id"], row["display"]))
+    return members
+
+
+async def forget_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> None:
+    """Take a SCIM-deleted user out of every group's desired members (bumping those groups' versions)."""
+    await conn.execute(FORGET_USER, tenant_id, user_id)
+
+
+async def list_groups(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    where: str,
+    params: list[Any],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    """One page of the tenant's groups matching `where` (compiled from a filter, `$1` = tenant id),
+    ordered by (created_at, id), with the exact total."""
+    n = len(params)
+    # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
+    page_sql = f"""
+        SELECT {GROUP_COLUMNS}, count(*) OVER () AS total
+        FROM groups g
+        WHERE g.tenant_id = $1 AND ({where})
+        ORDER BY g.created_at, g.id
+        OFFSET ${n + 1} LIMIT ${n + 2}
+    """
+    rows = await conn.fetch(page_sql, *params, offset, limit)
+    if rows:
+        return rows[0]["total"], rows
+    if offset == 0 and limit > 0:
+        return 0, []
+    count_sql = f"SELECT count(*) FROM groups g WHERE g.tenant_id = $1 AND ({where})"
+    return await conn.fetchval(count_sql, *params), []
+
+
+# --- The worker's side: the linked team follows the group ----------------------------------------------
+
+# The group's tenant and linked team; nothing when the group is gone or its team was deleted.
+SELECT_LINK = """
+SELECT g.tenant_id, g.team_id FROM groups g JOIN teams t ON t.id = g.team_id AND t.tenant_id = g.tenant_id
+WHERE g.id = $1
+"""
+PUSH_REMOVE = """
+DELETE FROM team_members tm USING teams t
+WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id
+  AND NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = tm.user_id)
+"""
+PUSH_ADD = """
+INSERT INTO team_members (team_id, user_id, added_by)
+SELECT t.id, gm.user_id, 'scim'
+FROM teams t
+JOIN group_members gm ON gm.group_id = $3
+JOIN users u ON u.id = gm.user_id AND u.tenant_id = t.tenant_id
+WHERE t.tenant_id = $1 AND t.id = $2
+ON CONFLICT (team_id, user_id) DO NOTHING
+"""
+# Incremental: only the named users, and only those the group still has (a later removal is applied
+# from its own row anyway); their other teams are never touched.
+TEAM_ADD = """
+INSERT INTO team_members (team_id, user_id, added_by)
+SELECT t.id, u.id, 'scim'
+FROM teams t
+JOIN users u ON u.tenant_id = t.tenant_id AND u.id = ANY($4::uuid[])
+WHERE t.tenant_id = $1 AND t.id = $2
+  AND EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = u.id)
+ON CONFLICT (team_id, user_id) DO NOTHING
+"""
+TEAM_REMOVE = """
+DELETE FROM team_members tm USING teams t
+WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.user_id = ANY($3::uuid[])
+"""
+
+
+async def linked_team(conn: asyncpg.Connection, group_id: UUID) -> asyncpg.Record | None:
+    """(tenant_id, team_id) of the group's team, or None if the group or its team no longer exists."""
+    return await conn.fetchrow(SELECT_LINK, group_id)
+
+
+async def push_to_team(conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID) -> None:
+    """Make the team's members exactly the group's members (manual additions go), in two statements."""
+    await conn.execute(PUSH_REMOVE, tenant_id, team_id, group_id)
+    await conn.execute(PUSH_ADD, tenant_id, team_id, group_id)
+
+
+async def add_to_team(
+    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID, user_ids: Sequence[UUID]
+) -> None:
+    """Add the named users (still members of the group) to the team; existing members stay as they are."""
+    if user_ids:
+        await conn.execute(TEAM_ADD, tenant_id, team_id, group_id, list(user_ids))
+
+
+async def remove_from_team(
+    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, user_ids: Sequence[UUID]
+) -> None:
+    """Remove the named users from the team (they stay in the subscription and their other teams)."""
+    if user_ids:
+        await conn.execute(TEAM_REMOVE, tenant_id, team_id, list(user_ids))
