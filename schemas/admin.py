@@ -33,7 +33,7 @@ class TenantSettingsSchema(Schema):
     domain_teams = fields.Dict(
         keys=Text(validate=validate.Length(min=1, max=253)), values=fields.List(fields.UUID(), required=True)
     )
-    rate_limit = fields.Dict()
+    rate_limit = fields.Nested(lambda: RateLimitSchema())
 
     @post_load
     def _lower_domains(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -45,6 +45,17 @@ class TenantSettingsSchema(Schema):
                 merged.setdefault(_domain(domain), []).extend(str(t) for t in team_ids)
             data["domain_teams"] = {d: sorted(set(ids)) for d, ids in merged.items()}
         return data
+
+
+class RateLimitSchema(Schema):
+    """A tenant's SCIM budget: a preset, or an explicit number of credits per 30 s (which wins)."""
+
+    class Meta:
+        unknown = RAISE
+
+    preset = Text(validate=validate.OneOf(("default", "strict", "off")))
+    # At least one L4 request (2,000 credits) must fit in the budget.
+    credits_per_30s = fields.Integer(strict=True, validate=validate.Range(min=2000, max=1_000_000_000))
 
 
 class TenantCreateSchema(TenantSettingsSchema):

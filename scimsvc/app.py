@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
+from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
 from scimsvc.routes import admin, admin_teams, discovery, scim_groups, scim_users
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
@@ -28,6 +29,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = ArqRedis.from_url(
         app[SETTINGS].redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
     )
+    app[LIMITER] = RateLimiter(app[REDIS], app[SETTINGS])
     yield
     await app[REDIS].aclose()
 
@@ -36,7 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     """The web front end: SCIM under /scim/v2, the admin API under /admin/v1."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[request_id_middleware, error_middleware, auth_middleware, rate_limit_middleware],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(pg_context)

@@ -17,3 +17,4 @@ REDIS = web.AppKey("redis", ArqRedis)
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)
 ALLOWED_DOMAINS = web.RequestKey("allowed_domains", tuple)
+RATE_LIMIT = web.RequestKey("rate_limit", dict)  # the tenant's rate_limit setting

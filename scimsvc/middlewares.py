@@ -6,12 +6,14 @@ import logging
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from scimsvc.keys import ALLOWED_DOMAINS, POOL, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.keys import ALLOWED_DOMAINS, POOL, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
 from scimsvc.scim.errors import ScimError
 from scimsvc.store.tenants import tenant_for_token
@@ -65,18 +67,26 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> tuple[
     return ScimError(exc.status, detail), headers
 
 
+def _passed_on(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers of an aiohttp HTTP error worth keeping on the SCIM error (rate limits, Retry-After)."""
+    return {k: v for k, v in headers.items() if "ratelimit" in k.lower() or k.lower() == "retry-after"}
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render every error as an RFC 7644 §3.12 body; never HTML, never a traceback."""
     try:
         return await handler(request)
     except ScimError as exc:
-        headers = {"WWW-Authenticate": 'Bearer realm="scimsvc"'} if exc.status == 401 else None
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="scimsvc"'
         return _error_response(request, exc, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error_response(request, *_from_http_exception(request, exc))
+        error, headers = _from_http_exception(request, exc)
+        return _error_response(request, error, {**_passed_on(exc.headers), **headers})
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
@@ -91,16 +101,42 @@ def _bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
+TOO_MANY_FAILURES = (
+    "too many failed authentications from this address: retry after {seconds} s with a valid credential"
+)
+
+
+async def _refuse_blocked_address(request: web.Request) -> None:
+    """An address over its failed-authentication budget is refused before any credential is checked."""
+    left = request.app[LIMITER].auth_blocked(request.remote or "unknown")
+    if left > 0:
+        seconds = retry_after(int(left * 1000))
+        raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
+
+
+async def _failed_authentication(request: web.Request, what: str) -> None:
+    """Log and count a wrong credential; past the address's budget, answer 429 instead of 401."""
+    address = request.remote or "unknown"
+    log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
+    verdict = await request.app[LIMITER].auth_failed(address)
+    if verdict is not None and not verdict.allowed:
+        seconds = retry_after(verdict.wait_ms)
+        raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """SCIM routes: the bearer token selects the tenant. Admin routes: the operator key."""
     path = request.path
+    if path.startswith((SCIM_PREFIX, ADMIN_PREFIX)):
+        await _refuse_blocked_address(request)
     if path.startswith(SCIM_PREFIX):
         token = _bearer(request)
         if token is None:
             raise ScimError(401, "authentication required: send 'Authorization: Bearer <SCIM token>'")
         found = await tenant_for_token(request.app[POOL], token)
         if found is None:
+            await _failed_authentication(request, "SCIM token")
             raise ScimError(
                 401, "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
             )
@@ -110,11 +146,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         request[TENANT_ID] = found["tenant_id"]
         request[ALLOWED_DOMAINS] = tuple(found["allowed_domains"])
+        request[RATE_LIMIT] = found["rate_limit"]
     elif path.startswith(ADMIN_PREFIX):
         admin_key = request.app[SETTINGS].admin_key
         if not admin_key:
             raise ScimError(403, "the admin API is disabled: set SCIMSVC_ADMIN_KEY on the server")
         token = _bearer(request)
         if token is None or not secrets.compare_digest(token.encode(), admin_key.encode()):
+            if token is not None:
+                await _failed_authentication(request, "admin key")
             raise ScimError(401, "admin API: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
     return await handler(request)

@@ -11,6 +11,16 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (os.environ.get(name) or default).lower()
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web front end, the worker and the CLI read from the environment."""
@@ -34,6 +44,11 @@ class Settings:
     group_max_body_bytes: int = 16_777_216  # POST/PUT /Groups: a 50,000-member push is about 3 MB
     group_patch_max_bytes: int = 800_000
     group_patch_max_member_ops: int = 8000
+    rate_limit_enabled: bool = True  # per-tenant credit budgets on SCIM routes (DESIGN §6)
+    rate_limit_credits: int = 400_000  # default per 30 s: 25+ requests/s of any user route, even DELETE
+    rate_limit_on_redis_error: str = "open"  # open: admit (logged); closed: 503 with Retry-After
+    rate_limit_prefix: str = "scimsvc:rl"  # Redis key prefix of the buckets
+    auth_failures_per_minute: int = 30  # wrong SCIM tokens / admin keys per client address
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,6 +71,15 @@ class Settings:
             "group_patch_max_bytes": _env_int("SCIMSVC_GROUP_PATCH_MAX_BYTES", cls.group_patch_max_bytes),
             "group_patch_max_member_ops": _env_int(
                 "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS", cls.group_patch_max_member_ops
+            ),
+            "rate_limit_enabled": env.get("SCIMSVC_RATE_LIMIT_ENABLED", "true").lower() not in FALSE_WORDS,
+            "rate_limit_credits": _env_int("SCIMSVC_RATE_LIMIT_CREDITS_PER_30S", cls.rate_limit_credits),
+            "rate_limit_on_redis_error": _env_choice(
+                "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR", ("open", "closed"), cls.rate_limit_on_redis_error
+            ),
+            "rate_limit_prefix": env.get("SCIMSVC_RATE_LIMIT_PREFIX") or cls.rate_limit_prefix,
+            "auth_failures_per_minute": _env_int(
+                "SCIMSVC_AUTH_FAILURES_PER_MINUTE", cls.auth_failures_per_minute
             ),
         }
         values.update(overrides)

@@ -76,6 +76,8 @@ def settings(database_url: str) -> Settings:
         db_pool_min=1,
         db_pool_max=5,
         sweep_after_seconds=0,
+        rate_limit_prefix=f"scimsvc:test:{RUN_ID}:rl",
+        auth_failures_per_minute=100_000,  # every test fails auth from 127.0.0.1; tests of the limit lower it
     )
 
 

@@ -10,11 +10,14 @@ ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 class ScimError(Exception):
     """An error answered as an RFC 7644 §3.12 body; `scim_type` only where the RFC defines one."""
 
-    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, scim_type: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        self.headers = dict(headers or {})  # e.g. Retry-After and rate-limit headers
 
     def body(self) -> dict[str, Any]:
         """The error as a SCIM message body."""

@@ -43,7 +43,7 @@ WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
 RETURNING id
 """
 SELECT_TOKEN_TENANT = """
-SELECT k.token_hash, k.tenant_id, t.scim_enabled, t.allowed_domains
+SELECT k.token_hash, k.tenant_id, t.scim_enabled, t.allowed_domains, t.rate_limit
 FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.token_hash = $1 AND k.revoked_at IS NULL
 """
@@ -122,7 +122,7 @@ async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) 
 
 
 async def tenant_for_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> asyncpg.Record | None:
-    """The tenant (tenant_id, scim_enabled, allowed_domains) of a valid, unrevoked token, or None."""
+    """The tenant (id, scim_enabled, allowed_domains, rate_limit) of a valid, unrevoked token, or None."""
     digest = hash_token(token)
     row = await conn.fetchrow(SELECT_TOKEN_TENANT, digest)
     # The lookup is by a hash the caller cannot steer; the constant-time compare guards the final check.

@@ -1,0 +1,96 @@
+"""A token bucket in Redis: one atomic Lua script refills by the Redis clock and spends a cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+# KEYS[1]: the bucket (a hash: tokens, ts in ms).
+# ARGV: capacity (credits), window in ms (an empty bucket refills fully in one window), cost,
+#       and optionally "now" in ms — tests only; otherwise the Redis server's TIME, so every replica
+#       shares one clock.
+# Returns {allowed (0/1), remaining credits (floored), wait ms until `cost` credits exist (0 if
+# allowed), ms until the bucket is full again}.
+# A cost above the capacity is admitted only from a full bucket and leaves it in debt, so the
+# long-run rate still holds. The key expires once it would be full again: a full bucket and a missing
+# one are the same, so idle tenants leave nothing behind.
+TOKEN_BUCKET_LUA = """
+local capacity = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now
+if ARGV[4] and ARGV[4] ~= '' then
+    now = tonumber(ARGV[4])
+else
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Milliseconds until `credits` more have refilled, rounded up (less a float-noise epsilon).
+local function ms_until(credits)
+    if credits <= 0 then
+        return 0
+    end
+    return math.ceil(credits * window / capacity - 1e-6)
+end
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+    tokens = capacity
+    ts = now
+end
+if now > ts then
+    tokens = math.min(capacity, tokens + (now - ts) * capacity / window)
+    ts = now
+end
+if tokens > capacity then
+    tokens = capacity
+end
+local allowed = 0
+local wait = 0
+if cost <= tokens or (cost > capacity and tokens >= capacity) then
+    tokens = tokens - cost
+    allowed = 1
+elseif cost > capacity then
+    wait = ms_until(capacity - tokens)
+else
+    wait = ms_until(cost - tokens)
+end
+local full_in = ms_until(capacity - tokens)
+if full_in > 0 then
+    redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', ts)
+    redis.call('PEXPIRE', KEYS[1], full_in)
+else
+    redis.call('DEL', KEYS[1])
+end
+local remaining = math.floor(tokens)
+if remaining < 0 then
+    remaining = 0
+end
+return {allowed, remaining, wait, full_in}
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the bucket said about one request."""
+
+    allowed: bool
+    remaining: int  # credits left after this request
+    wait_ms: int  # until enough credits exist for it (0 when allowed)
+    full_in_ms: int  # until the bucket is full again
+
+
+class TokenBucket:
+    """Buckets under one key prefix; the script is loaded once and run with EVALSHA (reloaded on NOSCRIPT)."""
+
+    def __init__(self, redis: Redis, *, window_ms: int = 30_000) -> None:
+        self._script = redis.register_script(TOKEN_BUCKET_LUA)
+        self.window_ms = window_ms
+
+    async def take(self, key: str, *, capacity: int, cost: int, now_ms: int | None = None) -> Verdict:
+        """Spend `cost` credits from the bucket at `key` if it holds them."""
+        args = [capacity, self.window_ms, cost, "" if now_ms is None else now_ms]
+        allowed, remaining, wait, full_in = await self._script(keys=[key], args=args)
+        return Verdict(bool(allowed), int(remaining), int(wait), int(full_in))

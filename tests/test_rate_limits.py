@@ -1,0 +1,381 @@
+"""Rate limits (DESIGN §6): the Lua token bucket, honest 429s, isolation, replicas, Redis down, auth abuse."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+import socket
+import sys
+import time
+import uuid
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from scimsvc.app import create_app
+from scimsvc.rate_levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
+from scimsvc.token_bucket import TokenBucket
+from tests.conftest import ADMIN_HEADERS, QUEUE_NAME, REDIS_URL, RUN_ID, make_tenant, unique_email, user_body
+
+RATE_HEADERS = (
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
+
+
+def own_prefix() -> str:
+    """Keys of one test, under the run's prefix (the session fixture removes them at the end)."""
+    return f"scimsvc:test:{RUN_ID}:rl:{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def redis_client():
+    client = aioredis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def bucket(redis_client):
+    return TokenBucket(redis_client, window_ms=30_000), own_prefix()
+
+
+# --- the bucket maths, run by the Lua script with an explicit clock ---------------------------
+
+
+async def test_full_bucket_spends_then_refuses_with_exact_wait(bucket):
+    tb, key = bucket
+    t0 = 1_000_000
+    for i in range(3):
+        v = await tb.take(key, capacity=300, cost=100, now_ms=t0)
+        assert v.allowed and v.remaining == 200 - 100 * i
+    v = await tb.take(key, capacity=300, cost=100, now_ms=t0)
+    # 300 credits per 30 s = 0.01 credit/ms: 100 credits take 10 s.
+    assert not v.allowed and v.remaining == 0 and v.wait_ms == 10_000 and v.full_in_ms == 30_000
+    early = await tb.take(key, capacity=300, cost=100, now_ms=t0 + 9_999)
+    assert not early.allowed and early.wait_ms == 1
+    on_time = await tb.take(key, capacity=300, cost=100, now_ms=t0 + 10_000)
+    assert on_time.allowed and on_time.remaining == 0
+
+
+async def test_refill_never_exceeds_capacity_and_full_buckets_leave_no_key(bucket, redis_client):
+    tb, key = bucket
+    t0 = 5_000_000
+    await tb.take(key, capacity=1000, cost=500, now_ms=t0)
+    ttl = await redis_client.pttl(key)
+    assert 0 < ttl <= 15_000  # expires when it would be full again
+    v = await tb.take(key, capacity=1000, cost=0, now_ms=t0 + 3_600_000)
+    assert v.allowed and v.remaining == 1000 and v.full_in_ms == 0
+    assert await redis_client.exists(key) == 0
+
+
+async def test_clock_going_backwards_refills_nothing(bucket):
+    tb, key = bucket
+    t0 = 9_000_000
+    await tb.take(key, capacity=300, cost=300, now_ms=t0)
+    v = await tb.take(key, capacity=300, cost=10, now_ms=t0 - 5_000)
+    assert not v.allowed and v.remaining == 0
+    v = await tb.take(key, capacity=300, cost=10, now_ms=t0 + 1_000)
+    assert v.allowed  # 10 credits refilled in the second after t0, none for the step back
+
+
+async def test_cost_above_capacity_is_admitted_only_from_a_full_bucket_and_leaves_debt(bucket):
+    tb, key = bucket
+    t0 = 2_000_000
+    v = await tb.take(key, capacity=1000, cost=2000, now_ms=t0)
+    assert v.allowed and v.remaining == 0 and v.full_in_ms == 60_000  # 1000 in debt + 1000 to refill
+    v = await tb.take(key, capacity=1000, cost=50, now_ms=t0 + 1_000)
+    assert not v.allowed and v.wait_ms == 30_000 - 1_000 + 1_500  # until the debt is paid and 50 refilled
+    v = await tb.take(key, capacity=1000, cost=2000, now_ms=t0 + 30_000)
+    assert not v.allowed and v.wait_ms == 30_000  # a full bucket is needed again
+
+
+async def test_lowering_capacity_clamps_the_stored_credits(bucket):
+    tb, key = bucket
+    t0 = 3_000_000
+    await tb.take(key, capacity=10_000, cost=50, now_ms=t0)
+    v = await tb.take(key, capacity=1_000, cost=50, now_ms=t0)
+    assert v.allowed and v.remaining == 950
+
+
+async def test_script_is_reloaded_after_the_cache_is_flushed(redis_client):
+    server = await start_redis()
+    try:
+        client = aioredis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        tb = TokenBucket(client)
+        assert (await tb.take("k", capacity=100, cost=10)).allowed
+        await client.script_flush()
+        assert (await tb.take("k", capacity=100, cost=10)).remaining == 80
+        await client.aclose()
+    finally:
+        await server.stop()
+
+
+# --- levels and presets (pure) ------------------------------------------------------------------
+
+
+def test_strict_preset_reproduces_the_published_table():
+    per_30s = {
+        ("GET", "/scim/v2/Users"): 200,
+        ("GET", "/scim/v2/Users/{id}"): 200,
+        ("POST", "/scim/v2/Users"): 200,
+        ("PUT", "/scim/v2/Users/{id}"): 100,
+        ("PATCH", "/scim/v2/Users/{id}"): 100,
+        ("DELETE", "/scim/v2/Users/{id}"): 20,
+        ("GET", "/scim/v2/Groups/{id}"): 20,
+        ("GET", "/scim/v2/Groups"): 5,
+    }
+    credits = tenant_credits({"preset": "strict"}, default_credits=1)
+    assert credits == STRICT_CREDITS
+    for (method, route), calls in per_30s.items():
+        assert credits // LEVELS[request_level(method, route, None)] == calls, (method, route)
+    assert credits // LEVELS[request_level("PATCH", "/scim/v2/Groups/{id}", 501)] == 5
+    assert credits // LEVELS[request_level("PATCH", "/scim/v2/Groups/{id}", 500)] == 100
+
+
+def test_default_budget_allows_25_requests_a_second_of_any_user_route():
+    credits = tenant_credits({}, default_credits=400_000)
+    assert credits is not None
+    for method, route in ROUTE_LEVELS:
+        if "/Users" in route:
+            assert credits / LEVELS[request_level(method, route, None)] / 30 >= 25, (method, route)
+    assert tenant_credits({"preset": "off"}, default_credits=400_000) is None
+    assert tenant_credits({"preset": "strict", "credits_per_30s": 4000}, default_credits=1) == 4000
+
+
+# --- through HTTP ---------------------------------------------------------------------------------
+
+
+async def limited_tenant(client, credits):
+    tenant = await make_tenant(client)
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}",
+        json={"rate_limit": {"credits_per_30s": credits}},
+        headers=ADMIN_HEADERS,
+    )
+    assert resp.status == 200, await resp.text()
+    return tenant
+
+
+async def test_over_budget_gets_429_with_headers_and_changes_nothing(client, db):
+    tenant = await limited_tenant(client, 2000)  # 40 L1 requests
+    admitted = 0
+    started = time.monotonic()
+    while True:
+        resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+        for name in RATE_HEADERS:
+            assert name in resp.headers, name
+        assert resp.headers["RateLimit-Limit"] == "2000"
+        if resp.status == 429:
+            break
+        assert resp.status == 200
+        admitted += 1
+    # 2000 credits, plus what refilled meanwhile (2000 per 30 s).
+    assert 40 <= admitted <= 40 + math.ceil((time.monotonic() - started) * 2000 / 30 / 50)
+    body = await resp.json()
+    assert (
+        body["status"] == "429"
+        and "2000 credits per 30 s" in body["detail"]
+        and "retry after" in body["detail"]
+    )
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert int(resp.headers["Retry-After"]) >= 1
+
+    resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+    assert resp.status == 429
+    assert await db.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1::uuid", tenant.id) == 0
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid", tenant.id) == 0
+
+
+async def test_retry_after_is_never_early(client):
+    tenant = await limited_tenant(client, 2000)
+    for _ in range(100):
+        resp = await client.delete(f"/scim/v2/Users/{uuid.uuid4()}", headers=tenant.headers)  # L3: 500
+        if resp.status == 429:
+            break
+    wait = int(resp.headers["Retry-After"])
+    await asyncio.sleep(wait)
+    resp = await client.delete(f"/scim/v2/Users/{uuid.uuid4()}", headers=tenant.headers)
+    assert resp.status == 404  # admitted (and the user does not exist)
+
+
+async def test_errors_carry_rate_headers_and_admin_routes_are_not_limited(client, tenant):
+    resp = await client.get(f"/scim/v2/Users/{uuid.uuid4()}", headers=tenant.headers)
+    assert resp.status == 404 and "RateLimit-Remaining" in resp.headers
+    resp = await client.get("/scim/v2/Users", params={"filter": "bogus"}, headers=tenant.headers)
+    assert resp.status == 400 and "X-RateLimit-Remaining" in resp.headers
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}", headers=ADMIN_HEADERS)
+    assert resp.status == 200 and "RateLimit-Limit" not in resp.headers
+
+
+async def test_one_tenant_exhausted_leaves_another_unaffected(client):
+    a = await limited_tenant(client, 2000)
+    b = await limited_tenant(client, 2000)
+    while (await client.get("/scim/v2/Users", headers=a.headers)).status != 429:
+        pass
+    resp = await client.get("/scim/v2/Users", headers=b.headers)
+    assert resp.status == 200 and int(resp.headers["RateLimit-Remaining"]) >= 1900
+
+
+async def test_preset_off_and_bad_rate_limit_settings(client, tenant, db):
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}", json={"rate_limit": {"preset": "off"}}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200 and "RateLimit-Limit" not in resp.headers
+    for bad in ({"preset": "lax"}, {"credits_per_30s": 10}, {"credits_per_30s": "9000"}, {"burst": 1}, 5):
+        resp = await client.patch(
+            f"/admin/v1/tenants/{tenant.id}", json={"rate_limit": bad}, headers=ADMIN_HEADERS
+        )
+        assert resp.status == 400, bad
+    assert await db.fetchval("SELECT rate_limit::text FROM tenants WHERE id = $1::uuid", tenant.id) == (
+        '{"preset": "off"}'
+    )
+
+
+async def test_failed_authentications_are_limited_per_address(aiohttp_client, settings, caplog):
+    tight = dataclasses.replace(settings, auth_failures_per_minute=5, rate_limit_prefix=own_prefix())
+    client = await aiohttp_client(create_app(tight))
+    tenant = await make_tenant(client)
+    bad = {"Authorization": "Bearer scim_guess"}
+    statuses = [(await client.get("/scim/v2/Users", headers=bad)).status for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    # Blocked: not even a valid token is checked from this address until the budget refills.
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    assert "too many failed authentications" in (await resp.json())["detail"]
+    assert any("failed authentication (SCIM token)" in r.getMessage() for r in caplog.records)
+    assert all("scim_guess" not in r.getMessage() for r in caplog.records)
+
+
+class RedisServer:
+    def __init__(self, proc, port, folder):
+        self.proc, self.port, self.folder = proc, port, folder
+
+    async def stop(self):
+        self.proc.terminate()  # only the server this test started
+        await self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_redis() -> RedisServer:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    client = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
+    for _ in range(100):
+        try:
+            await client.ping()
+            break
+        except Exception:
+            await asyncio.sleep(0.05)
+    await client.aclose()
+    return RedisServer(proc, port, None)
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+async def test_redis_down_fails_open_or_closed_as_configured(aiohttp_client, settings, mode, db):
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    app = create_app(
+        dataclasses.replace(
+            settings, redis_url=dead, rate_limit_on_redis_error=mode, enqueue_timeout_seconds=0.2
+        )
+    )
+    client = await aiohttp_client(app)
+    tenant = await make_tenant(client)
+    resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+    if mode == "open":
+        assert resp.status == 201  # admitted; the outbox row waits for the sweeper
+        assert "RateLimit-Limit" not in resp.headers
+    else:
+        body = await resp.json()
+        assert resp.status == 503 and body["status"] == "503" and int(resp.headers["Retry-After"]) >= 1
+        assert await db.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1::uuid", tenant.id) == 0
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)  # within the retry interval: no stall
+    assert resp.status == (200 if mode == "open" else 503)
+
+
+async def test_two_replicas_admit_exactly_the_budget(client, database_url):
+    """Two `scimsvc serve` processes share one bucket: admitted credits = budget + refill, not twice it."""
+    tenant = await limited_tenant(client, 5000)  # 100 L1 requests
+    prefix = own_prefix()
+    ports = [free_port(), free_port()]
+    env = {
+        **os.environ,
+        "SCIMSVC_DATABASE_URL": database_url,
+        "SCIMSVC_REDIS_URL": REDIS_URL,
+        "SCIMSVC_QUEUE_NAME": QUEUE_NAME,
+        "SCIMSVC_RATE_LIMIT_PREFIX": prefix,
+        "SCIMSVC_LOG_LEVEL": "WARNING",
+    }
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "scimsvc.cli",
+            "serve",
+            "--port",
+            str(port),
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for port in ports:
+                for _ in range(200):
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/ops/health") as resp:
+                            await resp.read()
+                            break
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.05)
+            gate = asyncio.Semaphore(32)
+
+            async def get(i: int) -> int:
+                async with (
+                    gate,
+                    http.get(
+                        f"http://127.0.0.1:{ports[i % 2]}/scim/v2/Users?count=1", headers=tenant.headers
+                    ) as resp,
+                ):
+                    await resp.read()
+                    return resp.status
+
+            started = time.monotonic()
+            statuses = await asyncio.gather(*(get(i) for i in range(400)))
+            elapsed = time.monotonic() - started
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            await proc.wait()
+    admitted = statuses.count(200)
+    assert statuses.count(429) == 400 - admitted
+    refill = elapsed * 5000 / 30 / 50
+    assert 100 <= admitted <= 100 + math.ceil(refill) + 1, (admitted, elapsed)
