@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
-from scimsvc.routes import admin, admin_teams, discovery, scim_groups, scim_users
+from scimsvc.routes import admin, admin_teams, discovery, ops, scim_groups, scim_users
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 
@@ -48,4 +48,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(scim_groups.routes)
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
+    app.add_routes(ops.routes)
     return app

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 SCIM_PREFIX = "/scim/v2"
 ADMIN_PREFIX = "/admin/v1"
+# The operator key guards the admin API and the operator views that reveal tenants and load.
+OPERATOR_PREFIXES = (ADMIN_PREFIX, "/ops/queue")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -128,7 +130,7 @@ async def _failed_authentication(request: web.Request, what: str) -> None:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """SCIM routes: the bearer token selects the tenant. Admin routes: the operator key."""
     path = request.path
-    if path.startswith((SCIM_PREFIX, ADMIN_PREFIX)):
+    if path.startswith((SCIM_PREFIX, *OPERATOR_PREFIXES)):
         await _refuse_blocked_address(request)
     if path.startswith(SCIM_PREFIX):
         token = _bearer(request)
@@ -147,13 +149,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[TENANT_ID] = found["tenant_id"]
         request[ALLOWED_DOMAINS] = tuple(found["allowed_domains"])
         request[RATE_LIMIT] = found["rate_limit"]
-    elif path.startswith(ADMIN_PREFIX):
+    elif path.startswith(OPERATOR_PREFIXES):
         admin_key = request.app[SETTINGS].admin_key
         if not admin_key:
-            raise ScimError(403, "the admin API is disabled: set SCIMSVC_ADMIN_KEY on the server")
+            raise ScimError(403, "operator endpoints are disabled: set SCIMSVC_ADMIN_KEY on the server")
         token = _bearer(request)
         if token is None or not secrets.compare_digest(token.encode(), admin_key.encode()):
             if token is not None:
                 await _failed_authentication(request, "admin key")
-            raise ScimError(401, "admin API: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
+            raise ScimError(401, "operator endpoint: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
     return await handler(request)

@@ -49,6 +49,9 @@ class Settings:
     rate_limit_on_redis_error: str = "open"  # open: admit (logged); closed: 503 with Retry-After
     rate_limit_prefix: str = "scimsvc:rl"  # Redis key prefix of the buckets
     auth_failures_per_minute: int = 30  # wrong SCIM tokens / admin keys per client address
+    queue_degraded_after_seconds: int = 60  # /ops/queue: oldest unapplied change older than this
+    queue_stalled_after_seconds: int = 300
+    worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -80,6 +83,15 @@ class Settings:
             "rate_limit_prefix": env.get("SCIMSVC_RATE_LIMIT_PREFIX") or cls.rate_limit_prefix,
             "auth_failures_per_minute": _env_int(
                 "SCIMSVC_AUTH_FAILURES_PER_MINUTE", cls.auth_failures_per_minute
+            ),
+            "queue_degraded_after_seconds": _env_int(
+                "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS", cls.queue_degraded_after_seconds
+            ),
+            "queue_stalled_after_seconds": _env_int(
+                "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS", cls.queue_stalled_after_seconds
+            ),
+            "worker_heartbeat_stale_seconds": _env_int(
+                "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS", cls.worker_heartbeat_stale_seconds
             ),
         }
         values.update(overrides)

@@ -9,6 +9,9 @@ from arq.cron import cron
 
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
+from worker.heartbeat import HEARTBEAT_SECONDS, counted, heartbeat
+from worker.heartbeat import started as heartbeat_started
+from worker.heartbeat import stopped as heartbeat_stopped
 from worker.jobs import MAX_TRIES, apply_outbox, sweep_outbox
 from worker.notices import deliver_notices
 
@@ -21,16 +24,20 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx["pool"] = await create_pool(
             settings.database_url, min_size=1, max_size=max(2, settings.worker_max_jobs // 2)
         )
+        await heartbeat_started(ctx)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await heartbeat_stopped(ctx)
         if "pool" in ctx:
             await ctx["pool"].close()
 
     return {
-        "functions": [apply_outbox, deliver_notices],
+        # Each job counts its outcome in Redis for /ops/queue (totals across every worker).
+        "functions": [counted(apply_outbox), counted(deliver_notices)],
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True),
             cron(deliver_notices, second={5, 20, 35, 50}, run_at_startup=True),
+            cron(heartbeat, second=HEARTBEAT_SECONDS, run_at_startup=False),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

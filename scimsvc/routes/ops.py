@@ -1,0 +1,58 @@
+"""Operators' endpoints: liveness, readiness, and queue health (the last needs the operator key)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from scimsvc.keys import POOL, REDIS, SETTINGS
+from scimsvc.queue_health import queue_health
+from scimsvc.routes.responses import json_response
+from scimsvc.store.migrations import pending_migrations
+
+routes = web.RouteTableDef()
+READY_TIMEOUT_SECONDS = 2
+
+
+@routes.get("/ops/health")
+async def health(_: web.Request) -> web.Response:
+    """Liveness: the process answers. No I/O, so a slow database never gets a web replica killed."""
+    return json_response({"status": "ok"})
+
+
+async def _postgres(request: web.Request) -> str:
+    async with request.app[POOL].acquire() as conn:
+        pending = await pending_migrations(conn)
+    return "ok" if not pending else f"migrations pending: {', '.join(m.name for m in pending)}"
+
+
+async def _redis(request: web.Request) -> str:
+    await request.app[REDIS].ping()
+    return "ok"
+
+
+@routes.get("/ops/ready")
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: PostgreSQL reachable with every migration applied, and Redis reachable."""
+    checks: dict[str, Any] = {}
+    for name, check in (("postgres", _postgres), ("redis", _redis)):
+        try:
+            checks[name] = await asyncio.wait_for(check(request), READY_TIMEOUT_SECONDS)
+        except (TimeoutError, OSError, RedisError) as exc:
+            checks[name] = f"unreachable: {exc!r}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
+            checks[name] = f"failed: {exc!r}"
+    ok = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
+    )
+
+
+@routes.get("/ops/queue")
+async def queue(request: web.Request) -> web.Response:
+    """Queue health for operators (operator key): queue, outbox lag, workers and a verdict."""
+    app = request.app
+    return json_response(await queue_health(app[POOL], app[REDIS], app[SETTINGS]))

@@ -1,0 +1,51 @@
+"""What operators watch in the database: how far the worker is behind on the outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+OUTBOX_TOTALS = """
+SELECT count(*) AS pending, count(*) FILTER (WHERE attempts > 0) AS failing,
+       extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
+FROM outbox WHERE applied_at IS NULL
+"""
+OLDEST_BY_TENANT = """
+SELECT o.tenant_id, t.name, o.pending, extract(epoch FROM now() - o.oldest)::float8 AS oldest_age
+FROM (
+    SELECT tenant_id, count(*) AS pending, min(created_at) AS oldest
+    FROM outbox WHERE applied_at IS NULL GROUP BY tenant_id
+) AS o
+JOIN tenants t ON t.id = o.tenant_id
+ORDER BY o.oldest
+LIMIT $1
+"""
+
+
+@dataclass(frozen=True)
+class OutboxLag:
+    pending_rows: int
+    failing_rows: int  # unapplied rows whose last attempt failed (they are retried)
+    oldest_age_seconds: float | None
+    by_tenant: list[dict[str, Any]]  # the tenants waiting longest
+
+
+async def outbox_lag(conn: asyncpg.Pool | asyncpg.Connection, *, limit: int) -> OutboxLag:
+    totals = await conn.fetchrow(OUTBOX_TOTALS)
+    rows = await conn.fetch(OLDEST_BY_TENANT, limit) if totals["pending"] else []
+    return OutboxLag(
+        pending_rows=totals["pending"],
+        failing_rows=totals["failing"],
+        oldest_age_seconds=round(totals["oldest_age"], 1) if totals["oldest_age"] is not None else None,
+        by_tenant=[
+            {
+                "tenant_id": str(r["tenant_id"]),
+                "name": r["name"],
+                "pending_rows": r["pending"],
+                "oldest_age_seconds": round(r["oldest_age"], 1),
+            }
+            for r in rows
+        ],
+    )

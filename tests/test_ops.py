@@ -1,0 +1,151 @@
+"""Operators' endpoints: /ops/health, /ops/ready, /ops/queue (and its verdict)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import sys
+import time
+import uuid
+
+import pytest
+
+from scimsvc.app import create_app
+from scimsvc.queue_health import queue_status
+from scimsvc.store.migrations import migrate
+from tests.conftest import (
+    ADMIN_HEADERS,
+    RUN_ID,
+    SERVER_URL,
+    _drop_database,
+    make_tenant,
+    unique_email,
+    user_body,
+    with_database,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_health_answers_without_credentials(client):
+    resp = await client.get("/ops/health")
+    assert resp.status == 200 and await resp.json() == {"status": "ok"}
+
+
+async def test_ready_checks_postgres_migrations_and_redis(client):
+    resp = await client.get("/ops/ready")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+
+
+async def test_not_ready_when_redis_is_unreachable(aiohttp_client, settings):
+    app = create_app(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    client = await aiohttp_client(app)
+    resp = await client.get("/ops/ready")
+    body = await resp.json()
+    assert resp.status == 503 and body["status"] == "not ready"
+    assert body["checks"]["postgres"] == "ok" and body["checks"]["redis"].startswith("unreachable")
+
+
+async def test_queue_needs_the_operator_key(client):
+    resp = await client.get("/ops/queue")
+    assert resp.status == 401
+    resp = await client.get("/ops/queue", headers={"Authorization": "Bearer wrong"})
+    assert resp.status == 401
+    resp = await client.get("/ops/queue", headers=ADMIN_HEADERS)
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("figures", "status"),
+    [
+        ({"pending_rows": 0, "oldest_age_seconds": None, "live_workers": 1, "failed_last_hour": 0}, "ok"),
+        ({"pending_rows": 3, "oldest_age_seconds": 2.0, "live_workers": 1, "failed_last_hour": 0}, "ok"),
+        ({"pending_rows": 3, "oldest_age_seconds": 2.0, "live_workers": 0, "failed_last_hour": 0}, "stalled"),
+        (
+            {"pending_rows": 3, "oldest_age_seconds": 90.0, "live_workers": 2, "failed_last_hour": 0},
+            "degraded",
+        ),
+        (
+            {"pending_rows": 3, "oldest_age_seconds": 400.0, "live_workers": 2, "failed_last_hour": 0},
+            "stalled",
+        ),
+        (
+            {"pending_rows": 0, "oldest_age_seconds": None, "live_workers": 1, "failed_last_hour": 4},
+            "degraded",
+        ),
+        (
+            {"pending_rows": 0, "oldest_age_seconds": None, "live_workers": 0, "failed_last_hour": 0},
+            "degraded",
+        ),
+    ],
+)
+def test_queue_verdict(figures, status):
+    got, reasons = queue_status(**figures, degraded_after=60, stalled_after=300)
+    assert got == status
+    assert bool(reasons) == (status != "ok")
+
+
+@pytest.fixture
+async def own_database(settings):
+    """A database and queue of this test only: /ops/queue reads the whole outbox and queue."""
+    name = f"scimsvc_test_{RUN_ID}_ops_{uuid.uuid4().hex[:6]}"
+    url = with_database(SERVER_URL, name)
+    await migrate(url)
+    yield dataclasses.replace(settings, database_url=url, queue_name=f"scimsvc:test:{RUN_ID}:ops:{name[-6:]}")
+    await _drop_database(url)
+
+
+async def queue_report(client):
+    resp = await client.get("/ops/queue", headers=ADMIN_HEADERS)
+    assert resp.status == 200
+    return await resp.json()
+
+
+async def test_queue_turns_stalled_without_workers_and_ok_once_one_drains(aiohttp_client, own_database):
+    settings = own_database
+    client = await aiohttp_client(create_app(settings))
+    tenant = await make_tenant(client)
+    for _ in range(3):
+        resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+        assert resp.status == 201
+
+    report = await queue_report(client)
+    assert report["status"] == "stalled" and report["live_workers"] == 0
+    assert report["outbox"]["pending_rows"] == 3
+    assert report["outbox"]["oldest_by_tenant"][0]["tenant_id"] == tenant.id
+    assert report["queue"]["queued"] >= 1
+    assert "no worker is alive" in report["reasons"][0]
+
+    env = {
+        **os.environ,
+        "SCIMSVC_DATABASE_URL": settings.database_url,
+        "SCIMSVC_REDIS_URL": settings.redis_url,
+        "SCIMSVC_QUEUE_NAME": settings.queue_name,
+        "SCIMSVC_LOG_LEVEL": "WARNING",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scimsvc.cli", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            report = await queue_report(client)
+            if report["status"] == "ok" and report["outbox"]["pending_rows"] == 0:
+                break
+            assert time.monotonic() < deadline, report
+            await asyncio.sleep(0.2)
+        assert report["live_workers"] == 1
+        assert report["workers"][0]["pid"] == worker.pid
+        assert report["jobs_last_hour"]["succeeded"] >= 1 and report["jobs_last_hour"]["failed"] == 0
+    finally:
+        worker.terminate()  # only the worker this test started
+        await worker.wait()
+    report = await queue_report(client)
+    assert report["workers"] == [] and report["status"] == "degraded"  # it said goodbye
