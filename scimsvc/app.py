@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
@@ -31,6 +32,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     )
     app[LIMITER] = RateLimiter(app[REDIS], app[SETTINGS])
     yield
+    await wakeups_sent(app[REDIS])  # wake-ups of the last requests go out before the client closes
     await app[REDIS].aclose()
 
 

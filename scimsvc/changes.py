@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 from arq.connections import ArqRedis
 
-from scimsvc.jobs import enqueue_apply
+from scimsvc.jobs import Wakeup, waker_for
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 
@@ -34,12 +34,12 @@ class Transaction:
 
     conn: asyncpg.Connection
     scope: Scope
-    touched: list[tuple[str, UUID]] = field(default_factory=list)
+    touched: list[Wakeup] = field(default_factory=list)
 
     async def record(
         self, resource_type: str, resource_id: UUID, change: str, payload: dict[str, Any] | None = None
     ) -> None:
-        await outbox.record_change(
+        outbox_id = await outbox.record_change(
             self.conn,
             tenant_id=self.scope.tenant_id,
             resource_type=resource_type,
@@ -48,22 +48,21 @@ class Transaction:
             payload=payload,
             request_id=self.scope.request_id,
         )
-        if (resource_type, resource_id) not in self.touched:
-            self.touched.append((resource_type, resource_id))
+        self.touched.append(Wakeup(self.scope.tenant_id, resource_type, resource_id, outbox_id))
 
 
 @asynccontextmanager
 async def write(scope: Scope) -> AsyncIterator[Transaction]:
-    """Run a write and its outbox rows in one transaction, then enqueue a job per touched resource."""
+    """Run a write and its outbox rows in one transaction, then wake the worker for them.
+
+    The wake-up is sent in the background: the response does not wait for Redis, as the committed outbox
+    rows are the record and the worker's sweeper re-enqueues any wake-up that gets lost.
+    """
     async with scope.pool.acquire() as conn:
         tx = Transaction(conn, scope)
         async with conn.transaction():
             yield tx
-    for resource_type, resource_id in tx.touched:
-        await enqueue_apply(
-            scope.redis,
-            queue_name=scope.settings.queue_name,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            wait=scope.settings.enqueue_timeout_seconds,
-        )
+    if tx.touched:
+        waker_for(
+            scope.redis, queue_name=scope.settings.queue_name, wait=scope.settings.enqueue_timeout_seconds
+        ).wake(tx.touched)

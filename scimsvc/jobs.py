@@ -1,16 +1,37 @@
-"""Waking the worker: enqueueing an arq job that drains one resource's outbox rows."""
+"""Waking the worker: arq jobs that drain outbox rows, sent from the front end without holding a response.
+
+Redis only carries wake-up calls: every change is committed to the outbox first, and the worker's sweeper
+re-enqueues whatever a lost wake-up leaves behind. So the front end sends wake-ups in the background,
+coalesced: one job per tenant for all of its user rows (the worker drains a tenant's users in batches),
+one job per other resource.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
 from uuid import UUID
 
 from arq.connections import ArqRedis
 
 APPLY_OUTBOX = "apply_outbox"
+DRAIN_USERS = "drain_users"
+LINGER_SECONDS = 0.005  # gather a few requests' wake-ups into one round of enqueues
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """A committed outbox row that a worker should apply."""
+
+    tenant_id: UUID
+    resource_type: str
+    resource_id: UUID
+    outbox_id: int
 
 
 async def enqueue_apply(
@@ -20,12 +41,97 @@ async def enqueue_apply(
 
     A failure loses nothing: the outbox row is committed and the sweeper re-enqueues it.
     """
+    return await _enqueue(redis, queue_name, wait, APPLY_OUTBOX, resource_type, str(resource_id))
+
+
+async def enqueue_drain_users(
+    redis: ArqRedis,
+    *,
+    queue_name: str,
+    tenant_id: UUID,
+    outbox_ids: list[int] | None = None,
+    wait: float = 1.0,
+) -> bool:
+    """Ask a worker to apply the tenant's pending user rows; `outbox_ids`: the rows this wake-up is for.
+
+    A worker skips the job when those rows are applied already, so duplicate wake-ups cost little.
+    """
+    return await _enqueue(redis, queue_name, wait, DRAIN_USERS, str(tenant_id), outbox_ids)
+
+
+async def _enqueue(redis: ArqRedis, queue_name: str, wait: float, function: str, *args: object) -> bool:
     try:
-        await asyncio.wait_for(
-            redis.enqueue_job(APPLY_OUTBOX, resource_type, str(resource_id), _queue_name=queue_name),
-            wait,
-        )
+        await asyncio.wait_for(redis.enqueue_job(function, *args, _queue_name=queue_name), wait)
     except Exception as exc:  # noqa: BLE001 - Redis is disposable; the sweeper covers every failure
-        log.warning("enqueue failed for %s %s (the sweeper will retry): %r", resource_type, resource_id, exc)
+        log.warning("enqueue of %s%r failed (the sweeper will retry): %r", function, args, exc)
         return False
     return True
+
+
+async def send_wakeups(
+    redis: ArqRedis, wakeups: Iterable[Wakeup], *, queue_name: str, wait: float = 1.0
+) -> None:
+    """Enqueue the jobs these rows need: one drain per tenant for user rows, one per other resource."""
+    user_rows: dict[UUID, list[int]] = {}
+    others: dict[tuple[str, UUID], None] = {}
+    for w in wakeups:
+        if w.resource_type == "user":
+            user_rows.setdefault(w.tenant_id, []).append(w.outbox_id)
+        else:
+            others[(w.resource_type, w.resource_id)] = None
+    await asyncio.gather(
+        *(
+            enqueue_drain_users(redis, queue_name=queue_name, tenant_id=t, outbox_ids=ids, wait=wait)
+            for t, ids in user_rows.items()
+        ),
+        *(
+            enqueue_apply(redis, queue_name=queue_name, resource_type=kind, resource_id=rid, wait=wait)
+            for kind, rid in others
+        ),
+    )
+
+
+class Waker:
+    """Sends wake-ups in the background; while one round of enqueues is out, the next one gathers."""
+
+    def __init__(self, redis: ArqRedis, *, queue_name: str, wait: float = 1.0) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+        self.wait = wait
+        self._pending: list[Wakeup] = []
+        self._task: asyncio.Task[None] | None = None  # the sender; a reference keeps it alive
+
+    def wake(self, wakeups: Iterable[Wakeup]) -> None:
+        """Queue wake-ups for the sender; returns at once."""
+        self._pending.extend(wakeups)
+        if self._pending and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._pending:
+            await asyncio.sleep(LINGER_SECONDS)
+            batch, self._pending = self._pending, []
+            await send_wakeups(self.redis, batch, queue_name=self.queue_name, wait=self.wait)
+
+    async def sent(self) -> None:
+        """Wait until every wake-up queued so far has been sent (or given up on)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+
+_wakers: weakref.WeakKeyDictionary[ArqRedis, Waker] = weakref.WeakKeyDictionary()
+
+
+def waker_for(redis: ArqRedis, *, queue_name: str, wait: float = 1.0) -> Waker:
+    """The one waker of this Redis client (made on first use, in the running event loop)."""
+    waker = _wakers.get(redis)
+    if waker is None or waker.queue_name != queue_name:
+        waker = _wakers[redis] = Waker(redis, queue_name=queue_name, wait=wait)
+    return waker
+
+
+async def wakeups_sent(redis: ArqRedis) -> None:
+    """Wait for this Redis client's queued wake-ups to be sent; call before closing the client."""
+    waker = _wakers.get(redis)
+    if waker is not None:
+        await waker.sent()

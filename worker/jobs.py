@@ -1,4 +1,4 @@
-"""arq jobs: drain one resource's outbox rows in order; sweep rows that no job picked up."""
+"""arq jobs: drain outbox rows in order (users per tenant, in batches; others per resource); sweep."""
 
 from __future__ import annotations
 
@@ -10,33 +10,26 @@ from uuid import UUID
 import asyncpg
 from arq import Retry
 
-from scimsvc.jobs import enqueue_apply
+from scimsvc.jobs import enqueue_apply, enqueue_drain_users
 from scimsvc.settings import Settings
 from scimsvc.store import outbox, teams
-from scimsvc.store import users as user_store
 from worker.groups import apply_group_changes
 from worker.notices import DELIVER_NOTICES
-from worker.seats import allocate_license, apply_tenant_licensing
+from worker.seats import apply_tenant_licensing
+from worker.user_drain import USER, drain_tenant_users
 
 log = logging.getLogger(__name__)
-
-# Changes that (re)provision a user: it then joins its email domain's teams (DESIGN §5).
-PROVISIONED = frozenset({"create", "relink"})
 
 Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[None]]
 MAX_TRIES = 5
 
 
-async def apply_user_changes(conn: asyncpg.Connection, user_id: UUID, changes: list[asyncpg.Record]) -> None:
-    """Bring the user's product state (provisioning state, license) to its latest desired state.
+async def after_users_provisioned(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
+    """Work that follows users' creation or re-linking, once their license is applied (same transaction).
 
-    The desired state is the user row itself, so applying any run of its changes is idempotent.
+    The users' email domains put them in their teams (DESIGN §5).
     """
-    kinds = [c["change"] for c in changes]
-    await allocate_license(conn, user_id, changes=kinds, request_id=changes[-1]["request_id"])
-    await user_store.apply_provisioning_state(conn, user_id)
-    if PROVISIONED & set(kinds):
-        await teams.add_domain_members(conn, [user_id])
+    await teams.add_domain_members(conn, user_ids)
 
 
 async def apply_tenant_changes(
@@ -46,11 +39,35 @@ async def apply_tenant_changes(
     await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
 
 
+# Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).
 APPLIERS: dict[str, Applier] = {
-    "user": apply_user_changes,
     "tenant": apply_tenant_changes,
     "group": apply_group_changes,
 }
+
+
+async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int] | None = None) -> int:
+    """Apply the tenant's pending user rows in batches; returns how many rows were applied.
+
+    `outbox_ids` are the rows that caused the wake-up: when a drain has applied them already, the job is a
+    duplicate and does nothing, so bursts of wake-ups for one tenant collapse into a few drains.
+    """
+    pool: asyncpg.Pool = ctx["pool"]
+    settings: Settings = ctx["settings"]
+    job_try = ctx.get("job_try", 1)
+    if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
+        return 0
+    tid = UUID(tenant_id)
+    result = await drain_tenant_users(pool, tid, after_provisioned=after_users_provisioned)
+    if result.email_changed:
+        await _send_notices(ctx)
+    if result.more:
+        await enqueue_drain_users(ctx["redis"], queue_name=settings.queue_name, tenant_id=tid)
+    if result.failed:
+        log.error("%d users of tenant %s could not be applied (try %s)", len(result.failed), tid, job_try)
+        if job_try < MAX_TRIES:
+            raise Retry(defer=2**job_try)
+    return result.applied
 
 
 async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str) -> int:
@@ -58,9 +75,13 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
 
     A per-resource advisory lock serializes workers, so two jobs for one resource never interleave,
     and rows are stamped applied in the same transaction as their effect: a crash applies nothing.
+    A user is applied by draining its tenant (its rows and any others pending there).
     """
     pool: asyncpg.Pool = ctx["pool"]
     rid = UUID(resource_id)
+    if resource_type == USER:
+        tenant_id = await outbox.pending_tenant(pool, USER, rid)
+        return 0 if tenant_id is None else await drain_users(ctx, str(tenant_id))
     try:
         async with pool.acquire() as conn, conn.transaction():
             await outbox.lock_resource(conn, resource_type, rid)
@@ -77,23 +98,36 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
             raise Retry(defer=2**job_try) from exc
         raise
     if any("previous_user_name" in r["payload"] for r in rows):
-        # The email-change notices were committed with the change; send them now (the cron job
-        # sends them anyway if this wake-up is lost).
-        await ctx["redis"].enqueue_job(DELIVER_NOTICES, _queue_name=ctx["settings"].queue_name)
+        await _send_notices(ctx)
     return len(rows)
 
 
+async def _send_notices(ctx: dict[str, Any]) -> None:
+    # The email-change notices were committed with the change; send them now (the cron job sends them
+    # anyway if this wake-up is lost).
+    await ctx["redis"].enqueue_job(DELIVER_NOTICES, _queue_name=ctx["settings"].queue_name)
+
+
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
-    """Re-enqueue resources whose rows are still unapplied (lost Redis, crashed worker)."""
+    """Re-enqueue resources whose rows are still unapplied (lost Redis, crashed worker).
+
+    Users are re-enqueued as one drain per tenant.
+    """
     settings: Settings = ctx["settings"]
     stale = await outbox.stale_resources(ctx["pool"], older_than_seconds=settings.sweep_after_seconds)
+    tenants: dict[UUID, None] = {}
     for row in stale:
+        if row["resource_type"] == USER:
+            tenants[row["tenant_id"]] = None
+            continue
         await enqueue_apply(
             ctx["redis"],
             queue_name=settings.queue_name,
             resource_type=row["resource_type"],
             resource_id=row["resource_id"],
         )
+    for tenant_id in tenants:
+        await enqueue_drain_users(ctx["redis"], queue_name=settings.queue_name, tenant_id=tenant_id)
     if stale:
         log.info("sweeper re-enqueued %d resources", len(stale))
     return len(stale)

@@ -1,13 +1,17 @@
-"""Applying the license policy to one user under the tenant's allocation lock, and the waiting list."""
+"""Applying the license policy to a batch of users under the tenant lock, and the waiting list."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.store import licenses
-from worker.license_policy import Decision, Licensing, decide_license, wants_full
+from scimsvc.store.licenses import AuditRow
+from worker.license_policy import Licensing
+from worker.seat_order import Holder, Waiter, plan_seats, seats_that_may_free
 
 # What each outbox change means for the audit log (actor: the IdP through SCIM).
 SCIM_AUDITED = {
@@ -18,6 +22,15 @@ SCIM_AUDITED = {
 }
 
 
+@dataclass(frozen=True)
+class PendingUser:
+    """A user whose outbox rows are being applied: its changes in order and the latest request id."""
+
+    id: UUID
+    changes: list[str]
+    request_id: str | None = None
+
+
 def _license_action(before: str | None, after: str | None) -> str:
     if after == "full":
         return "allocation"
@@ -26,64 +39,75 @@ def _license_action(before: str | None, after: str | None) -> str:
     return "license_change"
 
 
-async def allocate_license(
-    conn: asyncpg.Connection, user_id: UUID, *, changes: list[str], request_id: str | None
-) -> None:
-    """Bring the user's license to what the policy says; free seats go to the oldest waiting users.
-
-    Runs inside the drain transaction. The tenant row lock serializes allocation per tenant.
-    """
-    user = await licenses.user_license(conn, user_id)
-    if user is None:
-        return
-    tenant_id = user["tenant_id"]
-    row = await licenses.lock_tenant_licensing(conn, tenant_id)
-    tenant = Licensing(
+def licensing_of(row: asyncpg.Record) -> Licensing:
+    """The tenant's license settings from its locked row."""
+    return Licensing(
         seats=row["seats"],
         flexible=row["flexible_licenses"],
         default_license=row["default_license"],
         fallback_license=row["fallback_license"],
     )
-    for change in changes:
-        if change in SCIM_AUDITED:
-            await licenses.audit(
-                conn, tenant_id, [user_id], SCIM_AUDITED[change], actor="scim", request_id=request_id
-            )
-    # Seats freed earlier (e.g. seats raised) go to those who waited longer than this user.
-    promoted = await licenses.promote_waiting(conn, tenant_id, tenant.seats, excluding=user_id)
 
-    keeps_seat = (
-        user["license"] == "full"
-        and user["eligible"]
-        and (not tenant.flexible or wants_full(user["user_type"]))
-    )
-    if keeps_seat:
-        decision = Decision("full")
-    else:
-        used = await licenses.full_seats_used(conn, tenant_id, excluding=user_id)
-        decision = decide_license(
-            tenant, active=user["eligible"], user_type=user["user_type"], seat_free=used < tenant.seats
+
+async def allocate_licenses(
+    conn: asyncpg.Connection, tenant_id: UUID, tenant: Licensing, users: Sequence[PendingUser]
+) -> None:
+    """Bring each user's license to what the policy says, seats first come first served; audit it all.
+
+    `users` come in the order their changes arrived. Runs inside the drain transaction, which holds the
+    tenant lock: the seat count read here stays true until commit, so no seat is handed out twice.
+    A seat released by one of the users goes to the longest-waiting user, in or out of the batch.
+    """
+    stored = {r["id"]: r for r in await licenses.users_licensing(conn, tenant_id, [u.id for u in users])}
+    present = [u for u in users if u.id in stored]  # a hard-deleted user has nothing left to license
+    holders = [
+        Holder(
+            id=u.id,
+            eligible=stored[u.id]["eligible"],
+            user_type=stored[u.id]["user_type"],
+            license=stored[u.id]["license"],
+            waiting_since=stored[u.id]["waiting_since"],
         )
-    was_waiting = user["waiting_since"] is not None
-    if decision.license != user["license"] or decision.waiting != was_waiting:
-        await licenses.set_license(conn, user_id, decision.license, waiting=decision.waiting)
-        if decision.license != user["license"]:
-            await licenses.audit(
-                conn,
-                tenant_id,
-                [user_id],
-                _license_action(user["license"], decision.license),
-                actor="worker",
-                detail={"from": user["license"], "to": decision.license},
-                request_id=request_id,
-            )
-        if decision.waiting and not was_waiting:
-            await licenses.audit(conn, tenant_id, [user_id], "waiting", actor="worker", request_id=request_id)
+        for u in present
+    ]
+    used = await licenses.full_seats(conn, tenant_id)
+    waiting: list[Waiter] = []
+    may_free = seats_that_may_free(tenant, used=used, batch=holders)
+    if may_free > 0:
+        rows = await licenses.oldest_waiting(
+            conn, tenant_id, limit=may_free, excluding=[h.id for h in holders]
+        )
+        waiting = [Waiter(r["id"], r["waiting_since"]) for r in rows]
+    plan = plan_seats(tenant, used=used, batch=holders, waiting=waiting)
 
-    promoted += await licenses.promote_waiting(conn, tenant_id, tenant.seats)
-    await licenses.audit(
-        conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
-    )
+    writes: list[tuple[UUID, str | None, bool]] = []
+    audits: list[AuditRow] = []
+    released_by: str | None = None
+    for user, holder in zip(present, holders, strict=True):
+        audits.extend(
+            AuditRow(user.id, SCIM_AUDITED[c], "scim", request_id=user.request_id)
+            for c in user.changes
+            if c in SCIM_AUDITED
+        )
+        decision = plan.decisions[user.id]
+        was_waiting = holder.waiting_since is not None
+        if decision.license == holder.license and decision.waiting == was_waiting:
+            continue
+        writes.append((user.id, decision.license, decision.waiting))
+        if decision.license != holder.license:
+            action = _license_action(holder.license, decision.license)
+            if action == "release":
+                released_by = user.request_id
+            detail = {"from": holder.license, "to": decision.license}
+            audits.append(AuditRow(user.id, action, "worker", detail, user.request_id))
+        if decision.waiting and not was_waiting:
+            audits.append(AuditRow(user.id, "waiting", "worker", request_id=user.request_id))
+    # Outside waiters owe their seat to a release in this batch (else to the seats being free already).
+    cause = released_by or (present[-1].request_id if present else None)
+    writes.extend((user_id, "full", False) for user_id in plan.promoted)
+    audits.extend(AuditRow(u, "promotion", "worker", {"to": "full"}, cause) for u in plan.promoted)
+    await licenses.set_licenses(conn, writes)
+    await licenses.audit_rows(conn, tenant_id, audits)
 
 
 async def apply_tenant_licensing(

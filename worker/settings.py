@@ -12,7 +12,7 @@ from scimsvc.store.db import create_pool
 from worker.heartbeat import HEARTBEAT_SECONDS, counted, heartbeat
 from worker.heartbeat import started as heartbeat_started
 from worker.heartbeat import stopped as heartbeat_stopped
-from worker.jobs import MAX_TRIES, apply_outbox, sweep_outbox
+from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
 from worker.notices import deliver_notices
 
 
@@ -33,7 +33,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
     return {
         # Each job counts its outcome in Redis for /ops/queue (totals across every worker).
-        "functions": [counted(apply_outbox), counted(deliver_notices)],
+        "functions": [counted(apply_outbox), counted(drain_users), counted(deliver_notices)],
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True),
             cron(deliver_notices, second={5, 20, 35, 50}, run_at_startup=True),

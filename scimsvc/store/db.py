@@ -17,10 +17,25 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
+async def _release(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without a round trip.
+
+    asyncpg's default reset sends a query on every release (unlock session advisory locks, close
+    cursors, unlisten, reset settings). Pooled connections never hold such session state: advisory
+    locks are transaction-scoped, cursors live in transactions, nothing listens or SETs. An open
+    transaction is still rolled back by asyncpg before this runs.
+    """
+
+
 async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool whose connections encode and decode JSON with orjson."""
     pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_release,
+        command_timeout=60,
     )
     assert pool is not None
     return pool

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 # Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
-# whatever the number of workers: no seat is ever handed out twice.
+# whatever the number of workers: no seat is ever handed out twice. NO KEY UPDATE, not UPDATE: the
+# foreign-key checks of concurrent user and outbox inserts (KEY SHARE) must not wait for a drain.
 LOCK_TENANT_LICENSING = """
-SELECT seats, flexible_licenses, default_license, fallback_license FROM tenants WHERE id = $1 FOR UPDATE
+SELECT seats, flexible_licenses, default_license, fallback_license FROM tenants WHERE id = $1
+FOR NO KEY UPDATE
 """
 SELECT_USER_LICENSE = """
 SELECT tenant_id, active AND scim_linked AS eligible, resource->>'userType' AS user_type,
@@ -18,6 +22,28 @@ SELECT tenant_id, active AND scim_linked AS eligible, resource->>'userType' AS u
 FROM users WHERE id = $1
 """
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
+COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
+SELECT_USERS_LICENSING = """
+SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since
+FROM users WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+"""
+SELECT_OLDEST_WAITING = """
+SELECT id, waiting_since FROM users
+WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND active AND scim_linked AND id <> ALL($3::uuid[])
+ORDER BY waiting_since, id
+LIMIT $2
+"""
+# One statement for a whole batch; joining the waiting list keeps a user's first place in it. Users who
+# join in the same batch queue in the order given: a microsecond apart, as the waiting list is ordered by
+# waiting_since (then id), and a batch's transaction starts well over its size in microseconds after the
+# previous one's.
+SET_LICENSES = """
+UPDATE users u SET license = v.license,
+    waiting_since = CASE WHEN NOT v.waiting THEN NULL
+                         ELSE coalesce(u.waiting_since, now() + v.n * interval '1 microsecond') END
+FROM unnest($1::uuid[], $2::text[], $3::bool[]) WITH ORDINALITY AS v(id, license, waiting, n)
+WHERE u.id = v.id
+"""
 SET_LICENSE = """
 UPDATE users SET license = $2,
     waiting_since = CASE WHEN NOT $3 THEN NULL ELSE coalesce(waiting_since, now()) END
@@ -43,6 +69,13 @@ INSERT_AUDIT = """
 INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
 SELECT $1, unnest($2::uuid[]), $3, $4, $5, $6
 """
+INSERT_AUDIT_ROWS = """
+INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
+SELECT $1, v.user_id, v.action, v.actor, v.detail::jsonb, v.request_id
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+    WITH ORDINALITY AS v(user_id, action, actor, detail, request_id, n)
+ORDER BY v.n
+"""
 LICENSE_SUMMARY = """
 SELECT t.seats,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
@@ -51,6 +84,17 @@ SELECT t.seats,
                 '{}') AS waiting
 FROM tenants t WHERE t.id = $1
 """
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit log entry about one user."""
+
+    user_id: UUID
+    action: str
+    actor: str
+    detail: dict[str, Any] | None = None
+    request_id: str | None = None
 
 
 async def lock_tenant_licensing(conn: asyncpg.Connection, tenant_id: UUID) -> asyncpg.Record:
@@ -63,6 +107,32 @@ async def user_license(conn: asyncpg.Connection, user_id: UUID) -> asyncpg.Recor
 
 async def full_seats_used(conn: asyncpg.Connection, tenant_id: UUID, *, excluding: UUID) -> int:
     return await conn.fetchval(COUNT_FULL_EXCEPT, tenant_id, excluding)
+
+
+async def full_seats(conn: asyncpg.Connection, tenant_id: UUID) -> int:
+    """Full seats held in the tenant; stable while the tenant lock is held."""
+    return await conn.fetchval(COUNT_FULL, tenant_id)
+
+
+async def users_licensing(
+    conn: asyncpg.Connection, tenant_id: UUID, user_ids: list[UUID]
+) -> list[asyncpg.Record]:
+    """Licensing state (id, eligible, user_type, license, waiting_since) of those users of the tenant."""
+    return await conn.fetch(SELECT_USERS_LICENSING, tenant_id, user_ids)
+
+
+async def oldest_waiting(
+    conn: asyncpg.Connection, tenant_id: UUID, *, limit: int, excluding: list[UUID]
+) -> list[asyncpg.Record]:
+    """The `limit` longest-waiting eligible users (id, waiting_since) but `excluding`, oldest first."""
+    return await conn.fetch(SELECT_OLDEST_WAITING, tenant_id, limit, excluding)
+
+
+async def set_licenses(conn: asyncpg.Connection, licensed: list[tuple[UUID, str | None, bool]]) -> None:
+    """Record (user id, license, waiting) for many users at once."""
+    if licensed:
+        ids, kinds, waiting = zip(*licensed, strict=True)
+        await conn.execute(SET_LICENSES, list(ids), list(kinds), list(waiting))
 
 
 async def set_license(conn: asyncpg.Connection, user_id: UUID, license: str | None, *, waiting: bool) -> None:
@@ -91,6 +161,20 @@ async def audit(
     """One audit row per user, in one statement."""
     if user_ids:
         await conn.execute(INSERT_AUDIT, tenant_id, user_ids, action, actor, detail or {}, request_id)
+
+
+async def audit_rows(conn: asyncpg.Connection, tenant_id: UUID, rows: list[AuditRow]) -> None:
+    """Many audit rows of one tenant in one statement, in the given order."""
+    if rows:
+        await conn.execute(
+            INSERT_AUDIT_ROWS,
+            tenant_id,
+            [r.user_id for r in rows],
+            [r.action for r in rows],
+            [r.actor for r in rows],
+            [orjson.dumps(r.detail or {}).decode() for r in rows],
+            [r.request_id for r in rows],
+        )
 
 
 async def license_summary(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:

@@ -20,16 +20,48 @@ FROM outbox
 WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
 ORDER BY id
 """
-MARK_APPLIED = "UPDATE outbox SET applied_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+# A tenant's oldest pending rows name the resources of the next batch; all their pending rows come along,
+# so each resource's rows still apply together and in id order.
+SELECT_TENANT_BATCH = """
+WITH head AS (
+    SELECT DISTINCT resource_id FROM (
+        SELECT resource_id FROM outbox
+        WHERE tenant_id = $1 AND resource_type = $2 AND applied_at IS NULL
+          AND resource_id <> ALL($4::uuid[])
+        ORDER BY id
+        LIMIT $3
+    ) oldest
+)
+SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
+FROM outbox o JOIN head USING (resource_id)
+WHERE o.resource_type = $2 AND o.applied_at IS NULL
+ORDER BY o.id
+"""
+SELECT_PENDING_OF = """
+SELECT id, resource_id, change, payload, request_id
+FROM outbox
+WHERE resource_type = $1 AND resource_id = ANY($2::uuid[]) AND applied_at IS NULL
+ORDER BY id
+"""
+ANY_UNAPPLIED = "SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ANY($1::bigint[]) AND applied_at IS NULL)"
+SELECT_PENDING_TENANT = """
+SELECT tenant_id FROM outbox
+WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
+LIMIT 1
+"""
+MARK_APPLIED = """
+UPDATE outbox SET applied_at = now(), attempts = attempts + 1
+WHERE id = ANY($1::bigint[]) AND applied_at IS NULL
+"""
 RECORD_FAILURE = """
 UPDATE outbox SET attempts = attempts + 1, last_error = $3
 WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
 """
 SELECT_STALE = """
-SELECT resource_type, resource_id
+SELECT resource_type, resource_id, tenant_id
 FROM outbox
 WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $1)
-GROUP BY resource_type, resource_id
+GROUP BY resource_type, resource_id, tenant_id
 ORDER BY min(id)
 LIMIT $2
 """
@@ -63,7 +95,38 @@ async def pending_changes(
     return await conn.fetch(SELECT_PENDING, resource_type, resource_id)
 
 
+async def tenant_batch(
+    conn: asyncpg.Connection, tenant_id: UUID, resource_type: str, *, limit: int, skip: list[UUID]
+) -> list[asyncpg.Record]:
+    """Every pending row of the resources behind the tenant's `limit` oldest pending rows, by id.
+
+    Call under the lock that serializes the tenant's drains of this resource type. `skip`: resources to
+    leave out (e.g. ones that just failed).
+    """
+    return await conn.fetch(SELECT_TENANT_BATCH, tenant_id, resource_type, limit, skip)
+
+
+async def pending_of(
+    conn: asyncpg.Connection, resource_type: str, resource_ids: list[UUID]
+) -> list[asyncpg.Record]:
+    """The pending rows of these resources, by id."""
+    return await conn.fetch(SELECT_PENDING_OF, resource_type, resource_ids)
+
+
+async def any_unapplied(conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]) -> bool:
+    """Whether any of these rows still waits to be applied."""
+    return await conn.fetchval(ANY_UNAPPLIED, ids)
+
+
+async def pending_tenant(
+    conn: asyncpg.Connection | asyncpg.Pool, resource_type: str, resource_id: UUID
+) -> UUID | None:
+    """The tenant of a resource that has pending rows; None if it has none."""
+    return await conn.fetchval(SELECT_PENDING_TENANT, resource_type, resource_id)
+
+
 async def mark_applied(conn: asyncpg.Connection, ids: list[int]) -> None:
+    """Stamp rows applied, in the transaction that applied their effect."""
     await conn.execute(MARK_APPLIED, ids)
 
 

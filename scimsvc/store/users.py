@@ -68,6 +68,13 @@ UPDATE users SET
     provisioned_at = now()
 WHERE id = $1
 """
+APPLY_PROVISIONING_STATES = """
+UPDATE users SET
+    provisioning_state = CASE WHEN active AND scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
+    provisioned_at = now()
+WHERE id = ANY($1::uuid[])
+RETURNING id, provisioning_state = 'provisioned' AS provisioned
+"""
 
 
 def _columns(resource: dict[str, Any]) -> tuple[Any, ...]:
@@ -153,6 +160,13 @@ async def list_users(
 async def apply_provisioning_state(conn: asyncpg.Connection, user_id: UUID) -> None:
     """Record that the worker has applied the user's latest desired state."""
     await conn.execute(APPLY_PROVISIONING_STATE, user_id)
+
+
+async def apply_provisioning_states(conn: asyncpg.Connection, user_ids: list[UUID]) -> list[UUID]:
+    """`apply_provisioning_state` for many users; returns those now provisioned (active, linked), in order."""
+    rows = await conn.fetch(APPLY_PROVISIONING_STATES, user_ids)
+    provisioned = {r["id"] for r in rows if r["provisioned"]}
+    return [user_id for user_id in user_ids if user_id in provisioned]
 
 
 ADMIN_FILTERS = """

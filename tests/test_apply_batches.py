@@ -1,0 +1,218 @@
+"""The worker applies a tenant's pending users in batches: first come first served, FIFO waiting list,
+duplicate wake-ups collapse, and one user that cannot be applied never holds up the others."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from scimsvc.app import create_app
+from scimsvc.jobs import wakeups_sent
+from scimsvc.keys import REDIS
+from scimsvc.store.db import create_pool
+from tests.conftest import REDIS_URL, make_tenant, run_worker, unique_email, user_body
+from worker.jobs import drain_users
+from worker.user_drain import drain_tenant_users
+
+PRODUCT = "urn:scimsvc:schemas:extension:product:2.0:User"
+
+
+async def post_user(client, tenant, **extra):
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(unique_email(), **extra), headers=tenant.headers
+    )
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def deactivate(client, tenant, user):
+    patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
+    resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=tenant.headers)
+    assert resp.status == 200, await resp.text()
+
+
+async def license_of(db, user):
+    return await db.fetchrow(
+        "SELECT license, waiting_since FROM users WHERE id = $1::uuid", user["id"]
+    )
+
+
+async def test_many_pending_users_are_applied_in_one_batch_seats_in_arrival_order(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=3)
+    users = [await post_user(client, tenant) for _ in range(10)]
+
+    await run_worker(settings)
+
+    licenses = [(await license_of(db, u))["license"] for u in users]
+    assert licenses == ["full"] * 3 + ["free_restricted"] * 7
+    batches = await db.fetchval(
+        "SELECT count(DISTINCT applied_at) FROM outbox WHERE tenant_id = $1::uuid", tenant.id
+    )
+    assert batches == 1  # one transaction applied all ten users
+    audit = await db.fetch(
+        "SELECT user_id::text, action, actor FROM audit_log WHERE tenant_id = $1::uuid ORDER BY id",
+        tenant.id,
+    )
+    assert [tuple(a) for a in audit] == [(u["id"], "allocation", "worker") for u in users[:3]] + [
+        (u["id"], "license_change", "worker") for u in users[3:]
+    ]
+    states = await db.fetch(
+        "SELECT DISTINCT provisioning_state FROM users WHERE tenant_id = $1::uuid", tenant.id
+    )
+    assert [s["provisioning_state"] for s in states] == ["provisioned"]
+
+
+async def test_seat_freed_in_a_batch_goes_to_the_oldest_waiting_user_not_a_newcomer(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=1)
+    holder = await post_user(client, tenant)
+    await run_worker(settings)
+    waiting = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    assert (await license_of(db, waiting))["waiting_since"] is not None
+
+    # One batch: the holder leaves, then a newcomer arrives.
+    await deactivate(client, tenant, holder)
+    newcomer = await post_user(client, tenant)
+    await run_worker(settings)
+
+    assert (await license_of(db, holder))["license"] is None
+    assert tuple(await license_of(db, waiting)) == ("full", None)
+    assert (await license_of(db, newcomer))["license"] == "free_restricted"
+    actions = await db.fetch(
+        "SELECT user_id::text, action FROM audit_log WHERE tenant_id = $1::uuid ORDER BY id", tenant.id
+    )
+    assert (waiting["id"], "promotion") in [tuple(a) for a in actions]
+
+
+async def test_waiting_user_in_a_batch_keeps_its_place_in_the_queue(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=1)
+    holder = await post_user(client, tenant)
+    await run_worker(settings)
+    first = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    second = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    second_since = (await license_of(db, second))["waiting_since"]
+
+    # The younger waiter changes (its row is in the batch) while the seat frees: the older one gets it.
+    patch = {"Operations": [{"op": "replace", "path": "displayName", "value": "Renamed"}]}
+    await client.patch(f"/scim/v2/Users/{second['id']}", json=patch, headers=tenant.headers)
+    await deactivate(client, tenant, holder)
+    await run_worker(settings)
+
+    assert tuple(await license_of(db, first)) == ("full", None)
+    assert tuple(await license_of(db, second)) == ("free_restricted", second_since)
+
+
+async def test_waiting_user_in_a_batch_gets_the_seat_before_a_younger_waiter(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=1)
+    holder = await post_user(client, tenant)
+    await run_worker(settings)
+    first = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    second = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+
+    patch = {"Operations": [{"op": "replace", "path": "displayName", "value": "Renamed"}]}
+    await client.patch(f"/scim/v2/Users/{first['id']}", json=patch, headers=tenant.headers)
+    await deactivate(client, tenant, holder)
+    await run_worker(settings)
+
+    assert (await license_of(db, first))["license"] == "full"
+    assert (await license_of(db, second))["waiting_since"] is not None
+
+
+@pytest.fixture
+async def own_queue(aiohttp_client, settings):
+    """A client and settings with a queue of their own, so the test can count the jobs in it."""
+    own = dataclasses.replace(settings, queue_name=f"{settings.queue_name}:{uuid.uuid4().hex[:8]}")
+    client = await aiohttp_client(create_app(own))
+    redis = aioredis.from_url(REDIS_URL)
+    yield client, own, redis
+    job_ids = await redis.zrange(own.queue_name, 0, -1)
+    await redis.delete(own.queue_name, *(b"arq:job:" + j for j in job_ids))
+    await redis.aclose()
+
+
+async def test_wakeups_for_a_burst_of_writes_collapse_into_few_jobs(own_queue, db):
+    client, own, redis = own_queue
+    tenant = await make_tenant(client, seats=5)
+    users = await asyncio.gather(*(post_user(client, tenant) for _ in range(40)))
+    await wakeups_sent(client.app[REDIS])
+
+    jobs = await redis.zcard(own.queue_name)
+    assert 1 <= jobs < 40  # one drain per tenant per round of enqueues, not one job per user
+
+    worker = await run_worker(own)
+    assert worker.jobs_failed == 0
+    applied = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NOT NULL", tenant.id
+    )
+    assert applied == len(users)
+    full = await db.fetchval(
+        "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND license = 'full'", tenant.id
+    )
+    assert full == 5
+
+
+async def test_a_wakeup_whose_rows_are_applied_does_nothing(client, tenant, db, settings):
+    user = await post_user(client, tenant)
+    await run_worker(settings)
+    row_id = await db.fetchval("SELECT id FROM outbox WHERE resource_id = $1::uuid", user["id"])
+    before = await db.fetchrow("SELECT applied_at, attempts FROM outbox WHERE id = $1", row_id)
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        ctx = {"pool": pool, "settings": settings, "redis": None, "job_try": 1}
+        assert await drain_users(ctx, tenant.id, [row_id]) == 0
+        assert await drain_users(ctx, tenant.id) == 0  # a drain with nothing pending changes nothing
+    finally:
+        await pool.close()
+    assert await db.fetchrow("SELECT applied_at, attempts FROM outbox WHERE id = $1", row_id) == before
+
+
+async def test_a_user_that_cannot_be_applied_does_not_hold_up_the_others(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=2)
+    users = [await post_user(client, tenant) for _ in range(3)]
+    poison = await post_user(client, tenant)
+    users += [await post_user(client, tenant) for _ in range(2)]
+    # The worker's write to this one user fails, as a broken row or a bug would make it.
+    await db.execute(
+        f"""
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = '{poison["id"]}'::uuid AND NEW.provisioning_state <> 'pending' THEN
+                RAISE EXCEPTION 'poisoned user';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_poison BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+        """
+    )
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        result = await drain_tenant_users(pool, uuid.UUID(tenant.id))
+    finally:
+        await db.execute("DROP TRIGGER refuse_poison ON users; DROP FUNCTION refuse_poison()")
+        await pool.close()
+
+    assert result.failed == [uuid.UUID(poison["id"])] and result.applied == 5
+    licenses = [(await license_of(db, u))["license"] for u in users]
+    assert licenses == ["full", "full", "free_restricted", "free_restricted", "free_restricted"]
+    failed = await db.fetchrow(
+        "SELECT applied_at, attempts, last_error FROM outbox WHERE resource_id = $1::uuid", poison["id"]
+    )
+    assert failed["applied_at"] is None and failed["attempts"] == 1 and "poisoned" in failed["last_error"]
+
+    await run_worker(settings)  # fixed: the next drain applies it
+    assert (await license_of(db, poison))["license"] == "free_restricted"

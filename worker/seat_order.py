@@ -1,0 +1,98 @@
+"""Who gets the free seats when a batch of users is applied at once (DESIGN.md §4): pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from worker.license_policy import Decision, License, Licensing, decide_license, wants_full
+
+QueueKey = tuple[int, datetime, int]
+NEW_ASKER = datetime.min.replace(tzinfo=UTC)  # new askers are ordered by arrival, not by a time
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A user's licensing as stored, before its pending changes are applied."""
+
+    id: UUID
+    eligible: bool  # active and linked to SCIM
+    user_type: str | None
+    license: License | None
+    waiting_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A user outside the batch who waits for a seat."""
+
+    id: UUID
+    waiting_since: datetime
+
+
+@dataclass(frozen=True)
+class SeatPlan:
+    """What the batch's users end with, which outside waiters get a seat, and the seats then in use."""
+
+    decisions: dict[UUID, Decision]
+    promoted: list[UUID]
+    used: int
+
+
+def keeps_seat(tenant: Licensing, user: Holder) -> bool:
+    """A seat holder keeps it while active and still entitled, even when seats were lowered below use."""
+    return user.license == "full" and user.eligible and (not tenant.flexible or wants_full(user.user_type))
+
+
+def seats_that_may_free(tenant: Licensing, *, used: int, batch: Sequence[Holder]) -> int:
+    """The most seats the batch could leave free: how many outside waiters are worth reading."""
+    return tenant.seats - used + sum(1 for u in batch if u.license == "full")
+
+
+def plan_seats(
+    tenant: Licensing, *, used: int, batch: Sequence[Holder], waiting: Sequence[Waiter] = ()
+) -> SeatPlan:
+    """Apply the policy to a batch of users (in the order their changes arrived) under the tenant lock.
+
+    `used` counts every full seat of the tenant now, the batch's included; `waiting` is the oldest
+    waiters outside the batch, in waiting order (at least `seats_that_may_free` of them, or all).
+    Holders who still qualify keep their seat and the others release it first; then the free seats go
+    first come, first served: to users already waiting (batch or not) by how long they have waited, then
+    to the batch's new askers in arrival order. Everyone left without a seat gets the fallback.
+    """
+    decisions: dict[UUID, Decision] = {}
+    askers: list[tuple[QueueKey, Holder]] = []
+    for position, user in enumerate(batch):
+        if keeps_seat(tenant, user):
+            decisions[user.id] = Decision("full")
+            continue
+        if user.license == "full":
+            used -= 1  # released below, whatever the user gets instead
+        with_seat = decide_license(tenant, active=user.eligible, user_type=user.user_type, seat_free=True)
+        if with_seat.license != "full":
+            decisions[user.id] = with_seat  # no seat is involved (deactivated, flexible default)
+            continue
+        # Waiting users queue by how long they have waited (then id, as the waiting list is ordered);
+        # new askers come after every waiting user, in arrival order.
+        key = (0, user.waiting_since, user.id.int) if user.waiting_since else (1, NEW_ASKER, position)
+        askers.append((key, user))
+
+    queue: list[tuple[QueueKey, Holder | Waiter]] = [((0, w.waiting_since, w.id.int), w) for w in waiting]
+    queue.extend(askers)
+    queue.sort(key=lambda entry: entry[0])
+
+    promoted: list[UUID] = []
+    for _, candidate in queue:
+        seat_free = used < tenant.seats
+        if seat_free:
+            used += 1
+        if isinstance(candidate, Waiter):
+            if seat_free:
+                promoted.append(candidate.id)
+            continue
+        decisions[candidate.id] = decide_license(
+            tenant, active=candidate.eligible, user_type=candidate.user_type, seat_free=seat_free
+        )
+    return SeatPlan(decisions={u.id: decisions[u.id] for u in batch}, promoted=promoted, used=used)

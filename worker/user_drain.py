@@ -1,0 +1,148 @@
+"""Draining a tenant's pending user changes: many users per transaction, one tenant lock per batch.
+
+Every user change of a tenant is applied under the tenant's licensing lock, so the batches of one tenant
+never interleave, whatever the number of workers: that serializes seat allocation and keeps each user's
+rows in id order. A batch takes the resources behind the tenant's oldest pending rows, with all of their
+pending rows, and applies them with a handful of set-based statements.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+
+from scimsvc.store import licenses, outbox
+from scimsvc.store import users as user_store
+from worker.seats import PendingUser, allocate_licenses, licensing_of
+
+log = logging.getLogger(__name__)
+
+USER = "user"
+BATCH_ROWS = 500  # outbox rows that pick a batch's users; a batch holds the tenant lock for ~0.1 s
+MAX_BATCHES = 40  # per job, so that one busy tenant never runs into the job timeout
+# Changes that (re)provision a user: it then joins its email domain's teams (DESIGN §5).
+PROVISIONED = frozenset({"create", "relink"})
+
+ProvisionedHook = Callable[[asyncpg.Connection, list[UUID]], Awaitable[None]]
+
+
+async def _nothing(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
+    return None
+
+
+@dataclass
+class DrainResult:
+    """What one drain did."""
+
+    applied: int = 0  # outbox rows applied
+    failed: list[UUID] = field(default_factory=list)  # users left pending after an error (recorded)
+    email_changed: bool = False  # a userName changed: notices were written with it
+    more: bool = False  # stopped after MAX_BATCHES with rows still pending
+
+    def count(self, rows: list[asyncpg.Record]) -> None:
+        self.applied += len(rows)
+        self.email_changed |= any("previous_user_name" in r["payload"] for r in rows)
+
+
+def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
+    """Rows (in id order) grouped per user; users in the order of their oldest pending row."""
+    changes: dict[UUID, list[str]] = {}
+    request_ids: dict[UUID, str | None] = {}
+    for row in rows:
+        changes.setdefault(row["resource_id"], []).append(row["change"])
+        request_ids[row["resource_id"]] = row["request_id"]
+    return [PendingUser(uid, kinds, request_ids[uid]) for uid, kinds in changes.items()]
+
+
+async def apply_user_rows(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    licensing: asyncpg.Record,
+    rows: list[asyncpg.Record],
+    *,
+    after_provisioned: ProvisionedHook = _nothing,
+) -> None:
+    """Apply these pending rows (whole runs of each user's rows, in id order) and stamp them applied.
+
+    The desired state is the user row itself, so applying any run of a user's rows is idempotent.
+    `after_provisioned` runs last, in the same transaction, with the users just created or re-linked.
+    """
+    users = pending_users(rows)
+    await allocate_licenses(conn, tenant_id, licensing_of(licensing), users)
+    await user_store.apply_provisioning_states(conn, [u.id for u in users])
+    joined = [u.id for u in users if PROVISIONED & set(u.changes)]
+    if joined:
+        await after_provisioned(conn, joined)
+    await outbox.mark_applied(conn, [r["id"] for r in rows])
+
+
+async def drain_tenant_users(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    after_provisioned: ProvisionedHook = _nothing,
+    batch_rows: int = BATCH_ROWS,
+    max_batches: int = MAX_BATCHES,
+) -> DrainResult:
+    """Apply the tenant's pending user rows, oldest first, one batch per transaction, until none is left.
+
+    A batch that fails is retried one user per transaction, so one user that cannot be applied never holds
+    up the others: its failure is recorded on its rows and the sweeper brings it back later.
+    """
+    result = DrainResult()
+    for _ in range(max_batches):
+        rows: list[asyncpg.Record] = []
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                licensing = await licenses.lock_tenant_licensing(conn, tenant_id)
+                if licensing is None:
+                    return result  # the tenant is gone, and its outbox rows with it
+                rows = await outbox.tenant_batch(conn, tenant_id, USER, limit=batch_rows, skip=result.failed)
+                if rows:
+                    await apply_user_rows(
+                        conn, tenant_id, licensing, rows, after_provisioned=after_provisioned
+                    )
+        except Exception:
+            if not rows:
+                raise  # nothing was claimed (database unreachable?): the job is retried
+            log.warning(
+                "a batch of %d user rows failed; applying its users one by one", len(rows), exc_info=True
+            )
+            await _apply_one_by_one(pool, tenant_id, rows, result, after_provisioned)
+        else:
+            result.count(rows)
+        # Fewer rows than the limit: the batch's first query saw every pending row of the tenant.
+        if len(rows) < batch_rows:
+            return result
+    result.more = True
+    return result
+
+
+async def _apply_one_by_one(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    rows: list[asyncpg.Record],
+    result: DrainResult,
+    after_provisioned: ProvisionedHook,
+) -> None:
+    for user in pending_users(rows):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                licensing = await licenses.lock_tenant_licensing(conn, tenant_id)
+                if licensing is None:
+                    return
+                own = await outbox.pending_of(conn, USER, [user.id])
+                if own:
+                    await apply_user_rows(
+                        conn, tenant_id, licensing, own, after_provisioned=after_provisioned
+                    )
+        except Exception as exc:
+            log.exception("applying user %s failed", user.id)
+            await outbox.record_failure(pool, USER, user.id, repr(exc))
+            result.failed.append(user.id)
+        else:
+            result.count(own)
