@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 
 from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import POOL, REDIS, SETTINGS
+from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
 from scimsvc.routes import admin, admin_teams, discovery, ops, scim_groups, scim_users
@@ -30,7 +31,7 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = ArqRedis.from_url(
         app[SETTINGS].redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
     )
-    app[LIMITER] = RateLimiter(app[REDIS], app[SETTINGS])
+    app[LIMITER] = RateLimiter(app[REDIS], app[SETTINGS], app[METRICS])
     yield
     await wakeups_sent(app[REDIS])  # wake-ups of the last requests go out before the client closes
     await app[REDIS].aclose()
@@ -40,9 +41,16 @@ def create_app(settings: Settings) -> web.Application:
     """The web front end: SCIM under /scim/v2, the admin API under /admin/v1."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[request_id_middleware, error_middleware, auth_middleware, rate_limit_middleware],
+        middlewares=[
+            metrics_middleware,
+            request_id_middleware,
+            error_middleware,
+            auth_middleware,
+            rate_limit_middleware,
+        ],
     )
     app[SETTINGS] = settings
+    app[METRICS] = WebMetrics()
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(redis_context)
     app.add_routes(discovery.routes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
+from scimsvc import logs
 from scimsvc.settings import Settings
 
 
@@ -229,9 +229,8 @@ def _settings_for(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("SCIMSVC_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    logs.configure(
+        level=os.environ.get("SCIMSVC_LOG_LEVEL", "INFO"), fmt=os.environ.get("SCIMSVC_LOG_FORMAT", "json")
     )
     args = build_parser().parse_args(argv)
     return args.func(_settings_for(args), args)

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from scimsvc import logs
 from scimsvc.keys import ALLOWED_DOMAINS, POOL, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
@@ -33,11 +34,14 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    token = logs.REQUEST_ID.set(request_id)  # every log line of this request carries it
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         exc.headers["X-Request-Id"] = request_id
         raise
+    finally:
+        logs.REQUEST_ID.reset(token)
     response.headers["X-Request-Id"] = request_id
     return response
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from uuid import UUID
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from scimsvc.keys import RATE_LIMIT, SETTINGS, TENANT_ID
+from scimsvc.metrics import WebMetrics
 from scimsvc.rate_levels import LEVELS, WINDOW_SECONDS, request_level, tenant_credits
 from scimsvc.scim.errors import ScimError
 from scimsvc.settings import Settings
@@ -31,12 +31,11 @@ LOG_EVERY_SECONDS = 60
 class RateLimiter:
     """The buckets, what to do when Redis is unreachable, and counters for metrics."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, metrics: WebMetrics) -> None:
         self.tenants = TokenBucket(redis, window_ms=WINDOW_SECONDS * 1000)
         self.auth = TokenBucket(redis, window_ms=60_000)
         self.settings = settings
-        self.rejected: Counter[tuple[str, str]] = Counter()  # (tenant id, level) -> 429s
-        self.auth_rejected = 0
+        self.metrics = metrics
         self.redis_errors = 0
         self._redis_down_until = 0.0
         self._logged_at = -math.inf
@@ -57,6 +56,7 @@ class RateLimiter:
                 self._redis_failed(exc)
         else:
             self.redis_errors += 1
+            self.metrics.rate_limit_redis_errors.inc()
         if self.settings.rate_limit_on_redis_error == "closed":
             raise ScimError(
                 503,
@@ -68,6 +68,7 @@ class RateLimiter:
 
     def _redis_failed(self, exc: BaseException) -> None:
         self.redis_errors += 1
+        self.metrics.rate_limit_redis_errors.inc()
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_SECONDS:
             self._logged_at = now
@@ -83,7 +84,7 @@ class RateLimiter:
             self.tenants, self._key("tenant", str(tenant_id)), capacity=capacity, cost=LEVELS[level]
         )
         if verdict is not None and not verdict.allowed:
-            self.rejected[(str(tenant_id), level)] += 1
+            self.metrics.rate_limited.labels(str(tenant_id), level).inc()
         return verdict
 
     def auth_blocked(self, address: str) -> float:
@@ -102,7 +103,7 @@ class RateLimiter:
         limit = self.settings.auth_failures_per_minute
         verdict = await self._take(self.auth, self._key("auth", address), capacity=limit, cost=1)
         if verdict is not None and not verdict.allowed:
-            self.auth_rejected += 1
+            self.metrics.rate_limited.labels("-", "auth").inc()
             self._blocked[address] = time.monotonic() + verdict.wait_ms / 1000
         return verdict
 

@@ -52,6 +52,7 @@ class Settings:
     queue_degraded_after_seconds: int = 60  # /ops/queue: oldest unapplied change older than this
     queue_stalled_after_seconds: int = 300
     worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
+    worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -93,6 +94,7 @@ class Settings:
             "worker_heartbeat_stale_seconds": _env_int(
                 "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS", cls.worker_heartbeat_stale_seconds
             ),
+            "worker_metrics_port": _env_int("SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

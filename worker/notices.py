@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from scimsvc.logs import mask_email
 from scimsvc.settings import Settings
 from scimsvc.store import notices as store
 
@@ -64,7 +65,7 @@ async def deliver_notices(ctx: dict[str, Any]) -> int:
                 log.warning(
                     "notice %s to %s failed (attempt %s): %r",
                     notice["id"],
-                    notice["to_address"],
+                    mask_email(notice["to_address"]),
                     notice["attempts"],
                     exc,
                 )

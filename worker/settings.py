@@ -9,11 +9,11 @@ from arq.cron import cron
 
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
-from worker.heartbeat import HEARTBEAT_SECONDS, counted, heartbeat
-from worker.heartbeat import started as heartbeat_started
-from worker.heartbeat import stopped as heartbeat_stopped
 from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
 from worker.notices import deliver_notices
+from worker.telemetry import HEARTBEAT_SECONDS, counted, heartbeat
+from worker.telemetry import started as heartbeat_started
+from worker.telemetry import stopped as heartbeat_stopped
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

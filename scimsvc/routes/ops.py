@@ -9,6 +9,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from scimsvc.keys import POOL, REDIS, SETTINGS
+from scimsvc.metrics import METRICS
 from scimsvc.queue_health import queue_health
 from scimsvc.routes.responses import json_response
 from scimsvc.store.migrations import pending_migrations
@@ -56,3 +57,11 @@ async def queue(request: web.Request) -> web.Response:
     """Queue health for operators (operator key): queue, outbox lag, workers and a verdict."""
     app = request.app
     return json_response(await queue_health(app[POOL], app[REDIS], app[SETTINGS]))
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; the database gauges are read now."""
+    app = request.app
+    await app[METRICS].collect_database(app[POOL])
+    return app[METRICS].render()

@@ -34,7 +34,7 @@ class OutboxLag:
 
 async def outbox_lag(conn: asyncpg.Pool | asyncpg.Connection, *, limit: int) -> OutboxLag:
     totals = await conn.fetchrow(OUTBOX_TOTALS)
-    rows = await conn.fetch(OLDEST_BY_TENANT, limit) if totals["pending"] else []
+    rows = await conn.fetch(OLDEST_BY_TENANT, limit) if totals["pending"] and limit else []
     return OutboxLag(
         pending_rows=totals["pending"],
         failing_rows=totals["failing"],
@@ -49,3 +49,15 @@ async def outbox_lag(conn: asyncpg.Pool | asyncpg.Connection, *, limit: int) -> 
             for r in rows
         ],
     )
+
+
+SEAT_USAGE = """
+SELECT t.id AS tenant_id, t.seats, count(u.id) AS used
+FROM tenants t LEFT JOIN users u ON u.tenant_id = t.id AND u.license = 'full'
+GROUP BY t.id
+"""
+
+
+async def seat_usage(conn: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
+    """Seats and full licenses held, per tenant."""
+    return await conn.fetch(SEAT_USAGE)

@@ -1,4 +1,8 @@
-"""What a worker tells operators: that it is alive (a heartbeat) and how each job ended (counters)."""
+"""What a worker tells operators: that it is alive (a heartbeat) and how each job ended.
+
+Outcomes go to Redis (totals of every worker for /ops/queue) and to this process's Prometheus metrics,
+served on `SCIMSVC_WORKER_METRICS_PORT` (each replica is scraped; Prometheus sums them).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,19 @@ from typing import Any
 
 from arq import Retry
 from arq.worker import Function, func
+from prometheus_client import Counter, Histogram, start_http_server
 
 from scimsvc import job_stats
 
 HEARTBEAT_SECONDS = {0, 10, 20, 30, 40, 50}  # cron seconds: every 10 s
+JOBS = Counter("scimsvc_jobs", "Worker jobs by function and outcome", ["function", "outcome"])
+JOB_SECONDS = Histogram(
+    "scimsvc_job_duration_seconds",
+    "Worker job run time by function",
+    ["function"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+_metrics_served = False
 
 
 def new_worker_id() -> str:
@@ -34,25 +47,38 @@ async def heartbeat(ctx: dict[str, Any]) -> None:
 def counted(coroutine: Callable[..., Awaitable[Any]], *, max_tries: int | None = None) -> Function:
     """An arq job function that also counts its starts and outcomes (succeeded, retried, failed)."""
 
+    name = coroutine.__name__
+
+    async def outcome(ctx: dict[str, Any], what: str) -> None:
+        JOBS.labels(name, what).inc()
+        await job_stats.count_job(ctx["redis"], ctx["settings"].queue_name, what)
+
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        redis, queue = ctx["redis"], ctx["settings"].queue_name
-        await job_stats.count_job(redis, queue, "started")
+        await outcome(ctx, "started")
+        started = time.perf_counter()
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except Retry:
-            await job_stats.count_job(redis, queue, "retried")
+            await outcome(ctx, "retried")
             raise
         except Exception:
-            await job_stats.count_job(redis, queue, "failed")
+            await outcome(ctx, "failed")
             raise
-        await job_stats.count_job(redis, queue, "succeeded")
+        finally:
+            JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
+        await outcome(ctx, "succeeded")
         return result
 
-    return func(run, name=coroutine.__name__, max_tries=max_tries)
+    return func(run, name=name, max_tries=max_tries)
 
 
 async def started(ctx: dict[str, Any]) -> None:
-    """on_startup part: name this worker and beat once at once."""
+    """on_startup part: serve metrics (once per process), name this worker and beat at once."""
+    global _metrics_served
+    port = ctx["settings"].worker_metrics_port
+    if port and not _metrics_served:
+        start_http_server(port)
+        _metrics_served = True
     ctx["worker_id"] = new_worker_id()
     ctx["worker_started"] = time.time()
     await heartbeat(ctx)
