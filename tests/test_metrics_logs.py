@@ -139,3 +139,21 @@ async def test_admin_key_required_for_metrics_is_not(aiohttp_client, settings):
     client = await aiohttp_client(create_app(dataclasses.replace(settings, admin_key="")))
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+
+
+async def test_request_id_follows_a_write_into_the_worker_log(client, tenant, settings, json_log):
+    headers = {**tenant.headers, "X-Request-Id": "okta-req-7"}
+    resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=headers)
+    user_id = (await resp.json())["id"]
+    resp = await client.patch(
+        f"/scim/v2/Users/{user_id}",
+        json={"Operations": [{"op": "replace", "path": "active", "value": False}]},
+        headers={**tenant.headers, "X-Request-Id": "okta-req-8"},
+    )
+    assert resp.status == 200
+    await run_worker(settings)
+    applied = [e for e in json_log() if e["logger"] == "scimsvc.applied" and e.get("resource_id") == user_id]
+    assert [(e["request_id"], e["msg"]) for e in applied] == [
+        ("okta-req-7", "applied user change create"),
+        ("okta-req-8", "applied user change deactivate"),
+    ]

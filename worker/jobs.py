@@ -16,6 +16,7 @@ from scimsvc.store import outbox, teams
 from worker.groups import apply_group_changes
 from worker.notices import DELIVER_NOTICES
 from worker.seats import apply_tenant_licensing
+from worker.telemetry import log_applied
 from worker.user_drain import USER, drain_tenant_users
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
         if job_try < MAX_TRIES:
             raise Retry(defer=2**job_try) from exc
         raise
+    log_applied(resource_type, rows, resource_id=rid)
     if any("previous_user_name" in r["payload"] for r in rows):
         await _send_notices(ctx)
     return len(rows)

@@ -6,11 +6,12 @@ served on `SCIMSVC_WORKER_METRICS_PORT` (each replica is scraped; Prometheus sum
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from arq import Retry
@@ -19,6 +20,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 from scimsvc import job_stats
 
+log = logging.getLogger("scimsvc.applied")
 HEARTBEAT_SECONDS = {0, 10, 20, 30, 40, 50}  # cron seconds: every 10 s
 JOBS = Counter("scimsvc_jobs", "Worker jobs by function and outcome", ["function", "outcome"])
 JOB_SECONDS = Histogram(
@@ -88,3 +90,22 @@ async def stopped(ctx: dict[str, Any]) -> None:
     """on_shutdown part: a worker that stops cleanly is no longer counted as alive."""
     if "worker_id" in ctx:
         await job_stats.forget(ctx["redis"], ctx["settings"].queue_name, ctx["worker_id"])
+
+
+def log_applied(resource_type: str, rows: Sequence[Mapping[str, Any]], *, resource_id: Any = None) -> None:
+    """One line per applied outbox row, with the request id of the IdP call that made the change.
+
+    Following a request id through the logs leads from the web front end's line to these.
+    """
+    for row in rows:
+        log.info(
+            "applied %s change %s",
+            resource_type,
+            row["change"],
+            extra={
+                "request_id": row["request_id"],
+                "resource_type": resource_type,
+                "resource_id": str(row.get("resource_id") or resource_id),
+                "outbox_id": row["id"],
+            },
+        )

@@ -18,6 +18,7 @@ import asyncpg
 from scimsvc.store import licenses, outbox
 from scimsvc.store import users as user_store
 from worker.seats import PendingUser, allocate_licenses, licensing_of
+from worker.telemetry import log_applied
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class DrainResult:
     more: bool = False  # stopped after MAX_BATCHES with rows still pending
 
     def count(self, rows: list[asyncpg.Record]) -> None:
+        """Note rows whose transaction committed."""
+        log_applied(USER, rows)
         self.applied += len(rows)
         self.email_changed |= any("previous_user_name" in r["payload"] for r in rows)
 
