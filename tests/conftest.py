@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -153,3 +156,73 @@ async def run_worker(settings: Settings) -> Worker:
 
 def unique_email(prefix: str = "user", domain: str = "example.com") -> str:
     return f"{prefix}.{uuid.uuid4().hex[:8]}@{domain}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def post_user(
+    client: Any, tenant: Tenant, user_name: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """POST a user (a unique email unless given) and return the created resource."""
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(user_name or unique_email(), **extra), headers=tenant.headers
+    )
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def create_team(client: Any, tenant: Tenant, name: str) -> dict[str, Any]:
+    """Create a team with the Teams API and return it."""
+    resp = await client.post(
+        f"/admin/v1/tenants/{tenant.id}/teams", json={"name": name}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+class OwnRedis:
+    """A redis-server of the test's own, on its own port, that the test may kill and restart."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("own redis-server did not start")
+
+    def stop(self) -> None:
+        """Kill the server this test started (never a shared one)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None

@@ -14,19 +14,11 @@ from scimsvc.app import create_app
 from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import REDIS
 from scimsvc.store.db import create_pool
-from tests.conftest import REDIS_URL, make_tenant, run_worker, unique_email, user_body
+from tests.conftest import REDIS_URL, make_tenant, post_user, run_worker
 from worker.jobs import drain_users
 from worker.user_drain import drain_tenant_users
 
 PRODUCT = "urn:scimsvc:schemas:extension:product:2.0:User"
-
-
-async def post_user(client, tenant, **extra):
-    resp = await client.post(
-        "/scim/v2/Users", json=user_body(unique_email(), **extra), headers=tenant.headers
-    )
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
 
 
 async def deactivate(client, tenant, user):
@@ -36,9 +28,7 @@ async def deactivate(client, tenant, user):
 
 
 async def license_of(db, user):
-    return await db.fetchrow(
-        "SELECT license, waiting_since FROM users WHERE id = $1::uuid", user["id"]
-    )
+    return await db.fetchrow("SELECT license, waiting_since FROM users WHERE id = $1::uuid", user["id"])
 
 
 async def test_many_pending_users_are_applied_in_one_batch_seats_in_arrival_order(

@@ -5,23 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.conftest import ADMIN_HEADERS, run_worker, unique_email, user_body
-
-
-async def post_user(client, tenant, **extra):
-    resp = await client.post(
-        "/scim/v2/Users", json=user_body(unique_email(), **extra), headers=tenant.headers
-    )
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
-
-
-async def create_team(client, tenant, name):
-    resp = await client.post(
-        f"/admin/v1/tenants/{tenant.id}/teams", json={"name": name}, headers=ADMIN_HEADERS
-    )
-    assert resp.status == 201, await resp.text()
-    return (await resp.json())["id"]
+from tests.conftest import ADMIN_HEADERS, create_team, post_user, run_worker, unique_email, user_body
 
 
 async def join(client, tenant, team_id, user):
@@ -55,7 +39,7 @@ ADMIN_ROLE = [{"value": "admin", "primary": True}]
 
 async def test_boards_go_to_longest_standing_active_team_member(client, tenant, db):
     owner, senior, junior, inactive = [await post_user(client, tenant) for _ in range(4)]
-    team = await create_team(client, tenant, "Design")
+    team = (await create_team(client, tenant, "Design"))["id"]
     # `inactive` joined first but is deactivated: it cannot inherit.
     for member in (inactive, owner, senior, junior):
         await join(client, tenant, team, member)
@@ -88,7 +72,7 @@ async def test_without_a_team_heir_the_oldest_active_admin_inherits(client, tena
     first_admin = await post_user(client, tenant, roles=ADMIN_ROLE)
     await post_user(client, tenant, roles=[{"value": "admin", "primary": "True"}])  # Entra's string
     owner = await post_user(client, tenant, roles=ADMIN_ROLE)
-    team = await create_team(client, tenant, "Solo")
+    team = (await create_team(client, tenant, "Solo"))["id"]
     await join(client, tenant, team, owner)
     teamless = await create_board(client, tenant, "Notes", owner)
     solo = await create_board(client, tenant, "Solo board", owner, team)
@@ -161,7 +145,7 @@ async def test_boards_need_a_team_and_owner_of_the_tenant(client, new_tenant, db
     tenant, other = await new_tenant(), await new_tenant()
     owner = await post_user(client, tenant)
     foreign_owner = await post_user(client, other)
-    foreign_team = await create_team(client, other, "Theirs")
+    foreign_team = (await create_team(client, other, "Theirs"))["id"]
     base = f"/admin/v1/tenants/{tenant.id}/boards"
     bad = [
         {"title": "x", "owner_id": foreign_owner["id"]},

@@ -6,7 +6,6 @@ import dataclasses
 import io
 import logging
 import re
-import socket
 
 import aiohttp
 import orjson
@@ -14,7 +13,7 @@ import pytest
 
 from scimsvc.app import create_app
 from scimsvc.logs import REQUEST_ID, JsonFormatter, mask_email, mask_secret
-from tests.conftest import ADMIN_HEADERS, make_tenant, run_worker, unique_email, user_body
+from tests.conftest import ADMIN_HEADERS, free_port, make_tenant, run_worker, unique_email, user_body
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -73,12 +72,6 @@ async def test_metrics_show_outbox_lag_seats_and_429s(client, db):
     assert sample(text, "scimsvc_outbox_pending_rows") == pending >= 1
     assert sample(text, "scimsvc_outbox_lag_seconds") > 0
     assert sample(text, "scimsvc_rate_limited_total", tenant=tenant.id, level="L1") == 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_worker_serves_job_metrics(client, tenant, settings):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import socket
 import sys
 import time
 import uuid
@@ -20,17 +19,12 @@ from tests.conftest import (
     RUN_ID,
     SERVER_URL,
     _drop_database,
+    free_port,
     make_tenant,
     unique_email,
     user_body,
     with_database,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_health_answers_without_credentials(client):

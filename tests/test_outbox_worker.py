@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import run_worker, unique_email, user_body
+from tests.conftest import OwnRedis, free_port, run_worker, unique_email, user_body
 
 
 async def pending(db, user_id: str) -> int:
@@ -84,52 +82,6 @@ async def test_reactivation_is_applied_as_provisioned(client, tenant, db, settin
         await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"])
         == "provisioned"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class OwnRedis:
-    """A redis-server of the test's own, on its own port, that the test may kill and restart."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
-                return
-            except OSError:
-                import time
-
-                time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import math
 import os
-import socket
 import sys
 import time
 import uuid
@@ -18,7 +17,17 @@ import redis.asyncio as aioredis
 from scimsvc.app import create_app
 from scimsvc.rate_levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
 from scimsvc.token_bucket import TokenBucket
-from tests.conftest import ADMIN_HEADERS, QUEUE_NAME, REDIS_URL, RUN_ID, make_tenant, unique_email, user_body
+from tests.conftest import (
+    ADMIN_HEADERS,
+    QUEUE_NAME,
+    REDIS_URL,
+    RUN_ID,
+    OwnRedis,
+    free_port,
+    make_tenant,
+    unique_email,
+    user_body,
+)
 
 RATE_HEADERS = (
     "RateLimit-Limit",
@@ -105,17 +114,18 @@ async def test_lowering_capacity_clamps_the_stored_credits(bucket):
     assert v.allowed and v.remaining == 950
 
 
-async def test_script_is_reloaded_after_the_cache_is_flushed(redis_client):
-    server = await start_redis()
+async def test_script_is_reloaded_after_the_cache_is_flushed():
+    server = OwnRedis()  # SCRIPT FLUSH empties a whole server's cache: use one of our own
+    server.start()
     try:
-        client = aioredis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        client = aioredis.from_url(server.url)
         tb = TokenBucket(client)
         assert (await tb.take("k", capacity=100, cost=10)).allowed
         await client.script_flush()
         assert (await tb.take("k", capacity=100, cost=10)).remaining == 80
         await client.aclose()
     finally:
-        await server.stop()
+        server.stop()
 
 
 # --- levels and presets (pure) ------------------------------------------------------------------
@@ -254,46 +264,6 @@ async def test_failed_authentications_are_limited_per_address(aiohttp_client, se
     assert "too many failed authentications" in (await resp.json())["detail"]
     assert any("failed authentication (SCIM token)" in r.getMessage() for r in caplog.records)
     assert all("scim_guess" not in r.getMessage() for r in caplog.records)
-
-
-class RedisServer:
-    def __init__(self, proc, port, folder):
-        self.proc, self.port, self.folder = proc, port, folder
-
-    async def stop(self):
-        self.proc.terminate()  # only the server this test started
-        await self.proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def start_redis() -> RedisServer:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    client = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
-    for _ in range(100):
-        try:
-            await client.ping()
-            break
-        except Exception:
-            await asyncio.sleep(0.05)
-    await client.aclose()
-    return RedisServer(proc, port, None)
 
 
 @pytest.mark.parametrize("mode", ["open", "closed"])

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import ADMIN_HEADERS, run_worker, unique_email, user_body
+from tests.conftest import ADMIN_HEADERS, post_user, run_worker, user_body
 
 PRODUCT = "urn:scimsvc:schemas:extension:product:2.0:User"
-
-
-async def post_user(client, tenant, **extra):
-    resp = await client.post(
-        "/scim/v2/Users", json=user_body(unique_email(), **extra), headers=tenant.headers
-    )
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
 
 
 async def licenses_of(db, tenant_id):

@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import ADMIN_HEADERS, run_worker, unique_email, user_body
-
-
-async def create_team(client, tenant, name):
-    resp = await client.post(
-        f"/admin/v1/tenants/{tenant.id}/teams", json={"name": name}, headers=ADMIN_HEADERS
-    )
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
-
-
-async def post_user(client, tenant, email=None):
-    resp = await client.post(
-        "/scim/v2/Users", json=user_body(email or unique_email()), headers=tenant.headers
-    )
-    assert resp.status == 201, await resp.text()
-    return await resp.json()
+from tests.conftest import ADMIN_HEADERS, create_team, post_user, run_worker, unique_email
 
 
 async def member_ids(db, team_id):
