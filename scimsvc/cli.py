@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     trevoke.add_argument("tenant_id", type=UUID)
     trevoke.add_argument("token_id", type=UUID)
     trevoke.set_defaults(func=cmd_token_revoke)
+
+    from scimsvc.queue_view import add_queue_command  # imports rich only when the CLI is built
+
+    add_queue_command(sub)
     return parser
 
 
