@@ -1,4 +1,4 @@
-"""The `scimsvc` command: migrate, serve, worker, up, tenant and token management."""
+"""The `scimsvc` command: migrate, serve, worker, up, tenant and token management, loadtest."""
 
 from __future__ import annotations
 
@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     from scimsvc.queue_view import add_queue_command  # imports rich only when the CLI is built
 
     add_queue_command(sub)
+
+    from scimsvc.loadtest import add_loadtest_command  # its options live with the command
+
+    add_loadtest_command(sub)
     return parser
 
 
