@@ -3,7 +3,26 @@
 #   docker run --rm -e SCIMSVC_DATABASE_URL=... -e SCIMSVC_REDIS_URL=... scimsvc scimsvc migrate
 #   docker run --rm -p 8080:8080 -e ... scimsvc                      # web (the default command)
 #   docker run --rm -e ... scimsvc scimsvc worker                    # worker
-FROM python:3.11-slim
+# compose.yaml runs all of it: see the README.
+
+# --- builder: turns the source tree into a wheel; nothing of this stage but the wheel reaches the image.
+FROM python:3.11-slim AS builder
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /src
+# README.md is the package's readme in pyproject.toml; the SQL migrations ship as package data
+# (scimsvc/store/migrations/*.sql), so the wheel carries them.
+COPY pyproject.toml README.md ./
+COPY scimsvc ./scimsvc
+COPY worker ./worker
+COPY schemas ./schemas
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# --- runtime: the installed wheel and its dependencies, run as a non-root user.
+FROM python:3.11-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,21 +33,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN useradd --system --create-home --home-dir /home/scimsvc --uid 10001 scimsvc
 
-WORKDIR /src
-# README.md is the package's readme in pyproject.toml; the SQL migrations ship as package data
-# (scimsvc/store/migrations/*.sql), so a regular, non-editable install carries them.
-COPY pyproject.toml README.md ./
-COPY scimsvc ./scimsvc
-COPY worker ./worker
-COPY schemas ./schemas
-# The check runs from / so that it imports the installed package, not the source tree.
-RUN pip install --no-cache-dir . \
+COPY --from=builder /wheels /tmp/wheels
+# The check runs from / so that it imports the installed package: the migrations must be in the wheel.
+RUN pip install --no-cache-dir /tmp/wheels/scimsvc-*.whl \
+    && rm -rf /tmp/wheels \
     && cd / && python -c "from scimsvc.store.migrations import available_migrations as m; assert m(), 'no SQL migrations installed'"
 
 WORKDIR /home/scimsvc
 USER scimsvc
 
 EXPOSE 8080
-# No HEALTHCHECK here: the same image runs the worker and `migrate`, which listen on no port.
-# compose.yaml gives the web service its own TCP check.
+# Liveness of the web role (the default command): /ops/health answers without touching PostgreSQL or
+# Redis. python:3.11-slim has no curl, hence Python. The same image runs the worker and `migrate`, which
+# serve no HTTP on 8080: compose.yaml overrides this check for the worker (its metrics port) and turns
+# it off for `migrate`; with plain `docker run ... scimsvc worker`, pass --no-healthcheck or your own.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ops/health', timeout=2)"]
 CMD ["scimsvc", "serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -158,22 +158,29 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate, create a demo tenant, then run the worker (child process) and the web front end."""
-    cmd_migrate(settings, args)
-    if not args.no_demo:
-        row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
-        print("\n== demo tenant ==")
-        _print_tenant(settings, row, token_id, token)
-        print()
-    worker = subprocess.Popen([sys.executable, "-m", "scimsvc.cli", "worker"], env=os.environ.copy())
-    try:
-        return cmd_serve(settings, args)
-    finally:
-        worker.send_signal(signal.SIGTERM)
+    """Migrate, create a demo tenant, then run the worker (child process) and the web front end.
+
+    Without a database or Redis URL and with nothing answering on the default ports, it first starts
+    an embedded PostgreSQL and Redis (scimsvc.embedded) and stops them on exit.
+    """
+    from scimsvc.embedded import embedded_services
+
+    with embedded_services(settings) as settings:
+        cmd_migrate(settings, args)
+        if not args.no_demo:
+            row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
+            print("\n== demo tenant ==")
+            _print_tenant(settings, row, token_id, token)
+        print(f"Swagger UI:    {settings.public_url}/api/docs\n")
+        worker = subprocess.Popen([sys.executable, "-m", "scimsvc.cli", "worker"], env=os.environ.copy())
         try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            return cmd_serve(settings, args)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def build_parser() -> argparse.ArgumentParser:
