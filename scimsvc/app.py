@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from scimsvc.client_address import parse_networks
 from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
             rate_limit_middleware,
         ],
     )
+    parse_networks(settings.trusted_proxies)  # a bad SCIMSVC_TRUSTED_PROXIES stops start-up, not a request
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
     app.cleanup_ctx.append(pg_context)

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc import logs
+from scimsvc.client_address import client_address, parse_networks
 from scimsvc.keys import ALLOWED_DOMAINS, POOL, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
@@ -112,9 +113,16 @@ TOO_MANY_FAILURES = (
 )
 
 
+def _client(request: web.Request) -> str:
+    settings = request.app[SETTINGS]
+    return client_address(
+        request.remote, request.headers.get("X-Forwarded-For"), parse_networks(settings.trusted_proxies)
+    )
+
+
 async def _refuse_blocked_address(request: web.Request) -> None:
     """An address over its failed-authentication budget is refused before any credential is checked."""
-    left = request.app[LIMITER].auth_blocked(request.remote or "unknown")
+    left = request.app[LIMITER].auth_blocked(_client(request))
     if left > 0:
         seconds = retry_after(int(left * 1000))
         raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
@@ -122,7 +130,7 @@ async def _refuse_blocked_address(request: web.Request) -> None:
 
 async def _failed_authentication(request: web.Request, what: str) -> None:
     """Log and count a wrong credential; past the address's budget, answer 429 instead of 401."""
-    address = request.remote or "unknown"
+    address = _client(request)
     log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
     verdict = await request.app[LIMITER].auth_failed(address)
     if verdict is not None and not verdict.allowed:

@@ -49,6 +49,7 @@ class Settings:
     rate_limit_on_redis_error: str = "open"  # open: admit (logged); closed: 503 with Retry-After
     rate_limit_prefix: str = "scimsvc:rl"  # Redis key prefix of the buckets
     auth_failures_per_minute: int = 30  # wrong SCIM tokens / admin keys per client address
+    trusted_proxies: str = ""  # CIDRs of reverse proxies whose X-Forwarded-For names the client
     queue_degraded_after_seconds: int = 60  # /ops/queue: oldest unapplied change older than this
     queue_stalled_after_seconds: int = 300
     worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
@@ -85,6 +86,7 @@ class Settings:
             "auth_failures_per_minute": _env_int(
                 "SCIMSVC_AUTH_FAILURES_PER_MINUTE", cls.auth_failures_per_minute
             ),
+            "trusted_proxies": env.get("SCIMSVC_TRUSTED_PROXIES", ""),
             "queue_degraded_after_seconds": _env_int(
                 "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS", cls.queue_degraded_after_seconds
             ),

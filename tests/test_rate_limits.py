@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from scimsvc.app import create_app
+from scimsvc.client_address import client_address, parse_networks
 from scimsvc.rate_levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
 from scimsvc.token_bucket import TokenBucket
 from tests.conftest import (
@@ -349,3 +350,47 @@ async def test_two_replicas_admit_exactly_the_budget(client, database_url):
     assert statuses.count(429) == 400 - admitted
     refill = elapsed * 5000 / 30 / 50
     assert 100 <= admitted <= 100 + math.ceil(refill) + 1, (admitted, elapsed)
+
+
+def test_client_address_behind_trusted_proxies():
+    trusted = parse_networks("10.0.0.0/8, 127.0.0.1")
+    assert client_address("10.1.2.3", "203.0.113.9, 10.0.0.5", trusted) == "203.0.113.9"
+    assert (
+        client_address("127.0.0.1", "198.51.100.1, 203.0.113.9", trusted) == "203.0.113.9"
+    )  # rightmost untrusted
+    assert (
+        client_address("203.0.113.9", "10.9.9.9", trusted) == "203.0.113.9"
+    )  # untrusted peer: header ignored
+    assert client_address("10.1.2.3", None, trusted) == "10.1.2.3"
+    assert client_address("10.1.2.3", "203.0.113.9", ()) == "10.1.2.3"
+    with pytest.raises(ValueError, match="nope"):
+        parse_networks("10.0.0.0/8,nope")
+
+
+async def test_auth_failures_count_per_forwarded_client_behind_a_trusted_proxy(aiohttp_client, settings):
+    tight = dataclasses.replace(
+        settings, auth_failures_per_minute=3, rate_limit_prefix=own_prefix(), trusted_proxies="127.0.0.1"
+    )
+    client = await aiohttp_client(create_app(tight))
+    tenant = await make_tenant(client)
+    attacker = {"Authorization": "Bearer scim_guess", "X-Forwarded-For": "203.0.113.66"}
+    statuses = [(await client.get("/scim/v2/Users", headers=attacker)).status for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    # Another client behind the same proxy is not blocked by the attacker's failures.
+    resp = await client.get("/scim/v2/Users", headers={**tenant.headers, "X-Forwarded-For": "198.51.100.7"})
+    assert resp.status == 200
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_does_not_evade_the_limit(aiohttp_client, settings):
+    tight = dataclasses.replace(settings, auth_failures_per_minute=3, rate_limit_prefix=own_prefix())
+    client = await aiohttp_client(create_app(tight))
+    statuses = [
+        (
+            await client.get(
+                "/scim/v2/Users",
+                headers={"Authorization": "Bearer scim_guess", "X-Forwarded-For": f"192.0.2.{i}"},
+            )
+        ).status
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
