@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +62,26 @@ async def write(scope: Scope) -> AsyncIterator[Transaction]:
         tx = Transaction(conn, scope)
         async with conn.transaction():
             yield tx
-    if tx.touched:
+    _wake(scope, tx.touched)
+
+
+async def write_one(
+    scope: Scope, resource_type: str, statement: Callable[[asyncpg.Pool], Awaitable[asyncpg.Record | None]]
+) -> asyncpg.Record | None:
+    """A write that is a single statement saving a resource and its outbox row; then wake the worker.
+
+    One statement is atomic without a transaction, so the write still commits with its outbox row. The
+    statement returns the resource's row with `id` and `outbox_id`, or None when it wrote nothing.
+    """
+    row = await statement(scope.pool)
+    if row is not None:
+        _wake(scope, [Wakeup(scope.tenant_id, resource_type, row["id"], row["outbox_id"])])
+    return row
+
+
+def _wake(scope: Scope, wakeups: list[Wakeup]) -> None:
+    # In the background: the response does not wait for Redis (see `write`).
+    if wakeups:
         waker_for(
             scope.redis, queue_name=scope.settings.queue_name, wait=scope.settings.enqueue_timeout_seconds
-        ).wake(tx.touched)
+        ).wake(wakeups)

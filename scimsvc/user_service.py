@@ -13,7 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
-from scimsvc.changes import Scope, write
+from scimsvc.changes import Scope, write, write_one
 from scimsvc.notices import email_change_notices
 from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
@@ -138,6 +138,16 @@ async def create_user(scope: Scope, body: Any) -> asyncpg.Record:
     """POST /Users. A userName that was SCIM-DELETEd re-links that same product user."""
     resource = validate_user(body, refuse_password=False)
     resource.setdefault("active", True)
+    if manager_id(resource) is None:
+        # The common case, a new userName, in one statement; a taken one falls through to the locked path.
+        check_allowed_domain(resource["userName"], scope.allowed_domains)
+        row = await write_one(
+            scope,
+            "user",
+            lambda pool: store.insert_new_user(pool, scope.tenant_id, resource, request_id=scope.request_id),
+        )
+        if row is not None:
+            return row
 
     async def lock(conn: asyncpg.Connection) -> asyncpg.Record | None:
         existing = await store.lock_by_user_name(conn, scope.tenant_id, resource["userName"])

@@ -10,7 +10,7 @@ import asyncpg
 
 from scimsvc.store import licenses
 from scimsvc.store.licenses import AuditRow
-from worker.license_policy import Licensing
+from worker.license_policy import Decision, Licensing
 from worker.seat_order import Holder, Waiter, plan_seats, seats_that_may_free
 
 # What each outbox change means for the audit log (actor: the IdP through SCIM).
@@ -51,12 +51,15 @@ def licensing_of(row: asyncpg.Record) -> Licensing:
 
 async def allocate_licenses(
     conn: asyncpg.Connection, tenant_id: UUID, tenant: Licensing, users: Sequence[PendingUser]
-) -> None:
-    """Bring each user's license to what the policy says, seats first come first served; audit it all.
+) -> dict[UUID, Decision]:
+    """Decide each user's license by the policy, seats first come first served; audit it all.
 
     `users` come in the order their changes arrived. Runs inside the drain transaction, which holds the
     tenant lock: the seat count read here stays true until commit, so no seat is handed out twice.
     A seat released by one of the users goes to the longest-waiting user, in or out of the batch.
+    Waiters outside the batch who get a seat are written here; the batch's users' decisions are
+    returned (users that no longer exist left out) for the caller to write with their provisioning
+    state, in one statement, before the transaction ends.
     """
     stored = {r["id"]: r for r in await licenses.users_licensing(conn, tenant_id, [u.id for u in users])}
     present = [u for u in users if u.id in stored]  # a hard-deleted user has nothing left to license
@@ -80,7 +83,6 @@ async def allocate_licenses(
         waiting = [Waiter(r["id"], r["waiting_since"]) for r in rows]
     plan = plan_seats(tenant, used=used, batch=holders, waiting=waiting)
 
-    writes: list[tuple[UUID, str | None, bool]] = []
     audits: list[AuditRow] = []
     released_by: str | None = None
     for user, holder in zip(present, holders, strict=True):
@@ -93,7 +95,6 @@ async def allocate_licenses(
         was_waiting = holder.waiting_since is not None
         if decision.license == holder.license and decision.waiting == was_waiting:
             continue
-        writes.append((user.id, decision.license, decision.waiting))
         if decision.license != holder.license:
             action = _license_action(holder.license, decision.license)
             if action == "release":
@@ -104,10 +105,10 @@ async def allocate_licenses(
             audits.append(AuditRow(user.id, "waiting", "worker", request_id=user.request_id))
     # Outside waiters owe their seat to a release in this batch (else to the seats being free already).
     cause = released_by or (present[-1].request_id if present else None)
-    writes.extend((user_id, "full", False) for user_id in plan.promoted)
     audits.extend(AuditRow(u, "promotion", "worker", {"to": "full"}, cause) for u in plan.promoted)
-    await licenses.set_licenses(conn, writes)
+    await licenses.set_licenses(conn, [(user_id, "full", False) for user_id in plan.promoted])
     await licenses.audit_rows(conn, tenant_id, audits)
+    return plan.decisions
 
 
 async def apply_tenant_licensing(

@@ -75,8 +75,8 @@ async def apply_user_rows(
     `after_provisioned` runs last, in the same transaction, with the users just created or re-linked.
     """
     users = pending_users(rows)
-    await allocate_licenses(conn, tenant_id, licensing_of(licensing), users)
-    await user_store.apply_provisioning_states(conn, [u.id for u in users])
+    decisions = await allocate_licenses(conn, tenant_id, licensing_of(licensing), users)
+    await user_store.apply_user_states(conn, [(uid, d.license, d.waiting) for uid, d in decisions.items()])
     joined = [u.id for u in users if PROVISIONED & set(u.changes)]
     if joined:
         await after_provisioned(conn, joined)

@@ -16,11 +16,6 @@ LOCK_TENANT_LICENSING = """
 SELECT seats, flexible_licenses, default_license, fallback_license FROM tenants WHERE id = $1
 FOR NO KEY UPDATE
 """
-SELECT_USER_LICENSE = """
-SELECT tenant_id, active AND scim_linked AS eligible, resource->>'userType' AS user_type,
-       license, waiting_since
-FROM users WHERE id = $1
-"""
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
 COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
 SELECT_USERS_LICENSING = """
@@ -99,10 +94,6 @@ class AuditRow:
 
 async def lock_tenant_licensing(conn: asyncpg.Connection, tenant_id: UUID) -> asyncpg.Record:
     return await conn.fetchrow(LOCK_TENANT_LICENSING, tenant_id)
-
-
-async def user_license(conn: asyncpg.Connection, user_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_USER_LICENSE, user_id)
 
 
 async def full_seats_used(conn: asyncpg.Connection, tenant_id: UUID, *, excluding: UUID) -> int:

@@ -21,21 +21,18 @@ WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
 ORDER BY id
 """
 # A tenant's oldest pending rows name the resources of the next batch; all their pending rows come along,
-# so each resource's rows still apply together and in id order.
+# so each resource's rows still apply together and in id order. The resources are looked up in their
+# index (an array, not a join: a hash join would read the tenant's whole backlog for every batch).
 SELECT_TENANT_BATCH = """
-WITH head AS (
-    SELECT DISTINCT resource_id FROM (
-        SELECT resource_id FROM outbox
-        WHERE tenant_id = $1 AND resource_type = $2 AND applied_at IS NULL
-          AND resource_id <> ALL($4::uuid[])
-        ORDER BY id
-        LIMIT $3
-    ) oldest
-)
-SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
-FROM outbox o JOIN head USING (resource_id)
-WHERE o.resource_type = $2 AND o.applied_at IS NULL
-ORDER BY o.id
+SELECT id, resource_id, change, payload, request_id
+FROM outbox
+WHERE resource_type = $2 AND applied_at IS NULL AND resource_id = ANY(ARRAY(
+    SELECT resource_id FROM outbox
+    WHERE tenant_id = $1 AND resource_type = $2 AND applied_at IS NULL AND resource_id <> ALL($4::uuid[])
+    ORDER BY id
+    LIMIT $3
+))
+ORDER BY id
 """
 SELECT_PENDING_OF = """
 SELECT id, resource_id, change, payload, request_id

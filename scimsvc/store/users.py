@@ -44,6 +44,22 @@ INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active,
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING {USER_COLUMNS}
 """
+# A new userName is one statement: the user and its "create" outbox row commit together without an explicit
+# transaction (a statement is atomic), saving the BEGIN, lock and COMMIT round trips. A taken userName,
+# linked or not, inserts nothing and returns no row.
+INSERT_NEW_USER = f"""
+WITH u AS (
+    INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING
+    RETURNING {USER_COLUMNS}
+), change AS (
+    INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
+    SELECT u.tenant_id, 'user', u.id, 'create', jsonb_build_object('active', u.active), $7 FROM u
+    RETURNING id
+)
+SELECT u.*, change.id AS outbox_id FROM u, change
+"""
 UPDATE_USER = f"""
 UPDATE users AS u
 SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
@@ -62,18 +78,21 @@ SELECT_DISPLAY_NAMES = """
 SELECT u.id, coalesce(u.display_name, u.user_name) AS display_name
 FROM users u WHERE u.tenant_id = $1 AND u.id = ANY($2::uuid[]) AND u.scim_linked
 """
-APPLY_PROVISIONING_STATE = """
-UPDATE users SET
-    provisioning_state = CASE WHEN active AND scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
+# The worker records a batch's applied state in one statement (one new row version per user): each user's
+# license, its place on the waiting list and its provisioning state. Joining the waiting list keeps a
+# user's first place in it; users who join in the same batch queue in the order given, a microsecond
+# apart (the list is ordered by waiting_since, then id, and a batch's transaction starts well over its
+# size in microseconds after the previous one's).
+APPLY_USER_STATES = """
+UPDATE users u SET
+    license = v.license,
+    waiting_since = CASE WHEN NOT v.waiting THEN NULL
+                         ELSE coalesce(u.waiting_since, now() + v.n * interval '1 microsecond') END,
+    provisioning_state = CASE WHEN u.active AND u.scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
     provisioned_at = now()
-WHERE id = $1
-"""
-APPLY_PROVISIONING_STATES = """
-UPDATE users SET
-    provisioning_state = CASE WHEN active AND scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
-    provisioned_at = now()
-WHERE id = ANY($1::uuid[])
-RETURNING id, provisioning_state = 'provisioned' AS provisioned
+FROM unnest($1::uuid[], $2::text[], $3::bool[]) WITH ORDINALITY AS v(id, license, waiting, n)
+WHERE u.id = v.id
+RETURNING u.id, u.provisioning_state = 'provisioned' AS provisioned
 """
 
 
@@ -104,6 +123,20 @@ async def lock_by_user_name(
 async def insert_user(conn: asyncpg.Connection, tenant_id: UUID, resource: dict[str, Any]) -> asyncpg.Record:
     """Insert a user; raises asyncpg.UniqueViolationError if the userName is taken."""
     return await conn.fetchrow(INSERT_USER, tenant_id, *_columns(resource))
+
+
+async def insert_new_user(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: UUID,
+    resource: dict[str, Any],
+    *,
+    request_id: str | None,
+) -> asyncpg.Record | None:
+    """Insert a user and its "create" outbox row, atomically; None (nothing written) if the name is taken.
+
+    The row carries `outbox_id`, the outbox row to wake the worker for.
+    """
+    return await conn.fetchrow(INSERT_NEW_USER, tenant_id, *_columns(resource), request_id)
 
 
 async def update_user(
@@ -157,16 +190,17 @@ async def list_users(
     return await conn.fetchval(count_sql, *params), []
 
 
-async def apply_provisioning_state(conn: asyncpg.Connection, user_id: UUID) -> None:
-    """Record that the worker has applied the user's latest desired state."""
-    await conn.execute(APPLY_PROVISIONING_STATE, user_id)
-
-
-async def apply_provisioning_states(conn: asyncpg.Connection, user_ids: list[UUID]) -> list[UUID]:
-    """`apply_provisioning_state` for many users; returns those now provisioned (active, linked), in order."""
-    rows = await conn.fetch(APPLY_PROVISIONING_STATES, user_ids)
+async def apply_user_states(
+    conn: asyncpg.Connection, applied: list[tuple[UUID, str | None, bool]]
+) -> list[UUID]:
+    """Record (user id, license, waiting) and the provisioning state of many users; returns those now
+    provisioned (active and linked), in the order given."""
+    if not applied:
+        return []
+    ids, kinds, waiting = (list(column) for column in zip(*applied, strict=True))
+    rows = await conn.fetch(APPLY_USER_STATES, ids, kinds, waiting)
     provisioned = {r["id"] for r in rows if r["provisioned"]}
-    return [user_id for user_id in user_ids if user_id in provisioned]
+    return [user_id for user_id in ids if user_id in provisioned]
 
 
 ADMIN_FILTERS = """
