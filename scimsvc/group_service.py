@@ -10,6 +10,7 @@ transaction per write. Outbox changes for a group (applied by `worker.groups`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -49,7 +50,7 @@ def _no_team(scope: Scope, name: str, similar: list[str]) -> ScimError:
     )
 
 
-async def _check_members(tx: Transaction, ids: tuple[UUID, ...] | list[UUID]) -> None:
+async def _check_members(tx: Transaction, ids: Sequence[str]) -> None:
     missing = await store.missing_users(tx.conn, tx.scope.tenant_id, ids)
     if missing:
         raise unknown_members_error(missing)
@@ -69,6 +70,8 @@ async def _apply_members(
 ) -> None:
     """Write a member change to the group's desired members and record it for the worker."""
     tenant_id = tx.scope.tenant_id
+    # Raising here rolls back the whole write, the group's own changes included.
+    await _check_members(tx, change.replace if change.replace is not None else change.add)
     if change.replace is not None:
         await store.replace_members(tx.conn, tenant_id, group_id, change.replace)
         await tx.record("group", group_id, "push")
@@ -96,7 +99,6 @@ async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
             raise _no_team(scope, name, await store.team_names_like(tx.conn, scope.tenant_id, name))
         if team["group_id"] is not None:
             raise _already_linked(name, team["group_id"], team["group_display_name"])
-        await _check_members(tx, members)
         try:
             row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
         except asyncpg.UniqueViolationError:
@@ -133,7 +135,6 @@ async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str |
     resource, members = validate_group(body)
     async with write(scope) as tx:
         current = await _lock(tx, raw_id, if_match)
-        await _check_members(tx, members)
         row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
         await _apply_members(tx, row["id"], MemberChange(replace=tuple(members)))
     return row
@@ -149,7 +150,6 @@ async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | N
         )
         if change.is_empty and resource == current["resource"]:
             return current
-        await _check_members(tx, change.added())
         row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
         if change.is_empty:
             await tx.record("group", row["id"], "update")

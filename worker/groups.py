@@ -31,5 +31,5 @@ async def apply_group_changes(conn: asyncpg.Connection, group_id: UUID, rows: li
         if row["change"] not in MEMBER_CHANGES:
             continue
         payload = row["payload"]
-        await store.remove_from_team(conn, tenant_id, team_id, [UUID(i) for i in payload.get("remove", [])])
-        await store.add_to_team(conn, tenant_id, team_id, group_id, [UUID(i) for i in payload.get("add", [])])
+        await store.remove_from_team(conn, tenant_id, team_id, payload.get("remove", []))
+        await store.add_to_team(conn, tenant_id, team_id, group_id, payload.get("add", []))

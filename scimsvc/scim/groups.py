@@ -15,6 +15,7 @@ IdP shapes handled on purpose:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,31 +43,55 @@ def _describe(ids: Sequence[str]) -> str:
     return shown + (f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
 
 
-def member_values(raw: Any, *, where: str = "members") -> list[UUID]:
-    """The user ids of a `members` value (a list of `{"value": id}`, one such object, or bare ids),
-    de-duplicated in order; 400 invalidValue naming every malformed id."""
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _canonical_id(value: str) -> str | None:
+    """The id in canonical form (lower-case, hyphenated), None if it is not a UUID.
+
+    Ids stay strings: a 50,000-member push must not pay for 50,000 UUID objects.
+    """
+    lowered = value.lower()
+    if _CANONICAL_ID.fullmatch(lowered):
+        return lowered
+    try:
+        return str(UUID(value))
+    except ValueError:
+        return None
+
+
+def _ci(item: Mapping[str, Any], name: str) -> Any:
+    if name in item:
+        return item[name]
+    return next((v for k, v in item.items() if isinstance(k, str) and k.lower() == name), None)
+
+
+def member_values(raw: Any, *, where: str = "members") -> list[str]:
+    """The user ids (canonical strings) of a `members` value (a list of `{"value": id}`, one such object,
+    or bare ids), de-duplicated in order; 400 invalidValue naming every malformed id."""
     if raw is None:
         return []
     items = raw if isinstance(raw, list) else [raw]
-    ids: dict[UUID, None] = {}
+    ids: dict[str, None] = {}
     malformed: list[str] = []
     for index, item in enumerate(items):
         value: Any = item
         if isinstance(item, Mapping):
-            kind = next((v for k, v in item.items() if isinstance(k, str) and k.lower() == "type"), None)
+            kind = _ci(item, "type")
             if isinstance(kind, str) and kind.lower() not in ("user", ""):
                 raise invalid_value(
                     f"{where}[{index}] has type {kind!r}: only users can be members (groups do not nest)"
                 )
-            value = next((v for k, v in item.items() if isinstance(k, str) and k.lower() == "value"), None)
+            value = _ci(item, "value")
             if value is None:
                 raise invalid_value(f'{where}[{index}] has no "value": name the member by its User id')
         if not isinstance(value, str):
             raise invalid_value(f"{where}[{index}]: a member's value must be a User id string, got {value!r}")
-        try:
-            ids[UUID(value)] = None
-        except ValueError:
+        canonical = _canonical_id(value)
+        if canonical is None:
             malformed.append(value)
+        else:
+            ids[canonical] = None
     if malformed:
         raise invalid_value(
             f"{where}: {_describe(malformed)} {'is' if len(malformed) == 1 else 'are'} not User ids "
@@ -75,7 +100,7 @@ def member_values(raw: Any, *, where: str = "members") -> list[UUID]:
     return list(ids)
 
 
-def unknown_members_error(ids: Sequence[UUID]) -> ScimError:
+def unknown_members_error(ids: Sequence[UUID | str]) -> ScimError:
     """400 for member ids that are not SCIM-provisioned users of the tenant."""
     text = [str(i) for i in ids]
     return invalid_value(
@@ -85,7 +110,7 @@ def unknown_members_error(ids: Sequence[UUID]) -> ScimError:
     )
 
 
-def validate_group(body: Any) -> tuple[dict[str, Any], list[UUID]]:
+def validate_group(body: Any) -> tuple[dict[str, Any], list[str]]:
     """The stored resource of a Group body and its member ids, or a 400 naming what is wrong."""
     if not isinstance(body, dict):
         raise invalid_value("the request body must be a JSON object describing a Group")
@@ -102,9 +127,9 @@ class MemberChange:
     """What a PATCH does to the members: `replace` is the whole new list (a push) when it names one;
     otherwise `add` and `remove` are disjoint id sets applied to the current members."""
 
-    replace: tuple[UUID, ...] | None = None
-    add: tuple[UUID, ...] = ()
-    remove: tuple[UUID, ...] = ()
+    replace: tuple[str, ...] | None = None
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
 
     @property
     def is_push(self) -> bool:
@@ -114,21 +139,17 @@ class MemberChange:
     def is_empty(self) -> bool:
         return self.replace is None and not self.add and not self.remove
 
-    def added(self) -> tuple[UUID, ...]:
-        """Ids that must be users of the tenant: the new list of a push, else the ids added."""
-        return self.replace if self.replace is not None else self.add
-
 
 class _MemberSets:
     """Folds member operations, in order, into a MemberChange without knowing the current members."""
 
     def __init__(self) -> None:
-        self.replace: dict[UUID, None] | None = None
-        self.add: dict[UUID, None] = {}
-        self.remove: dict[UUID, None] = {}
+        self.replace: dict[str, None] | None = None
+        self.add: dict[str, None] = {}
+        self.remove: dict[str, None] = {}
         self.count = 0
 
-    def do_add(self, ids: Iterable[UUID]) -> None:
+    def do_add(self, ids: Iterable[str]) -> None:
         for i in ids:
             self.count += 1
             if self.replace is not None:
@@ -137,7 +158,7 @@ class _MemberSets:
                 self.add[i] = None
                 self.remove.pop(i, None)
 
-    def do_remove(self, ids: Iterable[UUID]) -> None:
+    def do_remove(self, ids: Iterable[str]) -> None:
         for i in ids:
             self.count += 1
             if self.replace is not None:
@@ -146,7 +167,7 @@ class _MemberSets:
                 self.remove[i] = None
                 self.add.pop(i, None)
 
-    def do_replace(self, ids: Iterable[UUID]) -> None:
+    def do_replace(self, ids: Iterable[str]) -> None:
         self.replace = {}
         self.add, self.remove = {}, {}
         self.do_add(ids)
