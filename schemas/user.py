@@ -21,8 +21,16 @@ def _s(description: str = "", **scim: Any) -> dict[str, Any]:
     return {"description": description, "scim": scim}
 
 
-def Str(description: str = "", *, required: bool = False, **scim: Any) -> ScimString:  # noqa: N802
-    return ScimString(required=required, metadata=_s(description, **scim))
+def Str(  # noqa: N802
+    description: str = "", *, required: bool = False, max_length: int | None = None, **scim: Any
+) -> ScimString:
+    limit = [validate.Length(max=max_length)] if max_length else []
+    return ScimString(required=required, validate=limit, metadata=_s(description, **scim))
+
+
+# Indexed columns hold at most ~2,700 bytes per entry: these caps keep any UTF-8 text under it.
+MAX_USER_NAME = 254  # the longest email address (RFC 5321 path limit)
+MAX_INDEXED_TEXT = 512
 
 
 def Bool(description: str = "", **scim: Any) -> ScimBoolean:  # noqa: N802
@@ -145,17 +153,20 @@ class UserSchema(ScimSchema):
             common=True,
         ),
     )
-    externalId = Str("Identifier of the user in the IdP", caseExact=True, common=True)
+    externalId = Str(
+        "Identifier of the user in the IdP", max_length=MAX_INDEXED_TEXT, caseExact=True, common=True
+    )
     meta = fields.Nested(
         MetaSchema, dump_only=True, metadata=_s("Resource metadata", mutability="readOnly", common=True)
     )
     userName = Str(
         "The user's email address: the product's primary identifier, unique per tenant",
         required=True,
+        max_length=MAX_USER_NAME,
         uniqueness="server",
     )
     name = fields.Nested(NameSchema, metadata=_s("The components of the user's name"))
-    displayName = Str("The name shown in the product")
+    displayName = Str("The name shown in the product", max_length=MAX_INDEXED_TEXT)
     nickName = Str("Casual name")
     profileUrl = Str("Profile page URL", type="reference", referenceTypes=["external"])
     title = Str("Job title")

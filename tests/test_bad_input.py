@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 from typing import Any
 
 import pytest
@@ -27,6 +29,8 @@ async def existing(client, tenant) -> dict[str, Any]:
     resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
     return await resp.json()
 
+
+LONG_TEXT = "".join(random.Random(7).choice(string.ascii_letters + "ßø語") for _ in range(4000))
 
 CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     # (name, method, path, body, status, scimType)
@@ -56,6 +60,24 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
         "invalidValue",
     ),
     ("NUL in a string", "POST", "/Users", user_body("t@x.com", displayName="x\u0000y"), 400, "invalidValue"),
+    # Random text too long for an index entry: refused by the schema, not by PostgreSQL (a 500).
+    (
+        "displayName too long",
+        "POST",
+        "/Users",
+        user_body("t@x.com", displayName=LONG_TEXT),
+        400,
+        "invalidValue",
+    ),
+    (
+        "externalId too long",
+        "POST",
+        "/Users",
+        user_body("t@x.com", externalId=LONG_TEXT),
+        400,
+        "invalidValue",
+    ),
+    ("userName too long", "POST", "/Users", user_body(LONG_TEXT[:300] + "@x.com"), 400, "invalidValue"),
     (
         "NUL in a sub-attribute",
         "POST",
