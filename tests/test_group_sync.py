@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.conftest import ADMIN_HEADERS, run_worker
+from tests.conftest import ADMIN_HEADERS, run_worker, unique_email, user_body
 from tests.test_groups import make_group, make_team, make_user, send_patch
 
 TEAMS = "/admin/v1/tenants/{tid}/teams"
@@ -328,3 +328,25 @@ async def test_members_never_cross_tenants_in_the_worker(client, new_tenant, db,
     )
     await run_worker(settings)
     assert await team_members(db, team_id) == {mine}
+
+
+async def test_push_keeps_members_of_the_team_by_email_domain(client, tenant, db, settings):
+    """DESIGN §5: domain users join their domain's teams whatever groups the IdP puts them in."""
+    a = await make_user(client, tenant)
+    group = await make_group(client, tenant, [a])
+    team_id = await team_of(db, group["id"])
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}",
+        json={"domain_teams": {"corp.example": [team_id]}},
+        headers=ADMIN_HEADERS,
+    )
+    assert resp.status == 200
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(unique_email(domain="corp.example")), headers=tenant.headers
+    )
+    by_domain = (await resp.json())["id"]
+    await run_worker(settings)
+    assert await team_members(db, team_id) == {a, by_domain}
+    await put_members(client, tenant, group, [a])
+    await run_worker(settings)
+    assert await team_members(db, team_id) == {a, by_domain}

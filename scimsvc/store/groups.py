@@ -239,9 +239,10 @@ SELECT_LINK = """
 SELECT g.tenant_id, g.team_id FROM groups g JOIN teams t ON t.id = g.team_id AND t.tenant_id = g.tenant_id
 WHERE g.id = $1
 """
+# Members the tenant's domain_teams put there stay: that rule holds whatever the IdP's groups say.
 PUSH_REMOVE = """
 DELETE FROM team_members tm USING teams t
-WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id
+WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.added_by <> 'domain'
   AND NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = tm.user_id)
 """
 PUSH_ADD = """
@@ -276,7 +277,7 @@ async def linked_team(conn: asyncpg.Connection, group_id: UUID) -> asyncpg.Recor
 
 
 async def push_to_team(conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID) -> None:
-    """Make the team's members exactly the group's members (manual additions go), in two statements."""
+    """Make the team's members exactly the group's members (manual additions go; domain members stay)."""
     await conn.execute(PUSH_REMOVE, tenant_id, team_id, group_id)
     await conn.execute(PUSH_ADD, tenant_id, team_id, group_id)
 
