@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 
 APPLY_OUTBOX = "apply_outbox"
 DRAIN_USERS = "drain_users"
-LINGER_SECONDS = 0.005  # gather a few requests' wake-ups into one round of enqueues
+LINGER_SECONDS = 0.05  # a round carries the next 50 ms of wake-ups: one job per tenant, not per write
 
 log = logging.getLogger(__name__)
 

@@ -206,3 +206,25 @@ async def test_a_user_that_cannot_be_applied_does_not_hold_up_the_others(client,
 
     await run_worker(settings)  # fixed: the next drain applies it
     assert (await license_of(db, poison))["license"] == "free_restricted"
+
+
+async def test_wakeups_running_together_in_one_worker_drain_once(client, new_tenant, db, settings):
+    tenant = await new_tenant(seats=2)
+    users = [await post_user(client, tenant) for _ in range(5)]
+    ids = [
+        r["id"]
+        for r in await db.fetch("SELECT id FROM outbox WHERE tenant_id = $1::uuid ORDER BY id", tenant.id)
+    ]
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        ctx = {"pool": pool, "settings": settings, "redis": None, "job_try": 1}
+        applied = await asyncio.gather(*(drain_users(ctx, tenant.id, ids[i:]) for i in range(5)))
+    finally:
+        await pool.close()
+    assert sorted(applied) == [0, 0, 0, 0, len(users)]
+    assert (
+        await db.fetchval(
+            "SELECT count(DISTINCT applied_at) FROM outbox WHERE tenant_id = $1::uuid", tenant.id
+        )
+        == 1
+    )

@@ -12,6 +12,8 @@ import uuid
 import pytest
 
 from scimsvc.app import create_app
+from scimsvc.jobs import wakeups_sent
+from scimsvc.keys import REDIS
 from scimsvc.queue_health import queue_status
 from scimsvc.store.migrations import migrate
 from tests.conftest import (
@@ -109,6 +111,7 @@ async def test_queue_turns_stalled_without_workers_and_ok_once_one_drains(aiohtt
     for _ in range(3):
         resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
         assert resp.status == 201
+    await wakeups_sent(client.app[REDIS])  # the front end sends wake-ups after answering
 
     report = await queue_report(client)
     assert report["status"] == "stalled" and report["live_workers"] == 0

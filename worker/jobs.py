@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -56,10 +58,17 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
     pool: asyncpg.Pool = ctx["pool"]
     settings: Settings = ctx["settings"]
     job_try = ctx.get("job_try", 1)
-    if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
-        return 0
     tid = UUID(tenant_id)
-    result = await drain_tenant_users(pool, tid, after_provisioned=after_users_provisioned)
+    # Wake-ups that arrive together run together: in this process they wait for the tenant's running
+    # drain and then, mostly, find their rows applied, instead of queueing on the tenant lock.
+    drains: weakref.WeakValueDictionary[UUID, asyncio.Lock] = ctx.setdefault(
+        "user_drains", weakref.WeakValueDictionary()
+    )
+    running = drains.setdefault(tid, asyncio.Lock())
+    async with running:
+        if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
+            return 0
+        result = await drain_tenant_users(pool, tid, after_provisioned=after_users_provisioned)
     if result.email_changed:
         await _send_notices(ctx)
     if result.more:
