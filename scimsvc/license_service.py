@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.store import licenses
+from scimsvc.store import tenants as tenant_store
 
 MANAGED_BY_SCIM = (
     "licenses of this tenant are managed by SCIM: the identity provider assigns them while SCIM is enabled. "
@@ -56,3 +58,47 @@ async def assign_license(
     await licenses.audit(
         conn, tenant_id, promoted, "promotion", actor="admin", detail={"to": "full"}, request_id=request_id
     )
+
+
+async def assign_license_by_hand(
+    pool: asyncpg.Pool, *, tenant_id: UUID, user_id: UUID, license: str | None, request_id: str | None
+) -> None:
+    """An operator's assignment (admin API or console): the tenant's SCIM lock applies, in one transaction."""
+    tenant = await tenant_store.get_tenant(pool, tenant_id)
+    if tenant is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    async with pool.acquire() as conn, conn.transaction():
+        await assign_license(
+            conn,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            license=license,
+            scim_enabled=tenant["scim_enabled"],
+            request_id=request_id,
+        )
+
+
+@dataclass(frozen=True)
+class SeatSummary:
+    """Seats of a tenant as operators see them; `waiting` is the waiting list, oldest first."""
+
+    seats: int
+    used: int
+    waiting: list[UUID]
+
+    @property
+    def free(self) -> int:
+        return max(self.seats - self.used, 0)
+
+    @property
+    def over_allocated(self) -> bool:
+        """Seats were lowered below use: nobody is downgraded, the tenant is reported until seats free up."""
+        return self.used > self.seats
+
+
+async def seat_summary(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> SeatSummary:
+    """Seats, seats used and the waiting list of a tenant (404 if unknown)."""
+    row = await licenses.license_summary(conn, tenant_id)
+    if row is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    return SeatSummary(seats=row["seats"], used=row["used"], waiting=list(row["waiting"]))

@@ -14,10 +14,11 @@ from marshmallow import Schema, ValidationError
 
 from schemas.admin import LicenseAssignmentSchema, ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
 from schemas.base import flatten_errors
-from scimsvc.changes import Scope, write
+from scimsvc import tenant_service
+from scimsvc.changes import Scope
 from scimsvc.hard_delete import hard_delete_user
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
-from scimsvc.license_service import assign_license
+from scimsvc.license_service import assign_license_by_hand, seat_summary
 from scimsvc.product_user import EXPORT_HEADER, export_row, full_name, user_state
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
@@ -26,8 +27,6 @@ from scimsvc.store import licenses, teams, users
 from scimsvc.store import tenants as store
 
 routes = web.RouteTableDef()
-
-LICENSING_SETTINGS = frozenset({"seats", "flexible_licenses", "default_license", "fallback_license"})
 
 
 def load(schema: Schema, body: Any) -> dict[str, Any]:
@@ -71,20 +70,6 @@ def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
     )
 
 
-async def _check_domain_teams(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID | None, changes: Mapping[str, Any]
-) -> None:
-    """Every team named in `domain_teams` must be a team of the tenant (400 naming those that are not)."""
-    wanted = sorted({UUID(t) for ids in changes.get("domain_teams", {}).values() for t in ids})
-    missing = await teams.missing_teams(conn, tenant_id, wanted) if tenant_id and wanted else wanted
-    if missing:
-        raise invalid_value(
-            "domain_teams names teams that are not teams of this tenant: "
-            + ", ".join(sorted(str(t) for t in missing))
-            + " (create them first with POST /admin/v1/tenants/{tid}/teams)"
-        )
-
-
 def render_tenant(row: asyncpg.Record, *, public_url: str) -> dict[str, Any]:
     body = dict(row)
     body["id"] = str(row["id"])
@@ -104,9 +89,7 @@ async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
 @routes.post("/admin/v1/tenants")
 async def create_tenant(request: web.Request) -> web.Response:
     data = load(TenantCreateSchema(), await read_json(request))
-    await _check_domain_teams(request.app[POOL], None, data)  # a new tenant has no teams yet
-    async with request.app[POOL].acquire() as conn:
-        row = await store.create_tenant(conn, name=data.pop("name"), settings=data)
+    row = await tenant_service.create_tenant(request.app[POOL], data)
     return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url), status=201)
 
 
@@ -120,16 +103,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def patch_tenant(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     changes = load(TenantSettingsSchema(), await read_json(request))
-    async with write(admin_scope(request, tenant_id)) as tx:
-        await _check_domain_teams(tx.conn, tenant_id, changes)
-        row = await store.update_tenant(tx.conn, tenant_id, changes)
-        if row is None:
-            raise not_found(f"tenant {tenant_id} not found")
-        if LICENSING_SETTINGS & changes.keys():
-            # Seats or license rules changed: the worker re-runs allocation (e.g. promotes waiting users).
-            await tx.record(
-                "tenant", tenant_id, "licensing", {k: changes[k] for k in LICENSING_SETTINGS & changes.keys()}
-            )
+    row = await tenant_service.update_tenant_settings(admin_scope(request, tenant_id), changes)
     return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
 
 
@@ -137,25 +111,20 @@ async def patch_tenant(request: web.Request) -> web.Response:
 async def set_scim_enabled(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     data = load(ScimToggleSchema(), await read_json(request))
-    row = await store.update_tenant(request.app[POOL], tenant_id, {"scim_enabled": data["enabled"]})
-    if row is None:
-        raise not_found(f"tenant {tenant_id} not found")
+    row = await tenant_service.set_scim_enabled(request.app[POOL], tenant_id, data["enabled"])
     return json_response({"enabled": row["scim_enabled"]})
 
 
 @routes.get("/admin/v1/tenants/{tid}/licenses")
 async def get_licenses(request: web.Request) -> web.Response:
-    tenant_id = tenant_id_of(request)
-    row = await licenses.license_summary(request.app[POOL], tenant_id)
-    if row is None:
-        raise not_found(f"tenant {tenant_id} not found")
+    summary = await seat_summary(request.app[POOL], tenant_id_of(request))
     return json_response(
         {
-            "seats": row["seats"],
-            "used": row["used"],
-            "free": max(row["seats"] - row["used"], 0),
-            "waiting": [str(u) for u in row["waiting"]],
-            "over_allocated": row["used"] > row["seats"],
+            "seats": summary.seats,
+            "used": summary.used,
+            "free": summary.free,
+            "waiting": [str(u) for u in summary.waiting],
+            "over_allocated": summary.over_allocated,
         }
     )
 
@@ -165,16 +134,13 @@ async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = uuid_or_404(request.match_info["uid"], "user")
     data = load(LicenseAssignmentSchema(), await read_json(request))
-    tenant = await tenant_or_404(request.app[POOL], tenant_id)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        await assign_license(
-            conn,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            license=data["license"],
-            scim_enabled=tenant["scim_enabled"],
-            request_id=request.get(REQUEST_ID),
-        )
+    await assign_license_by_hand(
+        request.app[POOL],
+        tenant_id=tenant_id,
+        user_id=user_id,
+        license=data["license"],
+        request_id=request.get(REQUEST_ID),
+    )
     return json_response({"user_id": str(user_id), "license": data["license"]})
 
 
@@ -200,7 +166,7 @@ def render_admin_user(row: Mapping[str, Any], teams: list[dict[str, Any]]) -> di
     }
 
 
-def _user_filters(query: Mapping[str, str]) -> dict[str, Any]:
+def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
     state, license = query.get("state") or None, query.get("license") or None
     if state is not None and state not in USER_STATES:
         raise invalid_value(f"state must be one of {', '.join(USER_STATES)}, got {state!r}")
@@ -213,7 +179,7 @@ def _user_filters(query: Mapping[str, str]) -> dict[str, Any]:
 async def list_admin_users(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_or_404(request.app[POOL], tenant_id)
-    filters = _user_filters(request.query)
+    filters = user_filters(request.query)
     limit = page_limit(request.query)
     after = uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
     rows = await users.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
@@ -227,7 +193,13 @@ async def export_users_csv(request: web.Request) -> web.StreamResponse:
     """Every matching user as CSV, streamed from a server-side cursor (never all in memory)."""
     tenant_id = tenant_id_of(request)
     await tenant_or_404(request.app[POOL], tenant_id)
-    filters = _user_filters(request.query)
+    return await stream_users_csv(request, tenant_id, user_filters(request.query))
+
+
+async def stream_users_csv(
+    request: web.Request, tenant_id: UUID, filters: Mapping[str, Any]
+) -> web.StreamResponse:
+    """Write the tenant's users matching `filters` as a CSV attachment (admin API and console)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",

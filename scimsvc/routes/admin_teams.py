@@ -9,16 +9,15 @@ import asyncpg
 from aiohttp import web
 
 from schemas.admin import BoardCreateSchema, TeamSchema
+from scimsvc import team_service
 from scimsvc.keys import POOL
 from scimsvc.routes.admin import load, page_limit, tenant_id_of, tenant_or_404, uuid_or_404
 from scimsvc.routes.responses import json_response, read_json
-from scimsvc.scim.errors import invalid_value, not_found, uniqueness
+from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.store import boards, teams, users
 
 routes = web.RouteTableDef()
-
-NAME_TAKEN = "this tenant already has a team named {name!r} (team names are unique, case-sensitively)"
 
 
 def render_team(row: asyncpg.Record) -> dict[str, Any]:
@@ -39,23 +38,11 @@ def _team_id(request: web.Request) -> UUID:
     return uuid_or_404(request.match_info["team_id"], "team")
 
 
-async def _team_or_404(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> asyncpg.Record:
-    rows = await teams.list_teams(pool, tenant_id, only=team_id)
-    if not rows:
-        raise not_found(f"team {team_id} not found in tenant {tenant_id}")
-    return rows[0]
-
-
 @routes.post("/admin/v1/tenants/{tid}/teams")
 async def create_team(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     name = load(TeamSchema(), await read_json(request))["name"]
-    pool = request.app[POOL]
-    await tenant_or_404(pool, tenant_id)
-    try:
-        row = await teams.create_team(pool, tenant_id, name)
-    except asyncpg.UniqueViolationError:
-        raise uniqueness(NAME_TAKEN.format(name=name)) from None
+    row = await team_service.create_team(request.app[POOL], tenant_id, name)
     return json_response(render_team(row), status=201)
 
 
@@ -69,7 +56,7 @@ async def list_teams(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/tenants/{tid}/teams/{team_id}")
 async def get_team(request: web.Request) -> web.Response:
-    row = await _team_or_404(request.app[POOL], tenant_id_of(request), _team_id(request))
+    row = await team_service.team_or_404(request.app[POOL], tenant_id_of(request), _team_id(request))
     return json_response(render_team(row))
 
 
@@ -78,14 +65,8 @@ async def rename_team(request: web.Request) -> web.Response:
     """Rename a team; the SCIM group linked to it keeps its own displayName (names are decoupled)."""
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
     name = load(TeamSchema(), await read_json(request))["name"]
-    pool = request.app[POOL]
-    try:
-        renamed = await teams.rename_team(pool, tenant_id, team_id, name)
-    except asyncpg.UniqueViolationError:
-        raise uniqueness(NAME_TAKEN.format(name=name)) from None
-    if not renamed:
-        raise not_found(f"team {team_id} not found in tenant {tenant_id}")
-    return json_response(render_team(await _team_or_404(pool, tenant_id, team_id)))
+    row = await team_service.rename_team(request.app[POOL], tenant_id, team_id, name)
+    return json_response(render_team(row))
 
 
 @routes.delete("/admin/v1/tenants/{tid}/teams/{team_id}")
@@ -101,7 +82,7 @@ async def delete_team(request: web.Request) -> web.Response:
 async def list_members(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
     pool = request.app[POOL]
-    await _team_or_404(pool, tenant_id, team_id)
+    await team_service.team_or_404(pool, tenant_id, team_id)
     limit = page_limit(request.query)
     after = uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
     rows = await teams.members_page(pool, team_id, after=after, limit=limit)
@@ -123,7 +104,7 @@ async def add_member(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
     user_id = uuid_or_404(request.match_info["uid"], "user")
     pool = request.app[POOL]
-    await _team_or_404(pool, tenant_id, team_id)
+    await team_service.team_or_404(pool, tenant_id, team_id)
     if not await teams.add_member(pool, tenant_id, team_id, user_id, added_by="admin"):
         raise not_found(f"user {user_id} not found in tenant {tenant_id}")
     return web.Response(status=204)
