@@ -19,6 +19,7 @@ from arq.connections import ArqRedis
 
 APPLY_OUTBOX = "apply_outbox"
 DRAIN_USERS = "drain_users"
+MAX_WAKE_IDS = 1000  # a wake-up for more rows than this drains unconditionally
 LINGER_SECONDS = 0.05  # a round carries the next 50 ms of wake-ups: one job per tenant, not per write
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,13 @@ async def send_wakeups(
             others[(w.resource_type, w.resource_id)] = None
     await asyncio.gather(
         *(
-            enqueue_drain_users(redis, queue_name=queue_name, tenant_id=t, outbox_ids=ids, wait=wait)
+            enqueue_drain_users(
+                redis,
+                queue_name=queue_name,
+                tenant_id=t,
+                outbox_ids=ids if len(ids) <= MAX_WAKE_IDS else None,
+                wait=wait,
+            )
             for t, ids in user_rows.items()
         ),
         *(

@@ -33,7 +33,12 @@ async def test_a_new_user_with_a_manager_is_created_with_the_managers_name(clien
     body = user_body(unique_email(), **{ENTERPRISE: {"manager": {"value": boss["id"]}}})
     resp = await client.post("/scim/v2/Users", json=body, headers=tenant.headers)
     assert resp.status == 201
-    assert (await resp.json())[ENTERPRISE]["manager"]["displayName"] == "Boss"
+    stored = await db.fetchval(
+        "SELECT resource->$2::text->'manager'->>'displayName' FROM users WHERE id = $1::uuid",
+        (await resp.json())["id"],
+        ENTERPRISE,
+    )
+    assert stored == "Boss"
     users, changes = await rows_of(db, tenant.id)
     assert users == 2 and [c for c, _ in changes] == ["create", "create"]
     await run_worker(settings)
