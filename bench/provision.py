@@ -88,7 +88,15 @@ class Bench:
                 )
             )
 
+    async def queue_idle(self) -> None:
+        """Wait (up to 5 s) until the workers have run every queued job."""
+        for _ in range(100):
+            if not self.workers or not await self.redis.zcard(self.queue):
+                return
+            await asyncio.sleep(0.05)
+
     async def stop_workers(self) -> None:
+        await self.queue_idle()  # no job is cut off mid-way
         for proc in self.workers:
             proc.terminate()
         for proc in self.workers:
@@ -156,6 +164,7 @@ class Bench:
         first, last = await self.conn.fetchrow(
             "SELECT min(created_at), max(applied_at) FROM outbox WHERE tenant_id = $1::uuid", tenant_id
         )
+        await self.queue_idle()
         jobs = await self.jobs_done() - jobs_before
         serve_cpu = self.cpu_seconds([self.serve]) - serve_cpu
         worker_cpu = self.cpu_seconds(self.workers) - worker_cpu
@@ -188,6 +197,7 @@ class Bench:
             await asyncio.sleep(0.01)
         drained = time.perf_counter() - first_seen
         worker_cpu = self.cpu_seconds(self.workers) - worker_cpu
+        await self.queue_idle()  # count the wake-ups that found their rows applied too
         jobs = await self.jobs_done() - jobs_before
         return {
             "backlog_ack_per_s": round(self.users / acked, 1),
