@@ -8,6 +8,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from scimsvc.client_address import parse_networks
+from scimsvc.console import console_middleware, setup_console
 from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
             request_id_middleware,
             error_middleware,
             auth_middleware,
+            console_middleware,  # /console/: sign-in, CSRF, errors as pages
             rate_limit_middleware,
         ],
     )
@@ -61,4 +63,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
     app.add_routes(ops.routes)
+    setup_console(app)  # HTML pages under /console/, after the API routes (not part of the API document)
     return app

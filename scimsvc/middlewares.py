@@ -113,24 +113,25 @@ TOO_MANY_FAILURES = (
 )
 
 
-def _client(request: web.Request) -> str:
+def client_of(request: web.Request) -> str:
+    """The client's address: behind a trusted proxy, the rightmost untrusted X-Forwarded-For entry."""
     settings = request.app[SETTINGS]
     return client_address(
         request.remote, request.headers.get("X-Forwarded-For"), parse_networks(settings.trusted_proxies)
     )
 
 
-async def _refuse_blocked_address(request: web.Request) -> None:
+async def refuse_blocked_address(request: web.Request) -> None:
     """An address over its failed-authentication budget is refused before any credential is checked."""
-    left = request.app[LIMITER].auth_blocked(_client(request))
+    left = request.app[LIMITER].auth_blocked(client_of(request))
     if left > 0:
         seconds = retry_after(int(left * 1000))
         raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
 
 
-async def _failed_authentication(request: web.Request, what: str) -> None:
+async def failed_authentication(request: web.Request, what: str) -> None:
     """Log and count a wrong credential; past the address's budget, answer 429 instead of 401."""
-    address = _client(request)
+    address = client_of(request)
     log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
     verdict = await request.app[LIMITER].auth_failed(address)
     if verdict is not None and not verdict.allowed:
@@ -143,14 +144,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """SCIM routes: the bearer token selects the tenant. Admin routes: the operator key."""
     path = request.path
     if path.startswith((SCIM_PREFIX, *OPERATOR_PREFIXES)):
-        await _refuse_blocked_address(request)
+        await refuse_blocked_address(request)
     if path.startswith(SCIM_PREFIX):
         token = _bearer(request)
         if token is None:
             raise ScimError(401, "authentication required: send 'Authorization: Bearer <SCIM token>'")
         found = await tenant_for_token(request.app[POOL], token)
         if found is None:
-            await _failed_authentication(request, "SCIM token")
+            await failed_authentication(request, "SCIM token")
             raise ScimError(
                 401, "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
             )
@@ -168,6 +169,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         token = _bearer(request)
         if token is None or not secrets.compare_digest(token.encode(), admin_key.encode()):
             if token is not None:
-                await _failed_authentication(request, "admin key")
+                await failed_authentication(request, "admin key")
             raise ScimError(401, "operator endpoint: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
     return await handler(request)

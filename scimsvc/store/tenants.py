@@ -47,6 +47,14 @@ SELECT k.token_hash, k.tenant_id, t.scim_enabled, t.allowed_domains, t.rate_limi
 FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.token_hash = $1 AND k.revoked_at IS NULL
 """
+# The console's tenants list: each tenant with the seats its users hold.
+LIST_TENANTS = """
+SELECT t.id, t.name, t.scim_enabled, t.seats, t.created_at,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used
+FROM tenants t
+ORDER BY lower(t.name), t.created_at, t.id
+LIMIT $1
+"""
 LIST_TOKENS = """
 SELECT id, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY created_at, id
 """
@@ -82,6 +90,11 @@ async def create_tenant(conn: asyncpg.Connection, *, name: str, settings: dict[s
 
 async def get_tenant(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(SELECT_TENANT, tenant_id)
+
+
+async def list_tenants(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> list[asyncpg.Record]:
+    """Tenants by name, with their seats and seats used."""
+    return await conn.fetch(LIST_TENANTS, limit)
 
 
 async def find_tenant_by_name(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record | None:

@@ -1,0 +1,232 @@
+"""The admin console over plain HTTP: sign-in, the session cookie, CSRF, and what the pages do."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from scimsvc.app import create_app
+from scimsvc.console.session import COOKIE, Session, decode_session, encode_session, new_session
+from tests.conftest import ADMIN_KEY, make_tenant, post_user, run_worker
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+PAGES = [
+    "/console/",
+    "/console/tenants",
+    "/console/queue",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/scim",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/users.csv",
+    "/console/no-such-page",
+]
+
+
+def csrf_of(body: str) -> str:
+    found = CSRF.search(body)
+    assert found, "no CSRF token on the page"
+    return html.unescape(found.group(1))
+
+
+async def sign_in(client: Any, key: str = ADMIN_KEY) -> Any:
+    """Sign in through the form; returns the response to the key's POST (not followed)."""
+    form = await client.get("/console/login")
+    assert form.status == 200
+    token = csrf_of(await form.text())
+    return await client.post("/console/login", data={"csrf_token": token, "key": key}, allow_redirects=False)
+
+
+async def signed_in(client: Any) -> str:
+    """Sign in and return the CSRF token of the signed-in session."""
+    resp = await sign_in(client)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/tenants"
+    page = await client.get("/console/tenants")
+    return csrf_of(await page.text())
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_every_console_page_sends_a_stranger_to_the_sign_in_page(client, path):
+    resp = await client.get(path, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/login"
+
+
+async def test_a_forged_or_expired_cookie_is_no_session(client):
+    forged = encode_session(Session("x", int(time.time()) + 3600, True), "not-the-admin-key")
+    expired = encode_session(Session("x", int(time.time()) - 1, True), ADMIN_KEY)
+    anonymous = encode_session(new_session(operator=False), ADMIN_KEY)
+    for value in (forged, expired, anonymous, "garbage", "a.b"):
+        client.session.cookie_jar.clear()
+        resp = await client.get("/console/tenants", cookies={COOKIE: value}, allow_redirects=False)
+        assert resp.status == 303, value
+
+
+def test_session_cookie_is_signed_and_expires():
+    session = new_session(operator=True)
+    value = encode_session(session, "k1")
+    assert decode_session(value, "k1") == session
+    assert decode_session(value, "k2") is None  # a new admin key signs everyone out
+    payload, mac = value.split(".")
+    assert decode_session(payload[:-2] + "AA." + mac, "k1") is None
+    assert decode_session(value, "k1", now=session.expires) is None
+    assert decode_session(value, "") is None
+
+
+async def test_sign_in_sets_an_http_only_strict_cookie(client):
+    resp = await sign_in(client)
+    assert resp.status == 303
+    cookie = resp.cookies[COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/console/"
+    assert not cookie["secure"]  # the public URL of the tests is plain http
+    assert 0 < int(cookie["max-age"]) <= 8 * 3600
+    assert ADMIN_KEY not in cookie.value
+    assert (await client.get("/console/tenants", allow_redirects=False)).status == 200
+
+
+async def test_cookie_is_secure_when_the_public_url_is_https(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(replace(settings, public_url="https://scim.example.com")))
+    resp = await client.get("/console/login")
+    assert resp.cookies[COOKIE]["secure"]
+
+
+async def test_wrong_key_is_refused_counted_and_logged_without_the_key(aiohttp_client, settings, caplog):
+    client = await aiohttp_client(create_app(replace(settings, auth_failures_per_minute=2)))
+    caplog.set_level(logging.DEBUG)
+    for _ in range(2):
+        resp = await sign_in(client, key="wrong-" + ADMIN_KEY)
+        assert resp.status == 401
+        assert "That is not the operator key" in await resp.text()
+    resp = await sign_in(client, key="wrong-" + ADMIN_KEY)  # over this address's budget
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    resp = await sign_in(client)  # even the right key waits now
+    assert resp.status == 429
+    assert "failed authentication (console sign-in)" in caplog.text
+    assert ADMIN_KEY not in caplog.text
+
+
+async def test_the_key_never_appears_in_a_url_a_page_or_a_log(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    resp = await sign_in(client)
+    seen += [str(resp.url), resp.headers.get("Location", ""), await resp.text()]
+    for path in ("/console/tenants", "/console/queue", "/console/login"):
+        page = await client.get(path)
+        seen += [str(page.url), await page.text(), *page.headers.values()]
+    assert not any(ADMIN_KEY in text for text in seen)
+    assert ADMIN_KEY not in caplog.text
+
+
+async def test_a_post_without_the_sessions_csrf_token_is_refused(client, db):
+    await signed_in(client)
+    other = await aiohttp_session_token(client)
+    for data in ({}, {"csrf_token": "made-up"}, {"csrf_token": other}):
+        resp = await client.post("/console/tenants", data={"name": "csrf-victim", **data})
+        assert resp.status == 403, data
+        assert "reload the page" in await resp.text()
+    assert await db.fetchval("SELECT count(*) FROM tenants WHERE name = 'csrf-victim'") == 0
+
+
+async def aiohttp_session_token(client: Any) -> str:
+    """The CSRF token of another, anonymous session (what a cross-site attacker could obtain)."""
+    session = new_session(operator=False)
+    from scimsvc.console.csrf import csrf_token
+
+    return csrf_token(session, ADMIN_KEY)
+
+
+async def test_a_post_without_a_session_is_refused(client):
+    resp = await client.post("/console/tenants", data={"name": "x"}, allow_redirects=False)
+    assert resp.status == 403
+
+
+async def test_sign_out_ends_the_session(client):
+    token = await signed_in(client)
+    resp = await client.post("/console/logout", data={"csrf_token": token}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/login"
+    assert resp.cookies[COOKIE]["max-age"] == "0"
+    assert (await client.get("/console/tenants", allow_redirects=False)).status == 303
+
+
+async def test_pages_send_strict_security_headers(client):
+    await signed_in(client)
+    for path in ("/console/tenants", "/console/login", "/console/static/console.css"):
+        resp = await client.get(path)
+        assert resp.status == 200, path
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_console_is_off_without_an_admin_key(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(replace(settings, admin_key="")))
+    resp = await client.get("/console/login")
+    assert resp.status == 403 and "SCIMSVC_ADMIN_KEY" in await resp.text()
+    assert resp.content_type == "text/html"
+
+
+async def test_create_tenant_form_shows_the_schemas_errors_and_keeps_the_input(client, db):
+    token = await signed_in(client)
+    resp = await client.post(
+        "/console/tenants", data={"csrf_token": token, "name": "Form Co", "seats": "lots"}
+    )
+    assert resp.status == 400
+    body = await resp.text()
+    assert "seats: Not a valid integer." in body and 'value="Form Co"' in body
+    assert await db.fetchval("SELECT count(*) FROM tenants WHERE name = 'Form Co'") == 0
+
+    resp = await client.post(
+        "/console/tenants",
+        data={"csrf_token": token, "name": "Form Co", "seats": "3", "fallback_license": "none"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"].endswith("/scim?done=tenant-created")
+    row = await db.fetchrow(
+        "SELECT seats, fallback_license, scim_enabled FROM tenants WHERE name = 'Form Co'"
+    )
+    assert dict(row) == {"seats": 3, "fallback_license": "none", "scim_enabled": False}
+
+
+async def test_unknown_tenant_is_a_404_page(client):
+    await signed_in(client)
+    resp = await client.get("/console/tenants/00000000-0000-0000-0000-000000000000/seats")
+    assert resp.status == 404 and resp.content_type == "text/html"
+    assert "not found" in await resp.text()
+    resp = await client.get("/console/no-such-page")
+    assert resp.status == 404 and resp.content_type == "text/html"
+
+
+async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(client, settings, db):
+    tenant = await make_tenant(client, seats=1)
+    user = await post_user(client, tenant)
+    await run_worker(settings)
+    token = await signed_in(client)
+    seats = f"/console/tenants/{tenant.id}/seats"
+    page = await (await client.get(seats)).text()
+    assert re.search(r'<fieldset id="assign-fieldset" disabled', page) and "Managed by SCIM" in page
+
+    form = {"csrf_token": token, "user": user["userName"], "license": "free"}
+    resp = await client.post(seats + "/assign", data=form)
+    assert resp.status == 409 and "managed by SCIM" in await resp.text()
+
+    resp = await client.post(
+        f"/console/tenants/{tenant.id}/scim", data={"csrf_token": token, "enabled": "false"}
+    )
+    assert resp.status == 200 and "Enable SCIM" in await resp.text()
+    page = await (await client.get(seats)).text()
+    assert '<fieldset id="assign-fieldset">' in page and "Managed by SCIM" not in page
+    resp = await client.post(seats + "/assign", data=form)
+    assert resp.status == 200 and "License assigned." in await resp.text()
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", user["id"]) == "free"
+
+
+async def test_users_csv_downloads_with_the_session(client):
+    tenant = await make_tenant(client)
+    user = await post_user(client, tenant)
+    await signed_in(client)
+    resp = await client.get(f"/console/tenants/{tenant.id}/users.csv?state=active")
+    assert resp.status == 200 and resp.content_type == "text/csv"
+    assert user["userName"] in await resp.text()
