@@ -8,6 +8,7 @@ The same marshmallow schema that validates a resource describes it: each field's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from marshmallow import Schema, fields
@@ -30,6 +31,7 @@ class Attr:
     reference_types: tuple[str, ...] = ()
     sub_attributes: tuple[Attr, ...] = ()
     common: bool = False  # id, externalId, meta: on every resource, not listed in a schema document
+    supported: bool = True  # False: understood (e.g. refused with a clear error) but not a feature we offer
 
     def sub(self, name: str) -> Attr | None:
         """The sub-attribute called `name` (attribute names are case-insensitive)."""
@@ -86,7 +88,7 @@ class SchemaDef:
             "id": self.id,
             "name": self.name,
             "description": self.description,
-            "attributes": [attr.document() for attr in self.attributes if not attr.common],
+            "attributes": [attr.document() for attr in self.attributes if not attr.common and attr.supported],
             "meta": {"resourceType": "Schema", "location": location},
         }
 
@@ -126,6 +128,17 @@ class ResourceTypeDef:
     @property
     def schemas(self) -> tuple[SchemaDef, ...]:
         return (self.core, *self.extensions)
+
+    @cached_property
+    def hidden_attributes(self) -> tuple[tuple[SchemaDef, Attr], ...]:
+        """Attributes that are, or have sub-attributes that are, `returned: never` or `request`."""
+        hidden = ("never", "request")
+        return tuple(
+            (schema, attr)
+            for schema in self.schemas
+            for attr in schema.attributes
+            if attr.returned in hidden or any(s.returned in hidden for s in attr.sub_attributes)
+        )
 
     def extension(self, urn: str) -> SchemaDef | None:
         """The extension schema whose URN is `urn`, case-insensitively."""
@@ -208,6 +221,7 @@ def attr_from_field(name: str, fld: fields.Field) -> Attr:
         reference_types=tuple(meta.pop("referenceTypes", ())),
         sub_attributes=subs,
         common=meta.pop("common", False),
+        supported=meta.pop("supported", True),
     )
 
 

@@ -95,7 +95,11 @@ class ManagerSchema(ScimSchema):
     ref = ScimString(
         data_key="$ref", metadata=_s("URI of the manager", type="reference", referenceTypes=["User"])
     )
-    displayName = ScimString(metadata=_s("The manager's displayName", mutability="readOnly"))
+    displayName = ScimString(
+        metadata=_s(
+            "The manager's displayName, filled in by the service", mutability="readOnly", returned="request"
+        )
+    )
 
 
 class EnterpriseUserSchema(ScimSchema):
@@ -181,6 +185,7 @@ class UserSchema(ScimSchema):
             "Never stored: the product signs users in through the IdP",
             mutability="writeOnly",
             returned="never",
+            supported=False,  # left out of /Schemas: a PUT or PATCH that sets one is refused
         ),
     )
     emails = fields.List(fields.Nested(EmailSchema), metadata=_s("Email addresses"))
@@ -273,4 +278,6 @@ USER_RESOURCE = ResourceTypeDef(
             ),
         ),
     ),
+    # Every User carries the product extension (the service fills it in), so it is required of the type.
+    required_extensions=frozenset({PRODUCT_SCHEMA}),
 )

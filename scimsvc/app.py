@@ -14,7 +14,7 @@ from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
-from scimsvc.routes import admin, admin_teams, discovery, ops, scim_groups, scim_users
+from scimsvc.routes import admin, admin_teams, discovery, ops, scim_groups, scim_search, scim_users
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(discovery.routes)
     app.add_routes(scim_users.routes)
     app.add_routes(scim_groups.routes)
+    app.add_routes(scim_search.routes)
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
     app.add_routes(ops.routes)

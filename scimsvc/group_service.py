@@ -23,6 +23,7 @@ from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
 from scimsvc.scim.patch import parse_patch_request
 from scimsvc.scim.resources import check_if_match
+from scimsvc.scim.sorting import Sort, order_by
 from scimsvc.store import groups as store
 
 TEAMS_API = "POST /admin/v1/tenants/{tenant_id}/teams"
@@ -168,22 +169,42 @@ async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> No
         )
 
 
+def group_filter_sql(filter_text: str | None, params: list[Any]) -> str:
+    """The WHERE condition for a Group filter (TRUE when there is none); values go to `params`."""
+    if filter_text is None or not filter_text.strip():
+        return "TRUE"
+    return filters.compile_filter(
+        filters.parse_filter(filter_text),
+        GROUP_RESOURCE,
+        columns=store.FILTER_COLUMNS,
+        resource_column=store.RESOURCE_COLUMN,
+        params=params,
+        rows=store.FILTER_ROWS,
+    )
+
+
 async def list_groups(
-    scope: Scope, *, filter_text: str | None, start_index: int, count: int
+    scope: Scope,
+    *,
+    filter_text: str | None,
+    start_index: int,
+    count: int,
+    sort: Sort | None = None,
+    where: str | None = None,
+    params: list[Any] | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
-    """GET /Groups: one page of the tenant's groups matching the filter, with the exact total."""
-    params: list[Any] = [scope.tenant_id]
-    where = "TRUE"
-    if filter_text is not None and filter_text.strip():
-        node = filters.parse_filter(filter_text)
-        where = filters.compile_filter(
-            node,
-            GROUP_RESOURCE,
-            columns=store.FILTER_COLUMNS,
-            resource_column=store.RESOURCE_COLUMN,
-            params=params,
-            rows=store.FILTER_ROWS,
-        )
+    """GET /Groups: one page of the tenant's groups matching the filter, in `sort` order, with the exact
+    total. A caller that compiled the filter already passes `where` and its `params` (`$1` = tenant)."""
+    if where is None or params is None:
+        params = [scope.tenant_id]
+        where = group_filter_sql(filter_text, params)
+    ordering = order_by(
+        sort,
+        columns=store.FILTER_COLUMNS,
+        resource_column=store.RESOURCE_COLUMN,
+        stable=store.STABLE_ORDER,
+        unsortable=frozenset(store.FILTER_ROWS),
+    )
     return await store.list_groups(
-        scope.pool, where=where, params=params, offset=start_index - 1, limit=count
+        scope.pool, where=where, params=params, offset=start_index - 1, limit=count, order_by=ordering
     )

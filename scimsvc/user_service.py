@@ -19,6 +19,7 @@ from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
+from scimsvc.scim.sorting import Sort, order_by
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
 from scimsvc.store import groups as group_store
 from scimsvc.store import licenses
@@ -202,19 +203,37 @@ async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> Non
         await tx.record("user", current["id"], "delete", {"active": False})
 
 
+def user_filter_sql(filter_text: str | None, params: list[Any]) -> str:
+    """The WHERE condition for a User filter (TRUE when there is none); values go to `params`."""
+    if filter_text is None or not filter_text.strip():
+        return "TRUE"
+    return filters.compile_filter(
+        filters.parse_filter(filter_text),
+        USER_RESOURCE,
+        columns=store.FILTER_COLUMNS,
+        resource_column=store.RESOURCE_COLUMN,
+        params=params,
+    )
+
+
 async def list_users(
-    scope: Scope, *, filter_text: str | None, start_index: int, count: int
+    scope: Scope,
+    *,
+    filter_text: str | None,
+    start_index: int,
+    count: int,
+    sort: Sort | None = None,
+    where: str | None = None,
+    params: list[Any] | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
-    """GET /Users: one page of the tenant's users matching the filter, with the exact total."""
-    params: list[Any] = [scope.tenant_id]
-    where = "TRUE"
-    if filter_text is not None and filter_text.strip():
-        node = filters.parse_filter(filter_text)
-        where = filters.compile_filter(
-            node,
-            USER_RESOURCE,
-            columns=store.FILTER_COLUMNS,
-            resource_column=store.RESOURCE_COLUMN,
-            params=params,
-        )
-    return await store.list_users(scope.pool, where=where, params=params, offset=start_index - 1, limit=count)
+    """GET /Users: one page of the tenant's users matching the filter, in `sort` order, with the exact
+    total. A caller that compiled the filter already passes `where` and its `params` (`$1` = tenant)."""
+    if where is None or params is None:
+        params = [scope.tenant_id]
+        where = user_filter_sql(filter_text, params)
+    ordering = order_by(
+        sort, columns=store.FILTER_COLUMNS, resource_column=store.RESOURCE_COLUMN, stable=store.STABLE_ORDER
+    )
+    return await store.list_users(
+        scope.pool, where=where, params=params, offset=start_index - 1, limit=count, order_by=ordering
+    )

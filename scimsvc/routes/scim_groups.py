@@ -23,6 +23,8 @@ from scimsvc.scim.resources import (
     render_group,
     weak_etag,
 )
+from scimsvc.scim.search import search_query
+from scimsvc.scim.sorting import parse_sort
 
 routes = web.RouteTableDef()
 
@@ -73,25 +75,44 @@ async def group_response(request: web.Request, row: Mapping[str, Any], *, status
     return scim_response(body, status=status, headers=headers)
 
 
-@routes.get("/scim/v2/Groups")
-async def list_groups(request: web.Request) -> web.Response:
+async def groups_page(request: web.Request, query: Mapping[str, str]) -> dict[str, Any]:
+    """The ListResponse for a query (GET /Groups, or the body of POST /Groups/.search)."""
     settings = request.app[SETTINGS]
     start_index, count = parse_paging(
-        request.query, default_count=settings.default_page_size, max_count=settings.max_page_size
+        query, default_count=settings.default_page_size, max_count=settings.max_page_size
     )
-    projection = parse_projection(request.query, GROUP_RESOURCE)
+    projection = parse_projection(query, GROUP_RESOURCE)
+    sort = parse_sort(query.get("sortBy"), query.get("sortOrder"), GROUP_RESOURCE)
     scope = scope_of(request)
     total, rows = await group_service.list_groups(
-        scope, filter_text=request.query.get("filter"), start_index=start_index, count=count
+        scope, filter_text=query.get("filter"), start_index=start_index, count=count, sort=sort
     )
+    resources = await render_groups(request, rows, projection)
+    return list_response(resources, total=total, start_index=start_index)
+
+
+async def render_groups(
+    request: web.Request, rows: list[Any], projection: Projection
+) -> list[dict[str, Any]]:
+    """Groups as SCIM, reading the members of all of them in one query, and only if they are returned."""
+    scope = scope_of(request)
     members = (
         await group_service.members_of(scope, [r["id"] for r in rows]) if projection.wants("members") else {}
     )
     url = base_url(request)
-    resources = [
+    return [
         project(render_group(r, members.get(r["id"]), base_url=url), projection, GROUP_RESOURCE) for r in rows
     ]
-    return scim_response(list_response(resources, total=total, start_index=start_index))
+
+
+@routes.get("/scim/v2/Groups")
+async def list_groups(request: web.Request) -> web.Response:
+    return scim_response(await groups_page(request, request.query))
+
+
+@routes.post("/scim/v2/Groups/.search")
+async def search_groups(request: web.Request) -> web.Response:
+    return scim_response(await groups_page(request, search_query(await read_json(request))))
 
 
 @routes.post("/scim/v2/Groups")

@@ -7,11 +7,22 @@ from typing import Any
 
 from aiohttp import web
 
+from schemas.user import USER_RESOURCE
 from scimsvc import user_service
 from scimsvc.changes import Scope
 from scimsvc.keys import ALLOWED_DOMAINS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.routes.responses import read_json, scim_response
-from scimsvc.scim.resources import list_response, not_modified, parse_paging, render_user, weak_etag
+from scimsvc.scim.resources import (
+    list_response,
+    not_modified,
+    parse_paging,
+    parse_projection,
+    project,
+    render_user,
+    weak_etag,
+)
+from scimsvc.scim.search import search_query
+from scimsvc.scim.sorting import parse_sort
 
 routes = web.RouteTableDef()
 
@@ -33,26 +44,39 @@ def base_url(request: web.Request) -> str:
 
 
 def user_response(request: web.Request, row: Mapping[str, Any], *, status: int = 200) -> web.Response:
+    """The user as SCIM, projected by the query's attributes/excludedAttributes (on writes too)."""
     body = render_user(row, base_url=base_url(request))
     headers = {"ETag": body["meta"]["version"]}
     if status == 201:
         headers["Location"] = body["meta"]["location"]
-    return scim_response(body, status=status, headers=headers)
+    projected = project(body, parse_projection(request.query, USER_RESOURCE), USER_RESOURCE)
+    return scim_response(projected, status=status, headers=headers)
+
+
+async def users_page(request: web.Request, query: Mapping[str, str]) -> dict[str, Any]:
+    """The ListResponse for a query (GET /Users, or the body of POST /Users/.search)."""
+    settings = request.app[SETTINGS]
+    start_index, count = parse_paging(
+        query, default_count=settings.default_page_size, max_count=settings.max_page_size
+    )
+    projection = parse_projection(query, USER_RESOURCE)
+    sort = parse_sort(query.get("sortBy"), query.get("sortOrder"), USER_RESOURCE)
+    total, rows = await user_service.list_users(
+        scope_of(request), filter_text=query.get("filter"), start_index=start_index, count=count, sort=sort
+    )
+    url = base_url(request)
+    resources = [project(render_user(r, base_url=url), projection, USER_RESOURCE) for r in rows]
+    return list_response(resources, total=total, start_index=start_index)
 
 
 @routes.get("/scim/v2/Users")
 async def list_users(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    start_index, count = parse_paging(
-        request.query, default_count=settings.default_page_size, max_count=settings.max_page_size
-    )
-    total, rows = await user_service.list_users(
-        scope_of(request), filter_text=request.query.get("filter"), start_index=start_index, count=count
-    )
-    url = base_url(request)
-    return scim_response(
-        list_response([render_user(r, base_url=url) for r in rows], total=total, start_index=start_index)
-    )
+    return scim_response(await users_page(request, request.query))
+
+
+@routes.post("/scim/v2/Users/.search")
+async def search_users(request: web.Request) -> web.Response:
+    return scim_response(await users_page(request, search_query(await read_json(request))))
 
 
 @routes.post("/scim/v2/Users")

@@ -146,7 +146,59 @@ def _only_subs(value: Any, subs: set[str]) -> Any:
 
 
 def project(body: dict[str, Any], projection: Projection, rtype: ResourceTypeDef) -> dict[str, Any]:
-    """`body` with only the requested attributes (plus those always returned), minus the excluded ones."""
+    """`body` with only the requested attributes (plus those always returned), minus the excluded ones.
+
+    Attributes (and sub-attributes) marked `returned: request` appear only when `attributes` names them
+    (or their parent); `returned: never` ones never do (RFC 7643 §7).
+    """
+    return _drop_unrequested(_select(body, projection, rtype), projection, rtype)
+
+
+def _drop_unrequested(body: dict[str, Any], projection: Projection, rtype: ResourceTypeDef) -> dict[str, Any]:
+    hidden = rtype.hidden_attributes
+    if not hidden:
+        return body
+    named = {(p.schema.id, p.attr.name, p.sub.name if p.sub else None) for p in projection.attributes}
+    result = dict(body)
+    for schema, attr in hidden:
+        holder = result if schema is rtype.core else result.get(schema.id)
+        if not isinstance(holder, Mapping) or attr.name not in holder:
+            continue
+        asked = (schema.id, attr.name, None) in named
+        if attr.returned == "never" or (attr.returned == "request" and not asked):
+            del _writable(result, schema, rtype)[attr.name]
+            continue
+        if asked:
+            continue
+        dropped = {
+            sub.name
+            for sub in attr.sub_attributes
+            if sub.returned == "never"
+            or (sub.returned == "request" and (schema.id, attr.name, sub.name) not in named)
+        }
+        if dropped:
+            holder = _writable(result, schema, rtype)
+            holder[attr.name] = _without_subs(holder[attr.name], dropped)
+    return result
+
+
+def _writable(result: dict[str, Any], schema: Any, rtype: ResourceTypeDef) -> dict[str, Any]:
+    """The dict holding `schema`'s attributes in `result`, copied so the caller's body is not changed."""
+    if schema is rtype.core:
+        return result
+    copied = result[schema.id] = dict(result[schema.id])
+    return copied
+
+
+def _without_subs(value: Any, names: set[str]) -> Any:
+    if isinstance(value, list):
+        return [_without_subs(v, names) for v in value]
+    if isinstance(value, Mapping):
+        return {k: v for k, v in value.items() if k not in names}
+    return value
+
+
+def _select(body: dict[str, Any], projection: Projection, rtype: ResourceTypeDef) -> dict[str, Any]:
     if not projection.attributes and not projection.excluded:
         return body
     if projection.attributes:

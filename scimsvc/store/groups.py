@@ -37,6 +37,7 @@ FILTER_ROWS: dict[str, Rows] = {
     )
 }
 RESOURCE_COLUMN = "g.resource"
+STABLE_ORDER = "g.created_at, g.id"  # total: paging never skips or repeats a group (groups_tenant_paging)
 
 GROUP_COLUMNS = (
     "g.id, g.tenant_id, g.display_name, g.external_id, g.team_id, g.resource, g.version, "
@@ -211,16 +212,17 @@ async def list_groups(
     params: list[Any],
     offset: int,
     limit: int,
+    order_by: str = STABLE_ORDER,
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page of the tenant's groups matching `where` (compiled from a filter, `$1` = tenant id),
-    ordered by (created_at, id), with the exact total."""
+    in `order_by` order (ending with the total (created_at, id)), with the exact total."""
     n = len(params)
     # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
     page_sql = f"""
         SELECT {GROUP_COLUMNS}, count(*) OVER () AS total
         FROM groups g
         WHERE g.tenant_id = $1 AND ({where})
-        ORDER BY g.created_at, g.id
+        ORDER BY {order_by}
         OFFSET ${n + 1} LIMIT ${n + 2}
     """
     rows = await conn.fetch(page_sql, *params, offset, limit)

@@ -28,6 +28,7 @@ FILTER_COLUMNS: dict[str, Column] = {
     f"{PRODUCT_SCHEMA}:provisionedAt".lower(): Column("u.provisioned_at", "dateTime"),
 }
 RESOURCE_COLUMN = "u.resource"
+STABLE_ORDER = "u.created_at, u.id"  # total: paging never skips or repeats a user (users_tenant_paging)
 
 USER_COLUMNS = (
     "u.id, u.tenant_id, u.user_name, u.active, u.scim_linked, u.resource, u.version, "
@@ -166,10 +167,12 @@ async def list_users(
     params: list[Any],
     offset: int,
     limit: int,
+    order_by: str = STABLE_ORDER,
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page of the tenant's linked users matching `where` (compiled from a filter, `$1` = tenant id).
 
-    The order (created_at, id) is total, so walking startIndex never skips or repeats a user.
+    `order_by` (from `scim.sorting.order_by`) ends with the total order (created_at, id), so walking
+    startIndex never skips or repeats a user.
     """
     n = len(params)
     # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
@@ -177,7 +180,7 @@ async def list_users(
         SELECT {USER_COLUMNS}, count(*) OVER () AS total
         FROM users u
         WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})
-        ORDER BY u.created_at, u.id
+        ORDER BY {order_by}
         OFFSET ${n + 1} LIMIT ${n + 2}
     """
     rows = await conn.fetch(page_sql, *params, offset, limit)
