@@ -111,7 +111,7 @@ async def drain_tenant_users(
                     )
         except Exception:
             if not rows:
-                raise  # nothing was claimed (database unreachable?): the job is retried
+                raise  # nothing was claimed (database unreachable?): the job fails, the sweeper retries
             log.warning(
                 "a batch of %d user rows failed; applying its users one by one", len(rows), exc_info=True
             )
