@@ -13,7 +13,7 @@ import pytest
 
 from scimsvc.app import create_app
 from scimsvc.console.session import COOKIE, Session, decode_session, encode_session, new_session
-from tests.conftest import ADMIN_KEY, make_tenant, post_user, run_worker
+from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, make_tenant, post_user, run_worker
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAGES = [
@@ -230,3 +230,52 @@ async def test_users_csv_downloads_with_the_session(client):
     resp = await client.get(f"/console/tenants/{tenant.id}/users.csv?state=active")
     assert resp.status == 200 and resp.content_type == "text/csv"
     assert user["userName"] in await resp.text()
+
+
+async def test_every_page_of_a_tenant_renders(client, settings):
+    tenant = await make_tenant(client, seats=1, fallback_license="none")
+    first, second = await post_user(client, tenant), await post_user(client, tenant)
+    await run_worker(settings)
+    resp = await client.post(
+        f"/admin/v1/tenants/{tenant.id}/teams", json={"name": "Ops"}, headers=ADMIN_HEADERS
+    )
+    team_id = (await resp.json())["id"]
+    await signed_in(client)
+    base = f"/console/tenants/{tenant.id}"
+    pages = {
+        "/console/tenants": tenant.id,
+        "/console/queue": "Status:",
+        base + "/scim": "http://scim.test/scim/v2",
+        base + "/seats": second["userName"],  # waiting for the one seat
+        base + "/teams": "Ops",
+        f"{base}/teams/{team_id}": "No SCIM group is linked",
+        base + "/users?state=active&license=full": first["userName"],
+        f"{base}/audit?user={first['userName']}": "allocation",
+    }
+    for path, expected in pages.items():
+        resp = await client.get(path)
+        body = await resp.text()
+        assert resp.status == 200, (path, body[:500])
+        assert resp.content_type == "text/html" and expected in body, path
+        assert unlabelled_inputs(body) == [], path
+
+
+def unlabelled_inputs(body: str) -> list[str]:
+    """Form controls (but hidden ones) without an id that a <label for=...> names."""
+    labelled = set(re.findall(r'<label for="([^"]+)"', body))
+    missing = []
+    for control in re.findall(r"<(?:input|select|textarea)\b[^>]*>", body):
+        if 'type="hidden"' in control:
+            continue
+        found = re.search(r'id="([^"]+)"', control)
+        if not found or found.group(1) not in labelled:
+            missing.append(control)
+    return missing
+
+
+async def test_bad_filters_show_an_error_on_the_page(client, tenant):
+    await signed_in(client)
+    resp = await client.get(f"/console/tenants/{tenant.id}/users?state=sleeping")
+    assert resp.status == 400 and "state must be one of" in await resp.text()
+    resp = await client.get(f"/console/tenants/{tenant.id}/audit?user=nobody@example.com")
+    assert resp.status == 400 and "no user" in await resp.text()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.console.csrf import FIELD, csrf_valid
 from scimsvc.console.pages import page
 from scimsvc.console.session import COOKIE, SESSION, decode_session
-from scimsvc.keys import SETTINGS
+from scimsvc.keys import REQUEST_ID, SETTINGS
 from scimsvc.scim.errors import ScimError
+
+log = logging.getLogger(__name__)
 
 CONSOLE_PREFIX = "/console"
 LOGIN_PATH = "/console/login"
@@ -75,7 +79,13 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects
+        if isinstance(exc, web.HTTPNotFound):
+            return render_error(request, 404, f"there is no console page at {request.path}")
         return render_error(request, exc.status, exc.reason or "request failed")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
+        return render_error(request, 500, detail)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

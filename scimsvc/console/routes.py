@@ -57,6 +57,7 @@ from scimsvc.store import tenants as tenant_store
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
+NAME_MATCHES = 1000
 TENANTS_SHOWN = 500
 QUEUE_REFRESH_SECONDS = 5
 
@@ -95,8 +96,9 @@ async def _find_user(request: web.Request, tenant_id: UUID, typed: str) -> UUID:
     try:
         wanted = UUID(typed)
     except ValueError:
+        # userName contains what was typed; the exact one (case-insensitive) is among the first matches.
         rows = await users.admin_page(
-            pool, tenant_id, state=None, license=None, q=typed, after=None, limit=PAGE_SIZE
+            pool, tenant_id, state=None, license=None, q=typed, after=None, limit=NAME_MATCHES
         )
         match = [r["id"] for r in rows if r["user_name"].lower() == typed.lower()]
     else:
@@ -437,7 +439,9 @@ async def users_list(request: web.Request) -> web.Response:
         "licenses": LICENSE_FILTERS,
         "users": [],
         "next_after": None,
+        "filters": {},
     }
+    context["filters"] = {k: v for k, v in context["query"].items() if v}
     try:
         filters = user_filters(query)
         after = uuid_or_404(query["after"], "user") if query.get("after") else None
@@ -447,7 +451,6 @@ async def users_list(request: web.Request) -> web.Response:
     user_teams = await teams.teams_of(pool, [r["id"] for r in rows])
     context["users"] = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
     context["next_after"] = str(rows[-1]["id"]) if len(rows) == PAGE_SIZE else None
-    context["filters"] = {k: v for k, v in context["query"].items() if v}
     return page(request, "users.html", context)
 
 

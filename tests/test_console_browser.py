@@ -1,0 +1,332 @@
+"""The admin console end to end: a real `scimsvc serve` and worker, driven in headless Chromium.
+
+Debian's chromium (/usr/bin/chromium, installed by .ci/run) driven by Playwright's Python package; no
+browser is ever downloaded. Each page is saved as a screenshot under tests/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ADMIN_KEY, REDIS_URL, RUN_ID, free_port, user_body
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+QUEUE = f"scimsvc:test:{RUN_ID}:console:queue"
+
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - the test extra installs it
+    sync_playwright = None  # type: ignore[assignment]
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no /usr/bin/chromium: install Debian's chromium (as root: apt-get install -y chromium)",
+    ),
+    pytest.mark.skipif(sync_playwright is None, reason="no playwright package: pip install -e '.[test]'"),
+]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"scimsvc serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/ops/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("scimsvc serve did not answer in 10 s")
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str) -> Iterator[str]:
+    """`scimsvc serve` and `scimsvc worker` on the test database: the base URL. Their logs are checked."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SCIMSVC_DATABASE_URL": database_url,
+        "SCIMSVC_REDIS_URL": REDIS_URL,
+        "SCIMSVC_ADMIN_KEY": ADMIN_KEY,
+        "SCIMSVC_QUEUE_NAME": QUEUE,
+        "SCIMSVC_RATE_LIMIT_PREFIX": f"scimsvc:test:{RUN_ID}:console:rl",
+        "SCIMSVC_SWEEP_AFTER_SECONDS": "1",
+        "SCIMSVC_LOG_LEVEL": "DEBUG",
+    }
+    env.pop("SCIMSVC_PUBLIC_URL", None)
+    with tempfile.TemporaryDirectory() as folder:
+        logs = Path(folder)
+        procs = []
+        for role, args in (("serve", ["serve", "--port", str(port)]), ("worker", ["worker"])):
+            with open(logs / f"{role}.log", "wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "scimsvc.cli", *args], env=env, stdout=out, stderr=out
+                    )
+                )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(base_url, procs[0], logs / "serve.log")
+            yield base_url
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for role in ("serve", "worker"):
+            assert ADMIN_KEY not in (logs / f"{role}.log").read_text(), f"operator key in the {role} log"
+
+
+@pytest.fixture(scope="module")
+def browser_context() -> Iterator[Any]:
+    """Headless Debian chromium with a fresh profile, a laptop-sized window and clipboard access."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    assert sync_playwright is not None
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1366, "height": 860},
+        )
+        context.set_default_timeout(10_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser_context: Any, server: str) -> Iterator[Page]:
+    browser_context.clear_cookies()
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def shoot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, server: str) -> None:
+    page.goto(server + "/console/")
+    expect(page).to_have_url(server + "/console/login")
+    page.get_by_label("Operator key").fill(ADMIN_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(server + "/console/tenants")
+
+
+def create_tenant(page: Page, server: str, *, seats: int, fallback: str = "free_restricted") -> str:
+    """Create a tenant with the form; returns its id (the SCIM page it lands on)."""
+    page.goto(server + "/console/tenants")
+    page.get_by_label("Name").fill(f"Acme {uuid.uuid4().hex[:6]}")
+    page.get_by_label("Seats (full licenses)").fill(str(seats))
+    page.get_by_label("When no seat is free").select_option(fallback)
+    page.get_by_role("button", name="Create tenant").click()
+    expect(page.get_by_role("status")).to_contain_text("Tenant created")
+    found = re.search(r"/console/tenants/([0-9a-f-]{36})/scim", page.url)
+    assert found, page.url
+    return found.group(1)
+
+
+def generate_token(page: Page) -> str:
+    page.get_by_role("button", name="Generate a new token").click()
+    token = page.locator("#new-token").inner_text().strip()
+    assert token.startswith("scim_")
+    return token
+
+
+def scim(server: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """A real SCIM request with the tenant's token, as an identity provider sends it (Playwright's sync
+    API owns this thread's event loop, so plain urllib)."""
+    request = urllib.request.Request(
+        server + "/scim/v2" + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def reload_until(page: Page, ready: Callable[[], bool], what: str, seconds: float = 15) -> None:
+    """Reload until the worker's effect shows (it applies changes after the front end answers)."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+        page.reload()
+
+
+def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: str) -> None:
+    page.goto(server + "/console/tenants")
+    expect(page).to_have_url(server + "/console/login")  # nothing without signing in
+    shoot(page, "01-sign-in")
+    sign_in(page, server)
+
+    tenant_id = create_tenant(page, server, seats=1, fallback="none")
+    base_url = server + "/scim/v2"
+    expect(page.locator("#base-url")).to_have_text(base_url)
+    token = generate_token(page)
+    new_token = page.locator(".new-token")
+    for field in ("Base URL", "API Token", "Tenant URL", "Secret Token"):
+        expect(new_token.get_by_role("cell", name=field, exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Copy token")).to_be_visible()  # the script shows it
+    shoot(page, "03-scim-new-token")
+
+    names = [f"{n}.{uuid.uuid4().hex[:6]}@example.com" for n in ("first", "second", "third")]
+    for name in names:  # one after another: the waiting list is first come, first served
+        status, body = scim(server, token, "POST", "/Users", user_body(name))
+        assert status == 201, body
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/seats")
+
+    def seat_and_queue() -> bool:
+        used = page.locator("#seats-used").inner_text()
+        return used == "1" and page.locator("#waiting-list li").count() == 2
+
+    reload_until(page, seat_and_queue, "the worker to hand out the one seat and queue the others")
+    waiting = page.locator("#waiting-list li").all_inner_texts()
+    assert [w.split()[0] for w in waiting] == names[1:]
+    expect(page.locator("#seats-free")).to_have_text("0")
+    expect(page.locator("#assign-locked")).to_contain_text("Managed by SCIM")
+    expect(page.get_by_label("User (id or userName)")).to_be_disabled()
+    shoot(page, "04-seats-scim-on")
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/scim")
+    page.get_by_role("button", name="Disable SCIM").click()
+    expect(page.get_by_role("status")).to_contain_text("SCIM provisioning is off")
+    assert scim(server, token, "GET", "/Users")[0] == 403  # the token is refused while SCIM is off
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/seats")
+    expect(page.locator("#assign-locked")).to_have_count(0)
+    expect(page.get_by_label("User (id or userName)")).to_be_enabled()
+    page.get_by_label("User (id or userName)").fill(names[2])
+    page.get_by_label("License", exact=True).select_option("full")
+    page.get_by_role("button", name="Assign license").click()
+    expect(page.get_by_role("alert")).to_contain_text("no seat is free")  # the service's rule, shown
+    shoot(page, "05-seats-scim-off")
+
+    page.get_by_label("Seats (full licenses)").fill("3")
+    page.get_by_role("button", name="Save seats and license rules").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    reload_until(page, lambda: page.locator("#waiting-empty").count() == 1, "waiting users to be promoted")
+    expect(page.locator("#seats-used")).to_have_text("3")
+
+    page.get_by_label("Seats (full licenses)").fill("1")
+    page.get_by_role("button", name="Save seats and license rules").click()
+    expect(page.locator("#over-allocated")).to_contain_text("Over-allocated")
+    shoot(page, "06-seats-over-allocated")
+
+    page.goto(server + "/console/tenants")
+    expect(page.get_by_role("row").filter(has_text=tenant_id)).to_contain_text("3 of 1")
+    shoot(page, "02-tenants")
+
+
+def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, server: str) -> None:
+    sign_in(page, server)
+    tenant_id = create_tenant(page, server, seats=5)
+    token = generate_token(page)
+    ada, bob = (f"{n}.{uuid.uuid4().hex[:6]}@example.com" for n in ("ada", "bob"))
+    users = {}
+    for name in (ada, bob):
+        status, body = scim(server, token, "POST", "/Users", user_body(name))
+        assert status == 201, body
+        users[name] = body["id"]
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/teams")
+    page.get_by_label("Name (exactly as the SCIM group's displayName)").fill("Engineering")
+    page.get_by_role("button", name="Create team").click()
+    expect(page.get_by_role("status")).to_contain_text("Team created")
+    group = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Engineering",
+        "members": [{"value": users[ada]}],
+    }
+    status, body = scim(server, token, "POST", "/Groups", group)
+    assert status == 201, body
+    page.reload()
+    expect(page.locator("#teams-table")).to_contain_text(body["id"])  # the linked SCIM group
+    shoot(page, "07-teams")
+
+    page.get_by_role("link", name="Engineering").click()
+    reload_until(page, lambda: ada in page.locator("body").inner_text(), "the group push to reach the team")
+    page.get_by_label("New name").fill("Platform")
+    page.get_by_role("button", name="Rename team").click()
+    expect(page.get_by_role("status")).to_contain_text("Team renamed")
+    expect(page.locator("#linked-group")).to_contain_text("Engineering")  # names are decoupled
+    page.get_by_label("Add a member (user id or userName)").fill(bob.upper())
+    page.get_by_role("button", name="Add member").click()
+    expect(page.locator("#members-table")).to_contain_text(bob)
+    shoot(page, "08-team")
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/users")
+    reload_until(page, lambda: page.locator("#users-table tbody tr").count() == 2, "both users")
+    page.get_by_label("Search userName or name").fill(ada.split("@")[0])
+    page.get_by_label("State").select_option("active")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#users-table tbody tr")).to_have_count(1)
+    expect(page.locator("#users-table")).to_contain_text(ada)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download these users as CSV").click()
+    csv = Path(download.value.path()).read_text()
+    assert ada in csv and bob not in csv  # the same filters as the table
+    shoot(page, "09-users")
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/audit")
+    page.get_by_label("User (id or userName; empty for everyone)").fill(ada)
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#audit-table tbody tr")
+    expect(rows.first).to_contain_text("allocation")
+    assert all(users[ada] in row for row in rows.all_inner_texts())
+    shoot(page, "10-audit")
+
+    page.goto(server + "/console/queue")
+    expect(page.locator("#queue-status")).to_contain_text("Status:")
+    assert page.locator('meta[http-equiv="refresh"]').count() == 1
+    shoot(page, "11-queue")
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/scim")
+    page.get_by_role("button", name=re.compile("^Revoke token")).click()
+    expect(page.get_by_role("status")).to_contain_text("Token revoked")
+    assert scim(server, token, "GET", "/Users")[0] == 401
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(server + "/console/login")
+    page.goto(server + "/console/tenants")
+    expect(page).to_have_url(server + "/console/login")
