@@ -13,6 +13,7 @@ from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
+from scimsvc.openapi import setup_openapi
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
 from scimsvc.routes import admin, admin_teams, discovery, ops, scim_groups, scim_search, scim_users
 from scimsvc.settings import Settings
@@ -64,5 +65,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
     app.add_routes(ops.routes)
+    setup_openapi(app)  # last: documents every route above, at start-up
     setup_console(app)  # HTML pages under /console/, after the API routes (not part of the API document)
     return app

@@ -207,3 +207,12 @@ async def test_admin_user_list_filters_and_csv_export(client, new_tenant, settin
     assert [r["id"] for r in rows] == [full["id"], other["id"], gone["id"]]
     assert rows[0]["fullName"] == 'Quote "Me", Please' and rows[0]["license"] == "full"
     assert rows[2]["state"] == "unlinked" and rows[2]["license"] == "none"
+
+
+async def test_admin_user_search_with_a_nul_character_is_a_400(client, tenant):
+    """Found by schemathesis: `q` with U+0000 reached PostgreSQL (a 500, or a CSV cut off mid-stream)."""
+    for path in ("users", "users.csv"):
+        resp = await client.get(f"/admin/v1/tenants/{tenant.id}/{path}?q=a%00b", headers=ADMIN_HEADERS)
+        assert resp.status == 400, await resp.text()
+        body = await resp.json()
+        assert body["scimType"] == "invalidValue" and "NUL" in body["detail"]

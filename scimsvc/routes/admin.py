@@ -10,15 +10,31 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from aiohttp_apigami import docs, querystring_schema, request_schema, response_schema
 from marshmallow import Schema, ValidationError
 
 from schemas.admin import LicenseAssignmentSchema, ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
 from schemas.base import flatten_errors
+from schemas.messages import (
+    AdminUserListQuerySchema,
+    AdminUserPageSchema,
+    AdminUserQuerySchema,
+    AdminUserSchema,
+    AuditPageSchema,
+    AuditQuerySchema,
+    HardDeleteSchema,
+    LicenseAssignedSchema,
+    LicenseSummarySchema,
+    NewTokenSchema,
+    TenantSchema,
+    TokenSchema,
+)
 from scimsvc import tenant_service
 from scimsvc.changes import Scope
 from scimsvc.hard_delete import hard_delete_user
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.license_service import assign_license_by_hand, seat_summary
+from scimsvc.openapi import errors
 from scimsvc.product_user import EXPORT_HEADER, export_row, full_name, user_state
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
@@ -87,6 +103,9 @@ async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
 
 
 @routes.post("/admin/v1/tenants")
+@docs(tags=["Admin: tenants"], summary="Create a tenant")
+@request_schema(TenantCreateSchema)
+@response_schema(TenantSchema, 201)
 async def create_tenant(request: web.Request) -> web.Response:
     data = load(TenantCreateSchema(), await read_json(request))
     row = await tenant_service.create_tenant(request.app[POOL], data)
@@ -94,12 +113,23 @@ async def create_tenant(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}")
+@docs(tags=["Admin: tenants"], summary="Read a tenant")
+@response_schema(TenantSchema, 200)
+@errors(404)
 async def get_tenant(request: web.Request) -> web.Response:
     row = await tenant_or_404(request.app[POOL], tenant_id_of(request))
     return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
 
 
 @routes.patch("/admin/v1/tenants/{tid}")
+@docs(
+    tags=["Admin: tenants"],
+    summary="Change a tenant's settings",
+    description="Licensing changes re-run seat allocation.",
+)
+@request_schema(TenantSettingsSchema)
+@response_schema(TenantSchema, 200)
+@errors(404)
 async def patch_tenant(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     changes = load(TenantSettingsSchema(), await read_json(request))
@@ -108,6 +138,10 @@ async def patch_tenant(request: web.Request) -> web.Response:
 
 
 @routes.put("/admin/v1/tenants/{tid}/scim")
+@docs(tags=["Admin: tenants"], summary="Turn SCIM provisioning on or off")
+@request_schema(ScimToggleSchema)
+@response_schema(ScimToggleSchema, 200)
+@errors(404)
 async def set_scim_enabled(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     data = load(ScimToggleSchema(), await read_json(request))
@@ -116,6 +150,9 @@ async def set_scim_enabled(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/licenses")
+@docs(tags=["Admin: users and licenses"], summary="License summary: seats used and free, users waiting")
+@response_schema(LicenseSummarySchema, 200)
+@errors(404)
 async def get_licenses(request: web.Request) -> web.Response:
     summary = await seat_summary(request.app[POOL], tenant_id_of(request))
     return json_response(
@@ -130,6 +167,10 @@ async def get_licenses(request: web.Request) -> web.Response:
 
 
 @routes.put("/admin/v1/tenants/{tid}/users/{uid}/license")
+@docs(tags=["Admin: users and licenses"], summary="Assign a user's license (null takes it away)")
+@request_schema(LicenseAssignmentSchema)
+@response_schema(LicenseAssignedSchema, 200)
+@errors(404)
 async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = uuid_or_404(request.match_info["uid"], "user")
@@ -172,10 +213,17 @@ def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
         raise invalid_value(f"state must be one of {', '.join(USER_STATES)}, got {state!r}")
     if license is not None and license not in LICENSE_FILTERS:
         raise invalid_value(f"license must be one of {', '.join(LICENSE_FILTERS)}, got {license!r}")
-    return {"state": state, "license": license, "q": query.get("q") or None}
+    q = query.get("q") or None
+    if q is not None and "\x00" in q:  # PostgreSQL text cannot hold it: a 400, not a database error
+        raise invalid_value("q must not contain the NUL character (\\u0000)")
+    return {"state": state, "license": license, "q": q}
 
 
 @routes.get("/admin/v1/tenants/{tid}/users")
+@docs(tags=["Admin: users and licenses"], summary="List users, filtered, in pages")
+@querystring_schema(AdminUserListQuerySchema)
+@response_schema(AdminUserPageSchema, 200)
+@errors(400, 404)
 async def list_admin_users(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_or_404(request.app[POOL], tenant_id)
@@ -189,6 +237,13 @@ async def list_admin_users(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/users.csv")
+@docs(
+    tags=["Admin: users and licenses"],
+    summary="Export users with all attributes as CSV",
+    responses={200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+@querystring_schema(AdminUserQuerySchema)
+@errors(400, 404)
 async def export_users_csv(request: web.Request) -> web.StreamResponse:
     """Every matching user as CSV, streamed from a server-side cursor (never all in memory)."""
     tenant_id = tenant_id_of(request)
@@ -223,6 +278,9 @@ async def stream_users_csv(
 
 
 @routes.get("/admin/v1/tenants/{tid}/users/{uid}")
+@docs(tags=["Admin: users and licenses"], summary="Read a user")
+@response_schema(AdminUserSchema, 200)
+@errors(404)
 async def get_admin_user(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = uuid_or_404(request.match_info["uid"], "user")
@@ -236,6 +294,9 @@ async def get_admin_user(request: web.Request) -> web.Response:
 
 
 @routes.delete("/admin/v1/tenants/{tid}/users/{uid}")
+@docs(tags=["Admin: users and licenses"], summary="Hard-delete a user; boards go to an heir")
+@response_schema(HardDeleteSchema, 200)
+@errors(404)
 async def delete_admin_user(request: web.Request) -> web.Response:
     """Hard delete: the user leaves the subscription; each board goes to an heir (audited)."""
     tenant_id = tenant_id_of(request)
@@ -245,6 +306,10 @@ async def delete_admin_user(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/audit")
+@docs(tags=["Admin: users and licenses"], summary="Audit log, newest first")
+@querystring_schema(AuditQuerySchema)
+@response_schema(AuditPageSchema, 200)
+@errors(400, 404)
 async def get_audit(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_or_404(request.app[POOL], tenant_id)
@@ -274,6 +339,9 @@ async def get_audit(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/scim/tokens")
+@docs(tags=["Admin: SCIM tokens"], summary="List SCIM tokens (never their values)")
+@response_schema(TokenSchema(many=True), 200)
+@errors(404)
 async def list_tokens(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_or_404(request.app[POOL], tenant_id)
@@ -291,6 +359,9 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 @routes.post("/admin/v1/tenants/{tid}/scim/tokens")
+@docs(tags=["Admin: SCIM tokens"], summary="Create a SCIM token (shown once)")
+@response_schema(NewTokenSchema, 201)
+@errors(404)
 async def create_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_or_404(request.app[POOL], tenant_id)
@@ -300,6 +371,8 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 @routes.delete("/admin/v1/tenants/{tid}/scim/tokens/{token_id}")
+@docs(tags=["Admin: SCIM tokens"], summary="Revoke a SCIM token", responses={204: {"description": "Revoked"}})
+@errors(404)
 async def revoke_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     token_id = uuid_or_404(request.match_info["token_id"], "token")

@@ -7,10 +7,21 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from aiohttp_apigami import docs, querystring_schema, request_schema, response_schema
 
 from schemas.admin import BoardCreateSchema, TeamSchema
+from schemas.messages import (
+    AfterQuerySchema,
+    BoardPageSchema,
+    BoardQuerySchema,
+    BoardSchema,
+    TeamDetailSchema,
+    TeamListSchema,
+    TeamMemberPageSchema,
+)
 from scimsvc import team_service
 from scimsvc.keys import POOL
+from scimsvc.openapi import errors
 from scimsvc.routes.admin import load, page_limit, tenant_id_of, tenant_or_404, uuid_or_404
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
@@ -39,6 +50,10 @@ def _team_id(request: web.Request) -> UUID:
 
 
 @routes.post("/admin/v1/tenants/{tid}/teams")
+@docs(tags=["Admin: teams"], summary="Create a team")
+@request_schema(TeamSchema)
+@response_schema(TeamDetailSchema, 201)
+@errors(404, 409)
 async def create_team(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     name = load(TeamSchema(), await read_json(request))["name"]
@@ -47,6 +62,9 @@ async def create_team(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/teams")
+@docs(tags=["Admin: teams"], summary="List teams")
+@response_schema(TeamListSchema, 200)
+@errors(404)
 async def list_teams(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     pool = request.app[POOL]
@@ -55,12 +73,19 @@ async def list_teams(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/teams/{team_id}")
+@docs(tags=["Admin: teams"], summary="Read a team")
+@response_schema(TeamDetailSchema, 200)
+@errors(404)
 async def get_team(request: web.Request) -> web.Response:
     row = await team_service.team_or_404(request.app[POOL], tenant_id_of(request), _team_id(request))
     return json_response(render_team(row))
 
 
 @routes.patch("/admin/v1/tenants/{tid}/teams/{team_id}")
+@docs(tags=["Admin: teams"], summary="Rename a team")
+@request_schema(TeamSchema)
+@response_schema(TeamDetailSchema, 200)
+@errors(404, 409)
 async def rename_team(request: web.Request) -> web.Response:
     """Rename a team; the SCIM group linked to it keeps its own displayName (names are decoupled)."""
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
@@ -70,6 +95,8 @@ async def rename_team(request: web.Request) -> web.Response:
 
 
 @routes.delete("/admin/v1/tenants/{tid}/teams/{team_id}")
+@docs(tags=["Admin: teams"], summary="Delete a team", responses={204: {"description": "Deleted"}})
+@errors(404)
 async def delete_team(request: web.Request) -> web.Response:
     """Delete a team and its memberships; a linked SCIM group stays, no longer linked to any team."""
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
@@ -79,6 +106,10 @@ async def delete_team(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/teams/{team_id}/members")
+@docs(tags=["Admin: teams"], summary="List a team's members, in pages")
+@querystring_schema(AfterQuerySchema)
+@response_schema(TeamMemberPageSchema, 200)
+@errors(400, 404)
 async def list_members(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
     pool = request.app[POOL]
@@ -99,6 +130,8 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 @routes.put("/admin/v1/tenants/{tid}/teams/{team_id}/members/{uid}")
+@docs(tags=["Admin: teams"], summary="Add a member by hand", responses={204: {"description": "Added"}})
+@errors(404)
 async def add_member(request: web.Request) -> web.Response:
     """Manual membership: allowed with SCIM on (a later group push overwrites it)."""
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
@@ -111,6 +144,8 @@ async def add_member(request: web.Request) -> web.Response:
 
 
 @routes.delete("/admin/v1/tenants/{tid}/teams/{team_id}/members/{uid}")
+@docs(tags=["Admin: teams"], summary="Remove a member", responses={204: {"description": "Removed"}})
+@errors(404)
 async def remove_member(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
     user_id = uuid_or_404(request.match_info["uid"], "user")
@@ -130,6 +165,10 @@ def render_board(row: asyncpg.Record) -> dict[str, Any]:
 
 
 @routes.post("/admin/v1/tenants/{tid}/boards")
+@docs(tags=["Admin: boards"], summary="Create a board")
+@request_schema(BoardCreateSchema)
+@response_schema(BoardSchema, 201)
+@errors(404)
 async def create_board(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     data = load(BoardCreateSchema(), await read_json(request))
@@ -150,6 +189,10 @@ async def create_board(request: web.Request) -> web.Response:
 
 
 @routes.get("/admin/v1/tenants/{tid}/boards")
+@docs(tags=["Admin: boards"], summary="List boards, in pages")
+@querystring_schema(BoardQuerySchema)
+@response_schema(BoardPageSchema, 200)
+@errors(400, 404)
 async def list_boards(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     pool = request.app[POOL]

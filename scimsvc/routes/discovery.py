@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp_apigami import docs, response_schema
 
 from schemas.catalog import ResourceTypeDef
 from schemas.group import GROUP_RESOURCE
+from schemas.messages import (
+    ResourceTypeListResponseSchema,
+    ResourceTypeSchema,
+    SchemaDefinitionSchema,
+    SchemaListResponseSchema,
+    ServiceProviderConfigSchema,
+)
 from schemas.user import USER_RESOURCE
 from scimsvc.keys import SETTINGS
+from scimsvc.openapi import errors
 from scimsvc.routes.responses import scim_response
 from scimsvc.scim.errors import not_found
 from scimsvc.scim.resources import list_response
@@ -51,6 +60,8 @@ def _schemas() -> dict[str, Any]:
 
 
 @routes.get("/scim/v2/ServiceProviderConfig")
+@docs(tags=["SCIM discovery"], summary="What this server supports")
+@response_schema(ServiceProviderConfigSchema, 200)
 async def get_service_provider_config(request: web.Request) -> web.Response:
     return scim_response(
         service_provider_config(base=_base(request), max_results=request.app[SETTINGS].max_page_size)
@@ -58,6 +69,8 @@ async def get_service_provider_config(request: web.Request) -> web.Response:
 
 
 @routes.get("/scim/v2/ResourceTypes")
+@docs(tags=["SCIM discovery"], summary="List resource types")
+@response_schema(ResourceTypeListResponseSchema, 200)
 async def list_resource_types(request: web.Request) -> web.Response:
     base = _base(request)
     docs = [rt.document(location=f"{base}/ResourceTypes/{rt.name}") for rt in RESOURCE_TYPES]
@@ -65,6 +78,9 @@ async def list_resource_types(request: web.Request) -> web.Response:
 
 
 @routes.get("/scim/v2/ResourceTypes/{name}")
+@docs(tags=["SCIM discovery"], summary="Read a resource type")
+@response_schema(ResourceTypeSchema, 200)
+@errors(404)
 async def get_resource_type(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     for rt in RESOURCE_TYPES:
@@ -74,6 +90,8 @@ async def get_resource_type(request: web.Request) -> web.Response:
 
 
 @routes.get("/scim/v2/Schemas")
+@docs(tags=["SCIM discovery"], summary="List SCIM schemas")
+@response_schema(SchemaListResponseSchema, 200)
 async def list_schemas(request: web.Request) -> web.Response:
     base = _base(request)
     docs = [s.document(location=f"{base}/Schemas/{s.id}") for s in _schemas().values()]
@@ -81,6 +99,9 @@ async def list_schemas(request: web.Request) -> web.Response:
 
 
 @routes.get("/scim/v2/Schemas/{id}")
+@docs(tags=["SCIM discovery"], summary="Read a SCIM schema")
+@response_schema(SchemaDefinitionSchema, 200)
+@errors(404)
 async def get_schema(request: web.Request) -> web.Response:
     schema_id = request.match_info["id"]
     schema = _schemas().get(schema_id.lower())

@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp_apigami import docs, response_schema
 from redis.exceptions import RedisError
 
+from schemas.messages import HealthSchema, QueueHealthSchema, ReadySchema
 from scimsvc.keys import POOL, REDIS, SETTINGS
 from scimsvc.metrics import METRICS
 from scimsvc.queue_health import queue_health
@@ -19,6 +21,8 @@ READY_TIMEOUT_SECONDS = 2
 
 
 @routes.get("/ops/health")
+@docs(tags=["Operations"], summary="Liveness (no I/O)")
+@response_schema(HealthSchema, 200)
 async def health(_: web.Request) -> web.Response:
     """Liveness: the process answers. No I/O, so a slow database never gets a web replica killed."""
     return json_response({"status": "ok"})
@@ -36,6 +40,9 @@ async def _redis(request: web.Request) -> str:
 
 
 @routes.get("/ops/ready")
+@docs(tags=["Operations"], summary="Readiness: PostgreSQL with migrations applied, and Redis")
+@response_schema(ReadySchema, 200)
+@response_schema(ReadySchema, 503, description="Not ready: the checks say why")
 async def ready(request: web.Request) -> web.Response:
     """Readiness: PostgreSQL reachable with every migration applied, and Redis reachable."""
     checks: dict[str, Any] = {}
@@ -53,6 +60,8 @@ async def ready(request: web.Request) -> web.Response:
 
 
 @routes.get("/ops/queue")
+@docs(tags=["Operations"], summary="Queue health: queue, outbox lag, workers, verdict")
+@response_schema(QueueHealthSchema, 200)
 async def queue(request: web.Request) -> web.Response:
     """Queue health for operators (operator key): queue, outbox lag, workers and a verdict."""
     app = request.app
@@ -60,6 +69,16 @@ async def queue(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@docs(
+    tags=["Operations"],
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; the database gauges are read now."""
     app = request.app

@@ -6,10 +6,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp_apigami import docs, headers_schema, querystring_schema, request_schema, response_schema
 
-from schemas.group import GROUP_RESOURCE
+from schemas.group import GROUP_RESOURCE, GroupSchema
+from schemas.messages import (
+    GROUP_RESPONSE,
+    GroupListQuerySchema,
+    GroupListResponseSchema,
+    IfMatchSchema,
+    IfNoneMatchSchema,
+    PatchOpSchema,
+    ProjectionQuerySchema,
+    SearchRequestSchema,
+)
 from scimsvc import group_service
 from scimsvc.keys import SETTINGS
+from scimsvc.openapi import errors
 from scimsvc.routes.responses import read_json, scim_response
 from scimsvc.routes.scim_users import base_url, scope_of
 from scimsvc.scim.errors import ScimError
@@ -106,22 +118,47 @@ async def render_groups(
 
 
 @routes.get("/scim/v2/Groups")
+@docs(tags=["SCIM Groups"], summary="List groups: filter, page and project")
+@querystring_schema(GroupListQuerySchema)
+@response_schema(GroupListResponseSchema, 200)
+@errors(400)
 async def list_groups(request: web.Request) -> web.Response:
     return scim_response(await groups_page(request, request.query))
 
 
 @routes.post("/scim/v2/Groups/.search")
+@docs(tags=["SCIM Groups"], summary="Search groups (the GET query as a POST body)")
+@request_schema(SearchRequestSchema)
+@response_schema(GroupListResponseSchema, 200)
 async def search_groups(request: web.Request) -> web.Response:
     return scim_response(await groups_page(request, search_query(await read_json(request))))
 
 
 @routes.post("/scim/v2/Groups")
+@docs(
+    tags=["SCIM Groups"],
+    summary="Create a group",
+    description="displayName must be the name of an existing team.",
+)
+@request_schema(GroupSchema)
+@querystring_schema(ProjectionQuerySchema)
+@response_schema(GROUP_RESPONSE, 201, description="The group as stored")
+@errors(409)
 async def create_group(request: web.Request) -> web.Response:
     row = await group_service.create_group(scope_of(request), await read_group_body(request))
     return await group_response(request, row, status=201)
 
 
 @routes.get("/scim/v2/Groups/{id}")
+@docs(
+    tags=["SCIM Groups"],
+    summary="Read a group",
+    responses={304: {"description": "Not modified (If-None-Match)"}},
+)
+@querystring_schema(ProjectionQuerySchema)
+@headers_schema(IfNoneMatchSchema)
+@response_schema(GROUP_RESPONSE, 200)
+@errors(404)
 async def get_group(request: web.Request) -> web.Response:
     row = await group_service.get_group(scope_of(request), request.match_info["id"])
     if not_modified(request.headers.get("If-None-Match"), row["version"]):
@@ -130,6 +167,12 @@ async def get_group(request: web.Request) -> web.Response:
 
 
 @routes.put("/scim/v2/Groups/{id}")
+@docs(tags=["SCIM Groups"], summary="Replace a group and its members")
+@request_schema(GroupSchema)
+@querystring_schema(ProjectionQuerySchema)
+@headers_schema(IfMatchSchema)
+@response_schema(GROUP_RESPONSE, 200)
+@errors(404, 409, 412)
 async def replace_group(request: web.Request) -> web.Response:
     body = await read_group_body(request)
     row = await group_service.replace_group(
@@ -139,6 +182,16 @@ async def replace_group(request: web.Request) -> web.Response:
 
 
 @routes.patch("/scim/v2/Groups/{id}")
+@docs(
+    tags=["SCIM Groups"],
+    summary="Change a group or its members (RFC 7644 PATCH)",
+    responses={204: {"description": "Changed; no body unless attributes or excludedAttributes are given"}},
+)
+@request_schema(PatchOpSchema)
+@querystring_schema(ProjectionQuerySchema)
+@headers_schema(IfMatchSchema)
+@response_schema(GROUP_RESPONSE, 200, description="Changed (attributes or excludedAttributes given)")
+@errors(404, 409, 412)
 async def patch_group(request: web.Request) -> web.Response:
     body = await read_group_patch(request)
     row = await group_service.patch_group(
@@ -150,6 +203,9 @@ async def patch_group(request: web.Request) -> web.Response:
 
 
 @routes.delete("/scim/v2/Groups/{id}")
+@docs(tags=["SCIM Groups"], summary="Delete a group", responses={204: {"description": "Deleted"}})
+@headers_schema(IfMatchSchema)
+@errors(404, 412)
 async def delete_group(request: web.Request) -> web.Response:
     await group_service.delete_group(
         scope_of(request), request.match_info["id"], if_match=request.headers.get("If-Match")
