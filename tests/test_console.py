@@ -279,3 +279,15 @@ async def test_bad_filters_show_an_error_on_the_page(client, tenant):
     assert resp.status == 400 and "state must be one of" in await resp.text()
     resp = await client.get(f"/console/tenants/{tenant.id}/audit?user=nobody@example.com")
     assert resp.status == 400 and "no user" in await resp.text()
+
+
+async def test_a_new_token_is_shown_once_and_provisions(client, tenant):
+    token = await signed_in(client)
+    scim = f"/console/tenants/{tenant.id}/scim"
+    resp = await client.post(scim + "/tokens", data={"csrf_token": token})
+    assert resp.status == 201
+    secret = re.search(r'<code id="new-token">([^<]+)</code>', await resp.text())
+    assert secret
+    headers = {"Authorization": f"Bearer {secret.group(1)}"}
+    assert (await client.get("/scim/v2/Users", headers=headers)).status == 200
+    assert secret.group(1) not in await (await client.get(scim)).text()  # never again
