@@ -9,6 +9,7 @@ is not installed, the handlers validate and answer SCIM errors themselves.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -56,6 +57,10 @@ ERRORS = {
 }
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+# apigami 0.x keeps its document under a string app key (for aiohttp-apispec compatibility); aiohttp warns
+# about that at every start-up. Nothing of ours is concerned.
+warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_apigami")
 
 
 def errors(*statuses: int) -> Callable[[Handler], Handler]:
