@@ -171,7 +171,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
             print("\n== demo tenant ==")
             _print_tenant(settings, row, token_id, token)
-        print(f"Swagger UI:    {settings.public_url}/api/docs\n")
+        print(f"Swagger UI:    {settings.public_url}/api/docs")
+        print(f"Console:       {settings.public_url}/console/ (sign in with SCIMSVC_ADMIN_KEY)\n")
         worker = subprocess.Popen([sys.executable, "-m", "scimsvc.cli", "worker"], env=os.environ.copy())
         try:
             return cmd_serve(settings, args)
