@@ -29,7 +29,11 @@ class MemberSchema(ScimSchema):
     )
     display = ScimString(
         dump_only=True,
-        metadata=_s("The member's displayName (else userName)", mutability="readOnly"),
+        metadata=_s(
+            "The member's displayName (else userName), filled in by the service",
+            mutability="readOnly",
+            returned="request",
+        ),
     )
     type = ScimString(
         metadata=_s("Always User: groups do not nest", canonicalValues=["User"], mutability="immutable")

@@ -278,6 +278,4 @@ USER_RESOURCE = ResourceTypeDef(
             ),
         ),
     ),
-    # Every User carries the product extension (the service fills it in), so it is required of the type.
-    required_extensions=frozenset({PRODUCT_SCHEMA}),
 )

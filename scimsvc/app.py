@@ -15,7 +15,7 @@ from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
 from scimsvc.openapi import setup_openapi
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
-from scimsvc.routes import admin, admin_teams, discovery, ops, scim_groups, scim_search, scim_users
+from scimsvc.routes import admin, admin_teams, discovery, ops, scim_bulk, scim_groups, scim_search, scim_users
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(scim_users.routes)
     app.add_routes(scim_groups.routes)
     app.add_routes(scim_search.routes)
+    app.add_routes(scim_bulk.routes)
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
     app.add_routes(ops.routes)

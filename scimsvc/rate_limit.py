@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 from uuid import UUID
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
@@ -17,7 +19,7 @@ from redis.exceptions import RedisError
 
 from scimsvc.keys import RATE_LIMIT, SETTINGS, TENANT_ID
 from scimsvc.metrics import WebMetrics
-from scimsvc.rate_levels import LEVELS, WINDOW_SECONDS, request_level, tenant_credits
+from scimsvc.rate_levels import BULK, LEVELS, WINDOW_SECONDS, bulk_credits, request_level, tenant_credits
 from scimsvc.scim.errors import ScimError
 from scimsvc.settings import Settings
 from scimsvc.token_bucket import TokenBucket, Verdict
@@ -79,9 +81,14 @@ class RateLimiter:
                 self.redis_errors,
             )
 
-    async def spend(self, tenant_id: UUID, *, capacity: int, level: str) -> Verdict | None:
+    async def spend(
+        self, tenant_id: UUID, *, capacity: int, level: str, cost: int | None = None
+    ) -> Verdict | None:
         verdict = await self._take(
-            self.tenants, self._key("tenant", str(tenant_id)), capacity=capacity, cost=LEVELS[level]
+            self.tenants,
+            self._key("tenant", str(tenant_id)),
+            capacity=capacity,
+            cost=LEVELS[level] if cost is None else cost,
         )
         if verdict is not None and not verdict.allowed:
             self.metrics.rate_limited.labels(str(tenant_id), level).inc()
@@ -138,6 +145,13 @@ async def _body_bytes(request: web.Request) -> int:
     return len(await request.read()) if request.can_read_body else 0
 
 
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _route(request: web.Request) -> str | None:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else None
@@ -155,7 +169,11 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     route = _route(request)
     body = await _body_bytes(request) if request.method == "PATCH" else None
     level = request_level(request.method, route, body)
-    verdict = await request.app[LIMITER].spend(request[TENANT_ID], capacity=capacity, level=level)
+    cost = LEVELS[level]
+    if (request.method, route) == BULK:
+        # The sum of its operations, capped at the budget so that any bulk can pass once the bucket is full.
+        cost = min(capacity, bulk_credits(_json_or_none(await request.read())))
+    verdict = await request.app[LIMITER].spend(request[TENANT_ID], capacity=capacity, level=level, cost=cost)
     if verdict is None:  # Redis unreachable, failing open
         return await handler(request)
     headers = rate_headers(capacity, verdict)
@@ -163,7 +181,7 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
         raise ScimError(
             429,
             f"this tenant's SCIM budget of {capacity} credits per {WINDOW_SECONDS} s is spent "
-            f"({request.method} {route or request.path} costs {LEVELS[level]}, level {level}; "
+            f"({request.method} {route or request.path} costs {cost}, level {level}; "
             f"{verdict.remaining} left): retry after {headers['Retry-After']} s",
             headers=headers,
         )

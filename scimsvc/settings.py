@@ -44,6 +44,8 @@ class Settings:
     group_max_body_bytes: int = 16_777_216  # POST/PUT /Groups: a 50,000-member push is about 3 MB
     group_patch_max_bytes: int = 800_000
     group_patch_max_member_ops: int = 8000
+    bulk_max_operations: int = 1000  # POST /Bulk: operations per request (maxOperations)
+    bulk_max_payload_bytes: int = 1_048_576  # POST /Bulk: body size (maxPayloadSize, at most max_body_bytes)
     rate_limit_enabled: bool = True  # per-tenant credit budgets on SCIM routes (DESIGN §6)
     rate_limit_credits: int = 400_000  # default per 30 s: 25+ requests/s of any user route, even DELETE
     rate_limit_on_redis_error: str = "open"  # open: admit (logged); closed: 503 with Retry-After
@@ -54,6 +56,11 @@ class Settings:
     queue_stalled_after_seconds: int = 300
     worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
+
+    @property
+    def bulk_payload_limit(self) -> int:
+        """The largest /Bulk body accepted: a bulk body is read under the app-wide limit too."""
+        return min(self.bulk_max_payload_bytes, self.max_body_bytes)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -77,6 +84,8 @@ class Settings:
             "group_patch_max_member_ops": _env_int(
                 "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS", cls.group_patch_max_member_ops
             ),
+            "bulk_max_operations": _env_int("SCIMSVC_BULK_MAX_OPERATIONS", cls.bulk_max_operations),
+            "bulk_max_payload_bytes": _env_int("SCIMSVC_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes),
             "rate_limit_enabled": env.get("SCIMSVC_RATE_LIMIT_ENABLED", "true").lower() not in FALSE_WORDS,
             "rate_limit_credits": _env_int("SCIMSVC_RATE_LIMIT_CREDITS_PER_30S", cls.rate_limit_credits),
             "rate_limit_on_redis_error": _env_choice(

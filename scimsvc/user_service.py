@@ -185,9 +185,11 @@ async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
 
     def build(current: asyncpg.Record | None) -> dict[str, Any] | None:
         assert current is not None
-        stored = {**current["resource"], "active": current["active"]}
+        stored = dict(current["resource"])
+        if "active" in stored or not current["active"]:
+            stored["active"] = current["active"]
+        # A removed `active` is unassigned (RFC 7644 §3.5.2.2): the user stays active, and it is not shown.
         resource = validate_user(apply_patch(stored, operations, USER_RESOURCE), refuse_password=True)
-        resource.setdefault("active", True)
         return None if resource == stored else resource
 
     return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build)

@@ -9,7 +9,8 @@ async def test_service_provider_config_advertises_only_what_works(client, tenant
     config = await resp.json()
     assert config["patch"]["supported"] is True
     assert config["filter"] == {"supported": True, "maxResults": 1000}
-    assert config["bulk"]["supported"] is False and config["sort"]["supported"] is False
+    assert config["bulk"] == {"supported": True, "maxOperations": 1000, "maxPayloadSize": 1_048_576}
+    assert config["sort"]["supported"] is True
     assert config["changePassword"]["supported"] is False
     assert config["etag"]["supported"] is True
     assert config["authenticationSchemes"][0]["type"] == "oauthbearertoken"
@@ -44,3 +45,21 @@ async def test_resource_types_and_schemas_describe_users(client, tenant):
     assert resp.status == 200 and (await resp.json())["id"] == "urn:ietf:params:scim:schemas:core:2.0:User"
     resp = await client.get("/scim/v2/Schemas/urn:nope", headers=tenant.headers)
     assert resp.status == 404
+
+
+async def test_product_extension_is_described(client, tenant):
+    product = "urn:scimsvc:schemas:extension:product:2.0:User"
+    resp = await client.get("/scim/v2/ResourceTypes/User", headers=tenant.headers)
+    extensions = {e["schema"]: e["required"] for e in (await resp.json())["schemaExtensions"]}
+    assert extensions == {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": False, product: False}
+    resp = await client.get(f"/scim/v2/Schemas/{product}", headers=tenant.headers)
+    attrs = {a["name"]: a for a in (await resp.json())["attributes"]}
+    assert set(attrs) == {"provisioningState", "license", "seat", "waiting", "provisionedAt"}
+    assert all(a["mutability"] == "readOnly" for a in attrs.values())
+    assert attrs["provisionedAt"]["type"] == "dateTime" and attrs["seat"]["type"] == "boolean"
+    resp = await client.get(
+        "/scim/v2/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", headers=tenant.headers
+    )
+    manager = next(a for a in (await resp.json())["attributes"] if a["name"] == "manager")
+    display = next(s for s in manager["subAttributes"] if s["name"] == "displayName")
+    assert display["mutability"] == "readOnly" and display["returned"] == "request"

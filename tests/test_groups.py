@@ -94,9 +94,13 @@ async def test_post_links_the_group_to_the_team_with_exactly_its_name(client, te
     group = await resp.json()
     assert group["schemas"] == [GROUP]
     assert group["displayName"] == "Sales EMEA" and group["externalId"] == "okta-1"
-    assert group["members"] == [
-        {"value": user, "display": "Ada L.", "$ref": f"{PUBLIC_URL}/scim/v2/Users/{user}", "type": "User"}
-    ]
+    # A member's display is filled in by the service and returned on request only.
+    assert group["members"] == [{"value": user, "$ref": f"{PUBLIC_URL}/scim/v2/Users/{user}", "type": "User"}]
+    url = f"/scim/v2/Groups/{group['id']}"
+    asked = await client.get(f"{url}?attributes=members.display", headers=tenant.headers)
+    assert (await asked.json())["members"] == [{"display": "Ada L."}]
+    asked = await client.get(f"{url}?attributes=members", headers=tenant.headers)
+    assert (await asked.json())["members"][0]["display"] == "Ada L."
     assert group["meta"]["resourceType"] == "Group"
     assert group["meta"]["location"] == f"{PUBLIC_URL}/scim/v2/Groups/{group['id']}"
     assert resp.headers["Location"] == group["meta"]["location"]

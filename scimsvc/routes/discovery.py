@@ -32,15 +32,17 @@ def _base(request: web.Request) -> str:
     return request.app[SETTINGS].public_url + "/scim/v2"
 
 
-def service_provider_config(*, base: str, max_results: int) -> dict[str, Any]:
-    """What this server really supports; features that do not work yet are advertised as unsupported."""
+def service_provider_config(
+    *, base: str, max_results: int, bulk_max_operations: int, bulk_max_payload: int
+) -> dict[str, Any]:
+    """What this server really supports, with the limits it enforces (passwords are never stored)."""
     return {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": True, "maxOperations": bulk_max_operations, "maxPayloadSize": bulk_max_payload},
         "filter": {"supported": True, "maxResults": max_results},
         "changePassword": {"supported": False},
-        "sort": {"supported": False},
+        "sort": {"supported": True},
         "etag": {"supported": True},
         "authenticationSchemes": [
             {
@@ -63,8 +65,14 @@ def _schemas() -> dict[str, Any]:
 @docs(tags=["SCIM discovery"], summary="What this server supports")
 @response_schema(ServiceProviderConfigSchema, 200)
 async def get_service_provider_config(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
     return scim_response(
-        service_provider_config(base=_base(request), max_results=request.app[SETTINGS].max_page_size)
+        service_provider_config(
+            base=_base(request),
+            max_results=settings.max_page_size,
+            bulk_max_operations=settings.bulk_max_operations,
+            bulk_max_payload=settings.bulk_payload_limit,
+        )
     )
 
 

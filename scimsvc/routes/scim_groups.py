@@ -75,7 +75,9 @@ async def group_body(request: web.Request, row: Mapping[str, Any], projection: P
     members = None
     if projection.wants("members"):
         members = (await group_service.members_of(scope_of(request), [row["id"]]))[row["id"]]
-    body = render_group(row, members, base_url=base_url(request))
+    body = render_group(
+        row, members, base_url=base_url(request), member_display=projection.names("members", "display")
+    )
     return project(body, projection, GROUP_RESOURCE)
 
 
@@ -112,8 +114,14 @@ async def render_groups(
         await group_service.members_of(scope, [r["id"] for r in rows]) if projection.wants("members") else {}
     )
     url = base_url(request)
+    display = projection.names("members", "display")
     return [
-        project(render_group(r, members.get(r["id"]), base_url=url), projection, GROUP_RESOURCE) for r in rows
+        project(
+            render_group(r, members.get(r["id"]), base_url=url, member_display=display),
+            projection,
+            GROUP_RESOURCE,
+        )
+        for r in rows
     ]
 
 

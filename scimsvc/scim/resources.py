@@ -61,7 +61,8 @@ def render_user(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
     schemas.append(PRODUCT_SCHEMA)
     body: dict[str, Any] = {"schemas": schemas, "id": user_id}
     body.update(resource)
-    body["active"] = row["active"]
+    if "active" in resource or not row["active"]:  # unassigned (removed by a PATCH) means active, not shown
+        body["active"] = row["active"]
     body[PRODUCT_SCHEMA] = {
         "provisioningState": row["provisioning_state"],
         **({"license": row["license"]} if row["license"] else {}),
@@ -80,17 +81,29 @@ def render_user(row: Mapping[str, Any], *, base_url: str) -> dict[str, Any]:
 
 
 def render_group(
-    row: Mapping[str, Any], members: Iterable[tuple[Any, str]] | None, *, base_url: str
+    row: Mapping[str, Any],
+    members: Iterable[tuple[Any, str]] | None,
+    *,
+    base_url: str,
+    member_display: bool = False,
 ) -> dict[str, Any]:
-    """A stored group row as the SCIM Group; `members` ((user id, display) pairs) None leaves them out."""
+    """A stored group row as the SCIM Group; `members` ((user id, display) pairs) None leaves them out.
+
+    A member's `display` is `returned: request`: rendered only when `member_display` says it was asked for.
+    """
     group_id = str(row["id"])
     body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "id": group_id}
     body.update(row["resource"])
     if members is not None:
-        rendered = [
-            {"value": str(uid), "display": display, "$ref": f"{base_url}/Users/{uid}", "type": "User"}
-            for uid, display in members
-        ]
+        if member_display:
+            rendered = [
+                {"value": str(uid), "display": display, "$ref": f"{base_url}/Users/{uid}", "type": "User"}
+                for uid, display in members
+            ]
+        else:
+            rendered = [
+                {"value": str(uid), "$ref": f"{base_url}/Users/{uid}", "type": "User"} for uid, _ in members
+            ]
         if rendered:
             body["members"] = rendered
     body["meta"] = {
@@ -112,6 +125,14 @@ class Projection:
 
     attributes: tuple[AttrPath, ...] = ()
     excluded: tuple[AttrPath, ...] = field(default=())
+
+    def names(self, attr_name: str, sub_name: str) -> bool:
+        """Whether `attributes` names the core attribute `attr_name` or its sub-attribute `sub_name`."""
+        lowered = attr_name.lower()
+        return any(
+            p.attr.name.lower() == lowered and (p.sub is None or p.sub.name.lower() == sub_name.lower())
+            for p in self.attributes
+        )
 
     def wants(self, attr_name: str) -> bool:
         """Whether any part of the top-level core attribute `attr_name` is returned (members: whether
@@ -192,6 +213,8 @@ def _writable(result: dict[str, Any], schema: Any, rtype: ResourceTypeDef) -> di
 
 def _without_subs(value: Any, names: set[str]) -> Any:
     if isinstance(value, list):
+        if not any(isinstance(v, Mapping) and not names.isdisjoint(v) for v in value):
+            return value  # e.g. members rendered without display: nothing to copy
         return [_without_subs(v, names) for v in value]
     if isinstance(value, Mapping):
         return {k: v for k, v in value.items() if k not in names}

@@ -1,0 +1,44 @@
+"""POST /scim/v2/Bulk (RFC 7644 §3.7): read the BulkRequest, run it, render the BulkResponse."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp_apigami import docs, request_schema, response_schema
+
+from schemas.messages import BulkRequestSchema, BulkResponseSchema
+from scimsvc import bulk_service
+from scimsvc.keys import SETTINGS
+from scimsvc.routes.responses import read_json, scim_response
+from scimsvc.routes.scim_users import base_url, scope_of
+from scimsvc.scim.bulk import bulk_response, parse_bulk_request
+from scimsvc.scim.errors import ScimError
+
+routes = web.RouteTableDef()
+
+
+def _too_large(limit: int) -> ScimError:
+    return ScimError(
+        413,
+        f"the bulk request is larger than {limit} bytes (maxPayloadSize in /ServiceProviderConfig): "
+        "split it into several requests",
+    )
+
+
+@routes.post("/scim/v2/Bulk")
+@docs(tags=["SCIM bulk"], summary="Run several operations in one request (RFC 7644 Bulk)")
+@request_schema(BulkRequestSchema)
+@response_schema(BulkResponseSchema, 200, description="Each operation's outcome, in request order")
+async def bulk(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    limit = settings.bulk_payload_limit
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    if len(raw) > limit:
+        raise _too_large(limit)
+    parsed = parse_bulk_request(await read_json(request), max_operations=settings.bulk_max_operations)
+    results = await bulk_service.run_bulk(scope_of(request), parsed, base_url=base_url(request))
+    return scim_response(bulk_response(results))
