@@ -215,6 +215,7 @@ def user_filter_sql(filter_text: str | None, params: list[Any]) -> str:
         columns=store.FILTER_COLUMNS,
         resource_column=store.RESOURCE_COLUMN,
         params=params,
+        element_indexes=store.ELEMENT_INDEXES,
     )
 
 

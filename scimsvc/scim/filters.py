@@ -555,15 +555,21 @@ def compile_filter(
     resource_column: str,
     params: list[Any],
     rows: Mapping[str, Rows] | None = None,
+    element_indexes: Mapping[str, str] | None = None,
 ) -> str:
     """A PostgreSQL boolean expression (never NULL) selecting the resources `node` matches.
+
+    `element_indexes` maps lower-cased sub-attribute paths of multi-valued attributes ("emails.value") to
+    an indexed jsonb array of their lower-cased values; a case-insensitive `eq` on one is narrowed by it.
 
     Filter values are appended to `params` and referenced as `$N`; the SQL text holds only catalog names.
     `columns` maps lower-cased canonical paths ("username", "meta.created") to real columns; `rows` maps
     lower-cased multi-valued attributes ("members") kept in a table of their own; any other attribute is
     read from the JSONB `resource_column`.
     """
-    return _SqlCompiler(rtype, columns, resource_column, params, rows or {}).node(node, None)
+    compiler = _SqlCompiler(rtype, columns, resource_column, params, rows or {})
+    compiler.element_indexes = element_indexes or {}
+    return compiler.node(node, None)
 
 
 @dataclass(frozen=True)
@@ -605,6 +611,7 @@ class _SqlCompiler:
         self.params = params
         self.rows = rows
         self.aliases = 0
+        self.element_indexes: Mapping[str, str] = {}
 
     def node(self, node: Node, scope: _SqlScope | None) -> str:
         if isinstance(node, And):
@@ -655,6 +662,12 @@ class _SqlCompiler:
             check = _check(leaf, "pr" if op == "absent" else op, value)
             alias = self.alias()
             found = self.exists(array, alias, self.check(check, self.element(alias, element)))
+            index = self.element_indexes.get(
+                f"{AttrPath(path.schema, attr)}.{element.name if element else ''}".lower()
+            )
+            if index is not None and op == "eq" and leaf.kind == "string" and not leaf.case_exact:
+                # Narrow with the index first; the EXISTS keeps the exact rule (same answer, indexed).
+                return f"({index} @> jsonb_build_array(lower({self.param(check.operand)}::text)) AND {found})"
             return f"NOT ({found})" if op == "absent" else found
         if attr.type == "complex" and path.sub is None:
             if op not in ("pr", "absent"):

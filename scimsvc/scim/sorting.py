@@ -7,7 +7,7 @@
 * a multi-valued attribute sorts by its primary element's value, else its first element's;
 * strings compare case-insensitively unless the attribute is caseExact;
 * resources without a value come last when ascending, first when descending (PostgreSQL's default
-  NULLS LAST / NULLS FIRST, as the RFC asks); an empty string counts as no value;
+  NULLS LAST / NULLS FIRST, as the RFC asks); an empty string in the resource counts as no value;
 * ties keep the stable paging order, so walking startIndex never skips or repeats a resource.
 """
 
@@ -99,7 +99,9 @@ def sort_expression(
         if kind == "dateTime":
             expr = f"({expr})::timestamptz"
     if kind == "string":
-        expr = f"NULLIF({expr}, '')"
+        if column is None:
+            expr = f"NULLIF({expr}, '')"
+        # A column keeps the expression of its index (e.g. lower(user_name)) so the index serves the order.
         if not case_exact:
             expr = f"lower({expr})"
     return f"{expr} {'DESC' if sort.descending else 'ASC'}"

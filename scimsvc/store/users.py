@@ -28,6 +28,10 @@ FILTER_COLUMNS: dict[str, Column] = {
     f"{PRODUCT_SCHEMA}:provisionedAt".lower(): Column("u.provisioned_at", "dateTime"),
 }
 RESOURCE_COLUMN = "u.resource"
+# Multi-valued sub-attributes with an expression index of their lower-cased values (0008_filter_indexes.sql).
+ELEMENT_INDEXES: dict[str, str] = {
+    "emails.value": "(lower(jsonb_path_query_array(u.resource, '$.emails[*].value')::text)::jsonb)",
+}
 STABLE_ORDER = "u.created_at, u.id"  # total: paging never skips or repeats a user (users_tenant_paging)
 
 USER_COLUMNS = (
