@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from tests.conftest import create_team, post_user, unique_email
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -205,3 +209,43 @@ async def test_groups_search_and_root_search_page_across_both_types(client, new_
         headers=tenant.headers,
     )
     assert [r["id"] for r in (await resp.json())["Resources"]] == [groups[1]["id"], groups[0]["id"]]
+
+
+def _paths() -> list[str]:
+    from schemas.group import GROUP_RESOURCE
+    from schemas.user import USER_RESOURCE
+
+    names = []
+    for rtype in (USER_RESOURCE, GROUP_RESOURCE):
+        for schema in rtype.schemas:
+            prefix = f"{schema.id}:" if schema is not rtype.core else ""
+            for attr in schema.attributes:
+                names.append(prefix + attr.name)
+                names += [f"{prefix}{attr.name}.{sub.name}" for sub in attr.sub_attributes]
+    return names
+
+
+_NAMES = st.one_of(st.sampled_from(_paths()), st.text(max_size=12))
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(["/scim/v2/Users/.search", "/scim/v2/Groups/.search", "/scim/v2/.search"]),
+    sort_by=_NAMES,
+    sort_order=st.one_of(st.none(), st.sampled_from(["ascending", "DESCENDING", "sideways", ""])),
+    attributes=st.lists(_NAMES, max_size=3),
+    excluded=st.lists(_NAMES, max_size=3),
+)
+async def test_any_sort_and_projection_is_answered_never_a_500(
+    client, tenant, path, sort_by, sort_order, attributes, excluded
+):
+    body = {
+        "sortBy": sort_by,
+        "sortOrder": sort_order,
+        "attributes": attributes,
+        "excludedAttributes": excluded,
+    }
+    resp = await client.post(path, json=body, headers=tenant.headers)
+    assert resp.status in (200, 400), await resp.text()
+    if resp.status == 400:
+        assert (await resp.json())["scimType"] == "invalidValue"
