@@ -294,3 +294,13 @@ async def test_any_bulk_body_gets_an_answer_never_a_500(client, tenant, ops, fai
     answer = await resp.json()
     assert len(answer["Operations"]) <= len(ops)
     assert all(o["status"] != "500" for o in answer["Operations"]), answer
+
+
+async def test_a_bulk_dearer_than_the_budget_costs_the_whole_budget(client, new_tenant):
+    tenant = await new_tenant(rate_limit={"credits_per_30s": 2000})
+    body = bulk(*({"method": "DELETE", "path": f"/Users/{uuid.uuid4()}"} for _ in range(10)))  # 10 x L3
+    resp = await client.post("/scim/v2/Bulk", json=body, headers=tenant.headers)
+    assert resp.status == 200 and int(resp.headers["X-RateLimit-Remaining"]) < 20
+    resp = await client.post("/scim/v2/Bulk", json=body, headers=tenant.headers)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 29
+    assert "costs 2000" in (await resp.json())["detail"]
