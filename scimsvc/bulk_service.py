@@ -16,8 +16,9 @@ import asyncpg
 from scimsvc import group_service, user_service
 from scimsvc.changes import Scope
 from scimsvc.scim.bulk import BulkOperation, BulkRequest, BulkResult, plan, resolve, unresolved
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, database_unavailable
 from scimsvc.scim.resources import weak_etag
+from scimsvc.store.db import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ async def _run(scope: Scope, op: BulkOperation, created: dict[str, str], *, base
             status = 200
     except ScimError as exc:
         return _failed(op, exc)
-    except Exception:
+    except Exception as exc:
+        if unavailable(exc):
+            return _failed(op, database_unavailable())
         # A bug must not take the other operations down with it; it is logged with the request id.
         log.exception("bulk operation %d (%s %s) failed", op.index, op.method, op.path)
         return _failed(

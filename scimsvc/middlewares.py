@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -17,7 +18,8 @@ from scimsvc.client_address import client_address, parse_networks
 from scimsvc.keys import ALLOWED_DOMAINS, POOL, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, database_unavailable
+from scimsvc.store.db import unavailable
 from scimsvc.store.tenants import tenant_for_token
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,26 @@ def _passed_on(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if "ratelimit" in k.lower() or k.lower() == "retry-after"}
 
 
+DATABASE_LOG_EVERY = 10.0  # seconds between warnings while the database stays unreachable
+_database_log = {"at": float("-inf"), "missed": 0}
+
+
+def _log_database_unavailable(request: web.Request, exc: BaseException) -> None:
+    # One warning per interval, not a traceback per request: during an outage every request fails alike.
+    now = time.monotonic()
+    if now - _database_log["at"] < DATABASE_LOG_EVERY:
+        _database_log["missed"] += 1
+        return
+    log.warning(
+        "database unavailable on %s %s (503, %d more since the last warning): %r",
+        request.method,
+        request.path,
+        _database_log["missed"],
+        exc,
+    )
+    _database_log.update(at=now, missed=0)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render every error as an RFC 7644 §3.12 body; never HTML, never a traceback."""
@@ -94,7 +116,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         error, headers = _from_http_exception(request, exc)
         return _error_response(request, error, {**_passed_on(exc.headers), **headers})
-    except Exception:
+    except Exception as exc:
+        if unavailable(exc):
+            _log_database_unavailable(request, exc)
+            error = database_unavailable()
+            return _error_response(request, error, error.headers)
         log.exception("unhandled error on %s %s", request.method, request.path)
         detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
         return _error_response(request, ScimError(500, detail))

@@ -32,6 +32,19 @@ def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[s
     return body
 
 
+DATABASE_RETRY_AFTER = "5"  # seconds: a restart or fail-over of PostgreSQL usually takes about this long
+
+
+def database_unavailable() -> ScimError:
+    """503 with Retry-After: the database cannot be reached for now; the client should retry later."""
+    return ScimError(
+        503,
+        "the service cannot reach its database right now; nothing was saved unless a read shows it: "
+        f"retry after {DATABASE_RETRY_AFTER} s",
+        headers={"Retry-After": DATABASE_RETRY_AFTER},
+    )
+
+
 def invalid_filter(detail: str) -> ScimError:
     return ScimError(400, detail, "invalidFilter")
 

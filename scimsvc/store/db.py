@@ -7,6 +7,18 @@ from typing import Any
 import asyncpg
 import orjson
 
+# Errors that mean PostgreSQL cannot be reached or is restarting, not that the statement was wrong: the
+# connection broke or was refused, the server is starting or shutting down, or it has no slot left.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # connection lost, refused by the server, outcome of a commit unknown
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    OSError,  # connect: refused, reset, unreachable
+    TimeoutError,  # connect or pool acquire that did not finish in time
+)
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
@@ -25,6 +37,14 @@ async def _release(conn: asyncpg.Connection) -> None:
     locks are transaction-scoped, cursors live in transactions, nothing listens or SETs. An open
     transaction is still rolled back by asyncpg before this runs.
     """
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database is unreachable for now (retry later), not that a query is wrong."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        # A connection closed under a query ("connection is closed"), or a pool closing at shutdown.
+        return "clos" in str(exc)
+    return isinstance(exc, UNAVAILABLE)
 
 
 async def create_pool(database_url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
