@@ -12,17 +12,16 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import uuid
 
 import aiohttp
 import asyncpg
+from harness import SERVER, free_port, peak_rss_mb
 
 from scimsvc.store.migrations import migrate
 
-SERVER = os.environ.get("SCIMSVC_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 ADMIN_KEY = "bench-admin-key"
 
 # Users with every exported attribute set, written in one statement.
@@ -41,20 +40,6 @@ SELECT $1, 'user' || i || '@bench.example', 'User, "' || i || '"', i % 10 <> 0,
        CASE WHEN i % 3 = 0 THEN 'full' ELSE 'free_restricted' END, 'provisioned'
 FROM generate_series(1, $2) AS i
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def main(users: int) -> dict[str, float]:

@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import sys
 import time
@@ -30,18 +29,12 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+from harness import SERVER, free_port
 
 from scimsvc.store.migrations import migrate
 
-SERVER = os.environ.get("SCIMSVC_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 PATCH_MEMBERS = 4000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_applied(conn: asyncpg.Connection, group_id: str, *, since: float) -> float:

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -29,19 +28,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from harness import PENDING, REDIS_URL, SERVER, free_port
 
 from scimsvc import job_stats
 from scimsvc.store.migrations import migrate
-
-SERVER = os.environ.get("SCIMSVC_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
-REDIS_URL = os.environ.get("SCIMSVC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-PENDING = "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Bench:

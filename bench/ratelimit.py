@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import sys
 import time
 import uuid
@@ -29,23 +28,16 @@ from typing import Any
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from harness import REDIS_URL, SERVER, free_port
 
 from scimsvc.loadtest import Options, latency_summary, run_loadtest
 from scimsvc.rate_levels import STRICT_CREDITS, WINDOW_SECONDS
 from scimsvc.store.migrations import migrate
 
-SERVER = os.environ.get("SCIMSVC_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
-REDIS_URL = os.environ.get("SCIMSVC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 HUGE_BUDGET = 1_000_000_000  # the schema's maximum: never reached, but every request is charged
 # Mean credits per request of the okta mix, from its weights (scimsvc.loadtest.MIXES) and levels:
 # 100 actions = 115 requests costing 17,750 credits (a batched group PATCH alone is 2,000).
 OKTA_MEAN_COST = 17_750 / 115
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Bench:

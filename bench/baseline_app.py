@@ -1,0 +1,96 @@
+"""The ceiling for this stack here: a minimal aiohttp + asyncpg app, one statement per request.
+
+    python bench/baseline_app.py --port P --database-url URL
+
+One process, uvloop, a pool of 10 connections, orjson, no auth, no validation, no outbox, no queue.
+Routes shaped like the SCIM ones bench/run drives, each one round trip to PostgreSQL:
+POST /Users (one INSERT), GET /Users?filter=userName eq "x" (one SELECT by the lower-cased name),
+GET /Users?startIndex=&count= (one SELECT of a page), PATCH /Users/{id} (one UPDATE of `active`).
+Its table `baseline_users` lives in the bench run's own database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import asyncpg
+import orjson
+import uvloop
+from aiohttp import web
+
+POOL = web.AppKey("pool", asyncpg.Pool)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS baseline_users (
+    id        uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_name text NOT NULL,
+    active    boolean NOT NULL DEFAULT true,
+    resource  jsonb NOT NULL,
+    created   timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS baseline_users_name ON baseline_users (lower(user_name));
+CREATE INDEX IF NOT EXISTS baseline_users_paging ON baseline_users (created, id);
+"""
+INSERT = "INSERT INTO baseline_users (user_name, resource) VALUES ($1, $2::jsonb) RETURNING id::text, created"
+BY_NAME = "SELECT id::text, resource::text FROM baseline_users WHERE lower(user_name) = lower($1)"
+PAGE = "SELECT id::text, resource::text FROM baseline_users ORDER BY created, id LIMIT $1 OFFSET $2"
+SET_ACTIVE = "UPDATE baseline_users SET active = $2 WHERE id = $1::uuid RETURNING id::text"
+EQ = re.compile(r'userName eq "([^"]*)"', re.IGNORECASE)
+
+
+def reply(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/scim+json")
+
+
+async def create(request: web.Request) -> web.Response:
+    data = orjson.loads(await request.read())
+    row = await request.app[POOL].fetchrow(INSERT, data["userName"], orjson.dumps(data).decode())
+    return reply({**data, "id": row[0], "meta": {"created": row[1].isoformat()}}, 201)
+
+
+async def search(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
+    if found := EQ.search(request.query.get("filter", "")):
+        rows = await pool.fetch(BY_NAME, found.group(1))
+    else:
+        count = int(request.query.get("count", "100"))
+        rows = await pool.fetch(PAGE, count, int(request.query.get("startIndex", "1")) - 1)
+    resources = [{**orjson.loads(r[1]), "id": r[0]} for r in rows]
+    return reply({"totalResults": len(resources), "Resources": resources})
+
+
+async def patch(request: web.Request) -> web.Response:
+    data = orjson.loads(await request.read())
+    active = bool(data["Operations"][0]["value"]["active"])
+    row = await request.app[POOL].fetchrow(SET_ACTIVE, request.match_info["id"], active)
+    if row is None:
+        raise web.HTTPNotFound()
+    return reply({"id": row[0], "active": active})
+
+
+def create_app(database_url: str) -> web.Application:
+    app = web.Application()
+
+    async def pool_context(app: web.Application):  # type: ignore[no-untyped-def]
+        pool = await asyncpg.create_pool(database_url, min_size=10, max_size=10)
+        await pool.execute(SCHEMA)
+        app[POOL] = pool
+        yield
+        await pool.close()
+
+    app.cleanup_ctx.append(pool_context)
+    app.router.add_post("/Users", create)
+    app.router.add_get("/Users", search)
+    app.router.add_patch("/Users/{id}", patch)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database-url", required=True)
+    args = parser.parse_args()
+    uvloop.install()
+    web.run_app(create_app(args.database_url), host="127.0.0.1", port=args.port, print=None, access_log=None)

@@ -1,0 +1,340 @@
+"""What every benchmark here shares: its own database, queue and Redis keys, its own processes, a client.
+
+A `Run` owns one benchmark run's resources on the machine's PostgreSQL and Redis and removes them at the
+end: the database `scimsvc_bench_<run>`, the Redis keys under `scimsvc:bench:<run>:` (the arq queue and
+the rate-limit buckets live there) and the arq job keys of jobs still queued. Processes it starts
+(`scimsvc serve`, `scimsvc worker`, anything else) are stopped by pid. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+
+from scimsvc.store.migrations import migrate
+
+SERVER = os.environ.get("SCIMSVC_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("SCIMSVC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PENDING = "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL"
+
+# Users with every exported attribute set, written in one statement: no HTTP, no worker.
+SEED_USERS = """
+INSERT INTO users (tenant_id, user_name, display_name, active, resource, license, provisioning_state)
+SELECT $1::uuid, 'user' || i || '@bench.example', 'User, "' || i || '"', true,
+       jsonb_build_object(
+           'userName', 'user' || i || '@bench.example',
+           'displayName', 'User, "' || i || '"',
+           'name', jsonb_build_object('givenName', 'Given' || i, 'familyName', 'Family' || i),
+           'userType', 'Employee',
+           'roles', jsonb_build_array(jsonb_build_object('value', 'member', 'primary', true)),
+           'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User',
+               jsonb_build_object('employeeNumber', i::text, 'department', 'Dept ' || (i % 50))
+       ),
+       CASE WHEN i % 3 = 0 THEN 'full' ELSE 'free_restricted' END, 'provisioned'
+FROM generate_series(1, $2) AS i
+"""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_status(pid: int, field_name: str) -> float:
+    """A /proc/<pid>/status memory field (VmHWM, VmRSS) in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of a process (VmHWM) in MB."""
+    return proc_status(pid, "VmHWM")
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The nearest-rank percentile of sorted values (0 for none)."""
+    if not values:
+        return 0.0
+    rank = max(1, int(round(pct / 100 * len(values) + 0.5)))
+    return values[min(rank, len(values)) - 1]
+
+
+@dataclass
+class Proc:
+    """A process this run started: its pid, peak memory and CPU time."""
+
+    name: str
+    process: asyncio.subprocess.Process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def peak_rss_mb(self) -> float:
+        return peak_rss_mb(self.pid)
+
+    def rss_mb(self) -> float:
+        return proc_status(self.pid, "VmRSS")
+
+    def reset_peak(self) -> None:
+        """Reset VmHWM to the current RSS (Linux clear_refs 5), so the next peak is one workload's."""
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass  # not allowed here: the peak is then the process's since it started
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+@dataclass
+class Load:
+    """What `drive` measured: requests, seconds, sorted latencies and non-2xx answers."""
+
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "per_s": round(self.per_s, 1),
+            "p50_ms": round(percentile(self.latencies, 50) * 1000, 2),
+            "p99_ms": round(percentile(self.latencies, 99) * 1000, 2),
+            "errors": self.errors,
+        }
+
+
+Request = tuple[str, str, bytes | None]  # method, url, body
+
+
+async def drive(
+    http: aiohttp.ClientSession,
+    requests: Callable[[int], Request],
+    count: int,
+    *,
+    concurrency: int,
+    headers: dict[str, str],
+    ok: Callable[[int], bool] = lambda status: 200 <= status < 300,
+) -> Load:
+    """Send requests(0..count-1) from `concurrency` clients at once; time each round trip."""
+    numbers = iter(range(count))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+
+    async def client() -> None:
+        nonlocal errors
+        for i in numbers:
+            method, url, body = requests(i)
+            start = time.perf_counter()
+            try:
+                async with http.request(method, url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    status = resp.status
+            except aiohttp.ClientError:
+                status = 0
+            latencies.append(time.perf_counter() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+            if not ok(status):
+                errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Load(count, time.perf_counter() - started, sorted(latencies), errors, statuses)
+
+
+async def wait_http(http: aiohttp.ClientSession, url: str, *, seconds: float = 30.0) -> None:
+    """Wait until `url` answers at all (any status)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            async with http.get(url) as resp:
+                await resp.read()
+                return
+        except (aiohttp.ClientError, OSError):
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+class Run:
+    """One benchmark run's database, Redis keys and processes (async context manager)."""
+
+    def __init__(self, *, rate_limit: bool = False) -> None:
+        self.run = uuid.uuid4().hex[:8]
+        self.database = f"scimsvc_bench_{self.run}"
+        self.db_url = f"{SERVER}/{self.database}"
+        self.prefix = f"scimsvc:bench:{self.run}"
+        self.queue = f"{self.prefix}:queue"
+        self.admin_key = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "SCIMSVC_DATABASE_URL": self.db_url,
+            "SCIMSVC_REDIS_URL": REDIS_URL,
+            "SCIMSVC_QUEUE_NAME": self.queue,
+            "SCIMSVC_RATE_LIMIT_PREFIX": f"{self.prefix}:rl",
+            "SCIMSVC_RATE_LIMIT_ENABLED": "true" if rate_limit else "false",
+            "SCIMSVC_ADMIN_KEY": self.admin_key,
+            "SCIMSVC_LOG_LEVEL": "WARNING",
+            "SCIMSVC_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
+        }
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.scim_base = f"{self.root}/scim/v2"
+        self.admin_headers = {"Authorization": f"Bearer {self.admin_key}"}
+        self.procs: list[Proc] = []
+        self.serve: Proc | None = None
+        self.workers: list[Proc] = []
+        self.redis = aioredis.from_url(REDIS_URL)
+
+    async def __aenter__(self) -> Run:
+        await migrate(self.db_url)
+        self.conn: asyncpg.Connection = await asyncpg.connect(self.db_url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_workers(wait_idle=False)
+        for proc in reversed(self.procs):
+            await proc.stop()
+        await self.conn.close()
+        admin = await asyncpg.connect(f"{SERVER}/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        # Jobs nobody ran keep a key outside the prefix; results of jobs that ran expire by themselves.
+        keys = [b"arq:job:" + j for j in await self.redis.zrange(self.queue, 0, -1)]
+        keys += [k async for k in self.redis.scan_iter(match=f"{self.prefix}:*")]
+        if keys:
+            await self.redis.delete(*keys)
+        await self.redis.aclose()
+
+    async def start(
+        self, name: str, *argv: str, env: dict[str, str] | None = None, quiet: bool = True
+    ) -> Proc:
+        """Start a process of this run (stopped at the end); quiet: its output goes to /dev/null."""
+        out = asyncio.subprocess.DEVNULL if quiet else None
+        process = await asyncio.create_subprocess_exec(*argv, env=env or self.env, stdout=out, stderr=out)
+        proc = Proc(name, process)
+        self.procs.append(proc)
+        return proc
+
+    async def start_serve(self, http: aiohttp.ClientSession) -> Proc:
+        """`scimsvc serve` on this run's port, once it answers /ops/health."""
+        self.serve = await self.start(
+            "web", sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(self.port), quiet=False
+        )
+        await wait_http(http, f"{self.root}/ops/health")
+        return self.serve
+
+    async def start_workers(self, count: int = 1) -> list[Proc]:
+        for _ in range(count):
+            self.workers.append(
+                await self.start("worker", sys.executable, "-m", "scimsvc.cli", "worker", quiet=False)
+            )
+        return self.workers
+
+    async def queue_idle(self, seconds: float = 5.0) -> None:
+        """Wait (up to `seconds`) until the workers have run every queued job."""
+        deadline = time.monotonic() + seconds
+        while self.workers and time.monotonic() < deadline and await self.redis.zcard(self.queue):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def stop_workers(self, *, wait_idle: bool = True) -> None:
+        if wait_idle:
+            await self.queue_idle()  # no job is cut off mid-way
+        for proc in self.workers:
+            await proc.stop()
+            self.procs.remove(proc)
+        self.workers = []
+
+    async def tenant(
+        self, http: aiohttp.ClientSession, *, rate_limit: dict[str, Any] | None = None, seats: int = 0
+    ) -> tuple[str, str]:
+        """A tenant made through the admin API; returns (tenant id, SCIM token)."""
+        body: dict[str, Any] = {"name": f"bench-{uuid.uuid4().hex[:6]}", "seats": seats}
+        body["rate_limit"] = rate_limit or {"preset": "off"}
+        async with http.post(f"{self.root}/admin/v1/tenants", json=body, headers=self.admin_headers) as resp:
+            assert resp.status == 201, await resp.text()
+            tid = (await resp.json())["id"]
+        async with http.post(
+            f"{self.root}/admin/v1/tenants/{tid}/scim/tokens", headers=self.admin_headers
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            token = (await resp.json())["token"]
+        return tid, token
+
+    async def team(self, http: aiohttp.ClientSession, tenant_id: str, name: str) -> str:
+        url = f"{self.root}/admin/v1/tenants/{tenant_id}/teams"
+        async with http.post(url, json={"name": name}, headers=self.admin_headers) as resp:
+            assert resp.status == 201, await resp.text()
+            return str((await resp.json())["id"])
+
+    async def seed_users(self, tenant_id: str, count: int) -> list[str]:
+        """`count` users written by one INSERT ... SELECT (no worker needed); returns their ids in order."""
+        await self.conn.execute(SEED_USERS, tenant_id, count)
+        await self.conn.execute("ANALYZE users")
+        rows = await self.conn.fetch(
+            "SELECT id::text FROM users WHERE tenant_id = $1::uuid ORDER BY created_at, id", tenant_id
+        )
+        return [r[0] for r in rows]
+
+    async def wait_applied(self, tenant_id: str, *, seconds: float = 300.0) -> None:
+        """Wait until no outbox row of the tenant is unapplied."""
+        deadline = time.monotonic() + seconds
+        while await self.conn.fetchval(PENDING, tenant_id):  # noqa: ASYNC110
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"outbox of {tenant_id} not applied after {seconds} s")
+            await asyncio.sleep(0.02)
+
+
+def scim_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+
+
+async def sample_while(
+    work: Awaitable[Any], probe: Callable[[], float], *, every: float = 1.0
+) -> tuple[Any, list[float]]:
+    """Run `work` and call `probe` every `every` seconds meanwhile; returns (its result, the samples)."""
+    samples: list[float] = []
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        samples.append(probe())
+        await asyncio.wait({task}, timeout=every)
+    samples.append(probe())
+    return task.result(), samples

@@ -1,0 +1,685 @@
+"""Every benchmark in one run: scimsvc against a bare aiohttp + asyncpg baseline and scim2-server.
+
+    bench/run [--quick] [--concurrency 32] [--no-peer]
+
+Prints one table (throughput, p50/p99 latency, peak RSS of the web and worker processes per workload),
+the ratios ours/baseline and ours/peer, issue 8's targets with pass/fail, and writes the figures as JSON
+under bench/results/ (the path is printed). A full run takes about 5-10 minutes; --quick about 2.
+
+Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a database, queue and Redis
+key prefix of this run's own (removed at the end), with processes it starts and stops by pid:
+one `scimsvc serve` (rate limiting on; the tenants under load have the `off` preset, the limiter
+workload has a tenant with a budget it never reaches), one `scimsvc worker`, bench/baseline_app.py
+(one process, pool of 10) and scim2-server from PyPI in a venv of its own (.bench-venv/, made on first
+use; never a project dependency), as its `scim2-server` command ships (listen backlog 5) and with a
+backlog of 1024 (bench/peer_server.py). The same aiohttp client and concurrency drive all three.
+
+Paging is one client reading pages in turn, as an IdP does; the other loads use --concurrency clients.
+Peak RSS is VmHWM from /proc/<pid>/status, reset (clear_refs) before each workload, so it is that
+workload's peak. scim2-server keeps its users in memory and is filled through its own POST /Users, so
+its GET/paging figures are at the number of users it holds (shown), not 100k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import groups as group_bench  # noqa: E402
+import ratelimit as limiter_bench  # noqa: E402
+from harness import (  # noqa: E402
+    Load,
+    Proc,
+    Run,
+    drive,
+    free_port,
+    sample_while,
+    scim_headers,
+    wait_http,
+)
+
+HERE = Path(__file__).resolve().parent
+PEER_VENV = Path(os.environ.get("SCIMSVC_BENCH_PEER_VENV", HERE.parent / ".bench-venv"))
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+HUGE_BUDGET = limiter_bench.HUGE_BUDGET
+
+FULL = {
+    "post": 20_000,
+    "seed": 100_000,
+    "get": 5_000,
+    "patch": 3_000,
+    "pages": 1_000,
+    "group_sizes": [1_000, 10_000, 50_000],
+    "group_rounds": 3,
+    "limiter": 2_000,
+    "rss_requests": 100_000,
+    "baseline_post": 5_000,
+    "peer_post": 2_000,
+    "peer_get": 1_000,
+    "peer_patch": 1_000,
+    "peer_pages": 100,
+}
+QUICK = {
+    "post": 2_000,
+    "seed": 20_000,
+    "get": 1_000,
+    "patch": 500,
+    "pages": 100,
+    "group_sizes": [1_000, 10_000],
+    "group_rounds": 2,
+    "limiter": 300,
+    "rss_requests": 10_000,
+    "baseline_post": 1_000,
+    "peer_post": 300,
+    "peer_get": 200,
+    "peer_patch": 200,
+    "peer_pages": 20,
+}
+
+
+def ensure_peer_venv() -> Path:
+    """The venv holding scim2-server (made with pip from the configured index on first use)."""
+    python = PEER_VENV / "bin" / "python"
+    if not (PEER_VENV / "bin" / "scim2-server").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "scim2-server"], check=True)
+    return python
+
+
+def patch_active(active: bool) -> bytes:
+    return orjson.dumps(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": active}}]}
+    )
+
+
+def user_body(i: int, tag: str) -> bytes:
+    return orjson.dumps(
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": f"p{i}.{tag}@bench.example",
+            "name": {"givenName": "B", "familyName": str(i)},
+            "emails": [{"value": f"p{i}.{tag}@bench.example", "type": "work", "primary": True}],
+            "active": True,
+        }
+    )
+
+
+class Bench:
+    """The run: its processes, the rows of the table and the raw figures."""
+
+    def __init__(
+        self, run: Run, http: aiohttp.ClientSession, sizes: dict[str, Any], concurrency: int
+    ) -> None:
+        self.run, self.http, self.n, self.c = run, http, sizes, concurrency
+        self.rows: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+        self.web: Proc | None = None
+        self.worker: Proc | None = None
+
+    def reset_peaks(self, *procs: Proc | None) -> None:
+        for proc in procs:
+            if proc is not None:
+                proc.reset_peak()
+
+    def row(
+        self,
+        workload: str,
+        system: str,
+        load: Load | None,
+        web: Proc | None,
+        worker: Proc | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {"workload": workload, "system": system}
+        if load is not None:
+            row.update(load.figures())
+            if load.errors:
+                row["statuses"] = load.statuses
+        row["web_peak_mb"] = round(web.peak_rss_mb(), 1) if web else None
+        row["worker_peak_mb"] = round(worker.peak_rss_mb(), 1) if worker else None
+        row.update(extra)
+        self.rows.append(row)
+        return row
+
+    async def measure(
+        self,
+        workload: str,
+        system: str,
+        web: Proc,
+        requests: Any,
+        count: int,
+        headers: dict[str, str],
+        worker: Proc | None = None,
+        concurrency: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        self.reset_peaks(web, worker)
+        clients = concurrency or self.c
+        load = await drive(self.http, requests, count, concurrency=clients, headers=headers)
+        return self.row(workload, system, load, web, worker, **extra)
+
+    # --- scimsvc ---------------------------------------------------------------------------------
+
+    async def ours(self) -> None:
+        run, http = self.run, self.http
+        self.web = await run.start_serve(http)
+        self.worker = (await run.start_workers(1))[0]
+        web, worker = self.web, self.worker
+        base = run.scim_base
+
+        # POST /Users with the worker running: acks, then the worker's apply time and rate.
+        tenant_a, token_a = await run.tenant(http, seats=self.n["post"] // 2)
+        headers_a = scim_headers(token_a)
+        tag = uuid.uuid4().hex[:6]
+        n = self.n["post"]
+        self.reset_peaks(web, worker)
+        load = await drive(
+            http,
+            lambda i: ("POST", f"{base}/Users", user_body(i, tag)),
+            n,
+            concurrency=self.c,
+            headers=headers_a,
+        )
+        last_ack = time.perf_counter()
+        await run.wait_applied(tenant_a)
+        after_last_ack = time.perf_counter() - last_ack
+        first, last = await run.conn.fetchrow(
+            "SELECT min(created_at), max(applied_at) FROM outbox WHERE tenant_id = $1::uuid", tenant_a
+        )
+        self.row("POST /Users (ack)", "scimsvc", load, web, worker)
+        self.row(
+            f"worker: apply {n} new users",
+            "scimsvc",
+            None,
+            web,
+            worker,
+            per_s=round(n / (last - first).total_seconds(), 1),
+            applied_after_last_ack_s=round(after_last_ack, 2),
+            unit="users/s",
+        )
+
+        # A tenant of `seed` users written with SQL: GET by userName, PATCH active, paging, groups, RSS.
+        tenant_b, token_b = await run.tenant(http)
+        headers_b = scim_headers(token_b)
+        started = time.perf_counter()
+        user_ids = await run.seed_users(tenant_b, self.n["seed"])
+        self.extra["seed_seconds"] = round(time.perf_counter() - started, 1)
+        seed = len(user_ids)
+        rng = random.Random(8)
+        names = [f"user{rng.randint(1, seed)}@bench.example" for _ in range(self.n["get"])]
+        await self.measure(
+            f"GET userName eq ({seed} users)",
+            "scimsvc",
+            web,
+            lambda i: ("GET", f'{base}/Users?filter=userName eq "{names[i]}"', None),
+            len(names),
+            headers_b,
+        )
+        body_off = patch_active(False)
+        await self.measure(
+            "PATCH active",
+            "scimsvc",
+            web,
+            lambda i: ("PATCH", f"{base}/Users/{user_ids[i]}", body_off),
+            self.n["patch"],
+            headers_b,
+            worker,
+        )
+        await run.wait_applied(tenant_b)
+        pages = min(self.n["pages"], (seed + 99) // 100)
+        await self.measure(
+            f"page of 100 ({pages} pages of {seed})",
+            "scimsvc",
+            web,
+            lambda i: ("GET", f"{base}/Users?startIndex={i * 100 + 1}&count=100", None),
+            pages,
+            headers_b,
+            concurrency=1,
+            unit="pages/s, one client",
+        )
+
+        # Group pushes (bench/groups.py's measurement: PUTs alternating two half-overlapping lists).
+        self.reset_peaks(web, worker)
+        admin = f"{run.root}/admin/v1/tenants/{tenant_b}"
+        for size in self.n["group_sizes"]:
+            if size + size // 2 + group_bench.PATCH_MEMBERS > seed:
+                continue
+            self.reset_peaks(web, worker)
+            figures = await group_bench.bench_size(
+                http,
+                run.conn,
+                base=base,
+                admin=admin,
+                headers=headers_b,
+                admin_headers=run.admin_headers,
+                user_ids=user_ids,
+                size=size,
+                rounds=self.n["group_rounds"],
+            )
+            self.row(
+                f"PUT group {size} members",
+                "scimsvc",
+                None,
+                web,
+                worker,
+                p50_ms=figures["put_ack_ms_median"],
+                p99_ms=figures["put_ack_ms_max"],
+                applied_s=figures["put_applied_s_median"],
+                applied_max_s=figures["put_applied_s_max"],
+                rounds=self.n["group_rounds"],
+            )
+            self.extra[f"group_{size}"] = figures
+
+        # The limiter's added latency (bench/ratelimit.py's measurement).
+        self.reset_peaks(web)
+        limiter = await limiter_bench.limiter_latency(
+            limiter_bench.Bench(http, run.port, run.admin_key), self.n["limiter"]
+        )
+        self.extra["limiter"] = limiter
+        self.row(
+            "rate-limit check (added)",
+            "scimsvc",
+            None,
+            web,
+            p50_ms=limiter["added_p50_ms"],
+            p99_ms=limiter["added_p99_ms"],
+            off_p50_ms=limiter["off"]["p50_ms"],
+            on_p50_ms=limiter["on"]["p50_ms"],
+        )
+
+        # Web RSS over many requests: GET /Users/{id} across the seeded users, RSS sampled every second.
+        count = self.n["rss_requests"]
+        self.reset_peaks(web)
+        rss_start = web.rss_mb()
+        load, samples = await sample_while(
+            drive(
+                http,
+                lambda i: ("GET", f"{base}/Users/{user_ids[i % seed]}", None),
+                count,
+                concurrency=self.c,
+                headers=headers_b,
+            ),
+            web.rss_mb,
+        )
+        fifth = max(1, len(samples) // 5)
+        self.row(
+            f"web RSS over {count} GETs",
+            "scimsvc",
+            load,
+            web,
+            rss_start_mb=round(rss_start, 1),
+            rss_after_fifth_mb=round(samples[fifth - 1], 1),
+            rss_end_mb=round(samples[-1], 1),
+        )
+        self.extra["rss_samples_mb"] = [round(s, 1) for s in samples]
+
+    # --- baseline ------------------------------------------------------------------------------
+
+    async def baseline(self) -> None:
+        run, http = self.run, self.http
+        port = free_port()
+        proc = await run.start(
+            "baseline",
+            sys.executable,
+            str(HERE / "baseline_app.py"),
+            "--port",
+            str(port),
+            "--database-url",
+            run.db_url,
+        )
+        root = f"http://127.0.0.1:{port}"
+        await wait_http(http, f"{root}/Users?count=1")
+        headers = {"Content-Type": "application/json"}
+        tag = uuid.uuid4().hex[:6]
+        await self.measure(
+            "POST /Users (ack)",
+            "baseline",
+            proc,
+            lambda i: ("POST", f"{root}/Users", user_body(i, tag)),
+            self.n["baseline_post"],
+            headers,
+        )
+        seed = self.n["seed"]
+        await run.conn.execute(
+            """
+            INSERT INTO baseline_users (user_name, resource)
+            SELECT 'user' || i || '@bench.example',
+                   jsonb_build_object('userName', 'user' || i || '@bench.example', 'name',
+                       jsonb_build_object('givenName', 'Given' || i, 'familyName', 'Family' || i))
+            FROM generate_series(1, $1) AS i
+            """,
+            seed,
+        )
+        await run.conn.execute("ANALYZE baseline_users")
+        rng = random.Random(8)
+        names = [f"user{rng.randint(1, seed)}@bench.example" for _ in range(self.n["get"])]
+        await self.measure(
+            f"GET userName eq ({seed} users)",
+            "baseline",
+            proc,
+            lambda i: ("GET", f'{root}/Users?filter=userName eq "{names[i]}"', None),
+            len(names),
+            headers,
+        )
+        ids = [
+            r[0]
+            for r in await run.conn.fetch("SELECT id::text FROM baseline_users LIMIT $1", self.n["patch"])
+        ]
+        body_off = patch_active(False)
+        await self.measure(
+            "PATCH active",
+            "baseline",
+            proc,
+            lambda i: ("PATCH", f"{root}/Users/{ids[i % len(ids)]}", body_off),
+            self.n["patch"],
+            headers,
+        )
+        total = seed + self.n["baseline_post"]
+        pages = min(self.n["pages"], (total + 99) // 100)
+        await self.measure(
+            f"page of 100 ({pages} pages of {total})",
+            "baseline",
+            proc,
+            lambda i: ("GET", f"{root}/Users?startIndex={i * 100 + 1}&count=100", None),
+            pages,
+            headers,
+            concurrency=1,
+            unit="pages/s, one client",
+        )
+        await proc.stop()
+
+    # --- peer ----------------------------------------------------------------------------------
+
+    async def peer(self, *, backlog: int | None) -> None:
+        run, http = self.run, self.http
+        python = ensure_peer_venv()
+        port, token = free_port(), uuid.uuid4().hex
+        args = ["--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token]
+        if backlog is None:
+            system = "peer (backlog 5)"
+            proc = await run.start("peer", str(PEER_VENV / "bin" / "scim2-server"), *args)
+        else:
+            system = f"peer (backlog {backlog})"
+            proc = await run.start(
+                "peer", str(python), str(HERE / "peer_server.py"), "--backlog", str(backlog), "--", *args
+            )
+        root = f"http://127.0.0.1:{port}/v2"
+        headers = scim_headers(token)
+        await wait_http(http, f"{root}/ServiceProviderConfig")
+        tag = uuid.uuid4().hex[:6]
+        n_post = self.n["peer_post"]
+        self.reset_peaks(proc)
+        load = await drive(
+            http,
+            lambda i: ("POST", f"{root}/Users", user_body(i, tag)),
+            n_post,
+            concurrency=self.c,
+            headers=headers,
+        )
+        self.row("POST /Users (ack)", system, load, proc)
+        async with http.get(f"{root}/Users?count=100000&attributes=userName", headers=headers) as resp:
+            listing = await resp.json()
+        created = [r["id"] for r in listing.get("Resources", [])]
+        held = len(created)
+        names = [
+            f"p{random.Random(i).randint(0, n_post - 1)}.{tag}@bench.example"
+            for i in range(self.n["peer_get"])
+        ]
+        await self.measure(
+            f"GET userName eq ({held} users)",
+            system,
+            proc,
+            lambda i: ("GET", f'{root}/Users?filter=userName eq "{names[i]}"', None),
+            len(names),
+            headers,
+        )
+        body_off = patch_active(False)
+        if created:
+            await self.measure(
+                "PATCH active",
+                system,
+                proc,
+                lambda i: ("PATCH", f"{root}/Users/{created[i % held]}", body_off),
+                self.n["peer_patch"],
+                headers,
+            )
+            pages = max(1, (held + 99) // 100)
+            await self.measure(
+                f"page of 100 ({pages} pages of {held}, repeated)",
+                system,
+                proc,
+                lambda i: ("GET", f"{root}/Users?startIndex={(i % pages) * 100 + 1}&count=100", None),
+                self.n["peer_pages"],
+                headers,
+                concurrency=1,
+                unit="pages/s, one client",
+            )
+        if held >= 1000:
+            async with http.post(
+                f"{root}/Groups", json={"displayName": "bench-1000"}, headers=headers
+            ) as resp:
+                group_id = (await resp.json())["id"]
+            self.reset_peaks(proc)
+            acks = []
+            for r in range(3):
+                members = created[(r % 2) * 500 : (r % 2) * 500 + 1000] if held >= 1500 else created[:1000]
+                body = {"displayName": "bench-1000", "members": [{"value": m} for m in members]}
+                acks.append(await group_bench.timed(http, "PUT", f"{root}/Groups/{group_id}", body, headers))
+            acks.sort()
+            self.row(
+                "PUT group 1000 members",
+                system,
+                None,
+                proc,
+                p50_ms=round(acks[1] * 1000, 1),
+                p99_ms=round(acks[-1] * 1000, 1),
+                rounds=3,
+            )
+        await proc.stop()
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def find(rows: list[dict[str, Any]], workload: str, system: str) -> dict[str, Any] | None:
+    for row in rows:
+        if row["workload"].startswith(workload) and row["system"] == system:
+            return row
+    return None
+
+
+def comparisons(rows: list[dict[str, Any]], peer_system: str) -> list[dict[str, Any]]:
+    """Throughput ratios ours/baseline and ours/peer per workload they share (pages/s for paging)."""
+    out = []
+    for workload in ("POST /Users", "GET userName eq", "PATCH active", "page of 100"):
+        ours = find(rows, workload, "scimsvc")
+        base = find(rows, workload, "baseline")
+        out.append(
+            {
+                "workload": workload,
+                "ours_per_s": ours and ours.get("per_s"),
+                "baseline_per_s": base and base.get("per_s"),
+                "ours/baseline": ratio(ours and ours.get("per_s"), base and base.get("per_s")),
+                **{
+                    f"ours/{system}": ratio(
+                        ours and ours.get("per_s"), (p := find(rows, workload, system)) and p.get("per_s")
+                    )
+                    for system in ("peer (backlog 5)", peer_system)
+                },
+            }
+        )
+    ours_put = find(rows, "PUT group 1000", "scimsvc")
+    peer_put = find(rows, "PUT group 1000", peer_system)
+    out.append(
+        {
+            "workload": "PUT group 1000 (ack p50, peer/ours)",
+            f"ours/{peer_system}": ratio(
+                peer_put and peer_put.get("p50_ms"), ours_put and ours_put.get("p50_ms")
+            ),
+        }
+    )
+    return out
+
+
+def targets(
+    rows: list[dict[str, Any]], comps: list[dict[str, Any]], peer_system: str
+) -> list[dict[str, Any]]:
+    """Issue 8's targets next to the measured figures."""
+    by = {c["workload"]: c for c in comps}
+    page = find(rows, "page of 100", "scimsvc") or {}
+    put1 = find(rows, "PUT group 1000 ", "scimsvc") or {}
+    put50 = find(rows, "PUT group 50000", "scimsvc") or {}
+    apply = find(rows, "worker: apply", "scimsvc") or {}
+    limiter = find(rows, "rate-limit check", "scimsvc") or {}
+    rss = find(rows, "web RSS", "scimsvc") or {}
+    peer = f"ours/{peer_system}"
+
+    def at_least(value: float | None, goal: float) -> bool | None:
+        return None if value is None else value >= goal
+
+    def at_most(value: float | None, goal: float) -> bool | None:
+        return None if value is None else value <= goal
+
+    flat = None
+    if rss:
+        flat = rss["rss_end_mb"] - rss["rss_after_fifth_mb"] <= 5.0
+    listed = [
+        (
+            "POST /Users ack ≥ 0.7 × baseline",
+            by["POST /Users"]["ours/baseline"],
+            at_least(by["POST /Users"]["ours/baseline"], 0.7),
+        ),
+        ("POST /Users ack ≥ 6 × peer", by["POST /Users"][peer], at_least(by["POST /Users"][peer], 6)),
+        (
+            "GET userName eq ≥ 0.7 × baseline",
+            by["GET userName eq"]["ours/baseline"],
+            at_least(by["GET userName eq"]["ours/baseline"], 0.7),
+        ),
+        (
+            "GET userName eq ≥ 10 × peer",
+            by["GET userName eq"][peer],
+            at_least(by["GET userName eq"][peer], 10),
+        ),
+        ("page of 100 p50 ≤ 10 ms", page.get("p50_ms"), at_most(page.get("p50_ms"), 10)),
+        ("page of 100 ≥ 30 × peer", by["page of 100"][peer], at_least(by["page of 100"][peer], 30)),
+        ("PUT group 1k ack p50 ≤ 25 ms", put1.get("p50_ms"), at_most(put1.get("p50_ms"), 25)),
+        ("PUT group 50k ack p50 ≤ 500 ms", put50.get("p50_ms"), at_most(put50.get("p50_ms"), 500)),
+        ("PUT group 50k applied ≤ 2 s", put50.get("applied_s"), at_most(put50.get("applied_s"), 2)),
+        (
+            "new users all applied ≤ 20 s after last ack",
+            apply.get("applied_after_last_ack_s"),
+            at_most(apply.get("applied_after_last_ack_s"), 20),
+        ),
+        ("rate-limit check ≤ 0.2 ms added p50", limiter.get("p50_ms"), at_most(limiter.get("p50_ms"), 0.2)),
+        ("web RSS ≤ 150 MB after the GETs", rss.get("rss_end_mb"), at_most(rss.get("rss_end_mb"), 150)),
+        (
+            "web RSS flat (≤ 5 MB growth after the first fifth)",
+            rss and round(rss["rss_end_mb"] - rss["rss_after_fifth_mb"], 1),
+            flat,
+        ),
+    ]
+    return [{"target": t, "measured": m, "pass": p} for t, m, p in listed]
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def show(report: dict[str, Any]) -> None:
+    print(
+        f"\nbench/run {report['mode']} at {report['started']}, concurrency {report['concurrency']}, "
+        f"load average before {report['load_before']} after {report['load_after']}, "
+        f"{report['seconds']:.0f} s"
+    )
+    head = (
+        f"{'workload':<40} {'system':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'web MB':>7} {'wkr MB':>7}  notes"
+    )
+    print(head)
+    print("-" * len(head))
+    skip = {"workload", "system", "per_s", "p50_ms", "p99_ms", "web_peak_mb", "worker_peak_mb", "requests"}
+    for row in report["rows"]:
+        notes = ", ".join(f"{k}={fmt(v)}" for k, v in row.items() if k not in skip)
+        print(
+            f"{row['workload']:<40} {row['system']:<18} {fmt(row.get('per_s')):>9} "
+            f"{fmt(row.get('p50_ms')):>8} {fmt(row.get('p99_ms')):>8} "
+            f"{fmt(row.get('web_peak_mb')):>7} {fmt(row.get('worker_peak_mb')):>7}  {notes}"
+        )
+    print("\nratios (throughput)")
+    for comp in report["ratios"]:
+        print("  " + ", ".join(f"{k}: {fmt(v)}" for k, v in comp.items()))
+    print("\ntargets (issue 8)")
+    for t in report["targets"]:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[t["pass"]]
+        print(f"  {verdict:<5} {t['target']:<52} measured {fmt(t['measured'])}")
+
+
+async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    started = time.time()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
+        Run(rate_limit=True) as run,
+    ):
+        bench = Bench(run, http, sizes, concurrency)
+        await bench.ours()
+        # The scimsvc processes stay up but idle while the others run: one machine, one load at a time.
+        await run.stop_workers()
+        await bench.baseline()
+        peer_system = "peer (backlog 1024)"
+        if with_peer:
+            await bench.peer(backlog=None)
+            await bench.peer(backlog=1024)
+        comps = comparisons(bench.rows, peer_system)
+        return {
+            "mode": "quick" if quick else "full",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": time.time() - started,
+            "concurrency": concurrency,
+            "load_before": load_before,
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
+            "sizes": sizes,
+            "rows": bench.rows,
+            "ratios": comps,
+            "targets": targets(bench.rows, comps, peer_system),
+            "details": bench.extra,
+        }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about 2 minutes")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip scim2-server")
+    args = parser.parse_args()
+    report = asyncio.run(main(args.quick, args.concurrency, args.peer))
+    show(report)
+    out = HERE / "results" / f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nJSON: {out}")
