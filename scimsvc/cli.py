@@ -64,7 +64,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from arq.worker import Worker
 
-    from worker.settings import worker_settings
+    from worker.settings import POLL_DELAY_SECONDS, worker_settings
 
     try:
         import uvloop
@@ -72,7 +72,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         asyncio.set_event_loop(uvloop.new_event_loop())
     except ImportError:  # pragma: no cover
         asyncio.set_event_loop(asyncio.new_event_loop())
-    Worker(**worker_settings(settings)).run()
+    Worker(**worker_settings(settings), poll_delay=POLL_DELAY_SECONDS).run()
     return 0
 
 
