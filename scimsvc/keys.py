@@ -9,10 +9,12 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from scimsvc.settings import Settings
+from scimsvc.token_cache import TokenCache
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
+TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)

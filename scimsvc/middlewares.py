@@ -15,12 +15,11 @@ from aiohttp.typedefs import Handler
 
 from scimsvc import logs
 from scimsvc.client_address import client_address, parse_networks
-from scimsvc.keys import ALLOWED_DOMAINS, POOL, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.keys import ALLOWED_DOMAINS, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID, TOKEN_CACHE
 from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
 from scimsvc.scim.errors import ScimError, database_unavailable
 from scimsvc.store.db import unavailable
-from scimsvc.store.tenants import tenant_for_token
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,9 @@ SCIM_PREFIX = "/scim/v2"
 ADMIN_PREFIX = "/admin/v1"
 # The operator key guards the admin API and the operator views that reveal tenants and load.
 OPERATOR_PREFIXES = (ADMIN_PREFIX, "/ops/queue")
+# Writes under these paths may revoke a token or change a tenant (scimsvc/token_cache.py).
+CHANGES_TENANTS = (ADMIN_PREFIX, "/console/")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -175,7 +177,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         token = _bearer(request)
         if token is None:
             raise ScimError(401, "authentication required: send 'Authorization: Bearer <SCIM token>'")
-        found = await tenant_for_token(request.app[POOL], token)
+        found = await request.app[TOKEN_CACHE].tenant_for_token(token)
         if found is None:
             await failed_authentication(request, "SCIM token")
             raise ScimError(
@@ -197,4 +199,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             if token is not None:
                 await failed_authentication(request, "admin key")
             raise ScimError(401, "operator endpoint: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
-    return await handler(request)
+    if request.method in READ_METHODS or not path.startswith(CHANGES_TENANTS):
+        return await handler(request)
+    try:
+        return await handler(request)
+    finally:
+        # This process forgets cached tokens at once; the others when PostgreSQL's notification lands.
+        request.app[TOKEN_CACHE].forget()

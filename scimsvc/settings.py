@@ -56,6 +56,7 @@ class Settings:
     queue_stalled_after_seconds: int = 300
     worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
+    token_cache_seconds: int = 5  # web: valid SCIM tokens cached this long, emptied on any change; 0: off
 
     @property
     def bulk_payload_limit(self) -> int:
@@ -106,6 +107,7 @@ class Settings:
                 "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS", cls.worker_heartbeat_stale_seconds
             ),
             "worker_metrics_port": _env_int("SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port),
+            "token_cache_seconds": _env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -60,6 +60,8 @@ SELECT id, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY
 """
 
 TOKEN_PREFIX = "scim_"
+# Migration 0010 notifies this channel on any change to scim_tokens or tenants (scimsvc/token_cache.py).
+AUTH_CHANNEL = "scimsvc_auth_changed"
 
 
 def new_token() -> str:
