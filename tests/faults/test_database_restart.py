@@ -13,11 +13,13 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from scimsvc import bulk_service
 from scimsvc.app import create_app
 from scimsvc.middlewares import error_middleware, request_id_middleware
 from scimsvc.scim.errors import ERROR_SCHEMA
 from tests.conftest import make_tenant, unique_email, user_body
 from tests.faults.conftest import proxied_url, wait_until
+from tests.test_bulk import bulk
 
 UNAVAILABLE_ERRORS = [
     asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
@@ -69,6 +71,23 @@ async def test_an_outage_logs_one_warning_per_interval_not_a_traceback_per_reque
             assert (await client.get("/scim/v2/Users")).status == 503
     records = [r for r in caplog.records if r.name == "scimsvc.middlewares"]
     assert len(records) <= 1 and all(r.exc_info is None for r in records)
+
+
+async def test_a_bulk_operation_that_loses_the_database_answers_503(
+    client, tenant, monkeypatch
+):
+    async def lost(*args: Any, **kwargs: Any) -> Any:
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    _, *rest = bulk_service.SERVICES["Users"]
+    monkeypatch.setitem(bulk_service.SERVICES, "Users", (lost, *rest))
+    body = bulk(
+        {"method": "POST", "path": "/Users", "bulkId": "a", "data": user_body(unique_email())},
+    )
+    resp = await client.post("/scim/v2/Bulk", json=body, headers=tenant.headers)
+    assert resp.status == 200
+    (result,) = (await resp.json())["Operations"]
+    assert result["status"] == "503" and result["response"]["status"] == "503"
 
 
 async def test_postgres_restart_under_load_gives_503_then_recovers_without_half_writes(
