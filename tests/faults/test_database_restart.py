@@ -73,9 +73,7 @@ async def test_an_outage_logs_one_warning_per_interval_not_a_traceback_per_reque
     assert len(records) <= 1 and all(r.exc_info is None for r in records)
 
 
-async def test_a_bulk_operation_that_loses_the_database_answers_503(
-    client, tenant, monkeypatch
-):
+async def test_a_bulk_operation_that_loses_the_database_answers_503(client, tenant, monkeypatch):
     async def lost(*args: Any, **kwargs: Any) -> Any:
         raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
