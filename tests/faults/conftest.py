@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.conftest import QUEUE_NAME, REDIS_URL, RUN_ID, OwnRedis, free_port
@@ -102,6 +103,23 @@ class Processes:
                 await asyncio.wait_for(proc.wait(), 15)
             except TimeoutError:
                 await self.kill(proc)
+
+
+@pytest.fixture(autouse=True)
+async def forget_tenants(database_url: str) -> AsyncIterator[None]:
+    """Delete the tenants a fault test made (with their users, rows and audit, by cascade) at its end.
+
+    The fault tests write tens of thousands of fresh rows; left in the run's database they would skew the
+    planner statistics that later tests read (EXPLAIN checks of which index a filter uses).
+    """
+    conn = await asyncpg.connect(database_url)
+    try:
+        before = {r[0] for r in await conn.fetch("SELECT id FROM tenants")}
+        yield
+        made = [r[0] for r in await conn.fetch("SELECT id FROM tenants") if r[0] not in before]
+        await conn.execute("DELETE FROM tenants WHERE id = ANY($1::uuid[])", made)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
