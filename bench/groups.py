@@ -29,7 +29,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
-from harness import SERVER, free_port
+import redis.asyncio as aioredis
+from harness import REDIS_URL, SERVER, forget_keys, free_port
 
 from scimsvc.store.migrations import migrate
 
@@ -141,6 +142,7 @@ async def main(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
     env = {
         **os.environ,
         "SCIMSVC_DATABASE_URL": db_url,
+        "SCIMSVC_REDIS_URL": REDIS_URL,
         "SCIMSVC_QUEUE_NAME": f"scimsvc:bench:{run}:queue",
         "SCIMSVC_LOG_LEVEL": "WARNING",
         "SCIMSVC_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -225,6 +227,11 @@ async def main(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
             await admin_conn.execute(f'DROP DATABASE IF EXISTS "scimsvc_bench_{run}" WITH (FORCE)')
         finally:
             await admin_conn.close()
+        client = aioredis.from_url(REDIS_URL)
+        try:
+            await forget_keys(client, f"scimsvc:bench:{run}")
+        finally:
+            await client.aclose()
 
 
 if __name__ == "__main__":

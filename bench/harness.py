@@ -237,11 +237,7 @@ class Run:
             await admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         finally:
             await admin.close()
-        # Jobs nobody ran keep a key outside the prefix; results of jobs that ran expire by themselves.
-        keys = [b"arq:job:" + j for j in await self.redis.zrange(self.queue, 0, -1)]
-        keys += [k async for k in self.redis.scan_iter(match=f"{self.prefix}:*")]
-        if keys:
-            await self.redis.delete(*keys)
+        await forget_keys(self.redis, self.prefix)
         await self.redis.aclose()
 
     async def start(
@@ -321,6 +317,17 @@ class Run:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"outbox of {tenant_id} not applied after {seconds} s")
             await asyncio.sleep(0.02)
+
+
+async def forget_keys(redis: aioredis.Redis, prefix: str) -> None:
+    """Remove a run's Redis keys: everything under `prefix` and the arq jobs still in its queue.
+
+    Results of jobs that ran live outside the prefix and expire by themselves (arq's keep_result).
+    """
+    keys = [b"arq:job:" + j for j in await redis.zrange(f"{prefix}:queue", 0, -1)]
+    keys += [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await redis.delete(*keys)
 
 
 def scim_headers(token: str) -> dict[str, str]:
