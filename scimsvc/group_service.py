@@ -23,7 +23,7 @@ from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
 from scimsvc.scim.patch import parse_patch_request
 from scimsvc.scim.resources import check_if_match
-from scimsvc.scim.sorting import Sort, order_by
+from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.store import groups as store
 
 TEAMS_API = "POST /admin/v1/tenants/{tenant_id}/teams"
@@ -169,18 +169,14 @@ async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> No
         )
 
 
+GROUPS = filters.Queryable(
+    GROUP_RESOURCE, store.FILTER_COLUMNS, store.RESOURCE_COLUMN, store.STABLE_ORDER, rows=store.FILTER_ROWS
+)
+
+
 def group_filter_sql(filter_text: str | None, params: list[Any]) -> str:
     """The WHERE condition for a Group filter (TRUE when there is none); values go to `params`."""
-    if filter_text is None or not filter_text.strip():
-        return "TRUE"
-    return filters.compile_filter(
-        filters.parse_filter(filter_text),
-        GROUP_RESOURCE,
-        columns=store.FILTER_COLUMNS,
-        resource_column=store.RESOURCE_COLUMN,
-        params=params,
-        rows=store.FILTER_ROWS,
-    )
+    return filters.where_sql(filter_text, GROUPS, params)
 
 
 async def list_groups(
@@ -198,13 +194,7 @@ async def list_groups(
     if where is None or params is None:
         params = [scope.tenant_id]
         where = group_filter_sql(filter_text, params)
-    ordering = order_by(
-        sort,
-        columns=store.FILTER_COLUMNS,
-        resource_column=store.RESOURCE_COLUMN,
-        stable=store.STABLE_ORDER,
-        unsortable=frozenset(store.FILTER_ROWS),
-    )
+    ordering = order_for(sort, GROUPS)
     return await store.list_groups(
         scope.pool, where=where, params=params, offset=start_index - 1, limit=count, order_by=ordering
     )

@@ -19,7 +19,7 @@ from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
-from scimsvc.scim.sorting import Sort, order_by
+from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
 from scimsvc.store import groups as group_store
 from scimsvc.store import licenses
@@ -205,18 +205,18 @@ async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> Non
         await tx.record("user", current["id"], "delete", {"active": False})
 
 
+USERS = filters.Queryable(
+    USER_RESOURCE,
+    store.FILTER_COLUMNS,
+    store.RESOURCE_COLUMN,
+    store.STABLE_ORDER,
+    element_indexes=store.ELEMENT_INDEXES,
+)
+
+
 def user_filter_sql(filter_text: str | None, params: list[Any]) -> str:
     """The WHERE condition for a User filter (TRUE when there is none); values go to `params`."""
-    if filter_text is None or not filter_text.strip():
-        return "TRUE"
-    return filters.compile_filter(
-        filters.parse_filter(filter_text),
-        USER_RESOURCE,
-        columns=store.FILTER_COLUMNS,
-        resource_column=store.RESOURCE_COLUMN,
-        params=params,
-        element_indexes=store.ELEMENT_INDEXES,
-    )
+    return filters.where_sql(filter_text, USERS, params)
 
 
 async def list_users(
@@ -234,9 +234,7 @@ async def list_users(
     if where is None or params is None:
         params = [scope.tenant_id]
         where = user_filter_sql(filter_text, params)
-    ordering = order_by(
-        sort, columns=store.FILTER_COLUMNS, resource_column=store.RESOURCE_COLUMN, stable=store.STABLE_ORDER
-    )
+    ordering = order_for(sort, USERS)
     return await store.list_users(
         scope.pool, where=where, params=params, offset=start_index - 1, limit=count, order_by=ordering
     )

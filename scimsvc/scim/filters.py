@@ -547,6 +547,34 @@ def _node_parts(node: Compare | Present) -> tuple[str, Value]:
 # --- SQL ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Queryable:
+    """How one resource type is filtered and sorted in SQL: its columns, its JSONB column, its side
+    tables and the order that keeps paging deterministic."""
+
+    rtype: ResourceTypeDef
+    columns: Mapping[str, Column]
+    resource_column: str
+    stable_order: str
+    rows: Mapping[str, Rows] | None = None
+    element_indexes: Mapping[str, str] | None = None
+
+
+def where_sql(filter_text: str | None, target: Queryable, params: list[Any]) -> str:
+    """The WHERE condition for a filter on `target` (TRUE when there is none); values go to `params`."""
+    if filter_text is None or not filter_text.strip():
+        return "TRUE"
+    return compile_filter(
+        parse_filter(filter_text),
+        target.rtype,
+        columns=target.columns,
+        resource_column=target.resource_column,
+        params=params,
+        rows=target.rows,
+        element_indexes=target.element_indexes,
+    )
+
+
 def compile_filter(
     node: Node,
     rtype: ResourceTypeDef,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from schemas.catalog import AttrPath, ResourceTypeDef
 from scimsvc.scim.errors import invalid_value
-from scimsvc.scim.filters import Column
+from scimsvc.scim.filters import Column, Queryable
 
 SORT_ORDERS = ("ascending", "descending")
 
@@ -122,3 +122,14 @@ def order_by(
         sort, columns=columns, resource_column=resource_column, unsortable=unsortable
     )
     return f"{expression}, {stable}"
+
+
+def order_for(sort: Sort | None, target: Queryable) -> str:
+    """`order_by` for one resource type; its side-table attributes cannot be sorted on."""
+    return order_by(
+        sort,
+        columns=target.columns,
+        resource_column=target.resource_column,
+        stable=target.stable_order,
+        unsortable=frozenset(target.rows or {}),
+    )
