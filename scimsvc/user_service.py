@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
+from scimsvc import page_cursors
 from scimsvc.changes import Scope, write, write_one
 from scimsvc.notices import email_change_notices
 from scimsvc.scim import filters
@@ -234,7 +235,24 @@ async def list_users(
     if where is None or params is None:
         params = [scope.tenant_id]
         where = user_filter_sql(filter_text, params)
-    ordering = order_for(sort, USERS)
-    return await store.list_users(
-        scope.pool, where=where, params=params, offset=start_index - 1, limit=count, order_by=ordering
+    offset = start_index - 1
+    if sort is not None:
+        ordering = order_for(sort, USERS)
+        return await store.list_users(
+            scope.pool, where=where, params=params, offset=offset, limit=count, order_by=ordering
+        )
+    # The default order: an IdP walking startIndex reads each next page from where the last one ended.
+    query = (where, *params)
+    prefix, tenant_id = scope.settings.queue_name, scope.tenant_id
+    after = None
+    if offset:
+        after = await page_cursors.find(
+            scope.redis, page_cursors.cursor_key(prefix, tenant_id, query, offset)
+        )
+    total, rows = await store.list_users(
+        scope.pool, where=where, params=params, offset=offset, limit=count, after=after
     )
+    if count and len(rows) == count:
+        next_key = page_cursors.cursor_key(prefix, tenant_id, query, offset + count)
+        page_cursors.remember(scope.redis, next_key, (rows[-1]["created_at"], rows[-1]["id"]))
+    return total, rows

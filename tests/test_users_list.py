@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.conftest import user_body
+from scimsvc.app import create_app
+from tests.conftest import (
+    ADMIN_HEADERS,
+    QUEUE_NAME,
+    REDIS_URL,
+    free_port,
+    make_tenant,
+    post_user,
+    user_body,
+)
 
 
 async def list_users(client: Any, tenant: Any, query: str) -> dict[str, Any]:
@@ -170,3 +182,117 @@ async def test_filter_on_product_provisioning_state(client, tenant, people, sett
     await run_worker(settings)
     done = await list_users(client, tenant, filter_query(f'{state} eq "deprovisioned"'))
     assert names(done) == {"bob"}
+
+
+async def linked_count(db: Any, tenant: Any) -> tuple[int, int]:
+    """(the tenant's counters, a count of its linked users): they must always agree."""
+    kept = await db.fetchval(
+        "SELECT coalesce(sum(linked), 0) FROM user_counts WHERE tenant_id = $1", tenant.id
+    )
+    counted = await db.fetchval(
+        "SELECT count(*) FROM users WHERE tenant_id = $1 AND scim_linked", uuid.UUID(tenant.id)
+    )
+    return kept, counted
+
+
+async def test_total_follows_creates_deletes_relinks_and_hard_deletes(client, new_tenant, db):
+    tenant = await new_tenant()
+    users = [await post_user(client, tenant) for _ in range(7)]
+    assert (await list_users(client, tenant, "count=2"))["totalResults"] == 7
+    resp = await client.delete(f"/scim/v2/Users/{users[0]['id']}", headers=tenant.headers)
+    assert resp.status == 204
+    assert (await list_users(client, tenant, "count=2"))["totalResults"] == 6
+    assert (await list_users(client, tenant, "count=0"))["totalResults"] == 6
+    await post_user(client, tenant, users[0]["userName"])  # the IdP assigns the user again: linked again
+    assert (await list_users(client, tenant, "count=2"))["totalResults"] == 7
+    resp = await client.delete(f"/admin/v1/tenants/{tenant.id}/users/{users[1]['id']}", headers=ADMIN_HEADERS)
+    assert resp.status == 200, await resp.text()
+    page = await list_users(client, tenant, "count=2")
+    assert page["totalResults"] == 6 and len(page["Resources"]) == 2
+    assert await linked_count(db, tenant) == (6, 6)
+
+
+async def test_totals_stay_exact_under_concurrent_creates(client, new_tenant, db):
+    first, second = await new_tenant(), await new_tenant()
+    await asyncio.gather(*(post_user(client, t) for t in [first, second] * 30))
+    for tenant in (first, second):
+        assert await linked_count(db, tenant) == (30, 30)
+        assert (await list_users(client, tenant, "count=10"))["totalResults"] == 30
+
+
+async def test_a_deleted_tenant_leaves_no_counters(client, new_tenant, db):
+    tenant = await new_tenant()
+    for _ in range(3):
+        await post_user(client, tenant)
+    await db.execute("DELETE FROM tenants WHERE id = $1", uuid.UUID(tenant.id))
+    assert await linked_count(db, tenant) == (0, 0)
+    assert await db.fetchval("SELECT count(*) FROM user_counts WHERE tenant_id = $1", tenant.id) == 0
+
+
+async def wait_for_hint(tenant: Any, offset: int | None = None) -> None:
+    """Until a page served has left its hint for the next one, at `offset` if given (written in the
+    background)."""
+    redis = aioredis.from_url(REDIS_URL)
+    pattern = f"{QUEUE_NAME}:cursor:{tenant.id}:*" + ("" if offset is None else f":{offset}")
+    try:
+        for _ in range(100):
+            if [k async for k in redis.scan_iter(match=pattern)]:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("no page cursor was stored")
+    finally:
+        await redis.aclose()
+
+
+async def test_a_walk_goes_on_after_the_last_user_it_saw(client, new_tenant):
+    tenant = await new_tenant()
+    ids = [(await post_user(client, tenant))["id"] for _ in range(9)]
+    page = await list_users(client, tenant, "startIndex=1&count=3")
+    assert [r["id"] for r in page["Resources"]] == ids[:3]
+    await wait_for_hint(tenant, offset=3)
+    # A user the IdP has already read goes away: by OFFSET the next page would skip ids[3].
+    resp = await client.delete(f"/scim/v2/Users/{ids[1]}", headers=tenant.headers)
+    assert resp.status == 204
+    page = await list_users(client, tenant, "startIndex=4&count=3")
+    assert [r["id"] for r in page["Resources"]] == ids[3:6]
+    assert page["totalResults"] == 8 and page["startIndex"] == 4
+    await wait_for_hint(tenant, offset=6)
+    page = await list_users(client, tenant, "startIndex=7&count=3")
+    assert [r["id"] for r in page["Resources"]] == ids[6:9]
+    # A page nobody walked to is read by OFFSET (8 users: the 8th is ids[8]); a sorted walk uses no hint.
+    page = await list_users(client, tenant, "startIndex=8&count=3")
+    assert [r["id"] for r in page["Resources"]] == ids[8:9]
+    page = await list_users(client, tenant, "startIndex=4&count=3&sortBy=meta.created")
+    assert [r["id"] for r in page["Resources"]] == ids[4:7]
+
+
+async def test_a_filtered_walk_keeps_to_its_filter(client, new_tenant):
+    tenant = await new_tenant()
+    ids = [(await post_user(client, tenant, active=i % 2 == 0))["id"] for i in range(10)]
+    seen, start = [], 1
+    while True:
+        page = await list_users(
+            client, tenant, f"{filter_query('active eq true')}&startIndex={start}&count=2"
+        )
+        assert page["totalResults"] == 5
+        if not page["Resources"]:
+            break
+        seen += [r["id"] for r in page["Resources"]]
+        if len(page["Resources"]) == 2:
+            await wait_for_hint(tenant, offset=start + 1)
+        start += 2
+    assert seen == ids[::2]
+
+
+async def test_lists_are_read_without_hints_while_redis_is_down(aiohttp_client, settings, new_tenant):
+    down = await aiohttp_client(
+        create_app(dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    )
+    tenant = await make_tenant(down)
+    ids = [(await post_user(down, tenant))["id"] for _ in range(5)]
+    seen = []
+    for start in (1, 3, 5):
+        page = await list_users(down, tenant, f"startIndex={start}&count=2")
+        assert page["totalResults"] == 5
+        seen += [r["id"] for r in page["Resources"]]
+    assert seen == ids

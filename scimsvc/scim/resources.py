@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from schemas.catalog import AttrPath, ResourceTypeDef
@@ -126,6 +127,11 @@ class Projection:
     attributes: tuple[AttrPath, ...] = ()
     excluded: tuple[AttrPath, ...] = field(default=())
 
+    @cached_property
+    def named(self) -> frozenset[tuple[str, str, str | None]]:
+        """(schema id, attribute, sub-attribute or None) of every path `attributes` names."""
+        return frozenset((p.schema.id, p.attr.name, p.sub.name if p.sub else None) for p in self.attributes)
+
     def names(self, attr_name: str, sub_name: str) -> bool:
         """Whether `attributes` names the core attribute `attr_name` or its sub-attribute `sub_name`."""
         lowered = attr_name.lower()
@@ -179,14 +185,16 @@ def _drop_unrequested(body: dict[str, Any], projection: Projection, rtype: Resou
     hidden = rtype.hidden_attributes
     if not hidden:
         return body
-    named = {(p.schema.id, p.attr.name, p.sub.name if p.sub else None) for p in projection.attributes}
-    result = dict(body)
+    named = projection.named
+    result = body  # copied before the first change, so the caller's body is not changed
     for schema, attr in hidden:
         holder = result if schema is rtype.core else result.get(schema.id)
         if not isinstance(holder, Mapping) or attr.name not in holder:
             continue
         asked = (schema.id, attr.name, None) in named
         if attr.returned == "never" or (attr.returned == "request" and not asked):
+            if result is body:
+                result = dict(body)
             del _writable(result, schema, rtype)[attr.name]
             continue
         if asked:
@@ -198,6 +206,8 @@ def _drop_unrequested(body: dict[str, Any], projection: Projection, rtype: Resou
             or (sub.returned == "request" and (schema.id, attr.name, sub.name) not in named)
         }
         if dropped:
+            if result is body:
+                result = dict(body)
             holder = _writable(result, schema, rtype)
             holder[attr.name] = _without_subs(holder[attr.name], dropped)
     return result

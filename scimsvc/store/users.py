@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -9,6 +10,7 @@ import asyncpg
 
 from schemas.user import PRODUCT_SCHEMA
 from scimsvc.scim.filters import Column
+from scimsvc.store import pages
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
 # attribute is read from the `resource` JSONB.
@@ -32,6 +34,8 @@ RESOURCE_COLUMN = "u.resource"
 ELEMENT_INDEXES: dict[str, str] = {
     "emails.value": "(lower(jsonb_path_query_array(u.resource, '$.emails[*].value')::text)::jsonb)",
 }
+# Every SCIM-linked user of a tenant, from the counters the users table keeps (0011_user_counts.sql).
+LINKED_USERS = "SELECT coalesce(sum(linked), 0)::bigint FROM user_counts WHERE tenant_id = $1"
 STABLE_ORDER = "u.created_at, u.id"  # total: paging never skips or repeats a user (users_tenant_paging)
 
 USER_COLUMNS = (
@@ -172,29 +176,42 @@ async def list_users(
     offset: int,
     limit: int,
     order_by: str = STABLE_ORDER,
+    after: tuple[datetime, UUID] | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
-    """One page of the tenant's linked users matching `where` (compiled from a filter, `$1` = tenant id).
+    """One page of the tenant's linked users matching `where` (compiled from a filter, `$1` = tenant id),
+    with the exact total.
 
     `order_by` (from `scim.sorting.order_by`) ends with the total order (created_at, id), so walking
-    startIndex never skips or repeats a user.
+    startIndex never skips or repeats a user. `after` (only with the default order) is the (created_at,
+    id) the page at `offset` follows: it is read from there instead of by skipping `offset` rows.
+    Without a filter the total is the tenant's counters (0011_user_counts.sql), not a count of users.
     """
-    n = len(params)
     # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
-    page_sql = f"""
-        SELECT {USER_COLUMNS}, count(*) OVER () AS total
-        FROM users u
-        WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})
-        ORDER BY {order_by}
-        OFFSET ${n + 1} LIMIT ${n + 2}
-    """
-    rows = await conn.fetch(page_sql, *params, offset, limit)
-    if rows:
-        return rows[0]["total"], rows
-    if offset == 0 and limit > 0:
-        return 0, []
-    # A page past the end (or count=0) has no row to carry the total.
-    count_sql = f"SELECT count(*) FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND ({where})"
-    return await conn.fetchval(count_sql, *params), []
+    condition = f"u.tenant_id = $1 AND u.scim_linked AND ({where})"
+    count_sql, count_params = (LINKED_USERS, params[:1])
+    if where != "TRUE":
+        count_sql, count_params = f"SELECT count(*) FROM users u WHERE {condition}", params
+    skip = offset
+    if after is not None:
+        if order_by != STABLE_ORDER:
+            raise ValueError("a page can start after a position only in the default order")
+        params = [*params, *after]
+        condition += f" AND (u.created_at, u.id) > (${len(params) - 1}, ${len(params)})"
+        skip = 0
+    first = len(params) + 1
+    sql = pages.page_sql(
+        table="users u", columns=USER_COLUMNS, condition=condition, order_by=order_by, first_param=first
+    )
+    return await pages.fetch_page(
+        conn,
+        sql,
+        params,
+        offset=offset,
+        skip=skip,
+        limit=limit,
+        count_sql=count_sql,
+        count_params=count_params,
+    )
 
 
 async def apply_user_states(
