@@ -151,9 +151,12 @@ async def drive(
     concurrency: int,
     headers: dict[str, str],
     ok: Callable[[int], bool] = lambda status: 200 <= status < 300,
+    seconds: float | None = None,
 ) -> Load:
-    """Send requests(0..count-1) from `concurrency` clients at once; time each round trip."""
+    """Send requests(0..count-1) from `concurrency` clients at once; time each round trip. With
+    `seconds`, no request starts after that long (the Load counts those sent)."""
     numbers = iter(range(count))
+    deadline = None if seconds is None else time.perf_counter() + seconds
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors = 0
@@ -161,6 +164,8 @@ async def drive(
     async def client() -> None:
         nonlocal errors
         for i in numbers:
+            if deadline is not None and time.perf_counter() > deadline:
+                return
             method, url, body = requests(i)
             start = time.perf_counter()
             try:
@@ -176,7 +181,7 @@ async def drive(
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return Load(count, time.perf_counter() - started, sorted(latencies), errors, statuses)
+    return Load(len(latencies), time.perf_counter() - started, sorted(latencies), errors, statuses)
 
 
 async def wait_http(http: aiohttp.ClientSession, url: str, *, seconds: float = 30.0) -> None:
@@ -304,7 +309,8 @@ class Run:
     async def seed_users(self, tenant_id: str, count: int) -> list[str]:
         """`count` users written by one INSERT ... SELECT (no worker needed); returns their ids in order."""
         await self.conn.execute(SEED_USERS, tenant_id, count)
-        await self.conn.execute("ANALYZE users")
+        # As autovacuum would soon after: statistics, and the visibility map index-only scans rely on.
+        await self.conn.execute("VACUUM ANALYZE users")
         rows = await self.conn.fetch(
             "SELECT id::text FROM users WHERE tenant_id = $1::uuid ORDER BY created_at, id", tenant_id
         )

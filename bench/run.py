@@ -55,6 +55,7 @@ from harness import (  # noqa: E402
 HERE = Path(__file__).resolve().parent
 PEER_VENV = Path(os.environ.get("SCIMSVC_BENCH_PEER_VENV", HERE.parent / ".bench-venv"))
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 HUGE_BUDGET = limiter_bench.HUGE_BUDGET
 
 FULL = {
@@ -62,7 +63,8 @@ FULL = {
     "seed": 100_000,
     "get": 5_000,
     "patch": 3_000,
-    "pages": 200,
+    "page_seconds": 60.0,
+    "peer_seconds": 30.0,
     "group_sizes": [1_000, 10_000, 50_000],
     "group_rounds": 3,
     "limiter": 2_000,
@@ -78,7 +80,8 @@ QUICK = {
     "seed": 20_000,
     "get": 1_000,
     "patch": 500,
-    "pages": 50,
+    "page_seconds": 15.0,
+    "peer_seconds": 10.0,
     "group_sizes": [1_000, 10_000],
     "group_rounds": 2,
     "limiter": 300,
@@ -165,28 +168,34 @@ class Bench:
         headers: dict[str, str],
         worker: Proc | None = None,
         concurrency: int | None = None,
+        seconds: float | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         self.reset_peaks(web, worker)
         clients = concurrency or self.c
-        load = await drive(self.http, requests, count, concurrency=clients, headers=headers)
+        load = await drive(self.http, requests, count, concurrency=clients, headers=headers, seconds=seconds)
         return self.row(workload, system, load, web, worker, **extra)
 
-    async def paging(self, system: str, web: Proc, base: str, headers: dict[str, str], total: int) -> None:
-        """Pages of 100 read by one client, spread evenly over all `total` users (a full pass, sampled)."""
-        every = (total + 99) // 100
-        pages = min(self.n["pages"], every)
+    async def paging(
+        self, system: str, web: Proc, base: str, headers: dict[str, str], total: int, *, seconds: float
+    ) -> None:
+        """One client reads every page of 100 in turn from startIndex=1, as an IdP's import does, for
+        at most `seconds`; a capped walk is reported with the pages it read (the shallow, cheap ones
+        first) and its full pass extrapolated."""
+        pages = (total + 99) // 100
         row = await self.measure(
-            f"page of 100 ({pages} of {every} pages)",
+            f"page of 100 (walk of {pages} pages)",
             system,
             web,
-            lambda i: ("GET", f"{base}/Users?startIndex={i * every // pages * 100 + 1}&count=100", None),
+            lambda i: ("GET", f"{base}/Users?startIndex={i * 100 + 1}&count=100", None),
             pages,
             headers,
             concurrency=1,
+            seconds=seconds,
             unit="pages/s, one client",
         )
-        row["full_pass_s"] = round(every / row["per_s"], 1) if row["per_s"] else None
+        row["pages_read"] = row["requests"]
+        row["full_pass_s"] = round(pages / row["per_s"], 1) if row["per_s"] else None
 
     # --- scimsvc ---------------------------------------------------------------------------------
 
@@ -256,7 +265,7 @@ class Bench:
             worker,
         )
         await run.wait_applied(tenant_b)
-        await self.paging("scimsvc", web, base, headers_b, seed)
+        await self.paging("scimsvc", web, base, headers_b, seed, seconds=self.n["page_seconds"])
 
         # Group pushes (bench/groups.py's measurement: PUTs alternating two half-overlapping lists).
         self.reset_peaks(web, worker)
@@ -370,7 +379,7 @@ class Bench:
             """,
             seed,
         )
-        await run.conn.execute("ANALYZE baseline_users")
+        await run.conn.execute("VACUUM ANALYZE baseline_users")
         rng = random.Random(8)
         names = [f"user{rng.randint(1, seed)}@bench.example" for _ in range(self.n["get"])]
         await self.measure(
@@ -394,12 +403,13 @@ class Bench:
             self.n["patch"],
             headers,
         )
-        await self.paging("baseline", proc, root, headers, seed + self.n["baseline_post"])
+        total = seed + self.n["baseline_post"]
+        await self.paging("baseline", proc, root, headers, total, seconds=self.n["page_seconds"])
         await proc.stop()
 
     # --- peer ----------------------------------------------------------------------------------
 
-    async def peer(self, *, backlog: int | None) -> None:
+    async def peer(self, *, backlog: int | None, fill: bool) -> None:
         run, http = self.run, self.http
         python = ensure_peer_venv()
         port, token = free_port(), uuid.uuid4().hex
@@ -426,21 +436,27 @@ class Bench:
             headers=headers,
         )
         self.row("POST /Users (ack)", system, load, proc)
-        async with http.get(f"{root}/Users?count=100000&attributes=userName", headers=headers) as resp:
+        # The reads run at the size of ours (`seed` users) when `fill`: /Bulk adds the rest, 1,000 a request.
+        started = time.perf_counter()
+        filled = await fill_peer(http, root, headers, tag, start=n_post, upto=self.n["seed"] if fill else 0)
+        if fill:
+            self.extra[f"{system} fill_seconds"] = round(time.perf_counter() - started, 1)
+        async with http.get(f"{root}/Users?count=1000&attributes=userName", headers=headers) as resp:
             listing = await resp.json()
-        created = [r["id"] for r in listing.get("Resources", [])]
-        held = len(created)
-        names = [
-            f"p{random.Random(i).randint(0, n_post - 1)}.{tag}@bench.example"
-            for i in range(self.n["peer_get"])
-        ]
+        held = listing["totalResults"]
+        created = [r["id"] for r in listing.get("Resources", [])] + filled
+        names = [f"p{i}.{tag}@bench.example" for i in range(n_post + len(filled))]
+        rng = random.Random(8)
+        picks = [rng.choice(names) for _ in range(self.n["peer_get"])]
+        seconds = self.n["peer_seconds"]
         await self.measure(
             f"GET userName eq ({held} users)",
             system,
             proc,
-            lambda i: ("GET", f'{root}/Users?filter=userName eq "{names[i]}"', None),
-            len(names),
+            lambda i: ("GET", f'{root}/Users?filter=userName eq "{picks[i]}"', None),
+            len(picks),
             headers,
+            seconds=seconds,
         )
         body_off = patch_active(False)
         if created:
@@ -448,21 +464,12 @@ class Bench:
                 "PATCH active",
                 system,
                 proc,
-                lambda i: ("PATCH", f"{root}/Users/{created[i % held]}", body_off),
+                lambda i: ("PATCH", f"{root}/Users/{created[i % len(created)]}", body_off),
                 self.n["peer_patch"],
                 headers,
+                seconds=seconds,
             )
-            pages = max(1, (held + 99) // 100)
-            await self.measure(
-                f"page of 100 ({pages} pages of {held}, repeated)",
-                system,
-                proc,
-                lambda i: ("GET", f"{root}/Users?startIndex={(i % pages) * 100 + 1}&count=100", None),
-                self.n["peer_pages"],
-                headers,
-                concurrency=1,
-                unit="pages/s, one client",
-            )
+            await self.paging(system, proc, root, headers, held, seconds=seconds)
         if held >= 1000:
             async with http.post(
                 f"{root}/Groups", json={"displayName": "bench-1000"}, headers=headers
@@ -485,6 +492,24 @@ class Bench:
                 rounds=3,
             )
         await proc.stop()
+
+
+async def fill_peer(
+    http: aiohttp.ClientSession, root: str, headers: dict[str, str], tag: str, *, start: int, upto: int
+) -> list[str]:
+    """Create users number `start`..`upto`-1 in scim2-server with /Bulk; returns their ids."""
+    ids: list[str] = []
+    for first in range(start, upto, 1000):
+        operations = [
+            {"method": "POST", "path": "/Users", "bulkId": str(i), "data": orjson.loads(user_body(i, tag))}
+            for i in range(first, min(first + 1000, upto))
+        ]
+        body = orjson.dumps({"schemas": [BULK_REQUEST], "Operations": operations})
+        async with http.post(f"{root}/Bulk", data=body, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            answer = await resp.json()
+        ids += [op["location"].rsplit("/", 1)[-1] for op in answer["Operations"] if op.get("location")]
+    return ids
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -645,8 +670,8 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
         await bench.baseline()
         peer_system = "peer (backlog 1024)"
         if with_peer:
-            await bench.peer(backlog=None)
-            await bench.peer(backlog=1024)
+            await bench.peer(backlog=None, fill=False)
+            await bench.peer(backlog=1024, fill=True)
         comps = comparisons(bench.rows, peer_system)
         return {
             "mode": "quick" if quick else "full",

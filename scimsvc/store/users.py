@@ -188,8 +188,9 @@ async def list_users(
     """
     # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
     condition = f"u.tenant_id = $1 AND u.scim_linked AND ({where})"
+    unfiltered = where == "TRUE"
     count_sql, count_params = (LINKED_USERS, params[:1])
-    if where != "TRUE":
+    if not unfiltered:
         count_sql, count_params = f"SELECT count(*) FROM users u WHERE {condition}", params
     skip = offset
     if after is not None:
@@ -198,9 +199,13 @@ async def list_users(
         params = [*params, *after]
         condition += f" AND (u.created_at, u.id) > (${len(params) - 1}, ${len(params)})"
         skip = 0
-    first = len(params) + 1
     sql = pages.page_sql(
-        table="users u", columns=USER_COLUMNS, condition=condition, order_by=order_by, first_param=first
+        table="users u",
+        columns=USER_COLUMNS,
+        condition=condition,
+        order_by=order_by,
+        first_param=len(params) + 1,
+        total=LINKED_USERS if unfiltered else None,  # one round trip: the counters cost next to nothing
     )
     return await pages.fetch_page(
         conn,
@@ -211,6 +216,7 @@ async def list_users(
         limit=limit,
         count_sql=count_sql,
         count_params=count_params,
+        counted=unfiltered,
     )
 
 
