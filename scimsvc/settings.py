@@ -50,6 +50,7 @@ class Settings:
     rate_limit_credits: int = 400_000  # default per 30 s: 25+ requests/s of any user route, even DELETE
     rate_limit_on_redis_error: str = "open"  # open: admit (logged); closed: 503 with Retry-After
     rate_limit_prefix: str = "scimsvc:rl"  # Redis key prefix of the buckets
+    rate_limit_lease_ms: int = 1000  # credits leased to a process for a tenant live this long; 0: off
     auth_failures_per_minute: int = 30  # wrong SCIM tokens / admin keys per client address
     trusted_proxies: str = ""  # CIDRs of reverse proxies whose X-Forwarded-For names the client
     queue_degraded_after_seconds: int = 60  # /ops/queue: oldest unapplied change older than this
@@ -93,6 +94,7 @@ class Settings:
                 "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR", ("open", "closed"), cls.rate_limit_on_redis_error
             ),
             "rate_limit_prefix": env.get("SCIMSVC_RATE_LIMIT_PREFIX") or cls.rate_limit_prefix,
+            "rate_limit_lease_ms": _env_int("SCIMSVC_RATE_LIMIT_LEASE_MS", cls.rate_limit_lease_ms),
             "auth_failures_per_minute": _env_int(
                 "SCIMSVC_AUTH_FAILURES_PER_MINUTE", cls.auth_failures_per_minute
             ),

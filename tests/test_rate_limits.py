@@ -16,8 +16,10 @@ import redis.asyncio as aioredis
 
 from scimsvc.app import create_app
 from scimsvc.client_address import client_address, parse_networks
+from scimsvc.metrics import WebMetrics
 from scimsvc.rate_levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
-from scimsvc.token_bucket import TokenBucket
+from scimsvc.rate_limit import RateLimiter
+from scimsvc.token_bucket import TOKEN_BUCKET_LUA, TokenBucket
 from tests.conftest import (
     ADMIN_HEADERS,
     QUEUE_NAME,
@@ -127,6 +129,31 @@ async def test_script_is_reloaded_after_the_cache_is_flushed():
         await client.aclose()
     finally:
         server.stop()
+
+
+async def test_a_lease_is_granted_only_while_the_bucket_stays_half_full(bucket):
+    tb, key = bucket
+    t0 = 4_000_000
+    v = await tb.take(key, capacity=10_000, cost=50, lease=300, now_ms=t0)
+    assert v.allowed and v.granted == 300 and v.remaining == 9650
+    await tb.take(key, capacity=10_000, cost=4350, lease=0, now_ms=t0)  # 5300 left
+    v = await tb.take(key, capacity=10_000, cost=50, lease=300, now_ms=t0)
+    assert v.allowed and v.granted == 0 and v.remaining == 5250  # 4950 after a lease: below half
+    v = await tb.take(key, capacity=10_000, cost=50, lease=200, now_ms=t0)
+    assert v.allowed and v.granted == 200 and v.remaining == 5000  # exactly half stays
+    await tb.take(key, capacity=10_000, cost=4990, now_ms=t0)
+    v = await tb.take(key, capacity=10_000, cost=50, lease=300, now_ms=t0)
+    assert not v.allowed and v.granted == 0 and v.remaining == 10 and v.wait_ms == 120  # as without leases
+
+
+async def test_returned_credits_are_put_back_before_the_cost_is_decided(bucket):
+    tb, key = bucket
+    t0 = 6_000_000
+    await tb.take(key, capacity=10_000, cost=9970, now_ms=t0)  # 30 left
+    v = await tb.take(key, capacity=10_000, cost=50, returned=30, now_ms=t0)
+    assert v.allowed and v.remaining == 10
+    v = await tb.take(key, capacity=10_000, cost=50, returned=100_000, now_ms=t0)
+    assert v.allowed and v.remaining == 9950  # never above the capacity
 
 
 # --- levels and presets (pure) ------------------------------------------------------------------
@@ -289,15 +316,17 @@ async def test_redis_down_fails_open_or_closed_as_configured(aiohttp_client, set
     assert resp.status == (200 if mode == "open" else 503)
 
 
-async def test_two_replicas_admit_exactly_the_budget(client, database_url):
-    """Two `scimsvc serve` processes share one bucket: admitted credits = budget + refill, not twice it."""
-    tenant = await limited_tenant(client, 5000)  # 100 L1 requests
+async def two_replicas_serve(
+    tenant, requests: int, *, database_url: str, redis_url: str = REDIS_URL
+) -> tuple[list[int], float]:
+    """Send `requests` GET /Users, 32 at a time, alternately to two `scimsvc serve` processes on one
+    Redis: their statuses and the seconds they took."""
     prefix = own_prefix()
     ports = [free_port(), free_port()]
     env = {
         **os.environ,
         "SCIMSVC_DATABASE_URL": database_url,
-        "SCIMSVC_REDIS_URL": REDIS_URL,
+        "SCIMSVC_REDIS_URL": redis_url,
         "SCIMSVC_QUEUE_NAME": QUEUE_NAME,
         "SCIMSVC_RATE_LIMIT_PREFIX": prefix,
         "SCIMSVC_LOG_LEVEL": "WARNING",
@@ -339,15 +368,22 @@ async def test_two_replicas_admit_exactly_the_budget(client, database_url):
                     return resp.status
 
             started = time.monotonic()
-            statuses = await asyncio.gather(*(get(i) for i in range(400)))
+            statuses = await asyncio.gather(*(get(i) for i in range(requests)))
             elapsed = time.monotonic() - started
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             await proc.wait()
+    assert statuses.count(200) + statuses.count(429) == requests
+    return list(statuses), elapsed
+
+
+async def test_two_replicas_admit_exactly_the_budget(client, database_url):
+    """Two `scimsvc serve` processes share one bucket: admitted credits = budget + refill, not twice it."""
+    tenant = await limited_tenant(client, 5000)  # 100 L1 requests
+    statuses, elapsed = await two_replicas_serve(tenant, 400, database_url=database_url)
     admitted = statuses.count(200)
-    assert statuses.count(429) == 400 - admitted
     refill = elapsed * 5000 / 30 / 50
     assert 100 <= admitted <= 100 + math.ceil(refill) + 1, (admitted, elapsed)
 
@@ -394,3 +430,141 @@ async def test_x_forwarded_for_from_an_untrusted_peer_does_not_evade_the_limit(a
         for i in range(4)
     ]
     assert statuses == [401, 401, 401, 429]
+
+
+# --- leases: credits a process takes in advance (scimsvc/rate_limit.py) ----------------------------
+
+
+@pytest.fixture
+async def own_redis():
+    """A redis-server of this test's own, so that its INFO commandstats counts only this test's calls."""
+    server = OwnRedis()
+    server.start()
+    client = aioredis.from_url(server.url)
+    await client.script_load(TOKEN_BUCKET_LUA)  # no EVALSHA is refused with NOSCRIPT and counted twice
+    yield server, client
+    await client.aclose()
+    server.stop()
+
+
+async def script_calls(client) -> int:
+    """EVALSHA calls the server has answered so far."""
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def own_limiter(settings, client, **changes) -> RateLimiter:
+    return RateLimiter(
+        client, dataclasses.replace(settings, rate_limit_prefix=own_prefix(), **changes), WebMetrics()
+    )
+
+
+async def test_requests_inside_a_lease_make_no_redis_call(own_redis, settings):
+    _, client = own_redis
+    limiter = own_limiter(settings, client)
+    tenant = uuid.uuid4()
+    first = await limiter.spend(tenant, capacity=400_000, level="L1")
+    # 20 reads' worth leased; the remaining credits count them as this tenant's.
+    assert first is not None and first.allowed and first.granted == 1000 and first.remaining == 399_950
+    calls = await script_calls(client)
+    remaining = first.remaining
+    for _ in range(20):
+        v = await limiter.spend(tenant, capacity=400_000, level="L1")
+        assert v is not None and v.allowed and v.remaining == remaining - 50
+        remaining = v.remaining
+    assert await script_calls(client) == calls
+    await limiter.spend(tenant, capacity=400_000, level="L1")  # the lease is spent: back to Redis
+    assert await script_calls(client) == calls + 1
+
+
+async def test_below_half_a_bucket_every_request_goes_to_redis(own_redis, settings):
+    _, client = own_redis
+    limiter = own_limiter(settings, client)
+    tenant = uuid.uuid4()
+    capacity = STRICT_CREDITS  # a lease is 6 reads (300 credits)
+    started = time.monotonic()
+    before = await script_calls(client)
+    for _ in range(14):
+        assert (await limiter.spend(tenant, capacity=capacity, level="L1")).allowed
+    assert await script_calls(client) == before + 2  # 1 + 6 leased, twice
+    # Down to half, plus what refilled meanwhile: no more leases.
+    big = await limiter.spend(tenant, capacity=capacity, level="L4", cost=capacity // 2 - 14 * 50)
+    assert big.allowed and big.granted == 0
+    before = await script_calls(client)
+    allowed = []
+    for _ in range(120):
+        v = await limiter.spend(tenant, capacity=capacity, level="L1")
+        allowed.append(v.allowed)
+        assert v.granted == 0
+    assert await script_calls(client) == before + 120
+    refill = (time.monotonic() - started) * capacity / 30 / 50
+    assert 100 <= allowed.count(True) <= 100 + math.ceil(refill) and not allowed[-1]
+
+
+async def test_a_lapsed_lease_gives_its_credits_back(own_redis, settings):
+    _, client = own_redis
+    limiter = own_limiter(settings, client, rate_limit_lease_ms=300)
+    tenant = uuid.uuid4()
+    key = f"{limiter.settings.rate_limit_prefix}:tenant:{{{tenant}}}"
+    capacity = 60_000  # 2 credits/ms: a lease is what refills in 300 ms, 600 credits
+    await limiter.spend(tenant, capacity=capacity, level="L4", cost=18_000)  # no lease: 42,000 left
+    assert (await limiter.spend(tenant, capacity=capacity, level="L1")).granted == 600
+    tokens, ts = (float(x) for x in await client.hmget(key, "tokens", "ts"))
+    assert (await limiter.spend(tenant, capacity=capacity, level="L1")).allowed  # from the lease: 550 left
+    calls = await script_calls(client)
+    await asyncio.sleep(0.35)
+    v = await limiter.spend(tenant, capacity=capacity, level="L1")
+    assert await script_calls(client) == calls + 1  # lapsed: to Redis, though 550 credits were left
+    assert v.granted == 600
+    tokens_after, ts_after = (float(x) for x in await client.hmget(key, "tokens", "ts"))
+    # The refill by the Redis clock, the 550 given back, less this read and its new lease.
+    assert tokens_after == pytest.approx(tokens + (ts_after - ts) * 2 + 550 - 50 - 600)
+
+
+async def test_a_capacity_change_ends_the_lease(own_redis, settings):
+    _, client = own_redis
+    limiter = own_limiter(settings, client)
+    tenant = uuid.uuid4()
+    assert (await limiter.spend(tenant, capacity=2 * STRICT_CREDITS, level="L1")).granted == 650
+    calls = await script_calls(client)
+    v = await limiter.spend(tenant, capacity=STRICT_CREDITS, level="L1")  # lowered: the lease is not used
+    assert await script_calls(client) == calls + 1 and v.granted == 300
+    assert v.remaining == STRICT_CREDITS - 50  # clamped to the new capacity, then 50 spent
+    w = await limiter.spend(tenant, capacity=STRICT_CREDITS, level="L1")
+    assert await script_calls(client) == calls + 1 and w.remaining == v.remaining - 50
+    assert (await limiter.spend(tenant, capacity=2 * STRICT_CREDITS, level="L1")).allowed
+    assert await script_calls(client) == calls + 2
+
+
+async def test_failed_authentications_are_never_leased(own_redis, settings):
+    _, client = own_redis
+    limiter = own_limiter(settings, client, auth_failures_per_minute=100_000)
+    before = await script_calls(client)
+    for _ in range(5):
+        assert (await limiter.auth_failed("192.0.2.1")).allowed
+    assert await script_calls(client) == before + 5
+
+
+async def test_strict_preset_admits_its_200_user_reads_with_leases(client):
+    tenant = await make_tenant(client, rate_limit={"preset": "strict"})
+    started = time.monotonic()
+    statuses = [(await client.get("/scim/v2/Users", headers=tenant.headers)).status for _ in range(230)]
+    elapsed = time.monotonic() - started
+    admitted = statuses.count(200)
+    assert statuses.count(429) == 230 - admitted and statuses[-1] == 429
+    assert 200 <= admitted <= 200 + math.ceil(elapsed * STRICT_CREDITS / 30 / 50), (admitted, elapsed)
+
+
+async def test_two_replicas_with_leases_stay_within_the_budget(client, database_url, own_redis):
+    """Leases are taken from the one bucket: two processes using them still admit budget + refill."""
+    server, redis_client = own_redis
+    tenant = await limited_tenant(client, 60_000)  # 1,200 reads; a lease is 20 of them
+    statuses, elapsed = await two_replicas_serve(
+        tenant, 1800, database_url=database_url, redis_url=server.url
+    )
+    admitted = statuses.count(200)
+    refill = elapsed * 60_000 / 30 / 50
+    assert 1200 <= admitted <= 1200 + math.ceil(refill) + 1, (admitted, elapsed)
+    # Above half the bucket (~600 reads) most were admitted from a lease; below it each read went to Redis.
+    calls = await script_calls(redis_client)
+    assert calls < 1800 - 300, calls
