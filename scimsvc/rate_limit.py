@@ -229,14 +229,16 @@ def retry_after(wait_ms: int) -> str:
 
 
 def rate_headers(capacity: int, verdict: Verdict) -> dict[str, str]:
+    limit = str(capacity)
+    remaining = str(verdict.remaining)
     reset = str(math.ceil(verdict.full_in_ms / 1000))
     headers = {
-        "RateLimit-Limit": str(capacity),
-        "RateLimit-Remaining": str(verdict.remaining),
+        "RateLimit-Limit": limit,
+        "RateLimit-Remaining": remaining,
         "RateLimit-Reset": reset,
-        "RateLimit-Policy": f"{capacity};w={WINDOW_SECONDS}",
-        "X-RateLimit-Limit": str(capacity),
-        "X-RateLimit-Remaining": str(verdict.remaining),
+        "RateLimit-Policy": f"{limit};w={WINDOW_SECONDS}",
+        "X-RateLimit-Limit": limit,
+        "X-RateLimit-Remaining": remaining,
         "X-RateLimit-Reset": reset,
     }
     if not verdict.allowed:
@@ -265,20 +267,22 @@ def _route(request: web.Request) -> str | None:
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Spend the request's credits from its tenant's bucket; over budget → 429, nothing done."""
-    settings: Settings = request.app[SETTINGS]
+    app = request.app
+    settings: Settings = app[SETTINGS]
     if not settings.rate_limit_enabled or TENANT_ID not in request:
         return await handler(request)
     capacity = tenant_credits(request[RATE_LIMIT], default_credits=settings.rate_limit_credits)
     if capacity is None:
         return await handler(request)
+    method = request.method
     route = _route(request)
-    body = await _body_bytes(request) if request.method == "PATCH" else None
-    level = request_level(request.method, route, body)
+    body = await _body_bytes(request) if method == "PATCH" else None
+    level = request_level(method, route, body)
     cost = LEVELS[level]
-    if (request.method, route) == BULK:
+    if method == BULK[0] and route == BULK[1]:
         # The sum of its operations, capped at the budget so that any bulk can pass once the bucket is full.
         cost = min(capacity, bulk_credits(_json_or_none(await request.read())))
-    verdict = await request.app[LIMITER].spend(request[TENANT_ID], capacity=capacity, level=level, cost=cost)
+    verdict = await app[LIMITER].spend(request[TENANT_ID], capacity=capacity, level=level, cost=cost)
     if verdict is None:  # Redis unreachable, failing open
         return await handler(request)
     headers = rate_headers(capacity, verdict)
@@ -286,7 +290,7 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
         raise ScimError(
             429,
             f"this tenant's SCIM budget of {capacity} credits per {WINDOW_SECONDS} s is spent "
-            f"({request.method} {route or request.path} costs {cost}, level {level}; "
+            f"({method} {route or request.path} costs {cost}, level {level}; "
             f"{verdict.remaining} left): retry after {headers['Retry-After']} s",
             headers=headers,
         )
