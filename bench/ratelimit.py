@@ -3,14 +3,16 @@
     .venv/bin/python bench/ratelimit.py [--requests 3000] [--overload-seconds 20]
 
 (a) The same route, `GET /Users/{id}`, sent one at a time and interleaved to a tenant with `preset: off`
-    (no bucket) and one with a budget it never reaches (every request runs the Lua script): p50/p99 of
-    each and the difference.
+    (no bucket) and one with a budget it never reaches, on two `scimsvc serve` processes: one as
+    deployed (leases: most requests admitted without a Redis round trip) and one with
+    SCIMSVC_RATE_LIMIT_LEASE_MS=0 (every request runs the Lua script, as before leases): p50/p99 of each
+    and the difference from the unlimited tenant on the same process.
 (b) A tenant on the `strict` preset (10,000 credits per 30 s) driven by the `scimsvc loadtest` machinery
     with the okta mix at 10x its sustainable rate for ~20 s, ignoring and then honouring Retry-After:
     admitted credits / (budget + refill over the run).
 
 Runs against the local PostgreSQL and Redis with its own database, queue and rate-limit key prefix (all
-removed at the end) and its own `scimsvc serve` process (stopped by pid), on 127.0.0.1 only.
+removed at the end) and its own two `scimsvc serve` processes (stopped by pid), on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -41,18 +43,22 @@ OKTA_MEAN_COST = 17_750 / 115
 
 
 class Bench:
-    """One serve process on a fresh database; tenants made through its admin API."""
+    """Serve processes on a fresh database (leases on, and off); tenants made through the admin API."""
 
-    def __init__(self, http: aiohttp.ClientSession, port: int, admin_key: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, port: int, exact_port: int, admin_key: str) -> None:
         self.http = http
         self.root = f"http://127.0.0.1:{port}"
+        self.exact_root = f"http://127.0.0.1:{exact_port}"  # SCIMSVC_RATE_LIMIT_LEASE_MS=0
         self.admin = {"Authorization": f"Bearer {admin_key}"}
 
     async def wait_ready(self) -> None:
         for _ in range(200):
             try:
-                async with self.http.get(f"{self.root}/ops/health") as resp:
-                    if resp.status == 200:
+                async with (
+                    self.http.get(f"{self.root}/ops/health") as resp,
+                    self.http.get(f"{self.exact_root}/ops/health") as exact,
+                ):
+                    if resp.status == exact.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
@@ -89,35 +95,42 @@ class Bench:
             return (await resp.json())["id"]
 
 
+LATENCY_TARGETS = (  # label, process, limited
+    ("off", "leases", False),
+    ("on", "leases", True),
+    ("off_exact", "exact", False),
+    ("on_exact", "exact", True),
+)
+
+
 async def limiter_latency(bench: Bench, requests: int) -> dict[str, Any]:
-    """(a): GET /Users/{id} one at a time, alternating between an unlimited and a limited tenant."""
-    off = await bench.tenant({"preset": "off"})
-    on = await bench.tenant({"credits_per_30s": HUGE_BUDGET})
+    """(a): GET /Users/{id} one at a time, in turn to an unlimited and a limited tenant on each process."""
     targets = {}
-    for label, t in (("off", off), ("on", on)):
-        targets[label] = (
-            f"{bench.root}/scim/v2/Users/{await bench.user(t['token'])}",
-            bench.scim(t["token"]),
-        )
-    latencies: dict[str, list[float]] = {"off": [], "on": []}
-    for i in range(requests * 2 + 400):
-        label = ("off", "on")[i % 2]
+    for label, process, limited in LATENCY_TARGETS:
+        t = await bench.tenant({"credits_per_30s": HUGE_BUDGET} if limited else {"preset": "off"})
+        root = bench.root if process == "leases" else bench.exact_root
+        targets[label] = (f"{root}/scim/v2/Users/{await bench.user(t['token'])}", bench.scim(t["token"]))
+    latencies: dict[str, list[float]] = {label: [] for label in targets}
+    warm_up = 200 * len(targets)  # connections, token caches, the script
+    for i in range(requests * len(targets) + warm_up):
+        label, _, limited = LATENCY_TARGETS[i % len(targets)]
         url, headers = targets[label]
         started = time.perf_counter()
         async with bench.http.get(url, headers=headers) as resp:
             await resp.read()
             assert resp.status == 200, resp.status
-            assert ("RateLimit-Limit" in resp.headers) == (label == "on")
-        if i >= 400:  # the first 200 of each warm up connections, caches and the script
+            assert ("RateLimit-Limit" in resp.headers) == limited
+        if i >= warm_up:
             latencies[label].append(time.perf_counter() - started)
-    off_s, on_s = latency_summary(latencies["off"]), latency_summary(latencies["on"])
+    s = {label: latency_summary(values) for label, values in latencies.items()}
     return {
         "route": "GET /Users/{id}",
         "requests_each": requests,
-        "off": off_s,
-        "on": on_s,
-        "added_p50_ms": round(on_s["p50_ms"] - off_s["p50_ms"], 3),
-        "added_p99_ms": round(on_s["p99_ms"] - off_s["p99_ms"], 3),
+        **s,
+        "added_p50_ms": round(s["on"]["p50_ms"] - s["off"]["p50_ms"], 3),
+        "added_p99_ms": round(s["on"]["p99_ms"] - s["off"]["p99_ms"], 3),
+        "added_p50_ms_exact": round(s["on_exact"]["p50_ms"] - s["off_exact"]["p50_ms"], 3),
+        "added_p99_ms_exact": round(s["on_exact"]["p99_ms"] - s["off_exact"]["p99_ms"], 3),
     }
 
 
@@ -152,7 +165,7 @@ async def overload(bench: Bench, seconds: float, *, honour: bool) -> dict[str, A
 async def main(requests: int, overload_seconds: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     db_url = f"{SERVER}/scimsvc_bench_{run}"
-    port = free_port()
+    port, exact_port = free_port(), free_port()
     admin_key = secrets.token_urlsafe(24)
     prefix = f"scimsvc:bench:{run}"
     env = {
@@ -166,19 +179,22 @@ async def main(requests: int, overload_seconds: float) -> dict[str, Any]:
         "SCIMSVC_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
     await migrate(db_url)
-    serve = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "scimsvc.cli",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
+    serves = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "scimsvc.cli",
+            "serve",
+            "--port",
+            str(p),
+            env={**env, "SCIMSVC_RATE_LIMIT_LEASE_MS": lease_ms},
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        for p, lease_ms in ((port, env.get("SCIMSVC_RATE_LIMIT_LEASE_MS", "")), (exact_port, "0"))
+    ]
     try:
         async with aiohttp.ClientSession() as http:
-            bench = Bench(http, port, admin_key)
+            bench = Bench(http, port, exact_port, admin_key)
             await bench.wait_ready()
             return {
                 "latency": await limiter_latency(bench, requests),
@@ -186,8 +202,10 @@ async def main(requests: int, overload_seconds: float) -> dict[str, Any]:
                 "overload_honouring": await overload(bench, overload_seconds, honour=True),
             }
     finally:
-        serve.terminate()
-        await serve.wait()
+        for serve in serves:
+            serve.terminate()
+        for serve in serves:
+            await serve.wait()
         admin = await asyncpg.connect(f"{SERVER}/postgres")
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "scimsvc_bench_{run}" WITH (FORCE)')
@@ -211,13 +229,18 @@ async def forget_keys(prefix: str, queue: str) -> None:
 def show(figures: dict[str, Any]) -> None:
     lat = figures["latency"]
     print(f"(a) limiter latency, {lat['route']}, {lat['requests_each']} sequential requests each")
-    for label in ("off", "on"):
-        s = lat[label]
+    for process, suffix in (("leases", ""), ("no leases (SCIMSVC_RATE_LIMIT_LEASE_MS=0)", "_exact")):
+        print(f"  {process}")
+        for label in ("off", "on"):
+            s = lat[label + suffix]
+            print(
+                f"    limits {label:<3}  p50 {s['p50_ms']:.3f} ms  p99 {s['p99_ms']:.3f} ms  "
+                f"max {s['max_ms']:.1f} ms"
+            )
         print(
-            f"    limits {label:<3}  p50 {s['p50_ms']:.3f} ms  p99 {s['p99_ms']:.3f} ms  "
-            f"max {s['max_ms']:.1f} ms"
+            f"    added     p50 {lat['added_p50_ms' + suffix]:+.3f} ms  "
+            f"p99 {lat['added_p99_ms' + suffix]:+.3f} ms"
         )
-    print(f"    added     p50 {lat['added_p50_ms']:+.3f} ms  p99 {lat['added_p99_ms']:+.3f} ms")
     for key in ("overload_ignoring", "overload_honouring"):
         o = figures[key]
         print(
