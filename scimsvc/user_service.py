@@ -174,14 +174,13 @@ async def replace_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | 
 
     def build(current: asyncpg.Record | None) -> dict[str, Any]:
         assert current is not None
-        resource.setdefault("active", current["active"])
-        return resource
+        return resource if "active" in resource else {**resource, "active": current["active"]}
 
-    return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build)
+    return await _update_user(scope, raw_id, if_match, build)
 
 
 async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
-    """PATCH /Users/{id}: apply the operations to the locked user, re-validate, save if anything changed."""
+    """PATCH /Users/{id}: apply the operations to the stored user, re-validate, save if anything changed."""
     operations = parse_patch_request(body)
 
     def build(current: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -193,6 +192,40 @@ async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
         resource = validate_user(apply_patch(stored, operations, USER_RESOURCE), refuse_password=True)
         return None if resource == stored else resource
 
+    return await _update_user(scope, raw_id, if_match, build)
+
+
+async def _update_user(scope: Scope, raw_id: str, if_match: str | None, build: Builder) -> asyncpg.Record:
+    """PUT or PATCH: most change neither the userName nor the manager, and are saved with one statement
+    that checks the version they were built on; the others, and one that lost a race to a concurrent
+    write, take the locked path (which builds again from the locked row, so no change is lost)."""
+    user_id = parse_user_id(raw_id)
+    current = await store.get_user(scope.pool, scope.tenant_id, user_id)
+    if current is None:
+        raise not_found(f"User {raw_id!r} not found")
+    check_if_match(if_match, current["version"])
+    resource = build(current)
+    if resource is None:
+        return current
+    if resource["userName"] == current["user_name"] and manager_id(resource) is None:
+        change = change_kind(
+            was_active=current["active"], was_linked=True, active=resource.get("active", True)
+        )
+        row = await write_one(
+            scope,
+            "user",
+            lambda pool: store.update_read_user(
+                pool,
+                scope.tenant_id,
+                user_id,
+                resource,
+                version=current["version"],
+                change=change,
+                request_id=scope.request_id,
+            ),
+        )
+        if row is not None:
+            return row
     return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build)
 
 

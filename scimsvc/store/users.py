@@ -76,6 +76,22 @@ SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource =
 WHERE u.tenant_id = $1 AND u.id = $2
 RETURNING {USER_COLUMNS}
 """
+# A user's new resource saved with its outbox row in one statement, if nobody changed the user since it
+# was read at version $8 (then nothing is written and nothing returned).
+UPDATE_READ_USER = f"""
+WITH u AS (
+    UPDATE users AS u
+    SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
+        version = u.version + 1, updated_at = now(), provisioning_state = 'pending'
+    WHERE u.tenant_id = $1 AND u.id = $2 AND u.version = $8 AND u.scim_linked
+    RETURNING {USER_COLUMNS}
+), change AS (
+    INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
+    SELECT u.tenant_id, 'user', u.id, $9, jsonb_build_object('active', u.active), $10 FROM u
+    RETURNING id
+)
+SELECT u.*, change.id AS outbox_id FROM u, change
+"""
 UNLINK_USER = """
 UPDATE users AS u
 SET scim_linked = false, active = false, version = u.version + 1, updated_at = now(),
@@ -153,6 +169,23 @@ async def update_user(
 ) -> asyncpg.Record:
     """Replace a user's resource (and re-link it if it was unlinked); bumps the version."""
     return await conn.fetchrow(UPDATE_USER, tenant_id, user_id, *_columns(resource))
+
+
+async def update_read_user(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: UUID,
+    user_id: UUID,
+    resource: dict[str, Any],
+    *,
+    version: int,
+    change: str,
+    request_id: str | None,
+) -> asyncpg.Record | None:
+    """Save a linked user read at `version` and its `change` outbox row, atomically; None (nothing
+    written) if the user has changed since. The row carries `outbox_id`."""
+    return await conn.fetchrow(
+        UPDATE_READ_USER, tenant_id, user_id, *_columns(resource), version, change, request_id
+    )
 
 
 async def unlink_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> bool:
