@@ -4,7 +4,7 @@
 
 Prints one table (throughput, p50/p99 latency, peak RSS of the web and worker processes per workload),
 the ratios ours/baseline and ours/peer, issue 8's targets with pass/fail, and writes the figures as JSON
-under bench/results/ (the path is printed). A full run takes about 5-10 minutes; --quick about 2.
+under bench/results/ (the path is printed). A full run takes about 15 minutes; --quick about 3.
 
 Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a database, queue and Redis
 key prefix of this run's own (removed at the end), with processes it starts and stops by pid:
@@ -14,10 +14,13 @@ workload has a tenant with a budget it never reaches), one `scimsvc worker`, ben
 use; never a project dependency), as its `scim2-server` command ships (listen backlog 5) and with a
 backlog of 1024 (bench/peer_server.py). The same aiohttp client and concurrency drive all three.
 
-Paging is one client reading pages in turn, as an IdP does; the other loads use --concurrency clients.
+Paging is one client walking the pages of 100 from startIndex=1 in turn, as an IdP's import does, for
+at most a minute (a capped walk reads the shallow pages only and its full pass is extrapolated); the
+other loads use --concurrency clients.
 Peak RSS is VmHWM from /proc/<pid>/status, reset (clear_refs) before each workload, so it is that
-workload's peak. scim2-server keeps its users in memory and is filled through its own POST /Users, so
-its GET/paging figures are at the number of users it holds (shown), not 100k.
+workload's peak. scim2-server keeps its users in memory: it is filled through its own POST /Users (the
+POST workload), then through /Bulk up to the number of users ours holds (100k), so GET, PATCH and
+paging compare at the same size (each capped at 30 s there). A full run takes about 15 minutes.
 """
 
 from __future__ import annotations
@@ -299,6 +302,18 @@ class Bench:
             )
             self.extra[f"group_{size}"] = figures
 
+        # POST into the tenant of `seed` users: the same workload at the size the reads use.
+        await self.measure(
+            f"POST /Users into {seed} users (ack)",
+            "scimsvc",
+            web,
+            lambda i: ("POST", f"{base}/Users", user_body(i, "big")),
+            self.n["baseline_post"],
+            headers_b,
+            worker,
+        )
+        await run.wait_applied(tenant_b)
+
         # The limiter's added latency (bench/ratelimit.py's measurement).
         self.reset_peaks(web)
         limiter = await limiter_bench.limiter_latency(
@@ -409,7 +424,7 @@ class Bench:
 
     # --- peer ----------------------------------------------------------------------------------
 
-    async def peer(self, *, backlog: int | None, fill: bool) -> None:
+    async def peer(self, *, backlog: int | None) -> None:
         run, http = self.run, self.http
         python = ensure_peer_venv()
         port, token = free_port(), uuid.uuid4().hex
@@ -436,11 +451,10 @@ class Bench:
             headers=headers,
         )
         self.row("POST /Users (ack)", system, load, proc)
-        # The reads run at the size of ours (`seed` users) when `fill`: /Bulk adds the rest, 1,000 a request.
+        # The reads run at the size of ours (`seed` users): /Bulk adds the rest, 1,000 a request.
         started = time.perf_counter()
-        filled = await fill_peer(http, root, headers, tag, start=n_post, upto=self.n["seed"] if fill else 0)
-        if fill:
-            self.extra[f"{system} fill_seconds"] = round(time.perf_counter() - started, 1)
+        filled = await fill_peer(http, root, headers, tag, start=n_post, upto=self.n["seed"])
+        self.extra[f"{system} fill_seconds"] = round(time.perf_counter() - started, 1)
         async with http.get(f"{root}/Users?count=1000&attributes=userName", headers=headers) as resp:
             listing = await resp.json()
         held = listing["totalResults"]
@@ -470,6 +484,15 @@ class Bench:
                 seconds=seconds,
             )
             await self.paging(system, proc, root, headers, held, seconds=seconds)
+            await self.measure(
+                f"POST /Users into {held} users (ack)",
+                system,
+                proc,
+                lambda i: ("POST", f"{root}/Users", user_body(i, "big")),
+                self.n["peer_post"],
+                headers,
+                seconds=seconds,
+            )
         if held >= 1000:
             async with http.post(
                 f"{root}/Groups", json={"displayName": "bench-1000"}, headers=headers
@@ -526,7 +549,13 @@ def find(rows: list[dict[str, Any]], workload: str, system: str) -> dict[str, An
 def comparisons(rows: list[dict[str, Any]], peer_system: str) -> list[dict[str, Any]]:
     """Throughput ratios ours/baseline and ours/peer per workload they share (pages/s for paging)."""
     out = []
-    for workload in ("POST /Users", "GET userName eq", "PATCH active", "page of 100"):
+    for workload in (
+        "POST /Users (ack)",
+        "POST /Users into",
+        "GET userName eq",
+        "PATCH active",
+        "page of 100",
+    ):
         ours = find(rows, workload, "scimsvc")
         base = find(rows, workload, "baseline")
         out.append(
@@ -567,7 +596,6 @@ def targets(
     apply = find(rows, "worker: apply", "scimsvc") or {}
     limiter = find(rows, "rate-limit check", "scimsvc") or {}
     rss = find(rows, "web RSS", "scimsvc") or {}
-    peer = f"ours/{peer_system}"
 
     def at_least(value: float | None, goal: float) -> bool | None:
         return None if value is None else value >= goal
@@ -581,22 +609,29 @@ def targets(
     listed = [
         (
             "POST /Users ack ≥ 0.7 × baseline",
-            by["POST /Users"]["ours/baseline"],
-            at_least(by["POST /Users"]["ours/baseline"], 0.7),
+            by["POST /Users (ack)"]["ours/baseline"],
+            at_least(by["POST /Users (ack)"]["ours/baseline"], 0.7),
         ),
-        ("POST /Users ack ≥ 6 × peer", by["POST /Users"][peer], at_least(by["POST /Users"][peer], 6)),
         (
             "GET userName eq ≥ 0.7 × baseline",
             by["GET userName eq"]["ours/baseline"],
             at_least(by["GET userName eq"]["ours/baseline"], 0.7),
         ),
-        (
-            "GET userName eq ≥ 10 × peer",
-            by["GET userName eq"][peer],
-            at_least(by["GET userName eq"][peer], 10),
-        ),
         ("page of 100 p50 ≤ 10 ms", page.get("p50_ms"), at_most(page.get("p50_ms"), 10)),
-        ("page of 100 ≥ 30 × peer", by["page of 100"][peer], at_least(by["page of 100"][peer], 30)),
+        # Against scim2-server as it ships (the figures the issue quotes) and with a larger backlog.
+        *(
+            (
+                f"{name} ≥ {goal} × {system}",
+                by[workload][f"ours/{system}"],
+                at_least(by[workload][f"ours/{system}"], goal),
+            )
+            for system in ("peer (backlog 5)", peer_system)
+            for name, workload, goal in (
+                ("POST /Users ack", "POST /Users (ack)", 6),
+                ("GET userName eq", "GET userName eq", 10),
+                ("page of 100", "page of 100", 30),
+            )
+        ),
         ("PUT group 1k ack p50 ≤ 25 ms", put1.get("p50_ms"), at_most(put1.get("p50_ms"), 25)),
         ("PUT group 50k ack p50 ≤ 500 ms", put50.get("p50_ms"), at_most(put50.get("p50_ms"), 500)),
         ("PUT group 50k applied ≤ 2 s", put50.get("applied_s"), at_most(put50.get("applied_s"), 2)),
@@ -670,8 +705,8 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
         await bench.baseline()
         peer_system = "peer (backlog 1024)"
         if with_peer:
-            await bench.peer(backlog=None, fill=False)
-            await bench.peer(backlog=1024, fill=True)
+            await bench.peer(backlog=None)
+            await bench.peer(backlog=1024)
         comps = comparisons(bench.rows, peer_system)
         return {
             "mode": "quick" if quick else "full",
