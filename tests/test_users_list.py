@@ -296,3 +296,18 @@ async def test_lists_are_read_without_hints_while_redis_is_down(aiohttp_client, 
         assert page["totalResults"] == 5
         seen += [r["id"] for r in page["Resources"]]
     assert seen == ids
+
+
+async def test_the_last_page_of_a_walk_counts_the_users_left(client, new_tenant):
+    tenant = await new_tenant()
+    ids = [(await post_user(client, tenant))["id"] for _ in range(9)]
+    await list_users(client, tenant, "startIndex=1&count=4")
+    await wait_for_hint(tenant, offset=4)
+    resp = await client.delete(f"/scim/v2/Users/{ids[0]}", headers=tenant.headers)
+    assert resp.status == 204
+    page = await list_users(client, tenant, "startIndex=5&count=4")
+    assert [r["id"] for r in page["Resources"]] == ids[4:8] and page["totalResults"] == 8
+    await wait_for_hint(tenant, offset=8)
+    page = await list_users(client, tenant, "startIndex=9&count=4")
+    # Read after the position: one user, and 8 in all (not startIndex - 1 + 1 = 9).
+    assert [r["id"] for r in page["Resources"]] == ids[8:] and page["totalResults"] == 8

@@ -54,8 +54,10 @@ async def fetch_page(
     `offset` is the page's place in the list; `skip` the rows the query itself skips (`offset` unless
     `sql`'s condition already starts the page after a position). `counted`: `sql` returns the total.
     """
-    rows = await conn.fetch(sql, *params, offset if skip is None else skip, limit)
-    total = total_from_page(rows, offset=offset, limit=limit)
+    skip = offset if skip is None else skip
+    rows = await conn.fetch(sql, *params, skip, limit)
+    # A page read after a position can't tell the total: users before it may have gone since.
+    total = total_from_page(rows, offset=offset, limit=limit) if skip == offset else None
     if total is None and counted and rows:
         total = rows[0]["total"]
     if total is None:
