@@ -72,11 +72,13 @@ async def _apply_members(
     """Write a member change to the group's desired members and record it for the worker."""
     tenant_id = tx.scope.tenant_id
     # Raising here rolls back the whole write, the group's own changes included.
-    await _check_members(tx, change.replace if change.replace is not None else change.add)
     if change.replace is not None:
-        await store.replace_members(tx.conn, tenant_id, group_id, change.replace)
+        missing = await store.push_members(tx.conn, tenant_id, group_id, change.replace)
+        if missing:
+            raise unknown_members_error(missing)
         await tx.record("group", group_id, "push")
         return
+    await _check_members(tx, change.add)
     await store.remove_members(tx.conn, tenant_id, group_id, change.remove)
     await store.add_members(tx.conn, tenant_id, group_id, change.add)
     await tx.record(

@@ -192,6 +192,106 @@ async def test_bad_member_on_post_put_or_patch_is_400_naming_it_and_writes_nothi
     assert await snapshot(db, tenant.id) == before
 
 
+async def insert_users(db: Any, tenant: Any, count: int) -> list[str]:
+    """`count` SCIM-linked users of the tenant, written with SQL (a push of thousands needs them fast)."""
+    rows = await db.fetch(
+        "INSERT INTO users (tenant_id, user_name, resource) "
+        "SELECT $1::uuid, n, jsonb_build_object('userName', n) "
+        "FROM (SELECT 'many' || i || '-' || $2 || '@example.com' AS n FROM generate_series(1, $3) AS i) AS s "
+        "RETURNING id::text",
+        tenant.id,
+        uuid.uuid4().hex[:8],
+        count,
+    )
+    return [r[0] for r in rows]
+
+
+BAD_AT = 6_500  # past the first member checked, as deep as a PATCH of members can reach
+
+
+@pytest.mark.parametrize(
+    "kind", ["malformed", "number", "group type", "no value", "unknown", "foreign", "unlinked", "later"]
+)
+async def test_one_bad_member_deep_in_a_push_of_10000_is_400_naming_it_and_writes_nothing(
+    client, tenant, new_tenant, db, kind
+):
+    ids = await insert_users(db, tenant, 10_000)
+    group = await make_group(client, tenant, ids[:5000])
+    members: list[Any] = [{"value": i, "display": "Someone", "type": "User"} for i in ids]
+    bad = {
+        "malformed": "not-a-user-id",
+        "number": 7,
+        "group type": group["id"],
+        "no value": None,
+        "unknown": str(uuid.uuid4()),
+        "foreign": await make_user(client, await new_tenant()),
+        "unlinked": await make_user(client, tenant),
+        "later": None,
+    }[kind]
+    if kind == "unlinked":
+        assert (await client.delete(f"/scim/v2/Users/{bad}", headers=tenant.headers)).status == 204
+    if kind == "group type":
+        members[BAD_AT] = {"value": bad, "type": "Group"}
+    elif kind == "no value":
+        members[BAD_AT] = {"display": "Someone"}
+    elif kind == "later":
+        # A user the group already has, SCIM-deleted since: it left the group, so it is new, and refused.
+        bad = ids[4_000]
+        assert (await client.delete(f"/scim/v2/Users/{bad}", headers=tenant.headers)).status == 204
+    else:
+        members[BAD_AT] = {"value": bad}
+    before = await snapshot(db, tenant.id)
+    body = {"displayName": group["displayName"], "members": members}
+    # A PATCH may change at most 8,000 members: Okta's push by PATCH sends the first 7,500.
+    replace = {"op": "replace", "path": "members", "value": members[:7500]}
+    for resp in [
+        await client.put(f"/scim/v2/Groups/{group['id']}", json=body, headers=tenant.headers),
+        await send_patch(client, tenant, group["id"], replace),
+    ]:
+        assert resp.status == 400, await resp.text()
+        error = await resp.json()
+        assert error["scimType"] == "invalidValue", error
+        if kind in ("group type", "no value", "number"):
+            assert f"[{BAD_AT}]" in error["detail"], error
+        else:
+            assert repr(bad) in error["detail"] and ids[0] not in error["detail"], error
+    assert await snapshot(db, tenant.id) == before
+
+
+async def test_a_push_of_10000_in_idp_shapes_makes_members_exactly_those_users(client, tenant, db):
+    ids = await insert_users(db, tenant, 10_000)
+    group = await make_group(client, tenant, ids[:6000])
+    # Half the members change; ids in upper case, repeated, with display/type/$ref or bare objects.
+    members: list[Any] = [{"value": i} for i in ids[3000:]]
+    members[100] = {"value": ids[3100].upper(), "display": "Shown", "type": "User", "$ref": "ignored"}
+    members.append({"value": ids[9999]})
+    resp = await client.put(
+        f"/scim/v2/Groups/{group['id']}?excludedAttributes=members",
+        json={"displayName": group["displayName"], "members": members},
+        headers=tenant.headers,
+    )
+    assert resp.status == 200, await resp.text()
+    assert await desired(db, group["id"]) == set(ids[3000:])
+    outbox = await db.fetch("SELECT change FROM outbox WHERE resource_id = $1::uuid ORDER BY id", group["id"])
+    assert [r["change"] for r in outbox] == ["link", "push"]
+    # The same list again changes no member, and still records the push (the team may have drifted).
+    resp = await client.put(
+        f"/scim/v2/Groups/{group['id']}",
+        json={"displayName": group["displayName"], "members": members},
+        headers=tenant.headers,
+    )
+    assert resp.status == 200, await resp.text()
+    assert sorted(m["value"] for m in (await resp.json())["members"]) == sorted(ids[3000:])
+    assert await desired(db, group["id"]) == set(ids[3000:])
+    # And an empty list empties the group.
+    resp = await client.put(
+        f"/scim/v2/Groups/{group['id']}",
+        json={"displayName": group["displayName"], "members": []},
+        headers=tenant.headers,
+    )
+    assert resp.status == 200 and await desired(db, group["id"]) == set()
+
+
 async def test_members_of_another_type_are_refused(client, tenant):
     group = await make_group(client, tenant)
     resp = await send_patch(

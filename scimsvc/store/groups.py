@@ -84,26 +84,40 @@ REMOVE_MEMBERS = """
 DELETE FROM group_members gm USING groups g
 WHERE g.tenant_id = $1 AND g.id = $2 AND gm.group_id = g.id AND gm.user_id = ANY($3::uuid[])
 """
-# A push: drop the members not in the new list (a hashed anti-join), then insert the new ones. The
-# group row is locked by the caller, so the insert needs no ON CONFLICT (twice as fast).
-# EXCEPT always hashes or sorts: a NOT EXISTS against unnest() was planned as a nested loop when the
-# table's statistics were stale (e.g. right after a bulk load), taking 20-60 s for 50k members.
-REMOVE_MEMBERS_NOT_IN = """
-DELETE FROM group_members gm USING groups g, (
-    SELECT user_id FROM group_members WHERE group_id = $2
+# A push, in one statement (the id list travels once): the group's current members and the new list are
+# compared in one FULL JOIN (only ever hashed or merged, never a nested loop, whatever the statistics
+# say); the ids to add are checked against the tenant's SCIM-linked users; if none is missing, the gone
+# rows are deleted by their row ids (no index lookups) and the new ones inserted in index order. Ids
+# already in the group are not checked again: every group_members row is a SCIM-linked user of the
+# group's tenant (each write checks it, a SCIM DELETE takes the user out of its groups, deleting a user
+# deletes its rows). The group row is locked by the caller, so the rows read are the rows changed.
+PUSH_MEMBERS = """
+WITH wanted AS MATERIALIZED (SELECT unnest($3::uuid[]) AS user_id),
+diff AS MATERIALIZED (
+    SELECT w.user_id AS new_id, gm.ctid AS gone_row
+    FROM wanted w FULL JOIN (SELECT ctid, user_id FROM group_members WHERE group_id = $2) gm
+        ON gm.user_id = w.user_id
+    WHERE w.user_id IS NULL OR gm.user_id IS NULL
+),
+known AS MATERIALIZED (
+    SELECT u.id FROM users u
+    WHERE u.tenant_id = $1 AND u.scim_linked AND u.id IN (SELECT new_id FROM diff WHERE new_id IS NOT NULL)
+),
+missing AS MATERIALIZED (
+    SELECT new_id FROM diff WHERE new_id IS NOT NULL
     EXCEPT
-    SELECT unnest($3::uuid[])
-) AS gone
-WHERE g.tenant_id = $1 AND g.id = $2 AND gm.group_id = g.id AND gm.user_id = gone.user_id
-"""
-ADD_NEW_MEMBERS = """
-INSERT INTO group_members (group_id, user_id)
-SELECT g.id, new.id FROM groups g, (
-    SELECT unnest($3::uuid[]) AS id
-    EXCEPT
-    SELECT user_id FROM group_members WHERE group_id = $2
-) AS new
-WHERE g.tenant_id = $1 AND g.id = $2
+    SELECT id FROM known
+),
+removed AS (
+    DELETE FROM group_members gm
+    WHERE gm.ctid = ANY(ARRAY(SELECT gone_row FROM diff WHERE gone_row IS NOT NULL))
+      AND gm.group_id = $2 AND NOT EXISTS (SELECT FROM missing)
+),
+added AS (
+    INSERT INTO group_members (group_id, user_id)
+    SELECT $2, id FROM known WHERE NOT EXISTS (SELECT FROM missing) ORDER BY id
+)
+SELECT new_id FROM missing ORDER BY new_id
 """
 SELECT_MEMBERS = """
 SELECT gm.group_id, gm.user_id, coalesce(u.display_name, u.user_name) AS display
@@ -187,14 +201,15 @@ async def remove_members(
         await conn.execute(REMOVE_MEMBERS, tenant_id, group_id, list(user_ids))
 
 
-async def replace_members(
+async def push_members(
     conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, user_ids: Sequence[str]
-) -> None:
-    """Make the group's desired members exactly `user_ids` (checked by `missing_users`), in two statements."""
-    ids = list(user_ids)
-    await conn.execute(REMOVE_MEMBERS_NOT_IN, tenant_id, group_id, ids)
-    if ids:
-        await conn.execute(ADD_NEW_MEMBERS, tenant_id, group_id, ids)
+) -> list[UUID]:
+    """Make the locked group's desired members exactly `user_ids`, in one statement.
+
+    Returns those of `user_ids` that are not SCIM-linked users of the tenant, sorted; when there are any,
+    nothing is written.
+    """
+    return [r[0] for r in await conn.fetch(PUSH_MEMBERS, tenant_id, group_id, list(user_ids))]
 
 
 async def members_of(
