@@ -19,6 +19,7 @@ from scimsvc.client_address import client_address, parse_networks
 from scimsvc.metrics import WebMetrics
 from scimsvc.rate_levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
 from scimsvc.rate_limit import RateLimiter
+from scimsvc.scim.errors import ScimError
 from scimsvc.token_bucket import TOKEN_BUCKET_LUA, TokenBucket
 from tests.conftest import (
     ADMIN_HEADERS,
@@ -534,6 +535,19 @@ async def test_a_capacity_change_ends_the_lease(own_redis, settings):
     assert await script_calls(client) == calls + 1 and w.remaining == v.remaining - 50
     assert (await limiter.spend(tenant, capacity=2 * STRICT_CREDITS, level="L1")).allowed
     assert await script_calls(client) == calls + 2
+
+
+async def test_a_held_lease_is_spent_while_redis_is_down_then_it_fails_closed(own_redis, settings):
+    server, client = own_redis
+    limiter = own_limiter(settings, client, rate_limit_on_redis_error="closed")
+    tenant = uuid.uuid4()
+    assert (await limiter.spend(tenant, capacity=STRICT_CREDITS, level="L1")).granted == 300
+    server.stop()
+    for _ in range(6):  # its credits were taken from the bucket before Redis went away
+        assert (await limiter.spend(tenant, capacity=STRICT_CREDITS, level="L1")).allowed
+    with pytest.raises(ScimError) as refused:
+        await limiter.spend(tenant, capacity=STRICT_CREDITS, level="L1")
+    assert refused.value.status == 503 and limiter.redis_errors == 1
 
 
 async def test_failed_authentications_are_never_leased(own_redis, settings):
