@@ -6,6 +6,7 @@ What the worker does with these changes (the linked team's membership) is in tes
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -290,6 +291,24 @@ async def test_a_push_of_10000_in_idp_shapes_makes_members_exactly_those_users(c
         headers=tenant.headers,
     )
     assert resp.status == 200 and await desired(db, group["id"]) == set()
+
+
+async def test_a_push_into_a_group_analyzed_while_empty_takes_linear_time(client, tenant, db):
+    """Statistics taken while the group was empty guess it at a few rows: no step of a push may then
+    compare each member with each other one (a 40,000 push took 6 s that way, instead of 0.3 s)."""
+    ids = await insert_users(db, tenant, 60_000)
+    await make_group(client, tenant, ids[-1000:])  # another group, as the statistics know them
+    group = await make_group(client, tenant)
+    await db.execute("ANALYZE users, group_members")
+    url = f"/scim/v2/Groups/{group['id']}?excludedAttributes=members"
+    for members in (ids[:40_000], ids[20_000:]):  # the second push removes 20,000 and adds 20,000
+        body = {"displayName": group["displayName"], "members": [{"value": m} for m in members]}
+        started = time.monotonic()
+        resp = await client.put(url, json=body, headers=tenant.headers)
+        elapsed = time.monotonic() - started
+        assert resp.status == 200, await resp.text()
+        assert await desired(db, group["id"]) == set(members)
+        assert elapsed < 3, f"a push of 40,000 took {elapsed:.1f} s"
 
 
 async def test_members_of_another_type_are_refused(client, tenant):

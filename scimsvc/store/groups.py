@@ -84,11 +84,15 @@ REMOVE_MEMBERS = """
 DELETE FROM group_members gm USING groups g
 WHERE g.tenant_id = $1 AND g.id = $2 AND gm.group_id = g.id AND gm.user_id = ANY($3::uuid[])
 """
-# A push, in one statement (the id list travels once): the group's current members and the new list are
-# compared in one FULL JOIN (only ever hashed or merged, never a nested loop, whatever the statistics
-# say); the ids to add are checked against the tenant's SCIM-linked users; if none is missing, the gone
-# rows are deleted by their row ids (no index lookups) and the new ones inserted in index order. Ids
-# already in the group are not checked again: every group_members row is a SCIM-linked user of the
+# A push, in one statement (the id list travels once). Each step has only plans linear in its rows,
+# whatever the statistics say (they are often stale: a group of 50,000 may have been empty when its
+# table was last analyzed, and a parameter array is always guessed at 10 elements):
+# - the current members and the new list meet in a FULL JOIN, which is only ever hashed or merged;
+# - the new ids are checked with a LEFT JOIN from them to users, so a nested loop can only probe users'
+#   primary key, never scan a CTE per user;
+# - gone rows are deleted by row id (a TID scan): with no other condition on the table there is no
+#   index scan that would test each row against the whole array.
+# Ids already in the group are not checked again: every group_members row is a SCIM-linked user of the
 # group's tenant (each write checks it, a SCIM DELETE takes the user out of its groups, deleting a user
 # deletes its rows). The group row is locked by the caller, so the rows read are the rows changed.
 PUSH_MEMBERS = """
@@ -99,25 +103,22 @@ diff AS MATERIALIZED (
         ON gm.user_id = w.user_id
     WHERE w.user_id IS NULL OR gm.user_id IS NULL
 ),
-known AS MATERIALIZED (
-    SELECT u.id FROM users u
-    WHERE u.tenant_id = $1 AND u.scim_linked AND u.id IN (SELECT new_id FROM diff WHERE new_id IS NOT NULL)
-),
-missing AS MATERIALIZED (
-    SELECT new_id FROM diff WHERE new_id IS NOT NULL
-    EXCEPT
-    SELECT id FROM known
+new AS MATERIALIZED (
+    SELECT d.new_id, u.id IS NOT NULL AS known
+    FROM diff d LEFT JOIN users u ON u.id = d.new_id AND u.tenant_id = $1 AND u.scim_linked
+    WHERE d.new_id IS NOT NULL
 ),
 removed AS (
     DELETE FROM group_members gm
     WHERE gm.ctid = ANY(ARRAY(SELECT gone_row FROM diff WHERE gone_row IS NOT NULL))
-      AND gm.group_id = $2 AND NOT EXISTS (SELECT FROM missing)
+      AND NOT EXISTS (SELECT FROM new WHERE NOT known)
 ),
 added AS (
     INSERT INTO group_members (group_id, user_id)
-    SELECT $2, id FROM known WHERE NOT EXISTS (SELECT FROM missing) ORDER BY id
+    SELECT $2, new_id FROM new WHERE known AND NOT EXISTS (SELECT FROM new WHERE NOT known)
+    ORDER BY new_id
 )
-SELECT new_id FROM missing ORDER BY new_id
+SELECT new_id FROM new WHERE NOT known ORDER BY new_id
 """
 SELECT_MEMBERS = """
 SELECT gm.group_id, gm.user_id, coalesce(u.display_name, u.user_name) AS display
@@ -204,7 +205,7 @@ async def remove_members(
 async def push_members(
     conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, user_ids: Sequence[str]
 ) -> list[UUID]:
-    """Make the locked group's desired members exactly `user_ids`, in one statement.
+    """Make the locked group's desired members exactly `user_ids` (distinct ids), in one statement.
 
     Returns those of `user_ids` that are not SCIM-linked users of the tenant, sorted; when there are any,
     nothing is written.
