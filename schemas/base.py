@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
@@ -18,12 +19,17 @@ class ScimSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    @cached_property
+    def _known_keys(self) -> dict[str, str]:
+        """Each declared attribute name, lower-cased, to its spelling (fields are fixed once built)."""
+        names = [f.data_key or f.name or "" for f in self.fields.values()]
+        return {name.lower(): name for name in names}
+
     @pre_load
     def canonical_keys(self, data: Any, **_: Any) -> Any:
         if not isinstance(data, dict):
             raise ValidationError("must be a JSON object")
-        names = [f.data_key or f.name or "" for f in self.fields.values()]
-        known = {name.lower(): name for name in names}
+        known = self._known_keys
         result: dict[Any, Any] = {}
         for key, value in data.items():
             if value is None or value == []:
