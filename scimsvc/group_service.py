@@ -11,6 +11,7 @@ transaction per write. Outbox changes for a group (applied by `worker.groups`):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -130,17 +131,32 @@ async def members_of(scope: Scope, group_ids: list[UUID]) -> dict[UUID, list[tup
     return await store.members_of(scope.pool, scope.tenant_id, group_ids)
 
 
-async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
+@dataclass(frozen=True)
+class Pushed:
+    """A group replaced by PUT: its row, and its members as written (user ids, in the order given)."""
+
+    row: asyncpg.Record
+    members: tuple[str, ...]
+
+
+async def push_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> Pushed:
     """PUT /Groups/{id}: the body replaces the group; its members become exactly the list (a push).
 
-    The team link stays: a new displayName renames the group, never the team.
+    The team link stays: a new displayName renames the group, never the team. The members come back so
+    that the response need not read 50,000 of them back from the database.
     """
     resource, members = validate_group(body)
+    change = MemberChange(replace=tuple(members))
     async with write(scope) as tx:
         current = await _lock(tx, raw_id, if_match)
         row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
-        await _apply_members(tx, row["id"], MemberChange(replace=tuple(members)))
-    return row
+        await _apply_members(tx, row["id"], change)
+    return Pushed(row, change.replace or ())
+
+
+async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
+    """PUT /Groups/{id} as `push_group`, for callers that only need the row (/Bulk)."""
+    return (await push_group(scope, raw_id, body, if_match=if_match)).row
 
 
 async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:

@@ -479,6 +479,26 @@ async def test_put_makes_members_exactly_the_list_and_renames_only_the_group(cli
     assert await desired(db, group["id"]) == set()
 
 
+async def test_put_answers_with_its_members_as_a_get_shows_them(client, tenant, db):
+    ids = await insert_users(db, tenant, 300)
+    group = await make_group(client, tenant, ids[:200])
+    url = f"/scim/v2/Groups/{group['id']}"
+    # Upper-case ids and a repeated one: the answer names each member once, canonical, by id.
+    members = [{"value": i.upper() if n % 7 == 0 else i} for n, i in enumerate(ids[100:])]
+    body = {"displayName": group["displayName"], "members": [*members, {"value": ids[150]}]}
+    queries = ["", "?attributes=members", "?attributes=members.display", "?excludedAttributes=displayName"]
+    for query in queries:
+        resp = await client.put(url + query, json=body, headers=tenant.headers)
+        assert resp.status == 200, await resp.text()
+        put = await resp.json()
+        got = await (await client.get(url + query, headers=tenant.headers)).json()
+        assert put["members"] == got["members"] and len(put["members"]) == 200, query
+        assert {k: v for k, v in put.items() if k != "meta"} == {k: v for k, v in got.items() if k != "meta"}
+        # A member's display is returned on request (naming it or members): it is read from the users.
+        assert ("display" in put["members"][0]) == ("attributes=members" in query), query
+    assert [m["value"] for m in put["members"]] == sorted(ids[100:])
+
+
 async def test_entra_patch_shapes(client, tenant, db):
     a, b, c = [await make_user(client, tenant) for _ in range(3)]
     group = await make_group(client, tenant, [])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -70,19 +70,37 @@ async def read_group_patch(request: web.Request) -> Any:
     )
 
 
-async def group_body(request: web.Request, row: Mapping[str, Any], projection: Projection) -> dict[str, Any]:
-    """The group as SCIM, reading its members only when the projection returns them."""
-    members = None
+async def group_body(
+    request: web.Request,
+    row: Mapping[str, Any],
+    projection: Projection,
+    *,
+    written: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The group as SCIM, reading its members only when the projection returns them.
+
+    `written`: the member ids the request just wrote, rendered without reading them back, unless their
+    display (users' names, in the database) is asked for.
+    """
+    members: Iterable[tuple[Any, str]] | None = None
+    display = projection.names("members", "display")
     if projection.wants("members"):
-        members = (await group_service.members_of(scope_of(request), [row["id"]]))[row["id"]]
-    body = render_group(
-        row, members, base_url=base_url(request), member_display=projection.names("members", "display")
-    )
+        if written is not None and not display:
+            members = ((user_id, "") for user_id in sorted(written))  # by id, as a read returns them
+        else:
+            members = (await group_service.members_of(scope_of(request), [row["id"]]))[row["id"]]
+    body = render_group(row, members, base_url=base_url(request), member_display=display)
     return project(body, projection, GROUP_RESOURCE)
 
 
-async def group_response(request: web.Request, row: Mapping[str, Any], *, status: int = 200) -> web.Response:
-    body = await group_body(request, row, parse_projection(request.query, GROUP_RESOURCE))
+async def group_response(
+    request: web.Request,
+    row: Mapping[str, Any],
+    *,
+    status: int = 200,
+    written: Sequence[str] | None = None,
+) -> web.Response:
+    body = await group_body(request, row, parse_projection(request.query, GROUP_RESOURCE), written=written)
     headers = {"ETag": weak_etag(row["version"])}
     if status == 201:
         headers["Location"] = f"{base_url(request)}/Groups/{row['id']}"
@@ -183,10 +201,10 @@ async def get_group(request: web.Request) -> web.Response:
 @errors(404, 409, 412)
 async def replace_group(request: web.Request) -> web.Response:
     body = await read_group_body(request)
-    row = await group_service.replace_group(
+    pushed = await group_service.push_group(
         scope_of(request), request.match_info["id"], body, if_match=request.headers.get("If-Match")
     )
-    return await group_response(request, row)
+    return await group_response(request, pushed.row, written=pushed.members)
 
 
 @routes.patch("/scim/v2/Groups/{id}")
