@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.scim.filters import Column, Rows
+from scimsvc.store import pages
 
 # How filter attributes map onto real columns (indexes in 0005_teams.sql); others read `resource`.
 FILTER_COLUMNS: dict[str, Column] = {
@@ -240,22 +241,19 @@ async def list_groups(
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page of the tenant's groups matching `where` (compiled from a filter, `$1` = tenant id),
     in `order_by` order (ending with the total (created_at, id)), with the exact total."""
-    n = len(params)
     # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
-    page_sql = f"""
-        SELECT {GROUP_COLUMNS}, count(*) OVER () AS total
-        FROM groups g
-        WHERE g.tenant_id = $1 AND ({where})
-        ORDER BY {order_by}
-        OFFSET ${n + 1} LIMIT ${n + 2}
-    """
-    rows = await conn.fetch(page_sql, *params, offset, limit)
-    if rows:
-        return rows[0]["total"], rows
-    if offset == 0 and limit > 0:
-        return 0, []
-    count_sql = f"SELECT count(*) FROM groups g WHERE g.tenant_id = $1 AND ({where})"
-    return await conn.fetchval(count_sql, *params), []
+    condition = f"g.tenant_id = $1 AND ({where})"
+    sql = pages.page_sql(
+        table="groups g",
+        columns=GROUP_COLUMNS,
+        condition=condition,
+        order_by=order_by,
+        first_param=len(params) + 1,
+    )
+    count_sql = f"SELECT count(*) FROM groups g WHERE {condition}"
+    return await pages.fetch_page(
+        conn, sql, params, offset=offset, limit=limit, count_sql=count_sql, count_params=params
+    )
 
 
 # --- The worker's side: the linked team follows the group ----------------------------------------------
