@@ -316,9 +316,23 @@ class Bench:
 
         # The limiter's added latency (bench/ratelimit.py's measurement).
         self.reset_peaks(web)
-        limiter = await limiter_bench.limiter_latency(
-            limiter_bench.Bench(http, run.port, run.admin_key), self.n["limiter"]
+        # Beside it, a serve process with leases off: the same measurement as if every check went to Redis.
+        exact_port = free_port()
+        exact = await run.start(
+            "web (no leases)",
+            sys.executable,
+            "-m",
+            "scimsvc.cli",
+            "serve",
+            "--port",
+            str(exact_port),
+            env={**run.env, "SCIMSVC_RATE_LIMIT_LEASE_MS": "0"},
         )
+        await wait_http(http, f"http://127.0.0.1:{exact_port}/ops/health")
+        limiter = await limiter_bench.limiter_latency(
+            limiter_bench.Bench(http, run.port, exact_port, run.admin_key), self.n["limiter"]
+        )
+        await exact.stop()
         self.extra["limiter"] = limiter
         self.row(
             "rate-limit check (added)",
@@ -329,6 +343,7 @@ class Bench:
             p99_ms=limiter["added_p99_ms"],
             off_p50_ms=limiter["off"]["p50_ms"],
             on_p50_ms=limiter["on"]["p50_ms"],
+            added_p50_ms_without_leases=limiter["added_p50_ms_exact"],
         )
 
         # Web RSS over many requests: GET /Users/{id} across the seeded users, RSS sampled every second.
