@@ -287,5 +287,5 @@ async def list_users(
     )
     if count and len(rows) == count:
         next_key = page_cursors.cursor_key(prefix, tenant_id, query, offset + count)
-        page_cursors.remember(scope.redis, next_key, (rows[-1]["created_at"], rows[-1]["id"]))
+        page_cursors.remember(scope.redis, next_key, (rows[-1]["created_at"], rows[-1]["id"], total))
     return total, rows

@@ -8,20 +8,16 @@ from typing import Any
 import asyncpg
 
 
-def page_sql(
-    *, table: str, columns: str, condition: str, order_by: str, first_param: int, total: str | None = None
-) -> str:
+def page_sql(*, table: str, columns: str, condition: str, order_by: str, first_param: int) -> str:
     """SELECT `columns` of one page of `table` ("users u") rows matching `condition`, in `order_by`.
 
     The inner query skips `OFFSET` rows carrying only their ids and sort keys, which the paging index
     serves without reading the table (a deep page of 100,000 users reads no row it doesn't return);
-    the outer one reads the page's rows. `total`, a cheap scalar query, is returned in every row
-    as `total`. `$first_param` is the offset, the next one the limit.
+    the outer one reads the page's rows. `$first_param` is the offset, the next one the limit.
     """
     alias = table.split()[-1]
-    total_column = f", ({total}) AS total" if total else ""
     return f"""
-        SELECT {columns}{total_column} FROM {table}
+        SELECT {columns} FROM {table}
         JOIN (SELECT {alias}.id FROM {table} WHERE {condition}
               ORDER BY {order_by} OFFSET ${first_param} LIMIT ${first_param + 1}) page ON page.id = {alias}.id
         ORDER BY {order_by}
@@ -47,19 +43,17 @@ async def fetch_page(
     count_sql: str,
     count_params: list[Any],
     skip: int | None = None,
-    counted: bool = False,
+    total: int | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
     """Run `sql` (from `page_sql`) and count with `count_sql` only if the page can't tell the total.
 
     `offset` is the page's place in the list; `skip` the rows the query itself skips (`offset` unless
-    `sql`'s condition already starts the page after a position). `counted`: `sql` returns the total.
+    `sql`'s condition already starts the page after a position, whose walk brings its `total`).
     """
     skip = offset if skip is None else skip
     rows = await conn.fetch(sql, *params, skip, limit)
-    # A page read after a position can't tell the total: users before it may have gone since.
-    total = total_from_page(rows, offset=offset, limit=limit) if skip == offset else None
-    if total is None and counted and rows:
-        total = rows[0]["total"]
+    if total is None and skip == offset:
+        total = total_from_page(rows, offset=offset, limit=limit)
     if total is None:
         total = await conn.fetchval(count_sql, *count_params)
     return total, rows

@@ -34,8 +34,6 @@ RESOURCE_COLUMN = "u.resource"
 ELEMENT_INDEXES: dict[str, str] = {
     "emails.value": "(lower(jsonb_path_query_array(u.resource, '$.emails[*].value')::text)::jsonb)",
 }
-# Every SCIM-linked user of a tenant, from the counters the users table keeps (0011_user_counts.sql).
-LINKED_USERS = "SELECT coalesce(sum(linked), 0)::bigint FROM user_counts WHERE tenant_id = $1"
 STABLE_ORDER = "u.created_at, u.id"  # total: paging never skips or repeats a user (users_tenant_paging)
 
 USER_COLUMNS = (
@@ -209,27 +207,25 @@ async def list_users(
     offset: int,
     limit: int,
     order_by: str = STABLE_ORDER,
-    after: tuple[datetime, UUID] | None = None,
+    after: tuple[datetime, UUID, int] | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page of the tenant's linked users matching `where` (compiled from a filter, `$1` = tenant id),
-    with the exact total.
+    with its total.
 
     `order_by` (from `scim.sorting.order_by`) ends with the total order (created_at, id), so walking
-    startIndex never skips or repeats a user. `after` (only with the default order) is the (created_at,
-    id) the page at `offset` follows: it is read from there instead of by skipping `offset` rows.
-    Without a filter the total is the tenant's counters (0011_user_counts.sql), not a count of users.
+    startIndex never skips or repeats a user. `after` (only with the default order) is where a walk's
+    previous page ended, (created_at, id), and the total it counted: the page is read from there
+    instead of by skipping `offset` rows, and answers with that total.
     """
     # `where` is produced by filters.compile_filter: values are in `params`, never in the text.
     condition = f"u.tenant_id = $1 AND u.scim_linked AND ({where})"
-    unfiltered = where == "TRUE"
-    count_sql, count_params = (LINKED_USERS, params[:1])
-    if not unfiltered:
-        count_sql, count_params = f"SELECT count(*) FROM users u WHERE {condition}", params
-    skip = offset
+    count_sql = f"SELECT count(*) FROM users u WHERE {condition}"
+    count_params, skip, total = params, offset, None
     if after is not None:
         if order_by != STABLE_ORDER:
             raise ValueError("a page can start after a position only in the default order")
-        params = [*params, *after]
+        created_at, user_id, total = after
+        params = [*params, created_at, user_id]
         condition += f" AND (u.created_at, u.id) > (${len(params) - 1}, ${len(params)})"
         skip = 0
     sql = pages.page_sql(
@@ -238,7 +234,6 @@ async def list_users(
         condition=condition,
         order_by=order_by,
         first_param=len(params) + 1,
-        total=LINKED_USERS if unfiltered else None,  # one round trip: the counters cost next to nothing
     )
     return await pages.fetch_page(
         conn,
@@ -249,7 +244,7 @@ async def list_users(
         limit=limit,
         count_sql=count_sql,
         count_params=count_params,
-        counted=unfiltered,
+        total=total,
     )
 
 
