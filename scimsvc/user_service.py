@@ -263,8 +263,9 @@ async def list_users(
     where: str | None = None,
     params: list[Any] | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
-    """GET /Users: one page of the tenant's users matching the filter, in `sort` order, with the exact
-    total. A caller that compiled the filter already passes `where` and its `params` (`$1` = tenant)."""
+    """GET /Users: one page of the tenant's users matching the filter, in `sort` order, with its total
+    (a walk through startIndex keeps its first page's, see `page_cursors`). A caller that compiled the
+    filter already passes `where` and its `params` (`$1` = tenant)."""
     if where is None or params is None:
         params = [scope.tenant_id]
         where = user_filter_sql(filter_text, params)

@@ -51,22 +51,34 @@ INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active,
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING {USER_COLUMNS}
 """
-# A new userName is one statement: the user and its "create" outbox row commit together without an explicit
-# transaction (a statement is atomic), saving the BEGIN, lock and COMMIT round trips. A taken userName,
-# linked or not, inserts nothing and returns no row.
-INSERT_NEW_USER = f"""
+
+
+def _with_outbox(write: str, *, change: str, request_id: str) -> str:
+    """One statement: `write` (an INSERT or UPDATE of `users AS u`) and the outbox row of the user it
+    wrote, returned with `outbox_id`; nothing at all when `write` writes no row."""
+    return f"""
 WITH u AS (
-    INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
-    VALUES ($1, $2, $3, $4, $5, $6)
-    ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING
+    {write}
     RETURNING {USER_COLUMNS}
 ), change AS (
     INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
-    SELECT u.tenant_id, 'user', u.id, 'create', jsonb_build_object('active', u.active), $7 FROM u
+    SELECT u.tenant_id, 'user', u.id, {change}, jsonb_build_object('active', u.active), {request_id} FROM u
     RETURNING id
 )
 SELECT u.*, change.id AS outbox_id FROM u, change
 """
+
+
+# A new userName is one statement: the user and its "create" outbox row commit together without an explicit
+# transaction (a statement is atomic), saving the BEGIN, lock and COMMIT round trips. A taken userName,
+# linked or not, inserts nothing and returns no row.
+INSERT_NEW_USER = _with_outbox(
+    """INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING""",
+    change="'create'",
+    request_id="$7",
+)
 UPDATE_USER = f"""
 UPDATE users AS u
 SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
@@ -76,20 +88,14 @@ RETURNING {USER_COLUMNS}
 """
 # A user's new resource saved with its outbox row in one statement, if nobody changed the user since it
 # was read at version $8 (then nothing is written and nothing returned).
-UPDATE_READ_USER = f"""
-WITH u AS (
-    UPDATE users AS u
+UPDATE_READ_USER = _with_outbox(
+    """UPDATE users AS u
     SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
         version = u.version + 1, updated_at = now(), provisioning_state = 'pending'
-    WHERE u.tenant_id = $1 AND u.id = $2 AND u.version = $8 AND u.scim_linked
-    RETURNING {USER_COLUMNS}
-), change AS (
-    INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
-    SELECT u.tenant_id, 'user', u.id, $9, jsonb_build_object('active', u.active), $10 FROM u
-    RETURNING id
+    WHERE u.tenant_id = $1 AND u.id = $2 AND u.version = $8 AND u.scim_linked""",
+    change="$9",
+    request_id="$10",
 )
-SELECT u.*, change.id AS outbox_id FROM u, change
-"""
 UNLINK_USER = """
 UPDATE users AS u
 SET scim_linked = false, active = false, version = u.version + 1, updated_at = now(),
