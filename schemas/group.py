@@ -8,6 +8,7 @@ from marshmallow import fields, validate
 
 from schemas.base import ScimSchema, ScimString
 from schemas.catalog import ResourceTypeDef, SchemaDef, attributes_of
+from schemas.compiled import dump_of_load
 from schemas.user import MetaSchema
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -77,6 +78,7 @@ class GroupSchema(ScimSchema):
 
 
 GROUP_SCHEMA_INSTANCE = GroupSchema(exclude=("members",))
+_load_group = dump_of_load(GROUP_SCHEMA_INSTANCE)
 
 GROUP_RESOURCE = ResourceTypeDef(
     name="Group",
@@ -97,4 +99,4 @@ def load_group(data: dict[str, Any]) -> dict[str, Any]:
     Raises marshmallow.ValidationError. Members are read separately (`scimsvc.scim.groups`).
     """
     without_members = {k: v for k, v in data.items() if not (isinstance(k, str) and k.lower() == "members")}
-    return GROUP_SCHEMA_INSTANCE.dump(GROUP_SCHEMA_INSTANCE.load(without_members))
+    return _load_group(without_members)

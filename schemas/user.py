@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.base import ScimBoolean, ScimSchema, ScimString
 from schemas.catalog import ResourceTypeDef, SchemaDef, attributes_of
+from schemas.compiled import dump_of_load
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -244,12 +245,11 @@ def load_user(data: dict[str, Any]) -> dict[str, Any]:
     if ext_key is not None and isinstance(data[ext_key], dict):
         ext = {k: (_manager_value(v) if k.lower() == "manager" else v) for k, v in data[ext_key].items()}
         data = {**data, ext_key: ext}
-    loaded = USER_SCHEMA_INSTANCE.dump(USER_SCHEMA_INSTANCE.load(data))
-    loaded.pop("password", None)
-    return loaded
+    return _load_user(data)  # the password, load-only, is not in the stored form
 
 
 USER_SCHEMA_INSTANCE = UserSchema()
+_load_user = dump_of_load(USER_SCHEMA_INSTANCE)
 
 USER_RESOURCE = ResourceTypeDef(
     name="User",
