@@ -69,11 +69,18 @@ RETURNING {GROUP_COLUMNS}
 """
 DELETE_GROUP = "DELETE FROM groups WHERE tenant_id = $1 AND id = $2 RETURNING id"
 
-# Which of the ids are not SCIM-linked users of the tenant (one query for any number of ids).
+# Which of the ids are not SCIM-linked users of the tenant (one query for any number of ids). The ones that
+# are stay locked (KEY SHARE) until the write commits, so a member is never a user deleted meanwhile: a SCIM
+# DELETE or hard delete that locked the user first commits first and the user is reported missing; one
+# that comes later waits for this write, then takes the user out of the group.
 MISSING_USERS = """
+WITH found AS MATERIALIZED (
+    SELECT u.id FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND u.id = ANY($2::uuid[])
+    FOR KEY SHARE
+)
 SELECT x FROM unnest($2::uuid[]) AS x
 EXCEPT
-SELECT u.id FROM users u WHERE u.tenant_id = $1 AND u.scim_linked AND u.id = ANY($2::uuid[])
+SELECT id FROM found
 """
 ADD_MEMBERS = """
 INSERT INTO group_members (group_id, user_id)
@@ -89,8 +96,8 @@ WHERE g.tenant_id = $1 AND g.id = $2 AND gm.group_id = g.id AND gm.user_id = ANY
 # whatever the statistics say (they are often stale: a group of 50,000 may have been empty when its
 # table was last analyzed, and a parameter array is always guessed at 10 elements):
 # - the current members and the new list meet in a FULL JOIN, which is only ever hashed or merged;
-# - the new ids are checked with a LEFT JOIN from them to users, so a nested loop can only probe users'
-#   primary key, never scan a CTE per user;
+# - the new ids are looked up by users' primary key (one array scan) and locked like MISSING_USERS locks
+#   them; each is then tested against the found ids with a hashed subplan, never a scan per id;
 # - gone rows are deleted by row id (a TID scan): with no other condition on the table there is no
 #   index scan that would test each row against the whole array.
 # Ids already in the group are not checked again: every group_members row is a SCIM-linked user of the
@@ -104,10 +111,14 @@ diff AS MATERIALIZED (
         ON gm.user_id = w.user_id
     WHERE w.user_id IS NULL OR gm.user_id IS NULL
 ),
+found AS MATERIALIZED (
+    SELECT u.id FROM users u
+    WHERE u.id = ANY(ARRAY(SELECT new_id FROM diff WHERE new_id IS NOT NULL))
+      AND u.tenant_id = $1 AND u.scim_linked
+    FOR KEY SHARE
+),
 new AS MATERIALIZED (
-    SELECT d.new_id, u.id IS NOT NULL AS known
-    FROM diff d LEFT JOIN users u ON u.id = d.new_id AND u.tenant_id = $1 AND u.scim_linked
-    WHERE d.new_id IS NOT NULL
+    SELECT d.new_id, d.new_id IN (SELECT id FROM found) AS known FROM diff d WHERE d.new_id IS NOT NULL
 ),
 removed AS (
     DELETE FROM group_members gm
@@ -269,6 +280,8 @@ DELETE FROM team_members tm USING teams t
 WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.added_by <> 'domain'
   AND NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = tm.user_id)
 """
+# The team and the users it gains are locked (KEY SHARE) until the apply commits: a team or user deleted
+# meanwhile either went first (and is skipped here) or waits and then takes these rows with it.
 PUSH_ADD = """
 INSERT INTO team_members (team_id, user_id, added_by)
 SELECT t.id, gm.user_id, 'scim'
@@ -276,6 +289,8 @@ FROM teams t
 JOIN group_members gm ON gm.group_id = $3
 JOIN users u ON u.id = gm.user_id AND u.tenant_id = t.tenant_id
 WHERE t.tenant_id = $1 AND t.id = $2
+  AND NOT EXISTS (SELECT FROM team_members tm WHERE tm.team_id = t.id AND tm.user_id = gm.user_id)
+FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
 """
 # Incremental: only the named users, and only those the group still has (a later removal is applied
@@ -287,6 +302,7 @@ FROM teams t
 JOIN users u ON u.tenant_id = t.tenant_id AND u.id = ANY($4::uuid[])
 WHERE t.tenant_id = $1 AND t.id = $2
   AND EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = u.id)
+FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
 """
 TEAM_REMOVE = """

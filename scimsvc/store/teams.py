@@ -32,11 +32,13 @@ WHERE m.team_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2)
 ORDER BY m.user_id
 LIMIT $3
 """
-# Both ids must belong to the tenant: the join refuses another tenant's user or team.
+# Both ids must belong to the tenant: the join refuses another tenant's user or team. Both rows stay
+# locked (KEY SHARE) until commit, so a concurrent delete of either never leaves the membership behind.
 ADD_MEMBER = """
-WITH target AS (
+WITH target AS MATERIALIZED (
     SELECT t.id AS team_id, u.id AS user_id FROM teams t JOIN users u ON u.tenant_id = t.tenant_id
     WHERE t.tenant_id = $1 AND t.id = $2 AND u.id = $3
+    FOR KEY SHARE OF t, u
 ), added AS (
     INSERT INTO team_members (team_id, user_id, added_by) SELECT team_id, user_id, $4 FROM target
     ON CONFLICT (team_id, user_id) DO NOTHING
@@ -52,7 +54,8 @@ MISSING_TEAMS = """
 SELECT x FROM unnest($2::uuid[]) AS x
 EXCEPT SELECT id FROM teams WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 """
-# domain_teams maps a lower-case email domain to team ids; the join skips teams deleted since.
+# domain_teams maps a lower-case email domain to team ids; the join skips teams deleted since, and the
+# teams joined stay locked (KEY SHARE) until commit, so one deleted meanwhile takes these rows with it.
 ADD_DOMAIN_MEMBERS = """
 INSERT INTO team_members (team_id, user_id, added_by)
 SELECT t.id, u.id, 'domain'
@@ -63,6 +66,7 @@ CROSS JOIN LATERAL jsonb_array_elements_text(
 ) AS d(team_id)
 JOIN teams t ON t.tenant_id = u.tenant_id AND t.id::text = d.team_id
 WHERE u.id = ANY($1::uuid[])
+FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
 RETURNING team_id, user_id
 """
