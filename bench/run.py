@@ -14,6 +14,9 @@ workload has a tenant with a budget it never reaches), one `scimsvc worker`, ben
 use; never a project dependency), as its `scim2-server` command ships (listen backlog 5) and with a
 backlog of 1024 (bench/peer_server.py). The same aiohttp client and concurrency drive all three.
 
+POST /Users is also measured in alternating rounds, scimsvc then the baseline, a few seconds apart: this
+machine's speed drifts by a third within minutes, so its target is judged on the median of the rounds'
+ratios rather than on two workloads run minutes apart.
 Paging is one client walking the pages of 100 from startIndex=1 in turn, as an IdP's import does, for
 at most a minute (a capped walk reads the shallow pages only and its full pass is extrapolated); the
 other loads use --concurrency clients.
@@ -30,6 +33,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -73,6 +77,8 @@ FULL = {
     "limiter": 2_000,
     "rss_requests": 100_000,
     "baseline_post": 5_000,
+    "post_rounds": 3,
+    "post_round": 4_000,
     "peer_post": 2_000,
     "peer_get": 1_000,
     "peer_patch": 1_000,
@@ -90,6 +96,8 @@ QUICK = {
     "limiter": 300,
     "rss_requests": 10_000,
     "baseline_post": 1_000,
+    "post_rounds": 2,
+    "post_round": 500,
     "peer_post": 300,
     "peer_get": 200,
     "peer_patch": 200,
@@ -135,6 +143,9 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.web: Proc | None = None
         self.worker: Proc | None = None
+        self.baseline_proc: Proc | None = None
+        self.baseline_root = ""
+        self.baseline_rows = 0  # users the baseline's table holds
 
     def reset_peaks(self, *procs: Proc | None) -> None:
         for proc in procs:
@@ -374,30 +385,80 @@ class Bench:
 
     # --- baseline ------------------------------------------------------------------------------
 
-    async def baseline(self) -> None:
-        run, http = self.run, self.http
-        port = free_port()
-        proc = await run.start(
-            "baseline",
-            sys.executable,
-            str(HERE / "baseline_app.py"),
-            "--port",
-            str(port),
-            "--database-url",
-            run.db_url,
-        )
-        root = f"http://127.0.0.1:{port}"
-        await wait_http(http, f"{root}/Users?count=1")
-        headers = {"Content-Type": "application/json"}
+    async def start_baseline(self) -> Proc:
+        """bench/baseline_app.py on a port of its own (once)."""
+        if self.baseline_proc is None:
+            port = free_port()
+            self.baseline_proc = await self.run.start(
+                "baseline",
+                sys.executable,
+                str(HERE / "baseline_app.py"),
+                "--port",
+                str(port),
+                "--database-url",
+                self.run.db_url,
+            )
+            self.baseline_root = f"http://127.0.0.1:{port}"
+            await wait_http(self.http, f"{self.baseline_root}/Users?count=1")
+        return self.baseline_proc
+
+    async def post_baseline(self, count: int) -> Load:
         tag = uuid.uuid4().hex[:6]
-        await self.measure(
-            "POST /Users (ack)",
-            "baseline",
-            proc,
+        root = self.baseline_root
+        load = await drive(
+            self.http,
             lambda i: ("POST", f"{root}/Users", user_body(i, tag)),
-            self.n["baseline_post"],
-            headers,
+            count,
+            concurrency=self.c,
+            headers={"Content-Type": "application/json"},
         )
+        self.baseline_rows += count
+        return load
+
+    async def post_rounds(self) -> None:
+        """POST /Users on scimsvc (worker running) and on the baseline in alternating rounds.
+
+        A shared or virtual machine speeds up and slows down by a third within minutes; rounds a few
+        seconds apart compare the two at the same moment, and the median of the rounds' ratios is the
+        figure the target is judged on.
+        """
+        run, http, web, worker = self.run, self.http, self.web, self.worker
+        assert web is not None and worker is not None
+        await self.start_baseline()
+        count, ratios, rounds = self.n["post_round"], [], []
+        for _ in range(self.n["post_rounds"]):
+            tenant, token = await run.tenant(http, seats=count // 2)
+            tag = uuid.uuid4().hex[:6]
+            ours = await drive(
+                http,
+                lambda i, tag=tag: ("POST", f"{run.scim_base}/Users", user_body(i, tag)),
+                count,
+                concurrency=self.c,
+                headers=scim_headers(token),
+            )
+            await run.wait_applied(tenant)
+            base = await self.post_baseline(count)
+            rounds.append({"scimsvc_per_s": round(ours.per_s, 1), "baseline_per_s": round(base.per_s, 1)})
+            ratios.append(ours.per_s / base.per_s)
+        self.row(
+            f"POST /Users, {len(rounds)} alternating rounds",
+            "scimsvc/baseline",
+            None,
+            None,
+            ratio_median=round(statistics.median(ratios), 2),
+            ratios=[round(r, 2) for r in ratios],
+            rounds=rounds,
+            unit=f"{count} POSTs per round each",
+        )
+
+    async def baseline(self) -> None:
+        run = self.run
+        proc = await self.start_baseline()
+        root = self.baseline_root
+        headers = {"Content-Type": "application/json"}
+        self.reset_peaks(proc)
+        load = await self.post_baseline(self.n["baseline_post"])
+        self.row("POST /Users (ack)", "baseline", load, proc)
         seed = self.n["seed"]
         await run.conn.execute(
             """
@@ -433,7 +494,7 @@ class Bench:
             self.n["patch"],
             headers,
         )
-        total = seed + self.n["baseline_post"]
+        total = seed + self.baseline_rows
         await self.paging("baseline", proc, root, headers, total, seconds=self.n["page_seconds"])
         await proc.stop()
 
@@ -621,11 +682,12 @@ def targets(
     flat = None
     if rss:
         flat = rss["rss_end_mb"] - rss["rss_after_fifth_mb"] <= 5.0
+    rounds = find(rows, "POST /Users, ", "scimsvc/baseline") or {}
     listed = [
         (
-            "POST /Users ack ≥ 0.7 × baseline",
-            by["POST /Users (ack)"]["ours/baseline"],
-            at_least(by["POST /Users (ack)"]["ours/baseline"], 0.7),
+            "POST /Users ack ≥ 0.7 × baseline (median of rounds)",
+            rounds.get("ratio_median"),
+            at_least(rounds.get("ratio_median"), 0.7),
         ),
         (
             "GET userName eq ≥ 0.7 × baseline",
@@ -715,6 +777,7 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
     ):
         bench = Bench(run, http, sizes, concurrency)
         await bench.ours()
+        await bench.post_rounds()
         # The scimsvc processes stay up but idle while the others run: one machine, one load at a time.
         await run.stop_workers()
         await bench.baseline()
