@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import secrets
 import socket
 import sys
@@ -52,6 +53,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds_of(pid: int | str) -> float:
+    """User plus system CPU time a process has used so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by every PostgreSQL process on the machine (backends, WAL writer, ...)."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("postgres"):
+                    continue
+        except OSError:  # not a process, or gone
+            continue
+        total += cpu_seconds_of(pid)
+    return total
+
+
+def own_cpu_seconds() -> float:
+    """CPU time this process (the load generator) has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_snapshot(procs: dict[str, Proc | None]) -> dict[str, float]:
+    """CPU seconds used so far by each named process, all of PostgreSQL, and this load generator."""
+    return {
+        **{name: proc.cpu_seconds() for name, proc in procs.items() if proc is not None},
+        "postgres": postgres_cpu_seconds(),
+        "client": own_cpu_seconds(),
+    }
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request each part spent between two snapshots, and their sum."""
+    parts = {name: 1000 * (after[name] - before[name]) / requests for name in before}
+    return {**{name: round(ms, 3) for name, ms in parts.items()}, "total": round(sum(parts.values()), 3)}
 
 
 def proc_status(pid: int, field_name: str) -> float:
@@ -102,9 +148,7 @@ class Proc:
             pass  # not allowed here: the peak is then the process's since it started
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds_of(self.pid)
 
     async def stop(self) -> None:
         if self.process.returncode is None:

@@ -53,6 +53,8 @@ from harness import (  # noqa: E402
     Load,
     Proc,
     Run,
+    cpu_ms_per_request,
+    cpu_snapshot,
     drive,
     free_port,
     sample_while,
@@ -441,14 +443,21 @@ class Bench:
         after which it is started and drains them.
         """
         run = self.run
-        await self.start_baseline()
-        count, rounds = self.n["post_round"], []
+        baseline = await self.start_baseline()
+        count, rounds, cpu = self.n["post_round"], [], []
         for _ in range(self.n["post_rounds"]):
+            ours = {"web": self.web, "worker": self.worker}
+            before = cpu_snapshot(ours)
             tenant, live = await self.post_ours(count)
-            await run.wait_applied(tenant)
+            await run.wait_applied(tenant)  # the apply's CPU counts too
+            live_cpu = cpu_ms_per_request(before, cpu_snapshot(ours), count)
+            before = cpu_snapshot({"web": baseline})
             base = await self.post_baseline(count)
+            base_cpu = cpu_ms_per_request(before, cpu_snapshot({"web": baseline}), count)
             await run.stop_workers()
+            before = cpu_snapshot({"web": self.web})
             tenant, alone = await self.post_ours(count)
+            alone_cpu = cpu_ms_per_request(before, cpu_snapshot({"web": self.web}), count)
             started = time.perf_counter()
             self.worker = (await run.start_workers(1))[0]
             await run.wait_applied(tenant)
@@ -460,6 +469,7 @@ class Bench:
                     "then_drained_s": round(time.perf_counter() - started, 2),
                 }
             )
+            cpu.append({"worker_applying": live_cpu, "baseline": base_cpu, "worker_stopped": alone_cpu})
         for variant in ("worker_applying", "worker_stopped"):
             ratios = [r[f"scimsvc_{variant}_per_s"] / r["baseline_per_s"] for r in rounds]
             self.row(
@@ -472,6 +482,17 @@ class Bench:
                 unit=f"{count} POSTs per round each",
             )
         self.extra["post_rounds"] = rounds
+        # Where the time goes: CPU ms per POST of each part, the round's median by total.
+        for variant in ("baseline", "worker_applying", "worker_stopped"):
+            parts = sorted((c[variant] for c in cpu), key=lambda p: p["total"])[len(cpu) // 2]
+            self.row(
+                f"POST /Users CPU per request, {variant.replace('_', ' ')}",
+                "baseline" if variant == "baseline" else "scimsvc",
+                None,
+                None,
+                unit="ms of CPU per request (median round)",
+                **{f"{name}_ms": ms for name, ms in parts.items()},
+            )
 
     async def baseline(self) -> None:
         run = self.run
