@@ -32,6 +32,8 @@ async def existing(client, tenant) -> dict[str, Any]:
 
 LONG_TEXT = "".join(random.Random(7).choice(string.ascii_letters + "ßø語") for _ in range(4000))
 
+DEEP = b"[" * 1000 + b"]" * 1000  # JSON nested 1,000 deep (orjson parses up to 1,024)
+
 CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     # (name, method, path, body, status, scimType)
     ("malformed json", "POST", "/Users", b'{"userName": ', 400, "invalidSyntax"),
@@ -198,6 +200,16 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("wrong method", "POST", "/Users/{id}", user_body("t@x.com"), 405, None),
     ("wrong method on list", "DELETE", "/Users", None, 405, None),
     ("body too large", "POST", "/Users", b'{"userName": "' + b"a" * 1_100_000 + b'@x.com"}', 413, None),
+    # JSON nested 1,000 deep parses, but a plain repr of it in the error's detail raised RecursionError.
+    ("search filter nested deep", "POST", "/.search", b'{"filter": %s}' % DEEP, 400, "invalidValue"),
+    (
+        "patch operation nested deep",
+        "PATCH",
+        "/Users/{id}",
+        b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [%s]}' % DEEP,
+        400,
+        "invalidSyntax",
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -22,6 +23,19 @@ class ScimError(Exception):
     def body(self) -> dict[str, Any]:
         """The error as a SCIM message body."""
         return error_body(self.status, self.detail, self.scim_type)
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+
+
+def shown(value: Any) -> str:
+    """A value a client sent, for an error's detail: its repr, cut short in depth and length.
+
+    A plain repr of a JSON value nested a thousand levels deep raises RecursionError (a 500); this never
+    goes deeper than three levels.
+    """
+    return _SHOWN.repr(value)
 
 
 def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from marshmallow import ValidationError
 
 from schemas.base import flatten_errors
 from schemas.group import GROUP_RESOURCE, load_group
-from scimsvc.scim.errors import ScimError, invalid_filter, invalid_path, invalid_syntax, invalid_value
+from scimsvc.scim.errors import ScimError, invalid_filter, invalid_path, invalid_syntax, invalid_value, shown
 from scimsvc.scim.filter_ast import Compare, Node, Or
 from scimsvc.scim.patch import PatchOperation, apply_patch, resolve_path
 
@@ -132,7 +132,9 @@ def _member_ids(items: list[Any], where: str) -> list[str]:
             if value is None:
                 raise invalid_value(f'{where}[{index}] has no "value": name the member by its User id')
         if not isinstance(value, str):
-            raise invalid_value(f"{where}[{index}]: a member's value must be a User id string, got {value!r}")
+            raise invalid_value(
+                f"{where}[{index}]: a member's value must be a User id string, got {shown(value)}"
+            )
         canonical = _canonical_id(value)
         if canonical is None:
             malformed.append(value)
@@ -281,7 +283,7 @@ def _plan_one(operation: PatchOperation, sets: _MemberSets, others: list[PatchOp
         if not isinstance(value, Mapping):
             raise invalid_syntax(
                 f'an "{op}" operation without a "path" needs an object value such as '
-                f'{{"displayName": "Sales"}}, got {value!r}'
+                f'{{"displayName": "Sales"}}, got {shown(value)}'
             )
         rest = {k: v for k, v in value.items() if not _is_members_key(k)}
         for key, members in value.items():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
-from scimsvc.scim.errors import ScimError, invalid_path, invalid_syntax, mutability, no_target
+from scimsvc.scim.errors import ScimError, invalid_path, invalid_syntax, mutability, no_target, shown
 from scimsvc.scim.filter_ast import And, Compare, Node
 from scimsvc.scim.filters import matches_element, parse_filter
 from scimsvc.scim.users import PASSWORD_REFUSED
@@ -74,7 +74,9 @@ def parse_patch_request(body: Any) -> list[PatchOperation]:
         if not isinstance(listed, list) or not any(
             isinstance(s, str) and s.lower() == PATCH_OP_SCHEMA.lower() for s in listed
         ):
-            raise invalid_syntax(f'"schemas" of a PATCH body must be ["{PATCH_OP_SCHEMA}"], got {schemas!r}')
+            raise invalid_syntax(
+                f'"schemas" of a PATCH body must be ["{PATCH_OP_SCHEMA}"], got {shown(schemas)}'
+            )
     present, operations = _get_ci(body, "Operations")
     if not present:
         raise invalid_syntax(f'the PATCH body has no "Operations" list, e.g. {_EXAMPLE}')
@@ -88,14 +90,14 @@ def parse_patch_request(body: Any) -> list[PatchOperation]:
 def _parse_operation(index: int, raw: Any) -> PatchOperation:
     where = f"Operations[{index}]"
     if not isinstance(raw, Mapping):
-        raise invalid_syntax(f'{where} must be an object with "op", "path" and "value", got {raw!r}')
+        raise invalid_syntax(f'{where} must be an object with "op", "path" and "value", got {shown(raw)}')
     _, op = _get_ci(raw, "op")
     if not isinstance(op, str) or op.strip().lower() not in PATCH_OPS:
-        raise invalid_syntax(f'{where} has op {op!r}; op must be "add", "remove" or "replace"')
+        raise invalid_syntax(f'{where} has op {shown(op)}; op must be "add", "remove" or "replace"')
     op = op.strip().lower()
     _, path = _get_ci(raw, "path")
     if path is not None and not isinstance(path, str):
-        raise invalid_syntax(f'{where}: path must be a string such as "name.givenName", got {path!r}')
+        raise invalid_syntax(f'{where}: path must be a string such as "name.givenName", got {shown(path)}')
     path = path.strip() if path else None
     path = path or None
     has_value, value = _get_ci(raw, "value")
@@ -348,7 +350,7 @@ class _Patcher:
         if not isinstance(value, Mapping):
             raise invalid_syntax(
                 f'an "{op}" operation without a "path" needs an object value such as {{"active": false}}, '
-                f"got {value!r}"
+                f"got {shown(value)}"
             )
         for key, item in value.items():
             if not isinstance(key, str) or key.strip().lower() == "schemas":
@@ -387,7 +389,7 @@ class _Patcher:
             _delete(self.resource, schema.id)
             return
         if not isinstance(value, Mapping):
-            raise invalid_syntax(f"{schema.id} must be given an object of its attributes, got {value!r}")
+            raise invalid_syntax(f"{schema.id} must be given an object of its attributes, got {shown(value)}")
         for key, item in value.items():
             if not isinstance(key, str) or key.strip().lower() == "schemas":
                 continue

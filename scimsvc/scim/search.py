@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scimsvc.scim.errors import invalid_syntax, invalid_value
+from scimsvc.scim.errors import invalid_syntax, invalid_value, shown
 
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 _TEXT = ("filter", "sortBy", "sortOrder")
@@ -39,11 +39,11 @@ def search_query(body: Any) -> dict[str, str]:
             continue
         if name in _TEXT:
             if not isinstance(value, str):
-                raise invalid_value(f"{name} must be a string, got {value!r}")
+                raise invalid_value(f"{name} must be a string, got {shown(value)}")
             query[name] = value
         elif name in _NUMBERS:
             if isinstance(value, bool) or not isinstance(value, int | str):
-                raise invalid_value(f"{name} must be an integer, got {value!r}")
+                raise invalid_value(f"{name} must be an integer, got {shown(value)}")
             query[name] = str(value)
         else:
             if isinstance(value, str):
@@ -51,7 +51,7 @@ def search_query(body: Any) -> dict[str, str]:
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                 query[name] = ",".join(value)
             else:
-                raise invalid_value(f"{name} must be a list of attribute names, got {value!r}")
+                raise invalid_value(f"{name} must be a list of attribute names, got {shown(value)}")
     return query
 
 
