@@ -281,15 +281,20 @@ WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.added_by <> 'd
   AND NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = tm.user_id)
 """
 # The team and the users it gains are locked (KEY SHARE) until the apply commits: a team or user deleted
-# meanwhile either went first (and is skipped here) or waits and then takes these rows with it.
+# meanwhile either went first (and is skipped here) or waits and then takes these rows with it. Only the
+# members the team lacks are looked up and locked: an EXCEPT (hashed or sorted, never a scan per member,
+# whatever the statistics say) and one primary-key array scan of users.
 PUSH_ADD = """
+WITH joining AS MATERIALIZED (
+    SELECT user_id FROM group_members WHERE group_id = $3
+    EXCEPT
+    SELECT user_id FROM team_members WHERE team_id = $2
+)
 INSERT INTO team_members (team_id, user_id, added_by)
-SELECT t.id, gm.user_id, 'scim'
+SELECT t.id, u.id, 'scim'
 FROM teams t
-JOIN group_members gm ON gm.group_id = $3
-JOIN users u ON u.id = gm.user_id AND u.tenant_id = t.tenant_id
+JOIN users u ON u.tenant_id = t.tenant_id AND u.id = ANY(ARRAY(SELECT user_id FROM joining))
 WHERE t.tenant_id = $1 AND t.id = $2
-  AND NOT EXISTS (SELECT FROM team_members tm WHERE tm.team_id = t.id AND tm.user_id = gm.user_id)
 FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
 """
