@@ -224,18 +224,9 @@ class Bench:
         base = run.scim_base
 
         # POST /Users with the worker running: acks, then the worker's apply time and rate.
-        tenant_a, token_a = await run.tenant(http, seats=self.n["post"] // 2)
-        headers_a = scim_headers(token_a)
-        tag = uuid.uuid4().hex[:6]
         n = self.n["post"]
         self.reset_peaks(web, worker)
-        load = await drive(
-            http,
-            lambda i: ("POST", f"{base}/Users", user_body(i, tag)),
-            n,
-            concurrency=self.c,
-            headers=headers_a,
-        )
+        tenant_a, load = await self.post_ours(n)
         last_ack = time.perf_counter()
         await run.wait_applied(tenant_a)
         after_last_ack = time.perf_counter() - last_ack
