@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 from scimsvc.client_address import parse_networks
 from scimsvc.console import console_middleware, setup_console
 from scimsvc.jobs import wakeups_sent
-from scimsvc.keys import POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.keys import NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
 from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
 from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
 from scimsvc.openapi import setup_openapi
@@ -18,6 +18,7 @@ from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
 from scimsvc.routes import admin, admin_teams, discovery, ops, scim_bulk, scim_groups, scim_search, scim_users
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
+from scimsvc.store.users import new_user_inserts
 from scimsvc.token_cache import TokenCache
 
 
@@ -26,6 +27,7 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
     app[POOL] = await create_pool(
         settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
+    app[NEW_USERS] = new_user_inserts(app[POOL])
     app[TOKEN_CACHE] = TokenCache(app[POOL], settings.database_url, ttl=settings.token_cache_seconds)
     app[TOKEN_CACHE].start()
     yield

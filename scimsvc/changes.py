@@ -14,6 +14,7 @@ from arq.connections import ArqRedis
 from scimsvc.jobs import Wakeup, waker_for
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
+from scimsvc.store.users import NewUserInserts
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Scope:
     tenant_id: UUID
     request_id: str | None = None
     allowed_domains: tuple[str, ...] = ()  # the tenant's allowlist; empty allows every domain
+    new_users: NewUserInserts | None = None  # the app's batcher of new-user inserts; None: one by one
 
 
 @dataclass

@@ -9,12 +9,14 @@ from aiohttp import web
 from arq.connections import ArqRedis
 
 from scimsvc.settings import Settings
+from scimsvc.store.batches import Batcher
 from scimsvc.token_cache import TokenCache
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
+NEW_USERS = web.AppKey("new_users", Batcher)  # store.users.new_user_inserts of the POOL
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)

@@ -146,7 +146,9 @@ async def create_user(scope: Scope, body: Any) -> asyncpg.Record:
         row = await write_one(
             scope,
             "user",
-            lambda pool: store.insert_new_user(pool, scope.tenant_id, resource, request_id=scope.request_id),
+            lambda pool: store.insert_new_user(
+                scope.new_users or pool, scope.tenant_id, resource, request_id=scope.request_id
+            ),
         )
         if row is not None:
             return row

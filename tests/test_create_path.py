@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
 from tests.conftest import run_worker, unique_email, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -45,3 +51,113 @@ async def test_a_new_user_with_a_manager_is_created_with_the_managers_name(clien
     assert not await db.fetchval(
         "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL", tenant.id
     )
+
+
+# --- POSTs that arrive together go in by one statement (scimsvc/store/batches.py) ---------------------
+
+SENDERS = 2  # batches a front end has out at once (store/users.py new_user_inserts)
+WAITING_ON_LOCKS = """
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+@pytest.fixture
+async def other_conn(database_url):
+    """A connection of the test's own, standing in for another front end mid-insert."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@asynccontextmanager
+async def inserts_held_up(client, tenant, db, other_conn):
+    """While inside, every batch of new users is out and waiting: another connection holds, uncommitted,
+    the userNames of one POST per sender. Leaving rolls that back, and those POSTs create their users."""
+    names = [unique_email("held") for _ in range(SENDERS)]
+    tx = other_conn.transaction()
+    await tx.start()
+    for name in names:
+        await other_conn.execute(
+            "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')", tenant.id, name
+        )
+    held = []
+    for name in names:  # one at a time, so that each goes out in a batch of its own
+        held.append(
+            asyncio.create_task(client.post("/scim/v2/Users", json=user_body(name), headers=tenant.headers))
+        )
+        async with asyncio.timeout(5):
+            while await db.fetchval(WAITING_ON_LOCKS) < len(held):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        await tx.rollback()
+        assert [r.status for r in await asyncio.gather(*held)] == [201] * SENDERS
+
+
+async def post_later(client, tenant, name, request_id):
+    headers = {**tenant.headers, "X-Request-Id": request_id}
+    return asyncio.create_task(client.post("/scim/v2/Users", json=user_body(name), headers=headers))
+
+
+async def test_posts_that_arrive_while_inserts_are_out_go_in_together_each_with_its_own_user_and_outbox_row(
+    client, tenant, db, other_conn
+):
+    names = {f"req-{i}": unique_email(f"together{i}") for i in range(20)}
+    async with inserts_held_up(client, tenant, db, other_conn):
+        posts = {rid: await post_later(client, tenant, name, rid) for rid, name in names.items()}
+        await asyncio.sleep(0.3)
+        assert not any(p.done() for p in posts.values()), "a POST went out while every sender was busy"
+    for rid, post in posts.items():
+        resp = await post
+        assert resp.status == 201, await resp.text()
+        body = await resp.json()
+        assert body["userName"] == names[rid]
+        assert resp.headers["Location"].endswith(f"/Users/{body['id']}")
+        row = await db.fetchrow(
+            "SELECT u.user_name, o.change, o.request_id FROM users u JOIN outbox o ON o.resource_id = u.id "
+            "WHERE u.id = $1::uuid",
+            body["id"],
+        )
+        assert tuple(row) == (names[rid], "create", rid)
+    # One statement wrote them all: one transaction, and one outbox row per user.
+    assert (
+        await db.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM users WHERE user_name = ANY($1::text[])",
+            list(names.values()),
+        )
+        == 1
+    )
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND change = 'create'", tenant.id
+        )
+        == len(names) + SENDERS
+    )
+
+
+async def test_one_user_name_posted_together_in_several_cases_is_created_once(client, tenant, db, other_conn):
+    name = unique_email("twice")
+    spellings = [name, name.upper(), name, name.capitalize()]
+    others = [unique_email("bystander") for _ in range(3)]
+    async with inserts_held_up(client, tenant, db, other_conn):
+        posts = [await post_later(client, tenant, n, f"req-{i}") for i, n in enumerate(spellings + others)]
+    statuses = [(await p).status for p in posts]
+    assert sorted(statuses[: len(spellings)]) == [201, 409, 409, 409]
+    assert statuses[len(spellings) :] == [201] * len(others)
+    created = posts[statuses.index(201)].result()
+    assert (await created.json())["userName"] in spellings
+    users, changes = (
+        await db.fetchval(
+            "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND lower(user_name) = lower($2)",
+            tenant.id,
+            name,
+        ),
+        await db.fetchval(
+            "SELECT count(*) FROM outbox o JOIN users u ON u.id = o.resource_id "
+            "WHERE u.tenant_id = $1::uuid AND lower(u.user_name) = lower($2)",
+            tenant.id,
+            name,
+        ),
+    )
+    assert (users, changes) == (1, 1)

@@ -21,7 +21,7 @@ from schemas.messages import (
 from schemas.user import USER_RESOURCE, UserSchema
 from scimsvc import user_service
 from scimsvc.changes import Scope
-from scimsvc.keys import ALLOWED_DOMAINS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.keys import ALLOWED_DOMAINS, NEW_USERS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.openapi import errors
 from scimsvc.routes.responses import read_json, scim_response
 from scimsvc.scim.resources import (
@@ -48,6 +48,7 @@ def scope_of(request: web.Request) -> Scope:
         tenant_id=request[TENANT_ID],
         request_id=request.get(REQUEST_ID),
         allowed_domains=request[ALLOWED_DOMAINS],
+        new_users=app[NEW_USERS],
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -11,6 +12,7 @@ import asyncpg
 from schemas.user import PRODUCT_SCHEMA
 from scimsvc.scim.filters import Column
 from scimsvc.store import pages
+from scimsvc.store.batches import Batcher
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
 # attribute is read from the `resource` JSONB.
@@ -79,6 +81,32 @@ INSERT_NEW_USER = _with_outbox(
     change="'create'",
     request_id="$7",
 )
+# INSERT_NEW_USER for many users at once (store/batches.py): each user with its own "create" outbox row,
+# a taken userName skipped. The rows come back with `batch_row`, the 1-based place of their user in the
+# arrays, which never hold one (tenant, userName) twice. Users go in by name: two batches that meet on a
+# name (two front ends) wait for each other in the same order, never in a deadlock.
+INSERT_NEW_USERS = f"""
+WITH v AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::text[])
+        WITH ORDINALITY AS v(tenant_id, user_name, external_id, display_name, active, resource, request_id, n)
+), u AS (
+    INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
+    SELECT v.tenant_id, v.user_name, v.external_id, v.display_name, v.active, v.resource
+    FROM v ORDER BY v.tenant_id, lower(v.user_name)
+    ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING
+    RETURNING {USER_COLUMNS}
+), made AS (
+    SELECT u.*, v.n AS batch_row, v.request_id
+    FROM u JOIN v ON v.tenant_id = u.tenant_id AND v.user_name = u.user_name
+), change AS (
+    INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
+    SELECT m.tenant_id, 'user', m.id, 'create', jsonb_build_object('active', m.active), m.request_id
+    FROM made m ORDER BY m.batch_row
+    RETURNING id, resource_id
+)
+SELECT {USER_COLUMNS.replace("u.", "m.")}, m.batch_row, change.id AS outbox_id
+FROM made m JOIN change ON change.resource_id = m.id
+"""
 UPDATE_USER = f"""
 UPDATE users AS u
 SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
@@ -154,8 +182,19 @@ async def insert_user(conn: asyncpg.Connection, tenant_id: UUID, resource: dict[
     return await conn.fetchrow(INSERT_USER, tenant_id, *_columns(resource))
 
 
+class NewUser(NamedTuple):
+    """A POSTed user with a new userName, as `insert_new_user` writes it."""
+
+    tenant_id: UUID
+    resource: dict[str, Any]
+    request_id: str | None
+
+
+NewUserInserts = Batcher[NewUser, asyncpg.Record | None]
+
+
 async def insert_new_user(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    inserts: NewUserInserts | asyncpg.Pool,
     tenant_id: UUID,
     resource: dict[str, Any],
     *,
@@ -163,9 +202,39 @@ async def insert_new_user(
 ) -> asyncpg.Record | None:
     """Insert a user and its "create" outbox row, atomically; None (nothing written) if the name is taken.
 
-    The row carries `outbox_id`, the outbox row to wake the worker for.
+    Through `inserts` (`new_user_inserts`), users that arrive together go in by one statement. The row
+    carries `outbox_id`, the outbox row to wake the worker for.
     """
-    return await conn.fetchrow(INSERT_NEW_USER, tenant_id, *_columns(resource), request_id)
+    user = NewUser(tenant_id, resource, request_id)
+    if isinstance(inserts, asyncpg.Pool):
+        return await _insert_one(inserts, user)
+    return await inserts.submit(user)
+
+
+async def _insert_one(pool: asyncpg.Pool, user: NewUser) -> asyncpg.Record | None:
+    return await pool.fetchrow(INSERT_NEW_USER, user.tenant_id, *_columns(user.resource), user.request_id)
+
+
+async def _insert_many(pool: asyncpg.Pool, users: Sequence[NewUser]) -> list[asyncpg.Record | None]:
+    columns = zip(*(_columns(user.resource) for user in users), strict=True)
+    rows = await pool.fetch(
+        INSERT_NEW_USERS, [user.tenant_id for user in users], *columns, [user.request_id for user in users]
+    )
+    made = {row["batch_row"]: row for row in rows}
+    return [made.get(n) for n in range(1, len(users) + 1)]
+
+
+def new_user_inserts(pool: asyncpg.Pool) -> NewUserInserts:
+    """A batcher of new-user inserts into `pool` (one per pool: the app's)."""
+    return Batcher(
+        pool,
+        one=_insert_one,
+        many=_insert_many,
+        key=lambda user: (user.tenant_id, user.resource["userName"]),
+        # Two batches out at once: one fills while the other is in PostgreSQL, and a batch held up by a
+        # lock (a name another front end is inserting) does not stop every POST of this process.
+        in_flight=2,
+    )
 
 
 async def update_user(

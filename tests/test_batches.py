@@ -1,0 +1,111 @@
+"""store/batches.py: writes submitted together go as one statement; a bad item fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from scimsvc.store.batches import Batcher
+from scimsvc.store.db import create_pool
+
+
+@pytest.fixture
+async def probe(database_url):
+    """A pool and a table of the test's own: positive numbers, each once."""
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    await pool.execute(
+        "DROP TABLE IF EXISTS batch_probe; CREATE TABLE batch_probe (n int PRIMARY KEY CHECK (n > 0))"
+    )
+    yield pool
+    await pool.execute("DROP TABLE batch_probe")
+    await pool.close()
+
+
+class Calls:
+    """The statements a batcher runs into the probe table, and what it asked of them."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.ones: list[int] = []
+        self.gate = asyncio.Event()  # the first single item waits for it: the sender is busy meanwhile
+
+    async def one(self, pool: asyncpg.Pool, n: int) -> int:
+        self.ones.append(n)
+        if len(self.ones) == 1:
+            await self.gate.wait()
+        return await pool.fetchval("INSERT INTO batch_probe VALUES ($1) RETURNING n", n)
+
+    async def many(self, pool: asyncpg.Pool, ns: list[int]) -> list[int]:
+        self.batches.append(list(ns))
+        rows = await pool.fetch("INSERT INTO batch_probe SELECT unnest($1::int[]) RETURNING n", ns)
+        return [r["n"] for r in rows]
+
+
+async def submit_behind_a_busy_sender(batcher: Batcher, calls: Calls, items: list[int]) -> list:
+    first = asyncio.create_task(batcher.submit(100))
+    while not calls.ones:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    rest = [asyncio.create_task(batcher.submit(n)) for n in items]
+    await asyncio.sleep(0.05)
+    calls.gate.set()
+    assert await first == 100
+    return await asyncio.gather(*rest, return_exceptions=True)
+
+
+async def stored(pool: asyncpg.Pool) -> list[int]:
+    return [r["n"] for r in await pool.fetch("SELECT n FROM batch_probe ORDER BY n")]
+
+
+async def test_items_that_wait_for_a_busy_sender_go_in_one_statement(probe):
+    pool = probe
+    calls = Calls()
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n, in_flight=1)
+    assert await submit_behind_a_busy_sender(batcher, calls, [1, 2, 3]) == [1, 2, 3]
+    assert calls.batches == [[1, 2, 3]]
+    assert await stored(pool) == [1, 2, 3, 100]
+
+
+async def test_a_batch_with_a_bad_item_is_retried_one_by_one_and_only_that_item_fails(probe):
+    pool = probe
+    calls = Calls()
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n, in_flight=1)
+    results = await submit_behind_a_busy_sender(batcher, calls, [1, 2, -3, 4])
+    assert results[:2] == [1, 2] and results[3] == 4
+    assert isinstance(results[2], asyncpg.CheckViolationError)
+    assert calls.batches == [[1, 2, -3, 4]]  # tried together first: nothing of it was written
+    assert calls.ones == [100, 1, 2, -3, 4]
+    assert await stored(pool) == [1, 2, 4, 100]
+
+
+async def test_items_with_one_key_never_share_a_batch(probe):
+    pool = probe
+    calls = Calls()
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n % 10, in_flight=1)
+    assert await submit_behind_a_busy_sender(batcher, calls, [1, 11, 2, 12, 3]) == [1, 11, 2, 12, 3]
+    assert calls.batches == [[1, 2, 3], [11, 12]]
+
+
+async def test_a_batch_that_finds_the_database_unreachable_fails_every_item_without_retrying(probe):
+    pool = probe
+    calls = Calls()
+    lost = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    async def unreachable(pool: asyncpg.Pool, ns: list[int]) -> list[int]:
+        calls.batches.append(list(ns))
+        raise lost
+
+    batcher = Batcher(pool, one=calls.one, many=unreachable, key=lambda n: n, in_flight=1)
+    assert await submit_behind_a_busy_sender(batcher, calls, [1, 2, 3]) == [lost, lost, lost]
+    assert calls.ones == [100]  # a retry one by one would only meet the same outage
+    assert await stored(pool) == [100]
+
+
+async def test_a_lone_item_goes_at_once_by_its_single_statement(probe):
+    pool = probe
+    calls = Calls()
+    calls.gate.set()
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n, in_flight=2)
+    assert [await batcher.submit(n) for n in (5, 6)] == [5, 6]
+    assert calls.batches == [] and calls.ones == [5, 6]
