@@ -82,6 +82,8 @@ FULL = {
     "baseline_post": 5_000,
     "post_rounds": 3,
     "post_round": 4_000,
+    "get_rounds": 3,
+    "get_round": 3_000,
     "peer_post": 2_000,
     "peer_get": 1_000,
     "peer_patch": 1_000,
@@ -101,6 +103,8 @@ QUICK = {
     "baseline_post": 1_000,
     "post_rounds": 2,
     "post_round": 500,
+    "get_rounds": 2,
+    "get_round": 500,
     "peer_post": 300,
     "peer_get": 200,
     "peer_patch": 200,
@@ -149,6 +153,10 @@ class Bench:
         self.baseline_proc: Proc | None = None
         self.baseline_root = ""
         self.baseline_rows = 0  # users the baseline's table holds
+        self.reads: tuple[str, dict[str, str]] = (
+            "",
+            {},
+        )  # scimsvc's SCIM base and the seeded tenant's headers
 
     def reset_peaks(self, *procs: Proc | None) -> None:
         for proc in procs:
@@ -252,8 +260,8 @@ class Bench:
         user_ids = await run.seed_users(tenant_b, self.n["seed"])
         self.extra["seed_seconds"] = round(time.perf_counter() - started, 1)
         seed = len(user_ids)
-        rng = random.Random(8)
-        names = [f"user{rng.randint(1, seed)}@bench.example" for _ in range(self.n["get"])]
+        names = user_names(seed, self.n["get"])
+        self.reads = (base, headers_b)  # GET eq's alternating rounds read this tenant again
         await self.measure(
             f"GET userName eq ({seed} users)",
             "scimsvc",
@@ -485,6 +493,35 @@ class Bench:
                 **{f"{name}_ms": ms for name, ms in parts.items()},
             )
 
+    async def get_rounds(self, names: list[str]) -> None:
+        """GET userName eq on scimsvc and on the baseline in alternating rounds, as `post_rounds` does
+        for POST and for the same reason: the target is judged on the median of the rounds' ratios."""
+        ours_base, ours_headers = self.reads
+        root, count, ratios = self.baseline_root, self.n["get_round"], []
+
+        def by_name(url: str) -> Any:
+            return lambda i: ("GET", f'{url}/Users?filter=userName eq "{names[i % len(names)]}"', None)
+
+        for _ in range(self.n["get_rounds"]):
+            ours = await drive(self.http, by_name(ours_base), count, concurrency=self.c, headers=ours_headers)
+            base = await drive(
+                self.http,
+                by_name(root),
+                count,
+                concurrency=self.c,
+                headers={"Content-Type": "application/json"},
+            )
+            ratios.append(ours.per_s / base.per_s)
+        self.row(
+            f"GET userName eq, {len(ratios)} alternating rounds",
+            "scimsvc/baseline",
+            None,
+            None,
+            ratio_median=round(statistics.median(ratios), 2),
+            ratios=[round(r, 2) for r in ratios],
+            unit=f"{count} GETs per round each",
+        )
+
     async def baseline(self) -> None:
         run = self.run
         proc = await self.start_baseline()
@@ -505,8 +542,7 @@ class Bench:
             seed,
         )
         await run.conn.execute("VACUUM ANALYZE baseline_users")
-        rng = random.Random(8)
-        names = [f"user{rng.randint(1, seed)}@bench.example" for _ in range(self.n["get"])]
+        names = user_names(seed, self.n["get"])
         await self.measure(
             f"GET userName eq ({seed} users)",
             "baseline",
@@ -515,6 +551,7 @@ class Bench:
             len(names),
             headers,
         )
+        await self.get_rounds(names)
         ids = [
             r[0]
             for r in await run.conn.fetch("SELECT id::text FROM baseline_users LIMIT $1", self.n["patch"])
@@ -645,6 +682,12 @@ async def fill_peer(
     return ids
 
 
+def user_names(seed: int, count: int) -> list[str]:
+    """`count` userNames of seeded users, the same draw on every system."""
+    rng = random.Random(8)
+    return [f"user{rng.randint(1, seed)}@bench.example" for _ in range(count)]
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
@@ -718,6 +761,7 @@ def targets(
         flat = rss["rss_end_mb"] - rss["rss_after_fifth_mb"] <= 5.0
     applying = find(rows, "POST /Users, worker applying", "scimsvc/baseline") or {}
     stopped = find(rows, "POST /Users, worker stopped", "scimsvc/baseline") or {}
+    get_rounds = find(rows, "GET userName eq, ", "scimsvc/baseline") or {}
     listed = [
         *(
             (
@@ -728,9 +772,9 @@ def targets(
             for name, row in (("worker applying", applying), ("worker stopped", stopped))
         ),
         (
-            "GET userName eq ≥ 0.7 × baseline",
-            by["GET userName eq"]["ours/baseline"],
-            at_least(by["GET userName eq"]["ours/baseline"], 0.7),
+            "GET userName eq ≥ 0.7 × baseline (median of rounds)",
+            get_rounds.get("ratio_median"),
+            at_least(get_rounds.get("ratio_median"), 0.7),
         ),
         ("page of 100 p50 ≤ 10 ms", page.get("p50_ms"), at_most(page.get("p50_ms"), 10)),
         # Against scim2-server as it ships (the figures the issue quotes) and with a larger backlog.
