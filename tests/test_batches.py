@@ -109,3 +109,20 @@ async def test_a_lone_item_goes_at_once_by_its_single_statement(probe):
     batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n, in_flight=2)
     assert [await batcher.submit(n) for n in (5, 6)] == [5, 6]
     assert calls.batches == [] and calls.ones == [5, 6]
+
+
+async def test_an_item_whose_key_is_in_a_batch_now_out_waits_for_it_while_others_go(probe):
+    pool = probe
+    calls = Calls()
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n % 10, in_flight=2)
+    first = asyncio.create_task(batcher.submit(100))  # out, and held at the gate
+    while not calls.ones:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    same_key = asyncio.create_task(batcher.submit(10))
+    other = asyncio.create_task(batcher.submit(5))
+    assert await asyncio.wait_for(other, 5) == 5  # the second sender took it at once
+    await asyncio.sleep(0.05)
+    assert not same_key.done(), "an item went out while its key was in a batch still out"
+    calls.gate.set()
+    assert (await first, await same_key) == (100, 10)
+    assert calls.ones == [100, 5, 10]

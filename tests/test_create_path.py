@@ -145,8 +145,15 @@ async def test_one_user_name_posted_together_in_several_cases_is_created_once(cl
     statuses = [(await p).status for p in posts]
     assert sorted(statuses[: len(spellings)]) == [201, 409, 409, 409]
     assert statuses[len(spellings) :] == [201] * len(others)
-    created = posts[statuses.index(201)].result()
-    assert (await created.json())["userName"] in spellings
+    created = await posts[statuses.index(201)].result().json()
+    assert created["userName"] in spellings
+    assert (
+        await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", created["id"])
+        == created["userName"]
+    )
+    for post, other in zip(posts[len(spellings) :], others, strict=True):
+        body = await post.result().json()
+        assert await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", body["id"]) == other
     users, changes = (
         await db.fetchval(
             "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND lower(user_name) = lower($2)",
@@ -161,3 +168,42 @@ async def test_one_user_name_posted_together_in_several_cases_is_created_once(cl
         ),
     )
     assert (users, changes) == (1, 1)
+
+
+async def test_a_batch_that_meets_a_name_locked_elsewhere_goes_one_by_one_and_only_that_post_waits(
+    client, tenant, db, other_conn, database_url
+):
+    contended = unique_email("contended")
+    holder = await asyncpg.connect(database_url)  # another front end, mid-insert of `contended`
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute(
+            "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')",
+            tenant.id,
+            contended,
+        )
+        others = {f"req-{i}": unique_email(f"free{i}") for i in range(10)}
+        async with inserts_held_up(client, tenant, db, other_conn):
+            waiting = await post_later(client, tenant, contended, "req-contended")
+            posts = {rid: await post_later(client, tenant, name, rid) for rid, name in others.items()}
+            await asyncio.sleep(0.3)
+        # Out together, held by the lock on `contended`; after the batch's lock timeout, one by one.
+        for rid, post in posts.items():
+            resp = await asyncio.wait_for(post, 10)
+            assert resp.status == 201, await resp.text()
+            assert (await resp.json())["userName"] == others[rid]
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), "the POST of the name locked elsewhere did not wait for that lock"
+        await tx.rollback()
+        resp = await asyncio.wait_for(waiting, 10)
+        assert resp.status == 201 and (await resp.json())["userName"] == contended
+    finally:
+        await holder.close()
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM outbox o JOIN users u ON u.id = o.resource_id WHERE u.tenant_id = $1::uuid",
+            tenant.id,
+        )
+        == len(others) + SENDERS + 1
+    )

@@ -81,23 +81,31 @@ INSERT_NEW_USER = _with_outbox(
     change="'create'",
     request_id="$7",
 )
+# How long a batch waits for a row lock: a name in it that another transaction is writing right then (a
+# front end inserting it, a PATCH or the worker updating that user). Past it the batch fails with nothing
+# written and its users go one by one, so only that user waits, and the batch is never the one a
+# deadlock check (deadlock_timeout, 1 s) finds waiting. The statement sets it for its own transaction in
+# `waits`, which every row it inserts is read after: no BEGIN, SET and COMMIT round trips.
+BATCH_LOCK_TIMEOUT = "500ms"
 # INSERT_NEW_USER for many users at once (store/batches.py): each user with its own "create" outbox row,
-# a taken userName skipped. The rows come back with `batch_row`, the 1-based place of their user in the
-# arrays, which never hold one (tenant, userName) twice. Users go in by name: two batches that meet on a
-# name (two front ends) wait for each other in the same order, never in a deadlock.
+# a taken userName skipped. Ids are drawn first, so each row written maps back to its own place in the
+# arrays (`batch_row`, 1-based). Users go in by name, and one name's spellings in arrival order: two batches
+# that meet on names wait for each other in one order, and the first request of a name is the one created.
 INSERT_NEW_USERS = f"""
-WITH v AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::text[])
+WITH waits AS MATERIALIZED (
+    SELECT set_config('lock_timeout', '{BATCH_LOCK_TIMEOUT}', true)
+), v AS MATERIALIZED (
+    SELECT gen_random_uuid() AS id, v.*
+    FROM waits, unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::text[])
         WITH ORDINALITY AS v(tenant_id, user_name, external_id, display_name, active, resource, request_id, n)
 ), u AS (
-    INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
-    SELECT v.tenant_id, v.user_name, v.external_id, v.display_name, v.active, v.resource
-    FROM v ORDER BY v.tenant_id, lower(v.user_name)
+    INSERT INTO users AS u (id, tenant_id, user_name, external_id, display_name, active, resource)
+    SELECT v.id, v.tenant_id, v.user_name, v.external_id, v.display_name, v.active, v.resource
+    FROM v ORDER BY v.tenant_id, lower(v.user_name), v.n
     ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING
     RETURNING {USER_COLUMNS}
 ), made AS (
-    SELECT u.*, v.n AS batch_row, v.request_id
-    FROM u JOIN v ON v.tenant_id = u.tenant_id AND v.user_name = u.user_name
+    SELECT u.*, v.n AS batch_row, v.request_id FROM u JOIN v ON v.id = u.id
 ), change AS (
     INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
     SELECT m.tenant_id, 'user', m.id, 'create', jsonb_build_object('active', m.active), m.request_id
@@ -230,9 +238,10 @@ def new_user_inserts(pool: asyncpg.Pool) -> NewUserInserts:
         pool,
         one=_insert_one,
         many=_insert_many,
-        key=lambda user: (user.tenant_id, user.resource["userName"]),
-        # Two batches out at once: one fills while the other is in PostgreSQL, and a batch held up by a
-        # lock (a name another front end is inserting) does not stop every POST of this process.
+        # A name is in one batch at a time: a second POST of it (an IdP's retry) waits for the first.
+        key=lambda user: (user.tenant_id, user.resource["userName"].lower()),
+        # Two batches out at once: one fills while the other is in PostgreSQL, and one waiting for a lock
+        # (up to BATCH_LOCK_TIMEOUT) does not stop every POST of this process.
         in_flight=2,
     )
 
