@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -15,6 +16,12 @@ from scimsvc.jobs import Wakeup, waker_for
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 from scimsvc.store.users import NewUserInserts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# PostgreSQL aborted the transaction to break a deadlock, or on a serialization failure: nothing of it was
+# written, and run again it sees what the other transaction did.
+CONFLICTS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,18 @@ async def write(scope: Scope) -> AsyncIterator[Transaction]:
         async with conn.transaction():
             yield tx
     _wake(scope, tx.touched)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], *, tries: int = 3) -> T:
+    """`attempt()`, a whole write transaction, run again when PostgreSQL aborted it as a `CONFLICTS`."""
+    for left in range(tries - 1, -1, -1):
+        try:
+            return await attempt()
+        except CONFLICTS as exc:
+            if not left:
+                raise
+            log.warning("write aborted by PostgreSQL (%s), running it again", exc.sqlstate)
+    raise AssertionError("unreachable")
 
 
 async def write_one(

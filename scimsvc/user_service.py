@@ -14,7 +14,7 @@ import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc import page_cursors
-from scimsvc.changes import Scope, write, write_one
+from scimsvc.changes import Scope, retrying, write, write_one
 from scimsvc.notices import email_change_notices
 from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
@@ -70,8 +70,14 @@ async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Rec
     """Lock the user, build its new resource from the locked row, save it and its outbox row.
 
     Building from the locked row means concurrent PATCHes of one user never lose each other's changes.
-    `build` returns None when nothing changes; then nothing is written.
+    `build` returns None when nothing changes; then nothing is written. A transaction PostgreSQL aborts
+    to break a deadlock (a rename waiting on a name another transaction is inserting, while that one
+    waits on this user) runs again.
     """
+    return await retrying(lambda: _write_user_once(scope, lock, build))
+
+
+async def _write_user_once(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Record:
     async with write(scope) as tx:
         existing = await lock(tx.conn)
         resource = build(existing)
@@ -234,11 +240,15 @@ async def _update_user(scope: Scope, raw_id: str, if_match: str | None, build: B
 async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> None:
     """DELETE /Users/{id}: deactivate and unlink (never destructive); GET then answers 404."""
     lock = _lock_linked(scope, raw_id, if_match)
-    async with write(scope) as tx:
-        current = await lock(tx.conn)
-        await store.unlink_user(tx.conn, scope.tenant_id, current["id"])
-        await group_store.forget_user(tx.conn, scope.tenant_id, current["id"])  # its teams stay
-        await tx.record("user", current["id"], "delete", {"active": False})
+
+    async def attempt() -> None:
+        async with write(scope) as tx:
+            current = await lock(tx.conn)
+            await store.unlink_user(tx.conn, scope.tenant_id, current["id"])
+            await group_store.forget_user(tx.conn, scope.tenant_id, current["id"])  # its teams stay
+            await tx.record("user", current["id"], "delete", {"active": False})
+
+    await retrying(attempt)
 
 
 USERS = filters.Queryable(

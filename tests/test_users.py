@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import asyncpg
 
 from tests.conftest import PUBLIC_URL, unique_email, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+WAITING_ON_LOCKS = """
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
 
 
 async def create(client: Any, tenant: Any, user_name: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -280,3 +286,44 @@ async def test_user_outside_a_later_allowlist_can_still_be_deactivated(client, n
     patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
     resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=tenant.headers)
     assert resp.status == 200 and (await resp.json())["active"] is False
+
+
+async def test_a_rename_that_postgres_aborts_in_a_deadlock_runs_again_and_succeeds(
+    client, tenant, db, database_url
+):
+    user = await create(client, tenant)
+    new_name = unique_email("renamed")
+    other = await asyncpg.connect(database_url)  # another writer, in a transaction that meets the rename
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(
+            "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')",
+            tenant.id,
+            new_name,
+        )
+        patch = asyncio.create_task(
+            client.patch(
+                f"/scim/v2/Users/{user['id']}",
+                json={
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "userName", "value": new_name}],
+                },
+                headers=tenant.headers,
+            )
+        )
+        async with asyncio.timeout(5):  # the rename holds the user and waits for the other's new_name
+            while not await db.fetchval(WAITING_ON_LOCKS):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        # The other now waits for the user the rename holds: a deadlock, which PostgreSQL breaks within
+        # deadlock_timeout by aborting the rename (it has waited longer).
+        await other.execute("UPDATE users SET display_name = 'Other' WHERE id = $1::uuid", user["id"])
+        await tx.rollback()
+        resp = await asyncio.wait_for(patch, 10)
+    finally:
+        await other.close()
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["userName"] == new_name
+    assert await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", user["id"]) == new_name
+    changes = await db.fetch("SELECT change FROM outbox WHERE resource_id = $1::uuid ORDER BY id", user["id"])
+    assert [c["change"] for c in changes] == ["create", "update"]  # the aborted try wrote nothing
