@@ -226,3 +226,20 @@ class OwnRedis:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+WAITING_ON_LOCKS = """
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+async def hold_user_name(database_url: str, tenant: Tenant, user_name: str) -> tuple[asyncpg.Connection, Any]:
+    """Another writer mid-insert: a connection whose open transaction holds `user_name` uncommitted.
+    Returns (connection, transaction); roll back and close it when done."""
+    conn = await asyncpg.connect(database_url)
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute(
+        "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')", tenant.id, user_name
+    )
+    return conn, tx

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from tests.conftest import run_worker, unique_email, user_body
+from tests.conftest import WAITING_ON_LOCKS, hold_user_name, run_worker, unique_email, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -56,9 +56,6 @@ async def test_a_new_user_with_a_manager_is_created_with_the_managers_name(clien
 # --- POSTs that arrive together go in by one statement (scimsvc/store/batches.py) ---------------------
 
 SENDERS = 2  # batches a front end has out at once (store/users.py new_user_inserts)
-WAITING_ON_LOCKS = """
-SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-"""
 
 
 @pytest.fixture
@@ -174,15 +171,8 @@ async def test_a_batch_that_meets_a_name_locked_elsewhere_goes_one_by_one_and_on
     client, tenant, db, other_conn, database_url
 ):
     contended = unique_email("contended")
-    holder = await asyncpg.connect(database_url)  # another front end, mid-insert of `contended`
+    holder, tx = await hold_user_name(database_url, tenant, contended)  # another front end, mid-insert
     try:
-        tx = holder.transaction()
-        await tx.start()
-        await holder.execute(
-            "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')",
-            tenant.id,
-            contended,
-        )
         others = {f"req-{i}": unique_email(f"free{i}") for i in range(10)}
         async with inserts_held_up(client, tenant, db, other_conn):
             waiting = await post_later(client, tenant, contended, "req-contended")

@@ -5,14 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
-
-from tests.conftest import PUBLIC_URL, unique_email, user_body
+from tests.conftest import PUBLIC_URL, WAITING_ON_LOCKS, hold_user_name, unique_email, user_body
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-WAITING_ON_LOCKS = """
-SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-"""
 
 
 async def create(client: Any, tenant: Any, user_name: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -293,15 +288,8 @@ async def test_a_rename_that_postgres_aborts_in_a_deadlock_runs_again_and_succee
 ):
     user = await create(client, tenant)
     new_name = unique_email("renamed")
-    other = await asyncpg.connect(database_url)  # another writer, in a transaction that meets the rename
+    other, tx = await hold_user_name(database_url, tenant, new_name)  # a writer the rename will meet
     try:
-        tx = other.transaction()
-        await tx.start()
-        await other.execute(
-            "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')",
-            tenant.id,
-            new_name,
-        )
         patch = asyncio.create_task(
             client.patch(
                 f"/scim/v2/Users/{user['id']}",
