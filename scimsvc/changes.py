@@ -76,14 +76,12 @@ async def write(scope: Scope) -> AsyncIterator[Transaction]:
 
 async def retrying(attempt: Callable[[], Awaitable[T]], *, tries: int = 3) -> T:
     """`attempt()`, a whole write transaction, run again when PostgreSQL aborted it as a `CONFLICTS`."""
-    for left in range(tries - 1, -1, -1):
+    for _ in range(tries - 1):
         try:
             return await attempt()
         except CONFLICTS as exc:
-            if not left:
-                raise
             log.warning("write aborted by PostgreSQL (%s), running it again", exc.sqlstate)
-    raise AssertionError("unreachable")
+    return await attempt()
 
 
 async def write_one(

@@ -112,8 +112,7 @@ WITH waits AS MATERIALIZED (
     FROM made m ORDER BY m.batch_row
     RETURNING id, resource_id
 )
-SELECT {USER_COLUMNS.replace("u.", "m.")}, m.batch_row, change.id AS outbox_id
-FROM made m JOIN change ON change.resource_id = m.id
+SELECT m.*, change.id AS outbox_id FROM made m JOIN change ON change.resource_id = m.id
 """
 UPDATE_USER = f"""
 UPDATE users AS u
