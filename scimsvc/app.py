@@ -12,10 +12,11 @@ from scimsvc.console import console_middleware, setup_console
 from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
 from scimsvc.metrics import METRICS, WebMetrics, metrics_middleware
-from scimsvc.middlewares import auth_middleware, error_middleware, request_id_middleware
+from scimsvc.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.openapi import setup_openapi
 from scimsvc.rate_limit import LIMITER, RateLimiter, rate_limit_middleware
 from scimsvc.routes import admin, admin_teams, discovery, ops, scim_bulk, scim_groups, scim_search, scim_users
+from scimsvc.routes.scim_paths import add_scim_path_aliases
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from scimsvc.store.users import new_user_inserts
@@ -28,7 +29,12 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     app[NEW_USERS] = new_user_inserts(app[POOL])
-    app[TOKEN_CACHE] = TokenCache(app[POOL], settings.database_url, ttl=settings.token_cache_seconds)
+    app[TOKEN_CACHE] = TokenCache(
+        app[POOL],
+        settings.database_url,
+        ttl=settings.token_cache_seconds,
+        counted=app[METRICS].token_looked_up,
+    )
     app[TOKEN_CACHE].start()
     yield
     await app[TOKEN_CACHE].stop()
@@ -72,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
     app.add_routes(ops.routes)
+    add_scim_path_aliases(app, SCIM_PREFIX)  # after the SCIM routes: /scim/v2/users, /Users/ reach them too
     setup_openapi(app)  # last: documents every route above, at start-up
     setup_console(app)  # HTML pages under /console/, after the API routes (not part of the API document)
     return app

@@ -22,3 +22,4 @@ REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)
 ALLOWED_DOMAINS = web.RequestKey("allowed_domains", tuple)
 RATE_LIMIT = web.RequestKey("rate_limit", dict)  # the tenant's rate_limit setting
+RATE_HEADERS = web.RequestKey("rate_headers", dict)  # what its charge left in the tenant's bucket

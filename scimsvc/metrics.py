@@ -54,6 +54,12 @@ class WebMetrics:
         self.rate_limit_redis_errors = Counter(
             "scimsvc_rate_limit_redis_errors", "Rate-limit checks that could not reach Redis", registry=r
         )
+        self.token_lookups = Counter(
+            "scimsvc_token_lookups",
+            "SCIM bearer tokens looked up in PostgreSQL (not answered from memory), by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.outbox_pending = Gauge("scimsvc_outbox_pending_rows", "Outbox rows not yet applied", registry=r)
         self.outbox_lag = Gauge(
             "scimsvc_outbox_lag_seconds", "Age of the oldest unapplied outbox row (0 when none)", registry=r
@@ -62,6 +68,10 @@ class WebMetrics:
         self.seats_used = Gauge(
             "scimsvc_tenant_seats_used", "Full licenses held in a tenant", ["tenant"], registry=r
         )
+
+    def token_looked_up(self, found: bool) -> None:
+        """Count one token lookup in PostgreSQL: found (valid) or refused (unknown or revoked)."""
+        self.token_lookups.labels("found" if found else "refused").inc()
 
     async def collect_database(self, pool: asyncpg.Pool) -> None:
         """Refresh the gauges that come from PostgreSQL (called on each scrape)."""

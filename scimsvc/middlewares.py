@@ -139,6 +139,7 @@ def _bearer(request: web.Request) -> str | None:
 TOO_MANY_FAILURES = (
     "too many failed authentications from this address: retry after {seconds} s with a valid credential"
 )
+INVALID_TOKEN = "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
 
 
 def client_of(request: web.Request) -> str:
@@ -149,40 +150,35 @@ def client_of(request: web.Request) -> str:
     )
 
 
-async def refuse_blocked_address(request: web.Request) -> None:
-    """An address over its failed-authentication budget is refused before any credential is checked."""
-    left = request.app[LIMITER].auth_blocked(client_of(request))
-    if left > 0:
-        seconds = retry_after(int(left * 1000))
-        raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
-
-
-async def failed_authentication(request: web.Request, what: str) -> None:
-    """Log and count a wrong credential; past the address's budget, answer 429 instead of 401."""
+async def failed_authentication(request: web.Request, kind: str, what: str) -> None:
+    """Log and count a wrong credential of `kind` (scim, operator) for the client's address; past the
+    address's budget, answer 429 instead of 401. Valid credentials never come here, so one organization's
+    stale token can never lock out another calling from the same IdP address."""
     address = client_of(request)
-    log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
-    verdict = await request.app[LIMITER].auth_failed(address)
-    if verdict is not None and not verdict.allowed:
-        seconds = retry_after(verdict.wait_ms)
+    wait = await request.app[LIMITER].auth_failed(kind, address)
+    if wait > 0:
+        seconds = retry_after(int(wait * 1000))
         raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
+    log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """SCIM routes: the bearer token selects the tenant. Admin routes: the operator key."""
     path = request.path
-    if path.startswith((SCIM_PREFIX, *OPERATOR_PREFIXES)):
-        await refuse_blocked_address(request)
     if path.startswith(SCIM_PREFIX):
         token = _bearer(request)
         if token is None:
             raise ScimError(401, "authentication required: send 'Authorization: Bearer <SCIM token>'")
-        found = await request.app[TOKEN_CACHE].tenant_for_token(token)
+        check = await request.app[TOKEN_CACHE].check(token)
+        found = check.tenant
         if found is None:
-            await failed_authentication(request, "SCIM token")
-            raise ScimError(
-                401, "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
-            )
+            # A token refused moments ago (an IdP retrying a revoked one) is neither looked up nor counted
+            # again: it keeps getting 401 at no cost, and only new unknown tokens count as guesses.
+            if not check.remembered:
+                # A prefix of the token's hash tells operators which token it is; the token is never logged.
+                await failed_authentication(request, "scim", f"SCIM token sha256:{check.digest.hex()[:8]}")
+            raise ScimError(401, INVALID_TOKEN)
         if not found["scim_enabled"]:
             raise ScimError(
                 403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings"
@@ -197,7 +193,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         token = _bearer(request)
         if token is None or not secrets.compare_digest(token.encode(), admin_key.encode()):
             if token is not None:
-                await failed_authentication(request, "admin key")
+                await failed_authentication(request, "operator", "admin key")
             raise ScimError(401, "operator endpoint: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
     if request.method in READ_METHODS or not path.startswith(CHANGES_TENANTS):
         return await handler(request)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
+
+from scimsvc.scim.bulk import BulkOperation
 
 WINDOW_SECONDS = 30
 LEVELS = {"L1": 50, "L2": 100, "L3": 500, "L4": 2000}
@@ -45,30 +46,27 @@ def request_level(method: str, route: str | None, body_bytes: int | None) -> str
     return ROUTE_LEVELS.get((method, route or ""), DEFAULT_LEVEL)
 
 
-BULK = ("POST", "/scim/v2/Bulk")
-_BULK_PATH = re.compile(r"/?(Users|Groups)(/[^/]+)?/?", re.IGNORECASE)
+# Requests whose handler prices them once it has read and checked them (`scimsvc.rate_limit.charge`).
+PRICED_BY_HANDLER = frozenset({("POST", "/scim/v2/Bulk")})
 
 
-def bulk_credits(body: Any) -> int:
-    """Credits of a parsed POST /Bulk body: the sum of what its operations would cost as single requests
-    (a group PATCH sized by its `data`); an operation that is not one costs L1, a body that is not a
-    BulkRequest L4, and a bulk never less than L1."""
-    operations = None
-    if isinstance(body, Mapping):
-        operations = next((v for k, v in body.items() if str(k).lower() == "operations"), None)
-    if not isinstance(operations, list):
-        return LEVELS["L4"]
+def _json_bytes(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: priced as a large body
+        return SMALL_GROUP_PATCH_BYTES + 1
+
+
+def bulk_credits(operations: Iterable[BulkOperation]) -> int:
+    """Credits of a parsed /Bulk: the sum of what its operations would cost as single requests (a group
+    PATCH sized by its `data`), an operation that is not one (malformed) L1, and never less than L1."""
     total = 0
     for op in operations:
         level = DEFAULT_LEVEL
-        if isinstance(op, Mapping):
-            fields = {str(k).lower(): v for k, v in op.items()}
-            method, path = fields.get("method"), fields.get("path")
-            match = _BULK_PATH.fullmatch(path) if isinstance(path, str) else None
-            if isinstance(method, str) and match:
-                route = f"/scim/v2/{match.group(1).capitalize()}" + ("/{id}" if match.group(2) else "")
-                size = len(orjson.dumps(fields.get("data"))) if method.upper() == "PATCH" else None
-                level = request_level(method.upper(), route, size)
+        if op.error is None:
+            route = f"/scim/v2/{op.endpoint}" + ("/{id}" if op.target is not None else "")
+            size = _json_bytes(op.data) if op.method == "PATCH" else None
+            level = request_level(op.method, route, size)
         total += LEVELS[level]
     return max(total, LEVELS[DEFAULT_LEVEL])
 

@@ -34,18 +34,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from scimsvc.keys import RATE_LIMIT, SETTINGS, TENANT_ID
+from scimsvc.keys import RATE_HEADERS, RATE_LIMIT, SETTINGS, TENANT_ID
 from scimsvc.metrics import WebMetrics
-from scimsvc.rate_levels import BULK, LEVELS, WINDOW_SECONDS, bulk_credits, request_level, tenant_credits
+from scimsvc.rate_levels import LEVELS, PRICED_BY_HANDLER, WINDOW_SECONDS, request_level, tenant_credits
 from scimsvc.scim.errors import ScimError
 from scimsvc.settings import Settings
 from scimsvc.token_bucket import TokenBucket, Verdict
@@ -57,6 +55,7 @@ LOG_EVERY_SECONDS = 60
 # One round trip per 21 requests of one cost: ~5% of them pay it, so the median never does, and a lease
 # stays small next to any budget it is granted from (at most 1,000 credits for a user read).
 LEASE_COSTS = 20
+MAX_BLOCKED = 10_000  # blocked addresses kept in memory; past this, expired ones are dropped
 
 
 class Lease:
@@ -92,7 +91,8 @@ class RateLimiter:
         self.redis_errors = 0
         self._redis_down_until = 0.0
         self._logged_at = -math.inf
-        self._blocked: dict[str, float] = {}  # address -> monotonic time its failures are refused until
+        # (kind, address) -> monotonic time until which its wrong credentials get 429
+        self._blocked: dict[tuple[str, str], float] = {}
         # tenant -> its lease in this process: one object per tenant ever leased, mutated in place
         self._leases: dict[UUID, Lease] = {}
         self._lease_seconds = settings.rate_limit_lease_ms / 1000
@@ -199,25 +199,46 @@ class RateLimiter:
             verdict.granted,
         )
 
-    def auth_blocked(self, address: str) -> float:
-        """Seconds this address must still wait after too many failed authentications (0: none)."""
-        until = self._blocked.get(address)
+    def _auth_blocked(self, key: tuple[str, str], now: float) -> float:
+        """Seconds `key` (kind, address) must still wait after too many failed authentications (0: none)."""
+        until = self._blocked.get(key)
         if until is None:
             return 0.0
-        left = until - time.monotonic()
-        if left <= 0:
-            del self._blocked[address]
+        if until <= now:
+            del self._blocked[key]
             return 0.0
-        return left
+        return until - now
 
-    async def auth_failed(self, address: str) -> Verdict | None:
-        """Count a failed authentication of `address`; a refusal blocks it here until the bucket refills."""
-        limit = self.settings.auth_failures_per_minute
-        verdict = await self._take(self.auth, self._key("auth", address), capacity=limit, cost=1)
-        if verdict is not None and not verdict.allowed:
-            self.metrics.rate_limited.labels("-", "auth").inc()
-            self._blocked[address] = time.monotonic() + verdict.wait_ms / 1000
-        return verdict
+    async def auth_failed(self, kind: str, address: str) -> float:
+        """Count a wrong credential of `kind` (scim, operator) from `address`: 0 while the address is within
+        its budget, else the seconds until it may try unknown credentials again (429).
+
+        Only wrong credentials are counted and refused here: a valid one is never checked against this.
+        Once over budget, the address is refused in this process until its bucket refills, without
+        asking Redis again; that is logged once per block.
+        """
+        now = time.monotonic()
+        key = (kind, address)
+        left = self._auth_blocked(key, now)
+        if left <= 0:
+            limit = self.settings.auth_failures_per_minute
+            verdict = await self._take(self.auth, self._key(f"auth:{kind}", address), capacity=limit, cost=1)
+            if verdict is None or verdict.allowed:
+                return 0.0
+            left = verdict.wait_ms / 1000
+            if len(self._blocked) >= MAX_BLOCKED:
+                self._blocked = {k: t for k, t in self._blocked.items() if t > now}
+            self._blocked[key] = now + left
+            log.warning(
+                "too many failed authentications (%s) from %s: over %d a minute; refusing its unknown "
+                "credentials with 429 for %.0f s (valid credentials still pass)",
+                kind,
+                address,
+                limit,
+                left,
+            )
+        self.metrics.rate_limited.labels("-", "auth").inc()
+        return left
 
 
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
@@ -252,40 +273,31 @@ async def _body_bytes(request: web.Request) -> int:
     return len(await request.read()) if request.can_read_body else 0
 
 
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def _route(request: web.Request) -> str | None:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else None
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Spend the request's credits from its tenant's bucket; over budget → 429, nothing done."""
+async def charge(request: web.Request, *, cost: int | None = None) -> None:
+    """Spend a SCIM request's credits from its tenant's bucket: its level's cost, or `cost` when its
+    handler prices it (capped at the budget, so that any such request can pass once the bucket is full).
+    Over budget → 429, nothing done. The rate-limit headers go on whatever the request answers."""
     app = request.app
     settings: Settings = app[SETTINGS]
-    if not settings.rate_limit_enabled or TENANT_ID not in request:
-        return await handler(request)
+    if not settings.rate_limit_enabled:
+        return
     capacity = tenant_credits(request[RATE_LIMIT], default_credits=settings.rate_limit_credits)
     if capacity is None:
-        return await handler(request)
+        return
     method = request.method
     route = _route(request)
     body = await _body_bytes(request) if method == "PATCH" else None
     level = request_level(method, route, body)
-    cost = LEVELS[level]
-    if method == BULK[0] and route == BULK[1]:
-        # The sum of its operations, capped at the budget so that any bulk can pass once the bucket is full.
-        cost = min(capacity, bulk_credits(_json_or_none(await request.read())))
+    cost = LEVELS[level] if cost is None else min(capacity, cost)
     verdict = await app[LIMITER].spend(request[TENANT_ID], capacity=capacity, level=level, cost=cost)
     if verdict is None:  # Redis unreachable, failing open
-        return await handler(request)
-    headers = rate_headers(capacity, verdict)
+        return
+    headers = request[RATE_HEADERS] = rate_headers(capacity, verdict)
     if not verdict.allowed:
         raise ScimError(
             429,
@@ -294,10 +306,21 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
             f"{verdict.remaining} left): retry after {headers['Retry-After']} s",
             headers=headers,
         )
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Charge each SCIM request before its handler runs, except those their handler prices once it has
+    read them (a /Bulk is the sum of its operations, and one refused for its size or shape costs nothing);
+    put the rate-limit headers on the answer."""
+    if TENANT_ID not in request:
+        return await handler(request)
+    if (request.method, _route(request)) not in PRICED_BY_HANDLER:
+        await charge(request)
     try:
         response = await handler(request)
     except (ScimError, web.HTTPException) as exc:
-        exc.headers.update(headers)
+        exc.headers.update(request.get(RATE_HEADERS, {}))
         raise
-    response.headers.update(headers)
+    response.headers.update(request.get(RATE_HEADERS, {}))
     return response

@@ -17,27 +17,51 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import asyncpg
 
-from scimsvc.store.tenants import AUTH_CHANNEL, hash_token, tenant_for_token
+from scimsvc.store.tenants import AUTH_CHANNEL, hash_token, tenant_for_token_hash
 
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 10_000  # past this the cache starts over (one entry per live token)
+REFUSED_SECONDS = 20.0  # a refused token is looked up again at most this often (3 times a minute)
 RECONNECT_SECONDS = 1.0
 LISTENER_NAME = "scimsvc-token-cache"  # application_name of the listening connection
 
 
-class TokenCache:
-    """Valid tokens' tenants for `ttl` seconds, emptied on every change notification."""
+class TokenCheck(NamedTuple):
+    """What a bearer token is worth: its tenant, or None; and whether that None is a remembered refusal."""
 
-    def __init__(self, pool: asyncpg.Pool, database_url: str, *, ttl: float) -> None:
+    tenant: asyncpg.Record | None
+    digest: bytes  # sha256 of the token, the only form it is kept in
+    remembered: bool = False  # refused without asking PostgreSQL: it refused this token moments ago
+
+
+def _no_lookups(found: bool) -> None:
+    pass
+
+
+class TokenCache:
+    """Valid tokens' tenants for `ttl` seconds, emptied on every change notification; refusals for
+    `REFUSED_SECONDS`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database_url: str,
+        *,
+        ttl: float,
+        counted: Callable[[bool], None] = _no_lookups,
+    ) -> None:
         self.pool = pool
         self.database_url = database_url
         self.ttl = ttl
+        self._counted = counted  # told of each PostgreSQL lookup: found or not (a metric)
         self._entries: dict[bytes, tuple[float, asyncpg.Record]] = {}
+        self._refused: dict[bytes, float] = {}  # token hash -> monotonic time the refusal is forgotten
         self._generation = 0  # bumped on every change: a lookup that straddles one is not kept
         self._listening = False
         self._task: asyncio.Task[None] | None = None
@@ -47,21 +71,35 @@ class TokenCache:
         """Whether lookups are served from memory (the listener is connected and caching is on)."""
         return self._listening and self.ttl > 0
 
-    async def tenant_for_token(self, token: str) -> asyncpg.Record | None:
+    async def check(self, token: str) -> TokenCheck:
         """The tenant (id, scim_enabled, allowed_domains, rate_limit) of a valid token, or None."""
-        if not self.active:
-            return await tenant_for_token(self.pool, token)
         digest = hash_token(token)
         now = time.monotonic()
-        hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        refused_until = self._refused.get(digest)
+        if refused_until is not None:
+            if refused_until > now:
+                return TokenCheck(None, digest, remembered=True)
+            del self._refused[digest]
+        active = self.active
+        if active:
+            hit = self._entries.get(digest)
+            if hit is not None and hit[0] > now:
+                return TokenCheck(hit[1], digest)
         generation = self._generation
-        row = await tenant_for_token(self.pool, token)
-        if row is not None and generation == self._generation and self.active:
+        row = await self._look_up(digest)
+        if row is None:
+            if len(self._refused) >= MAX_ENTRIES:
+                self._refused.clear()
+            self._refused[digest] = now + REFUSED_SECONDS
+        elif active and generation == self._generation and self.active:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[digest] = (now + self.ttl, row)
+        return TokenCheck(row, digest)
+
+    async def _look_up(self, digest: bytes) -> asyncpg.Record | None:
+        row = await tenant_for_token_hash(self.pool, digest)
+        self._counted(row is not None)
         return row
 
     def holds(self, token: str) -> bool:

@@ -209,6 +209,26 @@ async def test_limits_are_advertised_and_enforced_with_413(aiohttp_client, setti
     assert status == 413 and "maxPayloadSize" in body["detail"]
 
 
+async def test_a_bulk_refused_for_its_size_or_shape_gets_413_or_400_and_costs_nothing(
+    aiohttp_client, settings
+):
+    from dataclasses import replace
+
+    small = replace(settings, bulk_max_operations=2, bulk_max_payload_bytes=600)
+    client = await aiohttp_client(create_app(small))
+    tenant = await make_tenant(client, rate_limit={"preset": "strict"})  # 10,000 credits per 30 s
+    # Priced as its operations, each of these would cost 1,500 credits: ten of them, 15,000.
+    three = bulk(*({"method": "DELETE", "path": f"/Users/{i}"} for i in range(3)))
+    for _ in range(10):
+        resp = await client.post("/scim/v2/Bulk", json=three, headers=tenant.headers)
+        assert resp.status == 413 and "Retry-After" not in resp.headers
+        resp = await client.post("/scim/v2/Bulk", data=b"{not json", headers=tenant.headers)
+        assert resp.status == 400
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200
+    assert int(resp.headers["X-RateLimit-Remaining"]) == 10_000 - LEVELS["L1"]  # only this GET was charged
+
+
 async def test_a_bulk_costs_the_sum_of_its_operations(client, new_tenant):
     tenant = await new_tenant(rate_limit={"credits_per_30s": 3000})
     user = await post_user(client, tenant)
@@ -237,9 +257,17 @@ def test_bulk_credits_price_each_operation_like_its_single_request():
         {"method": "DELETE", "path": "/Groups/2"},
         "junk",
     )
-    assert bulk_credits(body) == 50 + 100 + 100 + 2000 + 500 + 500 + 50
-    assert bulk_credits(bulk()) == LEVELS["L1"]
-    assert bulk_credits(None) == bulk_credits([1]) == LEVELS["L4"]
+    assert credits(body) == 50 + 100 + 100 + 2000 + 500 + 500 + 50
+    assert credits(bulk()) == LEVELS["L1"]
+    deep: object = "x"
+    for _ in range(300):  # deeper than orjson writes: priced as a large body, never a 500
+        deep = [deep]
+    deep_patch = {"Operations": [{"op": "add", "path": "title", "value": deep}]}
+    assert credits(bulk({"method": "PATCH", "path": "/Groups/1", "data": deep_patch})) == LEVELS["L4"]
+
+
+def credits(body: dict) -> int:
+    return bulk_credits(parse_bulk_request(body, max_operations=1000).operations)
 
 
 def test_plan_runs_referenced_posts_first_and_keeps_request_order_otherwise():

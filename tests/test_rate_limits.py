@@ -280,21 +280,6 @@ async def test_preset_off_and_bad_rate_limit_settings(client, tenant, db):
     )
 
 
-async def test_failed_authentications_are_limited_per_address(aiohttp_client, settings, caplog):
-    tight = dataclasses.replace(settings, auth_failures_per_minute=5, rate_limit_prefix=own_prefix())
-    client = await aiohttp_client(create_app(tight))
-    tenant = await make_tenant(client)
-    bad = {"Authorization": "Bearer scim_guess"}
-    statuses = [(await client.get("/scim/v2/Users", headers=bad)).status for _ in range(6)]
-    assert statuses == [401] * 5 + [429]
-    # Blocked: not even a valid token is checked from this address until the budget refills.
-    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
-    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
-    assert "too many failed authentications" in (await resp.json())["detail"]
-    assert any("failed authentication (SCIM token)" in r.getMessage() for r in caplog.records)
-    assert all("scim_guess" not in r.getMessage() for r in caplog.records)
-
-
 @pytest.mark.parametrize("mode", ["open", "closed"])
 async def test_redis_down_fails_open_or_closed_as_configured(aiohttp_client, settings, mode, db):
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
@@ -410,8 +395,10 @@ async def test_auth_failures_count_per_forwarded_client_behind_a_trusted_proxy(a
     )
     client = await aiohttp_client(create_app(tight))
     tenant = await make_tenant(client)
-    attacker = {"Authorization": "Bearer scim_guess", "X-Forwarded-For": "203.0.113.66"}
-    statuses = [(await client.get("/scim/v2/Users", headers=attacker)).status for _ in range(4)]
+    statuses = []
+    for i in range(4):
+        attacker = {"Authorization": f"Bearer scim_guess{i}", "X-Forwarded-For": "203.0.113.66"}
+        statuses.append((await client.get("/scim/v2/Users", headers=attacker)).status)
     assert statuses == [401, 401, 401, 429]
     # Another client behind the same proxy is not blocked by the attacker's failures.
     resp = await client.get("/scim/v2/Users", headers={**tenant.headers, "X-Forwarded-For": "198.51.100.7"})
@@ -425,7 +412,7 @@ async def test_x_forwarded_for_from_an_untrusted_peer_does_not_evade_the_limit(a
         (
             await client.get(
                 "/scim/v2/Users",
-                headers={"Authorization": "Bearer scim_guess", "X-Forwarded-For": f"192.0.2.{i}"},
+                headers={"Authorization": f"Bearer scim_guess{i}", "X-Forwarded-For": f"192.0.2.{i}"},
             )
         ).status
         for i in range(4)
@@ -555,7 +542,7 @@ async def test_failed_authentications_are_never_leased(own_redis, settings):
     limiter = own_limiter(settings, client, auth_failures_per_minute=100_000)
     before = await script_calls(client)
     for _ in range(5):
-        assert (await limiter.auth_failed("192.0.2.1")).allowed
+        assert await limiter.auth_failed("scim", "192.0.2.1") == 0
     assert await script_calls(client) == before + 5
 
 

@@ -36,7 +36,7 @@ from scimsvc.console.session import (
 )
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.license_service import assign_license_by_hand, seat_summary
-from scimsvc.middlewares import failed_authentication, refuse_blocked_address
+from scimsvc.middlewares import failed_authentication
 from scimsvc.queue_health import queue_health
 from scimsvc.routes.admin import (
     LICENSE_FILTERS,
@@ -136,10 +136,9 @@ async def login_form(request: web.Request) -> web.Response:
 @routes.post(LOGIN_PATH)
 async def login(request: web.Request) -> web.Response:
     """Check the operator key in constant time; a wrong one is logged and counted per client address."""
-    await refuse_blocked_address(request)
     form = await request.post()
     if not operator_key_matches(forms.text(form, "key"), request.app[SETTINGS].admin_key):
-        await failed_authentication(request, "console sign-in")
+        await failed_authentication(request, "operator", "console sign-in")
         return page(request, "login.html", {"error": "That is not the operator key."}, status=401)
     session = new_session(operator=True)  # a new id: nothing seen before sign-in is valid after it
     response = see_other("/console/tenants")

@@ -8,6 +8,8 @@ from aiohttp_apigami import docs, request_schema, response_schema
 from schemas.messages import BulkRequestSchema, BulkResponseSchema
 from scimsvc import bulk_service
 from scimsvc.keys import SETTINGS
+from scimsvc.rate_levels import bulk_credits
+from scimsvc.rate_limit import charge
 from scimsvc.routes.responses import read_json, scim_response
 from scimsvc.routes.scim_users import base_url, scope_of
 from scimsvc.scim.bulk import bulk_response, parse_bulk_request
@@ -40,5 +42,7 @@ async def bulk(request: web.Request) -> web.Response:
     if len(raw) > limit:
         raise _too_large(limit)
     parsed = parse_bulk_request(await read_json(request), max_operations=settings.bulk_max_operations)
+    # Priced only now: a bulk refused for its size or shape never spends the tenant's budget.
+    await charge(request, cost=bulk_credits(parsed.operations))
     results = await bulk_service.run_bulk(scope_of(request), parsed, base_url=base_url(request))
     return scim_response(bulk_response(results))

@@ -136,9 +136,11 @@ async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) 
     return await conn.fetch(LIST_TOKENS, tenant_id)
 
 
-async def tenant_for_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> asyncpg.Record | None:
-    """The tenant (id, scim_enabled, allowed_domains, rate_limit) of a valid, unrevoked token, or None."""
-    digest = hash_token(token)
+async def tenant_for_token_hash(
+    conn: asyncpg.Connection | asyncpg.Pool, digest: bytes
+) -> asyncpg.Record | None:
+    """The tenant (id, scim_enabled, allowed_domains, rate_limit) of a valid, unrevoked token (by its
+    `hash_token`), or None."""
     row = await conn.fetchrow(SELECT_TOKEN_TENANT, digest)
     # The lookup is by a hash the caller cannot steer; the constant-time compare guards the final check.
     if row is None or not secrets.compare_digest(row["token_hash"], digest):

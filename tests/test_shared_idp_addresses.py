@@ -1,0 +1,130 @@
+"""Many organizations behind one IdP address: a wrong credential never costs another organization anything.
+
+Okta and Entra ID call from a few egress addresses shared by all their customers, so these tests send
+every tenant's requests from one address (the test client's 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from scimsvc.app import create_app
+from scimsvc.metrics import METRICS
+from scimsvc.token_cache import REFUSED_SECONDS
+from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, RUN_ID, make_tenant
+from tests.test_console import sign_in
+
+STORM_SECONDS = 60  # an IdP retry storm: the revoked token at >= 20 requests a second for a minute
+STORM_RATE = 25
+STORM_CAP_SECONDS = 240  # bounds the test on a machine too slow to send the storm in time
+
+
+def own_prefix() -> str:
+    return f"scimsvc:test:{RUN_ID}:rl:{uuid.uuid4().hex[:8]}"
+
+
+def refused_lookups(app: Any) -> float:
+    """Token lookups PostgreSQL answered with 'no such valid token', from the app's own metrics."""
+    value = app[METRICS].registry.get_sample_value("scimsvc_token_lookups_total", {"outcome": "refused"})
+    return value or 0.0
+
+
+async def test_a_revoked_token_retried_for_a_minute_never_locks_out_another_tenant(aiohttp_client, settings):
+    app = create_app(dataclasses.replace(settings, rate_limit_prefix=own_prefix()))
+    client = await aiohttp_client(app)
+    a, b = await make_tenant(client), await make_tenant(client)
+    resp = await client.delete(f"/admin/v1/tenants/{a.id}/scim/tokens/{a.token_id}", headers=ADMIN_HEADERS)
+    assert resp.status == 204
+    before = refused_lookups(app)
+
+    a_statuses: list[tuple[int, str]] = []
+    b_statuses: list[int] = []
+
+    async def send_a() -> None:
+        resp = await client.get("/scim/v2/Users", headers=a.headers)
+        a_statuses.append((resp.status, (await resp.json())["detail"]))
+
+    async def send_b() -> None:
+        resp = await client.get("/scim/v2/Users?count=1", headers=b.headers)
+        b_statuses.append(resp.status)
+
+    started = time.monotonic()
+    tasks: list[asyncio.Task[None]] = []
+    sent = 0
+    # Paced, not awaited one by one: the rate holds even when single answers are slow.
+    while (time.monotonic() - started < STORM_SECONDS or sent < STORM_SECONDS * STORM_RATE) and (
+        time.monotonic() - started < STORM_CAP_SECONDS
+    ):
+        tasks.append(asyncio.create_task(send_a()))
+        if sent % 10 == 0:
+            tasks.append(asyncio.create_task(send_b()))
+        sent += 1
+        await asyncio.sleep(max(0.0, started + sent / STORM_RATE - time.monotonic()))
+    await asyncio.gather(*tasks)
+    elapsed = time.monotonic() - started
+
+    assert len(a_statuses) >= STORM_SECONDS * 20
+    assert {status for status, _ in a_statuses} == {401}  # never 429: it is one token, not a guess
+    assert all("unknown or revoked" in detail for _, detail in a_statuses)
+    assert b_statuses and set(b_statuses) == {200}
+    # PostgreSQL is asked about the revoked token at most once per REFUSED_SECONDS, whatever the rate.
+    lookups = refused_lookups(app) - before
+    assert 1 <= lookups <= math.ceil(elapsed / REFUSED_SECONDS) + 1
+
+
+async def test_many_different_unknown_tokens_are_slowed_down_and_logged_while_valid_ones_pass(
+    aiohttp_client, settings, caplog
+):
+    caplog.set_level(logging.INFO)
+    tight = dataclasses.replace(settings, auth_failures_per_minute=5, rate_limit_prefix=own_prefix())
+    app = create_app(tight)
+    client = await aiohttp_client(app)
+    tenant = await make_tenant(client)
+    guesses = [f"scim_guess{i}" for i in range(7)]
+    statuses = []
+    for guess in guesses:
+        resp = await client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {guess}"})
+        statuses.append(resp.status)
+    assert statuses == [401] * 5 + [429] * 2
+    resp = await client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {guesses[-1]}"})
+    assert resp.status == 401  # a guess already answered is not another guess
+    blocked = await client.get("/scim/v2/Users", headers={"Authorization": "Bearer scim_another_guess"})
+    assert blocked.status == 429 and int(blocked.headers["Retry-After"]) >= 1
+    assert "too many failed authentications" in (await blocked.json())["detail"]
+
+    # The address is over its budget for guesses, yet a valid token from it is served.
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200
+    # SCIM guesses do not count against the operator key from the same address, nor the reverse.
+    resp = await client.get("/ops/queue", headers={"Authorization": "Bearer wrong"})
+    assert resp.status == 401
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("failed authentication (SCIM token sha256:" in m for m in messages) == 5
+    assert any("too many failed authentications (scim) from 127.0.0.1" in m for m in messages)
+    assert all("scim_guess" not in m and "scim_another_guess" not in m for m in messages)
+
+
+async def test_the_operator_key_passes_even_while_its_address_is_blocked_for_wrong_keys(
+    aiohttp_client, settings, caplog
+):
+    caplog.set_level(logging.INFO)
+    tight = dataclasses.replace(settings, auth_failures_per_minute=2, rate_limit_prefix=own_prefix())
+    client = await aiohttp_client(create_app(tight))
+    wrong = {"Authorization": "Bearer wrong-" + ADMIN_KEY}
+    statuses = [(await client.get("/ops/queue", headers=wrong)).status for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    await make_tenant(client)  # the operator key works from the same address
+
+    # The console's sign-in guesses the same key: it shares the address's budget for it.
+    resp = await sign_in(client, key="wrong-" + ADMIN_KEY)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    resp = await sign_in(client)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/tenants"
+    assert all(ADMIN_KEY not in r.getMessage() for r in caplog.records)
