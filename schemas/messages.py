@@ -448,7 +448,7 @@ class HealthSchema(Schema):
 class ReadySchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(("ready", "not ready")))
     checks = fields.Dict(
-        keys=fields.String(), values=fields.String(), required=True, metadata=_d("postgres and redis")
+        keys=fields.String(), values=fields.String(), required=True, metadata=_d("postgres: ok, or why not")
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -26,10 +27,20 @@ def retry_delay(attempt: int) -> float:
     return float(min(30 * 2 ** (attempt - 1), 3600))
 
 
+def message_id_domain(sender: str) -> str:
+    """The domain of the sender's address (SCIMSVC_SMTP_FROM), which Message-IDs are made under."""
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    return domain if at and domain else "localhost"
+
+
 async def send_mail(smtp_url: str, *, sender: str, to: str, subject: str, body: str) -> None:
+    """Send one plain-text message, with the Date and Message-ID headers mail servers expect."""
     url = urlsplit(smtp_url)
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, to, subject
+    message["Date"] = formatdate(usegmt=True)
+    # A domain is always given: without one make_msgid asks socket.getfqdn(), a blocking DNS lookup.
+    message["Message-ID"] = make_msgid(domain=message_id_domain(sender))
     message.set_content(body)
     await aiosmtplib.send(
         message,

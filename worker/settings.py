@@ -11,7 +11,7 @@ from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
 from worker.notices import deliver_notices
-from worker.telemetry import HEARTBEAT_SECONDS, counted, heartbeat
+from worker.telemetry import counted
 from worker.telemetry import started as heartbeat_started
 from worker.telemetry import stopped as heartbeat_stopped
 
@@ -28,7 +28,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx["pool"] = await create_pool(
             settings.database_url, min_size=1, max_size=max(2, settings.worker_max_jobs // 2)
         )
-        await heartbeat_started(ctx)
+        await heartbeat_started(ctx)  # a heartbeat task of this process: a cron job runs on one worker a tick
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await heartbeat_stopped(ctx)
@@ -41,7 +41,6 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True),
             cron(deliver_notices, second={5, 20, 35, 50}, run_at_startup=True),
-            cron(heartbeat, second=HEARTBEAT_SECONDS, run_at_startup=False),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

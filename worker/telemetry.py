@@ -6,6 +6,8 @@ served on `SCIMSVC_WORKER_METRICS_PORT` (each replica is scraped; Prometheus sum
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -17,11 +19,14 @@ from typing import Any
 from arq import Retry
 from arq.worker import Function, func
 from prometheus_client import Counter, Histogram, start_http_server
+from redis.exceptions import RedisError
 
 from scimsvc import job_stats
 
 log = logging.getLogger("scimsvc.applied")
-HEARTBEAT_SECONDS = {0, 10, 20, 30, 40, 50}  # cron seconds: every 10 s
+heartbeat_log = logging.getLogger("scimsvc.heartbeat")
+# Each worker beats every 10 s; /ops/queue counts it alive for SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS (30).
+HEARTBEAT_INTERVAL_SECONDS = 10.0
 JOBS = Counter("scimsvc_jobs", "Worker jobs by function and outcome", ["function", "outcome"])
 JOB_SECONDS = Histogram(
     "scimsvc_job_duration_seconds",
@@ -37,13 +42,28 @@ def new_worker_id() -> str:
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
-    """Cron job: this worker is alive; with what it runs and since when."""
+    """Record that this worker is alive; with what it runs and since when."""
     await job_stats.beat(
         ctx["redis"],
         ctx["settings"].queue_name,
         ctx["worker_id"],
         {"host": socket.gethostname(), "pid": os.getpid(), "started": ctx["worker_started"]},
     )
+
+
+async def keep_beating(ctx: dict[str, Any], *, every: float = HEARTBEAT_INTERVAL_SECONDS) -> None:
+    """This process's own heartbeat loop, until cancelled.
+
+    Not an arq cron job: arq runs a cron job once per tick across all workers of a queue, so with several
+    workers each would beat only now and then and look dead between beats. A failed beat (Redis down) is
+    logged and the next one tried on time.
+    """
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await heartbeat(ctx)
+        except Exception as exc:  # noqa: BLE001 - a lost beat is logged; the loop must outlive any of them
+            heartbeat_log.warning("heartbeat not recorded: %r", exc)
 
 
 def counted(coroutine: Callable[..., Awaitable[Any]], *, max_tries: int | None = None) -> Function:
@@ -75,7 +95,7 @@ def counted(coroutine: Callable[..., Awaitable[Any]], *, max_tries: int | None =
 
 
 async def started(ctx: dict[str, Any]) -> None:
-    """on_startup part: serve metrics (once per process), name this worker and beat at once."""
+    """on_startup part: serve metrics (once per process), name this worker, beat now and every 10 s."""
     global _metrics_served
     port = ctx["settings"].worker_metrics_port
     if port and not _metrics_served:
@@ -84,12 +104,21 @@ async def started(ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = new_worker_id()
     ctx["worker_started"] = time.time()
     await heartbeat(ctx)
+    ctx["heartbeat_task"] = asyncio.create_task(keep_beating(ctx), name="scimsvc-heartbeat")
 
 
 async def stopped(ctx: dict[str, Any]) -> None:
-    """on_shutdown part: a worker that stops cleanly is no longer counted as alive."""
+    """on_shutdown part: stop beating; a worker that stops cleanly is no longer counted as alive."""
+    task: asyncio.Task[None] | None = ctx.pop("heartbeat_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # no beat can land after the record is removed below
     if "worker_id" in ctx:
-        await job_stats.forget(ctx["redis"], ctx["settings"].queue_name, ctx["worker_id"])
+        try:
+            await job_stats.forget(ctx["redis"], ctx["settings"].queue_name, ctx["worker_id"])
+        except (RedisError, OSError) as exc:  # readers drop it once stale; shutting down goes on
+            heartbeat_log.warning("heartbeat record not removed: %r", exc)
 
 
 def log_applied(resource_type: str, rows: Sequence[Mapping[str, Any]], *, resource_id: Any = None) -> None:
