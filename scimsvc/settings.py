@@ -41,6 +41,11 @@ class Settings:
     smtp_url: str = ""  # smtp://[user:password@]host[:port] or smtps://...; empty: notices are not sent
     smtp_from: str = "scimsvc@localhost"
     notice_max_attempts: int = 8
+    # Retention (worker/retention.py): finished rows are deleted this many days old; 0 keeps them forever.
+    retention_outbox_days: int = 7  # applied outbox rows, counted from when they were applied
+    retention_notices_days: int = 30  # sent, not sent or failed notices, with their delivery attempts
+    retention_audit_days: int = 400  # audit log rows
+    retention_batch_size: int = 1000  # rows per delete statement (each its own short transaction)
     group_max_body_bytes: int = 16_777_216  # POST/PUT /Groups: a 50,000-member push is about 3 MB
     group_patch_max_bytes: int = 800_000
     group_patch_max_member_ops: int = 8000
@@ -81,6 +86,10 @@ class Settings:
             "worker_max_jobs": _env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs),
             "smtp_url": env.get("SCIMSVC_SMTP_URL", ""),
             "smtp_from": env.get("SCIMSVC_SMTP_FROM") or cls.smtp_from,
+            "retention_outbox_days": _env_int("SCIMSVC_RETENTION_OUTBOX_DAYS", cls.retention_outbox_days),
+            "retention_notices_days": _env_int("SCIMSVC_RETENTION_NOTICES_DAYS", cls.retention_notices_days),
+            "retention_audit_days": _env_int("SCIMSVC_RETENTION_AUDIT_DAYS", cls.retention_audit_days),
+            "retention_batch_size": _env_int("SCIMSVC_RETENTION_BATCH_SIZE", cls.retention_batch_size),
             "group_max_body_bytes": _env_int("SCIMSVC_GROUP_MAX_BODY_BYTES", cls.group_max_body_bytes),
             "group_patch_max_bytes": _env_int("SCIMSVC_GROUP_PATCH_MAX_BYTES", cls.group_patch_max_bytes),
             "group_patch_max_member_ops": _env_int(

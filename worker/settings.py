@@ -11,6 +11,7 @@ from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
 from worker.notices import deliver_notices
+from worker.retention import purge_expired
 from worker.telemetry import counted
 from worker.telemetry import started as heartbeat_started
 from worker.telemetry import stopped as heartbeat_stopped
@@ -40,6 +41,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "functions": [counted(apply_outbox), counted(drain_users), counted(deliver_notices)],
         "cron_jobs": [
             cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True),
+            cron(purge_expired, minute=set(range(0, 60, 5)), second=25, run_at_startup=False),
             cron(deliver_notices, second={5, 20, 35, 50}, run_at_startup=True),
         ],
         "on_startup": on_startup,

@@ -1,0 +1,71 @@
+"""Retention: delete finished rows past their age, one bounded batch per statement (its own transaction).
+
+Each batch picks the oldest rows through an age index (migrations/0012_retention_indexes.sql) and skips
+rows another transaction holds, so it never waits on a lock and two runs at once delete different rows.
+What is old is decided here, against the database clock; what is finished, too: an outbox row once
+applied, a notice once sent, not sent or given up (never one still pending a retry), with its attempts.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+DELETE_APPLIED_OUTBOX = """
+WITH doomed AS (
+    SELECT id FROM outbox
+    WHERE applied_at < now() - make_interval(days => $1)
+    ORDER BY applied_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM outbox o USING doomed WHERE o.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS outbox FROM gone
+"""
+# A notice's attempts go in the same statement (the foreign key would cascade them too), so they are counted.
+DELETE_FINISHED_NOTICES = """
+WITH doomed AS (
+    SELECT id FROM notices
+    WHERE status <> 'pending' AND created_at < now() - make_interval(days => $1)
+    ORDER BY created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), attempts AS (
+    DELETE FROM notice_attempts a USING doomed WHERE a.notice_id = doomed.id RETURNING 1
+), gone AS (
+    DELETE FROM notices n USING doomed WHERE n.id = doomed.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS notices, (SELECT count(*) FROM attempts) AS notice_attempts
+"""
+DELETE_OLD_AUDIT = """
+WITH doomed AS (
+    SELECT id FROM audit_log
+    WHERE created_at < now() - make_interval(days => $1)
+    ORDER BY created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM audit_log a USING doomed WHERE a.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS audit_log FROM gone
+"""
+
+
+async def _delete_batch(pool: asyncpg.Pool, sql: str, older_than_days: int, limit: int) -> dict[str, int]:
+    row = await pool.fetchrow(sql, older_than_days, limit)
+    return {table: int(count) for table, count in row.items()}
+
+
+async def delete_applied_outbox(pool: asyncpg.Pool, *, older_than_days: int, limit: int) -> dict[str, int]:
+    """Delete up to `limit` outbox rows applied more than `older_than_days` ago; rows deleted by table."""
+    return await _delete_batch(pool, DELETE_APPLIED_OUTBOX, older_than_days, limit)
+
+
+async def delete_finished_notices(pool: asyncpg.Pool, *, older_than_days: int, limit: int) -> dict[str, int]:
+    """Delete up to `limit` finished notices created more than `older_than_days` ago, with their attempts."""
+    return await _delete_batch(pool, DELETE_FINISHED_NOTICES, older_than_days, limit)
+
+
+async def delete_old_audit(pool: asyncpg.Pool, *, older_than_days: int, limit: int) -> dict[str, int]:
+    """Delete up to `limit` audit rows written more than `older_than_days` ago; rows deleted by table."""
+    return await _delete_batch(pool, DELETE_OLD_AUDIT, older_than_days, limit)

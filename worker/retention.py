@@ -1,0 +1,68 @@
+"""Cron job: delete finished rows past their retention age, in bounded batches, and count them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter
+
+from scimsvc.settings import Settings
+from scimsvc.store import retention
+
+log = logging.getLogger(__name__)
+
+ROWS_DELETED = Counter("scimsvc_retention_rows_deleted", "Rows deleted by retention, by table", ["table"])
+# Batches per table per run: with the default batch size a run deletes up to 500,000 rows of a table in
+# short statements, then leaves the rest to the next run, so it ends well before the arq job timeout.
+MAX_BATCHES = 500
+
+Purge = Callable[..., Awaitable[dict[str, int]]]
+
+
+def _purges(settings: Settings) -> list[tuple[str, Purge, int]]:
+    """Each table family's batch delete, the table whose batch size bounds it, and its age in days."""
+    return [
+        ("outbox", retention.delete_applied_outbox, settings.retention_outbox_days),
+        ("notices", retention.delete_finished_notices, settings.retention_notices_days),
+        ("audit_log", retention.delete_old_audit, settings.retention_audit_days),
+    ]
+
+
+async def purge_expired(ctx: dict[str, Any]) -> dict[str, int]:
+    """Delete what is past its retention age (0 days keeps a table's rows); returns rows deleted by table.
+
+    Each batch is one statement that commits on its own; a table stops at its first short batch or
+    after `MAX_BATCHES`.
+    """
+    settings: Settings = ctx["settings"]
+    pool: asyncpg.Pool = ctx["pool"]
+    batch = max(1, settings.retention_batch_size)
+    removed: dict[str, int] = {}
+    for table, purge, days in _purges(settings):
+        if days <= 0:
+            continue
+        for _ in range(MAX_BATCHES):
+            counts = await purge(pool, older_than_days=days, limit=batch)
+            for name, count in counts.items():
+                removed[name] = removed.get(name, 0) + count
+                ROWS_DELETED.labels(name).inc(count)
+            if counts[table] < batch:
+                break
+        else:
+            log.warning(
+                "retention stopped after %d batches of %d %s rows; the next run deletes the rest",
+                MAX_BATCHES,
+                batch,
+                table,
+            )
+    if any(removed.values()):
+        deleted = {name: count for name, count in removed.items() if count}
+        log.info(
+            "retention deleted %s",
+            ", ".join(f"{count} {name}" for name, count in deleted.items()),
+            extra={"deleted": deleted},
+        )
+    return removed
