@@ -290,15 +290,16 @@ def _epilog(command: str) -> str:
     return f"environment:{lines}\n\nEvery setting: README.md, Configuration."
 
 
-def _add_command(sub: Any, name: str, helptext: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """A subcommand whose --help ends with the environment variables it reads."""
+def _add_command(
+    sub: Any, name: str, helptext: str, *, description: str | None = None, env: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with the environment variables it reads (ENVIRONMENT[env or name])."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=helptext,
-        description=textwrap.fill(kwargs.pop("description", helptext[:1].upper() + helptext[1:] + "."), 79),
-        epilog=_epilog(name),
+        description=textwrap.fill(description or helptext[:1].upper() + helptext[1:] + ".", 79),
+        epilog=_epilog(env or name),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        **kwargs,
     )
     return parser
 
@@ -361,12 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     tenant = _add_command(sub, "tenant", "manage tenants").add_subparsers(
         dest="tenant_command", required=True, metavar="ACTION"
     )
-    create = tenant.add_parser(
+    create = _add_command(
+        tenant,
         "create",
-        help="create a tenant and print its id and a SCIM token",
+        "create a tenant and print its id and a SCIM token",
         description="Create a tenant and print its id, SCIM base URL and a SCIM token (shown only now).",
-        epilog=_epilog("tenant"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        env="tenant",
     )
     create.add_argument("name", help="the tenant's name")
     create.add_argument("--seats", type=int, help="full seats (default: 10)")
@@ -397,21 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
     token = _add_command(sub, "token", "manage SCIM tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION"
     )
-    tcreate = token.add_parser(
+    tcreate = _add_command(
+        token,
         "create",
-        help="issue a new SCIM token for a tenant (shown once)",
+        "issue a new SCIM token for a tenant (shown once)",
         description="Issue another SCIM token for a tenant (shown only now); the old ones stay valid.",
-        epilog=_epilog("token"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        env="token",
     )
     tcreate.add_argument("tenant_id", type=UUID, help="the tenant's id")
     tcreate.set_defaults(func=cmd_token_create)
-    trevoke = token.add_parser(
+    trevoke = _add_command(
+        token,
         "revoke",
-        help="revoke a SCIM token",
+        "revoke a SCIM token",
         description="Revoke one SCIM token: from then on it gets 401. Exit status 1 if it was not active.",
-        epilog=_epilog("token"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        env="token",
     )
     trevoke.add_argument("tenant_id", type=UUID, help="the tenant's id")
     trevoke.add_argument("token_id", type=UUID, help="the token's id (printed when it was issued)")

@@ -192,17 +192,12 @@ def test_help_names_the_environment_variables_behind_the_options():
     assert "SCIMSVC_WORKER_SHUTDOWN_SECONDS" in out.stdout and "(default 25)" in out.stdout
 
 
-def test_an_option_read_from_the_environment_is_used():
-    port = free_port()
-    parser = build_parser()
-    args = parser.parse_args(["serve"])
-    assert args.port is None  # resolved from SCIMSVC_PORT once settings are read
+def test_a_bad_port_option_or_variable_exits_2():
     out = scimsvc("serve", "--port", "not-a-port")
-    assert out.returncode == 2 and "--port" in out.stderr
-    # The variable is read: a bad one is refused before anything starts.
-    out = scimsvc("serve", env=_env(SCIMSVC_PORT=f"{port}x"))
+    assert out.returncode == 2 and "argument --port: must be a port number" in out.stderr
+    out = scimsvc("serve", env=_env(SCIMSVC_PORT="80x"))  # the option's default comes from here
     assert out.returncode == 2
-    assert out.stderr.strip() == f"scimsvc: error: SCIMSVC_PORT must be a whole number, got '{port}x'"
+    assert out.stderr.strip() == "scimsvc: error: SCIMSVC_PORT must be a whole number, got '80x'"
 
 
 # --- errors: one line, a meaningful exit status ------------------------------------------------------
@@ -504,8 +499,9 @@ async def test_up_prints_readable_lines_without_cron_ticks(aiohttp_client, setti
     import aiohttp
 
     queue, port = new_queue(), free_port()
-    env = store_env(database_url, queue, SCIMSVC_ADMIN_KEY=ADMIN_KEY)  # no SCIMSVC_LOG_FORMAT: up's default
-    up = running("up", "--no-demo", "--port", str(port), env=env)
+    # No SCIMSVC_LOG_FORMAT: up's default. The port comes from SCIMSVC_PORT, as --port's default.
+    env = store_env(database_url, queue, SCIMSVC_ADMIN_KEY=ADMIN_KEY, SCIMSVC_PORT=str(port))
+    up = running("up", "--no-demo", env=env)
 
     async def serving() -> bool:
         return await asyncio.to_thread(_http_status, f"http://127.0.0.1:{port}/ops/health") == 200
