@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from scimsvc.settings import Settings
+from scimsvc.settings import Settings, _env_int
 
 DATA_DIR_ENV = "SCIMSVC_DATA_DIR"
 POSTGRES_PORT_ENV = "SCIMSVC_EMBEDDED_POSTGRES_PORT"
@@ -89,14 +89,12 @@ def _default_port(url: str, fallback: int) -> int:
 
 def postgres_probe_port() -> int:
     """The port probed for PostgreSQL when no URL is given, and the embedded server's port (default 5432)."""
-    raw = os.environ.get(POSTGRES_PORT_ENV)
-    return int(raw) if raw else _default_port(Settings.database_url, 5432)
+    return _env_int(POSTGRES_PORT_ENV, _default_port(Settings.database_url, 5432), maximum=65535)
 
 
 def redis_probe_port() -> int:
     """The port probed for Redis when no URL is given, and the embedded server's port (default 6379)."""
-    raw = os.environ.get(REDIS_PORT_ENV)
-    return int(raw) if raw else _default_port(Settings.redis_url, 6379)
+    return _env_int(REDIS_PORT_ENV, _default_port(Settings.redis_url, 6379), maximum=65535)
 
 
 def data_dir() -> Path:

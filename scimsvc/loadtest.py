@@ -749,16 +749,27 @@ def plain_progress(out: TextIO, every: float = 5.0) -> Callable[[Driver], Awaita
 def add_loadtest_command(sub: Any) -> None:
     """Register `scimsvc loadtest` on the CLI's subparsers."""
     p = sub.add_parser("loadtest", help="drive an IdP-like SCIM request mix at a base URL and report")
-    p.add_argument("--base-url", required=True, help="SCIM base URL, e.g. http://127.0.0.1:8080/scim/v2")
-    p.add_argument("--token", required=True, help="the tenant's SCIM bearer token")
+    p.add_argument(
+        "--base-url", required=True, help="SCIM base URL, e.g. http://127.0.0.1:8080/scim/v2 (required)"
+    )
+    p.add_argument("--token", required=True, help="the tenant's SCIM bearer token (required)")
     p.add_argument(
         "--rate", type=float, help="target requests per second (default: as fast as the workers go)"
     )
-    p.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
-    p.add_argument("--requests", type=int, help="stop after this many requests (the duration still applies)")
-    p.add_argument("--mix", choices=sorted(MIXES), default="okta")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds to run (default: 30)")
     p.add_argument(
-        "--concurrency", type=int, default=16, help="workers, each one request at a time (default 16)"
+        "--requests",
+        type=int,
+        help="stop after this many requests (default: no limit; the duration still applies)",
+    )
+    p.add_argument(
+        "--mix",
+        choices=sorted(MIXES),
+        default="okta",
+        help="the request mix: an IdP's, or only writes or reads (default: okta)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=16, help="workers, each one request at a time (default: 16)"
     )
     honour = p.add_mutually_exclusive_group()
     honour.add_argument(
@@ -766,21 +777,35 @@ def add_loadtest_command(sub: Any) -> None:
         dest="honour_retry_after",
         action="store_true",
         default=True,
-        help="after a 429 a worker waits Retry-After before its next request (the default)",
+        help="after a 429 a worker waits Retry-After before its next request (default)",
     )
     honour.add_argument(
         "--ignore-retry-after",
         dest="honour_retry_after",
         action="store_false",
-        help="keep sending after a 429, as a misbehaving client would",
+        help="keep sending after a 429, as a misbehaving client would (default: off)",
     )
     p.add_argument(
-        "--group", default="scimsvc-loadtest", help="displayName of the group to PATCH (needs a team)"
+        "--group",
+        default="scimsvc-loadtest",
+        help="displayName of the group to PATCH, which needs a team (default: scimsvc-loadtest)",
     )
-    p.add_argument("--user-domain", default="loadtest.example", help="domain of the created userNames")
-    p.add_argument("--seed", type=int, help="seed the workers' choices for a repeatable mix")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--allow-remote", action="store_true", help="allow a base URL that is not loopback")
+    p.add_argument(
+        "--user-domain",
+        default="loadtest.example",
+        help="domain of the created userNames (default: loadtest.example)",
+    )
+    p.add_argument(
+        "--seed", type=int, help="seed the workers' choices for a repeatable mix (default: random)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the report as one JSON object (default: a table)"
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a base URL that is not loopback (default: loopback only)",
+    )
     p.set_defaults(func=cmd_loadtest)
 
 

@@ -42,28 +42,68 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class RequestIdFilter(logging.Filter):
-    """For the plain-text format: `%(request_id)s` is the current request id, or '-'."""
+class TextFormatter(logging.Formatter):
+    """For people at a terminal: time, level, logger, request id, message, then the extras as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
+        extras = [f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and k != "request_id"]
+        if request_id:
+            extras.insert(0, f"request_id={request_id}")
+        if extras:
+            head, newline, rest = line.partition("\n")  # a traceback stays below the first line
+            line = f"{head}  {' '.join(extras)}{newline}{rest}"
+        return line
+
+
+# arq logs, at INFO, the start and the end of every job (cron jobs included: a few every 15 s while
+# idle) and a health record every 10 s. Those of cron jobs and the health records are moved to DEBUG;
+# job failures are logged at WARNING or above and are left alone.
+_TICK_ARROWS = ("\u2192", "\u2190")  # arq's "→ cron:x()" (started) and "← cron:x ●" (finished)
+
+
+class QuietTicks(logging.Filter):
+    """On the `arq.worker` logger: cron job starts/finishes and health records become DEBUG lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = REQUEST_ID.get() or "-"
+        if record.levelno == logging.INFO and _is_tick(record):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            # The logger let the record through at INFO; shown only if DEBUG is on.
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
+
+
+def _is_tick(record: logging.LogRecord) -> bool:
+    msg = str(record.msg)
+    if msg.startswith("recording health"):
+        return True
+    args = record.args if isinstance(record.args, tuple) else ()
+    return (
+        any(arrow in msg for arrow in _TICK_ARROWS)
+        and len(args) > 1
+        and isinstance(args[1], str)
+        and args[1].startswith("cron:")
+    )
+
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FORMATS = ("json", "text")
 
 
 def configure(*, level: str = "INFO", fmt: str = "json") -> None:
     """Log to stderr as JSON lines (`fmt="json"`) or as readable text (`fmt="text"`)."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "text":
-        handler.addFilter(RequestIdFilter())
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
-    else:
-        handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    arq_worker = logging.getLogger("arq.worker")
+    if not any(isinstance(f, QuietTicks) for f in arq_worker.filters):
+        arq_worker.addFilter(QuietTicks())
 
 
 def mask_email(address: str | None) -> str:

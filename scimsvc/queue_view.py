@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -71,8 +72,15 @@ def render(report: dict[str, Any]) -> Group:
     return Group(*parts, figures, tenants, workers)
 
 
+UNREADABLE = "unreadable"
+
+
 async def show(settings: Settings, *, watch: bool, interval: float, console: Console | None = None) -> str:
-    """Print the report once, or refresh it every `interval` seconds until interrupted; returns the status."""
+    """Print the report once, or refresh it every `interval` seconds until interrupted.
+
+    Returns the status, or `unreadable` when Redis could not be read (the verdict then says stalled, as
+    /ops/queue does, but the queue and the workers are unknown).
+    """
     console = console or Console()
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     redis = ArqRedis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
@@ -80,7 +88,7 @@ async def show(settings: Settings, *, watch: bool, interval: float, console: Con
         report = await queue_health(pool, redis, settings)
         if not watch:
             console.print(render(report))
-            return str(report["status"])
+            return UNREADABLE if "redis_error" in report else str(report["status"])
         with Live(render(report), console=console, refresh_per_second=4) as live:
             while True:
                 await asyncio.sleep(interval)
@@ -91,18 +99,49 @@ async def show(settings: Settings, *, watch: bool, interval: float, console: Con
         await pool.close()
 
 
-def add_queue_command(sub: Any) -> None:
+# `scimsvc queue` exit statuses, for scripts and monitoring checks (as Nagios plugins count them).
+EXIT_STATUS = {"ok": 0, "degraded": 1, "stalled": 2}
+EXIT_UNREADABLE = 3  # PostgreSQL or Redis could not be read: the verdict is unknown
+
+
+def add_queue_command(sub: Any, *, epilog: str = "") -> None:
     """Register `scimsvc queue` on the CLI's subcommands."""
-    parser = sub.add_parser("queue", help="show queue health (what /ops/queue reports) as a table")
-    parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    parser = sub.add_parser(
+        "queue",
+        help="show queue health (what /ops/queue reports) as a table",
+        description="Show queue health, the figures of /ops/queue, read from PostgreSQL and Redis. Exit "
+        "status: 0 ok, 1 degraded, 2 stalled, 3 the figures could not be read (PostgreSQL or Redis "
+        "unreachable).",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (default: print once)")
+    parser.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (default: 2)"
+    )
     parser.set_defaults(func=cmd_queue)
 
 
 def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
-    """Exit status 0 when ok, 1 when degraded, 2 when stalled (so scripts can check it)."""
+    """Exit status 0 when ok, 1 when degraded, 2 when stalled, 3 when the figures could not be read."""
+    from scimsvc.connection_errors import address, one_line
+
     try:
         status = asyncio.run(show(settings, watch=args.watch, interval=args.interval))
     except KeyboardInterrupt:
         return 0
-    return {"ok": 0, "degraded": 1}.get(status, 2)
+    except Exception as exc:
+        line = one_line(exc, settings)
+        if line is None:
+            raise
+        print(f"scimsvc: error: cannot read the queue figures: {line}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if status == UNREADABLE:  # the outbox figures were printed; the queue's and the workers' are unknown
+        where = address(settings.redis_url, 6379)
+        print(
+            f"scimsvc: error: cannot read the queue figures: cannot connect to Redis at {where} "
+            "(SCIMSVC_REDIS_URL)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREADABLE
+    return EXIT_STATUS.get(status, EXIT_STATUS["stalled"])

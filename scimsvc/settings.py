@@ -6,18 +6,41 @@ import os
 from dataclasses import dataclass
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+class SettingsError(ValueError):
+    """A setting whose value cannot be used; the message names the variable and what it expects."""
+
+
+def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+        raise SettingsError(f"{name} must be {bounds}, got {raw!r}")
+    return value
 
 
 FALSE_WORDS = ("0", "false", "no", "off")
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in FALSE_WORDS + TRUE_WORDS:
+        raise SettingsError(f"{name} must be true or false (or 1/0, yes/no, on/off), got {raw!r}")
+    return raw in TRUE_WORDS
 
 
 def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = (os.environ.get(name) or default).lower()
+    raw = (os.environ.get(name, "").strip() or default).lower()
     if raw not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
 
 
@@ -38,6 +61,7 @@ class Settings:
     sweep_after_seconds: int = 10  # outbox rows older than this and unapplied are re-enqueued
     enqueue_timeout_seconds: float = 1.0
     worker_max_jobs: int = 20
+    worker_shutdown_seconds: int = 25  # on SIGTERM/SIGINT, running jobs get this long to finish
     smtp_url: str = ""  # smtp://[user:password@]host[:port] or smtps://...; empty: notices are not sent
     smtp_from: str = "scimsvc@localhost"
     notice_max_attempts: int = 8
@@ -84,6 +108,9 @@ class Settings:
             "max_body_bytes": _env_int("SCIMSVC_MAX_BODY_BYTES", cls.max_body_bytes),
             "sweep_after_seconds": _env_int("SCIMSVC_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds),
             "worker_max_jobs": _env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs),
+            "worker_shutdown_seconds": _env_int(
+                "SCIMSVC_WORKER_SHUTDOWN_SECONDS", cls.worker_shutdown_seconds
+            ),
             "smtp_url": env.get("SCIMSVC_SMTP_URL", ""),
             "smtp_from": env.get("SCIMSVC_SMTP_FROM") or cls.smtp_from,
             "retention_outbox_days": _env_int("SCIMSVC_RETENTION_OUTBOX_DAYS", cls.retention_outbox_days),
@@ -97,7 +124,7 @@ class Settings:
             ),
             "bulk_max_operations": _env_int("SCIMSVC_BULK_MAX_OPERATIONS", cls.bulk_max_operations),
             "bulk_max_payload_bytes": _env_int("SCIMSVC_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes),
-            "rate_limit_enabled": env.get("SCIMSVC_RATE_LIMIT_ENABLED", "true").lower() not in FALSE_WORDS,
+            "rate_limit_enabled": _env_bool("SCIMSVC_RATE_LIMIT_ENABLED", cls.rate_limit_enabled),
             "rate_limit_credits": _env_int("SCIMSVC_RATE_LIMIT_CREDITS_PER_30S", cls.rate_limit_credits),
             "rate_limit_on_redis_error": _env_choice(
                 "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR", ("open", "closed"), cls.rate_limit_on_redis_error

@@ -50,6 +50,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "queue_name": settings.queue_name,
         "health_check_interval": 10,
         "max_jobs": settings.worker_max_jobs,
+        # A stop (SIGTERM/SIGINT) stops taking jobs and lets running ones finish for this long before
+        # cancelling them (arq re-runs what it cancelled); 0 cancels at once.
+        "job_completion_wait": settings.worker_shutdown_seconds,
         "job_timeout": 300,
         "keep_result": 60,
         "max_tries": MAX_TRIES,
