@@ -277,4 +277,4 @@ async def test_each_batch_finds_its_rows_through_an_age_index(db, sql, index, ag
 
 def test_the_worker_runs_retention_on_a_cron(settings):
     crons = {job.name: job for job in worker_settings(settings)["cron_jobs"]}
-    assert "cron:purge_expired" in crons
+    assert f"cron:purge_expired@{settings.queue_name}" in crons

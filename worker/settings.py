@@ -36,13 +36,18 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         if "pool" in ctx:
             await ctx["pool"].close()
 
+    q = settings.queue_name
     return {
         # Each job counts its outcome in Redis for /ops/queue (totals across every worker).
         "functions": [counted(apply_outbox), counted(drain_users), counted(deliver_notices)],
         "cron_jobs": [
-            cron(sweep_outbox, second={0, 15, 30, 45}, run_at_startup=True),
-            cron(purge_expired, minute=set(range(0, 60, 5)), second=25, run_at_startup=False),
-            cron(deliver_notices, second={5, 20, 35, 50}, run_at_startup=True),
+            # Named for the queue: arq keys a cron run by its name and time alone, so two deployments (or
+            # test runs) on one Redis would otherwise each skip the ticks the other ran first.
+            cron(sweep_outbox, name=f"cron:sweep_outbox@{q}", second={0, 15, 30, 45}, run_at_startup=True),
+            cron(purge_expired, name=f"cron:purge_expired@{q}", minute=set(range(0, 60, 5)), second=25),
+            cron(
+                deliver_notices, name=f"cron:deliver_notices@{q}", second={5, 20, 35, 50}, run_at_startup=True
+            ),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
