@@ -239,7 +239,7 @@ async def test_cli_json_report_with_group_traffic_and_a_request_bound(client, db
         "--requests",
         "80",
         "--duration",
-        "10",
+        "600",  # a bound on a hang: the run stops after its 80 requests
         "--rate",
         "200",
         "--concurrency",
