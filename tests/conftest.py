@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 import os
 import shutil
 import signal
@@ -171,6 +172,24 @@ async def run_worker(settings: Settings) -> Worker:
     finally:
         await worker.close()
     return worker
+
+
+def cli_main(argv: list[str]) -> int:
+    """`scimsvc.cli.main(argv)` in this process, the root logger put back afterwards.
+
+    `main` points the root logger at the stderr of the moment, which under pytest is this test's capture
+    file, closed once the test ends: every later log line (of any test, in any thread) would print a
+    "Logging error" traceback instead.
+    """
+    from scimsvc.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return main(argv)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def unique_email(prefix: str = "user", domain: str = "example.com") -> str:
