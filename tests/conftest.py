@@ -1,19 +1,33 @@
-"""Fixtures on the real services: a fresh PostgreSQL database per run, run-unique Redis keys."""
+"""Fixtures on the real services: a fresh PostgreSQL database per run, run-unique Redis keys; waits with
+deadlines, and processes of a test's own (`scimsvc serve`/`worker`, a private redis-server) stopped by pid.
+
+Everything here holds on a slow, busy machine: a test waits for the condition it needs (a row, a lock
+wait, an answer) with a deadline that only bounds a hang, never for a fixed time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
+import logging
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 from arq.worker import Worker
@@ -29,6 +43,12 @@ REDIS_URL = os.environ.get("SCIMSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN_KEY = "test-admin-key-" + RUN_ID
 PUBLIC_URL = "http://scim.test"
 QUEUE_NAME = f"scimsvc:test:{RUN_ID}:queue"
+
+# An example's run time says nothing about its correctness, and on a busy machine any example can be slow.
+hypothesis.settings.register_profile(
+    "scimsvc", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("scimsvc")
 
 
 def with_database(url: str, name: str) -> str:
@@ -154,6 +174,24 @@ async def run_worker(settings: Settings) -> Worker:
     return worker
 
 
+def cli_main(argv: list[str]) -> int:
+    """`scimsvc.cli.main(argv)` in this process, the root logger put back afterwards.
+
+    `main` points the root logger at the stderr of the moment, which under pytest is this test's capture
+    file, closed once the test ends: every later log line (of any test, in any thread) would print a
+    "Logging error" traceback instead.
+    """
+    from scimsvc.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return main(argv)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def unique_email(prefix: str = "user", domain: str = "example.com") -> str:
     return f"{prefix}.{uuid.uuid4().hex[:8]}@{domain}"
 
@@ -185,6 +223,45 @@ async def create_team(client: Any, tenant: Tenant, name: str) -> dict[str, Any]:
     return await resp.json()
 
 
+async def wait_until(
+    condition: Callable[[], Any], *, what: str, within: float = 120, every: float = 0.05
+) -> Any:
+    """Poll `condition` (plain or async) until it is truthy and return that; fail naming `what` after
+    `within` seconds (a bound on a hang, not an expectation of speed)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {within} s waiting for {what}"
+        await asyncio.sleep(every)
+
+
+WAITING_FOR = """
+SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND $1::int = ANY(pg_blocking_pids(pid))
+"""
+
+
+async def wait_until_blocked_by(
+    db: asyncpg.Connection, holder: asyncpg.Connection, request: asyncio.Future[Any], *, what: str
+) -> int:
+    """Until a backend waits for a lock `holder` holds; its pid. Fails if `request` (the task that should
+    be the one waiting) finishes first: then it did not wait."""
+
+    async def blocked() -> int | None:
+        assert not request.done(), f"{what}: it finished without waiting ({request})"
+        return await db.fetchval(WAITING_FOR, holder.get_server_pid())
+
+    return await wait_until(blocked, what=what)
+
+
+async def waits_for(db: asyncpg.Connection, waiter: int, holder: int) -> bool:
+    """Whether backend `waiter` waits for a lock backend `holder` holds."""
+    return await db.fetchval("SELECT $2::int = ANY(pg_blocking_pids($1))", waiter, holder)
+
+
 class OwnRedis:
     """A redis-server of the test's own, on its own port, that the test may kill and restart."""
 
@@ -212,20 +289,134 @@ class OwnRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(100):
+        deadline = time.monotonic() + 60
+        while True:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
+                assert self.proc.poll() is None, f"own redis-server exited ({self.proc.returncode})"
+                assert time.monotonic() < deadline, "own redis-server did not listen within 60 s"
                 time.sleep(0.05)
-        raise RuntimeError("own redis-server did not start")
 
     def stop(self) -> None:
         """Kill the server this test started (never a shared one)."""
         if self.proc is not None:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=60)
             self.proc = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    """A private redis-server on a free port (never the shared one), killed at the end."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: this test needs a private server")
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def own_database(settings: Settings) -> AsyncIterator[Settings]:
+    """Settings on a database and queue of this test only, for figures read across every tenant (the
+    whole outbox, the whole queue), which other tests' rows would change."""
+    name = f"scimsvc_test_{RUN_ID}_own_{uuid.uuid4().hex[:6]}"
+    url = with_database(SERVER_URL, name)
+    await migrate(url)
+    yield dataclasses.replace(settings, database_url=url, queue_name=f"scimsvc:test:{RUN_ID}:own:{name[-6:]}")
+    await _drop_database(url)
+
+
+def service_env(
+    database_url: str, *, redis_url: str = REDIS_URL, queue_name: str = QUEUE_NAME, **extra: str
+) -> dict[str, str]:
+    """The environment of a `scimsvc serve`/`worker` subprocess on the test's database and queue."""
+    return {
+        **os.environ,
+        "SCIMSVC_DATABASE_URL": database_url,
+        "SCIMSVC_REDIS_URL": redis_url,
+        "SCIMSVC_QUEUE_NAME": queue_name,
+        "SCIMSVC_LOG_LEVEL": "WARNING",
+        "SCIMSVC_RATE_LIMIT_PREFIX": f"scimsvc:test:{RUN_ID}:rl:procs",
+        **extra,
+    }
+
+
+class Processes:
+    """`scimsvc` subprocesses a test started, each writing its output to a log file of its own; stopped
+    (and only they) by pid at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[asyncio.subprocess.Process] = []
+        self._log_of: dict[int, Path] = {}
+
+    async def start(self, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+        log = self.logs / f"{args[0]}-{len(self.procs)}.log"
+        with log.open("wb") as out:  # the child has its own copy of the descriptor
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "scimsvc.cli", *args, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        self._log_of[proc.pid] = log
+        return proc
+
+    def output(self, proc: asyncio.subprocess.Process) -> str:
+        """What the process wrote so far (stdout and stderr)."""
+        return self._log_of[proc.pid].read_text(errors="replace")
+
+    async def worker(self, env: dict[str, str]) -> asyncio.subprocess.Process:
+        return await self.start("worker", env=env)
+
+    async def serve(self, env: dict[str, str]) -> str:
+        """Start `scimsvc serve` on a free port; returns its base URL once it answers /ops/health."""
+        port = free_port()
+        proc = await self.start("serve", "--port", str(port), env=env)
+        base = f"http://127.0.0.1:{port}"
+
+        async def healthy() -> bool:
+            assert proc.returncode is None, f"scimsvc serve exited: {self.output(proc)[-3000:]}"
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"{base}/ops/health") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(healthy, what="scimsvc serve to answer /ops/health")
+        return base
+
+    @staticmethod
+    async def kill(proc: asyncio.subprocess.Process) -> None:
+        """SIGKILL one of our processes by its pid and reap it."""
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+    async def stop(self, proc: asyncio.subprocess.Process) -> int:
+        """SIGTERM one of our processes and wait for it (SIGKILL after 60 s); its exit status."""
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(proc.wait(), 60)
+        except TimeoutError:
+            await self.kill(proc)
+            return await proc.wait()
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(proc) for proc in self.procs))
+
+
+@pytest.fixture
+async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
+    """Start `scimsvc serve`/`worker` subprocesses (`service_env` for their environment); all stopped at the
+    end of the test."""
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        await procs.stop_all()
 
 
 WAITING_ON_LOCKS = """

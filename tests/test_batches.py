@@ -9,6 +9,7 @@ import pytest
 
 from scimsvc.store.batches import Batcher
 from scimsvc.store.db import create_pool
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -45,10 +46,9 @@ class Calls:
 
 async def submit_behind_a_busy_sender(batcher: Batcher, calls: Calls, items: list[int]) -> list:
     first = asyncio.create_task(batcher.submit(100))
-    while not calls.ones:  # noqa: ASYNC110
-        await asyncio.sleep(0)
+    await wait_until(lambda: calls.ones, what="the first item to go out")
     rest = [asyncio.create_task(batcher.submit(n)) for n in items]
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: len(batcher._pending) == len(items), what="the items to wait for the sender")
     calls.gate.set()
     assert await first == 100
     return await asyncio.gather(*rest, return_exceptions=True)
@@ -116,12 +116,12 @@ async def test_an_item_whose_key_is_in_a_batch_now_out_waits_for_it_while_others
     calls = Calls()
     batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n % 10, in_flight=2)
     first = asyncio.create_task(batcher.submit(100))  # out, and held at the gate
-    while not calls.ones:  # noqa: ASYNC110
-        await asyncio.sleep(0)
+    await wait_until(lambda: calls.ones, what="the first item to go out")
     same_key = asyncio.create_task(batcher.submit(10))
     other = asyncio.create_task(batcher.submit(5))
-    assert await asyncio.wait_for(other, 5) == 5  # the second sender took it at once
-    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(other, 120) == 5  # the second sender took it at once
+    # That sender stops when it finds nothing it may send: then only the first can take `same_key`.
+    await wait_until(lambda: batcher._sending == 1, what="the second sender to stop")
     assert not same_key.done(), "an item went out while its key was in a batch still out"
     calls.gate.set()
     assert (await first, await same_key) == (100, 10)

@@ -6,23 +6,22 @@ browser is ever downloaded. Each page is saved as a screenshot under tests/scree
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import ADMIN_KEY, REDIS_URL, RUN_ID, free_port, user_body
+from tests.conftest import ADMIN_KEY, RUN_ID, Processes, service_env, user_body
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,6 +36,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 QUEUE = f"scimsvc:test:{RUN_ID}:console:queue"
+T = TypeVar("T")
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
@@ -52,57 +52,40 @@ pytestmark = [
 ]
 
 
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise RuntimeError(f"scimsvc serve exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ops/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("scimsvc serve did not answer in 10 s")
-
-
 @pytest.fixture(scope="module")
-def server(database_url: str) -> Iterator[str]:
-    """`scimsvc serve` and `scimsvc worker` on the test database: the base URL. Their logs are checked."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SCIMSVC_DATABASE_URL": database_url,
-        "SCIMSVC_REDIS_URL": REDIS_URL,
-        "SCIMSVC_ADMIN_KEY": ADMIN_KEY,
-        "SCIMSVC_QUEUE_NAME": QUEUE,
-        "SCIMSVC_RATE_LIMIT_PREFIX": f"scimsvc:test:{RUN_ID}:console:rl",
-        "SCIMSVC_SWEEP_AFTER_SECONDS": "1",
-        "SCIMSVC_LOG_LEVEL": "DEBUG",
-    }
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`scimsvc serve` and `scimsvc worker` on the test database: the base URL. Their logs are checked.
+
+    They are started and stopped by an event loop in a thread of its own: Playwright's sync API owns this
+    thread's."""
+    env = service_env(
+        database_url,
+        queue_name=QUEUE,
+        SCIMSVC_ADMIN_KEY=ADMIN_KEY,
+        SCIMSVC_RATE_LIMIT_PREFIX=f"scimsvc:test:{RUN_ID}:console:rl",
+        SCIMSVC_SWEEP_AFTER_SECONDS="1",
+        SCIMSVC_LOG_LEVEL="DEBUG",
+    )
     env.pop("SCIMSVC_PUBLIC_URL", None)
-    with tempfile.TemporaryDirectory() as folder:
-        logs = Path(folder)
-        procs = []
-        for role, args in (("serve", ["serve", "--port", str(port)]), ("worker", ["worker"])):
-            with open(logs / f"{role}.log", "wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "scimsvc.cli", *args], env=env, stdout=out, stderr=out
-                    )
-                )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_up(base_url, procs[0], logs / "serve.log")
-            yield base_url
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        for role in ("serve", "worker"):
-            assert ADMIN_KEY not in (logs / f"{role}.log").read_text(), f"operator key in the {role} log"
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="console-processes", daemon=True)
+    thread.start()
+
+    def run(coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    procs = Processes(tmp_path_factory.mktemp("console"))
+    try:
+        base_url = run(procs.serve(env))
+        run(procs.worker(env))
+        yield base_url
+    finally:
+        run(procs.stop_all())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+    for proc in procs.procs:
+        assert ADMIN_KEY not in procs.output(proc), f"operator key in the log of {proc.pid}"
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +101,7 @@ def browser_context() -> Iterator[Any]:
             args=CHROMIUM_ARGS,
             viewport={"width": 1366, "height": 860},
         )
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(60_000)  # a bound on a hang: the machine may be busy
         try:
             yield context
         finally:
@@ -177,13 +160,13 @@ def scim(server: str, token: str, method: str, path: str, body: Any = None) -> t
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=60) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def reload_until(page: Page, ready: Callable[[], bool], what: str, seconds: float = 15) -> None:
+def reload_until(page: Page, ready: Callable[[], bool], what: str, seconds: float = 120) -> None:
     """Reload until the worker's effect shows (it applies changes after the front end answers)."""
     deadline = time.monotonic() + seconds
     while not ready():

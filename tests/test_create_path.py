@@ -8,7 +8,16 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from tests.conftest import WAITING_ON_LOCKS, hold_user_name, run_worker, unique_email, user_body
+from scimsvc.keys import NEW_USERS
+from tests.conftest import (
+    WAITING_ON_LOCKS,
+    hold_user_name,
+    run_worker,
+    unique_email,
+    user_body,
+    wait_until,
+    wait_until_blocked_by,
+)
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -82,9 +91,10 @@ async def inserts_held_up(client, tenant, db, other_conn):
         held.append(
             asyncio.create_task(client.post("/scim/v2/Users", json=user_body(name), headers=tenant.headers))
         )
-        async with asyncio.timeout(5):
-            while await db.fetchval(WAITING_ON_LOCKS) < len(held):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        out = len(held)
+        await wait_until(
+            lambda n=out: waiting_on_locks(db, n), what=f"{out} batches to wait for the held names"
+        )
     try:
         yield
     finally:
@@ -92,9 +102,23 @@ async def inserts_held_up(client, tenant, db, other_conn):
         assert [r.status for r in await asyncio.gather(*held)] == [201] * SENDERS
 
 
+async def waiting_on_locks(db, n: int) -> bool:
+    return await db.fetchval(WAITING_ON_LOCKS) >= n
+
+
 async def post_later(client, tenant, name, request_id):
     headers = {**tenant.headers, "X-Request-Id": request_id}
     return asyncio.create_task(client.post("/scim/v2/Users", json=user_body(name), headers=headers))
+
+
+async def queued_for_the_next_batch(client, posts) -> None:
+    """Until every one of `posts` waits in the front end's batcher for the next batch (none went alone)."""
+
+    def queued() -> bool:
+        assert not any(p.done() for p in posts), "a POST went out while every sender was busy"
+        return len(client.app[NEW_USERS]._pending) == len(posts)
+
+    await wait_until(queued, what=f"{len(posts)} POSTs to reach the batcher")
 
 
 async def test_posts_that_arrive_while_inserts_are_out_go_in_together_each_with_its_own_user_and_outbox_row(
@@ -103,8 +127,7 @@ async def test_posts_that_arrive_while_inserts_are_out_go_in_together_each_with_
     names = {f"req-{i}": unique_email(f"together{i}") for i in range(20)}
     async with inserts_held_up(client, tenant, db, other_conn):
         posts = {rid: await post_later(client, tenant, name, rid) for rid, name in names.items()}
-        await asyncio.sleep(0.3)
-        assert not any(p.done() for p in posts.values()), "a POST went out while every sender was busy"
+        await queued_for_the_next_batch(client, list(posts.values()))
     for rid, post in posts.items():
         resp = await post
         assert resp.status == 201, await resp.text()
@@ -139,6 +162,7 @@ async def test_one_user_name_posted_together_in_several_cases_is_created_once(cl
     others = [unique_email("bystander") for _ in range(3)]
     async with inserts_held_up(client, tenant, db, other_conn):
         posts = [await post_later(client, tenant, n, f"req-{i}") for i, n in enumerate(spellings + others)]
+        await queued_for_the_next_batch(client, posts)
     statuses = [(await p).status for p in posts]
     assert sorted(statuses[: len(spellings)]) == [201, 409, 409, 409]
     assert statuses[len(spellings) :] == [201] * len(others)
@@ -177,16 +201,17 @@ async def test_a_batch_that_meets_a_name_locked_elsewhere_goes_one_by_one_and_on
         async with inserts_held_up(client, tenant, db, other_conn):
             waiting = await post_later(client, tenant, contended, "req-contended")
             posts = {rid: await post_later(client, tenant, name, rid) for rid, name in others.items()}
-            await asyncio.sleep(0.3)
+            await queued_for_the_next_batch(client, [waiting, *posts.values()])
         # Out together, held by the lock on `contended`; after the batch's lock timeout, one by one.
         for rid, post in posts.items():
-            resp = await asyncio.wait_for(post, 10)
+            resp = await asyncio.wait_for(post, 120)
             assert resp.status == 201, await resp.text()
             assert (await resp.json())["userName"] == others[rid]
-        await asyncio.sleep(0.2)
-        assert not waiting.done(), "the POST of the name locked elsewhere did not wait for that lock"
+        await wait_until_blocked_by(
+            db, holder, waiting, what="the POST of the name locked elsewhere to wait for that lock"
+        )
         await tx.rollback()
-        resp = await asyncio.wait_for(waiting, 10)
+        resp = await asyncio.wait_for(waiting, 120)
         assert resp.status == 201 and (await resp.json())["userName"] == contended
     finally:
         await holder.close()

@@ -270,14 +270,14 @@ def database() -> Iterator[Database]:
     loop = asyncio.new_event_loop()
     name = f"scimsvc_filtertest_{secrets.token_hex(6)}"
     try:
-        admin = loop.run_until_complete(asyncpg.connect(**PG, database="postgres", timeout=5))
+        admin = loop.run_until_complete(asyncpg.connect(**PG, database="postgres", timeout=60))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         loop.close()
         pytest.skip(f"no PostgreSQL at {PG['host']}:5432: {exc}")
     conn: asyncpg.Connection | None = None
     try:
         loop.run_until_complete(admin.execute(f'CREATE DATABASE "{name}"'))
-        conn = loop.run_until_complete(asyncpg.connect(**PG, database=name, timeout=5))
+        conn = loop.run_until_complete(asyncpg.connect(**PG, database=name, timeout=60))
         loop.run_until_complete(conn.execute(CREATE_TABLE))
         rows = [
             (

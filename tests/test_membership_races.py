@@ -1,7 +1,8 @@
 """A membership never outlives its user: deletes and member writes that overlap end as if run one by one.
 
 Each test holds one side's transaction open at the point where the race used to bite, sends the other
-side through HTTP, and checks that it waits and that the end state is the serial one.
+side through HTTP, checks that it waits for that transaction (pg_blocking_pids) and that the end state is
+the serial one.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import pytest
 
 from scimsvc.store import groups as group_store
 from scimsvc.store import users as user_store
-from tests.conftest import ADMIN_HEADERS, create_team, post_user
-
-WAIT = 0.5  # long enough for a request that does not wait to have finished
+from tests.conftest import ADMIN_HEADERS, create_team, post_user, wait_until_blocked_by
 
 
 @pytest.fixture
@@ -32,11 +31,6 @@ async def linked_group(client, tenant, name):
     resp = await client.post("/scim/v2/Groups", json={"displayName": name}, headers=tenant.headers)
     assert resp.status == 201, await resp.text()
     return await resp.json()
-
-
-async def still_waiting(task):
-    await asyncio.sleep(WAIT)
-    return not task.done()
 
 
 COUNT_MEMBERSHIPS = {
@@ -60,7 +54,9 @@ async def test_a_user_deleted_while_a_push_adds_it_leaves_the_group(client, tena
     assert missing == []
 
     delete = asyncio.create_task(client.delete(f"/scim/v2/Users/{user['id']}", headers=tenant.headers))
-    assert await still_waiting(delete), "the DELETE did not wait for the push that adds the user"
+    await wait_until_blocked_by(
+        db, other_conn, delete, what="the DELETE to wait for the push that adds the user"
+    )
     await tx.commit()
     assert (await delete).status == 204
 
@@ -83,7 +79,7 @@ async def test_a_push_that_meets_a_delete_in_flight_waits_and_refuses_the_delete
     body = {"displayName": "Latecomers", "members": [{"value": user["id"]}]}
     url = f"/scim/v2/Groups/{group['id']}"
     push = asyncio.create_task(client.put(url, json=body, headers=tenant.headers))
-    assert await still_waiting(push), "the push did not wait for the DELETE of its member"
+    await wait_until_blocked_by(db, other_conn, push, what="the push to wait for the DELETE of its member")
     await tx.commit()
     resp = await push
     assert resp.status == 400, await resp.text()
@@ -107,7 +103,7 @@ async def test_a_user_hard_deleted_while_the_worker_adds_it_to_a_team_leaves_no_
 
     url = f"/admin/v1/tenants/{tenant.id}/users/{user['id']}"
     delete = asyncio.create_task(client.delete(url, headers=ADMIN_HEADERS))
-    assert await still_waiting(delete), "the hard delete did not wait for the team apply"
+    await wait_until_blocked_by(db, other_conn, delete, what="the hard delete to wait for the team apply")
     await tx.commit()
     assert (await delete).status == 200
 

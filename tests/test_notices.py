@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import run_worker, unique_email, user_body
-from tests.test_outbox_worker import free_port
+from tests.conftest import free_port, run_worker, unique_email, user_body
 
 
 class Inbox:

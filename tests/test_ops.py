@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
-import sys
-import time
-import uuid
 
 import pytest
 
@@ -15,17 +10,14 @@ from scimsvc.app import create_app
 from scimsvc.jobs import wakeups_sent
 from scimsvc.keys import REDIS
 from scimsvc.queue_health import queue_status
-from scimsvc.store.migrations import migrate
 from tests.conftest import (
     ADMIN_HEADERS,
-    RUN_ID,
-    SERVER_URL,
-    _drop_database,
     free_port,
     make_tenant,
+    service_env,
     unique_email,
     user_body,
-    with_database,
+    wait_until,
 )
 
 
@@ -97,24 +89,16 @@ def test_queue_verdict(figures, status):
     assert bool(reasons) == (status != "ok")
 
 
-@pytest.fixture
-async def own_database(settings):
-    """A database and queue of this test only: /ops/queue reads the whole outbox and queue."""
-    name = f"scimsvc_test_{RUN_ID}_ops_{uuid.uuid4().hex[:6]}"
-    url = with_database(SERVER_URL, name)
-    await migrate(url)
-    yield dataclasses.replace(settings, database_url=url, queue_name=f"scimsvc:test:{RUN_ID}:ops:{name[-6:]}")
-    await _drop_database(url)
-
-
 async def queue_report(client):
     resp = await client.get("/ops/queue", headers=ADMIN_HEADERS)
     assert resp.status == 200
     return await resp.json()
 
 
-async def test_queue_turns_stalled_without_workers_and_ok_once_one_drains(aiohttp_client, own_database):
-    settings = own_database
+async def test_queue_turns_stalled_without_workers_and_ok_once_one_drains(
+    aiohttp_client, own_database, processes
+):
+    settings = own_database  # /ops/queue reads the whole outbox and queue
     client = await aiohttp_client(create_app(settings))
     tenant = await make_tenant(client)
     for _ in range(3):
@@ -129,30 +113,19 @@ async def test_queue_turns_stalled_without_workers_and_ok_once_one_drains(aiohtt
     assert report["queue"]["queued"] >= 1
     assert "no worker is alive" in report["reasons"][0]
 
-    env = {
-        **os.environ,
-        "SCIMSVC_DATABASE_URL": settings.database_url,
-        "SCIMSVC_REDIS_URL": settings.redis_url,
-        "SCIMSVC_QUEUE_NAME": settings.queue_name,
-        "SCIMSVC_LOG_LEVEL": "WARNING",
-    }
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scimsvc.cli", "worker", env=env, stdout=asyncio.subprocess.DEVNULL
+    worker = await processes.worker(
+        service_env(settings.database_url, redis_url=settings.redis_url, queue_name=settings.queue_name)
     )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            report = await queue_report(client)
-            if report["status"] == "ok" and report["outbox"]["pending_rows"] == 0:
-                break
-            assert time.monotonic() < deadline, report
-            await asyncio.sleep(0.2)
-        assert report["live_workers"] == 1
-        assert report["workers"][0]["pid"] == worker.pid
-        assert report["jobs_last_hour"]["succeeded"] >= 1 and report["jobs_last_hour"]["failed"] == 0
-    finally:
-        worker.terminate()  # only the worker this test started
-        await worker.wait()
+
+    async def drained() -> dict | None:
+        report = await queue_report(client)
+        return report if report["status"] == "ok" and report["outbox"]["pending_rows"] == 0 else None
+
+    report = await wait_until(drained, what="the worker to drain the outbox", every=0.2)
+    assert report["live_workers"] == 1
+    assert report["workers"][0]["pid"] == worker.pid
+    assert report["jobs_last_hour"]["succeeded"] >= 1 and report["jobs_last_hour"]["failed"] == 0
+    await processes.stop(worker)
     report = await queue_report(client)
     # It said goodbye (an in-process worker of an earlier test may still show, stale, until forgotten).
     assert report["live_workers"] == 0 and report["status"] == "degraded"

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-from collections.abc import Iterator
 
-import pytest
-
-from tests.conftest import OwnRedis, free_port, run_worker, unique_email, user_body
+from tests.conftest import run_worker, unique_email, user_body
 
 
 async def pending(db, user_id: str) -> int:
@@ -84,23 +80,13 @@ async def test_reactivation_is_applied_as_provisioned(client, tenant, db, settin
     )
 
 
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
-    server = OwnRedis(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_row_written_while_redis_is_down_is_applied_after_it_returns(
     aiohttp_client, settings, db, own_redis
 ):
     from scimsvc.app import create_app
     from tests.conftest import make_tenant
 
-    own = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
+    own = dataclasses.replace(settings, redis_url=own_redis.url)
     client = await aiohttp_client(create_app(own))
     tenant = await make_tenant(client)
 
@@ -111,7 +97,6 @@ async def test_row_written_while_redis_is_down_is_applied_after_it_returns(
     assert await pending(db, user["id"]) == 1
 
     own_redis.start()  # an empty Redis: the wake-up call was lost for good
-    await asyncio.sleep(0)
     await run_worker(own)  # its startup sweep re-enqueues the row, then it applies it
 
     assert await pending(db, user["id"]) == 0

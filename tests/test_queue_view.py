@@ -9,11 +9,15 @@ import sys
 
 from rich.console import Console
 
+from scimsvc.app import create_app
 from scimsvc.queue_view import show
-from tests.conftest import post_user
+from tests.conftest import make_tenant, post_user
 
 
-async def test_queue_table_shows_the_verdict_and_the_waiting_tenant(client, tenant, settings):
+async def test_queue_table_shows_the_verdict_and_the_waiting_tenant(aiohttp_client, own_database):
+    settings = own_database  # the table shows the ten tenants waiting longest in the whole database
+    client = await aiohttp_client(create_app(settings))
+    tenant = await make_tenant(client)
     await post_user(client, tenant)
     out = io.StringIO()
     status = await show(settings, watch=False, interval=1, console=Console(file=out, width=160))

@@ -92,7 +92,7 @@ async def test_scim2_tester_finds_no_failure(live: Any) -> None:
 
     def run() -> list[CheckResult]:
         headers = {"Authorization": f"Bearer {tenant.token}"}
-        with httpx2.Client(base_url=base, headers=headers, timeout=30) as http:
+        with httpx2.Client(base_url=base, headers=headers, timeout=120) as http:
             return check_server(SyncSCIMClient(http))
 
     results = await asyncio.to_thread(run)

@@ -3,61 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-import time
 
-from tests.conftest import QUEUE_NAME, REDIS_URL, unique_email, user_body
+from tests.conftest import service_env, unique_email, user_body, wait_until
 
 
-async def test_500_creates_100_seats_3_worker_processes(client, new_tenant, db, database_url):
+async def test_500_creates_100_seats_3_worker_processes(client, new_tenant, db, database_url, processes):
     tenant = await new_tenant(seats=100)
-    env = {
-        **os.environ,
-        "SCIMSVC_DATABASE_URL": database_url,
-        "SCIMSVC_REDIS_URL": REDIS_URL,
-        "SCIMSVC_QUEUE_NAME": QUEUE_NAME,
-        "SCIMSVC_LOG_LEVEL": "WARNING",
-    }
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "scimsvc.cli",
-            "worker",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        for _ in range(3)
-    ]
-    try:
-        gate = asyncio.Semaphore(50)
+    for _ in range(3):
+        await processes.worker(service_env(database_url))
+    gate = asyncio.Semaphore(50)
 
-        async def create() -> int:
-            async with gate:
-                resp = await client.post(
-                    "/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers
-                )
-                return resp.status
+    async def create() -> int:
+        async with gate:
+            resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+            return resp.status
 
-        statuses = await asyncio.gather(*(create() for _ in range(500)))
-        assert statuses == [201] * 500
+    statuses = await asyncio.gather(*(create() for _ in range(500)))
+    assert statuses == [201] * 500
 
-        deadline = time.monotonic() + 90
-        while await db.fetchval(
+    async def drained() -> bool:
+        return not await db.fetchval(
             "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL", tenant.id
-        ):
-            assert time.monotonic() < deadline, "the workers did not drain the outbox in 90 s"
-            await asyncio.sleep(0.25)
-    finally:
-        for proc in workers:  # only the processes this test started
-            proc.terminate()
-        for proc in workers:
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
+        )
+
+    await wait_until(drained, within=300, what="the workers to drain the outbox", every=0.25)
 
     licenses = {
         r["license"]: r["n"]

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from scimsvc.keys import TOKEN_CACHE
 from scimsvc.token_cache import LISTENER_NAME, TokenCache
-from tests.conftest import ADMIN_HEADERS
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 3.0) -> bool:
-    for _ in range(int(seconds / 0.02)):
-        if await check():
-            return True
-        await asyncio.sleep(0.02)
-    return False
+from tests.conftest import ADMIN_HEADERS, wait_until
 
 
 async def listening(client: Any) -> TokenCache:
     cache: TokenCache = client.app[TOKEN_CACHE]
 
-    async def active() -> bool:
-        return cache.active
-
-    assert await eventually(active)
+    await wait_until(lambda: cache.active, what="the token cache to listen")
     return cache
 
 
@@ -60,7 +47,7 @@ async def test_a_token_revoked_by_another_process_is_refused_once_postgres_tells
     async def refused() -> bool:
         return await status_of(client, tenant.headers) == 401
 
-    assert await eventually(refused, seconds=1.0)
+    await wait_until(refused, what="the revoked token to be refused")
     assert not cache.holds(tenant.token)
 
 
@@ -72,7 +59,7 @@ async def test_scim_switched_off_elsewhere_is_403_once_postgres_tells(client, te
     async def forbidden() -> bool:
         return await status_of(client, tenant.headers) == 403
 
-    assert await eventually(forbidden, seconds=1.0)
+    await wait_until(forbidden, what="SCIM switched off to be refused")
 
 
 async def test_without_its_listener_the_cache_is_off_and_revocations_still_hold(client, tenant, db):
@@ -84,10 +71,7 @@ async def test_without_its_listener_the_cache_is_off_and_revocations_still_hold(
         LISTENER_NAME,
     )
 
-    async def off() -> bool:
-        return not cache.active
-
-    assert await eventually(off)
+    await wait_until(lambda: not cache.active, what="the cache to turn off")
     assert not cache.holds(tenant.token)
     await db.execute("UPDATE scim_tokens SET revoked_at = now() WHERE id = $1::uuid", tenant.token_id)
     assert await status_of(client, tenant.headers) == 401  # straight from the database

@@ -5,7 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import PUBLIC_URL, WAITING_ON_LOCKS, hold_user_name, unique_email, user_body
+import asyncpg
+
+from tests.conftest import (
+    PUBLIC_URL,
+    hold_user_name,
+    unique_email,
+    user_body,
+    wait_until,
+    wait_until_blocked_by,
+    waits_for,
+)
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -286,10 +296,22 @@ async def test_user_outside_a_later_allowlist_can_still_be_deactivated(client, n
 async def test_a_rename_that_postgres_aborts_in_a_deadlock_runs_again_and_succeeds(
     client, tenant, db, database_url
 ):
+    """The rename holds the user and waits for a name another transaction is inserting, while that one
+    waits for the user: a deadlock. PostgreSQL checks a wait for one once, deadlock_timeout after the wait
+    began, and aborts the transaction whose check finds it. So that this is the rename's check whatever the
+    machine's speed, the other transaction is already waiting for the user when the rename starts waiting
+    for the name, and checks late (its own deadlock_timeout, a superuser setting, is ten minutes): a third
+    connection holds the user first, the rename queues for it, the other queues behind the rename, and
+    only then is the user let go."""
     user = await create(client, tenant)
     new_name = unique_email("renamed")
     other, tx = await hold_user_name(database_url, tenant, new_name)  # a writer the rename will meet
+    first = await asyncpg.connect(database_url)
     try:
+        await other.execute("SET deadlock_timeout = '10min'")
+        first_tx = first.transaction()
+        await first_tx.start()
+        await first.execute("SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE", user["id"])
         patch = asyncio.create_task(
             client.patch(
                 f"/scim/v2/Users/{user['id']}",
@@ -300,15 +322,21 @@ async def test_a_rename_that_postgres_aborts_in_a_deadlock_runs_again_and_succee
                 headers=tenant.headers,
             )
         )
-        async with asyncio.timeout(5):  # the rename holds the user and waits for the other's new_name
-            while not await db.fetchval(WAITING_ON_LOCKS):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-        # The other now waits for the user the rename holds: a deadlock, which PostgreSQL breaks within
-        # deadlock_timeout by aborting the rename (it has waited longer).
-        await other.execute("UPDATE users SET display_name = 'Other' WHERE id = $1::uuid", user["id"])
+        rename = await wait_until_blocked_by(db, first, patch, what="the rename to wait for the user")
+        update = asyncio.create_task(
+            other.execute("UPDATE users SET display_name = 'Other' WHERE id = $1::uuid", user["id"])
+        )
+        await wait_until(
+            lambda: waits_for(db, other.get_server_pid(), rename), what="the other to queue behind the rename"
+        )
+        await first_tx.rollback()
+        # The rename takes the user and waits for new_name: PostgreSQL aborts it, the other's update goes
+        # through, and the rename's second try waits for the user until the other rolls back.
+        await asyncio.wait_for(update, 120)
         await tx.rollback()
-        resp = await asyncio.wait_for(patch, 10)
+        resp = await asyncio.wait_for(patch, 120)
     finally:
+        await first.close()
         await other.close()
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["userName"] == new_name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from typing import Any
@@ -20,6 +19,7 @@ from tests.conftest import (
     make_tenant,
     post_user,
     user_body,
+    wait_until,
 )
 
 
@@ -206,11 +206,11 @@ async def wait_for_hint(tenant: Any, offset: int | None = None) -> None:
     redis = aioredis.from_url(REDIS_URL)
     pattern = f"{QUEUE_NAME}:cursor:{tenant.id}:*" + ("" if offset is None else f":{offset}")
     try:
-        for _ in range(100):
-            if [k async for k in redis.scan_iter(match=pattern)]:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("no page cursor was stored")
+
+        async def stored() -> bool:
+            return bool([k async for k in redis.scan_iter(match=pattern)])
+
+        await wait_until(stored, what="the page's cursor to be stored")
     finally:
         await redis.aclose()
 

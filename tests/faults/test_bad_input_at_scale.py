@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import string
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from tests.test_groups import make_group
 REQUESTS = 10_000
 CONCURRENCY = 16
 PER_EXAMPLE = 20
-TIME_BUDGET_SECONDS = 60
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -510,9 +508,7 @@ async def test_ten_thousand_malformed_requests_get_only_4xx_and_change_nothing(c
     member = await post_user(client, tenant)
     group = await make_group(client, tenant, [member["id"]])
 
-    started = time.monotonic()
     requests = corpus(user["id"], group["id"], REQUESTS)
-    generated = time.monotonic() - started
     assert len(requests) >= REQUESTS * 0.95, len(requests)
     before = await checksum(db)
 
@@ -539,7 +535,6 @@ async def test_ten_thousand_malformed_requests_get_only_4xx_and_change_nothing(c
         answers.append((bad, resp.status, text[:300]))
 
     await asyncio.gather(*(send(b) for b in requests))
-    sent = time.monotonic() - started - generated
 
     wrong = [
         (b.kind, b.method, b.path[:80], status, text)
@@ -550,4 +545,3 @@ async def test_ten_thousand_malformed_requests_get_only_4xx_and_change_nothing(c
     assert await checksum(db) == before
     by_kind = Counter(b.kind for b, _, _ in answers)
     assert len(by_kind) == 17 and min(by_kind.values()) > REQUESTS / 40, by_kind
-    assert generated + sent < TIME_BUDGET_SECONDS * 2, (generated, sent)

@@ -17,8 +17,8 @@ from scimsvc import bulk_service
 from scimsvc.app import create_app
 from scimsvc.middlewares import error_middleware, request_id_middleware
 from scimsvc.scim.errors import ERROR_SCHEMA
-from tests.conftest import make_tenant, unique_email, user_body
-from tests.faults.conftest import proxied_url, wait_until
+from tests.conftest import make_tenant, unique_email, user_body, wait_until
+from tests.faults.conftest import proxied_url
 from tests.test_bulk import bulk
 
 UNAVAILABLE_ERRORS = [
@@ -111,16 +111,16 @@ async def test_postgres_restart_under_load_gives_503_then_recovers_without_half_
 
     clients = [asyncio.create_task(load()) for _ in range(16)]
     try:
-        await wait_until(lambda: len(created) >= 100, within=30, what="load to start")
+        await wait_until(lambda: len(created) >= 100, what="load to start")
         await pg_proxy.cut()  # PostgreSQL "restarts": every connection dies, in the middle of requests
         await pg_proxy.refuse()
         refused_at = time.monotonic()
-        await wait_until(lambda: len(unavailable) >= 20, within=30, what="503s")
+        await wait_until(lambda: len(unavailable) >= 20, what="503s")
         await asyncio.sleep(max(0.0, 3 - (time.monotonic() - refused_at)))  # down for 3 s
         await pg_proxy.forward()
         back = len(statuses)
         # The service recovers by itself: the same app, the same pool, later requests succeed.
-        await wait_until(lambda: statuses[back:].count(201) >= 100, within=30, what="recovery")
+        await wait_until(lambda: statuses[back:].count(201) >= 100, what="recovery")
     finally:
         stop.set()
         await asyncio.gather(*clients)

@@ -11,8 +11,7 @@ from typing import Any
 import aiohttp
 
 from scimsvc.app import create_app
-from tests.conftest import make_tenant, unique_email, user_body
-from tests.faults.conftest import Processes, service_env, wait_until
+from tests.conftest import Processes, make_tenant, service_env, unique_email, user_body, wait_until
 from tests.test_groups import GROUP, PATCH_OP, make_team
 
 SEATS = 12
@@ -93,7 +92,7 @@ async def test_two_replicas_three_workers_end_where_serial_application_in_commit
                 "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL", tenant.id
             )
 
-        await wait_until(settled, within=90, what="the three workers to apply every change", every=0.25)
+        await wait_until(settled, within=300, what="the three workers to apply every change", every=0.25)
 
         # Users: each ends as the acknowledged PUT with the highest version (the last one committed).
         for user in users[:HOT]:

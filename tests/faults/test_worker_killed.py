@@ -10,8 +10,7 @@ from typing import Any
 import asyncpg
 
 from scimsvc.app import create_app
-from tests.conftest import OwnRedis, make_tenant, unique_email, user_body
-from tests.faults.conftest import Processes, service_env, wait_until
+from tests.conftest import OwnRedis, Processes, make_tenant, service_env, unique_email, user_body, wait_until
 from tests.test_groups import make_group
 
 PUSH_MEMBERS = 20_000
@@ -71,7 +70,7 @@ async def test_worker_killed_mid_push_of_20k_members_then_a_new_worker_makes_the
         ids[-500:],
     )
     worker = await processes.worker(env)
-    await wait_until(lambda: all_applied(db, tenant.id), within=60, what="the group's link to apply")
+    await wait_until(lambda: all_applied(db, tenant.id), within=300, what="the group's link to apply")
     # Statistics as autovacuum would have them after such a load, whatever earlier tests left behind.
     await db.execute("ANALYZE users, group_members, team_members")
 
@@ -94,7 +93,7 @@ async def test_worker_killed_mid_push_of_20k_members_then_a_new_worker_makes_the
         )
         assert resp.status == 200, await resp.text()
         await wait_until(
-            lambda: blocked_on(db, "INSERT INTO team_members"), within=60, what="the push mid-apply"
+            lambda: blocked_on(db, "INSERT INTO team_members"), within=300, what="the push mid-apply"
         )
         await processes.kill(worker)
         await tx.rollback()
@@ -102,7 +101,7 @@ async def test_worker_killed_mid_push_of_20k_members_then_a_new_worker_makes_the
         await blocker.close()
 
     await processes.worker(env)  # its start-up sweep re-enqueues the group
-    await wait_until(lambda: all_applied(db, tenant.id), within=90, what="the new worker to apply the push")
+    await wait_until(lambda: all_applied(db, tenant.id), within=300, what="the new worker to apply the push")
     members = await db.fetch(
         "SELECT user_id::text, added_by FROM team_members WHERE team_id = $1::uuid", team_id
     )
@@ -148,7 +147,7 @@ async def test_worker_killed_mid_provisioning_wave_then_a_new_worker_allocates_s
         await tx.start()
         await blocker.execute("SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE", fifo[1_200])
         worker = await processes.worker(env)
-        await wait_until(lambda: blocked_on(db, "UPDATE users"), within=60, what="the wave mid-apply")
+        await wait_until(lambda: blocked_on(db, "UPDATE users"), within=300, what="the wave mid-apply")
         applied_before_kill = WAVE - await unapplied(db, tenant.id)
         await processes.kill(worker)
         await tx.rollback()
@@ -157,7 +156,7 @@ async def test_worker_killed_mid_provisioning_wave_then_a_new_worker_allocates_s
     assert 0 < applied_before_kill < WAVE
 
     await processes.worker(env)
-    await wait_until(lambda: all_applied(db, tenant.id), within=90, what="the new worker to finish the wave")
+    await wait_until(lambda: all_applied(db, tenant.id), within=300, what="the new worker to finish the wave")
     rows = await db.fetch(
         "SELECT id::text, license, provisioning_state FROM users WHERE tenant_id = $1::uuid", tenant.id
     )
