@@ -60,7 +60,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.new_event_loop()
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # last: after the pools and caches exist
-    web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, loop=loop)  # access log: create_app's handler_args
     return 0
 
 
