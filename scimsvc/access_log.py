@@ -38,6 +38,7 @@ ACCESS = logging.getLogger("scimsvc.access")
 STARTED = web.RequestKey("access_started", float)  # time.perf_counter() as the middlewares began
 UNMATCHED = "unmatched"  # the route of a path no route matched (also the metrics label)
 QUEUE_LINES = 10_000  # lines waiting for the writer; past that, lines are dropped and counted
+WRITE_EVERY = 0.05  # seconds between the writer's rounds: lines reach the log at most this late
 CLOSE_SECONDS = 5.0  # at exit, how long the queued lines may take to go out
 # User-Agent prefixes (lower case). Okta documents `Okta SCIM Client 1.0.0`; Entra ID sends
 # `Microsoft Azure AD SCIM provisioning` (README.md, Access log).
@@ -118,33 +119,39 @@ class _Writer:
 
     def __init__(self) -> None:
         self.users = 0
-        self.lines: queue.Queue[logging.LogRecord | None] | None = None
+        self.lines: queue.SimpleQueue[logging.LogRecord] | None = None
+        self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.dropped = 0  # only the event loop adds to it
         self.reported = 0  # only the writer thread changes it
 
     def put(self, record: logging.LogRecord) -> None:
         lines = self.lines
-        if lines is None:  # no writer running: an app without its cleanup context
+        if lines is None:  # no writer running: an app without its cleanup context, or stopping
             logging.getLogger(record.name).handle(record)
-            return
-        try:
-            lines.put_nowait(record)
-        except queue.Full:
+        elif lines.qsize() < QUEUE_LINES:
+            lines.put_nowait(record)  # nobody waits on the queue: no thread to wake, no lock to take
+        else:
             self.dropped += 1  # the output is stuck: memory stays bounded, the loss is reported
 
-    def _write(self, lines: queue.Queue[logging.LogRecord | None]) -> None:
-        while (record := lines.get()) is not None:
-            dropped = self.dropped
-            if dropped != self.reported:
-                log.warning(
-                    "access log: %d lines dropped, the log output was too slow", dropped - self.reported
-                )
-                self.reported = dropped
-            try:
-                logging.getLogger(record.name).handle(record)
-            except Exception:  # a broken handler must not end the writer, and the access log with it
-                traceback.print_exc()
+    def _write(self, lines: queue.SimpleQueue[logging.LogRecord], stopping: threading.Event) -> None:
+        # Woken every WRITE_EVERY seconds rather than by each line: one wake-up writes many lines.
+        while True:
+            stopped = stopping.wait(WRITE_EVERY)
+            while not lines.empty():
+                self._handle(lines.get_nowait())
+            if stopped:
+                return
+
+    def _handle(self, record: logging.LogRecord) -> None:
+        dropped = self.dropped
+        if dropped != self.reported:
+            log.warning("access log: %d lines dropped, the log output was too slow", dropped - self.reported)
+            self.reported = dropped
+        try:
+            logging.getLogger(record.name).handle(record)
+        except Exception:  # a broken handler must not end the writer, and the access log with it
+            traceback.print_exc()
 
     def start(self) -> None:
         self.users += 1
@@ -152,26 +159,25 @@ class _Writer:
             return
         if ACCESS.level == logging.NOTSET:
             ACCESS.setLevel(logging.INFO)  # on or off by SCIMSVC_ACCESS_LOG, whatever SCIMSVC_LOG_LEVEL says
-        self.lines = queue.Queue(QUEUE_LINES)
-        self.thread = threading.Thread(target=self._write, args=(self.lines,), name="access-log", daemon=True)
+        self.lines, self.stopping = queue.SimpleQueue(), threading.Event()
+        self.thread = threading.Thread(
+            target=self._write, args=(self.lines, self.stopping), name="access-log", daemon=True
+        )
         self.thread.start()
 
-    def stop(self) -> tuple[queue.Queue[logging.LogRecord | None], threading.Thread] | None:
-        """The last app stopping: the queue and thread to close (`_close`, off the event loop)."""
+    def stop(self) -> tuple[threading.Event, threading.Thread] | None:
+        """The last app stopping: what `_close` needs to end the writer (off the event loop)."""
         self.users -= 1
-        if self.users > 0 or self.lines is None or self.thread is None:
+        if self.users > 0 or self.thread is None:
             return None
-        closing = (self.lines, self.thread)
+        closing = (self.stopping, self.thread)
         self.lines = self.thread = None  # from now on a record is handled at once
         return closing
 
 
-def _close(lines: queue.Queue[logging.LogRecord | None], thread: threading.Thread) -> None:
-    """Let the writer finish what is queued, within a bound: a stuck output must not hold up an exit."""
-    try:
-        lines.put(None, timeout=CLOSE_SECONDS)
-    except queue.Full:
-        return
+def _close(stopping: threading.Event, thread: threading.Thread) -> None:
+    """The writer writes what is queued and ends, within a bound: a stuck output must not hold up an exit."""
+    stopping.set()
     thread.join(CLOSE_SECONDS)
 
 
