@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from scimsvc import access_log
+from scimsvc import access_log, logs
 from scimsvc.access_log import idp_family
 from scimsvc.app import create_app
 from scimsvc.logs import JsonFormatter
@@ -88,6 +89,25 @@ async def send(client: Any, method: str, path: str, **kwargs: Any) -> tuple[str,
 )
 def test_the_idp_family_comes_from_the_start_of_the_user_agent(agent, family):
     assert idp_family(agent) == family
+
+
+@pytest.mark.parametrize("request_id", ["r-1", None])
+@pytest.mark.parametrize("tenant_id", ["6f1c1d2e-0000-4000-8000-000000000000", None])
+def test_the_line_written_directly_is_the_one_the_json_formatter_writes(request_id, tenant_id):
+    fields = {
+        "request_id": request_id,
+        "tenant_id": tenant_id,
+        "method": "PATCH",
+        "route": "/scim/v2/Groups/{id}",
+        "status": 200,
+        "duration_ms": 12.34,
+        "bytes": 1234,
+        "client": "203.0.113.7",
+        "idp": "entra",
+    }
+    created = 1_790_000_000.0429
+    record = access_log._record(created, fields)
+    assert access_log._json_line(created, fields) == JsonFormatter().format(record) + "\n"
 
 
 # --- through HTTP ---------------------------------------------------------------------------------
@@ -264,6 +284,63 @@ async def test_scimsvc_access_log_off_writes_no_line(aiohttp_client, settings, c
     assert not [r for r in caplog.records if r.name == "scimsvc.access"]
     monkeypatch.delenv("SCIMSVC_ACCESS_LOG")
     assert Settings.from_env().access_log is True
+
+
+@pytest.fixture
+def served_output():
+    """The root's handlers as `scimsvc serve` has them (`logs.configure`), writing into a buffer."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+
+    def configure(fmt: str) -> io.StringIO:
+        logs.configure(level="WARNING", fmt=fmt)
+        out = io.StringIO()
+        root.handlers[0].setStream(out)  # type: ignore[attr-defined]
+        return out
+
+    yield configure
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+async def written_lines(out: io.StringIO, request_id: str) -> list[str]:
+    """Every line written so far, once the one of `request_id` is among them."""
+    deadline = time.monotonic() + 60
+    while request_id not in out.getvalue():
+        assert time.monotonic() < deadline, f"no access line for {request_id}"
+        await asyncio.sleep(0.01)
+    return out.getvalue().splitlines()
+
+
+async def test_as_served_each_line_is_json_with_the_fields_and_no_secret(client, tenant, served_output):
+    out = served_output("json")  # with the log level at WARNING, as the access log ignores it
+    assert access_log._direct_handler() is not None  # lines written as JSON by the writer itself
+    email = unique_email("hopper")
+    rid, resp, _ = await send(
+        client,
+        "GET",
+        "/scim/v2/Users",
+        params={"filter": f'userName eq "{email}"'},
+        headers={**tenant.headers, "User-Agent": OKTA},
+    )
+    assert resp.status == 200
+    lines = [orjson.loads(line) for line in await written_lines(out, rid)]
+    (line,) = [x for x in lines if x.get("request_id") == rid and x["logger"] == "scimsvc.access"]
+    assert FIELDS <= set(line)
+    assert (line["tenant_id"], line["route"], line["status"], line["idp"]) == (
+        tenant.id,
+        "/scim/v2/Users",
+        200,
+        "okta",
+    )
+    assert email not in out.getvalue() and tenant.token not in out.getvalue()
+
+
+async def test_with_the_text_format_a_line_is_readable(client, served_output):
+    out = served_output("text")
+    rid, resp, _ = await send(client, "GET", "/ops/health")
+    (line,) = [x for x in await written_lines(out, rid) if "scimsvc.access" in x]
+    assert f" INFO scimsvc.access [{rid}] GET /ops/health 200 " in line and line.endswith(" ms")
 
 
 class StuckOutput(logging.Handler):
