@@ -7,9 +7,11 @@ anything): the route is the template the request matched, or `unmatched`.
 
 aiohttp calls `AccessLog.log` once per request after the answer is written, so the status and bytes are
 those sent (headers included), error bodies and 404s too; the duration runs from `access_clock`, the
-outermost middleware, until then (uvloop's own clock counts whole milliseconds). The record goes on a
-bounded queue, and a thread hands it to the logger (so to the handlers `scimsvc.logs.configure` put on
-the root): a slow stderr (a full pipe, a slow terminal) delays the log lines, never the event loop.
+outermost middleware, until then (uvloop's own clock counts whole milliseconds). `log` only gathers the
+fields and queues them (bounded); a thread writes the lines, so a slow stderr (a full pipe, a slow
+terminal) delays the log lines, never the event loop. Where the lines go to the JSON handler of
+`scimsvc.logs.configure`, the thread writes that handler's JSON itself, a batch at a time; anywhere else
+(text format, handlers of one's own) it hands `logging` a record per line.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ QUEUE_LINES = 10_000  # lines waiting for the writer; past that, lines are dropp
 WRITE_EVERY = 0.05  # seconds between the writer's rounds: lines reach the log at most this late
 CLOSE_SECONDS = 5.0  # at exit, how long the queued lines may take to go out
 # User-Agent prefixes (lower case). Okta documents `Okta SCIM Client 1.0.0`; Entra ID sends
-# `Microsoft Azure AD SCIM provisioning` (README.md, Access log).
+# `Microsoft Azure AD SCIM provisioning` (README.md, Operating it).
 OKTA_AGENTS = ("okta",)
 ENTRA_AGENTS = ("microsoft azure ad", "microsoft entra", "microsoft.identity", "azure")
 
