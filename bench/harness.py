@@ -290,11 +290,19 @@ class Run:
         await self.redis.aclose()
 
     async def start(
-        self, name: str, *argv: str, env: dict[str, str] | None = None, quiet: bool = True
+        self,
+        name: str,
+        *argv: str,
+        env: dict[str, str] | None = None,
+        quiet: bool = True,
+        stderr: Any = None,
     ) -> Proc:
-        """Start a process of this run (stopped at the end); quiet: its output goes to /dev/null."""
+        """Start a process of this run (stopped at the end); quiet: its output goes to /dev/null;
+        `stderr`, a file, takes its stderr whatever `quiet` says."""
         out = asyncio.subprocess.DEVNULL if quiet else None
-        process = await asyncio.create_subprocess_exec(*argv, env=env or self.env, stdout=out, stderr=out)
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=env or self.env, stdout=out, stderr=out if stderr is None else stderr
+        )
         proc = Proc(name, process)
         self.procs.append(proc)
         return proc

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from scimsvc.access_log import access_clock, access_log_writer, handler_args
 from scimsvc.client_address import parse_networks
 from scimsvc.console import console_middleware, setup_console
 from scimsvc.jobs import wakeups_sent
@@ -56,7 +57,9 @@ def create_app(settings: Settings) -> web.Application:
     """The web front end: SCIM under /scim/v2, the admin API under /admin/v1."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
+        handler_args=handler_args(settings.access_log),  # the access log (scimsvc/access_log.py), or none
         middlewares=[
+            access_clock,  # first: the access log's duration covers every middleware
             metrics_middleware,
             request_id_middleware,
             error_middleware,
@@ -70,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = WebMetrics()
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(access_log_writer)
     app.add_routes(discovery.routes)
     app.add_routes(scim_users.routes)
     app.add_routes(scim_groups.routes)

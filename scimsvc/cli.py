@@ -70,7 +70,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # last: after the pools and caches exist
     try:
-        web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None)
+        web.run_app(app, host=args.host, port=args.port, loop=loop)  # access log: create_app's handler_args
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) or "bind" not in str(exc):
             raise

@@ -87,6 +87,7 @@ class Settings:
     worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
     token_cache_seconds: int = 5  # web: valid SCIM tokens cached this long, emptied on any change; 0: off
+    access_log: bool = True  # web: one JSON line per request on the `scimsvc.access` logger
 
     @property
     def bulk_payload_limit(self) -> int:
@@ -146,6 +147,7 @@ class Settings:
             ),
             "worker_metrics_port": _env_int("SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port),
             "token_cache_seconds": _env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
+            "access_log": env.get("SCIMSVC_ACCESS_LOG", "true").lower() not in FALSE_WORDS,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
