@@ -147,7 +147,7 @@ class Settings:
             ),
             "worker_metrics_port": _env_int("SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port),
             "token_cache_seconds": _env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
-            "access_log": env.get("SCIMSVC_ACCESS_LOG", "true").lower() not in FALSE_WORDS,
+            "access_log": _env_bool("SCIMSVC_ACCESS_LOG", cls.access_log),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
