@@ -20,6 +20,7 @@ from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
 from scimsvc.scim.errors import ScimError, database_unavailable
 from scimsvc.store.db import unavailable
+from scimsvc.store.tenants import hash_token
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +151,42 @@ def client_of(request: web.Request) -> str:
     )
 
 
+def _too_many(wait_seconds: float) -> ScimError:
+    seconds = retry_after(int(wait_seconds * 1000))
+    return ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
+
+
 async def failed_authentication(request: web.Request, kind: str, what: str) -> None:
     """Log and count a wrong credential of `kind` (scim, operator) for the client's address; past the
-    address's budget, answer 429 instead of 401. Valid credentials never come here, so one organization's
-    stale token can never lock out another calling from the same IdP address."""
+    address's budget, answer 429 instead of 401."""
     address = client_of(request)
     wait = await request.app[LIMITER].auth_failed(kind, address)
     if wait > 0:
-        seconds = retry_after(int(wait * 1000))
-        raise ScimError(429, TOO_MANY_FAILURES.format(seconds=seconds), headers={"Retry-After": seconds})
+        raise _too_many(wait)
     log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
+
+
+async def operator_key_given(request: web.Request, given: str | None, what: str) -> bool:
+    """Whether `given` is the operator key (admin API, /ops/queue, the console's sign-in).
+
+    Unlike SCIM tokens (random and unguessable, sent by IdPs from addresses many organizations share),
+    the operator key is a secret a person chose, and operators do not call from IdPs' addresses: an
+    address over its budget of wrong keys gets 429 before any key is compared, else the limit would not
+    stop guessing. A wrong key sent again (a script with a stale key) counts once, so it never uses up
+    the budget of the address it shares with the operator.
+    """
+    admin_key = request.app[SETTINGS].admin_key
+    if given is None or not admin_key:
+        return False
+    limiter = request.app[LIMITER]
+    wait = limiter.auth_blocked("operator", client_of(request))
+    if wait > 0:
+        raise _too_many(wait)
+    if secrets.compare_digest(given.encode(), admin_key.encode()):
+        return True
+    if limiter.new_refusal(("operator", hash_token(given))):
+        await failed_authentication(request, "operator", what)
+    return False
 
 
 @web.middleware
@@ -173,9 +200,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         check = await request.app[TOKEN_CACHE].check(token)
         found = check.tenant
         if found is None:
-            # A token refused moments ago (an IdP retrying a revoked one) is neither looked up nor counted
-            # again: it keeps getting 401 at no cost, and only new unknown tokens count as guesses.
-            if not check.remembered:
+            # Only guesses count: a revoked token (an IdP still holding it) or one refused moments ago keeps
+            # getting 401 and never uses up the budget of the address other organizations call from.
+            if check.guess:
                 # A prefix of the token's hash tells operators which token it is; the token is never logged.
                 await failed_authentication(request, "scim", f"SCIM token sha256:{check.digest.hex()[:8]}")
             raise ScimError(401, INVALID_TOKEN)
@@ -190,10 +217,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         admin_key = request.app[SETTINGS].admin_key
         if not admin_key:
             raise ScimError(403, "operator endpoints are disabled: set SCIMSVC_ADMIN_KEY on the server")
-        token = _bearer(request)
-        if token is None or not secrets.compare_digest(token.encode(), admin_key.encode()):
-            if token is not None:
-                await failed_authentication(request, "operator", "admin key")
+        if not await operator_key_given(request, _bearer(request), "admin key"):
             raise ScimError(401, "operator endpoint: send 'Authorization: Bearer <SCIMSVC_ADMIN_KEY>'")
     if request.method in READ_METHODS or not path.startswith(CHANGES_TENANTS):
         return await handler(request)

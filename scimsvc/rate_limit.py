@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Hashable
 from uuid import UUID
 
 from aiohttp import web
@@ -41,6 +42,8 @@ from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from scimsvc.body_limits import body_limit
+from scimsvc.expiring_set import ExpiringSet
 from scimsvc.keys import RATE_HEADERS, RATE_LIMIT, SETTINGS, TENANT_ID
 from scimsvc.metrics import WebMetrics
 from scimsvc.rate_levels import LEVELS, PRICED_BY_HANDLER, WINDOW_SECONDS, request_level, tenant_credits
@@ -55,6 +58,7 @@ LOG_EVERY_SECONDS = 60
 # One round trip per 21 requests of one cost: ~5% of them pay it, so the median never does, and a lease
 # stays small next to any budget it is granted from (at most 1,000 credits for a user read).
 LEASE_COSTS = 20
+REFUSED_SECONDS = 60  # a wrong credential sent again within this long is not counted again
 MAX_BLOCKED = 10_000  # blocked addresses kept in memory; past this, expired ones are dropped
 
 
@@ -93,6 +97,7 @@ class RateLimiter:
         self._logged_at = -math.inf
         # (kind, address) -> monotonic time until which its wrong credentials get 429
         self._blocked: dict[tuple[str, str], float] = {}
+        self._refused = ExpiringSet(seconds=REFUSED_SECONDS)  # (kind, hash) of wrong credentials counted
         # tenant -> its lease in this process: one object per tenant ever leased, mutated in place
         self._leases: dict[UUID, Lease] = {}
         self._lease_seconds = settings.rate_limit_lease_ms / 1000
@@ -199,8 +204,18 @@ class RateLimiter:
             verdict.granted,
         )
 
+    def auth_blocked(self, kind: str, address: str) -> float:
+        """Seconds `address` must still wait after too many wrong credentials of `kind` (0: none)."""
+        return self._auth_blocked((kind, address), time.monotonic())
+
+    def new_refusal(self, credential: Hashable) -> bool:
+        """Remember a refused credential (by kind and hash) for a while; False if it was already known."""
+        if credential in self._refused:
+            return False
+        self._refused.add(credential)
+        return True
+
     def _auth_blocked(self, key: tuple[str, str], now: float) -> float:
-        """Seconds `key` (kind, address) must still wait after too many failed authentications (0: none)."""
         until = self._blocked.get(key)
         if until is None:
             return 0.0
@@ -281,7 +296,8 @@ def _route(request: web.Request) -> str | None:
 async def charge(request: web.Request, *, cost: int | None = None) -> None:
     """Spend a SCIM request's credits from its tenant's bucket: its level's cost, or `cost` when its
     handler prices it (capped at the budget, so that any such request can pass once the bucket is full).
-    Over budget → 429, nothing done. The rate-limit headers go on whatever the request answers."""
+    Over budget → 429, nothing done. A body larger than its endpoint reads costs nothing (413 follows).
+    The rate-limit headers go on whatever the request answers."""
     app = request.app
     settings: Settings = app[SETTINGS]
     if not settings.rate_limit_enabled:
@@ -291,8 +307,10 @@ async def charge(request: web.Request, *, cost: int | None = None) -> None:
         return
     method = request.method
     route = _route(request)
-    body = await _body_bytes(request) if method == "PATCH" else None
-    level = request_level(method, route, body)
+    body = await _body_bytes(request) if method == "PATCH" else request.content_length
+    if body is not None and body > body_limit(settings, method, route):
+        return  # its handler answers 413
+    level = request_level(method, route, body if method == "PATCH" else None)
     cost = LEVELS[level] if cost is None else min(capacity, cost)
     verdict = await app[LIMITER].spend(request[TENANT_ID], capacity=capacity, level=level, cost=cost)
     if verdict is None:  # Redis unreachable, failing open

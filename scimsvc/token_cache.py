@@ -7,8 +7,16 @@ on commit. Each web process listens on a connection of its own and empties its c
 so a revoked token is refused as soon as the notification lands (milliseconds). The cache is only used
 while that connection is listening: when it drops, the cache is emptied and every request goes to the
 database until the listener is back. Entries also expire after `ttl` seconds, which bounds how long a
-revoked token can still pass if notifications are held up without the connection failing. Unknown or
-revoked tokens are never cached (they go to the database and the failed-authentication limiter every time).
+revoked token can still pass if notifications are held up without the connection failing.
+
+Refusals are remembered too, for `REFUSED_SECONDS`, by the token's hash, whether or not the listener is
+up: an IdP that still holds a revoked token retries it forever (Okta and Entra call from egress addresses
+shared by all their customers), and each retry would otherwise cost a PostgreSQL lookup. A refused token
+never becomes valid (revocation is one-way; new tokens are random), so a remembered refusal is never
+wrong; it is forgotten after that time only to bound memory, and the token is looked up at most once per
+`REFUSED_SECONDS` per process (concurrent requests with one token share one lookup). A token not shaped
+like the ones scimsvc issues is refused without a lookup. Revoked tokens are told apart from guesses
+(tokens never issued): only guesses count toward the failed-authentication limit.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from scimsvc.store.tenants import AUTH_CHANNEL, hash_token, tenant_for_token_hash
+from scimsvc.expiring_set import ExpiringSet
+from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, token_by_hash
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +42,19 @@ LISTENER_NAME = "scimsvc-token-cache"  # application_name of the listening conne
 
 
 class TokenCheck(NamedTuple):
-    """What a bearer token is worth: its tenant, or None; and whether that None is a remembered refusal."""
+    """What a bearer token is worth: its tenant when valid, else None; and whether it was a guess."""
 
     tenant: asyncpg.Record | None
     digest: bytes  # sha256 of the token, the only form it is kept in
-    remembered: bool = False  # refused without asking PostgreSQL: it refused this token moments ago
+    # Refused, and neither a token we issued (revoked ones are) nor one refused moments ago: a new guess.
+    guess: bool = False
 
 
 def _no_lookups(found: bool) -> None:
     pass
+
+
+_LOOKUP_FAILED = object()  # what waiters on a shared lookup see when it raised: they look up themselves
 
 
 class TokenCache:
@@ -59,9 +72,10 @@ class TokenCache:
         self.pool = pool
         self.database_url = database_url
         self.ttl = ttl
-        self._counted = counted  # told of each PostgreSQL lookup: found or not (a metric)
+        self._counted = counted  # told of each PostgreSQL lookup: found valid or not (a metric)
         self._entries: dict[bytes, tuple[float, asyncpg.Record]] = {}
-        self._refused: dict[bytes, float] = {}  # token hash -> monotonic time the refusal is forgotten
+        self._refused = ExpiringSet(seconds=REFUSED_SECONDS, max_entries=MAX_ENTRIES)  # token hashes
+        self._lookups: dict[bytes, asyncio.Future[Any]] = {}  # token hash -> its lookup under way
         self._generation = 0  # bumped on every change: a lookup that straddles one is not kept
         self._listening = False
         self._task: asyncio.Task[None] | None = None
@@ -72,35 +86,45 @@ class TokenCache:
         return self._listening and self.ttl > 0
 
     async def check(self, token: str) -> TokenCheck:
-        """The tenant (id, scim_enabled, allowed_domains, rate_limit) of a valid token, or None."""
+        """The tenant (tenant_id, scim_enabled, allowed_domains, rate_limit) of a valid token, or None."""
         digest = hash_token(token)
+        if digest in self._refused:
+            return TokenCheck(None, digest)
+        if not could_be_token(token):  # no lookup can find it
+            self._refused.add(digest)
+            return TokenCheck(None, digest, guess=True)
         now = time.monotonic()
-        refused_until = self._refused.get(digest)
-        if refused_until is not None:
-            if refused_until > now:
-                return TokenCheck(None, digest, remembered=True)
-            del self._refused[digest]
         active = self.active
         if active:
             hit = self._entries.get(digest)
             if hit is not None and hit[0] > now:
                 return TokenCheck(hit[1], digest)
+        under_way = self._lookups.get(digest)
+        if under_way is not None:  # concurrent requests with one token share its lookup
+            row = await asyncio.shield(under_way)
+            if row is not _LOOKUP_FAILED:
+                return TokenCheck(row if row is not None and not row["revoked"] else None, digest)
         generation = self._generation
-        row = await self._look_up(digest)
-        if row is None:
-            if len(self._refused) >= MAX_ENTRIES:
-                self._refused.clear()
-            self._refused[digest] = now + REFUSED_SECONDS
-        elif active and generation == self._generation and self.active:
+        lookup = self._lookups[digest] = asyncio.get_running_loop().create_future()
+        try:
+            row = await token_by_hash(self.pool, digest)
+        except BaseException:
+            lookup.set_result(_LOOKUP_FAILED)
+            raise
+        else:
+            lookup.set_result(row)
+        finally:
+            del self._lookups[digest]
+        valid = row is not None and not row["revoked"]
+        self._counted(valid)
+        if not valid:
+            self._refused.add(digest)
+            return TokenCheck(None, digest, guess=row is None)
+        if active and generation == self._generation and self.active:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[digest] = (now + self.ttl, row)
         return TokenCheck(row, digest)
-
-    async def _look_up(self, digest: bytes) -> asyncpg.Record | None:
-        row = await tenant_for_token_hash(self.pool, digest)
-        self._counted(row is not None)
-        return row
 
     def holds(self, token: str) -> bool:
         """Whether the token's tenant is in the cache now."""

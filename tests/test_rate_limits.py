@@ -275,6 +275,28 @@ async def test_preset_off_and_bad_rate_limit_settings(client, tenant, db):
     )
 
 
+async def test_a_request_refused_for_its_size_costs_nothing(aiohttp_client, settings):
+    small = dataclasses.replace(
+        settings, group_patch_max_bytes=1000, max_body_bytes=4000, rate_limit_prefix=own_prefix()
+    )
+    client = await aiohttp_client(create_app(small))
+    tenant = await make_tenant(client, rate_limit={"preset": "strict"})
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": str(uuid.uuid4())}] * 40}],
+    }
+    big_user = user_body(unique_email(), displayName="x" * 5000)
+    # Priced, these would cost 2,000 credits (a large group PATCH) and 50: ten of each, 20,500.
+    for _ in range(10):
+        resp = await client.patch(f"/scim/v2/Groups/{uuid.uuid4()}", json=patch, headers=tenant.headers)
+        assert resp.status == 413 and "Retry-After" not in resp.headers
+        resp = await client.post("/scim/v2/Users", json=big_user, headers=tenant.headers)
+        assert resp.status == 413 and "Retry-After" not in resp.headers
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200
+    assert int(resp.headers["X-RateLimit-Remaining"]) == STRICT_CREDITS - LEVELS["L1"]
+
+
 @pytest.mark.parametrize("mode", ["open", "closed"])
 async def test_redis_down_fails_open_or_closed_as_configured(aiohttp_client, settings, mode, db):
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there

@@ -32,11 +32,10 @@ from scimsvc.console.session import (
     Session,
     encode_session,
     new_session,
-    operator_key_matches,
 )
 from scimsvc.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.license_service import assign_license_by_hand, seat_summary
-from scimsvc.middlewares import failed_authentication
+from scimsvc.middlewares import operator_key_given
 from scimsvc.queue_health import queue_health
 from scimsvc.routes.admin import (
     LICENSE_FILTERS,
@@ -137,8 +136,7 @@ async def login_form(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """Check the operator key in constant time; a wrong one is logged and counted per client address."""
     form = await request.post()
-    if not operator_key_matches(forms.text(form, "key"), request.app[SETTINGS].admin_key):
-        await failed_authentication(request, "operator", "console sign-in")
+    if not await operator_key_given(request, forms.text(form, "key"), "console sign-in"):
         return page(request, "login.html", {"error": "That is not the operator key."}, status=401)
     session = new_session(operator=True)  # a new id: nothing seen before sign-in is valid after it
     response = see_other("/console/tenants")

@@ -89,8 +89,3 @@ def decode_session(value: str | None, admin_key: str, *, now: float | None = Non
     if session.expires <= (now if now is not None else time.time()):
         return None
     return session
-
-
-def operator_key_matches(given: str, admin_key: str) -> bool:
-    """Constant-time comparison of a typed key with `SCIMSVC_ADMIN_KEY` (never true when that is empty)."""
-    return bool(admin_key) and hmac.compare_digest(given.encode(), admin_key.encode())

@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute, MatchInfoError, UrlDispatcher, _Resolve
+from aiohttp.web_urldispatcher import (
+    AbstractResource,
+    AbstractRoute,
+    MatchInfoError,
+    UrlDispatcher,
+    UrlMappingMatchInfo,
+)
 from yarl import URL
 
 Template = tuple[str | None, ...]  # a route's segments after the prefix; None for a {variable}
@@ -71,7 +77,7 @@ class ScimPathAliases(AbstractResource):
     def url_for(self, **kwargs: str) -> URL:
         return URL.build(path=self._prefix)
 
-    async def resolve(self, request: web.Request) -> _Resolve:
+    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
         raw = request.rel_url.raw_path
         path = canonical_path(raw, self._prefix, self._routes)
         if path is None or path == raw:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from typing import Any
 from uuid import UUID
@@ -42,10 +43,12 @@ UPDATE scim_tokens SET revoked_at = now()
 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
 RETURNING id
 """
+# Revoked tokens are found too: a revoked token is one we issued, not a guess (scimsvc/middlewares.py).
 SELECT_TOKEN_TENANT = """
-SELECT k.token_hash, k.tenant_id, t.scim_enabled, t.allowed_domains, t.rate_limit
+SELECT k.token_hash, k.revoked_at IS NOT NULL AS revoked, k.tenant_id, t.scim_enabled, t.allowed_domains,
+       t.rate_limit
 FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
-WHERE k.token_hash = $1 AND k.revoked_at IS NULL
+WHERE k.token_hash = $1
 """
 # The console's tenants list: each tenant with the seats its users hold.
 LIST_TENANTS = """
@@ -64,9 +67,17 @@ TOKEN_PREFIX = "scim_"
 AUTH_CHANNEL = "scimsvc_auth_changed"
 
 
+TOKEN_SHAPE = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{43}")  # what new_token makes
+
+
 def new_token() -> str:
     """A fresh bearer token: 32 random bytes, URL-safe, with a recognisable prefix."""
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def could_be_token(token: str) -> bool:
+    """Whether `token` has the shape of one `new_token` makes (else no lookup can find it)."""
+    return TOKEN_SHAPE.fullmatch(token) is not None
 
 
 def hash_token(token: str) -> bytes:
@@ -136,11 +147,9 @@ async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) 
     return await conn.fetch(LIST_TOKENS, tenant_id)
 
 
-async def tenant_for_token_hash(
-    conn: asyncpg.Connection | asyncpg.Pool, digest: bytes
-) -> asyncpg.Record | None:
-    """The tenant (id, scim_enabled, allowed_domains, rate_limit) of a valid, unrevoked token (by its
-    `hash_token`), or None."""
+async def token_by_hash(conn: asyncpg.Connection | asyncpg.Pool, digest: bytes) -> asyncpg.Record | None:
+    """The token (by its `hash_token`) with its tenant (revoked, tenant_id, scim_enabled, allowed_domains,
+    rate_limit), revoked or not; None when no such token was ever issued."""
     row = await conn.fetchrow(SELECT_TOKEN_TENANT, digest)
     # The lookup is by a hash the caller cannot steer; the constant-time compare guards the final check.
     if row is None or not secrets.compare_digest(row["token_hash"], digest):
