@@ -26,22 +26,20 @@ import traceback
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
-from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
 from scimsvc.keys import REQUEST_ID, SETTINGS, TENANT_ID
-from scimsvc.logs import JsonFormatter
+from scimsvc.logs import JsonFormatter, json_line
 from scimsvc.middlewares import client_of
+from scimsvc.route_template import UNMATCHED, route_template
 
 log = logging.getLogger(__name__)
 ACCESS = logging.getLogger("scimsvc.access")
 STARTED = web.RequestKey("access_started", float)  # time.perf_counter() as the middlewares began
-UNMATCHED = "unmatched"  # the route of a path no route matched (also the metrics label)
 QUEUE_LINES = 10_000  # lines waiting for the writer; past that, lines are dropped and counted
 WRITE_EVERY = 0.05  # seconds between the writer's rounds: lines reach the log at most this late
 CLOSE_SECONDS = 5.0  # at exit, how long the queued lines may take to go out
@@ -61,14 +59,6 @@ def idp_family(user_agent: str | None) -> str:
     return "other"
 
 
-def _routed(request: BaseRequest) -> UrlMappingMatchInfo | None:
-    """The request's routing, or None when aiohttp refused it before routing (a malformed request)."""
-    try:
-        return request.match_info  # type: ignore[attr-defined, no-any-return]
-    except (AttributeError, AssertionError):
-        return None
-
-
 @web.middleware
 async def access_clock(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Note when the request reached the middlewares, for the access log's duration."""
@@ -85,19 +75,19 @@ class AccessLog(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time_taken: float) -> None:
         tenant_id = request.get(TENANT_ID)
-        routed = _routed(request)
-        resource = routed.route.resource if routed is not None else None
+        # Not started: aiohttp refused the request before routing it (a malformed request), so it has no
+        # app, nor settings naming trusted proxies.
         started = request.get(STARTED)
         seconds = time.perf_counter() - started if started is not None else time_taken
         fields = {
             "request_id": request.get(REQUEST_ID),
             "tenant_id": str(tenant_id) if tenant_id is not None else None,
             "method": request.method,
-            "route": resource.canonical if resource is not None else UNMATCHED,
+            "route": route_template(request) or UNMATCHED,
             "status": response.status,
             "duration_ms": round(seconds * 1000, 2),
             "bytes": response.body_length,
-            "client": client_of(request) if routed is not None else request.remote,  # type: ignore[arg-type]
+            "client": client_of(request) if started is not None else request.remote,  # type: ignore[arg-type]
             "idp": idp_family(request.headers.get("User-Agent")),
         }
         _WRITER.put((time.time(), fields))
@@ -113,23 +103,17 @@ def handler_args(enabled: bool) -> Mapping[str, Any]:
 Line = tuple[float, dict[str, Any]]  # when the answer went out (time.time()), and the fields
 
 
-def _message(fields: dict[str, Any]) -> str:
-    return f"{fields['method']} {fields['route']} {fields['status']} {fields['duration_ms']:.1f} ms"
+# Named fields (`%(route)s`): the text format then does not repeat them after the message.
+MESSAGE = "%(method)s %(route)s %(status)s %(duration_ms).1f ms"
 
 
 def _json_line(created: float, fields: dict[str, Any]) -> str:
-    """The line `JsonFormatter` would write for the record `_record` makes of these fields."""
-    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
-    entry = {"ts": ts, "level": "info", "logger": ACCESS.name, "msg": _message(fields), **fields}
-    if not fields["request_id"]:
-        del entry["request_id"]
-    return orjson.dumps(entry, default=str).decode() + "\n"
+    """The line `JsonFormatter` writes for the record `_record` makes of these fields, without the record."""
+    return json_line(created, "info", ACCESS.name, MESSAGE % fields, fields) + "\n"
 
 
 def _record(created: float, fields: dict[str, Any]) -> logging.LogRecord:
-    record = ACCESS.makeRecord(
-        ACCESS.name, logging.INFO, __file__, 0, _message(fields), (), None, extra=fields
-    )
+    record = ACCESS.makeRecord(ACCESS.name, logging.INFO, __file__, 0, MESSAGE, (fields,), None, extra=fields)
     record.created, record.msecs = created, int(created % 1 * 1000)
     return record
 

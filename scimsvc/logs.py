@@ -8,9 +8,12 @@ with `mask_email` / `mask_secret` before they reach a log call.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -20,30 +23,32 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
+def json_line(created: float, level: str, logger: str, message: str, fields: Mapping[str, Any]) -> str:
+    """One JSON log line (no newline): time (`created`, a `time.time()`), level, logger, message, then
+    the fields in their order; an empty `request_id` field is left out."""
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    entry = {"ts": ts, "level": level, "logger": logger, "msg": message, **fields}
+    if "request_id" in entry and not entry["request_id"]:
+        del entry["request_id"]
+    return orjson.dumps(entry, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, extras, exception."""
+    """One JSON object per line (`json_line`): time, level, logger, message, request id, extras, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
-        if request_id:
-            entry["request_id"] = request_id
+        fields = {"request_id": getattr(record, "request_id", None) or REQUEST_ID.get()}
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key != "request_id":
-                entry[key] = value
+                fields[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+            fields["exc"] = self.formatException(record.exc_info)
+        return json_line(record.created, record.levelname.lower(), record.name, record.getMessage(), fields)
 
 
 class TextFormatter(logging.Formatter):
-    """For people at a terminal: time, level, logger, request id, message, then the extras as key=value."""
+    """For people at a terminal: time, level, logger, message, then the request id and the extras as
+    key=value, but for those the message already shows by name (`%(route)s` with a mapping of args)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -51,13 +56,24 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
-        extras = [f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and k != "request_id"]
+        shown = _named(record.msg) if isinstance(record.args, Mapping) and isinstance(record.msg, str) else ()
+        extras = [
+            f"{k}={v}"
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD and k != "request_id" and k not in shown
+        ]
         if request_id:
             extras.insert(0, f"request_id={request_id}")
         if extras:
             head, newline, rest = line.partition("\n")  # a traceback stays below the first line
             line = f"{head}  {' '.join(extras)}{newline}{rest}"
         return line
+
+
+@lru_cache(maxsize=64)
+def _named(template: str) -> frozenset[str]:
+    """The keys a message template shows by name: `%(method)s %(route)s` → method, route."""
+    return frozenset(re.findall(r"%\((\w+)\)", template))
 
 
 # arq logs, at INFO, the start and the end of every job (cron jobs included: a few every 15 s while

@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from scimsvc.route_template import UNMATCHED, route_template
 from scimsvc.store import ops
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -93,12 +94,6 @@ class WebMetrics:
 METRICS = web.AppKey("metrics", WebMetrics)
 
 
-def _route(request: web.Request) -> str:
-    resource = request.match_info.route.resource
-    # Unmatched paths share one label, so scanners cannot blow up the number of series.
-    return resource.canonical if resource is not None else "unmatched"
-
-
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count and time every request by route template (outermost, so errors and 429s are counted)."""
@@ -113,6 +108,6 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         metrics = request.app[METRICS]
-        route = _route(request)
+        route = route_template(request) or UNMATCHED
         metrics.requests.labels(route, request.method, str(status)).inc()
         metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)

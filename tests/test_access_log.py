@@ -340,7 +340,12 @@ async def test_with_the_text_format_a_line_is_readable(client, served_output):
     out = served_output("text")
     rid, resp, _ = await send(client, "GET", "/ops/health")
     (line,) = [x for x in await written_lines(out, rid) if "scimsvc.access" in x]
-    assert f" INFO scimsvc.access [{rid}] GET /ops/health 200 " in line and line.endswith(" ms")
+    head, _, tail = line.partition(" ms  ")
+    assert " INFO    scimsvc.access GET /ops/health 200 " in head
+    # After the message, the fields it does not show, each once.
+    assert tail.split()[0] == f"request_id={rid}"
+    keys = [item.partition("=")[0] for item in tail.split()]
+    assert keys == ["request_id", "tenant_id", "bytes", "client", "idp"]
 
 
 class StuckOutput(logging.Handler):

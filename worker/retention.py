@@ -7,14 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from prometheus_client import Counter
 
 from scimsvc.settings import Settings
 from scimsvc.store import retention
+from worker.telemetry import RETENTION_ROWS_DELETED
 
 log = logging.getLogger(__name__)
 
-ROWS_DELETED = Counter("scimsvc_retention_rows_deleted", "Rows deleted by retention, by table", ["table"])
 # Batches per table per run: with the default batch size a run deletes up to 500,000 rows of a table in
 # short statements, then leaves the rest to the next run, so it ends well before the arq job timeout.
 MAX_BATCHES = 500
@@ -48,7 +47,7 @@ async def purge_expired(ctx: dict[str, Any]) -> dict[str, int]:
             counts = await purge(pool, older_than_days=days, limit=batch)
             for name, count in counts.items():
                 removed[name] = removed.get(name, 0) + count
-                ROWS_DELETED.labels(name).inc(count)
+                RETENTION_ROWS_DELETED.labels(name).inc(count)
             if counts[table] < batch:
                 break
         else:

@@ -1,4 +1,4 @@
-"""What a worker tells operators: that it is alive (a heartbeat) and how each job ended.
+"""What a worker tells operators: that it is alive (a heartbeat), how each job ended, what retention deleted.
 
 Outcomes go to Redis (totals of every worker for /ops/queue) and to this process's Prometheus metrics,
 served on `SCIMSVC_WORKER_METRICS_PORT` (each replica is scraped; Prometheus sums them).
@@ -33,6 +33,9 @@ JOB_SECONDS = Histogram(
     "Worker job run time by function",
     ["function"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RETENTION_ROWS_DELETED = Counter(
+    "scimsvc_retention_rows_deleted", "Rows deleted by retention, by table", ["table"]
 )
 _metrics_served = False
 
