@@ -47,6 +47,7 @@ from scimsvc.expiring_set import ExpiringSet
 from scimsvc.keys import RATE_HEADERS, RATE_LIMIT, SETTINGS, TENANT_ID
 from scimsvc.metrics import WebMetrics
 from scimsvc.rate_levels import LEVELS, PRICED_BY_HANDLER, WINDOW_SECONDS, request_level, tenant_credits
+from scimsvc.route_template import route_template
 from scimsvc.scim.errors import ScimError
 from scimsvc.settings import Settings
 from scimsvc.token_bucket import TokenBucket, Verdict
@@ -288,11 +289,6 @@ async def _body_bytes(request: web.Request) -> int:
     return len(await request.read()) if request.can_read_body else 0
 
 
-def _route(request: web.Request) -> str | None:
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else None
-
-
 async def charge(request: web.Request, *, cost: int | None = None) -> None:
     """Spend a SCIM request's credits from its tenant's bucket: its level's cost, or `cost` when its
     handler prices it (capped at the budget, so that any such request can pass once the bucket is full).
@@ -306,7 +302,7 @@ async def charge(request: web.Request, *, cost: int | None = None) -> None:
     if capacity is None:
         return
     method = request.method
-    route = _route(request)
+    route = route_template(request)
     body = await _body_bytes(request) if method == "PATCH" else request.content_length
     if body is not None and body > body_limit(settings, method, route):
         return  # its handler answers 413
@@ -333,7 +329,7 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     put the rate-limit headers on the answer."""
     if TENANT_ID not in request:
         return await handler(request)
-    if (request.method, _route(request)) not in PRICED_BY_HANDLER:
+    if (request.method, route_template(request)) not in PRICED_BY_HANDLER:
         await charge(request)
     try:
         response = await handler(request)

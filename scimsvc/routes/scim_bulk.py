@@ -7,6 +7,7 @@ from aiohttp_apigami import docs, request_schema, response_schema
 
 from schemas.messages import BulkRequestSchema, BulkResponseSchema
 from scimsvc import bulk_service
+from scimsvc.body_limits import BULK, body_limit
 from scimsvc.keys import SETTINGS
 from scimsvc.rate_levels import bulk_credits
 from scimsvc.rate_limit import charge
@@ -32,7 +33,7 @@ def _too_large(limit: int) -> ScimError:
 @response_schema(BulkResponseSchema, 200, description="Each operation's outcome, in request order")
 async def bulk(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    limit = settings.bulk_payload_limit
+    limit = body_limit(settings, *BULK)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     try:

@@ -20,8 +20,10 @@ from schemas.messages import (
     SearchRequestSchema,
 )
 from scimsvc import group_service
+from scimsvc.body_limits import body_limit
 from scimsvc.keys import SETTINGS
 from scimsvc.openapi import errors
+from scimsvc.route_template import route_template
 from scimsvc.routes.responses import read_json, scim_response
 from scimsvc.routes.scim_users import base_url, scope_of
 from scimsvc.scim.errors import ScimError
@@ -51,15 +53,19 @@ async def read_group_json(request: web.Request, *, limit: int, too_large: str) -
         raise ScimError(413, too_large) from None
 
 
+def _body_limit(request: web.Request) -> int:
+    return body_limit(request.app[SETTINGS], request.method, route_template(request))
+
+
 async def read_group_body(request: web.Request) -> Any:
-    limit = request.app[SETTINGS].group_max_body_bytes
+    limit = _body_limit(request)
     return await read_group_json(
         request, limit=limit, too_large=f"a Group body may be at most {limit} bytes: send fewer members"
     )
 
 
 async def read_group_patch(request: web.Request) -> Any:
-    limit = request.app[SETTINGS].group_patch_max_bytes
+    limit = _body_limit(request)
     return await read_group_json(
         request,
         limit=limit,
