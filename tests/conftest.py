@@ -1,5 +1,6 @@
 """Fixtures on the real services: a fresh PostgreSQL database per run, run-unique Redis keys; waits with
-deadlines, and processes of a test's own (`scimsvc serve`/`worker`, a private redis-server) stopped by pid.
+deadlines; processes of a test's own (any `scimsvc` command, a private redis-server) stopped by pid, and a
+fault-injecting proxy in front of PostgreSQL.
 
 Everything here holds on a slow, busy machine: a test waits for the condition it needs (a row, a lock
 wait, an answer) with a deadline that only bounds a hang, never for a fixed time.
@@ -8,6 +9,7 @@ wait, an answer) with a deadline that only bounds a hang, never for a fixed time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -35,6 +37,7 @@ from arq.worker import Worker
 from scimsvc.app import create_app
 from scimsvc.settings import Settings
 from scimsvc.store.migrations import migrate
+from tests.faults.proxy import FaultProxy
 from worker.settings import worker_settings
 
 RUN_ID = uuid.uuid4().hex[:12]
@@ -319,6 +322,26 @@ def own_redis() -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
+async def pg_proxy(database_url: str) -> AsyncIterator[FaultProxy]:
+    """A fault-injecting proxy in front of PostgreSQL (`proxied_url` gives the database URL through it)."""
+    parts = urlsplit(database_url)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432, free_port())
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+def proxied_url(proxy: FaultProxy, database_url: str) -> str:
+    """The database URL with its host and port replaced by the proxy's."""
+    parts = urlsplit(database_url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{proxy.address}" if userinfo else proxy.address
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture
 async def own_database(settings: Settings) -> AsyncIterator[Settings]:
     """Settings on a database and queue of this test only, for figures read across every tenant (the
     whole outbox, the whole queue), which other tests' rows would change."""
@@ -329,24 +352,53 @@ async def own_database(settings: Settings) -> AsyncIterator[Settings]:
     await _drop_database(url)
 
 
+def bare_env(**values: str) -> dict[str, str]:
+    """This process's environment without any SCIMSVC_* setting (a developer's own), plus `values`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SCIMSVC_")} | values
+
+
 def service_env(
     database_url: str, *, redis_url: str = REDIS_URL, queue_name: str = QUEUE_NAME, **extra: str
 ) -> dict[str, str]:
     """The environment of a `scimsvc serve`/`worker` subprocess on the test's database and queue."""
-    return {
-        **os.environ,
-        "SCIMSVC_DATABASE_URL": database_url,
-        "SCIMSVC_REDIS_URL": redis_url,
-        "SCIMSVC_QUEUE_NAME": queue_name,
-        "SCIMSVC_LOG_LEVEL": "WARNING",
-        "SCIMSVC_RATE_LIMIT_PREFIX": f"scimsvc:test:{RUN_ID}:rl:procs",
-        **extra,
-    }
+    return (
+        bare_env(
+            SCIMSVC_DATABASE_URL=database_url,
+            SCIMSVC_REDIS_URL=redis_url,
+            SCIMSVC_QUEUE_NAME=queue_name,
+            SCIMSVC_LOG_LEVEL="WARNING",
+            SCIMSVC_RATE_LIMIT_PREFIX=f"scimsvc:test:{RUN_ID}:rl:procs",
+        )
+        | extra
+    )
+
+
+PROCESS_DEADLINE = 120  # seconds a `scimsvc` subprocess gets to start, answer or end: only bounds a hang
+
+
+def run_scimsvc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m scimsvc ARGS` to its end (`bare_env()` unless `env` is given); its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "scimsvc", *args],
+        env=bare_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_DEADLINE,
+    )
+
+
+async def answers_health(base: str) -> bool:
+    """Whether the `scimsvc serve` at `base` answers /ops/health with 200."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/ops/health") as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 class Processes:
-    """`scimsvc` subprocesses a test started, each writing its output to a log file of its own; stopped
-    (and only they) by pid at the end."""
+    """`scimsvc` subprocesses a test started, stdout and stderr each in a file of its own; stopped (and only
+    they) by pid at the end."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -354,18 +406,28 @@ class Processes:
         self._log_of: dict[int, Path] = {}
 
     async def start(self, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-        log = self.logs / f"{args[0]}-{len(self.procs)}.log"
-        with log.open("wb") as out:  # the child has its own copy of the descriptor
+        """Start `python -m scimsvc ARGS` (any subcommand) in the background."""
+        log = self.logs / f"{args[0]}-{len(self.procs)}"
+        out, err = log.with_suffix(".out"), log.with_suffix(".err")
+        with out.open("wb") as stdout, err.open("wb") as stderr:  # the child has its own descriptors
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "scimsvc.cli", *args, env=env, stdout=out, stderr=subprocess.STDOUT
+                sys.executable, "-m", "scimsvc", *args, env=env, stdout=stdout, stderr=stderr
             )
         self.procs.append(proc)
         self._log_of[proc.pid] = log
         return proc
 
+    def stdout(self, proc: asyncio.subprocess.Process) -> str:
+        """What the process wrote to stdout so far."""
+        return self._log_of[proc.pid].with_suffix(".out").read_text(errors="replace")
+
+    def stderr(self, proc: asyncio.subprocess.Process) -> str:
+        """What the process wrote to stderr so far: its log lines and errors."""
+        return self._log_of[proc.pid].with_suffix(".err").read_text(errors="replace")
+
     def output(self, proc: asyncio.subprocess.Process) -> str:
-        """What the process wrote so far (stdout and stderr)."""
-        return self._log_of[proc.pid].read_text(errors="replace")
+        """All the process wrote so far: stdout, then stderr."""
+        return self.stdout(proc) + self.stderr(proc)
 
     async def worker(self, env: dict[str, str]) -> asyncio.subprocess.Process:
         return await self.start("worker", env=env)
@@ -375,29 +437,51 @@ class Processes:
         port = free_port()
         proc = await self.start("serve", "--port", str(port), env=env)
         base = f"http://127.0.0.1:{port}"
-
-        async def healthy() -> bool:
-            assert proc.returncode is None, f"scimsvc serve exited: {self.output(proc)[-3000:]}"
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"{base}/ops/health") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_until(healthy, what="scimsvc serve to answer /ops/health")
+        await self.until(proc, lambda: answers_health(base), what="scimsvc serve to answer /ops/health")
         return base
+
+    async def until(
+        self, proc: asyncio.subprocess.Process, condition: Callable[[], Any], *, what: str
+    ) -> Any:
+        """`wait_until(condition)`, failing at once, with the process's stderr, if the process ends first."""
+
+        def running_and() -> Any:
+            assert proc.returncode is None, (
+                f"exited {proc.returncode} before {what}: {self.stderr(proc)[-3000:]}"
+            )
+            return condition()
+
+        return await wait_until(running_and, what=f"{what} (stderr: {self._log_of[proc.pid]}.err)")
+
+    async def until_line(self, proc: asyncio.subprocess.Process, text: str) -> None:
+        """Until `text` appears in the process's stderr (its log)."""
+        await self.until(proc, lambda: text in self.stderr(proc), what=repr(text))
+
+    async def ended(self, proc: asyncio.subprocess.Process) -> int:
+        """Wait (bounded) for the process to end by itself; its exit status."""
+        try:
+            return await asyncio.wait_for(proc.wait(), PROCESS_DEADLINE)
+        except TimeoutError:
+            pytest.fail(f"still running {PROCESS_DEADLINE} s later: {self.stderr(proc)[-3000:]}")
+
+    @staticmethod
+    async def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`run_scimsvc` off the event loop: the command may talk to a server this loop runs."""
+        return await asyncio.to_thread(run_scimsvc, *args, env=env)
 
     @staticmethod
     async def kill(proc: asyncio.subprocess.Process) -> None:
         """SIGKILL one of our processes by its pid and reap it."""
         if proc.returncode is None:
-            os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it ended; the loop has not heard yet
+                os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
 
     async def stop(self, proc: asyncio.subprocess.Process) -> int:
         """SIGTERM one of our processes and wait for it (SIGKILL after 60 s); its exit status."""
         if proc.returncode is None:
-            os.kill(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it ended; the loop has not heard yet
+                os.kill(proc.pid, signal.SIGTERM)
         try:
             return await asyncio.wait_for(proc.wait(), 60)
         except TimeoutError:
@@ -410,8 +494,8 @@ class Processes:
 
 @pytest.fixture
 async def processes(tmp_path: Path) -> AsyncIterator[Processes]:
-    """Start `scimsvc serve`/`worker` subprocesses (`service_env` for their environment); all stopped at the
-    end of the test."""
+    """Start `scimsvc` subprocesses (`service_env` for a server's or worker's environment) and run commands
+    to their end; whatever still runs is stopped at the end of the test."""
     procs = Processes(tmp_path)
     try:
         yield procs

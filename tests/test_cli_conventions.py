@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib.metadata
 import logging
-import os
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,116 +27,26 @@ from tests.conftest import (
     REDIS_URL,
     RUN_ID,
     SERVER_URL,
+    Processes,
     _drop_database,
+    answers_health,
+    bare_env,
     free_port,
     make_tenant,
     post_user,
+    run_scimsvc,
+    service_env,
     with_database,
 )
 
-DEADLINE = 120  # seconds; only bounds a hang
-
-
-def _env(**values: str) -> dict[str, str]:
-    """This process's environment without any SCIMSVC_* setting of the developer's, plus `values`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCIMSVC_")}
-    return env | values
-
-
-def scimsvc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m scimsvc ARGS` to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "scimsvc", *args],
-        env=env if env is not None else _env(),
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
-
 
 def store_env(database_url: str, queue: str, **values: str) -> dict[str, str]:
-    return (
-        _env(SCIMSVC_DATABASE_URL=database_url, SCIMSVC_REDIS_URL=REDIS_URL, SCIMSVC_QUEUE_NAME=queue)
-        | values
-    )
+    """`service_env` at the log level people run with (info, the default): these tests read its lines."""
+    return service_env(database_url, queue_name=queue, **{"SCIMSVC_LOG_LEVEL": "info", **values})
 
 
 def new_queue() -> str:
     return f"scimsvc:test:{RUN_ID}:cli:{uuid.uuid4().hex[:8]}"
-
-
-class Running:
-    """A `scimsvc` process of this test's own, its stderr in a file; stopped by its pid only."""
-
-    def __init__(self, args: list[str], env: dict[str, str], folder: Path) -> None:
-        self.err_path = folder / f"{args[0]}-{uuid.uuid4().hex[:6]}.err"
-        self.out_path = self.err_path.with_suffix(".out")
-        with self.err_path.open("wb") as err, self.out_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "scimsvc", *args], env=env, stdout=out, stderr=err
-            )
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while not condition():
-            assert self.proc.poll() is None, f"exited {self.proc.returncode} before {what}:\n{self.stderr}"
-            assert time.monotonic() < deadline, f"no {what} within {DEADLINE} s:\n{self.stderr}"
-            time.sleep(0.1)
-
-    def wait_for_line(self, text: str) -> None:
-        self.wait_for(lambda: text in self.stderr, repr(text))
-
-    async def until(self, condition: Callable[[], Awaitable[bool]], what: str) -> None:
-        """As wait_for, for conditions read over this test's event loop (database, Redis)."""
-        deadline = time.monotonic() + DEADLINE
-        while not await condition():
-            assert self.proc.poll() is None, f"exited {self.proc.returncode} before {what}:\n{self.stderr}"
-            assert time.monotonic() < deadline, f"no {what} within {DEADLINE} s:\n{self.stderr}"
-            await asyncio.sleep(0.1)
-
-    async def until_line(self, text: str) -> None:
-        async def seen() -> bool:
-            return text in self.stderr
-
-        await self.until(seen, repr(text))
-
-    async def ended(self) -> int:
-        """Wait (bounded, without blocking the loop) for the process to end by itself; its status."""
-        deadline = time.monotonic() + DEADLINE
-        while self.proc.poll() is None:
-            assert time.monotonic() < deadline, f"still running {DEADLINE} s later:\n{self.stderr}"
-            await asyncio.sleep(0.1)
-        return self.proc.returncode
-
-    def exit_status(self) -> int:
-        """Wait for the process to end by itself (bounded) and return its status."""
-        try:
-            return self.proc.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {DEADLINE} s later:\n{self.stderr}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Callable[..., Running]]:
-    """Start `scimsvc` processes; whatever is still running at the end is killed (by pid)."""
-    started: list[Running] = []
-
-    def start(*args: str, env: dict[str, str]) -> Running:
-        started.append(Running(list(args), env, tmp_path))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -155,7 +58,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def test_python_m_scimsvc_prints_the_version():
-    out = scimsvc("--version")
+    out = run_scimsvc("--version")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"scimsvc {importlib.metadata.version('scimsvc')}"
 
@@ -184,18 +87,18 @@ def test_every_option_says_what_it_does_and_its_default():
 
 
 def test_help_names_the_environment_variables_behind_the_options():
-    out = scimsvc("serve", "--help")
+    out = run_scimsvc("serve", "--help")
     assert out.returncode == 0, out.stderr
     for text in ("--port", "SCIMSVC_PORT", "8080", "--host", "SCIMSVC_HOST", "SCIMSVC_DATABASE_URL"):
         assert text in out.stdout
-    out = scimsvc("worker", "--help")
+    out = run_scimsvc("worker", "--help")
     assert "SCIMSVC_WORKER_SHUTDOWN_SECONDS" in out.stdout and "(default 25)" in out.stdout
 
 
 def test_a_bad_port_option_or_variable_exits_2():
-    out = scimsvc("serve", "--port", "not-a-port")
+    out = run_scimsvc("serve", "--port", "not-a-port")
     assert out.returncode == 2 and "argument --port: must be a port number" in out.stderr
-    out = scimsvc("serve", env=_env(SCIMSVC_PORT="80x"))  # the option's default comes from here
+    out = run_scimsvc("serve", env=bare_env(SCIMSVC_PORT="80x"))  # the option's default comes from here
     assert out.returncode == 2
     assert out.stderr.strip() == "scimsvc: error: SCIMSVC_PORT must be a whole number, got '80x'"
 
@@ -215,7 +118,7 @@ def test_a_bad_port_option_or_variable_exits_2():
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable_and_exits_2(command, variable, value, expected):
-    out = scimsvc(command, env=_env(**{variable: value}))
+    out = run_scimsvc(command, env=bare_env(**{variable: value}))
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
@@ -227,7 +130,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exits_2(command, vari
 def test_an_unreachable_database_is_one_line_naming_its_address_and_exits_1(command):
     port = free_port()  # nothing listens there
     url = f"postgresql://scimsvc:hunter2@127.0.0.1:{port}/scimsvc"
-    out = scimsvc(*command, env=store_env(url, new_queue(), SCIMSVC_PORT=str(free_port())))
+    out = run_scimsvc(*command, env=store_env(url, new_queue(), SCIMSVC_PORT=str(free_port())))
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
     lines = error_lines(out.stderr)  # the worker logs its start (JSON) before it connects
@@ -239,7 +142,7 @@ def test_an_unreachable_database_is_one_line_naming_its_address_and_exits_1(comm
 
 def test_a_missing_database_says_migrate_creates_it(database_url):
     url = with_database(database_url, f"scimsvc_missing_{uuid.uuid4().hex[:8]}")
-    out = scimsvc("tenant", "create", "Acme", env=store_env(url, new_queue()))
+    out = run_scimsvc("tenant", "create", "Acme", env=store_env(url, new_queue()))
     assert out.returncode == 1
     assert error_lines(out.stderr) == [
         f"scimsvc: error: cannot connect to PostgreSQL at {address(url, 5432)} (SCIMSVC_DATABASE_URL): "
@@ -247,12 +150,10 @@ def test_a_missing_database_says_migrate_creates_it(database_url):
     ], out.stderr
 
 
-def test_a_port_in_use_is_one_line(database_url, running):
-    queue = new_queue()
-    port = free_port()
-    first = running("serve", "--port", str(port), env=store_env(database_url, queue))
-    first.wait_for(lambda: _http_status(f"http://127.0.0.1:{port}/ops/health") == 200, "the first serve")
-    out = scimsvc("serve", "--port", str(port), env=store_env(database_url, queue))
+async def test_a_port_in_use_is_one_line(database_url, processes: Processes):
+    env = store_env(database_url, new_queue())
+    port = urlsplit(await processes.serve(env)).port  # the first serve answers on it
+    out = await processes.run("serve", "--port", str(port), env=env)
     assert out.returncode == 1
     assert error_lines(out.stderr) == [
         f"scimsvc: error: cannot listen on 127.0.0.1:{port} (--host/--port, SCIMSVC_HOST/SCIMSVC_PORT): "
@@ -260,68 +161,58 @@ def test_a_port_in_use_is_one_line(database_url, running):
     ], out.stderr
 
 
-def _http_status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status
-    except OSError:
-        return None
-
-
 # --- scimsvc queue's exit status ----------------------------------------------------------------------
 
 
 @pytest.fixture
-def fresh_database() -> Iterator[str]:
+async def fresh_database() -> AsyncIterator[str]:
     """A database of this test's own, created by `scimsvc migrate`, so its outbox holds only its rows."""
     url = with_database(SERVER_URL, f"scimsvc_clitest_{uuid.uuid4().hex[:8]}")
     try:
         yield url
     finally:
-        asyncio.run(_drop_database(url))
+        await _drop_database(url)
 
 
-def test_queue_exit_status_follows_the_verdict(fresh_database, running):
+async def test_queue_exit_status_follows_the_verdict(fresh_database, processes: Processes):
     queue = new_queue()
     env = store_env(fresh_database, queue)
-    out = scimsvc("migrate", env=env)
+    out = await processes.run("migrate", env=env)
     assert out.returncode == 0, out.stderr
 
     # Nothing waits, but no worker is alive: degraded.
-    out = scimsvc("queue", env=env)
+    out = await processes.run("queue", env=env)
     assert "status: degraded" in out.stdout and out.returncode == 1, out.stdout + out.stderr
 
     # A worker beats: ok.
-    worker = running("worker", env=env)
-    deadline = time.monotonic() + DEADLINE
-    while (out := scimsvc("queue", env=env)).returncode != 0:
-        assert worker.proc.poll() is None, worker.stderr
-        assert time.monotonic() < deadline, out.stdout + out.stderr
+    worker = await processes.worker(env)
+
+    async def queue_ok() -> Any:
+        out = await processes.run("queue", env=env)
+        return out if out.returncode == 0 else None
+
+    out = await processes.until(worker, queue_ok, what="`scimsvc queue` to exit 0")
     assert "status: ok" in out.stdout
-    worker.proc.send_signal(signal.SIGTERM)
-    assert worker.exit_status() == 0, worker.stderr
+    assert await processes.stop(worker) == 0, processes.stderr(worker)
 
     # A change unapplied for 400 s, and no worker: stalled.
-    async def age_a_change() -> None:
-        conn = await asyncpg.connect(fresh_database)
-        try:
-            tenant_id = await conn.fetchval("INSERT INTO tenants (name) VALUES ('queue-cli') RETURNING id")
-            await conn.execute(
-                "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, created_at) "
-                "VALUES ($1, 'group', gen_random_uuid(), 'update', now() - interval '400 seconds')",
-                tenant_id,
-            )
-        finally:
-            await conn.close()
-
-    asyncio.run(age_a_change())
-    out = scimsvc("queue", env=env)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        tenant_id = await conn.fetchval("INSERT INTO tenants (name) VALUES ('queue-cli') RETURNING id")
+        await conn.execute(
+            "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, created_at) "
+            "VALUES ($1, 'group', gen_random_uuid(), 'update', now() - interval '400 seconds')",
+            tenant_id,
+        )
+    finally:
+        await conn.close()
+    out = await processes.run("queue", env=env)
     assert "status: stalled" in out.stdout and out.returncode == 2, out.stdout + out.stderr
 
 
 def test_queue_exits_3_when_it_cannot_read_the_figures(database_url):
     redis_port, pg_port = free_port(), free_port()
-    out = scimsvc(
+    out = run_scimsvc(
         "queue",
         env=store_env(database_url, new_queue(), SCIMSVC_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"),
     )
@@ -332,7 +223,9 @@ def test_queue_exits_3_when_it_cannot_read_the_figures(database_url):
         f"127.0.0.1:{redis_port} (SCIMSVC_REDIS_URL)"
     ]
 
-    out = scimsvc("queue", env=store_env(f"postgresql://postgres@127.0.0.1:{pg_port}/scimsvc", new_queue()))
+    out = run_scimsvc(
+        "queue", env=store_env(f"postgresql://postgres@127.0.0.1:{pg_port}/scimsvc", new_queue())
+    )
     assert out.returncode == 3, out.stdout + out.stderr
     assert error_lines(out.stderr) == [
         "scimsvc: error: cannot read the queue figures: cannot connect to PostgreSQL at "
@@ -378,55 +271,57 @@ async def _hold_tenant_lock(database_url: str, tenant_id: str) -> tuple[asyncpg.
     return conn, tx
 
 
-async def test_worker_sigterm_lets_a_running_job_finish(aiohttp_client, settings, database_url, db, running):
+async def test_worker_sigterm_lets_a_running_job_finish(
+    aiohttp_client, settings, database_url, db, processes: Processes
+):
     queue = new_queue()
     tenant = await _user_waiting_for_a_worker(aiohttp_client, settings, queue)
     lock, tx = await _hold_tenant_lock(database_url, tenant.id)
     redis = ArqRedis.from_url(REDIS_URL)
     try:
-        worker = running("worker", env=store_env(database_url, queue))
+        worker = await processes.worker(store_env(database_url, queue))
 
         async def drain_waits_on_our_lock() -> bool:
             return await db.fetchval(WAITING_BEHIND, lock.get_server_pid()) > 0
 
-        await worker.until(drain_waits_on_our_lock, "the drain waiting on the tenant lock")
+        await processes.until(worker, drain_waits_on_our_lock, what="the drain waiting on the tenant lock")
         in_progress = await _drain_jobs_in_progress(redis, queue)
         assert in_progress
 
-        worker.proc.send_signal(signal.SIGTERM)
-        await worker.until_line("shutdown on SIGTERM")  # the worker has taken the signal in
-        assert worker.proc.poll() is None and await drain_waits_on_our_lock()  # the job still runs
+        worker.send_signal(signal.SIGTERM)
+        await processes.until_line(worker, "shutdown on SIGTERM")  # the worker has taken the signal in
+        assert worker.returncode is None and await drain_waits_on_our_lock()  # the job still runs
         await tx.commit()
 
-        assert await worker.ended() == 0, worker.stderr
+        assert await processes.ended(worker) == 0, processes.stderr(worker)
         assert await db.fetchval(UNAPPLIED, tenant.id) == 0  # the job applied the user
         for job_id in in_progress:
             result = await Job(job_id, redis, _queue_name=queue).result_info()
-            assert result is not None and result.success, worker.stderr  # finished, not cancelled
-        assert "cancelled" not in worker.stderr
+            assert result is not None and result.success, processes.stderr(worker)  # finished, not cancelled
+        assert "cancelled" not in processes.stderr(worker)
     finally:
         await lock.close()
         await redis.aclose()
 
 
 async def test_worker_sigterm_stops_waiting_after_the_shutdown_bound(
-    aiohttp_client, settings, database_url, db, running
+    aiohttp_client, settings, database_url, db, processes: Processes
 ):
     queue = new_queue()
     tenant = await _user_waiting_for_a_worker(aiohttp_client, settings, queue)
     lock, _ = await _hold_tenant_lock(database_url, tenant.id)
     redis = ArqRedis.from_url(REDIS_URL)
     try:
-        worker = running("worker", env=store_env(database_url, queue, SCIMSVC_WORKER_SHUTDOWN_SECONDS="1"))
+        worker = await processes.worker(store_env(database_url, queue, SCIMSVC_WORKER_SHUTDOWN_SECONDS="1"))
 
         async def drain_waits_on_our_lock() -> bool:
             return await db.fetchval(WAITING_BEHIND, lock.get_server_pid()) > 0
 
-        await worker.until(drain_waits_on_our_lock, "the drain waiting on the tenant lock")
+        await processes.until(worker, drain_waits_on_our_lock, what="the drain waiting on the tenant lock")
         in_progress = await _drain_jobs_in_progress(redis, queue)
-        worker.proc.send_signal(signal.SIGTERM)
+        worker.send_signal(signal.SIGTERM)
         # The lock is never let go: the worker gives up on the job after the bound and exits by itself.
-        assert await worker.ended() == 0, worker.stderr
+        assert await processes.ended(worker) == 0, processes.stderr(worker)
         assert await db.fetchval(UNAPPLIED, tenant.id) == 1
         for job_id in in_progress:  # cut, and left in the queue to be run again
             assert await redis.zscore(queue, job_id) is not None
@@ -448,21 +343,23 @@ def _level(line: str) -> str:
 
 
 async def test_worker_logs_cron_ticks_at_debug_and_applied_changes_at_info(
-    aiohttp_client, settings, database_url, running
+    aiohttp_client, settings, database_url, processes: Processes
 ):
     queue = new_queue()
     await _user_waiting_for_a_worker(aiohttp_client, settings, queue)
     env = store_env(database_url, queue, SCIMSVC_LOG_FORMAT="text", SCIMSVC_LOG_LEVEL="debug")
-    worker = running("worker", env=env)
-    await worker.until_line("applied user change create")
-    await worker.until_line("\u2190 cron:sweep_outbox")  # finished; it runs at start-up, then every 15 s
-    worker.proc.send_signal(signal.SIGTERM)
-    assert await worker.ended() == 0, worker.stderr
+    worker = await processes.worker(env)
+    await processes.until_line(worker, "applied user change create")
+    await processes.until_line(
+        worker, "\u2190 cron:sweep_outbox"
+    )  # finished; it runs at start-up, then every 15 s
+    assert await processes.stop(worker) == 0, processes.stderr(worker)
 
-    lines = worker.stderr.splitlines()
+    stderr = processes.stderr(worker)
+    lines = stderr.splitlines()
     assert lines and not any(line.startswith("{") for line in lines)
     ticks = [line for line in lines if _is_tick(line)]
-    assert ticks, worker.stderr
+    assert ticks, stderr
     assert {_level(line) for line in ticks} == {"DEBUG"}, ticks
     assert all(_level(line) == "DEBUG" for line in lines if "recording health" in line)
     applied = [line for line in lines if "applied user change create" in line]
@@ -495,18 +392,16 @@ def test_at_info_cron_ticks_are_not_shown_and_job_failures_are(capsys):
         root.setLevel(level)
 
 
-async def test_up_prints_readable_lines_without_cron_ticks(aiohttp_client, settings, database_url, running):
+async def test_up_prints_readable_lines_without_cron_ticks(
+    aiohttp_client, settings, database_url, processes: Processes
+):
     import aiohttp
 
     queue, port = new_queue(), free_port()
     # No SCIMSVC_LOG_FORMAT: up's default. The port comes from SCIMSVC_PORT, as --port's default.
     env = store_env(database_url, queue, SCIMSVC_ADMIN_KEY=ADMIN_KEY, SCIMSVC_PORT=str(port))
-    up = running("up", "--no-demo", env=env)
-
-    async def serving() -> bool:
-        return await asyncio.to_thread(_http_status, f"http://127.0.0.1:{port}/ops/health") == 200
-
-    await up.until(serving, "up serving")
+    up = await processes.start("up", "--no-demo", env=env)
+    await processes.until(up, lambda: answers_health(f"http://127.0.0.1:{port}"), what="up serving")
     client = await aiohttp_client(create_app(dataclasses.replace(settings, queue_name=queue)))
     tenant = await make_tenant(client)
     async with aiohttp.ClientSession() as session:
@@ -518,12 +413,12 @@ async def test_up_prints_readable_lines_without_cron_ticks(aiohttp_client, setti
             f"http://127.0.0.1:{port}/scim/v2/Users", json=body, headers=tenant.headers
         ) as resp:
             assert resp.status == 201, await resp.text()
-    await up.until_line("applied user change create")
-    up.proc.send_signal(signal.SIGTERM)
-    assert await up.ended() == 0, up.stderr
+    await processes.until_line(up, "applied user change create")
+    assert await processes.stop(up) == 0, processes.stderr(up)
 
-    lines = [line for line in up.stderr.splitlines() if line.strip()]
-    assert not any(line.startswith("{") for line in lines), up.stderr  # text, not JSON
-    assert not any(_is_tick(line) or "recording health" in line for line in lines), up.stderr
+    stderr = processes.stderr(up)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert not any(line.startswith("{") for line in lines), stderr  # text, not JSON
+    assert not any(_is_tick(line) or "recording health" in line for line in lines), stderr
     assert any(_level(line) == "INFO" and "applied user change create" in line for line in lines)
-    assert "Swagger UI:" in up.out_path.read_text()
+    assert "Swagger UI:" in processes.stdout(up)

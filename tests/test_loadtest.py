@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
-import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -34,7 +32,7 @@ from scimsvc.loadtest import (
     run_loadtest,
 )
 from scimsvc.rate_levels import LEVELS
-from tests.conftest import ADMIN_HEADERS, cli_main, make_tenant
+from tests.conftest import ADMIN_HEADERS, Processes, cli_main, make_tenant
 
 
 def sample(worker: int, sent: float, status: int | None, **extra) -> Sample:
@@ -218,16 +216,13 @@ async def test_small_budget_gives_429s_and_admits_no_more_than_budget_plus_refil
     assert count == report["users_created"] > 0
 
 
-async def test_cli_json_report_with_group_traffic_and_a_request_bound(client, db):
+async def test_cli_json_report_with_group_traffic_and_a_request_bound(client, db, processes: Processes):
     tenant = await make_tenant(client)
     resp = await client.post(
         f"/admin/v1/tenants/{tenant.id}/teams", json={"name": "scimsvc-loadtest"}, headers=ADMIN_HEADERS
     )
     assert resp.status == 201
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "scimsvc.cli",
+    out = await processes.run(
         "loadtest",
         "--base-url",
         str(client.make_url("/scim/v2")),
@@ -245,12 +240,9 @@ async def test_cli_json_report_with_group_traffic_and_a_request_bound(client, db
         "4",
         "--ignore-retry-after",
         "--json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    report = orjson.loads(out)  # stdout is exactly one JSON object
+    assert out.returncode == 0, out.stderr
+    report = orjson.loads(out.stdout)  # stdout is exactly one JSON object
     assert {
         "sent",
         "admitted",

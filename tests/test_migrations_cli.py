@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import asyncpg
 
 from scimsvc.store.migrations import available_migrations, migrate
-from tests.conftest import SERVER_URL, _drop_database, with_database
+from tests.conftest import SERVER_URL, Processes, _drop_database, bare_env, with_database
 
 
 async def test_migrate_creates_the_database_and_is_idempotent_under_concurrency():
@@ -34,16 +31,10 @@ async def test_migrate_creates_the_database_and_is_idempotent_under_concurrency(
         await _drop_database(url)
 
 
-def scimsvc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SCIMSVC_DATABASE_URL": database_url, "SCIMSVC_PUBLIC_URL": "https://scim.example"}
-    return subprocess.run(
-        [sys.executable, "-m", "scimsvc.cli", *args], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
-async def test_cli_tenant_and_token_commands(database_url, client):
-    out = scimsvc(
-        database_url, "tenant", "create", "Cli Co", "--seats", "3", "--allowed-domain", "Cli.Example"
+async def test_cli_tenant_and_token_commands(database_url, client, processes: Processes):
+    env = bare_env(SCIMSVC_DATABASE_URL=database_url, SCIMSVC_PUBLIC_URL="https://scim.example")
+    out = await processes.run(
+        "tenant", "create", "Cli Co", "--seats", "3", "--allowed-domain", "Cli.Example", env=env
     )
     assert out.returncode == 0, out.stderr
     tenant_id = re.search(r"tenant id:\s+(\S+)", out.stdout)[1]
@@ -52,15 +43,15 @@ async def test_cli_tenant_and_token_commands(database_url, client):
     resp = await client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 200
 
-    out = scimsvc(database_url, "token", "create", tenant_id)
+    out = await processes.run("token", "create", tenant_id, env=env)
     assert out.returncode == 0, out.stderr
     second_id = re.search(r"SCIM token id:\s+(\S+)", out.stdout)[1]
     second = re.search(r"SCIM token:\s+(\S+)", out.stdout)[1]
-    out = scimsvc(database_url, "token", "revoke", tenant_id, second_id)
+    out = await processes.run("token", "revoke", tenant_id, second_id, env=env)
     assert out.returncode == 0, out.stderr
     resp = await client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {second}"})
     assert resp.status == 401
-    out = scimsvc(database_url, "token", "revoke", tenant_id, second_id)
+    out = await processes.run("token", "revoke", tenant_id, second_id, env=env)
     assert out.returncode == 1
 
     conn = await asyncpg.connect(database_url)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
-import sys
 
 from rich.console import Console
 
 from scimsvc.app import create_app
 from scimsvc.queue_view import show
-from tests.conftest import make_tenant, post_user
+from tests.conftest import Processes, make_tenant, post_user, service_env
 
 
 async def test_queue_table_shows_the_verdict_and_the_waiting_tenant(aiohttp_client, own_database):
@@ -29,18 +26,9 @@ async def test_queue_table_shows_the_verdict_and_the_waiting_tenant(aiohttp_clie
     assert tenant.id in text  # the tenant waits: its row is not applied yet
 
 
-async def test_queue_command_exits_with_the_status(database_url, settings):
-    env = {
-        **os.environ,
-        "SCIMSVC_DATABASE_URL": database_url,
-        "SCIMSVC_REDIS_URL": settings.redis_url,
-        "SCIMSVC_QUEUE_NAME": settings.queue_name,
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scimsvc.cli", "queue", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    text = out.decode()
-    status = text.split("status:", 1)[1].split()[0]
-    assert "workers" in text
-    assert proc.returncode == {"ok": 0, "degraded": 1, "stalled": 2}[status]
+async def test_queue_command_exits_with_the_status(database_url, settings, processes: Processes):
+    env = service_env(database_url, redis_url=settings.redis_url, queue_name=settings.queue_name)
+    out = await processes.run("queue", env=env)
+    status = out.stdout.split("status:", 1)[1].split()[0]
+    assert "workers" in out.stdout
+    assert out.returncode == {"ok": 0, "degraded": 1, "stalled": 2}[status]

@@ -7,7 +7,6 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -15,9 +14,7 @@ import pytest
 from scimsvc.app import create_app
 from scimsvc.settings import Settings
 from scimsvc.store.migrations import available_migrations, migrate
-from tests.conftest import RUN_ID, SERVER_URL, _drop_database, free_port, with_database
-from tests.faults.conftest import proxied_url, wait_until
-from tests.faults.proxy import FaultProxy
+from tests.conftest import RUN_ID, SERVER_URL, _drop_database, proxied_url, wait_until, with_database
 
 
 async def readiness(client: Any) -> tuple[int, dict[str, Any]]:
@@ -57,27 +54,23 @@ async def test_not_ready_while_a_migration_is_pending_and_ready_once_applied(
         await conn.close()
 
 
-async def test_not_ready_while_postgres_is_unreachable_and_ready_once_it_is_back(aiohttp_client, settings):
-    parts = urlsplit(settings.database_url)
-    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432, free_port())
-    await proxy.start()
-    try:
-        url = proxied_url(proxy, settings.database_url)
-        client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=url)))
-        status, body = await readiness(client)
-        assert status == 200 and body["checks"] == {"postgres": "ok"}
+async def test_not_ready_while_postgres_is_unreachable_and_ready_once_it_is_back(
+    aiohttp_client, settings, pg_proxy
+):
+    url = proxied_url(pg_proxy, settings.database_url)
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=url)))
+    status, body = await readiness(client)
+    assert status == 200 and body["checks"] == {"postgres": "ok"}
 
-        await proxy.refuse()  # new connections refused
-        await proxy.cut()  # and the pool's open ones reset, as when the server goes away
-        status, body = await readiness(client)
-        assert status == 503 and body["status"] == "not ready", body
-        assert body["checks"]["postgres"].startswith("unreachable: "), body
+    await pg_proxy.refuse()  # new connections refused
+    await pg_proxy.cut()  # and the pool's open ones reset, as when the server goes away
+    status, body = await readiness(client)
+    assert status == 503 and body["status"] == "not ready", body
+    assert body["checks"]["postgres"].startswith("unreachable: "), body
 
-        await proxy.forward()
+    await pg_proxy.forward()
 
-        async def ready_again() -> bool:
-            return (await readiness(client))[0] == 200
+    async def ready_again() -> bool:
+        return (await readiness(client))[0] == 200
 
-        await wait_until(ready_again, within=60, what="/ops/ready to answer 200 once PostgreSQL is back")
-    finally:
-        await proxy.close()
+    await wait_until(ready_again, within=60, what="/ops/ready to answer 200 once PostgreSQL is back")

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import signal
 import time
 import uuid
 from typing import Any
@@ -17,8 +15,7 @@ import redis.asyncio as aioredis
 
 from scimsvc import job_stats
 from scimsvc.app import create_app
-from tests.conftest import ADMIN_HEADERS, RUN_ID, free_port
-from tests.faults.conftest import Processes, service_env, wait_until
+from tests.conftest import ADMIN_HEADERS, RUN_ID, Processes, free_port, service_env, wait_until
 from worker.telemetry import keep_beating
 
 WORKERS = 3
@@ -31,41 +28,39 @@ async def queue_report(client: Any) -> dict[str, Any]:
     return await resp.json()
 
 
-async def test_each_of_three_workers_stays_alive_on_every_read_for_a_minute(aiohttp_client, settings):
+async def test_each_of_three_workers_stays_alive_on_every_read_for_a_minute(
+    aiohttp_client, settings, processes: Processes
+):
     queue_name = f"scimsvc:test:{RUN_ID}:heartbeats:{uuid.uuid4().hex[:6]}"
     client = await aiohttp_client(create_app(dataclasses.replace(settings, queue_name=queue_name)))
-    env = service_env(settings.database_url, SCIMSVC_QUEUE_NAME=queue_name)
-    procs = Processes()
-    try:
-        workers = [await procs.worker(env) for _ in range(WORKERS)]
-        pids = {w.pid for w in workers}
+    env = service_env(settings.database_url, queue_name=queue_name)
+    workers = [await processes.worker(env) for _ in range(WORKERS)]
+    pids = {w.pid for w in workers}
 
-        async def all_beating() -> bool:
-            assert all(w.returncode is None for w in workers), "a scimsvc worker exited"
-            report = await queue_report(client)
-            return {w["pid"] for w in report["workers"]} == pids and report["live_workers"] == WORKERS
-
-        await wait_until(all_beating, within=90, what=f"{WORKERS} workers to report themselves", every=0.5)
-
-        reads, started = 0, time.monotonic()
-        while time.monotonic() - started < WATCH_SECONDS:
-            report = await queue_report(client)
-            reads += 1
-            assert all(w.returncode is None for w in workers), "a scimsvc worker exited"
-            assert report["live_workers"] == WORKERS, (reads, report["workers"])
-            assert {w["pid"] for w in report["workers"]} == pids, (reads, report["workers"])
-            await asyncio.sleep(1)
-        assert reads >= 10  # the loop above really read along the whole minute
-
-        # One stops cleanly: its record is gone the moment it has exited, the others stay alive.
-        leaving = workers[0]
-        os.kill(leaving.pid, signal.SIGTERM)
-        assert await asyncio.wait_for(leaving.wait(), 60) == 0
+    async def all_beating() -> bool:
+        assert all(w.returncode is None for w in workers), "a scimsvc worker exited"
         report = await queue_report(client)
-        assert leaving.pid not in {w["pid"] for w in report["workers"]}
-        assert report["live_workers"] == WORKERS - 1
-    finally:
-        await procs.stop_all()
+        return {w["pid"] for w in report["workers"]} == pids and report["live_workers"] == WORKERS
+
+    await wait_until(all_beating, within=90, what=f"{WORKERS} workers to report themselves", every=0.5)
+
+    reads, started = 0, time.monotonic()
+    while time.monotonic() - started < WATCH_SECONDS:
+        report = await queue_report(client)
+        reads += 1
+        assert all(w.returncode is None for w in workers), "a scimsvc worker exited"
+        assert report["live_workers"] == WORKERS, (reads, report["workers"])
+        assert {w["pid"] for w in report["workers"]} == pids, (reads, report["workers"])
+        await asyncio.sleep(1)
+    assert reads >= 10  # the loop above really read along the whole minute
+
+    # One stops cleanly (SIGTERM; a SIGKILL after 60 s would not exit 0): its record is gone the moment it
+    # has exited, the others stay alive.
+    leaving = workers[0]
+    assert await processes.stop(leaving) == 0
+    report = await queue_report(client)
+    assert leaving.pid not in {w["pid"] for w in report["workers"]}
+    assert report["live_workers"] == WORKERS - 1
 
 
 async def test_the_heartbeat_loop_outlives_failed_beats_and_beats_once_redis_answers(settings, caplog):

@@ -17,8 +17,7 @@ from scimsvc import bulk_service
 from scimsvc.app import create_app
 from scimsvc.middlewares import error_middleware, request_id_middleware
 from scimsvc.scim.errors import ERROR_SCHEMA
-from tests.conftest import make_tenant, unique_email, user_body, wait_until
-from tests.faults.conftest import proxied_url
+from tests.conftest import make_tenant, proxied_url, unique_email, user_body, wait_until
 from tests.test_bulk import bulk
 
 UNAVAILABLE_ERRORS = [
