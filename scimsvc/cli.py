@@ -62,14 +62,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from scimsvc.app import create_app
 
-    loop: asyncio.AbstractEventLoop
+    # Resolved here: run_app resolves it after start-up, where PostgreSQL's unknown host raises alike.
     try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover
-        loop = asyncio.new_event_loop()
-    try:  # before start-up: a bind error later could as well be PostgreSQL's host that is unknown
         socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         _error(
@@ -77,6 +71,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"unknown host ({exc.strerror})"
         )
         return EXIT_FAILURE
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        loop = asyncio.new_event_loop()
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # last: after the pools and caches exist
     try:
