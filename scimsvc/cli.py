@@ -10,6 +10,7 @@ import gc
 import importlib.metadata
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,11 +18,12 @@ from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
-from scimsvc import logs
-from scimsvc.settings import Settings, SettingsError, _env_choice, _env_int
+from scimsvc import embedded, logs
+from scimsvc.settings import Settings, SettingsError, env_choice, env_int
 
 # Exit statuses: 0 done, 1 a runtime failure (PostgreSQL or Redis cannot be used, nothing to revoke), 2 a
-# bad setting or usage (as argparse), 130 interrupted; `scimsvc queue` has its own (scimsvc/queue_view.py).
+# bad setting or usage (as argparse), 130 interrupted; `scimsvc queue` has its own (scimsvc/queue_view.py),
+# a bad setting included.
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -60,6 +62,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from scimsvc.app import create_app
 
+    # Resolved here: run_app resolves it after start-up, where PostgreSQL's unknown host raises alike.
+    try:
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        _error(
+            f"cannot listen on {args.host}:{args.port} (--host/--port, SCIMSVC_HOST/SCIMSVC_PORT): "
+            f"unknown host ({exc.strerror})"
+        )
+        return EXIT_FAILURE
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -233,61 +244,198 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
             worker.kill()
 
 
-# Settings each command reads beyond its options, listed under its --help (all of them: README.md,
-# Configuration).
-_DATABASE = ("SCIMSVC_DATABASE_URL", "PostgreSQL (default postgresql://postgres@127.0.0.1:5432/scimsvc)")
-_REDIS = ("SCIMSVC_REDIS_URL", "Redis (default redis://127.0.0.1:6379/0)")
-_QUEUE = ("SCIMSVC_QUEUE_NAME", "arq queue name (default scimsvc:queue)")
-_PUBLIC = ("SCIMSVC_PUBLIC_URL", "address shown in SCIM base URLs (default http://HOST:PORT served)")
-_ADMIN = ("SCIMSVC_ADMIN_KEY", "operator key of /admin/v1 and the console (default empty: 403)")
-_LOGS = (
-    ("SCIMSVC_LOG_LEVEL", "debug, info, warning, error or critical (default info)"),
-    ("SCIMSVC_LOG_FORMAT", "json or text (default text for `up` or when stderr is a terminal, else json)"),
+# The settings each command reads, listed under its --help (all of them: README.md, Configuration). The
+# defaults shown are Settings' own (scimsvc/settings.py), or the CLI's and the embedded servers' below.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_LOG_LEVEL = "info"
+_DEFAULTS = Settings()
+
+
+def _default(field: str) -> str:
+    """The default of a Settings field as --help shows it."""
+    value = getattr(_DEFAULTS, field)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "empty" if value == "" else str(value)
+
+
+# variable -> (what it does, its default)
+_VARIABLES: dict[str, tuple[str, str]] = {
+    "SCIMSVC_DATABASE_URL": ("PostgreSQL, the source of truth", _default("database_url")),
+    "SCIMSVC_REDIS_URL": ("Redis, for the job queue", _default("redis_url")),
+    "SCIMSVC_QUEUE_NAME": ("arq queue name, shared by front ends and workers", _default("queue_name")),
+    "SCIMSVC_PUBLIC_URL": (
+        "external address: meta.location, the SCIM base URL shown",
+        _default("public_url"),
+    ),
+    "SCIMSVC_ADMIN_KEY": ("operator key of /admin/v1 and the console; empty: 403", _default("admin_key")),
+    "SCIMSVC_HOST": ("address to listen on, unless --host", DEFAULT_HOST),
+    "SCIMSVC_PORT": ("port to listen on, unless --port", str(DEFAULT_PORT)),
+    "SCIMSVC_DB_POOL_MIN": ("PostgreSQL connections opened at start", _default("db_pool_min")),
+    "SCIMSVC_DB_POOL_MAX": ("PostgreSQL connections at most", _default("db_pool_max")),
+    "SCIMSVC_MAX_BODY_BYTES": ("largest request body; larger: 413", _default("max_body_bytes")),
+    "SCIMSVC_GROUP_MAX_BODY_BYTES": ("largest POST or PUT /Groups body", _default("group_max_body_bytes")),
+    "SCIMSVC_GROUP_PATCH_MAX_BYTES": ("largest PATCH /Groups body", _default("group_patch_max_bytes")),
+    "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS": (
+        "member values in one group PATCH",
+        _default("group_patch_max_member_ops"),
+    ),
+    "SCIMSVC_BULK_MAX_OPERATIONS": ("operations in one /Bulk request", _default("bulk_max_operations")),
+    "SCIMSVC_BULK_MAX_PAYLOAD_BYTES": (
+        "largest /Bulk body (at most SCIMSVC_MAX_BODY_BYTES)",
+        _default("bulk_max_payload_bytes"),
+    ),
+    "SCIMSVC_RATE_LIMIT_ENABLED": ("per-tenant budgets on SCIM routes", _default("rate_limit_enabled")),
+    "SCIMSVC_RATE_LIMIT_CREDITS_PER_30S": ("a tenant's default budget", _default("rate_limit_credits")),
+    "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR": (
+        "Redis unreachable: open admits, closed answers 503",
+        _default("rate_limit_on_redis_error"),
+    ),
+    "SCIMSVC_RATE_LIMIT_PREFIX": ("Redis key prefix of the budgets", _default("rate_limit_prefix")),
+    "SCIMSVC_RATE_LIMIT_LEASE_MS": (
+        "credits leased to a process live this long; 0: no leases",
+        _default("rate_limit_lease_ms"),
+    ),
+    "SCIMSVC_AUTH_FAILURES_PER_MINUTE": (
+        "wrong credentials per client address, then 429",
+        _default("auth_failures_per_minute"),
+    ),
+    "SCIMSVC_TRUSTED_PROXIES": (
+        "addresses or networks of proxies whose X-Forwarded-For names the client",
+        _default("trusted_proxies"),
+    ),
+    "SCIMSVC_TOKEN_CACHE_SECONDS": (
+        "valid SCIM tokens cached this long; 0: off",
+        _default("token_cache_seconds"),
+    ),
+    "SCIMSVC_ACCESS_LOG": ("one JSON line per request on stderr", _default("access_log")),
+    "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS": (
+        "oldest unapplied change older: degraded",
+        _default("queue_degraded_after_seconds"),
+    ),
+    "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS": (
+        "oldest unapplied change older: stalled",
+        _default("queue_stalled_after_seconds"),
+    ),
+    "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS": (
+        "a worker without a heartbeat this long is not counted alive",
+        _default("worker_heartbeat_stale_seconds"),
+    ),
+    "SCIMSVC_WORKER_MAX_JOBS": ("jobs run at once", _default("worker_max_jobs")),
+    "SCIMSVC_WORKER_SHUTDOWN_SECONDS": (
+        "on SIGTERM/SIGINT, how long running jobs may finish",
+        _default("worker_shutdown_seconds"),
+    ),
+    "SCIMSVC_SWEEP_AFTER_SECONDS": (
+        "outbox rows unapplied this long are enqueued again",
+        _default("sweep_after_seconds"),
+    ),
+    "SCIMSVC_SMTP_URL": ("smtp:// or smtps:// server for notices; empty: not sent", _default("smtp_url")),
+    "SCIMSVC_SMTP_FROM": ("sender of notices", _default("smtp_from")),
+    "SCIMSVC_RETENTION_OUTBOX_DAYS": (
+        "applied outbox rows are deleted this many days old; 0: kept",
+        _default("retention_outbox_days"),
+    ),
+    "SCIMSVC_RETENTION_NOTICES_DAYS": (
+        "finished notices and their attempts likewise",
+        _default("retention_notices_days"),
+    ),
+    "SCIMSVC_RETENTION_AUDIT_DAYS": ("audit log rows likewise", _default("retention_audit_days")),
+    "SCIMSVC_RETENTION_BATCH_SIZE": ("rows per delete statement", _default("retention_batch_size")),
+    "SCIMSVC_WORKER_METRICS_PORT": (
+        "port of this worker's Prometheus /metrics; 0: off",
+        _default("worker_metrics_port"),
+    ),
+    "SCIMSVC_LOG_LEVEL": ("debug, info, warning, error or critical", DEFAULT_LOG_LEVEL),
+    "SCIMSVC_LOG_FORMAT": ("json or text", "text for `up` or a terminal, else json"),
+    "SCIMSVC_DATA_DIR": ("data of the embedded PostgreSQL and Redis, if started", embedded.DEFAULT_DATA_DIR),
+    "SCIMSVC_EMBEDDED_POSTGRES_PORT": (
+        "where PostgreSQL is looked for, and an embedded one listens",
+        str(embedded.DEFAULT_POSTGRES_PORT),
+    ),
+    "SCIMSVC_EMBEDDED_REDIS_PORT": (
+        "where Redis is looked for, and an embedded one listens",
+        str(embedded.DEFAULT_REDIS_PORT),
+    ),
+}
+_STORES = ("SCIMSVC_DATABASE_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME")
+_WEB = (
+    "SCIMSVC_HOST",
+    "SCIMSVC_PORT",
+    "SCIMSVC_PUBLIC_URL",
+    "SCIMSVC_ADMIN_KEY",
+    "SCIMSVC_DB_POOL_MIN",
+    "SCIMSVC_DB_POOL_MAX",
+    "SCIMSVC_MAX_BODY_BYTES",
+    "SCIMSVC_GROUP_MAX_BODY_BYTES",
+    "SCIMSVC_GROUP_PATCH_MAX_BYTES",
+    "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS",
+    "SCIMSVC_BULK_MAX_OPERATIONS",
+    "SCIMSVC_BULK_MAX_PAYLOAD_BYTES",
+    "SCIMSVC_RATE_LIMIT_ENABLED",
+    "SCIMSVC_RATE_LIMIT_CREDITS_PER_30S",
+    "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR",
+    "SCIMSVC_RATE_LIMIT_PREFIX",
+    "SCIMSVC_RATE_LIMIT_LEASE_MS",
+    "SCIMSVC_AUTH_FAILURES_PER_MINUTE",
+    "SCIMSVC_TRUSTED_PROXIES",
+    "SCIMSVC_TOKEN_CACHE_SECONDS",
+    "SCIMSVC_ACCESS_LOG",
 )
-ENVIRONMENT: dict[str, tuple[tuple[str, str], ...]] = {
-    "migrate": (_DATABASE, *_LOGS),
-    "serve": (_DATABASE, _REDIS, _QUEUE, _PUBLIC, _ADMIN, *_LOGS),
-    "worker": (
-        _DATABASE,
-        _REDIS,
-        _QUEUE,
-        ("SCIMSVC_WORKER_MAX_JOBS", "jobs run at once (default 20)"),
-        (
-            "SCIMSVC_WORKER_SHUTDOWN_SECONDS",
-            "on SIGTERM/SIGINT, how long running jobs may finish (default 25)",
-        ),
-        *_LOGS,
-    ),
-    "up": (
-        _DATABASE,
-        _REDIS,
-        _PUBLIC,
-        _ADMIN,
-        ("SCIMSVC_DATA_DIR", "data of the embedded PostgreSQL and Redis, if started (default ./.local)"),
-        *_LOGS,
-    ),
-    "tenant": (
-        _DATABASE,
-        ("SCIMSVC_PUBLIC_URL", "address shown in the SCIM base URL (default http://127.0.0.1:8080)"),
-    ),
-    "token": (_DATABASE,),
-    "queue": (
-        _DATABASE,
-        _REDIS,
-        _QUEUE,
-        ("SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS", "oldest unapplied change older: degraded (default 60)"),
-        ("SCIMSVC_QUEUE_STALLED_AFTER_SECONDS", "oldest unapplied change older: stalled (default 300)"),
-    ),
+_QUEUE_HEALTH = (  # /ops/queue in the web front end, and `scimsvc queue`
+    "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS",
+    "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS",
+    "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS",
+)
+_WORKER = (
+    "SCIMSVC_WORKER_MAX_JOBS",
+    "SCIMSVC_WORKER_SHUTDOWN_SECONDS",
+    "SCIMSVC_SWEEP_AFTER_SECONDS",
+    "SCIMSVC_SMTP_URL",
+    "SCIMSVC_SMTP_FROM",
+    "SCIMSVC_RETENTION_OUTBOX_DAYS",
+    "SCIMSVC_RETENTION_NOTICES_DAYS",
+    "SCIMSVC_RETENTION_AUDIT_DAYS",
+    "SCIMSVC_RETENTION_BATCH_SIZE",
+    "SCIMSVC_WORKER_METRICS_PORT",
+)
+_EMBEDDED = ("SCIMSVC_DATA_DIR", "SCIMSVC_EMBEDDED_POSTGRES_PORT", "SCIMSVC_EMBEDDED_REDIS_PORT")
+_LOGS = ("SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT")
+# serve and up: without SCIMSVC_PUBLIC_URL, the address being served is the public one.
+_SERVED = {"SCIMSVC_PUBLIC_URL": "http://HOST:PORT served"}
+ENVIRONMENT: dict[str, tuple[str, ...]] = {
+    "migrate": ("SCIMSVC_DATABASE_URL", *_LOGS),
+    "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_LOGS),
+    "worker": (*_STORES, *_WORKER, *_LOGS),
+    "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_EMBEDDED, *_LOGS),
+    "tenant": ("SCIMSVC_DATABASE_URL", "SCIMSVC_PUBLIC_URL"),
+    "token": ("SCIMSVC_DATABASE_URL",),
+    "queue": (*_STORES, *_QUEUE_HEALTH),
 }
 
 
 def _epilog(command: str) -> str:
-    entries = ENVIRONMENT.get(command, ())
-    if not entries:
+    """`environment:` and a line per variable the command reads: what it does and its default."""
+    names = ENVIRONMENT.get(command, ())
+    if not names:
         return ""
-    width = max(len(name) for name, _ in entries)
-    lines = "".join(f"\n  {name:<{width}}  {meaning}" for name, meaning in entries)
-    return f"environment:{lines}\n\nEvery setting: README.md, Configuration."
+    defaults = _SERVED if command in ("serve", "up") else {}
+    width = max(len(name) for name in names)
+    lines = []
+    for name in names:
+        meaning, default = _VARIABLES[name]
+        # "(default X)" stays on one line, so that a reader (or grep) finds it whole.
+        shown = f"(default {defaults.get(name, default)})".replace(" ", "\0")
+        wrapped = textwrap.fill(
+            f"{meaning} {shown}",
+            79,
+            initial_indent=f"  {name:<{width}}  ",
+            subsequent_indent=" " * (width + 4),
+            break_long_words=False,
+        )
+        lines.append(wrapped.replace("\0", " "))
+    return "environment:\n" + "\n".join(lines) + "\n\nEvery setting: README.md, Configuration."
 
 
 def _add_command(
@@ -324,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scimsvc",
         description=__doc__,
         epilog="Exit status: 0 done, 1 failed (PostgreSQL or Redis unreachable, nothing found), 2 bad "
-        "setting or usage; `scimsvc queue`: 0 ok, 1 degraded, 2 stalled, 3 figures unreadable.",
+        "setting or usage; `scimsvc queue`: 0 ok, 1 degraded, 2 stalled, 3 figures unreadable or a bad "
+        "setting.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -338,10 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = _add_command(sub, name, helptext)
         p.add_argument(
-            "--host", help="address to listen on (default: SCIMSVC_HOST, else 127.0.0.1)", metavar="HOST"
+            "--host",
+            help=f"address to listen on (default: SCIMSVC_HOST, else {DEFAULT_HOST})",
+            metavar="HOST",
         )
         p.add_argument(
-            "--port", type=_port, help="port to listen on (default: SCIMSVC_PORT, else 8080)", metavar="PORT"
+            "--port",
+            type=_port,
+            help=f"port to listen on (default: SCIMSVC_PORT, else {DEFAULT_PORT})",
+            metavar="PORT",
         )
         if name == "up":
             p.add_argument(
@@ -353,10 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(
         sub,
         "worker",
-        "run the arq worker (jobs and the outbox sweeper)",
-        description="Run the arq worker: the jobs that apply changes, and the outbox sweeper every 15 s. "
-        "SIGTERM or SIGINT stops taking jobs and lets running ones finish for up to "
-        "SCIMSVC_WORKER_SHUTDOWN_SECONDS, then exits 0.",
+        "run the arq worker (jobs, the outbox sweeper, notices, retention)",
+        description="Run the arq worker: the jobs that apply changes to product state and send notices, "
+        "and its cron jobs: the outbox sweeper (re-enqueues what Redis lost), notice delivery and "
+        "retention (deletes old applied outbox rows, notices and audit rows). It records a heartbeat "
+        "for /ops/queue and serves Prometheus metrics if SCIMSVC_WORKER_METRICS_PORT is set. SIGTERM or "
+        "SIGINT stops taking jobs and lets running ones finish for up to SCIMSVC_WORKER_SHUTDOWN_SECONDS, "
+        "then exits 0.",
     ).set_defaults(func=cmd_worker)
 
     tenant = _add_command(sub, "tenant", "manage tenants").add_subparsers(
@@ -432,9 +589,9 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     """Settings from the environment; without SCIMSVC_PUBLIC_URL, the address being served is public."""
     settings = Settings.from_env()
     if hasattr(args, "port"):
-        args.host = args.host or os.environ.get("SCIMSVC_HOST") or "127.0.0.1"
+        args.host = args.host or os.environ.get("SCIMSVC_HOST") or DEFAULT_HOST
         if args.port is None:
-            args.port = _env_int("SCIMSVC_PORT", 8080, maximum=65535)
+            args.port = env_int("SCIMSVC_PORT", DEFAULT_PORT, maximum=65535)
         if not os.environ.get("SCIMSVC_PUBLIC_URL"):
             settings = dataclasses.replace(settings, public_url=f"http://{args.host}:{args.port}")
     return settings
@@ -449,21 +606,28 @@ def main(argv: list[str] | None = None) -> int:
     """Run one `scimsvc` command; returns its exit status."""
     args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
     settings: Settings | None = None
+    bad_setting = getattr(args, "bad_setting_status", EXIT_USAGE)  # `scimsvc queue` has its own
     try:
         # `up` is what a person runs at a terminal; the services log JSON unless stderr is one.
         readable = args.command == "up" or sys.stderr.isatty()
-        args.log_format = _env_choice("SCIMSVC_LOG_FORMAT", logs.FORMATS, "text" if readable else "json")
-        args.log_level = _env_choice("SCIMSVC_LOG_LEVEL", logs.LEVELS, "info")
+        args.log_format = env_choice("SCIMSVC_LOG_FORMAT", logs.FORMATS, "text" if readable else "json")
+        args.log_level = env_choice("SCIMSVC_LOG_LEVEL", logs.LEVELS, DEFAULT_LOG_LEVEL)
         logs.configure(level=args.log_level, fmt=args.log_format)
         settings = _settings_for(args)
         return int(args.func(settings, args))
     except SettingsError as exc:
         _error(str(exc))
-        return EXIT_USAGE
+        return bad_setting
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:
+        from asyncpg import ClientConfigurationError
+
         from scimsvc.connection_errors import one_line
+
+        if isinstance(exc, ClientConfigurationError):  # what Settings.from_env does not check: parameters
+            _error(f"SCIMSVC_DATABASE_URL cannot be used: {exc}")
+            return bad_setting
 
         # loadtest talks to a SCIM URL, not to the stores, and words its own errors.
         line = None if args.command == "loadtest" else one_line(exc, settings or Settings())

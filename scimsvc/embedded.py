@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from scimsvc.settings import Settings, _env_int
+from scimsvc.settings import Settings, env_int
 
 DATA_DIR_ENV = "SCIMSVC_DATA_DIR"
 POSTGRES_PORT_ENV = "SCIMSVC_EMBEDDED_POSTGRES_PORT"
@@ -83,18 +83,19 @@ def port_answers(host: str, port: int, *, timeout: float = 0.5) -> bool:
     return True
 
 
-def _default_port(url: str, fallback: int) -> int:
-    return urlsplit(url).port or fallback
+# The ports of the default URLs: where `up` looks for servers, and where it starts its own.
+DEFAULT_POSTGRES_PORT = urlsplit(Settings.database_url).port or 5432
+DEFAULT_REDIS_PORT = urlsplit(Settings.redis_url).port or 6379
 
 
 def postgres_probe_port() -> int:
     """The port probed for PostgreSQL when no URL is given, and the embedded server's port (default 5432)."""
-    return _env_int(POSTGRES_PORT_ENV, _default_port(Settings.database_url, 5432), maximum=65535)
+    return env_int(POSTGRES_PORT_ENV, DEFAULT_POSTGRES_PORT, minimum=1, maximum=65535)
 
 
 def redis_probe_port() -> int:
     """The port probed for Redis when no URL is given, and the embedded server's port (default 6379)."""
-    return _env_int(REDIS_PORT_ENV, _default_port(Settings.redis_url, 6379), maximum=65535)
+    return env_int(REDIS_PORT_ENV, DEFAULT_REDIS_PORT, minimum=1, maximum=65535)
 
 
 def data_dir() -> Path:

@@ -101,7 +101,7 @@ async def show(settings: Settings, *, watch: bool, interval: float, console: Con
 
 # `scimsvc queue` exit statuses, for scripts and monitoring checks (as Nagios plugins count them).
 EXIT_STATUS = {"ok": 0, "degraded": 1, "stalled": 2}
-EXIT_UNREADABLE = 3  # PostgreSQL or Redis could not be read: the verdict is unknown
+EXIT_UNREADABLE = 3  # PostgreSQL or Redis could not be read, or a setting is bad: the verdict is unknown
 
 
 def add_queue_command(sub: Any, *, epilog: str = "") -> None:
@@ -110,8 +110,8 @@ def add_queue_command(sub: Any, *, epilog: str = "") -> None:
         "queue",
         help="show queue health (what /ops/queue reports) as a table",
         description="Show queue health, the figures of /ops/queue, read from PostgreSQL and Redis. Exit "
-        "status: 0 ok, 1 degraded, 2 stalled, 3 the figures could not be read (PostgreSQL or Redis "
-        "unreachable).",
+        "status: 0 ok, 1 degraded, 2 stalled, 3 the figures could not be read (a bad setting, PostgreSQL "
+        "or Redis unreachable).",
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -119,7 +119,8 @@ def add_queue_command(sub: Any, *, epilog: str = "") -> None:
     parser.add_argument(
         "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (default: 2)"
     )
-    parser.set_defaults(func=cmd_queue)
+    # A bad setting is 3 too: 2 would read as "stalled" to a monitoring check.
+    parser.set_defaults(func=cmd_queue, bad_setting_status=EXIT_UNREADABLE)
 
 
 def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+from email.utils import parseaddr
+from urllib.parse import parse_qs, urlsplit
+
+from scimsvc.client_address import parse_networks
 
 
 class SettingsError(ValueError):
     """A setting whose value cannot be used; the message names the variable and what it expects."""
 
 
-def _env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """`name` as a whole number from `minimum` to `maximum`, or `default` when unset or empty."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -28,7 +34,8 @@ FALSE_WORDS = ("0", "false", "no", "off")
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 
-def _env_bool(name: str, default: bool) -> bool:
+def env_bool(name: str, default: bool) -> bool:
+    """`name` as a switch (1/0, true/false, yes/no, on/off), or `default` when unset or empty."""
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
         return default
@@ -37,11 +44,105 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw in TRUE_WORDS
 
 
-def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """`name` as one of `choices` (any case), or `default` when unset or empty."""
     raw = (os.environ.get(name, "").strip() or default).lower()
     if raw not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
+
+
+def env_str(name: str, default: str) -> str:
+    """`name` as it is, or `default` when unset or empty."""
+    return os.environ.get(name) or default
+
+
+# The URL schemes each client accepts: asyncpg; redis-py and arq; browsers and IdPs; worker/notices.py.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+HTTP_SCHEMES = ("http", "https")
+SMTP_SCHEMES = ("smtp", "smtps")
+
+
+def _shown(url: str) -> str:
+    """`url` as an error message may show it: no user, password or query (which may hold a password)."""
+    head, at, tail = url.partition("?")[0].rpartition("@")
+    if not at:
+        return url.partition("?")[0] + ("?..." if "?" in url else "")
+    scheme = head.partition("://")[0] if "://" in head else ""
+    return (f"{scheme}://" if scheme.isalnum() else "") + "...@" + tail + ("?..." if "?" in url else "")
+
+
+def _port(host: str) -> str | None:
+    """The port of one `host[:port]` or `[v6]:port` of a URL's netloc, as written."""
+    after = host.rpartition("]")[2] if host.startswith("[") else host
+    return after.rpartition(":")[2] if ":" in after else None
+
+
+def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    """What is wrong with `url` for a client of `schemes`, or None (what each client would refuse later)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [ of an IPv6 address
+        return f"must be a URL ({str(exc).lower()})"
+    if parts.scheme.lower() not in schemes or not url[len(parts.scheme) :].startswith("://"):
+        return (
+            "must be a URL starting with "
+            + ", ".join(f"{s}://" for s in schemes[:-1])
+            + f" or {schemes[-1]}://"
+        )
+    scheme = parts.scheme.lower()
+    hosts = parts.netloc.rpartition("@")[2]
+    if scheme in HTTP_SCHEMES + SMTP_SCHEMES and not parts.hostname:
+        return "must be a URL with a host"
+    if scheme == "unix" and not parts.path:
+        return "must name a socket path (unix:///path/to/redis.sock)"
+    ports = [_port(host) for host in hosts.split(",")]  # PostgreSQL URLs may name several hosts
+    ports += parse_qs(parts.query).get("port", []) if scheme in POSTGRES_SCHEMES else []
+    for port in ports:
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"must have ports from 1 to 65535 (not {port!r})"
+    if scheme in ("redis", "rediss"):  # arq reads ?db= first, else the path (redis-py skips a bad one)
+        databases = parse_qs(parts.query).get("db") or ([parts.path[1:]] if parts.path else [])
+        if not all(d.isdigit() for d in databases):
+            return "must end in a database number (redis://host:6379/0)"
+    return None
+
+
+def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    """`name` as a URL of one of `schemes`, or `default` when unset or empty (an empty default: no URL)."""
+    url = os.environ.get(name, "").strip() or default
+    problem = _url_problem(url, schemes) if url else None
+    if problem:
+        raise SettingsError(f"{name} {problem}, got {_shown(url)!r}")
+    return url
+
+
+def env_networks(name: str) -> str:
+    """`name` as comma-separated IP addresses or networks (CIDR), checked as client_address reads them."""
+    raw = os.environ.get(name, "")
+    try:
+        parse_networks(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be IP addresses or networks separated by commas: {exc}") from None
+    return raw
+
+
+def env_email(name: str, default: str) -> str:
+    """`name` as an email address (`name@domain` or `Name <name@domain>`), or `default` when unset."""
+    raw = os.environ.get(name, "").strip() or default
+    local, at, domain = parseaddr(raw)[1].rpartition("@")
+    if not (local and at and domain):
+        raise SettingsError(
+            f"{name} must be an email address (name@domain or Name <name@domain>), got {raw!r}"
+        )
+    return raw
+
+
+def _at_most(low_name: str, low: int, high_name: str, high: int) -> None:
+    """The rule of a pair of bounds: the lower one must not be above the upper one."""
+    if low > high:
+        raise SettingsError(f"{low_name} must not be above {high_name} ({high}), got '{low}'")
 
 
 @dataclass(frozen=True)
@@ -96,58 +197,86 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Read `SCIMSVC_*` variables; keyword overrides win (tests and the CLI use them)."""
-        env = os.environ
+        """Read `SCIMSVC_*` variables; keyword overrides win (tests and the CLI use them).
+
+        Raises SettingsError, naming the variable and what it expects, for any value that cannot be
+        used: each rule is here, so a bad value stops a command at once instead of failing later.
+        """
         values: dict[str, object] = {
-            "database_url": env.get("SCIMSVC_DATABASE_URL") or cls.database_url,
-            "redis_url": env.get("SCIMSVC_REDIS_URL") or cls.redis_url,
-            "admin_key": env.get("SCIMSVC_ADMIN_KEY", ""),
-            "public_url": (env.get("SCIMSVC_PUBLIC_URL") or cls.public_url).rstrip("/"),
-            "queue_name": env.get("SCIMSVC_QUEUE_NAME") or cls.queue_name,
-            "db_pool_min": _env_int("SCIMSVC_DB_POOL_MIN", cls.db_pool_min),
-            "db_pool_max": _env_int("SCIMSVC_DB_POOL_MAX", cls.db_pool_max),
-            "max_body_bytes": _env_int("SCIMSVC_MAX_BODY_BYTES", cls.max_body_bytes),
-            "sweep_after_seconds": _env_int("SCIMSVC_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds),
-            "worker_max_jobs": _env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs),
-            "worker_shutdown_seconds": _env_int(
+            "database_url": env_url("SCIMSVC_DATABASE_URL", cls.database_url, schemes=POSTGRES_SCHEMES),
+            "redis_url": env_url("SCIMSVC_REDIS_URL", cls.redis_url, schemes=REDIS_SCHEMES),
+            "admin_key": os.environ.get("SCIMSVC_ADMIN_KEY", ""),
+            "public_url": env_url("SCIMSVC_PUBLIC_URL", cls.public_url, schemes=HTTP_SCHEMES).rstrip("/"),
+            "queue_name": env_str("SCIMSVC_QUEUE_NAME", cls.queue_name),
+            # asyncpg opens min connections at start and at most max; 0 at start is allowed, 0 at most not.
+            "db_pool_min": env_int("SCIMSVC_DB_POOL_MIN", cls.db_pool_min),
+            "db_pool_max": env_int("SCIMSVC_DB_POOL_MAX", cls.db_pool_max, minimum=1),
+            # aiohttp reads a client_max_size of 0 as no limit at all.
+            "max_body_bytes": env_int("SCIMSVC_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            "sweep_after_seconds": env_int("SCIMSVC_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds),
+            "worker_max_jobs": env_int("SCIMSVC_WORKER_MAX_JOBS", cls.worker_max_jobs, minimum=1),
+            "worker_shutdown_seconds": env_int(
                 "SCIMSVC_WORKER_SHUTDOWN_SECONDS", cls.worker_shutdown_seconds
             ),
-            "smtp_url": env.get("SCIMSVC_SMTP_URL", ""),
-            "smtp_from": env.get("SCIMSVC_SMTP_FROM") or cls.smtp_from,
-            "retention_outbox_days": _env_int("SCIMSVC_RETENTION_OUTBOX_DAYS", cls.retention_outbox_days),
-            "retention_notices_days": _env_int("SCIMSVC_RETENTION_NOTICES_DAYS", cls.retention_notices_days),
-            "retention_audit_days": _env_int("SCIMSVC_RETENTION_AUDIT_DAYS", cls.retention_audit_days),
-            "retention_batch_size": _env_int("SCIMSVC_RETENTION_BATCH_SIZE", cls.retention_batch_size),
-            "group_max_body_bytes": _env_int("SCIMSVC_GROUP_MAX_BODY_BYTES", cls.group_max_body_bytes),
-            "group_patch_max_bytes": _env_int("SCIMSVC_GROUP_PATCH_MAX_BYTES", cls.group_patch_max_bytes),
-            "group_patch_max_member_ops": _env_int(
-                "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS", cls.group_patch_max_member_ops
+            "smtp_url": env_url("SCIMSVC_SMTP_URL", cls.smtp_url, schemes=SMTP_SCHEMES),
+            "smtp_from": env_email("SCIMSVC_SMTP_FROM", cls.smtp_from),
+            "retention_outbox_days": env_int("SCIMSVC_RETENTION_OUTBOX_DAYS", cls.retention_outbox_days),
+            "retention_notices_days": env_int("SCIMSVC_RETENTION_NOTICES_DAYS", cls.retention_notices_days),
+            "retention_audit_days": env_int("SCIMSVC_RETENTION_AUDIT_DAYS", cls.retention_audit_days),
+            "retention_batch_size": env_int(
+                "SCIMSVC_RETENTION_BATCH_SIZE", cls.retention_batch_size, minimum=1
             ),
-            "bulk_max_operations": _env_int("SCIMSVC_BULK_MAX_OPERATIONS", cls.bulk_max_operations),
-            "bulk_max_payload_bytes": _env_int("SCIMSVC_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes),
-            "rate_limit_enabled": _env_bool("SCIMSVC_RATE_LIMIT_ENABLED", cls.rate_limit_enabled),
-            "rate_limit_credits": _env_int("SCIMSVC_RATE_LIMIT_CREDITS_PER_30S", cls.rate_limit_credits),
-            "rate_limit_on_redis_error": _env_choice(
+            # Limits of 0 would refuse every group body, member change or bulk request: not a setting.
+            "group_max_body_bytes": env_int(
+                "SCIMSVC_GROUP_MAX_BODY_BYTES", cls.group_max_body_bytes, minimum=1
+            ),
+            "group_patch_max_bytes": env_int(
+                "SCIMSVC_GROUP_PATCH_MAX_BYTES", cls.group_patch_max_bytes, minimum=1
+            ),
+            "group_patch_max_member_ops": env_int(
+                "SCIMSVC_GROUP_PATCH_MAX_MEMBER_OPS", cls.group_patch_max_member_ops, minimum=1
+            ),
+            "bulk_max_operations": env_int("SCIMSVC_BULK_MAX_OPERATIONS", cls.bulk_max_operations, minimum=1),
+            "bulk_max_payload_bytes": env_int(
+                "SCIMSVC_BULK_MAX_PAYLOAD_BYTES", cls.bulk_max_payload_bytes, minimum=1
+            ),
+            "rate_limit_enabled": env_bool("SCIMSVC_RATE_LIMIT_ENABLED", cls.rate_limit_enabled),
+            # A budget of 0 answers 429 to every request (SCIMSVC_RATE_LIMIT_ENABLED=off turns limits off).
+            "rate_limit_credits": env_int(
+                "SCIMSVC_RATE_LIMIT_CREDITS_PER_30S", cls.rate_limit_credits, minimum=1
+            ),
+            "rate_limit_on_redis_error": env_choice(
                 "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR", ("open", "closed"), cls.rate_limit_on_redis_error
             ),
-            "rate_limit_prefix": env.get("SCIMSVC_RATE_LIMIT_PREFIX") or cls.rate_limit_prefix,
-            "rate_limit_lease_ms": _env_int("SCIMSVC_RATE_LIMIT_LEASE_MS", cls.rate_limit_lease_ms),
-            "auth_failures_per_minute": _env_int(
-                "SCIMSVC_AUTH_FAILURES_PER_MINUTE", cls.auth_failures_per_minute
+            "rate_limit_prefix": env_str("SCIMSVC_RATE_LIMIT_PREFIX", cls.rate_limit_prefix),
+            "rate_limit_lease_ms": env_int("SCIMSVC_RATE_LIMIT_LEASE_MS", cls.rate_limit_lease_ms),
+            # 0 would answer the first wrong credential of every address with 429, which IdPs retry.
+            "auth_failures_per_minute": env_int(
+                "SCIMSVC_AUTH_FAILURES_PER_MINUTE", cls.auth_failures_per_minute, minimum=1
             ),
-            "trusted_proxies": env.get("SCIMSVC_TRUSTED_PROXIES", ""),
-            "queue_degraded_after_seconds": _env_int(
-                "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS", cls.queue_degraded_after_seconds
+            "trusted_proxies": env_networks("SCIMSVC_TRUSTED_PROXIES"),
+            # 0 would call every change degraded or stalled the moment it is written.
+            "queue_degraded_after_seconds": env_int(
+                "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS", cls.queue_degraded_after_seconds, minimum=1
             ),
-            "queue_stalled_after_seconds": _env_int(
-                "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS", cls.queue_stalled_after_seconds
+            "queue_stalled_after_seconds": env_int(
+                "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS", cls.queue_stalled_after_seconds, minimum=1
             ),
-            "worker_heartbeat_stale_seconds": _env_int(
-                "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS", cls.worker_heartbeat_stale_seconds
+            "worker_heartbeat_stale_seconds": env_int(
+                "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS", cls.worker_heartbeat_stale_seconds, minimum=1
             ),
-            "worker_metrics_port": _env_int("SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port),
-            "token_cache_seconds": _env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
-            "access_log": _env_bool("SCIMSVC_ACCESS_LOG", cls.access_log),
+            "worker_metrics_port": env_int(
+                "SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port, maximum=65535
+            ),
+            "token_cache_seconds": env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
+            "access_log": env_bool("SCIMSVC_ACCESS_LOG", cls.access_log),
         }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        read = cls(**values)  # type: ignore[arg-type]
+        _at_most("SCIMSVC_DB_POOL_MIN", read.db_pool_min, "SCIMSVC_DB_POOL_MAX", read.db_pool_max)
+        _at_most(
+            "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS",
+            read.queue_degraded_after_seconds,
+            "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS",
+            read.queue_stalled_after_seconds,
+        )
+        return dataclasses.replace(read, **overrides) if overrides else read  # type: ignore[arg-type]
