@@ -112,7 +112,7 @@ def test_a_bad_port_option_or_variable_exits_2():
         ("serve", "SCIMSVC_DB_POOL_MAX", "ten", "SCIMSVC_DB_POOL_MAX must be a whole number, got 'ten'"),
         ("migrate", "SCIMSVC_SWEEP_AFTER_SECONDS", "-5", "SCIMSVC_SWEEP_AFTER_SECONDS must be 0 or more"),
         ("worker", "SCIMSVC_RATE_LIMIT_ENABLED", "maybe", "SCIMSVC_RATE_LIMIT_ENABLED must be true or false"),
-        ("queue", "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR", "sometimes", "must be one of open, closed"),
+        ("serve", "SCIMSVC_RATE_LIMIT_ON_REDIS_ERROR", "sometimes", "must be one of open, closed"),
         ("migrate", "SCIMSVC_LOG_LEVEL", "loud", "SCIMSVC_LOG_LEVEL must be one of debug, info"),
         ("serve", "SCIMSVC_LOG_FORMAT", "xml", "SCIMSVC_LOG_FORMAT must be one of json, text"),
     ],
