@@ -54,7 +54,7 @@ def _no_lookups(found: bool) -> None:
     pass
 
 
-_LOOKUP_FAILED = object()  # what waiters on a shared lookup see when it raised: they look up themselves
+_LOOKUP_CANCELLED = object()  # what a shared lookup gives when its request was cancelled: look up again
 
 
 class TokenCache:
@@ -99,22 +99,27 @@ class TokenCache:
             hit = self._entries.get(digest)
             if hit is not None and hit[0] > now:
                 return TokenCheck(hit[1], digest)
-        under_way = self._lookups.get(digest)
-        if under_way is not None:  # concurrent requests with one token share its lookup
+        while (under_way := self._lookups.get(digest)) is not None:
+            # Concurrent requests with one token share its lookup, and its failure (an outage: 503).
             row = await asyncio.shield(under_way)
-            if row is not _LOOKUP_FAILED:
+            if row is not _LOOKUP_CANCELLED:
                 return TokenCheck(row if row is not None and not row["revoked"] else None, digest)
         generation = self._generation
         lookup = self._lookups[digest] = asyncio.get_running_loop().create_future()
         try:
             row = await token_by_hash(self.pool, digest)
+        except Exception as exc:
+            lookup.set_exception(exc)
+            lookup.exception()  # retrieved: a failed lookup nobody shared is not reported as unhandled
+            raise
         except BaseException:
-            lookup.set_result(_LOOKUP_FAILED)
+            lookup.set_result(_LOOKUP_CANCELLED)
             raise
         else:
             lookup.set_result(row)
         finally:
-            del self._lookups[digest]
+            if self._lookups.get(digest) is lookup:
+                del self._lookups[digest]
         valid = row is not None and not row["revoked"]
         self._counted(valid)
         if not valid:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from scimsvc.keys import TOKEN_CACHE
+from scimsvc.store.db import create_pool, unavailable
 from scimsvc.token_cache import LISTENER_NAME, TokenCache
-from tests.conftest import ADMIN_HEADERS, wait_until
+from tests.conftest import ADMIN_HEADERS, proxied_url, wait_until
 
 
 async def listening(client: Any) -> TokenCache:
@@ -76,3 +78,27 @@ async def test_without_its_listener_the_cache_is_off_and_revocations_still_hold(
     await db.execute("UPDATE scim_tokens SET revoked_at = now() WHERE id = $1::uuid", tenant.token_id)
     assert await status_of(client, tenant.headers) == 401  # straight from the database
     assert (await listening(client)) is cache  # and it listens again
+
+
+async def test_requests_with_one_token_share_its_lookup_and_its_failure(
+    database_url, pg_proxy, client, tenant
+):
+    """Ten requests with one token while PostgreSQL hangs: one lookup; when the connection dies, all ten
+    get the outage's error (a 503 for each request), and the next request looks the token up afresh."""
+    lookups: list[bool] = []
+    pool = await create_pool(proxied_url(pg_proxy, database_url), min_size=1, max_size=2)
+    cache = TokenCache(pool, database_url, ttl=0, counted=lookups.append)
+    try:
+        pg_proxy.stall()  # the lookup's query is sent and never answered
+        checks = [asyncio.create_task(cache.check(tenant.token)) for _ in range(10)]
+        await asyncio.sleep(0)  # each task runs up to its first wait: one lookup, nine waiting for it
+        await pg_proxy.cut()
+        # Bounded: a waiter that went on to a lookup of its own would hang on the stalled proxy.
+        results = await asyncio.wait_for(asyncio.gather(*checks, return_exceptions=True), 120)
+        assert all(isinstance(r, Exception) and unavailable(r) for r in results), results
+        await pg_proxy.forward()
+        check = await cache.check(tenant.token)
+        assert check.tenant is not None and str(check.tenant["tenant_id"]) == tenant.id
+        assert lookups == [True]  # the failed lookup was not counted; the one after it was
+    finally:
+        await pool.close()
