@@ -229,9 +229,9 @@ class RateLimiter:
         """Count a wrong credential of `kind` (scim, operator) from `address`: 0 while the address is within
         its budget, else the seconds until it may try unknown credentials again (429).
 
-        Only wrong credentials are counted and refused here: a valid one is never checked against this.
-        Once over budget, the address is refused in this process until its bucket refills, without
-        asking Redis again; that is logged once per block.
+        Only wrong credentials are counted here. Once over budget, the address is refused in this process
+        until its bucket refills, without asking Redis again; that is logged once per block. What a block
+        refuses is the caller's rule (scimsvc/middlewares.py): SCIM guesses only, or every operator key.
         """
         now = time.monotonic()
         key = (kind, address)
@@ -246,8 +246,7 @@ class RateLimiter:
                 self._blocked = {k: t for k, t in self._blocked.items() if t > now}
             self._blocked[key] = now + left
             log.warning(
-                "too many failed authentications (%s) from %s: over %d a minute; refusing its unknown "
-                "credentials with 429 for %.0f s (valid credentials still pass)",
+                "too many failed authentications (%s) from %s: over %d a minute; 429 for %.0f s",
                 kind,
                 address,
                 limit,
