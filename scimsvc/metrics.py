@@ -7,6 +7,7 @@ Workers expose their job metrics on their own port (`worker.telemetry`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -94,6 +95,17 @@ class WebMetrics:
 METRICS = web.AppKey("metrics", WebMetrics)
 
 
+# nginx's "client closed request": what metrics and the access log count when the client left before
+# its answer, so that 5xx mean server faults.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    """Whether the client has closed its connection (no answer can reach it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count and time every request by route template (outermost, so errors and 429s are counted)."""
@@ -105,6 +117,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:  # aiohttp cancels a handler whose client left mid-body
+        status = CLIENT_CLOSED_REQUEST if client_gone(request) else 500
         raise
     finally:
         metrics = request.app[METRICS]

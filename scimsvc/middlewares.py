@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -16,6 +17,7 @@ from aiohttp.typedefs import Handler
 from scimsvc import logs
 from scimsvc.client_address import client_address, parse_networks
 from scimsvc.keys import ALLOWED_DOMAINS, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID, TOKEN_CACHE
+from scimsvc.metrics import CLIENT_CLOSED_REQUEST, client_gone
 from scimsvc.rate_limit import LIMITER, retry_after
 from scimsvc.routes.responses import SCIM_CONTENT_TYPE
 from scimsvc.scim.errors import ScimError, database_unavailable
@@ -104,6 +106,10 @@ def _log_database_unavailable(request: web.Request, exc: BaseException) -> None:
     _database_log.update(at=now, missed=0)
 
 
+def _log_client_gone(request: web.Request, what: str) -> None:
+    log.info("client closed the connection before the answer: %s %s (%s)", request.method, request.path, what)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render every error as an RFC 7644 §3.12 body; never HTML, never a traceback."""
@@ -119,7 +125,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         error, headers = _from_http_exception(request, exc)
         return _error_response(request, error, {**_passed_on(exc.headers), **headers})
+    except asyncio.CancelledError:  # aiohttp cancels a handler whose client left mid-body
+        if client_gone(request):
+            _log_client_gone(request, "cancelled")
+        raise
     except Exception as exc:
+        if client_gone(request):
+            # Whatever broke (reading the body, writing a stream), the client left first: no server fault.
+            _log_client_gone(request, repr(exc))
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if unavailable(exc):
             _log_database_unavailable(request, exc)
             error = database_unavailable()
