@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.group import GROUP_RESOURCE
-from scimsvc.changes import Scope, Transaction, write
+from scimsvc.changes import Scope, Transaction, retrying, write
 from scimsvc.scim import filters
 from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
@@ -97,18 +97,22 @@ async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
     """
     resource, members = validate_group(body)
     name = resource["displayName"]
-    async with write(scope) as tx:
-        team = await store.lock_team_by_name(tx.conn, scope.tenant_id, name)
-        if team is None:
-            raise _no_team(scope, name, await store.team_names_like(tx.conn, scope.tenant_id, name))
-        if team["group_id"] is not None:
-            raise _already_linked(name, team["group_id"], team["group_display_name"])
-        try:
-            row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
-        except asyncpg.UniqueViolationError:
-            raise uniqueness(f"the team {name!r} was linked to another SCIM group meanwhile") from None
-        await _apply_members(tx, row["id"], MemberChange(add=tuple(members)), kind="link")
-    return row
+
+    async def attempt() -> asyncpg.Record:
+        async with write(scope) as tx:
+            team = await store.lock_team_by_name(tx.conn, scope.tenant_id, name)
+            if team is None:
+                raise _no_team(scope, name, await store.team_names_like(tx.conn, scope.tenant_id, name))
+            if team["group_id"] is not None:
+                raise _already_linked(name, team["group_id"], team["group_display_name"])
+            try:
+                row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
+            except asyncpg.UniqueViolationError:
+                raise uniqueness(f"the team {name!r} was linked to another SCIM group meanwhile") from None
+            await _apply_members(tx, row["id"], MemberChange(add=tuple(members)), kind="link")
+        return row
+
+    return await retrying(attempt)
 
 
 def _already_linked(name: str, group_id: UUID, group_name: str) -> ScimError:
@@ -147,11 +151,15 @@ async def push_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
     """
     resource, members = validate_group(body)
     change = MemberChange(replace=tuple(members))
-    async with write(scope) as tx:
-        current = await _lock(tx, raw_id, if_match)
-        row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
-        await _apply_members(tx, row["id"], change)
-    return Pushed(row, change.replace or ())
+
+    async def attempt() -> asyncpg.Record:
+        async with write(scope) as tx:
+            current = await _lock(tx, raw_id, if_match)
+            row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+            await _apply_members(tx, row["id"], change)
+        return row
+
+    return Pushed(await retrying(attempt), change.replace or ())
 
 
 async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
@@ -162,29 +170,37 @@ async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str |
 async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
     """PATCH /Groups/{id}: member operations become set changes, the rest edit the resource."""
     operations = parse_patch_request(body)
-    async with write(scope) as tx:
-        current = await _lock(tx, raw_id, if_match)
-        resource, change = plan_group_patch(
-            current["resource"], operations, max_member_ops=scope.settings.group_patch_max_member_ops
-        )
-        if change.is_empty and resource == current["resource"]:
-            return current
-        row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
-        if change.is_empty:
-            await tx.record("group", row["id"], "update")
-        else:
-            await _apply_members(tx, row["id"], change)
-    return row
+
+    async def attempt() -> asyncpg.Record:
+        async with write(scope) as tx:
+            current = await _lock(tx, raw_id, if_match)
+            resource, change = plan_group_patch(
+                current["resource"], operations, max_member_ops=scope.settings.group_patch_max_member_ops
+            )
+            if change.is_empty and resource == current["resource"]:
+                return current
+            row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+            if change.is_empty:
+                await tx.record("group", row["id"], "update")
+            else:
+                await _apply_members(tx, row["id"], change)
+        return row
+
+    return await retrying(attempt)
 
 
 async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> None:
     """DELETE /Groups/{id}: the group is gone from SCIM; its team and the team's members stay."""
-    async with write(scope) as tx:
-        current = await _lock(tx, raw_id, if_match)
-        await store.delete_group(tx.conn, scope.tenant_id, current["id"])
-        await tx.record(
-            "group", current["id"], "unlink", {"team_id": current["team_id"] and str(current["team_id"])}
-        )
+
+    async def attempt() -> None:
+        async with write(scope) as tx:
+            current = await _lock(tx, raw_id, if_match)
+            await store.delete_group(tx.conn, scope.tenant_id, current["id"])
+            await tx.record(
+                "group", current["id"], "unlink", {"team_id": current["team_id"] and str(current["team_id"])}
+            )
+
+    await retrying(attempt)
 
 
 GROUPS = filters.Queryable(
