@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from scimsvc.scim.body_shape import MAX_DEPTH
+from scimsvc.scim.body_shape import MAX_DEPTH, shape_error
 from tests.conftest import create_team, post_user, unique_email, user_body
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -247,3 +247,21 @@ async def test_a_user_naming_an_attribute_twice_is_a_400(client, tenant, db):
     resp = await client.post("/scim/v2/Users", json=body, headers=tenant.headers)
     await scim_error(resp, 400, '"givenName" and "GivenName"', "in name")
     assert await db.fetchval("SELECT count(*) FROM users WHERE user_name = $1", name) == 0
+
+
+# --- the check itself (pure) ----------------------------------------------------------------------
+
+
+def test_the_shape_check_is_iterative_and_names_where_the_problem_is():
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(100_000):  # far past the recursion limit: the check must not recurse
+        inner.append([])
+        inner = inner[0]
+    error = shape_error(deep)
+    assert error is not None and error.scim_type == "invalidSyntax" and "32 levels deep" in error.detail
+    twice = shape_error({"a": [{"b": {"x": 1, "X": 2}}]})
+    assert twice is not None and '"x" and "X" in a[0].b' in twice.detail
+    assert shape_error({"a": {"x": 1, "X": 2}}, names=False) is None
+    assert shape_error(orjson.loads(nested(MAX_DEPTH))) is None  # exactly at the limit
+    assert shape_error(orjson.loads(nested(MAX_DEPTH + 1))) is not None

@@ -20,33 +20,48 @@ from scimsvc.scim.errors import ScimError, invalid_syntax
 MAX_DEPTH = 32  # levels of objects and arrays; a scalar is level 0, `{"a": 1}` is 1
 
 
+# Where an item sits, as a linked list (parent, key or index): built for every container, rendered
+# only for the one refused, so a 50,000-member push is checked in a few tens of milliseconds.
+_Where = tuple["_Where", str | int] | None
+
+
+def _rendered(where: _Where) -> str:
+    parts: list[str] = []
+    while where is not None:
+        where, step = where
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).lstrip(".")
+
+
 def shape_error(
     value: Any, *, where: str = "the request body", max_depth: int = MAX_DEPTH, names: bool = True
 ) -> ScimError | None:
     """A 400 invalidSyntax if `value` nests deeper than `max_depth` or (with `names`) names a member
     twice in different case; None if its shape is fine."""
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    if not isinstance(value, dict | list):
+        return None
+    stack: list[tuple[Any, int, _Where]] = [(value, 0, None)]
     while stack:
-        item, depth, path = stack.pop()
-        if not isinstance(item, dict | list):
-            continue
+        item, depth, at = stack.pop()
         if depth >= max_depth:
             return invalid_syntax(
                 f"{where} nests objects and arrays more than {max_depth} levels deep "
-                f"(at {path.lstrip('.') or 'its top'}); "
+                f"(at {_rendered(at) or 'its top'}); "
                 f"this server accepts at most {max_depth}, and no SCIM resource needs more"
             )
         if isinstance(item, list):
-            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item))
+            stack.extend((v, depth + 1, (at, i)) for i, v in enumerate(item) if isinstance(v, dict | list))
             continue
-        if names and (error := names_error(item, where=where, path=path.lstrip("."))) is not None:
-            return error
-        stack.extend((v, depth + 1, f"{path}.{key}") for key, v in item.items())
+        if names and len({key.lower() for key in item}) != len(item):
+            return names_error(item, where=where, path=_rendered(at))
+        stack.extend((v, depth + 1, (at, k)) for k, v in item.items() if isinstance(v, dict | list))
     return None
 
 
 def names_error(obj: dict[str, Any], *, where: str = "the request body", path: str = "") -> ScimError | None:
     """A 400 invalidSyntax if the object `obj` (not its members) names a member twice in different case."""
+    if len({key.lower() for key in obj}) == len(obj):
+        return None
     seen: dict[str, str] = {}
     for key in obj:
         lowered = key.lower()
