@@ -64,9 +64,9 @@ async def _run(scope: Scope, op: BulkOperation, created: dict[str, str], *, base
     if missing:
         return _failed(op, unresolved(missing))
     create, replace, patch, delete = SERVICES[op.endpoint]
-    data = resolve(op.data, created)
-    target = resolve(op.target, created)
     try:
+        data = resolve(op.data, created)
+        target = resolve(op.target, created)
         if op.method == "DELETE":
             await delete(scope, target, if_match=op.version)
             return BulkResult(op, 204, location=f"{base_url}/{op.endpoint}/{target}")

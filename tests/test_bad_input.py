@@ -201,7 +201,7 @@ CASES: list[tuple[str, str, str, Any, int, str | None]] = [
     ("wrong method on list", "DELETE", "/Users", None, 405, None),
     ("body too large", "POST", "/Users", b'{"userName": "' + b"a" * 1_100_000 + b'@x.com"}', 413, None),
     # JSON nested 1,000 deep parses, but a plain repr of it in the error's detail raised RecursionError.
-    ("search filter nested deep", "POST", "/.search", b'{"filter": %s}' % DEEP, 400, "invalidValue"),
+    ("search filter nested deep", "POST", "/.search", b'{"filter": %s}' % DEEP, 400, "invalidSyntax"),
     (
         "patch operation nested deep",
         "PATCH",

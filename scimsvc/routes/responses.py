@@ -7,13 +7,26 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from scimsvc.scim.body_shape import MAX_DEPTH, check_shape
 from scimsvc.scim.errors import invalid_syntax
 
 SCIM_CONTENT_TYPE = "application/scim+json"
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a 400 invalidSyntax saying what is wrong with it."""
+async def read_json(request: web.Request, *, max_depth: int | None = MAX_DEPTH) -> Any:
+    """The request body as JSON, or a 400 invalidSyntax saying what is wrong with it (including a
+    body nested deeper than `max_depth`: see `scimsvc.scim.body_shape`)."""
+    body = await _parse(request)
+    return body if max_depth is None else check_shape(body, max_depth=max_depth, names=False)
+
+
+async def read_scim_json(request: web.Request) -> Any:
+    """`read_json` for a SCIM body, whose member names are case-insensitive: a name given twice in
+    different case is a 400 too."""
+    return check_shape(await _parse(request))
+
+
+async def _parse(request: web.Request) -> Any:
     raw = await request.read()  # raises 413 past client_max_size; the error middleware renders it
     if not raw.strip():
         raise invalid_syntax("the request body is empty: send a JSON object")

@@ -42,7 +42,9 @@ async def bulk(request: web.Request) -> web.Response:
         raise _too_large(limit) from None
     if len(raw) > limit:
         raise _too_large(limit)
-    parsed = parse_bulk_request(await read_json(request), max_operations=settings.bulk_max_operations)
+    # Each operation's depth and names are checked by the parser, so one bad operation is its own 400.
+    body = await read_json(request, max_depth=None)
+    parsed = parse_bulk_request(body, max_operations=settings.bulk_max_operations)
     # Priced only now: a bulk refused for its size or shape never spends the tenant's budget.
     await charge(request, cost=bulk_credits(parsed.operations))
     results = await bulk_service.run_bulk(scope_of(request), parsed, base_url=base_url(request))

@@ -24,7 +24,7 @@ from scimsvc.body_limits import body_limit
 from scimsvc.keys import SETTINGS
 from scimsvc.openapi import errors
 from scimsvc.route_template import route_template
-from scimsvc.routes.responses import read_json, scim_response
+from scimsvc.routes.responses import read_scim_json, scim_response
 from scimsvc.routes.scim_users import base_url, scope_of
 from scimsvc.scim.errors import ScimError
 from scimsvc.scim.resources import (
@@ -48,7 +48,7 @@ async def read_group_json(request: web.Request, *, limit: int, too_large: str) -
     if request.content_length is not None and request.content_length > limit:
         raise ScimError(413, too_large)
     try:
-        return await read_json(request.clone(client_max_size=limit))
+        return await read_scim_json(request.clone(client_max_size=limit))
     except web.HTTPRequestEntityTooLarge:
         raise ScimError(413, too_large) from None
 
@@ -163,7 +163,7 @@ async def list_groups(request: web.Request) -> web.Response:
 @request_schema(SearchRequestSchema)
 @response_schema(GroupListResponseSchema, 200)
 async def search_groups(request: web.Request) -> web.Response:
-    return scim_response(await groups_page(request, search_query(await read_json(request))))
+    return scim_response(await groups_page(request, search_query(await read_scim_json(request))))
 
 
 @routes.post("/scim/v2/Groups")

@@ -9,7 +9,7 @@ from schemas.group import GROUP_RESOURCE
 from schemas.messages import SearchListResponseSchema, SearchRequestSchema
 from schemas.user import USER_RESOURCE
 from scimsvc.keys import SETTINGS
-from scimsvc.routes.responses import read_json, scim_response
+from scimsvc.routes.responses import read_scim_json, scim_response
 from scimsvc.routes.scim_groups import render_groups
 from scimsvc.routes.scim_users import base_url, scope_of
 from scimsvc.scim.resources import list_response, parse_paging, parse_projection, project, render_user
@@ -24,7 +24,7 @@ routes = web.RouteTableDef()
 @request_schema(SearchRequestSchema)
 @response_schema(SearchListResponseSchema, 200, description="Users first, then Groups")
 async def search_root(request: web.Request) -> web.Response:
-    query = search_query(await read_json(request))
+    query = search_query(await read_scim_json(request))
     settings = request.app[SETTINGS]
     start_index, count = parse_paging(
         query, default_count=settings.default_page_size, max_count=settings.max_page_size

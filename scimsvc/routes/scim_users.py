@@ -23,7 +23,7 @@ from scimsvc import user_service
 from scimsvc.changes import Scope
 from scimsvc.keys import ALLOWED_DOMAINS, NEW_USERS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.openapi import errors
-from scimsvc.routes.responses import read_json, scim_response
+from scimsvc.routes.responses import read_scim_json, scim_response
 from scimsvc.scim.resources import (
     list_response,
     not_modified,
@@ -96,7 +96,7 @@ async def list_users(request: web.Request) -> web.Response:
 @request_schema(SearchRequestSchema)
 @response_schema(UserListResponseSchema, 200)
 async def search_users(request: web.Request) -> web.Response:
-    return scim_response(await users_page(request, search_query(await read_json(request))))
+    return scim_response(await users_page(request, search_query(await read_scim_json(request))))
 
 
 @routes.post("/scim/v2/Users")
@@ -110,7 +110,7 @@ async def search_users(request: web.Request) -> web.Response:
 @response_schema(USER_RESPONSE, 201, description="The user as stored")
 @errors(409)
 async def create_user(request: web.Request) -> web.Response:
-    row = await user_service.create_user(scope_of(request), await read_json(request))
+    row = await user_service.create_user(scope_of(request), await read_scim_json(request))
     return user_response(request, row, status=201)
 
 
@@ -139,7 +139,7 @@ async def get_user(request: web.Request) -> web.Response:
 @response_schema(USER_RESPONSE, 200)
 @errors(404, 409, 412)
 async def replace_user(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_scim_json(request)
     row = await user_service.replace_user(
         scope_of(request), request.match_info["id"], body, if_match=request.headers.get("If-Match")
     )
@@ -156,7 +156,7 @@ async def replace_user(request: web.Request) -> web.Response:
 @response_schema(USER_RESPONSE, 200)
 @errors(404, 409, 412)
 async def patch_user(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_scim_json(request)
     row = await user_service.patch_user(
         scope_of(request), request.match_info["id"], body, if_match=request.headers.get("If-Match")
     )

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scimsvc.scim.body_shape import names_error, shape_error
 from scimsvc.scim.errors import ScimError, invalid_syntax, invalid_value
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -75,6 +76,8 @@ def parse_bulk_request(body: Any, *, max_operations: int) -> BulkRequest:
     """A BulkRequest's operations and failOnErrors; raises only for problems of the request as a whole."""
     if not isinstance(body, dict):
         raise invalid_syntax("a /Bulk body must be a JSON object (a BulkRequest)")
+    if (error := names_error(body, where="the BulkRequest")) is not None:
+        raise error
     schemas = body.get("schemas")
     if schemas is not None and (
         not isinstance(schemas, list) or BULK_REQUEST.lower() not in {str(s).lower() for s in schemas}
@@ -102,6 +105,9 @@ def _parse_operation(index: int, raw: Any) -> BulkOperation:
     where = f"Operations[{index}]"
     if not isinstance(raw, dict):
         return BulkOperation(index, "", "", error=invalid_syntax(f"{where} must be a JSON object"))
+    if (shape := shape_error(raw, where=where)) is not None:
+        # Too deep or ambiguous: refused here, so nothing after the parser walks it.
+        return _unshaped(index, raw, shape)
     method = _member(raw, "method")
     path = _member(raw, "path")
     bulk_id = _member(raw, "bulkId")
@@ -154,6 +160,22 @@ def _parse_operation(index: int, raw: Any) -> BulkOperation:
         version=version,
         data=data,
         refs=frozenset(refs),
+    )
+
+
+def _unshaped(index: int, raw: dict[str, Any], error: ScimError) -> BulkOperation:
+    """The error of an operation refused for its shape; what it shows is read only where unambiguous."""
+    shown: dict[str, str] = {}
+    for name in ("method", "path", "bulkId"):
+        spellings = [v for k, v in raw.items() if k.lower() == name.lower()]
+        shown[name] = spellings[0] if len(spellings) == 1 and isinstance(spellings[0], str) else ""
+    method = shown["method"].upper()
+    return BulkOperation(
+        index,
+        method if method in METHODS else "",
+        shown["path"],
+        bulk_id=shown["bulkId"] or None,
+        error=error,
     )
 
 

@@ -1,0 +1,82 @@
+"""Limits on the shape of a SCIM request body, checked once, right after it is parsed; pure.
+
+* Nesting: the JSON parser accepts 1,024 levels, but the code that walks a body (PATCH's copies,
+  bulkId resolution, the JSON encoder of the database driver) is recursive. No SCIM body needs more
+  than about ten levels (a Bulk operation's PATCH of an extension's complex attribute), so a body
+  nested deeper than `MAX_DEPTH` is refused before any of that code sees it.
+* Names given twice: SCIM attribute names are case-insensitive (RFC 7643 §2.1), so an object that
+  names one member twice in different case (`"path"` and `"Path"`) is ambiguous and is refused, rather
+  than one reader taking the first spelling and another the last.
+
+The walk is iterative: it must not itself hit the recursion limit it guards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scimsvc.scim.errors import ScimError, invalid_syntax
+
+MAX_DEPTH = 32  # levels of objects and arrays; a scalar is level 0, `{"a": 1}` is 1
+
+
+# Where an item sits, as a linked list (parent, key or index): built for every container, rendered
+# only for the one refused, so a 50,000-member push is checked in a few tens of milliseconds.
+_Where = tuple["_Where", str | int] | None
+
+
+def _rendered(where: _Where) -> str:
+    parts: list[str] = []
+    while where is not None:
+        where, step = where
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).lstrip(".")
+
+
+def shape_error(
+    value: Any, *, where: str = "the request body", max_depth: int = MAX_DEPTH, names: bool = True
+) -> ScimError | None:
+    """A 400 invalidSyntax if `value` nests deeper than `max_depth` or (with `names`) names a member
+    twice in different case; None if its shape is fine."""
+    if not isinstance(value, dict | list):
+        return None
+    stack: list[tuple[Any, int, _Where]] = [(value, 0, None)]
+    while stack:
+        item, depth, at = stack.pop()
+        if depth >= max_depth:
+            return invalid_syntax(
+                f"{where} nests objects and arrays more than {max_depth} levels deep "
+                f"(at {_rendered(at) or 'its top'}); "
+                f"this server accepts at most {max_depth}, and no SCIM resource needs more"
+            )
+        if isinstance(item, list):
+            stack.extend((v, depth + 1, (at, i)) for i, v in enumerate(item) if isinstance(v, dict | list))
+            continue
+        if names and len({key.lower() for key in item}) != len(item):
+            return names_error(item, where=where, path=_rendered(at))
+        stack.extend((v, depth + 1, (at, k)) for k, v in item.items() if isinstance(v, dict | list))
+    return None
+
+
+def names_error(obj: dict[str, Any], *, where: str = "the request body", path: str = "") -> ScimError | None:
+    """A 400 invalidSyntax if the object `obj` (not its members) names a member twice in different case."""
+    if len({key.lower() for key in obj}) == len(obj):
+        return None
+    seen: dict[str, str] = {}
+    for key in obj:
+        lowered = key.lower()
+        if lowered in seen:
+            inside = f" in {path}" if path else ""
+            return invalid_syntax(
+                f'{where} names "{seen[lowered]}" and "{key}"{inside}: attribute names are '
+                "case-insensitive (RFC 7643 §2.1), so this is the same member given twice; send it once"
+            )
+        seen[lowered] = key
+    return None
+
+
+def check_shape(value: Any, *, max_depth: int = MAX_DEPTH, names: bool = True) -> Any:
+    """`value` itself, or raise `shape_error`'s 400."""
+    if (error := shape_error(value, max_depth=max_depth, names=names)) is not None:
+        raise error
+    return value
