@@ -263,3 +263,13 @@ def test_the_shape_check_is_iterative_and_names_where_the_problem_is():
     assert shape_error({"a": {"x": 1, "X": 2}}, names=False) is None
     assert shape_error(orjson.loads(nested(MAX_DEPTH))) is None  # exactly at the limit
     assert shape_error(orjson.loads(nested(MAX_DEPTH + 1))) is not None
+    # Flat objects in a list (a push's members) are checked in place: names twice, two or more members.
+    pair = shape_error({"members": [{"value": "a"}, {"value": "b", "Value": "c"}]})
+    assert pair is not None and '"value" and "Value" in members[1]' in pair.detail
+    three = shape_error({"members": [{"value": "a", "display": "A", "DISPLAY": "B"}]})
+    assert three is not None and "members[0]" in three.detail
+    assert shape_error({"members": [{"value": "a", "display": "A"}] * 1000}) is None
+    # A flat object in a list counts its levels like any other: at the limit accepted, one past refused.
+    at_limit = orjson.loads(nested(MAX_DEPTH - 2).replace(b'"x"', b'[{"a": 1}]', 1))
+    past_limit = orjson.loads(nested(MAX_DEPTH - 1).replace(b'"x"', b'[{"a": 1}]', 1))
+    assert shape_error(at_limit) is None and shape_error(past_limit) is not None
