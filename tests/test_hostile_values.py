@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.user import PRODUCT_SCHEMA
-from tests.conftest import ADMIN_HEADERS, create_team, post_user
+from tests.conftest import ADMIN_HEADERS, create_team, post_user, unique_email, user_body
 from tests.test_console import csrf_of, signed_in
 
 BIGINT_MAX = 2**63 - 1
@@ -258,3 +258,32 @@ def _json(body: dict[str, Any]) -> bytes:
 
 def _admin_json() -> dict[str, str]:
     return {**ADMIN_HEADERS, "Content-Type": "application/json"}
+
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+USER_FIELDS: dict[str, Any] = {
+    "title": lambda t: {"title": t},
+    "externalId": lambda t: {"externalId": t},
+    "emails.type": lambda t: {"emails": [{"value": "x@example.com", "type": t}]},
+    "enterprise.department": lambda t: {ENTERPRISE: {"department": t}},
+    "an unknown attribute's name": lambda t: {"x" + t: "y"},
+}
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(USER_FIELDS)), text=HOSTILE_TEXT)
+async def test_generated_nul_and_surrogates_in_a_scim_body_are_a_400_and_store_nothing(
+    client, tenant, db, caplog, field, text
+):
+    count = "SELECT count(*) FROM users WHERE tenant_id = $1"
+    before = await db.fetchval(count, tenant.id)
+    body = {**user_body(unique_email()), **USER_FIELDS[field](text)}
+    resp = await client.post("/scim/v2/Users", data=_json(body), headers=tenant.headers)
+    hostile = "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text)
+    assert resp.status < 500, await resp.text()
+    if hostile and not field.startswith("an unknown"):  # unknown attributes are ignored (RFC 7644 §3.3)
+        assert resp.status == 400, await resp.text()
+        assert "NUL" in (await resp.json())["detail"] or "surrogate" in (await resp.json())["detail"]
+    if resp.status == 400:
+        assert await db.fetchval(count, tenant.id) == before
+    assert not unhandled(caplog)
