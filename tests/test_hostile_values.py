@@ -17,7 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
 from schemas.user import PRODUCT_SCHEMA
+from scimsvc.scim.errors import ScimError
+from scimsvc.scim.filters import compile_filter, matches, parse_filter
 from tests.conftest import ADMIN_HEADERS, create_team, post_user, unique_email, user_body
 from tests.test_console import csrf_of, signed_in
 
@@ -287,3 +290,38 @@ async def test_generated_nul_and_surrogates_in_a_scim_body_are_a_400_and_store_n
     if resp.status == 400:
         assert await db.fetchval(count, tenant.id) == before
     assert not unhandled(caplog)
+
+
+# --- Numbers against a number attribute (none in the SCIM catalog today; an extension may add one) -------
+
+_CORE = SchemaDef("urn:example:Thing", "Thing", "", (Attr("level", type="integer"),))
+THINGS = ResourceTypeDef("Thing", "/Things", "", _CORE)
+
+
+@pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        ("9" * 309, True),
+        ('"1E+131071"', True),
+        ('"-9.9E+131071"', True),
+        ('"1E-16383"', True),
+        ('"1E+131072"', False),
+        ('"-1E+999999"', False),
+        ('"1E-16384"', False),
+        ('"1E-999999"', False),
+    ],
+)
+async def test_a_number_filter_value_is_bound_by_postgresql_or_refused(db, value, fits):
+    for op in ("eq", "gt", "le"):
+        node = parse_filter(f"level {op} {value}")
+        params: list[Any] = []
+        if not fits:
+            with pytest.raises(ScimError, match="out of range"):
+                compile_filter(node, THINGS, columns={}, resource_column="r", params=params)
+            with pytest.raises(ScimError, match="out of range"):
+                matches(node, {"level": 5}, THINGS)
+            continue
+        where = compile_filter(node, THINGS, columns={}, resource_column="r", params=params)
+        sql = f"SELECT count(*) FROM (SELECT '{{\"level\": 5}}'::jsonb AS r) t WHERE {where}"  # noqa: S608
+        found = await db.fetchval(sql, *params)
+        assert bool(found) == matches(node, {"level": 5}, THINGS)
