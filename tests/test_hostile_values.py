@@ -325,3 +325,26 @@ async def test_a_number_filter_value_is_bound_by_postgresql_or_refused(db, value
         sql = f"SELECT count(*) FROM (SELECT '{{\"level\": 5}}'::jsonb AS r) t WHERE {where}"  # noqa: S608
         found = await db.fetchval(sql, *params)
         assert bool(found) == matches(node, {"level": 5}, THINGS)
+
+
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [
+        (str(2**31), 200),
+        (str(2**63), 200),
+        (str(-(2**63) - 1), 200),
+        ("9" * 309, 200),
+        ("-" + "9" * 309, 200),
+        ("9" * 5000, 400),
+    ],
+)
+async def test_scim_paging_past_any_integer_column_is_clamped_or_a_short_400(client, tenant, number, status):
+    for name in ("startIndex", "count"):
+        for base, post in [("/scim/v2/Users", False), ("/scim/v2/Groups", False), ("/scim/v2", True)]:
+            if post:
+                resp = await client.post(f"{base}/.search", json={name: number}, headers=tenant.headers)
+            else:
+                resp = await client.get(base, params={name: number}, headers=tenant.headers)
+            assert resp.status == status, (name, base, await resp.text())
+            if status == 400:
+                assert len((await resp.json())["detail"]) < 200
