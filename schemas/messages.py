@@ -386,7 +386,10 @@ class AuditPageSchema(Schema):
 
 
 class AuditQuerySchema(PageLimitQuerySchema):
-    before = fields.Integer(metadata=_d("The last audit id seen: older entries"))
+    before = fields.Integer(
+        validate=validate.Range(min=1, max=2**63 - 1),  # audit ids are a bigint
+        metadata=_d("The last audit id seen: older entries"),
+    )
     user_id = fields.UUID()
 
 

@@ -41,9 +41,11 @@ from scimsvc.routes.admin import (
     LICENSE_FILTERS,
     USER_STATES,
     admin_scope,
+    audit_before,
     load,
     render_admin_user,
     render_tenant,
+    storable_text,
     stream_users_csv,
     tenant_or_404,
     user_filters,
@@ -92,6 +94,7 @@ async def _find_user(request: web.Request, tenant_id: UUID, typed: str) -> UUID:
     pool = request.app[POOL]
     if not typed:
         raise invalid_value("user: enter a user's id or userName")
+    storable_text("user", typed)
     try:
         wanted = UUID(typed)
     except ValueError:
@@ -475,9 +478,7 @@ async def audit_log(request: web.Request) -> web.Response:
     }
     try:
         user_id = await _find_user(request, tenant_id, typed_user) if typed_user else None
-        before = int(query["before"]) if query.get("before") else None
-    except ValueError:
-        return page(request, "audit.html", {**context, "error": "before must be an audit id"}, status=400)
+        before = audit_before(query)
     except ScimError as exc:
         return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
     rows = await licenses.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=PAGE_SIZE)

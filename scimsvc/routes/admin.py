@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -66,8 +67,29 @@ def page_limit(query: Mapping[str, str]) -> int:
     """`limit` of a paged admin list: 100 by default, clamped to 1..1000."""
     try:
         return min(max(int(query.get("limit", "100")), 1), 1000)
-    except ValueError:
-        raise invalid_value("limit must be an integer") from None
+    except ValueError:  # not a number, or more digits than int() converts
+        raise invalid_value("limit must be a whole number (a page holds 1 to 1000 items)") from None
+
+
+BIGINT_MAX = 2**63 - 1  # audit ids are a bigint column: a larger number cannot even be sent to PostgreSQL
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def audit_before(query: Mapping[str, str]) -> int | None:
+    """`before` of an audit page (the last audit id seen), 1..2^63-1; a 400 naming the range otherwise."""
+    raw = query.get("before")
+    if not raw:
+        return None
+    if not _WHOLE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= BIGINT_MAX:
+        raise invalid_value(f"before must be an audit id: a whole number from 1 to {BIGINT_MAX}")
+    return int(raw)
+
+
+def storable_text(name: str, value: str) -> str:
+    """`value` if PostgreSQL text can hold it; a 400 naming `name` for a NUL or a lone surrogate."""
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        raise invalid_value(f"{name} must not contain the NUL character (\\u0000) or an unpaired surrogate")
+    return value
 
 
 def tenant_id_of(request: web.Request) -> UUID:
@@ -214,9 +236,7 @@ def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
     if license is not None and license not in LICENSE_FILTERS:
         raise invalid_value(f"license must be one of {', '.join(LICENSE_FILTERS)}, got {license!r}")
     q = query.get("q") or None
-    if q is not None and "\x00" in q:  # PostgreSQL text cannot hold it: a 400, not a database error
-        raise invalid_value("q must not contain the NUL character (\\u0000)")
-    return {"state": state, "license": license, "q": q}
+    return {"state": state, "license": license, "q": q and storable_text("q", q)}
 
 
 @routes.get("/admin/v1/tenants/{tid}/users")
@@ -315,10 +335,7 @@ async def get_audit(request: web.Request) -> web.Response:
     await tenant_or_404(request.app[POOL], tenant_id)
     query = request.query
     limit = page_limit(query)
-    try:
-        before = int(query["before"]) if query.get("before") else None
-    except ValueError:
-        raise invalid_value("before must be an integer (the last audit id seen)") from None
+    before = audit_before(query)
     user_id = uuid_or_404(query["user_id"], "user") if query.get("user_id") else None
     rows = await licenses.audit_page(
         request.app[POOL], tenant_id, user_id=user_id, before_id=before, limit=limit

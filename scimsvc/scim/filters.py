@@ -243,11 +243,13 @@ class _Parser:
 
 
 def _number(token: _Token, *, is_int: bool) -> int | float:
+    """An int of any size Python converts (4,300 digits), or a finite float; else out of range (400)."""
     try:
         value: int | float = int(token.text) if is_int else float(token.text)
     except ValueError:  # more digits than int() converts
         value = math.inf
-    if not math.isfinite(value):
+    # math.isfinite(int) converts to float and raises OverflowError past 1e308: ints are always finite.
+    if isinstance(value, float) and not math.isfinite(value):
         raise invalid_filter(f"the number at position {token.pos} is out of range")
     return value
 
@@ -379,11 +381,22 @@ def _check(leaf: _Leaf, op: str, value: Value) -> _Check:
                 f"{_q(leaf.name)} is a dateTime: compare it with an ISO 8601 string such as "
                 f'"2024-01-31T12:00:00Z", not {_show(value)}'
             )
+        if not _utc_representable(instant):
+            raise invalid_filter(
+                f"{_show(value)} compared with {_q(leaf.name)} is out of range: a dateTime in a filter must "
+                "fall, in UTC, between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
+            )
         return _Check(leaf, op, instant)
     if kind == "number":
         number = _as_number(value)
         if number is None:
             raise invalid_filter(f"{_q(leaf.name)} is a number: compare it with a number, not {_show(value)}")
+        if not _numeric_representable(number):
+            raise invalid_filter(
+                f"{_show(value)} compared with {_q(leaf.name)} is out of range: a number in a filter has at "
+                f"most {_NUMERIC_INTEGER_DIGITS} digits before the decimal point and "
+                f"{_NUMERIC_FRACTION_DIGITS} after"
+            )
         return _Check(leaf, op, number)
     text = _text(value)
     if kind == "uuid" and op in ("eq", "ne"):
@@ -441,6 +454,30 @@ def _as_number(value: Any) -> Decimal | None:
         except InvalidOperation:
             return None
     return None
+
+
+# What a PostgreSQL numeric parameter holds (asyncpg refuses, or worse wraps, anything past it).
+_NUMERIC_INTEGER_DIGITS = 131_072
+_NUMERIC_FRACTION_DIGITS = 16_383
+
+
+def _numeric_representable(number: Decimal) -> bool:
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: _as_number refuses NaN and infinities
+    return number.adjusted() < _NUMERIC_INTEGER_DIGITS and exponent >= -_NUMERIC_FRACTION_DIGITS
+
+
+def _utc_representable(instant: datetime) -> bool:
+    """Whether `instant` in UTC is still a datetime (year 1..9999), as asyncpg must send it.
+
+    A filter value such as "0001-01-01T00:00:00+01:00" is a valid ISO 8601 string whose UTC time is in
+    year 0; it is refused (400) rather than clamped, so that a comparison always means what it says.
+    """
+    try:
+        instant.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

@@ -11,7 +11,7 @@ from typing import Any
 from schemas.catalog import AttrPath, ResourceTypeDef
 from schemas.group import GROUP_SCHEMA
 from schemas.user import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_SCHEMA
-from scimsvc.scim.errors import ScimError, invalid_value
+from scimsvc.scim.errors import ScimError, invalid_value, shown
 
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 MAX_START_INDEX = 2**62
@@ -304,7 +304,8 @@ def parse_paging(query: Mapping[str, str], *, default_count: int, max_count: int
         try:
             return int(raw)
         except ValueError:
-            raise invalid_value(f"{name} must be an integer, got {raw!r}") from None
+            # also past the 4,300 digits int() converts; shown() keeps the echo short
+            raise invalid_value(f"{name} must be an integer, got {shown(raw)}") from None
 
     # Past any real table, but inside PostgreSQL's bigint OFFSET: such a page is simply empty.
     start_index = min(max(1, integer("startIndex", 1)), MAX_START_INDEX)
