@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
@@ -24,11 +24,17 @@ SCIM_AUDITED = {
 
 @dataclass(frozen=True)
 class PendingUser:
-    """A user whose outbox rows are being applied: its changes in order and the latest request id."""
+    """A user whose outbox rows are being applied: its changes in order, each with the request id of the
+    SCIM call that made it."""
 
     id: UUID
     changes: list[str]
-    request_id: str | None = None
+    request_ids: list[str | None] = field(default_factory=list)  # one per change, in the same order
+
+    @property
+    def request_id(self) -> str | None:
+        """The latest change's request id: the state the license is decided on is the one it left."""
+        return self.request_ids[-1] if self.request_ids else None
 
 
 def _license_action(before: str | None, after: str | None) -> str:
@@ -87,8 +93,8 @@ async def allocate_licenses(
     released_by: str | None = None
     for user, holder in zip(present, holders, strict=True):
         audits.extend(
-            AuditRow(user.id, SCIM_AUDITED[c], "scim", request_id=user.request_id)
-            for c in user.changes
+            AuditRow(user.id, SCIM_AUDITED[c], "scim", request_id=request_id)
+            for c, request_id in zip(user.changes, user.request_ids, strict=True)
             if c in SCIM_AUDITED
         )
         decision = plan.decisions[user.id]

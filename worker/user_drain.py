@@ -53,12 +53,14 @@ class DrainResult:
 
 def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
     """Rows (in id order) grouped per user; users in the order of their oldest pending row."""
-    changes: dict[UUID, list[str]] = {}
-    request_ids: dict[UUID, str | None] = {}
+    users: dict[UUID, PendingUser] = {}
     for row in rows:
-        changes.setdefault(row["resource_id"], []).append(row["change"])
-        request_ids[row["resource_id"]] = row["request_id"]
-    return [PendingUser(uid, kinds, request_ids[uid]) for uid, kinds in changes.items()]
+        user = users.get(row["resource_id"])
+        if user is None:
+            user = users[row["resource_id"]] = PendingUser(row["resource_id"], [], [])
+        user.changes.append(row["change"])
+        user.request_ids.append(row["request_id"])
+    return list(users.values())
 
 
 async def apply_user_rows(
