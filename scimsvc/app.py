@@ -27,7 +27,10 @@ from scimsvc.token_cache import TokenCache
 async def pg_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[POOL] = await create_pool(
-        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        wait_seconds=settings.db_wait_seconds,
     )
     app[NEW_USERS] = new_user_inserts(app[POOL])
     app[TOKEN_CACHE] = TokenCache(

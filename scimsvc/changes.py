@@ -15,6 +15,7 @@ from arq.connections import ArqRedis
 from scimsvc.jobs import Wakeup, waker_for
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
+from scimsvc.store.db import transaction
 from scimsvc.store.users import NewUserInserts
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,9 @@ async def write(scope: Scope) -> AsyncIterator[Transaction]:
     The wake-up is sent in the background: the response does not wait for Redis, as the committed outbox
     rows are the record and the worker's sweeper re-enqueues any wake-up that gets lost.
     """
-    async with scope.pool.acquire() as conn:
+    async with transaction(scope.pool) as conn:
         tx = Transaction(conn, scope)
-        async with conn.transaction():
-            yield tx
+        yield tx
     _wake(scope, tx.touched)
 
 

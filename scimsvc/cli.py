@@ -274,6 +274,10 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "SCIMSVC_PORT": ("port to listen on, unless --port", str(DEFAULT_PORT)),
     "SCIMSVC_DB_POOL_MIN": ("PostgreSQL connections opened at start", _default("db_pool_min")),
     "SCIMSVC_DB_POOL_MAX": ("PostgreSQL connections at most", _default("db_pool_max")),
+    "SCIMSVC_DB_WAIT_SECONDS": (
+        "longest wait for PostgreSQL (a connection, a statement); past it: 503",
+        _default("db_wait_seconds"),
+    ),
     "SCIMSVC_MAX_BODY_BYTES": ("largest request body; larger: 413", _default("max_body_bytes")),
     "SCIMSVC_GROUP_MAX_BODY_BYTES": ("largest POST or PUT /Groups body", _default("group_max_body_bytes")),
     "SCIMSVC_GROUP_PATCH_MAX_BYTES": ("largest PATCH /Groups body", _default("group_patch_max_bytes")),
@@ -367,6 +371,7 @@ _WEB = (
     "SCIMSVC_ADMIN_KEY",
     "SCIMSVC_DB_POOL_MIN",
     "SCIMSVC_DB_POOL_MAX",
+    "SCIMSVC_DB_WAIT_SECONDS",
     "SCIMSVC_MAX_BODY_BYTES",
     "SCIMSVC_GROUP_MAX_BODY_BYTES",
     "SCIMSVC_GROUP_PATCH_MAX_BYTES",

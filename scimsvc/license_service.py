@@ -10,6 +10,7 @@ import asyncpg
 from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.store import licenses
 from scimsvc.store import tenants as tenant_store
+from scimsvc.store.db import transaction
 
 MANAGED_BY_SCIM = (
     "licenses of this tenant are managed by SCIM: the identity provider assigns them while SCIM is enabled. "
@@ -67,7 +68,7 @@ async def assign_license_by_hand(
     tenant = await tenant_store.get_tenant(pool, tenant_id)
     if tenant is None:
         raise not_found(f"tenant {tenant_id} not found")
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await assign_license(
             conn,
             tenant_id=tenant_id,

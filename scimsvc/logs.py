@@ -106,6 +106,17 @@ def _is_tick(record: logging.LogRecord) -> bool:
     )
 
 
+class OneLineRetries(logging.Filter):
+    """On the `asyncpg.pool` logger: a connection it failed to open again in the background (PostgreSQL
+    down or stalled; it retries by itself) is one line naming the error, not a traceback at each retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{record.getMessage()}: {record.exc_info[1]!r}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FORMATS = ("json", "text")
 
@@ -120,6 +131,9 @@ def configure(*, level: str = "INFO", fmt: str = "json") -> None:
     arq_worker = logging.getLogger("arq.worker")
     if not any(isinstance(f, QuietTicks) for f in arq_worker.filters):
         arq_worker.addFilter(QuietTicks())
+    asyncpg_pool = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, OneLineRetries) for f in asyncpg_pool.filters):
+        asyncpg_pool.addFilter(OneLineRetries())
 
 
 def mask_email(address: str | None) -> str:

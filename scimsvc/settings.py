@@ -156,6 +156,7 @@ class Settings:
     queue_name: str = "scimsvc:queue"
     db_pool_min: int = 2
     db_pool_max: int = 10
+    db_wait_seconds: int = 5  # web: the longest a request waits for PostgreSQL (a connection, a statement)
     max_body_bytes: int = 1_048_576
     default_page_size: int = 100
     max_page_size: int = 1000
@@ -211,6 +212,9 @@ class Settings:
             # asyncpg opens min connections at start and at most max; 0 at start is allowed, 0 at most not.
             "db_pool_min": env_int("SCIMSVC_DB_POOL_MIN", cls.db_pool_min),
             "db_pool_max": env_int("SCIMSVC_DB_POOL_MAX", cls.db_pool_max, minimum=1),
+            "db_wait_seconds": env_int(
+                "SCIMSVC_DB_WAIT_SECONDS", cls.db_wait_seconds, minimum=1, maximum=600
+            ),
             # aiohttp reads a client_max_size of 0 as no limit at all.
             "max_body_bytes": env_int("SCIMSVC_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             "sweep_after_seconds": env_int("SCIMSVC_SWEEP_AFTER_SECONDS", cls.sweep_after_seconds),

@@ -61,6 +61,7 @@ TENANT = str(uuid.uuid4())
 BAD_SETTINGS = [
     # (command, variable, value, what the line says)
     ("serve", "SCIMSVC_DB_POOL_MAX", "0", "SCIMSVC_DB_POOL_MAX must be 1 or more, got '0'"),
+    ("serve", "SCIMSVC_DB_WAIT_SECONDS", "0", "SCIMSVC_DB_WAIT_SECONDS must be from 1 to 600, got '0'"),
     (
         "serve",
         "SCIMSVC_DB_POOL_MIN",
@@ -207,6 +208,7 @@ WEB = {
     "SCIMSVC_ADMIN_KEY",
     "SCIMSVC_DB_POOL_MIN",
     "SCIMSVC_DB_POOL_MAX",
+    "SCIMSVC_DB_WAIT_SECONDS",
     "SCIMSVC_MAX_BODY_BYTES",
     "SCIMSVC_GROUP_MAX_BODY_BYTES",
     "SCIMSVC_GROUP_PATCH_MAX_BYTES",
@@ -256,6 +258,7 @@ FIELDS = {
     "SCIMSVC_ADMIN_KEY": "admin_key",
     "SCIMSVC_DB_POOL_MIN": "db_pool_min",
     "SCIMSVC_DB_POOL_MAX": "db_pool_max",
+    "SCIMSVC_DB_WAIT_SECONDS": "db_wait_seconds",
     "SCIMSVC_MAX_BODY_BYTES": "max_body_bytes",
     "SCIMSVC_GROUP_MAX_BODY_BYTES": "group_max_body_bytes",
     "SCIMSVC_GROUP_PATCH_MAX_BYTES": "group_patch_max_bytes",

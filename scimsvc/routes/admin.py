@@ -42,6 +42,7 @@ from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.store import licenses, teams, users
 from scimsvc.store import tenants as store
+from scimsvc.store.db import transaction
 
 routes = web.RouteTableDef()
 
@@ -285,7 +286,7 @@ async def stream_users_csv(
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_HEADER)
-    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+    async with transaction(request.app[POOL], readonly=True) as conn:
         async for row in users.admin_export_cursor(conn, tenant_id, **filters):
             writer.writerow(export_row(row))
             if buffer.tell() > 64_000:

@@ -13,6 +13,7 @@ from schemas.user import PRODUCT_SCHEMA
 from scimsvc.scim.filters import Column
 from scimsvc.store import pages
 from scimsvc.store.batches import Batcher
+from scimsvc.store.db import fetch_in_time
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
 # attribute is read from the `resource` JSONB.
@@ -55,9 +56,10 @@ RETURNING {USER_COLUMNS}
 """
 
 
-def _with_outbox(write: str, *, change: str, request_id: str) -> str:
+def _with_outbox(write: str, *, change: str, request_id: str, write_by: str) -> str:
     """One statement: `write` (an INSERT or UPDATE of `users AS u`) and the outbox row of the user it
-    wrote, returned with `outbox_id`; nothing at all when `write` writes no row."""
+    wrote, returned with `outbox_id`; nothing at all when `write` writes no row, and nothing either, with
+    an error, when it reaches PostgreSQL after `write_by` (`in_time`, migration 0013)."""
     return f"""
 WITH u AS (
     {write}
@@ -65,6 +67,7 @@ WITH u AS (
 ), change AS (
     INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
     SELECT u.tenant_id, 'user', u.id, {change}, jsonb_build_object('active', u.active), {request_id} FROM u
+    WHERE in_time({write_by})
     RETURNING id
 )
 SELECT u.*, change.id AS outbox_id FROM u, change
@@ -80,6 +83,7 @@ INSERT_NEW_USER = _with_outbox(
     ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING""",
     change="'create'",
     request_id="$7",
+    write_by="$8",
 )
 # How long a batch waits for a row lock: a name in it that another transaction is writing right then (a
 # front end inserting it, a PATCH or the worker updating that user). Past it the batch fails with nothing
@@ -109,7 +113,7 @@ WITH waits AS MATERIALIZED (
 ), change AS (
     INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
     SELECT m.tenant_id, 'user', m.id, 'create', jsonb_build_object('active', m.active), m.request_id
-    FROM made m ORDER BY m.batch_row
+    FROM made m WHERE in_time($8) ORDER BY m.batch_row
     RETURNING id, resource_id
 )
 SELECT m.*, change.id AS outbox_id FROM made m JOIN change ON change.resource_id = m.id
@@ -130,6 +134,7 @@ UPDATE_READ_USER = _with_outbox(
     WHERE u.tenant_id = $1 AND u.id = $2 AND u.version = $8 AND u.scim_linked""",
     change="$9",
     request_id="$10",
+    write_by="$11",
 )
 UNLINK_USER = """
 UPDATE users AS u
@@ -219,13 +224,20 @@ async def insert_new_user(
 
 
 async def _insert_one(pool: asyncpg.Pool, user: NewUser) -> asyncpg.Record | None:
-    return await pool.fetchrow(INSERT_NEW_USER, user.tenant_id, *_columns(user.resource), user.request_id)
+    rows = await fetch_in_time(
+        pool, INSERT_NEW_USER, user.tenant_id, *_columns(user.resource), user.request_id
+    )
+    return rows[0] if rows else None
 
 
 async def _insert_many(pool: asyncpg.Pool, users: Sequence[NewUser]) -> list[asyncpg.Record | None]:
     columns = zip(*(_columns(user.resource) for user in users), strict=True)
-    rows = await pool.fetch(
-        INSERT_NEW_USERS, [user.tenant_id for user in users], *columns, [user.request_id for user in users]
+    rows = await fetch_in_time(
+        pool,
+        INSERT_NEW_USERS,
+        [user.tenant_id for user in users],
+        *columns,
+        [user.request_id for user in users],
     )
     made = {row["batch_row"]: row for row in rows}
     return [made.get(n) for n in range(1, len(users) + 1)]
@@ -264,9 +276,10 @@ async def update_read_user(
 ) -> asyncpg.Record | None:
     """Save a linked user read at `version` and its `change` outbox row, atomically; None (nothing
     written) if the user has changed since. The row carries `outbox_id`."""
-    return await conn.fetchrow(
-        UPDATE_READ_USER, tenant_id, user_id, *_columns(resource), version, change, request_id
+    rows = await fetch_in_time(
+        conn, UPDATE_READ_USER, tenant_id, user_id, *_columns(resource), version, change, request_id
     )
+    return rows[0] if rows else None
 
 
 async def unlink_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> bool:

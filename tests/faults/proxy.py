@@ -27,6 +27,11 @@ class FaultProxy:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def open_links(self) -> int:
+        """Connections still open: a link ends when both sides have closed (each got the other's bytes)."""
+        return len(self._links)
+
     async def start(self) -> None:
         """Listen (again) and pass bytes."""
         self._flowing.set()
