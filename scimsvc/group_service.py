@@ -22,6 +22,7 @@ from scimsvc.changes import Scope, Transaction, retrying, write
 from scimsvc.scim import filters
 from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
+from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
@@ -32,10 +33,7 @@ TEAMS_API = "POST /admin/v1/tenants/{tenant_id}/teams"
 
 def parse_group_id(raw: str) -> UUID:
     """A group id from a URL; anything that is not one of ours is simply not found."""
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found(f"Group {raw!r} not found") from None
+    return id_or_404(raw, "Group")
 
 
 def _no_team(scope: Scope, name: str, similar: list[str]) -> ScimError:

@@ -18,6 +18,7 @@ from scimsvc.changes import Scope, retrying, write, write_one
 from scimsvc.notices import email_change_notices
 from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
+from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
@@ -35,10 +36,7 @@ TAKEN = (
 
 def parse_user_id(raw: str) -> UUID:
     """A user id from a URL; anything that is not one of ours is simply not found."""
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found(f"User {raw!r} not found") from None
+    return id_or_404(raw, "User")
 
 
 async def _resolve_manager(

@@ -49,9 +49,9 @@ from scimsvc.routes.admin import (
     stream_users_csv,
     tenant_or_404,
     user_filters,
-    uuid_or_404,
 )
 from scimsvc.scim.errors import ScimError, invalid_value
+from scimsvc.scim.ids import id_or_404
 from scimsvc.store import licenses, teams, users
 from scimsvc.store import tenants as tenant_store
 
@@ -68,7 +68,7 @@ def see_other(location: str) -> web.HTTPSeeOther:
 
 
 def _tenant_id(request: web.Request) -> UUID:
-    return uuid_or_404(request.match_info["tid"], "tenant")
+    return id_or_404(request.match_info["tid"], "tenant")
 
 
 async def _tenant(request: web.Request) -> dict[str, Any]:
@@ -240,7 +240,7 @@ async def token_create(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
 async def token_revoke(request: web.Request) -> web.Response:
     tenant_id = _tenant_id(request)
-    token_id = uuid_or_404(request.match_info["token_id"], "token")
+    token_id = id_or_404(request.match_info["token_id"], "token")
     if not await tenant_store.revoke_token(request.app[POOL], tenant_id, token_id):
         detail = f"token {token_id} is not a live token of this tenant (already revoked?)"
         return await _scim_page(request, status=404, error=detail)
@@ -346,7 +346,7 @@ async def team_create(request: web.Request) -> web.Response:
 
 
 def _team_id(request: web.Request) -> UUID:
-    return uuid_or_404(request.match_info["team_id"], "team")
+    return id_or_404(request.match_info["team_id"], "team")
 
 
 @routes.post("/console/tenants/{tid}/teams/{team_id}/rename")
@@ -379,7 +379,7 @@ async def _team_page(
     tenant = await _tenant(request)
     pool = request.app[POOL]
     team = await team_service.team_or_404(pool, UUID(tenant["id"]), _team_id(request))
-    after = uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
+    after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
     members = await teams.members_page(pool, team["id"], after=after, limit=PAGE_SIZE)
     context = {
         "tenant": tenant,
@@ -416,7 +416,7 @@ async def member_add(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/teams/{team_id}/members/{uid}/remove")
 async def member_remove(request: web.Request) -> web.Response:
     tenant_id, team_id = _tenant_id(request), _team_id(request)
-    user_id = uuid_or_404(request.match_info["uid"], "user")
+    user_id = id_or_404(request.match_info["uid"], "user")
     if not await teams.remove_member(request.app[POOL], tenant_id, team_id, user_id):
         return await _team_page(request, status=404, error=f"user {user_id} is not a member of this team")
     raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-removed")
@@ -444,7 +444,7 @@ async def users_list(request: web.Request) -> web.Response:
     context["filters"] = {k: v for k, v in context["query"].items() if v}
     try:
         filters = user_filters(query)
-        after = uuid_or_404(query["after"], "user") if query.get("after") else None
+        after = id_or_404(query["after"], "user") if query.get("after") else None
     except ScimError as exc:
         return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
     rows = await users.admin_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)

@@ -39,6 +39,7 @@ from scimsvc.openapi import errors
 from scimsvc.product_user import EXPORT_HEADER, export_row, full_name, user_state
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
+from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.store import licenses, teams, users
 from scimsvc.store import tenants as store
@@ -55,13 +56,6 @@ def load(schema: Schema, body: Any) -> dict[str, Any]:
         return schema.load(body)
     except ValidationError as exc:
         raise invalid_value("; ".join(flatten_errors(exc.messages))) from None
-
-
-def uuid_or_404(raw: str, what: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found(f"{what} {raw!r} not found") from None
 
 
 def page_limit(query: Mapping[str, str]) -> int:
@@ -94,7 +88,7 @@ def storable_text(name: str, value: str) -> str:
 
 
 def tenant_id_of(request: web.Request) -> UUID:
-    return uuid_or_404(request.match_info["tid"], "tenant")
+    return id_or_404(request.match_info["tid"], "tenant")
 
 
 def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
@@ -196,7 +190,7 @@ async def get_licenses(request: web.Request) -> web.Response:
 @errors(404)
 async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    user_id = uuid_or_404(request.match_info["uid"], "user")
+    user_id = id_or_404(request.match_info["uid"], "user")
     data = load(LicenseAssignmentSchema(), await read_json(request))
     await assign_license_by_hand(
         request.app[POOL],
@@ -250,7 +244,7 @@ async def list_admin_users(request: web.Request) -> web.Response:
     await tenant_or_404(request.app[POOL], tenant_id)
     filters = user_filters(request.query)
     limit = page_limit(request.query)
-    after = uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
+    after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
     rows = await users.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
     user_teams = await teams.teams_of(request.app[POOL], [r["id"] for r in rows])
     items = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
@@ -304,7 +298,7 @@ async def stream_users_csv(
 @errors(404)
 async def get_admin_user(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    user_id = uuid_or_404(request.match_info["uid"], "user")
+    user_id = id_or_404(request.match_info["uid"], "user")
     rows = await users.admin_page(
         request.app[POOL], tenant_id, state=None, license=None, q=None, after=None, limit=1, only=user_id
     )
@@ -321,7 +315,7 @@ async def get_admin_user(request: web.Request) -> web.Response:
 async def delete_admin_user(request: web.Request) -> web.Response:
     """Hard delete: the user leaves the subscription; each board goes to an heir (audited)."""
     tenant_id = tenant_id_of(request)
-    user_id = uuid_or_404(request.match_info["uid"], "user")
+    user_id = id_or_404(request.match_info["uid"], "user")
     handovers = await hard_delete_user(admin_scope(request, tenant_id), user_id)
     return json_response({"deleted": str(user_id), "handovers": handovers})
 
@@ -337,7 +331,7 @@ async def get_audit(request: web.Request) -> web.Response:
     query = request.query
     limit = page_limit(query)
     before = audit_before(query)
-    user_id = uuid_or_404(query["user_id"], "user") if query.get("user_id") else None
+    user_id = id_or_404(query["user_id"], "user") if query.get("user_id") else None
     rows = await licenses.audit_page(
         request.app[POOL], tenant_id, user_id=user_id, before_id=before, limit=limit
     )
@@ -393,7 +387,7 @@ async def create_token(request: web.Request) -> web.Response:
 @errors(404)
 async def revoke_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    token_id = uuid_or_404(request.match_info["token_id"], "token")
+    token_id = id_or_404(request.match_info["token_id"], "token")
     if not await store.revoke_token(request.app[POOL], tenant_id, token_id):
         raise not_found(f"token {token_id} not found for tenant {tenant_id} (or already revoked)")
     return web.Response(status=204)

@@ -22,9 +22,10 @@ from schemas.messages import (
 from scimsvc import team_service
 from scimsvc.keys import POOL
 from scimsvc.openapi import errors
-from scimsvc.routes.admin import load, page_limit, tenant_id_of, tenant_or_404, uuid_or_404
+from scimsvc.routes.admin import load, page_limit, tenant_id_of, tenant_or_404
 from scimsvc.routes.responses import json_response, read_json
 from scimsvc.scim.errors import invalid_value, not_found
+from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.store import boards, teams, users
 
@@ -46,7 +47,7 @@ def render_team(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _team_id(request: web.Request) -> UUID:
-    return uuid_or_404(request.match_info["team_id"], "team")
+    return id_or_404(request.match_info["team_id"], "team")
 
 
 @routes.post("/admin/v1/tenants/{tid}/teams")
@@ -115,7 +116,7 @@ async def list_members(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     await team_service.team_or_404(pool, tenant_id, team_id)
     limit = page_limit(request.query)
-    after = uuid_or_404(request.query["after"], "user") if request.query.get("after") else None
+    after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
     rows = await teams.members_page(pool, team_id, after=after, limit=limit)
     members = [
         {
@@ -135,7 +136,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def add_member(request: web.Request) -> web.Response:
     """Manual membership: allowed with SCIM on (a later group push overwrites it)."""
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
-    user_id = uuid_or_404(request.match_info["uid"], "user")
+    user_id = id_or_404(request.match_info["uid"], "user")
     pool = request.app[POOL]
     await team_service.team_or_404(pool, tenant_id, team_id)
     if not await teams.add_member(pool, tenant_id, team_id, user_id, added_by="admin"):
@@ -148,7 +149,7 @@ async def add_member(request: web.Request) -> web.Response:
 @errors(404)
 async def remove_member(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), _team_id(request)
-    user_id = uuid_or_404(request.match_info["uid"], "user")
+    user_id = id_or_404(request.match_info["uid"], "user")
     if not await teams.remove_member(request.app[POOL], tenant_id, team_id, user_id):
         raise not_found(f"user {user_id} is not a member of team {team_id} in tenant {tenant_id}")
     return web.Response(status=204)
@@ -202,9 +203,9 @@ async def list_boards(request: web.Request) -> web.Response:
     rows = await boards.list_boards(
         pool,
         tenant_id,
-        owner_id=uuid_or_404(query["owner_id"], "user") if query.get("owner_id") else None,
-        team_id=uuid_or_404(query["team_id"], "team") if query.get("team_id") else None,
-        after=uuid_or_404(query["after"], "board") if query.get("after") else None,
+        owner_id=id_or_404(query["owner_id"], "user") if query.get("owner_id") else None,
+        team_id=id_or_404(query["team_id"], "team") if query.get("team_id") else None,
+        after=id_or_404(query["after"], "board") if query.get("after") else None,
         limit=limit,
     )
     items = [render_board(r) for r in rows]

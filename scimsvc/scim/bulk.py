@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scimsvc.scim.attribute_names import keys_named, member
 from scimsvc.scim.body_shape import names_error, shape_error
 from scimsvc.scim.errors import ScimError, invalid_syntax, invalid_value
 
@@ -66,12 +67,6 @@ class BulkResult:
     error: ScimError | None = None
 
 
-def _member(obj: Mapping[str, Any], name: str) -> Any:
-    """A member by name, case-insensitively (SCIM names are)."""
-    lowered = name.lower()
-    return next((v for k, v in obj.items() if isinstance(k, str) and k.lower() == lowered), None)
-
-
 def parse_bulk_request(body: Any, *, max_operations: int) -> BulkRequest:
     """A BulkRequest's operations and failOnErrors; raises only for problems of the request as a whole."""
     if not isinstance(body, dict):
@@ -83,7 +78,7 @@ def parse_bulk_request(body: Any, *, max_operations: int) -> BulkRequest:
         not isinstance(schemas, list) or BULK_REQUEST.lower() not in {str(s).lower() for s in schemas}
     ):
         raise invalid_syntax(f'a BulkRequest\'s "schemas" must list {BULK_REQUEST!r}')
-    raw_ops = _member(body, "Operations")
+    raw_ops = member(body, "Operations")
     if not isinstance(raw_ops, list):
         raise invalid_syntax('a BulkRequest needs "Operations": a list of operations')
     if len(raw_ops) > max_operations:
@@ -92,7 +87,7 @@ def parse_bulk_request(body: Any, *, max_operations: int) -> BulkRequest:
             f"the bulk request has {len(raw_ops)} operations; this server accepts at most {max_operations} "
             "(maxOperations in /ServiceProviderConfig): split it into several requests",
         )
-    fail_on_errors = _member(body, "failOnErrors")
+    fail_on_errors = member(body, "failOnErrors")
     if fail_on_errors is not None and (
         isinstance(fail_on_errors, bool) or not isinstance(fail_on_errors, int) or fail_on_errors < 1
     ):
@@ -108,11 +103,11 @@ def _parse_operation(index: int, raw: Any) -> BulkOperation:
     if (shape := shape_error(raw, where=where)) is not None:
         # Too deep or ambiguous: refused here, so nothing after the parser walks it.
         return _unshaped(index, raw, shape)
-    method = _member(raw, "method")
-    path = _member(raw, "path")
-    bulk_id = _member(raw, "bulkId")
-    version = _member(raw, "version")
-    data = _member(raw, "data")
+    method = member(raw, "method")
+    path = member(raw, "path")
+    bulk_id = member(raw, "bulkId")
+    version = member(raw, "version")
+    data = member(raw, "data")
     shown_method = method.upper() if isinstance(method, str) else ""
     shown_path = path if isinstance(path, str) else ""
 
@@ -167,7 +162,7 @@ def _unshaped(index: int, raw: dict[str, Any], error: ScimError) -> BulkOperatio
     """The error of an operation refused for its shape; what it shows is read only where unambiguous."""
     shown: dict[str, str] = {}
     for name in ("method", "path", "bulkId"):
-        spellings = [v for k, v in raw.items() if k.lower() == name.lower()]
+        spellings = [raw[key] for key in keys_named(raw, name)]
         shown[name] = spellings[0] if len(spellings) == 1 and isinstance(spellings[0], str) else ""
     method = shown["method"].upper()
     return BulkOperation(

@@ -25,6 +25,7 @@ from marshmallow import ValidationError
 
 from schemas.base import flatten_errors
 from schemas.group import GROUP_RESOURCE, load_group
+from scimsvc.scim.attribute_names import member
 from scimsvc.scim.errors import ScimError, invalid_filter, invalid_path, invalid_syntax, invalid_value, shown
 from scimsvc.scim.filter_ast import Compare, Node, Or
 from scimsvc.scim.patch import PatchOperation, apply_patch, resolve_path
@@ -100,12 +101,6 @@ def _plain_member_ids(items: list[Any]) -> list[str] | None:
     return list(dict.fromkeys(values))
 
 
-def _ci(item: Mapping[str, Any], name: str) -> Any:
-    if name in item:
-        return item[name]
-    return next((v for k, v in item.items() if isinstance(k, str) and k.lower() == name), None)
-
-
 def member_values(raw: Any, *, where: str = "members") -> list[str]:
     """The user ids (canonical strings) of a `members` value (a list of `{"value": id}`, one such object,
     or bare ids), de-duplicated in order; 400 invalidValue naming every malformed id."""
@@ -123,12 +118,12 @@ def _member_ids(items: list[Any], where: str) -> list[str]:
     for index, item in enumerate(items):
         value: Any = item
         if isinstance(item, Mapping):
-            kind = _ci(item, "type")
+            kind = member(item, "type")
             if isinstance(kind, str) and kind.lower() not in ("user", ""):
                 raise invalid_value(
                     f"{where}[{index}] has type {kind!r}: only users can be members (groups do not nest)"
                 )
-            value = _ci(item, "value")
+            value = member(item, "value")
             if value is None:
                 raise invalid_value(f'{where}[{index}] has no "value": name the member by its User id')
         if not isinstance(value, str):

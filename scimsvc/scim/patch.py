@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
+from scimsvc.scim.attribute_names import find_member, key_named, keys_named, member
 from scimsvc.scim.errors import ScimError, invalid_path, invalid_syntax, mutability, no_target, shown
 from scimsvc.scim.filter_ast import And, Compare, Node
 from scimsvc.scim.filters import matches_element, parse_filter
@@ -47,15 +48,6 @@ class PatchOperation:
 # --------------------------------------------------------------------------------------------- parsing
 
 
-def _get_ci(obj: Mapping[str, Any], name: str) -> tuple[bool, Any]:
-    """(present, value) of the key `name`, matched case-insensitively."""
-    lowered = name.lower()
-    for key, value in obj.items():
-        if isinstance(key, str) and key.lower() == lowered:
-            return True, value
-    return False, None
-
-
 def _too_many(count: int) -> ScimError:
     return ScimError(
         413,
@@ -68,7 +60,7 @@ def parse_patch_request(body: Any) -> list[PatchOperation]:
     """The operations of an RFC 7644 §3.5.2 PatchOp body, or a 400 saying what is wrong with it."""
     if not isinstance(body, Mapping):
         raise invalid_syntax(f"the PATCH body must be a JSON object, e.g. {_EXAMPLE}")
-    present, schemas = _get_ci(body, "schemas")
+    present, schemas = find_member(body, "schemas")
     if present and schemas is not None:
         listed = [schemas] if isinstance(schemas, str) else schemas
         if not isinstance(listed, list) or not any(
@@ -77,7 +69,7 @@ def parse_patch_request(body: Any) -> list[PatchOperation]:
             raise invalid_syntax(
                 f'"schemas" of a PATCH body must be ["{PATCH_OP_SCHEMA}"], got {shown(schemas)}'
             )
-    present, operations = _get_ci(body, "Operations")
+    present, operations = find_member(body, "Operations")
     if not present:
         raise invalid_syntax(f'the PATCH body has no "Operations" list, e.g. {_EXAMPLE}')
     if not isinstance(operations, list):
@@ -91,16 +83,16 @@ def _parse_operation(index: int, raw: Any) -> PatchOperation:
     where = f"Operations[{index}]"
     if not isinstance(raw, Mapping):
         raise invalid_syntax(f'{where} must be an object with "op", "path" and "value", got {shown(raw)}')
-    _, op = _get_ci(raw, "op")
+    _, op = find_member(raw, "op")
     if not isinstance(op, str) or op.strip().lower() not in PATCH_OPS:
         raise invalid_syntax(f'{where} has op {shown(op)}; op must be "add", "remove" or "replace"')
     op = op.strip().lower()
-    _, path = _get_ci(raw, "path")
+    _, path = find_member(raw, "path")
     if path is not None and not isinstance(path, str):
         raise invalid_syntax(f'{where}: path must be a string such as "name.givenName", got {shown(path)}')
     path = path.strip() if path else None
     path = path or None
-    has_value, value = _get_ci(raw, "value")
+    has_value, value = find_member(raw, "value")
     if op == "remove" and path is None:
         raise no_target(f'{where}: a "remove" operation needs a "path" naming what to remove')
     if op in ("add", "replace") and not has_value:
@@ -209,22 +201,8 @@ def _unset(value: Any) -> bool:
     return value is None or (isinstance(value, list) and not value)
 
 
-def _key(obj: Mapping[str, Any], name: str) -> str | None:
-    lowered = name.lower()
-    for key in obj:
-        if isinstance(key, str) and key.lower() == lowered:
-            return key
-    return None
-
-
-def _get(obj: Mapping[str, Any], name: str) -> Any:
-    key = _key(obj, name)
-    return None if key is None else obj[key]
-
-
 def _delete(obj: dict[str, Any], name: str) -> None:
-    lowered = name.lower()
-    for key in [k for k in obj if isinstance(k, str) and k.lower() == lowered]:
+    for key in keys_named(obj, name):
         del obj[key]
 
 
@@ -291,14 +269,14 @@ def _eq_element(node: Node, attr: Attr) -> dict[str, Any] | None:
 def _demote_primary(attr: Attr, elements: list[Any], touched: list[Any]) -> None:
     """RFC 7644 §3.5.2: setting one value's primary to true sets it to false on the others."""
     primary = attr.sub("primary")
-    if primary is None or not any(isinstance(e, dict) and _truthy(_get(e, primary.name)) for e in touched):
+    if primary is None or not any(isinstance(e, dict) and _truthy(member(e, primary.name)) for e in touched):
         return
     touched_ids = {id(e) for e in touched}
     for element in elements:
         if (
             isinstance(element, dict)
             and id(element) not in touched_ids
-            and _truthy(_get(element, primary.name))
+            and _truthy(member(element, primary.name))
         ):
             _put(element, primary.name, False)
 
@@ -317,7 +295,7 @@ class _Patcher:
         """The dict holding `schema`'s attributes: the resource itself, or its extension object."""
         if schema is self.rtype.core:
             return self.resource
-        key = _key(self.resource, schema.id)
+        key = key_named(self.resource, schema.id)
         if key is not None and key != schema.id:
             self.resource[schema.id] = self.resource.pop(key)
         current = self.resource.get(schema.id)
@@ -404,7 +382,7 @@ class _Patcher:
     def apply_attr(self, container: dict[str, Any], op: str, target: _Target, value: Any) -> None:
         attr = target.attr
         assert attr is not None
-        current = _get(container, attr.name)
+        current = member(container, attr.name)
         if target.filter is not None:
             self.apply_filtered(container, op, target, value, current if isinstance(current, list) else [])
         elif target.sub is not None:
@@ -426,8 +404,8 @@ class _Patcher:
         whole: list[Any] = []
         for item in given:
             if isinstance(item, Mapping):
-                if _key(item, value_name) is not None:
-                    ids.add(str(_get(item, value_name)))
+                if key_named(item, value_name) is not None:
+                    ids.add(str(member(item, value_name)))
                 else:
                     whole.append(_element(attr, item))
             elif item is not None:
@@ -435,7 +413,7 @@ class _Patcher:
 
         def doomed(element: Any) -> bool:
             if isinstance(element, Mapping):
-                if _key(element, value_name) is not None and str(_get(element, value_name)) in ids:
+                if key_named(element, value_name) is not None and str(member(element, value_name)) in ids:
                     return True
                 return _element(attr, element) in whole
             return str(element) in ids
@@ -560,10 +538,10 @@ def _immutable_values(
 ) -> list[Any]:
     values = []
     for schema, attr, sub in attrs:
-        container = resource if schema is rtype.core else _get(resource, schema.id)
-        value = _get(container, attr.name) if isinstance(container, Mapping) else None
+        container = resource if schema is rtype.core else member(resource, schema.id)
+        value = member(container, attr.name) if isinstance(container, Mapping) else None
         if sub is not None:
-            value = _get(value, sub.name) if isinstance(value, Mapping) else None
+            value = member(value, sub.name) if isinstance(value, Mapping) else None
         values.append(copy.deepcopy(value))
     return values
 

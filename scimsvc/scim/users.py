@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 
 from schemas.base import flatten_errors
 from schemas.user import ENTERPRISE_SCHEMA, load_user
+from scimsvc.scim.attribute_names import key_named
 from scimsvc.scim.errors import invalid_value, mutability
 
 PASSWORD_REFUSED = (
@@ -20,7 +21,7 @@ PASSWORD_REFUSED = (
 
 def has_password(body: Mapping[str, Any]) -> bool:
     """Whether a request body carries a password (attribute names are case-insensitive)."""
-    return any(isinstance(k, str) and k.lower() == "password" for k in body)
+    return key_named(body, "password") is not None
 
 
 def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
