@@ -138,7 +138,10 @@ def _closed(kind: str, message: str, *args: object) -> None:
         _not_logged[kind] = _not_logged.get(kind, 0) + 1
         return
     missed = _not_logged.pop(kind, 0)
-    log.info(message + " (%d more alike since the last line)", *args, missed)
+    if missed:
+        log.info(message + " (and %d more alike since the last such line)", *args, missed)
+    else:
+        log.info(message, *args)
     _last_line[kind] = now
 
 

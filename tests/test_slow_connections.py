@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tests.conftest import Tenant, service_env, unique_email, user_body
+from tests.conftest import (
+    WAITING_ON_LOCKS,
+    Tenant,
+    hold_user_name,
+    service_env,
+    unique_email,
+    user_body,
+    wait_until,
+)
 
 BOUND = 10  # times the setting within which the server must have closed: only a hang fails it
 PACE = 0.1  # seconds between the pieces a slow-but-reasonable client sends
@@ -186,3 +194,38 @@ async def test_requests_sent_piece_by_piece_at_a_reasonable_pace_are_served_on_o
     writer.close()
     users = await db.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1::uuid", tenant.id)
     assert users == 2
+
+
+async def test_a_request_answered_slowly_is_not_cut_by_the_read_bounds(processes, settings, tenant, db):
+    base = await processes.serve(_env(settings.database_url, head=1, body=1, keepalive=1))
+    user_name = unique_email("slow-answer")
+    holder, tx = await hold_user_name(settings.database_url, tenant, user_name)  # the POST waits on it
+    try:
+        reader, writer = await _connect(base)
+        writer.write(_user_request(tenant, orjson.dumps(user_body(user_name))))
+        await wait_until(
+            lambda: db.fetchval(WAITING_ON_LOCKS), what="the POST to wait for the user name's lock"
+        )
+        # A connection opened now and closed by the server shows that the bounds have passed since.
+        idle_reader, idle = await _connect(base)
+        assert await _closed_within(idle_reader, BOUND * 1) == b""
+        idle.close()
+        await tx.rollback()
+        status, _, answer = await _answer(reader)
+        assert status == 201, answer
+        assert orjson.loads(answer)["userName"] == user_name
+        writer.close()
+    finally:
+        await holder.close()
+
+
+async def test_stalled_connections_do_not_hold_up_a_graceful_stop(processes, settings):
+    base = await processes.serve(_env(settings.database_url))  # bounds of 60 s: all still open at the stop
+    stalled = [await _connect(base) for _ in range(50)]
+    for _, writer in stalled[:25]:
+        writer.write(b"GET /ops/health HTTP/1.1\r\nHost: scim.test\r\n")
+    proc = processes.procs[-1]
+    assert await processes.stop(proc) == 0
+    assert "Traceback" not in processes.stderr(proc)
+    for _, writer in stalled:
+        writer.close()
