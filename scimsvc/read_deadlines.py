@@ -9,7 +9,8 @@ and handler for as long as it likes (README.md, Configuration). `ReadDeadlines` 
   until the head is complete. Past it the connection is closed without an answer: there is no request
   to answer yet.
 - body: from a complete head until the body's last byte. Past it, reading the body raises a 408 SCIM
-  error (the error middleware renders it) and the connection is closed after that answer.
+  error (`error_middleware`, scimsvc/middlewares.py, renders it) and the connection is closed after that
+  answer.
 
 One `loop.call_later` timer per connection at a time, cancelled when the head or body is complete. A
 request whose head and body arrive in one read (nearly every request) starts no timer at all; a fresh
@@ -17,6 +18,8 @@ connection starts one, a body that spans reads another.
 
 aiohttp chooses its protocol class itself and has no setting for it, so `install` makes it choose this
 one in the `scimsvc serve` process; run_app, with its signal handling and graceful shutdown, is unchanged.
+The subclass reads a few of aiohttp's own fields (`_request_count`, `_messages`, `_waiter`, as of aiohttp
+3.14): tests/test_slow_connections.py fails if an upgrade changes them.
 """
 
 from __future__ import annotations
