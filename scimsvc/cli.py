@@ -60,6 +60,7 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
+    from scimsvc import read_deadlines
     from scimsvc.app import create_app
 
     # Resolved here: run_app resolves it after start-up, where PostgreSQL's unknown host raises alike.
@@ -80,8 +81,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.new_event_loop()
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # last: after the pools and caches exist
+    read_deadlines.install(head_seconds=settings.header_read_seconds, body_seconds=settings.body_read_seconds)
     try:
-        web.run_app(app, host=args.host, port=args.port, loop=loop)  # access log: create_app's handler_args
+        web.run_app(  # access log: create_app's handler_args
+            app,
+            host=args.host,
+            port=args.port,
+            loop=loop,
+            keepalive_timeout=settings.keepalive_seconds,  # aiohttp's own: 75 s
+        )
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) or "bind" not in str(exc):
             raise
@@ -314,6 +322,18 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         _default("token_cache_seconds"),
     ),
     "SCIMSVC_ACCESS_LOG": ("one JSON line per request on stderr", _default("access_log")),
+    "SCIMSVC_HEADER_READ_SECONDS": (
+        "a request's line and headers must arrive within this, else the connection is closed",
+        _default("header_read_seconds"),
+    ),
+    "SCIMSVC_BODY_READ_SECONDS": (
+        "a request body must arrive within this of its headers, else 408 and closed",
+        _default("body_read_seconds"),
+    ),
+    "SCIMSVC_KEEPALIVE_SECONDS": (
+        "an idle kept-alive connection is closed this long after its last answer",
+        _default("keepalive_seconds"),
+    ),
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS": (
         "oldest unapplied change older: degraded",
         _default("queue_degraded_after_seconds"),
@@ -387,6 +407,9 @@ _WEB = (
     "SCIMSVC_TRUSTED_PROXIES",
     "SCIMSVC_TOKEN_CACHE_SECONDS",
     "SCIMSVC_ACCESS_LOG",
+    "SCIMSVC_HEADER_READ_SECONDS",
+    "SCIMSVC_BODY_READ_SECONDS",
+    "SCIMSVC_KEEPALIVE_SECONDS",
 )
 _QUEUE_HEALTH = (  # /ops/queue in the web front end, and `scimsvc queue`
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS",

@@ -190,6 +190,10 @@ class Settings:
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
     token_cache_seconds: int = 5  # web: valid SCIM tokens cached this long, emptied on any change; 0: off
     access_log: bool = True  # web: one JSON line per request on the `scimsvc.access` logger
+    # Reading a request (scimsvc/read_deadlines.py): past these, the web front end closes the connection.
+    header_read_seconds: int = 10  # request line and headers, from a connection's or request's first byte
+    body_read_seconds: int = 30  # a request body, from its complete headers: 16 MiB at about 4.5 Mbit/s
+    keepalive_seconds: int = 15  # an idle kept-alive connection, from its last answer
 
     @property
     def bulk_payload_limit(self) -> int:
@@ -274,6 +278,10 @@ class Settings:
             ),
             "token_cache_seconds": env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             "access_log": env_bool("SCIMSVC_ACCESS_LOG", cls.access_log),
+            # 0 would close every connection before its first request could arrive.
+            "header_read_seconds": env_int("SCIMSVC_HEADER_READ_SECONDS", cls.header_read_seconds, minimum=1),
+            "body_read_seconds": env_int("SCIMSVC_BODY_READ_SECONDS", cls.body_read_seconds, minimum=1),
+            "keepalive_seconds": env_int("SCIMSVC_KEEPALIVE_SECONDS", cls.keepalive_seconds, minimum=1),
         }
         read = cls(**values)  # type: ignore[arg-type]
         _at_most("SCIMSVC_DB_POOL_MIN", read.db_pool_min, "SCIMSVC_DB_POOL_MAX", read.db_pool_max)

@@ -130,6 +130,9 @@ BAD_SETTINGS = [
     ("worker", "SCIMSVC_SMTP_FROM", "scimsvc", "SCIMSVC_SMTP_FROM must be an email address"),
     ("worker", "SCIMSVC_RETENTION_BATCH_SIZE", "0", "SCIMSVC_RETENTION_BATCH_SIZE must be 1 or more"),
     ("serve", "SCIMSVC_MAX_BODY_BYTES", "0", "SCIMSVC_MAX_BODY_BYTES must be 1 or more"),
+    ("serve", "SCIMSVC_HEADER_READ_SECONDS", "0", "SCIMSVC_HEADER_READ_SECONDS must be 1 or more, got '0'"),
+    ("serve", "SCIMSVC_BODY_READ_SECONDS", "30s", "SCIMSVC_BODY_READ_SECONDS must be a whole number"),
+    ("up", "SCIMSVC_KEEPALIVE_SECONDS", "-5", "SCIMSVC_KEEPALIVE_SECONDS must be 1 or more, got '-5'"),
     (
         "serve",
         "SCIMSVC_RATE_LIMIT_CREDITS_PER_30S",
@@ -224,6 +227,9 @@ WEB = {
     "SCIMSVC_TRUSTED_PROXIES",
     "SCIMSVC_TOKEN_CACHE_SECONDS",
     "SCIMSVC_ACCESS_LOG",
+    "SCIMSVC_HEADER_READ_SECONDS",
+    "SCIMSVC_BODY_READ_SECONDS",
+    "SCIMSVC_KEEPALIVE_SECONDS",
 }
 WORKER = {
     "SCIMSVC_WORKER_MAX_JOBS",
@@ -274,6 +280,9 @@ FIELDS = {
     "SCIMSVC_TRUSTED_PROXIES": "trusted_proxies",
     "SCIMSVC_TOKEN_CACHE_SECONDS": "token_cache_seconds",
     "SCIMSVC_ACCESS_LOG": "access_log",
+    "SCIMSVC_HEADER_READ_SECONDS": "header_read_seconds",
+    "SCIMSVC_BODY_READ_SECONDS": "body_read_seconds",
+    "SCIMSVC_KEEPALIVE_SECONDS": "keepalive_seconds",
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS": "queue_degraded_after_seconds",
     "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS": "queue_stalled_after_seconds",
     "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS": "worker_heartbeat_stale_seconds",
