@@ -30,7 +30,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from harness import PENDING, REDIS_URL, SERVER, free_port
 
-from scimsvc import job_stats
+from scimsvc.ops import job_stats
 from scimsvc.store.migrations import migrate
 
 

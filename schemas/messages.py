@@ -1,7 +1,7 @@
 """Message shapes the API documents but no handler loads: SCIM errors, list responses, PATCH requests,
 discovery documents, query strings and headers, and the admin and ops response bodies.
 
-The OpenAPI document (`scimsvc/openapi.py`) is built from these and from the schemas that do validate
+The OpenAPI document (`scimsvc/web/openapi.py`) is built from these and from the schemas that do validate
 requests (`schemas.user`, `schemas.group`, `schemas.admin`). A PATCH body is parsed by
 `scimsvc.scim.patch`, which is more lenient than `PatchOpSchema` (op names in any case): the schema says
 what a client should send.

@@ -18,12 +18,13 @@ from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
-from scimsvc import embedded, logs
+from scimsvc.ops import logs
 from scimsvc.settings import Settings, SettingsError, env_choice, env_int
+from scimsvc.tools import embedded
 
 # Exit statuses: 0 done, 1 a runtime failure (PostgreSQL or Redis cannot be used, nothing to revoke), 2 a
-# bad setting or usage (as argparse), 130 interrupted; `scimsvc queue` has its own (scimsvc/queue_view.py),
-# a bad setting included.
+# bad setting or usage (as argparse), 130 interrupted; `scimsvc queue` has its own
+# (scimsvc/ops/queue_view.py), a bad setting included.
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -60,8 +61,8 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from scimsvc import read_deadlines
-    from scimsvc.app import create_app
+    from scimsvc.web import read_deadlines
+    from scimsvc.web.app import create_app
 
     # Resolved here: run_app resolves it after start-up, where PostgreSQL's unknown host raises alike.
     try:
@@ -211,10 +212,10 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, create a demo tenant, then run the worker (child process) and the web front end.
 
     Without a database or Redis URL and with nothing answering on the default ports, it first starts
-    an embedded PostgreSQL and Redis (scimsvc.embedded) and stops them on exit.
+    an embedded PostgreSQL and Redis (scimsvc.tools.embedded) and stops them on exit.
     """
-    from scimsvc.connection_errors import one_line
-    from scimsvc.embedded import EmbeddedError, embedded_services
+    from scimsvc.ops.connection_errors import one_line
+    from scimsvc.tools.embedded import EmbeddedError, embedded_services
 
     try:
         with embedded_services(settings) as settings:
@@ -603,11 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
     trevoke.add_argument("token_id", type=UUID, help="the token's id (printed when it was issued)")
     trevoke.set_defaults(func=cmd_token_revoke)
 
-    from scimsvc.queue_view import add_queue_command  # imports rich only when the CLI is built
+    from scimsvc.ops.queue_view import add_queue_command  # imports rich only when the CLI is built
 
     add_queue_command(sub, epilog=_epilog("queue"))
 
-    from scimsvc.loadtest import add_loadtest_command  # its options live with the command
+    from scimsvc.tools.loadtest import add_loadtest_command  # its options live with the command
 
     add_loadtest_command(sub)
     return parser
@@ -651,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         from asyncpg import ClientConfigurationError
 
-        from scimsvc.connection_errors import one_line
+        from scimsvc.ops.connection_errors import one_line
 
         if isinstance(exc, ClientConfigurationError):  # what Settings.from_env does not check: parameters
             _error(f"SCIMSVC_DATABASE_URL cannot be used: {exc}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import parse_qs, urlsplit
 
-from scimsvc.client_address import parse_networks
+from scimsvc.web.client_address import parse_networks
 
 
 class SettingsError(ValueError):
@@ -190,7 +190,7 @@ class Settings:
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
     token_cache_seconds: int = 5  # web: valid SCIM tokens cached this long, emptied on any change; 0: off
     access_log: bool = True  # web: one JSON line per request on the `scimsvc.access` logger
-    # Reading a request (scimsvc/read_deadlines.py): past these, the web front end closes the connection.
+    # Reading a request (scimsvc/web/read_deadlines.py): past these, the web front end closes the connection.
     header_read_seconds: int = 10  # request line and headers, from a connection's or request's first byte
     body_read_seconds: int = 30  # a request body, from its complete headers: 16 MiB at about 4.5 Mbit/s
     keepalive_seconds: int = 15  # an idle kept-alive connection, from its last answer

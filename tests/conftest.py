@@ -34,9 +34,9 @@ import pytest
 import redis.asyncio as aioredis
 from arq.worker import Worker
 
-from scimsvc.app import create_app
 from scimsvc.settings import Settings
 from scimsvc.store.migrations import migrate
+from scimsvc.web.app import create_app
 from tests.faults.proxy import FaultProxy
 from worker.settings import worker_settings
 

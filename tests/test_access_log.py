@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
-from scimsvc import access_log, logs
-from scimsvc.access_log import idp_family
-from scimsvc.app import create_app
-from scimsvc.logs import JsonFormatter
+from scimsvc.ops import logs
+from scimsvc.ops.logs import JsonFormatter
 from scimsvc.settings import Settings
+from scimsvc.web import access_log
+from scimsvc.web.access_log import idp_family
+from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, make_tenant, unique_email, user_body
 
 OKTA = "Okta SCIM Client 1.0.0"
@@ -249,7 +250,7 @@ async def test_lines_the_output_cannot_take_are_dropped_and_counted(
 
     def written_and_dropped() -> tuple[int, int]:
         records = list(caplog.records)
-        reports = [r.getMessage() for r in records if r.name == "scimsvc.access_log"]
+        reports = [r.getMessage() for r in records if r.name == "scimsvc.web.access_log"]
         dropped = sum(int(m.split()[2]) for m in reports if "lines dropped" in m)
         return sum(len(access_records(caplog, rid)) for rid in ids), dropped
 

@@ -10,10 +10,10 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from scimsvc.app import create_app
-from scimsvc.jobs import wakeups_sent
-from scimsvc.keys import REDIS
+from scimsvc.services.wakeups import wakeups_sent
 from scimsvc.store.db import create_pool
+from scimsvc.web.app import create_app
+from scimsvc.web.keys import REDIS
 from tests.conftest import REDIS_URL, make_tenant, post_user, run_worker
 from worker.jobs import drain_users
 from worker.user_drain import drain_tenant_users

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from scimsvc.app import create_app
-from scimsvc.rate_levels import LEVELS, bulk_credits
+from scimsvc.ratelimit.levels import LEVELS, bulk_credits
 from scimsvc.scim.bulk import BULK_REQUEST, parse_bulk_request, plan
+from scimsvc.web.app import create_app
 from tests.conftest import create_team, make_tenant, post_user, run_worker, unique_email, user_body
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

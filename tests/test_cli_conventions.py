@@ -17,11 +17,11 @@ import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job
 
-from scimsvc import logs
-from scimsvc.app import create_app
 from scimsvc.cli import build_parser
-from scimsvc.connection_errors import address
+from scimsvc.ops import logs
+from scimsvc.ops.connection_errors import address
 from scimsvc.settings import Settings
+from scimsvc.web.app import create_app
 from tests.conftest import (
     ADMIN_KEY,
     REDIS_URL,

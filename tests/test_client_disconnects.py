@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from scimsvc.metrics import METRICS
+from scimsvc.ops.metrics import METRICS
 from tests.conftest import wait_until
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from scimsvc.app import create_app
-from scimsvc.console.session import COOKIE, Session, decode_session, encode_session, new_session
+from scimsvc.web.app import create_app
+from scimsvc.web.console.session import COOKIE, Session, decode_session, encode_session, new_session
 from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, make_tenant, post_user, run_worker
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -132,7 +132,7 @@ async def test_a_post_without_the_sessions_csrf_token_is_refused(client, db):
 async def aiohttp_session_token(client: Any) -> str:
     """The CSRF token of another, anonymous session (what a cross-site attacker could obtain)."""
     session = new_session(operator=False)
-    from scimsvc.console.csrf import csrf_token
+    from scimsvc.web.console.csrf import csrf_token
 
     return csrf_token(session, ADMIN_KEY)
 

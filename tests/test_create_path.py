@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from scimsvc.keys import NEW_USERS
+from scimsvc.web.keys import NEW_USERS
 from tests.conftest import (
     WAITING_ON_LOCKS,
     hold_user_name,

@@ -21,8 +21,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from scimsvc import embedded
 from scimsvc.settings import Settings
+from scimsvc.tools import embedded
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(

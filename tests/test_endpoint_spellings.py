@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scimsvc.metrics import METRICS
-from scimsvc.rate_levels import LEVELS
+from scimsvc.ops.metrics import METRICS
+from scimsvc.ratelimit.levels import LEVELS
 from tests.conftest import make_tenant, post_user, unique_email, user_body
 
 

@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from scimsvc import group_service, user_service
+from scimsvc.services import groups as group_service
+from scimsvc.services import users as user_service
 from tests.conftest import create_team, post_user, unique_email
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

@@ -693,7 +693,7 @@ async def test_deleted_user_disappears_from_its_groups(client, tenant, db):
 async def test_patch_over_the_member_operation_limit_is_413(aiohttp_client, settings, db):
     from dataclasses import replace
 
-    from scimsvc.app import create_app
+    from scimsvc.web.app import create_app
     from tests.conftest import make_tenant
 
     client = await aiohttp_client(create_app(replace(settings, group_patch_max_member_ops=3)))

@@ -29,7 +29,7 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ADMIN_JSON = {**ADMIN_HEADERS, "Content-Type": "application/json"}
 CAPACITY = 2000  # the smallest budget a tenant can have: one L4 request
-L1, L3 = 50, 500  # scimsvc.rate_levels.LEVELS: a malformed /Bulk operation, a DELETE
+L1, L3 = 50, 500  # scimsvc.ratelimit.levels.LEVELS: a malformed /Bulk operation, a DELETE
 
 
 def examples(n: int) -> settings:

@@ -10,7 +10,8 @@ from email.utils import format_datetime
 import orjson
 import pytest
 
-from scimsvc.loadtest import (
+from scimsvc.ratelimit.levels import LEVELS
+from scimsvc.tools.loadtest import (
     GROUP_ACTIONS,
     MIN_POOL,
     MIXES,
@@ -31,7 +32,6 @@ from scimsvc.loadtest import (
     request_cost,
     run_loadtest,
 )
-from scimsvc.rate_levels import LEVELS
 from tests.conftest import ADMIN_HEADERS, Processes, cli_main, make_tenant
 
 

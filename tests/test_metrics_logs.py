@@ -12,8 +12,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-from scimsvc.app import create_app
-from scimsvc.logs import REQUEST_ID, JsonFormatter, mask_email, mask_secret
+from scimsvc.ops.logs import REQUEST_ID, JsonFormatter, mask_email, mask_secret
+from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, free_port, make_tenant, run_worker, unique_email, user_body
 
 

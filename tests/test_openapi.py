@@ -9,7 +9,7 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from schemas.user import MAX_USER_NAME
-from scimsvc.openapi import DOCS_PATH, SPEC_PATH, STATIC_PATH
+from scimsvc.web.openapi import DOCS_PATH, SPEC_PATH, STATIC_PATH
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 CONSOLE_PREFIX = "/console"
@@ -123,7 +123,7 @@ async def test_request_bodies_come_from_the_validating_schemas(client: Any) -> N
     tenant = doc["paths"]["/admin/v1/tenants"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     tenant_schema = doc["components"]["schemas"][tenant["$ref"].rsplit("/", 1)[1]]
     assert tenant_schema["additionalProperties"] is False  # the admin API refuses unknown fields
-    # No property is named "$ref": tools would read it as a reference (see scimsvc/openapi.py).
+    # No property is named "$ref": tools would read it as a reference (see scimsvc/web/openapi.py).
     for schema in doc["components"]["schemas"].values():
         assert "$ref" not in schema.get("properties", {})
 

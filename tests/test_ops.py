@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from scimsvc.app import create_app
-from scimsvc.jobs import wakeups_sent
-from scimsvc.keys import REDIS
-from scimsvc.queue_health import queue_status
+from scimsvc.ops.queue_health import queue_status
+from scimsvc.services.wakeups import wakeups_sent
+from scimsvc.web.app import create_app
+from scimsvc.web.keys import REDIS
 from tests.conftest import (
     ADMIN_HEADERS,
     free_port,

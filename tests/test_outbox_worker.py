@@ -83,7 +83,7 @@ async def test_reactivation_is_applied_as_provisioned(client, tenant, db, settin
 async def test_row_written_while_redis_is_down_is_applied_after_it_returns(
     aiohttp_client, settings, db, own_redis
 ):
-    from scimsvc.app import create_app
+    from scimsvc.web.app import create_app
     from tests.conftest import make_tenant
 
     own = dataclasses.replace(settings, redis_url=own_redis.url)

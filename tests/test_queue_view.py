@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from scimsvc.app import create_app
-from scimsvc.queue_view import show
+from scimsvc.ops.queue_view import show
+from scimsvc.web.app import create_app
 from tests.conftest import Processes, make_tenant, post_user, service_env
 
 

@@ -12,13 +12,13 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from scimsvc.app import create_app
-from scimsvc.client_address import client_address, parse_networks
-from scimsvc.metrics import WebMetrics
-from scimsvc.rate_levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
-from scimsvc.rate_limit import RateLimiter
+from scimsvc.ops.metrics import WebMetrics
+from scimsvc.ratelimit.levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, request_level, tenant_credits
+from scimsvc.ratelimit.limiter import RateLimiter
+from scimsvc.ratelimit.token_bucket import TOKEN_BUCKET_LUA, TokenBucket
 from scimsvc.scim.errors import ScimError
-from scimsvc.token_bucket import TOKEN_BUCKET_LUA, TokenBucket
+from scimsvc.web.app import create_app
+from scimsvc.web.client_address import client_address, parse_networks
 from tests.conftest import (
     ADMIN_HEADERS,
     REDIS_URL,
@@ -399,7 +399,7 @@ async def test_x_forwarded_for_from_an_untrusted_peer_does_not_evade_the_limit(a
     assert statuses == [401, 401, 401, 429]
 
 
-# --- leases: credits a process takes in advance (scimsvc/rate_limit.py) ----------------------------
+# --- leases: credits a process takes in advance (scimsvc/ratelimit/limiter.py) ----------------------------
 
 
 @pytest.fixture

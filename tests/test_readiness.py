@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scimsvc.app import create_app
 from scimsvc.settings import Settings
 from scimsvc.store.migrations import available_migrations, migrate
+from scimsvc.web.app import create_app
 from tests.conftest import RUN_ID, SERVER_URL, _drop_database, proxied_url, wait_until, with_database
 
 

@@ -24,9 +24,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from scimsvc.app import create_app
-from scimsvc.openapi import SPEC_PATH
 from scimsvc.settings import Settings
+from scimsvc.web.app import create_app
+from scimsvc.web.openapi import SPEC_PATH
 from tests.conftest import ADMIN_KEY, PUBLIC_URL, QUEUE_NAME, REDIS_URL, RUN_ID, unique_email, user_body
 
 EXAMPLES_PER_MODE = 6  # per operation, positive and negative each: about 20 s in all

@@ -31,7 +31,7 @@ import scim2_tester.filling as filling
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import CheckResult, Status, check_server
 
-from scimsvc.app import create_app
+from scimsvc.web.app import create_app
 from tests.conftest import create_team, make_tenant
 
 PASSING = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}

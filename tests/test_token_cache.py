@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from scimsvc.keys import TOKEN_CACHE
 from scimsvc.store.db import create_pool, unavailable
-from scimsvc.token_cache import LISTENER_NAME, TokenCache
+from scimsvc.web.keys import TOKEN_CACHE
+from scimsvc.web.token_cache import LISTENER_NAME, TokenCache
 from tests.conftest import ADMIN_HEADERS, proxied_url, wait_until
 
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 import redis.asyncio as aioredis
 
-from scimsvc.app import create_app
+from scimsvc.web.app import create_app
 from tests.conftest import (
     ADMIN_HEADERS,
     QUEUE_NAME,

@@ -13,8 +13,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from scimsvc import job_stats
-from scimsvc.app import create_app
+from scimsvc.ops import job_stats
+from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, RUN_ID, Processes, free_port, service_env, wait_until
 from worker.telemetry import keep_beating
 

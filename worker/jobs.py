@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 from arq import Retry
 
-from scimsvc.jobs import enqueue_apply, enqueue_drain_users
+from scimsvc.services.wakeups import enqueue_apply, enqueue_drain_users
 from scimsvc.settings import Settings
 from scimsvc.store import outbox, teams
 from worker.groups import apply_group_changes

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from scimsvc.logs import mask_email
+from scimsvc.ops.logs import mask_email
 from scimsvc.settings import Settings
 from scimsvc.store import notices as store
 

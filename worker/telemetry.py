@@ -21,7 +21,7 @@ from arq.worker import Function, func
 from prometheus_client import Counter, Histogram, start_http_server
 from redis.exceptions import RedisError
 
-from scimsvc import job_stats
+from scimsvc.ops import job_stats
 
 log = logging.getLogger("scimsvc.applied")
 heartbeat_log = logging.getLogger("scimsvc.heartbeat")

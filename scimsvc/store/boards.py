@@ -22,7 +22,7 @@ LIMIT $5
 """
 # Who inherits each board of a user being deleted (DESIGN §3): the longest-standing other active
 # member of the board's team, else the tenant's longest-standing active admin (role `admin`, read as
-# `scimsvc.product_user.role` does: the primary role's value), else nobody. One statement moves every
+# `scimsvc.product.users.role` does: the primary role's value), else nobody. One statement moves every
 # board and writes one audit row per hand-over.
 HAND_OVER_BOARDS = """
 WITH admin AS (

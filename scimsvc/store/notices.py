@@ -6,7 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.notices import Notice
+from scimsvc.product.notices import Notice
 
 INSERT_NOTICES = """
 INSERT INTO notices (tenant_id, user_id, to_address, subject, body, request_id)

@@ -43,7 +43,7 @@ UPDATE scim_tokens SET revoked_at = now()
 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
 RETURNING id
 """
-# Revoked tokens are found too: a revoked token is one we issued, not a guess (scimsvc/middlewares.py).
+# Revoked tokens are found too: a revoked token is one we issued, not a guess (scimsvc/web/middlewares.py).
 SELECT_TOKEN_TENANT = """
 SELECT k.token_hash, k.revoked_at IS NOT NULL AS revoked, k.tenant_id, t.scim_enabled, t.allowed_domains,
        t.rate_limit
@@ -63,7 +63,7 @@ SELECT id, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY
 """
 
 TOKEN_PREFIX = "scim_"
-# Migration 0010 notifies this channel on any change to scim_tokens or tenants (scimsvc/token_cache.py).
+# Migration 0010 notifies this channel on any change to scim_tokens or tenants (scimsvc/web/token_cache.py).
 AUTH_CHANNEL = "scimsvc_auth_changed"
 
 

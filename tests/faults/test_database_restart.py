@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from scimsvc import bulk_service
-from scimsvc.app import create_app
-from scimsvc.middlewares import error_middleware, request_id_middleware
 from scimsvc.scim.errors import ERROR_SCHEMA
+from scimsvc.services import bulk as bulk_service
+from scimsvc.web.app import create_app
+from scimsvc.web.middlewares import error_middleware, request_id_middleware
 from tests.conftest import make_tenant, proxied_url, unique_email, user_body, wait_until
 from tests.test_bulk import bulk
 
@@ -65,10 +65,10 @@ async def test_other_errors_stay_500(aiohttp_client, exc):
 
 async def test_an_outage_logs_one_warning_per_interval_not_a_traceback_per_request(aiohttp_client, caplog):
     client = await aiohttp_client(app_raising(asyncpg.ConnectionDoesNotExistError("gone")))
-    with caplog.at_level(logging.WARNING, logger="scimsvc.middlewares"):
+    with caplog.at_level(logging.WARNING, logger="scimsvc.web.middlewares"):
         for _ in range(20):
             assert (await client.get("/scim/v2/Users")).status == 503
-    records = [r for r in caplog.records if r.name == "scimsvc.middlewares"]
+    records = [r for r in caplog.records if r.name == "scimsvc.web.middlewares"]
     assert len(records) <= 1 and all(r.exc_info is None for r in records)
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scimsvc.app import create_app
 from scimsvc.scim.errors import ERROR_SCHEMA
 from scimsvc.store import teams, tenants, users
 from scimsvc.store.db import create_pool, transaction
+from scimsvc.web.app import create_app
 from tests.conftest import create_team, make_tenant, proxied_url, unique_email, user_body, wait_until
 
 WAIT_SECONDS = 2

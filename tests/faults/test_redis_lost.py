@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from scimsvc.app import create_app
+from scimsvc.web.app import create_app
 from tests.conftest import Processes, make_tenant, service_env, unique_email, user_body, wait_until
 from tests.test_notices import rename, smtp  # noqa: F401 - the SMTP server fixture
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from scimsvc.app import create_app
+from scimsvc.web.app import create_app
 from tests.conftest import Processes, make_tenant, service_env, unique_email, user_body, wait_until
 from tests.test_groups import GROUP, PATCH_OP, make_team
 

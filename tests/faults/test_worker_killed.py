@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from scimsvc.app import create_app
+from scimsvc.web.app import create_app
 from tests.conftest import OwnRedis, Processes, make_tenant, service_env, unique_email, user_body, wait_until
 from tests.test_groups import make_group
 

@@ -1,4 +1,4 @@
--- Web processes cache token → tenant lookups (scimsvc/token_cache.py) and must hear of every change that
+-- Web processes cache token → tenant lookups (scimsvc/web/token_cache.py) and must hear of every change that
 -- could alter one: a token revoked, deleted or added, a tenant's SCIM switch, allowed domains or rate
 -- limit changed, a tenant deleted. A statement trigger notifies on commit, whoever made the change.
 CREATE FUNCTION notify_auth_changed() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,0 +1,1 @@
+"""What operators watch: metrics, structured logs, queue health and the `scimsvc queue` view."""

@@ -1,0 +1,128 @@
+"""Prometheus metrics of the web front end, served at /metrics.
+
+Counters and histograms are per replica (Prometheus sums them). The outbox and seat gauges are read
+from PostgreSQL at scrape time, so every replica reports the same values: aggregate them with max().
+Workers expose their job metrics on their own port (`worker.telemetry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from scimsvc.store import ops
+from scimsvc.web.route_template import UNMATCHED, route_template
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class WebMetrics:
+    """One app's metrics, in their own registry (several apps can live in one process, as in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "scimsvc_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "scimsvc_http_request_duration_seconds",
+            "Time to answer, by route template and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "scimsvc_rate_limited",
+            "Requests refused with 429, by tenant and level",
+            ["tenant", "level"],
+            registry=r,
+        )
+        self.rate_limit_redis_errors = Counter(
+            "scimsvc_rate_limit_redis_errors", "Rate-limit checks that could not reach Redis", registry=r
+        )
+        self.token_lookups = Counter(
+            "scimsvc_token_lookups",
+            "SCIM bearer tokens looked up in PostgreSQL (not answered from memory), by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge("scimsvc_outbox_pending_rows", "Outbox rows not yet applied", registry=r)
+        self.outbox_lag = Gauge(
+            "scimsvc_outbox_lag_seconds", "Age of the oldest unapplied outbox row (0 when none)", registry=r
+        )
+        self.seats = Gauge("scimsvc_tenant_seats", "Seats of a tenant's subscription", ["tenant"], registry=r)
+        self.seats_used = Gauge(
+            "scimsvc_tenant_seats_used", "Full licenses held in a tenant", ["tenant"], registry=r
+        )
+
+    def token_looked_up(self, found: bool) -> None:
+        """Count one token lookup in PostgreSQL: found (valid) or refused (unknown or revoked)."""
+        self.token_lookups.labels("found" if found else "refused").inc()
+
+    async def collect_database(self, pool: asyncpg.Pool) -> None:
+        """Refresh the gauges that come from PostgreSQL (called on each scrape)."""
+        lag = await ops.outbox_lag(pool, limit=0)
+        self.outbox_pending.set(lag.pending_rows)
+        self.outbox_lag.set(lag.oldest_age_seconds or 0)
+        self.seats.clear()
+        self.seats_used.clear()
+        for row in await ops.seat_usage(pool):
+            self.seats.labels(str(row["tenant_id"])).set(row["seats"])
+            self.seats_used.labels(str(row["tenant_id"])).set(row["used"])
+
+    def render(self) -> web.Response:
+        response = web.Response(body=generate_latest(self.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+
+METRICS = web.AppKey("metrics", WebMetrics)
+
+
+# nginx's "client closed request": what metrics and the access log count when the client left before
+# its answer, so that 5xx mean server faults.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    """Whether the client has closed its connection (no answer can reach it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by route template (outermost, so errors and 429s are counted)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:  # aiohttp cancels a handler whose client left mid-body
+        status = CLIENT_CLOSED_REQUEST if client_gone(request) else 500
+        raise
+    finally:
+        metrics = request.app[METRICS]
+        route = route_template(request) or UNMATCHED
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)

@@ -1,0 +1,1 @@
+"""How the product reads and tells things: pure functions, no I/O."""

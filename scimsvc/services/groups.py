@@ -1,0 +1,232 @@
+"""The steps of each SCIM Group request: validate, write with its outbox row, read back.
+
+The SCIM rules are in `scimsvc.scim.groups`; this module chains them with the store calls, in one
+transaction per write. Outbox changes for a group (applied by `worker.groups`):
+- "link" (POST) and "members" {"add": [...], "remove": [...]}: the linked team gains / loses exactly
+  those users;
+- "push": the linked team's members become exactly the group's members;
+- "update" (name or externalId only) and "unlink" (group deleted): nothing to apply to the team.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from schemas.group import GROUP_RESOURCE
+from scimsvc.scim import filters
+from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
+from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
+from scimsvc.scim.ids import id_or_404
+from scimsvc.scim.patch import parse_patch_request
+from scimsvc.scim.resources import check_if_match
+from scimsvc.scim.sorting import Sort, order_for
+from scimsvc.services.changes import Scope, Transaction, retrying, write
+from scimsvc.store import groups as store
+
+TEAMS_API = "POST /admin/v1/tenants/{tenant_id}/teams"
+
+
+def parse_group_id(raw: str) -> UUID:
+    """A group id from a URL; anything that is not one of ours is simply not found."""
+    return id_or_404(raw, "Group")
+
+
+def _no_team(scope: Scope, name: str, similar: list[str]) -> ScimError:
+    hint = ""
+    if similar:
+        hint = (
+            f" (there is {', '.join(repr(n) for n in similar)}: team names must match exactly, case included)"
+        )
+    return invalid_value(
+        f"no team is named {name!r} in this organization{hint}. A SCIM group links to an existing product "
+        "team with exactly its displayName: create the team first with the Teams API "
+        f'({TEAMS_API.format(tenant_id=scope.tenant_id)} with {{"name": {name!r}}}), '
+        "then send the group again"
+    )
+
+
+async def _check_members(tx: Transaction, ids: Sequence[str]) -> None:
+    missing = await store.missing_users(tx.conn, tx.scope.tenant_id, ids)
+    if missing:
+        raise unknown_members_error(missing)
+
+
+async def _lock(tx: Transaction, raw_id: str, if_match: str | None) -> asyncpg.Record:
+    """Lock a group of the tenant (404 if none) and check If-Match against it."""
+    row = await store.get_group(tx.conn, tx.scope.tenant_id, parse_group_id(raw_id), for_update=True)
+    if row is None:
+        raise not_found(f"Group {raw_id!r} not found")
+    check_if_match(if_match, row["version"])
+    return row
+
+
+async def _apply_members(
+    tx: Transaction, group_id: UUID, change: MemberChange, *, kind: str = "members"
+) -> None:
+    """Write a member change to the group's desired members and record it for the worker."""
+    tenant_id = tx.scope.tenant_id
+    # Raising here rolls back the whole write, the group's own changes included.
+    if change.replace is not None:
+        missing = await store.push_members(tx.conn, tenant_id, group_id, change.replace)
+        if missing:
+            raise unknown_members_error(missing)
+        await tx.record("group", group_id, "push")
+        return
+    await _check_members(tx, change.add)
+    await store.remove_members(tx.conn, tenant_id, group_id, change.remove)
+    await store.add_members(tx.conn, tenant_id, group_id, change.add)
+    await tx.record(
+        "group",
+        group_id,
+        kind,
+        {"add": [str(i) for i in change.add], "remove": [str(i) for i in change.remove]},
+    )
+
+
+async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
+    """POST /Groups: link to the team named exactly like the group; its members join that team.
+
+    Linking never removes the team's current members (only a push does).
+    """
+    resource, members = validate_group(body)
+    name = resource["displayName"]
+
+    async def attempt() -> asyncpg.Record:
+        async with write(scope) as tx:
+            team = await store.lock_team_by_name(tx.conn, scope.tenant_id, name)
+            if team is None:
+                raise _no_team(scope, name, await store.team_names_like(tx.conn, scope.tenant_id, name))
+            if team["group_id"] is not None:
+                raise _already_linked(name, team["group_id"], team["group_display_name"])
+            try:
+                row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
+            except asyncpg.UniqueViolationError:
+                raise uniqueness(f"the team {name!r} was linked to another SCIM group meanwhile") from None
+            await _apply_members(tx, row["id"], MemberChange(add=tuple(members)), kind="link")
+        return row
+
+    return await retrying(attempt)
+
+
+def _already_linked(name: str, group_id: UUID, group_name: str) -> ScimError:
+    return uniqueness(
+        f"the team {name!r} is already linked to the SCIM group {str(group_id)!r} ({group_name!r}); "
+        "a team follows one group. Use that group, or delete it first (DELETE /Groups/{id})"
+    )
+
+
+async def get_group(scope: Scope, raw_id: str) -> asyncpg.Record:
+    """GET /Groups/{id}."""
+    row = await store.get_group(scope.pool, scope.tenant_id, parse_group_id(raw_id))
+    if row is None:
+        raise not_found(f"Group {raw_id!r} not found")
+    return row
+
+
+async def members_of(scope: Scope, group_ids: list[UUID]) -> dict[UUID, list[tuple[UUID, str]]]:
+    """The members to render for each group (users' displayName, else userName)."""
+    return await store.members_of(scope.pool, scope.tenant_id, group_ids)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """A group replaced by PUT: its row, and its members as written (user ids, in the order given)."""
+
+    row: asyncpg.Record
+    members: tuple[str, ...]
+
+
+async def push_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> Pushed:
+    """PUT /Groups/{id}: the body replaces the group; its members become exactly the list (a push).
+
+    The team link stays: a new displayName renames the group, never the team. The members come back so
+    that the response need not read 50,000 of them back from the database.
+    """
+    resource, members = validate_group(body)
+    change = MemberChange(replace=tuple(members))
+
+    async def attempt() -> asyncpg.Record:
+        async with write(scope) as tx:
+            current = await _lock(tx, raw_id, if_match)
+            row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+            await _apply_members(tx, row["id"], change)
+        return row
+
+    return Pushed(await retrying(attempt), change.replace or ())
+
+
+async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
+    """PUT /Groups/{id} as `push_group`, for callers that only need the row (/Bulk)."""
+    return (await push_group(scope, raw_id, body, if_match=if_match)).row
+
+
+async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
+    """PATCH /Groups/{id}: member operations become set changes, the rest edit the resource."""
+    operations = parse_patch_request(body)
+
+    async def attempt() -> asyncpg.Record:
+        async with write(scope) as tx:
+            current = await _lock(tx, raw_id, if_match)
+            resource, change = plan_group_patch(
+                current["resource"], operations, max_member_ops=scope.settings.group_patch_max_member_ops
+            )
+            if change.is_empty and resource == current["resource"]:
+                return current
+            row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+            if change.is_empty:
+                await tx.record("group", row["id"], "update")
+            else:
+                await _apply_members(tx, row["id"], change)
+        return row
+
+    return await retrying(attempt)
+
+
+async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> None:
+    """DELETE /Groups/{id}: the group is gone from SCIM; its team and the team's members stay."""
+
+    async def attempt() -> None:
+        async with write(scope) as tx:
+            current = await _lock(tx, raw_id, if_match)
+            await store.delete_group(tx.conn, scope.tenant_id, current["id"])
+            await tx.record(
+                "group", current["id"], "unlink", {"team_id": current["team_id"] and str(current["team_id"])}
+            )
+
+    await retrying(attempt)
+
+
+GROUPS = filters.Queryable(
+    GROUP_RESOURCE, store.FILTER_COLUMNS, store.RESOURCE_COLUMN, store.STABLE_ORDER, rows=store.FILTER_ROWS
+)
+
+
+def group_filter_sql(filter_text: str | None, params: list[Any]) -> str:
+    """The WHERE condition for a Group filter (TRUE when there is none); values go to `params`."""
+    return filters.where_sql(filter_text, GROUPS, params)
+
+
+async def list_groups(
+    scope: Scope,
+    *,
+    filter_text: str | None,
+    start_index: int,
+    count: int,
+    sort: Sort | None = None,
+    where: str | None = None,
+    params: list[Any] | None = None,
+) -> tuple[int, list[asyncpg.Record]]:
+    """GET /Groups: one page of the tenant's groups matching the filter, in `sort` order, with the exact
+    total. A caller that compiled the filter already passes `where` and its `params` (`$1` = tenant)."""
+    if where is None or params is None:
+        params = [scope.tenant_id]
+        where = group_filter_sql(filter_text, params)
+    ordering = order_for(sort, GROUPS)
+    return await store.list_groups(
+        scope.pool, where=where, params=params, offset=start_index - 1, limit=count, order_by=ordering
+    )

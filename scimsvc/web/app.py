@@ -1,0 +1,100 @@
+"""The aiohttp application: every resource with a lifetime and every middleware, in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from scimsvc.ops.metrics import METRICS, WebMetrics, metrics_middleware
+from scimsvc.ratelimit.limiter import LIMITER, RateLimiter, rate_limit_middleware
+from scimsvc.services.wakeups import wakeups_sent
+from scimsvc.settings import Settings
+from scimsvc.store.db import create_pool
+from scimsvc.store.users import new_user_inserts
+from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
+from scimsvc.web.client_address import parse_networks
+from scimsvc.web.console import console_middleware, setup_console
+from scimsvc.web.keys import NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
+from scimsvc.web.openapi import setup_openapi
+from scimsvc.web.routes import (
+    admin,
+    admin_teams,
+    discovery,
+    ops,
+    scim_bulk,
+    scim_groups,
+    scim_search,
+    scim_users,
+)
+from scimsvc.web.routes.scim_paths import add_scim_path_aliases
+from scimsvc.web.token_cache import TokenCache
+
+
+async def pg_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[POOL] = await create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        wait_seconds=settings.db_wait_seconds,
+    )
+    app[NEW_USERS] = new_user_inserts(app[POOL])
+    app[TOKEN_CACHE] = TokenCache(
+        app[POOL],
+        settings.database_url,
+        ttl=settings.token_cache_seconds,
+        counted=app[METRICS].token_looked_up,
+    )
+    app[TOKEN_CACHE].start()
+    yield
+    await app[TOKEN_CACHE].stop()
+    await app[POOL].close()
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    # No connection is made here: the front end must start, and acknowledge writes, while Redis is down.
+    app[REDIS] = ArqRedis.from_url(
+        app[SETTINGS].redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
+    )
+    app[LIMITER] = RateLimiter(app[REDIS], app[SETTINGS], app[METRICS])
+    yield
+    await wakeups_sent(app[REDIS])  # wake-ups of the last requests go out before the client closes
+    await app[REDIS].aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The web front end: SCIM under /scim/v2, the admin API under /admin/v1."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        handler_args=handler_args(settings.access_log),  # the access log (scimsvc/web/access_log.py), or none
+        middlewares=[
+            access_clock,  # first: the access log's duration covers every middleware
+            metrics_middleware,
+            request_id_middleware,
+            error_middleware,
+            auth_middleware,
+            console_middleware,  # /console/: sign-in, CSRF, errors as pages
+            rate_limit_middleware,
+        ],
+    )
+    parse_networks(settings.trusted_proxies)  # a bad SCIMSVC_TRUSTED_PROXIES stops start-up, not a request
+    app[SETTINGS] = settings
+    app[METRICS] = WebMetrics()
+    app.cleanup_ctx.append(pg_context)
+    app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(access_log_writer)
+    app.add_routes(discovery.routes)
+    app.add_routes(scim_users.routes)
+    app.add_routes(scim_groups.routes)
+    app.add_routes(scim_search.routes)
+    app.add_routes(scim_bulk.routes)
+    app.add_routes(admin.routes)
+    app.add_routes(admin_teams.routes)
+    app.add_routes(ops.routes)
+    add_scim_path_aliases(app, SCIM_PREFIX)  # after the SCIM routes: /scim/v2/users, /Users/ reach them too
+    setup_openapi(app)  # last: documents every route above, at start-up
+    setup_console(app)  # HTML pages under /console/, after the API routes (not part of the API document)
+    return app

@@ -1,0 +1,30 @@
+"""The operators' web console under /console/: server-rendered pages over the admin services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from scimsvc.web.console.access import STATIC_PREFIX, console_middleware, security_headers
+from scimsvc.web.console.routes import routes
+
+__all__ = ["console_middleware", "setup_console"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def setup_console(app: web.Application) -> None:
+    """Templates (autoescaped), the static CSS and script, the pages, and their strict headers."""
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("scimsvc.web.console", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        default_helpers=False,
+    )
+    app.router.add_static(STATIC_PREFIX, STATIC_DIR)
+    app.add_routes(routes)
+    app.on_response_prepare.append(security_headers)

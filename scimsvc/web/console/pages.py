@@ -1,0 +1,42 @@
+"""Rendering a console page with what every page needs: the CSRF token, the notice, the sign-out form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from scimsvc.web.console.csrf import csrf_token
+from scimsvc.web.console.session import SESSION
+from scimsvc.web.keys import SETTINGS
+
+# Notices after a change (Post/Redirect/Get): only these fixed texts are ever shown.
+NOTICES = {
+    "tenant-created": "Tenant created. Generate a SCIM token on this page to connect an identity provider.",
+    "scim-on": "SCIM provisioning is on: the tenant's tokens work, and licenses are managed by the IdP.",
+    "scim-off": "SCIM provisioning is off: the tenant's tokens are refused; licenses can be assigned here.",
+    "token-revoked": "Token revoked: it is refused from now on.",
+    "seats-saved": "Saved. The worker re-applies licenses (a raised seat count promotes waiting users).",
+    "license-assigned": "License assigned.",
+    "team-created": "Team created.",
+    "team-renamed": "Team renamed. Its linked SCIM group keeps its own name.",
+    "team-deleted": "Team deleted. A linked SCIM group stays, no longer linked.",
+    "member-added": "Member added.",
+    "member-removed": "Member removed.",
+}
+
+
+def page(request: web.Request, template: str, context: dict[str, Any], *, status: int = 200) -> web.Response:
+    """Render `template` with `context` over the defaults every page uses."""
+    session = request.get(SESSION)
+    admin_key = request.app[SETTINGS].admin_key
+    base = {
+        "csrf": csrf_token(session, admin_key) if session is not None else "",
+        "signed_in": session is not None and session.operator,
+        "notice": NOTICES.get(request.query.get("done", "")),
+        "error": None,
+        "section": None,
+        "tenant": None,
+    }
+    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)

@@ -1,0 +1,508 @@
+"""Console pages: each handler reads a form or a query, calls the admin services and renders a template.
+
+Every change goes through the admin schemas (`schemas/admin.py`) and the same service functions as the
+admin API; an error comes back as the page with the error shown above its form.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from schemas.admin import (
+    LicenseAssignmentSchema,
+    ScimToggleSchema,
+    TeamSchema,
+    TenantCreateSchema,
+    TenantSettingsSchema,
+)
+from scimsvc.ops.queue_health import queue_health
+from scimsvc.scim.errors import ScimError, invalid_value
+from scimsvc.scim.ids import id_or_404
+from scimsvc.services import teams as team_service
+from scimsvc.services import tenants as tenant_service
+from scimsvc.services.licenses import assign_license_by_hand, seat_summary
+from scimsvc.store import licenses, teams, users
+from scimsvc.store import tenants as tenant_store
+from scimsvc.web.console import forms
+from scimsvc.web.console.access import LOGIN_PATH
+from scimsvc.web.console.pages import page
+from scimsvc.web.console.session import (
+    COOKIE,
+    COOKIE_PATH,
+    SESSION,
+    Session,
+    encode_session,
+    new_session,
+)
+from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.middlewares import operator_key_given
+from scimsvc.web.routes.admin import (
+    LICENSE_FILTERS,
+    USER_STATES,
+    admin_scope,
+    audit_before,
+    load,
+    render_admin_user,
+    render_tenant,
+    storable_text,
+    stream_users_csv,
+    tenant_or_404,
+    user_filters,
+)
+
+routes = web.RouteTableDef()
+
+PAGE_SIZE = 50
+NAME_MATCHES = 1000
+TENANTS_SHOWN = 500
+QUEUE_REFRESH_SECONDS = 5
+
+
+def see_other(location: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(location)
+
+
+def _tenant_id(request: web.Request) -> UUID:
+    return id_or_404(request.match_info["tid"], "tenant")
+
+
+async def _tenant(request: web.Request) -> dict[str, Any]:
+    row = await tenant_or_404(request.app[POOL], _tenant_id(request))
+    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
+
+
+def _set_session(response: web.StreamResponse, request: web.Request, session: Session) -> None:
+    settings = request.app[SETTINGS]
+    response.set_cookie(
+        COOKIE,
+        encode_session(session, settings.admin_key),
+        max_age=max(int(session.expires - time.time()), 0),
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.public_url.startswith("https://"),
+    )
+
+
+async def _find_user(request: web.Request, tenant_id: UUID, typed: str) -> UUID:
+    """A user of the tenant by id or by exact userName (case-insensitive); 400 naming what was typed."""
+    pool = request.app[POOL]
+    if not typed:
+        raise invalid_value("user: enter a user's id or userName")
+    storable_text("user", typed)
+    try:
+        wanted = UUID(typed)
+    except ValueError:
+        # userName contains what was typed; the exact one (case-insensitive) is among the first matches.
+        rows = await users.admin_page(
+            pool, tenant_id, state=None, license=None, q=typed, after=None, limit=NAME_MATCHES
+        )
+        match = [r["id"] for r in rows if r["user_name"].lower() == typed.lower()]
+    else:
+        rows = await users.admin_page(
+            pool, tenant_id, state=None, license=None, q=None, after=None, limit=1, only=wanted
+        )
+        match = [r["id"] for r in rows]
+    if not match:
+        raise invalid_value(f"user: no user {typed!r} in this tenant (give its id or its exact userName)")
+    return match[0]
+
+
+# --- sign-in ---------------------------------------------------------------------------------------
+
+
+@routes.get("/console")
+@routes.get("/console/")
+async def home(_: web.Request) -> web.Response:
+    raise see_other("/console/tenants")
+
+
+@routes.get(LOGIN_PATH)
+async def login_form(request: web.Request) -> web.Response:
+    session = request.get(SESSION)
+    if session is not None and session.operator:
+        raise see_other("/console/tenants")
+    if session is None:  # an anonymous session carries the sign-in form's CSRF token
+        session = new_session(operator=False)
+        request[SESSION] = session
+    response = page(request, "login.html", {})
+    _set_session(response, request, session)
+    return response
+
+
+@routes.post(LOGIN_PATH)
+async def login(request: web.Request) -> web.Response:
+    """Check the operator key in constant time; a wrong one is logged and counted per client address."""
+    form = await request.post()
+    if not await operator_key_given(request, forms.text(form, "key"), "console sign-in"):
+        return page(request, "login.html", {"error": "That is not the operator key."}, status=401)
+    session = new_session(operator=True)  # a new id: nothing seen before sign-in is valid after it
+    response = see_other("/console/tenants")
+    _set_session(response, request, session)
+    raise response
+
+
+@routes.post("/console/logout")
+async def logout(request: web.Request) -> web.Response:
+    response = see_other(LOGIN_PATH)
+    response.del_cookie(COOKIE, path=COOKIE_PATH)
+    raise response
+
+
+# --- tenants ---------------------------------------------------------------------------------------
+
+
+async def _tenants_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> web.Response:
+    rows = await tenant_store.list_tenants(request.app[POOL], limit=TENANTS_SHOWN)
+    context = {"tenants": rows, "form": dict(form or {}), "error": error, "section": "tenants"}
+    return page(request, "tenants.html", context, status=status)
+
+
+@routes.get("/console/tenants")
+async def tenants_list(request: web.Request) -> web.Response:
+    return await _tenants_page(request)
+
+
+@routes.post("/console/tenants")
+async def tenant_create(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        data = load(TenantCreateSchema(), forms.tenant_create_payload(form))
+        row = await tenant_service.create_tenant(request.app[POOL], data)
+    except ScimError as exc:
+        return await _tenants_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{row['id']}/scim?done=tenant-created")
+
+
+@routes.get("/console/tenants/{tid}")
+async def tenant_home(request: web.Request) -> web.Response:
+    raise see_other(f"/console/tenants/{_tenant_id(request)}/scim")
+
+
+# --- SCIM panel ------------------------------------------------------------------------------------
+
+
+async def _scim_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    new_token: dict[str, str] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    tokens = await tenant_store.list_tokens(request.app[POOL], UUID(tenant["id"]))
+    context = {
+        "tenant": tenant,
+        "section": "scim",
+        "tokens": tokens,
+        "new_token": new_token,
+        "error": error,
+    }
+    return page(request, "scim.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/scim")
+async def scim_panel(request: web.Request) -> web.Response:
+    return await _scim_page(request)
+
+
+@routes.post("/console/tenants/{tid}/scim")
+async def scim_toggle(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id = _tenant_id(request)
+    try:
+        enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
+        await tenant_service.set_scim_enabled(request.app[POOL], tenant_id, enabled)
+    except ScimError as exc:
+        return await _scim_page(request, status=exc.status, error=exc.detail)
+    raise see_other(f"/console/tenants/{tenant_id}/scim?done={'scim-on' if enabled else 'scim-off'}")
+
+
+@routes.post("/console/tenants/{tid}/scim/tokens")
+async def token_create(request: web.Request) -> web.Response:
+    """A new token, shown in this response only (never in a URL): only its hash is stored."""
+    tenant = await _tenant(request)
+    token_id, token = await tenant_store.create_token(request.app[POOL], UUID(tenant["id"]))
+    return await _scim_page(request, status=201, new_token={"id": str(token_id), "token": token})
+
+
+@routes.post("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
+async def token_revoke(request: web.Request) -> web.Response:
+    tenant_id = _tenant_id(request)
+    token_id = id_or_404(request.match_info["token_id"], "token")
+    if not await tenant_store.revoke_token(request.app[POOL], tenant_id, token_id):
+        detail = f"token {token_id} is not a live token of this tenant (already revoked?)"
+        return await _scim_page(request, status=404, error=detail)
+    raise see_other(f"/console/tenants/{tenant_id}/scim?done=token-revoked")
+
+
+# --- seats and licenses ----------------------------------------------------------------------------
+
+
+async def _seats_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    summary = await seat_summary(request.app[POOL], tenant_id)
+    shown = summary.waiting[:PAGE_SIZE]
+    names = await users.display_names(request.app[POOL], tenant_id, shown)
+    context = {
+        "tenant": tenant,
+        "section": "seats",
+        "summary": summary,
+        "waiting": [{"id": str(u), "name": names.get(u, "")} for u in shown],
+        "license_choices": LicenseAssignmentSchema().fields["license"].validate.choices,  # type: ignore[union-attr]
+        "form": dict(form or {}),
+        "error": error,
+    }
+    return page(request, "seats.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/seats")
+async def seats(request: web.Request) -> web.Response:
+    return await _seats_page(request)
+
+
+@routes.post("/console/tenants/{tid}/seats")
+async def seats_save(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id = _tenant_id(request)
+    try:
+        changes = load(TenantSettingsSchema(), forms.licensing_payload(form))
+        await tenant_service.update_tenant_settings(admin_scope(request, tenant_id), changes)
+    except ScimError as exc:
+        return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/seats?done=seats-saved")
+
+
+@routes.post("/console/tenants/{tid}/seats/assign")
+async def license_assign(request: web.Request) -> web.Response:
+    """Manual assignment: the same service as the admin API, so SCIM's lock (409) holds here too."""
+    form = await request.post()
+    tenant_id = _tenant_id(request)
+    try:
+        license = forms.text(form, "license")
+        data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
+        user_id = await _find_user(request, tenant_id, forms.text(form, "user"))
+        await assign_license_by_hand(
+            request.app[POOL],
+            tenant_id=tenant_id,
+            user_id=user_id,
+            license=data["license"],
+            request_id=request.get(REQUEST_ID),
+        )
+    except ScimError as exc:
+        return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")
+
+
+# --- teams -----------------------------------------------------------------------------------------
+
+
+async def _teams_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    rows = await teams.list_teams(request.app[POOL], UUID(tenant["id"]))
+    context = {"tenant": tenant, "section": "teams", "teams": rows, "form": dict(form or {}), "error": error}
+    return page(request, "teams.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/teams")
+async def teams_list(request: web.Request) -> web.Response:
+    return await _teams_page(request)
+
+
+@routes.post("/console/tenants/{tid}/teams")
+async def team_create(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id = _tenant_id(request)
+    try:
+        name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
+        await team_service.create_team(request.app[POOL], tenant_id, name)
+    except ScimError as exc:
+        return await _teams_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-created")
+
+
+def _team_id(request: web.Request) -> UUID:
+    return id_or_404(request.match_info["team_id"], "team")
+
+
+@routes.post("/console/tenants/{tid}/teams/{team_id}/rename")
+async def team_rename(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id, team_id = _tenant_id(request), _team_id(request)
+    try:
+        name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
+        await team_service.rename_team(request.app[POOL], tenant_id, team_id, name)
+    except ScimError as exc:
+        return await _team_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=team-renamed")
+
+
+@routes.post("/console/tenants/{tid}/teams/{team_id}/delete")
+async def team_delete(request: web.Request) -> web.Response:
+    tenant_id, team_id = _tenant_id(request), _team_id(request)
+    if not await teams.delete_team(request.app[POOL], tenant_id, team_id):
+        return await _teams_page(request, status=404, error=f"team {team_id} not found in this tenant")
+    raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-deleted")
+
+
+async def _team_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    pool = request.app[POOL]
+    team = await team_service.team_or_404(pool, UUID(tenant["id"]), _team_id(request))
+    after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
+    members = await teams.members_page(pool, team["id"], after=after, limit=PAGE_SIZE)
+    context = {
+        "tenant": tenant,
+        "section": "teams",
+        "team": team,
+        "members": members,
+        "next_after": str(members[-1]["user_id"]) if len(members) == PAGE_SIZE else None,
+        "form": dict(form or {}),
+        "error": error,
+    }
+    return page(request, "team.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/teams/{team_id}")
+async def team_detail(request: web.Request) -> web.Response:
+    return await _team_page(request)
+
+
+@routes.post("/console/tenants/{tid}/teams/{team_id}/members")
+async def member_add(request: web.Request) -> web.Response:
+    """Manual membership: allowed with SCIM on (a later group push overwrites it)."""
+    form = await request.post()
+    tenant_id, team_id = _tenant_id(request), _team_id(request)
+    pool = request.app[POOL]
+    try:
+        await team_service.team_or_404(pool, tenant_id, team_id)
+        user_id = await _find_user(request, tenant_id, forms.text(form, "user"))
+        await teams.add_member(pool, tenant_id, team_id, user_id, added_by="admin")
+    except ScimError as exc:
+        return await _team_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-added")
+
+
+@routes.post("/console/tenants/{tid}/teams/{team_id}/members/{uid}/remove")
+async def member_remove(request: web.Request) -> web.Response:
+    tenant_id, team_id = _tenant_id(request), _team_id(request)
+    user_id = id_or_404(request.match_info["uid"], "user")
+    if not await teams.remove_member(request.app[POOL], tenant_id, team_id, user_id):
+        return await _team_page(request, status=404, error=f"user {user_id} is not a member of this team")
+    raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-removed")
+
+
+# --- users and audit -------------------------------------------------------------------------------
+
+
+@routes.get("/console/tenants/{tid}/users")
+async def users_list(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    pool = request.app[POOL]
+    query = request.query
+    context: dict[str, Any] = {
+        "tenant": tenant,
+        "section": "users",
+        "query": {k: query.get(k, "") for k in ("q", "state", "license")},
+        "states": USER_STATES,
+        "licenses": LICENSE_FILTERS,
+        "users": [],
+        "next_after": None,
+        "filters": {},
+    }
+    context["filters"] = {k: v for k, v in context["query"].items() if v}
+    try:
+        filters = user_filters(query)
+        after = id_or_404(query["after"], "user") if query.get("after") else None
+    except ScimError as exc:
+        return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
+    rows = await users.admin_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
+    user_teams = await teams.teams_of(pool, [r["id"] for r in rows])
+    context["users"] = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
+    context["next_after"] = str(rows[-1]["id"]) if len(rows) == PAGE_SIZE else None
+    return page(request, "users.html", context)
+
+
+@routes.get("/console/tenants/{tid}/users.csv")
+async def users_csv(request: web.Request) -> web.StreamResponse:
+    """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
+    tenant_id = _tenant_id(request)
+    await tenant_or_404(request.app[POOL], tenant_id)
+    return await stream_users_csv(request, tenant_id, user_filters(request.query))
+
+
+@routes.get("/console/tenants/{tid}/audit")
+async def audit_log(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    pool = request.app[POOL]
+    query = request.query
+    typed_user = query.get("user", "").strip()
+    context: dict[str, Any] = {
+        "tenant": tenant,
+        "section": "audit",
+        "user": typed_user,
+        "items": [],
+        "next_before": None,
+    }
+    try:
+        user_id = await _find_user(request, tenant_id, typed_user) if typed_user else None
+        before = audit_before(query)
+    except ScimError as exc:
+        return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
+    rows = await licenses.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=PAGE_SIZE)
+    names = await users.display_names(pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]}))
+    context["items"] = [
+        {
+            **dict(r),
+            "user_name": names.get(r["user_id"], "") if r["user_id"] else "",
+            "detail": orjson.dumps(r["detail"]).decode() if r["detail"] else "",
+        }
+        for r in rows
+    ]
+    context["next_before"] = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
+    return page(request, "audit.html", context)
+
+
+# --- queue health ----------------------------------------------------------------------------------
+
+
+@routes.get("/console/queue")
+async def queue(request: web.Request) -> web.Response:
+    """The `/ops/queue` figures; the page reloads itself every few seconds (a meta refresh, no script)."""
+    app = request.app
+    health = await queue_health(app[POOL], app[REDIS], app[SETTINGS])
+    context = {"health": health, "section": "queue", "refresh_seconds": QUEUE_REFRESH_SECONDS}
+    return page(request, "queue.html", context)

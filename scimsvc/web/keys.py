@@ -1,0 +1,25 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from scimsvc.settings import Settings
+from scimsvc.store.batches import Batcher
+from scimsvc.web.token_cache import TokenCache
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
+NEW_USERS = web.AppKey("new_users", Batcher)  # store.users.new_user_inserts of the POOL
+
+REQUEST_ID = web.RequestKey("request_id", str)
+TENANT_ID = web.RequestKey("tenant_id", UUID)
+ALLOWED_DOMAINS = web.RequestKey("allowed_domains", tuple)
+RATE_LIMIT = web.RequestKey("rate_limit", dict)  # the tenant's rate_limit setting
+RATE_HEADERS = web.RequestKey("rate_headers", dict)  # what its charge left in the tenant's bucket

@@ -1,0 +1,185 @@
+"""SCIM bearer token → tenant lookups, cached in the process while PostgreSQL can tell it of every change.
+
+Every SCIM request authenticates by its token; uncached, that is one PostgreSQL round trip per request.
+Migration 0010 makes any change to `scim_tokens` or `tenants` (a revocation, SCIM turned off, new
+allowed domains or rate limit, by the admin API, the console, the CLI or plain SQL) send a notification
+on commit. Each web process listens on a connection of its own and empties its cache when one arrives,
+so a revoked token is refused as soon as the notification lands (milliseconds). The cache is only used
+while that connection is listening: when it drops, the cache is emptied and every request goes to the
+database until the listener is back. Entries also expire after `ttl` seconds, which bounds how long a
+revoked token can still pass if notifications are held up without the connection failing.
+
+Refusals are remembered too, for `REFUSED_SECONDS`, by the token's hash, whether or not the listener is
+up: an IdP that still holds a revoked token retries it forever (Okta and Entra call from egress addresses
+shared by all their customers), and each retry would otherwise cost a PostgreSQL lookup. A refused token
+never becomes valid (revocation is one-way; new tokens are random), so a remembered refusal is never
+wrong; it is forgotten after that time only to bound memory, and the token is looked up at most once per
+`REFUSED_SECONDS` per process (concurrent requests with one token share one lookup). A token not shaped
+like the ones scimsvc issues is refused without a lookup. Revoked tokens are told apart from guesses
+(tokens never issued): only guesses count toward the failed-authentication limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from scimsvc.ratelimit.expiring_set import ExpiringSet
+from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, token_by_hash
+
+log = logging.getLogger(__name__)
+
+MAX_ENTRIES = 10_000  # past this the cache starts over (one entry per live token)
+REFUSED_SECONDS = 20.0  # a refused token is looked up again at most this often (3 times a minute)
+RECONNECT_SECONDS = 1.0
+LISTENER_NAME = "scimsvc-token-cache"  # application_name of the listening connection
+
+
+class TokenCheck(NamedTuple):
+    """What a bearer token is worth: its tenant when valid, else None; and whether it was a guess."""
+
+    tenant: asyncpg.Record | None
+    digest: bytes  # sha256 of the token, the only form it is kept in
+    # Refused, and neither a token we issued (revoked ones are) nor one refused moments ago: a new guess.
+    guess: bool = False
+
+
+def _no_lookups(found: bool) -> None:
+    pass
+
+
+_LOOKUP_CANCELLED = object()  # what a shared lookup gives when its request was cancelled: look up again
+
+
+class TokenCache:
+    """Valid tokens' tenants for `ttl` seconds, emptied on every change notification; refusals for
+    `REFUSED_SECONDS`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database_url: str,
+        *,
+        ttl: float,
+        counted: Callable[[bool], None] = _no_lookups,
+    ) -> None:
+        self.pool = pool
+        self.database_url = database_url
+        self.ttl = ttl
+        self._counted = counted  # told of each PostgreSQL lookup: found valid or not (a metric)
+        self._entries: dict[bytes, tuple[float, asyncpg.Record]] = {}
+        self._refused = ExpiringSet(seconds=REFUSED_SECONDS, max_entries=MAX_ENTRIES)  # token hashes
+        self._lookups: dict[bytes, asyncio.Future[Any]] = {}  # token hash -> its lookup under way
+        self._generation = 0  # bumped on every change: a lookup that straddles one is not kept
+        self._listening = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether lookups are served from memory (the listener is connected and caching is on)."""
+        return self._listening and self.ttl > 0
+
+    async def check(self, token: str) -> TokenCheck:
+        """The tenant (tenant_id, scim_enabled, allowed_domains, rate_limit) of a valid token, or None."""
+        digest = hash_token(token)
+        if digest in self._refused:
+            return TokenCheck(None, digest)
+        if not could_be_token(token):  # no lookup can find it
+            self._refused.add(digest)
+            return TokenCheck(None, digest, guess=True)
+        now = time.monotonic()
+        active = self.active
+        if active:
+            hit = self._entries.get(digest)
+            if hit is not None and hit[0] > now:
+                return TokenCheck(hit[1], digest)
+        while (under_way := self._lookups.get(digest)) is not None:
+            # Concurrent requests with one token share its lookup, and its failure (an outage: 503).
+            row = await asyncio.shield(under_way)
+            if row is not _LOOKUP_CANCELLED:
+                return TokenCheck(row if row is not None and not row["revoked"] else None, digest)
+        generation = self._generation
+        lookup = self._lookups[digest] = asyncio.get_running_loop().create_future()
+        try:
+            row = await token_by_hash(self.pool, digest)
+        except Exception as exc:
+            lookup.set_exception(exc)
+            lookup.exception()  # retrieved: a failed lookup nobody shared is not reported as unhandled
+            raise
+        except BaseException:
+            lookup.set_result(_LOOKUP_CANCELLED)
+            raise
+        else:
+            lookup.set_result(row)
+        finally:
+            if self._lookups.get(digest) is lookup:
+                del self._lookups[digest]
+        valid = row is not None and not row["revoked"]
+        self._counted(valid)
+        if not valid:
+            self._refused.add(digest)
+            return TokenCheck(None, digest, guess=row is None)
+        if active and generation == self._generation and self.active:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[digest] = (now + self.ttl, row)
+        return TokenCheck(row, digest)
+
+    def holds(self, token: str) -> bool:
+        """Whether the token's tenant is in the cache now."""
+        return hash_token(token) in self._entries
+
+    def forget(self, *_: Any) -> None:
+        """Empty the cache (a token or tenant changed somewhere)."""
+        self._generation += 1
+        self._entries.clear()
+
+    def start(self) -> None:
+        """Listen for changes in the background (no-op when caching is off)."""
+        if self.ttl > 0 and self._task is None:
+            self._task = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen(self) -> None:
+        logged = False
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self.database_url, timeout=5, server_settings={"application_name": LISTENER_NAME}
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())  # type: ignore[misc]
+                await conn.add_listener(AUTH_CHANNEL, self.forget)
+                self.forget()  # changes made while nobody listened
+                self._listening, logged = True, False
+                while not lost.is_set():
+                    # A connection stalled without closing would hold notifications back: ping it.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=max(self.ttl, 1.0))
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=2)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                if not logged:
+                    log.warning("token cache off: cannot listen for token changes (%r); retrying", exc)
+                    logged = True
+            finally:
+                self._listening = False
+                self.forget()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(RECONNECT_SECONDS)
