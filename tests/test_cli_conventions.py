@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import logging
 import signal
+import subprocess
+import sys
+import tomllib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +27,7 @@ from scimsvc.settings import Settings
 from scimsvc.web.app import create_app
 from tests.conftest import (
     ADMIN_KEY,
+    PROCESS_DEADLINE,
     REDIS_URL,
     RUN_ID,
     SERVER_URL,
@@ -57,10 +61,45 @@ def error_lines(stderr: str) -> list[str]:
 # --- version and help ------------------------------------------------------------------------------
 
 
-def test_python_m_scimsvc_prints_the_version():
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def project_version() -> str:
+    """The version in pyproject.toml, the one place it is written (CONTRIBUTING.md, Changelog)."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    assert isinstance(version, str)
+    return version
+
+
+def test_python_m_scimsvc_prints_the_version_in_pyproject():
     out = run_scimsvc("--version")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"scimsvc {importlib.metadata.version('scimsvc')}"
+    assert out.stdout == f"scimsvc {project_version()}\n", "installed metadata is stale: pip install -e ."
+
+
+def test_the_installed_scimsvc_command_prints_the_version():
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("scimsvc")), "--version"],
+        env=bare_env(),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_DEADLINE,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"scimsvc {project_version()}\n"
+
+
+async def test_the_openapi_document_states_the_same_version(client: Any) -> None:
+    resp = await client.get("/api/docs/openapi.json")
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["info"]["version"] == project_version()
+
+
+def test_the_changelog_has_an_unreleased_section_and_the_current_version():
+    headings = [line for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")]
+    assert headings[0] == "## [Unreleased]"
+    assert any(h.startswith(f"## [{project_version()}] - ") for h in headings), headings
 
 
 def _commands(parser: argparse.ArgumentParser, path: str = "scimsvc") -> Iterator[tuple[str, Any]]:
