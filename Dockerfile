@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 # README.md is the package's readme in pyproject.toml; the SQL migrations ship as package data
 # (scimsvc/store/migrations/*.sql), so the wheel carries them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY scimsvc ./scimsvc
 COPY worker ./worker
 COPY schemas ./schemas

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import errno
 import gc
-import importlib.metadata
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
+from scimsvc import __version__
 from scimsvc.ops import logs
 from scimsvc.settings import Settings, SettingsError, env_choice, env_int
 from scimsvc.tools import embedded
@@ -488,13 +488,6 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("scimsvc")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `scimsvc` argument parser: every subcommand with its options, defaults and variables."""
     parser = argparse.ArgumentParser(
@@ -504,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "setting or usage; `scimsvc queue`: 0 ok, 1 degraded, 2 stalled, 3 figures unreadable or a bad "
         "setting.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_command(sub, "migrate", "create the database if needed and apply migrations").set_defaults(
