@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from scimsvc.store.migrations import migrate
+from scimsvc.tools.loadtest.stats import percentile
 
 SERVER = os.environ.get("SCIMSVC_BENCH_SERVER_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("SCIMSVC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -112,14 +113,6 @@ def proc_status(pid: int, field_name: str) -> float:
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size of a process (VmHWM) in MB."""
     return proc_status(pid, "VmHWM")
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """The nearest-rank percentile of sorted values (0 for none)."""
-    if not values:
-        return 0.0
-    rank = max(1, int(round(pct / 100 * len(values) + 0.5)))
-    return values[min(rank, len(values)) - 1]
 
 
 @dataclass

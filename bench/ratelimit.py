@@ -34,10 +34,11 @@ from harness import REDIS_URL, SERVER, free_port
 
 from scimsvc.ratelimit.levels import STRICT_CREDITS, WINDOW_SECONDS
 from scimsvc.store.migrations import migrate
-from scimsvc.tools.loadtest import Options, latency_summary, run_loadtest
+from scimsvc.tools.loadtest.driver import Options, run_loadtest
+from scimsvc.tools.loadtest.stats import latency_summary
 
 HUGE_BUDGET = 1_000_000_000  # the schema's maximum: never reached, but every request is charged
-# Mean credits per request of the okta mix, from its weights (scimsvc.tools.loadtest.MIXES) and levels:
+# Mean credits per request of the okta mix, from its weights (scimsvc.tools.loadtest.mixes.MIXES) and levels:
 # 100 actions = 115 requests costing 17,750 credits (a batched group PATCH alone is 2,000).
 OKTA_MEAN_COST = 17_750 / 115
 

@@ -601,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_queue_command(sub, epilog=_epilog("queue"))
 
-    from scimsvc.tools.loadtest import add_loadtest_command  # its options live with the command
+    from scimsvc.tools.loadtest.command import add_loadtest_command  # its options live with the command
 
     add_loadtest_command(sub)
     return parser

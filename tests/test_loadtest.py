@@ -11,27 +11,19 @@ import orjson
 import pytest
 
 from scimsvc.ratelimit.levels import LEVELS
-from scimsvc.tools.loadtest import (
-    GROUP_ACTIONS,
-    MIN_POOL,
-    MIXES,
-    Options,
-    Sample,
-    build_report,
-    check_target,
-    choose_action,
-    credit_accounting,
+from scimsvc.tools.loadtest.admissions import credit_accounting, early_admissions
+from scimsvc.tools.loadtest.driver import Options, run_loadtest
+from scimsvc.tools.loadtest.mixes import GROUP_ACTIONS, MIN_POOL, MIXES, choose_action
+from scimsvc.tools.loadtest.payloads import (
     deactivate_patch,
-    early_admissions,
-    format_report,
     member_add_patch,
     member_remove_patch,
-    parse_limit,
-    parse_retry_after,
-    percentile,
     request_cost,
-    run_loadtest,
 )
+from scimsvc.tools.loadtest.report import build_report, format_report
+from scimsvc.tools.loadtest.samples import Sample, parse_limit, parse_retry_after
+from scimsvc.tools.loadtest.stats import percentile
+from scimsvc.tools.loadtest.target import check_target
 from tests.conftest import ADMIN_HEADERS, Processes, cli_main, make_tenant
 
 
