@@ -163,7 +163,7 @@ async def big_tenant(db: Any) -> Any:
 async def plan(db: Any, table: str, where: str, params: list[Any]) -> str:
     alias = table[0]
     linked = " AND u.scim_linked" if alias == "u" else ""
-    # Only catalog names are in `where` (compiled by filters.compile_filter); the values are parameters.
+    # Only catalog names are in `where` (compiled by filters.sql.compile_filter); the values are parameters.
     sql = f"EXPLAIN SELECT 1 FROM {table} {alias} WHERE {alias}.tenant_id = $1{linked} AND ({where})"  # noqa: S608
     return "\n".join(r[0] for r in await db.fetch(sql, *params))
 

@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from schemas.catalog import Attr
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.scim.errors import ScimError
-from scimsvc.scim.filter_ast import And, Compare, Node, Not, Or, Present, ValuePath
-from scimsvc.scim.filters import compile_filter, matches, matches_element, parse_filter
+from scimsvc.scim.filters.match import matches, matches_element
+from scimsvc.scim.filters.parse import parse_filter
+from scimsvc.scim.filters.sql import compile_filter
+from scimsvc.scim.filters.tree import And, Compare, Node, Not, Or, Present, ValuePath
 from scimsvc.store.users import RESOURCE_FILTER_COLUMNS as USER_COLUMNS
 
 

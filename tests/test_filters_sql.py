@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.user import ENTERPRISE_SCHEMA, PRODUCT_SCHEMA, USER_RESOURCE
-from scimsvc.scim.filter_ast import And, Compare, Node, Not, Or, Present, ValuePath
-from scimsvc.scim.filters import compile_filter, matches, parse_filter
+from scimsvc.scim.filters.match import matches
+from scimsvc.scim.filters.parse import parse_filter
+from scimsvc.scim.filters.sql import compile_filter
+from scimsvc.scim.filters.tree import And, Compare, Node, Not, Or, Present, ValuePath
 from scimsvc.store.users import ELEMENT_INDEXES
 from scimsvc.store.users import RESOURCE_FILTER_COLUMNS as USER_COLUMNS
 

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
 from schemas.user import PRODUCT_SCHEMA
 from scimsvc.scim.errors import ScimError
-from scimsvc.scim.filters import compile_filter, matches, parse_filter
+from scimsvc.scim.filters.match import matches
+from scimsvc.scim.filters.parse import parse_filter
+from scimsvc.scim.filters.sql import compile_filter
 from tests.conftest import ADMIN_HEADERS, create_team, post_user, unique_email, user_body
 from tests.test_console import csrf_of, signed_in
 

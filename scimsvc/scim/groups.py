@@ -27,7 +27,7 @@ from schemas.base import flatten_errors
 from schemas.group import GROUP_RESOURCE, load_group
 from scimsvc.scim.attribute_names import member
 from scimsvc.scim.errors import ScimError, invalid_filter, invalid_path, invalid_syntax, invalid_value, shown
-from scimsvc.scim.filter_ast import Compare, Node, Or
+from scimsvc.scim.filters.tree import Compare, Node, Or
 from scimsvc.scim.patch import PatchOperation, apply_patch, resolve_path
 
 _MEMBERS = "members"

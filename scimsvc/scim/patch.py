@@ -22,8 +22,9 @@ from typing import Any
 from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
 from scimsvc.scim.attribute_names import find_member, key_named, keys_named, member
 from scimsvc.scim.errors import ScimError, invalid_path, invalid_syntax, mutability, no_target, shown
-from scimsvc.scim.filter_ast import And, Compare, Node
-from scimsvc.scim.filters import matches_element, parse_filter
+from scimsvc.scim.filters.match import matches_element
+from scimsvc.scim.filters.parse import parse_filter
+from scimsvc.scim.filters.tree import And, Compare, Node
 from scimsvc.scim.users import PASSWORD_REFUSED
 
 PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

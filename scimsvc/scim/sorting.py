@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from schemas.catalog import AttrPath, ResourceTypeDef
 from scimsvc.scim.errors import invalid_value
-from scimsvc.scim.filters import Column, Queryable
+from scimsvc.scim.filters.sql import Column, Queryable
 
 SORT_ORDERS = ("ascending", "descending")
 
@@ -65,7 +65,7 @@ def sort_expression(
     resource_column: str,
     unsortable: frozenset[str] = frozenset(),
 ) -> str:
-    """The SQL expression `sort` orders by; `columns` as in `filters.compile_filter`.
+    """The SQL expression `sort` orders by; `columns` as in `filters.sql.compile_filter`.
 
     `unsortable` names (lower-cased) attributes kept outside the resource that cannot be sorted on.
     """

@@ -18,8 +18,8 @@ from uuid import UUID
 import asyncpg
 
 from schemas.group import GROUP_RESOURCE
-from scimsvc.scim import filters
 from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
+from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
 from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import parse_patch_request
@@ -201,14 +201,14 @@ async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> No
     await retrying(attempt)
 
 
-GROUPS = filters.Queryable(
+GROUPS = Queryable(
     GROUP_RESOURCE, store.FILTER_COLUMNS, store.RESOURCE_COLUMN, store.STABLE_ORDER, rows=store.FILTER_ROWS
 )
 
 
 def group_filter_sql(filter_text: str | None, params: list[Any]) -> str:
     """The WHERE condition for a Group filter (TRUE when there is none); values go to `params`."""
-    return filters.where_sql(filter_text, GROUPS, params)
+    return where_sql(filter_text, GROUPS, params)
 
 
 async def list_groups(

@@ -14,8 +14,8 @@ import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.product.notices import email_change_notices
-from scimsvc.scim import filters
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
+from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import apply_patch, parse_patch_request
 from scimsvc.scim.resources import check_if_match
@@ -249,7 +249,7 @@ async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> Non
     await retrying(attempt)
 
 
-USERS = filters.Queryable(
+USERS = Queryable(
     USER_RESOURCE,
     store.FILTER_COLUMNS,
     store.RESOURCE_COLUMN,
@@ -260,7 +260,7 @@ USERS = filters.Queryable(
 
 def user_filter_sql(filter_text: str | None, params: list[Any]) -> str:
     """The WHERE condition for a User filter (TRUE when there is none); values go to `params`."""
-    return filters.where_sql(filter_text, USERS, params)
+    return where_sql(filter_text, USERS, params)
 
 
 async def list_users(

@@ -12,7 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.scim.filters import Column, Rows
+from scimsvc.scim.filters.sql import Column, Rows
 from scimsvc.store import pages
 
 # How filter attributes map onto real columns (indexes in 0005_teams.sql); others read `resource`.

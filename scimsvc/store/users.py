@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import PRODUCT_SCHEMA
-from scimsvc.scim.filters import Column
+from scimsvc.scim.filters.sql import Column
 from scimsvc.store import pages
 from scimsvc.store.batches import Batcher
 from scimsvc.store.db import fetch_in_time

@@ -1,4 +1,8 @@
-"""The parsed form of an RFC 7644 §3.4.2.2 filter; produced by `filters.parse_filter`."""
+"""The parsed form of an RFC 7644 §3.4.2.2 filter, as `parse.parse_filter` produces it.
+
+Plain frozen nodes: attribute paths as written, operators lower-cased, values as JSON gave them. It never
+holds a rule about what a comparison means (`rules`), a catalog lookup (`names`), SQL or I/O.
+"""
 
 from __future__ import annotations
 
