@@ -64,7 +64,7 @@ async def test_a_new_user_with_a_manager_is_created_with_the_managers_name(clien
 
 # --- POSTs that arrive together go in by one statement (scimsvc/store/batches.py) ---------------------
 
-SENDERS = 2  # batches a front end has out at once (store/users.py new_user_inserts)
+SENDERS = 2  # batches a front end has out at once (store/new_users.py new_user_inserts)
 
 
 @pytest.fixture

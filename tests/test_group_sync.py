@@ -159,7 +159,7 @@ async def test_patch_arriving_while_a_push_is_being_applied_is_applied_after_it(
     team_id = await team_of(db, group["id"])
     await run_worker(settings)
     await put_members(client, tenant, group, [a, b])
-    real_push = worker.groups.store.push_to_team
+    real_push = worker.groups.teams.push_to_team
     arrived: list[int] = []
 
     async def push_with_a_patch_arriving(*args: Any) -> None:
@@ -174,7 +174,7 @@ async def test_patch_arriving_while_a_push_is_being_applied_is_applied_after_it(
             arrived.append(resp.status)
         await real_push(*args)
 
-    monkeypatch.setattr(worker.groups.store, "push_to_team", push_with_a_patch_arriving)
+    monkeypatch.setattr(worker.groups.teams, "push_to_team", push_with_a_patch_arriving)
     await run_worker(settings)
     assert arrived == [204]
     assert await team_members(db, team_id) == {b, late}

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from scimsvc.store import groups as group_store
+from scimsvc.store import teams as team_store
 from scimsvc.store import users as user_store
 from tests.conftest import ADMIN_HEADERS, create_team, post_user, wait_until_blocked_by
 
@@ -99,7 +100,7 @@ async def test_a_user_hard_deleted_while_the_worker_adds_it_to_a_team_leaves_no_
     tx = other_conn.transaction()
     await tx.start()
     # The worker applying the push, before it commits.
-    await group_store.push_to_team(other_conn, uuid.UUID(tenant.id), team_id, uuid.UUID(group["id"]))
+    await team_store.push_to_team(other_conn, uuid.UUID(tenant.id), team_id, uuid.UUID(group["id"]))
 
     url = f"/admin/v1/tenants/{tenant.id}/users/{user['id']}"
     delete = asyncio.create_task(client.delete(url, headers=ADMIN_HEADERS))

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.store import groups as store
+from scimsvc.store import teams
 
 PUSH = "push"
 MEMBER_CHANGES = ("link", "members")
@@ -20,16 +20,16 @@ async def apply_group_changes(conn: asyncpg.Connection, group_id: UUID, rows: li
     exactly the users it names. Either way re-running changes nothing. A group that was deleted, or whose
     team was deleted, applies nothing; licenses are never touched.
     """
-    link = await store.linked_team(conn, group_id)
+    link = await teams.linked_team(conn, group_id)
     if link is None:
         return
     tenant_id, team_id = link["tenant_id"], link["team_id"]
     if any(r["change"] == PUSH for r in rows):
-        await store.push_to_team(conn, tenant_id, team_id, group_id)
+        await teams.push_to_team(conn, tenant_id, team_id, group_id)
         return
     for row in rows:
         if row["change"] not in MEMBER_CHANGES:
             continue
         payload = row["payload"]
-        await store.remove_from_team(conn, tenant_id, team_id, payload.get("remove", []))
-        await store.add_to_team(conn, tenant_id, team_id, group_id, payload.get("add", []))
+        await teams.remove_from_team(conn, tenant_id, team_id, payload.get("remove", []))
+        await teams.add_to_team(conn, tenant_id, team_id, group_id, payload.get("add", []))

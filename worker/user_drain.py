@@ -15,8 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.store import licenses, outbox
-from scimsvc.store import users as user_store
+from scimsvc.store import licenses, outbox, user_states
 from worker.seats import PendingUser, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
 
@@ -78,7 +77,7 @@ async def apply_user_rows(
     """
     users = pending_users(rows)
     decisions = await allocate_licenses(conn, tenant_id, licensing_of(licensing), users)
-    await user_store.apply_user_states(conn, [(uid, d.license, d.waiting) for uid, d in decisions.items()])
+    await user_states.apply_user_states(conn, [(uid, d.license, d.waiting) for uid, d in decisions.items()])
     joined = [u.id for u in users if PROVISIONED & set(u.changes)]
     if joined:
         await after_provisioned(conn, joined)

@@ -16,7 +16,7 @@ from scimsvc.services.wakeups import Wakeup, waker_for
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 from scimsvc.store.db import transaction
-from scimsvc.store.users import NewUserInserts
+from scimsvc.store.new_users import NewUserInserts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,6 +27,7 @@ from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.services.changes import Scope, Transaction, retrying, write
 from scimsvc.store import groups as store
+from scimsvc.store import teams as team_store
 
 TEAMS_API = "POST /admin/v1/tenants/{tenant_id}/teams"
 
@@ -98,9 +99,9 @@ async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
 
     async def attempt() -> asyncpg.Record:
         async with write(scope) as tx:
-            team = await store.lock_team_by_name(tx.conn, scope.tenant_id, name)
+            team = await team_store.lock_team_by_name(tx.conn, scope.tenant_id, name)
             if team is None:
-                raise _no_team(scope, name, await store.team_names_like(tx.conn, scope.tenant_id, name))
+                raise _no_team(scope, name, await team_store.team_names_like(tx.conn, scope.tenant_id, name))
             if team["group_id"] is not None:
                 raise _already_linked(name, team["group_id"], team["group_display_name"])
             try:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from scimsvc.scim.errors import not_found
 from scimsvc.services.changes import Scope, write
-from scimsvc.store import boards, licenses, users
+from scimsvc.store import boards, licenses, user_admin
 
 
 async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
         handovers = await boards.hand_over_boards(
             tx.conn, scope.tenant_id, user_id, request_id=scope.request_id
         )
-        gone = await users.hard_delete_user(tx.conn, scope.tenant_id, user_id)
+        gone = await user_admin.hard_delete_user(tx.conn, scope.tenant_id, user_id)
         assert gone is not None  # locked above
         await licenses.audit(
             tx.conn,

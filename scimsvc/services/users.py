@@ -24,7 +24,7 @@ from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, va
 from scimsvc.services import page_cursors
 from scimsvc.services.changes import Scope, retrying, write, write_one
 from scimsvc.store import groups as group_store
-from scimsvc.store import licenses
+from scimsvc.store import licenses, new_users
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
 
@@ -150,7 +150,7 @@ async def create_user(scope: Scope, body: Any) -> asyncpg.Record:
         row = await write_one(
             scope,
             "user",
-            lambda pool: store.insert_new_user(
+            lambda pool: new_users.insert_new_user(
                 scope.new_users or pool, scope.tenant_id, resource, request_id=scope.request_id
             ),
         )

@@ -1,4 +1,4 @@
-"""SQL for SCIM groups, their desired members, and the set-based sync of a linked team's membership.
+"""SQL for SCIM groups and their desired members (the linked team and its sync are in store/teams.py).
 
 A group's members are rows in `group_members` (never a JSON list), so every change is a fixed number of
 statements whatever the group's size: ids travel as one uuid[] parameter.
@@ -46,16 +46,6 @@ GROUP_COLUMNS = (
 )
 SELECT_GROUP = f"SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2"
 SELECT_GROUP_FOR_UPDATE = SELECT_GROUP + " FOR UPDATE"
-# The team a new group links to: exactly its name (case-sensitive), and the group already linked to it.
-SELECT_TEAM_BY_NAME = """
-SELECT t.id, t.name, g.id AS group_id, g.display_name AS group_display_name
-FROM teams t LEFT JOIN groups g ON g.team_id = t.id
-WHERE t.tenant_id = $1 AND t.name = $2
-FOR UPDATE OF t
-"""
-SELECT_TEAM_NAMES_LIKE = """
-SELECT name FROM teams WHERE tenant_id = $1 AND lower(name) = lower($2) ORDER BY name LIMIT 3
-"""
 INSERT_GROUP = f"""
 INSERT INTO groups AS g (tenant_id, display_name, external_id, team_id, resource)
 VALUES ($1, $2, $3, $4, $5)
@@ -157,16 +147,6 @@ async def get_group(
     return await conn.fetchrow(SELECT_GROUP_FOR_UPDATE if for_update else SELECT_GROUP, tenant_id, group_id)
 
 
-async def lock_team_by_name(conn: asyncpg.Connection, tenant_id: UUID, name: str) -> asyncpg.Record | None:
-    """The tenant's team named exactly `name` (id, name, group_id of the group linked to it), locked."""
-    return await conn.fetchrow(SELECT_TEAM_BY_NAME, tenant_id, name)
-
-
-async def team_names_like(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, name: str) -> list[str]:
-    """Names of the tenant's teams equal to `name` but for case (for a helpful error)."""
-    return [r["name"] for r in await conn.fetch(SELECT_TEAM_NAMES_LIKE, tenant_id, name)]
-
-
 def _columns(resource: dict[str, Any]) -> tuple[Any, ...]:
     return resource["displayName"], resource.get("externalId"), resource
 
@@ -265,79 +245,3 @@ async def list_groups(
     return await pages.fetch_page(
         conn, sql, params, offset=offset, limit=limit, count_sql=count_sql, count_params=params
     )
-
-
-# --- The worker's side: the linked team follows the group ----------------------------------------------
-
-# The group's tenant and linked team; nothing when the group is gone or its team was deleted.
-SELECT_LINK = """
-SELECT g.tenant_id, g.team_id FROM groups g JOIN teams t ON t.id = g.team_id AND t.tenant_id = g.tenant_id
-WHERE g.id = $1
-"""
-# Members the tenant's domain_teams put there stay: that rule holds whatever the IdP's groups say.
-PUSH_REMOVE = """
-DELETE FROM team_members tm USING teams t
-WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.added_by <> 'domain'
-  AND NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = tm.user_id)
-"""
-# The team and the users it gains are locked (KEY SHARE) until the apply commits: a team or user deleted
-# meanwhile either went first (and is skipped here) or waits and then takes these rows with it. Only the
-# members the team lacks are looked up and locked: an EXCEPT (hashed or sorted, never a scan per member,
-# whatever the statistics say) and one primary-key array scan of users.
-PUSH_ADD = """
-WITH joining AS MATERIALIZED (
-    SELECT user_id FROM group_members WHERE group_id = $3
-    EXCEPT
-    SELECT user_id FROM team_members WHERE team_id = $2
-)
-INSERT INTO team_members (team_id, user_id, added_by)
-SELECT t.id, u.id, 'scim'
-FROM teams t
-JOIN users u ON u.tenant_id = t.tenant_id AND u.id = ANY(ARRAY(SELECT user_id FROM joining))
-WHERE t.tenant_id = $1 AND t.id = $2
-FOR KEY SHARE OF t, u
-ON CONFLICT (team_id, user_id) DO NOTHING
-"""
-# Incremental: only the named users, and only those the group still has (a later removal is applied
-# from its own row anyway); their other teams are never touched.
-TEAM_ADD = """
-INSERT INTO team_members (team_id, user_id, added_by)
-SELECT t.id, u.id, 'scim'
-FROM teams t
-JOIN users u ON u.tenant_id = t.tenant_id AND u.id = ANY($4::uuid[])
-WHERE t.tenant_id = $1 AND t.id = $2
-  AND EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = u.id)
-FOR KEY SHARE OF t, u
-ON CONFLICT (team_id, user_id) DO NOTHING
-"""
-TEAM_REMOVE = """
-DELETE FROM team_members tm USING teams t
-WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.user_id = ANY($3::uuid[])
-"""
-
-
-async def linked_team(conn: asyncpg.Connection, group_id: UUID) -> asyncpg.Record | None:
-    """(tenant_id, team_id) of the group's team, or None if the group or its team no longer exists."""
-    return await conn.fetchrow(SELECT_LINK, group_id)
-
-
-async def push_to_team(conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID) -> None:
-    """Make the team's members exactly the group's members (manual additions go; domain members stay)."""
-    await conn.execute(PUSH_REMOVE, tenant_id, team_id, group_id)
-    await conn.execute(PUSH_ADD, tenant_id, team_id, group_id)
-
-
-async def add_to_team(
-    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID, user_ids: Sequence[str]
-) -> None:
-    """Add the named users (still members of the group) to the team; existing members stay as they are."""
-    if user_ids:
-        await conn.execute(TEAM_ADD, tenant_id, team_id, group_id, list(user_ids))
-
-
-async def remove_from_team(
-    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, user_ids: Sequence[str]
-) -> None:
-    """Remove the named users from the team (they stay in the subscription and their other teams)."""
-    if user_ids:
-        await conn.execute(TEAM_REMOVE, tenant_id, team_id, list(user_ids))

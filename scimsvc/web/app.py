@@ -12,7 +12,7 @@ from scimsvc.ratelimit.limiter import LIMITER, RateLimiter, rate_limit_middlewar
 from scimsvc.services.wakeups import wakeups_sent
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
-from scimsvc.store.users import new_user_inserts
+from scimsvc.store.new_users import new_user_inserts
 from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
 from scimsvc.web.client_address import parse_networks
 from scimsvc.web.console import console_middleware, setup_console

@@ -16,7 +16,7 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
-NEW_USERS = web.AppKey("new_users", Batcher)  # store.users.new_user_inserts of the POOL
+NEW_USERS = web.AppKey("new_users", Batcher)  # store.new_users.new_user_inserts of the POOL
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from scimsvc.scim.errors import ERROR_SCHEMA
-from scimsvc.store import teams, tenants, users
+from scimsvc.store import new_users, teams, tenants, users
 from scimsvc.store.db import create_pool, transaction
 from scimsvc.web.app import create_app
 from tests.conftest import create_team, make_tenant, proxied_url, unique_email, user_body, wait_until
@@ -142,13 +142,17 @@ async def test_a_single_statement_write_that_reaches_postgres_too_late_writes_no
     bounded_pool: Any, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant = await tenants.create_tenant(db, name=unique_email("t"), settings={})
-    kept = await users.insert_new_user(bounded_pool, tenant["id"], user_body(unique_email()), request_id="r1")
+    kept = await new_users.insert_new_user(
+        bounded_pool, tenant["id"], user_body(unique_email()), request_id="r1"
+    )
     assert kept is not None
     before = dict(await db.fetchrow(STATE, tenant["id"]))
     # As if each statement spent longer on the way than its request waited for it.
     monkeypatch.setattr(bounded_pool, "write_by", lambda: datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(asyncpg.QueryCanceledError):
-        await users.insert_new_user(bounded_pool, tenant["id"], user_body(unique_email()), request_id="r2")
+        await new_users.insert_new_user(
+            bounded_pool, tenant["id"], user_body(unique_email()), request_id="r2"
+        )
     changed = {**kept["resource"], "displayName": "changed"}
     with pytest.raises(asyncpg.QueryCanceledError):
         await users.update_read_user(
@@ -160,9 +164,9 @@ async def test_a_single_statement_write_that_reaches_postgres_too_late_writes_no
             change="update",
             request_id="r3",
         )
-    batched = users.new_user_inserts(bounded_pool)  # several at once: one multi-row statement
+    batched = new_users.new_user_inserts(bounded_pool)  # several at once: one multi-row statement
     outcomes = await asyncio.gather(
-        *(batched.submit(users.NewUser(tenant["id"], user_body(unique_email()), "r4")) for _ in range(3)),
+        *(batched.submit(new_users.NewUser(tenant["id"], user_body(unique_email()), "r4")) for _ in range(3)),
         return_exceptions=True,
     )
     assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes

@@ -27,7 +27,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.store import licenses, teams, users
+from scimsvc.store import licenses, teams, user_admin, users
 from scimsvc.store import tenants as tenant_store
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH
@@ -100,12 +100,12 @@ async def _find_user(request: web.Request, tenant_id: UUID, typed: str) -> UUID:
         wanted = UUID(typed)
     except ValueError:
         # userName contains what was typed; the exact one (case-insensitive) is among the first matches.
-        rows = await users.admin_page(
+        rows = await user_admin.admin_page(
             pool, tenant_id, state=None, license=None, q=typed, after=None, limit=NAME_MATCHES
         )
         match = [r["id"] for r in rows if r["user_name"].lower() == typed.lower()]
     else:
-        rows = await users.admin_page(
+        rows = await user_admin.admin_page(
             pool, tenant_id, state=None, license=None, q=None, after=None, limit=1, only=wanted
         )
         match = [r["id"] for r in rows]
@@ -448,7 +448,7 @@ async def users_list(request: web.Request) -> web.Response:
         after = id_or_404(query["after"], "user") if query.get("after") else None
     except ScimError as exc:
         return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
-    rows = await users.admin_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
+    rows = await user_admin.admin_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
     user_teams = await teams.teams_of(pool, [r["id"] for r in rows])
     context["users"] = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
     context["next_after"] = str(rows[-1]["id"]) if len(rows) == PAGE_SIZE else None

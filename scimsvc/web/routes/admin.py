@@ -38,7 +38,7 @@ from scimsvc.services import tenants as tenant_service
 from scimsvc.services.changes import Scope
 from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.store import licenses, teams, users
+from scimsvc.store import licenses, teams, user_admin
 from scimsvc.store import tenants as store
 from scimsvc.store.db import transaction
 from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
@@ -245,7 +245,7 @@ async def list_admin_users(request: web.Request) -> web.Response:
     filters = user_filters(request.query)
     limit = page_limit(request.query)
     after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
-    rows = await users.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
+    rows = await user_admin.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
     user_teams = await teams.teams_of(request.app[POOL], [r["id"] for r in rows])
     items = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
     return json_response({"items": items, "next_after": items[-1]["id"] if len(items) == limit else None})
@@ -281,7 +281,7 @@ async def stream_users_csv(
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_HEADER)
     async with transaction(request.app[POOL], readonly=True) as conn:
-        async for row in users.admin_export_cursor(conn, tenant_id, **filters):
+        async for row in user_admin.admin_export_cursor(conn, tenant_id, **filters):
             writer.writerow(export_row(row))
             if buffer.tell() > 64_000:
                 await response.write(buffer.getvalue().encode())
@@ -299,7 +299,7 @@ async def stream_users_csv(
 async def get_admin_user(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = id_or_404(request.match_info["uid"], "user")
-    rows = await users.admin_page(
+    rows = await user_admin.admin_page(
         request.app[POOL], tenant_id, state=None, license=None, q=None, after=None, limit=1, only=user_id
     )
     if not rows:

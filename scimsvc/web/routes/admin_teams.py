@@ -23,7 +23,7 @@ from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.services import teams as team_service
-from scimsvc.store import boards, teams, users
+from scimsvc.store import boards, teams, user_admin
 from scimsvc.web.keys import POOL
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.admin import load, page_limit, tenant_id_of, tenant_or_404
@@ -177,7 +177,7 @@ async def create_board(request: web.Request) -> web.Response:
     await tenant_or_404(pool, tenant_id)
     if data["team_id"] is not None and await teams.missing_teams(pool, tenant_id, [data["team_id"]]):
         raise invalid_value(f"team_id {str(data['team_id'])!r} is not a team of this tenant")
-    owner = await users.admin_page(
+    owner = await user_admin.admin_page(
         pool, tenant_id, state=None, license=None, q=None, after=None, limit=1, only=data["owner_id"]
     )
     if not owner:

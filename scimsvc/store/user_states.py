@@ -1,0 +1,41 @@
+"""SQL for the state the worker applies to users: license, place on the waiting list, provisioning state.
+
+The worker records here what it applied to a batch of users (worker/user_drain.py, with the seats
+worker/seats.py decided); a SCIM write only sets a user back to 'pending' (store/users.py).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+# The worker records a batch's applied state in one statement (one new row version per user): each user's
+# license, its place on the waiting list and its provisioning state. Joining the waiting list keeps a
+# user's first place in it; users who join in the same batch queue in the order given, a microsecond
+# apart (the list is ordered by waiting_since, then id, and a batch's transaction starts well over its
+# size in microseconds after the previous one's).
+APPLY_USER_STATES = """
+UPDATE users u SET
+    license = v.license,
+    waiting_since = CASE WHEN NOT v.waiting THEN NULL
+                         ELSE coalesce(u.waiting_since, now() + v.n * interval '1 microsecond') END,
+    provisioning_state = CASE WHEN u.active AND u.scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
+    provisioned_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::bool[]) WITH ORDINALITY AS v(id, license, waiting, n)
+WHERE u.id = v.id
+RETURNING u.id, u.provisioning_state = 'provisioned' AS provisioned
+"""
+
+
+async def apply_user_states(
+    conn: asyncpg.Connection, applied: list[tuple[UUID, str | None, bool]]
+) -> list[UUID]:
+    """Record (user id, license, waiting) and the provisioning state of many users; returns those now
+    provisioned (active and linked), in the order given."""
+    if not applied:
+        return []
+    ids, kinds, waiting = (list(column) for column in zip(*applied, strict=True))
+    rows = await conn.fetch(APPLY_USER_STATES, ids, kinds, waiting)
+    provisioned = {r["id"] for r in rows if r["provisioned"]}
+    return [user_id for user_id in ids if user_id in provisioned]
