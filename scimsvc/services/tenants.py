@@ -61,3 +61,16 @@ async def set_scim_enabled(pool: asyncpg.Pool, tenant_id: UUID, enabled: bool) -
     if row is None:
         raise not_found(f"tenant {tenant_id} not found")
     return row
+
+
+async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
+    """The tenant's row; a 404 if there is no such tenant."""
+    row = await store.get_tenant(pool, tenant_id)
+    if row is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    return row
+
+
+async def list_tenants(pool: asyncpg.Pool, *, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` tenants, for the console's list."""
+    return await store.list_tenants(pool, limit=limit)

@@ -21,6 +21,7 @@ from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middlewa
 from scimsvc.web.openapi import setup_openapi
 from scimsvc.web.routes import (
     admin,
+    admin_boards,
     admin_teams,
     discovery,
     ops,
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(scim_bulk.routes)
     app.add_routes(admin.routes)
     app.add_routes(admin_teams.routes)
+    app.add_routes(admin_boards.routes)
     app.add_routes(ops.routes)
     add_scim_path_aliases(app, SCIM_PREFIX)  # after the SCIM routes: /scim/v2/users, /Users/ reach them too
     setup_openapi(app)  # last: documents every route above, at start-up

@@ -22,13 +22,15 @@ from schemas.admin import (
     TenantSettingsSchema,
 )
 from scimsvc.ops.queue_health import queue_health
-from scimsvc.scim.errors import ScimError, invalid_value
+from scimsvc.scim.errors import ScimError
 from scimsvc.scim.ids import id_or_404
+from scimsvc.services import admin_users, tokens
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
+from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.store import licenses, teams, user_admin, users
-from scimsvc.store import tenants as tenant_store
+from scimsvc.web.admin_requests import admin_scope, load, query_id, team_id_of, tenant_id_of, user_id_of
+from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH
 from scimsvc.web.console.pages import page
@@ -42,24 +44,10 @@ from scimsvc.web.console.session import (
 )
 from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.web.middlewares import operator_key_given
-from scimsvc.web.routes.admin import (
-    LICENSE_FILTERS,
-    USER_STATES,
-    admin_scope,
-    audit_before,
-    load,
-    render_admin_user,
-    render_tenant,
-    storable_text,
-    stream_users_csv,
-    tenant_or_404,
-    user_filters,
-)
 
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
-NAME_MATCHES = 1000
 TENANTS_SHOWN = 500
 QUEUE_REFRESH_SECONDS = 5
 
@@ -68,12 +56,8 @@ def see_other(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
 
 
-def _tenant_id(request: web.Request) -> UUID:
-    return id_or_404(request.match_info["tid"], "tenant")
-
-
 async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_or_404(request.app[POOL], _tenant_id(request))
+    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
     return render_tenant(row, public_url=request.app[SETTINGS].public_url)
 
 
@@ -88,30 +72,6 @@ def _set_session(response: web.StreamResponse, request: web.Request, session: Se
         samesite="Strict",
         secure=settings.public_url.startswith("https://"),
     )
-
-
-async def _find_user(request: web.Request, tenant_id: UUID, typed: str) -> UUID:
-    """A user of the tenant by id or by exact userName (case-insensitive); 400 naming what was typed."""
-    pool = request.app[POOL]
-    if not typed:
-        raise invalid_value("user: enter a user's id or userName")
-    storable_text("user", typed)
-    try:
-        wanted = UUID(typed)
-    except ValueError:
-        # userName contains what was typed; the exact one (case-insensitive) is among the first matches.
-        rows = await user_admin.admin_page(
-            pool, tenant_id, state=None, license=None, q=typed, after=None, limit=NAME_MATCHES
-        )
-        match = [r["id"] for r in rows if r["user_name"].lower() == typed.lower()]
-    else:
-        rows = await user_admin.admin_page(
-            pool, tenant_id, state=None, license=None, q=None, after=None, limit=1, only=wanted
-        )
-        match = [r["id"] for r in rows]
-    if not match:
-        raise invalid_value(f"user: no user {typed!r} in this tenant (give its id or its exact userName)")
-    return match[0]
 
 
 # --- sign-in ---------------------------------------------------------------------------------------
@@ -165,7 +125,7 @@ async def _tenants_page(
     error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    rows = await tenant_store.list_tenants(request.app[POOL], limit=TENANTS_SHOWN)
+    rows = await tenant_service.list_tenants(request.app[POOL], limit=TENANTS_SHOWN)
     context = {"tenants": rows, "form": dict(form or {}), "error": error, "section": "tenants"}
     return page(request, "tenants.html", context, status=status)
 
@@ -188,7 +148,7 @@ async def tenant_create(request: web.Request) -> web.Response:
 
 @routes.get("/console/tenants/{tid}")
 async def tenant_home(request: web.Request) -> web.Response:
-    raise see_other(f"/console/tenants/{_tenant_id(request)}/scim")
+    raise see_other(f"/console/tenants/{tenant_id_of(request)}/scim")
 
 
 # --- SCIM panel ------------------------------------------------------------------------------------
@@ -202,11 +162,11 @@ async def _scim_page(
     new_token: dict[str, str] | None = None,
 ) -> web.Response:
     tenant = await _tenant(request)
-    tokens = await tenant_store.list_tokens(request.app[POOL], UUID(tenant["id"]))
+    live_tokens = await tokens.list_tokens(request.app[POOL], UUID(tenant["id"]))
     context = {
         "tenant": tenant,
         "section": "scim",
-        "tokens": tokens,
+        "tokens": live_tokens,
         "new_token": new_token,
         "error": error,
     }
@@ -221,7 +181,7 @@ async def scim_panel(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/scim")
 async def scim_toggle(request: web.Request) -> web.Response:
     form = await request.post()
-    tenant_id = _tenant_id(request)
+    tenant_id = tenant_id_of(request)
     try:
         enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
         await tenant_service.set_scim_enabled(request.app[POOL], tenant_id, enabled)
@@ -234,15 +194,15 @@ async def scim_toggle(request: web.Request) -> web.Response:
 async def token_create(request: web.Request) -> web.Response:
     """A new token, shown in this response only (never in a URL): only its hash is stored."""
     tenant = await _tenant(request)
-    token_id, token = await tenant_store.create_token(request.app[POOL], UUID(tenant["id"]))
+    token_id, token = await tokens.create_token(request.app[POOL], UUID(tenant["id"]))
     return await _scim_page(request, status=201, new_token={"id": str(token_id), "token": token})
 
 
 @routes.post("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
 async def token_revoke(request: web.Request) -> web.Response:
-    tenant_id = _tenant_id(request)
+    tenant_id = tenant_id_of(request)
     token_id = id_or_404(request.match_info["token_id"], "token")
-    if not await tenant_store.revoke_token(request.app[POOL], tenant_id, token_id):
+    if not await tokens.revoke_token(request.app[POOL], tenant_id, token_id):
         detail = f"token {token_id} is not a live token of this tenant (already revoked?)"
         return await _scim_page(request, status=404, error=detail)
     raise see_other(f"/console/tenants/{tenant_id}/scim?done=token-revoked")
@@ -262,7 +222,7 @@ async def _seats_page(
     tenant_id = UUID(tenant["id"])
     summary = await seat_summary(request.app[POOL], tenant_id)
     shown = summary.waiting[:PAGE_SIZE]
-    names = await users.display_names(request.app[POOL], tenant_id, shown)
+    names = await admin_users.display_names(request.app[POOL], tenant_id, shown)
     context = {
         "tenant": tenant,
         "section": "seats",
@@ -283,7 +243,7 @@ async def seats(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/seats")
 async def seats_save(request: web.Request) -> web.Response:
     form = await request.post()
-    tenant_id = _tenant_id(request)
+    tenant_id = tenant_id_of(request)
     try:
         changes = load(TenantSettingsSchema(), forms.licensing_payload(form))
         await tenant_service.update_tenant_settings(admin_scope(request, tenant_id), changes)
@@ -296,11 +256,11 @@ async def seats_save(request: web.Request) -> web.Response:
 async def license_assign(request: web.Request) -> web.Response:
     """Manual assignment: the same service as the admin API, so SCIM's lock (409) holds here too."""
     form = await request.post()
-    tenant_id = _tenant_id(request)
+    tenant_id = tenant_id_of(request)
     try:
         license = forms.text(form, "license")
         data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
-        user_id = await _find_user(request, tenant_id, forms.text(form, "user"))
+        user_id = await admin_users.find_user(request.app[POOL], tenant_id, forms.text(form, "user"))
         await assign_license_by_hand(
             request.app[POOL],
             tenant_id=tenant_id,
@@ -324,7 +284,7 @@ async def _teams_page(
     form: Mapping[str, Any] | None = None,
 ) -> web.Response:
     tenant = await _tenant(request)
-    rows = await teams.list_teams(request.app[POOL], UUID(tenant["id"]))
+    rows = await team_service.list_teams(request.app[POOL], UUID(tenant["id"]))
     context = {"tenant": tenant, "section": "teams", "teams": rows, "form": dict(form or {}), "error": error}
     return page(request, "teams.html", context, status=status)
 
@@ -337,7 +297,7 @@ async def teams_list(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/teams")
 async def team_create(request: web.Request) -> web.Response:
     form = await request.post()
-    tenant_id = _tenant_id(request)
+    tenant_id = tenant_id_of(request)
     try:
         name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
         await team_service.create_team(request.app[POOL], tenant_id, name)
@@ -346,14 +306,10 @@ async def team_create(request: web.Request) -> web.Response:
     raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-created")
 
 
-def _team_id(request: web.Request) -> UUID:
-    return id_or_404(request.match_info["team_id"], "team")
-
-
 @routes.post("/console/tenants/{tid}/teams/{team_id}/rename")
 async def team_rename(request: web.Request) -> web.Response:
     form = await request.post()
-    tenant_id, team_id = _tenant_id(request), _team_id(request)
+    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     try:
         name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
         await team_service.rename_team(request.app[POOL], tenant_id, team_id, name)
@@ -364,8 +320,8 @@ async def team_rename(request: web.Request) -> web.Response:
 
 @routes.post("/console/tenants/{tid}/teams/{team_id}/delete")
 async def team_delete(request: web.Request) -> web.Response:
-    tenant_id, team_id = _tenant_id(request), _team_id(request)
-    if not await teams.delete_team(request.app[POOL], tenant_id, team_id):
+    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
+    if not await team_service.delete_team(request.app[POOL], tenant_id, team_id):
         return await _teams_page(request, status=404, error=f"team {team_id} not found in this tenant")
     raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-deleted")
 
@@ -379,9 +335,9 @@ async def _team_page(
 ) -> web.Response:
     tenant = await _tenant(request)
     pool = request.app[POOL]
-    team = await team_service.team_or_404(pool, UUID(tenant["id"]), _team_id(request))
-    after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
-    members = await teams.members_page(pool, team["id"], after=after, limit=PAGE_SIZE)
+    team = await team_service.team_or_404(pool, UUID(tenant["id"]), team_id_of(request))
+    after = query_id(request.query, "after", "user")
+    members = await team_service.members_page(pool, team["id"], after=after, limit=PAGE_SIZE)
     context = {
         "tenant": tenant,
         "section": "teams",
@@ -403,12 +359,12 @@ async def team_detail(request: web.Request) -> web.Response:
 async def member_add(request: web.Request) -> web.Response:
     """Manual membership: allowed with SCIM on (a later group push overwrites it)."""
     form = await request.post()
-    tenant_id, team_id = _tenant_id(request), _team_id(request)
+    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     pool = request.app[POOL]
     try:
         await team_service.team_or_404(pool, tenant_id, team_id)
-        user_id = await _find_user(request, tenant_id, forms.text(form, "user"))
-        await teams.add_member(pool, tenant_id, team_id, user_id, added_by="admin")
+        user_id = await admin_users.find_user(pool, tenant_id, forms.text(form, "user"))
+        await team_service.add_member(pool, tenant_id, team_id, user_id)
     except ScimError as exc:
         return await _team_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-added")
@@ -416,9 +372,9 @@ async def member_add(request: web.Request) -> web.Response:
 
 @routes.post("/console/tenants/{tid}/teams/{team_id}/members/{uid}/remove")
 async def member_remove(request: web.Request) -> web.Response:
-    tenant_id, team_id = _tenant_id(request), _team_id(request)
-    user_id = id_or_404(request.match_info["uid"], "user")
-    if not await teams.remove_member(request.app[POOL], tenant_id, team_id, user_id):
+    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
+    user_id = user_id_of(request)
+    if not await team_service.remove_member(request.app[POOL], tenant_id, team_id, user_id):
         return await _team_page(request, status=404, error=f"user {user_id} is not a member of this team")
     raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-removed")
 
@@ -436,31 +392,30 @@ async def users_list(request: web.Request) -> web.Response:
         "tenant": tenant,
         "section": "users",
         "query": {k: query.get(k, "") for k in ("q", "state", "license")},
-        "states": USER_STATES,
-        "licenses": LICENSE_FILTERS,
+        "states": admin_users.USER_STATES,
+        "licenses": admin_users.LICENSE_FILTERS,
         "users": [],
         "next_after": None,
         "filters": {},
     }
     context["filters"] = {k: v for k, v in context["query"].items() if v}
     try:
-        filters = user_filters(query)
-        after = id_or_404(query["after"], "user") if query.get("after") else None
+        filters = admin_users.user_filters(query)
+        after = query_id(query, "after", "user")
     except ScimError as exc:
         return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
-    rows = await user_admin.admin_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
-    user_teams = await teams.teams_of(pool, [r["id"] for r in rows])
-    context["users"] = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
-    context["next_after"] = str(rows[-1]["id"]) if len(rows) == PAGE_SIZE else None
+    users = await admin_users.user_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
+    context["users"] = render_user_page(users)
+    context["next_after"] = str(users.rows[-1]["id"]) if len(users.rows) == PAGE_SIZE else None
     return page(request, "users.html", context)
 
 
 @routes.get("/console/tenants/{tid}/users.csv")
 async def users_csv(request: web.Request) -> web.StreamResponse:
     """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
-    tenant_id = _tenant_id(request)
-    await tenant_or_404(request.app[POOL], tenant_id)
-    return await stream_users_csv(request, tenant_id, user_filters(request.query))
+    tenant_id = tenant_id_of(request)
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    return await stream_users_csv(request, tenant_id, admin_users.user_filters(request.query))
 
 
 @routes.get("/console/tenants/{tid}/audit")
@@ -478,12 +433,14 @@ async def audit_log(request: web.Request) -> web.Response:
         "next_before": None,
     }
     try:
-        user_id = await _find_user(request, tenant_id, typed_user) if typed_user else None
+        user_id = await admin_users.find_user(pool, tenant_id, typed_user) if typed_user else None
         before = audit_before(query)
     except ScimError as exc:
         return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
-    rows = await licenses.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=PAGE_SIZE)
-    names = await users.display_names(pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]}))
+    rows = await audit_page(pool, tenant_id, user_id=user_id, before=before, limit=PAGE_SIZE)
+    names = await admin_users.display_names(
+        pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]})
+    )
     context["items"] = [
         {
             **dict(r),

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-from collections.abc import Mapping
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from aiohttp import web
 from aiohttp_apigami import docs, querystring_schema, request_schema, response_schema
-from marshmallow import Schema, ValidationError
 
 from schemas.admin import LicenseAssignmentSchema, ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
-from schemas.base import flatten_errors
 from schemas.messages import (
     AdminUserListQuerySchema,
     AdminUserPageSchema,
@@ -30,93 +23,25 @@ from schemas.messages import (
     TenantSchema,
     TokenSchema,
 )
-from scimsvc.product.users import EXPORT_HEADER, export_row, full_name, user_state
-from scimsvc.scim.errors import invalid_value, not_found
+from scimsvc.scim.errors import not_found
 from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.resources import scim_datetime
+from scimsvc.services import admin_users, tokens
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.changes import Scope
+from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.store import licenses, teams, user_admin
-from scimsvc.store import tenants as store
-from scimsvc.store.db import transaction
-from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.admin_requests import admin_scope, load, page_limit, query_id, tenant_id_of, user_id_of
+from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
+from scimsvc.web.keys import POOL, REQUEST_ID, SETTINGS
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response, read_json
 
 routes = web.RouteTableDef()
 
 
-def load(schema: Schema, body: Any) -> dict[str, Any]:
-    """Validate an admin payload; a 400 naming every wrong field."""
-    if not isinstance(body, dict):
-        raise invalid_value("the request body must be a JSON object")
-    try:
-        return schema.load(body)
-    except ValidationError as exc:
-        raise invalid_value("; ".join(flatten_errors(exc.messages))) from None
-
-
-def page_limit(query: Mapping[str, str]) -> int:
-    """`limit` of a paged admin list: 100 by default, clamped to 1..1000."""
-    try:
-        return min(max(int(query.get("limit", "100")), 1), 1000)
-    except ValueError:  # not a number, or more digits than int() converts
-        raise invalid_value("limit must be a whole number (a page holds 1 to 1000 items)") from None
-
-
-BIGINT_MAX = 2**63 - 1  # audit ids are a bigint column: a larger number cannot even be sent to PostgreSQL
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
-
-
-def audit_before(query: Mapping[str, str]) -> int | None:
-    """`before` of an audit page (the last audit id seen), 1..2^63-1; a 400 naming the range otherwise."""
-    raw = query.get("before")
-    if not raw:
-        return None
-    if not _WHOLE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= BIGINT_MAX:
-        raise invalid_value(f"before must be an audit id: a whole number from 1 to {BIGINT_MAX}")
-    return int(raw)
-
-
-def storable_text(name: str, value: str) -> str:
-    """`value` if PostgreSQL text can hold it; a 400 naming `name` for a NUL or a lone surrogate."""
-    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
-        raise invalid_value(f"{name} must not contain the NUL character (\\u0000) or an unpaired surrogate")
-    return value
-
-
-def tenant_id_of(request: web.Request) -> UUID:
-    return id_or_404(request.match_info["tid"], "tenant")
-
-
-def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
-    """The operator's writes to one tenant go through the same transaction + outbox as SCIM's."""
-    app = request.app
-    return Scope(
-        pool=app[POOL],
-        redis=app[REDIS],
-        settings=app[SETTINGS],
-        tenant_id=tenant_id,
-        request_id=request.get(REQUEST_ID),
-    )
-
-
-def render_tenant(row: asyncpg.Record, *, public_url: str) -> dict[str, Any]:
-    body = dict(row)
-    body["id"] = str(row["id"])
-    body["created_at"] = scim_datetime(row["created_at"])
-    body["updated_at"] = scim_datetime(row["updated_at"])
-    body["scim_base_url"] = public_url + "/scim/v2"
-    return body
-
-
-async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
-    row = await store.get_tenant(pool, tenant_id)
-    if row is None:
-        raise not_found(f"tenant {tenant_id} not found")
-    return row
+def _tenant_body(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
+    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
 
 
 @routes.post("/admin/v1/tenants")
@@ -126,7 +51,7 @@ async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
 async def create_tenant(request: web.Request) -> web.Response:
     data = load(TenantCreateSchema(), await read_json(request))
     row = await tenant_service.create_tenant(request.app[POOL], data)
-    return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url), status=201)
+    return json_response(_tenant_body(request, row), status=201)
 
 
 @routes.get("/admin/v1/tenants/{tid}")
@@ -134,8 +59,8 @@ async def create_tenant(request: web.Request) -> web.Response:
 @response_schema(TenantSchema, 200)
 @errors(404)
 async def get_tenant(request: web.Request) -> web.Response:
-    row = await tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
+    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
+    return json_response(_tenant_body(request, row))
 
 
 @routes.patch("/admin/v1/tenants/{tid}")
@@ -151,7 +76,7 @@ async def patch_tenant(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     changes = load(TenantSettingsSchema(), await read_json(request))
     row = await tenant_service.update_tenant_settings(admin_scope(request, tenant_id), changes)
-    return json_response(render_tenant(row, public_url=request.app[SETTINGS].public_url))
+    return json_response(_tenant_body(request, row))
 
 
 @routes.put("/admin/v1/tenants/{tid}/scim")
@@ -202,38 +127,6 @@ async def put_license(request: web.Request) -> web.Response:
     return json_response({"user_id": str(user_id), "license": data["license"]})
 
 
-USER_STATES = ("active", "inactive", "unlinked")
-LICENSE_FILTERS = ("full", "free", "free_restricted", "none")
-
-
-def render_admin_user(row: Mapping[str, Any], teams: list[dict[str, Any]]) -> dict[str, Any]:
-    resource = row["resource"]
-    return {
-        "id": str(row["id"]),
-        "userName": row["user_name"],
-        "fullName": full_name(resource),
-        "active": row["active"],
-        "state": user_state(row),
-        "license": row["license"],
-        "seat": row["license"] == "full",
-        "waiting": row["waiting_since"] is not None,
-        "provisioning_state": row["provisioning_state"],
-        "teams": teams,
-        "created": scim_datetime(row["created_at"]),
-        "lastModified": scim_datetime(row["updated_at"]),
-    }
-
-
-def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
-    state, license = query.get("state") or None, query.get("license") or None
-    if state is not None and state not in USER_STATES:
-        raise invalid_value(f"state must be one of {', '.join(USER_STATES)}, got {state!r}")
-    if license is not None and license not in LICENSE_FILTERS:
-        raise invalid_value(f"license must be one of {', '.join(LICENSE_FILTERS)}, got {license!r}")
-    q = query.get("q") or None
-    return {"state": state, "license": license, "q": q and storable_text("q", q)}
-
-
 @routes.get("/admin/v1/tenants/{tid}/users")
 @docs(tags=["Admin: users and licenses"], summary="List users, filtered, in pages")
 @querystring_schema(AdminUserListQuerySchema)
@@ -241,13 +134,12 @@ def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
 @errors(400, 404)
 async def list_admin_users(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await tenant_or_404(request.app[POOL], tenant_id)
-    filters = user_filters(request.query)
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    filters = admin_users.user_filters(request.query)
     limit = page_limit(request.query)
-    after = id_or_404(request.query["after"], "user") if request.query.get("after") else None
-    rows = await user_admin.admin_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
-    user_teams = await teams.teams_of(request.app[POOL], [r["id"] for r in rows])
-    items = [render_admin_user(r, user_teams[r["id"]]) for r in rows]
+    after = query_id(request.query, "after", "user")
+    page = await admin_users.user_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
+    items = render_user_page(page)
     return json_response({"items": items, "next_after": items[-1]["id"] if len(items) == limit else None})
 
 
@@ -262,34 +154,8 @@ async def list_admin_users(request: web.Request) -> web.Response:
 async def export_users_csv(request: web.Request) -> web.StreamResponse:
     """Every matching user as CSV, streamed from a server-side cursor (never all in memory)."""
     tenant_id = tenant_id_of(request)
-    await tenant_or_404(request.app[POOL], tenant_id)
-    return await stream_users_csv(request, tenant_id, user_filters(request.query))
-
-
-async def stream_users_csv(
-    request: web.Request, tenant_id: UUID, filters: Mapping[str, Any]
-) -> web.StreamResponse:
-    """Write the tenant's users matching `filters` as a CSV attachment (admin API and console)."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="users-{tenant_id}.csv"',
-        }
-    )
-    await response.prepare(request)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_HEADER)
-    async with transaction(request.app[POOL], readonly=True) as conn:
-        async for row in user_admin.admin_export_cursor(conn, tenant_id, **filters):
-            writer.writerow(export_row(row))
-            if buffer.tell() > 64_000:
-                await response.write(buffer.getvalue().encode())
-                buffer.seek(0)
-                buffer.truncate()
-    await response.write(buffer.getvalue().encode())
-    await response.write_eof()
-    return response
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    return await stream_users_csv(request, tenant_id, admin_users.user_filters(request.query))
 
 
 @routes.get("/admin/v1/tenants/{tid}/users/{uid}")
@@ -298,14 +164,9 @@ async def stream_users_csv(
 @errors(404)
 async def get_admin_user(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    user_id = id_or_404(request.match_info["uid"], "user")
-    rows = await user_admin.admin_page(
-        request.app[POOL], tenant_id, state=None, license=None, q=None, after=None, limit=1, only=user_id
-    )
-    if not rows:
-        raise not_found(f"user {user_id} not found in tenant {tenant_id}")
-    user_teams = await teams.teams_of(request.app[POOL], [user_id])
-    return json_response(render_admin_user(rows[0], user_teams[user_id]))
+    user_id = user_id_of(request)
+    page = await admin_users.get_user(request.app[POOL], tenant_id, user_id)
+    return json_response(render_user_page(page)[0])
 
 
 @routes.delete("/admin/v1/tenants/{tid}/users/{uid}")
@@ -315,7 +176,7 @@ async def get_admin_user(request: web.Request) -> web.Response:
 async def delete_admin_user(request: web.Request) -> web.Response:
     """Hard delete: the user leaves the subscription; each board goes to an heir (audited)."""
     tenant_id = tenant_id_of(request)
-    user_id = id_or_404(request.match_info["uid"], "user")
+    user_id = user_id_of(request)
     handovers = await hard_delete_user(admin_scope(request, tenant_id), user_id)
     return json_response({"deleted": str(user_id), "handovers": handovers})
 
@@ -327,14 +188,12 @@ async def delete_admin_user(request: web.Request) -> web.Response:
 @errors(400, 404)
 async def get_audit(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await tenant_or_404(request.app[POOL], tenant_id)
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
     query = request.query
     limit = page_limit(query)
     before = audit_before(query)
-    user_id = id_or_404(query["user_id"], "user") if query.get("user_id") else None
-    rows = await licenses.audit_page(
-        request.app[POOL], tenant_id, user_id=user_id, before_id=before, limit=limit
-    )
+    user_id = query_id(query, "user_id", "user")
+    rows = await audit_page(request.app[POOL], tenant_id, user_id=user_id, before=before, limit=limit)
     items = [
         {
             "id": r["id"],
@@ -356,8 +215,8 @@ async def get_audit(request: web.Request) -> web.Response:
 @errors(404)
 async def list_tokens(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await tenant_or_404(request.app[POOL], tenant_id)
-    rows = await store.list_tokens(request.app[POOL], tenant_id)
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    rows = await tokens.list_tokens(request.app[POOL], tenant_id)
     return json_response(
         [
             {
@@ -376,8 +235,8 @@ async def list_tokens(request: web.Request) -> web.Response:
 @errors(404)
 async def create_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await tenant_or_404(request.app[POOL], tenant_id)
-    token_id, token = await store.create_token(request.app[POOL], tenant_id)
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    token_id, token = await tokens.create_token(request.app[POOL], tenant_id)
     # The only time the token is shown: only its hash is stored.
     return json_response({"id": str(token_id), "token": token}, status=201)
 
@@ -388,6 +247,6 @@ async def create_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     token_id = id_or_404(request.match_info["token_id"], "token")
-    if not await store.revoke_token(request.app[POOL], tenant_id, token_id):
+    if not await tokens.revoke_token(request.app[POOL], tenant_id, token_id):
         raise not_found(f"token {token_id} not found for tenant {tenant_id} (or already revoked)")
     return web.Response(status=204)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from aiohttp_apigami import docs, response_schema
 
 from schemas.messages import HealthSchema, QueueHealthSchema, ReadySchema
 from scimsvc.ops.metrics import METRICS
 from scimsvc.ops.queue_health import queue_health
-from scimsvc.store.db import unavailable
-from scimsvc.store.migrations import pending_migrations
+from scimsvc.services.readiness import postgres_check
 from scimsvc.web.keys import POOL, REDIS, SETTINGS
 from scimsvc.web.routes.responses import json_response
 
@@ -27,12 +24,6 @@ async def health(_: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def _postgres(request: web.Request) -> str:
-    async with request.app[POOL].acquire() as conn:
-        pending = await pending_migrations(conn)
-    return "ok" if not pending else f"migrations pending: {', '.join(m.name for m in pending)}"
-
-
 @routes.get("/ops/ready")
 @docs(tags=["Operations"], summary="Readiness: PostgreSQL reachable with every migration applied")
 @response_schema(ReadySchema, 200)
@@ -43,10 +34,7 @@ async def ready(request: web.Request) -> web.Response:
     Redis is not checked: writes are accepted while it is down (the worker's sweeper queues them later),
     so a Redis outage must not take every replica out of the load balancer. /ops/queue reports Redis.
     """
-    try:
-        postgres = await asyncio.wait_for(_postgres(request), READY_TIMEOUT_SECONDS)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said plainly
-        postgres = f"{'unreachable' if unavailable(exc) else 'failed'}: {exc!r}"
+    postgres = await postgres_check(request.app[POOL], within_seconds=READY_TIMEOUT_SECONDS)
     ok = postgres == "ok"
     body = {"status": "ready" if ok else "not ready", "checks": {"postgres": postgres}}
     return json_response(body, status=200 if ok else 503)

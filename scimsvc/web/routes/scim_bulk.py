@@ -14,7 +14,7 @@ from scimsvc.services import bulk as bulk_service
 from scimsvc.web.body_limits import BULK, body_limit
 from scimsvc.web.keys import SETTINGS
 from scimsvc.web.routes.responses import read_json, scim_response
-from scimsvc.web.routes.scim_users import base_url, scope_of
+from scimsvc.web.scim_responses import base_url, scope_of
 
 routes = web.RouteTableDef()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 from aiohttp_apigami import docs, headers_schema, querystring_schema, request_schema, response_schema
 
-from schemas.group import GROUP_RESOURCE, GroupSchema
+from schemas.group import GroupSchema
 from schemas.messages import (
     GROUP_RESPONSE,
     GroupListQuerySchema,
@@ -20,25 +19,20 @@ from schemas.messages import (
     SearchRequestSchema,
 )
 from scimsvc.scim.errors import ScimError
-from scimsvc.scim.resources import (
-    Projection,
-    list_response,
-    not_modified,
-    parse_paging,
-    parse_projection,
-    project,
-    render_group,
-    weak_etag,
-)
 from scimsvc.scim.search import search_query
-from scimsvc.scim.sorting import parse_sort
 from scimsvc.services import groups as group_service
 from scimsvc.web.body_limits import body_limit
 from scimsvc.web.keys import SETTINGS
 from scimsvc.web.openapi import errors
 from scimsvc.web.route_template import route_template
-from scimsvc.web.routes.responses import read_scim_json, scim_response
-from scimsvc.web.routes.scim_users import base_url, scope_of
+from scimsvc.web.routes.responses import read_scim_json
+from scimsvc.web.scim_responses import (
+    changed_response,
+    group_response,
+    groups_list,
+    not_modified_response,
+    scope_of,
+)
 
 routes = web.RouteTableDef()
 
@@ -76,86 +70,13 @@ async def read_group_patch(request: web.Request) -> Any:
     )
 
 
-async def group_body(
-    request: web.Request,
-    row: Mapping[str, Any],
-    projection: Projection,
-    *,
-    written: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """The group as SCIM, reading its members only when the projection returns them.
-
-    `written`: the member ids the request just wrote, rendered without reading them back, unless their
-    display (users' names, in the database) is asked for.
-    """
-    members: Iterable[tuple[Any, str]] | None = None
-    display = projection.names("members", "display")
-    if projection.wants("members"):
-        if written is not None and not display:
-            members = ((user_id, "") for user_id in sorted(written))  # by id, as a read returns them
-        else:
-            members = (await group_service.members_of(scope_of(request), [row["id"]]))[row["id"]]
-    body = render_group(row, members, base_url=base_url(request), member_display=display)
-    return project(body, projection, GROUP_RESOURCE)
-
-
-async def group_response(
-    request: web.Request,
-    row: Mapping[str, Any],
-    *,
-    status: int = 200,
-    written: Sequence[str] | None = None,
-) -> web.Response:
-    body = await group_body(request, row, parse_projection(request.query, GROUP_RESOURCE), written=written)
-    headers = {"ETag": weak_etag(row["version"])}
-    if status == 201:
-        headers["Location"] = f"{base_url(request)}/Groups/{row['id']}"
-    return scim_response(body, status=status, headers=headers)
-
-
-async def groups_page(request: web.Request, query: Mapping[str, str]) -> dict[str, Any]:
-    """The ListResponse for a query (GET /Groups, or the body of POST /Groups/.search)."""
-    settings = request.app[SETTINGS]
-    start_index, count = parse_paging(
-        query, default_count=settings.default_page_size, max_count=settings.max_page_size
-    )
-    projection = parse_projection(query, GROUP_RESOURCE)
-    sort = parse_sort(query.get("sortBy"), query.get("sortOrder"), GROUP_RESOURCE)
-    scope = scope_of(request)
-    total, rows = await group_service.list_groups(
-        scope, filter_text=query.get("filter"), start_index=start_index, count=count, sort=sort
-    )
-    resources = await render_groups(request, rows, projection)
-    return list_response(resources, total=total, start_index=start_index)
-
-
-async def render_groups(
-    request: web.Request, rows: list[Any], projection: Projection
-) -> list[dict[str, Any]]:
-    """Groups as SCIM, reading the members of all of them in one query, and only if they are returned."""
-    scope = scope_of(request)
-    members = (
-        await group_service.members_of(scope, [r["id"] for r in rows]) if projection.wants("members") else {}
-    )
-    url = base_url(request)
-    display = projection.names("members", "display")
-    return [
-        project(
-            render_group(r, members.get(r["id"]), base_url=url, member_display=display),
-            projection,
-            GROUP_RESOURCE,
-        )
-        for r in rows
-    ]
-
-
 @routes.get("/scim/v2/Groups")
 @docs(tags=["SCIM Groups"], summary="List groups: filter, page and project")
 @querystring_schema(GroupListQuerySchema)
 @response_schema(GroupListResponseSchema, 200)
 @errors(400)
 async def list_groups(request: web.Request) -> web.Response:
-    return scim_response(await groups_page(request, request.query))
+    return await groups_list(request, request.query)
 
 
 @routes.post("/scim/v2/Groups/.search")
@@ -163,7 +84,8 @@ async def list_groups(request: web.Request) -> web.Response:
 @request_schema(SearchRequestSchema)
 @response_schema(GroupListResponseSchema, 200)
 async def search_groups(request: web.Request) -> web.Response:
-    return scim_response(await groups_page(request, search_query(await read_scim_json(request))))
+    query = search_query(await read_scim_json(request))
+    return await groups_list(request, query)
 
 
 @routes.post("/scim/v2/Groups")
@@ -193,9 +115,7 @@ async def create_group(request: web.Request) -> web.Response:
 @errors(404)
 async def get_group(request: web.Request) -> web.Response:
     row = await group_service.get_group(scope_of(request), request.match_info["id"])
-    if not_modified(request.headers.get("If-None-Match"), row["version"]):
-        return web.Response(status=304, headers={"ETag": weak_etag(row["version"])})
-    return await group_response(request, row)
+    return not_modified_response(request, row["version"]) or await group_response(request, row)
 
 
 @routes.put("/scim/v2/Groups/{id}")
@@ -231,7 +151,7 @@ async def patch_group(request: web.Request) -> web.Response:
     )
     if "attributes" in request.query or "excludedAttributes" in request.query:
         return await group_response(request, row)
-    return web.Response(status=204, headers={"ETag": weak_etag(row["version"])})
+    return changed_response(row["version"])
 
 
 @routes.delete("/scim/v2/Groups/{id}")

@@ -8,13 +8,11 @@ from aiohttp_apigami import docs, request_schema, response_schema
 from schemas.group import GROUP_RESOURCE
 from schemas.messages import SearchListResponseSchema, SearchRequestSchema
 from schemas.user import USER_RESOURCE
-from scimsvc.scim.resources import list_response, parse_paging, parse_projection, project, render_user
+from scimsvc.scim.resources import parse_projection
 from scimsvc.scim.search import search_query
 from scimsvc.services.search import search_all
-from scimsvc.web.keys import SETTINGS
-from scimsvc.web.routes.responses import read_scim_json, scim_response
-from scimsvc.web.routes.scim_groups import render_groups
-from scimsvc.web.routes.scim_users import base_url, scope_of
+from scimsvc.web.routes.responses import read_scim_json
+from scimsvc.web.scim_responses import listed, paging, render_groups, render_users, scope_of
 
 routes = web.RouteTableDef()
 
@@ -25,10 +23,7 @@ routes = web.RouteTableDef()
 @response_schema(SearchListResponseSchema, 200, description="Users first, then Groups")
 async def search_root(request: web.Request) -> web.Response:
     query = search_query(await read_scim_json(request))
-    settings = request.app[SETTINGS]
-    start_index, count = parse_paging(
-        query, default_count=settings.default_page_size, max_count=settings.max_page_size
-    )
+    start_index, count = paging(request, query)
     page = await search_all(
         scope_of(request),
         filter_text=query.get("filter"),
@@ -37,8 +32,6 @@ async def search_root(request: web.Request) -> web.Response:
         sort_by=query.get("sortBy"),
         sort_order=query.get("sortOrder"),
     )
-    url = base_url(request)
-    user_projection = parse_projection(query, USER_RESOURCE)
-    resources = [project(render_user(r, base_url=url), user_projection, USER_RESOURCE) for r in page.users]
+    resources = await render_users(request, page.users, parse_projection(query, USER_RESOURCE))
     resources += await render_groups(request, page.groups, parse_projection(query, GROUP_RESOURCE))
-    return scim_response(list_response(resources, total=page.total, start_index=start_index))
+    return listed(resources, total=page.total, start_index=start_index)

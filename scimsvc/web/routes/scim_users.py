@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from aiohttp import web
 from aiohttp_apigami import docs, headers_schema, querystring_schema, request_schema, response_schema
 
@@ -18,68 +15,14 @@ from schemas.messages import (
     UserListQuerySchema,
     UserListResponseSchema,
 )
-from schemas.user import USER_RESOURCE, UserSchema
-from scimsvc.scim.resources import (
-    list_response,
-    not_modified,
-    parse_paging,
-    parse_projection,
-    project,
-    render_user,
-    weak_etag,
-)
+from schemas.user import UserSchema
 from scimsvc.scim.search import search_query
-from scimsvc.scim.sorting import parse_sort
 from scimsvc.services import users as user_service
-from scimsvc.services.changes import Scope
-from scimsvc.web.keys import ALLOWED_DOMAINS, NEW_USERS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
 from scimsvc.web.openapi import errors
-from scimsvc.web.routes.responses import read_scim_json, scim_response
+from scimsvc.web.routes.responses import read_scim_json
+from scimsvc.web.scim_responses import not_modified_response, scope_of, user_response, users_list
 
 routes = web.RouteTableDef()
-
-
-def scope_of(request: web.Request) -> Scope:
-    app = request.app
-    return Scope(
-        pool=app[POOL],
-        redis=app[REDIS],
-        settings=app[SETTINGS],
-        tenant_id=request[TENANT_ID],
-        request_id=request.get(REQUEST_ID),
-        allowed_domains=request[ALLOWED_DOMAINS],
-        new_users=app[NEW_USERS],
-    )
-
-
-def base_url(request: web.Request) -> str:
-    return request.app[SETTINGS].public_url + "/scim/v2"
-
-
-def user_response(request: web.Request, row: Mapping[str, Any], *, status: int = 200) -> web.Response:
-    """The user as SCIM, projected by the query's attributes/excludedAttributes (on writes too)."""
-    body = render_user(row, base_url=base_url(request))
-    headers = {"ETag": body["meta"]["version"]}
-    if status == 201:
-        headers["Location"] = body["meta"]["location"]
-    projected = project(body, parse_projection(request.query, USER_RESOURCE), USER_RESOURCE)
-    return scim_response(projected, status=status, headers=headers)
-
-
-async def users_page(request: web.Request, query: Mapping[str, str]) -> dict[str, Any]:
-    """The ListResponse for a query (GET /Users, or the body of POST /Users/.search)."""
-    settings = request.app[SETTINGS]
-    start_index, count = parse_paging(
-        query, default_count=settings.default_page_size, max_count=settings.max_page_size
-    )
-    projection = parse_projection(query, USER_RESOURCE)
-    sort = parse_sort(query.get("sortBy"), query.get("sortOrder"), USER_RESOURCE)
-    total, rows = await user_service.list_users(
-        scope_of(request), filter_text=query.get("filter"), start_index=start_index, count=count, sort=sort
-    )
-    url = base_url(request)
-    resources = [project(render_user(r, base_url=url), projection, USER_RESOURCE) for r in rows]
-    return list_response(resources, total=total, start_index=start_index)
 
 
 @routes.get("/scim/v2/Users")
@@ -88,7 +31,7 @@ async def users_page(request: web.Request, query: Mapping[str, str]) -> dict[str
 @response_schema(UserListResponseSchema, 200)
 @errors(400)
 async def list_users(request: web.Request) -> web.Response:
-    return scim_response(await users_page(request, request.query))
+    return await users_list(request, request.query)
 
 
 @routes.post("/scim/v2/Users/.search")
@@ -96,7 +39,8 @@ async def list_users(request: web.Request) -> web.Response:
 @request_schema(SearchRequestSchema)
 @response_schema(UserListResponseSchema, 200)
 async def search_users(request: web.Request) -> web.Response:
-    return scim_response(await users_page(request, search_query(await read_scim_json(request))))
+    query = search_query(await read_scim_json(request))
+    return await users_list(request, query)
 
 
 @routes.post("/scim/v2/Users")
@@ -126,9 +70,7 @@ async def create_user(request: web.Request) -> web.Response:
 @errors(404)
 async def get_user(request: web.Request) -> web.Response:
     row = await user_service.get_user(scope_of(request), request.match_info["id"])
-    if not_modified(request.headers.get("If-None-Match"), row["version"]):
-        return web.Response(status=304, headers={"ETag": weak_etag(row["version"])})
-    return user_response(request, row)
+    return not_modified_response(request, row["version"]) or user_response(request, row)
 
 
 @routes.put("/scim/v2/Users/{id}")

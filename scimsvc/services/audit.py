@@ -1,0 +1,32 @@
+"""The audit log as operators read it (admin API and console): newest first, paged by the last id seen."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from uuid import UUID
+
+import asyncpg
+
+from scimsvc.scim.errors import invalid_value
+from scimsvc.store import licenses
+
+BIGINT_MAX = 2**63 - 1  # audit ids are a bigint column: a larger number cannot even be sent to PostgreSQL
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def audit_before(query: Mapping[str, str]) -> int | None:
+    """`before` of an audit page (the last audit id seen), 1..2^63-1; a 400 naming the range otherwise."""
+    raw = query.get("before")
+    if not raw:
+        return None
+    if not _WHOLE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= BIGINT_MAX:
+        raise invalid_value(f"before must be an audit id: a whole number from 1 to {BIGINT_MAX}")
+    return int(raw)
+
+
+async def audit_page(
+    pool: asyncpg.Pool, tenant_id: UUID, *, user_id: UUID | None, before: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` audit rows of the tenant (of one user if given), newest first, older than `before`."""
+    return await licenses.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=limit)

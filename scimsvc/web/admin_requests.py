@@ -1,0 +1,68 @@
+"""Reading an operator's request (admin API and console): ids in the path and query, page sizes, payloads
+validated by the admin schemas (`schemas/admin.py`), and the scope of a write to one tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from schemas.base import flatten_errors
+from scimsvc.scim.errors import invalid_value
+from scimsvc.scim.ids import id_or_404
+from scimsvc.services.changes import Scope
+from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+
+
+def load(schema: Schema, body: Any) -> dict[str, Any]:
+    """Validate an admin payload; a 400 naming every wrong field."""
+    if not isinstance(body, dict):
+        raise invalid_value("the request body must be a JSON object")
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise invalid_value("; ".join(flatten_errors(exc.messages))) from None
+
+
+def page_limit(query: Mapping[str, str]) -> int:
+    """`limit` of a paged admin list: 100 by default, clamped to 1..1000."""
+    try:
+        return min(max(int(query.get("limit", "100")), 1), 1000)
+    except ValueError:  # not a number, or more digits than int() converts
+        raise invalid_value("limit must be a whole number (a page holds 1 to 1000 items)") from None
+
+
+def query_id(query: Mapping[str, str], name: str, what: str) -> UUID | None:
+    """The id in query parameter `name` (a `what`), None when absent or empty; a 404 when it cannot be one."""
+    raw = query.get(name)
+    return id_or_404(raw, what) if raw else None
+
+
+def tenant_id_of(request: web.Request) -> UUID:
+    """The tenant id in the path (`{tid}`)."""
+    return id_or_404(request.match_info["tid"], "tenant")
+
+
+def team_id_of(request: web.Request) -> UUID:
+    """The team id in the path (`{team_id}`)."""
+    return id_or_404(request.match_info["team_id"], "team")
+
+
+def user_id_of(request: web.Request) -> UUID:
+    """The user id in the path (`{uid}`)."""
+    return id_or_404(request.match_info["uid"], "user")
+
+
+def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
+    """The operator's writes to one tenant go through the same transaction + outbox as SCIM's."""
+    app = request.app
+    return Scope(
+        pool=app[POOL],
+        redis=app[REDIS],
+        settings=app[SETTINGS],
+        tenant_id=tenant_id,
+        request_id=request.get(REQUEST_ID),
+    )
