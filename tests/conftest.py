@@ -91,6 +91,11 @@ def database_url() -> Iterator[str]:
     asyncio.run(_forget_redis_keys())
 
 
+# A test machine runs the suite beside other work: a 50,000-member push that takes 0.3 s alone may take
+# several seconds there. The stall tests (tests/faults/test_database_stall.py) set their own short bound.
+DB_WAIT_SECONDS = 60
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(
@@ -104,6 +109,7 @@ def settings(database_url: str) -> Settings:
         sweep_after_seconds=0,
         rate_limit_prefix=f"scimsvc:test:{RUN_ID}:rl",
         auth_failures_per_minute=100_000,  # every test fails auth from 127.0.0.1; tests of the limit lower it
+        db_wait_seconds=DB_WAIT_SECONDS,
     )
 
 
@@ -368,6 +374,7 @@ def service_env(
             SCIMSVC_QUEUE_NAME=queue_name,
             SCIMSVC_LOG_LEVEL="WARNING",
             SCIMSVC_RATE_LIMIT_PREFIX=f"scimsvc:test:{RUN_ID}:rl:procs",
+            SCIMSVC_DB_WAIT_SECONDS=str(DB_WAIT_SECONDS),
         )
         | extra
     )

@@ -13,7 +13,7 @@ import asyncpg
 
 from scimsvc.product.users import EXPORT_HEADER, export_row
 from scimsvc.scim.errors import invalid_value, not_found
-from scimsvc.store import teams, users
+from scimsvc.store import teams, user_admin, users
 from scimsvc.store.db import transaction
 
 USER_STATES = ("active", "inactive", "unlinked")
@@ -58,7 +58,7 @@ async def user_page(
     limit: int,
 ) -> UserPage:
     """The tenant's users (linked or not) matching the filters, after the user `after`, and their teams."""
-    rows = await users.admin_page(
+    rows = await user_admin.admin_page(
         pool, tenant_id, state=state, license=license, q=q, after=after, limit=limit
     )
     return UserPage(rows, await teams.teams_of(pool, [r["id"] for r in rows]))
@@ -66,7 +66,7 @@ async def user_page(
 
 async def admin_user(pool: asyncpg.Pool, tenant_id: UUID, user_id: UUID) -> asyncpg.Record | None:
     """One user of the tenant as the user list shows it, or None."""
-    rows = await users.admin_page(
+    rows = await user_admin.admin_page(
         pool, tenant_id, state=None, license=None, q=None, after=None, limit=1, only=user_id
     )
     return rows[0] if rows else None
@@ -89,7 +89,7 @@ async def find_user(pool: asyncpg.Pool, tenant_id: UUID, typed: str) -> UUID:
         wanted = UUID(typed)
     except ValueError:
         # userName contains what was typed; the exact one (case-insensitive) is among the first matches.
-        rows = await users.admin_page(
+        rows = await user_admin.admin_page(
             pool, tenant_id, state=None, license=None, q=typed, after=None, limit=NAME_MATCHES
         )
         match = [r["id"] for r in rows if r["user_name"].lower() == typed.lower()]
@@ -113,7 +113,7 @@ async def exported_users(
     """The CSV export's rows, header first, read from a server-side cursor in one read-only transaction
     (never all in memory); iterate them inside this context."""
     async with transaction(pool, readonly=True) as conn:
-        cursor = users.admin_export_cursor(conn, tenant_id, state=state, license=license, q=q)
+        cursor = user_admin.admin_export_cursor(conn, tenant_id, state=state, license=license, q=q)
         async with aclosing(_export_rows(cursor)) as rows:
             yield rows
 
