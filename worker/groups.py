@@ -6,10 +6,10 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ChangeKind
 from scimsvc.store import teams
 
-PUSH = "push"
-MEMBER_CHANGES = ("link", "members")
+MEMBER_CHANGES = (ChangeKind.LINK, ChangeKind.MEMBERS)
 
 
 async def apply_group_changes(conn: asyncpg.Connection, group_id: UUID, rows: list[asyncpg.Record]) -> None:
@@ -24,7 +24,7 @@ async def apply_group_changes(conn: asyncpg.Connection, group_id: UUID, rows: li
     if link is None:
         return
     tenant_id, team_id = link["tenant_id"], link["team_id"]
-    if any(r["change"] == PUSH for r in rows):
+    if any(r["change"] == ChangeKind.PUSH for r in rows):
         await teams.push_to_team(conn, tenant_id, team_id, group_id)
         return
     for row in rows:

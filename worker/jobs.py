@@ -1,4 +1,7 @@
-"""arq jobs: drain outbox rows in order (users per tenant, in batches; others per resource); sweep."""
+"""arq jobs: drain outbox rows in order (users per tenant, in batches; others per resource); sweep.
+
+The jobs and what their rows may say are named in `scimsvc.contract`; worker/settings.py registers them.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +15,14 @@ from uuid import UUID
 import asyncpg
 from arq import Retry
 
-from scimsvc.services.wakeups import enqueue_apply, enqueue_drain_users
+from scimsvc.contract import DELIVER_NOTICES, ResourceType
+from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
 from scimsvc.settings import Settings
 from scimsvc.store import outbox, teams
 from worker.groups import apply_group_changes
-from worker.notices import DELIVER_NOTICES
 from worker.seats import apply_tenant_licensing
 from worker.telemetry import log_applied
-from worker.user_drain import USER, drain_tenant_users
+from worker.user_drain import drain_tenant_users
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ MAX_TRIES = 5
 async def after_users_provisioned(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
     """Work that follows users' creation or re-linking, once their license is applied (same transaction).
 
-    The users' email domains put them in their teams (DESIGN §5).
+    The users' email domains put them in their teams (`domain_teams`, README.md).
     """
     await teams.add_domain_members(conn, user_ids)
 
@@ -43,9 +46,9 @@ async def apply_tenant_changes(
 
 
 # Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).
-APPLIERS: dict[str, Applier] = {
-    "tenant": apply_tenant_changes,
-    "group": apply_group_changes,
+APPLIERS: dict[ResourceType, Applier] = {
+    ResourceType.TENANT: apply_tenant_changes,
+    ResourceType.GROUP: apply_group_changes,
 }
 
 
@@ -88,26 +91,26 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
     A user is applied by draining its tenant (its rows and any others pending there).
     """
     pool: asyncpg.Pool = ctx["pool"]
-    rid = UUID(resource_id)
-    if resource_type == USER:
-        tenant_id = await outbox.pending_tenant(pool, USER, rid)
+    kind, rid = ResourceType(resource_type), UUID(resource_id)
+    if kind == ResourceType.USER:
+        tenant_id = await outbox.pending_tenant(pool, kind, rid)
         return 0 if tenant_id is None else await drain_users(ctx, str(tenant_id))
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await outbox.lock_resource(conn, resource_type, rid)
-            rows = await outbox.pending_changes(conn, resource_type, rid)
+            await outbox.lock_resource(conn, kind, rid)
+            rows = await outbox.pending_changes(conn, kind, rid)
             if not rows:
                 return 0
-            await APPLIERS[resource_type](conn, rid, rows)
+            await APPLIERS[kind](conn, rid, rows)
             await outbox.mark_applied(conn, [r["id"] for r in rows])
     except Exception as exc:
-        await outbox.record_failure(pool, resource_type, rid, repr(exc))
+        await outbox.record_failure(pool, kind, rid, repr(exc))
         job_try = ctx.get("job_try", 1)
         log.exception("applying %s %s failed (try %s)", resource_type, resource_id, job_try)
         if job_try < MAX_TRIES:
             raise Retry(defer=2**job_try) from exc
         raise
-    log_applied(resource_type, rows, resource_id=rid)
+    log_applied(kind, rows, resource_id=rid)
     if any("previous_user_name" in r["payload"] for r in rows):
         await _send_notices(ctx)
     return len(rows)
@@ -128,13 +131,14 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     stale = await outbox.stale_resources(ctx["pool"], older_than_seconds=settings.sweep_after_seconds)
     tenants: dict[UUID, None] = {}
     for row in stale:
-        if row["resource_type"] == USER:
+        kind = ResourceType(row["resource_type"])
+        if kind == ResourceType.USER:
             tenants[row["tenant_id"]] = None
             continue
         await enqueue_apply(
             ctx["redis"],
             queue_name=settings.queue_name,
-            resource_type=row["resource_type"],
+            resource_type=kind,
             resource_id=row["resource_id"],
         )
     for tenant_id in tenants:

@@ -16,7 +16,6 @@ from scimsvc.store import notices as store
 
 log = logging.getLogger(__name__)
 
-DELIVER_NOTICES = "deliver_notices"
 NOT_CONFIGURED = "not sent: no SMTP configured (set SCIMSVC_SMTP_URL)"
 BATCH = 50
 LEASE_SECONDS = 120

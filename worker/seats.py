@@ -8,17 +8,18 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ChangeKind
 from scimsvc.store import licenses
 from scimsvc.store.licenses import AuditRow
 from worker.license_policy import Decision, Licensing
 from worker.seat_order import Holder, Waiter, plan_seats, seats_that_may_free
 
 # What each outbox change means for the audit log (actor: the IdP through SCIM).
-SCIM_AUDITED = {
-    "deactivate": "deactivation",
-    "reactivate": "reactivation",
-    "delete": "deactivation",
-    "relink": "reactivation",
+SCIM_AUDITED: dict[str, str] = {
+    ChangeKind.DEACTIVATE: "deactivation",
+    ChangeKind.REACTIVATE: "reactivation",
+    ChangeKind.DELETE: "deactivation",
+    ChangeKind.RELINK: "reactivation",
 }
 
 

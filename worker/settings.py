@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import RedisSettings
 from arq.cron import cron
 
+from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DRAIN_USERS
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
@@ -19,6 +21,12 @@ from worker.telemetry import stopped as heartbeat_stopped
 # arq polls its queue this often (its default is 0.5 s): a wake-up waits at most this long to start, which
 # is most of a small change's apply time; 10 polls a second per worker cost Redis next to nothing.
 POLL_DELAY_SECONDS = 0.1
+# The jobs the front end and the worker queue, under the names of the contract (scimsvc/contract.py).
+JOBS: dict[str, Callable[..., Awaitable[Any]]] = {
+    APPLY_OUTBOX: apply_outbox,
+    DRAIN_USERS: drain_users,
+    DELIVER_NOTICES: deliver_notices,
+}
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -39,7 +47,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     q = settings.queue_name
     return {
         # Each job counts its outcome in Redis for /ops/queue (totals across every worker).
-        "functions": [counted(apply_outbox), counted(drain_users), counted(deliver_notices)],
+        "functions": [counted(job, name=name) for name, job in JOBS.items()],
         "cron_jobs": [
             # Named for the queue: arq keys a cron run by its name and time alone, so two deployments (or
             # test runs) on one Redis would otherwise each skip the ticks the other ran first.

@@ -69,10 +69,13 @@ async def keep_beating(ctx: dict[str, Any], *, every: float = HEARTBEAT_INTERVAL
             heartbeat_log.warning("heartbeat not recorded: %r", exc)
 
 
-def counted(coroutine: Callable[..., Awaitable[Any]], *, max_tries: int | None = None) -> Function:
-    """An arq job function that also counts its starts and outcomes (succeeded, retried, failed)."""
+def counted(
+    coroutine: Callable[..., Awaitable[Any]], *, name: str | None = None, max_tries: int | None = None
+) -> Function:
+    """An arq job function, queued as `name` (default: the coroutine's), that also counts its starts and
+    outcomes (succeeded, retried, failed)."""
 
-    name = coroutine.__name__
+    name = name or coroutine.__name__
 
     async def outcome(ctx: dict[str, Any], what: str) -> None:
         JOBS.labels(name, what).inc()

@@ -15,17 +15,18 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.store import licenses, outbox, user_states
 from worker.seats import PendingUser, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
 
 log = logging.getLogger(__name__)
 
-USER = "user"
+USER = ResourceType.USER
 BATCH_ROWS = 500  # outbox rows that pick a batch's users; a batch holds the tenant lock for ~0.1 s
 MAX_BATCHES = 40  # per job, so that one busy tenant never runs into the job timeout
-# Changes that (re)provision a user: it then joins its email domain's teams (DESIGN §5).
-PROVISIONED = frozenset({"create", "relink"})
+# Changes that (re)provision a user: it then joins its email domain's teams (domain_teams in README.md).
+PROVISIONED = frozenset({ChangeKind.CREATE, ChangeKind.RELINK})
 
 ProvisionedHook = Callable[[asyncpg.Connection, list[UUID]], Awaitable[None]]
 

@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 
 from schemas.base import flatten_errors
 from schemas.user import ENTERPRISE_SCHEMA, load_user
+from scimsvc.contract import ChangeKind
 from scimsvc.scim.attribute_names import key_named
 from scimsvc.scim.errors import invalid_value, mutability
 
@@ -58,12 +59,12 @@ def manager_id(resource: Mapping[str, Any]) -> str | None:
     return manager.get("value")
 
 
-def change_kind(*, was_active: bool, was_linked: bool, active: bool) -> str:
+def change_kind(*, was_active: bool, was_linked: bool, active: bool) -> ChangeKind:
     """What a write did to a user, as recorded in its outbox row."""
     if not was_linked:
-        return "relink"
+        return ChangeKind.RELINK
     if was_active and not active:
-        return "deactivate"
+        return ChangeKind.DEACTIVATE
     if active and not was_active:
-        return "reactivate"
-    return "update"
+        return ChangeKind.REACTIVATE
+    return ChangeKind.UPDATE

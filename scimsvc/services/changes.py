@@ -1,10 +1,18 @@
-"""The one way to write: a transaction that records outbox rows and, after commit, wakes the worker."""
+"""The one way to write: a resource and its outbox rows commit together, then the worker is woken.
+
+`write(scope, steps)` is the door for every write of SCIM, admin and console alike. Its general form runs
+`steps` in a transaction where `tx.record` adds an outbox row for each change (what a row may say is
+`scimsvc.contract`). Its fast paths save the BEGIN, lock and COMMIT round trips of the hottest writes: a
+single statement that saves one user with its outbox row (`new_user`, `read_user_update`), tried first;
+only when it writes nothing (a taken userName, a user changed meanwhile) do the `steps` run. New users
+that arrive together go in as one statement (the app's batcher, store/batches.py), each user still with
+its own outbox row.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -12,9 +20,11 @@ from uuid import UUID
 import asyncpg
 from arq.connections import ArqRedis
 
-from scimsvc.services.wakeups import Wakeup, waker_for
+from scimsvc.contract import ChangeKind, ResourceType, Wakeup
+from scimsvc.services.wakeups import waker_for
 from scimsvc.settings import Settings
-from scimsvc.store import outbox
+from scimsvc.store import new_users, outbox
+from scimsvc.store import users as user_store
 from scimsvc.store.db import transaction
 from scimsvc.store.new_users import NewUserInserts
 
@@ -47,8 +57,13 @@ class Transaction:
     touched: list[Wakeup] = field(default_factory=list)
 
     async def record(
-        self, resource_type: str, resource_id: UUID, change: str, payload: dict[str, Any] | None = None
+        self,
+        resource_type: ResourceType,
+        resource_id: UUID,
+        change: ChangeKind,
+        payload: dict[str, Any] | None = None,
     ) -> None:
+        """Add the outbox row of a change this transaction makes; the worker is woken for it after commit."""
         outbox_id = await outbox.record_change(
             self.conn,
             tenant_id=self.scope.tenant_id,
@@ -61,41 +76,83 @@ class Transaction:
         self.touched.append(Wakeup(self.scope.tenant_id, resource_type, resource_id, outbox_id))
 
 
-@asynccontextmanager
-async def write(scope: Scope) -> AsyncIterator[Transaction]:
-    """Run a write and its outbox rows in one transaction, then wake the worker for them.
+@dataclass(frozen=True)
+class OneStatement:
+    """A fast path of `write`: one statement (atomic without a transaction) that saves a resource with its
+    outbox row and returns the resource's row with `id` and `outbox_id`, or None when it wrote nothing."""
 
-    The wake-up is sent in the background: the response does not wait for Redis, as the committed outbox
-    rows are the record and the worker's sweeper re-enqueues any wake-up that gets lost.
+    resource_type: ResourceType
+    run: Callable[[asyncpg.Pool], Awaitable[asyncpg.Record | None]]
+
+
+async def write(
+    scope: Scope,
+    steps: Callable[[Transaction], Awaitable[T]],
+    *,
+    one_statement: OneStatement | None = None,
+    tries: int = 3,
+) -> T | asyncpg.Record:
+    """Write resources with their outbox rows, then wake the worker for the rows; returns what wrote them.
+
+    `one_statement`, when given, is tried first, and its row is the result if it wrote one. Otherwise
+    `steps` run in one transaction, which runs again (up to `tries` times in all) when PostgreSQL aborts it
+    as one of the `CONFLICTS`. The wake-up is sent in the background: the response does not wait for
+    Redis, as the committed outbox rows are the record and the worker's sweeper re-enqueues any wake-up
+    that gets lost.
     """
+    if one_statement is not None:
+        row = await one_statement.run(scope.pool)
+        if row is not None:
+            _wake(scope, [Wakeup(scope.tenant_id, one_statement.resource_type, row["id"], row["outbox_id"])])
+            return row
+    return await _retrying(lambda: _in_transaction(scope, steps), tries=tries)
+
+
+def new_user(scope: Scope, resource: dict[str, Any]) -> OneStatement:
+    """The fast path of a POST with a new userName: the user and its "create" row, batched with the
+    POSTs that arrive with it when the app has a batcher; writes nothing if the userName is taken."""
+    return OneStatement(
+        ResourceType.USER,
+        lambda pool: new_users.insert_new_user(
+            scope.new_users or pool, scope.tenant_id, resource, request_id=scope.request_id
+        ),
+    )
+
+
+def read_user_update(
+    scope: Scope, user_id: UUID, resource: dict[str, Any], *, version: int, change: ChangeKind
+) -> OneStatement:
+    """The fast path of a PUT or PATCH: the user's new resource and its `change` row, if the user is
+    still at the `version` the resource was built on; writes nothing if it has changed since."""
+    return OneStatement(
+        ResourceType.USER,
+        lambda pool: user_store.update_read_user(
+            pool,
+            scope.tenant_id,
+            user_id,
+            resource,
+            version=version,
+            change=change,
+            request_id=scope.request_id,
+        ),
+    )
+
+
+async def _in_transaction(scope: Scope, steps: Callable[[Transaction], Awaitable[T]]) -> T:
     async with transaction(scope.pool) as conn:
         tx = Transaction(conn, scope)
-        yield tx
-    _wake(scope, tx.touched)
+        result = await steps(tx)
+    _wake(scope, tx.touched)  # once the outbox rows have committed
+    return result
 
 
-async def retrying(attempt: Callable[[], Awaitable[T]], *, tries: int = 3) -> T:
-    """`attempt()`, a whole write transaction, run again when PostgreSQL aborted it as a `CONFLICTS`."""
+async def _retrying(attempt: Callable[[], Awaitable[T]], *, tries: int) -> T:
     for _ in range(tries - 1):
         try:
             return await attempt()
         except CONFLICTS as exc:
             log.warning("write aborted by PostgreSQL (%s), running it again", exc.sqlstate)
     return await attempt()
-
-
-async def write_one(
-    scope: Scope, resource_type: str, statement: Callable[[asyncpg.Pool], Awaitable[asyncpg.Record | None]]
-) -> asyncpg.Record | None:
-    """A write that is a single statement saving a resource and its outbox row; then wake the worker.
-
-    One statement is atomic without a transaction, so the write still commits with its outbox row. The
-    statement returns the resource's row with `id` and `outbox_id`, or None when it wrote nothing.
-    """
-    row = await statement(scope.pool)
-    if row is not None:
-        _wake(scope, [Wakeup(scope.tenant_id, resource_type, row["id"], row["outbox_id"])])
-    return row
 
 
 def _wake(scope: Scope, wakeups: list[Wakeup]) -> None:

@@ -1,11 +1,12 @@
 """The steps of each SCIM Group request: validate, write with its outbox row, read back.
 
 The SCIM rules are in `scimsvc.scim.groups`; this module chains them with the store calls, in one
-transaction per write. Outbox changes for a group (applied by `worker.groups`):
-- "link" (POST) and "members" {"add": [...], "remove": [...]}: the linked team gains / loses exactly
+transaction per write. Outbox changes for a group (`scimsvc.contract.ChangeKind`, applied by
+`worker.groups`):
+- LINK (POST) and MEMBERS {"add": [...], "remove": [...]}: the linked team gains / loses exactly
   those users;
-- "push": the linked team's members become exactly the group's members;
-- "update" (name or externalId only) and "unlink" (group deleted): nothing to apply to the team.
+- PUSH: the linked team's members become exactly the group's members;
+- UPDATE (name or externalId only) and UNLINK (group deleted): nothing to apply to the team.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.group import GROUP_RESOURCE
+from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
@@ -25,7 +27,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
-from scimsvc.services.changes import Scope, Transaction, retrying, write
+from scimsvc.services.changes import Scope, Transaction, write
 from scimsvc.store import groups as store
 from scimsvc.store import teams as team_store
 
@@ -67,7 +69,7 @@ async def _lock(tx: Transaction, raw_id: str, if_match: str | None) -> asyncpg.R
 
 
 async def _apply_members(
-    tx: Transaction, group_id: UUID, change: MemberChange, *, kind: str = "members"
+    tx: Transaction, group_id: UUID, change: MemberChange, *, kind: ChangeKind = ChangeKind.MEMBERS
 ) -> None:
     """Write a member change to the group's desired members and record it for the worker."""
     tenant_id = tx.scope.tenant_id
@@ -76,13 +78,13 @@ async def _apply_members(
         missing = await store.push_members(tx.conn, tenant_id, group_id, change.replace)
         if missing:
             raise unknown_members_error(missing)
-        await tx.record("group", group_id, "push")
+        await tx.record(ResourceType.GROUP, group_id, ChangeKind.PUSH)
         return
     await _check_members(tx, change.add)
     await store.remove_members(tx.conn, tenant_id, group_id, change.remove)
     await store.add_members(tx.conn, tenant_id, group_id, change.add)
     await tx.record(
-        "group",
+        ResourceType.GROUP,
         group_id,
         kind,
         {"add": [str(i) for i in change.add], "remove": [str(i) for i in change.remove]},
@@ -97,21 +99,20 @@ async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
     resource, members = validate_group(body)
     name = resource["displayName"]
 
-    async def attempt() -> asyncpg.Record:
-        async with write(scope) as tx:
-            team = await team_store.lock_team_by_name(tx.conn, scope.tenant_id, name)
-            if team is None:
-                raise _no_team(scope, name, await team_store.team_names_like(tx.conn, scope.tenant_id, name))
-            if team["group_id"] is not None:
-                raise _already_linked(name, team["group_id"], team["group_display_name"])
-            try:
-                row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
-            except asyncpg.UniqueViolationError:
-                raise uniqueness(f"the team {name!r} was linked to another SCIM group meanwhile") from None
-            await _apply_members(tx, row["id"], MemberChange(add=tuple(members)), kind="link")
+    async def steps(tx: Transaction) -> asyncpg.Record:
+        team = await team_store.lock_team_by_name(tx.conn, scope.tenant_id, name)
+        if team is None:
+            raise _no_team(scope, name, await team_store.team_names_like(tx.conn, scope.tenant_id, name))
+        if team["group_id"] is not None:
+            raise _already_linked(name, team["group_id"], team["group_display_name"])
+        try:
+            row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
+        except asyncpg.UniqueViolationError:
+            raise uniqueness(f"the team {name!r} was linked to another SCIM group meanwhile") from None
+        await _apply_members(tx, row["id"], MemberChange(add=tuple(members)), kind=ChangeKind.LINK)
         return row
 
-    return await retrying(attempt)
+    return await write(scope, steps)
 
 
 def _already_linked(name: str, group_id: UUID, group_name: str) -> ScimError:
@@ -151,14 +152,13 @@ async def push_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
     resource, members = validate_group(body)
     change = MemberChange(replace=tuple(members))
 
-    async def attempt() -> asyncpg.Record:
-        async with write(scope) as tx:
-            current = await _lock(tx, raw_id, if_match)
-            row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
-            await _apply_members(tx, row["id"], change)
+    async def steps(tx: Transaction) -> asyncpg.Record:
+        current = await _lock(tx, raw_id, if_match)
+        row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+        await _apply_members(tx, row["id"], change)
         return row
 
-    return Pushed(await retrying(attempt), change.replace or ())
+    return Pushed(await write(scope, steps), change.replace or ())
 
 
 async def replace_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | None) -> asyncpg.Record:
@@ -170,36 +170,37 @@ async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | N
     """PATCH /Groups/{id}: member operations become set changes, the rest edit the resource."""
     operations = parse_patch_request(body)
 
-    async def attempt() -> asyncpg.Record:
-        async with write(scope) as tx:
-            current = await _lock(tx, raw_id, if_match)
-            resource, change = plan_group_patch(
-                current["resource"], operations, max_member_ops=scope.settings.group_patch_max_member_ops
-            )
-            if change.is_empty and resource == current["resource"]:
-                return current
-            row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
-            if change.is_empty:
-                await tx.record("group", row["id"], "update")
-            else:
-                await _apply_members(tx, row["id"], change)
+    async def steps(tx: Transaction) -> asyncpg.Record:
+        current = await _lock(tx, raw_id, if_match)
+        resource, change = plan_group_patch(
+            current["resource"], operations, max_member_ops=scope.settings.group_patch_max_member_ops
+        )
+        if change.is_empty and resource == current["resource"]:
+            return current
+        row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+        if change.is_empty:
+            await tx.record(ResourceType.GROUP, row["id"], ChangeKind.UPDATE)
+        else:
+            await _apply_members(tx, row["id"], change)
         return row
 
-    return await retrying(attempt)
+    return await write(scope, steps)
 
 
 async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> None:
     """DELETE /Groups/{id}: the group is gone from SCIM; its team and the team's members stay."""
 
-    async def attempt() -> None:
-        async with write(scope) as tx:
-            current = await _lock(tx, raw_id, if_match)
-            await store.delete_group(tx.conn, scope.tenant_id, current["id"])
-            await tx.record(
-                "group", current["id"], "unlink", {"team_id": current["team_id"] and str(current["team_id"])}
-            )
+    async def steps(tx: Transaction) -> None:
+        current = await _lock(tx, raw_id, if_match)
+        await store.delete_group(tx.conn, scope.tenant_id, current["id"])
+        await tx.record(
+            ResourceType.GROUP,
+            current["id"],
+            ChangeKind.UNLINK,
+            {"team_id": current["team_id"] and str(current["team_id"])},
+        )
 
-    await retrying(attempt)
+    await write(scope, steps)
 
 
 GROUPS = Queryable(

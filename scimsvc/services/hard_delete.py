@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.scim.errors import not_found
-from scimsvc.services.changes import Scope, write
+from scimsvc.services.changes import Scope, Transaction, write
 from scimsvc.store import boards, licenses, user_admin
 
 
@@ -16,7 +17,8 @@ async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
     One transaction. A freed seat is recorded as a tenant change, so the worker gives it to the
     oldest waiting user (seat work stays in the worker, under the tenant's allocation lock).
     """
-    async with write(scope) as tx:
+
+    async def steps(tx: Transaction) -> list[dict[str, Any]]:
         if await licenses.lock_user_in_tenant(tx.conn, scope.tenant_id, user_id) is None:
             raise not_found(f"user {user_id} not found in tenant {scope.tenant_id}")
         handovers = await boards.hand_over_boards(
@@ -43,5 +45,9 @@ async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
                 detail={"from": "full", "to": None},
                 request_id=scope.request_id,
             )
-            await tx.record("tenant", scope.tenant_id, "seat_released", {"user_id": str(user_id)})
-    return handovers
+            await tx.record(
+                ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}
+            )
+        return handovers
+
+    return await write(scope, steps, tries=1)

@@ -9,8 +9,9 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.scim.errors import invalid_value, not_found
-from scimsvc.services.changes import Scope, write
+from scimsvc.services.changes import Scope, Transaction, write
 from scimsvc.store import teams
 from scimsvc.store import tenants as store
 
@@ -43,16 +44,22 @@ async def create_tenant(pool: asyncpg.Pool, data: dict[str, Any]) -> asyncpg.Rec
 async def update_tenant_settings(scope: Scope, changes: dict[str, Any]) -> asyncpg.Record:
     """Apply validated `TenantSettingsSchema` changes; a licensing change is recorded for the worker."""
     tenant_id = scope.tenant_id
-    async with write(scope) as tx:
+
+    async def steps(tx: Transaction) -> asyncpg.Record:
         await check_domain_teams(tx.conn, tenant_id, changes)
         row = await store.update_tenant(tx.conn, tenant_id, changes)
         if row is None:
             raise not_found(f"tenant {tenant_id} not found")
         if LICENSING_SETTINGS & changes.keys():
             await tx.record(
-                "tenant", tenant_id, "licensing", {k: changes[k] for k in LICENSING_SETTINGS & changes.keys()}
+                ResourceType.TENANT,
+                tenant_id,
+                ChangeKind.LICENSING,
+                {k: changes[k] for k in LICENSING_SETTINGS & changes.keys()},
             )
-    return row
+        return row
+
+    return await write(scope, steps, tries=1)
 
 
 async def set_scim_enabled(pool: asyncpg.Pool, tenant_id: UUID, enabled: bool) -> asyncpg.Record:

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
+from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.notices import email_change_notices
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
@@ -22,9 +23,9 @@ from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
 from scimsvc.services import page_cursors
-from scimsvc.services.changes import Scope, retrying, write, write_one
+from scimsvc.services.changes import OneStatement, Scope, Transaction, new_user, read_user_update, write
 from scimsvc.store import groups as group_store
-from scimsvc.store import licenses, new_users
+from scimsvc.store import licenses
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
 
@@ -64,19 +65,18 @@ Locker = Callable[[asyncpg.Connection], Awaitable[asyncpg.Record | None]]
 Builder = Callable[[asyncpg.Record | None], dict[str, Any] | None]
 
 
-async def _write_user(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Record:
-    """Lock the user, build its new resource from the locked row, save it and its outbox row.
+async def _write_user(
+    scope: Scope, lock: Locker, build: Builder, *, one_statement: OneStatement | None = None
+) -> asyncpg.Record:
+    """Save a user and its outbox row: by `one_statement` if given and it wrote, else by the locked path.
 
-    Building from the locked row means concurrent PATCHes of one user never lose each other's changes.
-    `build` returns None when nothing changes; then nothing is written. A transaction PostgreSQL aborts
-    to break a deadlock (a rename waiting on a name another transaction is inserting, while that one
-    waits on this user) runs again.
+    The locked path locks the user, builds its new resource from the locked row and saves it: concurrent
+    PATCHes of one user never lose each other's changes. `build` returns None when nothing changes; then
+    nothing is written. A transaction PostgreSQL aborts to break a deadlock (a rename waiting on a name
+    another transaction is inserting, while that one waits on this user) runs again.
     """
-    return await retrying(lambda: _write_user_once(scope, lock, build))
 
-
-async def _write_user_once(scope: Scope, lock: Locker, build: Builder) -> asyncpg.Record:
-    async with write(scope) as tx:
+    async def steps(tx: Transaction) -> asyncpg.Record:
         existing = await lock(tx.conn)
         resource = build(existing)
         if resource is None:
@@ -92,7 +92,7 @@ async def _write_user_once(scope: Scope, lock: Locker, build: Builder) -> asyncp
         try:
             if existing is None:
                 row = await store.insert_user(tx.conn, scope.tenant_id, resource)
-                change = "create"
+                change = ChangeKind.CREATE
             else:
                 row = await store.update_user(tx.conn, scope.tenant_id, existing["id"], resource)
                 change = change_kind(
@@ -120,8 +120,10 @@ async def _write_user_once(scope: Scope, lock: Locker, build: Builder) -> asyncp
                 detail={"from": existing["user_name"], "to": row["user_name"]},
                 request_id=scope.request_id,
             )
-        await tx.record("user", row["id"], change, payload)
-    return row
+        await tx.record(ResourceType.USER, row["id"], change, payload)
+        return row
+
+    return await write(scope, steps, one_statement=one_statement)
 
 
 def _lock_linked(
@@ -144,18 +146,11 @@ async def create_user(scope: Scope, body: Any) -> asyncpg.Record:
     """POST /Users. A userName that was SCIM-DELETEd re-links that same product user."""
     resource = validate_user(body, refuse_password=False)
     resource.setdefault("active", True)
+    fast = None
     if manager_id(resource) is None:
         # The common case, a new userName, in one statement; a taken one falls through to the locked path.
         check_allowed_domain(resource["userName"], scope.allowed_domains)
-        row = await write_one(
-            scope,
-            "user",
-            lambda pool: new_users.insert_new_user(
-                scope.new_users or pool, scope.tenant_id, resource, request_id=scope.request_id
-            ),
-        )
-        if row is not None:
-            return row
+        fast = new_user(scope, resource)
 
     async def lock(conn: asyncpg.Connection) -> asyncpg.Record | None:
         existing = await store.lock_by_user_name(conn, scope.tenant_id, resource["userName"])
@@ -163,7 +158,7 @@ async def create_user(scope: Scope, body: Any) -> asyncpg.Record:
             raise uniqueness(TAKEN.format(name=resource["userName"]))
         return existing
 
-    return await _write_user(scope, lock, lambda _: resource)
+    return await _write_user(scope, lock, lambda _: resource, one_statement=fast)
 
 
 async def get_user(scope: Scope, raw_id: str) -> asyncpg.Record:
@@ -213,40 +208,26 @@ async def _update_user(scope: Scope, raw_id: str, if_match: str | None, build: B
     resource = build(current)
     if resource is None:
         return current
+    fast = None
     if resource["userName"] == current["user_name"] and manager_id(resource) is None:
         change = change_kind(
             was_active=current["active"], was_linked=True, active=resource.get("active", True)
         )
-        row = await write_one(
-            scope,
-            "user",
-            lambda pool: store.update_read_user(
-                pool,
-                scope.tenant_id,
-                user_id,
-                resource,
-                version=current["version"],
-                change=change,
-                request_id=scope.request_id,
-            ),
-        )
-        if row is not None:
-            return row
-    return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build)
+        fast = read_user_update(scope, user_id, resource, version=current["version"], change=change)
+    return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=fast)
 
 
 async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> None:
     """DELETE /Users/{id}: deactivate and unlink (never destructive); GET then answers 404."""
     lock = _lock_linked(scope, raw_id, if_match)
 
-    async def attempt() -> None:
-        async with write(scope) as tx:
-            current = await lock(tx.conn)
-            await store.unlink_user(tx.conn, scope.tenant_id, current["id"])
-            await group_store.forget_user(tx.conn, scope.tenant_id, current["id"])  # its teams stay
-            await tx.record("user", current["id"], "delete", {"active": False})
+    async def steps(tx: Transaction) -> None:
+        current = await lock(tx.conn)
+        await store.unlink_user(tx.conn, scope.tenant_id, current["id"])
+        await group_store.forget_user(tx.conn, scope.tenant_id, current["id"])  # its teams stay
+        await tx.record(ResourceType.USER, current["id"], ChangeKind.DELETE, {"active": False})
 
-    await retrying(attempt)
+    await write(scope, steps)
 
 
 USERS = Queryable(

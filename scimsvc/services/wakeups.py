@@ -1,72 +1,25 @@
-"""Waking the worker: arq jobs that drain outbox rows, sent from the front end without holding a response.
+"""Waking the worker: the front end's waker sends the jobs that drain outbox rows without holding a response.
 
-Redis only carries wake-up calls: every change is committed to the outbox first, and the worker's sweeper
-re-enqueues whatever a lost wake-up leaves behind. So the front end sends wake-ups in the background,
-coalesced: one job per tenant for all of its user rows (the worker drains a tenant's users in batches),
-one job per other resource.
+Redis only carries wake-up calls (`scimsvc.enqueue`): every change is committed to the outbox first, and
+the worker's sweeper re-enqueues whatever a lost wake-up leaves behind. So the front end sends wake-ups in
+the background, coalesced: one job per tenant for all of its user rows (the worker drains a tenant's users
+in batches), one job per other resource.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from uuid import UUID
 
 from arq.connections import ArqRedis
 
-APPLY_OUTBOX = "apply_outbox"
-DRAIN_USERS = "drain_users"
+from scimsvc.contract import ResourceType, Wakeup
+from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
+
 MAX_WAKE_IDS = 1000  # a wake-up for more rows than this drains unconditionally
 LINGER_SECONDS = 0.05  # a round carries the next 50 ms of wake-ups: one job per tenant, not per write
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Wakeup:
-    """A committed outbox row that a worker should apply."""
-
-    tenant_id: UUID
-    resource_type: str
-    resource_id: UUID
-    outbox_id: int
-
-
-async def enqueue_apply(
-    redis: ArqRedis, *, queue_name: str, resource_type: str, resource_id: UUID, wait: float = 1.0
-) -> bool:
-    """Ask a worker to drain the resource's outbox; False (logged) if Redis could not take the job.
-
-    A failure loses nothing: the outbox row is committed and the sweeper re-enqueues it.
-    """
-    return await _enqueue(redis, queue_name, wait, APPLY_OUTBOX, resource_type, str(resource_id))
-
-
-async def enqueue_drain_users(
-    redis: ArqRedis,
-    *,
-    queue_name: str,
-    tenant_id: UUID,
-    outbox_ids: list[int] | None = None,
-    wait: float = 1.0,
-) -> bool:
-    """Ask a worker to apply the tenant's pending user rows; `outbox_ids`: the rows this wake-up is for.
-
-    A worker skips the job when those rows are applied already, so duplicate wake-ups cost little.
-    """
-    return await _enqueue(redis, queue_name, wait, DRAIN_USERS, str(tenant_id), outbox_ids)
-
-
-async def _enqueue(redis: ArqRedis, queue_name: str, wait: float, function: str, *args: object) -> bool:
-    try:
-        await asyncio.wait_for(redis.enqueue_job(function, *args, _queue_name=queue_name), wait)
-    except Exception as exc:  # noqa: BLE001 - Redis is disposable; the sweeper covers every failure
-        log.warning("enqueue of %s%r failed (the sweeper will retry): %r", function, args, exc)
-        return False
-    return True
 
 
 async def send_wakeups(
@@ -74,9 +27,9 @@ async def send_wakeups(
 ) -> None:
     """Enqueue the jobs these rows need: one drain per tenant for user rows, one per other resource."""
     user_rows: dict[UUID, list[int]] = {}
-    others: dict[tuple[str, UUID], None] = {}
+    others: dict[tuple[ResourceType, UUID], None] = {}
     for w in wakeups:
-        if w.resource_type == "user":
+        if w.resource_type == ResourceType.USER:
             user_rows.setdefault(w.tenant_id, []).append(w.outbox_id)
         else:
             others[(w.resource_type, w.resource_id)] = None

@@ -1,4 +1,7 @@
-"""The outbox: one row per SCIM write, committed with it; drained per resource, in id order."""
+"""The outbox: one row per SCIM write, committed with it; drained per resource, in id order.
+
+What a row may say (resource types, change kinds) is `scimsvc.contract`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from scimsvc.contract import ChangeKind, ResourceType
 
 INSERT_CHANGE = """
 INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
@@ -68,9 +73,9 @@ async def record_change(
     conn: asyncpg.Connection,
     *,
     tenant_id: UUID,
-    resource_type: str,
+    resource_type: ResourceType,
     resource_id: UUID,
-    change: str,
+    change: ChangeKind,
     payload: dict[str, Any] | None = None,
     request_id: str | None = None,
 ) -> int:
@@ -80,20 +85,20 @@ async def record_change(
     )
 
 
-async def lock_resource(conn: asyncpg.Connection, resource_type: str, resource_id: UUID) -> None:
+async def lock_resource(conn: asyncpg.Connection, resource_type: ResourceType, resource_id: UUID) -> None:
     """Hold the resource's drain lock until the current transaction ends."""
     await conn.execute(LOCK_RESOURCE, resource_type, resource_id)
 
 
 async def pending_changes(
-    conn: asyncpg.Connection, resource_type: str, resource_id: UUID
+    conn: asyncpg.Connection, resource_type: ResourceType, resource_id: UUID
 ) -> list[asyncpg.Record]:
     """The resource's unapplied rows, oldest first."""
     return await conn.fetch(SELECT_PENDING, resource_type, resource_id)
 
 
 async def tenant_batch(
-    conn: asyncpg.Connection, tenant_id: UUID, resource_type: str, *, limit: int, skip: list[UUID]
+    conn: asyncpg.Connection, tenant_id: UUID, resource_type: ResourceType, *, limit: int, skip: list[UUID]
 ) -> list[asyncpg.Record]:
     """Every pending row of the resources behind the tenant's `limit` oldest pending rows, by id.
 
@@ -104,7 +109,7 @@ async def tenant_batch(
 
 
 async def pending_of(
-    conn: asyncpg.Connection, resource_type: str, resource_ids: list[UUID]
+    conn: asyncpg.Connection, resource_type: ResourceType, resource_ids: list[UUID]
 ) -> list[asyncpg.Record]:
     """The pending rows of these resources, by id."""
     return await conn.fetch(SELECT_PENDING_OF, resource_type, resource_ids)
@@ -116,7 +121,7 @@ async def any_unapplied(conn: asyncpg.Connection | asyncpg.Pool, ids: list[int])
 
 
 async def pending_tenant(
-    conn: asyncpg.Connection | asyncpg.Pool, resource_type: str, resource_id: UUID
+    conn: asyncpg.Connection | asyncpg.Pool, resource_type: ResourceType, resource_id: UUID
 ) -> UUID | None:
     """The tenant of a resource that has pending rows; None if it has none."""
     return await conn.fetchval(SELECT_PENDING_TENANT, resource_type, resource_id)
@@ -128,7 +133,7 @@ async def mark_applied(conn: asyncpg.Connection, ids: list[int]) -> None:
 
 
 async def record_failure(
-    conn: asyncpg.Connection | asyncpg.Pool, resource_type: str, resource_id: UUID, error: str
+    conn: asyncpg.Connection | asyncpg.Pool, resource_type: ResourceType, resource_id: UUID, error: str
 ) -> None:
     """Count a failed attempt on the resource's unapplied rows (the sweeper retries them)."""
     await conn.execute(RECORD_FAILURE, resource_type, resource_id, error[:2000])

@@ -1,0 +1,61 @@
+"""The contract between the front end and the worker: what an outbox row says and which jobs apply it.
+
+Every write commits its outbox rows with it (`scimsvc.services.changes`); the worker applies them in id
+order per resource (`worker.jobs`). Both sides name resource types, change kinds and jobs from here, and
+nothing here does I/O: the values are the strings stored in `outbox.resource_type` and `outbox.change`
+(migrations 0001 and 0003 check the resource types) and the names arq queues jobs under.
+
+Adding a change kind: add it to `ChangeKind` under its resource type, record it in a service
+through `Transaction.record`, and give it a meaning in the worker's applier for that resource type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+
+class ResourceType(StrEnum):
+    """What an outbox row is about (`outbox.resource_type`)."""
+
+    USER = "user"  # drained per tenant, in batches (worker/user_drain.py)
+    GROUP = "group"  # applied per group to its linked team (worker/groups.py)
+    TENANT = "tenant"  # the tenant-wide part of seat allocation (worker/seats.py)
+
+
+class ChangeKind(StrEnum):
+    """What a write did to its resource (`outbox.change`), grouped by the resource type that records it."""
+
+    # Users (the SCIM rule that picks one is `scimsvc.scim.users.change_kind`).
+    CREATE = "create"  # a new userName
+    UPDATE = "update"  # a user or group changed, its state (active, linked) as before
+    DEACTIVATE = "deactivate"  # active became false
+    REACTIVATE = "reactivate"  # active became true
+    RELINK = "relink"  # a SCIM-deleted user's userName was provisioned again: the same product user
+    DELETE = "delete"  # SCIM DELETE: deactivated and unlinked
+    # Groups.
+    LINK = "link"  # POST: linked to the team of the same name; payload {"add": [user ids], "remove": []}
+    MEMBERS = "members"  # payload {"add": [...], "remove": [...]}: exactly these users join / leave the team
+    PUSH = "push"  # the team's members become exactly the group's
+    UNLINK = "unlink"  # the group was deleted; its team stays
+    # Tenants.
+    LICENSING = "licensing"  # licensing settings changed; payload: the new values
+    SEAT_RELEASED = "seat_released"  # a full seat was freed by a hard delete; payload {"user_id": ...}
+
+
+# arq job names (the worker registers its functions under these, worker/settings.py).
+APPLY_OUTBOX = "apply_outbox"  # (resource_type, resource_id): apply one group's or tenant's pending rows
+DRAIN_USERS = "drain_users"  # (tenant_id, outbox_ids or None): apply a tenant's pending user rows
+DELIVER_NOTICES = "deliver_notices"  # (): send the notices committed with email changes
+JOB_NAMES = (APPLY_OUTBOX, DRAIN_USERS, DELIVER_NOTICES)
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """A committed outbox row that a worker should apply."""
+
+    tenant_id: UUID
+    resource_type: ResourceType
+    resource_id: UUID
+    outbox_id: int
