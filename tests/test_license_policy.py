@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.license_policy import Decision, Licensing, decide_license
+from scimsvc.product.licenses import Decision, Licensing, decide_license
 
 FIXED = Licensing(seats=2)
 FIXED_NONE = Licensing(seats=2, fallback_license="none")

@@ -77,8 +77,10 @@ async def apply_user_rows(
     `after_provisioned` runs last, in the same transaction, with the users just created or re-linked.
     """
     users = pending_users(rows)
-    decisions = await allocate_licenses(conn, tenant_id, licensing_of(licensing), users)
-    await user_store.apply_user_states(conn, [(uid, d.license, d.waiting) for uid, d in decisions.items()])
+    applied = await allocate_licenses(conn, tenant_id, licensing_of(licensing), users, now=licensing["now"])
+    await user_store.apply_user_states(
+        conn, [(uid, a.license, a.waiting_since) for uid, a in applied.items()]
+    )
     joined = [u.id for u in users if PROVISIONED & set(u.changes)]
     if joined:
         await after_provisioned(conn, joined)

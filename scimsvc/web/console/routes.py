@@ -27,7 +27,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.store import licenses, teams, users
+from scimsvc.store import audit, teams, users
 from scimsvc.store import tenants as tenant_store
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH
@@ -40,7 +40,7 @@ from scimsvc.web.console.session import (
     encode_session,
     new_session,
 )
-from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.keys import POOL, REDIS, SETTINGS
 from scimsvc.web.middlewares import operator_key_given
 from scimsvc.web.routes.admin import (
     LICENSE_FILTERS,
@@ -301,13 +301,7 @@ async def license_assign(request: web.Request) -> web.Response:
         license = forms.text(form, "license")
         data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
         user_id = await _find_user(request, tenant_id, forms.text(form, "user"))
-        await assign_license_by_hand(
-            request.app[POOL],
-            tenant_id=tenant_id,
-            user_id=user_id,
-            license=data["license"],
-            request_id=request.get(REQUEST_ID),
-        )
+        await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
     except ScimError as exc:
         return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")
@@ -482,7 +476,7 @@ async def audit_log(request: web.Request) -> web.Response:
         before = audit_before(query)
     except ScimError as exc:
         return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
-    rows = await licenses.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=PAGE_SIZE)
+    rows = await audit.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=PAGE_SIZE)
     names = await users.display_names(pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]}))
     context["items"] = [
         {

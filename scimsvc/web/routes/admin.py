@@ -38,7 +38,7 @@ from scimsvc.services import tenants as tenant_service
 from scimsvc.services.changes import Scope
 from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.store import licenses, teams, users
+from scimsvc.store import audit, teams, users
 from scimsvc.store import tenants as store
 from scimsvc.store.db import transaction
 from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
@@ -192,13 +192,7 @@ async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = id_or_404(request.match_info["uid"], "user")
     data = load(LicenseAssignmentSchema(), await read_json(request))
-    await assign_license_by_hand(
-        request.app[POOL],
-        tenant_id=tenant_id,
-        user_id=user_id,
-        license=data["license"],
-        request_id=request.get(REQUEST_ID),
-    )
+    await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
     return json_response({"user_id": str(user_id), "license": data["license"]})
 
 
@@ -332,7 +326,7 @@ async def get_audit(request: web.Request) -> web.Response:
     limit = page_limit(query)
     before = audit_before(query)
     user_id = id_or_404(query["user_id"], "user") if query.get("user_id") else None
-    rows = await licenses.audit_page(
+    rows = await audit.audit_page(
         request.app[POOL], tenant_id, user_id=user_id, before_id=before, limit=limit
     )
     items = [
