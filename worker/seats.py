@@ -70,27 +70,29 @@ async def allocate_licenses(
     tenant_id: UUID,
     tenant: Licensing,
     users: Sequence[PendingUser],
+    stored: Sequence[asyncpg.Record],
     *,
     now: datetime,
 ) -> dict[UUID, Applied]:
     """Decide each user's license by the policy, seats first come first served; audit it all.
 
-    `users` come in the order their changes arrived; `now` is the transaction's time. Runs inside the
+    `users` come in the order their changes arrived, `stored` is their `licenses.users_licensing` and
+    `now` the transaction's time. Runs inside the
     drain transaction, which holds the tenant lock: the seat count read here stays true until commit, so
     no seat is handed out twice. A seat released by one of the users goes to the longest-waiting user, in
     or out of the batch. Waiters outside the batch who get a seat are written here; the batch's users'
     licenses are returned (users that no longer exist left out) for the caller to write with their
     provisioning state, in one statement, before the transaction ends.
     """
-    stored = {r["id"]: r for r in await licenses.users_licensing(conn, tenant_id, [u.id for u in users])}
-    present = [u for u in users if u.id in stored]  # a hard-deleted user has nothing left to license
+    by_id = {r["id"]: r for r in stored}
+    present = [u for u in users if u.id in by_id]  # a hard-deleted user has nothing left to license
     holders = [
         Holder(
             id=u.id,
-            eligible=stored[u.id]["eligible"],
-            user_type=stored[u.id]["user_type"],
-            license=stored[u.id]["license"],
-            waiting_since=stored[u.id]["waiting_since"],
+            eligible=by_id[u.id]["eligible"],
+            user_type=by_id[u.id]["user_type"],
+            license=by_id[u.id]["license"],
+            waiting_since=by_id[u.id]["waiting_since"],
         )
         for u in present
     ]

@@ -14,15 +14,18 @@ import asyncpg
 # Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
 # whatever the number of workers: no seat is ever handed out twice. NO KEY UPDATE, not UPDATE: the
 # foreign-key checks of concurrent user and outbox inserts (KEY SHARE) must not wait for a drain.
-# `now` is the transaction's time, the clock of the waiting list (product/seats.py:waiting_since).
+# `now` is the transaction's time, the clock of the waiting list (product/seats.py:waiting_since);
+# `domain_teams` comes along for the users the drain provisions (product/domain_teams.py).
 LOCK_TENANT_LICENSING = """
-SELECT seats, flexible_licenses, default_license, fallback_license, now() AS now FROM tenants WHERE id = $1
+SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, now() AS now
+FROM tenants WHERE id = $1
 FOR NO KEY UPDATE
 """
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
 COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
 SELECT_USERS_LICENSING = """
-SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since
+SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since,
+       user_name
 FROM users WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 """
 # The waiting list, oldest first (users_tenant_waiting, 0002_licenses.sql).
@@ -52,7 +55,7 @@ SELECT id, license, active AND scim_linked AS eligible FROM users WHERE tenant_i
 
 
 async def lock_tenant_licensing(conn: asyncpg.Connection, tenant_id: UUID) -> asyncpg.Record | None:
-    """The tenant's license settings and the transaction's time, the row locked until commit."""
+    """The tenant's license settings, domain teams and the transaction's time, locked until commit."""
     return await conn.fetchrow(LOCK_TENANT_LICENSING, tenant_id)
 
 
@@ -68,7 +71,8 @@ async def full_seats(conn: asyncpg.Connection, tenant_id: UUID) -> int:
 async def users_licensing(
     conn: asyncpg.Connection, tenant_id: UUID, user_ids: list[UUID]
 ) -> list[asyncpg.Record]:
-    """Licensing state (id, eligible, user_type, license, waiting_since) of those users of the tenant."""
+    """Licensing state (id, eligible, user_type, license, waiting_since, user_name) of those users of the
+    tenant."""
     return await conn.fetch(SELECT_USERS_LICENSING, tenant_id, user_ids)
 
 
