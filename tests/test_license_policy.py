@@ -1,4 +1,4 @@
-"""The license policy (DESIGN.md §4) as a table, plus a property: seats are never over-allocated."""
+"""The license policy (scimsvc/product/licenses.py) as a table, plus a property: seats never over-allocate."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 USER = "user"
 BATCH_ROWS = 500  # outbox rows that pick a batch's users; a batch holds the tenant lock for ~0.1 s
 MAX_BATCHES = 40  # per job, so that one busy tenant never runs into the job timeout
-# Changes that (re)provision a user: it then joins its email domain's teams (README.md, domain teams).
+# Changes that (re)provision a user: it then joins its email domain's teams (README.md: `domain_teams`).
 PROVISIONED = frozenset({"create", "relink"})
 
 

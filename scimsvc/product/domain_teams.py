@@ -1,4 +1,4 @@
-"""Which teams a user joins by its email domain (README.md, domain teams): pure, no I/O."""
+"""Which teams a user joins by its email domain (README.md, API surface: `domain_teams`): pure, no I/O."""
 
 from __future__ import annotations
 

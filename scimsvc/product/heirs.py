@@ -1,4 +1,6 @@
-"""Who inherits a board when its owner is hard-deleted (README.md, hard delete): pure, no I/O."""
+"""Who inherits a board when its owner is hard-deleted (README.md, API surface: DELETE .../users/{uid}).
+
+Pure, no I/O."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Which license a user gets, and what an operator may assign by hand (README.md, seats and licenses):
-pure decisions, no I/O."""
+"""Which license a user gets, and what an operator may assign by hand (README.md, API surface: seats
+and licenses): pure decisions, no I/O."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Who gets a seat (README.md, seats and licenses): the seat order for a batch of users, promotion from the
-waiting list, a user's place in that list. Pure, no I/O; the worker applies what these decide."""
+"""Who gets a seat (README.md, API surface: seats and licenses): the seat order for a batch of users,
+promotion from the waiting list, a user's place in that list. Pure, no I/O; the worker applies them."""
 
 from __future__ import annotations
 
