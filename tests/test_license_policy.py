@@ -1,4 +1,4 @@
-"""The license policy (DESIGN.md §4) as a table, plus a property: seats are never over-allocated."""
+"""The license policy (scimsvc/product/licenses.py) as a table, plus a property: seats never over-allocate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.license_policy import Decision, Licensing, decide_license
+from scimsvc.product.licenses import Decision, Licensing, decide_license
 
 FIXED = Licensing(seats=2)
 FIXED_NONE = Licensing(seats=2, fallback_license="none")

@@ -1,4 +1,4 @@
-"""Seats and licenses applied by the worker (DESIGN.md §4), through HTTP and the real worker."""
+"""Seats and licenses (README.md) applied by the worker, through HTTP and the real worker."""
 
 from __future__ import annotations
 
@@ -170,6 +170,35 @@ async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(
         f"/admin/v1/tenants/{tenant.id}/audit?before={page['next_before']}", headers=ADMIN_HEADERS
     )
     assert all(i["id"] < page["next_before"] for i in (await resp.json())["items"])
+
+
+async def test_seat_freed_by_hand_goes_to_the_oldest_waiting_user_through_the_worker(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=1)
+    holder = await post_user(client, tenant)
+    await run_worker(settings)
+    first = await post_user(client, tenant, userType="Full")
+    second = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    await client.put(f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS)
+
+    url = f"/admin/v1/tenants/{tenant.id}/users/{holder['id']}/license"
+    resp = await client.put(
+        url, json={"license": "free"}, headers={**ADMIN_HEADERS, "X-Request-Id": "free-1"}
+    )
+    assert resp.status == 200
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", holder["id"]) == "free"
+    await run_worker(settings)
+    summary = await (
+        await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
+    ).json()
+    assert summary["used"] == 1 and summary["waiting"] == [second["id"]]
+    promotion = await db.fetchrow(
+        "SELECT actor, request_id FROM audit_log WHERE user_id = $1::uuid AND action = 'promotion'",
+        first["id"],
+    )
+    assert dict(promotion) == {"actor": "worker", "request_id": "free-1"}
 
 
 async def test_admin_user_list_filters_and_csv_export(client, new_tenant, settings):

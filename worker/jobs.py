@@ -18,7 +18,7 @@ from arq import Retry
 from scimsvc.contract import DELIVER_NOTICES, ResourceType
 from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
 from scimsvc.settings import Settings
-from scimsvc.store import outbox, teams
+from scimsvc.store import outbox
 from worker.groups import apply_group_changes
 from worker.seats import apply_tenant_licensing
 from worker.telemetry import log_applied
@@ -28,14 +28,6 @@ log = logging.getLogger(__name__)
 
 Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[None]]
 MAX_TRIES = 5
-
-
-async def after_users_provisioned(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
-    """Work that follows users' creation or re-linking, once their license is applied (same transaction).
-
-    The users' email domains put them in their teams (`domain_teams`, README.md).
-    """
-    await teams.add_domain_members(conn, user_ids)
 
 
 async def apply_tenant_changes(
@@ -71,7 +63,7 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
     async with running:
         if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
             return 0
-        result = await drain_tenant_users(pool, tid, after_provisioned=after_users_provisioned)
+        result = await drain_tenant_users(pool, tid)
     if result.email_changed:
         await _send_notices(ctx)
     if result.more:

@@ -1,18 +1,28 @@
-"""Applying the license policy to a batch of users under the tenant lock, and the waiting list."""
+"""Applying the seat rules (scimsvc/product/seats.py) under the tenant lock: a batch of users, or the
+waiting list after seats were freed or raised. The rules decide; these functions read, write and audit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.contract import ChangeKind
-from scimsvc.store import licenses
-from scimsvc.store.licenses import AuditRow
-from worker.license_policy import Decision, Licensing
-from worker.seat_order import Holder, Waiter, plan_seats, seats_that_may_free
+from scimsvc.product.licenses import Licensing
+from scimsvc.product.seats import (
+    Holder,
+    Waiter,
+    plan_seats,
+    promote_waiting,
+    seat_action,
+    seats_that_may_free,
+    waiting_since,
+)
+from scimsvc.store import audit, licenses
+from scimsvc.store.audit import AuditRow
 
 # What each outbox change means for the audit log (actor: the IdP through SCIM).
 SCIM_AUDITED: dict[str, str] = {
@@ -38,14 +48,6 @@ class PendingUser:
         return self.request_ids[-1] if self.request_ids else None
 
 
-def _license_action(before: str | None, after: str | None) -> str:
-    if after == "full":
-        return "allocation"
-    if before == "full":
-        return "release"
-    return "license_change"
-
-
 def licensing_of(row: asyncpg.Record) -> Licensing:
     """The tenant's license settings from its locked row."""
     return Licensing(
@@ -56,79 +58,107 @@ def licensing_of(row: asyncpg.Record) -> Licensing:
     )
 
 
+@dataclass(frozen=True)
+class Applied:
+    """A user's license as decided, and its place in the waiting list (None: not waiting)."""
+
+    license: str | None
+    waiting_since: datetime | None
+
+
 async def allocate_licenses(
-    conn: asyncpg.Connection, tenant_id: UUID, tenant: Licensing, users: Sequence[PendingUser]
-) -> dict[UUID, Decision]:
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    tenant: Licensing,
+    users: Sequence[PendingUser],
+    stored: Sequence[asyncpg.Record],
+    *,
+    now: datetime,
+) -> dict[UUID, Applied]:
     """Decide each user's license by the policy, seats first come first served; audit it all.
 
-    `users` come in the order their changes arrived. Runs inside the drain transaction, which holds the
-    tenant lock: the seat count read here stays true until commit, so no seat is handed out twice.
-    A seat released by one of the users goes to the longest-waiting user, in or out of the batch.
-    Waiters outside the batch who get a seat are written here; the batch's users' decisions are
-    returned (users that no longer exist left out) for the caller to write with their provisioning
-    state, in one statement, before the transaction ends.
+    `users` come in the order their changes arrived, `stored` is their `licenses.users_licensing` and
+    `now` the transaction's time. Runs inside the
+    drain transaction, which holds the tenant lock: the seat count read here stays true until commit, so
+    no seat is handed out twice. A seat released by one of the users goes to the longest-waiting user, in
+    or out of the batch. Waiters outside the batch who get a seat are written here; the batch's users'
+    licenses are returned (users that no longer exist left out) for the caller to write with their
+    provisioning state, in one statement, before the transaction ends.
     """
-    stored = {r["id"]: r for r in await licenses.users_licensing(conn, tenant_id, [u.id for u in users])}
-    present = [u for u in users if u.id in stored]  # a hard-deleted user has nothing left to license
+    by_id = {r["id"]: r for r in stored}
+    present = [u for u in users if u.id in by_id]  # a hard-deleted user has nothing left to license
     holders = [
         Holder(
             id=u.id,
-            eligible=stored[u.id]["eligible"],
-            user_type=stored[u.id]["user_type"],
-            license=stored[u.id]["license"],
-            waiting_since=stored[u.id]["waiting_since"],
+            eligible=by_id[u.id]["eligible"],
+            user_type=by_id[u.id]["user_type"],
+            license=by_id[u.id]["license"],
+            waiting_since=by_id[u.id]["waiting_since"],
         )
         for u in present
     ]
     used = await licenses.full_seats(conn, tenant_id)
-    waiting: list[Waiter] = []
-    may_free = seats_that_may_free(tenant, used=used, batch=holders)
-    if may_free > 0:
-        rows = await licenses.oldest_waiting(
-            conn, tenant_id, limit=may_free, excluding=[h.id for h in holders]
-        )
-        waiting = [Waiter(r["id"], r["waiting_since"]) for r in rows]
+    waiting = await _waiting_list(
+        conn, tenant_id, seats_that_may_free(tenant, used=used, batch=holders), excluding=holders
+    )
     plan = plan_seats(tenant, used=used, batch=holders, waiting=waiting)
 
     audits: list[AuditRow] = []
+    applied: dict[UUID, Applied] = {}
     released_by: str | None = None
-    for user, holder in zip(present, holders, strict=True):
+    for place, (user, holder) in enumerate(zip(present, holders, strict=True), start=1):
         audits.extend(
             AuditRow(user.id, SCIM_AUDITED[c], "scim", request_id=request_id)
             for c, request_id in zip(user.changes, user.request_ids, strict=True)
             if c in SCIM_AUDITED
         )
         decision = plan.decisions[user.id]
-        was_waiting = holder.waiting_since is not None
-        if decision.license == holder.license and decision.waiting == was_waiting:
+        since = waiting_since(decision, since=holder.waiting_since, now=now, place=place)
+        applied[user.id] = Applied(decision.license, since)
+        if since == holder.waiting_since and decision.license == holder.license:
             continue
         if decision.license != holder.license:
-            action = _license_action(holder.license, decision.license)
+            action = seat_action(holder.license, decision.license)
             if action == "release":
                 released_by = user.request_id
             detail = {"from": holder.license, "to": decision.license}
             audits.append(AuditRow(user.id, action, "worker", detail, user.request_id))
-        if decision.waiting and not was_waiting:
+        if decision.waiting and holder.waiting_since is None:
             audits.append(AuditRow(user.id, "waiting", "worker", request_id=user.request_id))
     # Outside waiters owe their seat to a release in this batch (else to the seats being free already).
     cause = released_by or (present[-1].request_id if present else None)
     audits.extend(AuditRow(u, "promotion", "worker", {"to": "full"}, cause) for u in plan.promoted)
-    await licenses.set_licenses(conn, [(user_id, "full", False) for user_id in plan.promoted])
-    await licenses.audit_rows(conn, tenant_id, audits)
-    return plan.decisions
+    await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in plan.promoted])
+    await audit.audit_rows(conn, tenant_id, audits)
+    return applied
+
+
+async def _waiting_list(
+    conn: asyncpg.Connection, tenant_id: UUID, may_free: int, *, excluding: Sequence[Holder] = ()
+) -> list[Waiter]:
+    # Only as many of the oldest waiters as seats may free: the rest cannot get one in this transaction.
+    if may_free <= 0:
+        return []
+    rows = await licenses.oldest_waiting(conn, tenant_id, limit=may_free, excluding=[h.id for h in excluding])
+    return [Waiter(r["id"], r["waiting_since"]) for r in rows]
 
 
 async def apply_tenant_licensing(
     conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None
 ) -> None:
-    """After the tenant's seats or rules changed: free seats go to the oldest waiting users.
+    """After a seat was freed (hard delete, manual assignment) or the tenant's seats or rules changed: free
+    seats go to the oldest waiting users (`promote_waiting`).
 
     Lowering seats below use downgrades no one; the admin API reports the tenant over-allocated.
     """
     row = await licenses.lock_tenant_licensing(conn, tenant_id)
     if row is None:
         return
-    promoted = await licenses.promote_waiting(conn, tenant_id, row["seats"])
-    await licenses.audit(
+    tenant = licensing_of(row)
+    used = await licenses.full_seats(conn, tenant_id)
+    waiting = await _waiting_list(conn, tenant_id, seats_that_may_free(tenant, used=used, batch=()))
+    promoted = promote_waiting(tenant, used=used, waiting=waiting)
+    await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in promoted])
+    await audit.audit(
         conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
     )

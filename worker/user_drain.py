@@ -9,14 +9,14 @@ pending rows, and applies them with a handful of set-based statements.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
-from scimsvc.store import licenses, outbox, user_states
+from scimsvc.product.domain_teams import domain_memberships
+from scimsvc.store import licenses, outbox, teams, user_states
 from worker.seats import PendingUser, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
 
@@ -27,12 +27,6 @@ BATCH_ROWS = 500  # outbox rows that pick a batch's users; a batch holds the ten
 MAX_BATCHES = 40  # per job, so that one busy tenant never runs into the job timeout
 # Changes that (re)provision a user: it then joins its email domain's teams (domain_teams in README.md).
 PROVISIONED = frozenset({ChangeKind.CREATE, ChangeKind.RELINK})
-
-ProvisionedHook = Callable[[asyncpg.Connection, list[UUID]], Awaitable[None]]
-
-
-async def _nothing(conn: asyncpg.Connection, user_ids: list[UUID]) -> None:
-    return None
 
 
 @dataclass
@@ -64,24 +58,24 @@ def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
 
 
 async def apply_user_rows(
-    conn: asyncpg.Connection,
-    tenant_id: UUID,
-    licensing: asyncpg.Record,
-    rows: list[asyncpg.Record],
-    *,
-    after_provisioned: ProvisionedHook = _nothing,
+    conn: asyncpg.Connection, tenant_id: UUID, licensing: asyncpg.Record, rows: list[asyncpg.Record]
 ) -> None:
     """Apply these pending rows (whole runs of each user's rows, in id order) and stamp them applied.
 
-    The desired state is the user row itself, so applying any run of a user's rows is idempotent.
-    `after_provisioned` runs last, in the same transaction, with the users just created or re-linked.
+    The desired state is the user row itself, so applying any run of a user's rows is idempotent. Users
+    just created or re-linked then join their email domain's teams (`domain_memberships`).
     """
     users = pending_users(rows)
-    decisions = await allocate_licenses(conn, tenant_id, licensing_of(licensing), users)
-    await user_states.apply_user_states(conn, [(uid, d.license, d.waiting) for uid, d in decisions.items()])
-    joined = [u.id for u in users if PROVISIONED & set(u.changes)]
-    if joined:
-        await after_provisioned(conn, joined)
+    stored = await licenses.users_licensing(conn, tenant_id, [u.id for u in users])
+    applied = await allocate_licenses(
+        conn, tenant_id, licensing_of(licensing), users, stored, now=licensing["now"]
+    )
+    await user_states.apply_user_states(
+        conn, [(uid, a.license, a.waiting_since) for uid, a in applied.items()]
+    )
+    names = {r["id"]: r["user_name"] for r in stored}
+    joined = [(u.id, names[u.id]) for u in users if u.id in names and PROVISIONED & set(u.changes)]
+    await teams.add_domain_members(conn, tenant_id, domain_memberships(joined, licensing["domain_teams"]))
     await outbox.mark_applied(conn, [r["id"] for r in rows])
 
 
@@ -89,7 +83,6 @@ async def drain_tenant_users(
     pool: asyncpg.Pool,
     tenant_id: UUID,
     *,
-    after_provisioned: ProvisionedHook = _nothing,
     batch_rows: int = BATCH_ROWS,
     max_batches: int = MAX_BATCHES,
 ) -> DrainResult:
@@ -108,16 +101,14 @@ async def drain_tenant_users(
                     return result  # the tenant is gone, and its outbox rows with it
                 rows = await outbox.tenant_batch(conn, tenant_id, USER, limit=batch_rows, skip=result.failed)
                 if rows:
-                    await apply_user_rows(
-                        conn, tenant_id, licensing, rows, after_provisioned=after_provisioned
-                    )
+                    await apply_user_rows(conn, tenant_id, licensing, rows)
         except Exception:
             if not rows:
                 raise  # nothing was claimed (database unreachable?): the job fails, the sweeper retries
             log.warning(
                 "a batch of %d user rows failed; applying its users one by one", len(rows), exc_info=True
             )
-            await _apply_one_by_one(pool, tenant_id, rows, result, after_provisioned)
+            await _apply_one_by_one(pool, tenant_id, rows, result)
         else:
             result.count(rows)
         # Fewer rows than the limit: the batch's first query saw every pending row of the tenant.
@@ -132,7 +123,6 @@ async def _apply_one_by_one(
     tenant_id: UUID,
     rows: list[asyncpg.Record],
     result: DrainResult,
-    after_provisioned: ProvisionedHook,
 ) -> None:
     for user in pending_users(rows):
         try:
@@ -142,9 +132,7 @@ async def _apply_one_by_one(
                     return
                 own = await outbox.pending_of(conn, USER, [user.id])
                 if own:
-                    await apply_user_rows(
-                        conn, tenant_id, licensing, own, after_provisioned=after_provisioned
-                    )
+                    await apply_user_rows(conn, tenant_id, licensing, own)
         except Exception as exc:
             log.exception("applying user %s failed", user.id)
             await outbox.record_failure(pool, USER, user.id, repr(exc))

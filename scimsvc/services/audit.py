@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.scim.errors import invalid_value
-from scimsvc.store import licenses
+from scimsvc.store import audit
 
 BIGINT_MAX = 2**63 - 1  # audit ids are a bigint column: a larger number cannot even be sent to PostgreSQL
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
@@ -29,4 +29,4 @@ async def audit_page(
     pool: asyncpg.Pool, tenant_id: UUID, *, user_id: UUID | None, before: int | None, limit: int
 ) -> list[asyncpg.Record]:
     """Up to `limit` audit rows of the tenant (of one user if given), newest first, older than `before`."""
-    return await licenses.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=limit)
+    return await audit.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=limit)

@@ -6,13 +6,16 @@ from typing import Any
 from uuid import UUID
 
 from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.product.heirs import heir_of
 from scimsvc.scim.errors import not_found
 from scimsvc.services.changes import Scope, Transaction, write
-from scimsvc.store import boards, licenses, user_admin
+from scimsvc.store import audit, boards, licenses, user_admin
+from scimsvc.store.audit import AuditRow
 
 
 async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
-    """Hand every board of the user over, delete the user, audit it all; returns the hand-overs.
+    """Hand every board of the user over to its heir (`heir_of`), delete the user, audit it all; returns
+    the hand-overs.
 
     One transaction. A freed seat is recorded as a tenant change, so the worker gives it to the
     oldest waiting user (seat work stays in the worker, under the tenant's allocation lock).
@@ -21,30 +24,40 @@ async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
     async def steps(tx: Transaction) -> list[dict[str, Any]]:
         if await licenses.lock_user_in_tenant(tx.conn, scope.tenant_id, user_id) is None:
             raise not_found(f"user {user_id} not found in tenant {scope.tenant_id}")
-        handovers = await boards.hand_over_boards(
-            tx.conn, scope.tenant_id, user_id, request_id=scope.request_id
+        handovers: list[dict[str, Any]] = []
+        for board in await boards.heir_candidates(tx.conn, scope.tenant_id, user_id):
+            heir = heir_of(team_member=board["team_member"], admin=board["admin"])
+            handovers.append(
+                {
+                    "board_id": str(board["id"]),
+                    "title": board["title"],
+                    "team_id": None if board["team_id"] is None else str(board["team_id"]),
+                    "to": None if heir.user_id is None else str(heir.user_id),
+                    "via": heir.via,
+                }
+            )
+        await boards.move_boards(
+            tx.conn,
+            scope.tenant_id,
+            user_id,
+            [(UUID(h["board_id"]), None if h["to"] is None else UUID(h["to"])) for h in handovers],
         )
         gone = await user_admin.hard_delete_user(tx.conn, scope.tenant_id, user_id)
         assert gone is not None  # locked above
-        await licenses.audit(
-            tx.conn,
-            scope.tenant_id,
-            [user_id],
-            "hard_delete",
-            actor="admin",
-            detail={"userName": gone["user_name"], "license": gone["license"], "boards": len(handovers)},
-            request_id=scope.request_id,
+        rows = [AuditRow(user_id, "handover", "admin", h, scope.request_id) for h in handovers]
+        rows.append(
+            AuditRow(
+                user_id,
+                "hard_delete",
+                "admin",
+                {"userName": gone["user_name"], "license": gone["license"], "boards": len(handovers)},
+                scope.request_id,
+            )
         )
         if gone["license"] == "full":
-            await licenses.audit(
-                tx.conn,
-                scope.tenant_id,
-                [user_id],
-                "release",
-                actor="admin",
-                detail={"from": "full", "to": None},
-                request_id=scope.request_id,
-            )
+            rows.append(AuditRow(user_id, "release", "admin", {"from": "full", "to": None}, scope.request_id))
+        await audit.audit_rows(tx.conn, scope.tenant_id, rows)
+        if gone["license"] == "full":
             await tx.record(
                 ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}
             )

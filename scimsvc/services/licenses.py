@@ -1,4 +1,5 @@
-"""Manual license assignment by an operator, allowed only while SCIM is off (the seat dashboard lock)."""
+"""Manual license assignment by an operator, allowed only while SCIM is off (the seat dashboard lock), and
+the seats operators see."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.product.licenses import License, Licensing, manual_refusal, releases_a_seat, takes_a_seat
 from scimsvc.scim.errors import ScimError, not_found
-from scimsvc.store import licenses
+from scimsvc.services.changes import Scope, Transaction, write
+from scimsvc.store import audit, licenses
 from scimsvc.store import tenants as tenant_store
-from scimsvc.store.db import transaction
 
 MANAGED_BY_SCIM = (
     "licenses of this tenant are managed by SCIM: the identity provider assigns them while SCIM is enabled. "
@@ -19,64 +22,59 @@ MANAGED_BY_SCIM = (
 )
 
 
-async def assign_license(
-    conn: asyncpg.Connection,
-    *,
-    tenant_id: UUID,
-    user_id: UUID,
-    license: str | None,
-    scim_enabled: bool,
-    request_id: str | None,
-) -> None:
-    """Set a user's license by hand under the tenant's allocation lock; a seat must be free for `full`."""
-    if scim_enabled:
-        raise ScimError(409, MANAGED_BY_SCIM)
-    tenant = await licenses.lock_tenant_licensing(conn, tenant_id)
-    user = await licenses.lock_user_in_tenant(conn, tenant_id, user_id)
-    if tenant is None or user is None:
-        raise not_found(f"user {user_id} not found in tenant {tenant_id}")
-    if license is not None and not user["eligible"]:
-        raise ScimError(409, "the user is deactivated: deactivated users hold no license")
-    if license == "full" and user["license"] != "full":
-        used = await licenses.full_seats_used(conn, tenant_id, excluding=user_id)
-        if used >= tenant["seats"]:
-            raise ScimError(
-                409, f"no seat is free ({used} of {tenant['seats']} used): raise seats or free one"
-            )
-    if license == user["license"]:
-        return
-    await licenses.set_license(conn, user_id, license, waiting=False)
-    await licenses.audit(
-        conn,
-        tenant_id,
-        [user_id],
-        "manual_assignment",
-        actor="admin",
-        detail={"from": user["license"], "to": license},
-        request_id=request_id,
-    )
-    promoted = await licenses.promote_waiting(conn, tenant_id, tenant["seats"])
-    await licenses.audit(
-        conn, tenant_id, promoted, "promotion", actor="admin", detail={"to": "full"}, request_id=request_id
-    )
+async def assign_license_by_hand(scope: Scope, user_id: UUID, license: License | None) -> None:
+    """An operator's assignment (admin API or console), by the rule of `manual_refusal`, in one transaction.
 
-
-async def assign_license_by_hand(
-    pool: asyncpg.Pool, *, tenant_id: UUID, user_id: UUID, license: str | None, request_id: str | None
-) -> None:
-    """An operator's assignment (admin API or console): the tenant's SCIM lock applies, in one transaction."""
-    tenant = await tenant_store.get_tenant(pool, tenant_id)
+    Refused (409) while the tenant's SCIM is on, for a deactivated user, or for a full license when no
+    seat is free. The user's license changes at once, under the tenant's allocation lock; a seat it frees
+    is recorded as a tenant change, so the worker gives it to the oldest waiting user, as it does every
+    other promotion (worker/seats.py).
+    """
+    tenant = await tenant_store.get_tenant(scope.pool, scope.tenant_id)
     if tenant is None:
-        raise not_found(f"tenant {tenant_id} not found")
-    async with transaction(pool) as conn:
-        await assign_license(
-            conn,
-            tenant_id=tenant_id,
-            user_id=user_id,
-            license=license,
-            scim_enabled=tenant["scim_enabled"],
-            request_id=request_id,
+        raise not_found(f"tenant {scope.tenant_id} not found")
+    if tenant["scim_enabled"]:
+        raise ScimError(409, MANAGED_BY_SCIM)
+
+    async def steps(tx: Transaction) -> None:
+        conn = tx.conn
+        settings = await licenses.lock_tenant_licensing(conn, scope.tenant_id)
+        user = await licenses.lock_user_in_tenant(conn, scope.tenant_id, user_id)
+        if settings is None or user is None:
+            raise not_found(f"user {user_id} not found in tenant {scope.tenant_id}")
+        current = user["license"]
+        used = (
+            await licenses.full_seats_used(conn, scope.tenant_id, excluding=user_id)
+            if takes_a_seat(current, license)
+            else 0
         )
+        refusal = manual_refusal(
+            Licensing(seats=settings["seats"]),
+            eligible=user["eligible"],
+            current=current,
+            wanted=license,
+            used=used,
+        )
+        if refusal is not None:
+            raise ScimError(409, refusal)
+        if license == current:
+            return
+        await licenses.set_licenses(conn, [(user_id, license, None)])
+        await audit.audit(
+            conn,
+            scope.tenant_id,
+            [user_id],
+            "manual_assignment",
+            actor="admin",
+            detail={"from": current, "to": license},
+            request_id=scope.request_id,
+        )
+        if releases_a_seat(current, license):
+            await tx.record(
+                ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}
+            )
+
+    await write(scope, steps, tries=1)
 
 
 @dataclass(frozen=True)

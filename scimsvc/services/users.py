@@ -24,8 +24,8 @@ from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
 from scimsvc.services import page_cursors
 from scimsvc.services.changes import OneStatement, Scope, Transaction, new_user, read_user_update, write
+from scimsvc.store import audit
 from scimsvc.store import groups as group_store
-from scimsvc.store import licenses
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
 
@@ -111,7 +111,7 @@ async def _write_user(
             await notice_store.add_notices(
                 tx.conn, scope.tenant_id, row["id"], notices, request_id=scope.request_id
             )
-            await licenses.audit(
+            await audit.audit(
                 tx.conn,
                 scope.tenant_id,
                 [row["id"]],

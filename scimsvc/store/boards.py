@@ -20,11 +20,10 @@ WHERE b.tenant_id = $1
 ORDER BY b.created_at, b.id
 LIMIT $5
 """
-# Who inherits each board of a user being deleted (DESIGN §3): the longest-standing other active
-# member of the board's team, else the tenant's longest-standing active admin (role `admin`, read as
-# `scimsvc.product.users.role` does: the primary role's value), else nobody. One statement moves every
-# board and writes one audit row per hand-over.
-HAND_OVER_BOARDS = """
+# What the heir rule (scimsvc/product/heirs.py:heir_of) chooses from, for each board of a user being
+# deleted: the longest-standing other active member of the board's team, and the tenant's longest-standing
+# active admin (role `admin`, read as `scimsvc.product.users.role` does: the primary role's value).
+SELECT_HEIR_CANDIDATES = """
 WITH admin AS (
     SELECT u.id FROM users u
     WHERE u.tenant_id = $1 AND u.id <> $2 AND u.active AND u.scim_linked
@@ -34,29 +33,23 @@ WITH admin AS (
       )
     ORDER BY u.created_at, u.id
     LIMIT 1
-), heirs AS (
-    SELECT b.id, b.title, b.team_id, m.user_id AS member, (SELECT id FROM admin) AS admin
-    FROM boards b
-    LEFT JOIN LATERAL (
-        SELECT tm.user_id FROM team_members tm JOIN users u ON u.id = tm.user_id
-        WHERE tm.team_id = b.team_id AND tm.user_id <> $2 AND u.active AND u.scim_linked
-        ORDER BY tm.joined_at, tm.user_id
-        LIMIT 1
-    ) AS m ON true
-    WHERE b.tenant_id = $1 AND b.owner_id = $2
-), moved AS (
-    UPDATE boards b SET owner_id = coalesce(h.member, h.admin)
-    FROM heirs h WHERE b.id = h.id
-    RETURNING b.id, h.title, h.team_id, b.owner_id AS heir,
-              CASE WHEN h.member IS NOT NULL THEN 'team_member'
-                   WHEN h.admin IS NOT NULL THEN 'admin'
-                   ELSE 'none' END AS via
 )
-INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
-SELECT $1, $2, 'handover', 'admin',
-       jsonb_build_object('board_id', id, 'title', title, 'team_id', team_id, 'to', heir, 'via', via), $3
-FROM moved
-RETURNING detail
+SELECT b.id, b.title, b.team_id, m.user_id AS team_member, (SELECT id FROM admin) AS admin
+FROM boards b
+LEFT JOIN LATERAL (
+    SELECT tm.user_id FROM team_members tm JOIN users u ON u.id = tm.user_id
+    WHERE tm.team_id = b.team_id AND tm.user_id <> $2 AND u.active AND u.scim_linked
+    ORDER BY tm.joined_at, tm.user_id
+    LIMIT 1
+) AS m ON true
+WHERE b.tenant_id = $1 AND b.owner_id = $2
+ORDER BY b.created_at, b.id
+"""
+# Every board of one owner to the heir chosen for it, in one statement.
+MOVE_BOARDS = """
+UPDATE boards b SET owner_id = v.heir
+FROM unnest($3::uuid[], $4::uuid[]) AS v(id, heir)
+WHERE b.tenant_id = $1 AND b.owner_id = $2 AND b.id = v.id
 """
 
 
@@ -84,8 +77,16 @@ async def list_boards(
     return await conn.fetch(SELECT_BOARDS, tenant_id, owner_id, team_id, after, limit)
 
 
-async def hand_over_boards(
-    conn: asyncpg.Connection, tenant_id: UUID, owner_id: UUID, *, request_id: str | None
-) -> list[dict[str, str | None]]:
-    """Give every board of `owner_id` to its heir and audit each move; returns the audit details."""
-    return [r["detail"] for r in await conn.fetch(HAND_OVER_BOARDS, tenant_id, owner_id, request_id)]
+async def heir_candidates(conn: asyncpg.Connection, tenant_id: UUID, owner_id: UUID) -> list[asyncpg.Record]:
+    """Each board of `owner_id` (id, title, team_id, oldest first) with the candidates to inherit it
+    (team_member, admin: None when there is none)."""
+    return await conn.fetch(SELECT_HEIR_CANDIDATES, tenant_id, owner_id)
+
+
+async def move_boards(
+    conn: asyncpg.Connection, tenant_id: UUID, owner_id: UUID, heirs: list[tuple[UUID, UUID | None]]
+) -> None:
+    """Give boards of `owner_id` to new owners: (board id, heir or None for no owner)."""
+    if heirs:
+        boards, owners = zip(*heirs, strict=True)
+        await conn.execute(MOVE_BOARDS, tenant_id, owner_id, list(boards), list(owners))

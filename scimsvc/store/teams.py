@@ -59,18 +59,15 @@ MISSING_TEAMS = """
 SELECT x FROM unnest($2::uuid[]) AS x
 EXCEPT SELECT id FROM teams WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 """
-# domain_teams maps a lower-case email domain to team ids; the join skips teams deleted since, and the
-# teams joined stay locked (KEY SHARE) until commit, so one deleted meanwhile takes these rows with it.
+# Memberships decided by the domain-team rule (scimsvc/product/domain_teams.py); the join skips teams
+# deleted since, and the teams joined stay locked (KEY SHARE) until commit, so one deleted meanwhile takes
+# these rows with it.
 ADD_DOMAIN_MEMBERS = """
 INSERT INTO team_members (team_id, user_id, added_by)
 SELECT t.id, u.id, 'domain'
-FROM users u
-JOIN tenants tn ON tn.id = u.tenant_id
-CROSS JOIN LATERAL jsonb_array_elements_text(
-    tn.domain_teams -> lower(split_part(u.user_name, '@', 2))
-) AS d(team_id)
-JOIN teams t ON t.tenant_id = u.tenant_id AND t.id::text = d.team_id
-WHERE u.id = ANY($1::uuid[])
+FROM unnest($2::text[], $3::uuid[]) AS v(team_id, user_id)
+JOIN teams t ON t.tenant_id = $1 AND t.id::text = v.team_id
+JOIN users u ON u.tenant_id = $1 AND u.id = v.user_id
 FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
 RETURNING team_id, user_id
@@ -136,11 +133,14 @@ async def missing_teams(
     return [r[0] for r in await conn.fetch(MISSING_TEAMS, tenant_id, ids)]
 
 
-async def add_domain_members(conn: asyncpg.Connection, user_ids: list[UUID]) -> list[asyncpg.Record]:
-    """Put each user in the teams its email domain maps to (`domain_teams`, README.md), in one statement."""
-    if not user_ids:
+async def add_domain_members(
+    conn: asyncpg.Connection, tenant_id: UUID, memberships: list[tuple[str, UUID]]
+) -> list[asyncpg.Record]:
+    """Add (team id, user id) memberships of the tenant, `added_by` domain, in one statement."""
+    if not memberships:
         return []
-    return await conn.fetch(ADD_DOMAIN_MEMBERS, user_ids)
+    team_ids, user_ids = zip(*memberships, strict=True)
+    return await conn.fetch(ADD_DOMAIN_MEMBERS, tenant_id, list(team_ids), list(user_ids))
 
 
 async def teams_of(

@@ -6,36 +6,34 @@ worker/seats.py decided); a SCIM write only sets a user back to 'pending' (store
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
 # The worker records a batch's applied state in one statement (one new row version per user): each user's
-# license, its place on the waiting list and its provisioning state. Joining the waiting list keeps a
-# user's first place in it; users who join in the same batch queue in the order given, a microsecond
-# apart (the list is ordered by waiting_since, then id, and a batch's transaction starts well over its
-# size in microseconds after the previous one's).
+# license, its place on the waiting list (as scimsvc/product/seats.py:waiting_since decided it) and its
+# provisioning state.
 APPLY_USER_STATES = """
 UPDATE users u SET
     license = v.license,
-    waiting_since = CASE WHEN NOT v.waiting THEN NULL
-                         ELSE coalesce(u.waiting_since, now() + v.n * interval '1 microsecond') END,
+    waiting_since = v.waiting_since,
     provisioning_state = CASE WHEN u.active AND u.scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
     provisioned_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::bool[]) WITH ORDINALITY AS v(id, license, waiting, n)
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, license, waiting_since)
 WHERE u.id = v.id
 RETURNING u.id, u.provisioning_state = 'provisioned' AS provisioned
 """
 
 
 async def apply_user_states(
-    conn: asyncpg.Connection, applied: list[tuple[UUID, str | None, bool]]
+    conn: asyncpg.Connection, applied: list[tuple[UUID, str | None, datetime | None]]
 ) -> list[UUID]:
-    """Record (user id, license, waiting) and the provisioning state of many users; returns those now
-    provisioned (active and linked), in the order given."""
+    """Record (user id, license, waiting since or None) and the provisioning state of many users; returns
+    those now provisioned (active and linked), in the order given."""
     if not applied:
         return []
-    ids, kinds, waiting = (list(column) for column in zip(*applied, strict=True))
-    rows = await conn.fetch(APPLY_USER_STATES, ids, kinds, waiting)
+    ids, kinds, since = (list(column) for column in zip(*applied, strict=True))
+    rows = await conn.fetch(APPLY_USER_STATES, ids, kinds, since)
     provisioned = {r["id"] for r in rows if r["provisioned"]}
     return [user_id for user_id in ids if user_id in provisioned]

@@ -42,7 +42,7 @@ from scimsvc.web.console.session import (
     encode_session,
     new_session,
 )
-from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.keys import POOL, REDIS, SETTINGS
 from scimsvc.web.middlewares import operator_key_given
 
 routes = web.RouteTableDef()
@@ -261,13 +261,7 @@ async def license_assign(request: web.Request) -> web.Response:
         license = forms.text(form, "license")
         data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
         user_id = await admin_users.find_user(request.app[POOL], tenant_id, forms.text(form, "user"))
-        await assign_license_by_hand(
-            request.app[POOL],
-            tenant_id=tenant_id,
-            user_id=user_id,
-            license=data["license"],
-            request_id=request.get(REQUEST_ID),
-        )
+        await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
     except ScimError as exc:
         return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")

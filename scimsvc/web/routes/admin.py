@@ -33,7 +33,7 @@ from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
 from scimsvc.web.admin_requests import admin_scope, load, page_limit, query_id, tenant_id_of, user_id_of
 from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
-from scimsvc.web.keys import POOL, REQUEST_ID, SETTINGS
+from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response, read_json
 
@@ -117,13 +117,7 @@ async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = id_or_404(request.match_info["uid"], "user")
     data = load(LicenseAssignmentSchema(), await read_json(request))
-    await assign_license_by_hand(
-        request.app[POOL],
-        tenant_id=tenant_id,
-        user_id=user_id,
-        license=data["license"],
-        request_id=request.get(REQUEST_ID),
-    )
+    await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
     return json_response({"user_id": str(user_id), "license": data["license"]})
 
 

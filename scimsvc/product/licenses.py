@@ -1,4 +1,5 @@
-"""Which license a user gets (DESIGN.md §4): a pure decision, no I/O."""
+"""Which license a user gets, and what an operator may assign by hand (README.md, API surface: seats
+and licenses): pure decisions, no I/O."""
 
 from __future__ import annotations
 
@@ -51,3 +52,29 @@ def decide_license(tenant: Licensing, *, active: bool, user_type: str | None, se
     if tenant.fallback_license == "none":
         return Decision(None, waiting=True)
     return Decision(tenant.fallback_license, waiting=full_asked)
+
+
+def takes_a_seat(current: License | None, wanted: License | None) -> bool:
+    """Going from `current` to `wanted` needs a seat that the user does not hold yet."""
+    return wanted == "full" and current != "full"
+
+
+def releases_a_seat(current: License | None, wanted: License | None) -> bool:
+    """Going from `current` to `wanted` frees the user's seat for the waiting list."""
+    return current == "full" and wanted != "full"
+
+
+def manual_refusal(
+    tenant: Licensing, *, eligible: bool, current: License | None, wanted: License | None, used: int
+) -> str | None:
+    """Why an operator may not give the user `wanted` now, or None when the assignment stands.
+
+    `used` counts the tenant's full seats held by other users (read only when `takes_a_seat`). The
+    operator's choice comes before the waiting list, but never over the seats: deactivated users hold
+    nothing, and a full license needs a free seat.
+    """
+    if wanted is not None and not eligible:
+        return "the user is deactivated: deactivated users hold no license"
+    if takes_a_seat(current, wanted) and used >= tenant.seats:
+        return f"no seat is free ({used} of {tenant.seats} used): raise seats or free one"
+    return None

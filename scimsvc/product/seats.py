@@ -1,13 +1,14 @@
-"""Who gets the free seats when a batch of users is applied at once (DESIGN.md §4): pure, no I/O."""
+"""Who gets a seat (README.md, API surface: seats and licenses): the seat order for a batch of users,
+promotion from the waiting list, a user's place in that list. Pure, no I/O; the worker applies them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from worker.license_policy import Decision, License, Licensing, decide_license, wants_full
+from scimsvc.product.licenses import Decision, License, Licensing, decide_license, wants_full
 
 QueueKey = tuple[int, datetime, int]
 NEW_ASKER = datetime.min.replace(tzinfo=UTC)  # new askers are ordered by arrival, not by a time
@@ -96,3 +97,36 @@ def plan_seats(
             tenant, active=candidate.eligible, user_type=candidate.user_type, seat_free=seat_free
         )
     return SeatPlan(decisions={u.id: decisions[u.id] for u in batch}, promoted=promoted, used=used)
+
+
+def promote_waiting(tenant: Licensing, *, used: int, waiting: Sequence[Waiter]) -> list[UUID]:
+    """Which waiting users get the free seats (a seat freed or `seats` raised): the oldest first.
+
+    `waiting` is the waiting list, oldest first (at least `seats_that_may_free` of it, or all). Lowering
+    seats below use takes a seat from no one.
+    """
+    return plan_seats(tenant, used=used, batch=(), waiting=waiting).promoted
+
+
+def waiting_since(
+    decision: Decision, *, since: datetime | None, now: datetime, place: int
+) -> datetime | None:
+    """A user's place in the waiting list once `decision` is applied (None: not waiting).
+
+    Joining keeps a user's first place (`since`, when it waited already). Users who join in one batch
+    queue in the batch's order, `place` (from 1) microseconds after `now`, the batch's transaction time:
+    the list is ordered by this time (then id), and a batch's transaction starts well over its size in
+    microseconds after the previous one's.
+    """
+    if not decision.waiting:
+        return None
+    return since or now + timedelta(microseconds=place)
+
+
+def seat_action(before: License | None, after: License | None) -> str:
+    """The audit action of a license change: a seat taken, a seat released, or neither."""
+    if after == "full":
+        return "allocation"
+    if before == "full":
+        return "release"
+    return "license_change"

@@ -1,0 +1,81 @@
+"""SQL for the audit log: who changed which user's license, state or boards, and the operators' view of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+INSERT_AUDIT = """
+INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
+SELECT $1, unnest($2::uuid[]), $3, $4, $5, $6
+"""
+INSERT_AUDIT_ROWS = """
+INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
+SELECT $1, v.user_id, v.action, v.actor, v.detail::jsonb, v.request_id
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+    WITH ORDINALITY AS v(user_id, action, actor, detail, request_id, n)
+ORDER BY v.n
+"""
+SELECT_AUDIT = """
+SELECT id, user_id, action, actor, detail, request_id, created_at
+FROM audit_log
+WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4
+"""
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audit log entry about one user."""
+
+    user_id: UUID
+    action: str
+    actor: str
+    detail: dict[str, Any] | None = None
+    request_id: str | None = None
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    user_ids: list[UUID],
+    action: str,
+    *,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> None:
+    """One audit row per user, in one statement."""
+    if user_ids:
+        await conn.execute(INSERT_AUDIT, tenant_id, user_ids, action, actor, detail or {}, request_id)
+
+
+async def audit_rows(conn: asyncpg.Connection, tenant_id: UUID, rows: list[AuditRow]) -> None:
+    """Many audit rows of one tenant in one statement, in the given order."""
+    if rows:
+        await conn.execute(
+            INSERT_AUDIT_ROWS,
+            tenant_id,
+            [r.user_id for r in rows],
+            [r.action for r in rows],
+            [r.actor for r in rows],
+            [orjson.dumps(r.detail or {}).decode() for r in rows],
+            [r.request_id for r in rows],
+        )
+
+
+async def audit_page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    user_id: UUID | None,
+    before_id: int | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Audit rows, newest first; page on with `before_id` = the last id seen."""
+    return await conn.fetch(SELECT_AUDIT, tenant_id, user_id, before_id, limit)
