@@ -3,8 +3,9 @@
     bench/run [--quick] [--concurrency 32] [--no-peer]
 
 Prints one table (throughput, p50/p99 latency, peak RSS of the web and worker processes per workload),
-the ratios ours/baseline and ours/peer, issue 8's targets with pass/fail, and writes the figures as JSON
-under bench/results/ (the path is printed). A full run takes about 15 minutes; --quick about 3.
+the ratios ours/baseline and ours/peer, the targets (README.md, Performance) with pass/fail, and writes
+the figures as JSON under bench/results/ (the path is printed). A full run takes about 15 minutes;
+--quick about 3.
 
 Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a database, queue and Redis
 key prefix of this run's own (removed at the end), with processes it starts and stops by pid:
@@ -737,7 +738,7 @@ def comparisons(rows: list[dict[str, Any]], peer_system: str) -> list[dict[str, 
 def targets(
     rows: list[dict[str, Any]], comps: list[dict[str, Any]], peer_system: str
 ) -> list[dict[str, Any]]:
-    """Issue 8's targets next to the measured figures."""
+    """The targets (README.md, Performance) next to the measured figures."""
     by = {c["workload"]: c for c in comps}
     page = find(rows, "page of 100", "scimsvc") or {}
     put1 = find(rows, "PUT group 1000 ", "scimsvc") or {}
@@ -773,7 +774,7 @@ def targets(
             at_least(get_rounds.get("ratio_median"), 0.7),
         ),
         ("page of 100 p50 ≤ 10 ms", page.get("p50_ms"), at_most(page.get("p50_ms"), 10)),
-        # Against scim2-server as it ships (the figures the issue quotes) and with a larger backlog.
+        # Against scim2-server as it ships (what the targets were set against) and with a larger backlog.
         *(
             (
                 f"{name} ≥ {goal} × {system}",
@@ -837,7 +838,7 @@ def show(report: dict[str, Any]) -> None:
     print("\nratios (throughput)")
     for comp in report["ratios"]:
         print("  " + ", ".join(f"{k}: {fmt(v)}" for k, v in comp.items()))
-    print("\ntargets (issue 8)")
+    print("\ntargets (README.md, Performance)")
     for t in report["targets"]:
         verdict = {True: "PASS", False: "FAIL", None: "n/a"}[t["pass"]]
         print(f"  {verdict:<5} {t['target']:<52} measured {fmt(t['measured'])}")

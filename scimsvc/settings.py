@@ -177,7 +177,7 @@ class Settings:
     group_patch_max_member_ops: int = 8000
     bulk_max_operations: int = 1000  # POST /Bulk: operations per request (maxOperations)
     bulk_max_payload_bytes: int = 1_048_576  # POST /Bulk: body size (maxPayloadSize, at most max_body_bytes)
-    rate_limit_enabled: bool = True  # per-tenant credit budgets on SCIM routes (DESIGN §6)
+    rate_limit_enabled: bool = True  # per-tenant credit budgets on SCIM routes (README.md, Rate limits)
     rate_limit_credits: int = 400_000  # default per 30 s: 25+ requests/s of any user route, even DELETE
     rate_limit_on_redis_error: str = "open"  # open: admit (logged); closed: 503 with Retry-After
     rate_limit_prefix: str = "scimsvc:rl"  # Redis key prefix of the buckets

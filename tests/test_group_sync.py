@@ -331,7 +331,7 @@ async def test_members_never_cross_tenants_in_the_worker(client, new_tenant, db,
 
 
 async def test_push_keeps_members_of_the_team_by_email_domain(client, tenant, db, settings):
-    """DESIGN §5: domain users join their domain's teams whatever groups the IdP puts them in."""
+    """Domain users join their domain's teams whatever groups the IdP sends (README.md, API surface)."""
     a = await make_user(client, tenant)
     group = await make_group(client, tenant, [a])
     team_id = await team_of(db, group["id"])

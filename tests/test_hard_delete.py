@@ -1,4 +1,4 @@
-"""Hard delete in the admin API: boards go to heirs (DESIGN §3), seats are freed, all audited."""
+"""Hard delete in the admin API: boards go to heirs (README.md, API surface), seats are freed, all audited."""
 
 from __future__ import annotations
 

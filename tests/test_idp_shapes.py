@@ -136,7 +136,7 @@ async def test_okta_create_put_update_and_deactivate(client, tenant, db):
 
 # --- Microsoft Entra ID: the request samples of "Tutorial: Develop and plan provisioning for a SCIM
 # endpoint" (User and Group operations), in the order its validator sends them. userName is an email here
-# because the product's primary id is one (DESIGN §3); everything else is as Entra sends it.
+# because the product's primary id is one (schemas/user.py, userName); everything else is as Entra sends it.
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ADSCIM_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/Group"

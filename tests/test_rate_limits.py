@@ -1,4 +1,5 @@
-"""Rate limits (DESIGN §6): the Lua token bucket, honest 429s, isolation, replicas, Redis down, auth abuse."""
+"""Rate limits (README.md, Rate limits): the Lua token bucket, honest 429s, isolation, replicas, Redis
+down, auth abuse."""
 
 from __future__ import annotations
 

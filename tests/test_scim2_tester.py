@@ -3,13 +3,15 @@
 scim2-tester discovers the server from /ServiceProviderConfig, /ResourceTypes and /Schemas, then runs its
 create/read/query/replace/delete and PATCH add/remove/replace checks on every attribute of Users and Groups,
 and its discovery and error checks. Its random values are kept as they are, except where a product rule
-documented in DESIGN.md needs a value of a given shape; those rules are the product's, not conformance gaps:
+documented in the repository needs a value of a given shape; those rules are the product's, not conformance
+gaps:
 
-* `userName` must be an email address (DESIGN §3): the checker gets fresh addresses;
-* a photo URL must be http(s) ending in an image extension (DESIGN §3): the checker gets such URLs;
-* a Group links to an existing team by its exact name on creation (DESIGN §5): the operator creates
-  teams first (as the Teams API is used before an IdP pushes groups), and the checker names new groups
-  after them.
+* `userName` must be an email address (schemas/user.py, UserSchema): the checker gets fresh addresses;
+* a photo URL must be http(s) ending in an image extension (schemas/user.py, UserSchema): the checker gets
+  such URLs;
+* a Group links to an existing team by its exact name on creation (README.md, SCIM Groups and teams): the
+  operator creates teams first (as the Teams API is used before an IdP pushes groups), and the checker
+  names new groups after them.
 
 No check is skipped. One kind of result is expected to fail, and the test asserts that it fails the
 right way: scim2-tester PATCHes (add, replace, remove) every extension as a whole as if it were writable,

@@ -1,4 +1,4 @@
-"""Seats and licenses (README.md) applied by the worker, through HTTP and the real worker."""
+"""Seats and licenses applied by the worker (README.md, API surface), through HTTP and the real worker."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ class Notice:
 
 
 def email_change_notices(*, old: str, new: str, name: str) -> list[Notice]:
-    """DESIGN.md §3: an email (userName) change is announced to BOTH the old and the new address."""
+    """A userName (email) change is announced to BOTH the old and the new address (README.md, API surface)."""
     subject = "Your sign-in email has changed"
     body = (
         f"Hello {name},\n\n"

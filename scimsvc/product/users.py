@@ -1,4 +1,4 @@
-"""How the product reads a SCIM user (DESIGN.md §3): full name, photo, role; pure, no I/O."""
+"""How the product reads a SCIM user: full name, photo, role (ARCHITECTURE.md, Where each rule lives)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What each SCIM request costs and how many credits a tenant has per 30 s (DESIGN.md §6); pure."""
+"""What each SCIM request costs and how many credits a tenant has per 30 s (README.md, Rate limits); pure."""
 
 from __future__ import annotations
 

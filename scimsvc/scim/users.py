@@ -41,7 +41,7 @@ def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
 
 
 def check_allowed_domain(user_name: str, allowed_domains: Sequence[str]) -> None:
-    """The tenant's allowlist (DESIGN.md §3): a userName outside it is refused, naming what to change."""
+    """The tenant's allowlist (README.md, API surface): a userName outside it is refused, naming the fix."""
     if not allowed_domains:
         return
     domain = user_name.rpartition("@")[2].lower()

@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and Redis for `scimsvc up` on a machine that has neither (DESIGN.md §9).
+"""Embedded PostgreSQL and Redis for `scimsvc up` on a machine that has neither (README.md, Zero-config run).
 
 When `SCIMSVC_DATABASE_URL` (or `SCIMSVC_REDIS_URL`) is unset and nothing answers on the default port,
 `up` starts a real server from a PyPI package that ships its binaries (the `embedded` extra) under a

@@ -1,4 +1,4 @@
--- Product teams (with their members and boards) and the SCIM groups linked to them (DESIGN.md §5).
+-- Product teams (with their members and boards) and the SCIM groups linked to them (README.md, SCIM Groups and teams).
 
 CREATE TABLE teams (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),

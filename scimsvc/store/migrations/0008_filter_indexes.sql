@@ -1,4 +1,4 @@
--- Indexes for the filters IdPs send that the earlier ones did not serve (issue 6).
+-- Indexes for the filters IdPs send that the earlier ones did not serve (README.md, API surface: Filters).
 
 -- `emails.value eq "x"` (and `emails[value eq "x"]`'s exact EXISTS, narrowed by the compiler): the user's
 -- email values, lower-cased, as a jsonb array; `@>` finds a value through this GIN index.
