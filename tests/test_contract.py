@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from scimsvc.contract import JOB_NAMES, ResourceType
+from scimsvc.store import new_users, users
 from worker.settings import worker_settings
 
 WORKER = Path(__file__).resolve().parent.parent / "worker"
@@ -36,3 +37,20 @@ def test_the_worker_imports_the_contract_and_the_store_never_the_web_or_the_serv
                 imported.update(alias.name for alias in node.names)
     assert "scimsvc.contract" in imported
     assert not {m for m in imported if m.startswith(("scimsvc.web", "scimsvc.services"))}
+
+
+def test_outbox_rows_are_inserted_by_one_statement_text_of_the_outbox_module():
+    """Every statement that writes outbox rows builds that part with store/outbox.py, whose column list
+    and resource-type spelling are then the only ones (a fast path is an implementation, not a door)."""
+    store = WORKER.parent / "scimsvc" / "store"
+    writers = {
+        path.name
+        for path in store.glob("*.py")
+        if "INSERT INTO outbox" in path.read_text().replace("\n", " ")
+    }
+    assert writers == {"outbox.py"}
+    for statement in (new_users.INSERT_NEW_USER, new_users.INSERT_NEW_USERS, users.UPDATE_READ_USER):
+        assert (
+            "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)"
+            in statement
+        )

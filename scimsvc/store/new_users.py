@@ -9,10 +9,13 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.store import outbox
 from scimsvc.store.batches import Batcher
 from scimsvc.store.db import fetch_in_time
 from scimsvc.store.users import USER_COLUMNS, resource_columns, with_outbox
 
+CREATE = f"'{ChangeKind.CREATE.value}'"  # the change of a new user's outbox row, as SQL
 # A new userName is one statement: the user and its "create" outbox row commit together without an explicit
 # transaction (a statement is atomic), saving the BEGIN, lock and COMMIT round trips. A taken userName,
 # linked or not, inserts nothing and returns no row.
@@ -20,7 +23,7 @@ INSERT_NEW_USER = with_outbox(
     """INSERT INTO users AS u (tenant_id, user_name, external_id, display_name, active, resource)
     VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (tenant_id, lower(user_name)) DO NOTHING""",
-    change="'create'",
+    change=CREATE,
     request_id="$7",
     write_by="$8",
 )
@@ -34,6 +37,17 @@ BATCH_LOCK_TIMEOUT = "500ms"
 # a taken userName skipped. Ids are drawn first, so each row written maps back to its own place in the
 # arrays (`batch_row`, 1-based). Users go in by name, and one name's spellings in arrival order: two batches
 # that meet on names wait for each other in one order, and the first request of a name is the one created.
+_NEW_USER_CHANGES = outbox.insert_changes_from(
+    "made m",
+    ResourceType.USER,
+    row="m",
+    change=CREATE,
+    payload="jsonb_build_object('active', m.active)",
+    request_id="m.request_id",
+    where="in_time($8)",
+    order_by="m.batch_row",
+    returning="id, resource_id",
+)
 INSERT_NEW_USERS = f"""
 WITH waits AS MATERIALIZED (
     SELECT set_config('lock_timeout', '{BATCH_LOCK_TIMEOUT}', true)
@@ -50,10 +64,7 @@ WITH waits AS MATERIALIZED (
 ), made AS (
     SELECT u.*, v.n AS batch_row, v.request_id FROM u JOIN v ON v.id = u.id
 ), change AS (
-    INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
-    SELECT m.tenant_id, 'user', m.id, 'create', jsonb_build_object('active', m.active), m.request_id
-    FROM made m WHERE in_time($8) ORDER BY m.batch_row
-    RETURNING id, resource_id
+    {_NEW_USER_CHANGES}
 )
 SELECT m.*, change.id AS outbox_id FROM made m JOIN change ON change.resource_id = m.id
 """

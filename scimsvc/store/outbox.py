@@ -12,11 +12,36 @@ import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
 
-INSERT_CHANGE = """
-INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id
-"""
+OUTBOX_COLUMNS = "tenant_id, resource_type, resource_id, change, payload, request_id"
+INSERT_CHANGE = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"
+
+
+def insert_changes_from(
+    written: str,
+    resource_type: ResourceType,
+    *,
+    row: str,
+    change: str,
+    payload: str,
+    request_id: str,
+    where: str = "true",
+    order_by: str | None = None,
+    returning: str = "id",
+) -> str:
+    """The text of an INSERT of one outbox row per resource a statement wrote: `written` names what it
+    wrote (a CTE with its alias) and `row` that alias; `change`, `payload` and `request_id` are SQL
+    expressions. Statements that write a resource and its row at once (store/users.py, new_users.py)
+    build their outbox part here, so the outbox has one INSERT text with its column list.
+    """
+    order = f" ORDER BY {order_by}" if order_by else ""
+    return (
+        f"INSERT INTO outbox ({OUTBOX_COLUMNS})\n"
+        f"    SELECT {row}.tenant_id, '{resource_type.value}', {row}.id, {change}, {payload}, {request_id}\n"
+        f"    FROM {written} WHERE {where}{order}\n"
+        f"    RETURNING {returning}"
+    )
+
+
 # One resource's rows are drained by one transaction at a time, whatever the number of workers.
 LOCK_RESOURCE = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || ($2::uuid)::text, 0))"
 SELECT_PENDING = """

@@ -15,8 +15,9 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import PRODUCT_SCHEMA
+from scimsvc.contract import ResourceType
 from scimsvc.scim.filters.sql import Column
-from scimsvc.store import pages
+from scimsvc.store import outbox, pages
 from scimsvc.store.db import fetch_in_time
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
@@ -64,15 +65,21 @@ def with_outbox(write: str, *, change: str, request_id: str, write_by: str) -> s
     """One statement: `write` (an INSERT or UPDATE of `users AS u`) and the outbox row of the user it
     wrote, returned with `outbox_id`; nothing at all when `write` writes no row, and nothing either, with
     an error, when it reaches PostgreSQL after `write_by` (`in_time`, migration 0013)."""
+    changes = outbox.insert_changes_from(
+        "u",
+        ResourceType.USER,
+        row="u",
+        change=change,
+        payload="jsonb_build_object('active', u.active)",
+        request_id=request_id,
+        where=f"in_time({write_by})",
+    )
     return f"""
 WITH u AS (
     {write}
     RETURNING {USER_COLUMNS}
 ), change AS (
-    INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)
-    SELECT u.tenant_id, 'user', u.id, {change}, jsonb_build_object('active', u.active), {request_id} FROM u
-    WHERE in_time({write_by})
-    RETURNING id
+    {changes}
 )
 SELECT u.*, change.id AS outbox_id FROM u, change
 """
