@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
-
-from scimsvc.web.client_address import parse_networks
 
 
 class SettingsError(ValueError):
     """A setting whose value cannot be used; the message names the variable and what it expects."""
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=16)
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """`10.0.0.0/8, 127.0.0.1` → networks; raises ValueError naming a bad entry."""
+    networks = []
+    for part in raw.split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {part.strip()!r}") from None
+    return tuple(networks)
 
 
 def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:

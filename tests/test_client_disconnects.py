@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from scimsvc.ops.metrics import METRICS
+from scimsvc.web.keys import METRICS
 from tests.conftest import wait_until
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scimsvc.ops.metrics import METRICS
 from scimsvc.ratelimit.levels import LEVELS
+from scimsvc.web.keys import METRICS
 from tests.conftest import make_tenant, post_user, unique_email, user_body
 
 

@@ -18,8 +18,9 @@ from scimsvc.ratelimit.levels import LEVELS, ROUTE_LEVELS, STRICT_CREDITS, reque
 from scimsvc.ratelimit.limiter import RateLimiter
 from scimsvc.ratelimit.token_bucket import TOKEN_BUCKET_LUA, TokenBucket
 from scimsvc.scim.errors import ScimError
+from scimsvc.settings import parse_networks
 from scimsvc.web.app import create_app
-from scimsvc.web.client_address import client_address, parse_networks
+from scimsvc.web.client_address import client_address
 from tests.conftest import (
     ADMIN_HEADERS,
     REDIS_URL,

@@ -15,8 +15,8 @@ import time
 import uuid
 from typing import Any
 
-from scimsvc.ops.metrics import METRICS
 from scimsvc.web.app import create_app
+from scimsvc.web.keys import METRICS
 from scimsvc.web.token_cache import REFUSED_SECONDS
 from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, RUN_ID, make_tenant
 from tests.test_console import sign_in

@@ -7,12 +7,8 @@ Workers expose their job metrics on their own port (`worker.telemetry`).
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import asyncpg
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -23,7 +19,6 @@ from prometheus_client import (
 )
 
 from scimsvc.store import ops
-from scimsvc.web.route_template import UNMATCHED, route_template
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -92,37 +87,6 @@ class WebMetrics:
         return response
 
 
-METRICS = web.AppKey("metrics", WebMetrics)
-
-
 # nginx's "client closed request": what metrics and the access log count when the client left before
 # its answer, so that 5xx mean server faults.
 CLIENT_CLOSED_REQUEST = 499
-
-
-def client_gone(request: web.BaseRequest) -> bool:
-    """Whether the client has closed its connection (no answer can reach it)."""
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every request by route template (outermost, so errors and 429s are counted)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:  # aiohttp cancels a handler whose client left mid-body
-        status = CLIENT_CLOSED_REQUEST if client_gone(request) else 500
-        raise
-    finally:
-        metrics = request.app[METRICS]
-        route = route_template(request) or UNMATCHED
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)

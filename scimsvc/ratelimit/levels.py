@@ -46,7 +46,7 @@ def request_level(method: str, route: str | None, body_bytes: int | None) -> str
     return ROUTE_LEVELS.get((method, route or ""), DEFAULT_LEVEL)
 
 
-# Requests whose handler prices them once it has read and checked them (`scimsvc.ratelimit.limiter.charge`).
+# Requests whose handler prices them once it has read and checked them (`scimsvc.web.rate_limiting.charge`).
 PRICED_BY_HANDLER = frozenset({("POST", "/scim/v2/Bulk")})
 
 

@@ -7,18 +7,19 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from scimsvc.ops.metrics import METRICS, WebMetrics, metrics_middleware
-from scimsvc.ratelimit.limiter import LIMITER, RateLimiter, rate_limit_middleware
+from scimsvc.ops.metrics import WebMetrics
+from scimsvc.ratelimit.limiter import RateLimiter
 from scimsvc.services.wakeups import wakeups_sent
-from scimsvc.settings import Settings
+from scimsvc.settings import Settings, parse_networks
 from scimsvc.store.db import create_pool
 from scimsvc.store.new_users import new_user_inserts
 from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
-from scimsvc.web.client_address import parse_networks
 from scimsvc.web.console import console_middleware, setup_console
-from scimsvc.web.keys import NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.keys import LIMITER, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi
+from scimsvc.web.rate_limiting import rate_limit_middleware
+from scimsvc.web.request_metrics import metrics_middleware
 from scimsvc.web.routes import (
     admin,
     admin_boards,

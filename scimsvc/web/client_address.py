@@ -4,22 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from functools import lru_cache
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@lru_cache(maxsize=16)
-def parse_networks(raw: str) -> tuple[Network, ...]:
-    """`10.0.0.0/8, 127.0.0.1` → networks; raises ValueError naming a bad entry."""
-    networks = []
-    for part in raw.split(","):
-        if part.strip():
-            try:
-                networks.append(ipaddress.ip_network(part.strip(), strict=False))
-            except ValueError:
-                raise ValueError(f"not an IP address or network: {part.strip()!r}") from None
-    return tuple(networks)
+from scimsvc.settings import Network
 
 
 def _trusted(address: str, trusted: Sequence[Network]) -> bool:

@@ -8,6 +8,8 @@ import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
 
+from scimsvc.ops.metrics import WebMetrics
+from scimsvc.ratelimit.limiter import RateLimiter
 from scimsvc.settings import Settings
 from scimsvc.store.batches import Batcher
 from scimsvc.web.token_cache import TokenCache
@@ -17,6 +19,8 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 NEW_USERS = web.AppKey("new_users", Batcher)  # store.new_users.new_user_inserts of the POOL
+LIMITER = web.AppKey("rate_limiter", RateLimiter)
+METRICS = web.AppKey("metrics", WebMetrics)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)

@@ -15,13 +15,23 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.ops import logs
-from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST, client_gone
-from scimsvc.ratelimit.limiter import LIMITER, retry_after
+from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST
+from scimsvc.ratelimit.limiter import retry_after
 from scimsvc.scim.errors import ScimError, database_unavailable
+from scimsvc.settings import parse_networks
 from scimsvc.store.db import unavailable
 from scimsvc.store.tenants import hash_token
-from scimsvc.web.client_address import client_address, parse_networks
-from scimsvc.web.keys import ALLOWED_DOMAINS, RATE_LIMIT, REQUEST_ID, SETTINGS, TENANT_ID, TOKEN_CACHE
+from scimsvc.web.client_address import client_address
+from scimsvc.web.keys import (
+    ALLOWED_DOMAINS,
+    LIMITER,
+    RATE_LIMIT,
+    REQUEST_ID,
+    SETTINGS,
+    TENANT_ID,
+    TOKEN_CACHE,
+)
+from scimsvc.web.request_metrics import client_gone
 from scimsvc.web.routes.responses import SCIM_CONTENT_TYPE
 
 log = logging.getLogger(__name__)

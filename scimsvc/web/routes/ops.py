@@ -6,10 +6,9 @@ from aiohttp import web
 from aiohttp_apigami import docs, response_schema
 
 from schemas.messages import HealthSchema, QueueHealthSchema, ReadySchema
-from scimsvc.ops.metrics import METRICS
 from scimsvc.ops.queue_health import queue_health
 from scimsvc.services.readiness import postgres_check
-from scimsvc.web.keys import POOL, REDIS, SETTINGS
+from scimsvc.web.keys import METRICS, POOL, REDIS, SETTINGS
 from scimsvc.web.routes.responses import json_response
 
 routes = web.RouteTableDef()

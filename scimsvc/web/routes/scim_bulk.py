@@ -7,12 +7,12 @@ from aiohttp_apigami import docs, request_schema, response_schema
 
 from schemas.messages import BulkRequestSchema, BulkResponseSchema
 from scimsvc.ratelimit.levels import bulk_credits
-from scimsvc.ratelimit.limiter import charge
 from scimsvc.scim.bulk import bulk_response, parse_bulk_request
 from scimsvc.scim.errors import ScimError
 from scimsvc.services import bulk as bulk_service
 from scimsvc.web.body_limits import BULK, body_limit
 from scimsvc.web.keys import SETTINGS
+from scimsvc.web.rate_limiting import charge
 from scimsvc.web.routes.responses import read_json, scim_response
 from scimsvc.web.scim_responses import base_url, scope_of
 
