@@ -41,7 +41,7 @@ class ChangeKind(StrEnum):
     UNLINK = "unlink"  # the group was deleted; its team stays
     # Tenants.
     LICENSING = "licensing"  # licensing settings changed; payload: the new values
-    SEAT_RELEASED = "seat_released"  # a full seat was freed by a hard delete; payload {"user_id": ...}
+    SEAT_RELEASED = "seat_released"  # a hard delete or manual assignment freed a full seat; {"user_id"}
 
 
 # arq job names (the worker registers its functions under these, worker/settings.py).

@@ -6,11 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def same_name(first: str, second: str) -> bool:
-    """Whether two attribute names are the same name."""
-    return first.lower() == second.lower()
-
-
 def keys_named(obj: Mapping[str, Any], name: str) -> list[str]:
     """Every key of `obj` that spells `name`, in order (more than one only in a body refused as ambiguous)."""
     lowered = name.lower()

@@ -66,7 +66,7 @@ class BoundedPool(asyncpg.Pool):
       answer, and a ROLLBACK after it, over the very link that stopped answering.
     - PostgreSQL gives up before the request does, so it never applies what the request was told failed:
       a transaction idle longer than half the bound is ended by the server (a COMMIT stuck on the way
-      arrives at a closed session), a statement longer than the bound is cancelled, and a single-statement
+      arrives at a closed session), a statement longer than 0.8 of it is cancelled, and a single-statement
       write checks `write_by()` when it reaches PostgreSQL (`in_time`, migration 0013).
     """
 
@@ -133,7 +133,8 @@ async def create_pool(
         timeout=wait_seconds,  # connect
         command_timeout=wait_seconds,
         server_settings={
-            "statement_timeout": f"{wait_seconds * 1000}",
+            # PostgreSQL cancels a statement (at 0.8 of the bound) before the request stops waiting for it.
+            "statement_timeout": f"{wait_seconds * 800}",
             "idle_in_transaction_session_timeout": f"{wait_seconds * 500}",
         },
     )

@@ -34,6 +34,7 @@ SELECT id, waiting_since FROM users
 WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND active AND scim_linked AND id <> ALL($3::uuid[])
 ORDER BY waiting_since, id
 LIMIT $2
+FOR UPDATE
 """
 # One statement for many users: each one's license and place in the waiting list, as decided.
 SET_LICENSES = """
