@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
 from scimsvc.web.keys import METRICS
+from scimsvc.web.middlewares import error_middleware, request_id_middleware
 from tests.conftest import wait_until
 
 
@@ -44,3 +50,29 @@ async def test_a_client_that_closes_mid_body_is_a_disconnect_not_a_server_fault(
     assert not any("database unavailable" in m or "unhandled error" in m for m in messages)
     users_after = await db.fetchval("SELECT count(*) FROM users WHERE tenant_id = $1::uuid", tenant.id)
     assert users_after == users_before
+
+
+async def test_a_streamed_answer_that_fails_after_it_began_is_cut_short_not_followed_by_an_error_body(
+    aiohttp_client, caplog
+):
+    """A CSV export whose database goes away mid-stream: the client gets a broken transfer (it can tell),
+    never a second status line written inside the 200's body; the failure is one warning line, counted
+    as 503."""
+
+    async def export(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/csv"})
+        await response.prepare(request)
+        await response.write(b"id,userName\n" * 1000)
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    app = web.Application(middlewares=[request_id_middleware, error_middleware])
+    app.router.add_get("/export", export)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.WARNING, logger="scimsvc.web.middlewares"):
+        resp = await client.get("/export")
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    lines = [r for r in caplog.records if r.name == "scimsvc.web.middlewares"]
+    assert [r.levelname for r in lines] == ["WARNING"] and "broke off" in lines[0].getMessage()
+    assert all(r.exc_info is None for r in lines)

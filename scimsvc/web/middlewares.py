@@ -144,6 +144,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # Whatever broke (reading the body, writing a stream), the client left first: no server fault.
             _log_client_gone(request, repr(exc))
             return web.Response(status=CLIENT_CLOSED_REQUEST)
+        if request.writer is not None and request.writer.output_size > 0:
+            return _broken_off(request, exc)
         if unavailable(exc):
             _log_database_unavailable(request, exc)
             error = database_unavailable()
@@ -151,6 +153,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error on %s %s", request.method, request.path)
         detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
         return _error_response(request, ScimError(500, detail))
+
+
+def _broken_off(request: web.Request, exc: Exception) -> web.Response:
+    """A streamed answer (a CSV export) failed after it had begun: no error body can follow its first
+    bytes, so the connection is closed and the client sees a transfer cut short, never a status line
+    inside the body. Counted as the 503 or 500 it would have been."""
+    status = 503 if unavailable(exc) else 500
+    log.warning(
+        "answer of %s %s broke off after it had begun (%d): %r", request.method, request.path, status, exc
+    )
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=status)
 
 
 def _bearer(request: web.Request) -> str | None:
