@@ -14,7 +14,8 @@ from scimsvc.settings import Settings, parse_networks
 from scimsvc.store.db import create_pool
 from scimsvc.store.new_users import new_user_inserts
 from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
-from scimsvc.web.console import console_middleware, setup_console
+from scimsvc.web.console import setup_console
+from scimsvc.web.console.access import console_middleware
 from scimsvc.web.keys import LIMITER, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi

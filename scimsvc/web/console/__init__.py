@@ -8,10 +8,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from scimsvc.web.console.access import STATIC_PREFIX, console_middleware, security_headers
+from scimsvc.web.console.access import STATIC_PREFIX, security_headers
 from scimsvc.web.console.routes import routes
-
-__all__ = ["console_middleware", "setup_console"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 
