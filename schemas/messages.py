@@ -320,6 +320,11 @@ class LicenseSummarySchema(Schema):
 class LicenseAssignedSchema(Schema):
     user_id = fields.UUID(required=True)
     license = fields.String(allow_none=True, required=True, validate=validate.OneOf(("full", *LICENSES)))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(("accepted",)),
+        metadata=_d("The worker applies the assignment in a moment; the audit log records it (or why not)"),
+    )
 
 
 class TeamRefSchema(Schema):

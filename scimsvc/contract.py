@@ -41,7 +41,10 @@ class ChangeKind(StrEnum):
     UNLINK = "unlink"  # the group was deleted; its team stays
     # Tenants.
     LICENSING = "licensing"  # licensing settings changed; payload: the new values
-    SEAT_RELEASED = "seat_released"  # a hard delete or manual assignment freed a full seat; {"user_id"}
+    SEAT_RELEASED = "seat_released"  # a hard delete freed a full seat; {"user_id"}
+    MANUAL_LICENSE = (
+        "manual_license"  # an operator's assignment; {"user_id", "license"} (license may be null)
+    )
 
 
 # arq job names (the worker registers its functions under these, worker/settings.py).

@@ -219,7 +219,8 @@ async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(cli
     page = await (await client.get(seats)).text()
     assert '<fieldset id="assign-fieldset">' in page and "Managed by SCIM" not in page
     resp = await client.post(seats + "/assign", data=form)
-    assert resp.status == 200 and "License assigned." in await resp.text()
+    assert resp.status == 200 and "License assignment accepted" in await resp.text()
+    await run_worker(settings)
     assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", user["id"]) == "free"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from tests.conftest import ADMIN_HEADERS, post_user, run_worker, user_body
 
@@ -152,9 +153,20 @@ async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(
     resp = await client.put(url, json={"license": "full"}, headers=ADMIN_HEADERS)
     assert resp.status == 409 and "no seat is free" in (await resp.json())["detail"]
     holder = f"/admin/v1/tenants/{tenant.id}/users/{user['id']}/license"
-    assert (await client.put(holder, json={"license": "free"}, headers=ADMIN_HEADERS)).status == 200
-    assert (await client.put(url, json={"license": "full"}, headers=ADMIN_HEADERS)).status == 200
+    resp = await client.put(holder, json={"license": "free"}, headers=ADMIN_HEADERS)
+    assert resp.status == 202 and await resp.json() == {
+        "user_id": user["id"],
+        "license": "free",
+        "status": "accepted",
+    }
+    # The seat is promised to the worker already: assignments not applied yet count.
+    assert (await client.put(url, json={"license": "full"}, headers=ADMIN_HEADERS)).status == 202
+    resp = await client.put(holder, json={"license": "full"}, headers=ADMIN_HEADERS)
+    assert resp.status == 409 and "no seat is free (1 of 1 used)" in (await resp.json())["detail"]
+    assert await licenses_of(db, tenant.id) == {"full": 1, "free_restricted": 1}  # the worker applies them
+    await run_worker(settings)
     assert await licenses_of(db, tenant.id) == {"full": 1, "free": 1}
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", other["id"]) == "full"
     resp = await client.put(url, json={"license": "gold"}, headers=ADMIN_HEADERS)
     assert resp.status == 400
 
@@ -172,6 +184,44 @@ async def test_manual_license_is_refused_while_scim_is_on_and_works_when_off(
     assert all(i["id"] < page["next_before"] for i in (await resp.json())["items"])
 
 
+async def test_an_assignment_that_no_longer_stands_when_the_worker_applies_it_changes_nothing(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=2)
+    holder = await post_user(client, tenant)
+    other = await post_user(client, tenant)
+    await run_worker(settings)
+    await client.put(f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS)
+    base = f"/admin/v1/tenants/{tenant.id}/users"
+    for user, license in ((holder, "free"), (other, "free")):
+        resp = await client.put(
+            f"{base}/{user['id']}/license", json={"license": license}, headers=ADMIN_HEADERS
+        )
+        assert resp.status == 202
+    await run_worker(settings)
+    resp = await client.put(
+        f"{base}/{other['id']}/license",
+        json={"license": "full"},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "late"},
+    )
+    assert resp.status == 202
+    # Seats go to zero before the worker applies the assignment: it is refused then, and says why.
+    resp = await client.patch(f"/admin/v1/tenants/{tenant.id}", json={"seats": 0}, headers=ADMIN_HEADERS)
+    assert resp.status == 200, await resp.text()
+    await run_worker(settings)
+    assert await licenses_of(db, tenant.id) == {"free": 2}
+    row = await db.fetchrow(
+        "SELECT actor, detail, request_id FROM audit_log WHERE user_id = $1::uuid ORDER BY id DESC LIMIT 1",
+        other["id"],
+    )
+    assert (row["actor"], row["request_id"]) == ("admin", "late")
+    assert json.loads(row["detail"]) == {
+        "from": "free",
+        "to": "full",
+        "reason": "no seat is free (0 of 0 used): raise seats or free one",
+    }
+
+
 async def test_seat_freed_by_hand_goes_to_the_oldest_waiting_user_through_the_worker(
     client, new_tenant, db, settings
 ):
@@ -187,9 +237,9 @@ async def test_seat_freed_by_hand_goes_to_the_oldest_waiting_user_through_the_wo
     resp = await client.put(
         url, json={"license": "free"}, headers={**ADMIN_HEADERS, "X-Request-Id": "free-1"}
     )
-    assert resp.status == 200
-    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", holder["id"]) == "free"
+    assert resp.status == 202
     await run_worker(settings)
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", holder["id"]) == "free"
     summary = await (
         await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
     ).json()

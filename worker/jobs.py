@@ -15,12 +15,12 @@ from uuid import UUID
 import asyncpg
 from arq import Retry
 
-from scimsvc.contract import DELIVER_NOTICES, ResourceType
+from scimsvc.contract import DELIVER_NOTICES, ChangeKind, ResourceType
 from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
 from scimsvc.settings import Settings
 from scimsvc.store import outbox
 from worker.groups import apply_group_changes
-from worker.seats import apply_tenant_licensing
+from worker.seats import apply_manual_assignments, apply_tenant_licensing
 from worker.telemetry import log_applied
 from worker.user_drain import drain_tenant_users
 
@@ -33,7 +33,11 @@ MAX_TRIES = 5
 async def apply_tenant_changes(
     conn: asyncpg.Connection, tenant_id: UUID, changes: list[asyncpg.Record]
 ) -> None:
-    """Re-run the tenant-wide part of allocation after its licensing settings changed."""
+    """Apply operators' assignments, then re-run the tenant-wide part of allocation: seats freed or added
+    go to the waiting list."""
+    assignments = [c for c in changes if c["change"] == ChangeKind.MANUAL_LICENSE]
+    if assignments:
+        await apply_manual_assignments(conn, tenant_id, assignments)
     await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
 
 

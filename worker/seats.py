@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.contract import ChangeKind
-from scimsvc.product.licenses import Licensing
+from scimsvc.product.licenses import Licensing, manual_refusal, takes_a_seat
 from scimsvc.product.seats import (
     Holder,
     Waiter,
@@ -143,11 +143,63 @@ async def _waiting_list(
     return [Waiter(r["id"], r["waiting_since"]) for r in rows]
 
 
+async def apply_manual_assignments(
+    conn: asyncpg.Connection, tenant_id: UUID, rows: list[asyncpg.Record]
+) -> None:
+    """Operators' assignments (outbox rows `MANUAL_LICENSE`), in order, by the rule that accepted them
+    (`manual_refusal`), checked again now: one that no longer stands (a seat taken meanwhile, the user
+    deactivated) changes nothing and is audited as refused, with the reason. Assignments are made by
+    hand and few, so each is applied on its own.
+    """
+    row = await licenses.lock_tenant_licensing(conn, tenant_id)
+    if row is None:
+        return
+    tenant = licensing_of(row)
+    for change in rows:
+        user_id, wanted = UUID(change["payload"]["user_id"]), change["payload"]["license"]
+        user = await licenses.lock_user_in_tenant(conn, tenant_id, user_id)
+        if user is None:  # hard-deleted since
+            continue
+        current = user["license"]
+        used = (
+            await licenses.full_seats_used(conn, tenant_id, excluding=user_id)
+            if takes_a_seat(current, wanted)
+            else 0
+        )
+        refusal = manual_refusal(tenant, eligible=user["eligible"], current=current, wanted=wanted, used=used)
+        request_id = change["request_id"]
+        if refusal is not None:
+            detail = {"from": current, "to": wanted, "reason": refusal}
+            await audit.audit(
+                conn,
+                tenant_id,
+                [user_id],
+                "manual_assignment_refused",
+                actor="admin",
+                detail=detail,
+                request_id=request_id,
+            )
+            continue
+        if wanted == current:
+            continue
+        await licenses.set_licenses(conn, [(user_id, wanted, None)])
+        detail = {"from": current, "to": wanted}
+        await audit.audit(
+            conn,
+            tenant_id,
+            [user_id],
+            "manual_assignment",
+            actor="admin",
+            detail=detail,
+            request_id=request_id,
+        )
+
+
 async def apply_tenant_licensing(
     conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None
 ) -> None:
-    """After a seat was freed (hard delete, manual assignment) or the tenant's seats or rules changed: free
-    seats go to the oldest waiting users (`promote_waiting`).
+    """After a seat was freed (hard delete, an operator's assignment) or the tenant's seats or rules
+    changed: free seats go to the oldest waiting users (`promote_waiting`).
 
     Lowering seats below use downgrades no one; the admin API reports the tenant over-allocated.
     """

@@ -4,15 +4,16 @@ the seats operators see."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
-from scimsvc.product.licenses import License, Licensing, manual_refusal, releases_a_seat, takes_a_seat
+from scimsvc.product.licenses import License, Licensing, manual_refusal
 from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.services.changes import Scope, Transaction, write
-from scimsvc.store import audit, licenses
+from scimsvc.store import licenses
 from scimsvc.store import tenants as tenant_store
 
 MANAGED_BY_SCIM = (
@@ -23,12 +24,13 @@ MANAGED_BY_SCIM = (
 
 
 async def assign_license_by_hand(scope: Scope, user_id: UUID, license: License | None) -> None:
-    """An operator's assignment (admin API or console), by the rule of `manual_refusal`, in one transaction.
+    """Accept an operator's assignment (admin API or console); the worker applies it (worker/seats.py).
 
-    Refused (409) while the tenant's SCIM is on, for a deactivated user, or for a full license when no
-    seat is free. The user's license changes at once, under the tenant's allocation lock; a seat it frees
-    is recorded as a tenant change, so the worker gives it to the oldest waiting user, as it does every
-    other promotion (worker/seats.py).
+    Refused at once (409) by the rule of `manual_refusal` while the tenant's SCIM is on, for a
+    deactivated user, or for a full license when no seat is free, counting the assignments accepted and
+    not applied yet, so the operator learns now what the worker would refuse. Accepted, it is an outbox
+    row of the tenant: the worker applies it under the tenant's allocation lock by the same rule, like
+    every other seat change, and gives a seat it frees to the oldest waiting user.
     """
     tenant = await tenant_store.get_tenant(scope.pool, scope.tenant_id)
     if tenant is None:
@@ -42,37 +44,24 @@ async def assign_license_by_hand(scope: Scope, user_id: UUID, license: License |
         user = await licenses.lock_user_in_tenant(conn, scope.tenant_id, user_id)
         if settings is None or user is None:
             raise not_found(f"user {user_id} not found in tenant {scope.tenant_id}")
-        current = user["license"]
-        used = (
-            await licenses.full_seats_used(conn, scope.tenant_id, excluding=user_id)
-            if takes_a_seat(current, license)
-            else 0
+        used, current = await licenses.seats_after_assignments(
+            conn, scope.tenant_id, user_id, change=ChangeKind.MANUAL_LICENSE
         )
         refusal = manual_refusal(
             Licensing(seats=settings["seats"]),
             eligible=user["eligible"],
-            current=current,
+            current=cast(License | None, current),
             wanted=license,
             used=used,
         )
         if refusal is not None:
             raise ScimError(409, refusal)
-        if license == current:
-            return
-        await licenses.set_licenses(conn, [(user_id, license, None)])
-        await audit.audit(
-            conn,
+        await tx.record(
+            ResourceType.TENANT,
             scope.tenant_id,
-            [user_id],
-            "manual_assignment",
-            actor="admin",
-            detail={"from": current, "to": license},
-            request_id=scope.request_id,
+            ChangeKind.MANUAL_LICENSE,
+            {"user_id": str(user_id), "license": license},
         )
-        if releases_a_seat(current, license):
-            await tx.record(
-                ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}
-            )
 
     await write(scope, steps, tries=1)
 

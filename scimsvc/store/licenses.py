@@ -23,6 +23,26 @@ FOR NO KEY UPDATE
 """
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
 COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
+# Full seats of the tenant's users but $2, and the license $2 will hold, once the operators' assignments
+# still in the outbox are applied: a pending assignment (the newest per user) stands for the user's
+# license. Assignments are made by hand and few; the outbox part reads the tenant's unapplied rows
+# (outbox_unapplied_resource, 0001_init.sql).
+COUNT_FULL_AFTER_ASSIGNMENTS = """
+WITH pending AS (
+    SELECT DISTINCT ON (payload->>'user_id')
+           (payload->>'user_id')::uuid AS user_id, payload->>'license' AS license
+    FROM outbox
+    WHERE resource_type = 'tenant' AND resource_id = $1 AND change = $3 AND applied_at IS NULL
+    ORDER BY payload->>'user_id', id DESC
+)
+SELECT (SELECT count(*) FROM users
+        WHERE tenant_id = $1 AND license = 'full' AND id <> $2
+          AND id NOT IN (SELECT user_id FROM pending))
+     + (SELECT count(*) FROM pending p JOIN users u ON u.id = p.user_id AND u.tenant_id = $1
+        WHERE p.license = 'full' AND p.user_id <> $2) AS used,
+       coalesce((SELECT ARRAY[license] FROM pending WHERE user_id = $2),
+                (SELECT ARRAY[license] FROM users WHERE tenant_id = $1 AND id = $2)) AS own
+"""
 SELECT_USERS_LICENSING = """
 SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since,
        user_name
@@ -62,6 +82,15 @@ async def lock_tenant_licensing(conn: asyncpg.Connection, tenant_id: UUID) -> as
 
 async def full_seats_used(conn: asyncpg.Connection, tenant_id: UUID, *, excluding: UUID) -> int:
     return await conn.fetchval(COUNT_FULL_EXCEPT, tenant_id, excluding)
+
+
+async def seats_after_assignments(
+    conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID, *, change: str
+) -> tuple[int, str | None]:
+    """Full seats held by other users than `user_id`, and the user's license, once the pending assignments
+    (outbox rows of kind `change`) are applied; stable while the tenant lock is held."""
+    row = await conn.fetchrow(COUNT_FULL_AFTER_ASSIGNMENTS, tenant_id, user_id, change)
+    return row["used"], (row["own"] or [None])[0]
 
 
 async def full_seats(conn: asyncpg.Connection, tenant_id: UUID) -> int:

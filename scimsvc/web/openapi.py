@@ -49,7 +49,7 @@ ERRORS = {
     401: "No credential, or an unknown or revoked one",
     403: "Refused: SCIM is disabled for the tenant, or the operator key is not configured",
     404: "No such resource",
-    409: "Conflicts with an existing resource (scimType uniqueness)",
+    409: "Conflicts with the current state: an existing resource (scimType uniqueness), or a refusal why",
     412: "If-Match names an older version (scimType preconditionFailed)",
     413: "The request body is larger than the server accepts",
     429: "Over the tenant's SCIM budget, or too many failed authentications: see Retry-After",

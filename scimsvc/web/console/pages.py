@@ -18,7 +18,7 @@ NOTICES = {
     "scim-off": "SCIM provisioning is off: the tenant's tokens are refused; licenses can be assigned here.",
     "token-revoked": "Token revoked: it is refused from now on.",
     "seats-saved": "Saved. The worker re-applies licenses (a raised seat count promotes waiting users).",
-    "license-assigned": "License assigned.",
+    "license-assigned": "License assignment accepted: it shows here once the worker has applied it.",
     "team-created": "Team created.",
     "team-renamed": "Team renamed. Its linked SCIM group keeps its own name.",
     "team-deleted": "Team deleted. A linked SCIM group stays, no longer linked.",

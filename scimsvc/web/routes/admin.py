@@ -111,14 +111,16 @@ async def get_licenses(request: web.Request) -> web.Response:
 @routes.put("/admin/v1/tenants/{tid}/users/{uid}/license")
 @docs(tags=["Admin: users and licenses"], summary="Assign a user's license (null takes it away)")
 @request_schema(LicenseAssignmentSchema)
-@response_schema(LicenseAssignedSchema, 200)
-@errors(404)
+@response_schema(LicenseAssignedSchema, 202)
+@errors(404, 409)
 async def put_license(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     user_id = id_or_404(request.match_info["uid"], "user")
     data = load(LicenseAssignmentSchema(), await read_json(request))
     await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
-    return json_response({"user_id": str(user_id), "license": data["license"]})
+    return json_response(
+        {"user_id": str(user_id), "license": data["license"], "status": "accepted"}, status=202
+    )
 
 
 @routes.get("/admin/v1/tenants/{tid}/users")
