@@ -51,7 +51,7 @@ async def _with_conn(settings: Settings, work: Any) -> Any:
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from scimsvc.store.migrations import migrate
 
-    applied = _run(migrate(settings.database_url))
+    applied = _run(migrate(settings.direct_url))
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
     print("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
@@ -272,7 +272,23 @@ def _default(field: str) -> str:
 # variable -> (what it does, its default)
 _VARIABLES: dict[str, tuple[str, str]] = {
     "SCIMSVC_DATABASE_URL": ("PostgreSQL, the source of truth", _default("database_url")),
+    "SCIMSVC_DATABASE_POOLER": (
+        "none, or transaction behind PgBouncer's transaction pooling",
+        _default("database_pooler"),
+    ),
+    "SCIMSVC_DATABASE_DIRECT_URL": (
+        "PostgreSQL without the pooler (LISTEN, migrate); empty: SCIMSVC_DATABASE_URL",
+        _default("database_direct_url"),
+    ),
     "SCIMSVC_REDIS_URL": ("Redis, for the job queue", _default("redis_url")),
+    "SCIMSVC_LIMITER_REDIS_URL": (
+        "Redis of rate limits and page cursors; empty: SCIMSVC_REDIS_URL",
+        _default("limiter_redis_url"),
+    ),
+    "SCIMSVC_LIMITER_REDIS_CLUSTER": (
+        "SCIMSVC_LIMITER_REDIS_URL names a node of a Redis Cluster",
+        _default("limiter_redis_cluster"),
+    ),
     "SCIMSVC_QUEUE_NAME": ("arq queue name, shared by front ends and workers", _default("queue_name")),
     "SCIMSVC_PUBLIC_URL": (
         "external address: meta.location, the SCIM base URL shown",
@@ -384,8 +400,16 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         str(embedded.DEFAULT_REDIS_PORT),
     ),
 }
-_STORES = ("SCIMSVC_DATABASE_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME")
+_STORES = (
+    "SCIMSVC_DATABASE_URL",
+    "SCIMSVC_DATABASE_POOLER",
+    "SCIMSVC_DATABASE_DIRECT_URL",
+    "SCIMSVC_REDIS_URL",
+    "SCIMSVC_QUEUE_NAME",
+)
 _WEB = (
+    "SCIMSVC_LIMITER_REDIS_URL",
+    "SCIMSVC_LIMITER_REDIS_CLUSTER",
     "SCIMSVC_HOST",
     "SCIMSVC_PORT",
     "SCIMSVC_PUBLIC_URL",
@@ -434,7 +458,7 @@ _LOGS = ("SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT")
 # serve and up: without SCIMSVC_PUBLIC_URL, the address being served is the public one.
 _SERVED = {"SCIMSVC_PUBLIC_URL": "http://HOST:PORT served"}
 ENVIRONMENT: dict[str, tuple[str, ...]] = {
-    "migrate": ("SCIMSVC_DATABASE_URL", *_LOGS),
+    "migrate": ("SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_DIRECT_URL", *_LOGS),
     "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_LOGS),
     "worker": (*_STORES, *_WORKER, *_LOGS),
     "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_EMBEDDED, *_LOGS),

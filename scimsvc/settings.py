@@ -166,7 +166,15 @@ class Settings:
     """Everything the web front end, the worker and the CLI read from the environment."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/scimsvc"
+    # A transaction pooler (PgBouncer) in front of PostgreSQL: "transaction" turns off what it cannot carry
+    # (prepared-statement cache, session settings); LISTEN and migrations use `direct_url`.
+    database_pooler: str = "none"
+    database_direct_url: str = ""  # PostgreSQL without the pooler; empty: database_url
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The hot per-request keys (rate-limit buckets and leases, failed-auth counters, page cursors) may live
+    # on a Redis of their own, which may be a Redis Cluster; the arq queue stays on `redis_url`.
+    limiter_redis_url: str = ""  # empty: redis_url
+    limiter_redis_cluster: bool = False
     admin_key: str = ""  # empty: the admin API answers 403 until SCIMSVC_ADMIN_KEY is set
     public_url: str = "http://127.0.0.1:8080"  # base for meta.location
     queue_name: str = "scimsvc:queue"
@@ -212,6 +220,16 @@ class Settings:
     keepalive_seconds: int = 15  # an idle kept-alive connection, from its last answer
 
     @property
+    def direct_url(self) -> str:
+        """PostgreSQL reached without a transaction pooler: LISTEN, migrations, session-level locks."""
+        return self.database_direct_url or self.database_url
+
+    @property
+    def limiter_url(self) -> str:
+        """The Redis of the per-request keys (rate limits, failed-auth counters, page cursors)."""
+        return self.limiter_redis_url or self.redis_url
+
+    @property
     def bulk_payload_limit(self) -> int:
         """The largest /Bulk body accepted: a bulk body is read under the app-wide limit too."""
         return min(self.bulk_max_payload_bytes, self.max_body_bytes)
@@ -225,7 +243,13 @@ class Settings:
         """
         values: dict[str, object] = {
             "database_url": env_url("SCIMSVC_DATABASE_URL", cls.database_url, schemes=POSTGRES_SCHEMES),
+            "database_pooler": env_choice(
+                "SCIMSVC_DATABASE_POOLER", ("none", "transaction"), cls.database_pooler
+            ),
+            "database_direct_url": env_url("SCIMSVC_DATABASE_DIRECT_URL", "", schemes=POSTGRES_SCHEMES),
             "redis_url": env_url("SCIMSVC_REDIS_URL", cls.redis_url, schemes=REDIS_SCHEMES),
+            "limiter_redis_url": env_url("SCIMSVC_LIMITER_REDIS_URL", "", schemes=REDIS_SCHEMES),
+            "limiter_redis_cluster": env_bool("SCIMSVC_LIMITER_REDIS_CLUSTER", cls.limiter_redis_cluster),
             "admin_key": os.environ.get("SCIMSVC_ADMIN_KEY", ""),
             "public_url": env_url("SCIMSVC_PUBLIC_URL", cls.public_url, schemes=HTTP_SCHEMES).rstrip("/"),
             "queue_name": env_str("SCIMSVC_QUEUE_NAME", cls.queue_name),

@@ -197,7 +197,13 @@ def test_an_unknown_host_to_listen_on_is_named_as_such_not_as_postgresql():
 
 # --- what --help lists ---------------------------------------------------------------------------
 
-STORES = {"SCIMSVC_DATABASE_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME"}
+STORES = {
+    "SCIMSVC_DATABASE_URL",
+    "SCIMSVC_DATABASE_POOLER",
+    "SCIMSVC_DATABASE_DIRECT_URL",
+    "SCIMSVC_REDIS_URL",
+    "SCIMSVC_QUEUE_NAME",
+}
 LOGS = {"SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT"}
 QUEUE_HEALTH = {
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS",
@@ -205,6 +211,8 @@ QUEUE_HEALTH = {
     "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS",
 }
 WEB = {
+    "SCIMSVC_LIMITER_REDIS_URL",
+    "SCIMSVC_LIMITER_REDIS_CLUSTER",
     "SCIMSVC_HOST",
     "SCIMSVC_PORT",
     "SCIMSVC_PUBLIC_URL",
@@ -245,7 +253,7 @@ WORKER = {
 }
 EMBEDDED = {"SCIMSVC_DATA_DIR", "SCIMSVC_EMBEDDED_POSTGRES_PORT", "SCIMSVC_EMBEDDED_REDIS_PORT"}
 READS = {
-    "migrate": {"SCIMSVC_DATABASE_URL"} | LOGS,
+    "migrate": {"SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_DIRECT_URL"} | LOGS,
     "serve": STORES | WEB | QUEUE_HEALTH | LOGS,
     "worker": STORES | WORKER | LOGS,
     "up": STORES | WEB | QUEUE_HEALTH | WORKER | EMBEDDED | LOGS,
@@ -258,7 +266,11 @@ READS = {
 # The Settings field behind each variable (as Settings.from_env reads them).
 FIELDS = {
     "SCIMSVC_DATABASE_URL": "database_url",
+    "SCIMSVC_DATABASE_POOLER": "database_pooler",
+    "SCIMSVC_DATABASE_DIRECT_URL": "database_direct_url",
     "SCIMSVC_REDIS_URL": "redis_url",
+    "SCIMSVC_LIMITER_REDIS_URL": "limiter_redis_url",
+    "SCIMSVC_LIMITER_REDIS_CLUSTER": "limiter_redis_cluster",
     "SCIMSVC_QUEUE_NAME": "queue_name",
     "SCIMSVC_PUBLIC_URL": "public_url",
     "SCIMSVC_ADMIN_KEY": "admin_key",
