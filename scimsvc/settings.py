@@ -161,6 +161,29 @@ def _at_most(low_name: str, low: int, high_name: str, high: int) -> None:
         raise SettingsError(f"{low_name} must not be above {high_name} ({high}), got '{low}'")
 
 
+def _cluster_url(url: str, cluster: bool) -> None:
+    """The rules of SCIMSVC_LIMITER_REDIS_CLUSTER: a URL of its own, naming a node over TCP, database 0."""
+    if not cluster:
+        return
+    if not url:
+        raise SettingsError(
+            "SCIMSVC_LIMITER_REDIS_CLUSTER=on needs SCIMSVC_LIMITER_REDIS_URL, a node of the cluster "
+            "(SCIMSVC_REDIS_URL is the queue's, a single Redis)"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix":
+        raise SettingsError(
+            "SCIMSVC_LIMITER_REDIS_URL must start with redis:// or rediss:// when "
+            f"SCIMSVC_LIMITER_REDIS_CLUSTER is on (a cluster is reached over TCP), got {_shown(url)!r}"
+        )
+    databases = parse_qs(parts.query).get("db") or [parts.path[1:]]  # digits: _url_problem checked them
+    if any(int(d or 0) != 0 for d in databases):
+        raise SettingsError(
+            "SCIMSVC_LIMITER_REDIS_URL must use database 0 when SCIMSVC_LIMITER_REDIS_CLUSTER is on "
+            f"(a Redis Cluster has no other), got {_shown(url)!r}"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web front end, the worker and the CLI read from the environment."""
@@ -331,4 +354,5 @@ class Settings:
             "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS",
             read.queue_stalled_after_seconds,
         )
+        _cluster_url(read.limiter_redis_url, read.limiter_redis_cluster)
         return dataclasses.replace(read, **overrides) if overrides else read  # type: ignore[arg-type]

@@ -146,6 +146,12 @@ BAD_SETTINGS = [
         "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS must not be above SCIMSVC_QUEUE_STALLED_AFTER_SECONDS (300)",
     ),
     ("up", "SCIMSVC_DB_POOL_MAX", "zero", "SCIMSVC_DB_POOL_MAX must be a whole number, got 'zero'"),
+    (
+        "serve",
+        "SCIMSVC_LIMITER_REDIS_CLUSTER",
+        "on",
+        "SCIMSVC_LIMITER_REDIS_CLUSTER=on needs SCIMSVC_LIMITER_REDIS_URL, a node of the cluster",
+    ),
 ]
 
 
