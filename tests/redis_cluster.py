@@ -231,6 +231,14 @@ class RedisClusterNodes:
             os.kill(node.proc.pid, signal.SIGKILL)
         node.proc.wait(timeout=WAIT_SECONDS)
 
+    def pause(self, node: Node) -> None:
+        """SIGSTOP one node of this cluster: it still accepts connections and answers nothing."""
+        os.kill(node.proc.pid, signal.SIGSTOP)
+
+    def resume(self, node: Node) -> None:
+        """SIGCONT a node `pause` stopped."""
+        os.kill(node.proc.pid, signal.SIGCONT)
+
     def restart(self) -> None:
         """Start again, on their ports and with their files, every node that was killed; until the cluster
         they read back from their nodes.conf says cluster_state:ok on each."""

@@ -329,3 +329,42 @@ async def test_a_cluster_restarted_whole_answers_503_meanwhile_and_is_found_agai
         return resp.status == 200 and "RateLimit-Limit" in resp.headers
 
     await wait_until(limited_again, what="the limiter to reach the restarted cluster", within=WAIT_SECONDS)
+
+
+async def test_a_master_that_answers_nothing_costs_a_request_a_bounded_wait_then_503(
+    aiohttp_client, settings, redis_cluster: RedisClusterNodes
+):
+    """A master that accepts connections and answers nothing (SIGSTOP): each call to it ends at its
+    timeouts (ratelimit/limiter_redis.py), the request gets 503 with Retry-After (closed), not a hang or a
+    500; once the node is back (or its replica took over) the bucket answers again."""
+    cluster = redis_cluster
+    prefix = own_prefix()
+    closed = dataclasses.replace(
+        settings,
+        limiter_redis_url=cluster.url,
+        limiter_redis_cluster=True,
+        rate_limit_prefix=prefix,
+        rate_limit_on_redis_error="closed",
+        rate_limit_lease_ms=0,
+    )
+    client = await aiohttp_client(create_app(closed))
+    tenant = await make_tenant(client)
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200 and "RateLimit-Limit" in resp.headers
+    master = cluster.master_of(bucket_key(prefix, tenant.id))
+    cluster.pause(master)
+    try:
+        # Bounded by the client's own deadline only to fail rather than hang if the bound were lost.
+        resp = await client.get(
+            "/scim/v2/Users", headers=tenant.headers, timeout=aiohttp.ClientTimeout(total=WAIT_SECONDS)
+        )
+        assert resp.status == 503 and "Retry-After" in resp.headers, await resp.text()
+    finally:
+        cluster.resume(master)
+
+    async def limited_again() -> bool:
+        resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+        assert resp.status in (200, 503), await resp.text()
+        return resp.status == 200 and "RateLimit-Limit" in resp.headers
+
+    await wait_until(limited_again, what="the bucket to answer again", within=WAIT_SECONDS)
