@@ -35,8 +35,9 @@ CLUSTER_CALL_SECONDS = 3
 class LimiterCluster(RedisCluster):
     """A Redis Cluster client that always finds the cluster again from the node its URL names.
 
-    redis-py drops a node that failed from the nodes it reads the topology from; when every node has
-    failed once (the whole cluster restarted), it would have none left and never connect again.
+    redis-py drops a node a call failed on from the nodes it reads the topology from, and learns them
+    again only from a topology it could read: a cluster whose every node it dropped that way (a master
+    alone, restarted) would never be found again.
     """
 
     def __init__(self, *, host: str, port: int, **kwargs: Any) -> None:
