@@ -197,16 +197,25 @@ class RedisClusterNodes:
         self.wait_ok([node for node in self.nodes if node.alive])
 
     def master_of(self, key: str) -> Node:
-        """The node that serves `key`'s slot now, as the cluster says."""
+        """The node that serves `key`'s slot now, as every node still running says."""
         slot = key_slot(key.encode())
+        master = self.master_of_slot(slot)
+        assert master is not None, f"the nodes of the cluster do not agree on who serves slot {slot}"
+        return master
+
+    def master_of_slot(self, slot: int) -> Node | None:
+        """The node that serves `slot` now if every node still running says the same, else None."""
+        ports = set()
         for node in self.nodes:
             if not node.alive:
                 continue
             for start, end, master, *_ in node.ask("CLUSTER", "SLOTS") or []:
                 if start <= slot <= end:
-                    port = int(master[1])
-                    return next(n for n in self.nodes if n.port == port)
-        raise AssertionError(f"no node of the cluster serves slot {slot}")
+                    ports.add(int(master[1]))
+        if len(ports) != 1:
+            return None
+        (port,) = ports
+        return next(n for n in self.nodes if n.port == port)
 
     def replica_of(self, master: Node) -> Node:
         """The replica of `master`."""
@@ -224,6 +233,33 @@ class RedisClusterNodes:
                 with node.client() as client:
                     found += list(client.scan_iter(match=pattern))
         return found
+
+    def begin_moving(self, slot: int, source: Node, target: Node) -> None:
+        """Start moving `slot` from `source` to `target`: keys still on `source` are served there, the
+        others get ASK to `target`."""
+        assert target.ask("CLUSTER", "SETSLOT", str(slot), "IMPORTING", self._id(source)) in (b"OK", True)
+        assert source.ask("CLUSTER", "SETSLOT", str(slot), "MIGRATING", self._id(target)) in (b"OK", True)
+
+    def move_keys(self, slot: int, source: Node, target: Node) -> int:
+        """MIGRATE every key of `slot` from `source` to `target`; how many there were."""
+        keys = source.ask("CLUSTER", "GETKEYSINSLOT", str(slot), "1000")
+        if keys:
+            source.ask("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys)
+        return len(keys)
+
+    def end_moving(self, slot: int, target: Node) -> None:
+        """Give `slot` to `target` on every master: clients that still send there get MOVED."""
+        masters = [n for n in self.nodes if n.alive and n.info("replication").get("role") == "master"]
+        for node in sorted(masters, key=lambda n: n is not target):  # the target first
+            assert node.ask("CLUSTER", "SETSLOT", str(slot), "NODE", self._id(target)) in (b"OK", True)
+        wait_for(
+            lambda: self.master_of_slot(slot) is target, what=f"slot {slot} to be served by its new master"
+        )
+
+    @staticmethod
+    def _id(node: Node) -> str:
+        answer = node.ask("CLUSTER", "MYID")
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     def kill(self, node: Node) -> None:
         """SIGKILL one node of this cluster by its pid."""

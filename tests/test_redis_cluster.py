@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.cluster import key_slot
 
 from scimsvc.settings import Settings, SettingsError
 from scimsvc.web.app import create_app
@@ -368,3 +370,52 @@ async def test_a_master_that_answers_nothing_costs_a_request_a_bounded_wait_then
         return resp.status == 200 and "RateLimit-Limit" in resp.headers
 
     await wait_until(limited_again, what="the bucket to answer again", within=WAIT_SECONDS)
+
+
+async def test_a_bucket_moved_to_another_master_during_traffic_stays_exact(
+    aiohttp_client, settings, redis_cluster: RedisClusterNodes
+):
+    """Its slot moved under traffic (resharding): requests find the bucket through ASK while it moves and
+    MOVED after, every one decided by the bucket (no Redis error, so nothing admitted unlimited), and the
+    budget is exact."""
+    cluster = redis_cluster
+    prefix = own_prefix()
+    every_request_asks = dataclasses.replace(
+        settings,
+        limiter_redis_url=cluster.url,
+        limiter_redis_cluster=True,
+        rate_limit_prefix=prefix,
+        rate_limit_lease_ms=0,
+    )
+    client = await aiohttp_client(create_app(every_request_asks))
+    tenant = await limited_tenant(client, 5000)  # 100 L1 requests
+    key = bucket_key(prefix, tenant.id)
+    slot = key_slot(key.encode())
+    source = cluster.master_of(key)
+    target = next(
+        n for n in cluster.nodes if n is not source and n.info("replication").get("role") == "master"
+    )
+    answers = []
+
+    async def send(requests: int) -> None:
+        for _ in range(requests):
+            resp = await client.get("/scim/v2/Users?count=1", headers=tenant.headers)
+            answers.append((resp.status, "RateLimit-Limit" in resp.headers))
+
+    started = time.monotonic()
+    await send(30)
+    await asyncio.to_thread(cluster.begin_moving, slot, source, target)
+    await send(30)  # the bucket is still on the source
+    assert await asyncio.to_thread(cluster.move_keys, slot, source, target) == 1
+    await send(30)  # ASK: the source no longer has it
+    await asyncio.to_thread(cluster.end_moving, slot, target)
+    await send(30)  # MOVED: the slot is the target's
+    elapsed = time.monotonic() - started
+
+    assert all(limited for _, limited in answers), "a request was not decided by the bucket"
+    assert_budget_and_refill([status for status, _ in answers], elapsed, credits=5000)
+    assert {status for status, _ in answers} == {200, 429}
+    assert target.ask("EXISTS", key) == 1
+    assert source.ask("CLUSTER", "COUNTKEYSINSLOT", str(slot)) == 0
+    redirected = source.info("errorstats")  # the source answered ASK, then MOVED, and both were followed
+    assert "errorstat_ASK" in redirected and "errorstat_MOVED" in redirected, redirected
