@@ -180,12 +180,12 @@ class RedisClusterNodes:
             and sum("slave" in f for f in flags) == self.masters * self.replicas
         )
 
-    def wait_ok(self, nodes: list[Node]) -> None:
-        """Until `cluster info` says cluster_state:ok on each of `nodes`."""
+    def wait_ok(self, nodes: list[Node], state: str = "ok") -> None:
+        """Until `cluster info` says cluster_state:ok (or `state`) on each of `nodes`."""
         for node in nodes:
             wait_for(
-                lambda node=node: b"cluster_state:ok" in (node.ask("CLUSTER", "INFO") or b""),
-                what=f"cluster_state:ok on the node at port {node.port}",
+                lambda node=node: f"cluster_state:{state}".encode() in (node.ask("CLUSTER", "INFO") or b""),
+                what=f"cluster_state:{state} on the node at port {node.port}",
             )
 
     def wait_taken_over(self, replica: Node) -> None:

@@ -419,3 +419,33 @@ async def test_a_bucket_moved_to_another_master_during_traffic_stays_exact(
     assert source.ask("CLUSTER", "COUNTKEYSINSLOT", str(slot)) == 0
     redirected = source.info("errorstats")  # the source answered ASK, then MOVED, and both were followed
     assert "errorstat_ASK" in redirected and "errorstat_MOVED" in redirected, redirected
+
+
+async def test_a_shard_lost_whole_gives_503_for_every_tenant_not_a_500(
+    aiohttp_client, settings, redis_cluster: RedisClusterNodes
+):
+    """A master and its replica both gone: the cluster is down (CLUSTERDOWN, by the servers' default
+    cluster-require-full-coverage), also for tenants on the masters still running; closed: 503 with
+    Retry-After, never a 500."""
+    cluster = redis_cluster
+    prefix = own_prefix()
+    closed = dataclasses.replace(
+        settings,
+        limiter_redis_url=cluster.url,
+        limiter_redis_cluster=True,
+        rate_limit_prefix=prefix,
+        rate_limit_on_redis_error="closed",
+        rate_limit_lease_ms=0,
+    )
+    client = await aiohttp_client(create_app(closed))
+    tenant = await make_tenant(client)
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200 and "RateLimit-Limit" in resp.headers
+    served = cluster.master_of(bucket_key(prefix, tenant.id))
+    lost = next(n for n in cluster.nodes if n is not served and n.info("replication").get("role") == "master")
+    lost_replica = cluster.replica_of(lost)
+    await asyncio.to_thread(cluster.kill, lost_replica)
+    await asyncio.to_thread(cluster.kill, lost)
+    await asyncio.to_thread(cluster.wait_ok, [n for n in cluster.nodes if n.alive], "fail")
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 503 and "Retry-After" in resp.headers, await resp.text()
