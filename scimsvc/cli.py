@@ -41,7 +41,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 async def _with_conn(settings: Settings, work: Any) -> Any:
     from scimsvc.store.db import connect
 
-    conn = await connect(settings.database_url)
+    conn = await connect(settings.database_url, pooler=settings.database_pooler)
     try:
         return await work(conn)
     finally:

@@ -43,11 +43,12 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         wait_seconds=settings.db_wait_seconds,
+        pooler=settings.database_pooler,
     )
     app[NEW_USERS] = new_user_inserts(app[POOL])
     app[TOKEN_CACHE] = TokenCache(
         app[POOL],
-        settings.database_url,
+        settings.direct_url,  # LISTEN holds a session: never through a transaction pooler
         ttl=settings.token_cache_seconds,
         counted=app[METRICS].token_looked_up,
     )
