@@ -1,5 +1,5 @@
 """The application role: what `scimsvc serve` and `scimsvc worker` log in as, with the privileges to read
-and write the service's tables and nothing else (README.md, Deployment, Least privilege).
+and write the service's tables and nothing else (README.md, Running at scale, Least privilege).
 
 `scimsvc migrate --app-role NAME` creates it (or brings an existing one back to these attributes) and
 grants it, under the migrations' lock, as the owner of the tables. Its password reaches PostgreSQL only as
@@ -37,7 +37,7 @@ FROM pg_roles WHERE rolname = $1
 """
 STORED_VERIFIER = "SELECT rolpassword FROM pg_authid WHERE rolname = $1"  # superusers only
 
-# Each statement as format() arguments: %I identifiers (role, database, schema), %L the verifier.
+# (format() template, what its first %I names); the second %I is the role.
 GRANTS = (
     ("GRANT CONNECT ON DATABASE %I TO %I", "database"),
     ("GRANT USAGE ON SCHEMA %I TO %I", "schema"),
@@ -81,8 +81,9 @@ def _saslprep(password: str) -> str:
     """
     if password.isascii():
         return password
+    # Non-ASCII spaces become spaces first (U+200B is in both tables), then B.1 maps to nothing.
     mapped = "".join(
-        " " if stringprep.in_table_c12(c) else c for c in password if not stringprep.in_table_b1(c)
+        " " if stringprep.in_table_c12(c) else "" if stringprep.in_table_b1(c) else c for c in password
     )
     normal = unicodedata.normalize("NFKC", mapped)
     prohibited = (
