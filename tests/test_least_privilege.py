@@ -4,6 +4,7 @@ would make. Roles are cluster-wide: each test names its own and drops it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,10 +17,12 @@ import asyncpg
 import pytest
 
 from scimsvc.store.app_role import PRIVILEGES as PRIVILEGES_SQL
-from scimsvc.store.app_role import scram_verifier, verifier_matches
+from scimsvc.store.app_role import scram_verifier, set_up_app_role, verifier_matches
+from scimsvc.store.migrations import migrate
 from tests.conftest import (
     ADMIN_HEADERS,
     ADMIN_KEY,
+    PROCESS_DEADLINE,
     RUN_ID,
     SERVER_URL,
     Processes,
@@ -204,6 +207,17 @@ async def test_an_existing_role_is_brought_down_to_least_privilege_and_keeps_its
     assert f"app role {role}: attributes restricted, privileges granted" in out.stdout
     assert tuple((await on(url, ATTRIBUTES, role))[0]) == LEAST
     assert await stored_verifier(role) == before
+
+
+async def test_concurrent_set_ups_create_the_role_once_and_without_a_password_it_has_none(url_and_role):
+    url, role = url_and_role
+    await migrate(url)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(set_up_app_role(url, role) for _ in range(3))), PROCESS_DEADLINE
+    )
+    assert sorted(r.summary() for r in results) == ["created, privileges granted", "up to date", "up to date"]
+    assert tuple((await on(url, ATTRIBUTES, role))[0]) == LEAST
+    assert await stored_verifier(role) is None
 
 
 @pytest.mark.parametrize(
