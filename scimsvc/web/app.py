@@ -17,6 +17,7 @@ from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
 from scimsvc.web.console import setup_console
 from scimsvc.web.console.access import console_middleware
 from scimsvc.web.keys import LIMITER, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.listeners import listener_middleware
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi
 from scimsvc.web.rate_limiting import rate_limit_middleware
@@ -79,6 +80,8 @@ def create_app(settings: Settings) -> web.Application:
             metrics_middleware,
             request_id_middleware,
             error_middleware,
+            # With an internal port: the operator's paths are 404 on the main one (scimsvc/web/listeners.py).
+            *([listener_middleware] if settings.internal_port else []),
             auth_middleware,
             console_middleware,  # /console/: sign-in, CSRF, errors as pages
             rate_limit_middleware,
