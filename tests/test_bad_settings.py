@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -190,6 +191,19 @@ def test_the_internal_port_must_differ_from_the_port_served():
     line = one_error_line(out)
     assert out.returncode == 2, out.stderr
     assert "SCIMSVC_INTERNAL_PORT must differ from the port served (--port/SCIMSVC_PORT), got '8099'" in line
+
+
+def test_an_internal_port_in_use_is_named_as_such():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = scimsvc("serve", env=_env(SCIMSVC_INTERNAL_PORT=str(port)))
+    line = one_error_line(out)
+    assert out.returncode == 1, out.stderr
+    assert line == (
+        f"scimsvc: error: cannot listen on 127.0.0.1:{port} (SCIMSVC_INTERNAL_PORT): address already in use"
+    )
 
 
 # --- NAME_FILE: a setting read from a file (Docker secrets) -------------------------------------------
