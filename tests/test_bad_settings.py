@@ -220,6 +220,26 @@ def test_a_setting_from_a_file_is_checked_like_the_variable_its_last_newline_dro
     )
 
 
+def test_every_secret_may_come_from_a_file(tmp_path, monkeypatch):
+    secrets = {
+        "SCIMSVC_DATABASE_URL": ("database_url", "postgresql://app:pw@db.example:6432/scimsvc"),
+        "SCIMSVC_DATABASE_DIRECT_URL": ("database_direct_url", "postgresql://app:pw@db.example:5432/scimsvc"),
+        "SCIMSVC_ADMIN_KEY": ("admin_key", "  an admin key with spaces  "),
+        "SCIMSVC_SMTP_URL": ("smtp_url", "smtps://mailer:pw@mail.example:465"),
+        "SCIMSVC_APP_ROLE_PASSWORD": ("app_role_password", "role password"),
+    }
+    for variable in FIELDS:
+        monkeypatch.delenv(variable, raising=False)
+    for i, (variable, (_, value)) in enumerate(secrets.items()):
+        path = tmp_path / variable
+        path.write_text(value + ("\r\n" if i % 2 else "\n"))  # the one newline an editor or `echo` adds
+        monkeypatch.setenv(f"{variable}_FILE", str(path))
+    settings = Settings.from_env()
+    assert {v: getattr(settings, field) for v, (field, _) in secrets.items()} == {
+        v: value for v, (_, value) in secrets.items()
+    }
+
+
 @pytest.mark.parametrize("command", ["serve", "worker", "migrate", "token create " + TENANT])
 def test_a_variable_and_its_file_both_set_is_one_line_naming_both(tmp_path, command):
     secret = tmp_path / "database_url"
