@@ -1,5 +1,6 @@
-"""The per-request keys on a Redis of their own, and on a Redis Cluster (README.md, Redis): the limiter's
-budget across replicas, a master killed during traffic, page cursors; the arq queue stays where it was.
+"""The per-request keys on a Redis of their own, and on a Redis Cluster (README.md, Running at scale,
+Redis): the limiter's budget across replicas, a master killed during traffic, a shard lost, a node stopped,
+the whole cluster restarted, a slot moved; page cursors; the arq queue stays where it was.
 
 The cluster is this test's own (tests/redis_cluster.py): six redis-server processes on free ports.
 """

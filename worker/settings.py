@@ -35,7 +35,10 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["pool"] = await create_pool(
-            settings.database_url, min_size=1, max_size=max(2, settings.worker_max_jobs // 2)
+            settings.database_url,
+            min_size=1,
+            max_size=max(2, settings.worker_max_jobs // 2),
+            pooler=settings.database_pooler,
         )
         await heartbeat_started(ctx)  # a heartbeat task of this process: a cron job runs on one worker a tick
 

@@ -82,7 +82,7 @@ async def show(settings: Settings, *, watch: bool, interval: float, console: Con
     /ops/queue does, but the queue and the workers are unknown).
     """
     console = console or Console()
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2, pooler=settings.database_pooler)
     redis = ArqRedis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
     try:
         report = await queue_health(pool, redis, settings)

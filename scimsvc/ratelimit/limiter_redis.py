@@ -1,6 +1,6 @@
-"""The Redis of the per-request keys (README.md, Redis): rate-limit buckets and leases, failed-auth counters,
-page cursors. One Redis, or a Redis Cluster (`SCIMSVC_LIMITER_REDIS_CLUSTER`); the arq queue stays on
-`SCIMSVC_REDIS_URL`, which arq needs to be a single Redis.
+"""The Redis of the per-request keys (README.md, Running at scale, Redis): rate-limit buckets and leases,
+failed-auth counters, page cursors. One Redis, or a Redis Cluster (`SCIMSVC_LIMITER_REDIS_CLUSTER`); the
+arq queue stays on `SCIMSVC_REDIS_URL`, which arq needs to be a single Redis.
 
 A request never waits long for these keys: their callers fail open or closed (`limiter.py`) or read
 without them (`services/page_cursors.py`) on any error in `REDIS_ERRORS`.

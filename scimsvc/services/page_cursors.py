@@ -11,8 +11,9 @@ and the exact query, expires after `TTL_SECONDS`, and when it is missing or Redi
 page is read by OFFSET and counted, as any page out of a walk is. Between pages a walk by key neither
 skips nor repeats a user when earlier users are deleted, where OFFSET would.
 
-Hints live with the other per-request keys (`Scope.limiter_redis`, README.md, Redis), which may be a Redis
-Cluster: each hint is one key read by GET and written by SET, so it may sit on any slot.
+Hints live with the other per-request keys (`Scope.limiter_redis`; README.md, Running at scale, Redis),
+which may be a Redis Cluster: each hint is one key read by GET and written by SET, so it may sit on any
+slot.
 """
 
 from __future__ import annotations

@@ -99,13 +99,32 @@ class _DroppedWhenStalled(PoolAcquireContext):
         await super().__aexit__(exc_type, exc, tb)
 
 
+def through_pooler(pooler: str) -> dict[str, Any]:
+    """Connection options for `pooler` (`Settings.database_pooler`).
+
+    Behind a transaction pooler (PgBouncer `pool_mode = transaction`) each transaction, or statement
+    outside one, may run on another server connection, shared with other clients: a named prepared
+    statement (asyncpg's statement cache) would be missing there, and a session setting would reach
+    other clients. asyncpg then prepares unnamed statements, described and bound in one exchange (it
+    sends Flush, not Sync, in between), which the pooler keeps on one server connection.
+    """
+    return {"statement_cache_size": 0} if pooler == "transaction" else {}
+
+
 async def create_pool(
-    database_url: str, *, min_size: int = 2, max_size: int = 10, wait_seconds: int | None = None
+    database_url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    wait_seconds: int | None = None,
+    pooler: str = "none",
 ) -> asyncpg.Pool:
     """A connection pool whose connections encode and decode JSON with orjson.
 
     With `wait_seconds`, a `BoundedPool` (the web's); without, waits are bounded only by a 60 s statement
     timeout (the worker's and the CLI's: a job may wait for a connection and run long statements).
+    Behind a transaction pooler, PostgreSQL's own bounds of the bounded pool (statement and idle in
+    transaction timeouts) are the pooler's to set (README.md, "PgBouncer"): they are session settings.
     """
     if wait_seconds is None:
         pool = await asyncpg.create_pool(
@@ -115,9 +134,15 @@ async def create_pool(
             init=_init_connection,
             reset=_release,
             command_timeout=60,
+            **through_pooler(pooler),
         )
         assert pool is not None
         return pool
+    server_bounds = {
+        # PostgreSQL cancels a statement (at 0.8 of the bound) before the request stops waiting for it.
+        "statement_timeout": f"{wait_seconds * 800}",
+        "idle_in_transaction_session_timeout": f"{wait_seconds * 500}",
+    }
     bounded = BoundedPool(
         database_url,
         wait_seconds=wait_seconds,
@@ -132,11 +157,8 @@ async def create_pool(
         record_class=asyncpg.Record,
         timeout=wait_seconds,  # connect
         command_timeout=wait_seconds,
-        server_settings={
-            # PostgreSQL cancels a statement (at 0.8 of the bound) before the request stops waiting for it.
-            "statement_timeout": f"{wait_seconds * 800}",
-            "idle_in_transaction_session_timeout": f"{wait_seconds * 500}",
-        },
+        server_settings=None if pooler == "transaction" else server_bounds,
+        **through_pooler(pooler),
     )
     await bounded
     return bounded
@@ -165,8 +187,8 @@ async def transaction(pool: asyncpg.Pool, *, readonly: bool = False) -> AsyncIte
         await tx.commit()
 
 
-async def connect(database_url: str) -> asyncpg.Connection:
+async def connect(database_url: str, *, pooler: str = "none") -> asyncpg.Connection:
     """One connection with the same codecs as the pool's (CLI and migrations)."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(database_url, **through_pooler(pooler))
     await _init_connection(conn)
     return conn

@@ -20,6 +20,7 @@ from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
 from scimsvc.web.console import setup_console
 from scimsvc.web.console.access import console_middleware
 from scimsvc.web.keys import LIMITER, LIMITER_REDIS, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.listeners import listener_middleware
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi
 from scimsvc.web.rate_limiting import rate_limit_middleware
@@ -46,11 +47,12 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         wait_seconds=settings.db_wait_seconds,
+        pooler=settings.database_pooler,
     )
     app[NEW_USERS] = new_user_inserts(app[POOL])
     app[TOKEN_CACHE] = TokenCache(
         app[POOL],
-        settings.database_url,
+        settings.direct_url,  # LISTEN holds a session: never through a transaction pooler
         ttl=settings.token_cache_seconds,
         counted=app[METRICS].token_looked_up,
     )
@@ -66,7 +68,8 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         app[SETTINGS].redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
     )
     # The per-request keys (rate limits, failed-auth counters, page cursors): the same client when they
-    # share the queue's Redis, else a Redis or Redis Cluster of their own (README.md, Redis).
+    # share the queue's Redis, else a Redis or Redis Cluster of their own (README.md, Running at scale,
+    # Redis).
     app[LIMITER_REDIS] = limiter_redis_client(app[SETTINGS], queue=app[REDIS])
     app[LIMITER] = RateLimiter(app[LIMITER_REDIS], app[SETTINGS], app[METRICS])
     warming = asyncio.create_task(warm_up(app[LIMITER_REDIS]))
@@ -90,6 +93,8 @@ def create_app(settings: Settings) -> web.Application:
             metrics_middleware,
             request_id_middleware,
             error_middleware,
+            # With an internal port: the operator's paths are 404 on the main one (scimsvc/web/listeners.py).
+            *([listener_middleware] if settings.internal_port else []),
             auth_middleware,
             console_middleware,  # /console/: sign-in, CSRF, errors as pages
             rate_limit_middleware,
