@@ -271,6 +271,20 @@ async def waits_for(db: asyncpg.Connection, waiter: int, holder: int) -> bool:
     return await db.fetchval("SELECT $2::int = ANY(pg_blocking_pids($1))", waiter, holder)
 
 
+def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, log: Callable[[], str] = str) -> None:
+    """Until `proc` (`what`, a server this test started) accepts connections on 127.0.0.1:`port`; fails
+    with its exit status and `log()` if it exits, or after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, f"{what} exited ({proc.returncode}) {log()}"
+            assert time.monotonic() < deadline, f"{what} did not listen on port {port} within 60 s"
+            time.sleep(0.05)
+
+
 class OwnRedis:
     """A redis-server of the test's own, on its own port, that the test may kill and restart."""
 
@@ -298,15 +312,7 @@ class OwnRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, f"own redis-server exited ({self.proc.returncode})"
-                assert time.monotonic() < deadline, "own redis-server did not listen within 60 s"
-                time.sleep(0.05)
+        wait_listening(self.port, self.proc, "own redis-server")
 
     def stop(self) -> None:
         """Kill the server this test started (never a shared one)."""

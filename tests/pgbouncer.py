@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from tests.conftest import wait_listening
 
 PGBOUNCER = shutil.which("pgbouncer") or (
     "/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None
@@ -76,16 +76,7 @@ pidfile =
             stdout=subprocess.DEVNULL,
             stderr=open(self.folder / "stderr.log", "wb"),  # noqa: SIM115 - closed with the process
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"pgbouncer exited ({self.proc.returncode}): {self.log()}") from None
-                assert time.monotonic() < deadline, "pgbouncer did not listen within 60 s"
-                time.sleep(0.05)
+        wait_listening(self.port, self.proc, "pgbouncer", self.log)
 
     def log(self) -> str:
         path = self.folder / "stderr.log"

@@ -27,6 +27,7 @@ from tests.conftest import (
     QUEUE_NAME,
     REDIS_URL,
     Processes,
+    Tenant,
     make_tenant,
     post_user,
     unique_email,
@@ -79,6 +80,26 @@ def on_cluster(cluster: RedisClusterNodes, **env: str) -> dict[str, str]:
 def bucket_key(prefix: str, tenant_id: str) -> str:
     """The key of a tenant's bucket (scimsvc/ratelimit/limiter.py: RateLimiter._key)."""
     return f"{prefix}:tenant:{{{tenant_id}}}"
+
+
+async def closed_on_cluster(
+    aiohttp_client: Any, settings: Settings, cluster: RedisClusterNodes, prefix: str
+) -> tuple[Any, Tenant]:
+    """A front end whose limiter is on `cluster`, closed on errors, asking the cluster on every request
+    (no leases); a tenant it has answered once with rate-limit headers."""
+    closed = dataclasses.replace(
+        settings,
+        limiter_redis_url=cluster.url,
+        limiter_redis_cluster=True,
+        rate_limit_prefix=prefix,
+        rate_limit_on_redis_error="closed",
+        rate_limit_lease_ms=0,
+    )
+    client = await aiohttp_client(create_app(closed))
+    tenant = await make_tenant(client)
+    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+    assert resp.status == 200 and "RateLimit-Limit" in resp.headers
+    return client, tenant
 
 
 # --- where the keys live -------------------------------------------------------------------------------
@@ -308,18 +329,7 @@ async def test_a_cluster_restarted_whole_answers_503_meanwhile_and_is_found_agai
     # Each request asks the cluster, none skips it for a while after an error: the first finds the
     # connection gone, the next ones no node at all.
     monkeypatch.setattr("scimsvc.ratelimit.limiter.REDIS_RETRY_SECONDS", 0)
-    closed = dataclasses.replace(
-        settings,
-        limiter_redis_url=cluster.url,
-        limiter_redis_cluster=True,
-        rate_limit_prefix=own_prefix(),
-        rate_limit_on_redis_error="closed",
-        rate_limit_lease_ms=0,  # every request asks the cluster
-    )
-    client = await aiohttp_client(create_app(closed))
-    tenant = await make_tenant(client)
-    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
-    assert resp.status == 200 and "RateLimit-Limit" in resp.headers
+    client, tenant = await closed_on_cluster(aiohttp_client, settings, cluster, own_prefix())
     await asyncio.to_thread(cluster.stop)
     for _ in range(3):
         resp = await client.get("/scim/v2/Users", headers=tenant.headers)
@@ -342,18 +352,7 @@ async def test_a_master_that_answers_nothing_costs_a_request_a_bounded_wait_then
     500; once the node is back (or its replica took over) the bucket answers again."""
     cluster = redis_cluster
     prefix = own_prefix()
-    closed = dataclasses.replace(
-        settings,
-        limiter_redis_url=cluster.url,
-        limiter_redis_cluster=True,
-        rate_limit_prefix=prefix,
-        rate_limit_on_redis_error="closed",
-        rate_limit_lease_ms=0,
-    )
-    client = await aiohttp_client(create_app(closed))
-    tenant = await make_tenant(client)
-    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
-    assert resp.status == 200 and "RateLimit-Limit" in resp.headers
+    client, tenant = await closed_on_cluster(aiohttp_client, settings, cluster, prefix)
     master = cluster.master_of(bucket_key(prefix, tenant.id))
     cluster.pause(master)
     try:
@@ -430,18 +429,7 @@ async def test_a_shard_lost_whole_gives_503_for_every_tenant_not_a_500(
     Retry-After, never a 500."""
     cluster = redis_cluster
     prefix = own_prefix()
-    closed = dataclasses.replace(
-        settings,
-        limiter_redis_url=cluster.url,
-        limiter_redis_cluster=True,
-        rate_limit_prefix=prefix,
-        rate_limit_on_redis_error="closed",
-        rate_limit_lease_ms=0,
-    )
-    client = await aiohttp_client(create_app(closed))
-    tenant = await make_tenant(client)
-    resp = await client.get("/scim/v2/Users", headers=tenant.headers)
-    assert resp.status == 200 and "RateLimit-Limit" in resp.headers
+    client, tenant = await closed_on_cluster(aiohttp_client, settings, cluster, prefix)
     served = cluster.master_of(bucket_key(prefix, tenant.id))
     lost = next(n for n in cluster.nodes if n is not served and n.info("replication").get("role") == "master")
     lost_replica = cluster.replica_of(lost)
