@@ -1116,6 +1116,9 @@ async def main(plan: Plan, *, pgbouncer: bool, cluster: bool) -> dict[str, Any]:
             report = await rehearsal.rehearse()
         except RuntimeError as exc:
             report = {"ok": False, "error": str(exc), "logs": str(rehearsal.folder)}
+        except BaseException:  # Ctrl-C, SIGTERM: `Run` stops every process; the logs go too
+            shutil.rmtree(rehearsal.folder, ignore_errors=True)
+            raise
         report["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         report["seconds"] = round(time.time() - started, 1)
         report["load_average"] = [round(x, 2) for x in os.getloadavg()]
