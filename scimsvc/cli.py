@@ -22,9 +22,9 @@ from scimsvc.ops import logs
 from scimsvc.settings import Settings, SettingsError, env_choice, env_int
 from scimsvc.tools import embedded
 
-# Exit statuses: 0 done, 1 a runtime failure (PostgreSQL or Redis cannot be used, nothing to revoke), 2 a
-# bad setting or usage (as argparse), 130 interrupted; `scimsvc queue` has its own
-# (scimsvc/ops/queue_view.py), a bad setting included.
+# Exit statuses: 0 done, 1 a runtime failure (PostgreSQL or Redis cannot be used, nothing to revoke, an
+# applied migration changed), 2 a bad setting or usage (as argparse), 130 interrupted; `scimsvc queue`
+# has its own (scimsvc/ops/queue_view.py), a bad setting included.
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -48,14 +48,33 @@ async def _with_conn(settings: Settings, work: Any) -> Any:
         await conn.close()
 
 
-def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from scimsvc.store.migrations import migrate
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from scimsvc.store.app_role import set_up_app_role
+    from scimsvc.store.migrations import MigrationError, migrate
 
-    applied = _run(migrate(settings.direct_url))
-    for m in applied:
-        print(f"applied {m.version:04d}_{m.name}")
-    print("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
+    try:
+        applied = _run(migrate(settings.direct_url))
+        for m in applied:
+            print(f"applied {m.version:04d}_{m.name}")
+        print("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
+        role = getattr(args, "app_role", None)  # `up` migrates without one
+        if role:
+            done = _run(set_up_app_role(settings.direct_url, role, password=settings.app_role_password))
+            print(f"app role {role}: {done.summary()}")
+    except MigrationError as exc:  # an applied migration changed, a role that cannot be set up
+        _error(str(exc))
+        return EXIT_FAILURE
     return 0
+
+
+def _role_name(text: str) -> str:
+    """argparse type of --app-role."""
+    from scimsvc.store.app_role import role_name_problem
+
+    problem = role_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -233,7 +252,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     """`up` once PostgreSQL and Redis are there: migrate, the demo tenant, the worker, the front end."""
-    cmd_migrate(settings, args)
+    status = cmd_migrate(settings, args)
+    if status:
+        return status
     if not args.no_demo:
         row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
         print("\n== demo tenant ==")
@@ -279,6 +300,10 @@ _VARIABLES: dict[str, tuple[str, str]] = {
     "SCIMSVC_DATABASE_DIRECT_URL": (
         "PostgreSQL without the pooler (LISTEN, migrate); empty: SCIMSVC_DATABASE_URL",
         _default("database_direct_url"),
+    ),
+    "SCIMSVC_APP_ROLE_PASSWORD": (
+        "with --app-role, the role's password (stored as a SCRAM verifier); empty: left as it is",
+        _default("app_role_password"),
     ),
     "SCIMSVC_REDIS_URL": ("Redis, for the job queue", _default("redis_url")),
     "SCIMSVC_LIMITER_REDIS_URL": (
@@ -458,7 +483,7 @@ _LOGS = ("SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT")
 # serve and up: without SCIMSVC_PUBLIC_URL, the address being served is the public one.
 _SERVED = {"SCIMSVC_PUBLIC_URL": "http://HOST:PORT served"}
 ENVIRONMENT: dict[str, tuple[str, ...]] = {
-    "migrate": ("SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_DIRECT_URL", *_LOGS),
+    "migrate": ("SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_DIRECT_URL", "SCIMSVC_APP_ROLE_PASSWORD", *_LOGS),
     "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_LOGS),
     "worker": (*_STORES, *_WORKER, *_LOGS),
     "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_EMBEDDED, *_LOGS),
@@ -524,9 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _add_command(sub, "migrate", "create the database if needed and apply migrations").set_defaults(
-        func=cmd_migrate
+    migrate = _add_command(sub, "migrate", "create the database if needed and apply migrations")
+    migrate.add_argument(
+        "--app-role",
+        type=_role_name,
+        metavar="NAME",
+        help="then create role NAME if missing and grant it the service's tables, nothing more; serve "
+        "and worker log in as it (README.md, Least privilege; password: SCIMSVC_APP_ROLE_PASSWORD) "
+        "(default: none)",
     )
+    migrate.set_defaults(func=cmd_migrate)
     for name, func, helptext in (
         ("serve", cmd_serve, "run the web front end"),
         ("up", cmd_up, "migrate, print a demo tenant and token, run web + worker"),

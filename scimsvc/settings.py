@@ -170,6 +170,8 @@ class Settings:
     # (prepared-statement cache, session settings); LISTEN and migrations use `direct_url`.
     database_pooler: str = "none"
     database_direct_url: str = ""  # PostgreSQL without the pooler; empty: database_url
+    # `migrate --app-role`: the application role's password, sent as a SCRAM verifier (store/app_role.py).
+    app_role_password: str = dataclasses.field(default="", repr=False)  # empty: a role keeps its own
     redis_url: str = "redis://127.0.0.1:6379/0"
     # The hot per-request keys (rate-limit buckets and leases, failed-auth counters, page cursors) may live
     # on a Redis of their own, which may be a Redis Cluster; the arq queue stays on `redis_url`.
@@ -247,6 +249,7 @@ class Settings:
                 "SCIMSVC_DATABASE_POOLER", ("none", "transaction"), cls.database_pooler
             ),
             "database_direct_url": env_url("SCIMSVC_DATABASE_DIRECT_URL", "", schemes=POSTGRES_SCHEMES),
+            "app_role_password": env_str("SCIMSVC_APP_ROLE_PASSWORD", cls.app_role_password),
             "redis_url": env_url("SCIMSVC_REDIS_URL", cls.redis_url, schemes=REDIS_SCHEMES),
             "limiter_redis_url": env_url("SCIMSVC_LIMITER_REDIS_URL", "", schemes=REDIS_SCHEMES),
             "limiter_redis_cluster": env_bool("SCIMSVC_LIMITER_REDIS_CLUSTER", cls.limiter_redis_cluster),

@@ -51,3 +51,34 @@ def test_the_store_never_imports_the_services():
 @pytest.mark.parametrize("folder", ["scim", "product"])
 def test_pure_layers_do_no_io(folder):
     assert importing(modules(folder), "aiohttp", "asyncpg", "redis", "arq", "scimsvc.store") == {}
+
+
+def names_imported_from(path: Path, prefix: str) -> set[str]:
+    """`module:name` for every `from module import name` of `path` whose module starts with `prefix`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(prefix):
+            found.update(f"{node.module}:{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith(prefix))
+    return found
+
+
+def test_the_web_layer_reaches_the_store_only_where_architecture_md_says():
+    # ARCHITECTURE.md, import directions: the pool and the batcher, token lookups, an unreachable database.
+    reached = {
+        str(path.relative_to(PACKAGE)): names
+        for path in modules("web")
+        if (names := names_imported_from(path, "scimsvc.store"))
+    }
+    assert reached == {
+        "web/app.py": {"scimsvc.store.db:create_pool", "scimsvc.store.new_users:new_user_inserts"},
+        "web/keys.py": {"scimsvc.store.batches:Batcher"},
+        "web/middlewares.py": {"scimsvc.store.db:unavailable", "scimsvc.store.tenants:hash_token"},
+        "web/token_cache.py": {
+            "scimsvc.store.tenants:AUTH_CHANNEL",
+            "scimsvc.store.tenants:could_be_token",
+            "scimsvc.store.tenants:hash_token",
+            "scimsvc.store.tenants:token_by_hash",
+        },
+    }

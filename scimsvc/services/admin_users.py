@@ -3,7 +3,7 @@ export, and finding a user by what an operator typed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,17 +26,6 @@ def storable_text(name: str, value: str) -> str:
     if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
         raise invalid_value(f"{name} must not contain the NUL character (\\u0000) or an unpaired surrogate")
     return value
-
-
-def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
-    """`state`, `license` and `q` (userName or name contains) of a user list; a 400 naming a bad value."""
-    state, license = query.get("state") or None, query.get("license") or None
-    if state is not None and state not in USER_STATES:
-        raise invalid_value(f"state must be one of {', '.join(USER_STATES)}, got {state!r}")
-    if license is not None and license not in LICENSE_FILTERS:
-        raise invalid_value(f"license must be one of {', '.join(LICENSE_FILTERS)}, got {license!r}")
-    q = query.get("q") or None
-    return {"state": state, "license": license, "q": q and storable_text("q", q)}
 
 
 @dataclass(frozen=True)

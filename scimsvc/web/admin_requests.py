@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError
 from schemas.base import flatten_errors
 from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.ids import id_or_404
+from scimsvc.services.admin_users import LICENSE_FILTERS, USER_STATES, storable_text
 from scimsvc.services.changes import Scope
 from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
 
@@ -66,3 +67,14 @@ def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
         tenant_id=tenant_id,
         request_id=request.get(REQUEST_ID),
     )
+
+
+def user_filters(query: Mapping[str, str]) -> dict[str, Any]:
+    """`state`, `license` and `q` (userName or name contains) of a user list; a 400 naming a bad value."""
+    state, license = query.get("state") or None, query.get("license") or None
+    if state is not None and state not in USER_STATES:
+        raise invalid_value(f"state must be one of {', '.join(USER_STATES)}, got {state!r}")
+    if license is not None and license not in LICENSE_FILTERS:
+        raise invalid_value(f"license must be one of {', '.join(LICENSE_FILTERS)}, got {license!r}")
+    q = query.get("q") or None
+    return {"state": state, "license": license, "q": q and storable_text("q", q)}

@@ -29,7 +29,15 @@ from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.web.admin_requests import admin_scope, load, query_id, team_id_of, tenant_id_of, user_id_of
+from scimsvc.web.admin_requests import (
+    admin_scope,
+    load,
+    query_id,
+    team_id_of,
+    tenant_id_of,
+    user_filters,
+    user_id_of,
+)
 from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH
@@ -394,7 +402,7 @@ async def users_list(request: web.Request) -> web.Response:
     }
     context["filters"] = {k: v for k, v in context["query"].items() if v}
     try:
-        filters = admin_users.user_filters(query)
+        filters = user_filters(query)
         after = query_id(query, "after", "user")
     except ScimError as exc:
         return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
@@ -409,7 +417,7 @@ async def users_csv(request: web.Request) -> web.StreamResponse:
     """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
     tenant_id = tenant_id_of(request)
     await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
-    return await stream_users_csv(request, tenant_id, admin_users.user_filters(request.query))
+    return await stream_users_csv(request, tenant_id, user_filters(request.query))
 
 
 @routes.get("/console/tenants/{tid}/audit")

@@ -31,7 +31,15 @@ from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
-from scimsvc.web.admin_requests import admin_scope, load, page_limit, query_id, tenant_id_of, user_id_of
+from scimsvc.web.admin_requests import (
+    admin_scope,
+    load,
+    page_limit,
+    query_id,
+    tenant_id_of,
+    user_filters,
+    user_id_of,
+)
 from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
 from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.openapi import errors
@@ -131,7 +139,7 @@ async def put_license(request: web.Request) -> web.Response:
 async def list_admin_users(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
-    filters = admin_users.user_filters(request.query)
+    filters = user_filters(request.query)
     limit = page_limit(request.query)
     after = query_id(request.query, "after", "user")
     page = await admin_users.user_page(request.app[POOL], tenant_id, after=after, limit=limit, **filters)
@@ -151,7 +159,7 @@ async def export_users_csv(request: web.Request) -> web.StreamResponse:
     """Every matching user as CSV, streamed from a server-side cursor (never all in memory)."""
     tenant_id = tenant_id_of(request)
     await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
-    return await stream_users_csv(request, tenant_id, admin_users.user_filters(request.query))
+    return await stream_users_csv(request, tenant_id, user_filters(request.query))
 
 
 @routes.get("/admin/v1/tenants/{tid}/users/{uid}")
