@@ -1040,7 +1040,7 @@ def error_check(
         )
         if status == 503 and during is not None:
             allowed.append({**entry, "during": during})
-        elif status == 502 and in_flight and line["route"].split()[0] in ("POST", "PATCH", "PUT"):
+        elif status == 502 and in_flight and line["route"].split()[0] in ("POST", "PATCH"):
             allowed.append({**entry, "during": "serve"})
         else:
             refused.append(entry)
