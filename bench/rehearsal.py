@@ -24,6 +24,8 @@ X-Request-Id, status and the user attributes a write set) and the database:
 - admitted credits <= budget + refill over the run, not counting the requests sent while the limiter
   could fail open (from a cluster master's kill to the failover's end + the limiter's
   REDIS_RETRY_SECONDS, scimsvc/ratelimit/limiter.py);
+- with the cluster: the rate-limit keys are on it at the end of the load, and neither they nor page
+  cursors on the queue's Redis;
 - no 5xx, except 503 during a kill and 502 for a POST/PATCH in flight on the killed serve (nginx never
   replays those on another serve);
 - each kill recovered within 60 s (the times are in the report).
@@ -717,16 +719,23 @@ http {{
             drain_error=drain_error, drained_s=drained_s, live=live, limiter_keys=limiter_keys
         )
 
-    async def limiter_keys(self) -> dict[str, int]:
-        """The rate limiter's keys (buckets, leases) found on the Redis Cluster and on the queue's Redis: the
-        proof of which one the serves used."""
-        pattern = f"{self.run.env['SCIMSVC_RATE_LIMIT_PREFIX']}:*"
-        found: dict[str, set[str]] = {"redis_cluster": set(), "queue_redis": set()}
-        for name, ports in (("redis_cluster", list(self.cluster)), ("queue_redis", [self.queue_port])):
-            for port in ports:
-                out = await redis_cli(port, "--scan", "--pattern", pattern)
-                found[name].update((out or "").split())
-        return {name: len(keys) for name, keys in found.items()}
+    async def limiter_keys(self) -> dict[str, dict[str, int]]:
+        """The per-request keys (rate-limit buckets and leases; page cursors, services/page_cursors.py)
+        found on the Redis Cluster and on the queue's Redis: which one the serves used."""
+        patterns = {
+            "rate_limit": f"{self.run.env['SCIMSVC_RATE_LIMIT_PREFIX']}:*",
+            "page_cursors": f"{self.run.queue}:cursor:*",
+        }
+        stores = {"redis_cluster": list(self.cluster), "queue_redis": [self.queue_port]}
+        found: dict[str, dict[str, int]] = {}
+        for kind, pattern in patterns.items():
+            found[kind] = {}
+            for name, ports in stores.items():
+                keys: set[str] = set()
+                for port in ports:
+                    keys.update((await redis_cli(port, "--scan", "--pattern", pattern) or "").split())
+                found[kind][name] = len(keys)
+        return found
 
     async def live_workers(self) -> dict[str, Any]:
         """Live workers in /ops/queue once the killed worker's heartbeat is stale (or the bound passes)."""
@@ -748,7 +757,12 @@ http {{
     # -- checks
 
     async def checks(
-        self, *, drain_error: str | None, drained_s: float, live: dict[str, Any], limiter_keys: dict[str, int]
+        self,
+        *,
+        drain_error: str | None,
+        drained_s: float,
+        live: dict[str, Any],
+        limiter_keys: dict[str, dict[str, int]],
     ) -> dict[str, Any]:
         kill_windows = [
             (k["kill"], k["killed_at"], (k.get("recovered_at") or time.time()) + 2.0)
@@ -811,8 +825,10 @@ http {{
             "every kill recovered": all(k.get("skipped") or k["recovered_s"] is not None for k in kills),
         }
         if self.with_cluster:
-            verdicts["the limiter's keys are on the Redis Cluster"] = (
-                limiter_keys["redis_cluster"] > 0 and limiter_keys["queue_redis"] == 0
+            verdicts["per-request keys on the Redis Cluster, none on the queue's"] = (
+                limiter_keys["rate_limit"]["redis_cluster"] > 0
+                and limiter_keys["rate_limit"]["queue_redis"] == 0
+                and limiter_keys["page_cursors"]["queue_redis"] == 0
             )
         return {
             "engines": {
@@ -821,7 +837,7 @@ http {{
                 "serves": SERVES,
                 "workers": WORKERS,
                 "nginx": True,
-                "limiter_keys_at_the_end_of_the_load": limiter_keys,
+                "keys_at_the_end_of_the_load": limiter_keys,
             },
             "plan": {
                 "duration_s": self.plan.duration,
@@ -866,7 +882,7 @@ SLOW_STATEMENTS = """
 SELECT pid, state, coalesce(wait_event_type || ':' || wait_event, '') AS wait, left(query, 160) AS query,
        CASE WHEN state = 'active' THEN query_start ELSE xact_start END AS started,
        extract(epoch FROM clock_timestamp() - CASE WHEN state = 'active' THEN query_start ELSE xact_start END)
-           AS seconds
+           ::float8 AS seconds
 FROM pg_stat_activity
 WHERE datname = $1 AND pid <> pg_backend_pid()
   AND (state = 'active' AND query_start < clock_timestamp() - interval '1 second'
