@@ -14,14 +14,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 # README.md is the package's readme in pyproject.toml; the SQL migrations ship as package data
-# (scimsvc/store/migrations/*.sql), so the wheel carries them.
-COPY pyproject.toml README.md LICENSE ./
+# (scimsvc/store/migrations/*.sql), so the wheel carries them. requirements.lock only passes through to the
+# runtime stage.
+COPY pyproject.toml README.md LICENSE requirements.lock ./
 COPY scimsvc ./scimsvc
 COPY worker ./worker
 COPY schemas ./schemas
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-# --- runtime: the installed wheel and its dependencies, run as a non-root user.
+# --- runtime: the installed wheel and its locked dependencies, run as a non-root user.
 FROM python:3.11-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -31,16 +32,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SCIMSVC_HOST=0.0.0.0 \
     SCIMSVC_PORT=8080
 
-RUN useradd --system --create-home --home-dir /home/scimsvc --uid 10001 scimsvc
+RUN groupadd --system --gid 10001 scimsvc \
+    && useradd --system --create-home --home-dir /home/scimsvc --uid 10001 --gid 10001 scimsvc
 
 COPY --from=builder /wheels /tmp/wheels
-# The check runs from / so that it imports the installed package: the migrations must be in the wheel.
-RUN pip install --no-cache-dir /tmp/wheels/scimsvc-*.whl \
+COPY --from=builder /src/requirements.lock /tmp/wheels/
+# Dependencies exactly as locked, each file checked against its hash (README.md, Docker Compose: how the
+# lock is made), then the wheel alone: a rebuild gets the same dependencies. `pip check`: the lock holds
+# every dependency of the wheel. The last check imports the installed package (-P: never one in the
+# working folder): the migrations must be in the wheel.
+RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/wheels/requirements.lock \
+    && pip install --no-cache-dir --no-deps /tmp/wheels/scimsvc-*.whl \
+    && pip check \
     && rm -rf /tmp/wheels \
-    && cd / && python -c "from scimsvc.store.migrations import available_migrations as m; assert m(), 'no SQL migrations installed'"
+    && python -P -c "from scimsvc.store.migrations import available_migrations as m; assert m(), 'no SQL migrations installed'"
 
 WORKDIR /home/scimsvc
-USER scimsvc
+USER 10001:10001
 
 EXPOSE 8080
 # Liveness of the web role (the default command): /ops/health answers without touching PostgreSQL or

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from scimsvc import __version__
 from scimsvc.ops import logs
-from scimsvc.settings import Settings, SettingsError, env_choice, env_int
+from scimsvc.settings import Settings, SettingsError, env_choice, env_int, env_value
 from scimsvc.tools import embedded
 
 # Exit statuses: 0 done, 1 a runtime failure (PostgreSQL or Redis cannot be used, nothing to revoke, an
@@ -99,6 +99,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover
         loop = asyncio.new_event_loop()
+    internal = _internal_listener(settings, args)
+    if internal is None and settings.internal_port:
+        return EXIT_FAILURE
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # last: after the pools and caches exist
     read_deadlines.install(head_seconds=settings.header_read_seconds, body_seconds=settings.body_read_seconds)
@@ -107,6 +110,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             app,
             host=args.host,
             port=args.port,
+            sock=[internal] if internal is not None else None,  # a second site of the same app and pool
             loop=loop,
             keepalive_timeout=settings.keepalive_seconds,  # aiohttp's own: 75 s
         )
@@ -119,6 +123,25 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return EXIT_FAILURE
     return 0
+
+
+def _internal_listener(settings: Settings, args: argparse.Namespace) -> socket.socket | None:
+    """The listening socket of SCIMSVC_INTERNAL_PORT on the served host (scimsvc/web/listeners.py), or
+    None: when it is off, or when it cannot be bound (the error line is written)."""
+    if not settings.internal_port:
+        return None
+    if settings.internal_port == args.port:
+        raise SettingsError(
+            f"SCIMSVC_INTERNAL_PORT must differ from the port served (--port/SCIMSVC_PORT), "
+            f"got '{settings.internal_port}'"
+        )
+    family = socket.getaddrinfo(args.host, settings.internal_port, type=socket.SOCK_STREAM)[0][0]
+    try:
+        return socket.create_server((args.host, settings.internal_port), family=family, backlog=128)
+    except OSError as exc:
+        reason = os.strerror(exc.errno or 0).lower() if exc.errno else str(exc)
+        _error(f"cannot listen on {args.host}:{settings.internal_port} (SCIMSVC_INTERNAL_PORT): {reason}")
+        return None
 
 
 async def _freeze_startup_objects(_: object) -> None:
@@ -259,8 +282,11 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
         print("\n== demo tenant ==")
         _print_tenant(settings, row, token_id, token)
-    print(f"Swagger UI:    {settings.public_url}/api/docs")
-    print(f"Console:       {settings.public_url}/console/ (sign in with SCIMSVC_ADMIN_KEY)\n")
+    # With an internal port, the docs and the console are there only (scimsvc/web/listeners.py).
+    internal = settings.internal_port
+    operator = f"http://{args.host}:{internal}" if internal else settings.public_url
+    print(f"Swagger UI:    {operator}/api/docs")
+    print(f"Console:       {operator}/console/ (sign in with SCIMSVC_ADMIN_KEY)\n")
     # The worker logs as this process does, even when `up`'s output goes to a pipe or a file.
     env = {**os.environ, "SCIMSVC_LOG_FORMAT": args.log_format, "SCIMSVC_LOG_LEVEL": args.log_level}
     worker = subprocess.Popen([sys.executable, "-m", "scimsvc", "worker"], env=env)
@@ -290,9 +316,15 @@ def _default(field: str) -> str:
     return "empty" if value == "" else str(value)
 
 
+def _file_of(name: str) -> tuple[str, str]:
+    """What `name`_FILE does (scimsvc/settings.py, env_value), as --help shows it, listed after `name`."""
+    return (f"{name.removeprefix('SCIMSVC_')} read from this file (secrets), not with it", "empty")
+
+
 # variable -> (what it does, its default)
 _VARIABLES: dict[str, tuple[str, str]] = {
     "SCIMSVC_DATABASE_URL": ("PostgreSQL, the source of truth", _default("database_url")),
+    "SCIMSVC_DATABASE_URL_FILE": _file_of("SCIMSVC_DATABASE_URL"),
     "SCIMSVC_DATABASE_POOLER": (
         "none, or transaction behind PgBouncer's transaction pooling",
         _default("database_pooler"),
@@ -301,10 +333,12 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         "PostgreSQL without the pooler (LISTEN, migrate); empty: SCIMSVC_DATABASE_URL",
         _default("database_direct_url"),
     ),
+    "SCIMSVC_DATABASE_DIRECT_URL_FILE": _file_of("SCIMSVC_DATABASE_DIRECT_URL"),
     "SCIMSVC_APP_ROLE_PASSWORD": (
         "with --app-role, the role's password (stored as a SCRAM verifier); empty: left as it is",
         _default("app_role_password"),
     ),
+    "SCIMSVC_APP_ROLE_PASSWORD_FILE": _file_of("SCIMSVC_APP_ROLE_PASSWORD"),
     "SCIMSVC_REDIS_URL": ("Redis, for the job queue", _default("redis_url")),
     "SCIMSVC_LIMITER_REDIS_URL": (
         "Redis of rate limits and page cursors; empty: SCIMSVC_REDIS_URL",
@@ -320,8 +354,14 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         _default("public_url"),
     ),
     "SCIMSVC_ADMIN_KEY": ("operator key of /admin/v1 and the console; empty: 403", _default("admin_key")),
+    "SCIMSVC_ADMIN_KEY_FILE": _file_of("SCIMSVC_ADMIN_KEY"),
     "SCIMSVC_HOST": ("address to listen on, unless --host", DEFAULT_HOST),
     "SCIMSVC_PORT": ("port to listen on, unless --port", str(DEFAULT_PORT)),
+    "SCIMSVC_INTERNAL_PORT": (
+        "second port for the admin API, console, /metrics, /ops/queue and API docs, which the main port "
+        "then answers 404; 0: off",
+        _default("internal_port"),
+    ),
     "SCIMSVC_DB_POOL_MIN": ("PostgreSQL connections opened at start", _default("db_pool_min")),
     "SCIMSVC_DB_POOL_MAX": ("PostgreSQL connections at most", _default("db_pool_max")),
     "SCIMSVC_DB_WAIT_SECONDS": (
@@ -398,6 +438,7 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         _default("sweep_after_seconds"),
     ),
     "SCIMSVC_SMTP_URL": ("smtp:// or smtps:// server for notices; empty: not sent", _default("smtp_url")),
+    "SCIMSVC_SMTP_URL_FILE": _file_of("SCIMSVC_SMTP_URL"),
     "SCIMSVC_SMTP_FROM": ("sender of notices", _default("smtp_from")),
     "SCIMSVC_RETENTION_OUTBOX_DAYS": (
         "applied outbox rows are deleted this many days old; 0: kept",
@@ -425,10 +466,12 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         str(embedded.DEFAULT_REDIS_PORT),
     ),
 }
+_DATABASE = ("SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_URL_FILE")
 _STORES = (
-    "SCIMSVC_DATABASE_URL",
+    *_DATABASE,
     "SCIMSVC_DATABASE_POOLER",
     "SCIMSVC_DATABASE_DIRECT_URL",
+    "SCIMSVC_DATABASE_DIRECT_URL_FILE",
     "SCIMSVC_REDIS_URL",
     "SCIMSVC_QUEUE_NAME",
 )
@@ -437,8 +480,10 @@ _WEB = (
     "SCIMSVC_LIMITER_REDIS_CLUSTER",
     "SCIMSVC_HOST",
     "SCIMSVC_PORT",
+    "SCIMSVC_INTERNAL_PORT",
     "SCIMSVC_PUBLIC_URL",
     "SCIMSVC_ADMIN_KEY",
+    "SCIMSVC_ADMIN_KEY_FILE",
     "SCIMSVC_DB_POOL_MIN",
     "SCIMSVC_DB_POOL_MAX",
     "SCIMSVC_DB_WAIT_SECONDS",
@@ -471,6 +516,7 @@ _WORKER = (
     "SCIMSVC_WORKER_SHUTDOWN_SECONDS",
     "SCIMSVC_SWEEP_AFTER_SECONDS",
     "SCIMSVC_SMTP_URL",
+    "SCIMSVC_SMTP_URL_FILE",
     "SCIMSVC_SMTP_FROM",
     "SCIMSVC_RETENTION_OUTBOX_DAYS",
     "SCIMSVC_RETENTION_NOTICES_DAYS",
@@ -483,12 +529,19 @@ _LOGS = ("SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT")
 # serve and up: without SCIMSVC_PUBLIC_URL, the address being served is the public one.
 _SERVED = {"SCIMSVC_PUBLIC_URL": "http://HOST:PORT served"}
 ENVIRONMENT: dict[str, tuple[str, ...]] = {
-    "migrate": ("SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_DIRECT_URL", "SCIMSVC_APP_ROLE_PASSWORD", *_LOGS),
+    "migrate": (
+        *_DATABASE,
+        "SCIMSVC_DATABASE_DIRECT_URL",
+        "SCIMSVC_DATABASE_DIRECT_URL_FILE",
+        "SCIMSVC_APP_ROLE_PASSWORD",
+        "SCIMSVC_APP_ROLE_PASSWORD_FILE",
+        *_LOGS,
+    ),
     "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_LOGS),
     "worker": (*_STORES, *_WORKER, *_LOGS),
     "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_EMBEDDED, *_LOGS),
-    "tenant": ("SCIMSVC_DATABASE_URL", "SCIMSVC_PUBLIC_URL"),
-    "token": ("SCIMSVC_DATABASE_URL",),
+    "tenant": (*_DATABASE, "SCIMSVC_PUBLIC_URL"),
+    "token": _DATABASE,
     "queue": (*_STORES, *_QUEUE_HEALTH),
 }
 
@@ -667,10 +720,10 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     """Settings from the environment; without SCIMSVC_PUBLIC_URL, the address being served is public."""
     settings = Settings.from_env()
     if hasattr(args, "port"):
-        args.host = args.host or os.environ.get("SCIMSVC_HOST") or DEFAULT_HOST
+        args.host = args.host or env_value("SCIMSVC_HOST") or DEFAULT_HOST
         if args.port is None:
             args.port = env_int("SCIMSVC_PORT", DEFAULT_PORT, maximum=65535)
-        if not os.environ.get("SCIMSVC_PUBLIC_URL"):
+        if not env_value("SCIMSVC_PUBLIC_URL"):
             settings = dataclasses.replace(settings, public_url=f"http://{args.host}:{args.port}")
     return settings
 

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -31,9 +32,30 @@ def parse_networks(raw: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def env_value(name: str) -> str:
+    """`name` as set, or the content of the file `name`_FILE names, trailing newline dropped ("" if neither).
+
+    Every variable read here may come from a file (Docker and Kubernetes secrets mount them), so a secret
+    need not sit in the environment (README.md, Docker Compose). Both set is an error: which one wins
+    would be a guess.
+    """
+    path = os.environ.get(f"{name}_FILE", "")
+    if not path:
+        return os.environ.get(name, "")
+    if os.environ.get(name):
+        raise SettingsError(f"{name} and {name}_FILE are both set: set one of them")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        problem = f"names a file that cannot be read: {path} ({reason.lower()})"
+        raise SettingsError(f"{name}_FILE {problem}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
     """`name` as a whole number from `minimum` to `maximum`, or `default` when unset or empty."""
-    raw = os.environ.get(name, "").strip()
+    raw = env_value(name).strip()
     if not raw:
         return default
     try:
@@ -52,7 +74,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 
 def env_bool(name: str, default: bool) -> bool:
     """`name` as a switch (1/0, true/false, yes/no, on/off), or `default` when unset or empty."""
-    raw = os.environ.get(name, "").strip().lower()
+    raw = env_value(name).strip().lower()
     if not raw:
         return default
     if raw not in FALSE_WORDS + TRUE_WORDS:
@@ -62,7 +84,7 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     """`name` as one of `choices` (any case), or `default` when unset or empty."""
-    raw = (os.environ.get(name, "").strip() or default).lower()
+    raw = (env_value(name).strip() or default).lower()
     if raw not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
@@ -70,7 +92,7 @@ def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
 
 def env_str(name: str, default: str) -> str:
     """`name` as it is, or `default` when unset or empty."""
-    return os.environ.get(name) or default
+    return env_value(name) or default
 
 
 # The URL schemes each client accepts: asyncpg; redis-py and arq; browsers and IdPs; worker/notices.py.
@@ -127,7 +149,7 @@ def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
 
 def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     """`name` as a URL of one of `schemes`, or `default` when unset or empty (an empty default: no URL)."""
-    url = os.environ.get(name, "").strip() or default
+    url = env_value(name).strip() or default
     problem = _url_problem(url, schemes) if url else None
     if problem:
         raise SettingsError(f"{name} {problem}, got {_shown(url)!r}")
@@ -136,7 +158,7 @@ def env_url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
 
 def env_networks(name: str) -> str:
     """`name` as comma-separated IP addresses or networks (CIDR), checked as client_address reads them."""
-    raw = os.environ.get(name, "")
+    raw = env_value(name)
     try:
         parse_networks(raw)
     except ValueError as exc:
@@ -146,7 +168,7 @@ def env_networks(name: str) -> str:
 
 def env_email(name: str, default: str) -> str:
     """`name` as an email address (`name@domain` or `Name <name@domain>`), or `default` when unset."""
-    raw = os.environ.get(name, "").strip() or default
+    raw = env_value(name).strip() or default
     local, at, domain = parseaddr(raw)[1].rpartition("@")
     if not (local and at and domain):
         raise SettingsError(
@@ -159,6 +181,29 @@ def _at_most(low_name: str, low: int, high_name: str, high: int) -> None:
     """The rule of a pair of bounds: the lower one must not be above the upper one."""
     if low > high:
         raise SettingsError(f"{low_name} must not be above {high_name} ({high}), got '{low}'")
+
+
+def _cluster_url(url: str, cluster: bool) -> None:
+    """The rules of SCIMSVC_LIMITER_REDIS_CLUSTER: a URL of its own, naming a node over TCP, database 0."""
+    if not cluster:
+        return
+    if not url:
+        raise SettingsError(
+            "SCIMSVC_LIMITER_REDIS_CLUSTER=on needs SCIMSVC_LIMITER_REDIS_URL, a node of the cluster "
+            "(SCIMSVC_REDIS_URL is the queue's, a single Redis)"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "unix":
+        raise SettingsError(
+            "SCIMSVC_LIMITER_REDIS_URL must start with redis:// or rediss:// when "
+            f"SCIMSVC_LIMITER_REDIS_CLUSTER is on (a cluster is reached over TCP), got {_shown(url)!r}"
+        )
+    databases = parse_qs(parts.query).get("db") or [parts.path[1:]]  # digits: _url_problem checked them
+    if any(int(d or 0) != 0 for d in databases):
+        raise SettingsError(
+            "SCIMSVC_LIMITER_REDIS_URL must use database 0 when SCIMSVC_LIMITER_REDIS_CLUSTER is on "
+            f"(a Redis Cluster has no other), got {_shown(url)!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -220,6 +265,9 @@ class Settings:
     header_read_seconds: int = 10  # request line and headers, from a connection's or request's first byte
     body_read_seconds: int = 30  # a request body, from its complete headers: 16 MiB at about 4.5 Mbit/s
     keepalive_seconds: int = 15  # an idle kept-alive connection, from its last answer
+    # web: a second listener of the same process for the operator's paths (admin API, console, /metrics,
+    # /ops/queue, API docs), which the main listener then answers 404 (README.md, Docker Compose); 0: off.
+    internal_port: int = 0
 
     @property
     def direct_url(self) -> str:
@@ -253,7 +301,7 @@ class Settings:
             "redis_url": env_url("SCIMSVC_REDIS_URL", cls.redis_url, schemes=REDIS_SCHEMES),
             "limiter_redis_url": env_url("SCIMSVC_LIMITER_REDIS_URL", "", schemes=REDIS_SCHEMES),
             "limiter_redis_cluster": env_bool("SCIMSVC_LIMITER_REDIS_CLUSTER", cls.limiter_redis_cluster),
-            "admin_key": os.environ.get("SCIMSVC_ADMIN_KEY", ""),
+            "admin_key": env_value("SCIMSVC_ADMIN_KEY"),
             "public_url": env_url("SCIMSVC_PUBLIC_URL", cls.public_url, schemes=HTTP_SCHEMES).rstrip("/"),
             "queue_name": env_str("SCIMSVC_QUEUE_NAME", cls.queue_name),
             # asyncpg opens min connections at start and at most max; 0 at start is allowed, 0 at most not.
@@ -325,6 +373,7 @@ class Settings:
             "header_read_seconds": env_int("SCIMSVC_HEADER_READ_SECONDS", cls.header_read_seconds, minimum=1),
             "body_read_seconds": env_int("SCIMSVC_BODY_READ_SECONDS", cls.body_read_seconds, minimum=1),
             "keepalive_seconds": env_int("SCIMSVC_KEEPALIVE_SECONDS", cls.keepalive_seconds, minimum=1),
+            "internal_port": env_int("SCIMSVC_INTERNAL_PORT", cls.internal_port, maximum=65535),
         }
         read = cls(**values)  # type: ignore[arg-type]
         _at_most("SCIMSVC_DB_POOL_MIN", read.db_pool_min, "SCIMSVC_DB_POOL_MAX", read.db_pool_max)
@@ -334,4 +383,5 @@ class Settings:
             "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS",
             read.queue_stalled_after_seconds,
         )
+        _cluster_url(read.limiter_redis_url, read.limiter_redis_cluster)
         return dataclasses.replace(read, **overrides) if overrides else read  # type: ignore[arg-type]

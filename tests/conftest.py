@@ -411,10 +411,12 @@ class Processes:
         self.logs = logs
         self.procs: list[asyncio.subprocess.Process] = []
         self._log_of: dict[int, Path] = {}
+        self._started = 0  # names each process's log files, also when several start at once
 
     async def start(self, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
         """Start `python -m scimsvc ARGS` (any subcommand) in the background."""
-        log = self.logs / f"{args[0]}-{len(self.procs)}"
+        log = self.logs / f"{args[0]}-{self._started}"
+        self._started += 1
         out, err = log.with_suffix(".out"), log.with_suffix(".err")
         with out.open("wb") as stdout, err.open("wb") as stderr:  # the child has its own descriptors
             proc = await asyncio.create_subprocess_exec(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
@@ -146,6 +147,13 @@ BAD_SETTINGS = [
         "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS must not be above SCIMSVC_QUEUE_STALLED_AFTER_SECONDS (300)",
     ),
     ("up", "SCIMSVC_DB_POOL_MAX", "zero", "SCIMSVC_DB_POOL_MAX must be a whole number, got 'zero'"),
+    ("serve", "SCIMSVC_INTERNAL_PORT", "65536", "SCIMSVC_INTERNAL_PORT must be from 0 to 65535, got '65536'"),
+    (
+        "serve",
+        "SCIMSVC_LIMITER_REDIS_CLUSTER",
+        "on",
+        "SCIMSVC_LIMITER_REDIS_CLUSTER=on needs SCIMSVC_LIMITER_REDIS_URL, a node of the cluster",
+    ),
 ]
 
 
@@ -184,6 +192,92 @@ def test_queue_exits_3_for_a_bad_setting_not_2_which_means_stalled(variable, val
     assert variable in line
 
 
+def test_the_internal_port_must_differ_from_the_port_served():
+    out = scimsvc("serve", "--port", "8099", env=_env(SCIMSVC_INTERNAL_PORT="8099"))
+    line = one_error_line(out)
+    assert out.returncode == 2, out.stderr
+    assert "SCIMSVC_INTERNAL_PORT must differ from the port served (--port/SCIMSVC_PORT), got '8099'" in line
+
+
+def test_an_internal_port_in_use_is_named_as_such():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = scimsvc("serve", env=_env(SCIMSVC_INTERNAL_PORT=str(port)))
+    line = one_error_line(out)
+    assert out.returncode == 1, out.stderr
+    assert line == (
+        f"scimsvc: error: cannot listen on 127.0.0.1:{port} (SCIMSVC_INTERNAL_PORT): address already in use"
+    )
+
+
+# --- NAME_FILE: a setting read from a file (Docker secrets) -------------------------------------------
+
+
+def test_a_setting_from_a_file_is_checked_like_the_variable_its_last_newline_dropped(tmp_path):
+    secret = tmp_path / "database_url"
+    secret.write_text("notaurl\n")
+    out = scimsvc("migrate", env=_env(SCIMSVC_DATABASE_URL="", SCIMSVC_DATABASE_URL_FILE=str(secret)))
+    line = one_error_line(out)
+    assert out.returncode == 2, out.stderr
+    assert line.endswith(
+        "SCIMSVC_DATABASE_URL must be a URL starting with postgresql:// or postgres://, got 'notaurl'"
+    )
+
+
+def test_every_secret_may_come_from_a_file(tmp_path, monkeypatch):
+    secrets = {
+        "SCIMSVC_DATABASE_URL": ("database_url", "postgresql://app:pw@db.example:6432/scimsvc"),
+        "SCIMSVC_DATABASE_DIRECT_URL": ("database_direct_url", "postgresql://app:pw@db.example:5432/scimsvc"),
+        "SCIMSVC_ADMIN_KEY": ("admin_key", "  an admin key with spaces  "),
+        "SCIMSVC_SMTP_URL": ("smtp_url", "smtps://mailer:pw@mail.example:465"),
+        "SCIMSVC_APP_ROLE_PASSWORD": ("app_role_password", "role password"),
+    }
+    for variable in FIELDS:
+        monkeypatch.delenv(variable, raising=False)
+    for i, (variable, (_, value)) in enumerate(secrets.items()):
+        path = tmp_path / variable
+        path.write_text(value + ("\r\n" if i % 2 else "\n"))  # the one newline an editor or `echo` adds
+        monkeypatch.setenv(f"{variable}_FILE", str(path))
+    settings = Settings.from_env()
+    assert {v: getattr(settings, field) for v, (field, _) in secrets.items()} == {
+        v: value for v, (_, value) in secrets.items()
+    }
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "migrate", "token create " + TENANT])
+def test_a_variable_and_its_file_both_set_is_one_line_naming_both(tmp_path, command):
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://postgres@127.0.0.1:5432/scimsvc\n")
+    env = _env(SCIMSVC_DATABASE_URL_FILE=str(secret))  # SCIMSVC_DATABASE_URL is set too
+    out = scimsvc(*command.split(), env=env)
+    line = one_error_line(out)
+    assert out.returncode == 2, out.stderr
+    assert line == (
+        "scimsvc: error: SCIMSVC_DATABASE_URL and SCIMSVC_DATABASE_URL_FILE are both set: set one of them"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        ("serve", "SCIMSVC_ADMIN_KEY"),
+        ("worker", "SCIMSVC_SMTP_URL"),
+        ("migrate", "SCIMSVC_DATABASE_DIRECT_URL"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_one_line_naming_the_variable_and_the_path(tmp_path, command, variable):
+    missing = tmp_path / "no-such-secret"
+    out = scimsvc(command, env=_env(**{f"{variable}_FILE": str(missing)}))
+    line = one_error_line(out)
+    assert out.returncode == 2, out.stderr
+    assert line == (
+        f"scimsvc: error: {variable}_FILE names a file that cannot be read: {missing} "
+        "(no such file or directory)"
+    )
+
+
 def test_an_unknown_host_to_listen_on_is_named_as_such_not_as_postgresql():
     port = free_port()
     out = scimsvc("serve", env=_env(SCIMSVC_HOST="nohost.invalid", SCIMSVC_PORT=str(port)))
@@ -197,13 +291,17 @@ def test_an_unknown_host_to_listen_on_is_named_as_such_not_as_postgresql():
 
 # --- what --help lists ---------------------------------------------------------------------------
 
-STORES = {
-    "SCIMSVC_DATABASE_URL",
-    "SCIMSVC_DATABASE_POOLER",
-    "SCIMSVC_DATABASE_DIRECT_URL",
-    "SCIMSVC_REDIS_URL",
-    "SCIMSVC_QUEUE_NAME",
-}
+DATABASE = {"SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_URL_FILE"}
+DIRECT = {"SCIMSVC_DATABASE_DIRECT_URL", "SCIMSVC_DATABASE_DIRECT_URL_FILE"}
+STORES = (
+    DATABASE
+    | DIRECT
+    | {
+        "SCIMSVC_DATABASE_POOLER",
+        "SCIMSVC_REDIS_URL",
+        "SCIMSVC_QUEUE_NAME",
+    }
+)
 LOGS = {"SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT"}
 QUEUE_HEALTH = {
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS",
@@ -215,8 +313,10 @@ WEB = {
     "SCIMSVC_LIMITER_REDIS_CLUSTER",
     "SCIMSVC_HOST",
     "SCIMSVC_PORT",
+    "SCIMSVC_INTERNAL_PORT",
     "SCIMSVC_PUBLIC_URL",
     "SCIMSVC_ADMIN_KEY",
+    "SCIMSVC_ADMIN_KEY_FILE",
     "SCIMSVC_DB_POOL_MIN",
     "SCIMSVC_DB_POOL_MAX",
     "SCIMSVC_DB_WAIT_SECONDS",
@@ -244,6 +344,7 @@ WORKER = {
     "SCIMSVC_WORKER_SHUTDOWN_SECONDS",
     "SCIMSVC_SWEEP_AFTER_SECONDS",
     "SCIMSVC_SMTP_URL",
+    "SCIMSVC_SMTP_URL_FILE",
     "SCIMSVC_SMTP_FROM",
     "SCIMSVC_RETENTION_OUTBOX_DAYS",
     "SCIMSVC_RETENTION_NOTICES_DAYS",
@@ -253,13 +354,13 @@ WORKER = {
 }
 EMBEDDED = {"SCIMSVC_DATA_DIR", "SCIMSVC_EMBEDDED_POSTGRES_PORT", "SCIMSVC_EMBEDDED_REDIS_PORT"}
 READS = {
-    "migrate": {"SCIMSVC_DATABASE_URL", "SCIMSVC_DATABASE_DIRECT_URL", "SCIMSVC_APP_ROLE_PASSWORD"} | LOGS,
+    "migrate": DATABASE | DIRECT | {"SCIMSVC_APP_ROLE_PASSWORD", "SCIMSVC_APP_ROLE_PASSWORD_FILE"} | LOGS,
     "serve": STORES | WEB | QUEUE_HEALTH | LOGS,
     "worker": STORES | WORKER | LOGS,
     "up": STORES | WEB | QUEUE_HEALTH | WORKER | EMBEDDED | LOGS,
-    "tenant create": {"SCIMSVC_DATABASE_URL", "SCIMSVC_PUBLIC_URL"},
-    "token create": {"SCIMSVC_DATABASE_URL"},
-    "token revoke": {"SCIMSVC_DATABASE_URL"},
+    "tenant create": DATABASE | {"SCIMSVC_PUBLIC_URL"},
+    "token create": DATABASE,
+    "token revoke": DATABASE,
     "queue": STORES | QUEUE_HEALTH,
 }
 
@@ -296,6 +397,7 @@ FIELDS = {
     "SCIMSVC_HEADER_READ_SECONDS": "header_read_seconds",
     "SCIMSVC_BODY_READ_SECONDS": "body_read_seconds",
     "SCIMSVC_KEEPALIVE_SECONDS": "keepalive_seconds",
+    "SCIMSVC_INTERNAL_PORT": "internal_port",
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS": "queue_degraded_after_seconds",
     "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS": "queue_stalled_after_seconds",
     "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS": "worker_heartbeat_stale_seconds",

@@ -101,6 +101,18 @@ def test_urls_given_or_servers_answering_start_nothing(monkeypatch: pytest.Monke
     assert "SCIMSVC_DATABASE_URL" not in os.environ
 
 
+def test_a_url_given_in_a_file_is_given_and_the_worker_would_see_only_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SCIMSVC_DATABASE_URL", "postgresql://postgres@elsewhere.invalid:5432/scimsvc")
+    monkeypatch.delenv("SCIMSVC_REDIS_URL", raising=False)
+    (tmp_path / "redis_url").write_text("redis://elsewhere.invalid:6379/3\n")
+    monkeypatch.setenv("SCIMSVC_REDIS_URL_FILE", str(tmp_path / "redis_url"))
+    with embedded.embedded_services(Settings.from_env()) as settings:
+        assert settings.redis_url == "redis://elsewhere.invalid:6379/3"
+        assert "SCIMSVC_REDIS_URL" not in os.environ  # `up`'s worker reads the file too, not both
+
+
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:

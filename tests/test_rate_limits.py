@@ -321,13 +321,27 @@ async def test_redis_down_fails_open_or_closed_as_configured(aiohttp_client, set
     assert resp.status == (200 if mode == "open" else 503)
 
 
+async def serve_two(
+    processes: Processes, *, database_url: str, redis_url: str = REDIS_URL, **env: str
+) -> list[str]:
+    """Two `scimsvc serve` processes on one Redis, with keys of their own unless `env` names a
+    SCIMSVC_RATE_LIMIT_PREFIX (and the limiter's Redis if `env` names it): their base URLs."""
+    env = service_env(database_url, redis_url=redis_url, **{"SCIMSVC_RATE_LIMIT_PREFIX": own_prefix(), **env})
+    return list(await asyncio.gather(processes.serve(env), processes.serve(env)))
+
+
 async def two_replicas_serve(
-    processes: Processes, tenant, requests: int, *, database_url: str, redis_url: str = REDIS_URL
+    processes: Processes, tenant, requests: int, *, database_url: str, redis_url: str = REDIS_URL, **env: str
 ) -> tuple[list[int], float]:
     """Send `requests` GET /Users, 32 at a time, alternately to two `scimsvc serve` processes on one
     Redis: their statuses and the seconds they took."""
-    env = service_env(database_url, redis_url=redis_url, SCIMSVC_RATE_LIMIT_PREFIX=own_prefix())
-    replicas = await asyncio.gather(processes.serve(env), processes.serve(env))
+    replicas = await serve_two(processes, database_url=database_url, redis_url=redis_url, **env)
+    return await send_alternately(replicas, tenant, requests)
+
+
+async def send_alternately(replicas: list[str], tenant, requests: int) -> tuple[list[int], float]:
+    """Send `requests` GET /Users, 32 at a time, alternately to `replicas`: their statuses (each 200 or
+    429) and the seconds they took."""
     async with aiohttp.ClientSession() as http:
         gate = asyncio.Semaphore(32)
 
@@ -346,13 +360,25 @@ async def two_replicas_serve(
     return list(statuses), elapsed
 
 
-async def test_two_replicas_admit_exactly_the_budget(client, database_url, processes):
-    """Two `scimsvc serve` processes share one bucket: admitted credits = budget + refill, not twice it."""
-    tenant = await limited_tenant(client, 5000)  # 100 L1 requests
-    statuses, elapsed = await two_replicas_serve(processes, tenant, 400, database_url=database_url)
+def assert_budget_and_refill(statuses: list[int], elapsed: float, *, credits: int) -> None:
+    """GET /Users (L1) of a fresh bucket of `credits`: admitted = the budget + what refilled, not more."""
     admitted = statuses.count(200)
-    refill = elapsed * 5000 / 30 / 50
-    assert 100 <= admitted <= 100 + math.ceil(refill) + 1, (admitted, elapsed)
+    refill = elapsed * credits / 30 / 50
+    assert credits // 50 <= admitted <= credits // 50 + math.ceil(refill) + 1, (admitted, elapsed)
+
+
+async def replicas_admit_exactly_the_budget(client, database_url: str, processes: Processes, **env: str):
+    """Two `scimsvc serve` processes share one bucket: admitted credits = budget + refill, not twice it.
+    `env` may put the limiter's keys on a Redis of their own (tests/test_redis_cluster.py: a cluster).
+    Returns the tenant."""
+    tenant = await limited_tenant(client, 5000)  # 100 L1 requests
+    statuses, elapsed = await two_replicas_serve(processes, tenant, 400, database_url=database_url, **env)
+    assert_budget_and_refill(statuses, elapsed, credits=5000)
+    return tenant
+
+
+async def test_two_replicas_admit_exactly_the_budget(client, database_url, processes):
+    await replicas_admit_exactly_the_budget(client, database_url, processes)
 
 
 def test_client_address_behind_trusted_proxies():

@@ -25,24 +25,29 @@ script adds it to the bucket before deciding). So:
   replicas since (at most one lease lifetime old). RateLimit-Reset counts down the last call's figure.
 - Redis unreachable: a lease already held is still spent (its credits were granted), then the
   configured open or closed behaviour applies. Failed-authentication buckets are never leased.
+- On a Redis Cluster (`limiter_redis.py`) each bucket is one key, named with its tenant (or address) as
+  hash tag, and the script touches only that key: every call is on one slot. A cluster's errors (no
+  master for the slot, CLUSTERDOWN, TRYAGAIN, MOVED past redis-py's redirections, timeouts) are Redis
+  errors like any other; one call to a cluster is bounded as a whole (`CLUSTER_CALL_SECONDS`).
 A lease is one small object per tenant, created once and mutated in place; concurrent requests never
 wait for each other: when a burst exhausts the lease, each one just goes to Redis.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Hashable
 from uuid import UUID
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
 
 from scimsvc.ops.metrics import WebMetrics
 from scimsvc.ratelimit.expiring_set import ExpiringSet
 from scimsvc.ratelimit.levels import LEVELS, WINDOW_SECONDS
+from scimsvc.ratelimit.limiter_redis import CLUSTER_CALL_SECONDS, REDIS_ERRORS, LimiterRedis
 from scimsvc.ratelimit.token_bucket import TokenBucket, Verdict
 from scimsvc.scim.errors import ScimError
 from scimsvc.settings import Settings
@@ -83,7 +88,7 @@ def lease_size(capacity: int, cost: int, *, lease_ms: int, window_ms: int) -> in
 class RateLimiter:
     """The buckets, what to do when Redis is unreachable, and counters for metrics."""
 
-    def __init__(self, redis: Redis, settings: Settings, metrics: WebMetrics) -> None:
+    def __init__(self, redis: LimiterRedis, settings: Settings, metrics: WebMetrics) -> None:
         self.tenants = TokenBucket(redis, window_ms=WINDOW_SECONDS * 1000)
         self.auth = TokenBucket(redis, window_ms=60_000)
         self.settings = settings
@@ -97,6 +102,8 @@ class RateLimiter:
         # tenant -> its lease in this process: one object per tenant ever leased, mutated in place
         self._leases: dict[UUID, Lease] = {}
         self._lease_seconds = settings.rate_limit_lease_ms / 1000
+        # One Redis: its socket timeouts bound a call. A cluster client may read the topology and retry.
+        self._call_seconds = CLUSTER_CALL_SECONDS if isinstance(redis, RedisCluster) else None
 
     def _key(self, kind: str, who: str) -> str:
         # The {hash tag} keeps each tenant's (or address's) keys on one Redis Cluster slot.
@@ -108,9 +115,13 @@ class RateLimiter:
         """The bucket's verdict; None when Redis is unreachable and the limit fails open."""
         now = time.monotonic()
         if now >= self._redis_down_until:
+            call = bucket.take(key, capacity=capacity, cost=cost, lease=lease, returned=returned)
             try:
-                return await bucket.take(key, capacity=capacity, cost=cost, lease=lease, returned=returned)
-            except (RedisError, OSError) as exc:
+                if self._call_seconds is None:
+                    return await call
+                async with asyncio.timeout(self._call_seconds):
+                    return await call
+            except REDIS_ERRORS as exc:
                 self._redis_down_until = now + REDIS_RETRY_SECONDS
                 self._redis_failed(exc)
         else:

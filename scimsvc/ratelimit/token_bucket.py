@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from redis.asyncio import Redis
+from scimsvc.ratelimit.limiter_redis import LimiterRedis
 
-# KEYS[1]: the bucket (a hash: tokens, ts in ms).
+# KEYS[1]: the bucket (a hash: tokens, ts in ms), the only key the script touches (one Redis Cluster slot).
 # ARGV: capacity (credits), window in ms (an empty bucket refills fully in one window), cost,
 #       optionally "now" in ms — tests only; otherwise the Redis server's TIME, so every replica
 #       shares one clock —, the lease wanted (credits, optional) and credits returned (optional).
@@ -102,8 +102,9 @@ class Verdict(NamedTuple):
 class TokenBucket:
     """Buckets under one key prefix; the script is loaded once and run with EVALSHA (reloaded on NOSCRIPT)."""
 
-    def __init__(self, redis: Redis, *, window_ms: int = 30_000) -> None:
-        self._script = redis.register_script(TOKEN_BUCKET_LUA)
+    def __init__(self, redis: LimiterRedis, *, window_ms: int = 30_000) -> None:
+        # redis-py types register_script for Redis only; RedisCluster's runs EVALSHA on the key's slot.
+        self._script = redis.register_script(TOKEN_BUCKET_LUA)  # type: ignore[misc]
         self.window_ms = window_ms
 
     async def take(

@@ -21,6 +21,8 @@ from uuid import UUID
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from scimsvc.contract import ChangeKind, ResourceType, Wakeup
 from scimsvc.services.wakeups import waker_for
@@ -42,7 +44,8 @@ class Scope:
     """Who is writing and with what: the app's resources plus the caller's tenant and request id."""
 
     pool: asyncpg.Pool
-    redis: ArqRedis
+    redis: ArqRedis  # the queue's: wake-ups
+    limiter_redis: Redis | RedisCluster  # the per-request keys' (page cursors): `redis` itself, or its own
     settings: Settings
     tenant_id: UUID
     request_id: str | None = None

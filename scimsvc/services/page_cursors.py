@@ -10,6 +10,10 @@ while startIndex <= totalResults sees one stable bound. A hint holds no data, is
 and the exact query, expires after `TTL_SECONDS`, and when it is missing or Redis is slow or down the
 page is read by OFFSET and counted, as any page out of a walk is. Between pages a walk by key neither
 skips nor repeats a user when earlier users are deleted, where OFFSET would.
+
+Hints live with the other per-request keys (`Scope.limiter_redis`; README.md, Running at scale, Redis),
+which may be a Redis Cluster: each hint is one key read by GET and written by SET, so it may sit on any
+slot.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 TTL_SECONDS = 600  # an import pass that pauses longer than this reads its next page by OFFSET
 LOOKUP_SECONDS = 0.05  # a slow Redis costs a page no more than this
@@ -35,7 +40,7 @@ def cursor_key(prefix: str, tenant_id: UUID, query: tuple[Any, ...], offset: int
     return f"{prefix}:cursor:{tenant_id}:{digest}:{offset}"
 
 
-async def find(redis: Redis, key: str) -> Position | None:
+async def find(redis: Redis | RedisCluster, key: str) -> Position | None:
     """The position the page at `key` starts after, or None (no hint, or Redis can't say quickly)."""
     try:
         async with asyncio.timeout(LOOKUP_SECONDS):
@@ -51,7 +56,7 @@ async def find(redis: Redis, key: str) -> Position | None:
         return None
 
 
-def remember(redis: Redis, key: str, position: Position) -> None:
+def remember(redis: Redis | RedisCluster, key: str, position: Position) -> None:
     """Store the hint in the background: the response does not wait for Redis."""
     created_at, row_id, total = position
     value = f"{created_at.isoformat()} {row_id} {total}"
@@ -60,7 +65,7 @@ def remember(redis: Redis, key: str, position: Position) -> None:
     task.add_done_callback(_writes.discard)
 
 
-async def _store(redis: Redis, key: str, value: str) -> None:
+async def _store(redis: Redis | RedisCluster, key: str, value: str) -> None:
     try:
         await redis.set(key, value, ex=TTL_SECONDS)
     except Exception:  # noqa: BLE001,S110 - a lost hint only means the next page is read by OFFSET

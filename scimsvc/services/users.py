@@ -272,12 +272,12 @@ async def list_users(
     after = None
     if offset:
         after = await page_cursors.find(
-            scope.redis, page_cursors.cursor_key(prefix, tenant_id, query, offset)
+            scope.limiter_redis, page_cursors.cursor_key(prefix, tenant_id, query, offset)
         )
     total, rows = await store.list_users(
         scope.pool, where=where, params=params, offset=offset, limit=count, after=after
     )
     if count and len(rows) == count:
         next_key = page_cursors.cursor_key(prefix, tenant_id, query, offset + count)
-        page_cursors.remember(scope.redis, next_key, (rows[-1]["created_at"], rows[-1]["id"], total))
+        page_cursors.remember(scope.limiter_redis, next_key, (rows[-1]["created_at"], rows[-1]["id"], total))
     return total, rows

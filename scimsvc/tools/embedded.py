@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from scimsvc.settings import Settings, env_int
+from scimsvc.settings import Settings, env_int, env_value
 
 DATA_DIR_ENV = "SCIMSVC_DATA_DIR"
 POSTGRES_PORT_ENV = "SCIMSVC_EMBEDDED_POSTGRES_PORT"
@@ -100,7 +100,7 @@ def redis_probe_port() -> int:
 
 def data_dir() -> Path:
     """Where embedded servers keep their data and logs: `SCIMSVC_DATA_DIR`, else `.local/` here."""
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
+    return Path(env_value(DATA_DIR_ENV) or DEFAULT_DATA_DIR).resolve()
 
 
 def _package_dir(name: str) -> Path | None:
@@ -317,11 +317,12 @@ def embedded_services(settings: Settings) -> Iterator[Settings]:
     """
     started: list[EmbeddedServer] = []
     saved_env = {name: os.environ.get(name) for name in ("SCIMSVC_DATABASE_URL", "SCIMSVC_REDIS_URL")}
+    given = {name: env_value(name) for name in saved_env}  # a URL from a NAME_FILE is given too
     # Until the web front end installs its own handlers, SIGTERM unwinds through the `finally` below.
     previous_term = signal.signal(signal.SIGTERM, _raise_system_exit)
     try:
         folder = data_dir()
-        if not saved_env["SCIMSVC_DATABASE_URL"]:
+        if not given["SCIMSVC_DATABASE_URL"]:
             port = postgres_probe_port()
             url = f"postgresql://postgres@{HOST}:{port}/scimsvc"
             if not port_answers(HOST, port):
@@ -330,7 +331,7 @@ def embedded_services(settings: Settings) -> Iterator[Settings]:
                 print(f"started embedded PostgreSQL on {HOST}:{port} (data {folder / 'postgres'})")
             settings = dataclasses.replace(settings, database_url=url)
             os.environ["SCIMSVC_DATABASE_URL"] = url
-        if not saved_env["SCIMSVC_REDIS_URL"]:
+        if not given["SCIMSVC_REDIS_URL"]:
             port = redis_probe_port()
             url = f"redis://{HOST}:{port}/0"
             if not port_answers(HOST, port):

@@ -15,7 +15,7 @@ from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.ids import id_or_404
 from scimsvc.services.admin_users import LICENSE_FILTERS, USER_STATES, storable_text
 from scimsvc.services.changes import Scope
-from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.keys import LIMITER_REDIS, POOL, REDIS, REQUEST_ID, SETTINGS
 
 
 def load(schema: Schema, body: Any) -> dict[str, Any]:
@@ -63,6 +63,7 @@ def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
     return Scope(
         pool=app[POOL],
         redis=app[REDIS],
+        limiter_redis=app[LIMITER_REDIS],
         settings=app[SETTINGS],
         tenant_id=tenant_id,
         request_id=request.get(REQUEST_ID),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -9,6 +11,7 @@ from arq.connections import ArqRedis
 
 from scimsvc.ops.metrics import WebMetrics
 from scimsvc.ratelimit.limiter import RateLimiter
+from scimsvc.ratelimit.limiter_redis import limiter_redis_client, warm_up
 from scimsvc.services.wakeups import wakeups_sent
 from scimsvc.settings import Settings, parse_networks
 from scimsvc.store.db import create_pool
@@ -16,7 +19,8 @@ from scimsvc.store.new_users import new_user_inserts
 from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
 from scimsvc.web.console import setup_console
 from scimsvc.web.console.access import console_middleware
-from scimsvc.web.keys import LIMITER, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.keys import LIMITER, LIMITER_REDIS, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.listeners import listener_middleware
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi
 from scimsvc.web.rate_limiting import rate_limit_middleware
@@ -63,9 +67,19 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = ArqRedis.from_url(
         app[SETTINGS].redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
     )
-    app[LIMITER] = RateLimiter(app[REDIS], app[SETTINGS], app[METRICS])
+    # The per-request keys (rate limits, failed-auth counters, page cursors): the same client when they
+    # share the queue's Redis, else a Redis or Redis Cluster of their own (README.md, Running at scale,
+    # Redis).
+    app[LIMITER_REDIS] = limiter_redis_client(app[SETTINGS], queue=app[REDIS])
+    app[LIMITER] = RateLimiter(app[LIMITER_REDIS], app[SETTINGS], app[METRICS])
+    warming = asyncio.create_task(warm_up(app[LIMITER_REDIS]))
     yield
+    warming.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warming
     await wakeups_sent(app[REDIS])  # wake-ups of the last requests go out before the client closes
+    if app[LIMITER_REDIS] is not app[REDIS]:
+        await app[LIMITER_REDIS].aclose()
     await app[REDIS].aclose()
 
 
@@ -79,6 +93,8 @@ def create_app(settings: Settings) -> web.Application:
             metrics_middleware,
             request_id_middleware,
             error_middleware,
+            # With an internal port: the operator's paths are 404 on the main one (scimsvc/web/listeners.py).
+            *([listener_middleware] if settings.internal_port else []),
             auth_middleware,
             console_middleware,  # /console/: sign-in, CSRF, errors as pages
             rate_limit_middleware,

@@ -10,13 +10,16 @@ from arq.connections import ArqRedis
 
 from scimsvc.ops.metrics import WebMetrics
 from scimsvc.ratelimit.limiter import RateLimiter
+from scimsvc.ratelimit.limiter_redis import LimiterRedis
 from scimsvc.settings import Settings
 from scimsvc.store.batches import Batcher
 from scimsvc.web.token_cache import TokenCache
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
-REDIS = web.AppKey("redis", ArqRedis)
+REDIS = web.AppKey("redis", ArqRedis)  # the arq queue's
+# The per-request keys' (ratelimit/limiter_redis.py): REDIS itself, another Redis or a Redis Cluster.
+LIMITER_REDIS: web.AppKey[LimiterRedis] = web.AppKey("limiter_redis")
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 NEW_USERS = web.AppKey("new_users", Batcher)  # store.new_users.new_user_inserts of the POOL
 LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -28,7 +28,16 @@ from scimsvc.scim.sorting import Sort, parse_sort
 from scimsvc.services import groups as group_service
 from scimsvc.services import users as user_service
 from scimsvc.services.changes import Scope
-from scimsvc.web.keys import ALLOWED_DOMAINS, NEW_USERS, POOL, REDIS, REQUEST_ID, SETTINGS, TENANT_ID
+from scimsvc.web.keys import (
+    ALLOWED_DOMAINS,
+    LIMITER_REDIS,
+    NEW_USERS,
+    POOL,
+    REDIS,
+    REQUEST_ID,
+    SETTINGS,
+    TENANT_ID,
+)
 from scimsvc.web.routes.responses import scim_response
 
 
@@ -38,6 +47,7 @@ def scope_of(request: web.Request) -> Scope:
     return Scope(
         pool=app[POOL],
         redis=app[REDIS],
+        limiter_redis=app[LIMITER_REDIS],
         settings=app[SETTINGS],
         tenant_id=request[TENANT_ID],
         request_id=request.get(REQUEST_ID),
