@@ -6,17 +6,20 @@ Starts, on 127.0.0.1 only and on free ports: a database of its own on the machin
 the end), PgBouncer in transaction mode in front of it (query_timeout and idle_transaction_timeout at 0.8
 and 0.5 of SCIMSVC_DB_WAIT_SECONDS, README.md, Running at scale), a 6-node Redis Cluster (3 masters, 3
 replicas) for the rate limiter and the page cursors, one plain redis-server for the arq queue, 3 `scimsvc
-serve` and 3 `scimsvc worker` processes, and nginx in front of the serves (the timeouts of
-deploy/nginx.conf). Two tenants are made with `scimsvc tenant create`, each with a budget the load goes
-over and a team for group traffic; `scimsvc loadtest` drives the Okta mix at one and the Entra mix at the
-other, through nginx, for a bounded time. Meanwhile, one after the other, each after the previous one
-recovered: a serve is SIGKILLed and started again, then a worker, then the cluster master holding the
-Okta tenant's bucket (its replica takes over; the killed node is started again and rejoins as a replica).
+serve` (each with its internal port for the operator's paths) and 3 `scimsvc worker` processes, and
+nginx in front of the serves (as deploy/nginx.conf: its timeouts, SCIM and the health checks only). Two
+tenants are made with `scimsvc tenant create`, each with a budget the load goes over and a team for group
+traffic (through a serve's internal port); `scimsvc loadtest` drives the Okta mix at one and the Entra
+mix at the other, through nginx, for a bounded time. Meanwhile, one after the other, each after the
+previous one recovered: a serve is SIGKILLed and started again, then a worker, then the cluster master
+holding the Okta tenant's bucket (its replica takes over; the killed node is started again and rejoins as
+a replica).
 
 Then it checks, from the loadtests' request logs (`scimsvc loadtest --log`: each request's own
 X-Request-Id, status and the user attributes a write set) and the database:
-- every acknowledged user write (2xx POST/PUT/PATCH) has exactly one outbox row, applied; refused writes
-  (4xx, 429) have none; the tenant's users are exactly the acknowledged creates plus the unanswered
+- every acknowledged user write (2xx POST/PUT/PATCH) has exactly one outbox row, applied (a PATCH that
+  changes nothing has none; a PUT in flight on the killed serve may have two: nginx replays it); refused
+  writes (4xx, 429) have none; the tenant's users are exactly the acknowledged creates plus the unanswered
   creates that landed; each user's displayName and active are what one of the writes that may have
   committed last set; no worker decision was audited twice;
 - seats in use never above the tenant's seats (sampled every second, and at the end);
@@ -29,6 +32,7 @@ X-Request-Id, status and the user attributes a write set) and the database:
 - no 5xx, except 503 during a kill and 502 for a POST/PATCH in flight on the killed serve (nginx never
   replays those on another serve);
 - each kill recovered within 60 s (the times are in the report).
+Statements of the run's database running over a second are sampled into the report: what a 503 waited for.
 
 Prints a short report, writes it as JSON to bench/results/rehearsal-<date>.json (or --json-out) and exits
 1 if a check failed. --short (the CI variant, tests/test_rehearsal.py) runs 70 s of load and takes under 3
