@@ -6,14 +6,14 @@ Starts, on 127.0.0.1 only and on free ports: a database of its own on the machin
 the end), PgBouncer in transaction mode in front of it (query_timeout and idle_transaction_timeout at 0.8
 and 0.5 of SCIMSVC_DB_WAIT_SECONDS, README.md, Running at scale), a 6-node Redis Cluster (3 masters, 3
 replicas) for the rate limiter and the page cursors, one plain redis-server for the arq queue, 3 `scimsvc
-serve` (each with its internal port for the operator's paths) and 3 `scimsvc worker` processes, and
-nginx in front of the serves (as deploy/nginx.conf: its timeouts, SCIM and the health checks only). Two
-tenants are made with `scimsvc tenant create`, each with a budget the load goes over and a team for group
-traffic (through a serve's internal port); `scimsvc loadtest` drives the Okta mix at one and the Entra
-mix at the other, through nginx, for a bounded time. Meanwhile, one after the other, each after the
-previous one recovered: a serve is SIGKILLed and started again, then a worker, then the cluster master
-holding the Okta tenant's bucket (its replica takes over; the killed node is started again and rejoins as
-a replica).
+serve` through PgBouncer (each with its internal port for the operator's paths) and 3 `scimsvc worker`
+processes connected to PostgreSQL directly (as compose.yaml runs them), and nginx in front of the serves
+(as deploy/nginx.conf: its timeouts, SCIM and the health checks only). Two tenants are made with `scimsvc
+tenant create`, each with a budget the load goes over and a team for group traffic (through a serve's
+internal port); `scimsvc loadtest` drives the Okta mix at one and the Entra mix at the other, through
+nginx, for a bounded time. Meanwhile, one after the other, each after the previous one recovered: a serve
+is SIGKILLed and started again, then a worker, then the cluster master holding the Okta tenant's bucket
+(its replica takes over; the killed node is started again and rejoins as a replica).
 
 Then it checks, from the loadtests' request logs (`scimsvc loadtest --log`: each request's own
 X-Request-Id, status and the user attributes a write set) and the database:
@@ -492,7 +492,12 @@ http {{
         return proc
 
     async def start_worker(self, i: int) -> Proc:
-        proc = await self.spawn(f"worker-{i}", sys.executable, "-m", "scimsvc", "worker")
+        # As compose.yaml runs them (README.md, Docker Compose): workers reach PostgreSQL directly, since
+        # PgBouncer's query_timeout, the web's bound, would cancel a long job's statements.
+        direct = {"SCIMSVC_DATABASE_URL": self.run.db_url, "SCIMSVC_DATABASE_POOLER": "none"}
+        proc = await self.spawn(
+            f"worker-{i}", sys.executable, "-m", "scimsvc", "worker", env={**self.env, **direct}
+        )
         self.workers[i] = proc
 
         async def beats() -> bool:
