@@ -289,12 +289,16 @@ class Run:
         env: dict[str, str] | None = None,
         quiet: bool = True,
         stderr: Any = None,
+        stdout: Any = None,
     ) -> Proc:
         """Start a process of this run (stopped at the end); quiet: its output goes to /dev/null;
-        `stderr`, a file, takes its stderr whatever `quiet` says."""
+        `stderr` and `stdout`, files, take its output whatever `quiet` says."""
         out = asyncio.subprocess.DEVNULL if quiet else None
         process = await asyncio.create_subprocess_exec(
-            *argv, env=env or self.env, stdout=out, stderr=out if stderr is None else stderr
+            *argv,
+            env=env or self.env,
+            stdout=out if stdout is None else stdout,
+            stderr=out if stderr is None else stderr,
         )
         proc = Proc(name, process)
         self.procs.append(proc)

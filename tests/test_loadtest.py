@@ -18,7 +18,10 @@ from scimsvc.tools.loadtest.payloads import (
     deactivate_patch,
     member_add_patch,
     member_remove_patch,
+    profile_patch,
     request_cost,
+    user_resource,
+    written,
 )
 from scimsvc.tools.loadtest.report import build_report, format_report
 from scimsvc.tools.loadtest.samples import Sample, parse_limit, parse_retry_after
@@ -175,6 +178,49 @@ async def tenant_with_budget(client, credits: int):
     )
     assert resp.status == 200, await resp.text()
     return tenant
+
+
+def test_a_write_logs_the_attributes_it_sets_in_both_idp_shapes():
+    assert written(user_resource("a@x.example", style="entra", serial=3)) == {
+        "displayName": "Load Test3",
+        "active": True,
+    }
+    assert written(deactivate_patch(style="entra")) == {"active": False}  # Entra's string "False"
+    assert written(deactivate_patch(style="okta")) == {"active": False}
+    for style in ("okta", "entra"):
+        assert written(profile_patch(style=style, serial=7)) == {"displayName": "Load Test 7"}
+    assert written(member_add_patch([("u1", "a@x.example")], style="okta")) == {}
+
+
+async def test_log_has_each_request_with_its_request_id_as_the_outbox_records_it(client, db, tmp_path):
+    tenant = await make_tenant(client)
+    log = tmp_path / "requests.jsonl"
+    options = Options(
+        base_url=str(client.make_url("/scim/v2")),
+        token=tenant.token,
+        duration=600,  # a bound on a hang: the run stops after its requests
+        requests=40,
+        mix="writes",
+        concurrency=4,
+        seed=5,
+        log=str(log),
+    )
+    report = await run_loadtest(options)
+
+    lines = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+    assert len(lines) == report["sent"] == 40
+    assert len({line["request_id"] for line in lines}) == 40
+    for line in lines:
+        assert line["sent_at"] <= line["done_at"] and line["cost"] > 0
+    creates = [line for line in lines if line["route"] == "POST /Users" and line["status"] == 201]
+    assert creates and all(line["state"]["active"] is True and line["id"] for line in creates)
+    # The server took each request's own X-Request-Id: the outbox row of each create carries it.
+    rows = await db.fetch(
+        "SELECT request_id, resource_id::text AS id FROM outbox WHERE tenant_id = $1::uuid AND change = $2",
+        tenant.id,
+        "create",
+    )
+    assert {(r["request_id"], r["id"]) for r in rows} == {(c["request_id"], c["id"]) for c in creates}
 
 
 @pytest.mark.parametrize("honour", [True, False], ids=["honouring", "ignoring"])

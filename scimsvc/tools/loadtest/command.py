@@ -69,6 +69,12 @@ def add_loadtest_command(sub: Any) -> None:
         "--seed", type=int, help="seed the workers' choices for a repeatable mix (default: random)"
     )
     p.add_argument(
+        "--log",
+        metavar="FILE",
+        help="write one JSON line per request to FILE: times, route, status, credits, its X-Request-Id, the "
+        "id answered and the user attributes a write set (default: none)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the report as one JSON object (default: a table)"
     )
     p.add_argument(
@@ -103,6 +109,7 @@ def cmd_loadtest(_settings: Any, args: argparse.Namespace) -> int:
         group=args.group,
         user_domain=args.user_domain,
         seed=args.seed,
+        log=args.log,
     )
     progress = live_progress if sys.stdout.isatty() and not args.json else plain_progress(sys.stderr)
     report = asyncio.run(run_loadtest(options, progress=progress))

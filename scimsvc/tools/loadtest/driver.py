@@ -25,6 +25,7 @@ from scimsvc.tools.loadtest.payloads import (
     request_cost,
     user_name_filter,
     user_resource,
+    written,
 )
 from scimsvc.tools.loadtest.report import build_report
 from scimsvc.tools.loadtest.samples import Sample, parse_limit, parse_retry_after
@@ -50,6 +51,7 @@ class Options:
     user_domain: str = "loadtest.example"
     seed: int | None = None
     timeout: float = 30.0
+    log: str | None = None  # a file to write one JSON line per request to (`--log`)
 
 
 class Reply(NamedTuple):
@@ -97,6 +99,7 @@ class Driver:
         self._slot = 0
         self._reserved = 0
         self._last_done = self.started
+        self.log: list[dict[str, Any]] | None = [] if options.log else None
 
     # -- sending
 
@@ -142,17 +145,29 @@ class Driver:
         *,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        state: dict[str, Any] | None = None,
     ) -> Reply:
-        """Send one request (after pacing), record it, and return its status, JSON body and Retry-After."""
+        """Send one request (after pacing), record it, and return its status, JSON body and Retry-After.
+
+        `state`: the user attributes a write sets, written to the `--log` line with the request's own
+        X-Request-Id, so that a run can be checked against the database afterwards."""
         await self._pace(worker)
         data = orjson.dumps(body) if body is not None else None
         cost = request_cost(method, template, len(data) if data is not None else 0)
+        request_id = uuid.uuid4().hex
+        sent_at = time.time()
         sent = time.monotonic()
         status: int | None = None
         payload: Any = None
         retry_after = limit = None
         try:
-            async with self.http.request(method, self.o.base_url + path, data=data, params=params) as resp:
+            async with self.http.request(
+                method,
+                self.o.base_url + path,
+                data=data,
+                params=params,
+                headers={"X-Request-Id": request_id},
+            ) as resp:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -175,6 +190,22 @@ class Driver:
                 limit=limit,
             )
         )
+        if self.log is not None:
+            self.log.append(
+                {
+                    "sent_at": round(sent_at, 4),
+                    "done_at": round(sent_at + done - sent, 4),
+                    "worker": worker,
+                    "route": f"{method} {template}",
+                    "path": path,
+                    "status": status,
+                    "cost": cost,
+                    "limit": limit,
+                    "request_id": request_id,
+                    "id": payload.get("id") if isinstance(payload, dict) else None,
+                    "state": state,
+                }
+            )
         self.counts["sent"] += 1
         if status is None:
             self.counts["errors"] += 1
@@ -203,8 +234,9 @@ class Driver:
         serial = self._next_serial()
         name = f"lt.{self.tag}.{serial}@{self.o.user_domain}"
         await self.call(w, "GET", "/Users", "/Users", params={"filter": user_name_filter(name)})
+        resource = user_resource(name, style=self.style(rng), serial=serial)
         status, body, _ = await self.call(
-            w, "POST", "/Users", "/Users", body=user_resource(name, style=self.style(rng), serial=serial)
+            w, "POST", "/Users", "/Users", body=resource, state=written(resource)
         )
         if status == 201 and isinstance(body, dict):
             self.pool.users[body["id"]] = name
@@ -223,18 +255,17 @@ class Driver:
     async def put(self, w: int, rng: random.Random) -> None:
         uid, name = self.pool.pick(rng)
         body = user_resource(name, style="okta", serial=self._next_serial())
-        await self.call(w, "PUT", "/Users/{id}", f"/Users/{uid}", body=body)
+        await self.call(w, "PUT", "/Users/{id}", f"/Users/{uid}", body=body, state=written(body))
 
     async def patch(self, w: int, rng: random.Random) -> None:
         uid, _ = self.pool.pick(rng)
         body = profile_patch(style=self.style(rng), serial=self._next_serial())
-        await self.call(w, "PATCH", "/Users/{id}", f"/Users/{uid}", body=body)
+        await self.call(w, "PATCH", "/Users/{id}", f"/Users/{uid}", body=body, state=written(body))
 
     async def deactivate(self, w: int, rng: random.Random) -> None:
         uid, _ = self.pool.pick(rng)
-        await self.call(
-            w, "PATCH", "/Users/{id}", f"/Users/{uid}", body=deactivate_patch(style=self.style(rng))
-        )
+        body = deactivate_patch(style=self.style(rng))
+        await self.call(w, "PATCH", "/Users/{id}", f"/Users/{uid}", body=body, state=written(body))
 
     async def page(self, w: int, rng: random.Random) -> None:
         start = 1 + PAGE_SIZE * rng.randrange(max(1, len(self.pool.users) // PAGE_SIZE + 1))
@@ -367,4 +398,12 @@ async def run_loadtest(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+        if driver.log is not None and options.log:
+            await asyncio.to_thread(write_log, options.log, driver.log)
         return driver.report()
+
+
+def write_log(path: str, lines: list[dict[str, Any]]) -> None:
+    """The `--log` file: one JSON object per request, in the order the answers came."""
+    with open(path, "wb") as f:
+        f.writelines(orjson.dumps(line) + b"\n" for line in lines)

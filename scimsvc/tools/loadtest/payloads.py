@@ -73,6 +73,24 @@ def member_remove_patch(user_id: str, *, style: str) -> dict[str, Any]:
     return patch_request({"op": op, "path": f'members[value eq "{user_id}"]'})
 
 
+def written(body: dict[str, Any]) -> dict[str, Any]:
+    """The user attributes a write of ours sets, as they read back: `displayName` and `active` of a
+    User body, or of the PATCH operations above (Entra's string "False" is the boolean false)."""
+    if "userName" in body:
+        return {"displayName": body["displayName"], "active": body["active"]}
+    state: dict[str, Any] = {}
+    for op in body.get("Operations", ()):
+        path, value = op.get("path"), op.get("value")
+        changes = value if path is None and isinstance(value, dict) else {path: value}
+        for name in ("displayName", "active"):
+            if name in changes:
+                given = changes[name]
+                state[name] = (
+                    given.lower() == "true" if isinstance(given, str) and name == "active" else given
+                )
+    return state
+
+
 def user_name_filter(user_name: str) -> str:
     return f'userName eq "{user_name}"'
 
