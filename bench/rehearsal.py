@@ -122,9 +122,11 @@ def missing_engines(*, pgbouncer: bool, cluster: bool) -> list[str]:
 
 
 def cluster_port() -> int:
-    """A loopback port free with its cluster bus port (+10000), both under 65536."""
+    """A loopback port free with its cluster bus port (+10000), both below the kernel's range for outgoing
+    connections' ports (32768 and up by default), so that a killed node's ports are still free when it
+    is started again."""
     while True:
-        port = random.randint(20000, 45000)
+        port = random.randint(12000, 22000)
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))

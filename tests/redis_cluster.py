@@ -20,7 +20,7 @@ from typing import Any
 from redis import Redis
 from redis.cluster import key_slot
 
-from tests.conftest import free_port
+from tests.conftest import free_port_outside_ephemeral
 
 WAIT_SECONDS = 60
 NODE_TIMEOUT_MS = 1000  # a dead master is failed over about this long after it stopped answering
@@ -83,8 +83,14 @@ class RedisClusterNodes:
         return f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> None:
+        buses: list[int] = []
         for _ in range(self.masters * (1 + self.replicas)):
-            port, bus = free_port(), free_port()  # the bus port given: port + 10000 may be taken or too high
+            # The bus port given: port + 10000 may be taken or too high. Outside the ephemeral range, so
+            # that no outgoing connection takes a killed node's port before it is started again.
+            taken = {n.port for n in self.nodes} | set(buses)
+            port = free_port_outside_ephemeral(taken)
+            bus = free_port_outside_ephemeral(taken | {port})
+            buses.append(bus)
             folder = self.home / f"node-{port}"
             folder.mkdir(parents=True)
             argv = [

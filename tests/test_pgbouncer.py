@@ -53,6 +53,16 @@ def settings(settings: Settings, pgbouncer: PgBouncer) -> Settings:
     )
 
 
+async def test_new_sessions_of_the_database_run_without_jit(settings: Settings) -> None:
+    """Migration 0014: asyncpg's type lookup on a new connection is not compiled, even when its session
+    setting went to another server connection of the pooler."""
+    conn = await asyncpg.connect(settings.database_url, statement_cache_size=0)  # through PgBouncer
+    try:
+        assert await conn.fetchval("SHOW jit") == "off"
+    finally:
+        await conn.close()
+
+
 async def server_connections(db: asyncpg.Connection) -> set[int]:
     """Backends of this database that PgBouncer opened (it names none; they are not the test's own)."""
     rows = await db.fetch(

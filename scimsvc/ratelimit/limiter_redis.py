@@ -22,9 +22,11 @@ from scimsvc.settings import Settings
 log = logging.getLogger(__name__)
 
 LimiterRedis = Redis | RedisCluster
-# What a call may raise when the keys cannot be read or written: redis-py's errors, a socket's, and the
-# cluster client's own (no reachable node, a slot no node serves), which are not RedisErrors.
-REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
+# What a call may raise when the keys cannot be read or written: redis-py's errors, a socket's, the
+# cluster client's own (no reachable node, a slot no node serves), which are not RedisErrors, and uvloop's
+# RuntimeError for a write on a transport that closed under it (a node killed while the cluster client
+# reconnects; seen by the scale-out rehearsal, bench/rehearsal.py). Only Redis calls are guarded by it.
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, RuntimeError)
 # The same short timeouts as the queue's client (scimsvc/web/app.py): a request never hangs on Redis.
 CONNECT_SECONDS = 1
 READ_SECONDS = 2
