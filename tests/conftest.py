@@ -243,6 +243,16 @@ async def post_user(
     return await resp.json()
 
 
+async def tenant_with_token(http: aiohttp.ClientSession, base: str, name: str) -> tuple[str, str]:
+    """A tenant and a SCIM token of it, made through the admin API of a server at `base`."""
+    async with http.post(f"{base}/admin/v1/tenants", json={"name": name}, headers=ADMIN_HEADERS) as r:
+        assert r.status == 201, await r.text()
+        tenant = (await r.json())["id"]
+    async with http.post(f"{base}/admin/v1/tenants/{tenant}/scim/tokens", headers=ADMIN_HEADERS) as r:
+        assert r.status == 201, await r.text()
+        return tenant, (await r.json())["token"]
+
+
 async def create_team(client: Any, tenant: Tenant, name: str) -> dict[str, Any]:
     """Create a team with the Teams API and return it."""
     resp = await client.post(

@@ -10,7 +10,15 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, answers_health, free_port, service_env, user_body
+from tests.conftest import (
+    ADMIN_HEADERS,
+    ADMIN_KEY,
+    answers_health,
+    free_port,
+    service_env,
+    tenant_with_token,
+    user_body,
+)
 
 # Every family of the operator's paths, as a request that the internal port answers 200 with the admin key.
 OPERATOR_PATHS = [
@@ -53,14 +61,7 @@ async def test_operator_paths_only_on_the_internal_port_scim_and_health_on_both(
 
     async with aiohttp.ClientSession() as http:
         # The admin API, with the key from the file, on the internal port: a tenant and its SCIM token.
-        async with http.post(
-            f"{internal}/admin/v1/tenants", json={"name": "two-ports"}, headers=ADMIN_HEADERS
-        ) as r:
-            assert r.status == 201, await r.text()
-            tenant = (await r.json())["id"]
-        async with http.post(f"{internal}/admin/v1/tenants/{tenant}/scim/tokens", headers=ADMIN_HEADERS) as r:
-            assert r.status == 201, await r.text()
-            token = (await r.json())["token"]
+        tenant, token = await tenant_with_token(http, internal, "two-ports")
         scim = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
         operator = ADMIN_HEADERS
 

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, answers_health, free_port, service_env, user_body
+from tests.conftest import (
+    ADMIN_HEADERS,
+    ADMIN_KEY,
+    answers_health,
+    free_port,
+    service_env,
+    tenant_with_token,
+    user_body,
+    wait_listening,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -127,18 +134,6 @@ def stopped_at_the_end() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait(timeout=60)
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert proc.poll() is None, f"nginx exited ({proc.returncode}): {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "nginx did not listen within 60 s"
-            time.sleep(0.05)
-
-
 async def test_https_reaches_scim_and_health_and_the_proxy_publishes_nothing_else(
     processes, database_url, nginx_files, stopped_at_the_end
 ):
@@ -164,21 +159,14 @@ async def test_https_reaches_scim_and_health_and_the_proxy_publishes_nothing_els
     nginx = start_nginx(nginx_files, conf)
     stopped_at_the_end.append(nginx)
     for port in (https, operator, http_port):
-        wait_listening(port, nginx, nginx_files / "error.log")
+        wait_listening(port, nginx, "nginx", lambda: (nginx_files / "error.log").read_text()[-2000:])
 
     # The client trusts the self-signed certificate and checks it names the address it connects to.
     trust = ssl.create_default_context(cafile=str(nginx_files / "tls" / "tls.crt"))
     public, inside = f"https://127.0.0.1:{https}", f"https://127.0.0.1:{operator}"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as http:
         # The operator's port (host loopback in compose) reaches the internal listener: a tenant, a token.
-        async with http.post(
-            f"{inside}/admin/v1/tenants", json={"name": "behind-tls"}, headers=ADMIN_HEADERS
-        ) as r:
-            assert r.status == 201, await r.text()
-            tenant = (await r.json())["id"]
-        async with http.post(f"{inside}/admin/v1/tenants/{tenant}/scim/tokens", headers=ADMIN_HEADERS) as r:
-            assert r.status == 201, await r.text()
-            token = (await r.json())["token"]
+        tenant, token = await tenant_with_token(http, inside, "behind-tls")
         async with http.get(f"{inside}/metrics") as r:
             assert r.status == 200 and "scimsvc_" in await r.text()
 
