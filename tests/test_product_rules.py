@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,14 @@ from hypothesis import strategies as st
 
 from scimsvc.product.domain_teams import domain_memberships, email_domain
 from scimsvc.product.heirs import Heir, heir_of
-from scimsvc.product.licenses import Decision, Licensing, manual_refusal, releases_a_seat, takes_a_seat
+from scimsvc.product.licenses import (
+    MANAGED_BY_SCIM,
+    Decision,
+    Licensing,
+    manual_refusal,
+    releases_a_seat,
+    takes_a_seat,
+)
 from scimsvc.product.seats import Waiter, promote_waiting, seat_action, waiting_since
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,15 +56,18 @@ def test_license_changes_are_audited_as_allocation_release_or_change():
     assert seat_action("free", "free_restricted") == "license_change"
 
 
-def test_an_operator_needs_a_free_seat_for_full_and_an_active_user_for_any_license():
+def test_an_operator_needs_scim_off_a_free_seat_for_full_and_an_active_user_for_any_license():
     tenant = Licensing(seats=1)
-    assert manual_refusal(tenant, eligible=True, current="free", wanted="full", used=0) is None
+    refusal = functools.partial(manual_refusal, tenant, scim_enabled=False)
+    assert refusal(eligible=True, current="free", wanted="full", used=0) is None
     assert "no seat is free (1 of 1 used)" in str(
-        manual_refusal(tenant, eligible=True, current="free", wanted="full", used=1)
+        refusal(eligible=True, current="free", wanted="full", used=1)
     )
-    assert manual_refusal(tenant, eligible=True, current="full", wanted="full", used=1) is None
-    assert "deactivated" in str(manual_refusal(tenant, eligible=False, current=None, wanted="free", used=0))
-    assert manual_refusal(tenant, eligible=False, current="full", wanted=None, used=0) is None
+    assert refusal(eligible=True, current="full", wanted="full", used=1) is None
+    assert "deactivated" in str(refusal(eligible=False, current=None, wanted="free", used=0))
+    assert refusal(eligible=False, current="full", wanted=None, used=0) is None
+    managed = manual_refusal(tenant, scim_enabled=True, eligible=True, current="free", wanted="free", used=0)
+    assert managed == MANAGED_BY_SCIM
     assert takes_a_seat("free", "full") and not takes_a_seat("full", "full")
     assert releases_a_seat("full", None) and not releases_a_seat("free", None)
 

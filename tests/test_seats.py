@@ -222,6 +222,26 @@ async def test_an_assignment_that_no_longer_stands_when_the_worker_applies_it_ch
     }
 
 
+async def test_an_assignment_accepted_before_scim_was_turned_back_on_is_refused_by_the_worker(
+    client, new_tenant, db, settings
+):
+    tenant = await new_tenant(seats=2)
+    user = await post_user(client, tenant)
+    await run_worker(settings)
+    scim = f"/admin/v1/tenants/{tenant.id}/scim"
+    await client.put(scim, json={"enabled": False}, headers=ADMIN_HEADERS)
+    url = f"/admin/v1/tenants/{tenant.id}/users/{user['id']}/license"
+    assert (await client.put(url, json={"license": "free"}, headers=ADMIN_HEADERS)).status == 202
+    await client.put(scim, json={"enabled": True}, headers=ADMIN_HEADERS)  # the IdP assigns licenses again
+    await run_worker(settings)
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", user["id"]) == "full"
+    row = await db.fetchrow(
+        "SELECT action, detail FROM audit_log WHERE user_id = $1::uuid ORDER BY id DESC LIMIT 1", user["id"]
+    )
+    assert row["action"] == "manual_assignment_refused"
+    assert "managed by SCIM" in json.loads(row["detail"])["reason"]
+
+
 async def test_seat_freed_by_hand_goes_to_the_oldest_waiting_user_through_the_worker(
     client, new_tenant, db, settings
 ):

@@ -18,7 +18,7 @@ from arq import Retry
 from scimsvc.contract import DELIVER_NOTICES, ChangeKind, ResourceType
 from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
 from scimsvc.settings import Settings
-from scimsvc.store import outbox
+from scimsvc.store import licenses, outbox
 from worker.groups import apply_group_changes
 from worker.seats import apply_manual_assignments, apply_tenant_licensing
 from worker.telemetry import log_applied
@@ -94,6 +94,11 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
     try:
         async with pool.acquire() as conn, conn.transaction():
             await outbox.lock_resource(conn, kind, rid)
+            if kind == ResourceType.TENANT:
+                # The tenant's allocation lock before its rows are read: an operator's assignment is
+                # committed under it, so none committed meanwhile is left out while a seat it was
+                # promised goes to the waiting list (worker/seats.py).
+                await licenses.lock_tenant_licensing(conn, rid)
             rows = await outbox.pending_changes(conn, kind, rid)
             if not rows:
                 return 0

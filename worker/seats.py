@@ -166,7 +166,14 @@ async def apply_manual_assignments(
             if takes_a_seat(current, wanted)
             else 0
         )
-        refusal = manual_refusal(tenant, eligible=user["eligible"], current=current, wanted=wanted, used=used)
+        refusal = manual_refusal(
+            tenant,
+            scim_enabled=row["scim_enabled"],  # turned on since: the identity provider assigns licenses
+            eligible=user["eligible"],
+            current=current,
+            wanted=wanted,
+            used=used,
+        )
         request_id = change["request_id"]
         if refusal is not None:
             detail = {"from": current, "to": wanted, "reason": refusal}

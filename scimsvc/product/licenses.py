@@ -64,15 +64,30 @@ def releases_a_seat(current: License | None, wanted: License | None) -> bool:
     return current == "full" and wanted != "full"
 
 
+MANAGED_BY_SCIM = (
+    "licenses of this tenant are managed by SCIM: the identity provider assigns them while SCIM is enabled. "
+    "Change the user's assignment in the IdP, or disable SCIM (PUT /admin/v1/tenants/{tid}/scim "
+    '{"enabled": false}) to assign licenses by hand'
+)
+
+
 def manual_refusal(
-    tenant: Licensing, *, eligible: bool, current: License | None, wanted: License | None, used: int
+    tenant: Licensing,
+    *,
+    scim_enabled: bool,
+    eligible: bool,
+    current: License | None,
+    wanted: License | None,
+    used: int,
 ) -> str | None:
     """Why an operator may not give the user `wanted` now, or None when the assignment stands.
 
-    `used` counts the tenant's full seats held by other users (read only when `takes_a_seat`). The
-    operator's choice comes before the waiting list, but never over the seats: deactivated users hold
-    nothing, and a full license needs a free seat.
+    `used` counts the tenant's full seats held by other users (read only when `takes_a_seat`). While SCIM
+    is on, the identity provider assigns licenses. The operator's choice comes before the waiting list, but
+    never over the seats: deactivated users hold nothing, and a full license needs a free seat.
     """
+    if scim_enabled:
+        return MANAGED_BY_SCIM
     if wanted is not None and not eligible:
         return "the user is deactivated: deactivated users hold no license"
     if takes_a_seat(current, wanted) and used >= tenant.seats:

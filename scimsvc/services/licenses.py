@@ -10,17 +10,11 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
-from scimsvc.product.licenses import License, Licensing, manual_refusal
+from scimsvc.product.licenses import MANAGED_BY_SCIM, License, Licensing, manual_refusal
 from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.services.changes import Scope, Transaction, write
 from scimsvc.store import licenses
 from scimsvc.store import tenants as tenant_store
-
-MANAGED_BY_SCIM = (
-    "licenses of this tenant are managed by SCIM: the identity provider assigns them while SCIM is enabled. "
-    "Change the user's assignment in the IdP, or disable SCIM (PUT /admin/v1/tenants/{tid}/scim "
-    '{"enabled": false}) to assign licenses by hand'
-)
 
 
 async def assign_license_by_hand(scope: Scope, user_id: UUID, license: License | None) -> None:
@@ -49,6 +43,7 @@ async def assign_license_by_hand(scope: Scope, user_id: UUID, license: License |
         )
         refusal = manual_refusal(
             Licensing(seats=settings["seats"]),
+            scim_enabled=settings["scim_enabled"],  # read again under the lock: it may have just changed
             eligible=user["eligible"],
             current=cast(License | None, current),
             wanted=license,

@@ -17,7 +17,7 @@ import asyncpg
 # `now` is the transaction's time, the clock of the waiting list (product/seats.py:waiting_since);
 # `domain_teams` comes along for the users the drain provisions (product/domain_teams.py).
 LOCK_TENANT_LICENSING = """
-SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, now() AS now
+SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, scim_enabled, now() AS now
 FROM tenants WHERE id = $1
 FOR NO KEY UPDATE
 """
