@@ -52,6 +52,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from scimsvc.store.app_role import set_up_app_role
     from scimsvc.store.migrations import MigrationError, migrate
 
+    settings.check_session_url()
     try:
         applied = _run(migrate(settings.direct_url))
         for m in applied:
@@ -99,6 +100,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover
         loop = asyncio.new_event_loop()
+    settings.check_session_url()
     internal = _internal_listener(settings, args)
     if internal is None and settings.internal_port:
         return EXIT_FAILURE
@@ -531,6 +533,7 @@ _SERVED = {"SCIMSVC_PUBLIC_URL": "http://HOST:PORT served"}
 ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "migrate": (
         *_DATABASE,
+        "SCIMSVC_DATABASE_POOLER",
         "SCIMSVC_DATABASE_DIRECT_URL",
         "SCIMSVC_DATABASE_DIRECT_URL_FILE",
         "SCIMSVC_APP_ROLE_PASSWORD",

@@ -274,6 +274,16 @@ class Settings:
         """PostgreSQL reached without a transaction pooler: LISTEN, migrations, session-level locks."""
         return self.database_direct_url or self.database_url
 
+    def check_session_url(self) -> None:
+        """For what holds a session (the front end's LISTEN, migrate's lock): behind a transaction pooler,
+        `direct_url` must not fall back to the pooler's URL, where LISTEN hears nothing and a session lock
+        can stay held on a pooled connection. The worker holds no session and does not ask."""
+        if self.database_pooler == "transaction" and not self.database_direct_url:
+            raise SettingsError(
+                "SCIMSVC_DATABASE_POOLER=transaction needs SCIMSVC_DATABASE_DIRECT_URL: PostgreSQL without "
+                "the pooler, for the token cache's LISTEN and migrate's lock"
+            )
+
     @property
     def limiter_url(self) -> str:
         """The Redis of the per-request keys (rate limits, failed-auth counters, page cursors)."""

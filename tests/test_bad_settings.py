@@ -154,6 +154,18 @@ BAD_SETTINGS = [
         "on",
         "SCIMSVC_LIMITER_REDIS_CLUSTER=on needs SCIMSVC_LIMITER_REDIS_URL, a node of the cluster",
     ),
+    (
+        "serve",
+        "SCIMSVC_DATABASE_POOLER",
+        "transaction",
+        "SCIMSVC_DATABASE_POOLER=transaction needs SCIMSVC_DATABASE_DIRECT_URL: PostgreSQL without",
+    ),
+    (
+        "migrate",
+        "SCIMSVC_DATABASE_POOLER",
+        "transaction",
+        "SCIMSVC_DATABASE_POOLER=transaction needs SCIMSVC_DATABASE_DIRECT_URL: PostgreSQL without",
+    ),
 ]
 
 
@@ -354,7 +366,10 @@ WORKER = {
 }
 EMBEDDED = {"SCIMSVC_DATA_DIR", "SCIMSVC_EMBEDDED_POSTGRES_PORT", "SCIMSVC_EMBEDDED_REDIS_PORT"}
 READS = {
-    "migrate": DATABASE | DIRECT | {"SCIMSVC_APP_ROLE_PASSWORD", "SCIMSVC_APP_ROLE_PASSWORD_FILE"} | LOGS,
+    "migrate": DATABASE
+    | DIRECT
+    | {"SCIMSVC_DATABASE_POOLER", "SCIMSVC_APP_ROLE_PASSWORD", "SCIMSVC_APP_ROLE_PASSWORD_FILE"}
+    | LOGS,
     "serve": STORES | WEB | QUEUE_HEALTH | LOGS,
     "worker": STORES | WORKER | LOGS,
     "up": STORES | WEB | QUEUE_HEALTH | WORKER | EMBEDDED | LOGS,
