@@ -209,6 +209,39 @@ async def test_an_existing_role_is_brought_down_to_least_privilege_and_keeps_its
     assert await stored_verifier(role) == before
 
 
+@pytest.mark.parametrize("more", ["owns a table", "is a member of a role", "may truncate"])
+async def test_a_role_that_can_do_more_than_its_grants_is_refused_or_brought_down(
+    url_and_role, processes: Processes, more
+):
+    url, role = url_and_role
+    await migrate(url)
+    quoted = (await on(url, "SELECT quote_ident($1)", role))[0][0]
+    await on(url, f"CREATE ROLE {quoted} LOGIN")
+    if more == "owns a table":
+        await on(url, f"CREATE TABLE extra_{RUN_ID} (id int)")
+        await on(url, f"ALTER TABLE extra_{RUN_ID} OWNER TO {quoted}")
+    elif more == "is a member of a role":
+        await on(url, f"GRANT pg_read_all_data TO {quoted}")
+    else:
+        await on(url, f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {quoted}")
+
+    out = await processes.run("migrate", "--app-role", role, env=bare_env(SCIMSVC_DATABASE_URL=url))
+    if more == "may truncate":  # a privilege: taken back
+        assert out.returncode == 0, out.stderr
+        refused = await on(url, "SELECT has_table_privilege($1, 'users', 'TRUNCATE')", role)
+        assert refused[0][0] is False
+        assert (await on(url, "SELECT has_table_privilege($1, 'users', 'DELETE')", role))[0][0] is True
+    else:  # no grant can take ownership or membership back: refused, one line, nothing changed
+        assert out.returncode == 1, out.stderr
+        line = out.stderr.strip()
+        assert "\n" not in line and f"--app-role {role} {more.split()[0]}" in line, line
+        assert "REASSIGN OWNED BY" in line
+    if more == "owns a table":
+        await on(url, f"DROP TABLE extra_{RUN_ID}")
+    elif more == "is a member of a role":
+        await on(url, f"REVOKE pg_read_all_data FROM {quoted}")
+
+
 async def test_concurrent_set_ups_create_the_role_once_and_without_a_password_it_has_none(url_and_role):
     url, role = url_and_role
     await migrate(url)

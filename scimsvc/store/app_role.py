@@ -36,6 +36,18 @@ SELECT rolcanlogin AND NOT (rolsuper OR rolcreatedb OR rolcreaterole OR rolinher
 FROM pg_roles WHERE rolname = $1
 """
 STORED_VERIFIER = "SELECT rolpassword FROM pg_authid WHERE rolname = $1"  # superusers only
+# What no grant can take back: owning something of this database (an owner may alter, drop or truncate
+# it whatever the grants say) and membership of other roles (SET ROLE reaches their rights, NOINHERIT
+# or not).
+HOLDS_MORE = """
+SELECT (SELECT count(*) FROM pg_class WHERE relowner = r.oid)
+     + (SELECT count(*) FROM pg_namespace WHERE nspowner = r.oid)
+     + (SELECT count(*) FROM pg_proc WHERE proowner = r.oid)
+     + (SELECT count(*) FROM pg_database WHERE datdba = r.oid AND datname = current_database()) AS owns,
+       (SELECT array_agg(m.roleid::regrole::text ORDER BY m.roleid) FROM pg_auth_members m
+        WHERE m.member = r.oid) AS member_of
+FROM pg_roles r WHERE r.rolname = $1
+"""
 
 # (format() template, what its first %I names); the second %I is the role.
 GRANTS = (
@@ -53,6 +65,14 @@ GRANTS = (
 )
 # No role may create objects in the service's schema but its owner (PostgreSQL 15 already starts so).
 REVOKE_CREATE = "REVOKE CREATE ON SCHEMA %I FROM PUBLIC"
+# Privileges an earlier grant may have given the role beyond GRANTS (a GRANT ALL): taken back. Revoking
+# what it does not hold changes nothing, so a run that finds the role as it left it changes no ACL.
+REVOKE_MORE = (
+    ("REVOKE CREATE ON DATABASE %I FROM %I", "database"),
+    ("REVOKE CREATE ON SCHEMA %I FROM %I", "schema"),
+    ("REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA %I FROM %I", "schema"),
+    ("REVOKE UPDATE ON ALL SEQUENCES IN SCHEMA %I FROM %I", "schema"),
+)
 
 # Every privilege this module sets, to tell whether a run changed any.
 PRIVILEGES = """
@@ -191,6 +211,15 @@ async def _set_up(conn: asyncpg.Connection, name: str, password: str) -> AppRole
             await _sql(conn, f"CREATE ROLE %I {ATTRIBUTES}", name)
         created, password_set = True, bool(password)
     else:
+        holds = await conn.fetchrow(HOLDS_MORE, name)
+        if holds["owns"] or holds["member_of"]:
+            what = f"owns {holds['owns']} object(s) of this database" if holds["owns"] else ""
+            if holds["member_of"]:
+                what += (" and " if what else "") + f"is a member of {', '.join(holds['member_of'])}"
+            raise MigrationError(
+                f"--app-role {name} {what}: no grant can hold it to reading and writing the tables; name a "
+                f"new role, or first REASSIGN OWNED BY {name} TO the owner and revoke its memberships"
+            )
         if not least:
             await _sql(conn, f"ALTER ROLE %I {ATTRIBUTES}", name)
             restricted = True
@@ -201,7 +230,7 @@ async def _set_up(conn: asyncpg.Connection, name: str, password: str) -> AppRole
     database = await conn.fetchval("SELECT current_database()")
     before = await conn.fetchrow(PRIVILEGES, schema)
     async with conn.transaction():
-        for template, target in GRANTS:
+        for template, target in (*REVOKE_MORE, *GRANTS):
             await _sql(conn, template, database if target == "database" else schema, name)
         await _sql(conn, REVOKE_CREATE, schema)
     granted = await conn.fetchrow(PRIVILEGES, schema) != before
