@@ -764,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
             return bad_setting
 
         # loadtest talks to a SCIM URL, not to the stores, and words its own errors.
-        line = None if args.command == "loadtest" else one_line(exc, settings or Settings())
+        direct = args.command == "migrate"  # it connects by SCIMSVC_DATABASE_DIRECT_URL when that is set
+        line = None if args.command == "loadtest" else one_line(exc, settings or Settings(), direct=direct)
         if line is None:
             raise  # a bug: its traceback is what to report
         _error(line)

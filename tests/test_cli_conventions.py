@@ -179,6 +179,18 @@ def test_an_unreachable_database_is_one_line_naming_its_address_and_exits_1(comm
     ], out.stderr
 
 
+def test_migrate_names_the_direct_url_it_could_not_reach(database_url):
+    port = free_port()  # nothing listens there; the pooler's URL is fine but migrate does not use it
+    direct = f"postgresql://scimsvc:hunter2@127.0.0.1:{port}/scimsvc"
+    env = store_env(database_url, new_queue(), SCIMSVC_DATABASE_DIRECT_URL=direct)
+    out = run_scimsvc("migrate", env=env)
+    assert out.returncode == 1, out.stderr
+    assert error_lines(out.stderr) == [
+        f"scimsvc: error: cannot connect to PostgreSQL at 127.0.0.1:{port} (SCIMSVC_DATABASE_DIRECT_URL): "
+        "connection refused"
+    ], out.stderr
+
+
 def test_a_missing_database_says_migrate_creates_it(database_url):
     url = with_database(database_url, f"scimsvc_missing_{uuid.uuid4().hex[:8]}")
     out = run_scimsvc("tenant", "create", "Acme", env=store_env(url, new_queue()))

@@ -55,18 +55,21 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def one_line(exc: BaseException, settings: Settings) -> str | None:
-    """The line to print when `exc` says PostgreSQL or Redis cannot be used, else None (a bug: traceback)."""
+def one_line(exc: BaseException, settings: Settings, *, direct: bool = False) -> str | None:
+    """The line to print when `exc` says PostgreSQL or Redis cannot be used, else None (a bug: traceback).
+
+    `direct`: PostgreSQL was reached by `Settings.direct_url` (migrate), named as such when it is set.
+    """
     if isinstance(exc, REDIS_CONNECT_ERRORS):
         where = address(settings.redis_url, 6379)
         return f"cannot connect to Redis at {where} (SCIMSVC_REDIS_URL): {_reason(exc)}"
+    url, name = settings.database_url, "SCIMSVC_DATABASE_URL"
+    if direct and settings.database_direct_url:
+        url, name = settings.database_direct_url, "SCIMSVC_DATABASE_DIRECT_URL"
     if isinstance(exc, POSTGRES_CONNECT_ERRORS):
-        where = address(settings.database_url, 5432)
+        where = address(url, 5432)
         hint = " (`scimsvc migrate` creates it)" if isinstance(exc, asyncpg.InvalidCatalogNameError) else ""
-        return f"cannot connect to PostgreSQL at {where} (SCIMSVC_DATABASE_URL): {_reason(exc)}{hint}"
+        return f"cannot connect to PostgreSQL at {where} ({name}): {_reason(exc)}{hint}"
     if isinstance(exc, asyncpg.UndefinedTableError):
-        where = address(settings.database_url, 5432)
-        return (
-            f"the database at {where} (SCIMSVC_DATABASE_URL) is not migrated ({exc}): run `scimsvc migrate`"
-        )
+        return f"the database at {address(url, 5432)} ({name}) is not migrated ({exc}): run `scimsvc migrate`"
     return None

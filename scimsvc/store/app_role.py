@@ -249,7 +249,12 @@ async def set_up_app_role(database_url: str, name: str, *, password: str = "") -
     conn = await asyncpg.connect(database_url)
     try:
         async with migration_lock(conn):
-            return await _set_up(conn, name, password)
+            try:
+                return await _set_up(conn, name, password)
+            except asyncpg.DuplicateObjectError:
+                # Roles belong to the whole cluster, the lock to one database: a migrate of another
+                # database created the role at the same moment. It exists now: bring it to this set.
+                return await _set_up(conn, name, password)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise MigrationError(
             f"cannot set up the app role {name}: {exc} (migrate as the owner of the tables, with CREATEROLE)"
