@@ -406,6 +406,40 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         _default("token_cache_seconds"),
     ),
     "SCIMSVC_ACCESS_LOG": ("one JSON line per request on stderr", _default("access_log")),
+    "SCIMSVC_PROVISIONING_LOG": (
+        "every SCIM request of a tenant in its provisioning log",
+        _default("provisioning_log"),
+    ),
+    "SCIMSVC_EVENTS": ("every applied change becomes an event (and webhook deliveries)", _default("events")),
+    "SCIMSVC_WEBHOOK_SIGNING_KEY": (
+        "key each webhook endpoint's secret is derived from; empty: no webhooks",
+        _default("webhook_signing_key"),
+    ),
+    "SCIMSVC_WEBHOOK_SIGNING_KEY_FILE": _file_of("SCIMSVC_WEBHOOK_SIGNING_KEY"),
+    "SCIMSVC_WEBHOOK_ALLOWED_NETWORKS": (
+        "private or loopback networks webhooks may reach (others of those are refused)",
+        _default("webhook_allowed_networks"),
+    ),
+    "SCIMSVC_WEBHOOK_ALLOW_HTTP": (
+        "development: plain http:// webhooks to loopback addresses",
+        _default("webhook_allow_http"),
+    ),
+    "SCIMSVC_WEBHOOK_TIMEOUT_SECONDS": (
+        "a webhook delivery's connect and read timeouts",
+        _default("webhook_timeout_seconds"),
+    ),
+    "SCIMSVC_WEBHOOK_RETRY_HOURS": (
+        "a delivery is retried this long, then failed",
+        _default("webhook_retry_hours"),
+    ),
+    "SCIMSVC_WEBHOOK_DISABLE_AFTER_HOURS": (
+        "an endpoint failing this long without a success is disabled",
+        _default("webhook_disable_after_hours"),
+    ),
+    "SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS": (
+        "after a secret rotation the previous secret also signs this long",
+        _default("webhook_secret_overlap_hours"),
+    ),
     "SCIMSVC_HEADER_READ_SECONDS": (
         "a request's line and headers must arrive within this, else the connection is closed",
         _default("header_read_seconds"),
@@ -451,6 +485,14 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         _default("retention_notices_days"),
     ),
     "SCIMSVC_RETENTION_AUDIT_DAYS": ("audit log rows likewise", _default("retention_audit_days")),
+    "SCIMSVC_RETENTION_PROVISIONING_LOG_DAYS": (
+        "provisioning log rows likewise",
+        _default("retention_provisioning_log_days"),
+    ),
+    "SCIMSVC_RETENTION_EVENTS_DAYS": (
+        "events, with their webhook deliveries, likewise",
+        _default("retention_events_days"),
+    ),
     "SCIMSVC_RETENTION_BATCH_SIZE": ("rows per delete statement", _default("retention_batch_size")),
     "SCIMSVC_WORKER_METRICS_PORT": (
         "port of this worker's Prometheus /metrics; 0: off",
@@ -504,6 +546,7 @@ _WEB = (
     "SCIMSVC_TRUSTED_PROXIES",
     "SCIMSVC_TOKEN_CACHE_SECONDS",
     "SCIMSVC_ACCESS_LOG",
+    "SCIMSVC_PROVISIONING_LOG",
     "SCIMSVC_HEADER_READ_SECONDS",
     "SCIMSVC_BODY_READ_SECONDS",
     "SCIMSVC_KEEPALIVE_SECONDS",
@@ -523,8 +566,21 @@ _WORKER = (
     "SCIMSVC_RETENTION_OUTBOX_DAYS",
     "SCIMSVC_RETENTION_NOTICES_DAYS",
     "SCIMSVC_RETENTION_AUDIT_DAYS",
+    "SCIMSVC_RETENTION_PROVISIONING_LOG_DAYS",
+    "SCIMSVC_RETENTION_EVENTS_DAYS",
     "SCIMSVC_RETENTION_BATCH_SIZE",
     "SCIMSVC_WORKER_METRICS_PORT",
+)
+_WEBHOOKS = (  # events and webhooks: the web front end writes some events and registers endpoints
+    "SCIMSVC_EVENTS",
+    "SCIMSVC_WEBHOOK_SIGNING_KEY",
+    "SCIMSVC_WEBHOOK_SIGNING_KEY_FILE",
+    "SCIMSVC_WEBHOOK_ALLOWED_NETWORKS",
+    "SCIMSVC_WEBHOOK_ALLOW_HTTP",
+    "SCIMSVC_WEBHOOK_TIMEOUT_SECONDS",
+    "SCIMSVC_WEBHOOK_RETRY_HOURS",
+    "SCIMSVC_WEBHOOK_DISABLE_AFTER_HOURS",
+    "SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS",
 )
 _EMBEDDED = ("SCIMSVC_DATA_DIR", "SCIMSVC_EMBEDDED_POSTGRES_PORT", "SCIMSVC_EMBEDDED_REDIS_PORT")
 _LOGS = ("SCIMSVC_LOG_LEVEL", "SCIMSVC_LOG_FORMAT")
@@ -540,9 +596,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
         "SCIMSVC_APP_ROLE_PASSWORD_FILE",
         *_LOGS,
     ),
-    "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_LOGS),
-    "worker": (*_STORES, *_WORKER, *_LOGS),
-    "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_EMBEDDED, *_LOGS),
+    "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WEBHOOKS, *_LOGS),
+    "worker": (*_STORES, *_WORKER, *_WEBHOOKS, *_LOGS),
+    "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_WEBHOOKS, *_EMBEDDED, *_LOGS),
     "tenant": (*_DATABASE, "SCIMSVC_PUBLIC_URL"),
     "token": _DATABASE,
     "queue": (*_STORES, *_QUEUE_HEALTH),

@@ -242,6 +242,8 @@ class Settings:
     retention_outbox_days: int = 7  # applied outbox rows, counted from when they were applied
     retention_notices_days: int = 30  # sent, not sent or failed notices, with their delivery attempts
     retention_audit_days: int = 400  # audit log rows
+    retention_provisioning_log_days: int = 30  # the provisioning log's rows
+    retention_events_days: int = 30  # events, with their webhook deliveries and attempts
     retention_batch_size: int = 1000  # rows per delete statement (each its own short transaction)
     group_max_body_bytes: int = 16_777_216  # POST/PUT /Groups: a 50,000-member push is about 3 MB
     group_patch_max_bytes: int = 800_000
@@ -261,6 +263,17 @@ class Settings:
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
     token_cache_seconds: int = 5  # web: valid SCIM tokens cached this long, emptied on any change; 0: off
     access_log: bool = True  # web: one JSON line per request on the `scimsvc.access` logger
+    # What happened (README.md, What happened): the provisioning log, events and webhooks.
+    provisioning_log: bool = True  # web: every SCIM request of a tenant in its provisioning log
+    events: bool = True  # every applied change becomes an event (and a webhook delivery where one is wanted)
+    # Each webhook endpoint's `whsec_` secret is derived from this key; empty: no endpoint can be created.
+    webhook_signing_key: str = dataclasses.field(default="", repr=False)
+    webhook_allowed_networks: str = ""  # private or loopback networks webhooks may reach (else refused)
+    webhook_allow_http: bool = False  # development: plain http:// to loopback addresses
+    webhook_timeout_seconds: int = 10  # to connect, and to read the answer
+    webhook_retry_hours: int = 72  # a delivery is retried (backoff with jitter) this long, then failed
+    webhook_disable_after_hours: int = 120  # an endpoint failing this long without a success is disabled
+    webhook_secret_overlap_hours: int = 24  # after a rotation the previous secret also signs this long
     # Reading a request (scimsvc/web/read_deadlines.py): past these, the web front end closes the connection.
     header_read_seconds: int = 10  # request line and headers, from a connection's or request's first byte
     body_read_seconds: int = 30  # a request body, from its complete headers: 16 MiB at about 4.5 Mbit/s
@@ -332,6 +345,10 @@ class Settings:
             "retention_outbox_days": env_int("SCIMSVC_RETENTION_OUTBOX_DAYS", cls.retention_outbox_days),
             "retention_notices_days": env_int("SCIMSVC_RETENTION_NOTICES_DAYS", cls.retention_notices_days),
             "retention_audit_days": env_int("SCIMSVC_RETENTION_AUDIT_DAYS", cls.retention_audit_days),
+            "retention_provisioning_log_days": env_int(
+                "SCIMSVC_RETENTION_PROVISIONING_LOG_DAYS", cls.retention_provisioning_log_days
+            ),
+            "retention_events_days": env_int("SCIMSVC_RETENTION_EVENTS_DAYS", cls.retention_events_days),
             "retention_batch_size": env_int(
                 "SCIMSVC_RETENTION_BATCH_SIZE", cls.retention_batch_size, minimum=1
             ),
@@ -379,6 +396,24 @@ class Settings:
             ),
             "token_cache_seconds": env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
             "access_log": env_bool("SCIMSVC_ACCESS_LOG", cls.access_log),
+            "provisioning_log": env_bool("SCIMSVC_PROVISIONING_LOG", cls.provisioning_log),
+            "events": env_bool("SCIMSVC_EVENTS", cls.events),
+            "webhook_signing_key": env_value("SCIMSVC_WEBHOOK_SIGNING_KEY"),
+            "webhook_allowed_networks": env_networks("SCIMSVC_WEBHOOK_ALLOWED_NETWORKS"),
+            "webhook_allow_http": env_bool("SCIMSVC_WEBHOOK_ALLOW_HTTP", cls.webhook_allow_http),
+            # 0 would give up on every delivery before its first byte.
+            "webhook_timeout_seconds": env_int(
+                "SCIMSVC_WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds, minimum=1, maximum=120
+            ),
+            "webhook_retry_hours": env_int(
+                "SCIMSVC_WEBHOOK_RETRY_HOURS", cls.webhook_retry_hours, minimum=1, maximum=720
+            ),
+            "webhook_disable_after_hours": env_int(
+                "SCIMSVC_WEBHOOK_DISABLE_AFTER_HOURS", cls.webhook_disable_after_hours, minimum=1
+            ),
+            "webhook_secret_overlap_hours": env_int(
+                "SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS", cls.webhook_secret_overlap_hours, maximum=720
+            ),
             # 0 would close every connection before its first request could arrive.
             "header_read_seconds": env_int("SCIMSVC_HEADER_READ_SECONDS", cls.header_read_seconds, minimum=1),
             "body_read_seconds": env_int("SCIMSVC_BODY_READ_SECONDS", cls.body_read_seconds, minimum=1),

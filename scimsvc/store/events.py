@@ -1,0 +1,154 @@
+"""SQL for events: write them with their per-tenant sequence numbers and webhook deliveries, page them.
+
+`record_events` is the one way to write events: one statement takes the tenant's next sequence numbers
+(its counter row stays locked until the transaction commits, so a tenant's events commit in `seq` order),
+writes the events, with the user as it now is where one is named, and queues a delivery for every enabled
+webhook endpoint of the tenant, or of every tenant, that wants the type.
+
+Paging: an event id is taken when the event is written, not when it commits, so "after the last id seen"
+could skip an event that commits late. Pages go in (writing transaction, id) order instead and hold back
+what any transaction still running could yet commit (`pg_snapshot_xmin`): an event is listed only once
+every event that sorts before it is visible, so a cursor never skips one. A long transaction delays the
+list (never loses from it) until it ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from scimsvc.product.events import NewEvent
+
+# The user as an event shows it: who they are, their state and license (never a credential).
+USER_SNAPSHOT = """jsonb_build_object(
+    'id', u.id, 'userName', u.user_name, 'externalId', u.external_id, 'displayName', u.display_name,
+    'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active,
+    'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since,
+    'provisioningState', u.provisioning_state)"""
+RECORD_EVENTS = f"""
+WITH v AS (
+    SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[])
+        WITH ORDINALITY AS v(type, user_id, request_id, data, n)
+), c AS (
+    INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $6)
+    ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + $6
+    RETURNING last_seq
+), e AS (
+    INSERT INTO events (tenant_id, seq, type, request_id, data)
+    SELECT $1, c.last_seq - $6 + v.n, v.type, v.request_id,
+           CASE WHEN u.id IS NULL THEN v.data::jsonb
+                ELSE v.data::jsonb || jsonb_build_object('user', {USER_SNAPSHOT}) END
+    FROM v CROSS JOIN c LEFT JOIN users u ON u.id = v.user_id AND u.tenant_id = $1
+    ORDER BY v.n
+    RETURNING id, type
+), d AS (
+    INSERT INTO webhook_deliveries (endpoint_id, event_id, tenant_id)
+    SELECT w.id, e.id, $1
+    FROM e JOIN webhook_endpoints w
+        ON (w.tenant_id = $1 OR w.tenant_id IS NULL) AND w.enabled
+        AND (cardinality(w.event_types) = 0 OR e.type = ANY (w.event_types))
+    RETURNING 1
+)
+SELECT count(*) AS deliveries FROM d
+"""
+SELECT_EVENTS = """
+SELECT id, tx::text AS tx, tenant_id, seq, type, request_id, occurred_at, data
+FROM events
+WHERE ($1::uuid IS NULL OR tenant_id = $1)
+  AND (cardinality($2::text[]) = 0 OR type = ANY ($2))
+  AND (tx, id) > ($3::text::xid8, $4::bigint)
+  AND tx < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx, id
+LIMIT $5
+"""
+SELECT_EVENTS_OF_REQUESTS = """
+SELECT id, tx::text AS tx, tenant_id, seq, type, request_id, occurred_at, data
+FROM events
+WHERE tenant_id = $1 AND request_id = ANY ($2::text[])
+ORDER BY id
+"""
+SELECT_EVENT = """
+SELECT id, tx::text AS tx, tenant_id, seq, type, request_id, occurred_at, data
+FROM events WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
+"""
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """Where a page of events ends: the writing transaction and the id of its last event."""
+
+    tx: int = 0
+    id: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.tx}-{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        """A cursor as `str` wrote it; raises ValueError for anything else."""
+        tx, sep, row_id = text.partition("-")
+        if not sep or not tx.isdigit() or not row_id.isdigit() or len(tx) > 20 or len(row_id) > 19:
+            raise ValueError(f"not an events cursor: {text[:40]!r}")
+        parsed = cls(int(tx), int(row_id))
+        if parsed.tx >= 2**64 or parsed.id >= 2**63:
+            raise ValueError(f"not an events cursor: {text[:40]!r}")
+        return parsed
+
+
+async def record_events(conn: asyncpg.Connection, tenant_id: UUID, events: list[NewEvent]) -> int:
+    """Write the tenant's events in this order, with their sequence numbers and webhook deliveries, in one
+    statement of the caller's transaction; returns the number of deliveries queued (0: no job to wake)."""
+    if not events:
+        return 0
+    deliveries: int = await conn.fetchval(
+        RECORD_EVENTS,
+        tenant_id,
+        [e.type.value for e in events],
+        [e.user_id for e in events],
+        [e.request_id for e in events],
+        [orjson.dumps(e.data).decode() for e in events],
+        len(events),
+    )
+    return deliveries
+
+
+async def events_page(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    tenant_id: UUID | None,
+    types: list[str],
+    after: Cursor,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Events after `after`, in order, of one tenant or all (`tenant_id` None), of these types (none: all)."""
+    return await conn.fetch(SELECT_EVENTS, tenant_id, types, str(after.tx), after.id, limit)
+
+
+async def events_of_requests(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, request_ids: list[str]
+) -> list[asyncpg.Record]:
+    """The tenant's events that changes of these requests made, in order (the provisioning log's outcome)."""
+    if not request_ids:
+        return []
+    return await conn.fetch(SELECT_EVENTS_OF_REQUESTS, tenant_id, request_ids)
+
+
+async def event_by_id(
+    conn: asyncpg.Connection | asyncpg.Pool, event_id: int, *, tenant_id: UUID | None = None
+) -> asyncpg.Record | None:
+    """One event (of this tenant, when given)."""
+    return await conn.fetchrow(SELECT_EVENT, event_id, tenant_id)
+
+
+def cursor_of(row: asyncpg.Record) -> Cursor:
+    """The cursor just after this event (rows of `events_page` carry `tx` as text)."""
+    return Cursor(int(row["tx"]), row["id"])
+
+
+def body_of(row: asyncpg.Record) -> dict[str, Any]:
+    """The fields of `scimsvc.product.events.event_body` from an event row."""
+    return {k: row[k] for k in ("id", "type", "tenant_id", "seq", "occurred_at", "request_id", "data")}
