@@ -51,7 +51,8 @@ class ChangeKind(StrEnum):
 APPLY_OUTBOX = "apply_outbox"  # (resource_type, resource_id): apply one group's or tenant's pending rows
 DRAIN_USERS = "drain_users"  # (tenant_id, outbox_ids or None): apply a tenant's pending user rows
 DELIVER_NOTICES = "deliver_notices"  # (): send the notices committed with email changes
-JOB_NAMES = (APPLY_OUTBOX, DRAIN_USERS, DELIVER_NOTICES)
+DELIVER_WEBHOOKS = "deliver_webhooks"  # (): send the webhook deliveries that are due (queued with events)
+JOB_NAMES = (APPLY_OUTBOX, DRAIN_USERS, DELIVER_NOTICES, DELIVER_WEBHOOKS)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 
-from scimsvc.contract import APPLY_OUTBOX, DRAIN_USERS, ResourceType
+from scimsvc.contract import APPLY_OUTBOX, DELIVER_WEBHOOKS, DRAIN_USERS, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,14 @@ async def enqueue_drain_users(
     A worker skips the job when those rows are applied already, so duplicate wake-ups cost little.
     """
     return await _enqueue(redis, queue_name, wait, DRAIN_USERS, str(tenant_id), outbox_ids)
+
+
+async def enqueue_deliver_webhooks(redis: ArqRedis, *, queue_name: str, wait: float = 1.0) -> bool:
+    """Ask a worker to send the webhook deliveries that are due, after a commit that queued some.
+
+    A failure loses nothing: the deliveries are committed and the worker's cron job finds them.
+    """
+    return await _enqueue(redis, queue_name, wait, DELIVER_WEBHOOKS)
 
 
 async def _enqueue(redis: ArqRedis, queue_name: str, wait: float, function: str, *args: object) -> bool:

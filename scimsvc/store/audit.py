@@ -1,4 +1,5 @@
-"""SQL for the audit log: who changed which user's license, state or boards, and the operators' view of it."""
+"""SQL for the audit log: who changed which user's license, state or boards, which setting or token, and the
+operators' view of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import orjson
 INSERT_AUDIT = """
 INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
 SELECT $1, unnest($2::uuid[]), $3, $4, $5, $6
+"""
+INSERT_ACTION = """
+INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id) VALUES ($1, $2, $3, $4, $5, $6)
 """
 INSERT_AUDIT_ROWS = """
 INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
@@ -53,6 +57,21 @@ async def audit(
     """One audit row per user, in one statement."""
     if user_ids:
         await conn.execute(INSERT_AUDIT, tenant_id, user_ids, action, actor, detail or {}, request_id)
+
+
+async def audit_action(
+    conn: asyncpg.Connection,
+    tenant_id: UUID | None,
+    action: str,
+    *,
+    actor: str,
+    detail: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    user_id: UUID | None = None,
+) -> None:
+    """One audit row about an admin or settings action: of a tenant (None: every tenant, the operator's
+    webhook endpoints), about no user unless one is named."""
+    await conn.execute(INSERT_ACTION, tenant_id, user_id, action, actor, detail or {}, request_id)
 
 
 async def audit_rows(conn: asyncpg.Connection, tenant_id: UUID, rows: list[AuditRow]) -> None:
