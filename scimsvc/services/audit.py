@@ -30,3 +30,8 @@ async def audit_page(
 ) -> list[asyncpg.Record]:
     """Up to `limit` audit rows of the tenant (of one user if given), newest first, older than `before`."""
     return await audit.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=limit)
+
+
+async def operator_audit_page(pool: asyncpg.Pool, *, before: int | None, limit: int) -> list[asyncpg.Record]:
+    """Up to `limit` audit rows of no tenant (the operator's webhook endpoints), newest first."""
+    return await audit.operator_audit_page(pool, before_id=before, limit=limit)

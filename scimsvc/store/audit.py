@@ -98,3 +98,19 @@ async def audit_page(
 ) -> list[asyncpg.Record]:
     """Audit rows, newest first; page on with `before_id` = the last id seen."""
     return await conn.fetch(SELECT_AUDIT, tenant_id, user_id, before_id, limit)
+
+
+SELECT_OPERATOR_AUDIT = """
+SELECT id, user_id, action, actor, detail, request_id, created_at
+FROM audit_log
+WHERE tenant_id IS NULL AND ($1::bigint IS NULL OR id < $1)
+ORDER BY id DESC
+LIMIT $2
+"""
+
+
+async def operator_audit_page(
+    conn: asyncpg.Connection | asyncpg.Pool, *, before_id: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Audit rows of no tenant (the operator's webhook endpoints), newest first; page on with `before_id`."""
+    return await conn.fetch(SELECT_OPERATOR_AUDIT, before_id, limit)

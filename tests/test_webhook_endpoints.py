@@ -1,0 +1,580 @@
+"""Webhook endpoints as operators manage them, through the admin API and the console: registration with
+its URL rules, the secret shown once, rotation, changes, replay, deliveries, audit rows, tenant isolation.
+
+Events to replay are written with `store/events.py:record_events` in a fixture (the transaction an applied
+change would write them in), as the worker's wiring of events is not part of this change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+import pytest
+from arq.connections import RedisSettings, create_pool
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from scimsvc.product.events import EventType, NewEvent
+from scimsvc.product.webhooks import endpoint_secret, signature_header
+from scimsvc.settings import Settings
+from scimsvc.store.events import record_events
+from scimsvc.web.app import create_app
+from tests.conftest import ADMIN_HEADERS, QUEUE_NAME, Tenant, make_tenant
+
+SIGNING_KEY = "test-signing-key-" + uuid.uuid4().hex
+LOOPBACK = "127.0.0.0/8,::1/128"
+HOOK_URL = "https://localhost:8443/hooks/scim"  # resolves to 127.0.0.1, allowed by LOOPBACK
+
+
+@pytest.fixture
+def hook_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, webhook_signing_key=SIGNING_KEY, webhook_allowed_networks=LOOPBACK)
+
+
+@pytest.fixture
+async def hooks(aiohttp_client: Any, hook_settings: Settings) -> Any:
+    """A client of an app that may register endpoints on this machine's loopback addresses."""
+    return await aiohttp_client(create_app(hook_settings))
+
+
+async def add_endpoint(client: Any, base: str, **body: Any) -> dict[str, Any]:
+    resp = await client.post(base, json={"url": HOOK_URL, **body}, headers=ADMIN_HEADERS)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+def hooks_of(tenant: Tenant) -> str:
+    return f"/admin/v1/tenants/{tenant.id}/webhooks"
+
+
+async def write_events(db: asyncpg.Connection, tenant: Tenant, *types: EventType) -> list[asyncpg.Record]:
+    """Events of the tenant, one transaction each (so each has its own time); their rows, in order."""
+    written = []
+    for event_type in types:
+        async with db.transaction():
+            await record_events(db, UUID(tenant.id), [NewEvent(event_type, {"note": "test"})])
+            written.append(
+                await db.fetchrow(
+                    LAST_EVENT,
+                    tenant.id,
+                )
+            )
+    return written
+
+
+LAST_EVENT = "SELECT id, type, occurred_at FROM events WHERE tenant_id = $1::uuid ORDER BY id DESC LIMIT 1"
+
+
+async def deliveries_to(db: asyncpg.Connection, endpoint_id: str) -> list[int]:
+    rows = await db.fetch(
+        "SELECT event_id FROM webhook_deliveries WHERE endpoint_id = $1::uuid ORDER BY id", endpoint_id
+    )
+    return [r["event_id"] for r in rows]
+
+
+async def audit_rows(db: asyncpg.Connection, endpoint_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT tenant_id, action, actor, detail::text AS detail, request_id FROM audit_log "
+        "WHERE detail ->> 'endpoint_id' = $1 ORDER BY id",
+        endpoint_id,
+    )
+
+
+# --- registering, the secret ----------------------------------------------------------------------------
+
+
+async def test_a_new_endpoint_shows_its_whsec_secret_once_and_it_verifies_signatures(hooks, db):
+    tenant = await make_tenant(hooks)
+    resp = await hooks.post(
+        hooks_of(tenant),
+        json={"url": HOOK_URL, "description": "HR sync", "event_types": ["user.deleted", "user.created"]},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "create-hook-1"},
+    )
+    assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    secret = created["secret"]
+    assert secret.startswith("whsec_")
+    assert secret == endpoint_secret(SIGNING_KEY, UUID(created["id"]), 1)
+    assert created["tenant_id"] == tenant.id
+    assert created["event_types"] == ["user.created", "user.deleted"]
+    assert created["enabled"] is True and created["secret_generation"] == 1
+
+    body = b'{"id":"evt_1","type":"user.created"}'
+    now = int(time.time())
+    headers = {
+        "webhook-id": "evt_1",
+        "webhook-timestamp": str(now),
+        "webhook-signature": signature_header([secret], message_id="evt_1", timestamp=now, body=body),
+    }
+    assert Webhook(secret).verify(body, headers)["id"] == "evt_1"
+
+    # Never again: not on a read, not in the list, not in the audit log, not in the database.
+    read = await (await hooks.get(f"{hooks_of(tenant)}/{created['id']}", headers=ADMIN_HEADERS)).json()
+    listed = await (await hooks.get(hooks_of(tenant), headers=ADMIN_HEADERS)).json()
+    assert "secret" not in read and [e["id"] for e in listed["items"]] == [created["id"]]
+    assert all("secret" not in e for e in listed["items"])
+    row = await db.fetchrow(
+        "SELECT to_jsonb(w)::text AS row FROM webhook_endpoints w WHERE id = $1", UUID(created["id"])
+    )
+    assert secret not in row["row"] and secret[6:] not in row["row"]
+    audit = await audit_rows(db, created["id"])
+    assert [(r["tenant_id"], r["action"], r["actor"], r["request_id"]) for r in audit] == [
+        (UUID(tenant.id), "webhook_created", "admin", "create-hook-1")
+    ]
+    assert secret[6:] not in audit[0]["detail"] and HOOK_URL in audit[0]["detail"]
+
+
+async def test_without_a_signing_key_registration_is_409_naming_the_setting_and_stores_nothing(client, db):
+    tenant = await make_tenant(client)
+    resp = await client.post(hooks_of(tenant), json={"url": HOOK_URL}, headers=ADMIN_HEADERS)
+    assert resp.status == 409
+    assert "SCIMSVC_WEBHOOK_SIGNING_KEY" in (await resp.json())["detail"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id) == 0
+    )
+
+
+REFUSED_URLS = [
+    ("http://localhost:8080/hook", "plain http"),  # the development setting is off
+    ("ftp://example.com/hook", "https://"),
+    ("https://user:pw@localhost/hook", "user name or password"),
+    ("https://localhost/hook#part", "fragment"),
+    ("https:///hook", "no host"),
+    ("https://10.1.2.3/hook", "private, loopback, link-local"),
+    ("https://169.254.169.254/latest/meta-data", "private, loopback, link-local"),
+    ("https://[fd00::1]/hook", "private, loopback, link-local"),
+    ("https://127.0.0.1/hook", "private, loopback, link-local"),
+    ("https://vm/hook", "resolves to 127.0.0.1"),  # a name (/etc/hosts) for a loopback address
+    ("https://no-such-host.invalid/hook", "does not resolve"),
+    ("https://" + "a" * 2000 + ".com/", "2000"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), REFUSED_URLS)
+async def test_a_url_that_may_not_be_reached_is_refused_and_nothing_is_stored(
+    aiohttp_client, settings, db, url, reason
+):
+    # Private and loopback ranges are not allowed here (no SCIMSVC_WEBHOOK_ALLOWED_NETWORKS).
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, webhook_signing_key=SIGNING_KEY)))
+    tenant = await make_tenant(client)
+    resp = await client.post(hooks_of(tenant), json={"url": url}, headers=ADMIN_HEADERS)
+    assert resp.status == 400, await resp.text()
+    body = await resp.json()
+    assert body["scimType"] == "invalidValue" and reason in body["detail"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id) == 0
+    )
+    assert await db.fetchval("SELECT count(*) FROM audit_log WHERE tenant_id = $1::uuid", tenant.id) == 0
+
+
+async def test_plain_http_goes_only_to_an_allowed_loopback_address_with_the_development_setting(
+    aiohttp_client, hook_settings
+):
+    client = await aiohttp_client(create_app(dataclasses.replace(hook_settings, webhook_allow_http=True)))
+    tenant = await make_tenant(client)
+    ok = await client.post(hooks_of(tenant), json={"url": "http://127.0.0.1:9911/in"}, headers=ADMIN_HEADERS)
+    assert ok.status == 201, await ok.text()
+    resp = await client.post(hooks_of(tenant), json={"url": "http://example.com/in"}, headers=ADMIN_HEADERS)
+    assert resp.status == 400 and "loopback" in (await resp.json())["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"url": HOOK_URL, "event_types": ["user.created", "user.exploded"]}, "user.exploded"),
+        ({"url": HOOK_URL, "event_types": "user.created"}, "event_types"),
+        ({"url": HOOK_URL, "secret": "whsec_mine"}, "secret"),
+        ({"url": HOOK_URL, "description": "x" * 201}, "description"),
+        ({"description": "no url"}, "url"),
+        ({"url": 42}, "url"),
+    ],
+)
+async def test_a_bad_registration_body_is_a_400_naming_the_field(hooks, db, body, needle):
+    tenant = await make_tenant(hooks)
+    resp = await hooks.post(hooks_of(tenant), json=body, headers=ADMIN_HEADERS)
+    assert resp.status == 400
+    assert needle in (await resp.json())["detail"]
+    assert (
+        await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id) == 0
+    )
+
+
+async def test_registering_for_a_tenant_that_does_not_exist_is_404(hooks):
+    resp = await hooks.post(
+        hooks_of(Tenant(str(uuid.uuid4()), "", "")), json={"url": HOOK_URL}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 404
+
+
+# --- changing, rotating, deleting -----------------------------------------------------------------------
+
+
+async def test_changes_are_audited_from_to_and_turning_on_again_clears_why_it_was_off(hooks, db):
+    tenant = await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(tenant), description="old")
+    url = f"{hooks_of(tenant)}/{created['id']}"
+
+    resp = await hooks.patch(
+        url,
+        json={"description": "new", "event_types": ["license.changed"], "url": HOOK_URL},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "patch-1"},
+    )
+    assert resp.status == 200, await resp.text()
+    changed = await resp.json()
+    assert changed["description"] == "new" and changed["event_types"] == ["license.changed"]
+
+    off = await (await hooks.patch(url, json={"enabled": False}, headers=ADMIN_HEADERS)).json()
+    assert off["enabled"] is False and off["disabled_reason"] == "disabled by an operator"
+    # As the worker leaves an endpoint it disabled after failing throughout the period.
+    await db.execute(
+        "UPDATE webhook_endpoints SET disabled_reason = 'failing since yesterday', failing_since = now() "
+        "WHERE id = $1::uuid",
+        created["id"],
+    )
+    on = await (await hooks.patch(url, json={"enabled": True}, headers=ADMIN_HEADERS)).json()
+    assert on["enabled"] is True and on["disabled_reason"] is None and on["failing_since"] is None
+    same = await hooks.patch(url, json={"enabled": True}, headers=ADMIN_HEADERS)  # nothing changes: no row
+    assert same.status == 200
+
+    rows = await audit_rows(db, created["id"])
+    assert [r["action"] for r in rows] == [
+        "webhook_created",
+        "webhook_updated",
+        "webhook_disabled",
+        "webhook_enabled",
+    ]
+    updated = await db.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'webhook_updated' AND detail ->> 'endpoint_id' = $1",
+        created["id"],
+    )
+    assert orjson.loads(updated)["changes"] == {
+        "description": {"from": "old", "to": "new"},
+        "event_types": {"from": [], "to": ["license.changed"]},
+    }
+    assert rows[1]["request_id"] == "patch-1"
+    assert "failing since yesterday" in rows[3]["detail"]
+
+
+async def test_a_bad_change_is_a_400_and_changes_nothing(hooks, db):
+    tenant = await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(tenant))
+    url = f"{hooks_of(tenant)}/{created['id']}"
+    for body in (
+        {"url": "https://10.0.0.1/"},
+        {"event_types": ["nope"]},
+        {"enabled": "maybe"},
+        {"id": "x"},
+        [],
+    ):
+        resp = await hooks.patch(url, json=body, headers=ADMIN_HEADERS)
+        assert resp.status == 400, (body, await resp.text())
+    row = await db.fetchrow(
+        "SELECT url, event_types, enabled FROM webhook_endpoints WHERE id = $1::uuid", created["id"]
+    )
+    assert (row["url"], row["event_types"], row["enabled"]) == (HOOK_URL, [], True)
+    assert [r["action"] for r in await audit_rows(db, created["id"])] == ["webhook_created"]
+
+
+async def test_rotating_gives_a_new_secret_and_the_previous_one_signs_during_the_overlap(hooks, db):
+    tenant = await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(tenant))
+    resp = await hooks.post(
+        f"{hooks_of(tenant)}/{created['id']}/rotate-secret",
+        headers={**ADMIN_HEADERS, "X-Request-Id": "rot-1"},
+    )
+    assert resp.status == 200, await resp.text()
+    rotated = await resp.json()
+    assert rotated["secret_generation"] == 2
+    assert rotated["secret"] != created["secret"]
+    assert rotated["secret"] == endpoint_secret(SIGNING_KEY, UUID(created["id"]), 2)
+    row = await db.fetchrow(
+        "SELECT previous_until - now() AS left FROM webhook_endpoints WHERE id = $1::uuid", created["id"]
+    )
+    assert timedelta(hours=23) < row["left"] <= timedelta(hours=24)  # SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS
+
+    # A receiver holding either secret verifies what is signed with both.
+    now, body = int(time.time()), b"{}"
+    both = signature_header(
+        [rotated["secret"], created["secret"]], message_id="evt_9", timestamp=now, body=body
+    )
+    headers = {"webhook-id": "evt_9", "webhook-timestamp": str(now), "webhook-signature": both}
+    for secret in (created["secret"], rotated["secret"]):
+        Webhook(secret).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoint_secret(SIGNING_KEY, UUID(created["id"]), 3)).verify(body, headers)
+
+    audit = await audit_rows(db, created["id"])
+    assert [(r["action"], r["request_id"]) for r in audit][-1] == ("webhook_secret_rotated", "rot-1")
+    assert rotated["secret"][6:] not in audit[-1]["detail"]
+
+
+async def test_deleting_an_endpoint_removes_it_with_its_deliveries_and_is_audited(hooks, db):
+    tenant = await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(tenant))
+    await write_events(db, tenant, EventType.USER_CREATED)
+    assert len(await deliveries_to(db, created["id"])) == 1
+    url = f"{hooks_of(tenant)}/{created['id']}"
+    resp = await hooks.delete(url, headers={**ADMIN_HEADERS, "X-Request-Id": "del-1"})
+    assert resp.status == 204
+    assert (await hooks.get(url, headers=ADMIN_HEADERS)).status == 404
+    assert (await hooks.delete(url, headers=ADMIN_HEADERS)).status == 404
+    assert await deliveries_to(db, created["id"]) == []
+    assert [(r["action"], r["request_id"]) for r in await audit_rows(db, created["id"])][-1] == (
+        "webhook_deleted",
+        "del-1",
+    )
+
+
+# --- tenants and the operator ---------------------------------------------------------------------------
+
+
+async def test_another_tenants_endpoint_is_404_on_every_route_and_nothing_changes(hooks, db):
+    owner, stranger = await make_tenant(hooks), await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(owner))
+    events = await write_events(db, owner, EventType.USER_CREATED)
+    operator_base = "/admin/v1/webhooks"
+    for base in (hooks_of(stranger), operator_base):
+        url = f"{base}/{created['id']}"
+        calls = [
+            hooks.get(url, headers=ADMIN_HEADERS),
+            hooks.patch(url, json={"enabled": False}, headers=ADMIN_HEADERS),
+            hooks.post(url + "/rotate-secret", headers=ADMIN_HEADERS),
+            hooks.post(url + "/replay", json={"event_id": f"evt_{events[0]['id']}"}, headers=ADMIN_HEADERS),
+            hooks.get(url + "/deliveries", headers=ADMIN_HEADERS),
+            hooks.delete(url, headers=ADMIN_HEADERS),
+        ]
+        for call in calls:
+            resp = await call
+            assert resp.status == 404, (resp.method, resp.url, await resp.text())
+    listed = await (await hooks.get(hooks_of(stranger), headers=ADMIN_HEADERS)).json()
+    assert listed["items"] == []
+    row = await db.fetchrow(
+        "SELECT enabled, secret_generation FROM webhook_endpoints WHERE id = $1::uuid", created["id"]
+    )
+    assert (row["enabled"], row["secret_generation"]) == (True, 1)
+    assert [r["action"] for r in await audit_rows(db, created["id"])] == ["webhook_created"]
+    assert len(await deliveries_to(db, created["id"])) == 1
+
+
+async def test_an_operator_endpoint_hears_every_tenant_and_its_changes_are_in_the_operator_audit_log(
+    hooks, db
+):
+    created = await add_endpoint(hooks, "/admin/v1/webhooks", event_types=["user.created"])
+    assert created["tenant_id"] is None
+    one, two = await make_tenant(hooks), await make_tenant(hooks)
+    assert (await hooks.get(f"{hooks_of(one)}/{created['id']}", headers=ADMIN_HEADERS)).status == 404
+    listed = await (await hooks.get("/admin/v1/webhooks", headers=ADMIN_HEADERS)).json()
+    assert created["id"] in [e["id"] for e in listed["items"]]
+    first = await write_events(db, one, EventType.USER_CREATED, EventType.USER_UPDATED)
+    second = await write_events(db, two, EventType.USER_CREATED)
+    assert await deliveries_to(db, created["id"]) == [first[0]["id"], second[0]["id"]]
+
+    resp = await hooks.patch(
+        f"/admin/v1/webhooks/{created['id']}",
+        json={"description": "all tenants"},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "op-patch"},
+    )
+    assert resp.status == 200
+    audit = await (await hooks.get("/admin/v1/audit?limit=1000", headers=ADMIN_HEADERS)).json()
+    mine = [i for i in audit["items"] if i["detail"].get("endpoint_id") == created["id"]]
+    assert [(i["action"], i["actor"]) for i in mine] == [
+        ("webhook_updated", "admin"),
+        ("webhook_created", "admin"),
+    ]
+    assert mine[0]["request_id"] == "op-patch"
+    assert [r["tenant_id"] for r in await audit_rows(db, created["id"])] == [None, None]
+    await hooks.delete(f"/admin/v1/webhooks/{created['id']}", headers=ADMIN_HEADERS)
+
+
+# --- replay and deliveries ------------------------------------------------------------------------------
+
+
+async def queued_job_names(settings: Settings) -> list[str]:
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    try:
+        return [j.function for j in await redis.queued_jobs(queue_name=QUEUE_NAME)]
+    finally:
+        await redis.aclose()
+
+
+async def test_replaying_one_event_queues_a_delivery_to_that_endpoint_only_and_wakes_the_deliverer(
+    hooks, hook_settings, db
+):
+    tenant = await make_tenant(hooks)
+    target = await add_endpoint(hooks, hooks_of(tenant))
+    other = await add_endpoint(hooks, hooks_of(tenant))
+    [event] = await write_events(db, tenant, EventType.USER_DEACTIVATED)
+    assert await deliveries_to(db, target["id"]) == [event["id"]]
+
+    resp = await hooks.post(
+        f"{hooks_of(tenant)}/{target['id']}/replay",
+        json={"event_id": f"evt_{event['id']}"},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "replay-1"},
+    )
+    assert resp.status == 202, await resp.text()
+    assert await resp.json() == {"queued": 1}
+    assert await deliveries_to(db, target["id"]) == [event["id"], event["id"]]
+    assert await deliveries_to(db, other["id"]) == [event["id"]]
+    assert "deliver_webhooks" in await queued_job_names(hook_settings)
+    audit = await audit_rows(db, target["id"])
+    assert (audit[-1]["action"], audit[-1]["request_id"]) == ("webhook_replayed", "replay-1")
+    assert f"evt_{event['id']}" in audit[-1]["detail"]
+
+
+async def test_replaying_another_tenants_event_is_404_and_queues_nothing(hooks, db):
+    owner, stranger = await make_tenant(hooks), await make_tenant(hooks)
+    endpoint = await add_endpoint(hooks, hooks_of(stranger))
+    [event] = await write_events(db, owner, EventType.USER_CREATED)
+    for event_id in (f"evt_{event['id']}", "evt_999999999999"):
+        resp = await hooks.post(
+            f"{hooks_of(stranger)}/{endpoint['id']}/replay",
+            json={"event_id": event_id},
+            headers=ADMIN_HEADERS,
+        )
+        assert resp.status == 404, await resp.text()
+    assert await deliveries_to(db, endpoint["id"]) == []
+    assert [r["action"] for r in await audit_rows(db, endpoint["id"])] == ["webhook_created"]
+
+
+async def test_replaying_a_time_range_queues_the_wanted_events_that_occurred_in_it(hooks, db):
+    tenant, other_tenant = await make_tenant(hooks), await make_tenant(hooks)
+    events = await write_events(
+        db,
+        tenant,
+        EventType.USER_CREATED,
+        EventType.LICENSE_CHANGED,
+        EventType.USER_UPDATED,
+        EventType.USER_CREATED,
+        EventType.USER_CREATED,
+    )
+    await write_events(db, other_tenant, EventType.USER_CREATED)
+    endpoint = await add_endpoint(hooks, hooks_of(tenant), event_types=["user.created", "user.updated"])
+    neighbour = await add_endpoint(hooks, hooks_of(tenant))
+    since, until = events[0]["occurred_at"], events[4]["occurred_at"]  # until is excluded: not the last one
+    resp = await hooks.post(
+        f"{hooks_of(tenant)}/{endpoint['id']}/replay",
+        json={"since": since.isoformat(), "until": until.isoformat()},
+        headers=ADMIN_HEADERS,
+    )
+    assert resp.status == 202, await resp.text()
+    assert await resp.json() == {"queued": 3}
+    assert await deliveries_to(db, endpoint["id"]) == [events[0]["id"], events[2]["id"], events[3]["id"]]
+    assert await deliveries_to(db, neighbour["id"]) == []
+
+    empty = await hooks.post(
+        f"{hooks_of(tenant)}/{endpoint['id']}/replay",
+        json={"since": "2001-01-01T00:00:00Z", "until": "2001-01-02T00:00:00Z"},
+        headers=ADMIN_HEADERS,
+    )
+    assert await empty.json() == {"queued": 0}
+
+
+async def test_an_operator_endpoint_replays_every_tenants_events(hooks, db):
+    one, two = await make_tenant(hooks), await make_tenant(hooks)
+    first = await write_events(db, one, EventType.SCIM_DISABLED)
+    second = await write_events(db, two, EventType.SCIM_DISABLED)
+    endpoint = await add_endpoint(hooks, "/admin/v1/webhooks", event_types=["scim.disabled"])
+    base = f"/admin/v1/webhooks/{endpoint['id']}/replay"
+    since, until = first[0]["occurred_at"], second[0]["occurred_at"] + timedelta(microseconds=1)
+    resp = await hooks.post(
+        base, json={"since": since.isoformat(), "until": until.isoformat()}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 202
+    queued = await deliveries_to(db, endpoint["id"])
+    assert first[0]["id"] in queued and second[0]["id"] in queued
+    await hooks.delete(f"/admin/v1/webhooks/{endpoint['id']}", headers=ADMIN_HEADERS)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({}, "either event_id"),
+        ({"event_id": "evt_1", "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}, "either"),
+        ({"since": "2026-01-01T00:00:00Z"}, "both since and until"),
+        ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "before until"),
+        ({"since": "2026-01-01T00:00:00", "until": "2026-01-02T00:00:00"}, "since"),  # no time zone
+        ({"since": "yesterday", "until": "today"}, "since"),
+        ({"event_id": "12"}, "evt_12"),
+        ({"event_id": "evt_0"}, "evt_12"),
+        ({"event_id": "evt_99999999999999999999"}, "evt_12"),
+        ({"event": "evt_1"}, "event"),
+    ],
+)
+async def test_a_bad_replay_request_is_a_400_and_queues_nothing(hooks, db, body, needle):
+    tenant = await make_tenant(hooks)
+    endpoint = await add_endpoint(hooks, hooks_of(tenant))
+    resp = await hooks.post(f"{hooks_of(tenant)}/{endpoint['id']}/replay", json=body, headers=ADMIN_HEADERS)
+    assert resp.status == 400, await resp.text()
+    assert needle in (await resp.json())["detail"]
+    assert await deliveries_to(db, endpoint["id"]) == []
+
+
+async def test_replay_to_a_disabled_endpoint_or_of_an_unwanted_type_is_refused(hooks, db):
+    tenant = await make_tenant(hooks)
+    endpoint = await add_endpoint(hooks, hooks_of(tenant), event_types=["user.created"])
+    [event] = await write_events(db, tenant, EventType.TOKEN_REVOKED)
+    url = f"{hooks_of(tenant)}/{endpoint['id']}"
+    unwanted = await hooks.post(
+        url + "/replay", json={"event_id": f"evt_{event['id']}"}, headers=ADMIN_HEADERS
+    )
+    assert unwanted.status == 400 and "token.revoked" in (await unwanted.json())["detail"]
+    await hooks.patch(url, json={"enabled": False}, headers=ADMIN_HEADERS)
+    disabled = await hooks.post(
+        url + "/replay", json={"event_id": f"evt_{event['id']}"}, headers=ADMIN_HEADERS
+    )
+    assert disabled.status == 409 and "disabled" in (await disabled.json())["detail"]
+    assert await deliveries_to(db, endpoint["id"]) == []
+
+
+async def test_deliveries_list_newest_first_with_their_attempts_in_pages(hooks, db):
+    tenant = await make_tenant(hooks)
+    endpoint = await add_endpoint(hooks, hooks_of(tenant))
+    events = await write_events(
+        db, tenant, EventType.USER_CREATED, EventType.USER_UPDATED, EventType.USER_DELETED
+    )
+    first = await db.fetchval(
+        "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1::uuid AND event_id = $2",
+        endpoint["id"],
+        events[0]["id"],
+    )
+    # As the worker records them: a refused attempt, then a success.
+    await db.execute(
+        "INSERT INTO webhook_attempts (delivery_id, at, status, latency_ms, excerpt) VALUES "
+        "($1, now() - interval '1 minute', 503, 12.5, 'busy'), ($1, now(), 204, 3.25, '')",
+        first,
+    )
+    await db.execute(
+        "UPDATE webhook_deliveries SET state = 'delivered', attempts = 2, finished_at = now() WHERE id = $1",
+        first,
+    )
+    base = f"{hooks_of(tenant)}/{endpoint['id']}/deliveries"
+    page = await (await hooks.get(base + "?limit=2", headers=ADMIN_HEADERS)).json()
+    assert [d["event_id"] for d in page["items"]] == [f"evt_{events[2]['id']}", f"evt_{events[1]['id']}"]
+    assert page["items"][0]["state"] == "pending" and page["items"][0]["next_attempt_at"]
+    assert page["items"][0]["event_type"] == "user.deleted" and page["items"][0]["attempts"] == []
+    rest = await (
+        await hooks.get(f"{base}?limit=2&before={page['next_before']}", headers=ADMIN_HEADERS)
+    ).json()
+    [delivered] = rest["items"]
+    assert rest["next_before"] is None
+    assert delivered["state"] == "delivered" and delivered["next_attempt_at"] is None
+    assert delivered["attempt_count"] == 2 and delivered["tenant_id"] == tenant.id
+    assert [(a["status"], a["latency_ms"], a["excerpt"]) for a in delivered["attempts"]] == [
+        (204, 3.25, ""),
+        (503, 12.5, "busy"),
+    ]
+    for bad in ("?before=x", "?before=0", "?limit=many"):
+        assert (await hooks.get(base + bad, headers=ADMIN_HEADERS)).status == 400
+
+
+async def test_the_webhook_routes_need_the_operator_key(hooks):
+    tenant = await make_tenant(hooks)
+    for path in ("/admin/v1/webhooks", hooks_of(tenant), "/admin/v1/audit"):
+        assert (await hooks.get(path)).status == 401
+        assert (await hooks.get(path, headers={"Authorization": f"Bearer {tenant.token}"})).status == 401
