@@ -8,9 +8,11 @@ change would write them in), as the worker's wiring of events is not part of thi
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +28,7 @@ from scimsvc.settings import Settings
 from scimsvc.store.events import record_events
 from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, QUEUE_NAME, Tenant, make_tenant
+from tests.test_console import signed_in
 
 SIGNING_KEY = "test-signing-key-" + uuid.uuid4().hex
 LOOPBACK = "127.0.0.0/8,::1/128"
@@ -68,6 +71,7 @@ async def write_events(db: asyncpg.Connection, tenant: Tenant, *types: EventType
     return written
 
 
+ENDPOINTS_OF = "SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1::uuid"
 LAST_EVENT = "SELECT id, type, occurred_at FROM events WHERE tenant_id = $1::uuid ORDER BY id DESC LIMIT 1"
 
 
@@ -578,3 +582,174 @@ async def test_the_webhook_routes_need_the_operator_key(hooks):
     for path in ("/admin/v1/webhooks", hooks_of(tenant), "/admin/v1/audit"):
         assert (await hooks.get(path)).status == 401
         assert (await hooks.get(path, headers={"Authorization": f"Bearer {tenant.token}"})).status == 401
+
+
+# --- the console ----------------------------------------------------------------------------------------
+
+ZERO = "00000000-0000-0000-0000-000000000000"
+SECRET_SHOWN = re.compile(r"whsec_[A-Za-z0-9+/=]+")
+SECRET_ID = re.compile(r'action="/console/webhooks/([0-9a-f-]{36})/enabled"')
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/webhooks",
+        f"/console/webhooks/{ZERO}",
+        f"/console/tenants/{ZERO}/webhooks",
+        f"/console/tenants/{ZERO}/webhooks/{ZERO}",
+    ],
+)
+async def test_every_webhook_console_page_sends_a_stranger_to_the_sign_in_page(client, path):
+    resp = await client.get(path, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/login"
+
+
+async def console_add(hooks: Any, base: str, csrf: str, **fields: Any) -> Any:
+    data = [("csrf_token", csrf), ("url", HOOK_URL), ("description", "from the console")]
+    data += [
+        (k, v) for k, values in fields.items() for v in (values if isinstance(values, list) else [values])
+    ]
+    return await hooks.post(base, data=data, allow_redirects=False)
+
+
+async def test_the_console_adds_an_endpoint_and_shows_its_secret_only_in_that_answer(hooks, db):
+    csrf = await signed_in(hooks)
+    tenant = await make_tenant(hooks)
+    base = f"/console/tenants/{tenant.id}/webhooks"
+    empty = await hooks.get(base)
+    assert empty.status == 200 and "No endpoints yet" in await empty.text()
+    resp = await console_add(hooks, base, csrf, event_types=["user.created", "team.member_added"])
+    assert resp.status == 201, await resp.text()
+    row = await db.fetchrow("SELECT * FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id)
+    assert row["event_types"] == ["team.member_added", "user.created"]
+    assert row["description"] == "from the console"
+    assert SECRET_SHOWN.findall(await resp.text()) == [endpoint_secret(SIGNING_KEY, row["id"], 1)]
+    for path in (base, f"{base}/{row['id']}"):
+        again = await hooks.get(path)
+        assert again.status == 200
+        assert not SECRET_SHOWN.search(await again.text())
+    listed = await (await hooks.get(base)).text()
+    assert HOOK_URL in listed and "team.member_added, user.created" in listed
+    assert [r["action"] for r in await audit_rows(db, str(row["id"]))] == ["webhook_created"]
+
+
+async def test_a_console_form_without_the_csrf_token_is_refused_and_changes_nothing(hooks, db):
+    await signed_in(hooks)
+    tenant = await make_tenant(hooks)
+    resp = await console_add(hooks, f"/console/tenants/{tenant.id}/webhooks", "forged")
+    assert resp.status == 403
+    assert await db.fetchval(ENDPOINTS_OF, tenant.id) == 0
+
+
+async def test_the_console_shows_a_refused_url_with_its_reason_and_the_form_as_typed(hooks, db):
+    csrf = await signed_in(hooks)
+    tenant = await make_tenant(hooks)
+    data = {
+        "csrf_token": csrf,
+        "url": "http://example.com/in",
+        "description": "kept",
+        "event_types": "user.created",
+    }
+    resp = await hooks.post(f"/console/tenants/{tenant.id}/webhooks", data=data)
+    assert resp.status == 400
+    text = html.unescape(await resp.text())
+    assert "must start with https://" in text and 'value="kept"' in text
+    assert 'value="user.created" checked' in text
+    assert await db.fetchval(ENDPOINTS_OF, tenant.id) == 0
+
+
+async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hooks, db):
+    csrf = await signed_in(hooks)
+    tenant = await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(tenant))
+    events = await write_events(db, tenant, EventType.USER_CREATED, EventType.USER_UPDATED)
+    page_url = f"/console/tenants/{tenant.id}/webhooks/{created['id']}"
+
+    shown = await (await hooks.get(page_url)).text()
+    assert f"evt_{events[0]['id']}" in shown and f"evt_{events[1]['id']}" in shown  # deliveries listed
+
+    off = await hooks.post(
+        page_url + "/enabled", data={"csrf_token": csrf, "enabled": "false"}, allow_redirects=False
+    )
+    assert off.status == 303 and off.headers["Location"] == page_url + "?done=webhook-disabled"
+    assert "Endpoint disabled" in await (await hooks.get(off.headers["Location"])).text()
+    on = await hooks.post(
+        page_url + "/enabled", data={"csrf_token": csrf, "enabled": "true"}, allow_redirects=False
+    )
+    assert on.headers["Location"] == page_url + "?done=webhook-enabled"
+
+    unconfirmed = await hooks.post(page_url + "/rotate", data={"csrf_token": csrf})
+    assert unconfirmed.status == 400 and "confirmation box" in await unconfirmed.text()
+    rotated = await hooks.post(page_url + "/rotate", data={"csrf_token": csrf, "confirm": "on"})
+    assert rotated.status == 200
+    assert SECRET_SHOWN.findall(await rotated.text()) == [
+        endpoint_secret(SIGNING_KEY, UUID(created["id"]), 2)
+    ]
+
+    replayed = await hooks.post(
+        page_url + "/replay",
+        data={"csrf_token": csrf, "event_id": f"evt_{events[0]['id']}"},
+        allow_redirects=False,
+    )
+    assert replayed.status == 303 and replayed.headers["Location"] == page_url + "?done=webhook-replayed"
+    # datetime-local fields, typed in UTC to the second: a range around both events.
+    since = events[0]["occurred_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    until = (events[1]["occurred_at"] + timedelta(seconds=2)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    ranged = await hooks.post(
+        page_url + "/replay", data={"csrf_token": csrf, "since": since, "until": until}, allow_redirects=False
+    )
+    assert ranged.status == 303, await ranged.text()
+    first, second = events[0]["id"], events[1]["id"]
+    assert await deliveries_to(db, created["id"]) == [first, second, first, first, second]
+    bad = await hooks.post(page_url + "/replay", data={"csrf_token": csrf, "event_id": "twelve"})
+    assert bad.status == 400 and 'value="twelve"' in await bad.text()
+
+    edited = await hooks.post(
+        page_url + "/edit",
+        data={"csrf_token": csrf, "url": HOOK_URL, "description": "renamed"},
+        allow_redirects=False,
+    )
+    assert edited.headers["Location"] == page_url + "?done=webhook-saved"
+
+    kept = await hooks.post(page_url + "/delete", data={"csrf_token": csrf})
+    assert kept.status == 400
+    deleted = await hooks.post(
+        page_url + "/delete", data={"csrf_token": csrf, "confirm": "on"}, allow_redirects=False
+    )
+    assert deleted.headers["Location"] == f"/console/tenants/{tenant.id}/webhooks?done=webhook-deleted"
+    assert await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE id = $1::uuid", created["id"]) == 0
+    assert [r["action"] for r in await audit_rows(db, created["id"])] == [
+        "webhook_created",
+        "webhook_disabled",
+        "webhook_enabled",
+        "webhook_secret_rotated",
+        "webhook_replayed",
+        "webhook_replayed",
+        "webhook_updated",
+        "webhook_deleted",
+    ]
+
+
+async def test_the_console_answers_404_for_another_tenants_endpoint(hooks, db):
+    csrf = await signed_in(hooks)
+    owner, stranger = await make_tenant(hooks), await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(owner))
+    for base in (f"/console/tenants/{stranger.id}/webhooks", "/console/webhooks"):
+        assert (await hooks.get(f"{base}/{created['id']}")).status == 404
+        resp = await hooks.post(f"{base}/{created['id']}/delete", data={"csrf_token": csrf, "confirm": "on"})
+        assert resp.status == 404
+    assert await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE id = $1::uuid", created["id"]) == 1
+
+
+async def test_the_operator_console_page_lists_and_adds_endpoints_for_every_tenant(hooks, db):
+    csrf = await signed_in(hooks)
+    resp = await console_add(hooks, "/console/webhooks", csrf)
+    assert resp.status == 201
+    [endpoint_id] = SECRET_ID.findall(await resp.text())
+    listed = await (await hooks.get("/console/webhooks")).text()
+    assert f"/console/webhooks/{endpoint_id}" in listed
+    assert (
+        await db.fetchval("SELECT tenant_id FROM webhook_endpoints WHERE id = $1::uuid", endpoint_id) is None
+    )
+    await hooks.delete(f"/admin/v1/webhooks/{endpoint_id}", headers=ADMIN_HEADERS)

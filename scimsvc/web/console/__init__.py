@@ -10,6 +10,7 @@ from aiohttp import web
 
 from scimsvc.web.console.access import STATIC_PREFIX, security_headers
 from scimsvc.web.console.routes import routes
+from scimsvc.web.console.webhook_pages import routes as webhook_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -25,4 +26,5 @@ def setup_console(app: web.Application) -> None:
     )
     app.router.add_static(STATIC_PREFIX, STATIC_DIR)
     app.add_routes(routes)
+    app.add_routes(webhook_routes)
     app.on_response_prepare.append(security_headers)

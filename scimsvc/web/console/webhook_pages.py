@@ -1,0 +1,233 @@
+"""Console pages of webhook endpoints: a tenant's (`/console/tenants/{tid}/webhooks`) and the operator's, for
+every tenant (`/console/webhooks`). The same services and schemas as the admin API
+(`web/routes/admin_webhooks.py`).
+
+A new or rotated secret is shown only in the answer to that POST (never in a URL, never on a reload): it is
+derived, not stored, and a GET never shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from schemas.webhooks import WebhookCreateSchema, WebhookReplaySchema, WebhookUpdateSchema
+from scimsvc.product.events import EVENT_TYPES
+from scimsvc.scim.errors import ScimError, invalid_value
+from scimsvc.services import webhooks
+from scimsvc.services.tenants import tenant_or_404
+from scimsvc.web.admin_requests import load
+from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.console import forms
+from scimsvc.web.console.pages import page
+from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.webhook_views import (
+    delivery_before,
+    endpoint_id_of,
+    endpoint_scope,
+    render_delivery,
+    render_endpoint,
+)
+
+routes = web.RouteTableDef()
+
+OPERATOR = "/console/webhooks"
+TENANT = "/console/tenants/{tid}/webhooks"
+DELIVERIES_SHOWN = 25
+# Notices after a change (Post/Redirect/Get): fixed texts, as web/console/pages.py:NOTICES.
+NOTICES = {
+    "webhook-saved": "Endpoint saved.",
+    "webhook-enabled": "Endpoint enabled: deliveries resume, and its failure clock starts afresh.",
+    "webhook-disabled": "Endpoint disabled: nothing is sent to it until it is enabled again.",
+    "webhook-deleted": "Endpoint deleted, with its deliveries.",
+    "webhook-replayed": "Replay queued: the new deliveries are at the top of the list below.",
+}
+CONFIRM = "tick the confirmation box to {what}"
+
+
+def _base(request: web.Request) -> str:
+    tid = request.match_info.get("tid")
+    return TENANT.replace("{tid}", tid) if tid is not None else OPERATOR
+
+
+async def _context(request: web.Request, **extra: Any) -> dict[str, Any]:
+    """What every webhook page shows: the tenant (for its tabs) or none (the operator's endpoints)."""
+    scope = endpoint_scope(request)
+    tenant = None
+    if scope.tenant_id is not None:
+        row = await tenant_or_404(request.app[POOL], scope.tenant_id)
+        tenant = render_tenant(row, public_url=request.app[SETTINGS].public_url)
+    return {
+        "tenant": tenant,
+        "section": "webhooks",
+        "base": _base(request),
+        "event_types": EVENT_TYPES,
+        "notice": NOTICES.get(request.query.get("done", "")),
+        "form": {},
+        **extra,
+    }
+
+
+def _endpoint_payload(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    """The add and edit forms as a `WebhookCreateSchema` payload: no type ticked means every type."""
+    return {
+        "url": forms.text(form, "url"),
+        "description": forms.text(form, "description"),
+        "event_types": [t for t in form.getall("event_types", []) if isinstance(t, str)],
+    }
+
+
+def _confirmed(form: Mapping[str, Any], what: str) -> None:
+    if form.get("confirm") != "on":
+        raise invalid_value(CONFIRM.format(what=what))
+
+
+# --- the list and the add form ---------------------------------------------------------------------------
+
+
+async def _list_page(
+    request: web.Request, *, status: int = 200, error: str | None = None, form: dict[str, Any] | None = None
+) -> web.Response:
+    context = await _context(request, error=error, form=form or {})
+    rows = await webhooks.list_endpoints(endpoint_scope(request))
+    context["endpoints"] = [render_endpoint(r) for r in rows]
+    return page(request, "webhooks.html", context, status=status)
+
+
+@routes.get(OPERATOR)
+@routes.get(TENANT)
+async def webhooks_list(request: web.Request) -> web.Response:
+    return await _list_page(request)
+
+
+@routes.post(OPERATOR)
+@routes.post(TENANT)
+async def webhook_create(request: web.Request) -> web.Response:
+    """Register an endpoint; its secret is shown in this answer only."""
+    form = await request.post()
+    try:
+        data = load(WebhookCreateSchema(), _endpoint_payload(form))
+        row, secret = await webhooks.create_endpoint(endpoint_scope(request), data)
+    except ScimError as exc:
+        return await _list_page(request, status=exc.status, error=exc.detail, form=_endpoint_payload(form))
+    return await _endpoint_page(request, endpoint=row, new_secret=secret, status=201)
+
+
+# --- one endpoint ----------------------------------------------------------------------------------------
+
+
+async def _endpoint_page(
+    request: web.Request,
+    *,
+    endpoint: Mapping[str, Any] | None = None,
+    new_secret: str | None = None,
+    status: int = 200,
+    error: str | None = None,
+    form: dict[str, Any] | None = None,
+) -> web.Response:
+    scope = endpoint_scope(request)
+    context = await _context(request, error=error, form=form or {}, new_secret=new_secret)
+    endpoint_id = endpoint["id"] if endpoint is not None else endpoint_id_of(request)
+    row = await webhooks.endpoint_or_404(scope, endpoint_id)
+    try:
+        before = delivery_before(request.query)
+    except ScimError as exc:
+        before, context["error"], status = None, exc.detail, exc.status
+    found = await webhooks.deliveries(scope, endpoint_id, before=before, limit=DELIVERIES_SHOWN)
+    context["endpoint"] = render_endpoint(row)
+    context["deliveries"] = [render_delivery(d) for d in found]
+    context["next_before"] = found[-1].row["id"] if len(found) == DELIVERIES_SHOWN else None
+    return page(request, "webhook.html", context, status=status)
+
+
+@routes.get(OPERATOR + "/{wid}")
+@routes.get(TENANT + "/{wid}")
+async def webhook_detail(request: web.Request) -> web.Response:
+    return await _endpoint_page(request)
+
+
+def _see_endpoint(request: web.Request, done: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{_base(request)}/{endpoint_id_of(request)}?done={done}")
+
+
+@routes.post(OPERATOR + "/{wid}/edit")
+@routes.post(TENANT + "/{wid}/edit")
+async def webhook_edit(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        data = load(WebhookUpdateSchema(), _endpoint_payload(form))
+        await webhooks.update_endpoint(endpoint_scope(request), endpoint_id_of(request), data)
+    except ScimError as exc:
+        typed = _endpoint_payload(form)
+        return await _endpoint_page(request, status=exc.status, error=exc.detail, form=typed)
+    raise _see_endpoint(request, "webhook-saved")
+
+
+@routes.post(OPERATOR + "/{wid}/enabled")
+@routes.post(TENANT + "/{wid}/enabled")
+async def webhook_enable(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        data = load(WebhookUpdateSchema(), {"enabled": forms.text(form, "enabled")})
+        row = await webhooks.update_endpoint(endpoint_scope(request), endpoint_id_of(request), data)
+    except ScimError as exc:
+        return await _endpoint_page(request, status=exc.status, error=exc.detail)
+    raise _see_endpoint(request, "webhook-enabled" if row["enabled"] else "webhook-disabled")
+
+
+@routes.post(OPERATOR + "/{wid}/rotate")
+@routes.post(TENANT + "/{wid}/rotate")
+async def webhook_rotate(request: web.Request) -> web.Response:
+    """A new secret, shown in this answer only; the previous one signs too during the overlap."""
+    form = await request.post()
+    try:
+        _confirmed(form, "rotate the secret")
+        row, secret = await webhooks.rotate_secret(endpoint_scope(request), endpoint_id_of(request))
+    except ScimError as exc:
+        return await _endpoint_page(request, status=exc.status, error=exc.detail)
+    return await _endpoint_page(request, endpoint=row, new_secret=secret)
+
+
+@routes.post(OPERATOR + "/{wid}/delete")
+@routes.post(TENANT + "/{wid}/delete")
+async def webhook_delete(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        _confirmed(form, "delete the endpoint")
+        await webhooks.delete_endpoint(endpoint_scope(request), endpoint_id_of(request))
+    except ScimError as exc:
+        return await _endpoint_page(request, status=exc.status, error=exc.detail)
+    raise web.HTTPSeeOther(f"{_base(request)}?done=webhook-deleted")
+
+
+def _replay_payload(form: Mapping[str, Any]) -> dict[str, Any]:
+    """One event id, or a range typed in UTC (`datetime-local` fields carry no time zone)."""
+    if event_id := forms.text(form, "event_id"):
+        return {"event_id": event_id}
+    payload = {}
+    for name in ("since", "until"):
+        if value := forms.text(form, name):
+            payload[name] = value if value.endswith("Z") or "+" in value else value + "Z"
+    return payload
+
+
+@routes.post(OPERATOR + "/{wid}/replay")
+@routes.post(TENANT + "/{wid}/replay")
+async def webhook_replay(request: web.Request) -> web.Response:
+    form = await request.post()
+    typed = {name: forms.text(form, name) for name in ("event_id", "since", "until")}
+    try:
+        data = load(WebhookReplaySchema(), _replay_payload(form))
+        await webhooks.replay(
+            endpoint_scope(request),
+            endpoint_id_of(request),
+            event=data.get("event_id"),
+            since=data.get("since"),
+            until=data.get("until"),
+        )
+    except ScimError as exc:
+        return await _endpoint_page(request, status=exc.status, error=exc.detail, form=typed)
+    raise _see_endpoint(request, "webhook-replayed")
