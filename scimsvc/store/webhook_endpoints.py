@@ -92,7 +92,7 @@ WITH w AS (
     FROM events e JOIN w ON (w.tenant_id IS NULL OR e.tenant_id = w.tenant_id)
         AND (cardinality(w.event_types) = 0 OR e.type = ANY (w.event_types))
     WHERE e.occurred_at >= $2 AND e.occurred_at < $3
-    ORDER BY e.id
+    ORDER BY e.occurred_at, e.id  -- along events_age: the scan stops at the bound
     LIMIT $4 + 1
 ), bound AS (
     SELECT count(*) > $4 AS over FROM picked
