@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 QUEUE = f"scimsvc:test:{RUN_ID}:console:queue"
+WEBHOOK_SIGNING_KEY = f"console-webhook-key-{RUN_ID}"
 T = TypeVar("T")
 
 try:
@@ -65,6 +66,8 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         SCIMSVC_RATE_LIMIT_PREFIX=f"scimsvc:test:{RUN_ID}:console:rl",
         SCIMSVC_SWEEP_AFTER_SECONDS="1",
         SCIMSVC_LOG_LEVEL="DEBUG",
+        SCIMSVC_WEBHOOK_SIGNING_KEY=WEBHOOK_SIGNING_KEY,
+        SCIMSVC_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",  # webhook endpoints on this machine
     )
     env.pop("SCIMSVC_PUBLIC_URL", None)
     loop = asyncio.new_event_loop()
@@ -313,3 +316,49 @@ def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, serve
     expect(page).to_have_url(server + "/console/login")
     page.goto(server + "/console/tenants")
     expect(page).to_have_url(server + "/console/login")
+
+
+def test_operator_adds_a_webhook_endpoint_sees_its_secret_once_and_manages_it(
+    page: Page, server: str
+) -> None:
+    sign_in(page, server)
+    tenant_id = create_tenant(page, server, seats=5)
+    page.locator(".tenant-nav").get_by_role("link", name="Webhooks").click()
+    expect(page).to_have_url(f"{server}/console/tenants/{tenant_id}/webhooks")
+    page.get_by_label("URL (https://)").fill("https://localhost:9443/hooks/scim")
+    page.get_by_label("Description").fill("HR system")
+    page.get_by_label("user.created").check()
+    page.get_by_label("user.deactivated").check()
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.locator("#new-secret")).to_have_text(re.compile(r"^whsec_"))
+    expect(page.get_by_role("button", name="Copy secret")).to_be_visible()
+    shoot(page, "12-webhook-new-secret")
+    page.get_by_role("link", name="All endpoints").click()
+    expect(page.locator("#webhooks-table")).to_contain_text("user.created, user.deactivated")
+    page.get_by_role("link", name="https://localhost:9443/hooks/scim").click()
+    expect(page.locator("#new-secret")).to_have_count(0)  # a later visit never shows it
+
+    page.get_by_label("One event (its id, e.g. evt_12)").fill("evt_999999999")
+    page.get_by_role("button", name="Replay event").click()
+    expect(page.get_by_role("alert")).to_contain_text("evt_999999999 not found")
+    page.get_by_label("From (UTC, included)").fill("2026-01-01T00:00:00")
+    page.get_by_label("Until (UTC, excluded)").fill("2026-01-02T00:00:00")
+    page.get_by_role("button", name="Replay time range").click()
+    expect(page.get_by_role("status")).to_contain_text("Replay queued")
+
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("status")).to_contain_text("Endpoint disabled")
+    expect(page.locator("#endpoint-state")).to_contain_text("disabled by an operator")
+    page.get_by_label("Yes, make a new secret").check()
+    page.get_by_role("button", name="Rotate secret").click()
+    expect(page.locator("#new-secret")).to_have_text(re.compile(r"^whsec_"))
+    expect(page.locator("body")).to_contain_text("the previous one also signs until")
+    shoot(page, "13-webhook-endpoint")
+    page.get_by_label("Yes, delete this endpoint and its deliveries").check()
+    page.get_by_role("button", name="Delete endpoint").click()
+    expect(page.get_by_role("status")).to_contain_text("Endpoint deleted")
+    expect(page.locator("main")).to_contain_text("No endpoints yet")
+
+    page.locator("header").get_by_role("link", name="Webhooks").click()
+    expect(page).to_have_url(server + "/console/webhooks")
+    expect(page.locator("main")).to_contain_text("hear the events of every tenant")
