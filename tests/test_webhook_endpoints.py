@@ -666,8 +666,15 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
     events = await write_events(db, tenant, EventType.USER_CREATED, EventType.USER_UPDATED)
     page_url = f"/console/tenants/{tenant.id}/webhooks/{created['id']}"
 
+    await db.execute(
+        "INSERT INTO webhook_attempts (delivery_id, status, latency_ms, excerpt) "
+        "SELECT id, 502, 41, 'bad gateway from the receiver' FROM webhook_deliveries "
+        "WHERE endpoint_id = $1::uuid",
+        created["id"],
+    )
     shown = await (await hooks.get(page_url)).text()
     assert f"evt_{events[0]['id']}" in shown and f"evt_{events[1]['id']}" in shown  # deliveries listed
+    assert "502, 41 ms" in shown and "bad gateway from the receiver" in shown  # with their attempts
 
     off = await hooks.post(
         page_url + "/enabled", data={"csrf_token": csrf, "enabled": "false"}, allow_redirects=False
