@@ -73,7 +73,7 @@ async def _create(conn: asyncpg.Connection, scope: ActionScope, data: dict[str, 
     settings = dict(data)
     await check_domain_teams(conn, None, settings)
     row = await store.create_tenant(conn, name=settings.pop("name"), settings=settings)
-    given = {k: _comparable(row[k]) for k in data if k != "name"}
+    given = {k: row[k] for k in data if k != "name"}
     await record_action(conn, scope, row["id"], "tenant_created", {"name": row["name"], "settings": given})
     return row
 
@@ -117,17 +117,12 @@ async def set_scim_enabled(scope: ActionScope, tenant_id: UUID, enabled: bool) -
     return row
 
 
-def _comparable(value: Any) -> Any:
-    # Settings as the JSON of an audit row and as compared: lists and mappings as they are stored.
-    return list(value) if isinstance(value, list | tuple) else value
-
-
 def setting_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """{setting: {"from", "to"}} for every setting but the SCIM switch whose value really changed."""
     return {
-        name: {"from": _comparable(before[name]), "to": _comparable(after[name])}
+        name: {"from": before[name], "to": after[name]}
         for name in AUDITED_SETTINGS
-        if _comparable(before[name]) != _comparable(after[name])
+        if before[name] != after[name]
     }
 
 
