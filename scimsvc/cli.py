@@ -38,16 +38,6 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return uvloop.run(coro)
 
 
-async def _with_conn(settings: Settings, work: Any) -> Any:
-    from scimsvc.store.db import connect
-
-    conn = await connect(settings.database_url, pooler=settings.database_pooler)
-    try:
-        return await work(conn)
-    finally:
-        await conn.close()
-
-
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from scimsvc.store.app_role import set_up_app_role
     from scimsvc.store.migrations import MigrationError, migrate

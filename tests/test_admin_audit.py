@@ -469,3 +469,9 @@ async def test_the_cli_token_create_takes_a_label_and_is_audited_without_a_reque
     out = run_scimsvc("token", "create", tenant.id, "--label", "z" * 101, env=env)
     assert out.returncode == 2 and "label" in out.stderr
     assert len(await log.audit()) == 1
+
+    out = run_scimsvc("token", "revoke", tenant.id, row["detail"]["token_id"], env=env)
+    assert out.returncode == 0, out.stderr
+    assert [(a["action"], a["detail"]["label"], a["request_id"]) for a in await log.audit()][1:] == [
+        ("token_revoked", "Okta staging", None)
+    ]
