@@ -31,7 +31,7 @@ WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND ($3::bigint IS N
 ORDER BY id DESC
 LIMIT $4
 """
-# One action's rows ("who turned SCIM off?") by their own index (0016_adminaudit_audit_action.sql), not a
+# One action's rows ("who turned SCIM off?") by their own index (0016_audit_by_action.sql), not a
 # walk through every SCIM change of the tenant.
 SELECT_AUDIT_OF_ACTION = """
 SELECT id, user_id, action, actor, detail, request_id, created_at
