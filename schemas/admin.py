@@ -69,6 +69,15 @@ class ScimToggleSchema(Schema):
     enabled = fields.Boolean(required=True)
 
 
+class TokenCreateSchema(Schema):
+    """`POST scim/tokens`: an optional label saying which identity provider connection uses the token."""
+
+    class Meta:
+        unknown = RAISE
+
+    label = Text(load_default="", validate=validate.Length(max=100))
+
+
 class LicenseAssignmentSchema(Schema):
     """`PUT users/{uid}/license`: null takes the license away."""
 

@@ -300,12 +300,14 @@ class TenantSchema(TenantSettingsSchema):
 
 class TokenSchema(Schema):
     id = fields.UUID(required=True)
+    label = fields.String(required=True)
     created_at = fields.DateTime(required=True)
     revoked_at = fields.DateTime(allow_none=True, required=True)
 
 
 class NewTokenSchema(Schema):
     id = fields.UUID(required=True)
+    label = fields.String(required=True)
     token = fields.String(required=True, metadata=_d("The bearer token; shown only this once"))
 
 
@@ -379,7 +381,7 @@ class AuditEntrySchema(Schema):
     id = fields.Integer(required=True)
     user_id = fields.UUID(allow_none=True, required=True)
     action = fields.String(required=True)
-    actor = fields.String(required=True, validate=validate.OneOf(("scim", "admin", "worker")))
+    actor = fields.String(required=True, validate=validate.OneOf(("scim", "admin", "org_admin", "worker")))
     detail = fields.Dict(required=True)
     request_id = fields.String(allow_none=True, required=True)
     at = fields.DateTime(required=True)
@@ -396,6 +398,7 @@ class AuditQuerySchema(PageLimitQuerySchema):
         metadata=_d("The last audit id seen: older entries"),
     )
     user_id = fields.UUID()
+    action = fields.String(metadata=_d("Only entries of this action (README.md lists them)"))
 
 
 class LinkedGroupSchema(Schema):

@@ -38,16 +38,6 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return uvloop.run(coro)
 
 
-async def _with_conn(settings: Settings, work: Any) -> Any:
-    from scimsvc.store.db import connect
-
-    conn = await connect(settings.database_url, pooler=settings.database_pooler)
-    try:
-        return await work(conn)
-    finally:
-        await conn.close()
-
-
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from scimsvc.store.app_role import set_up_app_role
     from scimsvc.store.migrations import MigrationError, migrate
@@ -171,21 +161,36 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+async def _acting(settings: Settings, work: Any) -> Any:
+    """Run `work(scope)` as the operator's action (services/actions.py): actor `admin`, no request id."""
+    from arq.connections import ArqRedis
+
+    from scimsvc.services.actions import ActionScope, Actor
+    from scimsvc.store.db import create_pool
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1, pooler=settings.database_pooler)
+    # Only to wake the webhook deliverer: a Redis that is down costs a logged warning, never the command.
+    redis = ArqRedis.from_url(
+        settings.redis_url, socket_connect_timeout=1, socket_timeout=2, retry_on_timeout=False
+    )
+    try:
+        return await work(ActionScope(pool=pool, redis=redis, settings=settings, actor=Actor("admin", None)))
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
 async def _create_tenant(
-    settings: Settings, name: str, options: dict[str, Any], *, reuse: bool = False
+    settings: Settings, data: dict[str, Any], *, reuse: bool = False
 ) -> tuple[Any, UUID, str]:
     """Create a tenant (or, with `reuse`, take the oldest one of that name) and issue it a token."""
-    from scimsvc.store import tenants
+    from scimsvc.services.tenants import create_tenant_with_token
 
-    async def work(conn: Any) -> tuple[Any, UUID, str]:
-        async with conn.transaction():
-            row = await tenants.find_tenant_by_name(conn, name) if reuse else None
-            if row is None:
-                row = await tenants.create_tenant(conn, name=name, settings=options)
-            token_id, token = await tenants.create_token(conn, row["id"])
-        return row, token_id, token
+    async def work(scope: Any) -> tuple[Any, UUID, str]:
+        row, new = await create_tenant_with_token(scope, data, reuse=reuse)
+        return row, new.id, new.token
 
-    return await _with_conn(settings, work)
+    return await _acting(settings, work)
 
 
 def _print_tenant(settings: Settings, row: Any, token_id: UUID, token: str) -> None:
@@ -217,34 +222,46 @@ def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
     except ValidationError as exc:
         _error("invalid tenant: " + "; ".join(flatten_errors(exc.messages)))
         return EXIT_USAGE
-    row, token_id, token = _run(_create_tenant(settings, options.pop("name"), options))
+    row, token_id, token = _run(_create_tenant(settings, options))
     _print_tenant(settings, row, token_id, token)
     return 0
 
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
-    from scimsvc.store import tenants
+    from marshmallow import ValidationError
 
-    async def work(conn: Any) -> tuple[UUID, str] | None:
-        if await tenants.get_tenant(conn, args.tenant_id) is None:
+    from schemas.admin import TokenCreateSchema
+    from schemas.base import flatten_errors
+    from scimsvc.scim.errors import ScimError
+    from scimsvc.services import tokens
+
+    try:
+        label = TokenCreateSchema().load({"label": args.label})["label"]
+    except ValidationError as exc:
+        _error("invalid token: " + "; ".join(flatten_errors(exc.messages)))
+        return EXIT_USAGE
+
+    async def work(scope: Any) -> Any:
+        try:
+            return await tokens.create_token(scope, args.tenant_id, label=label)
+        except ScimError:  # the only one: no such tenant
             return None
-        return await tenants.create_token(conn, args.tenant_id)
 
-    created = _run(_with_conn(settings, work))
+    created = _run(_acting(settings, work))
     if created is None:
         _error(f"no tenant {args.tenant_id}")
         return EXIT_FAILURE
-    print(f"SCIM token id: {created[0]}")
-    print(f"SCIM token:    {created[1]}")
+    print(f"SCIM token id: {created.id}")
+    if created.label:
+        print(f"label:         {created.label}")
+    print(f"SCIM token:    {created.token}")
     return 0
 
 
 def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from scimsvc.store import tenants
+    from scimsvc.services import tokens
 
-    revoked = _run(
-        _with_conn(settings, lambda conn: tenants.revoke_token(conn, args.tenant_id, args.token_id))
-    )
+    revoked = _run(_acting(settings, lambda scope: tokens.revoke_token(scope, args.tenant_id, args.token_id)))
     if not revoked:
         _error(f"no active token {args.token_id} for tenant {args.tenant_id}")
         return EXIT_FAILURE
@@ -281,7 +298,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if status:
         return status
     if not args.no_demo:
-        row, token_id, token = _run(_create_tenant(settings, "demo", {"seats": 10}, reuse=True))
+        row, token_id, token = _run(_create_tenant(settings, {"name": "demo", "seats": 10}, reuse=True))
         print("\n== demo tenant ==")
         _print_tenant(settings, row, token_id, token)
     # With an internal port, the docs and the console are there only (scimsvc/web/listeners.py).
@@ -599,8 +616,9 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     "serve": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WEBHOOKS, *_LOGS),
     "worker": (*_STORES, *_WORKER, *_WEBHOOKS, *_LOGS),
     "up": (*_STORES, *_WEB, *_QUEUE_HEALTH, *_WORKER, *_WEBHOOKS, *_EMBEDDED, *_LOGS),
-    "tenant": (*_DATABASE, "SCIMSVC_PUBLIC_URL"),
-    "token": _DATABASE,
+    # Their actions are audited with their events; Redis only wakes the webhook deliverer.
+    "tenant": (*_DATABASE, "SCIMSVC_PUBLIC_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"),
+    "token": (*_DATABASE, "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"),
     "queue": (*_STORES, *_QUEUE_HEALTH),
 }
 
@@ -753,6 +771,11 @@ def build_parser() -> argparse.ArgumentParser:
         env="token",
     )
     tcreate.add_argument("tenant_id", type=UUID, help="the tenant's id")
+    tcreate.add_argument(
+        "--label",
+        default="",
+        help="which identity provider connection uses it, up to 100 characters (default: none)",
+    )
     tcreate.set_defaults(func=cmd_token_create)
     trevoke = _add_command(
         token,

@@ -387,9 +387,10 @@ READS = {
     "serve": STORES | WEB | QUEUE_HEALTH | WEBHOOKS | LOGS,
     "worker": STORES | WORKER | WEBHOOKS | LOGS,
     "up": STORES | WEB | QUEUE_HEALTH | WORKER | WEBHOOKS | EMBEDDED | LOGS,
-    "tenant create": DATABASE | {"SCIMSVC_PUBLIC_URL"},
-    "token create": DATABASE,
-    "token revoke": DATABASE,
+    "tenant create": DATABASE
+    | {"SCIMSVC_PUBLIC_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"},
+    "token create": DATABASE | {"SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"},
+    "token revoke": DATABASE | {"SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"},
     "queue": STORES | QUEUE_HEALTH,
 }
 

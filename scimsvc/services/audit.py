@@ -26,10 +26,19 @@ def audit_before(query: Mapping[str, str]) -> int | None:
 
 
 async def audit_page(
-    pool: asyncpg.Pool, tenant_id: UUID, *, user_id: UUID | None, before: int | None, limit: int
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    user_id: UUID | None,
+    before: int | None,
+    limit: int,
+    action: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Up to `limit` audit rows of the tenant (of one user if given), newest first, older than `before`."""
-    return await audit.audit_page(pool, tenant_id, user_id=user_id, before_id=before, limit=limit)
+    """Up to `limit` audit rows of the tenant (of one user, of one action, if given), newest first, older
+    than `before`."""
+    return await audit.audit_page(
+        pool, tenant_id, user_id=user_id, before_id=before, limit=limit, action=action
+    )
 
 
 async def operator_audit_page(pool: asyncpg.Pool, *, before: int | None, limit: int) -> list[asyncpg.Record]:

@@ -1,7 +1,7 @@
 """The one way to write: a resource and its outbox rows commit together, then the worker is woken.
 
 `write(scope, steps)` is the door for every write that records outbox rows, from SCIM, admin and console
-alike (operator writes with no outbox row, a token or a team, are single statements of their services). It
+alike (operator writes with no outbox row, a token or a team, are actions: services/actions.py). It
 runs
 `steps` in a transaction where `tx.record` adds an outbox row for each change (what a row may say is
 `scimsvc.contract`). Its fast paths save the BEGIN, lock and COMMIT round trips of the hottest writes: a

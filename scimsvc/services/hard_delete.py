@@ -6,22 +6,26 @@ from typing import Any
 from uuid import UUID
 
 from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.heirs import heir_of
 from scimsvc.scim.errors import not_found
-from scimsvc.services.changes import Scope, Transaction, write
-from scimsvc.store import audit, boards, licenses, user_admin
+from scimsvc.services.actions import ActionScope, wake_deliverer
+from scimsvc.services.changes import Transaction, write
+from scimsvc.store import audit, boards, events, licenses, user_admin
 from scimsvc.store.audit import AuditRow
 
 
-async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
-    """Hand every board of the user over to its heir (`heir_of`), delete the user, audit it all; returns
-    the hand-overs.
+async def hard_delete_user(action: ActionScope, tenant_id: UUID, user_id: UUID) -> list[dict[str, Any]]:
+    """Hand every board of the user over to its heir (`heir_of`), delete the user, audit it all, with a
+    `user.deleted` event; returns the hand-overs.
 
     One transaction. A freed seat is recorded as a tenant change, so the worker gives it to the
     oldest waiting user (seat work stays in the worker, under the tenant's allocation lock).
     """
+    scope = action.for_tenant(tenant_id)
+    actor = action.actor.kind
 
-    async def steps(tx: Transaction) -> list[dict[str, Any]]:
+    async def steps(tx: Transaction) -> tuple[list[dict[str, Any]], int]:
         if await licenses.lock_user_in_tenant(tx.conn, scope.tenant_id, user_id) is None:
             raise not_found(f"user {user_id} not found in tenant {scope.tenant_id}")
         handovers: list[dict[str, Any]] = []
@@ -44,23 +48,31 @@ async def hard_delete_user(scope: Scope, user_id: UUID) -> list[dict[str, Any]]:
         )
         gone = await user_admin.hard_delete_user(tx.conn, scope.tenant_id, user_id)
         assert gone is not None  # locked above
-        rows = [AuditRow(user_id, "handover", "admin", h, scope.request_id) for h in handovers]
+        rows = [AuditRow(user_id, "handover", actor, h, scope.request_id) for h in handovers]
         rows.append(
             AuditRow(
                 user_id,
                 "hard_delete",
-                "admin",
+                actor,
                 {"userName": gone["user_name"], "license": gone["license"], "boards": len(handovers)},
                 scope.request_id,
             )
         )
         if gone["license"] == "full":
-            rows.append(AuditRow(user_id, "release", "admin", {"from": "full", "to": None}, scope.request_id))
+            rows.append(AuditRow(user_id, "release", actor, {"from": "full", "to": None}, scope.request_id))
         await audit.audit_rows(tx.conn, scope.tenant_id, rows)
         if gone["license"] == "full":
             await tx.record(
                 ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}
             )
-        return handovers
+        deliveries = 0
+        if action.settings.events:
+            # No user_id: the user is gone, so the event keeps what it says here.
+            gone_user = {"id": str(user_id), "userName": gone["user_name"]}
+            deleted = NewEvent(EventType.USER_DELETED, {"user": gone_user}, request_id=scope.request_id)
+            deliveries = await events.record_events(tx.conn, scope.tenant_id, [deleted])
+        return handovers, deliveries
 
-    return await write(scope, steps, tries=1)
+    handovers, deliveries = await write(scope, steps, tries=1)
+    await wake_deliverer(action, deliveries)
+    return handovers

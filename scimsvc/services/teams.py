@@ -1,4 +1,8 @@
-"""Teams as operators change them (Teams API and console): names unique per tenant, case-sensitively."""
+"""Teams as operators change them (Teams API and console): names unique per tenant, case-sensitively.
+
+Each change is an action (services/actions.py): it commits with its audit row, and a membership made or
+ended by hand with its event.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.scim.errors import not_found, uniqueness
+from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
 from scimsvc.store import teams
 from scimsvc.store import tenants as tenant_store
+from scimsvc.store.db import transaction
 
 NAME_TAKEN = "this tenant already has a team named {name!r} (team names are unique, case-sensitively)"
 
@@ -21,25 +28,35 @@ async def team_or_404(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> asy
     return rows[0]
 
 
-async def create_team(pool: asyncpg.Pool, tenant_id: UUID, name: str) -> asyncpg.Record:
-    """A new team of the tenant; 409 `uniqueness` if the name is taken."""
-    if await tenant_store.get_tenant(pool, tenant_id) is None:
-        raise not_found(f"tenant {tenant_id} not found")
+async def create_team(scope: ActionScope, tenant_id: UUID, name: str) -> asyncpg.Record:
+    """A new team of the tenant, audited (`team_created`); 409 `uniqueness` if the name is taken."""
     try:
-        return await teams.create_team(pool, tenant_id, name)
+        async with transaction(scope.pool) as conn:
+            if await tenant_store.get_tenant(conn, tenant_id) is None:
+                raise not_found(f"tenant {tenant_id} not found")
+            row = await teams.create_team(conn, tenant_id, name)
+            await record_action(
+                conn, scope, tenant_id, "team_created", {"team_id": str(row["id"]), "name": name}
+            )
     except asyncpg.UniqueViolationError:
         raise uniqueness(NAME_TAKEN.format(name=name)) from None
+    return row
 
 
-async def rename_team(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID, name: str) -> asyncpg.Record:
-    """Rename a team; its linked SCIM group keeps its own displayName (names are decoupled)."""
+async def rename_team(scope: ActionScope, tenant_id: UUID, team_id: UUID, name: str) -> asyncpg.Record:
+    """Rename a team, audited (`team_renamed`, from → to) when the name changes; its linked SCIM group keeps
+    its own displayName (names are decoupled)."""
     try:
-        renamed = await teams.rename_team(pool, tenant_id, team_id, name)
+        async with transaction(scope.pool) as conn:
+            previous = await teams.rename_team(conn, tenant_id, team_id, name)
+            if previous is None:
+                raise not_found(f"team {team_id} not found in tenant {tenant_id}")
+            if previous != name:
+                detail = {"team_id": str(team_id), "from": previous, "to": name}
+                await record_action(conn, scope, tenant_id, "team_renamed", detail)
     except asyncpg.UniqueViolationError:
         raise uniqueness(NAME_TAKEN.format(name=name)) from None
-    if not renamed:
-        raise not_found(f"team {team_id} not found in tenant {tenant_id}")
-    return await team_or_404(pool, tenant_id, team_id)
+    return await team_or_404(scope.pool, tenant_id, team_id)
 
 
 async def list_teams(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
@@ -47,9 +64,15 @@ async def list_teams(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record
     return await teams.list_teams(pool, tenant_id)
 
 
-async def delete_team(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> bool:
-    """Delete a team and its memberships (a linked SCIM group stays, unlinked); False if not the tenant's."""
-    return await teams.delete_team(pool, tenant_id, team_id)
+async def delete_team(scope: ActionScope, tenant_id: UUID, team_id: UUID) -> bool:
+    """Delete a team and its memberships (a linked SCIM group stays, unlinked), audited (`team_deleted`);
+    False, and nothing written, if it is not the tenant's."""
+    async with transaction(scope.pool) as conn:
+        name = await teams.delete_team(conn, tenant_id, team_id)
+        if name is None:
+            return False
+        await record_action(conn, scope, tenant_id, "team_deleted", {"team_id": str(team_id), "name": name})
+    return True
 
 
 async def members_page(
@@ -59,12 +82,58 @@ async def members_page(
     return await teams.members_page(pool, team_id, after=after, limit=limit)
 
 
-async def add_member(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID, user_id: UUID) -> bool:
-    """Add a member by hand (allowed with SCIM on: a later group push overwrites it); False when the user is
-    not the tenant's."""
-    return await teams.add_member(pool, tenant_id, team_id, user_id, added_by="admin")
+async def add_member(scope: ActionScope, tenant_id: UUID, team_id: UUID, user_id: UUID) -> bool:
+    """Add a member by hand (allowed with SCIM on: a later group push overwrites it), audited
+    (`member_added`) with its event; one already a member stays as it is and nothing is recorded. False when
+    the team or the user is not the tenant's."""
+    async with transaction(scope.pool) as conn:
+        row = await teams.add_member(conn, tenant_id, team_id, user_id, added_by="admin")
+        if row is None:
+            return False
+        deliveries = 0
+        if row["added"]:
+            deliveries = await _record_membership(
+                conn, scope, tenant_id, team_id, row["team_name"], user_id, added=True
+            )
+    await wake_deliverer(scope, deliveries)
+    return True
 
 
-async def remove_member(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID, user_id: UUID) -> bool:
-    """Remove a member; False when the user is not a member of the tenant's team."""
-    return await teams.remove_member(pool, tenant_id, team_id, user_id)
+async def remove_member(scope: ActionScope, tenant_id: UUID, team_id: UUID, user_id: UUID) -> bool:
+    """Remove a member by hand, audited (`member_removed`) with its event; False, and nothing written, when
+    the user is not a member of the tenant's team."""
+    async with transaction(scope.pool) as conn:
+        team_name = await teams.remove_member(conn, tenant_id, team_id, user_id)
+        if team_name is None:
+            return False
+        deliveries = await _record_membership(
+            conn, scope, tenant_id, team_id, team_name, user_id, added=False
+        )
+    await wake_deliverer(scope, deliveries)
+    return True
+
+
+async def _record_membership(
+    conn: asyncpg.Connection,
+    scope: ActionScope,
+    tenant_id: UUID,
+    team_id: UUID,
+    team_name: str,
+    user_id: UUID,
+    *,
+    added: bool,
+) -> int:
+    event = NewEvent(
+        EventType.TEAM_MEMBER_ADDED if added else EventType.TEAM_MEMBER_REMOVED,
+        {"team": {"id": str(team_id), "name": team_name}},
+        user_id=user_id,
+    )
+    return await record_action(
+        conn,
+        scope,
+        tenant_id,
+        "member_added" if added else "member_removed",
+        {"team_id": str(team_id), "team": team_name, "user_id": str(user_id)},
+        user_id=user_id,
+        happened=[event],
+    )

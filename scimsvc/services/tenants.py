@@ -1,5 +1,5 @@
-"""Tenant settings as operators change them (admin API and console): validation against the tenant, and the
-licensing change the worker must re-apply."""
+"""Tenant settings as operators change them (admin API, console, CLI): validation against the tenant, the
+licensing change the worker must re-apply, and the audit row of what changed (services/actions.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,28 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.scim.errors import invalid_value, not_found
-from scimsvc.services.changes import Scope, Transaction, write
+from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
+from scimsvc.services.changes import Transaction, write
+from scimsvc.services.tokens import NewToken, issue_token
 from scimsvc.store import teams
 from scimsvc.store import tenants as store
+from scimsvc.store.db import transaction
 
 # A change of any of these re-runs allocation in the worker (e.g. raised seats promote waiting users).
 LICENSING_SETTINGS = frozenset({"seats", "flexible_licenses", "default_license", "fallback_license"})
+# Settings whose changes a `settings_changed` audit row lists (the SCIM switch has actions of its own).
+AUDITED_SETTINGS = (
+    "name",
+    "seats",
+    "flexible_licenses",
+    "default_license",
+    "fallback_license",
+    "allowed_domains",
+    "domain_teams",
+    "rate_limit",
+)
 
 
 async def check_domain_teams(
@@ -33,23 +48,48 @@ async def check_domain_teams(
         )
 
 
-async def create_tenant(pool: asyncpg.Pool, data: dict[str, Any]) -> asyncpg.Record:
-    """Create a tenant from validated `TenantCreateSchema` data (a new tenant has no teams yet)."""
-    settings = dict(data)
-    await check_domain_teams(pool, None, settings)
-    async with pool.acquire() as conn:
-        return await store.create_tenant(conn, name=settings.pop("name"), settings=settings)
+async def create_tenant(scope: ActionScope, data: dict[str, Any]) -> asyncpg.Record:
+    """Create a tenant from validated `TenantCreateSchema` data (a new tenant has no teams yet), audited."""
+    async with transaction(scope.pool) as conn:
+        row = await _create(conn, scope, data)
+    return row
 
 
-async def update_tenant_settings(scope: Scope, changes: dict[str, Any]) -> asyncpg.Record:
-    """Apply validated `TenantSettingsSchema` changes; a licensing change is recorded for the worker."""
-    tenant_id = scope.tenant_id
-
-    async def steps(tx: Transaction) -> asyncpg.Record:
-        await check_domain_teams(tx.conn, tenant_id, changes)
-        row = await store.update_tenant(tx.conn, tenant_id, changes)
+async def create_tenant_with_token(
+    scope: ActionScope, data: dict[str, Any], *, reuse: bool = False, label: str = ""
+) -> tuple[asyncpg.Record, NewToken]:
+    """Create a tenant (with `reuse`, take the oldest one of that name) and issue it a token, in one
+    transaction, each audited (the CLI's `tenant create` and `up`)."""
+    async with transaction(scope.pool) as conn:
+        row = await store.find_tenant_by_name(conn, data["name"]) if reuse else None
         if row is None:
+            row = await _create(conn, scope, data)
+        new, deliveries = await issue_token(conn, scope, row["id"], label=label)
+    await wake_deliverer(scope, deliveries)
+    return row, new
+
+
+async def _create(conn: asyncpg.Connection, scope: ActionScope, data: dict[str, Any]) -> asyncpg.Record:
+    settings = dict(data)
+    await check_domain_teams(conn, None, settings)
+    row = await store.create_tenant(conn, name=settings.pop("name"), settings=settings)
+    given = {k: row[k] for k in data if k != "name"}
+    await record_action(conn, scope, row["id"], "tenant_created", {"name": row["name"], "settings": given})
+    return row
+
+
+async def update_tenant_settings(
+    scope: ActionScope, tenant_id: UUID, changes: dict[str, Any]
+) -> asyncpg.Record:
+    """Apply validated `TenantSettingsSchema` changes: a licensing change is recorded for the worker; what
+    really changed is audited (`settings_changed`, from → to; SCIM on or off as `set_scim_enabled` does)."""
+
+    async def steps(tx: Transaction) -> tuple[asyncpg.Record, int]:
+        await check_domain_teams(tx.conn, tenant_id, changes)
+        before = await store.lock_tenant(tx.conn, tenant_id)
+        if before is None:
             raise not_found(f"tenant {tenant_id} not found")
+        row = await store.update_tenant(tx.conn, tenant_id, changes)
         if LICENSING_SETTINGS & changes.keys():
             await tx.record(
                 ResourceType.TENANT,
@@ -57,17 +97,58 @@ async def update_tenant_settings(scope: Scope, changes: dict[str, Any]) -> async
                 ChangeKind.LICENSING,
                 {k: changes[k] for k in LICENSING_SETTINGS & changes.keys()},
             )
-        return row
+        return row, await _audit_changes(tx.conn, scope, before, row)
 
-    return await write(scope, steps, tries=1)
-
-
-async def set_scim_enabled(pool: asyncpg.Pool, tenant_id: UUID, enabled: bool) -> asyncpg.Record:
-    """Turn SCIM provisioning on or off for a tenant; its tokens get 403 while it is off."""
-    row = await store.update_tenant(pool, tenant_id, {"scim_enabled": enabled})
-    if row is None:
-        raise not_found(f"tenant {tenant_id} not found")
+    row, deliveries = await write(scope.for_tenant(tenant_id), steps, tries=1)
+    await wake_deliverer(scope, deliveries)
     return row
+
+
+async def set_scim_enabled(scope: ActionScope, tenant_id: UUID, enabled: bool) -> asyncpg.Record:
+    """Turn SCIM provisioning on or off for a tenant (its tokens get 403 while it is off), audited with its
+    event; asking for the state it is already in changes and records nothing."""
+    async with transaction(scope.pool) as conn:
+        before = await store.lock_tenant(conn, tenant_id)
+        if before is None:
+            raise not_found(f"tenant {tenant_id} not found")
+        row = await store.update_tenant(conn, tenant_id, {"scim_enabled": enabled})
+        deliveries = await _audit_changes(conn, scope, before, row)
+    await wake_deliverer(scope, deliveries)
+    return row
+
+
+def setting_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{setting: {"from", "to"}} for every setting but the SCIM switch whose value really changed."""
+    return {
+        name: {"from": before[name], "to": after[name]}
+        for name in AUDITED_SETTINGS
+        if before[name] != after[name]
+    }
+
+
+async def _audit_changes(
+    conn: asyncpg.Connection, scope: ActionScope, before: asyncpg.Record, after: asyncpg.Record
+) -> int:
+    """The audit rows and events of a tenant's change: the SCIM switch, then the other settings."""
+    tenant_id = after["id"]
+    deliveries = 0
+    if before["scim_enabled"] != after["scim_enabled"]:
+        on = after["scim_enabled"]
+        tenant = {"id": str(tenant_id), "name": after["name"], "scim_enabled": on}
+        deliveries += await record_action(
+            conn,
+            scope,
+            tenant_id,
+            "scim_enabled" if on else "scim_disabled",
+            {},
+            happened=[
+                NewEvent(EventType.SCIM_ENABLED if on else EventType.SCIM_DISABLED, {"tenant": tenant})
+            ],
+        )
+    changes = setting_changes(before, after)
+    if changes:
+        await record_action(conn, scope, tenant_id, "settings_changed", {"changes": changes})
+    return deliveries
 
 
 async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:

@@ -31,6 +31,16 @@ WHERE tenant_id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND ($3::bigint IS N
 ORDER BY id DESC
 LIMIT $4
 """
+# One action's rows ("who turned SCIM off?") by their own index (0016_audit_by_action.sql), not a
+# walk through every SCIM change of the tenant.
+SELECT_AUDIT_OF_ACTION = """
+SELECT id, user_id, action, actor, detail, request_id, created_at
+FROM audit_log
+WHERE tenant_id = $1 AND action = $5
+  AND ($2::uuid IS NULL OR user_id = $2) AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4
+"""
 
 
 @dataclass(frozen=True)
@@ -95,9 +105,13 @@ async def audit_page(
     user_id: UUID | None,
     before_id: int | None,
     limit: int,
+    action: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Audit rows, newest first; page on with `before_id` = the last id seen."""
-    return await conn.fetch(SELECT_AUDIT, tenant_id, user_id, before_id, limit)
+    """Audit rows (of one user, one action, when given), newest first; page on with `before_id` = the
+    last id seen."""
+    if action is None:
+        return await conn.fetch(SELECT_AUDIT, tenant_id, user_id, before_id, limit)
+    return await conn.fetch(SELECT_AUDIT_OF_ACTION, tenant_id, user_id, before_id, limit, action)
 
 
 SELECT_OPERATOR_AUDIT = """

@@ -26,10 +26,14 @@ SELECT {TEAM_COLUMNS} FROM teams t LEFT JOIN groups g ON g.team_id = t.id
 WHERE t.tenant_id = $1 AND ($2::uuid IS NULL OR t.id = $2)
 ORDER BY t.name, t.id
 """
+# The name it had comes back too (for the audit row): read under the row's lock, so no rename slips between.
 RENAME_TEAM = """
-UPDATE teams SET name = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING id
+UPDATE teams t SET name = $3, updated_at = now()
+FROM (SELECT id, name FROM teams WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE) old
+WHERE t.id = old.id
+RETURNING old.name
 """
-DELETE_TEAM = "DELETE FROM teams WHERE tenant_id = $1 AND id = $2 RETURNING id"
+DELETE_TEAM = "DELETE FROM teams WHERE tenant_id = $1 AND id = $2 RETURNING name"
 SELECT_MEMBERS = """
 SELECT m.user_id, u.user_name, m.added_by, m.joined_at
 FROM team_members m JOIN users u ON u.id = m.user_id
@@ -41,19 +45,21 @@ LIMIT $3
 # locked (KEY SHARE) until commit, so a concurrent delete of either never leaves the membership behind.
 ADD_MEMBER = """
 WITH target AS MATERIALIZED (
-    SELECT t.id AS team_id, u.id AS user_id FROM teams t JOIN users u ON u.tenant_id = t.tenant_id
+    SELECT t.id AS team_id, t.name AS team_name, u.id AS user_id
+    FROM teams t JOIN users u ON u.tenant_id = t.tenant_id
     WHERE t.tenant_id = $1 AND t.id = $2 AND u.id = $3
     FOR KEY SHARE OF t, u
 ), added AS (
     INSERT INTO team_members (team_id, user_id, added_by) SELECT team_id, user_id, $4 FROM target
     ON CONFLICT (team_id, user_id) DO NOTHING
+    RETURNING user_id
 )
-SELECT count(*) FROM target
+SELECT team_name, EXISTS (SELECT 1 FROM added) AS added FROM target
 """
 REMOVE_MEMBER = """
 DELETE FROM team_members m USING teams t
 WHERE t.tenant_id = $1 AND t.id = $2 AND m.team_id = t.id AND m.user_id = $3
-RETURNING m.user_id
+RETURNING t.name AS team_name
 """
 MISSING_TEAMS = """
 SELECT x FROM unnest($2::uuid[]) AS x
@@ -92,14 +98,18 @@ async def list_teams(
 
 async def rename_team(
     conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, team_id: UUID, name: str
-) -> bool:
-    """Rename a team (its linked group keeps its own name); raises UniqueViolationError if taken."""
-    return await conn.fetchval(RENAME_TEAM, tenant_id, team_id, name) is not None
+) -> str | None:
+    """Rename a team (its linked group keeps its own name): the name it had, or None if it is not the
+    tenant's; raises UniqueViolationError if the new name is taken."""
+    previous: str | None = await conn.fetchval(RENAME_TEAM, tenant_id, team_id, name)
+    return previous
 
 
-async def delete_team(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> bool:
-    """Delete a team and its memberships; a linked group stays, unlinked; its boards lose their team."""
-    return await conn.fetchval(DELETE_TEAM, tenant_id, team_id) is not None
+async def delete_team(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> str | None:
+    """Delete a team and its memberships (a linked group stays, unlinked; its boards lose their team): the
+    name it had, or None if it is not the tenant's."""
+    name: str | None = await conn.fetchval(DELETE_TEAM, tenant_id, team_id)
+    return name
 
 
 async def members_page(
@@ -111,19 +121,18 @@ async def members_page(
 
 async def add_member(
     conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, team_id: UUID, user_id: UUID, *, added_by: str
-) -> bool:
-    """Add a user of the tenant to one of its teams (already a member: nothing changes).
-
-    False when the team or the user is not the tenant's.
-    """
-    return await conn.fetchval(ADD_MEMBER, tenant_id, team_id, user_id, added_by) == 1
+) -> asyncpg.Record | None:
+    """Add a user of the tenant to one of its teams (already a member: nothing changes): the team's name
+    and whether the user was `added`; None when the team or the user is not the tenant's."""
+    return await conn.fetchrow(ADD_MEMBER, tenant_id, team_id, user_id, added_by)
 
 
 async def remove_member(
     conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, team_id: UUID, user_id: UUID
-) -> bool:
-    """Take a user out of one of the tenant's teams; False if it was not a member."""
-    return await conn.fetchval(REMOVE_MEMBER, tenant_id, team_id, user_id) is not None
+) -> str | None:
+    """Take a user out of one of the tenant's teams: the team's name, or None if it was not a member."""
+    team_name: str | None = await conn.fetchval(REMOVE_MEMBER, tenant_id, team_id, user_id)
+    return team_name
 
 
 async def missing_teams(

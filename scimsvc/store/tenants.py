@@ -36,12 +36,16 @@ VALUES ($1, coalesce($2, true), coalesce($3, 10), coalesce($4, false), coalesce(
 RETURNING {TENANT_COLUMNS}
 """
 SELECT_TENANT = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+# An action reads the settings it changes under this lock, so its "from" is what it replaced.
+SELECT_TENANT_FOR_UPDATE = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
 SELECT_TENANT_BY_NAME = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1 ORDER BY created_at LIMIT 1"
-INSERT_TOKEN = "INSERT INTO scim_tokens (tenant_id, token_hash) VALUES ($1, $2) RETURNING id, created_at"
+INSERT_TOKEN = """
+INSERT INTO scim_tokens (tenant_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id, label, created_at
+"""
 REVOKE_TOKEN = """
 UPDATE scim_tokens SET revoked_at = now()
 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
-RETURNING id
+RETURNING id, label, created_at, revoked_at
 """
 # Revoked tokens are found too: a revoked token is one we issued, not a guess (scimsvc/web/middlewares.py).
 SELECT_TOKEN_TENANT = """
@@ -59,7 +63,7 @@ ORDER BY lower(t.name), t.created_at, t.id
 LIMIT $1
 """
 LIST_TOKENS = """
-SELECT id, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY created_at, id
+SELECT id, label, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY created_at, id
 """
 
 TOKEN_PREFIX = "scim_"
@@ -105,6 +109,11 @@ async def get_tenant(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -
     return await conn.fetchrow(SELECT_TENANT, tenant_id)
 
 
+async def lock_tenant(conn: asyncpg.Connection, tenant_id: UUID) -> asyncpg.Record | None:
+    """The tenant's row, locked until the transaction ends; None if there is no such tenant."""
+    return await conn.fetchrow(SELECT_TENANT_FOR_UPDATE, tenant_id)
+
+
 async def list_tenants(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> list[asyncpg.Record]:
     """Tenants by name, with their seats and seats used."""
     return await conn.fetch(LIST_TENANTS, limit)
@@ -131,16 +140,22 @@ async def update_tenant(
     return await conn.fetchrow(sql, tenant_id, *(changes[n] for n in names))
 
 
-async def create_token(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> tuple[UUID, str]:
-    """Issue a new token for the tenant; returns (token id, token). The token is never stored."""
+async def create_token(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, label: str = ""
+) -> tuple[asyncpg.Record, str]:
+    """Issue a new token for the tenant; returns its row (id, label, created_at) and the token, which is
+    never stored."""
     token = new_token()
-    row = await conn.fetchrow(INSERT_TOKEN, tenant_id, hash_token(token))
-    return row["id"], token
+    row = await conn.fetchrow(INSERT_TOKEN, tenant_id, hash_token(token), label)
+    return row, token
 
 
-async def revoke_token(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, token_id: UUID) -> bool:
-    """Revoke one of the tenant's tokens; False if it does not exist or is already revoked."""
-    return await conn.fetchval(REVOKE_TOKEN, tenant_id, token_id) is not None
+async def revoke_token(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, token_id: UUID
+) -> asyncpg.Record | None:
+    """Revoke one of the tenant's tokens: its row (id, label, created_at, revoked_at), or None if it does
+    not exist or is already revoked."""
+    return await conn.fetchrow(REVOKE_TOKEN, tenant_id, token_id)
 
 
 async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:

@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError
 from schemas.base import flatten_errors
 from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.ids import id_or_404
+from scimsvc.services.actions import ActionScope, Actor
 from scimsvc.services.admin_users import LICENSE_FILTERS, USER_STATES, storable_text
 from scimsvc.services.changes import Scope
 from scimsvc.web.keys import LIMITER_REDIS, POOL, REDIS, REQUEST_ID, SETTINGS
@@ -67,6 +68,17 @@ def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
         settings=app[SETTINGS],
         tenant_id=tenant_id,
         request_id=request.get(REQUEST_ID),
+    )
+
+
+def action_scope(request: web.Request) -> ActionScope:
+    """The operator's admin and settings actions: audited with actor `admin` and this request's id."""
+    app = request.app
+    return ActionScope(
+        pool=app[POOL],
+        redis=app[REDIS],
+        settings=app[SETTINGS],
+        actor=Actor("admin", request.get(REQUEST_ID)),
     )
 
 

@@ -20,9 +20,10 @@ from schemas.admin import (
     TeamSchema,
     TenantCreateSchema,
     TenantSettingsSchema,
+    TokenCreateSchema,
 )
 from scimsvc.ops.queue_health import queue_health
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.scim.ids import id_or_404
 from scimsvc.services import admin_users, tokens
 from scimsvc.services import teams as team_service
@@ -30,6 +31,7 @@ from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
 from scimsvc.web.admin_requests import (
+    action_scope,
     admin_scope,
     load,
     query_id,
@@ -148,7 +150,7 @@ async def tenant_create(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         data = load(TenantCreateSchema(), forms.tenant_create_payload(form))
-        row = await tenant_service.create_tenant(request.app[POOL], data)
+        row = await tenant_service.create_tenant(action_scope(request), data)
     except ScimError as exc:
         return await _tenants_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{row['id']}/scim?done=tenant-created")
@@ -192,7 +194,7 @@ async def scim_toggle(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     try:
         enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
-        await tenant_service.set_scim_enabled(request.app[POOL], tenant_id, enabled)
+        await tenant_service.set_scim_enabled(action_scope(request), tenant_id, enabled)
     except ScimError as exc:
         return await _scim_page(request, status=exc.status, error=exc.detail)
     raise see_other(f"/console/tenants/{tenant_id}/scim?done={'scim-on' if enabled else 'scim-off'}")
@@ -201,16 +203,22 @@ async def scim_toggle(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/scim/tokens")
 async def token_create(request: web.Request) -> web.Response:
     """A new token, shown in this response only (never in a URL): only its hash is stored."""
-    tenant = await _tenant(request)
-    token_id, token = await tokens.create_token(request.app[POOL], UUID(tenant["id"]))
-    return await _scim_page(request, status=201, new_token={"id": str(token_id), "token": token})
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    try:
+        label = load(TokenCreateSchema(), {"label": forms.text(form, "label")})["label"]
+        new = await tokens.create_token(action_scope(request), tenant_id, label=label)
+    except ScimError as exc:
+        return await _scim_page(request, status=exc.status, error=exc.detail)
+    new_token = {"id": str(new.id), "label": new.label, "token": new.token}
+    return await _scim_page(request, status=201, new_token=new_token)
 
 
 @routes.post("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
 async def token_revoke(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     token_id = id_or_404(request.match_info["token_id"], "token")
-    if not await tokens.revoke_token(request.app[POOL], tenant_id, token_id):
+    if not await tokens.revoke_token(action_scope(request), tenant_id, token_id):
         detail = f"token {token_id} is not a live token of this tenant (already revoked?)"
         return await _scim_page(request, status=404, error=detail)
     raise see_other(f"/console/tenants/{tenant_id}/scim?done=token-revoked")
@@ -254,7 +262,7 @@ async def seats_save(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     try:
         changes = load(TenantSettingsSchema(), forms.licensing_payload(form))
-        await tenant_service.update_tenant_settings(admin_scope(request, tenant_id), changes)
+        await tenant_service.update_tenant_settings(action_scope(request), tenant_id, changes)
     except ScimError as exc:
         return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/seats?done=seats-saved")
@@ -302,7 +310,7 @@ async def team_create(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     try:
         name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
-        await team_service.create_team(request.app[POOL], tenant_id, name)
+        await team_service.create_team(action_scope(request), tenant_id, name)
     except ScimError as exc:
         return await _teams_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-created")
@@ -314,7 +322,7 @@ async def team_rename(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     try:
         name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
-        await team_service.rename_team(request.app[POOL], tenant_id, team_id, name)
+        await team_service.rename_team(action_scope(request), tenant_id, team_id, name)
     except ScimError as exc:
         return await _team_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=team-renamed")
@@ -323,7 +331,7 @@ async def team_rename(request: web.Request) -> web.Response:
 @routes.post("/console/tenants/{tid}/teams/{team_id}/delete")
 async def team_delete(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
-    if not await team_service.delete_team(request.app[POOL], tenant_id, team_id):
+    if not await team_service.delete_team(action_scope(request), tenant_id, team_id):
         return await _teams_page(request, status=404, error=f"team {team_id} not found in this tenant")
     raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-deleted")
 
@@ -366,7 +374,8 @@ async def member_add(request: web.Request) -> web.Response:
     try:
         await team_service.team_or_404(pool, tenant_id, team_id)
         user_id = await admin_users.find_user(pool, tenant_id, forms.text(form, "user"))
-        await team_service.add_member(pool, tenant_id, team_id, user_id)
+        if not await team_service.add_member(action_scope(request), tenant_id, team_id, user_id):
+            raise not_found(f"user {user_id} not found in this tenant")
     except ScimError as exc:
         return await _team_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-added")
@@ -376,7 +385,7 @@ async def member_add(request: web.Request) -> web.Response:
 async def member_remove(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     user_id = user_id_of(request)
-    if not await team_service.remove_member(request.app[POOL], tenant_id, team_id, user_id):
+    if not await team_service.remove_member(action_scope(request), tenant_id, team_id, user_id):
         return await _team_page(request, status=404, error=f"user {user_id} is not a member of this team")
     raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-removed")
 
@@ -427,10 +436,12 @@ async def audit_log(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     query = request.query
     typed_user = query.get("user", "").strip()
+    action = query.get("action", "").strip()
     context: dict[str, Any] = {
         "tenant": tenant,
         "section": "audit",
         "user": typed_user,
+        "action": action,
         "items": [],
         "next_before": None,
     }
@@ -439,7 +450,9 @@ async def audit_log(request: web.Request) -> web.Response:
         before = audit_before(query)
     except ScimError as exc:
         return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
-    rows = await audit_page(pool, tenant_id, user_id=user_id, before=before, limit=PAGE_SIZE)
+    rows = await audit_page(
+        pool, tenant_id, user_id=user_id, action=action or None, before=before, limit=PAGE_SIZE
+    )
     names = await admin_users.display_names(
         pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]})
     )

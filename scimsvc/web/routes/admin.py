@@ -8,7 +8,13 @@ import asyncpg
 from aiohttp import web
 from aiohttp_apigami import docs, querystring_schema, request_schema, response_schema
 
-from schemas.admin import LicenseAssignmentSchema, ScimToggleSchema, TenantCreateSchema, TenantSettingsSchema
+from schemas.admin import (
+    LicenseAssignmentSchema,
+    ScimToggleSchema,
+    TenantCreateSchema,
+    TenantSettingsSchema,
+    TokenCreateSchema,
+)
 from schemas.messages import (
     AdminUserListQuerySchema,
     AdminUserPageSchema,
@@ -32,6 +38,7 @@ from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
 from scimsvc.web.admin_requests import (
+    action_scope,
     admin_scope,
     load,
     page_limit,
@@ -58,7 +65,7 @@ def _tenant_body(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
 @response_schema(TenantSchema, 201)
 async def create_tenant(request: web.Request) -> web.Response:
     data = load(TenantCreateSchema(), await read_json(request))
-    row = await tenant_service.create_tenant(request.app[POOL], data)
+    row = await tenant_service.create_tenant(action_scope(request), data)
     return json_response(_tenant_body(request, row), status=201)
 
 
@@ -83,7 +90,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def patch_tenant(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     changes = load(TenantSettingsSchema(), await read_json(request))
-    row = await tenant_service.update_tenant_settings(admin_scope(request, tenant_id), changes)
+    row = await tenant_service.update_tenant_settings(action_scope(request), tenant_id, changes)
     return json_response(_tenant_body(request, row))
 
 
@@ -95,7 +102,7 @@ async def patch_tenant(request: web.Request) -> web.Response:
 async def set_scim_enabled(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     data = load(ScimToggleSchema(), await read_json(request))
-    row = await tenant_service.set_scim_enabled(request.app[POOL], tenant_id, data["enabled"])
+    row = await tenant_service.set_scim_enabled(action_scope(request), tenant_id, data["enabled"])
     return json_response({"enabled": row["scim_enabled"]})
 
 
@@ -181,7 +188,7 @@ async def delete_admin_user(request: web.Request) -> web.Response:
     """Hard delete: the user leaves the subscription; each board goes to an heir (audited)."""
     tenant_id = tenant_id_of(request)
     user_id = user_id_of(request)
-    handovers = await hard_delete_user(admin_scope(request, tenant_id), user_id)
+    handovers = await hard_delete_user(action_scope(request), tenant_id, user_id)
     return json_response({"deleted": str(user_id), "handovers": handovers})
 
 
@@ -197,7 +204,10 @@ async def get_audit(request: web.Request) -> web.Response:
     limit = page_limit(query)
     before = audit_before(query)
     user_id = query_id(query, "user_id", "user")
-    rows = await audit_page(request.app[POOL], tenant_id, user_id=user_id, before=before, limit=limit)
+    action = query.get("action") or None
+    rows = await audit_page(
+        request.app[POOL], tenant_id, user_id=user_id, action=action, before=before, limit=limit
+    )
     items = [
         {
             "id": r["id"],
@@ -225,6 +235,7 @@ async def list_tokens(request: web.Request) -> web.Response:
         [
             {
                 "id": str(r["id"]),
+                "label": r["label"],
                 "created_at": scim_datetime(r["created_at"]),
                 "revoked_at": scim_datetime(r["revoked_at"]),
             }
@@ -234,15 +245,21 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 @routes.post("/admin/v1/tenants/{tid}/scim/tokens")
-@docs(tags=["Admin: SCIM tokens"], summary="Create a SCIM token (shown once)")
+@docs(
+    tags=["Admin: SCIM tokens"],
+    summary="Create a SCIM token (shown once)",
+    description="The body is optional: a label says which identity provider connection uses the token.",
+)
+@request_schema(TokenCreateSchema)
 @response_schema(NewTokenSchema, 201)
-@errors(404)
+@errors(400, 404)
 async def create_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
-    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
-    token_id, token = await tokens.create_token(request.app[POOL], tenant_id)
+    # No body (or an empty one) is a token without a label.
+    data = load(TokenCreateSchema(), await read_json(request)) if (await request.read()).strip() else {}
+    new = await tokens.create_token(action_scope(request), tenant_id, label=data.get("label", ""))
     # The only time the token is shown: only its hash is stored.
-    return json_response({"id": str(token_id), "token": token}, status=201)
+    return json_response({"id": str(new.id), "label": new.label, "token": new.token}, status=201)
 
 
 @routes.delete("/admin/v1/tenants/{tid}/scim/tokens/{token_id}")
@@ -251,6 +268,6 @@ async def create_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     token_id = id_or_404(request.match_info["token_id"], "token")
-    if not await tokens.revoke_token(request.app[POOL], tenant_id, token_id):
+    if not await tokens.revoke_token(action_scope(request), tenant_id, token_id):
         raise not_found(f"token {token_id} not found for tenant {tenant_id} (or already revoked)")
     return web.Response(status=204)

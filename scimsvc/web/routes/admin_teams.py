@@ -14,7 +14,15 @@ from scimsvc.scim.errors import not_found
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.services import teams as team_service
 from scimsvc.services.tenants import tenant_or_404
-from scimsvc.web.admin_requests import load, page_limit, query_id, team_id_of, tenant_id_of, user_id_of
+from scimsvc.web.admin_requests import (
+    action_scope,
+    load,
+    page_limit,
+    query_id,
+    team_id_of,
+    tenant_id_of,
+    user_id_of,
+)
 from scimsvc.web.keys import POOL
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response, read_json
@@ -44,7 +52,7 @@ def render_team(row: asyncpg.Record) -> dict[str, Any]:
 async def create_team(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     name = load(TeamSchema(), await read_json(request))["name"]
-    row = await team_service.create_team(request.app[POOL], tenant_id, name)
+    row = await team_service.create_team(action_scope(request), tenant_id, name)
     return json_response(render_team(row), status=201)
 
 
@@ -77,7 +85,7 @@ async def rename_team(request: web.Request) -> web.Response:
     """Rename a team; the SCIM group linked to it keeps its own displayName (names are decoupled)."""
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     name = load(TeamSchema(), await read_json(request))["name"]
-    row = await team_service.rename_team(request.app[POOL], tenant_id, team_id, name)
+    row = await team_service.rename_team(action_scope(request), tenant_id, team_id, name)
     return json_response(render_team(row))
 
 
@@ -87,7 +95,7 @@ async def rename_team(request: web.Request) -> web.Response:
 async def delete_team(request: web.Request) -> web.Response:
     """Delete a team and its memberships; a linked SCIM group stays, no longer linked to any team."""
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
-    if not await team_service.delete_team(request.app[POOL], tenant_id, team_id):
+    if not await team_service.delete_team(action_scope(request), tenant_id, team_id):
         raise not_found(f"team {team_id} not found in tenant {tenant_id}")
     return web.Response(status=204)
 
@@ -125,7 +133,7 @@ async def add_member(request: web.Request) -> web.Response:
     user_id = user_id_of(request)
     pool = request.app[POOL]
     await team_service.team_or_404(pool, tenant_id, team_id)
-    if not await team_service.add_member(pool, tenant_id, team_id, user_id):
+    if not await team_service.add_member(action_scope(request), tenant_id, team_id, user_id):
         raise not_found(f"user {user_id} not found in tenant {tenant_id}")
     return web.Response(status=204)
 
@@ -136,6 +144,6 @@ async def add_member(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     user_id = user_id_of(request)
-    if not await team_service.remove_member(request.app[POOL], tenant_id, team_id, user_id):
+    if not await team_service.remove_member(action_scope(request), tenant_id, team_id, user_id):
         raise not_found(f"user {user_id} is not a member of team {team_id} in tenant {tenant_id}")
     return web.Response(status=204)
