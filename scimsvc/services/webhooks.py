@@ -20,19 +20,17 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
-from arq.connections import ArqRedis
 
-from scimsvc.enqueue import enqueue_deliver_webhooks
 from scimsvc.product.events import EVENT_TYPES, event_id
 from scimsvc.product.webhooks import address_problem, endpoint_secret, url_problem
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
+from scimsvc.services.actions import ActionScope, wake_deliverer
 from scimsvc.settings import Settings, parse_networks
 from scimsvc.store import webhook_endpoints as store
 from scimsvc.store.audit import audit_action
 from scimsvc.store.db import transaction
 from scimsvc.store.tenants import get_tenant
 
-ACTOR = "admin"  # the operator: admin API and console
 REPLAY_LIMIT = 10_000  # events one replay may queue; a longer range is refused, to be replayed in parts
 ATTEMPTS_SHOWN = 20  # the latest attempts listed under each delivery
 DISABLED_BY_HAND = "disabled by an operator"
@@ -46,20 +44,6 @@ EDITABLE = ("url", "description", "event_types")
 
 
 @dataclass(frozen=True)
-class EndpointScope:
-    """Whose endpoints a request manages (`tenant_id` None: the operator's, for every tenant), and with what.
-
-    Built by `web/webhook_views.py:endpoint_scope`.
-    """
-
-    pool: asyncpg.Pool
-    redis: ArqRedis  # the queue's: waking the deliverer after a replay
-    settings: Settings
-    tenant_id: UUID | None
-    request_id: str | None = None
-
-
-@dataclass(frozen=True)
 class Delivery:
     """A delivery of an endpoint with its latest attempts (newest first)."""
 
@@ -67,12 +51,12 @@ class Delivery:
     attempts: list[asyncpg.Record]
 
 
-def _owner(scope: EndpointScope) -> str:
-    return f"tenant {scope.tenant_id}" if scope.tenant_id else "the operator's endpoints"
+def _owner(owner: UUID | None) -> str:
+    return f"the endpoints of tenant {owner}" if owner else "the operator's endpoints"
 
 
-def _missing(scope: EndpointScope, endpoint_id: UUID) -> ScimError:
-    return not_found(f"webhook endpoint {endpoint_id} not found among {_owner(scope)}")
+def _missing(owner: UUID | None, endpoint_id: UUID) -> ScimError:
+    return not_found(f"webhook endpoint {endpoint_id} not found among {_owner(owner)}")
 
 
 def event_types_of(raw: list[str]) -> list[str]:
@@ -124,17 +108,24 @@ def secret_of(settings: Settings, row: Mapping[str, Any]) -> str:
     return endpoint_secret(_signing_key(settings), row["id"], row["secret_generation"])
 
 
-async def _check_tenant(scope: EndpointScope, conn: asyncpg.Connection | asyncpg.Pool) -> None:
-    if scope.tenant_id is not None and await get_tenant(conn, scope.tenant_id) is None:
-        raise not_found(f"tenant {scope.tenant_id} not found")
+async def _check_tenant(conn: asyncpg.Connection | asyncpg.Pool, owner: UUID | None) -> None:
+    if owner is not None and await get_tenant(conn, owner) is None:
+        raise not_found(f"tenant {owner} not found")
 
 
-async def _audit(conn: asyncpg.Connection, scope: EndpointScope, action: str, detail: dict[str, Any]) -> None:
-    await audit_action(conn, scope.tenant_id, action, actor=ACTOR, detail=detail, request_id=scope.request_id)
+async def _audit(
+    conn: asyncpg.Connection, scope: ActionScope, owner: UUID | None, action: str, detail: dict[str, Any]
+) -> None:
+    # An operator endpoint's change is audited with no tenant (`GET /admin/v1/audit` lists those).
+    actor = scope.actor
+    await audit_action(conn, owner, action, actor=actor.kind, detail=detail, request_id=actor.request_id)
 
 
-async def create_endpoint(scope: EndpointScope, data: Mapping[str, Any]) -> tuple[asyncpg.Record, str]:
-    """Register an endpoint from validated `WebhookCreateSchema` data: the row and its secret (shown once).
+async def create_endpoint(
+    scope: ActionScope, owner: UUID | None, data: Mapping[str, Any]
+) -> tuple[asyncpg.Record, str]:
+    """Register an endpoint of the tenant `owner` (None: the operator's, for every tenant) from validated
+    `WebhookCreateSchema` data: the row and its secret (shown once).
 
     409 without a signing key; 400 for a URL that may not be reached or an unknown event type.
     """
@@ -142,35 +133,37 @@ async def create_endpoint(scope: EndpointScope, data: Mapping[str, Any]) -> tupl
     event_types = event_types_of(data.get("event_types", []))
     await check_url(scope.settings, data["url"])
     async with transaction(scope.pool) as conn:
-        await _check_tenant(scope, conn)
+        await _check_tenant(conn, owner)
         row = await store.create_endpoint(
             conn,
-            tenant_id=scope.tenant_id,
+            tenant_id=owner,
             url=data["url"],
             description=data.get("description", ""),
             event_types=event_types,
             enabled=data.get("enabled", True),
         )
         detail = {"endpoint_id": str(row["id"]), **{k: row[k] for k in (*EDITABLE, "enabled")}}
-        await _audit(conn, scope, "webhook_created", detail)
+        await _audit(conn, scope, owner, "webhook_created", detail)
     return row, endpoint_secret(signing_key, row["id"], row["secret_generation"])
 
 
-async def list_endpoints(scope: EndpointScope) -> list[asyncpg.Record]:
-    """The owner's endpoints, oldest first; 404 for a tenant that does not exist."""
-    await _check_tenant(scope, scope.pool)
-    return await store.list_endpoints(scope.pool, scope.tenant_id)
+async def list_endpoints(pool: asyncpg.Pool, owner: UUID | None) -> list[asyncpg.Record]:
+    """The endpoints of the tenant `owner` (None: the operator's), oldest first; 404 for no such tenant."""
+    await _check_tenant(pool, owner)
+    return await store.list_endpoints(pool, owner)
 
 
-async def endpoint_or_404(scope: EndpointScope, endpoint_id: UUID) -> asyncpg.Record:
-    """One endpoint of the owner; a 404 for any other (another tenant's, or the operator's via a tenant)."""
-    row = await store.get_endpoint(scope.pool, scope.tenant_id, endpoint_id)
+async def endpoint_or_404(pool: asyncpg.Pool, owner: UUID | None, endpoint_id: UUID) -> asyncpg.Record:
+    """One endpoint of `owner`; a 404 for any other (another tenant's, or the operator's via a tenant)."""
+    row = await store.get_endpoint(pool, owner, endpoint_id)
     if row is None:
-        raise _missing(scope, endpoint_id)
+        raise _missing(owner, endpoint_id)
     return row
 
 
-async def update_endpoint(scope: EndpointScope, endpoint_id: UUID, data: Mapping[str, Any]) -> asyncpg.Record:
+async def update_endpoint(
+    scope: ActionScope, owner: UUID | None, endpoint_id: UUID, data: Mapping[str, Any]
+) -> asyncpg.Record:
     """Change an endpoint from validated `WebhookUpdateSchema` data; audited with each field's from → to.
 
     Turning it on clears why it was off and its failure clock; turning it off says an operator did.
@@ -181,65 +174,67 @@ async def update_endpoint(scope: EndpointScope, endpoint_id: UUID, data: Mapping
     if "url" in changes:
         await check_url(scope.settings, changes["url"])
     async with transaction(scope.pool) as conn:
-        old = await store.get_endpoint(conn, scope.tenant_id, endpoint_id, for_update=True)
+        old = await store.get_endpoint(conn, owner, endpoint_id, for_update=True)
         if old is None:
-            raise _missing(scope, endpoint_id)
+            raise _missing(owner, endpoint_id)
         changed = {k: {"from": old[k], "to": v} for k, v in changes.items() if old[k] != v}
         if not changed:
             return old
-        row = await store.update_endpoint(
-            conn, scope.tenant_id, endpoint_id, changes, disabled_reason=DISABLED_BY_HAND
-        )
+        row = await store.update_endpoint(conn, owner, endpoint_id, changes, disabled_reason=DISABLED_BY_HAND)
         assert row is not None  # locked above
         edited = {k: v for k, v in changed.items() if k != "enabled"}
         if edited:
-            await _audit(conn, scope, "webhook_updated", {"endpoint_id": str(endpoint_id), "changes": edited})
+            detail = {"endpoint_id": str(endpoint_id), "changes": edited}
+            await _audit(conn, scope, owner, "webhook_updated", detail)
         if "enabled" in changed:
             action = "webhook_enabled" if row["enabled"] else "webhook_disabled"
-            detail: dict[str, Any] = {"endpoint_id": str(endpoint_id)}
+            toggled = {"endpoint_id": str(endpoint_id)}
             if not row["enabled"]:
-                detail["reason"] = DISABLED_BY_HAND
+                toggled["reason"] = DISABLED_BY_HAND
             elif old["disabled_reason"]:
-                detail["was_disabled_because"] = old["disabled_reason"]
-            await _audit(conn, scope, action, detail)
+                toggled["was_disabled_because"] = old["disabled_reason"]
+            await _audit(conn, scope, owner, action, toggled)
     return row
 
 
-async def delete_endpoint(scope: EndpointScope, endpoint_id: UUID) -> None:
-    """Delete an endpoint with its deliveries and their attempts (audited); 404 when not the owner's."""
+async def delete_endpoint(scope: ActionScope, owner: UUID | None, endpoint_id: UUID) -> None:
+    """Delete an endpoint with its deliveries and their attempts (audited); 404 when not `owner`'s."""
     async with transaction(scope.pool) as conn:
-        row = await store.delete_endpoint(conn, scope.tenant_id, endpoint_id)
+        row = await store.delete_endpoint(conn, owner, endpoint_id)
         if row is None:
-            raise _missing(scope, endpoint_id)
-        await _audit(conn, scope, "webhook_deleted", {"endpoint_id": str(endpoint_id), "url": row["url"]})
+            raise _missing(owner, endpoint_id)
+        detail = {"endpoint_id": str(endpoint_id), "url": row["url"]}
+        await _audit(conn, scope, owner, "webhook_deleted", detail)
 
 
-async def rotate_secret(scope: EndpointScope, endpoint_id: UUID) -> tuple[asyncpg.Record, str]:
+async def rotate_secret(
+    scope: ActionScope, owner: UUID | None, endpoint_id: UUID
+) -> tuple[asyncpg.Record, str]:
     """The next secret generation: the row and the new secret (shown once). Deliveries carry both
     signatures until `previous_until` (SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS)."""
     signing_key = _signing_key(scope.settings)
     async with transaction(scope.pool) as conn:
         row = await store.rotate_secret(
-            conn, scope.tenant_id, endpoint_id, overlap_hours=scope.settings.webhook_secret_overlap_hours
+            conn, owner, endpoint_id, overlap_hours=scope.settings.webhook_secret_overlap_hours
         )
         if row is None:
-            raise _missing(scope, endpoint_id)
+            raise _missing(owner, endpoint_id)
         detail = {
             "endpoint_id": str(endpoint_id),
             "generation": row["secret_generation"],
             "previous_until": row["previous_until"],
         }
-        await _audit(conn, scope, "webhook_secret_rotated", detail)
+        await _audit(conn, scope, owner, "webhook_secret_rotated", detail)
     return row, endpoint_secret(signing_key, row["id"], row["secret_generation"])
 
 
 async def deliveries(
-    scope: EndpointScope, endpoint_id: UUID, *, before: int | None, limit: int
+    pool: asyncpg.Pool, owner: UUID | None, endpoint_id: UUID, *, before: int | None, limit: int
 ) -> list[Delivery]:
-    """The endpoint's deliveries, newest first, each with its latest attempts; 404 when not the owner's."""
-    await endpoint_or_404(scope, endpoint_id)
-    rows = await store.deliveries_page(scope.pool, endpoint_id, before_id=before, limit=limit)
-    attempts = await store.attempts_of(scope.pool, [r["id"] for r in rows], per_delivery=ATTEMPTS_SHOWN)
+    """The endpoint's deliveries, newest first, each with its latest attempts; 404 when not `owner`'s."""
+    await endpoint_or_404(pool, owner, endpoint_id)
+    rows = await store.deliveries_page(pool, endpoint_id, before_id=before, limit=limit)
+    attempts = await store.attempts_of(pool, [r["id"] for r in rows], per_delivery=ATTEMPTS_SHOWN)
     return [Delivery(r, attempts[r["id"]]) for r in rows]
 
 
@@ -252,7 +247,8 @@ def parse_event_id(raw: str) -> int:
 
 
 async def replay(
-    scope: EndpointScope,
+    scope: ActionScope,
+    owner: UUID | None,
     endpoint_id: UUID,
     *,
     event: str | None = None,
@@ -266,14 +262,14 @@ async def replay(
     is a 404. A disabled endpoint is a 409 (its deliveries would not be sent).
     """
     async with transaction(scope.pool) as conn:
-        endpoint = await store.get_endpoint(conn, scope.tenant_id, endpoint_id, for_update=True)
+        endpoint = await store.get_endpoint(conn, owner, endpoint_id, for_update=True)
         if endpoint is None:
-            raise _missing(scope, endpoint_id)
+            raise _missing(owner, endpoint_id)
         if not endpoint["enabled"]:
             raise ScimError(409, f"webhook endpoint {endpoint_id} is disabled: enable it, then replay")
         detail: dict[str, Any] = {"endpoint_id": str(endpoint_id)}
         if event is not None:
-            queued = await _replay_event(conn, scope, endpoint, parse_event_id(event))
+            queued = await _replay_event(conn, owner, endpoint, parse_event_id(event))
             detail["event_id"] = event
         else:
             assert since is not None and until is not None  # the replay schema requires both
@@ -287,18 +283,18 @@ async def replay(
             queued = counted
             detail.update(since=since, until=until)
         detail["queued"] = queued
-        await _audit(conn, scope, "webhook_replayed", detail)
-    if queued:
-        await enqueue_deliver_webhooks(scope.redis, queue_name=scope.settings.queue_name)
+        await _audit(conn, scope, owner, "webhook_replayed", detail)
+    await wake_deliverer(scope, queued)
     return queued
 
 
 async def _replay_event(
-    conn: asyncpg.Connection, scope: EndpointScope, endpoint: asyncpg.Record, row_id: int
+    conn: asyncpg.Connection, owner: UUID | None, endpoint: asyncpg.Record, row_id: int
 ) -> int:
-    found = await store.event_of(conn, row_id, endpoint["tenant_id"])
+    found = await store.event_of(conn, row_id, owner)
     if found is None:
-        raise not_found(f"event {event_id(row_id)} not found among the events {_owner(scope)} may replay")
+        where = f"tenant {owner}'s events" if owner else "any tenant's events"
+        raise not_found(f"event {event_id(row_id)} not found among {where}")
     wanted = endpoint["event_types"]
     if wanted and found["type"] not in wanted:
         raise invalid_value(

@@ -14,24 +14,16 @@ from scimsvc.product.events import event_id
 from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.resources import scim_datetime
-from scimsvc.services.webhooks import Delivery, EndpointScope
-from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.services.webhooks import Delivery
 
 BIGINT_MAX = 2**63 - 1
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 
 
-def endpoint_scope(request: web.Request) -> EndpointScope:
-    """The tenant's endpoints under `/tenants/{tid}/`, else the operator's (every tenant's)."""
+def owner_of(request: web.Request) -> UUID | None:
+    """Whose endpoints a URL names: the tenant's under `/tenants/{tid}/`, else (None) the operator's."""
     tid = request.match_info.get("tid")
-    app = request.app
-    return EndpointScope(
-        pool=app[POOL],
-        redis=app[REDIS],
-        settings=app[SETTINGS],
-        tenant_id=id_or_404(tid, "tenant") if tid is not None else None,
-        request_id=request.get(REQUEST_ID),
-    )
+    return id_or_404(tid, "tenant") if tid is not None else None
 
 
 def endpoint_id_of(request: web.Request) -> UUID:

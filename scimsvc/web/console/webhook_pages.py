@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -19,7 +20,7 @@ from scimsvc.product.events import EVENT_TYPES
 from scimsvc.scim.errors import ScimError, invalid_value
 from scimsvc.services import webhooks
 from scimsvc.services.tenants import tenant_or_404
-from scimsvc.web.admin_requests import load
+from scimsvc.web.admin_requests import action_scope, load
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
 from scimsvc.web.console.pages import page
@@ -27,7 +28,7 @@ from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.webhook_views import (
     delivery_before,
     endpoint_id_of,
-    endpoint_scope,
+    owner_of,
     render_delivery,
     render_endpoint,
 )
@@ -48,6 +49,11 @@ NOTICES = {
 CONFIRM = "tick the confirmation box to {what}"
 
 
+def _endpoint_of(request: web.Request) -> tuple[UUID | None, UUID]:
+    """The endpoint a URL names: its owner (None: the operator) and its id."""
+    return owner_of(request), endpoint_id_of(request)
+
+
 def _base(request: web.Request) -> str:
     tid = request.match_info.get("tid")
     return TENANT.replace("{tid}", tid) if tid is not None else OPERATOR
@@ -55,10 +61,10 @@ def _base(request: web.Request) -> str:
 
 async def _context(request: web.Request, **extra: Any) -> dict[str, Any]:
     """What every webhook page shows: the tenant (for its tabs) or none (the operator's endpoints)."""
-    scope = endpoint_scope(request)
+    owner = owner_of(request)
     tenant = None
-    if scope.tenant_id is not None:
-        row = await tenant_or_404(request.app[POOL], scope.tenant_id)
+    if owner is not None:
+        row = await tenant_or_404(request.app[POOL], owner)
         tenant = render_tenant(row, public_url=request.app[SETTINGS].public_url)
     return {
         "tenant": tenant,
@@ -92,7 +98,7 @@ async def _list_page(
     request: web.Request, *, status: int = 200, error: str | None = None, form: dict[str, Any] | None = None
 ) -> web.Response:
     context = await _context(request, error=error, form=form or {})
-    rows = await webhooks.list_endpoints(endpoint_scope(request))
+    rows = await webhooks.list_endpoints(request.app[POOL], owner_of(request))
     context["endpoints"] = [render_endpoint(r) for r in rows]
     return page(request, "webhooks.html", context, status=status)
 
@@ -110,7 +116,7 @@ async def webhook_create(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         data = load(WebhookCreateSchema(), _endpoint_payload(form))
-        row, secret = await webhooks.create_endpoint(endpoint_scope(request), data)
+        row, secret = await webhooks.create_endpoint(action_scope(request), owner_of(request), data)
     except ScimError as exc:
         return await _list_page(request, status=exc.status, error=exc.detail, form=_endpoint_payload(form))
     return await _endpoint_page(request, endpoint=row, new_secret=secret, status=201)
@@ -128,15 +134,15 @@ async def _endpoint_page(
     error: str | None = None,
     form: dict[str, Any] | None = None,
 ) -> web.Response:
-    scope = endpoint_scope(request)
+    pool, owner = request.app[POOL], owner_of(request)
     context = await _context(request, error=error, form=form or {}, new_secret=new_secret)
     endpoint_id = endpoint["id"] if endpoint is not None else endpoint_id_of(request)
-    row = await webhooks.endpoint_or_404(scope, endpoint_id)
+    row = await webhooks.endpoint_or_404(pool, owner, endpoint_id)
     try:
         before = delivery_before(request.query)
     except ScimError as exc:
         before, context["error"], status = None, exc.detail, exc.status
-    found = await webhooks.deliveries(scope, endpoint_id, before=before, limit=DELIVERIES_SHOWN)
+    found = await webhooks.deliveries(pool, owner, endpoint_id, before=before, limit=DELIVERIES_SHOWN)
     context["endpoint"] = render_endpoint(row)
     context["deliveries"] = [render_delivery(d) for d in found]
     context["next_before"] = found[-1].row["id"] if len(found) == DELIVERIES_SHOWN else None
@@ -159,7 +165,7 @@ async def webhook_edit(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         data = load(WebhookUpdateSchema(), _endpoint_payload(form))
-        await webhooks.update_endpoint(endpoint_scope(request), endpoint_id_of(request), data)
+        await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
     except ScimError as exc:
         typed = _endpoint_payload(form)
         return await _endpoint_page(request, status=exc.status, error=exc.detail, form=typed)
@@ -172,7 +178,7 @@ async def webhook_enable(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         data = load(WebhookUpdateSchema(), {"enabled": forms.text(form, "enabled")})
-        row = await webhooks.update_endpoint(endpoint_scope(request), endpoint_id_of(request), data)
+        row = await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
     raise _see_endpoint(request, "webhook-enabled" if row["enabled"] else "webhook-disabled")
@@ -185,7 +191,7 @@ async def webhook_rotate(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         _confirmed(form, "rotate the secret")
-        row, secret = await webhooks.rotate_secret(endpoint_scope(request), endpoint_id_of(request))
+        row, secret = await webhooks.rotate_secret(action_scope(request), *_endpoint_of(request))
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
     return await _endpoint_page(request, endpoint=row, new_secret=secret)
@@ -197,7 +203,7 @@ async def webhook_delete(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         _confirmed(form, "delete the endpoint")
-        await webhooks.delete_endpoint(endpoint_scope(request), endpoint_id_of(request))
+        await webhooks.delete_endpoint(action_scope(request), *_endpoint_of(request))
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
     raise web.HTTPSeeOther(f"{_base(request)}?done=webhook-deleted")
@@ -222,8 +228,8 @@ async def webhook_replay(request: web.Request) -> web.Response:
     try:
         data = load(WebhookReplaySchema(), _replay_payload(form))
         await webhooks.replay(
-            endpoint_scope(request),
-            endpoint_id_of(request),
+            action_scope(request),
+            *_endpoint_of(request),
             event=data.get("event_id"),
             since=data.get("since"),
             until=data.get("until"),

@@ -21,14 +21,14 @@ from schemas.webhooks import (
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.services import webhooks
 from scimsvc.services.audit import audit_before, operator_audit_page
-from scimsvc.web.admin_requests import load, page_limit
+from scimsvc.web.admin_requests import action_scope, load, page_limit
 from scimsvc.web.keys import POOL
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response, read_json
 from scimsvc.web.webhook_views import (
     delivery_before,
     endpoint_id_of,
-    endpoint_scope,
+    owner_of,
     render_delivery,
     render_endpoint,
 )
@@ -53,7 +53,7 @@ TAGS = ["Admin: webhooks"]
 @errors(400, 404, 409)
 async def create_webhook(request: web.Request) -> web.Response:
     data = load(WebhookCreateSchema(), await read_json(request))
-    row, secret = await webhooks.create_endpoint(endpoint_scope(request), data)
+    row, secret = await webhooks.create_endpoint(action_scope(request), owner_of(request), data)
     return json_response(render_endpoint(row, secret=secret), status=201)
 
 
@@ -63,7 +63,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 @response_schema(WebhookListSchema, 200)
 @errors(404)
 async def list_webhooks(request: web.Request) -> web.Response:
-    rows = await webhooks.list_endpoints(endpoint_scope(request))
+    rows = await webhooks.list_endpoints(request.app[POOL], owner_of(request))
     return json_response({"items": [render_endpoint(r) for r in rows]})
 
 
@@ -73,7 +73,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 @response_schema(WebhookEndpointSchema, 200)
 @errors(404)
 async def get_webhook(request: web.Request) -> web.Response:
-    row = await webhooks.endpoint_or_404(endpoint_scope(request), endpoint_id_of(request))
+    row = await webhooks.endpoint_or_404(request.app[POOL], owner_of(request), endpoint_id_of(request))
     return json_response(render_endpoint(row))
 
 
@@ -88,9 +88,9 @@ async def get_webhook(request: web.Request) -> web.Response:
 @response_schema(WebhookEndpointSchema, 200)
 @errors(400, 404)
 async def patch_webhook(request: web.Request) -> web.Response:
-    scope, endpoint_id = endpoint_scope(request), endpoint_id_of(request)
+    owner, endpoint_id = owner_of(request), endpoint_id_of(request)
     data = load(WebhookUpdateSchema(), await read_json(request))
-    row = await webhooks.update_endpoint(scope, endpoint_id, data)
+    row = await webhooks.update_endpoint(action_scope(request), owner, endpoint_id, data)
     return json_response(render_endpoint(row))
 
 
@@ -103,7 +103,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
 )
 @errors(404)
 async def delete_webhook(request: web.Request) -> web.Response:
-    await webhooks.delete_endpoint(endpoint_scope(request), endpoint_id_of(request))
+    await webhooks.delete_endpoint(action_scope(request), owner_of(request), endpoint_id_of(request))
     return web.Response(status=204)
 
 
@@ -118,7 +118,8 @@ async def delete_webhook(request: web.Request) -> web.Response:
 @response_schema(WebhookWithSecretSchema, 200)
 @errors(404, 409)
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
-    row, secret = await webhooks.rotate_secret(endpoint_scope(request), endpoint_id_of(request))
+    owner, endpoint_id = owner_of(request), endpoint_id_of(request)
+    row, secret = await webhooks.rotate_secret(action_scope(request), owner, endpoint_id)
     return json_response(render_endpoint(row, secret=secret))
 
 
@@ -134,10 +135,15 @@ async def rotate_webhook_secret(request: web.Request) -> web.Response:
 @response_schema(WebhookReplayedSchema, 202)
 @errors(400, 404, 409)
 async def replay_webhook(request: web.Request) -> web.Response:
-    scope, endpoint_id = endpoint_scope(request), endpoint_id_of(request)
+    owner, endpoint_id = owner_of(request), endpoint_id_of(request)
     data = load(WebhookReplaySchema(), await read_json(request))
     queued = await webhooks.replay(
-        scope, endpoint_id, event=data.get("event_id"), since=data.get("since"), until=data.get("until")
+        action_scope(request),
+        owner,
+        endpoint_id,
+        event=data.get("event_id"),
+        since=data.get("since"),
+        until=data.get("until"),
     )
     return json_response({"queued": queued}, status=202)
 
@@ -151,9 +157,8 @@ async def replay_webhook(request: web.Request) -> web.Response:
 async def list_webhook_deliveries(request: web.Request) -> web.Response:
     limit = page_limit(request.query)
     before = delivery_before(request.query)
-    found = await webhooks.deliveries(
-        endpoint_scope(request), endpoint_id_of(request), before=before, limit=limit
-    )
+    owner, endpoint_id = owner_of(request), endpoint_id_of(request)
+    found = await webhooks.deliveries(request.app[POOL], owner, endpoint_id, before=before, limit=limit)
     items = [render_delivery(d) for d in found]
     return json_response({"items": items, "next_before": items[-1]["id"] if len(items) == limit else None})
 
