@@ -1,8 +1,9 @@
 """Webhook endpoints as operators manage them, through the admin API and the console: registration with
 its URL rules, the secret shown once, rotation, changes, replay, deliveries, audit rows, tenant isolation.
 
-Events to replay are written with `store/events.py:record_events` in a fixture (the transaction an applied
-change would write them in), as the worker's wiring of events is not part of this change.
+Events to replay are mostly written with `store/events.py:record_events` by `write_events` (the statement
+an applied change writes them with: the worker's wiring of user events is another change); one test uses
+the event of a real admin action (SCIM turned off).
 """
 
 from __future__ import annotations
@@ -755,3 +756,21 @@ async def test_the_operator_console_page_lists_and_adds_endpoints_for_every_tena
         await db.fetchval("SELECT tenant_id FROM webhook_endpoints WHERE id = $1::uuid", endpoint_id) is None
     )
     await hooks.delete(f"/admin/v1/webhooks/{endpoint_id}", headers=ADMIN_HEADERS)
+
+
+async def test_an_event_of_a_real_admin_action_is_delivered_and_replayed_by_its_id(hooks, db):
+    tenant = await make_tenant(hooks)
+    endpoint = await add_endpoint(hooks, hooks_of(tenant), event_types=["scim.disabled"])
+    resp = await hooks.put(
+        f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200
+    base = f"{hooks_of(tenant)}/{endpoint['id']}"
+    [queued] = (await (await hooks.get(base + "/deliveries", headers=ADMIN_HEADERS)).json())["items"]
+    assert queued["event_type"] == "scim.disabled" and queued["state"] == "pending"
+
+    resp = await hooks.post(base + "/replay", json={"event_id": queued["event_id"]}, headers=ADMIN_HEADERS)
+    assert await resp.json() == {"queued": 1}
+    listed = (await (await hooks.get(base + "/deliveries", headers=ADMIN_HEADERS)).json())["items"]
+    assert [d["event_id"] for d in listed] == [queued["event_id"], queued["event_id"]]
+    assert listed[0]["id"] > listed[1]["id"]  # the replay is a new delivery, newest first
