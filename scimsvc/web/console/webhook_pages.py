@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -19,6 +20,7 @@ from schemas.webhooks import WebhookCreateSchema, WebhookReplaySchema, WebhookUp
 from scimsvc.product.events import EVENT_TYPES
 from scimsvc.scim.errors import ScimError, invalid_value
 from scimsvc.services import webhooks
+from scimsvc.services.audit import operator_audit_page
 from scimsvc.services.tenants import tenant_or_404
 from scimsvc.web.admin_requests import action_scope, load
 from scimsvc.web.admin_views import render_tenant
@@ -38,6 +40,7 @@ routes = web.RouteTableDef()
 OPERATOR = "/console/webhooks"
 TENANT = "/console/tenants/{tid}/webhooks"
 DELIVERIES_SHOWN = 25
+AUDIT_SHOWN = 50  # the operator's endpoints' latest changes (all of them: GET /admin/v1/audit)
 # Notices after a change (Post/Redirect/Get): fixed texts, as web/console/pages.py:NOTICES.
 NOTICES = {
     "webhook-saved": "Endpoint saved.",
@@ -98,8 +101,11 @@ async def _list_page(
     request: web.Request, *, status: int = 200, error: str | None = None, form: dict[str, Any] | None = None
 ) -> web.Response:
     context = await _context(request, error=error, form=form or {})
-    rows = await webhooks.list_endpoints(request.app[POOL], owner_of(request))
-    context["endpoints"] = [render_endpoint(r) for r in rows]
+    pool, owner = request.app[POOL], owner_of(request)
+    context["endpoints"] = [render_endpoint(r) for r in await webhooks.list_endpoints(pool, owner)]
+    # A tenant's endpoints' changes are in its audit log; the operator's have no tenant: shown here.
+    changes = [] if owner else await operator_audit_page(pool, before=None, limit=AUDIT_SHOWN)
+    context["changes"] = [{**r, "detail": orjson.dumps(r["detail"]).decode()} for r in changes]
     return page(request, "webhooks.html", context, status=status)
 
 
