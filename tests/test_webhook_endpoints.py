@@ -25,6 +25,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.webhooks import endpoint_secret, signature_header
+from scimsvc.services.webhooks import REPLAY_LIMIT
 from scimsvc.settings import Settings
 from scimsvc.store.events import record_events
 from scimsvc.web.app import create_app
@@ -775,3 +776,15 @@ async def test_an_event_of_a_real_admin_action_is_delivered_and_replayed_by_its_
     listed = (await (await hooks.get(base + "/deliveries", headers=ADMIN_HEADERS)).json())["items"]
     assert [d["event_id"] for d in listed] == [queued["event_id"], queued["event_id"]]
     assert listed[0]["id"] > listed[1]["id"]  # the replay is a new delivery, newest first
+
+
+async def test_a_range_of_more_events_than_one_replay_may_queue_is_refused_whole(hooks, db):
+    tenant = await make_tenant(hooks)
+    async with db.transaction():
+        await record_events(db, UUID(tenant.id), [NewEvent(EventType.USER_UPDATED)] * (REPLAY_LIMIT + 1))
+    endpoint = await add_endpoint(hooks, hooks_of(tenant), event_types=["user.updated"])
+    body = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+    resp = await hooks.post(f"{hooks_of(tenant)}/{endpoint['id']}/replay", json=body, headers=ADMIN_HEADERS)
+    assert resp.status == 400
+    assert f"more than {REPLAY_LIMIT} events" in (await resp.json())["detail"]
+    assert await deliveries_to(db, endpoint["id"]) == []
