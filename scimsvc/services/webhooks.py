@@ -39,8 +39,6 @@ NO_SIGNING_KEY = (
     "characters or more), then try again"
 )
 _EVENT_ID = re.compile(r"evt_([1-9][0-9]{0,17})")
-# What a change of each field is audited as, besides `enabled` (webhook_enabled / webhook_disabled).
-EDITABLE = ("url", "description", "event_types")
 
 
 @dataclass(frozen=True)
@@ -103,11 +101,6 @@ def _signing_key(settings: Settings) -> str:
     return settings.webhook_signing_key
 
 
-def secret_of(settings: Settings, row: Mapping[str, Any]) -> str:
-    """The endpoint's current `whsec_` secret (only ever shown in a create or rotate answer)."""
-    return endpoint_secret(_signing_key(settings), row["id"], row["secret_generation"])
-
-
 async def _check_tenant(conn: asyncpg.Connection | asyncpg.Pool, owner: UUID | None) -> None:
     if owner is not None and await get_tenant(conn, owner) is None:
         raise not_found(f"tenant {owner} not found")
@@ -142,7 +135,8 @@ async def create_endpoint(
             event_types=event_types,
             enabled=data.get("enabled", True),
         )
-        detail = {"endpoint_id": str(row["id"]), **{k: row[k] for k in (*EDITABLE, "enabled")}}
+        shown = ("url", "description", "event_types", "enabled")
+        detail = {"endpoint_id": str(row["id"]), **{k: row[k] for k in shown}}
         await _audit(conn, scope, owner, "webhook_created", detail)
     return row, endpoint_secret(signing_key, row["id"], row["secret_generation"])
 
