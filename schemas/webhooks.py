@@ -132,9 +132,16 @@ class WebhookDeliveryPageSchema(Schema):
 
 
 class WebhookDeliveryQuerySchema(Schema):
-    limit = fields.Integer(validate=validate.Range(min=1, max=1000))
+    limit = fields.Integer(metadata=_d("Page size: 100 by default, clamped to 1..1000"))
     before = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1), metadata=_d("The last id seen"))
 
 
 class WebhookReplayedSchema(Schema):
     queued = fields.Integer(required=True, metadata=_d("New deliveries queued to this endpoint"))
+
+
+class OperatorAuditQuerySchema(Schema):
+    limit = fields.Integer(metadata=_d("Page size: 100 by default, clamped to 1..1000"))
+    before = fields.Integer(
+        validate=validate.Range(min=1, max=2**63 - 1), metadata=_d("The last audit id seen: older entries")
+    )

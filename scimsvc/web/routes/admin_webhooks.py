@@ -8,6 +8,7 @@ from aiohttp_apigami import docs, querystring_schema, request_schema, response_s
 
 from schemas.messages import AuditPageSchema
 from schemas.webhooks import (
+    OperatorAuditQuerySchema,
     WebhookCreateSchema,
     WebhookDeliveryPageSchema,
     WebhookDeliveryQuerySchema,
@@ -165,6 +166,7 @@ async def list_webhook_deliveries(request: web.Request) -> web.Response:
 
 @routes.get("/admin/v1/audit")
 @docs(tags=TAGS, summary="The operator-wide audit log (the operator's webhook endpoints), newest first")
+@querystring_schema(OperatorAuditQuerySchema)
 @response_schema(AuditPageSchema, 200)
 @errors(400)
 async def get_operator_audit(request: web.Request) -> web.Response:
