@@ -3,6 +3,7 @@ committed with the change; a refused action leaves nothing (README.md, What happ
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -475,3 +476,39 @@ async def test_the_cli_token_create_takes_a_label_and_is_audited_without_a_reque
     assert [(a["action"], a["detail"]["label"], a["request_id"]) for a in await log.audit()][1:] == [
         ("token_revoked", "Okta staging", None)
     ]
+
+
+async def test_concurrent_changes_chain_from_and_to_and_one_switch_is_recorded_once(client, db, new_tenant):
+    """Changes that race each other are audited in the order they committed: each row's `from` is the
+    previous row's `to`, and many identical "SCIM off" requests turn it off, and record it, once."""
+    tenant = await new_tenant(seats=10)
+    log = await ledger(db, tenant)
+    path = f"/admin/v1/tenants/{tenant.id}"
+    answers = await asyncio.gather(*(admin(client, "PATCH", path, {"seats": n}) for n in (5, 3, 9, 7, 4, 8)))
+    assert [status for status, _, _ in answers] == [200] * 6
+    answers = await asyncio.gather(
+        *(admin(client, "PUT", f"{path}/scim", {"enabled": False}) for _ in range(5))
+    )
+    assert [status for status, _, _ in answers] == [200] * 5
+
+    rows = await log.audit()
+    seats = [r["detail"]["changes"]["seats"] for r in rows if r["action"] == "settings_changed"]
+    assert seats[0]["from"] == 10
+    assert all(later["from"] == earlier["to"] for earlier, later in zip(seats, seats[1:], strict=False))
+    assert seats[-1]["to"] == await db.fetchval("SELECT seats FROM tenants WHERE id = $1::uuid", tenant.id)
+    assert [r["action"] for r in rows if r["action"].startswith("scim_")] == ["scim_disabled"]
+    assert [e["type"] for e in await log.events()] == ["scim.disabled"]
+
+
+async def test_an_audit_filter_that_cannot_be_an_action_is_refused(client, new_tenant):
+    tenant = await new_tenant()
+    for bad in ("\x00", "scim disabled", "x" * 65, "DROP"):
+        resp = await client.get(
+            f"/admin/v1/tenants/{tenant.id}/audit", params={"action": bad}, headers=ADMIN_HEADERS
+        )
+        assert resp.status == 400, bad
+        assert "action must be an audit action name" in (await resp.json())["detail"]
+    resp = await client.get(
+        f"/admin/v1/tenants/{tenant.id}/audit", params={"action": " scim_disabled "}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200

@@ -9,9 +9,9 @@ from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.heirs import heir_of
 from scimsvc.scim.errors import not_found
-from scimsvc.services.actions import ActionScope, wake_deliverer
+from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
 from scimsvc.services.changes import Transaction, write
-from scimsvc.store import audit, boards, events, licenses, user_admin
+from scimsvc.store import audit, boards, licenses, user_admin
 from scimsvc.store.audit import AuditRow
 
 
@@ -48,29 +48,31 @@ async def hard_delete_user(action: ActionScope, tenant_id: UUID, user_id: UUID) 
         )
         gone = await user_admin.hard_delete_user(tx.conn, scope.tenant_id, user_id)
         assert gone is not None  # locked above
-        rows = [AuditRow(user_id, "handover", actor, h, scope.request_id) for h in handovers]
-        rows.append(
-            AuditRow(
-                user_id,
-                "hard_delete",
-                actor,
-                {"userName": gone["user_name"], "license": gone["license"], "boards": len(handovers)},
-                scope.request_id,
-            )
+        await audit.audit_rows(
+            tx.conn,
+            scope.tenant_id,
+            [AuditRow(user_id, "handover", actor, h, scope.request_id) for h in handovers],
+        )
+        # No user_id on the event: the user is gone, so the event keeps what it says here.
+        gone_user = {"id": str(user_id), "userName": gone["user_name"]}
+        deliveries = await record_action(
+            tx.conn,
+            action,
+            scope.tenant_id,
+            "hard_delete",
+            {"userName": gone["user_name"], "license": gone["license"], "boards": len(handovers)},
+            user_id=user_id,
+            happened=[NewEvent(EventType.USER_DELETED, {"user": gone_user})],
         )
         if gone["license"] == "full":
-            rows.append(AuditRow(user_id, "release", actor, {"from": "full", "to": None}, scope.request_id))
-        await audit.audit_rows(tx.conn, scope.tenant_id, rows)
-        if gone["license"] == "full":
+            await audit.audit_rows(
+                tx.conn,
+                scope.tenant_id,
+                [AuditRow(user_id, "release", actor, {"from": "full", "to": None}, scope.request_id)],
+            )
             await tx.record(
                 ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}
             )
-        deliveries = 0
-        if action.settings.events:
-            # No user_id: the user is gone, so the event keeps what it says here.
-            gone_user = {"id": str(user_id), "userName": gone["user_name"]}
-            deleted = NewEvent(EventType.USER_DELETED, {"user": gone_user}, request_id=scope.request_id)
-            deliveries = await events.record_events(tx.conn, scope.tenant_id, [deleted])
         return handovers, deliveries
 
     handovers, deliveries = await write(scope, steps, tries=1)

@@ -28,7 +28,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.services import admin_users, tokens
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.audit import audit_before, audit_page
+from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
 from scimsvc.web.admin_requests import (
     action_scope,
@@ -448,10 +448,11 @@ async def audit_log(request: web.Request) -> web.Response:
     try:
         user_id = await admin_users.find_user(pool, tenant_id, typed_user) if typed_user else None
         before = audit_before(query)
+        action_filter = audit_action_filter(query)
     except ScimError as exc:
         return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
     rows = await audit_page(
-        pool, tenant_id, user_id=user_id, action=action or None, before=before, limit=PAGE_SIZE
+        pool, tenant_id, user_id=user_id, action=action_filter, before=before, limit=PAGE_SIZE
     )
     names = await admin_users.display_names(
         pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]})

@@ -34,7 +34,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.services import admin_users, tokens
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.audit import audit_before, audit_page
+from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
 from scimsvc.services.hard_delete import hard_delete_user
 from scimsvc.services.licenses import assign_license_by_hand, seat_summary
 from scimsvc.web.admin_requests import (
@@ -204,7 +204,7 @@ async def get_audit(request: web.Request) -> web.Response:
     limit = page_limit(query)
     before = audit_before(query)
     user_id = query_id(query, "user_id", "user")
-    action = query.get("action") or None
+    action = audit_action_filter(query)
     rows = await audit_page(
         request.app[POOL], tenant_id, user_id=user_id, action=action, before=before, limit=limit
     )
