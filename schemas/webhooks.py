@@ -6,6 +6,7 @@ Unknown fields are errors, as in `schemas/admin.py`. Event type names are checke
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -47,6 +48,17 @@ class WebhookCreateSchema(WebhookUpdateSchema):
     )
 
 
+class WebhookRotateSchema(Schema):
+    """`POST .../webhooks/{wid}/rotate-secret` (the body is optional)."""
+
+    class Meta:
+        unknown = RAISE
+
+    force = fields.Boolean(
+        metadata=_d("Rotate even while the previous secret still signs (it then stops at once)")
+    )
+
+
 class WebhookReplaySchema(Schema):
     """`POST .../webhooks/{wid}/replay`: one event, or every event that occurred in [since, until)."""
 
@@ -64,6 +76,14 @@ class WebhookReplaySchema(Schema):
             raise ValidationError("give either event_id, or since and until (a time range)")
         if has_range and ("since" not in data or "until" not in data):
             raise ValidationError("a time range needs both since and until")
+        if has_range:
+            for name in ("since", "until"):
+                try:  # a time zone can carry a date past the years a timestamp holds
+                    data[name] = data[name].astimezone(UTC)
+                except OverflowError:
+                    raise ValidationError(
+                        f"{name} is out of range: give a date from year 1 to 9999"
+                    ) from None
         if has_range and data["since"] >= data["until"]:
             raise ValidationError("since must be before until")
 

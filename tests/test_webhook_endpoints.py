@@ -314,6 +314,24 @@ async def test_rotating_gives_a_new_secret_and_the_previous_one_signs_during_the
     assert [(r["action"], r["request_id"]) for r in audit][-1] == ("webhook_secret_rotated", "rot-1")
     assert rotated["secret"][6:] not in audit[-1]["detail"]
 
+    # Again within the overlap (a reload of the answer, say) would stop the secret receivers hold: refused,
+    # unless forced.
+    url = f"{hooks_of(tenant)}/{created['id']}/rotate-secret"
+    resp = await hooks.post(url, headers=ADMIN_HEADERS)
+    assert resp.status == 409
+    assert "rotated already" in (await resp.json())["detail"]
+    assert (
+        await db.fetchval(
+            "SELECT secret_generation FROM webhook_endpoints WHERE id = $1::uuid", created["id"]
+        )
+        == 2
+    )
+    resp = await hooks.post(url, json={"force": "yes please"}, headers=ADMIN_HEADERS)
+    assert resp.status == 400
+    resp = await hooks.post(url, json={"force": True}, headers=ADMIN_HEADERS)
+    assert resp.status == 200
+    assert (await resp.json())["secret_generation"] == 3
+
 
 async def test_deleting_an_endpoint_removes_it_with_its_deliveries_and_is_audited(hooks, db):
     tenant = await make_tenant(hooks)
@@ -505,6 +523,9 @@ async def test_an_operator_endpoint_replays_every_tenants_events(hooks, db):
         ({"event_id": "evt_0"}, "evt_12"),
         ({"event_id": "evt_99999999999999999999"}, "evt_12"),
         ({"event": "evt_1"}, "event"),
+        # In UTC these fall outside the years a timestamp holds.
+        ({"since": "0001-01-01T00:00:00+14:00", "until": "0001-01-02T00:00:00+14:00"}, "out of range"),
+        ({"since": "9999-12-31T22:00:00-10:00", "until": "9999-12-31T23:00:00-10:00"}, "out of range"),
     ],
 )
 async def test_a_bad_replay_request_is_a_400_and_queues_nothing(hooks, db, body, needle):

@@ -82,8 +82,14 @@ def address_problem(address: str, *, allowed: Iterable[Network]) -> str | None:
         ip: Address = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return f"{address!r} is not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv4 carried in IPv6 (mapped, 6to4, Teredo's client) is judged as that IPv4 address.
+        teredo = ip.teredo[1] if ip.teredo else None
+        embedded = ip.ipv4_mapped or ip.sixtofour or teredo
+        if ip.is_site_local:
+            return f"{ip} is a site-local address"
+        if embedded is not None:
+            ip = embedded
     if any(ip.version == n.version and ip in n for n in allowed):
         return None
     if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:

@@ -202,17 +202,26 @@ async def delete_endpoint(scope: ActionScope, owner: UUID | None, endpoint_id: U
 
 
 async def rotate_secret(
-    scope: ActionScope, owner: UUID | None, endpoint_id: UUID
+    scope: ActionScope, owner: UUID | None, endpoint_id: UUID, *, force: bool = False
 ) -> tuple[asyncpg.Record, str]:
     """The next secret generation: the row and the new secret (shown once). Deliveries carry both
-    signatures until `previous_until` (SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS)."""
+    signatures until `previous_until` (SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS). While a previous secret still
+    signs, another rotation would stop the one receivers may hold at once: a 409 unless `force`."""
     signing_key = _signing_key(scope.settings)
     async with transaction(scope.pool) as conn:
         row = await store.rotate_secret(
-            conn, owner, endpoint_id, overlap_hours=scope.settings.webhook_secret_overlap_hours
+            conn, owner, endpoint_id, overlap_hours=scope.settings.webhook_secret_overlap_hours, force=force
         )
         if row is None:
-            raise _missing(owner, endpoint_id)
+            current = await store.get_endpoint(conn, owner, endpoint_id)
+            if current is None:
+                raise _missing(owner, endpoint_id)
+            until = f"{current['previous_until']:%Y-%m-%d %H:%M} UTC"
+            raise ScimError(
+                409,
+                f"the secret was rotated already and the previous one signs until {until}; rotating again "
+                "now would stop it at once: wait until then, or rotate with force",
+            )
         detail = {
             "endpoint_id": str(endpoint_id),
             "generation": row["secret_generation"],
@@ -267,9 +276,7 @@ async def replay(
             detail["event_id"] = event
         else:
             assert since is not None and until is not None  # the replay schema requires both
-            counted = await store.replay_range(
-                conn, endpoint_id, since=since, until=until, limit=REPLAY_LIMIT
-            )
+            counted = await store.replay_range(conn, endpoint, since=since, until=until, limit=REPLAY_LIMIT)
             if counted is None:
                 raise invalid_value(
                     f"more than {REPLAY_LIMIT} events occurred in that range: replay a shorter range"

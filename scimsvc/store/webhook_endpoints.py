@@ -49,12 +49,14 @@ RETURNING {COLUMNS}
 DELETE_ENDPOINT = f"""
 DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2 RETURNING {COLUMNS}
 """
-# The previous generation keeps signing (beside the new one) until `previous_until`.
+# The previous generation keeps signing (beside the new one) until `previous_until`. Within an overlap a
+# second rotation would stop the secret receivers may still hold at once: it needs `force` ($4).
 ROTATE_SECRET = f"""
 UPDATE webhook_endpoints
 SET secret_generation = secret_generation + 1, previous_until = now() + make_interval(hours => $3),
     updated_at = now()
 WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2
+  AND ($4 OR previous_until IS NULL OR previous_until <= now())
 RETURNING {COLUMNS}
 """
 SELECT_DELIVERIES = """
@@ -84,15 +86,16 @@ FROM webhook_endpoints w JOIN events e ON e.id = $2 AND (w.tenant_id IS NULL OR 
 WHERE w.id = $1
 RETURNING id
 """
+# The endpoint's tenant ($5, NULL: every tenant) and types ($6) are parameters, not joined in, so a tenant's
+# range is read through `events_tenant_age` (0017) and the scan stops at the bound.
 REPLAY_RANGE = """
-WITH w AS (
-    SELECT id, tenant_id, event_types FROM webhook_endpoints WHERE id = $1
-), picked AS (
+WITH picked AS (
     SELECT e.id, e.tenant_id
-    FROM events e JOIN w ON (w.tenant_id IS NULL OR e.tenant_id = w.tenant_id)
-        AND (cardinality(w.event_types) = 0 OR e.type = ANY (w.event_types))
+    FROM events e
     WHERE e.occurred_at >= $2 AND e.occurred_at < $3
-    ORDER BY e.occurred_at, e.id  -- along events_age: the scan stops at the bound
+      AND ($5::uuid IS NULL OR e.tenant_id = $5)
+      AND (cardinality($6::text[]) = 0 OR e.type = ANY ($6))
+    ORDER BY e.occurred_at, e.id
     LIMIT $4 + 1
 ), bound AS (
     SELECT count(*) > $4 AS over FROM picked
@@ -175,10 +178,11 @@ async def delete_endpoint(
 
 
 async def rotate_secret(
-    conn: asyncpg.Connection, tenant_id: UUID | None, endpoint_id: UUID, *, overlap_hours: int
+    conn: asyncpg.Connection, tenant_id: UUID | None, endpoint_id: UUID, *, overlap_hours: int, force: bool
 ) -> asyncpg.Record | None:
-    """Move to the next secret generation; the previous one also signs for `overlap_hours`."""
-    return await conn.fetchrow(ROTATE_SECRET, endpoint_id, tenant_id, overlap_hours)
+    """Move to the next secret generation; the previous one also signs for `overlap_hours`. None when
+    there is no such endpoint, or (unless `force`) a previous secret still signs."""
+    return await conn.fetchrow(ROTATE_SECRET, endpoint_id, tenant_id, overlap_hours, force)
 
 
 async def deliveries_page(
@@ -210,9 +214,16 @@ async def replay_event(conn: asyncpg.Connection, endpoint_id: UUID, event_id: in
 
 
 async def replay_range(
-    conn: asyncpg.Connection, endpoint_id: UUID, *, since: datetime, until: datetime, limit: int
+    conn: asyncpg.Connection,
+    endpoint: asyncpg.Record,
+    *,
+    since: datetime,
+    until: datetime,
+    limit: int,
 ) -> int | None:
     """Queue a new delivery to the endpoint of each event it wants that occurred in [since, until); how
     many, or None (nothing queued) when more than `limit` match."""
-    row = await conn.fetchrow(REPLAY_RANGE, endpoint_id, since, until, limit)
+    row = await conn.fetchrow(
+        REPLAY_RANGE, endpoint["id"], since, until, limit, endpoint["tenant_id"], endpoint["event_types"]
+    )
     return None if row["over"] else int(row["queued"])

@@ -8,6 +8,7 @@ derived, not stored, and a GET never shows it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -215,6 +216,9 @@ async def webhook_delete(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{_base(request)}?done=webhook-deleted")
 
 
+_ZONED = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$", re.IGNORECASE)  # a time that names its zone
+
+
 def _replay_payload(form: Mapping[str, Any]) -> dict[str, Any]:
     """One event id, or a range typed in UTC (`datetime-local` fields carry no time zone)."""
     if event_id := forms.text(form, "event_id"):
@@ -222,7 +226,7 @@ def _replay_payload(form: Mapping[str, Any]) -> dict[str, Any]:
     payload = {}
     for name in ("since", "until"):
         if value := forms.text(form, name):
-            payload[name] = value if value.endswith("Z") or "+" in value else value + "Z"
+            payload[name] = value if _ZONED.search(value) else value + "Z"
     return payload
 
 

@@ -16,6 +16,7 @@ from schemas.webhooks import (
     WebhookListSchema,
     WebhookReplayedSchema,
     WebhookReplaySchema,
+    WebhookRotateSchema,
     WebhookUpdateSchema,
     WebhookWithSecretSchema,
 )
@@ -114,13 +115,17 @@ async def delete_webhook(request: web.Request) -> web.Response:
     tags=TAGS,
     summary="Rotate a webhook endpoint's secret (the new one shown once)",
     description="Deliveries carry signatures of both the new and the previous secret until "
-    "previous_secret_until (SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS).",
+    "previous_secret_until (SCIMSVC_WEBHOOK_SECRET_OVERLAP_HOURS). Within that overlap a rotation is 409 "
+    'unless the body is {"force": true} (it stops the previous secret at once).',
 )
+@request_schema(WebhookRotateSchema, required=False)
 @response_schema(WebhookWithSecretSchema, 200)
 @errors(404, 409)
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
     owner, endpoint_id = owner_of(request), endpoint_id_of(request)
-    row, secret = await webhooks.rotate_secret(action_scope(request), owner, endpoint_id)
+    body = await read_json(request) if request.body_exists else {}
+    force = load(WebhookRotateSchema(), body).get("force", False)
+    row, secret = await webhooks.rotate_secret(action_scope(request), owner, endpoint_id, force=force)
     return json_response(render_endpoint(row, secret=secret))
 
 
