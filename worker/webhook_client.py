@@ -53,7 +53,7 @@ class CheckedResolver(AbstractResolver):
         for result in results:
             problem = address_problem(result["host"], allowed=self._allowed)
             if problem:
-                raise RefusedTarget(f"{host} resolves to {problem}")
+                raise RefusedTarget(f"{host}: {problem}")
         return results
 
     async def close(self) -> None:

@@ -42,7 +42,7 @@ NO_KEY = "webhook deliveries wait: SCIMSVC_WEBHOOK_SIGNING_KEY is empty, so they
 NOT_SENT = "not sent: the endpoint is disabled"
 
 _SESSION = "webhook_session"
-_NO_KEY_LOGGED = "webhook_no_key_logged"
+_no_key_logged = False
 
 
 def disabled_reason(settings: Settings) -> str:
@@ -53,11 +53,13 @@ def disabled_reason(settings: Settings) -> str:
 async def deliver_webhooks(ctx: dict[str, Any]) -> int:
     """Send every due delivery (until none is due or the job's budget is spent); returns how many were
     delivered."""
+    global _no_key_logged
     settings: Settings = ctx["settings"]
     if not settings.webhook_signing_key:
-        if not ctx.get(_NO_KEY_LOGGED):  # once per process: the cron would repeat it every few seconds
+        # Once per process, and only when something waits: the cron would repeat it every few seconds.
+        if not _no_key_logged and await store.any_pending(ctx["pool"]):
             log.warning(NO_KEY)
-            ctx[_NO_KEY_LOGGED] = True
+            _no_key_logged = True
         return 0
     deadline = time.monotonic() + JOB_BUDGET_SECONDS
     delivered = sum(await asyncio.gather(*(_lane(ctx, deadline) for _ in range(LANES))))
@@ -69,7 +71,7 @@ async def deliver_webhooks(ctx: dict[str, Any]) -> int:
 async def _lane(ctx: dict[str, Any], deadline: float) -> int:
     settings: Settings = ctx["settings"]
     pool: asyncpg.Pool = ctx["pool"]
-    session = http_session(ctx)
+    session: aiohttp.ClientSession = ctx[_SESSION]
     lease = lease_seconds(settings.webhook_timeout_seconds)
     delivered = 0
     while time.monotonic() < deadline:
@@ -158,17 +160,14 @@ async def _send(session: aiohttp.ClientSession, settings: Settings, row: asyncpg
     )
 
 
-def http_session(ctx: dict[str, Any]) -> aiohttp.ClientSession:
-    """The worker process's webhook HTTP session, made on first use (`close_http_session` at shutdown)."""
-    session: aiohttp.ClientSession | None = ctx.get(_SESSION)
-    if session is None or session.closed:
-        settings: Settings = ctx["settings"]
-        session = new_session(
-            allowed=parse_networks(settings.webhook_allowed_networks),
-            timeout_seconds=settings.webhook_timeout_seconds,
-        )
-        ctx[_SESSION] = session
-    return session
+async def open_http_session(ctx: dict[str, Any]) -> None:
+    """on_startup part: the worker process's one HTTP session for webhooks (each job gets a copy of the
+    worker's ctx, so it is made here, not in a job)."""
+    settings: Settings = ctx["settings"]
+    ctx[_SESSION] = new_session(
+        allowed=parse_networks(settings.webhook_allowed_networks),
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
 
 
 async def close_http_session(ctx: dict[str, Any]) -> None:

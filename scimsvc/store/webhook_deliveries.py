@@ -59,7 +59,8 @@ WITH v AS (
     SELECT * FROM unnest($1::uuid[], $2::bool[]) AS v(id, ok)
 ), changing AS (
     SELECT w.id, v.ok,
-           (NOT v.ok AND w.enabled AND w.failing_since <= now() - make_interval(hours => $3)) AS disabling
+           coalesce(NOT v.ok AND w.enabled AND w.failing_since <= now() - make_interval(hours => $3), false)
+               AS disabling
     FROM webhook_endpoints w JOIN v ON v.id = w.id
     WHERE (v.ok AND w.failing_since IS NOT NULL)
        OR (NOT v.ok AND (w.failing_since IS NULL
@@ -101,7 +102,8 @@ UPDATE webhook_deliveries d SET
 FROM v JOIN locked l ON l.id = v.id
 WHERE d.id = v.id
 """
-# What was still pending for endpoints just disabled is not sent: failed, with an attempt saying why.
+# What was still pending for endpoints just disabled is not sent: failed, with an attempt saying why (the
+# batch's own deliveries, $3, have theirs already).
 FAIL_PENDING_OF_ENDPOINTS = """
 WITH locked AS (
     SELECT id FROM webhook_deliveries
@@ -114,11 +116,12 @@ WITH locked AS (
     RETURNING d.id
 )
 INSERT INTO webhook_attempts (delivery_id, status, latency_ms, excerpt)
-SELECT id, NULL, 0, $2 FROM failed
+SELECT id, NULL, 0, $2 FROM failed WHERE id <> ALL ($3::bigint[])
 """
 # Locks are taken in order, but a batch's own deliveries and the pending ones of an endpoint it disables
 # are two statements: a rare cycle with another worker is run again rather than reasoned away.
 DEADLOCK_TRIES = 3
+ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending')"
 # The backlog, set-based over the pending deliveries' partial index and the endpoints table.
 BACKLOG = """
 SELECT
@@ -264,8 +267,15 @@ async def _record(
                 detail={"endpoint_id": str(endpoint.id), "reason": disabled_reason},
             )
         if disabled:
-            await conn.execute(FAIL_PENDING_OF_ENDPOINTS, [e.id for e in disabled], not_sent)
+            batch = [a.delivery_id for a in attempts]
+            await conn.execute(FAIL_PENDING_OF_ENDPOINTS, [e.id for e in disabled], not_sent, batch)
     return disabled
+
+
+async def any_pending(conn: asyncpg.Pool | asyncpg.Connection) -> bool:
+    """Whether any delivery waits to be sent."""
+    found: bool = await conn.fetchval(ANY_PENDING)
+    return found
 
 
 async def backlog(conn: asyncpg.Pool | asyncpg.Connection) -> Backlog:
