@@ -7,14 +7,18 @@ retry's wait is skipped by moving `next_attempt_at` to now (`make_due`), which i
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import pytest
+from rich.console import Console
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from scimsvc.ops.queue_health import NO_SIGNING_KEY, queue_status
+from scimsvc.ops.queue_view import show
 from scimsvc.product.webhooks import endpoint_secret
 from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_worker
@@ -399,8 +403,35 @@ async def test_ops_queue_shows_the_webhook_backlog_and_the_failing_endpoint(aioh
         assert failing["host"] == "127.0.0.1" and failing["pending_deliveries"] == 2
         assert "/hook" not in str(failing)  # the host only: a URL's path may hold the receiver's token
 
-        metrics = await (await client.get("/metrics", headers=ADMIN_HEADERS)).text()
+        # The web front end has no signing key here: the report says why deliveries would wait.
+        assert NO_SIGNING_KEY in (await resp.json())["reasons"]
+
+        metrics = await (await client.get("/metrics")).text()
         assert "scimsvc_webhook_deliveries_pending 2.0" in metrics
         assert "scimsvc_webhook_endpoints_failing 1.0" in metrics
+
+        out = io.StringIO()  # `scimsvc queue`
+        await show(settings, watch=False, interval=1, console=Console(file=out, width=200))
+        table = out.getvalue()
+        for label in ("webhook deliveries pending", "oldest undelivered event", "webhook endpoints failing"):
+            assert label in table
+        assert str(endpoint) in table
     finally:
         await own_db.close()
+
+
+@pytest.mark.parametrize(
+    ("due_for", "status"), [(None, "ok"), (30.0, "ok"), (90.0, "degraded"), (4000.0, "degraded")]
+)
+def test_deliveries_due_longer_than_the_limit_make_the_queue_degraded_never_stalled(due_for, status):
+    got, reasons = queue_status(
+        pending_rows=0,
+        oldest_age_seconds=None,
+        live_workers=1,
+        failed_last_hour=0,
+        degraded_after=60,
+        stalled_after=300,
+        webhooks_due_seconds=due_for,
+    )
+    assert got == status
+    assert any("webhook" in r for r in reasons) == (status == "degraded")
