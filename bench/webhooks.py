@@ -7,7 +7,9 @@ queued with them, no worker running): one tenant with one endpoint, then ten ten
 each (the events split between them). Then one `scimsvc worker` starts and sends them to local receivers
 (aiohttp servers in this process, on 127.0.0.1, answering 200 at once, each verifying nothing: the worker
 is measured, not the receivers). Reported: deliveries per second, from the first request a receiver gets
-until the database says every delivery is delivered, and each receiver's count of distinct webhook ids.
+until the database says every delivery is delivered, the worker's CPU time per delivery over that span
+(a figure other load on the machine moves less), the attempts recorded and the distinct webhook ids the
+receivers got.
 
 Runs against the local PostgreSQL and Redis with its own database and queue (removed at the end) and
 its own worker process (stopped by pid); see bench/harness.py.
@@ -111,10 +113,14 @@ async def one_case(receivers_count: int, events: int) -> dict[str, Any]:
         try:
             await queue_events(run.conn, receivers, events)
             total = int(await run.conn.fetchval("SELECT count(*) FROM webhook_deliveries"))
-            await run.start_workers(1)
+            (worker,) = await run.start_workers(1)
+            while not any(r.first_at for r in receivers):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            cpu_before = worker.cpu_seconds()
             while await delivered(run.conn) < total:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             done = time.perf_counter()
+            cpu = worker.cpu_seconds() - cpu_before
             first = min(r.first_at for r in receivers if r.first_at is not None)
             seconds = done - first
             attempts = int(await run.conn.fetchval("SELECT count(*) FROM webhook_attempts"))
@@ -126,6 +132,7 @@ async def one_case(receivers_count: int, events: int) -> dict[str, Any]:
         "deliveries": total,
         "seconds": round(seconds, 2),
         "per_s": round(total / seconds, 1),
+        "worker_cpu_ms_per_delivery": round(1000 * cpu / total, 3),
         "attempts": attempts,
         "requests_received": sum(r.requests for r in receivers),
         "distinct_ids_received": sum(len(r.ids) for r in receivers),
@@ -141,11 +148,14 @@ async def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'receivers':>9} {'deliveries':>10} {'seconds':>8} {'per s':>8} {'attempts':>8} {'distinct':>8}")
+    print(
+        f"{'receivers':>9} {'deliveries':>10} {'seconds':>8} {'per s':>8} {'worker CPU ms':>13} "
+        f"{'attempts':>8} {'distinct':>8}"
+    )
     for r in results:
         print(
             f"{r['receivers']:>9} {r['deliveries']:>10} {r['seconds']:>8} {r['per_s']:>8} "
-            f"{r['attempts']:>8} {r['distinct_ids_received']:>8}"
+            f"{r['worker_cpu_ms_per_delivery']:>13} {r['attempts']:>8} {r['distinct_ids_received']:>8}"
         )
 
 

@@ -17,7 +17,7 @@ from worker.retention import purge_expired
 from worker.telemetry import counted
 from worker.telemetry import started as heartbeat_started
 from worker.telemetry import stopped as heartbeat_stopped
-from worker.webhooks import close_http_session, deliver_webhooks, open_http_session
+from worker.webhooks import deliver_webhooks, start_sending, stop_sending
 
 # arq polls its queue this often (its default is 0.5 s): a wake-up waits at most this long to start, which
 # is most of a small change's apply time; 10 polls a second per worker cost Redis next to nothing.
@@ -42,12 +42,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             max_size=max(2, settings.worker_max_jobs // 2),
             pooler=settings.database_pooler,
         )
-        await open_http_session(ctx)
+        await start_sending(ctx)
         await heartbeat_started(ctx)  # a heartbeat task of this process: a cron job runs on one worker a tick
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await heartbeat_stopped(ctx)
-        await close_http_session(ctx)
+        await stop_sending(ctx)
         if "pool" in ctx:
             await ctx["pool"].close()
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -31,8 +32,9 @@ from worker.webhook_client import Sent, new_session, post
 
 log = logging.getLogger(__name__)
 
-# Lanes of one job each claim and send a batch at a time: a slow receiver holds up one lane's batch
-# (at most twice the timeout), not the whole job. LANES x BATCH requests are out at most per job.
+# Lanes each claim and send a batch at a time: a slow receiver holds up one lane's batch (at most twice
+# the timeout), not every delivery. LANES x BATCH requests are out at most per worker process (one job
+# sends at a time there), which the session's connection pool holds without waiting.
 LANES = 4
 BATCH = 25
 # A job stops claiming after this long and queues its successor, so it ends well within arq's job timeout
@@ -41,8 +43,23 @@ JOB_BUDGET_SECONDS = 60.0
 NO_KEY = "webhook deliveries wait: SCIMSVC_WEBHOOK_SIGNING_KEY is empty, so they cannot be signed"
 NOT_SENT = "not sent: the endpoint is disabled"
 
-_SESSION = "webhook_session"
-_no_key_logged = False
+_SENDER = "webhook_sender"
+
+
+@dataclass
+class Sender:
+    """The worker process's webhook sending: its one HTTP session, and whether a job is sending now.
+
+    Each job gets a copy of the worker's ctx, so this object, made at start-up, is what they share. A job
+    that finds another sending does not start lanes of its own (that would multiply the requests out);
+    it asks the running one to look for due deliveries once more before it ends (`again`), so a wake-up
+    that arrives as the running job finishes is not left to the next cron tick.
+    """
+
+    session: aiohttp.ClientSession
+    running: bool = False
+    again: bool = False
+    no_key_logged: bool = False
 
 
 def disabled_reason(settings: Settings) -> str:
@@ -53,16 +70,28 @@ def disabled_reason(settings: Settings) -> str:
 async def deliver_webhooks(ctx: dict[str, Any]) -> int:
     """Send every due delivery (until none is due or the job's budget is spent); returns how many were
     delivered."""
-    global _no_key_logged
     settings: Settings = ctx["settings"]
+    sender: Sender = ctx[_SENDER]
     if not settings.webhook_signing_key:
         # Once per process, and only when something waits: the cron would repeat it every few seconds.
-        if not _no_key_logged and await store.any_pending(ctx["pool"]):
+        if not sender.no_key_logged and await store.any_pending(ctx["pool"]):
             log.warning(NO_KEY)
-            _no_key_logged = True
+            sender.no_key_logged = True
         return 0
+    if sender.running:
+        sender.again = True
+        return 0
+    sender.running = True
     deadline = time.monotonic() + JOB_BUDGET_SECONDS
-    delivered = sum(await asyncio.gather(*(_lane(ctx, deadline) for _ in range(LANES))))
+    delivered = 0
+    try:
+        while True:
+            sender.again = False
+            delivered += sum(await asyncio.gather(*(_lane(ctx, deadline) for _ in range(LANES))))
+            if not sender.again or time.monotonic() >= deadline:
+                break
+    finally:
+        sender.running = False
     if time.monotonic() >= deadline:
         await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
     return delivered
@@ -71,7 +100,7 @@ async def deliver_webhooks(ctx: dict[str, Any]) -> int:
 async def _lane(ctx: dict[str, Any], deadline: float) -> int:
     settings: Settings = ctx["settings"]
     pool: asyncpg.Pool = ctx["pool"]
-    session: aiohttp.ClientSession = ctx[_SESSION]
+    session = ctx[_SENDER].session
     lease = lease_seconds(settings.webhook_timeout_seconds)
     delivered = 0
     while time.monotonic() < deadline:
@@ -160,18 +189,18 @@ async def _send(session: aiohttp.ClientSession, settings: Settings, row: asyncpg
     )
 
 
-async def open_http_session(ctx: dict[str, Any]) -> None:
-    """on_startup part: the worker process's one HTTP session for webhooks (each job gets a copy of the
-    worker's ctx, so it is made here, not in a job)."""
+async def start_sending(ctx: dict[str, Any]) -> None:
+    """on_startup part: the worker process's `Sender` with its HTTP session."""
     settings: Settings = ctx["settings"]
-    ctx[_SESSION] = new_session(
+    session = new_session(
         allowed=parse_networks(settings.webhook_allowed_networks),
         timeout_seconds=settings.webhook_timeout_seconds,
     )
+    ctx[_SENDER] = Sender(session)
 
 
-async def close_http_session(ctx: dict[str, Any]) -> None:
-    """on_shutdown part: close the webhook session, if one was made."""
-    session: aiohttp.ClientSession | None = ctx.pop(_SESSION, None)
-    if session is not None:
-        await session.close()
+async def stop_sending(ctx: dict[str, Any]) -> None:
+    """on_shutdown part: close the webhook session."""
+    sender: Sender | None = ctx.pop(_SENDER, None)
+    if sender is not None:
+        await sender.session.close()
