@@ -8,12 +8,15 @@ retry's wait is skipped by moving `next_attempt_at` to now (`make_due`), which i
 from __future__ import annotations
 
 import io
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+from prometheus_client import REGISTRY
 from rich.console import Console
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -30,6 +33,7 @@ from tests.webhook_receiver import (
     register_endpoint,
     webhook_settings,
 )
+from worker.webhook_client import CheckedResolver, RefusedTarget
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +83,8 @@ async def test_events_arrive_signed_and_verify_with_standardwebhooks(client, set
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
     user_ids = await users_with_events(client, db, tenant, 3)
+    counted = {"outcome": "delivered"}
+    before = REGISTRY.get_sample_value("scimsvc_webhook_attempts_total", counted) or 0
 
     await run_worker(webhook_settings(settings))
 
@@ -98,6 +104,7 @@ async def test_events_arrive_signed_and_verify_with_standardwebhooks(client, set
     tried = await attempts(db, endpoint)
     assert [(a["status"], a["excerpt"]) for a in tried] == [(200, "ok, thanks")] * 3
     assert all(a["latency_ms"] > 0 for a in tried)
+    assert REGISTRY.get_sample_value("scimsvc_webhook_attempts_total", counted) == before + 3
     # Nothing that signs is kept: no attempt holds a header.
     assert not any("v1," in a["excerpt"] or SIGNING_KEY in a["excerpt"] for a in tried)
 
@@ -311,6 +318,35 @@ async def test_private_loopback_and_link_local_targets_are_refused_and_nothing_i
     # Refused like a failure: retried later (the address may change), the endpoint counted as failing.
     ((state, count),) = [(r["state"], r["attempts"]) for r in await deliveries(db, endpoint)]
     assert (state, count) == ("pending", 1)
+
+
+async def test_a_name_whose_every_address_is_allowed_is_reached_by_its_name(client, settings, db, receiver):
+    tenant = await make_tenant(client)
+    endpoint = await register_endpoint(db, tenant.id, f"http://localhost:{receiver.port}/hook")
+    await users_with_events(client, db, tenant, 1)
+
+    await run_worker(webhook_settings(settings, webhook_allowed_networks="127.0.0.0/8, ::1/128"))
+
+    (got,) = receiver.requests
+    assert got.headers["host"] == f"localhost:{receiver.port}"  # the name, not the address connected to
+    assert [r["state"] for r in await deliveries(db, endpoint)] == ["delivered"]
+
+
+async def test_one_refused_address_among_a_names_addresses_refuses_the_name():
+    class TwoAddresses(AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[ResolveResult]:
+            return [
+                ResolveResult(hostname=host, host=ip, port=port, family=2, proto=6, flags=0)
+                for ip in ("127.0.0.1", "10.0.0.1")
+            ]
+
+        async def close(self) -> None:
+            return None
+
+    resolver = CheckedResolver([ipaddress.ip_network("127.0.0.1/32")])
+    resolver._resolver = TwoAddresses()  # DNS answering a public-looking name with two addresses
+    with pytest.raises(RefusedTarget, match="hooks.example.com: 10.0.0.1 is a private"):
+        await resolver.resolve("hooks.example.com", 443)
 
 
 async def test_plain_http_is_refused_without_the_development_setting(client, settings, db, receiver):
