@@ -87,7 +87,11 @@ async def deliver_webhooks(ctx: dict[str, Any]) -> int:
     try:
         while True:
             sender.again = False
-            delivered += sum(await asyncio.gather(*(_lane(ctx, deadline) for _ in range(LANES))))
+            # A lane that fails (PostgreSQL gone) stops the others: what they claimed comes due again
+            # after its lease, and arq runs the job again.
+            async with asyncio.TaskGroup() as lanes:
+                running = [lanes.create_task(_lane(ctx, deadline)) for _ in range(LANES)]
+            delivered += sum(lane.result() for lane in running)
             if not sender.again or time.monotonic() >= deadline:
                 break
     finally:
