@@ -7,6 +7,7 @@ retry's wait is skipped by moving `next_attempt_at` to now (`make_due`), which i
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 from collections.abc import AsyncIterator
@@ -23,11 +24,13 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from scimsvc.ops.queue_health import NO_SIGNING_KEY, queue_status
 from scimsvc.ops.queue_view import show
 from scimsvc.product.webhooks import endpoint_secret
+from scimsvc.settings import Settings
 from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_worker
 from tests.webhook_receiver import (
     SIGNING_KEY,
     Receiver,
+    events_in_order,
     make_due,
     record_user_events,
     register_endpoint,
@@ -56,10 +59,21 @@ async def receiver() -> AsyncIterator[Receiver]:
     await server.stop()
 
 
-async def users_with_events(client: Any, db: asyncpg.Connection, tenant: Any, count: int) -> list[str]:
-    """`count` users POSTed through SCIM, and their `user.created` events; their ids."""
+async def users_with_events(
+    client: Any, db: asyncpg.Connection, tenant: Any, count: int, settings: Settings
+) -> list[str]:
+    """`count` users POSTed through SCIM and applied by a worker (with no signing key: nothing is sent
+    yet), with their `user.created` events: the worker's own where it records them, else written here as
+    it would (`tests/webhook_receiver.py:record_user_events`). Their ids."""
     ids = [(await post_user(client, tenant))["id"] for _ in range(count)]
-    await record_user_events(db, tenant.id, ids)
+    await run_worker(dataclasses.replace(settings, webhook_signing_key=""))
+    recorded = await db.fetch(
+        "SELECT data -> 'user' ->> 'id' FROM events WHERE tenant_id = $1::uuid AND type = 'user.created'",
+        tenant.id,
+    )
+    missing = [i for i in ids if i not in {r[0] for r in recorded}]
+    if missing:
+        await record_user_events(db, tenant.id, missing)
     return ids
 
 
@@ -82,7 +96,7 @@ async def attempts(db: asyncpg.Connection, endpoint_id: UUID) -> list[asyncpg.Re
 async def test_events_arrive_signed_and_verify_with_standardwebhooks(client, settings, db, receiver):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    user_ids = await users_with_events(client, db, tenant, 3)
+    user_ids = await users_with_events(client, db, tenant, 3, settings)
     counted = {"outcome": "delivered"}
     before = REGISTRY.get_sample_value("scimsvc_webhook_attempts_total", counted) or 0
 
@@ -96,8 +110,8 @@ async def test_events_arrive_signed_and_verify_with_standardwebhooks(client, set
         assert got.headers["content-type"] == "application/json"
         assert got.headers["user-agent"].startswith("scimsvc-webhooks/")
         assert got.event["type"] == "user.created" and got.event["tenant_id"] == tenant.id
-    in_order = sorted(receiver.unique().values(), key=lambda e: e["sequence"])
-    assert [e["data"]["user"]["id"] for e in in_order] == user_ids
+    assert {e["data"]["user"]["id"] for e in receiver.unique().values()} == set(user_ids)
+    assert receiver.in_order() == await events_in_order(db, endpoint)
     rows = await deliveries(db, endpoint)
     assert [(r["state"], r["attempts"]) for r in rows] == [("delivered", 1)] * 3
     assert all(r["finished_at"] is not None for r in rows)
@@ -114,7 +128,7 @@ async def test_during_a_rotation_either_secret_verifies_and_after_it_only_the_ne
 ):
     tenant = await make_tenant(client)
     rotating = await register_endpoint(db, tenant.id, receiver.url, generation=2, previous_valid=True)
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
     await run_worker(webhook_settings(settings))
 
     (got,) = receiver.requests
@@ -124,7 +138,7 @@ async def test_during_a_rotation_either_secret_verifies_and_after_it_only_the_ne
 
     # The overlap ends: only the new secret signs.
     await db.execute("UPDATE webhook_endpoints SET previous_until = now() WHERE id = $1", rotating)
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
     await run_worker(webhook_settings(settings))
     later = receiver.requests[1]
     assert len(later.headers["webhook-signature"].split()) == 1
@@ -139,7 +153,7 @@ async def test_a_receiver_down_then_slow_then_failing_then_back_gets_every_event
     receiver = Receiver()  # not started: connections are refused
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 5)
+    await users_with_events(client, db, tenant, 5, settings)
     worker = webhook_settings(settings)
 
     await run_worker(worker)  # down
@@ -180,8 +194,8 @@ async def test_a_receiver_down_then_slow_then_failing_then_back_gets_every_event
     # Every event arrived; duplicates (the slow attempts were received, then retried) dropped by
     # webhook-id; the order is rebuilt from the sequence numbers, with no gap.
     assert len(receiver.requests) > 5
-    sequences = receiver.sequences(tenant.id)
-    assert sequences == list(range(sequences[0], sequences[0] + 5))
+    assert len(receiver.unique()) == 5
+    assert receiver.in_order() == await events_in_order(db, endpoint)
     assert await db.fetchval("SELECT failing_since FROM webhook_endpoints WHERE id = $1", endpoint) is None
 
 
@@ -189,7 +203,7 @@ async def test_a_delivery_still_failing_after_the_retry_period_is_given_up(clien
     receiver.mode = "fail"
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 2)
+    await users_with_events(client, db, tenant, 2, settings)
     # One delivery was queued 73 hours ago (the retry period is 72 hours); the other just now.
     await db.execute(
         "UPDATE webhook_deliveries SET created_at = now() - interval '73 hours' WHERE id = "
@@ -209,7 +223,7 @@ async def test_an_endpoint_failing_past_the_limit_is_disabled_audited_and_its_de
     receiver.mode = "fail"
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 3)
+    await users_with_events(client, db, tenant, 3, settings)
     # Failing for 121 hours (the limit is 120); one delivery is due, two wait for their retry.
     await db.execute(
         "UPDATE webhook_endpoints SET failing_since = now() - interval '121 hours' WHERE id = $1", endpoint
@@ -236,7 +250,7 @@ async def test_an_endpoint_failing_past_the_limit_is_disabled_audited_and_its_de
     assert all(a["excerpt"] == "not sent: the endpoint is disabled" for a in tried[1:])
 
     # A new event for a disabled endpoint queues nothing.
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
     assert len(await deliveries(db, endpoint)) == 3
 
 
@@ -249,7 +263,7 @@ async def test_an_operators_endpoint_failing_past_the_limit_is_audited_without_a
     await db.execute(
         "UPDATE webhook_endpoints SET failing_since = now() - interval '121 hours' WHERE id = $1", endpoint
     )
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
     await run_worker(webhook_settings(settings))
 
     assert await db.fetchval("SELECT enabled FROM webhook_endpoints WHERE id = $1", endpoint) is False
@@ -267,7 +281,7 @@ async def test_a_success_ends_an_endpoints_failing_streak(client, settings, db, 
     await db.execute(
         "UPDATE webhook_endpoints SET failing_since = now() - interval '100 hours' WHERE id = $1", endpoint
     )
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
     await run_worker(webhook_settings(settings))
     row = await db.fetchrow("SELECT enabled, failing_since FROM webhook_endpoints WHERE id = $1", endpoint)
     assert row["enabled"] is True and row["failing_since"] is None
@@ -276,7 +290,7 @@ async def test_a_success_ends_an_endpoints_failing_streak(client, settings, db, 
 async def test_deliveries_of_an_endpoint_disabled_by_hand_are_not_sent(client, settings, db, receiver):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 2)
+    await users_with_events(client, db, tenant, 2, settings)
     await db.execute(
         "UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'paused by the admin' WHERE id = $1",
         endpoint,
@@ -306,7 +320,7 @@ async def test_private_loopback_and_link_local_targets_are_refused_and_nothing_i
 ):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, target.format(port=receiver.port))
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
 
     await run_worker(webhook_settings(settings, webhook_allowed_networks=""))
 
@@ -323,7 +337,7 @@ async def test_private_loopback_and_link_local_targets_are_refused_and_nothing_i
 async def test_a_name_whose_every_address_is_allowed_is_reached_by_its_name(client, settings, db, receiver):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, f"http://localhost:{receiver.port}/hook")
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
 
     await run_worker(webhook_settings(settings, webhook_allowed_networks="127.0.0.0/8, ::1/128"))
 
@@ -352,7 +366,7 @@ async def test_one_refused_address_among_a_names_addresses_refuses_the_name():
 async def test_plain_http_is_refused_without_the_development_setting(client, settings, db, receiver):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
 
     await run_worker(webhook_settings(settings, webhook_allow_http=False))
 
@@ -367,7 +381,7 @@ async def test_a_redirect_is_not_followed(client, settings, db, receiver):
         receiver.mode, receiver.redirect_to = "redirect", elsewhere.url
         tenant = await make_tenant(client)
         endpoint = await register_endpoint(db, tenant.id, receiver.url)
-        await users_with_events(client, db, tenant, 1)
+        await users_with_events(client, db, tenant, 1, settings)
 
         await run_worker(webhook_settings(settings))
 
@@ -384,7 +398,7 @@ async def test_an_endless_answer_is_read_only_up_to_the_cap(client, settings, db
     receiver.mode = "endless"  # a 200 whose body never ends: read whole, it would time out
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
 
     await run_worker(webhook_settings(settings, webhook_timeout_seconds=5))
 
@@ -396,7 +410,7 @@ async def test_an_endless_answer_is_read_only_up_to_the_cap(client, settings, db
 async def test_without_a_signing_key_deliveries_wait(client, settings, db, receiver):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
 
     await run_worker(webhook_settings(settings, webhook_signing_key=""))
 
@@ -410,7 +424,7 @@ async def test_an_endpoint_gets_only_the_event_types_it_wants(client, settings, 
     await register_endpoint(db, tenant.id, receiver.url, event_types=["user.deleted"])
     other = await make_tenant(client)
     await register_endpoint(db, other.id, receiver.url)
-    await users_with_events(client, db, tenant, 1)
+    await users_with_events(client, db, tenant, 1, settings)
 
     await run_worker(webhook_settings(settings))
 
@@ -425,7 +439,7 @@ async def test_ops_queue_shows_the_webhook_backlog_and_the_failing_endpoint(aioh
         down = Receiver()  # never started
         tenant = await make_tenant(client)
         endpoint = await register_endpoint(own_db, tenant.id, down.url)
-        await users_with_events(client, own_db, tenant, 2)
+        await users_with_events(client, own_db, tenant, 2, settings)
         await run_worker(webhook_settings(settings))
 
         resp = await client.get("/ops/queue", headers=ADMIN_HEADERS)

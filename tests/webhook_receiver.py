@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 from aiohttp import web
@@ -84,9 +84,10 @@ class Receiver:
         """The events received, one per `webhook-id` (duplicates dropped, as a receiver should)."""
         return {r.headers["webhook-id"]: r.event for r in self.requests}
 
-    def sequences(self, tenant_id: str) -> list[int]:
-        """The tenant's events' sequence numbers received, in order (order rebuilt by `sequence`)."""
-        return sorted(e["sequence"] for e in self.unique().values() if e["tenant_id"] == tenant_id)
+    def in_order(self) -> list[str]:
+        """The ids of the events received, duplicates dropped, in their tenant's order (by `sequence`)."""
+        events = sorted(self.unique().values(), key=lambda e: (e["tenant_id"], e["sequence"]))
+        return [e["id"] for e in events]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -120,7 +121,8 @@ async def register_endpoint(
     previous_valid: bool = False,
 ) -> UUID:
     """A webhook endpoint, written by SQL (the admin API of README.md, What happened, Webhooks, may make
-    them instead); `previous_valid`: mid-rotation, the previous secret still signs."""
+    them instead), for `user.created` events unless told; `previous_valid`: mid-rotation, the previous
+    secret still signs."""
     endpoint_id: UUID = await db.fetchval(
         """
         INSERT INTO webhook_endpoints (tenant_id, url, event_types, secret_generation, previous_until)
@@ -129,7 +131,7 @@ async def register_endpoint(
         """,
         UUID(tenant_id) if tenant_id else None,
         url,
-        event_types or [],
+        ["user.created"] if event_types is None else event_types,
         generation,
         previous_valid,
     )
@@ -145,6 +147,30 @@ async def record_user_events(db: asyncpg.Connection, tenant_id: str, user_ids: l
             UUID(tenant_id),
             [NewEvent(EventType.USER_CREATED, user_id=UUID(u), request_id=f"req-{u[:8]}") for u in user_ids],
         )
+
+
+async def record_events_of_no_user(db: asyncpg.Connection, tenant_id: str, count: int) -> int:
+    """`count` `user.created` events about users that do not exist (no worker applies anything, so these
+    are all the tenant's events); returns the deliveries queued."""
+    async with db.transaction():
+        return await record_events(
+            db,
+            UUID(tenant_id),
+            [
+                NewEvent(EventType.USER_CREATED, data={"user": {"id": str(uuid4()), "userName": f"u{n}"}})
+                for n in range(count)
+            ],
+        )
+
+
+async def events_in_order(db: asyncpg.Connection, endpoint_id: UUID) -> list[str]:
+    """The ids of the events queued for the endpoint, in their tenant's order (what a receiver rebuilds)."""
+    rows = await db.fetch(
+        "SELECT e.id FROM webhook_deliveries d JOIN events e ON e.id = d.event_id "
+        "WHERE d.endpoint_id = $1 ORDER BY e.tenant_id, e.seq",
+        endpoint_id,
+    )
+    return [f"evt_{r['id']}" for r in rows]
 
 
 async def make_due(db: asyncpg.Connection, endpoint_id: UUID) -> None:
