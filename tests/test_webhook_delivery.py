@@ -17,10 +17,12 @@ from uuid import UUID
 import asyncpg
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from arq.connections import RedisSettings, create_pool
 from prometheus_client import REGISTRY
 from rich.console import Console
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from scimsvc.enqueue import enqueue_deliver_webhooks
 from scimsvc.ops.queue_health import NO_SIGNING_KEY, queue_status
 from scimsvc.ops.queue_view import show
 from scimsvc.product.webhooks import endpoint_secret
@@ -32,11 +34,13 @@ from tests.webhook_receiver import (
     Receiver,
     events_in_order,
     make_due,
+    record_events_of_no_user,
     record_user_events,
     register_endpoint,
     webhook_settings,
 )
 from worker.webhook_client import CheckedResolver, RefusedTarget
+from worker.webhooks import BATCH, LANES
 
 
 @pytest.fixture(autouse=True)
@@ -197,6 +201,31 @@ async def test_a_receiver_down_then_slow_then_failing_then_back_gets_every_event
     assert len(receiver.unique()) == 5
     assert receiver.in_order() == await events_in_order(db, endpoint)
     assert await db.fetchval("SELECT failing_since FROM webhook_endpoints WHERE id = $1", endpoint) is None
+
+
+async def test_many_wake_ups_at_once_claim_no_more_than_a_worker_sends_so_none_times_out_waiting(
+    client, settings, db, receiver
+):
+    # A receiver that takes 0.4 s, well within the 1 s timeout. Were each of the eleven jobs below to
+    # claim its own 100 deliveries, 800 would be claimed at once and wait for the session's 100
+    # connections, the last ones past the 2 s an attempt may take: they would fail without being sent.
+    receiver.mode, receiver.slow_seconds = "slow", 0.4
+    tenant = await make_tenant(client)
+    endpoint = await register_endpoint(db, tenant.id, receiver.url)
+    await record_events_of_no_user(db, tenant.id, 800)
+    worker = webhook_settings(settings)
+    redis = await create_pool(RedisSettings.from_dsn(worker.redis_url))
+    try:
+        for _ in range(10):  # ten wake-ups at once, and the cron's run at start-up
+            assert await enqueue_deliver_webhooks(redis, queue_name=worker.queue_name)
+    finally:
+        await redis.aclose()
+
+    await run_worker(worker)
+
+    assert [(r["state"], r["attempts"]) for r in await deliveries(db, endpoint)] == [("delivered", 1)] * 800
+    assert len(receiver.requests) == 800
+    assert receiver.most_in_flight <= LANES * BATCH == 100
 
 
 async def test_a_delivery_still_failing_after_the_retry_period_is_given_up(client, settings, db, receiver):

@@ -57,6 +57,8 @@ class Receiver:
     slow_seconds: float = 3.0
     redirect_to: str = ""
     requests: list[Received] = field(default_factory=list)
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most requests it was answering at once
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
@@ -90,6 +92,14 @@ class Receiver:
         return [e["id"] for e in events]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
         self.arrived.set()
