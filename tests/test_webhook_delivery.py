@@ -1,4 +1,4 @@
-"""Webhook delivery (README.md, What happened, Webhooks): real receivers on 127.0.0.1, a real worker.
+"""Webhook delivery (README.md, What happened, Webhook delivery): real receivers on 127.0.0.1, a real worker.
 
 Events are recorded with `store/events.py:record_events` for users made through SCIM (as the worker does
 when it applies them); endpoints are written by SQL (`tests/webhook_receiver.py:register_endpoint`). A

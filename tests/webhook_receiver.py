@@ -130,7 +130,7 @@ async def register_endpoint(
     generation: int = 1,
     previous_valid: bool = False,
 ) -> UUID:
-    """A webhook endpoint, written by SQL (the admin API of README.md, What happened, Webhooks, may make
+    """A webhook endpoint, written by SQL (the admin API (README.md, What happened) may make
     them instead), for `user.created` events unless told; `previous_valid`: mid-rotation, the previous
     secret still signs."""
     endpoint_id: UUID = await db.fetchval(

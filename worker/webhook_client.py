@@ -1,12 +1,12 @@
 """Sending one webhook over HTTP, with the outbound rules of `scimsvc/product/webhooks.py` enforced.
 
-Outbound safety (README.md, What happened, Webhooks): the URL is checked (`url_problem`), and every address
-the host resolves to is checked (`address_problem`) right before the connection, by the session's own
-resolver, so a name that now resolves somewhere private is refused even if it was public when the
-endpoint was registered, and the connection only ever goes to an address that was checked. An IP literal
-in the URL never reaches a resolver (aiohttp connects to it as is), so it is checked here first. Redirects
-are not followed, connect and read are bounded by the timeout, and at most `MAX_ANSWER_BYTES` of an
-answer are read. The session keeps no cookies and reads no proxy from the environment.
+Outbound safety (README.md, What happened, Webhook delivery): the URL is checked (`url_problem`), and every
+address the host resolves to is checked (`address_problem`) right before the connection, by the session's own
+resolver, so a name that now resolves somewhere private is refused even if it was public when the endpoint was
+registered, and the connection only ever goes to an address that was checked. An IP literal in the URL never
+reaches a resolver (aiohttp connects to it as is), so it is checked here first. Redirects are not followed,
+connect and read are bounded by the timeout, and at most `MAX_ANSWER_BYTES` of an answer are read. The session
+keeps no cookies and reads no proxy from the environment.
 """
 
 from __future__ import annotations

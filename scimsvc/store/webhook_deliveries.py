@@ -1,11 +1,11 @@
 """SQL for sending webhook deliveries: claim the due ones with a lease, record what each attempt did, keep
 endpoints' health (failing since, disabled), and the backlog operators watch.
 
-A claim moves a delivery's `next_attempt_at` ahead by a lease: a worker killed mid-attempt leaves it due
-again once the lease ends, so every delivery is sent at least once (README.md, What happened, Webhooks).
+A claim moves a delivery's `next_attempt_at` ahead by a lease: a worker killed mid-attempt leaves it due again
+once the lease ends, so every delivery is sent at least once (README.md, What happened, Webhook delivery).
 Deliveries are queued by `store/events.py:record_events` (and replays); endpoints are managed by the admin
-API. Locks are taken in one order (endpoints by id, then deliveries by id) so that two workers recording
-at once, or a worker recording while another disables the endpoint, never deadlock.
+API. Locks are taken in one order (endpoints by id, then deliveries by id) so that two workers recording at
+once, or a worker recording while another disables the endpoint, never deadlock.
 """
 
 from __future__ import annotations
