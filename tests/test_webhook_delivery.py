@@ -200,6 +200,10 @@ async def test_a_receiver_down_then_slow_then_failing_then_back_gets_every_event
     assert len(receiver.requests) > 5
     assert len(receiver.unique()) == 5
     assert receiver.in_order() == await events_in_order(db, endpoint)
+    # A retry is the same message (same webhook-id, same body), signed again.
+    secret = Webhook(endpoint_secret(SIGNING_KEY, endpoint, 1))
+    for got in receiver.requests:
+        assert secret.verify(got.body, got.headers) == receiver.unique()[got.headers["webhook-id"]]
     assert await db.fetchval("SELECT failing_since FROM webhook_endpoints WHERE id = $1", endpoint) is None
 
 
