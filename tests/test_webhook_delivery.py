@@ -29,6 +29,7 @@ from scimsvc.product.webhooks import endpoint_secret
 from scimsvc.settings import Settings
 from scimsvc.web.app import create_app
 from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_worker
+from tests.test_console import signed_in
 from tests.webhook_receiver import (
     SIGNING_KEY,
     Receiver,
@@ -492,6 +493,10 @@ async def test_ops_queue_shows_the_webhook_backlog_and_the_failing_endpoint(aioh
         metrics = await (await client.get("/metrics")).text()
         assert "scimsvc_webhook_deliveries_pending 2.0" in metrics
         assert "scimsvc_webhook_endpoints_failing 1.0" in metrics
+
+        await signed_in(client)  # the console's queue page
+        page = await (await client.get("/console/queue")).text()
+        assert "Webhook deliveries" in page and "Endpoints failing longest" in page and str(endpoint) in page
 
         out = io.StringIO()  # `scimsvc queue`
         await show(settings, watch=False, interval=1, console=Console(file=out, width=200))
