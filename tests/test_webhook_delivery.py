@@ -441,6 +441,19 @@ async def test_an_endless_answer_is_read_only_up_to_the_cap(client, settings, db
     assert tried["status"] == 200 and len(tried["excerpt"]) == 200 and tried["excerpt"].startswith("yyyy")
 
 
+async def test_a_2xx_whose_body_stalls_is_delivered_with_what_came(client, settings, db, receiver):
+    receiver.mode = "stalls"
+    tenant = await make_tenant(client)
+    endpoint = await register_endpoint(db, tenant.id, receiver.url)
+    await users_with_events(client, db, tenant, 1, settings)
+
+    await run_worker(webhook_settings(settings))
+
+    assert [r["state"] for r in await deliveries(db, endpoint)] == ["delivered"]
+    (tried,) = await attempts(db, endpoint)
+    assert (tried["status"], tried["excerpt"]) == (200, "accepted; details follow")
+
+
 async def test_without_a_signing_key_deliveries_wait(client, settings, db, receiver):
     tenant = await make_tenant(client)
     endpoint = await register_endpoint(db, tenant.id, receiver.url)

@@ -50,7 +50,8 @@ class Received:
 @dataclass
 class Receiver:
     """A webhook receiver on 127.0.0.1. `mode`: ok (200), fail (500), slow (answers after `slow_seconds`),
-    redirect (307 to `redirect_to`), endless (a 200 whose body never ends), hold (waits for `release`)."""
+    redirect (307 to `redirect_to`), endless (a 200 whose body never ends), stalls (a 200 whose body stops
+    after a few bytes), hold (waits for `release`)."""
 
     port: int = field(default_factory=free_port_outside_ephemeral)
     mode: str = "ok"
@@ -111,6 +112,12 @@ class Receiver:
             return web.Response(status=307, headers={"Location": self.redirect_to})
         if self.mode == "hold":
             await self.release.wait()
+        if self.mode == "stalls":  # the status and the start of the body, then nothing more
+            response = web.StreamResponse(status=200)
+            await response.prepare(request)
+            await response.write(b"accepted; details follow")
+            await self.release.wait()
+            return response
         if self.mode == "endless":
             response = web.StreamResponse(status=200)
             await response.prepare(request)

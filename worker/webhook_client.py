@@ -172,15 +172,22 @@ def _host_form(host: str) -> str:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
-    """At most `MAX_ANSWER_BYTES` of the answer; a longer answer's connection is closed, not drained."""
+    """At most `MAX_ANSWER_BYTES` of the answer; a longer answer's connection is closed, not drained.
+
+    The status decides the attempt; the body only gives the excerpt. A body that stops coming (past the
+    read timeout) or breaks off keeps what came, and its connection is closed.
+    """
     chunks: list[bytes] = []
     size = 0
-    while size < MAX_ANSWER_BYTES:
-        chunk = await resp.content.read(MAX_ANSWER_BYTES - size)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        while size < MAX_ANSWER_BYTES:
+            chunk = await resp.content.read(MAX_ANSWER_BYTES - size)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+    except (TimeoutError, aiohttp.ClientError):
+        pass
     resp.close()
     return b"".join(chunks)
 
