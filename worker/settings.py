@@ -8,7 +8,7 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.cron import cron
 
-from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DRAIN_USERS
+from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_USERS
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
@@ -17,6 +17,7 @@ from worker.retention import purge_expired
 from worker.telemetry import counted
 from worker.telemetry import started as heartbeat_started
 from worker.telemetry import stopped as heartbeat_stopped
+from worker.webhooks import deliver_webhooks, start_sending, stop_sending
 
 # arq polls its queue this often (its default is 0.5 s): a wake-up waits at most this long to start, which
 # is most of a small change's apply time; 10 polls a second per worker cost Redis next to nothing.
@@ -26,6 +27,7 @@ JOBS: dict[str, Callable[..., Awaitable[Any]]] = {
     APPLY_OUTBOX: apply_outbox,
     DRAIN_USERS: drain_users,
     DELIVER_NOTICES: deliver_notices,
+    DELIVER_WEBHOOKS: deliver_webhooks,
 }
 
 
@@ -40,10 +42,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             max_size=max(2, settings.worker_max_jobs // 2),
             pooler=settings.database_pooler,
         )
+        await start_sending(ctx)
         await heartbeat_started(ctx)  # a heartbeat task of this process: a cron job runs on one worker a tick
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await heartbeat_stopped(ctx)
+        await stop_sending(ctx)
         if "pool" in ctx:
             await ctx["pool"].close()
 
@@ -58,6 +62,13 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             cron(purge_expired, name=f"cron:purge_expired@{q}", minute=set(range(0, 60, 5)), second=25),
             cron(
                 deliver_notices, name=f"cron:deliver_notices@{q}", second={5, 20, 35, 50}, run_at_startup=True
+            ),
+            # Retries come due without a wake-up; a wake-up lost with Redis is covered here too.
+            cron(
+                deliver_webhooks,
+                name=f"cron:deliver_webhooks@{q}",
+                second=set(range(0, 60, 5)),
+                run_at_startup=True,
             ),
         ],
         "on_startup": on_startup,

@@ -37,6 +37,17 @@ JOB_SECONDS = Histogram(
 RETENTION_ROWS_DELETED = Counter(
     "scimsvc_retention_rows_deleted", "Rows deleted by retention, by table", ["table"]
 )
+# Webhook attempts by outcome (delivered, failed: no 2xx answer or none at all, refused: not sent, the
+# target may not be reached) and their latency; no tenant or endpoint label, so the series stay few.
+WEBHOOK_ATTEMPTS = Counter("scimsvc_webhook_attempts", "Webhook delivery attempts by outcome", ["outcome"])
+WEBHOOK_SECONDS = Histogram(
+    "scimsvc_webhook_attempt_duration_seconds",
+    "Time from sending a webhook to its answer (or to the error)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "scimsvc_webhook_endpoints_disabled", "Webhook endpoints the worker disabled after failing too long"
+)
 _metrics_served = False
 
 
@@ -144,3 +155,15 @@ def log_applied(resource_type: str, rows: Sequence[Mapping[str, Any]], *, resour
                 "outbox_id": row["id"],
             },
         )
+
+
+def webhook_attempted(outcome: str, seconds: float) -> None:
+    """Count one webhook attempt (`delivered`, `failed` or `refused`) and its latency."""
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
+    if outcome != "refused":
+        WEBHOOK_SECONDS.observe(seconds)
+
+
+def webhook_endpoint_disabled() -> None:
+    """Count an endpoint the worker disabled."""
+    WEBHOOK_ENDPOINTS_DISABLED.inc()

@@ -1,6 +1,6 @@
 """Prometheus metrics of the web front end, served at /metrics.
 
-Counters and histograms are per replica (Prometheus sums them). The outbox and seat gauges are read
+Counters and histograms are per replica (Prometheus sums them). The outbox, webhook and seat gauges are read
 from PostgreSQL at scrape time, so every replica reports the same values: aggregate them with max().
 Workers expose their job metrics on their own port (`worker.telemetry`).
 """
@@ -18,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from scimsvc.store import ops
+from scimsvc.store import ops, webhook_deliveries
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -61,6 +61,28 @@ class WebMetrics:
         self.outbox_lag = Gauge(
             "scimsvc_outbox_lag_seconds", "Age of the oldest unapplied outbox row (0 when none)", registry=r
         )
+        # Webhooks, across every tenant (no tenant or endpoint label: the series stay few).
+        self.webhook_pending = Gauge(
+            "scimsvc_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered nor given up",
+            registry=r,
+        )
+        self.webhook_oldest = Gauge(
+            "scimsvc_webhook_oldest_undelivered_seconds",
+            "Age of the oldest pending webhook delivery (0 when none)",
+            registry=r,
+        )
+        self.webhook_due_wait = Gauge(
+            "scimsvc_webhook_due_wait_seconds",
+            "How long the longest-due webhook delivery has waited for a worker (0 when none)",
+            registry=r,
+        )
+        self.webhook_failing = Gauge(
+            "scimsvc_webhook_endpoints_failing", "Enabled webhook endpoints whose attempts fail", registry=r
+        )
+        self.webhook_disabled = Gauge(
+            "scimsvc_webhook_endpoints_disabled", "Disabled webhook endpoints", registry=r
+        )
         self.seats = Gauge("scimsvc_tenant_seats", "Seats of a tenant's subscription", ["tenant"], registry=r)
         self.seats_used = Gauge(
             "scimsvc_tenant_seats_used", "Full licenses held in a tenant", ["tenant"], registry=r
@@ -75,6 +97,12 @@ class WebMetrics:
         lag = await ops.outbox_lag(pool, limit=0)
         self.outbox_pending.set(lag.pending_rows)
         self.outbox_lag.set(lag.oldest_age_seconds or 0)
+        hooks = await webhook_deliveries.backlog(pool)
+        self.webhook_pending.set(hooks.pending)
+        self.webhook_oldest.set(hooks.oldest_age_seconds or 0)
+        self.webhook_due_wait.set(hooks.oldest_due_seconds or 0)
+        self.webhook_failing.set(hooks.failing_endpoints)
+        self.webhook_disabled.set(hooks.disabled_endpoints)
         self.seats.clear()
         self.seats_used.clear()
         for row in await ops.seat_usage(pool):

@@ -12,9 +12,11 @@ from redis.exceptions import RedisError
 
 from scimsvc.ops import job_stats
 from scimsvc.settings import Settings
-from scimsvc.store import ops
+from scimsvc.store import ops, webhook_deliveries
 
 INSPECT_JOBS = 1000  # jobs in progress are the oldest in the queue: look at this many for them
+FAILING_ENDPOINTS_SHOWN = 10
+NO_SIGNING_KEY = "webhook deliveries wait: SCIMSVC_WEBHOOK_SIGNING_KEY is empty, so they cannot be signed"
 
 
 def queue_status(
@@ -25,8 +27,14 @@ def queue_status(
     failed_last_hour: int,
     degraded_after: float,
     stalled_after: float,
+    webhooks_due_seconds: float | None = None,
 ) -> tuple[str, list[str]]:
-    """ok, degraded or stalled, with the reasons an operator should read."""
+    """ok, degraded or stalled, with the reasons an operator should read.
+
+    `webhooks_due_seconds`: how long the longest-due webhook delivery has waited for a worker. Past
+    `degraded_after` the deliverers do not keep up: degraded, never stalled (provisioning goes on). A
+    receiver that is down does not count: its deliveries wait for their retry, they are not due.
+    """
     stalled, degraded = [], []
     if pending_rows and live_workers == 0:
         stalled.append(f"{pending_rows} outbox rows wait and no worker is alive")
@@ -37,6 +45,11 @@ def queue_status(
     elif oldest_age_seconds is not None and oldest_age_seconds > degraded_after:
         degraded.append(
             f"the oldest unapplied change is {oldest_age_seconds:.0f} s old (over {degraded_after:.0f} s)"
+        )
+    if webhooks_due_seconds is not None and webhooks_due_seconds > degraded_after:
+        degraded.append(
+            f"a due webhook delivery has waited {webhooks_due_seconds:.0f} s for a worker "
+            f"(over {degraded_after:.0f} s)"
         )
     if failed_last_hour:
         degraded.append(f"{failed_last_hour} jobs failed in the last hour")
@@ -84,7 +97,8 @@ async def queue_health(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> 
             "failing_rows": lag.failing_rows,
             "oldest_age_seconds": lag.oldest_age_seconds,
             "oldest_by_tenant": lag.by_tenant,
-        }
+        },
+        "webhooks": await webhooks_part(pool),
     }
     try:
         body["queue"] = await _arq_queue(redis, settings.queue_name)
@@ -103,9 +117,31 @@ async def queue_health(pool: asyncpg.Pool, redis: Redis, settings: Settings) -> 
         failed_last_hour=failed,
         degraded_after=settings.queue_degraded_after_seconds,
         stalled_after=settings.queue_stalled_after_seconds,
+        webhooks_due_seconds=body["webhooks"]["oldest_due_seconds"],
     )
+    if body["webhooks"]["pending_deliveries"] and not settings.webhook_signing_key:
+        status, reasons = ("degraded" if status == "ok" else status), [*reasons, NO_SIGNING_KEY]
     if "redis_error" in body:
         status, reasons = "stalled", ["Redis cannot be reached: jobs cannot be queued", *reasons]
     body["live_workers"] = len(live)
     body["status"], body["reasons"] = status, reasons
     return body
+
+
+async def webhooks_part(pool: asyncpg.Pool) -> dict[str, Any]:
+    """The webhook deliveries waiting, the oldest undelivered event's age, and the endpoints in trouble."""
+    backlog = await webhook_deliveries.backlog(pool)
+    shown = (
+        await webhook_deliveries.failing_endpoints(pool, limit=FAILING_ENDPOINTS_SHOWN)
+        if backlog.failing_endpoints or backlog.disabled_endpoints
+        else []
+    )
+    return {
+        "pending_deliveries": backlog.pending,
+        "due_deliveries": backlog.due,
+        "oldest_undelivered_age_seconds": backlog.oldest_age_seconds,
+        "oldest_due_seconds": backlog.oldest_due_seconds,
+        "failing_endpoints": backlog.failing_endpoints,
+        "disabled_endpoints": backlog.disabled_endpoints,
+        "endpoints_failing_longest": shown,
+    }

@@ -52,6 +52,29 @@ def render(report: dict[str, Any]) -> Group:
     ):
         figures.add_row(label, str(value))
 
+    hooks = report["webhooks"]
+    for label, value in (
+        ("webhook deliveries pending", hooks["pending_deliveries"]),
+        ("webhook deliveries due", hooks["due_deliveries"]),
+        ("oldest undelivered event", _age(hooks["oldest_undelivered_age_seconds"])),
+        ("webhook endpoints failing", hooks["failing_endpoints"]),
+        ("webhook endpoints disabled", hooks["disabled_endpoints"]),
+    ):
+        figures.add_row(label, str(value))
+
+    endpoints = Table(title="webhook endpoints failing longest")
+    for column in ("endpoint", "tenant", "host", "pending", "failing for", "state"):
+        endpoints.add_column(column)
+    for e in hooks["endpoints_failing_longest"]:
+        endpoints.add_row(
+            e["id"],
+            e["tenant_name"] or "(every tenant)",
+            e["host"],
+            str(e["pending_deliveries"]),
+            _age(e["failing_for_seconds"]),
+            "enabled" if e["enabled"] else f"disabled: {e['disabled_reason'] or ''}",
+        )
+
     tenants = Table(title="tenants waiting longest")
     for column in ("tenant", "name", "pending", "oldest"):
         tenants.add_column(column)
@@ -69,6 +92,8 @@ def render(report: dict[str, Any]) -> Group:
         parts.append(reasons)
     if "redis_error" in report:
         parts.append(Text(f"Redis: {report['redis_error']}", style="red"))
+    if hooks["endpoints_failing_longest"]:
+        return Group(*parts, figures, tenants, endpoints, workers)
     return Group(*parts, figures, tenants, workers)
 
 

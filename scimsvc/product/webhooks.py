@@ -118,3 +118,37 @@ def retry_delay(failed_attempts: int, *, jitter: float) -> float:
     """Seconds until the next attempt after `failed_attempts` failures; `jitter` in [-1, 1] (random)."""
     index = max(0, min(failed_attempts - 1, len(RETRY_SCHEDULE_SECONDS) - 1))
     return RETRY_SCHEDULE_SECONDS[index] * (1 + 0.2 * max(-1.0, min(1.0, jitter)))
+
+
+def signing_secrets(
+    signing_key: str, endpoint_id: UUID, generation: int, *, previous_valid: bool
+) -> list[str]:
+    """The secrets a delivery is signed with: the current generation's, and during a rotation's overlap
+    (`previous_valid`: now is before `previous_until`) the previous one's too."""
+    secrets = [endpoint_secret(signing_key, endpoint_id, generation)]
+    if previous_valid and generation > 1:
+        secrets.append(endpoint_secret(signing_key, endpoint_id, generation - 1))
+    return secrets
+
+
+def delivered(status: int) -> bool:
+    """Whether an answer with this status means the receiver took the event: 2xx only (a redirect is not
+    followed, so 3xx is a failure like 4xx and 5xx)."""
+    return 200 <= status < 300
+
+
+def lease_seconds(timeout_seconds: int) -> float:
+    """How long a claimed delivery is hidden from other workers: an attempt takes at most twice the
+    timeout (connect, then read; the name's resolution included), plus a margin to record it. A worker
+    that dies mid-attempt leaves its deliveries due again after this (at least once)."""
+    return 3.0 * timeout_seconds + 5.0
+
+
+EXCERPT_CHARS = 200
+
+
+def excerpt(text: str) -> str:
+    """What an attempt keeps of an answer's body or of an error: its start, one line, at most 200
+    characters (never a header: ours carry signatures)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
