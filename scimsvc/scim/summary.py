@@ -18,7 +18,10 @@ MAX_USER_NAME = 256
 # An attribute whose name holds one of these is shown without its value, wherever it is.
 SECRET_WORDS = ("password", "secret", "token", "credential")
 HIDDEN = "(not shown)"
-_USER_NAME_EQ = re.compile(r'^\s*userName\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
+# The filter IdPs send before creating a user. Without a backslash, the plain pattern (no alternation:
+# this runs on every GET) finds the name; with one, the escaped pattern does.
+_USER_NAME_EQ = re.compile(r'\s*userName\s+eq\s+"([^"\\]*)"\s*$', re.IGNORECASE)
+_USER_NAME_EQ_ESCAPED = re.compile(r'\s*userName\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
 
 
 def summarize(
@@ -41,9 +44,16 @@ def user_name_of(
     name = _get(body, "userName") if isinstance(body, dict) else None
     if not isinstance(name, str):
         filter_text = _get(body, "filter") if isinstance(body, dict) else (query or {}).get("filter")
-        match = _USER_NAME_EQ.match(filter_text) if isinstance(filter_text, str) else None
-        name = match.group(1).replace('\\"', '"').replace("\\\\", "\\") if match else None
+        name = _user_name_eq(filter_text) if isinstance(filter_text, str) else None
     return name[:MAX_USER_NAME] if name else None
+
+
+def _user_name_eq(filter_text: str) -> str | None:
+    if "\\" not in filter_text:
+        match = _USER_NAME_EQ.match(filter_text)
+        return match.group(1) if match else None
+    match = _USER_NAME_EQ_ESCAPED.match(filter_text)
+    return match.group(1).replace('\\"', '"').replace("\\\\", "\\") if match else None
 
 
 def _summary(method: str, endpoint: str, body: Any, query: Mapping[str, str]) -> str:
@@ -163,5 +173,6 @@ def _last_segment(endpoint: str) -> str:
 
 
 def _clip(text: str, limit: int) -> str:
-    text = "".join(c if c.isprintable() else " " for c in text)
+    if not text.isprintable():  # rare: a control character (a newline in a value) reads as a space
+        text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."

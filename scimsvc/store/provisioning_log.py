@@ -3,19 +3,19 @@ the rows' requests led to (their outbox rows and audit rows)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    """One SCIM request of a tenant as its log row holds it (never a token, never the body)."""
+class LogEntry(NamedTuple):
+    """One SCIM request of a tenant as its log row holds it (never a token, never the body). A tuple, and
+    `at` in seconds since the epoch (`time.time()`): made on every SCIM request, it must be cheap."""
 
     tenant_id: UUID
-    at: datetime
+    at: float
     request_id: str
     idp: str
     method: str
@@ -37,9 +37,10 @@ class LogEntry:
 INSERT_ENTRIES = """
 INSERT INTO provisioning_log (tenant_id, at, request_id, idp, method, endpoint, resource_type, resource_id,
                               user_name, summary, status, scim_type, detail, duration_ms, outbox_ids)
-SELECT v.tenant_id, v.at, v.request_id, v.idp, v.method, v.endpoint, v.resource_type, v.resource_id,
-       v.user_name, v.summary, v.status, v.scim_type, v.detail, v.duration_ms, v.outbox_ids::bigint[]
-FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+SELECT v.tenant_id, to_timestamp(v.at), v.request_id, v.idp, v.method, v.endpoint, v.resource_type,
+       v.resource_id, v.user_name, v.summary, v.status, v.scim_type, v.detail, v.duration_ms,
+       v.outbox_ids::bigint[]
+FROM unnest($1::uuid[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::uuid[], $9::text[], $10::text[], $11::smallint[], $12::text[], $13::text[], $14::real[],
             $15::text[])
     WITH ORDINALITY AS v(tenant_id, at, request_id, idp, method, endpoint, resource_type, resource_id,

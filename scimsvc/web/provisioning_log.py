@@ -20,7 +20,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from uuid import UUID
 
 from aiohttp import web
@@ -112,7 +111,7 @@ def _entry(
     kind = "user" if "/Users" in endpoint else "group" if "/Groups" in endpoint else None
     return LogEntry(
         tenant_id=tenant_id,
-        at=datetime.now(UTC),
+        at=time.time(),
         request_id=request.get(REQUEST_ID) or "",
         idp=idp_family(request.headers.get("User-Agent")),
         method=request.method,
