@@ -139,7 +139,7 @@ async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, 
         limit=limit,
     )
     outbox_ids = sorted({i for r in rows for i in r["outbox_ids"]})
-    request_ids = sorted({r["request_id"] for r in rows if r["outbox_ids"] or r["status"] < 300})
+    request_ids = sorted({r["request_id"] for r in rows if r["outbox_ids"]})  # only writes have an outcome
     outbox = {r["id"]: r for r in await store.outbox_rows(pool, tenant_id, outbox_ids)}
     audits: dict[str, list[asyncpg.Record]] = {}
     for a in await store.audit_of_requests(pool, tenant_id, request_ids):
