@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -519,3 +520,23 @@ async def test_a_bulk_request_is_one_entry_whose_outcome_covers_every_operation(
     (entry,) = (await log_of(client, tenant))["entries"]
     assert entry["summary"] == "POST /Bulk (2 operations)" and entry["status"] == 200
     assert entry["outcome"]["state"] == "applied" and entry["outcome"]["license"] == "full"
+
+
+async def test_hostile_text_never_costs_the_batch_its_rows(client, db):
+    tenant = await make_tenant(client)
+    hostile = "nul\x00and\ud800surrogate@example.com"
+    raw = orjson.dumps(user_body("x@example.com")).replace(
+        b'"x@example.com"', b'"nul\\u0000x@example.com"', 1
+    )
+    refused = await client.post("/scim/v2/Users", data=raw, headers=tenant.headers)
+    assert refused.status == 400
+    await client.get(
+        "/scim/v2/Users", params={"filter": f'userName eq "{hostile[:12]}"'}, headers=tenant.headers
+    )
+    user = await post_user(client, tenant)  # in the same batch, most likely
+    await logged(db, tenant, 3)
+    rows = await db.fetch(
+        "SELECT user_name, summary FROM provisioning_log WHERE tenant_id = $1::uuid ORDER BY id", tenant.id
+    )
+    assert rows[2]["user_name"] == user["userName"]
+    assert all("\x00" not in (r["summary"] + (r["user_name"] or "")) for r in rows)

@@ -32,7 +32,7 @@ def summarize(
         text = _summary(method.upper(), endpoint or "", body, query or {})
     except Exception:  # a body of a shape no rule expects: the method and endpoint still say something
         text = f"{method.upper()} {_last_segment(endpoint or '')}"
-    return _clip(text, MAX_SUMMARY)
+    return readable(text, MAX_SUMMARY)
 
 
 def user_name_of(
@@ -45,7 +45,7 @@ def user_name_of(
     if not isinstance(name, str):
         filter_text = _get(body, "filter") if isinstance(body, dict) else (query or {}).get("filter")
         name = _user_name_eq(filter_text) if isinstance(filter_text, str) else None
-    return name[:MAX_USER_NAME] if name else None
+    return readable(name, MAX_USER_NAME) if name else None
 
 
 def _user_name_eq(filter_text: str) -> str | None:
@@ -81,7 +81,7 @@ def _search(verb: str, filter_text: Any, *, what: str = "") -> str:
         return f"{verb} {what}".strip() if what else f"{verb} all"
     if _secret(filter_text):
         return f"{verb} filter {HIDDEN}"
-    return f"{verb} filter {_clip(' '.join(filter_text.split()), MAX_VALUE * 2)}"
+    return f"{verb} filter {readable(' '.join(filter_text.split()), MAX_VALUE * 2)}"
 
 
 def _operation(op: Any) -> str:
@@ -91,7 +91,7 @@ def _operation(op: Any) -> str:
     path = _get(op, "path")
     value = _get(op, "value")
     if isinstance(path, str) and path:
-        path = _clip(path, MAX_VALUE)
+        path = readable(path, MAX_VALUE)
         if path.lower().startswith("members"):
             return f"{name} members ({_count(value) if value is not None else 'all'})"
         return f"{name} {path}" + (f"={_value(path, value)}" if value is not None else "")
@@ -120,7 +120,7 @@ def _value(path: str, value: Any) -> str:
         inner = [k for k in value if not _secret(str(k))]
         return (
             "{"
-            + ", ".join(_clip(str(k), MAX_VALUE) for k in inner[:3])
+            + ", ".join(readable(str(k), MAX_VALUE) for k in inner[:3])
             + (", ..." if len(inner) > 3 else "")
             + "}"
         )
@@ -165,14 +165,16 @@ def _count(value: Any) -> str:
 def _quoted(value: Any) -> str:
     if not isinstance(value, str):
         return "(none)"
-    return '"' + _clip(value, MAX_VALUE) + '"'
+    return '"' + readable(value, MAX_VALUE) + '"'
 
 
 def _last_segment(endpoint: str) -> str:
     return endpoint.rstrip("/").rsplit("/", 1)[-1] or "/"
 
 
-def _clip(text: str, limit: int) -> str:
-    if not text.isprintable():  # rare: a control character (a newline in a value) reads as a space
+def readable(text: str, limit: int) -> str:
+    """`text` with each control character, NUL or lone surrogate as a space (PostgreSQL text cannot hold
+    the last two: one such value would fail its whole batch), cut to `limit` characters."""
+    if not text.isprintable():  # rare: a newline in a value, or a hostile body
         text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."

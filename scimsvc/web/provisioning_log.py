@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST, WebMetrics
-from scimsvc.scim.summary import summarize, user_name_of
+from scimsvc.scim.summary import readable, summarize, user_name_of
 from scimsvc.services.provisioning_log import LogEntry, record_entries
 from scimsvc.web.access_log import idp_family
 from scimsvc.web.keys import (
@@ -122,7 +122,7 @@ def _entry(
         summary=summarize(request.method, endpoint, body=body, query=request.query),
         status=status,
         scim_type=refusal.scim_type if refusal is not None else None,
-        detail=refusal.detail[:MAX_DETAIL] if refusal is not None else None,
+        detail=readable(refusal.detail, MAX_DETAIL) if refusal is not None else None,
         duration_ms=(time.perf_counter() - started) * 1000,
         outbox_ids=tuple(request.get(WRITTEN) or ()),
     )
