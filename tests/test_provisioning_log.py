@@ -14,8 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scimsvc.ops.metrics import WebMetrics
 from scimsvc.scim.summary import MAX_SUMMARY, summarize, user_name_of
+from scimsvc.store.provisioning_log import LogEntry
+from scimsvc.web import provisioning_log
 from scimsvc.web.app import create_app
+from scimsvc.web.keys import METRICS
 from tests.conftest import (
     ADMIN_HEADERS,
     Tenant,
@@ -540,3 +544,53 @@ async def test_hostile_text_never_costs_the_batch_its_rows(client, db):
     )
     assert rows[2]["user_name"] == user["userName"]
     assert all("\x00" not in (r["summary"] + (r["user_name"] or "")) for r in rows)
+
+
+def dropped(metrics: WebMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "scimsvc_provisioning_log_dropped_rows_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def test_past_its_bound_the_buffer_drops_rows_and_counts_them(monkeypatch):
+    monkeypatch.setattr(provisioning_log, "MAX_ROWS", 2)
+    metrics = WebMetrics()
+    buffer = provisioning_log.LogBuffer(metrics)
+    entry = LogEntry(
+        uuid.uuid4(),
+        0.0,
+        "r",
+        "other",
+        "GET",
+        "/scim/v2/Users",
+        "user",
+        None,
+        None,
+        "GET users",
+        200,
+        None,
+        None,
+        1.0,
+    )
+    for _ in range(3):
+        buffer.add(entry)
+    assert buffer.take() == [entry, entry] and dropped(metrics, "buffer_full") == 1
+
+
+async def test_a_batch_that_cannot_be_written_is_counted_and_the_log_goes_on(client, tenant, db, monkeypatch):
+    real = provisioning_log.record_entries
+    calls = []
+
+    async def failing_once(pool: Any, entries: list[LogEntry]) -> int:
+        calls.append(len(entries))
+        if len(calls) == 1:
+            raise RuntimeError("PostgreSQL said no")
+        return await real(pool, entries)
+
+    monkeypatch.setattr(provisioning_log, "record_entries", failing_once)
+    await post_user(client, tenant)
+    metrics = client.app[METRICS]
+    await wait_until(lambda: dropped(metrics, "write_failed") == 1, what="the failed batch counted")
+    await post_user(client, tenant)
+    await logged(db, tenant, 1)

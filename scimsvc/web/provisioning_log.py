@@ -114,7 +114,7 @@ def _entry(
         at=time.time(),
         request_id=request.get(REQUEST_ID) or "",
         idp=idp_family(request.headers.get("User-Agent")),
-        method=request.method,
+        method=readable(request.method, 20),  # any token is a method to aiohttp
         endpoint=endpoint,
         resource_type=kind,
         resource_id=_resource_id(request, location) if kind else None,
