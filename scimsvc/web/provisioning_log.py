@@ -99,7 +99,10 @@ async def provisioning_log_middleware(request: web.Request, handler: Handler) ->
     finally:
         tenant_id = request.get(TENANT_ID)
         if tenant_id is not None:
-            request.app[PROVISIONING_LOG].add(_entry(request, tenant_id, status, location, started))
+            try:
+                request.app[PROVISIONING_LOG].add(_entry(request, tenant_id, status, location, started))
+            except Exception:  # a row that cannot be made must never cost the request its answer
+                log.exception("provisioning log: no row for %s %s", request.method, route_template(request))
 
 
 def _entry(
