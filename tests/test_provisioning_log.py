@@ -136,7 +136,7 @@ async def test_a_user_waiting_for_a_seat_shows_waiting_in_its_outcome(client, se
     assert outcome["waiting"] is True and "waiting" in [a["action"] for a in outcome["audit"]]
 
 
-async def test_patch_and_group_push_summaries_are_short_and_readable(client, db):
+async def test_a_patch_and_a_user_name_lookup_read_as_short_summaries(client, db):
     tenant = await make_tenant(client)
     user = await post_user(client, tenant)
     resp = await client.patch(
