@@ -190,7 +190,12 @@ async def test_zero_days_keeps_rows_forever(client, tenant, db, retained, pool):
     )
     audit_rows = await db.fetchval("SELECT count(*) FROM audit_log WHERE user_id = ANY($1::uuid[])", users)
     keep_all = dataclasses.replace(
-        retained, retention_outbox_days=0, retention_notices_days=0, retention_audit_days=0
+        retained,
+        retention_outbox_days=0,
+        retention_notices_days=0,
+        retention_audit_days=0,
+        retention_provisioning_log_days=0,
+        retention_events_days=0,
     )
 
     assert await purge(pool, keep_all) == {}

@@ -27,6 +27,8 @@ def _purges(settings: Settings) -> list[tuple[str, Purge, int]]:
         ("outbox", retention.delete_applied_outbox, settings.retention_outbox_days),
         ("notices", retention.delete_finished_notices, settings.retention_notices_days),
         ("audit_log", retention.delete_old_audit, settings.retention_audit_days),
+        ("provisioning_log", retention.delete_old_provisioning_log, settings.retention_provisioning_log_days),
+        ("events", retention.delete_old_events, settings.retention_events_days),
     ]
 
 

@@ -57,6 +57,12 @@ class WebMetrics:
             ["outcome"],
             registry=r,
         )
+        self.provisioning_log_dropped = Counter(
+            "scimsvc_provisioning_log_dropped_rows",
+            "Provisioning log rows lost: the buffer was full, or their batch could not be written",
+            ["reason"],
+            registry=r,
+        )
         self.outbox_pending = Gauge("scimsvc_outbox_pending_rows", "Outbox rows not yet applied", registry=r)
         self.outbox_lag = Gauge(
             "scimsvc_outbox_lag_seconds", "Age of the oldest unapplied outbox row (0 when none)", registry=r

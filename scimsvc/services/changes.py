@@ -51,6 +51,9 @@ class Scope:
     request_id: str | None = None
     allowed_domains: tuple[str, ...] = ()  # the tenant's allowlist; empty allows every domain
     new_users: NewUserInserts | None = None  # the app's batcher of new-user inserts; None: one by one
+    # The outbox ids this scope's writes recorded, for the provisioning log (README.md, What happened);
+    # None: nobody asks.
+    written: list[int] | None = None
 
 
 @dataclass
@@ -161,6 +164,8 @@ async def _retrying(attempt: Callable[[], Awaitable[T]], *, tries: int) -> T:
 
 
 def _wake(scope: Scope, wakeups: list[Wakeup]) -> None:
+    if scope.written is not None:
+        scope.written.extend(w.outbox_id for w in wakeups)
     # In the background: the response does not wait for Redis (see `write`).
     if wakeups:
         waker_for(

@@ -4,6 +4,7 @@ Each batch picks the oldest rows through an age index (migrations/0012_retention
 rows another transaction holds, so it never waits on a lock and two runs at once delete different rows.
 What is old is decided here, against the database clock; what is finished, too: an outbox row once
 applied, a notice once sent, not sent or given up (never one still pending a retry), with its attempts.
+Provisioning log rows and events go by age alone (an event with its webhook deliveries and attempts).
 """
 
 from __future__ import annotations
@@ -50,6 +51,40 @@ WITH doomed AS (
 SELECT count(*) AS audit_log FROM gone
 """
 
+DELETE_OLD_PROVISIONING_LOG = """
+WITH doomed AS (
+    SELECT id FROM provisioning_log
+    WHERE at < now() - make_interval(days => $1)
+    ORDER BY at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM provisioning_log p USING doomed WHERE p.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS provisioning_log FROM gone
+"""
+# An event's webhook deliveries and their attempts go in the same statement (the foreign keys would cascade
+# them too), so they are counted.
+DELETE_OLD_EVENTS = """
+WITH doomed AS (
+    SELECT id FROM events
+    WHERE occurred_at < now() - make_interval(days => $1)
+    ORDER BY occurred_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), deliveries AS (
+    SELECT d.id FROM webhook_deliveries d JOIN doomed ON d.event_id = doomed.id
+), attempts AS (
+    DELETE FROM webhook_attempts a USING deliveries WHERE a.delivery_id = deliveries.id RETURNING 1
+), gone_deliveries AS (
+    DELETE FROM webhook_deliveries d USING deliveries WHERE d.id = deliveries.id RETURNING 1
+), gone AS (
+    DELETE FROM events e USING doomed WHERE e.id = doomed.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS events, (SELECT count(*) FROM gone_deliveries) AS webhook_deliveries,
+       (SELECT count(*) FROM attempts) AS webhook_attempts
+"""
+
 
 async def _delete_batch(pool: asyncpg.Pool, sql: str, older_than_days: int, limit: int) -> dict[str, int]:
     row = await pool.fetchrow(sql, older_than_days, limit)
@@ -69,3 +104,16 @@ async def delete_finished_notices(pool: asyncpg.Pool, *, older_than_days: int, l
 async def delete_old_audit(pool: asyncpg.Pool, *, older_than_days: int, limit: int) -> dict[str, int]:
     """Delete up to `limit` audit rows written more than `older_than_days` ago; rows deleted by table."""
     return await _delete_batch(pool, DELETE_OLD_AUDIT, older_than_days, limit)
+
+
+async def delete_old_provisioning_log(
+    pool: asyncpg.Pool, *, older_than_days: int, limit: int
+) -> dict[str, int]:
+    """Delete up to `limit` provisioning log rows of requests more than `older_than_days` ago."""
+    return await _delete_batch(pool, DELETE_OLD_PROVISIONING_LOG, older_than_days, limit)
+
+
+async def delete_old_events(pool: asyncpg.Pool, *, older_than_days: int, limit: int) -> dict[str, int]:
+    """Delete up to `limit` events that occurred more than `older_than_days` ago, with their webhook
+    deliveries and attempts."""
+    return await _delete_batch(pool, DELETE_OLD_EVENTS, older_than_days, limit)

@@ -23,11 +23,13 @@ from scimsvc.web.keys import LIMITER, LIMITER_REDIS, METRICS, NEW_USERS, POOL, R
 from scimsvc.web.listeners import listener_middleware
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi
+from scimsvc.web.provisioning_log import provisioning_log_middleware, provisioning_log_writer
 from scimsvc.web.rate_limiting import rate_limit_middleware
 from scimsvc.web.request_metrics import metrics_middleware
 from scimsvc.web.routes import (
     admin,
     admin_boards,
+    admin_log,
     admin_teams,
     admin_webhooks,
     discovery,
@@ -93,6 +95,8 @@ def create_app(settings: Settings) -> web.Application:
             access_clock,  # first: the access log's duration covers every middleware
             metrics_middleware,
             request_id_middleware,
+            # The provisioning log sees every SCIM answer, errors rendered (scimsvc/web/provisioning_log.py).
+            *([provisioning_log_middleware] if settings.provisioning_log else []),
             error_middleware,
             # With an internal port: the operator's paths are 404 on the main one (scimsvc/web/listeners.py).
             *([listener_middleware] if settings.internal_port else []),
@@ -107,6 +111,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(access_log_writer)
+    app.cleanup_ctx.append(
+        provisioning_log_writer
+    )  # after pg_context: its last rows go before the pool closes
     app.add_routes(discovery.routes)
     app.add_routes(scim_users.routes)
     app.add_routes(scim_groups.routes)
@@ -116,6 +123,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin_teams.routes)
     app.add_routes(admin_boards.routes)
     app.add_routes(admin_webhooks.routes)
+    app.add_routes(admin_log.routes)
     app.add_routes(ops.routes)
     add_scim_path_aliases(app, SCIM_PREFIX)  # after the SCIM routes: /scim/v2/users, /Users/ reach them too
     setup_openapi(app)  # last: documents every route above, at start-up

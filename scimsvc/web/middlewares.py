@@ -26,6 +26,7 @@ from scimsvc.web.keys import (
     ALLOWED_DOMAINS,
     LIMITER,
     RATE_LIMIT,
+    REFUSAL,
     REQUEST_ID,
     SETTINGS,
     TENANT_ID,
@@ -67,6 +68,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 def _error_response(
     request: web.Request, error: ScimError, headers: dict[str, str] | None = None
 ) -> web.Response:
+    request[REFUSAL] = error  # the provisioning log's scimType and detail (web/provisioning_log.py)
     content_type = SCIM_CONTENT_TYPE if request.path.startswith(SCIM_PREFIX) else "application/json"
     return web.Response(
         body=orjson.dumps(error.body()), status=error.status, content_type=content_type, headers=headers

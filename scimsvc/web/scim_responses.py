@@ -37,6 +37,7 @@ from scimsvc.web.keys import (
     REQUEST_ID,
     SETTINGS,
     TENANT_ID,
+    WRITTEN,
 )
 from scimsvc.web.routes.responses import scim_response
 
@@ -53,6 +54,7 @@ def scope_of(request: web.Request) -> Scope:
         request_id=request.get(REQUEST_ID),
         allowed_domains=request[ALLOWED_DOMAINS],
         new_users=app[NEW_USERS],
+        written=request.get(WRITTEN),  # the provisioning log's list, when it is on
     )
 
 

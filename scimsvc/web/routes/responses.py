@@ -9,6 +9,7 @@ from aiohttp import web
 
 from scimsvc.scim.body_shape import MAX_DEPTH, check_shape
 from scimsvc.scim.errors import invalid_syntax
+from scimsvc.web.keys import SCIM_BODY
 
 SCIM_CONTENT_TYPE = "application/scim+json"
 
@@ -31,9 +32,11 @@ async def _parse(request: web.Request) -> Any:
     if not raw.strip():
         raise invalid_syntax("the request body is empty: send a JSON object")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise invalid_syntax(f"the request body is not valid JSON: {exc}") from None
+    request[SCIM_BODY] = body  # parsed once: the provisioning log summarizes it (web/provisioning_log.py)
+    return body
 
 
 def scim_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -22,7 +22,7 @@ from scimsvc.scim.errors import ScimError
 from scimsvc.scim.search import search_query
 from scimsvc.services import groups as group_service
 from scimsvc.web.body_limits import body_limit
-from scimsvc.web.keys import SETTINGS
+from scimsvc.web.keys import SCIM_BODY, SETTINGS
 from scimsvc.web.openapi import errors
 from scimsvc.web.route_template import route_template
 from scimsvc.web.routes.responses import read_scim_json
@@ -42,9 +42,11 @@ async def read_group_json(request: web.Request, *, limit: int, too_large: str) -
     if request.content_length is not None and request.content_length > limit:
         raise ScimError(413, too_large)
     try:
-        return await read_scim_json(request.clone(client_max_size=limit))
+        body = await read_scim_json(request.clone(client_max_size=limit))
     except web.HTTPRequestEntityTooLarge:
         raise ScimError(413, too_large) from None
+    request[SCIM_BODY] = body  # read through a clone: the provisioning log reads the original request
+    return body
 
 
 def _body_limit(request: web.Request) -> int:

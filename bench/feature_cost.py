@@ -1,19 +1,22 @@
-"""The access log's cost: POST /Users and GET userName eq with it on and off, in alternating rounds.
+"""The cost of a feature that a setting turns off (the access log, the provisioning log): POST /Users and
+GET userName eq with it on and off, in alternating rounds.
 
-    .venv/bin/python bench/access_log_cost.py [--rounds 6] [--posts 3000] [--gets 3000] [--seed 100000]
+    .venv/bin/python bench/feature_cost.py [--setting SCIMSVC_ACCESS_LOG|SCIMSVC_PROVISIONING_LOG]
+        [--rounds 6] [--posts 3000] [--gets 3000] [--seed 100000]
 
-Two `scimsvc serve` processes on one database: one as shipped (access log on, its stderr into a file,
-as a container runtime or journald takes it) and one with SCIMSVC_ACCESS_LOG=off. Each round sends the
+Two `scimsvc serve` processes on one database: one as shipped (every feature on, its stderr into a file,
+as a container runtime or journald takes it) and one with `--setting`=off. Each round sends the
 same workload to both, one after the other, the first of the two alternating from round to round,
 because this machine's speed drifts within minutes: `--posts` POST /Users into a tenant of each's own,
 then `--gets` GET userName eq over a tenant of `--seed` users (bench/harness.py's seed) that both read.
-No worker runs: the front end's cost is what the access log changes. For each: req/s, p50/p99 and the
-web process's CPU ms per request; the summary is the median over the rounds of on/off. At the end the
-lines the "on" process wrote are counted against the requests it answered.
+No worker runs: the front end's cost is what the feature changes (the provisioning log is written by
+the front end too). For each: req/s, p50/p99 and the web process's CPU ms per request; the summary is
+the median over the rounds of on/off. At the end what the "on" process wrote (access lines, or
+provisioning log rows) is counted against the requests it answered.
 
 Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a database and Redis key
 prefix of this run's own (bench/harness.py's `Run`, removed at the end), with processes it starts and
-stops by pid. Results go to bench/results/access-log-<time>.json.
+stops by pid. Results go to bench/results/<feature>-<time>.json (access-log-..., provisioning-log-...).
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ from harness import Proc, Run, drive, free_port, scim_headers, wait_http  # noqa
 from run import user_body, user_names  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+SETTINGS = {"SCIMSVC_ACCESS_LOG": "access log", "SCIMSVC_PROVISIONING_LOG": "provisioning log"}
+COUNT_LOG_ROWS = """
+SELECT count(*) FILTER (WHERE method = 'POST' AND endpoint = '/scim/v2/Users' AND status = 201) AS posts,
+       count(*) FILTER (WHERE method = 'GET' AND endpoint = '/scim/v2/Users' AND status = 200) AS gets,
+       avg(pg_column_size(p.*))::int AS bytes_per_row
+FROM provisioning_log p
+"""
 
 
 async def serve(run: Run, http: aiohttp.ClientSession, name: str, port: int, **options: Any) -> Proc:
@@ -63,6 +73,15 @@ async def measure(
 
 def access_lines(written: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(raw) for raw in written.splitlines() if b'"scimsvc.access"' in raw]
+
+
+async def log_rows(run: Run) -> dict[str, Any]:
+    """What the "on" process wrote to the provisioning log (the "off" one writes nothing)."""
+    row = await run.conn.fetchrow(COUNT_LOG_ROWS)
+    return {
+        "counted": {"POST /Users 201": row["posts"], "GET /Users 200": row["gets"]},
+        "bytes_per_row": row["bytes_per_row"],
+    }
 
 
 def summary(rounds: list[dict[str, Any]], workload: str) -> dict[str, Any]:
@@ -93,11 +112,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http, Run() as run:
-        with tempfile.TemporaryFile() as log_file:
-            on = await serve(run, http, "web (access log on)", run.port, stderr=log_file)
+        feature = SETTINGS[args.setting]
+        # Both write their stderr to a file: only the feature measured differs (the access log's lines of
+        # the "off" side, when it is another feature, cost what they cost on the "on" side).
+        with tempfile.TemporaryFile() as log_file, tempfile.TemporaryFile() as off_log_file:
+            on = await serve(run, http, f"web ({feature} on)", run.port, stderr=log_file)
             off_port = free_port()
-            off_env = {**run.env, "SCIMSVC_ACCESS_LOG": "off"}
-            off = await serve(run, http, "web (access log off)", off_port, env=off_env)
+            off_env = {**run.env, args.setting: "off"}
+            off = await serve(run, http, f"web ({feature} off)", off_port, env=off_env, stderr=off_log_file)
             roots = {"on": run.scim_base, "off": f"http://127.0.0.1:{off_port}/scim/v2"}
             procs = {"on": on, "off": off}
             writers = {side: scim_headers((await run.tenant(http))[1]) for side in roots}
@@ -132,10 +154,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 rounds.append(done)
                 print(json.dumps({"round": number + 1, **done}), file=sys.stderr)
-            await on.stop()  # its last lines are written before it exits
+            await on.stop()  # its last lines (and log rows) are written before it exits
             log_file.seek(0)
             written = log_file.read()
         lines = access_lines(written)
+        rows = await log_rows(run) if args.setting == "SCIMSVC_PROVISIONING_LOG" else None
         counted = {
             "POST /Users 201": sum(
                 1 for x in lines if (x["method"], x["route"], x["status"]) == ("POST", "/scim/v2/Users", 201)
@@ -152,19 +175,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "options": vars(args),
+        "feature": feature,
         "summary": [summary(rounds, "POST /Users"), summary(rounds, "GET userName eq")],
         "access_lines": {
             "counted": counted,
             "sent": sent,
             "bytes_per_line": round(len(written) / max(1, len(lines))),
         },
+        "provisioning_log_rows": rows and {**rows, "sent": sent},
         "rounds": rounds,
     }
 
 
 def show(report: dict[str, Any]) -> None:
     print(
-        f"\naccess log on/off, {report['options']['rounds']} alternating rounds, "
+        f"\n{report['feature']} on/off, {report['options']['rounds']} alternating rounds, "
         f"concurrency {report['options']['concurrency']}, {report['seconds']:.0f} s, "
         f"load average before {report['load_before']} after {report['load_after']}"
     )
@@ -186,11 +211,18 @@ def show(report: dict[str, Any]) -> None:
     lines = report["access_lines"]
     print(f"access lines written / requests sent: {lines['counted']} / {lines['sent']}")
     print(f"bytes per line: {lines['bytes_per_line']}")
+    rows = report["provisioning_log_rows"]
+    if rows:
+        print(f"provisioning log rows written / requests sent: {rows['counted']} / {rows['sent']}")
+        print(f"bytes per row: {rows['bytes_per_row']}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--setting", choices=sorted(SETTINGS), default="SCIMSVC_ACCESS_LOG", help="the feature's switch"
     )
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (default 6)")
     parser.add_argument("--posts", type=int, default=3000, help="POST /Users per system a round (3000)")
@@ -201,7 +233,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32, help="requests at once (32)")
     report = asyncio.run(main(parser.parse_args()))
     show(report)
-    out = HERE / "results" / f"access-log-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    name = report["feature"].replace(" ", "-")
+    out = HERE / "results" / f"{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nJSON: {out}")

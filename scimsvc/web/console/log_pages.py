@@ -1,0 +1,47 @@
+"""The console's provisioning log page (README.md, What happened): a tenant's SCIM requests, newest first,
+with the admin API's filters and each entry's outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from scimsvc.scim.errors import ScimError
+from scimsvc.services import provisioning_log
+from scimsvc.services import tenants as tenant_service
+from scimsvc.web.admin_requests import tenant_id_of
+from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.console.pages import page
+from scimsvc.web.keys import POOL, SETTINGS
+
+routes = web.RouteTableDef()
+
+PAGE_SIZE = 50
+FILTERS = ("status", "user", "group", "since", "until")
+
+
+@routes.get("/console/tenants/{tid}/log")
+async def provisioning_log_page(request: web.Request) -> web.Response:
+    pool = request.app[POOL]
+    tenant_id = tenant_id_of(request)
+    row = await tenant_service.tenant_or_404(pool, tenant_id)
+    query = request.query
+    shown = {k: query.get(k, "").strip() for k in FILTERS}
+    context: dict[str, Any] = {
+        "tenant": render_tenant(row, public_url=request.app[SETTINGS].public_url),
+        "section": "log",
+        "query": shown,
+        "filters": {k: v for k, v in shown.items() if v},
+        "status_classes": provisioning_log.STATUS_CLASSES,
+        "entries": [],
+        "next_cursor": None,
+    }
+    try:
+        filters = provisioning_log.log_filters(query)
+    except ScimError as exc:
+        return page(request, "log.html", {**context, "error": exc.detail}, status=exc.status)
+    found = await provisioning_log.log_page(pool, tenant_id, filters, limit=PAGE_SIZE)
+    context["entries"] = found.entries
+    context["next_cursor"] = found.next_cursor
+    return page(request, "log.html", context)
