@@ -407,3 +407,55 @@ async def test_events_off_records_none(client, tenant, db, settings):
     state = await db.fetchval("SELECT provisioning_state FROM users WHERE id = $1::uuid", user["id"])
     assert state == "provisioned"
     assert await db.fetchval("SELECT count(*) FROM events WHERE tenant_id = $1::uuid", tenant.id) == 0
+
+
+async def test_an_operators_assignment_and_the_promotion_it_allows_are_told(client, new_tenant, db, settings):
+    await db_with_json(db)
+    tenant = await new_tenant(seats=1)
+    holder = await post_user(client, tenant)
+    await run_worker(settings)
+    waiter = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    resp = await client.put(
+        f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200
+    before = len(await stored_events(db, tenant.id))
+
+    resp = await client.put(
+        f"/admin/v1/tenants/{tenant.id}/users/{holder['id']}/license",
+        json={"license": "free"},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "assign-free-1"},
+    )
+    assert resp.status == 202
+    await run_worker(settings)
+
+    licensed = [e for e in (await stored_events(db, tenant.id))[before:] if e["type"] == "license.changed"]
+    assert [
+        (e["data"]["user"]["id"], e["data"]["from"], e["data"]["to"], e["request_id"]) for e in licensed
+    ] == [
+        (holder["id"], "full", "free", "assign-free-1"),
+        (waiter["id"], "free_restricted", "full", "assign-free-1"),
+    ]
+
+
+async def test_raising_seats_tells_each_promotion(client, new_tenant, db, settings):
+    await db_with_json(db)
+    tenant = await new_tenant(seats=1)
+    await post_user(client, tenant)
+    await run_worker(settings)
+    waiting = [await post_user(client, tenant, userType="Full") for _ in range(2)]
+    await run_worker(settings)
+    before = len(await stored_events(db, tenant.id))
+
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}",
+        json={"seats": 2},
+        headers={**ADMIN_HEADERS, "X-Request-Id": "seats-2"},
+    )
+    assert resp.status == 200
+    await run_worker(settings)
+    new = [e for e in (await stored_events(db, tenant.id))[before:] if e["type"] == "license.changed"]
+    assert [
+        (e["data"]["user"]["id"], e["data"]["to"], e["data"]["waiting"], e["request_id"]) for e in new
+    ] == [(waiting[0]["id"], "full", False, "seats-2")]

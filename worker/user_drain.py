@@ -144,10 +144,8 @@ def batch_events(
 def _user_event(
     type: EventType, user_id: UUID, request_id: str | None, data: dict[str, Any] | None = None
 ) -> NewEvent:
-    # {"user": {"id"}} stays only if the user is gone (hard-deleted) by the time the event is recorded.
-    return NewEvent(
-        type, {"user": {"id": str(user_id)}, **(data or {})}, user_id=user_id, request_id=request_id
-    )
+    # The statement that records it puts the user in data["user"] ({"id"} alone if hard-deleted since).
+    return NewEvent(type, data or {}, user_id=user_id, request_id=request_id)
 
 
 async def drain_tenant_users(
