@@ -459,3 +459,26 @@ async def test_raising_seats_tells_each_promotion(client, new_tenant, db, settin
     assert [
         (e["data"]["user"]["id"], e["data"]["to"], e["data"]["waiting"], e["request_id"]) for e in new
     ] == [(waiting[0]["id"], "full", False, "seats-2")]
+
+
+async def test_a_group_deleted_before_the_worker_applied_its_link_tells_both_and_no_members(
+    client, tenant, db, settings
+):
+    await db_with_json(db)
+    user = await make_user(client, tenant)
+    team = await make_team(client, tenant)
+    await run_worker(settings)
+    start = len(await stored_events(db, tenant.id))
+    body = {"displayName": team["name"], "members": [{"value": user}]}
+    group = await (await client.post("/scim/v2/Groups", json=body, headers=tenant.headers)).json()
+    resp = await client.delete(f"/scim/v2/Groups/{group['id']}", headers=tenant.headers)
+    assert resp.status == 204
+    await run_worker(settings)
+
+    events = (await stored_events(db, tenant.id))[start:]
+    assert types(events) == ["group.linked", "group.unlinked"]  # the user never joined the team
+    told = {
+        "group": {"id": group["id"], "displayName": team["name"]},
+        "team": {"id": team["id"], "name": team["name"]},
+    }
+    assert events[0]["data"] == told and events[1]["data"] == told

@@ -29,15 +29,17 @@ USER_SNAPSHOT = """jsonb_build_object(
     'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active,
     'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since,
     'provisioningState', u.provisioning_state)"""
-# The users named are read by their ids (an index scan of the array; joined to the events by a hash of
-# a batch's size): a join of the unnested rows with `users` was planned as a hash of every user of the
-# tenant. A user gone since (hard-deleted) keeps what `data` says, else is {"id"} alone.
+# Each user named is read once, by its primary key (a subquery per user: a join of the unnested rows with
+# `users` was planned as a hash, or a scan, of every user of the tenant), and joined to its events by a
+# hash of a batch's size. A user gone since (hard-deleted) keeps what `data` says, else is {"id"} alone.
 RECORD_EVENTS = f"""
 WITH v AS (
     SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[])
         WITH ORDINALITY AS v(type, user_id, request_id, data, n)
 ), s AS (
-    SELECT u.id, {USER_SNAPSHOT} AS snapshot FROM users u WHERE u.id = ANY ($3::uuid[]) AND u.tenant_id = $1
+    SELECT named.id,
+           (SELECT {USER_SNAPSHOT} FROM users u WHERE u.id = named.id AND u.tenant_id = $1) AS snapshot
+    FROM (SELECT DISTINCT user_id AS id FROM v WHERE user_id IS NOT NULL) AS named
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $6)
     ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + $6
