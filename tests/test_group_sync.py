@@ -162,7 +162,7 @@ async def test_patch_arriving_while_a_push_is_being_applied_is_applied_after_it(
     real_push = worker.groups.teams.push_to_team
     arrived: list[int] = []
 
-    async def push_with_a_patch_arriving(*args: Any) -> None:
+    async def push_with_a_patch_arriving(*args: Any) -> Any:
         if not arrived:  # the IdP's PATCH commits while the worker is in the middle of the push
             resp = await send_patch(
                 client,
@@ -172,7 +172,7 @@ async def test_patch_arriving_while_a_push_is_being_applied_is_applied_after_it(
                 {"op": "remove", "path": "members", "value": [{"value": a}]},
             )
             arrived.append(resp.status)
-        await real_push(*args)
+        return await real_push(*args)
 
     monkeypatch.setattr(worker.groups.teams, "push_to_team", push_with_a_patch_arriving)
     await run_worker(settings)

@@ -1,19 +1,27 @@
-"""Group jobs: the linked team's membership follows the group's outbox rows, in commit order."""
+"""Group jobs: the linked team's membership follows the group's outbox rows, in commit order.
+
+What changed comes back as events (README.md, What happened): the group linked or unlinked, and each user
+who actually joined or left the team; worker/jobs.py records them in the same transaction.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.contract import ChangeKind
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.store import teams
 
 MEMBER_CHANGES = (ChangeKind.LINK, ChangeKind.MEMBERS)
 
 
-async def apply_group_changes(conn: asyncpg.Connection, group_id: UUID, rows: list[asyncpg.Record]) -> None:
-    """Apply a run of one group's outbox rows (oldest first) to its linked team.
+async def apply_group_changes(
+    conn: asyncpg.Connection, group_id: UUID, rows: list[asyncpg.Record]
+) -> list[NewEvent]:
+    """Apply a run of one group's outbox rows (oldest first) to its linked team; returns its events.
 
     A push makes the team exactly the group's current desired members, which already include every later
     incremental change in the run, so one push settles the whole run; otherwise each row adds and removes
@@ -22,14 +30,58 @@ async def apply_group_changes(conn: asyncpg.Connection, group_id: UUID, rows: li
     """
     link = await teams.linked_team(conn, group_id)
     if link is None:
-        return
+        return await _unlinked_only(conn, group_id, rows)
     tenant_id, team_id = link["tenant_id"], link["team_id"]
-    if any(r["change"] == ChangeKind.PUSH for r in rows):
-        await teams.push_to_team(conn, tenant_id, team_id, group_id)
-        return
+    group = {"id": str(group_id), "displayName": link["display_name"]}
+    team = {"id": str(team_id), "name": link["team_name"]}
+    events = [
+        NewEvent(EventType.GROUP_LINKED, {"group": group, "team": team}, request_id=r["request_id"])
+        for r in rows
+        if r["change"] == ChangeKind.LINK
+    ]
+    pushes = [r for r in rows if r["change"] == ChangeKind.PUSH]
+    if pushes:
+        removed, added = await teams.push_to_team(conn, tenant_id, team_id, group_id)
+        return events + _members(team, removed, added, pushes[-1]["request_id"])
     for row in rows:
         if row["change"] not in MEMBER_CHANGES:
             continue
         payload = row["payload"]
-        await teams.remove_from_team(conn, tenant_id, team_id, payload.get("remove", []))
-        await teams.add_to_team(conn, tenant_id, team_id, group_id, payload.get("add", []))
+        removed = await teams.remove_from_team(conn, tenant_id, team_id, payload.get("remove", []))
+        added = await teams.add_to_team(conn, tenant_id, team_id, group_id, payload.get("add", []))
+        events += _members(team, removed, added, row["request_id"])
+    return events
+
+
+def _members(
+    team: dict[str, Any], removed: list[UUID], added: list[UUID], request_id: str | None
+) -> list[NewEvent]:
+    left = [
+        NewEvent(EventType.TEAM_MEMBER_REMOVED, {"team": team}, user_id=u, request_id=request_id)
+        for u in removed
+    ]
+    return left + [
+        NewEvent(EventType.TEAM_MEMBER_ADDED, {"team": team}, user_id=u, request_id=request_id) for u in added
+    ]
+
+
+async def _unlinked_only(
+    conn: asyncpg.Connection, group_id: UUID, rows: list[asyncpg.Record]
+) -> list[NewEvent]:
+    # The group was deleted (or its team was): no member changes apply, but a link made and undone is told.
+    # Only the unlink row knows the team and the group's name now (services/groups.py:delete_group).
+    unlink = next((r for r in rows if r["change"] == ChangeKind.UNLINK), None)
+    if unlink is None:
+        return []
+    payload = unlink["payload"]
+    team_id = UUID(payload["team_id"]) if payload.get("team_id") else None
+    names = await teams.team_names(conn, unlink["tenant_id"], [team_id] if team_id else [])
+    group = {"id": str(group_id), "displayName": payload.get("display_name")}
+    team = {"id": str(team_id), "name": names.get(team_id)} if team_id else None
+    kinds = {ChangeKind.LINK: EventType.GROUP_LINKED, ChangeKind.UNLINK: EventType.GROUP_UNLINKED}
+    return [
+        NewEvent(kinds[ChangeKind(r["change"])], {"group": group, "team": team}, request_id=r["request_id"])
+        for r in rows
+        # A link to a team deleted since is not told; the group's deletion always is.
+        if r["change"] == ChangeKind.UNLINK or (r["change"] == ChangeKind.LINK and team is not None)
+    ]

@@ -1,6 +1,8 @@
 """arq jobs: drain outbox rows in order (users per tenant, in batches; others per resource); sweep.
 
 The jobs and what their rows may say are named in `scimsvc.contract`; worker/settings.py registers them.
+Every applied change's events are recorded in the transaction that applies it (`SCIMSVC_EVENTS`, README.md,
+What happened); a commit that queued webhook deliveries wakes their deliverer.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import asyncpg
 from arq import Retry
 
 from scimsvc.contract import DELIVER_NOTICES, ChangeKind, ResourceType
-from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
+from scimsvc.enqueue import enqueue_apply, enqueue_deliver_webhooks, enqueue_drain_users
+from scimsvc.product.events import NewEvent
 from scimsvc.settings import Settings
 from scimsvc.store import licenses, outbox
+from scimsvc.store.events import record_events
 from worker.groups import apply_group_changes
 from worker.seats import apply_manual_assignments, apply_tenant_licensing
 from worker.telemetry import log_applied
@@ -26,19 +30,21 @@ from worker.user_drain import drain_tenant_users
 
 log = logging.getLogger(__name__)
 
-Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[None]]
+# An applier applies a run of one resource's rows and returns the events of what changed.
+Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[list[NewEvent]]]
 MAX_TRIES = 5
 
 
 async def apply_tenant_changes(
     conn: asyncpg.Connection, tenant_id: UUID, changes: list[asyncpg.Record]
-) -> None:
+) -> list[NewEvent]:
     """Apply operators' assignments, then re-run the tenant-wide part of allocation: seats freed or added
     go to the waiting list."""
+    events: list[NewEvent] = []
     assignments = [c for c in changes if c["change"] == ChangeKind.MANUAL_LICENSE]
     if assignments:
-        await apply_manual_assignments(conn, tenant_id, assignments)
-    await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
+        events += await apply_manual_assignments(conn, tenant_id, assignments)
+    return events + await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
 
 
 # Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).
@@ -67,7 +73,9 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
     async with running:
         if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
             return 0
-        result = await drain_tenant_users(pool, tid)
+        result = await drain_tenant_users(pool, tid, events=settings.events)
+    if result.deliveries:
+        await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
     if result.email_changed:
         await _send_notices(ctx)
     if result.more:
@@ -87,7 +95,9 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
     A user is applied by draining its tenant (its rows and any others pending there).
     """
     pool: asyncpg.Pool = ctx["pool"]
+    settings: Settings = ctx["settings"]
     kind, rid = ResourceType(resource_type), UUID(resource_id)
+    deliveries = 0
     if kind == ResourceType.USER:
         tenant_id = await outbox.pending_tenant(pool, kind, rid)
         return 0 if tenant_id is None else await drain_users(ctx, str(tenant_id))
@@ -102,7 +112,9 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
             rows = await outbox.pending_changes(conn, kind, rid)
             if not rows:
                 return 0
-            await APPLIERS[kind](conn, rid, rows)
+            events = await APPLIERS[kind](conn, rid, rows)
+            if settings.events:
+                deliveries = await record_events(conn, rows[0]["tenant_id"], events)
             await outbox.mark_applied(conn, [r["id"] for r in rows])
     except Exception as exc:
         await outbox.record_failure(pool, kind, rid, repr(exc))
@@ -112,6 +124,8 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
             raise Retry(defer=2**job_try) from exc
         raise
     log_applied(kind, rows, resource_id=rid)
+    if deliveries:
+        await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
     if any("previous_user_name" in r["payload"] for r in rows):
         await _send_notices(ctx)
     return len(rows)

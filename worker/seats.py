@@ -1,5 +1,7 @@
 """Applying the seat rules (scimsvc/product/seats.py) under the tenant lock: a batch of users, or the
-waiting list after seats were freed or raised. The rules decide; these functions read, write and audit."""
+waiting list after seats were freed or raised. The rules decide; these functions read, write and audit,
+and return a license.changed event for every license or waiting state they changed (README.md, What
+happened), for their caller to record in the same transaction."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.contract import ChangeKind
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.licenses import Licensing, manual_refusal, takes_a_seat
 from scimsvc.product.seats import (
     Holder,
@@ -66,6 +69,23 @@ class Applied:
     waiting_since: datetime | None
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """What `allocate_licenses` decided: the batch's users' licenses, and the license.changed events of
+    the batch's users (in batch order) and then of the waiters promoted outside it."""
+
+    applied: dict[UUID, Applied]
+    events: list[NewEvent]
+
+
+def license_changed(
+    user_id: UUID, before: str | None, after: str | None, *, waiting: bool, request_id: str | None
+) -> NewEvent:
+    """The event of a user's license (or waiting state) changing from `before` to `after`."""
+    data = {"from": before, "to": after, "seat": after == "full", "waiting": waiting}
+    return NewEvent(EventType.LICENSE_CHANGED, data, user_id=user_id, request_id=request_id)
+
+
 async def allocate_licenses(
     conn: asyncpg.Connection,
     tenant_id: UUID,
@@ -74,7 +94,7 @@ async def allocate_licenses(
     stored: Sequence[asyncpg.Record],
     *,
     now: datetime,
-) -> dict[UUID, Applied]:
+) -> Allocation:
     """Decide each user's license by the policy, seats first come first served; audit it all.
 
     `users` come in the order their changes arrived, `stored` is their `licenses.users_licensing` and
@@ -83,7 +103,7 @@ async def allocate_licenses(
     no seat is handed out twice. A seat released by one of the users goes to the longest-waiting user, in
     or out of the batch. Waiters outside the batch who get a seat are written here; the batch's users'
     licenses are returned (users that no longer exist left out) for the caller to write with their
-    provisioning state, in one statement, before the transaction ends.
+    provisioning state, in one statement, before the transaction ends, with the events of every change.
     """
     by_id = {r["id"]: r for r in stored}
     present = [u for u in users if u.id in by_id]  # a hard-deleted user has nothing left to license
@@ -104,6 +124,7 @@ async def allocate_licenses(
     plan = plan_seats(tenant, used=used, batch=holders, waiting=waiting)
 
     audits: list[AuditRow] = []
+    events: list[NewEvent] = []
     applied: dict[UUID, Applied] = {}
     released_by: str | None = None
     for place, (user, holder) in enumerate(zip(present, holders, strict=True), start=1):
@@ -117,6 +138,16 @@ async def allocate_licenses(
         applied[user.id] = Applied(decision.license, since)
         if since == holder.waiting_since and decision.license == holder.license:
             continue
+        if decision.license != holder.license or (since is None) != (holder.waiting_since is None):
+            events.append(
+                license_changed(
+                    user.id,
+                    holder.license,
+                    decision.license,
+                    waiting=since is not None,
+                    request_id=user.request_id,
+                )
+            )
         if decision.license != holder.license:
             action = seat_action(holder.license, decision.license)
             if action == "release":
@@ -128,33 +159,49 @@ async def allocate_licenses(
     # Outside waiters owe their seat to a release in this batch (else to the seats being free already).
     cause = released_by or (present[-1].request_id if present else None)
     audits.extend(AuditRow(u, "promotion", "worker", {"to": "full"}, cause) for u in plan.promoted)
+    events.extend(_promotions(plan.promoted, waiting, cause))
     await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in plan.promoted])
     await audit.audit_rows(conn, tenant_id, audits)
-    return applied
+    return Allocation(applied, events)
+
+
+def _promotions(
+    promoted: Sequence[UUID], waiting: Sequence[WaitingUser], request_id: str | None
+) -> list[NewEvent]:
+    held = {w.id: w.license for w in waiting}
+    return [license_changed(u, held.get(u), "full", waiting=False, request_id=request_id) for u in promoted]
+
+
+@dataclass(frozen=True)
+class WaitingUser(Waiter):
+    """A waiter with the license it holds meanwhile (the `from` of its promotion's event)."""
+
+    license: str | None = None
 
 
 async def _waiting_list(
     conn: asyncpg.Connection, tenant_id: UUID, may_free: int, *, excluding: Sequence[Holder] = ()
-) -> list[Waiter]:
+) -> list[WaitingUser]:
     # Only as many of the oldest waiters as seats may free: the rest cannot get one in this transaction.
     if may_free <= 0:
         return []
     rows = await licenses.oldest_waiting(conn, tenant_id, limit=may_free, excluding=[h.id for h in excluding])
-    return [Waiter(r["id"], r["waiting_since"]) for r in rows]
+    return [WaitingUser(r["id"], r["waiting_since"], r["license"]) for r in rows]
 
 
 async def apply_manual_assignments(
     conn: asyncpg.Connection, tenant_id: UUID, rows: list[asyncpg.Record]
-) -> None:
+) -> list[NewEvent]:
     """Operators' assignments (outbox rows `MANUAL_LICENSE`), in order, by the rule that accepted them
     (`manual_refusal`), checked again now: one that no longer stands (a seat taken meanwhile, the user
     deactivated) changes nothing and is audited as refused, with the reason. Assignments are made by
-    hand and few, so each is applied on its own.
+    hand and few, so each is applied on its own. Returns the events of the assignments applied.
     """
     row = await licenses.lock_tenant_licensing(conn, tenant_id)
     if row is None:
-        return
+        return []
     tenant = licensing_of(row)
+    events: list[NewEvent] = []
     for change in rows:
         user_id, wanted = UUID(change["payload"]["user_id"]), change["payload"]["license"]
         user = await licenses.lock_user_in_tenant(conn, tenant_id, user_id)
@@ -190,6 +237,7 @@ async def apply_manual_assignments(
         if wanted == current:
             continue
         await licenses.set_licenses(conn, [(user_id, wanted, None)])
+        events.append(license_changed(user_id, current, wanted, waiting=False, request_id=request_id))
         detail = {"from": current, "to": wanted}
         await audit.audit(
             conn,
@@ -200,19 +248,21 @@ async def apply_manual_assignments(
             detail=detail,
             request_id=request_id,
         )
+    return events
 
 
 async def apply_tenant_licensing(
     conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None
-) -> None:
+) -> list[NewEvent]:
     """After a seat was freed (hard delete, an operator's assignment) or the tenant's seats or rules
     changed: free seats go to the oldest waiting users (`promote_waiting`).
 
-    Lowering seats below use downgrades no one; the admin API reports the tenant over-allocated.
+    Lowering seats below use downgrades no one; the admin API reports the tenant over-allocated. Returns
+    the promotions' events.
     """
     row = await licenses.lock_tenant_licensing(conn, tenant_id)
     if row is None:
-        return
+        return []
     tenant = licensing_of(row)
     used = await licenses.full_seats(conn, tenant_id)
     waiting = await _waiting_list(conn, tenant_id, seats_that_may_free(tenant, used=used, batch=()))
@@ -221,3 +271,4 @@ async def apply_tenant_licensing(
     await audit.audit(
         conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
     )
+    return _promotions(promoted, waiting, request_id)

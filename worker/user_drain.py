@@ -3,20 +3,24 @@
 Every user change of a tenant is applied under the tenant's licensing lock, so the batches of one tenant
 never interleave, whatever the number of workers: that serializes seat allocation and keeps each user's
 rows in id order. A batch takes the resources behind the tenant's oldest pending rows, with all of their
-pending rows, and applies them with a handful of set-based statements.
+pending rows, and applies them with a handful of set-based statements, the batch's events (README.md,
+What happened) among them: one statement for the whole batch, in the batch's transaction.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.domain_teams import domain_memberships
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.store import licenses, outbox, teams, user_states
+from scimsvc.store.events import record_events
 from worker.seats import PendingUser, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
 
@@ -27,6 +31,15 @@ BATCH_ROWS = 500  # outbox rows that pick a batch's users; a batch holds the ten
 MAX_BATCHES = 40  # per job, so that one busy tenant never runs into the job timeout
 # Changes that (re)provision a user: it then joins its email domain's teams (domain_teams in README.md).
 PROVISIONED = frozenset({ChangeKind.CREATE, ChangeKind.RELINK})
+# The event each user change is told as.
+CHANGE_EVENTS: dict[str, EventType] = {
+    ChangeKind.CREATE: EventType.USER_CREATED,
+    ChangeKind.UPDATE: EventType.USER_UPDATED,
+    ChangeKind.DEACTIVATE: EventType.USER_DEACTIVATED,
+    ChangeKind.REACTIVATE: EventType.USER_REACTIVATED,
+    ChangeKind.RELINK: EventType.USER_REACTIVATED,
+    ChangeKind.DELETE: EventType.USER_DELETED,
+}
 
 
 @dataclass
@@ -36,12 +49,14 @@ class DrainResult:
     applied: int = 0  # outbox rows applied
     failed: list[UUID] = field(default_factory=list)  # users left pending after an error (recorded)
     email_changed: bool = False  # a userName changed: notices were written with it
+    deliveries: int = 0  # webhook deliveries queued with the events
     more: bool = False  # stopped after MAX_BATCHES with rows still pending
 
-    def count(self, rows: list[asyncpg.Record]) -> None:
-        """Note rows whose transaction committed."""
+    def count(self, rows: list[asyncpg.Record], deliveries: int = 0) -> None:
+        """Note rows whose transaction committed, and the webhook deliveries it queued."""
         log_applied(USER, rows)
         self.applied += len(rows)
+        self.deliveries += deliveries
         self.email_changed |= any("previous_user_name" in r["payload"] for r in rows)
 
 
@@ -58,25 +73,79 @@ def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
 
 
 async def apply_user_rows(
-    conn: asyncpg.Connection, tenant_id: UUID, licensing: asyncpg.Record, rows: list[asyncpg.Record]
-) -> None:
-    """Apply these pending rows (whole runs of each user's rows, in id order) and stamp them applied.
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    licensing: asyncpg.Record,
+    rows: list[asyncpg.Record],
+    *,
+    events: bool = True,
+) -> int:
+    """Apply these pending rows (whole runs of each user's rows, in id order) and stamp them applied;
+    returns the number of webhook deliveries queued with their events (0 with `events` off).
 
     The desired state is the user row itself, so applying any run of a user's rows is idempotent. Users
     just created or re-linked then join their email domain's teams (`domain_memberships`).
     """
     users = pending_users(rows)
     stored = await licenses.users_licensing(conn, tenant_id, [u.id for u in users])
-    applied = await allocate_licenses(
+    allocation = await allocate_licenses(
         conn, tenant_id, licensing_of(licensing), users, stored, now=licensing["now"]
     )
     await user_states.apply_user_states(
-        conn, [(uid, a.license, a.waiting_since) for uid, a in applied.items()]
+        conn, [(uid, a.license, a.waiting_since) for uid, a in allocation.applied.items()]
     )
     names = {r["id"]: r["user_name"] for r in stored}
     joined = [(u.id, names[u.id]) for u in users if u.id in names and PROVISIONED & set(u.changes)]
-    await teams.add_domain_members(conn, tenant_id, domain_memberships(joined, licensing["domain_teams"]))
+    memberships = await teams.add_domain_members(
+        conn, tenant_id, domain_memberships(joined, licensing["domain_teams"])
+    )
+    deliveries = 0
+    if events:
+        told = batch_events(users, rows, allocation.events, memberships)
+        deliveries = await record_events(conn, tenant_id, told)
     await outbox.mark_applied(conn, [r["id"] for r in rows])
+    return deliveries
+
+
+def batch_events(
+    users: list[PendingUser],
+    rows: list[asyncpg.Record],
+    license_events: list[NewEvent],
+    memberships: list[asyncpg.Record],
+) -> list[NewEvent]:
+    """A batch's events, user by user (in the order of their oldest row): each of its changes, in order
+    (an email change right after the change that made it), then its license change, then the domain teams
+    it joined; then the promotions of waiters outside the batch.
+
+    The statement that records them puts each user as it is at the end of the batch in `data["user"]`.
+    """
+    by_user: dict[UUID, list[NewEvent]] = {u.id: [] for u in users}
+    for row in rows:
+        uid, request_id = row["resource_id"], row["request_id"]
+        by_user[uid].append(_user_event(CHANGE_EVENTS[row["change"]], uid, request_id))
+        if "previous_user_name" in row["payload"]:
+            previous = {"previous_user_name": row["payload"]["previous_user_name"]}
+            by_user[uid].append(_user_event(EventType.USER_EMAIL_CHANGED, uid, request_id, previous))
+    outside: list[NewEvent] = []
+    for event in license_events:
+        (by_user[event.user_id] if event.user_id in by_user else outside).append(event)
+    # A domain team is joined because of the change that provisioned the user.
+    requests = {
+        u.id: r for u in users for c, r in zip(u.changes, u.request_ids, strict=True) if c in PROVISIONED
+    }
+    for m in memberships:
+        team = {"team": {"id": str(m["team_id"]), "name": m["team_name"]}}
+        by_user[m["user_id"]].append(
+            _user_event(EventType.TEAM_MEMBER_ADDED, m["user_id"], requests[m["user_id"]], team)
+        )
+    return [e for u in users for e in by_user[u.id]] + outside
+
+
+def _user_event(
+    type: EventType, user_id: UUID, request_id: str | None, data: dict[str, Any] | None = None
+) -> NewEvent:
+    # The statement that records it puts the user in data["user"] ({"id"} alone if hard-deleted since).
+    return NewEvent(type, data or {}, user_id=user_id, request_id=request_id)
 
 
 async def drain_tenant_users(
@@ -85,6 +154,7 @@ async def drain_tenant_users(
     *,
     batch_rows: int = BATCH_ROWS,
     max_batches: int = MAX_BATCHES,
+    events: bool = True,
 ) -> DrainResult:
     """Apply the tenant's pending user rows, oldest first, one batch per transaction, until none is left.
 
@@ -94,6 +164,7 @@ async def drain_tenant_users(
     result = DrainResult()
     for _ in range(max_batches):
         rows: list[asyncpg.Record] = []
+        deliveries = 0
         try:
             async with pool.acquire() as conn, conn.transaction():
                 licensing = await licenses.lock_tenant_licensing(conn, tenant_id)
@@ -101,16 +172,16 @@ async def drain_tenant_users(
                     return result  # the tenant is gone, and its outbox rows with it
                 rows = await outbox.tenant_batch(conn, tenant_id, USER, limit=batch_rows, skip=result.failed)
                 if rows:
-                    await apply_user_rows(conn, tenant_id, licensing, rows)
+                    deliveries = await apply_user_rows(conn, tenant_id, licensing, rows, events=events)
         except Exception:
             if not rows:
                 raise  # nothing was claimed (database unreachable?): the job fails, the sweeper retries
             log.warning(
                 "a batch of %d user rows failed; applying its users one by one", len(rows), exc_info=True
             )
-            await _apply_one_by_one(pool, tenant_id, rows, result)
+            await _apply_one_by_one(pool, tenant_id, rows, result, events=events)
         else:
-            result.count(rows)
+            result.count(rows, deliveries)
         # Fewer rows than the limit: the batch's first query saw every pending row of the tenant.
         if len(rows) < batch_rows:
             return result
@@ -123,8 +194,11 @@ async def _apply_one_by_one(
     tenant_id: UUID,
     rows: list[asyncpg.Record],
     result: DrainResult,
+    *,
+    events: bool,
 ) -> None:
     for user in pending_users(rows):
+        deliveries = 0
         try:
             async with pool.acquire() as conn, conn.transaction():
                 licensing = await licenses.lock_tenant_licensing(conn, tenant_id)
@@ -132,10 +206,10 @@ async def _apply_one_by_one(
                     return
                 own = await outbox.pending_of(conn, USER, [user.id])
                 if own:
-                    await apply_user_rows(conn, tenant_id, licensing, own)
+                    deliveries = await apply_user_rows(conn, tenant_id, licensing, own, events=events)
         except Exception as exc:
             log.exception("applying user %s failed", user.id)
             await outbox.record_failure(pool, USER, user.id, repr(exc))
             result.failed.append(user.id)
         else:
-            result.count(own)
+            result.count(own, deliveries)

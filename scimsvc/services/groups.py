@@ -197,7 +197,11 @@ async def delete_group(scope: Scope, raw_id: str, *, if_match: str | None) -> No
             ResourceType.GROUP,
             current["id"],
             ChangeKind.UNLINK,
-            {"team_id": current["team_id"] and str(current["team_id"])},
+            # The name goes along for the worker's group.unlinked event: the group row is gone by then.
+            {
+                "team_id": current["team_id"] and str(current["team_id"]),
+                "display_name": current["display_name"],
+            },
         )
 
     await write(scope, steps)

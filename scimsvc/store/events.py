@@ -29,10 +29,17 @@ USER_SNAPSHOT = """jsonb_build_object(
     'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active,
     'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since,
     'provisioningState', u.provisioning_state)"""
+# Each user named is read once, by its primary key (a subquery per user: a join of the unnested rows with
+# `users` was planned as a hash, or a scan, of every user of the tenant), and joined to its events by a
+# hash of a batch's size. A user gone since (hard-deleted) keeps what `data` says, else is {"id"} alone.
 RECORD_EVENTS = f"""
 WITH v AS (
     SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[])
         WITH ORDINALITY AS v(type, user_id, request_id, data, n)
+), s AS (
+    SELECT named.id,
+           (SELECT {USER_SNAPSHOT} FROM users u WHERE u.id = named.id AND u.tenant_id = $1) AS snapshot
+    FROM (SELECT DISTINCT user_id AS id FROM v WHERE user_id IS NOT NULL) AS named
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $6)
     ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + $6
@@ -40,9 +47,10 @@ WITH v AS (
 ), e AS (
     INSERT INTO events (tenant_id, seq, type, request_id, data)
     SELECT $1, c.last_seq - $6 + v.n, v.type, v.request_id,
-           CASE WHEN u.id IS NULL THEN v.data::jsonb
-                ELSE v.data::jsonb || jsonb_build_object('user', {USER_SNAPSHOT}) END
-    FROM v CROSS JOIN c LEFT JOIN users u ON u.id = v.user_id AND u.tenant_id = $1
+           CASE WHEN v.user_id IS NULL THEN v.data::jsonb
+                ELSE v.data::jsonb || jsonb_build_object('user', coalesce(
+                    s.snapshot, v.data::jsonb -> 'user', jsonb_build_object('id', v.user_id))) END
+    FROM v CROSS JOIN c LEFT JOIN s ON s.id = v.user_id
     ORDER BY v.n
     RETURNING id, type
 ), d AS (

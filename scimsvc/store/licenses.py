@@ -50,7 +50,7 @@ FROM users WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 """
 # The waiting list, oldest first (users_tenant_waiting, 0002_licenses.sql).
 SELECT_OLDEST_WAITING = """
-SELECT id, waiting_since FROM users
+SELECT id, waiting_since, license FROM users
 WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND active AND scim_linked AND id <> ALL($3::uuid[])
 ORDER BY waiting_since, id
 LIMIT $2
@@ -109,7 +109,8 @@ async def users_licensing(
 async def oldest_waiting(
     conn: asyncpg.Connection, tenant_id: UUID, *, limit: int, excluding: list[UUID]
 ) -> list[asyncpg.Record]:
-    """The `limit` longest-waiting eligible users (id, waiting_since) but `excluding`, oldest first."""
+    """The `limit` longest-waiting eligible users (id, waiting_since, license) but `excluding`, oldest
+    first."""
     return await conn.fetch(SELECT_OLDEST_WAITING, tenant_id, limit, excluding)
 
 

@@ -68,15 +68,19 @@ EXCEPT SELECT id FROM teams WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 # Memberships decided by the domain-team rule (scimsvc/product/domain_teams.py); the join skips teams
 # deleted since, and the teams joined stay locked (KEY SHARE) until commit, so one deleted meanwhile takes
 # these rows with it.
+# Returns the memberships made (a user already a member made none), with the team's name for its event.
 ADD_DOMAIN_MEMBERS = """
-INSERT INTO team_members (team_id, user_id, added_by)
-SELECT t.id, u.id, 'domain'
-FROM unnest($2::text[], $3::uuid[]) AS v(team_id, user_id)
-JOIN teams t ON t.tenant_id = $1 AND t.id::text = v.team_id
-JOIN users u ON u.tenant_id = $1 AND u.id = v.user_id
-FOR KEY SHARE OF t, u
-ON CONFLICT (team_id, user_id) DO NOTHING
-RETURNING team_id, user_id
+WITH added AS (
+    INSERT INTO team_members (team_id, user_id, added_by)
+    SELECT t.id, u.id, 'domain'
+    FROM unnest($2::text[], $3::uuid[]) AS v(team_id, user_id)
+    JOIN teams t ON t.tenant_id = $1 AND t.id::text = v.team_id
+    JOIN users u ON u.tenant_id = $1 AND u.id = v.user_id
+    FOR KEY SHARE OF t, u
+    ON CONFLICT (team_id, user_id) DO NOTHING
+    RETURNING team_id, user_id
+)
+SELECT a.team_id, a.user_id, t.name AS team_name FROM added a JOIN teams t ON t.id = a.team_id
 """
 USER_TEAMS = """
 SELECT m.user_id, t.id, t.name FROM team_members m JOIN teams t ON t.id = m.team_id
@@ -145,7 +149,8 @@ async def missing_teams(
 async def add_domain_members(
     conn: asyncpg.Connection, tenant_id: UUID, memberships: list[tuple[str, UUID]]
 ) -> list[asyncpg.Record]:
-    """Add (team id, user id) memberships of the tenant, `added_by` domain, in one statement."""
+    """Add (team id, user id) memberships of the tenant, `added_by` domain, in one statement; returns those
+    made (team_id, user_id, team_name)."""
     if not memberships:
         return []
     team_ids, user_ids = zip(*memberships, strict=True)
@@ -188,16 +193,20 @@ async def team_names_like(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UU
 
 # --- The worker's side: the linked team follows the group ----------------------------------------------
 
-# The group's tenant and linked team; nothing when the group is gone or its team was deleted.
+# The group's tenant and linked team, with both names (for events); nothing when the group is gone or its
+# team was deleted.
 SELECT_LINK = """
-SELECT g.tenant_id, g.team_id FROM groups g JOIN teams t ON t.id = g.team_id AND t.tenant_id = g.tenant_id
+SELECT g.tenant_id, g.team_id, g.display_name, t.name AS team_name
+FROM groups g JOIN teams t ON t.id = g.team_id AND t.tenant_id = g.tenant_id
 WHERE g.id = $1
 """
+SELECT_TEAM_NAMES = "SELECT id, name FROM teams WHERE tenant_id = $1 AND id = ANY($2::uuid[])"
 # Members the tenant's domain_teams put there stay: that rule holds whatever the IdP's groups say.
 PUSH_REMOVE = """
 DELETE FROM team_members tm USING teams t
 WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.added_by <> 'domain'
   AND NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = tm.user_id)
+RETURNING tm.user_id
 """
 # The team and the users it gains are locked (KEY SHARE) until the apply commits: a team or user deleted
 # meanwhile either went first (and is skipped here) or waits and then takes these rows with it. Only the
@@ -216,6 +225,7 @@ JOIN users u ON u.tenant_id = t.tenant_id AND u.id = ANY(ARRAY(SELECT user_id FR
 WHERE t.tenant_id = $1 AND t.id = $2
 FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
+RETURNING user_id
 """
 # Incremental: only the named users, and only those the group still has (a later removal is applied
 # from its own row anyway); their other teams are never touched.
@@ -228,35 +238,57 @@ WHERE t.tenant_id = $1 AND t.id = $2
   AND EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = $3 AND gm.user_id = u.id)
 FOR KEY SHARE OF t, u
 ON CONFLICT (team_id, user_id) DO NOTHING
+RETURNING user_id
 """
 TEAM_REMOVE = """
 DELETE FROM team_members tm USING teams t
 WHERE t.tenant_id = $1 AND t.id = $2 AND tm.team_id = t.id AND tm.user_id = ANY($3::uuid[])
+RETURNING tm.user_id
 """
 
 
 async def linked_team(conn: asyncpg.Connection, group_id: UUID) -> asyncpg.Record | None:
-    """(tenant_id, team_id) of the group's team, or None if the group or its team no longer exists."""
+    """(tenant_id, team_id, display_name, team_name) of the group and its team, or None if the group or its
+    team no longer exists."""
     return await conn.fetchrow(SELECT_LINK, group_id)
 
 
-async def push_to_team(conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID) -> None:
-    """Make the team's members exactly the group's members (manual additions go; domain members stay)."""
-    await conn.execute(PUSH_REMOVE, tenant_id, team_id, group_id)
-    await conn.execute(PUSH_ADD, tenant_id, team_id, group_id)
+async def team_names(conn: asyncpg.Connection, tenant_id: UUID, team_ids: list[UUID]) -> dict[UUID, str]:
+    """The names of those of the tenant's teams that still exist."""
+    if not team_ids:
+        return {}
+    return {r["id"]: r["name"] for r in await conn.fetch(SELECT_TEAM_NAMES, tenant_id, team_ids)}
+
+
+# The statements below return who actually joined or left: a user already a member (or already gone) is
+# not in the answer, so an event is written only for a change that happened.
+
+
+async def push_to_team(
+    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID
+) -> tuple[list[UUID], list[UUID]]:
+    """Make the team's members exactly the group's members (manual additions go; domain members stay);
+    returns (users who left, users who joined)."""
+    removed = await conn.fetch(PUSH_REMOVE, tenant_id, team_id, group_id)
+    added = await conn.fetch(PUSH_ADD, tenant_id, team_id, group_id)
+    return [r[0] for r in removed], [r[0] for r in added]
 
 
 async def add_to_team(
     conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID, user_ids: Sequence[str]
-) -> None:
-    """Add the named users (still members of the group) to the team; existing members stay as they are."""
-    if user_ids:
-        await conn.execute(TEAM_ADD, tenant_id, team_id, group_id, list(user_ids))
+) -> list[UUID]:
+    """Add the named users (still members of the group) to the team; existing members stay as they are.
+    Returns the users who joined."""
+    if not user_ids:
+        return []
+    return [r[0] for r in await conn.fetch(TEAM_ADD, tenant_id, team_id, group_id, list(user_ids))]
 
 
 async def remove_from_team(
     conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, user_ids: Sequence[str]
-) -> None:
-    """Remove the named users from the team (they stay in the subscription and their other teams)."""
-    if user_ids:
-        await conn.execute(TEAM_REMOVE, tenant_id, team_id, list(user_ids))
+) -> list[UUID]:
+    """Remove the named users from the team (they stay in the subscription and their other teams); returns
+    the users who left."""
+    if not user_ids:
+        return []
+    return [r[0] for r in await conn.fetch(TEAM_REMOVE, tenant_id, team_id, list(user_ids))]

@@ -86,16 +86,18 @@ FROM webhook_endpoints w JOIN events e ON e.id = $2 AND (w.tenant_id IS NULL OR 
 WHERE w.id = $1
 RETURNING id
 """
-# The endpoint's tenant ($5, NULL: every tenant) and types ($6) are parameters, not joined in, so a tenant's
-# range is read through `events_tenant_age` (0017) and the scan stops at the bound.
-REPLAY_RANGE = """
+# The endpoint's tenant ($5, NULL: every tenant) and types ($6) are parameters, not joined in: a tenant's
+# events are read along (tenant_id, tx, id), every tenant's along (tx, id), oldest first, until the bound
+# (events keep no index on occurred_at, which every event written would pay for; retention bounds what
+# is read before the range).
+_REPLAY_RANGE = """
 WITH picked AS (
     SELECT e.id, e.tenant_id
     FROM events e
     WHERE e.occurred_at >= $2 AND e.occurred_at < $3
-      AND ($5::uuid IS NULL OR e.tenant_id = $5)
+      AND {tenant}
       AND (cardinality($6::text[]) = 0 OR e.type = ANY ($6))
-    ORDER BY e.occurred_at, e.id
+    ORDER BY e.tx, e.id
     LIMIT $4 + 1
 ), bound AS (
     SELECT count(*) > $4 AS over FROM picked
@@ -107,6 +109,9 @@ WITH picked AS (
 )
 SELECT (SELECT over FROM bound) AS over, (SELECT count(*) FROM queued) AS queued
 """
+# Two statements, not `($5 IS NULL OR tenant_id = $5)`: a generic plan of that could not use the tenant index.
+REPLAY_RANGE_OF_TENANT = _REPLAY_RANGE.format(tenant="e.tenant_id = $5")
+REPLAY_RANGE_OF_EVERY_TENANT = _REPLAY_RANGE.format(tenant="$5::uuid IS NULL")
 SELECT_EVENT_OF = """
 SELECT e.id, e.type FROM events e
 WHERE e.id = $1 AND ($2::uuid IS NULL OR e.tenant_id = $2)
@@ -223,7 +228,8 @@ async def replay_range(
 ) -> int | None:
     """Queue a new delivery to the endpoint of each event it wants that occurred in [since, until); how
     many, or None (nothing queued) when more than `limit` match."""
+    sql = REPLAY_RANGE_OF_EVERY_TENANT if endpoint["tenant_id"] is None else REPLAY_RANGE_OF_TENANT
     row = await conn.fetchrow(
-        REPLAY_RANGE, endpoint["id"], since, until, limit, endpoint["tenant_id"], endpoint["event_types"]
+        sql, endpoint["id"], since, until, limit, endpoint["tenant_id"], endpoint["event_types"]
     )
     return None if row["over"] else int(row["queued"])
