@@ -391,7 +391,7 @@ async def test_one_refused_address_among_a_names_addresses_refuses_the_name():
         async def close(self) -> None:
             return None
 
-    resolver = CheckedResolver([ipaddress.ip_network("127.0.0.1/32")])
+    resolver = CheckedResolver([ipaddress.ip_network("127.0.0.1/32")], timeout_seconds=1)
     resolver._resolver = TwoAddresses()  # DNS answering a public-looking name with two addresses
     with pytest.raises(RefusedTarget, match="hooks.example.com: 10.0.0.1 is a private"):
         await resolver.resolve("hooks.example.com", 443)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[None]]
 MAX_TRIES = 5
+# arq cancels a job running longer than this (worker/settings.py); long jobs plan their work within it.
+JOB_TIMEOUT_SECONDS = 300
 
 
 async def apply_tenant_changes(
