@@ -109,7 +109,10 @@ class BoundedResolver(AbstractResolver):
             lookup.exception()  # retrieved: every waiter may have timed out already
 
     def _addresses(self, host: str, port: int, family: socket.AddressFamily) -> list[ResolveResult]:
-        infos = self._lookup(host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+        try:
+            infos = self._lookup(host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+        except UnicodeError:  # a name getaddrinfo cannot encode (an empty label, one over 63 characters)
+            raise OSError(f"{host}: not a name that can be looked up") from None
         return [
             ResolveResult(
                 hostname=host,
