@@ -220,6 +220,14 @@ async def test_a_receiver_down_then_slow_then_failing_then_back_gets_every_event
     assert await db.fetchval("SELECT failing_since FROM webhook_endpoints WHERE id = $1", endpoint) is None
 
 
+# Deliveries of an endpoint claimed by a worker and not yet recorded (none of these has failed before).
+CLAIMED_NOT_RECORDED = """
+SELECT count(*) FROM webhook_deliveries d
+WHERE d.endpoint_id = $1 AND d.state = 'pending' AND d.attempts > 0
+  AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id)
+"""
+
+
 async def test_many_wake_ups_at_once_claim_no_more_than_a_worker_sends_so_none_times_out_waiting(
     client, settings, db, receiver
 ):
@@ -259,13 +267,6 @@ async def test_many_wake_ups_at_once_claim_no_more_than_a_worker_sends_so_none_t
     assert len(receiver.unique()) == 800
     assert receiver.most_in_flight <= LANES * BATCH == 100
     assert claimed_at_once and max(claimed_at_once) <= 100
-
-
-CLAIMED_NOT_RECORDED = """
-SELECT count(*) FROM webhook_deliveries d
-WHERE d.endpoint_id = $1 AND d.state = 'pending' AND d.attempts > 0
-  AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id)
-"""
 
 
 async def test_a_delivery_still_failing_after_the_retry_period_is_given_up(client, settings, db, receiver):

@@ -107,7 +107,8 @@ WHERE d.id = v.id
   AND ((l.state = 'pending' AND l.attempts = v.claimed) OR (v.delivered AND l.state <> 'delivered'))
 """
 # What was still pending for endpoints just disabled is not sent: failed, with an attempt saying why (the
-# batch's own deliveries, $3, have theirs already).
+# batch's own deliveries, $3, have theirs already). One another lane is sending right now is failed too;
+# if its answer is a 2xx, RECORD_ATTEMPTS makes it delivered.
 FAIL_PENDING_OF_ENDPOINTS = """
 WITH locked AS (
     SELECT id FROM webhook_deliveries
