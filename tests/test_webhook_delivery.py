@@ -303,10 +303,14 @@ async def test_an_endpoint_failing_past_the_limit_is_disabled_audited_and_its_de
         "AND id > (SELECT min(id) FROM webhook_deliveries WHERE endpoint_id = $1)",
         endpoint,
     )
+    # The worker's counter: not `..._endpoints_disabled`, the web front end's gauge of those off now.
+    disablings = "scimsvc_webhook_endpoint_disablings_total"
+    before = REGISTRY.get_sample_value(disablings) or 0
     await run_worker(webhook_settings(settings))
 
     row = await db.fetchrow("SELECT enabled, disabled_reason FROM webhook_endpoints WHERE id = $1", endpoint)
     assert row["enabled"] is False and row["disabled_reason"] == "every attempt failed for 120 hours"
+    assert REGISTRY.get_sample_value(disablings) == before + 1
     audit = await db.fetch(
         "SELECT tenant_id, actor, detail::text FROM audit_log WHERE action = 'webhook_disabled' "
         "AND detail ->> 'endpoint_id' = $1",
