@@ -158,6 +158,10 @@ REFUSED_URLS = [
     ("https://vm/hook", "resolves to 127.0.0.1"),  # a name (/etc/hosts) for a loopback address
     ("https://no-such-host.invalid/hook", "does not resolve"),
     ("https://" + "a" * 2000 + ".com/", "2000"),
+    # Hosts the worker's HTTP client would not read as these rules do: refused here, not at every attempt.
+    ("https://ex\u00adample.com/hook", "must be written in ASCII"),  # a soft hyphen
+    ("https://\u2603.net/", "must be written in ASCII"),
+    ("https://example.com:99999/hook", "not a valid URL"),
 ]
 
 

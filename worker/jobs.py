@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # An applier applies a run of one resource's rows and returns the events of what changed.
 Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[list[NewEvent]]]
 MAX_TRIES = 5
+# arq cancels a job running longer than this (worker/settings.py); long jobs plan their work within it.
+JOB_TIMEOUT_SECONDS = 300
 
 
 async def apply_tenant_changes(

@@ -11,7 +11,7 @@ from arq.cron import cron
 from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_USERS
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
-from worker.jobs import MAX_TRIES, apply_outbox, drain_users, sweep_outbox
+from worker.jobs import JOB_TIMEOUT_SECONDS, MAX_TRIES, apply_outbox, drain_users, sweep_outbox
 from worker.notices import deliver_notices
 from worker.retention import purge_expired
 from worker.telemetry import counted
@@ -80,7 +80,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         # A stop (SIGTERM/SIGINT) stops taking jobs and lets running ones finish for this long before
         # cancelling them (arq re-runs what it cancelled); 0 cancels at once.
         "job_completion_wait": settings.worker_shutdown_seconds,
-        "job_timeout": 300,
+        "job_timeout": JOB_TIMEOUT_SECONDS,
         "keep_result": 60,
         "max_tries": MAX_TRIES,
     }

@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
-from yarl import URL
 
 from scimsvc import __version__
-from scimsvc.product.webhooks import Network, address_problem, delivered, excerpt, url_problem
+from scimsvc.product.webhooks import Network, address_problem, delivered, excerpt, host_form, url_problem
+
+log = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = f"scimsvc-webhooks/{__version__}"
 # Connections kept per worker process: deliveries to one receiver reuse theirs.
 CONNECTIONS = 100
+# Threads resolving receivers' names per worker process (BoundedResolver): one per name being looked up.
+DNS_THREADS = 8
 
 
 class RefusedTarget(OSError):
@@ -38,12 +43,12 @@ class RefusedTarget(OSError):
 
 
 class CheckedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then refuses the name if ANY of its addresses is one a
-    delivery may not reach; the connector only ever gets checked addresses."""
+    """Resolves (`BoundedResolver`), then refuses the name if ANY of its addresses is one a delivery may
+    not reach; the connector only ever gets checked addresses."""
 
-    def __init__(self, allowed: Iterable[Network]) -> None:
+    def __init__(self, allowed: Iterable[Network], *, timeout_seconds: float) -> None:
         self._allowed = tuple(allowed)
-        self._resolver = ThreadedResolver()
+        self._resolver: AbstractResolver = BoundedResolver(timeout_seconds=timeout_seconds)
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -60,10 +65,84 @@ class CheckedResolver(AbstractResolver):
         await self._resolver.close()
 
 
-def new_session(*, allowed: Iterable[Network], timeout_seconds: int) -> aiohttp.ClientSession:
-    """The worker process's one HTTP session for webhooks (create it in a running event loop)."""
+Lookup = Callable[..., list[tuple[Any, ...]]]
+
+
+class BoundedResolver(AbstractResolver):
+    """getaddrinfo in threads of its own, each lookup bounded by the timeout, one lookup per name at once.
+
+    aiohttp's ThreadedResolver runs on the event loop's default executor, a few threads shared with
+    everything else: a receiver's slow DNS, looked up once per delivery, would hold every one of them
+    and stall the deliveries to everyone else. Here concurrent lookups of one name share one thread, and
+    an attempt waits for its name at most the timeout (the thread runs on until the system resolver
+    gives up, which is why the threads are this resolver's own).
+    """
+
+    def __init__(self, *, timeout_seconds: float, lookup: Lookup = socket.getaddrinfo) -> None:
+        self._timeout = timeout_seconds
+        self._lookup = lookup
+        self._threads = ThreadPoolExecutor(max_workers=DNS_THREADS, thread_name_prefix="webhook-dns")
+        self._running: dict[tuple[str, int, int], asyncio.Future[list[ResolveResult]]] = {}
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The host's addresses (IPv4 and IPv6 as asked); an `OSError` when none came within the timeout."""
+        key = (host, port, int(family))
+        lookup = self._running.get(key)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().run_in_executor(
+                self._threads, self._addresses, host, port, family
+            )
+            self._running[key] = lookup
+            lookup.add_done_callback(lambda done: self._done(key, done))
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await asyncio.shield(lookup)  # one waiter's timeout does not end the others' lookup
+        except TimeoutError:
+            raise OSError(f"{host}: no address within {self._timeout:g} s") from None
+
+    def _done(self, key: tuple[str, int, int], lookup: asyncio.Future[list[ResolveResult]]) -> None:
+        if self._running.get(key) is lookup:
+            del self._running[key]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every waiter may have timed out already
+
+    def _addresses(self, host: str, port: int, family: socket.AddressFamily) -> list[ResolveResult]:
+        try:
+            infos = self._lookup(host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
+        except UnicodeError:  # a name getaddrinfo cannot encode (an empty label, one over 63 characters)
+            raise OSError(f"{host}: not a name that can be looked up") from None
+        return [
+            ResolveResult(
+                hostname=host,
+                host=_host_of(address),
+                port=int(address[1]),
+                family=found,
+                proto=proto,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
+            for found, _, proto, _, address in infos
+            if found in (socket.AF_INET, socket.AF_INET6)
+        ]
+
+    async def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _host_of(address: tuple[Any, ...]) -> str:
+    # A scoped IPv6 address (link-local) is reached through its interface: keep the scope, as aiohttp's
+    # own resolver does (address_problem reads the address without it).
+    if len(address) >= 4 and address[3]:
+        return f"{address[0]}%{address[3]}"
+    return str(address[0])
+
+
+def new_session(*, resolver: CheckedResolver, timeout_seconds: int) -> aiohttp.ClientSession:
+    """The worker process's one HTTP session for webhooks (create it in a running event loop). The
+    session does not close `resolver` (aiohttp closes only a resolver it made): its owner does."""
     connector = aiohttp.TCPConnector(
-        resolver=CheckedResolver(allowed),
+        resolver=resolver,
         use_dns_cache=False,  # every attempt resolves and checks again
         limit=CONNECTIONS,
     )
@@ -109,7 +188,41 @@ async def post(
     allow_http: bool,
     timeout_seconds: int,
 ) -> Sent:
-    """POST `body` to `url` once, never raising for anything the receiver or the network does."""
+    """POST `body` to `url` once; never raises: what the receiver or the network does is an attempt's
+    outcome, and so is a fault of ours (`internal_error`), so one endpoint can never stop the others."""
+    started = time.perf_counter()
+    try:
+        return await _post(
+            session,
+            url,
+            body=body,
+            headers=headers,
+            allowed=allowed,
+            allow_http=allow_http,
+            timeout_seconds=timeout_seconds,
+        )
+    except Exception as exc:
+        return internal_error(exc, latency_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def internal_error(exc: BaseException, *, latency_ms: float = 0.0) -> Sent:
+    """A failed attempt for an error of ours (a bug, a URL a library refuses): recorded and retried like
+    any failure. Only the error's type is kept and logged: its message may quote the URL, whose path or
+    query may hold a receiver's token."""
+    log.error("webhook attempt failed with an internal error: %s", type(exc).__name__)
+    return Sent(None, latency_ms, f"internal error: {type(exc).__name__}")
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    allowed: Iterable[Network],
+    allow_http: bool,
+    timeout_seconds: int,
+) -> Sent:
     problem = target_problem(url, allowed=allowed, allow_http=allow_http)
     if problem:
         return Sent(None, 0.0, excerpt(f"refused, not sent: {problem}"), refused=True)
@@ -145,30 +258,18 @@ async def post(
 
 
 def target_problem(url: str, *, allowed: Iterable[Network], allow_http: bool) -> str | None:
-    """Why this URL may not be reached before anything is resolved: its form, or its host when the host
-    is an IP address (a name's addresses are checked by `CheckedResolver`)."""
+    """Why this URL may not be reached before anything is resolved: its form (`url_problem`, which also
+    makes sure the HTTP client reads the same host), or its host when the host is an IP address (a name's
+    addresses are checked by `CheckedResolver`)."""
     problem = url_problem(url, allow_http=allow_http)
     if problem:
         return problem
-    # The host aiohttp will connect to (yarl's reading), which must be the one the rules read (urlsplit's):
-    # a URL the two parsers read differently is refused rather than guessed at.
-    host = _host_form(URL(url).raw_host or "")
-    if host != _host_form(urlsplit(url).hostname or ""):
-        return "the URL is not a valid URL"
+    host = host_form(urlsplit(url).hostname or "")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         return None
     return address_problem(host, allowed=allowed)
-
-
-def _host_form(host: str) -> str:
-    """A host as one spelling: an IP address in its standard form, a name in lower case."""
-    bare = host.strip("[]").split("%", 1)[0]
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        return bare.lower()
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:

@@ -27,8 +27,9 @@ from scimsvc.product.events import event_body, event_id
 from scimsvc.product.webhooks import lease_seconds, retry_delay, signature_header, signing_secrets
 from scimsvc.settings import Settings, parse_networks
 from scimsvc.store import webhook_deliveries as store
+from worker.jobs import JOB_TIMEOUT_SECONDS
 from worker.telemetry import webhook_attempted, webhook_endpoint_disabled
-from worker.webhook_client import Sent, new_session, post
+from worker.webhook_client import CheckedResolver, Sent, internal_error, new_session, post
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,12 @@ log = logging.getLogger(__name__)
 # sends at a time there), which the session's connection pool holds without waiting.
 LANES = 4
 BATCH = 25
-# A job stops claiming after this long and queues its successor, so it ends well within arq's job timeout
-# and other jobs get their turn.
-JOB_BUDGET_SECONDS = 60.0
+# A job stops claiming after this long and queues its successor, so other jobs get their turn...
+CLAIM_SECONDS = 60.0
+# ...and the last batch it claims, which may take twice the timeout and a second (webhook_client.py:post)
+# and then its recording, still ends this long before arq cancels the job (JOB_TIMEOUT_SECONDS).
+RECORD_SECONDS = 10.0
+JOB_TIMEOUT_MARGIN_SECONDS = 30.0
 NO_KEY = "webhook deliveries wait: SCIMSVC_WEBHOOK_SIGNING_KEY is empty, so they cannot be signed"
 NOT_SENT = "not sent: the endpoint is disabled"
 
@@ -57,9 +61,23 @@ class Sender:
     """
 
     session: aiohttp.ClientSession
+    resolver: CheckedResolver
     running: bool = False
     again: bool = False
     no_key_logged: bool = False
+
+
+def batch_seconds(timeout_seconds: int) -> float:
+    """The longest a claimed batch may take: its slowest attempt (`post` bounds each by 2 x the timeout
+    and a second), then recording it."""
+    return 2.0 * timeout_seconds + 1.0 + RECORD_SECONDS
+
+
+def claim_seconds(timeout_seconds: int) -> float:
+    """How long a job claims batches: CLAIM_SECONDS, less with a long timeout so that a batch claimed at
+    the last moment ends JOB_TIMEOUT_MARGIN_SECONDS before arq's job timeout (19 s at the 120 s maximum)."""
+    room = JOB_TIMEOUT_SECONDS - JOB_TIMEOUT_MARGIN_SECONDS - batch_seconds(timeout_seconds)
+    return max(0.0, min(CLAIM_SECONDS, room))
 
 
 def disabled_reason(settings: Settings) -> str:
@@ -82,7 +100,7 @@ async def deliver_webhooks(ctx: dict[str, Any]) -> int:
         sender.again = True
         return 0
     sender.running = True
-    deadline = time.monotonic() + JOB_BUDGET_SECONDS
+    deadline = time.monotonic() + claim_seconds(settings.webhook_timeout_seconds)
     delivered = 0
     try:
         while True:
@@ -111,10 +129,16 @@ async def _lane(ctx: dict[str, Any], deadline: float) -> int:
         due = await store.claim_due(pool, limit=BATCH, lease_seconds=lease, not_sent=NOT_SENT)
         if not due:
             break
-        sent = await asyncio.gather(*(_send(session, settings, row) for row in due))
+        # `_send` never raises; were it to, the error is that attempt's failure, not the whole lane's (a
+        # lane that raised would cancel the others, and the same delivery would do it again every lease).
+        results = await asyncio.gather(
+            *(_send(session, settings, row) for row in due), return_exceptions=True
+        )
+        sent = [r if isinstance(r, Sent) else internal_error(r) for r in results]
         attempts = [
             store.Attempt(
                 delivery_id=row["id"],
+                claimed_attempts=row["attempts"],
                 endpoint_id=row["endpoint_id"],
                 status=s.status,
                 latency_ms=s.latency_ms,
@@ -156,7 +180,15 @@ async def _lane(ctx: dict[str, Any], deadline: float) -> int:
 
 
 async def _send(session: aiohttp.ClientSession, settings: Settings, row: asyncpg.Record) -> Sent:
-    """One attempt of one claimed delivery: the event's JSON, signed with the endpoint's secret(s)."""
+    """One attempt of one claimed delivery: the event's JSON, signed with the endpoint's secret(s). Never
+    raises: an error of ours is the attempt's failure (`internal_error`)."""
+    try:
+        return await _sign_and_post(session, settings, row)
+    except Exception as exc:
+        return internal_error(exc)
+
+
+async def _sign_and_post(session: aiohttp.ClientSession, settings: Settings, row: asyncpg.Record) -> Sent:
     body = orjson.dumps(
         event_body(
             id=row["event_id"],
@@ -196,15 +228,14 @@ async def _send(session: aiohttp.ClientSession, settings: Settings, row: asyncpg
 async def start_sending(ctx: dict[str, Any]) -> None:
     """on_startup part: the worker process's `Sender` with its HTTP session."""
     settings: Settings = ctx["settings"]
-    session = new_session(
-        allowed=parse_networks(settings.webhook_allowed_networks),
-        timeout_seconds=settings.webhook_timeout_seconds,
-    )
-    ctx[_SENDER] = Sender(session)
+    timeout = settings.webhook_timeout_seconds
+    resolver = CheckedResolver(parse_networks(settings.webhook_allowed_networks), timeout_seconds=timeout)
+    ctx[_SENDER] = Sender(new_session(resolver=resolver, timeout_seconds=timeout), resolver)
 
 
 async def stop_sending(ctx: dict[str, Any]) -> None:
-    """on_shutdown part: close the webhook session."""
+    """on_shutdown part: close the webhook session and its resolver."""
     sender: Sender | None = ctx.pop(_SENDER, None)
     if sender is not None:
         await sender.session.close()
+        await sender.resolver.close()

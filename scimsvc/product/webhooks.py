@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from standardwebhooks import Webhook
+from yarl import URL
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -45,7 +46,8 @@ def url_problem(url: str, *, allow_http: bool) -> str | None:
     """Why this URL cannot be a webhook endpoint (a sentence), or None.
 
     https only; plain http only with `allow_http` (a development setting) and only to a loopback
-    address (`localhost` or a loopback IP); no credentials in the URL; a host is required.
+    address (`localhost` or a loopback IP); no credentials in the URL; a host is required, in ASCII, and
+    read the same by the HTTP client as by these rules.
     """
     if len(url) > 2000:
         return "the URL is longer than 2000 characters"
@@ -64,6 +66,17 @@ def url_problem(url: str, *, allow_http: bool) -> str | None:
         return "the URL must not carry a user name or password"
     if parts.fragment:
         return "the URL must not have a #fragment"
+    if not parts.hostname.isascii():
+        return "the URL's host must be written in ASCII (an international name in its xn-- form)"
+    # The host the HTTP client connects to (yarl's reading) must be the one these rules read (urlsplit's):
+    # a URL the two parsers read differently is refused rather than guessed at. yarl also refuses some
+    # URLs urlsplit takes; such a URL must fail here, at registration, not in the worker.
+    try:
+        connected = URL(url).raw_host or ""
+    except (ValueError, UnicodeError):
+        return "the URL is not a valid URL"
+    if host_form(connected) != host_form(parts.hostname):
+        return "the URL is not a valid URL"
     if scheme == "http":
         if not allow_http:
             return "the URL must start with https:// (plain http is allowed only in development)"
@@ -98,6 +111,15 @@ def address_problem(address: str, *, allowed: Iterable[Network]) -> str | None:
             "an operator may allow its network with SCIMSVC_WEBHOOK_ALLOWED_NETWORKS"
         )
     return None
+
+
+def host_form(host: str) -> str:
+    """A host as one spelling: an IP address in its standard form, a name in lower case."""
+    bare = host.strip("[]").split("%", 1)[0]
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return bare.lower()
 
 
 def _loopback_name(host: str) -> bool:

@@ -78,32 +78,37 @@ WHERE w.id = c.id
 RETURNING w.id, w.tenant_id, w.url, c.disabling
 """
 # Each attempt, and what it makes of its delivery: delivered; failed once it has been retried for the
-# whole retry period; else due again after the backoff. A delivery no longer pending (failed when its
-# endpoint was disabled meanwhile) keeps its state; its attempt is still recorded.
+# whole retry period; else due again after the backoff. Only the claim's holder moves a pending delivery
+# (its `attempts` are still the claim's): a recorder that outlived its lease, whose delivery another worker
+# has claimed since, must not replace that worker's lease with its backoff. A delivered attempt counts
+# whoever made it, even on a delivery failed meanwhile (its endpoint was disabled while it was being sent):
+# the receiver has the event. A delivery deleted with its endpoint while being sent gets no attempt row
+# (locking the rows that exist makes a concurrent delete wait, or be seen).
 RECORD_ATTEMPTS = """
 WITH v AS (
-    SELECT * FROM unnest($1::bigint[], $2::int[], $3::real[], $4::text[], $5::bool[], $6::float8[])
-        AS v(id, status, latency_ms, excerpt, delivered, retry_in)
-), attempts AS (
-    INSERT INTO webhook_attempts (delivery_id, status, latency_ms, excerpt)
-    SELECT id, status, latency_ms, excerpt FROM v
-), locked AS (
-    SELECT d.id, d.created_at <= now() - make_interval(hours => $7) AS expired
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::real[], $5::text[], $6::bool[], $7::float8[])
+        AS v(id, claimed, status, latency_ms, excerpt, delivered, retry_in)
+), live AS (
+    SELECT d.id, d.state, d.attempts, d.created_at <= now() - make_interval(hours => $8) AS expired
     FROM webhook_deliveries d JOIN v ON v.id = d.id
-    WHERE d.state = 'pending'
     ORDER BY d.id
     FOR UPDATE OF d
+), attempts AS (
+    INSERT INTO webhook_attempts (delivery_id, status, latency_ms, excerpt)
+    SELECT v.id, v.status, v.latency_ms, v.excerpt FROM v JOIN live l ON l.id = v.id
 )
 UPDATE webhook_deliveries d SET
     state = CASE WHEN v.delivered THEN 'delivered' WHEN l.expired THEN 'failed' ELSE 'pending' END,
     finished_at = CASE WHEN v.delivered OR l.expired THEN now() END,
     next_attempt_at = CASE WHEN v.delivered OR l.expired THEN d.next_attempt_at
                            ELSE now() + make_interval(secs => v.retry_in) END
-FROM v JOIN locked l ON l.id = v.id
+FROM v JOIN live l ON l.id = v.id
 WHERE d.id = v.id
+  AND ((l.state = 'pending' AND l.attempts = v.claimed) OR (v.delivered AND l.state <> 'delivered'))
 """
 # What was still pending for endpoints just disabled is not sent: failed, with an attempt saying why (the
-# batch's own deliveries, $3, have theirs already).
+# batch's own deliveries, $3, have theirs already). One another lane is sending right now is failed too;
+# if its answer is a 2xx, RECORD_ATTEMPTS makes it delivered.
 FAIL_PENDING_OF_ENDPOINTS = """
 WITH locked AS (
     SELECT id FROM webhook_deliveries
@@ -122,7 +127,8 @@ SELECT id, NULL, 0, $2 FROM failed WHERE id <> ALL ($3::bigint[])
 # are two statements: a rare cycle with another worker is run again rather than reasoned away.
 DEADLOCK_TRIES = 3
 ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending')"
-# The backlog, set-based over the pending deliveries' partial index and the endpoints table.
+# The backlog, set-based over the pending deliveries' partial indexes (the oldest: the first entry of
+# webhook_deliveries_pending_age, migration 0019) and the endpoints table.
 BACKLOG = """
 SELECT
     (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS pending,
@@ -135,7 +141,8 @@ SELECT
     (SELECT count(*) FROM webhook_endpoints WHERE NOT enabled) AS disabled
 """
 # The endpoints failing longest, for the operator's view: the host only (a URL's path or query may hold
-# a receiver's own token).
+# a receiver's own token). Each one's pending deliveries are counted in webhook_deliveries_pending_endpoint
+# (migration 0019), not among every delivery it ever had.
 FAILING_ENDPOINTS = """
 SELECT w.id, w.tenant_id, t.name AS tenant_name, w.url, w.enabled, w.disabled_reason,
        extract(epoch FROM now() - w.failing_since)::float8 AS failing_for,
@@ -153,6 +160,7 @@ class Attempt:
     """What one attempt of one delivery did: `status` None when no answer came (or none was asked)."""
 
     delivery_id: int
+    claimed_attempts: int  # the delivery's `attempts` as its claim made them: the claim is still ours
     endpoint_id: UUID
     status: int | None
     latency_ms: float
@@ -246,6 +254,7 @@ async def _record(
         await conn.execute(
             RECORD_ATTEMPTS,
             [a.delivery_id for a in attempts],
+            [a.claimed_attempts for a in attempts],
             [a.status for a in attempts],
             [a.latency_ms for a in attempts],
             [a.excerpt for a in attempts],
