@@ -128,7 +128,7 @@ SELECT id, NULL, 0, $2 FROM failed WHERE id <> ALL ($3::bigint[])
 DEADLOCK_TRIES = 3
 ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'pending')"
 # The backlog, set-based over the pending deliveries' partial indexes (the oldest: the first entry of
-# webhook_deliveries_pending_age, migration 0019) and the endpoints table.
+# webhook_deliveries_pending_age, migration 0018) and the endpoints table.
 BACKLOG = """
 SELECT
     (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending') AS pending,
@@ -142,7 +142,7 @@ SELECT
 """
 # The endpoints failing longest, for the operator's view: the host only (a URL's path or query may hold
 # a receiver's own token). Each one's pending deliveries are counted in webhook_deliveries_pending_endpoint
-# (migration 0019), not among every delivery it ever had.
+# (migration 0018), not among every delivery it ever had.
 FAILING_ENDPOINTS = """
 SELECT w.id, w.tenant_id, t.name AS tenant_name, w.url, w.enabled, w.disabled_reason,
        extract(epoch FROM now() - w.failing_since)::float8 AS failing_for,
