@@ -196,6 +196,9 @@ async def test_filters_by_user_user_name_status_and_time_and_pages_by_cursor(cli
 @pytest.mark.parametrize(
     "query",
     [
+        {"since": "9999-12-31T23:59:59-23:59"},
+        {"since": "0001-01-01T00:30:00+01:00"},
+        {"until": "9999-12-31T23:59:59-12:00"},
         {"status": "2xy"},
         {"since": "yesterday"},
         {"until": "2026-13-01"},
@@ -266,6 +269,39 @@ async def test_no_token_or_password_is_ever_logged(client, db):
     )
 
 
+async def test_a_password_under_a_long_urn_path_or_in_a_refused_filter_is_never_logged(client, db):
+    tenant = await make_tenant(client)
+    user = await post_user(client, tenant)
+    secret = "S3cret-" + uuid.uuid4().hex
+    resp = await client.patch(
+        f"/scim/v2/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:password", "value": secret}
+            ],
+        },
+        headers=tenant.headers,
+    )
+    assert resp.status == 400
+    resp = await client.get(
+        "/scim/v2/Users", params={"filter": f"apiToken eq {secret}"}, headers=tenant.headers
+    )
+    assert (
+        resp.status == 400 and secret in (await resp.json())["detail"]
+    )  # the client is told; the log is not
+    await logged(db, tenant, 3)
+    rows = await db.fetch(
+        "SELECT p::text AS row, summary, detail FROM provisioning_log p "
+        "WHERE tenant_id = $1::uuid ORDER BY id",
+        tenant.id,
+    )
+    for row in rows:
+        assert secret not in row["row"]
+    assert rows[1]["summary"] == "PATCH add urn:ietf:params:scim:schemas:core:2.0...=(not shown)"
+    assert rows[2]["summary"] == "GET filter (not shown)" and rows[2]["detail"]
+
+
 async def test_requests_without_a_valid_token_are_not_in_any_tenants_log(client, tenant, db):
     resp = await client.get("/scim/v2/Users", headers={"Authorization": "Bearer nope"})
     assert resp.status == 401
@@ -333,6 +369,10 @@ async def test_the_console_log_page_filters_and_links_users_to_their_entries(cli
     assert rows.count("<tr>") == 1 and user["userName"] not in rows
     resp = await client.get(f"/console/tenants/{tenant.id}/log", params={"since": "soon"})
     assert resp.status == 400 and "ISO 8601" in await resp.text()
+    resp = await client.get(
+        f"/console/tenants/{tenant.id}/log", params={"until": "9999-12-31T23:59:59-12:00"}
+    )
+    assert resp.status == 400 and "9999" in await resp.text()
     users = await (await client.get(f"/console/tenants/{tenant.id}/users")).text()
     assert f"/console/tenants/{tenant.id}/log?user={user['id']}" in users
     assert f"/console/tenants/{tenant.id}/audit?user={user['id']}" in users
@@ -395,6 +435,44 @@ async def test_retention_deletes_old_log_rows_and_old_events_with_their_deliveri
         await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1::uuid", tenant.id)
         == 1
     )
+
+
+async def test_retention_keeps_an_old_event_whose_webhook_delivery_is_still_pending(client, settings, db):
+    from worker.retention import purge_expired
+
+    tenant = await make_tenant(client)
+    endpoint = await db.fetchval(
+        "INSERT INTO webhook_endpoints (tenant_id, url) VALUES ($1::uuid, 'https://hooks.example/x') "
+        "RETURNING id",
+        tenant.id,
+    )
+    events = {}
+    for state in ("pending", "failed"):
+        events[state] = await db.fetchval(
+            """INSERT INTO events (tenant_id, seq, type, occurred_at, data)
+               VALUES ($1::uuid, $2, 'user.created', now() - interval '40 days', '{}') RETURNING id""",
+            tenant.id,
+            20_000 + len(events),
+        )
+        await db.execute(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_id, tenant_id, state) "
+            "VALUES ($1, $2, $3::uuid, $4)",
+            endpoint,
+            events[state],
+            tenant.id,
+            state,
+        )
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        await purge_expired({"settings": settings, "pool": pool})
+    finally:
+        await pool.close()
+    kept = await db.fetch(
+        "SELECT e.id, d.state FROM events e JOIN webhook_deliveries d ON d.event_id = e.id "
+        "WHERE e.tenant_id = $1::uuid",
+        tenant.id,
+    )
+    assert [(r["id"], r["state"]) for r in kept] == [(events["pending"], "pending")]
 
 
 # --- the summary (pure) -----------------------------------------------------------------------------
@@ -480,12 +558,30 @@ def test_summary_never_raises_and_stays_short(method, endpoint, body, query):
 
 
 SECRET = "hunter2-very-secret"
+SECRET_NAMES = [
+    "password",
+    "Password",
+    "urn:x:password",
+    "name.secretWord",
+    "apiToken",
+    "urn:ietf:params:scim:schemas:core:2.0:User:password",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:secretAnswer",
+    'emails[type eq "work" and value pr].credential',
+]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_a_patch_of_a_secret_never_shows_its_value_however_long_its_path(name):
+    for endpoint in ("/scim/v2/Users/{id}", "/scim/v2/Groups/{id}"):
+        body = {"Operations": [{"op": "add", "path": name, "value": SECRET}, {"op": "remove", "path": name}]}
+        text = summarize("PATCH", endpoint, body=body)
+        assert SECRET not in text and text.startswith("PATCH add ") and "=(not shown); remove " in text
 
 
 @given(
     METHODS,
     ENDPOINTS,
-    st.sampled_from(["password", "Password", "urn:x:password", "name.secretWord", "apiToken"]),
+    st.sampled_from(SECRET_NAMES),
     JSON,
 )
 def test_summary_never_shows_a_password_value(method, endpoint, name, noise):

@@ -103,7 +103,12 @@ def _time(query: Mapping[str, str], name: str) -> datetime | None:
         at = datetime.fromisoformat(raw)
     except ValueError:
         raise invalid_value(f"{name} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # a time without offset is UTC
+    if at.tzinfo is None:  # a time without offset is UTC
+        return at.replace(tzinfo=UTC)
+    try:  # in UTC, as PostgreSQL compares it; an offset can push it past year 1 or 9999
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise invalid_value(f"{name} must be a time between the years 1 and 9999 in UTC") from None
 
 
 def _cursor(query: Mapping[str, str]) -> int | None:

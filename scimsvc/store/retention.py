@@ -4,7 +4,8 @@ Each batch picks the oldest rows through an age index (migrations/0012_retention
 rows another transaction holds, so it never waits on a lock and two runs at once delete different rows.
 What is old is decided here, against the database clock; what is finished, too: an outbox row once
 applied, a notice once sent, not sent or given up (never one still pending a retry), with its attempts.
-Provisioning log rows and events go by age alone (an event with its webhook deliveries and attempts).
+Provisioning log rows go by age alone; events too (with their webhook deliveries and attempts), but never
+one with a delivery still pending.
 """
 
 from __future__ import annotations
@@ -64,11 +65,13 @@ WITH doomed AS (
 SELECT count(*) AS provisioning_log FROM gone
 """
 # An event's webhook deliveries and their attempts go in the same statement (the foreign keys would cascade
-# them too), so they are counted.
+# them too), so they are counted. An event with a delivery still pending waits: its retries must still find
+# it, so an old event outlives retention until its last delivery is delivered or failed.
 DELETE_OLD_EVENTS = """
 WITH doomed AS (
-    SELECT id FROM events
+    SELECT id FROM events e
     WHERE occurred_at < now() - make_interval(days => $1)
+      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.state = 'pending')
     ORDER BY occurred_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST, WebMetrics
-from scimsvc.scim.summary import readable, summarize, user_name_of
+from scimsvc.scim.summary import hid_a_secret, readable, summarize, user_name_of, without_quoted_values
 from scimsvc.services.provisioning_log import LogEntry, record_entries
 from scimsvc.web.access_log import idp_family
 from scimsvc.web.keys import (
@@ -112,6 +112,10 @@ def _entry(
     body = request.get(SCIM_BODY)
     refusal = request.get(REFUSAL) if status >= 400 else None
     kind = "user" if "/Users" in endpoint else "group" if "/Groups" in endpoint else None
+    summary = summarize(request.method, endpoint, body=body, query=request.query)
+    detail = readable(refusal.detail, MAX_DETAIL) if refusal is not None else None
+    if detail is not None and hid_a_secret(summary):  # the refusal may quote the secret the summary hid
+        detail = without_quoted_values(detail)
     return LogEntry(
         tenant_id=tenant_id,
         at=time.time(),
@@ -122,10 +126,10 @@ def _entry(
         resource_type=kind,
         resource_id=_resource_id(request, location) if kind else None,
         user_name=user_name_of(endpoint, body=body, query=request.query),
-        summary=summarize(request.method, endpoint, body=body, query=request.query),
+        summary=summary,
         status=status,
         scim_type=refusal.scim_type if refusal is not None else None,
-        detail=readable(refusal.detail, MAX_DETAIL) if refusal is not None else None,
+        detail=detail,
         duration_ms=(time.perf_counter() - started) * 1000,
         outbox_ids=tuple(request.get(WRITTEN) or ()),
     )
