@@ -136,6 +136,53 @@ async def test_a_user_waiting_for_a_seat_shows_waiting_in_its_outcome(client, se
     assert outcome["waiting"] is True and "waiting" in [a["action"] for a in outcome["audit"]]
 
 
+async def test_two_posts_sharing_a_request_id_each_show_only_their_own_users_license(client, settings, db):
+    tenant = await make_tenant(client, seats=1)
+    shared = "reused-" + uuid.uuid4().hex
+    users = []
+    for _ in range(2):  # the first takes the only seat, the second waits for one
+        resp = await client.post(
+            "/scim/v2/Users",
+            json={**user_body(unique_email()), "userType": "Full"},
+            headers={**tenant.headers, "X-Request-Id": shared},
+        )
+        assert resp.status == 201 and resp.headers["X-Request-Id"] == shared
+        users.append(await resp.json())
+    await logged(db, tenant, 2)
+    await run_worker(settings)
+    seated, waiting = [(await log_of(client, tenant, user=u["id"]))["entries"][0]["outcome"] for u in users]
+    assert seated["license"] == "full" and seated["waiting"] is False
+    assert {a["user_id"] for a in seated["audit"]} == {users[0]["id"]}
+    assert waiting["license"] != "full" and waiting["waiting"] is True
+    assert {a["user_id"] for a in waiting["audit"]} == {users[1]["id"]}
+
+
+async def test_a_reused_request_id_loads_a_bounded_number_of_audit_rows_per_entry(client, settings, db):
+    tenant = await make_tenant(client)
+    shared = "reused-" + uuid.uuid4().hex
+    resp = await client.post(
+        "/scim/v2/Groups",
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Any"},
+        headers={**tenant.headers, "X-Request-Id": shared},
+    )
+    user = await post_user(client, tenant)
+    await db.execute(
+        "INSERT INTO audit_log (tenant_id, user_id, action, actor, request_id) "
+        "SELECT $1::uuid, $2::uuid, 'noted', 'scim', $3 FROM generate_series(1, 200)",
+        tenant.id,
+        user["id"],
+        shared,
+    )
+    resp = await client.delete(
+        f"/scim/v2/Users/{user['id']}", headers={**tenant.headers, "X-Request-Id": shared}
+    )
+    assert resp.status == 204
+    await logged(db, tenant, 3)
+    deleted = (await log_of(client, tenant, user=user["id"]))["entries"][0]
+    assert deleted["method"] == "DELETE" and deleted["outcome"] is not None
+    assert 0 < len(deleted["outcome"]["audit"]) <= 50  # services/provisioning_log.py:MAX_OUTCOME_ROWS
+
+
 async def test_a_patch_and_a_user_name_lookup_read_as_short_summaries(client, db):
     tenant = await make_tenant(client)
     user = await post_user(client, tenant)

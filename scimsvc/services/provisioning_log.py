@@ -3,8 +3,9 @@ tenant's entries with the filters operators give, and each entry's outcome once 
 
 The outcome is read, never written by the worker: for a page, one query for the outbox rows the entries
 wrote (applied, pending or failed), one for the events and one for the audit rows carrying their request
-ids. The audit rows hold the license decided (allocation, waiting, promotion) even when events are off;
-the events name the teams a change reached.
+ids (and naming the entry's user, for a user's entry), at most `MAX_OUTCOME_ROWS` of each per entry. The
+audit rows hold the license decided (allocation, waiting, promotion) even when events are off; the events
+name the teams a change reached.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from scimsvc.product.events import event_id
 from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.services.admin_users import storable_text
-from scimsvc.store import events as event_store
 from scimsvc.store import provisioning_log as store
 from scimsvc.store.provisioning_log import LogEntry
 
@@ -33,6 +33,9 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 # Audit actions of the worker that decide a license (product/seats.py:seat_action, and the waiting list).
 LICENSE_ACTIONS = ("allocation", "release", "license_change", "promotion")
+# Audit rows and events shown per entry at most: a client that reuses one X-Request-Id for every request
+# would otherwise load them all on each page view.
+MAX_OUTCOME_ROWS = 50
 
 
 async def record_entries(pool: asyncpg.Pool, entries: list[LogEntry]) -> int:
@@ -144,22 +147,24 @@ async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, 
         limit=limit,
     )
     outbox_ids = sorted({i for r in rows for i in r["outbox_ids"]})
-    request_ids = sorted({r["request_id"] for r in rows if r["outbox_ids"]})  # only writes have an outcome
+    keys = sorted({_outcome_key(r) for r in rows if r["outbox_ids"]}, key=str)  # only writes have one
     outbox = {r["id"]: r for r in await store.outbox_rows(pool, tenant_id, outbox_ids)}
-    audits: dict[str, list[asyncpg.Record]] = {}
-    for a in await store.audit_of_requests(pool, tenant_id, request_ids):
-        audits.setdefault(a["request_id"], []).append(a)
-    events: dict[str, list[asyncpg.Record]] = {}
-    for e in await event_store.events_of_requests(pool, tenant_id, request_ids):
-        events.setdefault(e["request_id"], []).append(e)
-    entries = [
-        {
-            **render_entry(r),
-            "outcome": outcome(r, outbox, audits.get(r["request_id"], []), events.get(r["request_id"], [])),
-        }
-        for r in rows
-    ]
+    audits = await store.audit_of_entries(pool, tenant_id, keys, limit=MAX_OUTCOME_ROWS)
+    events = await store.events_of_entries(pool, tenant_id, keys, limit=MAX_OUTCOME_ROWS)
+    entries = []
+    for r in rows:
+        key = _outcome_key(r)
+        entries.append(
+            {**render_entry(r), "outcome": outcome(r, outbox, audits.get(key, []), events.get(key, []))}
+        )
     return LogPage(entries, rows[-1]["id"] if len(rows) == limit else None)
+
+
+def _outcome_key(row: Mapping[str, Any]) -> store.OutcomeKey:
+    """A user's entry (for a POST, the created user's) is matched on its user as well as its request id:
+    a promotion carries the request id of the release that freed its seat, and clients choose request ids."""
+    user_id = row["resource_id"] if row["resource_type"] == "user" else None
+    return store.OutcomeKey(row["request_id"], user_id)
 
 
 def render_entry(row: Mapping[str, Any]) -> dict[str, Any]:

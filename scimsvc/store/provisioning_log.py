@@ -125,12 +125,47 @@ SELECT id, resource_type, resource_id, change, applied_at, attempts, last_error
 FROM outbox
 WHERE tenant_id = $1 AND id = ANY ($2::bigint[])
 """
-SELECT_AUDIT_OF_REQUESTS = """
-SELECT id, user_id, action, actor, detail, request_id, created_at
-FROM audit_log
-WHERE tenant_id = $1 AND request_id IS NOT NULL AND request_id = ANY ($2::text[])
-ORDER BY id
+# What a page's entries led to, per entry key (request id, user id or NULL): rows that carry the request id
+# and, for a user's entry, name that user. The request id is the client's X-Request-Id when it sent one, so
+# two requests may share it: the user keeps them apart, and `$4` rows per key bound what a reused id loads.
+# The two branches of each lateral are exclusive (one-time filters on k.user_id): with a user, the audit
+# rows come through (tenant_id, request_id) or (tenant_id, user_id), whichever the planner finds narrower.
+SELECT_AUDIT_OF_ENTRIES = """
+SELECT k.n, a.id, a.user_id, a.action, a.actor, a.detail, a.request_id, a.created_at
+FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS k(request_id, user_id, n)
+CROSS JOIN LATERAL (
+    (SELECT id, user_id, action, actor, detail, request_id, created_at
+     FROM audit_log
+     WHERE k.user_id IS NULL AND tenant_id = $1 AND request_id IS NOT NULL AND request_id = k.request_id
+     ORDER BY id LIMIT $4)
+    UNION ALL
+    (SELECT id, user_id, action, actor, detail, request_id, created_at
+     FROM audit_log
+     WHERE k.user_id IS NOT NULL AND tenant_id = $1 AND request_id IS NOT NULL
+       AND request_id = k.request_id AND user_id = k.user_id
+     ORDER BY id LIMIT $4)
+) a
+ORDER BY k.n, a.id
 """
+SELECT_EVENTS_OF_ENTRIES = """
+SELECT k.n, e.id, e.type, e.request_id, e.data
+FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS k(request_id, user_id, n)
+CROSS JOIN LATERAL (
+    SELECT id, type, request_id, data
+    FROM events
+    WHERE tenant_id = $1 AND request_id IS NOT NULL AND request_id = k.request_id
+      AND (k.user_id IS NULL OR data -> 'user' ->> 'id' = k.user_id::text)
+    ORDER BY id LIMIT $4
+) e
+ORDER BY k.n, e.id
+"""
+
+
+class OutcomeKey(NamedTuple):
+    """What an entry's outcome rows are matched on: its request id, and its user when it is a user's."""
+
+    request_id: str
+    user_id: UUID | None
 
 
 async def outbox_rows(pool: asyncpg.Pool, tenant_id: UUID, ids: list[int]) -> list[asyncpg.Record]:
@@ -140,10 +175,30 @@ async def outbox_rows(pool: asyncpg.Pool, tenant_id: UUID, ids: list[int]) -> li
     return await pool.fetch(SELECT_OUTBOX_ROWS, tenant_id, ids)
 
 
-async def audit_of_requests(
-    pool: asyncpg.Pool, tenant_id: UUID, request_ids: list[str]
-) -> list[asyncpg.Record]:
-    """The tenant's audit rows that carry one of these request ids, oldest first."""
-    if not request_ids:
-        return []
-    return await pool.fetch(SELECT_AUDIT_OF_REQUESTS, tenant_id, request_ids)
+async def _of_entries(
+    pool: asyncpg.Pool, sql: str, tenant_id: UUID, keys: list[OutcomeKey], limit: int
+) -> dict[OutcomeKey, list[asyncpg.Record]]:
+    found: dict[OutcomeKey, list[asyncpg.Record]] = {k: [] for k in keys}
+    if keys:
+        rows = await pool.fetch(
+            sql, tenant_id, [k.request_id for k in keys], [k.user_id for k in keys], limit
+        )
+        for r in rows:
+            found[keys[r["n"] - 1]].append(r)
+    return found
+
+
+async def audit_of_entries(
+    pool: asyncpg.Pool, tenant_id: UUID, keys: list[OutcomeKey], *, limit: int
+) -> dict[OutcomeKey, list[asyncpg.Record]]:
+    """The tenant's audit rows of each key (its request id, and its user if any), oldest first, at most
+    `limit` per key."""
+    return await _of_entries(pool, SELECT_AUDIT_OF_ENTRIES, tenant_id, keys, limit)
+
+
+async def events_of_entries(
+    pool: asyncpg.Pool, tenant_id: UUID, keys: list[OutcomeKey], *, limit: int
+) -> dict[OutcomeKey, list[asyncpg.Record]]:
+    """The tenant's events of each key (its request id, and its user if any), in order, at most `limit`
+    per key."""
+    return await _of_entries(pool, SELECT_EVENTS_OF_ENTRIES, tenant_id, keys, limit)
