@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from scimsvc.ops.metrics import WebMetrics
 from scimsvc.scim.summary import MAX_SUMMARY, summarize, user_name_of
+from scimsvc.services import provisioning_log as provisioning_log_service
 from scimsvc.store.provisioning_log import LogEntry
 from scimsvc.web import provisioning_log
 from scimsvc.web.app import create_app
@@ -238,6 +239,96 @@ async def test_filters_by_user_user_name_status_and_time_and_pages_by_cursor(cli
     seen += [e["id"] for e in page["entries"]]
     assert page["next_cursor"] is None
     assert len(seen) == 4 and seen == sorted(seen, reverse=True)
+
+
+async def test_a_users_entries_by_id_or_by_user_name_are_its_whole_history(client, db):
+    tenant = await make_tenant(client)
+    name = unique_email()
+    lookup = await client.get(
+        "/scim/v2/Users", params={"filter": f'userName eq "{name}"'}, headers=tenant.headers
+    )
+    assert lookup.status == 200
+    user = await post_user(client, tenant, name)
+    again = await client.post("/scim/v2/Users", json=user_body(name), headers=tenant.headers)
+    assert again.status == 409
+    patch = await client.patch(
+        f"/scim/v2/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        },
+        headers=tenant.headers,
+    )
+    assert patch.status == 200
+    await post_user(client, tenant)  # someone else
+    deleted = await client.delete(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
+    assert deleted.status == 204
+    await logged(db, tenant, 6)
+    history = ["DELETE 204", "PATCH 200", "POST 409", "POST 201", "GET 200"]
+    for who in (user["id"], name, name.upper()):
+        entries = (await log_of(client, tenant, user=who))["entries"]
+        assert [f"{e['method']} {e['status']}" for e in entries] == history, who
+    page = await log_of(client, tenant, user=name, limit=2)
+    assert [e["method"] for e in page["entries"]] == ["DELETE", "PATCH"]
+    page = await log_of(client, tenant, user=user["id"], limit=2, cursor=page["next_cursor"])
+    assert [e["status"] for e in page["entries"]] == [409, 201]
+
+
+async def test_since_and_until_select_by_time_even_when_ids_are_out_of_time_order(client, db):
+    tenant = await make_tenant(client)
+    for _ in range(4):
+        await post_user(client, tenant)
+    await logged(db, tenant, 4)
+    ids = [
+        r["id"]
+        for r in await db.fetch(
+            "SELECT id FROM provisioning_log WHERE tenant_id = $1::uuid ORDER BY id", tenant.id
+        )
+    ]
+    base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    # the third row was written after the fourth though it is older: another web process's batch
+    minutes = {ids[0]: 0, ids[1]: 10, ids[2]: 31, ids[3]: 30}
+    for row_id, m in minutes.items():
+        await db.execute(
+            "UPDATE provisioning_log SET at = $1 WHERE id = $2", base + timedelta(minutes=m), row_id
+        )
+
+    async def between(since: int | None, until: int | None) -> list[int]:
+        query = {}
+        if since is not None:
+            query["since"] = (base + timedelta(minutes=since)).isoformat()
+        if until is not None:
+            query["until"] = (base + timedelta(minutes=until)).isoformat()
+        return [e["id"] for e in (await log_of(client, tenant, **query))["entries"]]
+
+    assert await between(5, None) == [ids[3], ids[2], ids[1]]
+    assert await between(31, None) == [ids[2]]
+    assert await between(None, 31) == [ids[3], ids[1], ids[0]]
+    assert await between(10, 31) == [ids[3], ids[1]]
+    assert await between(None, 0) == []
+    assert await between(32, None) == []
+    assert await between(1, 9) == []
+
+
+async def test_a_status_filter_looks_through_a_bounded_number_of_rows_per_page(client, db, monkeypatch):
+    monkeypatch.setattr(provisioning_log_service, "STATUS_SCAN_ROWS", 2, raising=False)
+    tenant = await make_tenant(client)
+    missing = await client.get(f"/scim/v2/Users/{uuid.uuid4()}", headers=tenant.headers)
+    assert missing.status == 404
+    for _ in range(5):
+        await post_user(client, tenant)
+    await logged(db, tenant, 6)
+    found: list[int] = []
+    pages = 0
+    page = await log_of(client, tenant, status="4xx", limit=10)
+    while True:
+        pages += 1
+        assert len(page["entries"]) <= 10
+        found += [e["status"] for e in page["entries"]]
+        if page["next_cursor"] is None:
+            break
+        page = await log_of(client, tenant, status="4xx", limit=10, cursor=page["next_cursor"])
+    assert found == [404] and pages == 3
 
 
 @pytest.mark.parametrize(

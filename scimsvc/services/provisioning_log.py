@@ -36,6 +36,8 @@ LICENSE_ACTIONS = ("allocation", "release", "license_change", "promotion")
 # Audit rows and events shown per entry at most: a client that reuses one X-Request-Id for every request
 # would otherwise load them all on each page view.
 MAX_OUTCOME_ROWS = 50
+# Rows a page filtered by status alone looks through at most (README.md, What happened).
+STATUS_SCAN_ROWS = 10_000
 
 
 async def record_entries(pool: asyncpg.Pool, entries: list[LogEntry]) -> int:
@@ -134,16 +136,42 @@ class LogPage:
 
 
 async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, limit: int) -> LogPage:
-    """A page of the tenant's log, newest first, each entry with its outcome (four queries in all)."""
+    """A page of the tenant's log, newest first, each entry with its outcome."""
+    before = filters.cursor or BIGINT_MAX
+    after = 0
+    if filters.since is not None or filters.until is not None:
+        bounds = await store.id_bounds(pool, tenant_id, filters.since, filters.until)
+        if bounds is None:
+            return LogPage([], None)
+        after = max(after, bounds[0] or 0)
+        before = min(before, bounds[1] or BIGINT_MAX)
+    user: tuple[UUID | None, str | None] | None = None
+    if filters.resource is not None and filters.resource[0] == "user":
+        user = await store.user_identity(pool, tenant_id, user_id=filters.resource[1], user_name=None)
+    elif filters.user_name is not None:
+        user = await store.user_identity(pool, tenant_id, user_id=None, user_name=filters.user_name)
+    group_id = (
+        filters.resource[1] if filters.resource is not None and filters.resource[0] == "group" else None
+    )
+    # A status filter over the whole log would scan every row when few match: it looks at most
+    # STATUS_SCAN_ROWS rows per page, and a page short of matches still has a cursor to look further.
+    floor = None
+    if filters.status_class is not None and user is None and group_id is None:
+        floor = await store.scan_floor(pool, tenant_id, before, STATUS_SCAN_ROWS)
+        if floor is not None and floor >= after:
+            after = floor
+        else:
+            floor = None
     rows = await store.log_page(
         pool,
         tenant_id,
         status_class=filters.status_class,
-        resource=filters.resource,
-        user_name=filters.user_name,
+        group_id=group_id,
+        user=user,
         since=filters.since,
         until=filters.until,
-        before_id=filters.cursor,
+        before_id=before,
+        after_id=after,
         limit=limit,
     )
     outbox_ids = sorted({i for r in rows for i in r["outbox_ids"]})
@@ -157,7 +185,9 @@ async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, 
         entries.append(
             {**render_entry(r), "outcome": outcome(r, outbox, audits.get(key, []), events.get(key, []))}
         )
-    return LogPage(entries, rows[-1]["id"] if len(rows) == limit else None)
+    if len(rows) == limit:
+        return LogPage(entries, rows[-1]["id"])
+    return LogPage(entries, floor + 1 if floor is not None else None)
 
 
 def _outcome_key(row: Mapping[str, Any]) -> store.OutcomeKey:
