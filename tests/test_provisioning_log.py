@@ -451,18 +451,39 @@ async def test_requests_without_a_valid_token_are_not_in_any_tenants_log(client,
 
 
 async def test_a_rate_limited_request_is_logged_with_its_429(client, db):
-    tenant = await make_tenant(client, rate_limit={"preset": "strict"})
+    tenant = await make_tenant(client)
+    resp = await client.patch(  # the smallest budget there is: 40 reads, then about one a second
+        f"/admin/v1/tenants/{tenant.id}",
+        json={"rate_limit": {"credits_per_30s": 2000}},
+        headers=ADMIN_HEADERS,
+    )
+    assert resp.status == 200, await resp.text()
     statuses = []
-    for _ in range(400):
+    while 429 not in statuses:
         resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+        assert resp.status in (200, 429)
         statuses.append(resp.status)
-        if resp.status == 429:
-            break
-    if 429 not in statuses:
-        pytest.skip("the strict preset did not refuse within 400 requests")
     await logged(db, tenant, len(statuses))
     refused = (await log_of(client, tenant, status="4xx"))["entries"]
     assert [e["status"] for e in refused] == [429]
+
+
+async def test_a_request_refused_because_scim_is_disabled_is_logged_with_its_403(client, db):
+    tenant = await make_tenant(client)
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}", json={"scim_enabled": False}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200, await resp.text()
+
+    async def refused() -> bool:  # every web process forgets the cached token when the change lands
+        resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+        return resp.status == 403
+
+    await wait_until(refused, what="SCIM refused with 403")
+    await logged(db, tenant, 1)
+    entries = (await log_of(client, tenant, status="4xx"))["entries"]
+    assert entries and all(e["status"] == 403 for e in entries)
+    assert "disabled" in entries[0]["detail"] and entries[0]["endpoint"] == "/scim/v2/Users"
 
 
 async def test_with_the_log_off_nothing_is_logged(aiohttp_client, settings, db):

@@ -30,6 +30,7 @@ from scimsvc.scim.summary import hid_a_secret, readable, summarize, user_name_of
 from scimsvc.services.provisioning_log import LogEntry, record_entries
 from scimsvc.web.access_log import idp_family
 from scimsvc.web.keys import (
+    LOG_TENANT_ID,
     METRICS,
     POOL,
     PROVISIONING_LOG,
@@ -97,7 +98,7 @@ async def provisioning_log_middleware(request: web.Request, handler: Handler) ->
         status = CLIENT_CLOSED_REQUEST
         raise
     finally:
-        tenant_id = request.get(TENANT_ID)
+        tenant_id = request.get(TENANT_ID) or request.get(LOG_TENANT_ID)
         if tenant_id is not None:
             try:
                 request.app[PROVISIONING_LOG].add(_entry(request, tenant_id, status, location, started))
