@@ -7,10 +7,11 @@ to the app's `LogBuffer`: the request never waits for the log. `provisioning_log
 context) writes the buffer every `FLUSH_SECONDS`, or as soon as `FLUSH_ROWS` wait, in one statement
 (`store/provisioning_log.py:INSERT_ENTRIES`), and once more at shutdown.
 
-What a crash can lose: the rows still in the buffer, at most the last `FLUSH_SECONDS` of requests. Never
-a change: the outbox row committed with it is the record. Past `MAX_ROWS` waiting (PostgreSQL slow or
-down), new rows are dropped and counted (`scimsvc_provisioning_log_dropped_rows`), as is a batch whose
-write failed: memory stays bounded and requests are never slowed by their log.
+What a crash can lose: the rows still in the buffer, normally the last `FLUSH_SECONDS` of requests, up to
+`MAX_ROWS` when PostgreSQL is slow. Never a change: the outbox row committed with it is the record. Past
+`MAX_ROWS` waiting (PostgreSQL slow or down), new rows are dropped and counted
+(`scimsvc_provisioning_log_dropped_rows`), as is a batch whose write failed: memory stays bounded and
+requests are never slowed by their log.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from scimsvc.web.route_template import UNMATCHED, route_template
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.2  # rows reach the table at most this late (and a crash loses at most these)
+FLUSH_SECONDS = 0.2  # rows reach the table this late when PostgreSQL keeps up (what a crash loses then)
 FLUSH_ROWS = 500  # a batch this large is written at once
 MAX_ROWS = 50_000  # rows waiting at most; past that new rows are dropped and counted
 MAX_DETAIL = 1000  # characters of a refusal's detail kept
@@ -79,7 +80,8 @@ class LogBuffer:
 
 @web.middleware
 async def provisioning_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Log a SCIM request of an authenticated tenant once it is answered (or given up)."""
+    """Log a SCIM request of a valid token's tenant once it is answered (or given up), a 403 for SCIM
+    disabled included."""
     if not request.path.startswith(SCIM_PREFIX):
         return await handler(request)
     started = time.perf_counter()
