@@ -158,6 +158,32 @@ async def test_two_posts_sharing_a_request_id_each_show_only_their_own_users_lic
     assert {a["user_id"] for a in waiting["audit"]} == {users[1]["id"]}
 
 
+async def test_a_seat_freed_by_one_users_request_shows_its_promotion_on_the_other_users_entry(
+    client, settings, db
+):
+    tenant = await make_tenant(client, seats=1)
+    leaving = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    waiting = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    resp = await client.delete(f"/scim/v2/Users/{leaving['id']}", headers=tenant.headers)
+    assert resp.status == 204
+    await run_worker(settings)
+    promoted = await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE tenant_id = $1::uuid AND user_id = $2::uuid "
+        "AND action = 'promotion' AND request_id = $3",
+        tenant.id,
+        waiting["id"],
+        resp.headers["X-Request-Id"],
+    )
+    assert promoted == 1  # the promotion carries the request id of the DELETE that freed the seat
+    await logged(db, tenant, 3)
+    deleted = (await log_of(client, tenant, user=leaving["id"]))["entries"][0]
+    assert deleted["method"] == "DELETE"
+    assert deleted["outcome"]["license"] != "full"
+    assert {a["user_id"] for a in deleted["outcome"]["audit"]} <= {leaving["id"]}
+
+
 async def test_a_reused_request_id_loads_a_bounded_number_of_audit_rows_per_entry(client, settings, db):
     tenant = await make_tenant(client)
     shared = "reused-" + uuid.uuid4().hex
