@@ -355,6 +355,11 @@ async def test_a_status_filter_looks_through_a_bounded_number_of_rows_per_page(c
             break
         page = await log_of(client, tenant, status="4xx", limit=10, cursor=page["next_cursor"])
     assert found == [404] and pages == 3
+    await sign_in(client)
+    resp = await client.get(f"/console/tenants/{tenant.id}/log", params={"status": "4xx"})
+    text = await resp.text()
+    assert resp.status == 200 and "No match among the latest entries looked through" in text
+    assert "Next page (older entries)" in text and "cursor=" in text
 
 
 @pytest.mark.parametrize(
