@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from scimsvc.ops.metrics import WebMetrics
 from scimsvc.scim.summary import MAX_SUMMARY, summarize, user_name_of
+from scimsvc.services import provisioning_log as provisioning_log_service
 from scimsvc.store.provisioning_log import LogEntry
 from scimsvc.web import provisioning_log
 from scimsvc.web.app import create_app
@@ -136,6 +137,79 @@ async def test_a_user_waiting_for_a_seat_shows_waiting_in_its_outcome(client, se
     assert outcome["waiting"] is True and "waiting" in [a["action"] for a in outcome["audit"]]
 
 
+async def test_two_posts_sharing_a_request_id_each_show_only_their_own_users_license(client, settings, db):
+    tenant = await make_tenant(client, seats=1)
+    shared = "reused-" + uuid.uuid4().hex
+    users = []
+    for _ in range(2):  # the first takes the only seat, the second waits for one
+        resp = await client.post(
+            "/scim/v2/Users",
+            json={**user_body(unique_email()), "userType": "Full"},
+            headers={**tenant.headers, "X-Request-Id": shared},
+        )
+        assert resp.status == 201 and resp.headers["X-Request-Id"] == shared
+        users.append(await resp.json())
+    await logged(db, tenant, 2)
+    await run_worker(settings)
+    seated, waiting = [(await log_of(client, tenant, user=u["id"]))["entries"][0]["outcome"] for u in users]
+    assert seated["license"] == "full" and seated["waiting"] is False
+    assert {a["user_id"] for a in seated["audit"]} == {users[0]["id"]}
+    assert waiting["license"] != "full" and waiting["waiting"] is True
+    assert {a["user_id"] for a in waiting["audit"]} == {users[1]["id"]}
+
+
+async def test_a_seat_freed_by_one_users_request_shows_its_promotion_on_the_other_users_entry(
+    client, settings, db
+):
+    tenant = await make_tenant(client, seats=1)
+    leaving = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    waiting = await post_user(client, tenant, userType="Full")
+    await run_worker(settings)
+    resp = await client.delete(f"/scim/v2/Users/{leaving['id']}", headers=tenant.headers)
+    assert resp.status == 204
+    await run_worker(settings)
+    promoted = await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE tenant_id = $1::uuid AND user_id = $2::uuid "
+        "AND action = 'promotion' AND request_id = $3",
+        tenant.id,
+        waiting["id"],
+        resp.headers["X-Request-Id"],
+    )
+    assert promoted == 1  # the promotion carries the request id of the DELETE that freed the seat
+    await logged(db, tenant, 3)
+    deleted = (await log_of(client, tenant, user=leaving["id"]))["entries"][0]
+    assert deleted["method"] == "DELETE"
+    assert deleted["outcome"]["license"] != "full"
+    assert {a["user_id"] for a in deleted["outcome"]["audit"]} <= {leaving["id"]}
+
+
+async def test_a_reused_request_id_loads_a_bounded_number_of_audit_rows_per_entry(client, settings, db):
+    tenant = await make_tenant(client)
+    shared = "reused-" + uuid.uuid4().hex
+    resp = await client.post(
+        "/scim/v2/Groups",
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Any"},
+        headers={**tenant.headers, "X-Request-Id": shared},
+    )
+    user = await post_user(client, tenant)
+    await db.execute(
+        "INSERT INTO audit_log (tenant_id, user_id, action, actor, request_id) "
+        "SELECT $1::uuid, $2::uuid, 'noted', 'scim', $3 FROM generate_series(1, 200)",
+        tenant.id,
+        user["id"],
+        shared,
+    )
+    resp = await client.delete(
+        f"/scim/v2/Users/{user['id']}", headers={**tenant.headers, "X-Request-Id": shared}
+    )
+    assert resp.status == 204
+    await logged(db, tenant, 3)
+    deleted = (await log_of(client, tenant, user=user["id"]))["entries"][0]
+    assert deleted["method"] == "DELETE" and deleted["outcome"] is not None
+    assert 0 < len(deleted["outcome"]["audit"]) <= 50  # services/provisioning_log.py:MAX_OUTCOME_ROWS
+
+
 async def test_a_patch_and_a_user_name_lookup_read_as_short_summaries(client, db):
     tenant = await make_tenant(client)
     user = await post_user(client, tenant)
@@ -193,9 +267,107 @@ async def test_filters_by_user_user_name_status_and_time_and_pages_by_cursor(cli
     assert len(seen) == 4 and seen == sorted(seen, reverse=True)
 
 
+async def test_a_users_entries_by_id_or_by_user_name_are_its_whole_history(client, db):
+    tenant = await make_tenant(client)
+    name = unique_email()
+    lookup = await client.get(
+        "/scim/v2/Users", params={"filter": f'userName eq "{name}"'}, headers=tenant.headers
+    )
+    assert lookup.status == 200
+    user = await post_user(client, tenant, name)
+    again = await client.post("/scim/v2/Users", json=user_body(name), headers=tenant.headers)
+    assert again.status == 409
+    patch = await client.patch(
+        f"/scim/v2/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        },
+        headers=tenant.headers,
+    )
+    assert patch.status == 200
+    await post_user(client, tenant)  # someone else
+    deleted = await client.delete(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
+    assert deleted.status == 204
+    await logged(db, tenant, 6)
+    history = ["DELETE 204", "PATCH 200", "POST 409", "POST 201", "GET 200"]
+    for who in (user["id"], name, name.upper()):
+        entries = (await log_of(client, tenant, user=who))["entries"]
+        assert [f"{e['method']} {e['status']}" for e in entries] == history, who
+    page = await log_of(client, tenant, user=name, limit=2)
+    assert [e["method"] for e in page["entries"]] == ["DELETE", "PATCH"]
+    page = await log_of(client, tenant, user=user["id"], limit=2, cursor=page["next_cursor"])
+    assert [e["status"] for e in page["entries"]] == [409, 201]
+
+
+async def test_since_and_until_select_by_time_even_when_ids_are_out_of_time_order(client, db):
+    tenant = await make_tenant(client)
+    for _ in range(4):
+        await post_user(client, tenant)
+    await logged(db, tenant, 4)
+    ids = [
+        r["id"]
+        for r in await db.fetch(
+            "SELECT id FROM provisioning_log WHERE tenant_id = $1::uuid ORDER BY id", tenant.id
+        )
+    ]
+    base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    # the third row was written after the fourth though it is older: another web process's batch
+    minutes = {ids[0]: 0, ids[1]: 10, ids[2]: 31, ids[3]: 30}
+    for row_id, m in minutes.items():
+        await db.execute(
+            "UPDATE provisioning_log SET at = $1 WHERE id = $2", base + timedelta(minutes=m), row_id
+        )
+
+    async def between(since: int | None, until: int | None) -> list[int]:
+        query = {}
+        if since is not None:
+            query["since"] = (base + timedelta(minutes=since)).isoformat()
+        if until is not None:
+            query["until"] = (base + timedelta(minutes=until)).isoformat()
+        return [e["id"] for e in (await log_of(client, tenant, **query))["entries"]]
+
+    assert await between(5, None) == [ids[3], ids[2], ids[1]]
+    assert await between(31, None) == [ids[2]]
+    assert await between(None, 31) == [ids[3], ids[1], ids[0]]
+    assert await between(10, 31) == [ids[3], ids[1]]
+    assert await between(None, 0) == []
+    assert await between(32, None) == []
+    assert await between(1, 9) == []
+
+
+async def test_a_status_filter_looks_through_a_bounded_number_of_rows_per_page(client, db, monkeypatch):
+    monkeypatch.setattr(provisioning_log_service, "STATUS_SCAN_ROWS", 2, raising=False)
+    tenant = await make_tenant(client)
+    missing = await client.get(f"/scim/v2/Users/{uuid.uuid4()}", headers=tenant.headers)
+    assert missing.status == 404
+    for _ in range(5):
+        await post_user(client, tenant)
+    await logged(db, tenant, 6)
+    found: list[int] = []
+    pages = 0
+    page = await log_of(client, tenant, status="4xx", limit=10)
+    while True:
+        pages += 1
+        assert len(page["entries"]) <= 10
+        found += [e["status"] for e in page["entries"]]
+        if page["next_cursor"] is None:
+            break
+        page = await log_of(client, tenant, status="4xx", limit=10, cursor=page["next_cursor"])
+    assert found == [404] and pages == 3
+    await sign_in(client)
+    resp = await client.get(f"/console/tenants/{tenant.id}/log", params={"status": "4xx"})
+    text = await resp.text()
+    assert resp.status == 200 and "No match among the latest entries looked through" in text
+    assert "Next page (older entries)" in text and "cursor=" in text
+
+
 @pytest.mark.parametrize(
     "query",
     [
+        {"since": "9999-12-31T23:59:59-23:59"},
+        {"since": "0001-01-01T00:30:00+01:00"},
+        {"until": "9999-12-31T23:59:59-12:00"},
         {"status": "2xy"},
         {"since": "yesterday"},
         {"until": "2026-13-01"},
@@ -266,6 +438,39 @@ async def test_no_token_or_password_is_ever_logged(client, db):
     )
 
 
+async def test_a_password_under_a_long_urn_path_or_in_a_refused_filter_is_never_logged(client, db):
+    tenant = await make_tenant(client)
+    user = await post_user(client, tenant)
+    secret = "S3cret-" + uuid.uuid4().hex
+    resp = await client.patch(
+        f"/scim/v2/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:password", "value": secret}
+            ],
+        },
+        headers=tenant.headers,
+    )
+    assert resp.status == 400
+    resp = await client.get(
+        "/scim/v2/Users", params={"filter": f"apiToken eq {secret}"}, headers=tenant.headers
+    )
+    assert (
+        resp.status == 400 and secret in (await resp.json())["detail"]
+    )  # the client is told; the log is not
+    await logged(db, tenant, 3)
+    rows = await db.fetch(
+        "SELECT p::text AS row, summary, detail FROM provisioning_log p "
+        "WHERE tenant_id = $1::uuid ORDER BY id",
+        tenant.id,
+    )
+    for row in rows:
+        assert secret not in row["row"]
+    assert rows[1]["summary"] == "PATCH add urn:ietf:params:scim:schemas:core:2.0...=(not shown)"
+    assert rows[2]["summary"] == "GET filter (not shown)" and rows[2]["detail"]
+
+
 async def test_requests_without_a_valid_token_are_not_in_any_tenants_log(client, tenant, db):
     resp = await client.get("/scim/v2/Users", headers={"Authorization": "Bearer nope"})
     assert resp.status == 401
@@ -277,18 +482,39 @@ async def test_requests_without_a_valid_token_are_not_in_any_tenants_log(client,
 
 
 async def test_a_rate_limited_request_is_logged_with_its_429(client, db):
-    tenant = await make_tenant(client, rate_limit={"preset": "strict"})
+    tenant = await make_tenant(client)
+    resp = await client.patch(  # the smallest budget there is: 40 reads, then about one a second
+        f"/admin/v1/tenants/{tenant.id}",
+        json={"rate_limit": {"credits_per_30s": 2000}},
+        headers=ADMIN_HEADERS,
+    )
+    assert resp.status == 200, await resp.text()
     statuses = []
-    for _ in range(400):
+    while 429 not in statuses:
         resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+        assert resp.status in (200, 429)
         statuses.append(resp.status)
-        if resp.status == 429:
-            break
-    if 429 not in statuses:
-        pytest.skip("the strict preset did not refuse within 400 requests")
     await logged(db, tenant, len(statuses))
     refused = (await log_of(client, tenant, status="4xx"))["entries"]
     assert [e["status"] for e in refused] == [429]
+
+
+async def test_a_request_refused_because_scim_is_disabled_is_logged_with_its_403(client, db):
+    tenant = await make_tenant(client)
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}", json={"scim_enabled": False}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200, await resp.text()
+
+    async def refused() -> bool:  # every web process forgets the cached token when the change lands
+        resp = await client.get("/scim/v2/Users", headers=tenant.headers)
+        return resp.status == 403
+
+    await wait_until(refused, what="SCIM refused with 403")
+    await logged(db, tenant, 1)
+    entries = (await log_of(client, tenant, status="4xx"))["entries"]
+    assert entries and all(e["status"] == 403 for e in entries)
+    assert "disabled" in entries[0]["detail"] and entries[0]["endpoint"] == "/scim/v2/Users"
 
 
 async def test_with_the_log_off_nothing_is_logged(aiohttp_client, settings, db):
@@ -333,6 +559,10 @@ async def test_the_console_log_page_filters_and_links_users_to_their_entries(cli
     assert rows.count("<tr>") == 1 and user["userName"] not in rows
     resp = await client.get(f"/console/tenants/{tenant.id}/log", params={"since": "soon"})
     assert resp.status == 400 and "ISO 8601" in await resp.text()
+    resp = await client.get(
+        f"/console/tenants/{tenant.id}/log", params={"until": "9999-12-31T23:59:59-12:00"}
+    )
+    assert resp.status == 400 and "9999" in await resp.text()
     users = await (await client.get(f"/console/tenants/{tenant.id}/users")).text()
     assert f"/console/tenants/{tenant.id}/log?user={user['id']}" in users
     assert f"/console/tenants/{tenant.id}/audit?user={user['id']}" in users
@@ -398,6 +628,47 @@ async def test_retention_deletes_old_log_rows_and_old_events_with_their_deliveri
         await db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1::uuid", tenant.id)
         == 1
     )
+
+
+async def test_retention_keeps_an_old_event_whose_webhook_delivery_is_still_pending(client, settings, db):
+    from worker.retention import purge_expired
+
+    tenant = await make_tenant(client)
+    endpoint = await db.fetchval(
+        "INSERT INTO webhook_endpoints (tenant_id, url) VALUES ($1::uuid, 'https://hooks.example/x') "
+        "RETURNING id",
+        tenant.id,
+    )
+    events = {}
+    for state in ("pending", "failed"):
+        events[state] = await db.fetchval(
+            """INSERT INTO events (tenant_id, seq, type, occurred_at, data)
+               VALUES ($1::uuid, $2, 'user.created', now() - interval '40 days', '{}') RETURNING id""",
+            tenant.id,
+            20_000 + len(events),
+        )
+        await db.execute(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_id, tenant_id, state) "
+            "VALUES ($1, $2, $3::uuid, $4)",
+            endpoint,
+            events[state],
+            tenant.id,
+            state,
+        )
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        # Retention reads the oldest events written first: a window that takes in every event of the
+        # test database, since these were backdated.
+        wide = dataclasses.replace(settings, retention_batch_size=1_000_000)
+        await purge_expired({"settings": wide, "pool": pool})
+    finally:
+        await pool.close()
+    kept = await db.fetch(
+        "SELECT e.id, d.state FROM events e JOIN webhook_deliveries d ON d.event_id = e.id "
+        "WHERE e.tenant_id = $1::uuid",
+        tenant.id,
+    )
+    assert [(r["id"], r["state"]) for r in kept] == [(events["pending"], "pending")]
 
 
 # --- the summary (pure) -----------------------------------------------------------------------------
@@ -483,12 +754,30 @@ def test_summary_never_raises_and_stays_short(method, endpoint, body, query):
 
 
 SECRET = "hunter2-very-secret"
+SECRET_NAMES = [
+    "password",
+    "Password",
+    "urn:x:password",
+    "name.secretWord",
+    "apiToken",
+    "urn:ietf:params:scim:schemas:core:2.0:User:password",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:secretAnswer",
+    'emails[type eq "work" and value pr].credential',
+]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_a_patch_of_a_secret_never_shows_its_value_however_long_its_path(name):
+    for endpoint in ("/scim/v2/Users/{id}", "/scim/v2/Groups/{id}"):
+        body = {"Operations": [{"op": "add", "path": name, "value": SECRET}, {"op": "remove", "path": name}]}
+        text = summarize("PATCH", endpoint, body=body)
+        assert SECRET not in text and text.startswith("PATCH add ") and "=(not shown); remove " in text
 
 
 @given(
     METHODS,
     ENDPOINTS,
-    st.sampled_from(["password", "Password", "urn:x:password", "name.secretWord", "apiToken"]),
+    st.sampled_from(SECRET_NAMES),
     JSON,
 )
 def test_summary_never_shows_a_password_value(method, endpoint, name, noise):

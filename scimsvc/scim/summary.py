@@ -21,6 +21,11 @@ HIDDEN = "(not shown)"
 # The filter IdPs send before creating a user. Without a backslash, the plain pattern (no alternation:
 # this runs on every GET) finds the name; with one, the escaped pattern does.
 _USER_NAME_EQ = re.compile(r'\s*userName\s+eq\s+"([^"\\]*)"\s*$', re.IGNORECASE)
+# A PATCH path that is only an attribute name (a URN, dots): shown even when it names a secret, since
+# nothing in it is a value. A path with a filter (`emails[value eq "..."]`) may quote one: hidden whole.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9:._$-]+")
+# A quoted value in a refusal's detail ('...' or "..."), dropped when the summary hid a secret.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _USER_NAME_EQ_ESCAPED = re.compile(r'\s*userName\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
 
 
@@ -46,6 +51,16 @@ def user_name_of(
         filter_text = _get(body, "filter") if isinstance(body, dict) else (query or {}).get("filter")
         name = _user_name_eq(filter_text) if isinstance(filter_text, str) else None
     return readable(name, MAX_USER_NAME) if name else None
+
+
+def hid_a_secret(summary: str) -> bool:
+    """Whether `summary` left a secret value out (the request's refusal may quote it too)."""
+    return HIDDEN in summary
+
+
+def without_quoted_values(detail: str) -> str:
+    """A refusal's detail with every quoted value replaced, for a request that carried a secret."""
+    return _QUOTED.sub(HIDDEN, detail)
 
 
 def _user_name_eq(filter_text: str) -> str | None:
@@ -91,6 +106,9 @@ def _operation(op: Any) -> str:
     path = _get(op, "path")
     value = _get(op, "value")
     if isinstance(path, str) and path:
+        if _secret(path):  # checked on the whole path: a URN's attribute name comes last
+            shown = readable(path, MAX_VALUE) if _PLAIN_PATH.fullmatch(path) else HIDDEN
+            return f"{name} {shown}" + (f"={HIDDEN}" if value is not None else "")
         path = readable(path, MAX_VALUE)
         if path.lower().startswith("members"):
             return f"{name} members ({_count(value) if value is not None else 'all'})"

@@ -3,8 +3,9 @@ tenant's entries with the filters operators give, and each entry's outcome once 
 
 The outcome is read, never written by the worker: for a page, one query for the outbox rows the entries
 wrote (applied, pending or failed), one for the events and one for the audit rows carrying their request
-ids. The audit rows hold the license decided (allocation, waiting, promotion) even when events are off;
-the events name the teams a change reached.
+ids (and naming the entry's user, for a user's entry), at most `MAX_OUTCOME_ROWS` of each per entry. The
+audit rows hold the license decided (allocation, waiting, promotion) even when events are off; the events
+name the teams a change reached.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from scimsvc.product.events import event_id
 from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.services.admin_users import storable_text
-from scimsvc.store import events as event_store
 from scimsvc.store import provisioning_log as store
 from scimsvc.store.provisioning_log import LogEntry
 
@@ -33,6 +33,11 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 # Audit actions of the worker that decide a license (product/seats.py:seat_action, and the waiting list).
 LICENSE_ACTIONS = ("allocation", "release", "license_change", "promotion")
+# Audit rows and events shown per entry at most: a client that reuses one X-Request-Id for every request
+# would otherwise load them all on each page view.
+MAX_OUTCOME_ROWS = 50
+# Rows a page filtered by status alone looks through at most (README.md, What happened).
+STATUS_SCAN_ROWS = 10_000
 
 
 async def record_entries(pool: asyncpg.Pool, entries: list[LogEntry]) -> int:
@@ -103,7 +108,12 @@ def _time(query: Mapping[str, str], name: str) -> datetime | None:
         at = datetime.fromisoformat(raw)
     except ValueError:
         raise invalid_value(f"{name} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # a time without offset is UTC
+    if at.tzinfo is None:  # a time without offset is UTC
+        return at.replace(tzinfo=UTC)
+    try:  # in UTC, as PostgreSQL compares it; an offset can push it past year 1 or 9999
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise invalid_value(f"{name} must be a time between the years 1 and 9999 in UTC") from None
 
 
 def _cursor(query: Mapping[str, str]) -> int | None:
@@ -126,35 +136,65 @@ class LogPage:
 
 
 async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, limit: int) -> LogPage:
-    """A page of the tenant's log, newest first, each entry with its outcome (four queries in all)."""
+    """A page of the tenant's log, newest first, each entry with its outcome."""
+    before = filters.cursor or BIGINT_MAX
+    after = 0
+    if filters.since is not None or filters.until is not None:
+        bounds = await store.id_bounds(pool, tenant_id, filters.since, filters.until)
+        if bounds is None:
+            return LogPage([], None)
+        after = max(after, bounds[0] or 0)
+        before = min(before, bounds[1] or BIGINT_MAX)
+    user: tuple[UUID | None, str | None] | None = None
+    if filters.resource is not None and filters.resource[0] == "user":
+        user = await store.user_identity(pool, tenant_id, user_id=filters.resource[1], user_name=None)
+    elif filters.user_name is not None:
+        user = await store.user_identity(pool, tenant_id, user_id=None, user_name=filters.user_name)
+    group_id = (
+        filters.resource[1] if filters.resource is not None and filters.resource[0] == "group" else None
+    )
+    # A status filter over the whole log would scan every row when few match: it looks at most
+    # STATUS_SCAN_ROWS rows per page, and a page short of matches still has a cursor to look further.
+    floor = None
+    if filters.status_class is not None and user is None and group_id is None:
+        floor = await store.scan_floor(pool, tenant_id, before, STATUS_SCAN_ROWS)
+        if floor is not None and floor >= after:
+            after = floor
+        else:
+            floor = None
     rows = await store.log_page(
         pool,
         tenant_id,
         status_class=filters.status_class,
-        resource=filters.resource,
-        user_name=filters.user_name,
+        group_id=group_id,
+        user=user,
         since=filters.since,
         until=filters.until,
-        before_id=filters.cursor,
+        before_id=before,
+        after_id=after,
         limit=limit,
     )
     outbox_ids = sorted({i for r in rows for i in r["outbox_ids"]})
-    request_ids = sorted({r["request_id"] for r in rows if r["outbox_ids"]})  # only writes have an outcome
+    keys = sorted({_outcome_key(r) for r in rows if r["outbox_ids"]}, key=str)  # only writes have one
     outbox = {r["id"]: r for r in await store.outbox_rows(pool, tenant_id, outbox_ids)}
-    audits: dict[str, list[asyncpg.Record]] = {}
-    for a in await store.audit_of_requests(pool, tenant_id, request_ids):
-        audits.setdefault(a["request_id"], []).append(a)
-    events: dict[str, list[asyncpg.Record]] = {}
-    for e in await event_store.events_of_requests(pool, tenant_id, request_ids):
-        events.setdefault(e["request_id"], []).append(e)
-    entries = [
-        {
-            **render_entry(r),
-            "outcome": outcome(r, outbox, audits.get(r["request_id"], []), events.get(r["request_id"], [])),
-        }
-        for r in rows
-    ]
-    return LogPage(entries, rows[-1]["id"] if len(rows) == limit else None)
+    audits = await store.audit_of_entries(pool, tenant_id, keys, limit=MAX_OUTCOME_ROWS)
+    events = await store.events_of_entries(pool, tenant_id, keys, limit=MAX_OUTCOME_ROWS)
+    entries = []
+    for r in rows:
+        key = _outcome_key(r)
+        entries.append(
+            {**render_entry(r), "outcome": outcome(r, outbox, audits.get(key, []), events.get(key, []))}
+        )
+    if len(rows) == limit:
+        return LogPage(entries, rows[-1]["id"])
+    return LogPage(entries, floor + 1 if floor is not None else None)
+
+
+def _outcome_key(row: Mapping[str, Any]) -> store.OutcomeKey:
+    """A user's entry (for a POST, the created user's) is matched on its user as well as its request id:
+    a promotion carries the request id of the release that freed its seat, and clients choose request ids."""
+    user_id = row["resource_id"] if row["resource_type"] == "user" else None
+    return store.OutcomeKey(row["request_id"], user_id)
 
 
 def render_entry(row: Mapping[str, Any]) -> dict[str, Any]:

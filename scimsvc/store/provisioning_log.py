@@ -77,26 +77,90 @@ async def insert_entries(pool: asyncpg.Pool, entries: list[LogEntry]) -> int:
 
 ENTRY_COLUMNS = """id, at, request_id, idp, method, endpoint, resource_type, resource_id, user_name, summary,
        status, scim_type, detail, duration_ms, outbox_ids"""
-# $2 status class (2 for 2xx, ...), $3/$4 since/until, $5 older than this id, $6 the page size; $7 is
-# the resource id or the userName of the variant. One statement per variant so each uses its index
-# (the resource and userName indexes are partial).
-_PAGE = f"""
+# Every page scans the ids of one tenant newest first, between two bounds: $5 (older than: the cursor, or
+# the end of an until) and $6 (newer than: the start of a since, or how far a status filter may look).
+# $2 status class (2 for 2xx, ...) and $3/$4 since/until are then exact filters of the rows scanned; $7 is
+# the page size. One statement per variant so each uses its index (the resource and userName indexes are
+# partial): a user's entries are the union of those of its id and of its userName.
+_WHERE = """tenant_id = $1
+      AND ($2::int IS NULL OR status / 100 = $2)
+      AND ($3::timestamptz IS NULL OR at >= $3)
+      AND ($4::timestamptz IS NULL OR at < $4)
+      AND id < $5 AND id > $6"""
+SELECT_PAGE = f"""
 SELECT {ENTRY_COLUMNS}
 FROM provisioning_log
-WHERE tenant_id = $1
-  AND ($2::int IS NULL OR status / 100 = $2)
-  AND ($3::timestamptz IS NULL OR at >= $3)
-  AND ($4::timestamptz IS NULL OR at < $4)
-  AND ($5::bigint IS NULL OR id < $5)
-  {{extra}}
+WHERE {_WHERE}
 ORDER BY id DESC
-LIMIT $6
+LIMIT $7
 """
-SELECT_PAGE = _PAGE.format(extra="")
-SELECT_PAGE_OF_RESOURCE = _PAGE.format(
-    extra="AND resource_id IS NOT NULL AND resource_id = $7 AND resource_type = $8"
-)
-SELECT_PAGE_OF_USER_NAME = _PAGE.format(extra="AND user_name IS NOT NULL AND lower(user_name) = lower($7)")
+SELECT_PAGE_OF_GROUP = f"""
+SELECT {ENTRY_COLUMNS}
+FROM provisioning_log
+WHERE {_WHERE} AND resource_id IS NOT NULL AND resource_id = $8 AND resource_type = 'group'
+ORDER BY id DESC
+LIMIT $7
+"""
+# $8 the user's id, $9 its userName (either may be NULL: a user never created, or one deleted and gone
+# from the log); UNION drops an entry both match (a POST).
+SELECT_PAGE_OF_USER = f"""
+SELECT {ENTRY_COLUMNS}
+FROM (
+    (SELECT {ENTRY_COLUMNS} FROM provisioning_log
+     WHERE {_WHERE} AND resource_id IS NOT NULL AND resource_id = $8 AND resource_type = 'user'
+     ORDER BY id DESC LIMIT $7)
+    UNION
+    (SELECT {ENTRY_COLUMNS} FROM provisioning_log
+     WHERE {_WHERE} AND user_name IS NOT NULL AND lower(user_name) = lower($9)
+     ORDER BY id DESC LIMIT $7)
+) u
+ORDER BY id DESC
+LIMIT $7
+"""
+# The other identifier of a user given by id or by userName: the user as it is, else (deleted, or renamed
+# since) the newest log entry naming both.
+SELECT_USER_BY_ID = """
+(SELECT id, user_name FROM users WHERE tenant_id = $1 AND id = $2)
+UNION ALL
+(SELECT resource_id, user_name FROM provisioning_log
+ WHERE tenant_id = $1 AND resource_id IS NOT NULL AND resource_id = $2 AND resource_type = 'user'
+   AND user_name IS NOT NULL
+ ORDER BY id DESC LIMIT 1)
+LIMIT 1
+"""
+SELECT_USER_BY_NAME = """
+(SELECT id, user_name FROM users WHERE tenant_id = $1 AND lower(user_name) = lower($2))
+UNION ALL
+(SELECT resource_id, user_name FROM provisioning_log
+ WHERE tenant_id = $1 AND user_name IS NOT NULL AND lower(user_name) = lower($2) AND resource_type = 'user'
+   AND resource_id IS NOT NULL
+ ORDER BY id DESC LIMIT 1)
+LIMIT 1
+"""
+# The ids a time range spans, through (tenant_id, at). Rows get their id when their batch is written, up
+# to a flush later than their `at`, and web processes write their batches independently: each bound is
+# taken `ID_BOUND_MARGIN` wider than the range (the exact `at` filter then drops the extra rows).
+ID_BOUND_MARGIN = "5 minutes"
+SELECT_ID_BOUNDS = f"""
+SELECT
+    (SELECT min(id) FROM provisioning_log
+     WHERE tenant_id = $1 AND at >= $2::timestamptz - interval '{ID_BOUND_MARGIN}'
+       AND at < $2::timestamptz + interval '{ID_BOUND_MARGIN}') AS first_near_since,
+    (SELECT id FROM provisioning_log
+     WHERE tenant_id = $1 AND at >= $2::timestamptz ORDER BY at LIMIT 1) AS first_since,
+    (SELECT max(id) FROM provisioning_log
+     WHERE tenant_id = $1 AND at >= $3::timestamptz - interval '{ID_BOUND_MARGIN}'
+       AND at < $3::timestamptz + interval '{ID_BOUND_MARGIN}') AS last_near_until,
+    (SELECT id FROM provisioning_log
+     WHERE tenant_id = $1 AND at < $3::timestamptz ORDER BY at DESC LIMIT 1) AS last_until
+"""
+# How far a status filter looks: the id `$3` rows below `$2` in the tenant's index (NULL: fewer are left).
+SELECT_SCAN_FLOOR = """
+SELECT id FROM provisioning_log
+WHERE tenant_id = $1 AND id < $2
+ORDER BY id DESC
+OFFSET $3 LIMIT 1
+"""
 
 
 async def log_page(
@@ -104,20 +168,53 @@ async def log_page(
     tenant_id: UUID,
     *,
     status_class: int | None,
-    resource: tuple[str, UUID] | None,
-    user_name: str | None,
+    group_id: UUID | None,
+    user: tuple[UUID | None, str | None] | None,
     since: datetime | None,
     until: datetime | None,
-    before_id: int | None,
+    before_id: int,
+    after_id: int,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Log rows of the tenant, newest first, of one resource (type, id) or userName if given."""
-    args = (tenant_id, status_class, since, until, before_id, limit)
-    if resource is not None:
-        return await pool.fetch(SELECT_PAGE_OF_RESOURCE, *args, resource[1], resource[0])
-    if user_name is not None:
-        return await pool.fetch(SELECT_PAGE_OF_USER_NAME, *args, user_name)
+    """Log rows of the tenant with ids between the bounds, newest first, of one group or user if given."""
+    args = (tenant_id, status_class, since, until, before_id, after_id, limit)
+    if group_id is not None:
+        return await pool.fetch(SELECT_PAGE_OF_GROUP, *args, group_id)
+    if user is not None:
+        return await pool.fetch(SELECT_PAGE_OF_USER, *args, user[0], user[1])
     return await pool.fetch(SELECT_PAGE, *args)
+
+
+async def user_identity(
+    pool: asyncpg.Pool, tenant_id: UUID, *, user_id: UUID | None, user_name: str | None
+) -> tuple[UUID | None, str | None]:
+    """A user's (id, userName) from either one; the one given alone when nothing names both."""
+    if user_id is not None:
+        row = await pool.fetchrow(SELECT_USER_BY_ID, tenant_id, user_id)
+    else:
+        row = await pool.fetchrow(SELECT_USER_BY_NAME, tenant_id, user_name)
+    return (row["id"], row["user_name"]) if row is not None else (user_id, user_name)
+
+
+async def id_bounds(
+    pool: asyncpg.Pool, tenant_id: UUID, since: datetime | None, until: datetime | None
+) -> tuple[int | None, int | None] | None:
+    """(newer than, older than) ids that hold every row of [since, until), each widened by the margin and
+    None for an open end; None when no row is in the range."""
+    row = await pool.fetchrow(SELECT_ID_BOUNDS, tenant_id, since, until)
+    if (since is not None and row["first_since"] is None) or (
+        until is not None and row["last_until"] is None
+    ):
+        return None
+    lows = [i for i in (row["first_near_since"], row["first_since"]) if i is not None]
+    highs = [i for i in (row["last_near_until"], row["last_until"]) if i is not None]
+    return (min(lows) - 1 if lows else None, max(highs) + 1 if highs else None)
+
+
+async def scan_floor(pool: asyncpg.Pool, tenant_id: UUID, before_id: int, rows: int) -> int | None:
+    """The id `rows` entries below `before_id` in the tenant's log; None when fewer are left."""
+    found: int | None = await pool.fetchval(SELECT_SCAN_FLOOR, tenant_id, before_id, rows)
+    return found
 
 
 SELECT_OUTBOX_ROWS = """
@@ -125,12 +222,47 @@ SELECT id, resource_type, resource_id, change, applied_at, attempts, last_error
 FROM outbox
 WHERE tenant_id = $1 AND id = ANY ($2::bigint[])
 """
-SELECT_AUDIT_OF_REQUESTS = """
-SELECT id, user_id, action, actor, detail, request_id, created_at
-FROM audit_log
-WHERE tenant_id = $1 AND request_id IS NOT NULL AND request_id = ANY ($2::text[])
-ORDER BY id
+# What a page's entries led to, per entry key (request id, user id or NULL): rows that carry the request id
+# and, for a user's entry, name that user. The request id is the client's X-Request-Id when it sent one, so
+# two requests may share it: the user keeps them apart, and `$4` rows per key bound what a reused id loads.
+# The two branches of each lateral are exclusive (one-time filters on k.user_id): with a user, the audit
+# rows come through (tenant_id, request_id) or (tenant_id, user_id), whichever the planner finds narrower.
+SELECT_AUDIT_OF_ENTRIES = """
+SELECT k.n, a.id, a.user_id, a.action, a.actor, a.detail, a.request_id, a.created_at
+FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS k(request_id, user_id, n)
+CROSS JOIN LATERAL (
+    (SELECT id, user_id, action, actor, detail, request_id, created_at
+     FROM audit_log
+     WHERE k.user_id IS NULL AND tenant_id = $1 AND request_id IS NOT NULL AND request_id = k.request_id
+     ORDER BY id LIMIT $4)
+    UNION ALL
+    (SELECT id, user_id, action, actor, detail, request_id, created_at
+     FROM audit_log
+     WHERE k.user_id IS NOT NULL AND tenant_id = $1 AND request_id IS NOT NULL
+       AND request_id = k.request_id AND user_id = k.user_id
+     ORDER BY id LIMIT $4)
+) a
+ORDER BY k.n, a.id
 """
+SELECT_EVENTS_OF_ENTRIES = """
+SELECT k.n, e.id, e.type, e.request_id, e.data
+FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS k(request_id, user_id, n)
+CROSS JOIN LATERAL (
+    SELECT id, type, request_id, data
+    FROM events
+    WHERE tenant_id = $1 AND request_id IS NOT NULL AND request_id = k.request_id
+      AND (k.user_id IS NULL OR data -> 'user' ->> 'id' = k.user_id::text)
+    ORDER BY id LIMIT $4
+) e
+ORDER BY k.n, e.id
+"""
+
+
+class OutcomeKey(NamedTuple):
+    """What an entry's outcome rows are matched on: its request id, and its user when it is a user's."""
+
+    request_id: str
+    user_id: UUID | None
 
 
 async def outbox_rows(pool: asyncpg.Pool, tenant_id: UUID, ids: list[int]) -> list[asyncpg.Record]:
@@ -140,10 +272,30 @@ async def outbox_rows(pool: asyncpg.Pool, tenant_id: UUID, ids: list[int]) -> li
     return await pool.fetch(SELECT_OUTBOX_ROWS, tenant_id, ids)
 
 
-async def audit_of_requests(
-    pool: asyncpg.Pool, tenant_id: UUID, request_ids: list[str]
-) -> list[asyncpg.Record]:
-    """The tenant's audit rows that carry one of these request ids, oldest first."""
-    if not request_ids:
-        return []
-    return await pool.fetch(SELECT_AUDIT_OF_REQUESTS, tenant_id, request_ids)
+async def _of_entries(
+    pool: asyncpg.Pool, sql: str, tenant_id: UUID, keys: list[OutcomeKey], limit: int
+) -> dict[OutcomeKey, list[asyncpg.Record]]:
+    found: dict[OutcomeKey, list[asyncpg.Record]] = {k: [] for k in keys}
+    if keys:
+        rows = await pool.fetch(
+            sql, tenant_id, [k.request_id for k in keys], [k.user_id for k in keys], limit
+        )
+        for r in rows:
+            found[keys[r["n"] - 1]].append(r)
+    return found
+
+
+async def audit_of_entries(
+    pool: asyncpg.Pool, tenant_id: UUID, keys: list[OutcomeKey], *, limit: int
+) -> dict[OutcomeKey, list[asyncpg.Record]]:
+    """The tenant's audit rows of each key (its request id, and its user if any), oldest first, at most
+    `limit` per key."""
+    return await _of_entries(pool, SELECT_AUDIT_OF_ENTRIES, tenant_id, keys, limit)
+
+
+async def events_of_entries(
+    pool: asyncpg.Pool, tenant_id: UUID, keys: list[OutcomeKey], *, limit: int
+) -> dict[OutcomeKey, list[asyncpg.Record]]:
+    """The tenant's events of each key (its request id, and its user if any), in order, at most `limit`
+    per key."""
+    return await _of_entries(pool, SELECT_EVENTS_OF_ENTRIES, tenant_id, keys, limit)

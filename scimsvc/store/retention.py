@@ -4,7 +4,8 @@ Each batch picks the oldest rows through an age index (migrations/0012_retention
 rows another transaction holds, so it never waits on a lock and two runs at once delete different rows.
 What is old is decided here, against the database clock; what is finished, too: an outbox row once
 applied, a notice once sent, not sent or given up (never one still pending a retry), with its attempts.
-Provisioning log rows and events go by age alone (an event with its webhook deliveries and attempts).
+Provisioning log rows go by age alone; events too (with their webhook deliveries and attempts), but never
+one with a delivery still pending.
 """
 
 from __future__ import annotations

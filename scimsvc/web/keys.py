@@ -34,6 +34,9 @@ PROVISIONING_LOG: web.AppKey[LogBuffer] = web.AppKey("provisioning_log")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TENANT_ID = web.RequestKey("tenant_id", UUID)
+# The tenant a valid token names, set before its SCIM-disabled check: the provisioning log records the
+# 403 too. Only the log reads it; routes use TENANT_ID.
+LOG_TENANT_ID = web.RequestKey("log_tenant_id", UUID)
 ALLOWED_DOMAINS = web.RequestKey("allowed_domains", tuple)
 RATE_LIMIT = web.RequestKey("rate_limit", dict)  # the tenant's rate_limit setting
 RATE_HEADERS = web.RequestKey("rate_headers", dict)  # what its charge left in the tenant's bucket

@@ -25,6 +25,7 @@ from scimsvc.web.client_address import client_address
 from scimsvc.web.keys import (
     ALLOWED_DOMAINS,
     LIMITER,
+    LOG_TENANT_ID,
     RATE_LIMIT,
     REFUSAL,
     REQUEST_ID,
@@ -247,6 +248,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 # A prefix of the token's hash tells operators which token it is; the token is never logged.
                 await failed_authentication(request, "scim", f"SCIM token sha256:{check.digest.hex()[:8]}")
             raise ScimError(401, INVALID_TOKEN)
+        request[LOG_TENANT_ID] = found["tenant_id"]
         if not found["scim_enabled"]:
             raise ScimError(
                 403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings"

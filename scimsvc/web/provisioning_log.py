@@ -7,10 +7,11 @@ to the app's `LogBuffer`: the request never waits for the log. `provisioning_log
 context) writes the buffer every `FLUSH_SECONDS`, or as soon as `FLUSH_ROWS` wait, in one statement
 (`store/provisioning_log.py:INSERT_ENTRIES`), and once more at shutdown.
 
-What a crash can lose: the rows still in the buffer, at most the last `FLUSH_SECONDS` of requests. Never
-a change: the outbox row committed with it is the record. Past `MAX_ROWS` waiting (PostgreSQL slow or
-down), new rows are dropped and counted (`scimsvc_provisioning_log_dropped_rows`), as is a batch whose
-write failed: memory stays bounded and requests are never slowed by their log.
+What a crash can lose: the rows still in the buffer, normally the last `FLUSH_SECONDS` of requests, up to
+`MAX_ROWS` when PostgreSQL is slow. Never a change: the outbox row committed with it is the record. Past
+`MAX_ROWS` waiting (PostgreSQL slow or down), new rows are dropped and counted
+(`scimsvc_provisioning_log_dropped_rows`), as is a batch whose write failed: memory stays bounded and
+requests are never slowed by their log.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST, WebMetrics
-from scimsvc.scim.summary import readable, summarize, user_name_of
+from scimsvc.scim.summary import hid_a_secret, readable, summarize, user_name_of, without_quoted_values
 from scimsvc.services.provisioning_log import LogEntry, record_entries
 from scimsvc.web.access_log import idp_family
 from scimsvc.web.keys import (
+    LOG_TENANT_ID,
     METRICS,
     POOL,
     PROVISIONING_LOG,
@@ -45,7 +47,7 @@ from scimsvc.web.route_template import UNMATCHED, route_template
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 0.2  # rows reach the table at most this late (and a crash loses at most these)
+FLUSH_SECONDS = 0.2  # rows reach the table this late when PostgreSQL keeps up (what a crash loses then)
 FLUSH_ROWS = 500  # a batch this large is written at once
 MAX_ROWS = 50_000  # rows waiting at most; past that new rows are dropped and counted
 MAX_DETAIL = 1000  # characters of a refusal's detail kept
@@ -78,7 +80,8 @@ class LogBuffer:
 
 @web.middleware
 async def provisioning_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Log a SCIM request of an authenticated tenant once it is answered (or given up)."""
+    """Log a SCIM request of a valid token's tenant once it is answered (or given up), a 403 for SCIM
+    disabled included."""
     if not request.path.startswith(SCIM_PREFIX):
         return await handler(request)
     started = time.perf_counter()
@@ -97,7 +100,7 @@ async def provisioning_log_middleware(request: web.Request, handler: Handler) ->
         status = CLIENT_CLOSED_REQUEST
         raise
     finally:
-        tenant_id = request.get(TENANT_ID)
+        tenant_id = request.get(TENANT_ID) or request.get(LOG_TENANT_ID)
         if tenant_id is not None:
             try:
                 request.app[PROVISIONING_LOG].add(_entry(request, tenant_id, status, location, started))
@@ -112,6 +115,10 @@ def _entry(
     body = request.get(SCIM_BODY)
     refusal = request.get(REFUSAL) if status >= 400 else None
     kind = "user" if "/Users" in endpoint else "group" if "/Groups" in endpoint else None
+    summary = summarize(request.method, endpoint, body=body, query=request.query)
+    detail = readable(refusal.detail, MAX_DETAIL) if refusal is not None else None
+    if detail is not None and hid_a_secret(summary):  # the refusal may quote the secret the summary hid
+        detail = without_quoted_values(detail)
     return LogEntry(
         tenant_id=tenant_id,
         at=time.time(),
@@ -122,10 +129,10 @@ def _entry(
         resource_type=kind,
         resource_id=_resource_id(request, location) if kind else None,
         user_name=user_name_of(endpoint, body=body, query=request.query),
-        summary=summarize(request.method, endpoint, body=body, query=request.query),
+        summary=summary,
         status=status,
         scim_type=refusal.scim_type if refusal is not None else None,
-        detail=readable(refusal.detail, MAX_DETAIL) if refusal is not None else None,
+        detail=detail,
         duration_ms=(time.perf_counter() - started) * 1000,
         outbox_ids=tuple(request.get(WRITTEN) or ()),
     )
