@@ -75,3 +75,20 @@ async def stream_users_csv(
     await response.write(buffer.getvalue().encode())
     await response.write_eof()
     return response
+
+
+def audit_page_body(rows: list[Any], *, limit: int) -> dict[str, Any]:
+    """An audit page as the admin API answers it: its items and the `next_before` to page on with."""
+    items = [
+        {
+            "id": r["id"],
+            "user_id": str(r["user_id"]) if r["user_id"] else None,
+            "action": r["action"],
+            "actor": r["actor"],
+            "detail": r["detail"],
+            "request_id": r["request_id"],
+            "at": scim_datetime(r["created_at"]),
+        }
+        for r in rows
+    ]
+    return {"items": items, "next_before": items[-1]["id"] if len(items) == limit else None}

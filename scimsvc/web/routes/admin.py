@@ -47,7 +47,7 @@ from scimsvc.web.admin_requests import (
     user_filters,
     user_id_of,
 )
-from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
+from scimsvc.web.admin_views import audit_page_body, render_tenant, render_user_page, stream_users_csv
 from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response, read_json
@@ -208,19 +208,7 @@ async def get_audit(request: web.Request) -> web.Response:
     rows = await audit_page(
         request.app[POOL], tenant_id, user_id=user_id, action=action, before=before, limit=limit
     )
-    items = [
-        {
-            "id": r["id"],
-            "user_id": str(r["user_id"]) if r["user_id"] else None,
-            "action": r["action"],
-            "actor": r["actor"],
-            "detail": r["detail"],
-            "request_id": r["request_id"],
-            "at": scim_datetime(r["created_at"]),
-        }
-        for r in rows
-    ]
-    return json_response({"items": items, "next_before": items[-1]["id"] if len(items) == limit else None})
+    return json_response(audit_page_body(rows, limit=limit))
 
 
 @routes.get("/admin/v1/tenants/{tid}/scim/tokens")

@@ -20,10 +20,10 @@ from schemas.webhooks import (
     WebhookUpdateSchema,
     WebhookWithSecretSchema,
 )
-from scimsvc.scim.resources import scim_datetime
 from scimsvc.services import webhooks
 from scimsvc.services.audit import audit_before, operator_audit_page
 from scimsvc.web.admin_requests import action_scope, load, page_limit
+from scimsvc.web.admin_views import audit_page_body
 from scimsvc.web.keys import POOL
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response, read_json
@@ -177,16 +177,4 @@ async def list_webhook_deliveries(request: web.Request) -> web.Response:
 async def get_operator_audit(request: web.Request) -> web.Response:
     limit = page_limit(request.query)
     rows = await operator_audit_page(request.app[POOL], before=audit_before(request.query), limit=limit)
-    items = [
-        {
-            "id": r["id"],
-            "user_id": None,
-            "action": r["action"],
-            "actor": r["actor"],
-            "detail": r["detail"],
-            "request_id": r["request_id"],
-            "at": scim_datetime(r["created_at"]),
-        }
-        for r in rows
-    ]
-    return json_response({"items": items, "next_before": items[-1]["id"] if len(items) == limit else None})
+    return json_response(audit_page_body(rows, limit=limit))
