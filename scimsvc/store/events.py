@@ -32,6 +32,8 @@ USER_SNAPSHOT = """jsonb_build_object(
 # Each user named is read once, by its primary key (a subquery per user: a join of the unnested rows with
 # `users` was planned as a hash, or a scan, of every user of the tenant), and joined to its events by a
 # hash of a batch's size. A user gone since (hard-deleted) keeps what `data` says, else is {"id"} alone.
+# `told` is {"user": snapshot}, built once per user: an event with nothing else to say is that very value
+# (a user change's event; no copy), another is its data || told (one copy, not two).
 # The events come as one JSON array of `NewEvent` objects, not four arrays: asyncpg encodes a text array
 # element by element (about 0.65 µs each, 2.6 µs an event), orjson the whole batch in 0.3 µs an event.
 RECORD_EVENTS = f"""
@@ -40,8 +42,8 @@ WITH v AS (
         jsonb_to_recordset($2::text::jsonb) AS (type text, user_id uuid, request_id text, data jsonb)
     ) WITH ORDINALITY AS v(type, user_id, request_id, data, n)
 ), s AS (
-    SELECT named.id,
-           (SELECT {USER_SNAPSHOT} FROM users u WHERE u.id = named.id AND u.tenant_id = $1) AS snapshot
+    SELECT named.id, (SELECT jsonb_build_object('user', {USER_SNAPSHOT})
+                      FROM users u WHERE u.id = named.id AND u.tenant_id = $1) AS told
     FROM (SELECT DISTINCT user_id AS id FROM v WHERE user_id IS NOT NULL) AS named
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $3)
@@ -51,8 +53,10 @@ WITH v AS (
     INSERT INTO events (tenant_id, seq, type, request_id, data)
     SELECT $1, c.last_seq - $3 + v.n, v.type, v.request_id,
            CASE WHEN v.user_id IS NULL THEN v.data
-                ELSE v.data || jsonb_build_object('user', coalesce(
-                    s.snapshot, v.data -> 'user', jsonb_build_object('id', v.user_id))) END
+                WHEN s.told IS NULL THEN v.data || jsonb_build_object('user', coalesce(
+                    v.data -> 'user', jsonb_build_object('id', v.user_id)))
+                WHEN v.data = '{{}}' THEN s.told
+                ELSE v.data || s.told END
     FROM v CROSS JOIN c LEFT JOIN s ON s.id = v.user_id
     ORDER BY v.n
     RETURNING id, type
