@@ -32,24 +32,31 @@ USER_SNAPSHOT = """jsonb_build_object(
 # Each user named is read once, by its primary key (a subquery per user: a join of the unnested rows with
 # `users` was planned as a hash, or a scan, of every user of the tenant), and joined to its events by a
 # hash of a batch's size. A user gone since (hard-deleted) keeps what `data` says, else is {"id"} alone.
+# `told` is {"user": snapshot}, built once per user: an event with nothing else to say is that very value
+# (a user change's event; no copy), another is its data || told (one copy, not two).
+# The events come as one JSON array of `NewEvent` objects, not four arrays: asyncpg encodes a text array
+# element by element (about 0.65 µs each, 2.6 µs an event), orjson the whole batch in 0.3 µs an event.
 RECORD_EVENTS = f"""
 WITH v AS (
-    SELECT * FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[])
-        WITH ORDINALITY AS v(type, user_id, request_id, data, n)
+    SELECT * FROM ROWS FROM (
+        jsonb_to_recordset($2::text::jsonb) AS (type text, user_id uuid, request_id text, data jsonb)
+    ) WITH ORDINALITY AS v(type, user_id, request_id, data, n)
 ), s AS (
-    SELECT named.id,
-           (SELECT {USER_SNAPSHOT} FROM users u WHERE u.id = named.id AND u.tenant_id = $1) AS snapshot
+    SELECT named.id, (SELECT jsonb_build_object('user', {USER_SNAPSHOT})
+                      FROM users u WHERE u.id = named.id AND u.tenant_id = $1) AS told
     FROM (SELECT DISTINCT user_id AS id FROM v WHERE user_id IS NOT NULL) AS named
 ), c AS (
-    INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $6)
-    ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + $6
+    INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $3)
+    ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + $3
     RETURNING last_seq
 ), e AS (
     INSERT INTO events (tenant_id, seq, type, request_id, data)
-    SELECT $1, c.last_seq - $6 + v.n, v.type, v.request_id,
-           CASE WHEN v.user_id IS NULL THEN v.data::jsonb
-                ELSE v.data::jsonb || jsonb_build_object('user', coalesce(
-                    s.snapshot, v.data::jsonb -> 'user', jsonb_build_object('id', v.user_id))) END
+    SELECT $1, c.last_seq - $3 + v.n, v.type, v.request_id,
+           CASE WHEN v.user_id IS NULL THEN v.data
+                WHEN s.told IS NULL THEN v.data || jsonb_build_object('user', coalesce(
+                    v.data -> 'user', jsonb_build_object('id', v.user_id)))
+                WHEN v.data = '{{}}' THEN s.told
+                ELSE v.data || s.told END
     FROM v CROSS JOIN c LEFT JOIN s ON s.id = v.user_id
     ORDER BY v.n
     RETURNING id, type
@@ -116,15 +123,10 @@ async def record_events(conn: asyncpg.Connection, tenant_id: UUID, events: list[
     statement of the caller's transaction; returns the number of deliveries queued (0: no job to wake)."""
     if not events:
         return 0
-    deliveries: int = await conn.fetchval(
-        RECORD_EVENTS,
-        tenant_id,
-        [e.type.value for e in events],
-        [e.user_id for e in events],
-        [e.request_id for e in events],
-        [orjson.dumps(e.data).decode() for e in events],
-        len(events),
-    )
+    # orjson writes a NewEvent (a dataclass) as {"type", "data", "user_id", "request_id"}; `str` writes the
+    # ids asyncpg reads (its own UUID type, which orjson does not know).
+    batch = orjson.dumps(events, default=str).decode()
+    deliveries: int = await conn.fetchval(RECORD_EVENTS, tenant_id, batch, len(events))
     return deliveries
 
 
