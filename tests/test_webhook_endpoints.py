@@ -813,3 +813,36 @@ async def test_a_range_of_more_events_than_one_replay_may_queue_is_refused_whole
     assert resp.status == 400
     assert f"more than {REPLAY_LIMIT} events" in (await resp.json())["detail"]
     assert await deliveries_to(db, endpoint["id"]) == []
+
+
+async def test_an_endpoint_locked_by_a_change_or_replay_never_stalls_the_events_that_queue_its_deliveries(
+    hooks, db, hook_settings
+):
+    """A replay or a change holds its endpoint's row for its whole transaction: events written meanwhile
+    still queue their deliveries for it (they need only the row's key), instead of waiting."""
+    from scimsvc.product.events import EventType, NewEvent
+    from scimsvc.store import events as event_store
+    from scimsvc.store import webhook_endpoints
+
+    tenant = await make_tenant(hooks)
+    endpoint = await add_endpoint(hooks, hooks_of(tenant))
+    holder = await asyncpg.connect(hook_settings.database_url)
+    writer = await asyncpg.connect(hook_settings.database_url)
+    try:
+        async with holder.transaction():
+            held = await webhook_endpoints.get_endpoint(
+                holder, UUID(tenant.id), UUID(endpoint["id"]), for_update=True
+            )
+            assert held is not None
+            async with writer.transaction():
+                await writer.execute("SET LOCAL lock_timeout = '30s'")
+                queued = await event_store.record_events(
+                    writer,
+                    UUID(tenant.id),
+                    [NewEvent(EventType.SCIM_DISABLED, {"tenant": {"id": tenant.id}})],
+                )
+            assert queued == 1  # written while the endpoint's row was held
+    finally:
+        await holder.close()
+        await writer.close()
+    assert len(await deliveries_to(db, endpoint["id"])) == 1

@@ -192,7 +192,13 @@ async def update_endpoint(
 
 
 async def delete_endpoint(scope: ActionScope, owner: UUID | None, endpoint_id: UUID) -> None:
-    """Delete an endpoint with its deliveries and their attempts (audited); 404 when not `owner`'s."""
+    """Delete an endpoint with its deliveries and their attempts (audited); 404 when not `owner`'s.
+
+    First disabled, in a transaction of its own, so that events written meanwhile queue nothing for it and
+    the delete, however many deliveries it removes, holds up no event writer (a failed delete leaves it
+    disabled, "being deleted": delete again)."""
+    if not await store.stop_endpoint(scope.pool, owner, endpoint_id):
+        raise _missing(owner, endpoint_id)
     async with transaction(scope.pool) as conn:
         row = await store.delete_endpoint(conn, owner, endpoint_id)
         if row is None:
@@ -264,6 +270,21 @@ async def replay(
     Only the endpoint's tenant's events (every tenant's for an operator endpoint): another tenant's event
     is a 404. A disabled endpoint is a 409 (its deliveries would not be sent).
     """
+    try:
+        return await _replay(scope, owner, endpoint_id, event=event, since=since, until=until)
+    except asyncpg.ForeignKeyViolationError:  # retention deleted an event between picking and queuing it
+        raise ScimError(409, "an event expired while it was being replayed: replay again") from None
+
+
+async def _replay(
+    scope: ActionScope,
+    owner: UUID | None,
+    endpoint_id: UUID,
+    *,
+    event: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> int:
     async with transaction(scope.pool) as conn:
         endpoint = await store.get_endpoint(conn, owner, endpoint_id, for_update=True)
         if endpoint is None:

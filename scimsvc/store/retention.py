@@ -68,15 +68,15 @@ SELECT count(*) AS provisioning_log FROM gone
 # them too), so they are counted.
 # Events are read along (tx, id), the order they were written in (`events` keeps no index on
 # occurred_at: each index is paid by every event written): a batch looks at the oldest `limit` events and
-# deletes those past the age. An event whose delivery is still pending (being retried) stays until that
-# delivery is delivered or given up.
+# deletes those past the age, so it stops at the first young one. Retention wins over a delivery still
+# being retried (only a replay of events near the age makes one): it goes with its event, and a worker
+# sending it records nothing for it (store/webhook_deliveries.py:RECORD_ATTEMPTS).
 DELETE_OLD_EVENTS = """
 WITH oldest AS (
     SELECT id FROM events ORDER BY tx, id LIMIT $2
 ), doomed AS (
     SELECT e.id FROM events e JOIN oldest USING (id)
     WHERE e.occurred_at < now() - make_interval(days => $1)
-      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.state = 'pending')
     FOR UPDATE OF e SKIP LOCKED
 ), deliveries AS (
     SELECT d.id FROM webhook_deliveries d JOIN doomed ON d.event_id = doomed.id

@@ -66,7 +66,7 @@ WITH v AS (
        OR (NOT v.ok AND (w.failing_since IS NULL
                          OR (w.enabled AND w.failing_since <= now() - make_interval(hours => $3))))
     ORDER BY w.id
-    FOR UPDATE OF w
+    FOR NO KEY UPDATE OF w  -- leaves the KEY SHARE of concurrent delivery inserts free
 )
 UPDATE webhook_endpoints w SET
     failing_since = CASE WHEN c.ok THEN NULL ELSE coalesce(w.failing_since, now()) END,

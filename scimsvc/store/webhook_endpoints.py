@@ -29,7 +29,9 @@ SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id IS NOT DISTINCT FROM $1 
 SELECT_ENDPOINT = f"""
 SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2
 """
-SELECT_ENDPOINT_FOR_UPDATE = SELECT_ENDPOINT + " FOR UPDATE"
+# NO KEY UPDATE, not UPDATE: it serialises the endpoint's own changes but leaves free the KEY SHARE lock
+# every delivery insert takes on it (store/events.py:RECORD_EVENTS): a long replay never stalls events.
+SELECT_ENDPOINT_FOR_UPDATE = SELECT_ENDPOINT + " FOR NO KEY UPDATE"
 # Turning an endpoint on again starts its failure clock afresh (the worker disables it again only after a
 # whole new period of failures); turning it off by hand says so.
 UPDATE_ENDPOINT = f"""
@@ -45,6 +47,11 @@ UPDATE webhook_endpoints SET
     updated_at = now()
 WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2
 RETURNING {COLUMNS}
+"""
+STOP_ENDPOINT = """
+UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'being deleted', updated_at = now()
+WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2
+RETURNING id
 """
 DELETE_ENDPOINT = f"""
 DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2 RETURNING {COLUMNS}
@@ -173,6 +180,14 @@ async def update_endpoint(
         changes.get("enabled"),
         disabled_reason,
     )
+
+
+async def stop_endpoint(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID | None, endpoint_id: UUID
+) -> bool:
+    """Disable the endpoint before it is deleted (False: not this owner's): once committed, no event queues
+    a delivery for it, so the delete (with all its deliveries) waits on no event writer and stalls none."""
+    return await conn.fetchval(STOP_ENDPOINT, endpoint_id, tenant_id) is not None
 
 
 async def delete_endpoint(
