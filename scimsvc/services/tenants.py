@@ -22,16 +22,7 @@ from scimsvc.store.db import transaction
 # A change of any of these re-runs allocation in the worker (e.g. raised seats promote waiting users).
 LICENSING_SETTINGS = frozenset({"seats", "flexible_licenses", "default_license", "fallback_license"})
 # Settings whose changes a `settings_changed` audit row lists (the SCIM switch has actions of its own).
-AUDITED_SETTINGS = (
-    "name",
-    "seats",
-    "flexible_licenses",
-    "default_license",
-    "fallback_license",
-    "allowed_domains",
-    "domain_teams",
-    "rate_limit",
-)
+AUDITED_SETTINGS = tuple(name for name in store.TENANT_SETTINGS if name != "scim_enabled")
 
 
 async def check_domain_teams(
