@@ -715,10 +715,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(
         sub,
         "worker",
-        "run the arq worker (jobs, the outbox sweeper, notices, retention)",
-        description="Run the arq worker: the jobs that apply changes to product state and send notices, "
-        "and its cron jobs: the outbox sweeper (re-enqueues what Redis lost), notice delivery and "
-        "retention (deletes old applied outbox rows, notices and audit rows). It records a heartbeat "
+        "run the arq worker (jobs, the outbox sweeper, notices, webhooks, retention)",
+        description="Run the arq worker: the jobs that apply changes to product state (writing their "
+        "events) and send notices and webhooks, and its cron jobs: the outbox sweeper (re-enqueues what "
+        "Redis lost), notice and webhook delivery and retention (deletes old applied outbox rows, notices, "
+        "audit rows, provisioning log rows and events). It records a heartbeat "
         "for /ops/queue and serves Prometheus metrics if SCIMSVC_WORKER_METRICS_PORT is set. SIGTERM or "
         "SIGINT stops taking jobs and lets running ones finish for up to SCIMSVC_WORKER_SHUTDOWN_SECONDS, "
         "then exits 0.",
