@@ -84,16 +84,6 @@ LIMIT $5
 # (tenant_id, tx, id): a tenant's page reads that index, every tenant's reads (tx, id).
 SELECT_TENANT_EVENTS = _SELECT_EVENTS.format(tenant="tenant_id = $1")
 SELECT_EVENTS = _SELECT_EVENTS.format(tenant="$1::uuid IS NULL")
-SELECT_EVENTS_OF_REQUESTS = """
-SELECT id, tx::text AS tx, tenant_id, seq, type, request_id, occurred_at, data
-FROM events
-WHERE tenant_id = $1 AND request_id = ANY ($2::text[])
-ORDER BY id
-"""
-SELECT_EVENT = """
-SELECT id, tx::text AS tx, tenant_id, seq, type, request_id, occurred_at, data
-FROM events WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
-"""
 
 
 @dataclass(frozen=True, order=True)
@@ -141,22 +131,6 @@ async def events_page(
     """Events after `after`, in order, of one tenant or all (`tenant_id` None), of these types (none: all)."""
     sql = SELECT_EVENTS if tenant_id is None else SELECT_TENANT_EVENTS
     return await conn.fetch(sql, tenant_id, types, str(after.tx), after.id, limit)
-
-
-async def events_of_requests(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, request_ids: list[str]
-) -> list[asyncpg.Record]:
-    """The tenant's events that changes of these requests made, in order (the provisioning log's outcome)."""
-    if not request_ids:
-        return []
-    return await conn.fetch(SELECT_EVENTS_OF_REQUESTS, tenant_id, request_ids)
-
-
-async def event_by_id(
-    conn: asyncpg.Connection | asyncpg.Pool, event_id: int, *, tenant_id: UUID | None = None
-) -> asyncpg.Record | None:
-    """One event (of this tenant, when given)."""
-    return await conn.fetchrow(SELECT_EVENT, event_id, tenant_id)
 
 
 def cursor_of(row: asyncpg.Record) -> Cursor:
