@@ -8,6 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from scimsvc.web.console.csrf import csrf_token
+from scimsvc.web.console.i18n import request_language, translator
 from scimsvc.web.console.session import SESSION
 from scimsvc.web.keys import SETTINGS
 
@@ -31,9 +32,13 @@ def page(request: web.Request, template: str, context: dict[str, Any], *, status
     """Render `template` with `context` over the defaults every page uses."""
     session = request.get(SESSION)
     admin_key = request.app[SETTINGS].admin_key
+    lang = request_language(request)
     base = {
+        "lang": lang,
+        "_": translator(lang),
+        "portal": session is not None and session.tenant_id is not None,
         "csrf": csrf_token(session, admin_key) if session is not None else "",
-        "signed_in": session is not None and session.operator,
+        "signed_in": session is not None and (session.operator or session.tenant_id is not None),
         "notice": NOTICES.get(request.query.get("done", "")),
         "error": None,
         "section": None,

@@ -18,6 +18,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
 import orjson
 from aiohttp import web
@@ -36,6 +37,7 @@ class Session:
     sid: str
     expires: int
     operator: bool
+    tenant_id: UUID | None = None  # an organization admin's portal session: bound to this organization
 
 
 SESSION = web.RequestKey("console_session", Session)
