@@ -490,6 +490,14 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         "outbox rows unapplied this long are enqueued again",
         _default("sweep_after_seconds"),
     ),
+    "SCIMSVC_PORTAL_SESSION_HOURS": (
+        "an organization admin's portal session lasts this long",
+        _default("portal_session_hours"),
+    ),
+    "SCIMSVC_PORTAL_LINK_MINUTES": (
+        "a portal link expires this long after it is made, unless its maker says",
+        _default("portal_link_minutes"),
+    ),
     "SCIMSVC_SMTP_URL": ("smtp:// or smtps:// server for notices; empty: not sent", _default("smtp_url")),
     "SCIMSVC_SMTP_URL_FILE": _file_of("SCIMSVC_SMTP_URL"),
     "SCIMSVC_SMTP_FROM": ("sender of notices", _default("smtp_from")),
@@ -545,6 +553,8 @@ _WEB = (
     "SCIMSVC_PUBLIC_URL",
     "SCIMSVC_ADMIN_KEY",
     "SCIMSVC_ADMIN_KEY_FILE",
+    "SCIMSVC_PORTAL_SESSION_HOURS",
+    "SCIMSVC_PORTAL_LINK_MINUTES",
     "SCIMSVC_DB_POOL_MIN",
     "SCIMSVC_DB_POOL_MAX",
     "SCIMSVC_DB_WAIT_SECONDS",

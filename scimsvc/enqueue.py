@@ -13,7 +13,7 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 
-from scimsvc.contract import APPLY_OUTBOX, DELIVER_WEBHOOKS, DRAIN_USERS, ResourceType
+from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_USERS, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,14 @@ async def enqueue_deliver_webhooks(redis: ArqRedis, *, queue_name: str, wait: fl
     A failure loses nothing: the deliveries are committed and the worker's cron job finds them.
     """
     return await _enqueue(redis, queue_name, wait, DELIVER_WEBHOOKS)
+
+
+async def enqueue_deliver_notices(redis: ArqRedis, *, queue_name: str, wait: float = 1.0) -> bool:
+    """Ask a worker to send the notices that are due (a sign-in link by email), after their commit.
+
+    A failure loses nothing: the notices are committed and the worker's cron job finds them.
+    """
+    return await _enqueue(redis, queue_name, wait, DELIVER_NOTICES)
 
 
 async def _enqueue(redis: ArqRedis, queue_name: str, wait: float, function: str, *args: object) -> bool:

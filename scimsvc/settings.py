@@ -224,6 +224,10 @@ class Settings:
     limiter_redis_cluster: bool = False
     admin_key: str = ""  # empty: the admin API answers 403 until SCIMSVC_ADMIN_KEY is set
     public_url: str = "http://127.0.0.1:8080"  # base for meta.location
+    # Organization admins (README.md, For organization admins): a portal session's lifetime, and how long
+    # a portal link may wait to be opened unless its maker says otherwise.
+    portal_session_hours: int = 8
+    portal_link_minutes: int = 15
     queue_name: str = "scimsvc:queue"
     db_pool_min: int = 2
     db_pool_max: int = 10
@@ -326,6 +330,12 @@ class Settings:
             "limiter_redis_cluster": env_bool("SCIMSVC_LIMITER_REDIS_CLUSTER", cls.limiter_redis_cluster),
             "admin_key": env_value("SCIMSVC_ADMIN_KEY"),
             "public_url": env_url("SCIMSVC_PUBLIC_URL", cls.public_url, schemes=HTTP_SCHEMES).rstrip("/"),
+            "portal_session_hours": env_int(
+                "SCIMSVC_PORTAL_SESSION_HOURS", cls.portal_session_hours, minimum=1, maximum=720
+            ),
+            "portal_link_minutes": env_int(
+                "SCIMSVC_PORTAL_LINK_MINUTES", cls.portal_link_minutes, minimum=1, maximum=10080
+            ),
             "queue_name": env_str("SCIMSVC_QUEUE_NAME", cls.queue_name),
             # asyncpg opens min connections at start and at most max; 0 at start is allowed, 0 at most not.
             "db_pool_min": env_int("SCIMSVC_DB_POOL_MIN", cls.db_pool_min),

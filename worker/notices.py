@@ -11,12 +11,15 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from scimsvc.ops.logs import mask_email
+from scimsvc.product.portal import LINK_TOKEN_PLACEHOLDER, link_token_hash, new_link_token
 from scimsvc.settings import Settings
 from scimsvc.store import notices as store
+from scimsvc.store import portal
 
 log = logging.getLogger(__name__)
 
 NOT_CONFIGURED = "not sent: no SMTP configured (set SCIMSVC_SMTP_URL)"
+LINK_GONE = "not sent: the sign-in link was used or expired before it could be sent"
 BATCH = 50
 LEASE_SECONDS = 120
 
@@ -63,13 +66,21 @@ async def deliver_notices(ctx: dict[str, Any]) -> int:
             if not settings.smtp_url:
                 await store.record_not_sent(pool, notice["id"], NOT_CONFIGURED)
                 continue
+            body = notice["body"]
+            if notice["portal_link_id"] is not None:
+                # A sign-in link: its token is made now and exists only in this email (its hash is kept).
+                token = new_link_token()
+                if not await portal.set_emailed_token(pool, notice["portal_link_id"], link_token_hash(token)):
+                    await store.record_not_sent(pool, notice["id"], LINK_GONE)
+                    continue
+                body = body.replace(LINK_TOKEN_PLACEHOLDER, token)
             try:
                 await send_mail(
                     settings.smtp_url,
                     sender=settings.smtp_from,
                     to=notice["to_address"],
                     subject=notice["subject"],
-                    body=notice["body"],
+                    body=body,
                 )
             except Exception as exc:  # noqa: BLE001 - any SMTP or network failure is retried later
                 log.warning(

@@ -32,6 +32,7 @@ class Actor:
 
     kind: ActorKind = "admin"
     request_id: str | None = None
+    email: str | None = None  # an organization admin's address, when known: the audit detail's `by`
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ async def record_action(
     """The action's audit row and its events, in the caller's transaction; returns the webhook deliveries
     queued (`wake_deliverer` after the commit). With SCIMSVC_EVENTS off, the audit row only."""
     actor = scope.actor
+    if actor.email:
+        detail = {**detail, "by": actor.email}
     await audit.audit_action(
         conn, tenant_id, action, actor=actor.kind, detail=detail, request_id=actor.request_id, user_id=user_id
     )

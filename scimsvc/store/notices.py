@@ -20,7 +20,7 @@ WHERE n.id IN (
     SELECT id FROM notices WHERE status = 'pending' AND next_attempt_at <= now()
     ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
 )
-RETURNING n.id, n.to_address, n.subject, n.body, n.attempts
+RETURNING n.id, n.to_address, n.subject, n.body, n.attempts, n.portal_link_id
 """
 RECORD_ATTEMPT = "INSERT INTO notice_attempts (notice_id, outcome, error) VALUES ($1, $2, $3)"
 MARK_SENT = "UPDATE notices SET status = 'sent', sent_at = now() WHERE id = $1"

@@ -16,6 +16,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.services.actions import ActionScope, Actor
 from scimsvc.services.admin_users import LICENSE_FILTERS, USER_STATES, storable_text
 from scimsvc.services.changes import Scope
+from scimsvc.web.console.session import ADMIN_EMAIL, SESSION
 from scimsvc.web.keys import LIMITER_REDIS, POOL, REDIS, REQUEST_ID, SETTINGS
 
 
@@ -72,14 +73,15 @@ def admin_scope(request: web.Request, tenant_id: UUID) -> Scope:
 
 
 def action_scope(request: web.Request) -> ActionScope:
-    """The operator's admin and settings actions: audited with actor `admin` and this request's id."""
+    """Admin and settings actions: audited with actor `admin` (the operator: admin API, console) and this
+    request's id, or `org_admin` with the admin's address when the request carries a portal session."""
     app = request.app
-    return ActionScope(
-        pool=app[POOL],
-        redis=app[REDIS],
-        settings=app[SETTINGS],
-        actor=Actor("admin", request.get(REQUEST_ID)),
-    )
+    session = request.get(SESSION)
+    if session is not None and session.tenant_id is not None:
+        actor = Actor("org_admin", request.get(REQUEST_ID), request.get(ADMIN_EMAIL))
+    else:
+        actor = Actor("admin", request.get(REQUEST_ID))
+    return ActionScope(pool=app[POOL], redis=app[REDIS], settings=app[SETTINGS], actor=actor)
 
 
 def user_filters(query: Mapping[str, str]) -> dict[str, Any]:

@@ -1,23 +1,38 @@
-"""The console's gate: sign-in required, a CSRF token checked on every POST, errors shown as pages."""
+"""The console's gate: sign-in required, a live session on the server, an organization admin's portal
+session held to its own organization's marked pages, a CSRF token checked on every POST, errors shown as
+pages.
+
+The rule of a portal session (an organization admin's) is enforced here and nowhere else: it opens a
+handler only when `roles.py:for_org_admins` marked it AND the URL's `{tid}` is its own organization, plus
+the few paths of `PORTAL_PATHS`; everything else is the console's 404 page, the same as a missing page.
+"""
 
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.scim.errors import ScimError
+from scimsvc.services import console_sessions
 from scimsvc.web.console.csrf import FIELD, csrf_valid
 from scimsvc.web.console.pages import page
-from scimsvc.web.console.session import COOKIE, SESSION, decode_session
-from scimsvc.web.keys import REQUEST_ID, SETTINGS
+from scimsvc.web.console.roles import open_to_org_admins
+from scimsvc.web.console.session import ADMIN_EMAIL, COOKIE, SESSION, Session, decode_session, signed_in
+from scimsvc.web.keys import POOL, REQUEST_ID, SETTINGS
 
 log = logging.getLogger(__name__)
 
 CONSOLE_PREFIX = "/console"
 LOGIN_PATH = "/console/login"
 STATIC_PREFIX = "/console/static/"
+PORTAL_PREFIX = "/console/portal/"  # opening a portal link, asking for one by email: before any sign-in
+PORTAL_SIGN_IN_PATH = "/console/portal/sign-in"
+LOGOUT_PATH = "/console/logout"
+# What a portal session may open besides its organization's marked pages.
+PORTAL_PATHS = frozenset({LOGOUT_PATH, "/console/language"})
 
 # No inline script or style, no framing, forms post only here, nothing cached, no referrer leaves.
 SECURITY_HEADERS = {
@@ -45,13 +60,40 @@ def render_error(request: web.Request, status: int, detail: str) -> web.Response
     return page(request, "error.html", {"status": status, "detail": detail}, status=status)
 
 
+def _portal_may_open(request: web.Request, session: Session) -> bool:
+    """A portal session opens its organization's marked pages and `PORTAL_PATHS`, nothing else."""
+    if request.path in PORTAL_PATHS:
+        return True
+    if not open_to_org_admins(request.match_info.handler):
+        return False
+    try:
+        return UUID(request.match_info.get("tid", "")) == session.tenant_id
+    except ValueError:
+        return False
+
+
+async def _live(request: web.Request, session: Session | None) -> Session | None:
+    """A signed-in session only while its row on the server is live (one lookup by primary key); the
+    anonymous session that carries the sign-in form's CSRF token is the cookie alone."""
+    if not signed_in(session):
+        return session
+    assert session is not None
+    row = await console_sessions.live(request.app[POOL], session.sid)
+    if row is None or row.tenant_id != session.tenant_id:
+        return None
+    if row.email:
+        request[ADMIN_EMAIL] = row.email
+    return session
+
+
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(STATIC_PREFIX):
         return await handler(request)
     admin_key = request.app[SETTINGS].admin_key
     if not admin_key:
         raise ScimError(403, "the console is off: set SCIMSVC_ADMIN_KEY on the server, then sign in with it")
-    session = decode_session(request.cookies.get(COOKIE), admin_key)
+    cookie = decode_session(request.cookies.get(COOKIE), admin_key)
+    session = await _live(request, cookie)
     if session is not None:
         request[SESSION] = session
     if request.method not in ("GET", "HEAD"):
@@ -59,8 +101,18 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = form.get(FIELD)
         if session is None or not csrf_valid(session, admin_key, given if isinstance(given, str) else None):
             raise ScimError(403, FORM_EXPIRED)
-    if request.path != LOGIN_PATH and (session is None or not session.operator):
-        raise web.HTTPSeeOther(LOGIN_PATH)
+    if request.path == LOGIN_PATH or request.path.startswith(PORTAL_PREFIX):
+        return await handler(request)
+    if session is not None and session.tenant_id is not None:
+        if request.path in (CONSOLE_PREFIX, CONSOLE_PREFIX + "/"):
+            raise web.HTTPSeeOther(f"/console/tenants/{session.tenant_id}/scim")
+        if not _portal_may_open(request, session):
+            raise web.HTTPNotFound()  # the same page as a missing one: nothing revealed
+        return await handler(request)
+    if session is None or not session.operator:
+        # A portal session that ended (or expired) goes back to asking for a link, not to the operator key.
+        ended_portal = cookie is not None and cookie.tenant_id is not None
+        raise web.HTTPSeeOther(PORTAL_SIGN_IN_PATH if ended_portal else LOGIN_PATH)
     return await handler(request)
 
 

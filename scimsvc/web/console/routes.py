@@ -25,7 +25,7 @@ from schemas.admin import (
 from scimsvc.ops.queue_health import queue_health
 from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.scim.ids import id_or_404
-from scimsvc.services import admin_users, tokens
+from scimsvc.services import admin_users, console_sessions, tokens
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
@@ -42,8 +42,9 @@ from scimsvc.web.admin_requests import (
 )
 from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
 from scimsvc.web.console import forms
-from scimsvc.web.console.access import LOGIN_PATH
+from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
 from scimsvc.web.console.pages import page
+from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.console.session import (
     COOKIE,
     COOKIE_PATH,
@@ -113,6 +114,7 @@ async def login(request: web.Request) -> web.Response:
     if not await operator_key_given(request, forms.text(form, "key"), "console sign-in"):
         return page(request, "login.html", {"error": "That is not the operator key."}, status=401)
     session = new_session(operator=True)  # a new id: nothing seen before sign-in is valid after it
+    await console_sessions.start(request.app[POOL], session.sid, expires=session.expires)
     response = see_other("/console/tenants")
     _set_session(response, request, session)
     raise response
@@ -120,7 +122,10 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/console/logout")
 async def logout(request: web.Request) -> web.Response:
-    response = see_other(LOGIN_PATH)
+    """End the session on the server (a copied cookie stops working) and in the browser."""
+    session = request[SESSION]
+    await console_sessions.end(request.app[POOL], session.sid)
+    response = see_other(PORTAL_SIGN_IN_PATH if session.tenant_id is not None else LOGIN_PATH)
     response.del_cookie(COOKIE, path=COOKIE_PATH)
     raise response
 
@@ -184,6 +189,7 @@ async def _scim_page(
 
 
 @routes.get("/console/tenants/{tid}/scim")
+@for_org_admins
 async def scim_panel(request: web.Request) -> web.Response:
     return await _scim_page(request)
 

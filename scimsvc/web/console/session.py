@@ -4,8 +4,9 @@ Stateless on purpose: any web replica can check it, and it keeps working while R
 when an operator most needs the queue page). The signing key is derived from `SCIMSVC_ADMIN_KEY` with
 PBKDF2, so changing the admin key signs every console session out, and a stolen cookie does not make
 guessing the admin key offline cheap. The cookie holds no secret: a random session id, the expiry and
-whether the operator signed in. Signing out removes it from the browser; a copy taken before then stays
-valid until it expires (at most `SIGNED_IN_SECONDS`), or until the admin key changes.
+whether the operator signed in (or, for an organization admin's portal session, its organization). A
+signed-in session must also be live on the server (`services/console_sessions.py`, checked by
+`access.py`): signing out ends it there, so a copy of the cookie taken before then is refused.
 """
 
 from __future__ import annotations
@@ -41,13 +42,28 @@ class Session:
 
 
 SESSION = web.RequestKey("console_session", Session)
+# The organization admin's address of a live portal session, when its link named one (for the audit).
+ADMIN_EMAIL = web.RequestKey("console_admin_email", str)
 
 
-def new_session(*, operator: bool, now: float | None = None) -> Session:
-    """A fresh session id (a new one at sign-in, so an id seen before sign-in is worth nothing after)."""
-    lifetime = SIGNED_IN_SECONDS if operator else SIGN_IN_FORM_SECONDS
+def new_session(
+    *,
+    operator: bool,
+    now: float | None = None,
+    tenant_id: UUID | None = None,
+    lifetime: int | None = None,
+) -> Session:
+    """A fresh session id (a new one at sign-in, so an id seen before sign-in is worth nothing after);
+    with `tenant_id`, an organization admin's portal session, which lasts `lifetime` seconds."""
+    if lifetime is None:
+        lifetime = SIGNED_IN_SECONDS if operator else SIGN_IN_FORM_SECONDS
     started = int(now if now is not None else time.time())
-    return Session(secrets.token_urlsafe(18), started + lifetime, operator)
+    return Session(secrets.token_urlsafe(18), started + lifetime, operator, tenant_id)
+
+
+def signed_in(session: Session | None) -> bool:
+    """Whether the session signed in (the operator's, or a portal session), not the anonymous one."""
+    return session is not None and (session.operator or session.tenant_id is not None)
 
 
 @functools.lru_cache(maxsize=4)
@@ -70,7 +86,10 @@ def _unb64(text: str) -> bytes:
 
 def encode_session(session: Session, admin_key: str) -> str:
     """`<payload>.<HMAC-SHA256 of payload>`, both base64url."""
-    payload = b64(orjson.dumps({"sid": session.sid, "exp": session.expires, "op": session.operator}))
+    data: dict[str, object] = {"sid": session.sid, "exp": session.expires, "op": session.operator}
+    if session.tenant_id is not None:
+        data["tid"] = str(session.tenant_id)
+    payload = b64(orjson.dumps(data))
     mac = hmac.new(derived_key(admin_key, "session"), payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{b64(mac)}"
 
@@ -85,9 +104,26 @@ def decode_session(value: str | None, admin_key: str, *, now: float | None = Non
         if not hmac.compare_digest(_unb64(mac), expected):
             return None
         data = orjson.loads(_unb64(payload))
-        session = Session(str(data["sid"]), int(data["exp"]), data["op"] is True)
-    except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        tid = data.get("tid")
+        tenant_id = UUID(tid) if isinstance(tid, str) else None
+        session = Session(
+            str(data["sid"]), int(data["exp"]), data["op"] is True and tenant_id is None, tenant_id
+        )
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
         return None
     if session.expires <= (now if now is not None else time.time()):
         return None
     return session
+
+
+def set_cookie(response: web.StreamResponse, session: Session, *, admin_key: str, public_url: str) -> None:
+    """The session's cookie: HttpOnly, SameSite=Strict, path /console/, Secure when served over https."""
+    response.set_cookie(
+        COOKIE,
+        encode_session(session, admin_key),
+        max_age=max(int(session.expires - time.time()), 0),
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=public_url.startswith("https://"),
+    )

@@ -1,0 +1,55 @@
+"""Admin API payloads of portal access (README.md, For organization admins): portal links, ending portal
+sessions, an organization's registered admin addresses. Unknown fields are errors, as in schemas/admin.py."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from schemas.base import Text
+
+MAX_LINK_MINUTES = 7 * 24 * 60  # scimsvc/product/portal.py:MAX_LINK_MINUTES
+_EMAIL = (validate.Length(max=320), validate.Email(error="must be an email address"))
+
+
+def _d(text: str) -> dict[str, str]:
+    return {"description": text}
+
+
+class PortalLinkCreateSchema(Schema):
+    """`POST portal-links`: optionally the admin it is for, and how long it may wait to be opened."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = Text(allow_none=True, load_default=None, validate=_EMAIL, metadata=_d("The admin it is for"))
+    minutes = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_LINK_MINUTES),
+        metadata=_d("Minutes until it expires (default SCIMSVC_PORTAL_LINK_MINUTES)"),
+    )
+
+
+class PortalLinkSchema(Schema):
+    url = fields.String(required=True, metadata=_d("Opens the organization's portal once; shown only now"))
+    expires_at = fields.DateTime(required=True)
+    email = fields.String(allow_none=True, required=True)
+
+
+class PortalSessionsEndedSchema(Schema):
+    ended = fields.Integer(required=True, metadata=_d("How many live portal sessions were ended"))
+
+
+class OrgAdminCreateSchema(Schema):
+    """`POST org-admins`: an address that may ask for a sign-in link by email."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = Text(required=True, validate=_EMAIL)
+
+
+class OrgAdminSchema(Schema):
+    email = fields.String(required=True, metadata=_d("Lower-cased"))
+    created_at = fields.DateTime(required=True)

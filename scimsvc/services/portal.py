@@ -1,0 +1,161 @@
+"""Portal access for an organization's admins (README.md, For organization admins): links the operator
+makes (admin API, console, CLI), sign-in links by email, opening a link into a portal session, ending
+an organization's portal sessions, and the organization's registered admin addresses.
+
+Making a link, ending sessions and changing the registered addresses are actions (services/actions.py),
+audited; a link's token is shown once and only its hash is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from scimsvc.enqueue import enqueue_deliver_notices
+from scimsvc.product.portal import (
+    LINK_TOKEN_PLACEHOLDER,
+    SIGN_IN_EMAILS_PER_HOUR,
+    link_token_hash,
+    link_url,
+    new_link_token,
+    normal_email,
+    session_id_hash,
+)
+from scimsvc.product.portal import sign_in_email as sign_in_email_text
+from scimsvc.scim.errors import not_found
+from scimsvc.services.actions import ActionScope, record_action
+from scimsvc.settings import Settings
+from scimsvc.store import console_sessions, tenants
+from scimsvc.store import portal as store
+from scimsvc.store.db import transaction
+
+ADMINS_SHOWN = 500
+
+
+@dataclass(frozen=True)
+class NewLink:
+    """A link just made: its address (shown once; only the token's hash is kept), expiry and admin."""
+
+    id: UUID
+    url: str
+    expires_at: datetime
+    email: str | None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A link just used: the portal session it started."""
+
+    tenant_id: UUID
+    email: str | None
+
+
+async def create_link(
+    scope: ActionScope, tenant_id: UUID, *, email: str | None = None, minutes: int | None = None
+) -> NewLink:
+    """A single-use link to the organization's portal (404 without the tenant), audited
+    (`portal_link_created`, never with the token)."""
+    token = new_link_token()
+    minutes = minutes or scope.settings.portal_link_minutes
+    email = normal_email(email) if email else None
+    async with transaction(scope.pool) as conn:
+        if await tenants.get_tenant(conn, tenant_id) is None:
+            raise not_found(f"tenant {tenant_id} not found")
+        row = await store.create_link(conn, tenant_id, link_token_hash(token), email=email, minutes=minutes)
+        detail = {"link_id": str(row["id"]), "email": email, "expires_at": row["expires_at"].isoformat()}
+        await record_action(conn, scope, tenant_id, "portal_link_created", detail)
+    return NewLink(row["id"], link_url(scope.settings.public_url, token), row["expires_at"], email)
+
+
+async def usable_link(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
+    """The link a token opens, if it may still be opened (nothing is used up): id, tenant_id, email,
+    emailed, tenant_name."""
+    return await store.usable_link(pool, link_token_hash(token))
+
+
+async def open_link(pool: asyncpg.Pool, token: str, *, sid: str, expires: int) -> Opened | None:
+    """Use the link up and start portal session `sid` of its organization, in one transaction; None when
+    the link is unknown, used or expired (nothing started)."""
+    async with transaction(pool) as conn:
+        row = await store.use_link(conn, link_token_hash(token))
+        if row is None:
+            return None
+        await console_sessions.start_session(
+            conn, session_id_hash(sid), tenant_id=row["tenant_id"], email=row["email"], expires=expires
+        )
+    return Opened(row["tenant_id"], row["email"])
+
+
+async def end_portal_sessions(scope: ActionScope, tenant_id: UUID) -> int:
+    """End every live portal session of the organization (404 without the tenant), audited
+    (`portal_sessions_ended`); how many were ended."""
+    async with transaction(scope.pool) as conn:
+        if await tenants.get_tenant(conn, tenant_id) is None:
+            raise not_found(f"tenant {tenant_id} not found")
+        ended = await console_sessions.end_tenant_sessions(conn, tenant_id)
+        await record_action(conn, scope, tenant_id, "portal_sessions_ended", {"ended": ended})
+    return ended
+
+
+async def request_sign_in_links(
+    pool: asyncpg.Pool, redis: ArqRedis, settings: Settings, email: str, *, request_id: str | None
+) -> int:
+    """A sign-in link by email for each organization the address is registered for (at most
+    SIGN_IN_EMAILS_PER_HOUR an hour per address); how many notices were queued. The caller answers the
+    same whatever this returns. The notices hold the token's placeholder; the worker makes the token."""
+    address = normal_email(email)
+    minutes = settings.portal_link_minutes
+    async with transaction(pool) as conn:
+        links = await store.create_emailed_links(
+            conn, address, minutes=minutes, per_hour=SIGN_IN_EMAILS_PER_HOUR
+        )
+        for link in links:
+            url = link_url(settings.public_url, LINK_TOKEN_PLACEHOLDER)
+            subject, body = sign_in_email_text(organization=link["tenant_name"], url=url, minutes=minutes)
+            await store.add_link_notice(
+                conn,
+                link["tenant_id"],
+                link["id"],
+                to=address,
+                subject=subject,
+                body=body,
+                request_id=request_id,
+            )
+    if links:
+        await enqueue_deliver_notices(
+            redis, queue_name=settings.queue_name, wait=settings.enqueue_timeout_seconds
+        )
+    return len(links)
+
+
+async def list_admins(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
+    """The organization's registered admin addresses (email, created_at)."""
+    return await store.list_admins(pool, tenant_id, limit=ADMINS_SHOWN)
+
+
+async def add_admin(scope: ActionScope, tenant_id: UUID, email: str) -> bool:
+    """Register an admin address (case-insensitive), audited (`org_admin_added`); False when it already
+    was (nothing written)."""
+    address = normal_email(email)
+    async with transaction(scope.pool) as conn:
+        if await tenants.get_tenant(conn, tenant_id) is None:
+            raise not_found(f"tenant {tenant_id} not found")
+        if await store.add_admin(conn, tenant_id, address) is None:
+            return False
+        await record_action(conn, scope, tenant_id, "org_admin_added", {"email": address})
+    return True
+
+
+async def remove_admin(scope: ActionScope, tenant_id: UUID, email: str) -> bool:
+    """Remove a registered admin address, audited (`org_admin_removed`); False when it was not one. Its
+    portal sessions stay until they end or the operator ends them."""
+    address = normal_email(email)
+    async with transaction(scope.pool) as conn:
+        if not await store.remove_admin(conn, tenant_id, address):
+            return False
+        await record_action(conn, scope, tenant_id, "org_admin_removed", {"email": address})
+    return True

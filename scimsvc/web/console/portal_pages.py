@@ -1,0 +1,247 @@
+"""Console pages of portal access (README.md, For organization admins).
+
+The operator's tab "Portal access" of an organization (`/console/tenants/{tid}/portal`): make a portal link
+(shown once: the POST hands it to the next GET in a short-lived cookie of that page only, cleared once
+shown, so it is never in a URL and a reload makes no other), the registered admin addresses, the live
+portal sessions, and ending them all (after a confirmation page).
+
+The pages before any sign-in, under `/console/portal/` (`access.py:PORTAL_PREFIX`): opening a link
+(`/console/portal/{token}`) and asking for a sign-in link by email (`/console/portal/sign-in`). A link the
+operator or the admin API made signs in on GET (a product's settings page redirects its admin there); an
+emailed link shows a Continue button that POSTs, since mail scanners fetch the links they see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from schemas.portal import OrgAdminCreateSchema, PortalLinkCreateSchema
+from scimsvc.product.portal import link_url
+from scimsvc.scim.errors import ScimError
+from scimsvc.services import console_sessions, portal
+from scimsvc.services.tenants import tenant_or_404
+from scimsvc.web.admin_requests import action_scope, load, tenant_id_of
+from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.console import forms
+from scimsvc.web.console.access import PORTAL_SIGN_IN_PATH
+from scimsvc.web.console.pages import page
+from scimsvc.web.console.session import SESSION, Session, new_session, set_cookie, signed_in
+from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+
+routes = web.RouteTableDef()
+
+TAB = "/console/tenants/{tid}/portal"
+NEW_LINK_COOKIE = "scimsvc_portal_link"
+NEW_LINK_SECONDS = 120  # the new link's way from the POST to the page that shows it
+NOTICES = {
+    "portal-link-created": "Portal link made. Copy it now: it is shown only once.",
+    "org-admin-added": "Admin address registered: it may now ask for a sign-in link by email.",
+    "org-admin-removed": "Admin address removed. Its portal sessions stay until they end.",
+    "portal-sessions-ended": "Every portal session of this organization has ended.",
+    "link-sent": (
+        "If that address is registered for an organization, a sign-in link is on its way to it. "
+        "It works once, within a few minutes."
+    ),
+}
+
+
+def _tab(tenant_id: UUID | str) -> str:
+    return TAB.replace("{tid}", str(tenant_id))
+
+
+def _cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    settings = request.app[SETTINGS]
+    set_cookie(response, session, admin_key=settings.admin_key, public_url=settings.public_url)
+
+
+def _anonymous(request: web.Request) -> Session:
+    """The request's session, or a new anonymous one to carry a form's CSRF token."""
+    session = request.get(SESSION)
+    if session is None:
+        session = new_session(operator=False)
+        request[SESSION] = session
+    return session
+
+
+# --- the operator's tab ------------------------------------------------------------------------------
+
+
+async def _portal_page(
+    request: web.Request, *, status: int = 200, error: str | None = None, form: dict[str, Any] | None = None
+) -> web.Response:
+    pool, settings = request.app[POOL], request.app[SETTINGS]
+    row = await tenant_or_404(pool, tenant_id_of(request))
+    tenant = render_tenant(row, public_url=settings.public_url)
+    new_link = None
+    token = request.cookies.get(NEW_LINK_COOKIE)
+    if token:
+        link = await portal.usable_link(pool, token)
+        if link is not None and link["tenant_id"] == row["id"]:
+            new_link = {"url": link_url(settings.public_url, token), "email": link["email"]}
+    context = {
+        "tenant": tenant,
+        "section": "portal",
+        "new_link": new_link,
+        "default_minutes": settings.portal_link_minutes,
+        "admins": await portal.list_admins(pool, row["id"]),
+        "sessions": await console_sessions.live_portal_sessions(pool, row["id"]),
+        "notice": NOTICES.get(request.query.get("done", "")),
+        "form": form or {},
+        "error": error,
+    }
+    response = page(request, "portal_access.html", context, status=status)
+    if token:
+        response.del_cookie(NEW_LINK_COOKIE, path=_tab(request.match_info["tid"]))
+    return response
+
+
+@routes.get(TAB)
+async def portal_access(request: web.Request) -> web.Response:
+    return await _portal_page(request)
+
+
+@routes.post(TAB + "/links")
+async def portal_link_create(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    email, minutes = forms.text(form, "email").strip(), forms.text(form, "minutes").strip()
+    try:
+        if minutes and not minutes.isdigit():
+            raise ScimError(400, "minutes must be a whole number of minutes, or empty for the default")
+        data = load(
+            PortalLinkCreateSchema(), {"email": email or None, "minutes": int(minutes) if minutes else None}
+        )
+        link = await portal.create_link(
+            action_scope(request), tenant_id, email=data["email"], minutes=data["minutes"]
+        )
+    except ScimError as exc:
+        return await _portal_page(request, status=exc.status, error=exc.detail, form=dict(form))
+    settings = request.app[SETTINGS]
+    path = _tab(request.match_info["tid"])
+    response = web.HTTPSeeOther(f"{path}?done=portal-link-created")
+    response.set_cookie(
+        NEW_LINK_COOKIE,
+        link.url.rsplit("/", 1)[1],
+        max_age=NEW_LINK_SECONDS,
+        path=path,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.public_url.startswith("https://"),
+    )
+    raise response
+
+
+@routes.post(TAB + "/admins")
+async def org_admin_add(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    try:
+        email = load(OrgAdminCreateSchema(), {"email": forms.text(form, "email").strip()})["email"]
+        await portal.add_admin(action_scope(request), tenant_id, email)
+    except ScimError as exc:
+        return await _portal_page(request, status=exc.status, error=exc.detail, form=dict(form))
+    raise web.HTTPSeeOther(f"{_tab(request.match_info['tid'])}?done=org-admin-added")
+
+
+@routes.post(TAB + "/admins/remove")
+async def org_admin_remove(request: web.Request) -> web.Response:
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    email = forms.text(form, "email")
+    if not await portal.remove_admin(action_scope(request), tenant_id, email):
+        detail = f"{email} is not a registered admin address of this organization (already removed?)"
+        return await _portal_page(request, status=404, error=detail)
+    raise web.HTTPSeeOther(f"{_tab(request.match_info['tid'])}?done=org-admin-removed")
+
+
+@routes.get(TAB + "/end-sessions")
+async def end_sessions_confirm(request: web.Request) -> web.Response:
+    pool, settings = request.app[POOL], request.app[SETTINGS]
+    row = await tenant_or_404(pool, tenant_id_of(request))
+    sessions = await console_sessions.live_portal_sessions(pool, row["id"])
+    context = {
+        "tenant": render_tenant(row, public_url=settings.public_url),
+        "section": "portal",
+        "live": len(sessions),
+    }
+    return page(request, "portal_end_sessions.html", context)
+
+
+@routes.post(TAB + "/end-sessions")
+async def end_sessions(request: web.Request) -> web.Response:
+    await portal.end_portal_sessions(action_scope(request), tenant_id_of(request))
+    raise web.HTTPSeeOther(f"{_tab(request.match_info['tid'])}?done=portal-sessions-ended")
+
+
+# --- before sign-in: asking for a link by email, opening a link ---------------------------------------
+
+
+@routes.get(PORTAL_SIGN_IN_PATH)
+async def sign_in_form(request: web.Request) -> web.Response:
+    session = _anonymous(request)
+    context: dict[str, Any] = {"notice": NOTICES.get(request.query.get("done", "")), "form": {}}
+    response = page(request, "portal_sign_in.html", context)
+    _cookie(request, response, session)
+    return response
+
+
+@routes.post(PORTAL_SIGN_IN_PATH)
+async def sign_in_request(request: web.Request) -> web.Response:
+    """The same answer whether or not the address is registered (nothing to learn about who is)."""
+    form = await request.post()
+    typed = forms.text(form, "email").strip()
+    try:
+        email = load(OrgAdminCreateSchema(), {"email": typed})["email"]
+    except ScimError as exc:
+        return page(
+            request, "portal_sign_in.html", {"error": exc.detail, "form": {"email": typed}}, status=400
+        )
+    app = request.app
+    await portal.request_sign_in_links(
+        app[POOL], app[REDIS], app[SETTINGS], email, request_id=request.get(REQUEST_ID)
+    )
+    raise web.HTTPSeeOther(f"{PORTAL_SIGN_IN_PATH}?done=link-sent")
+
+
+def _link_gone(request: web.Request) -> web.Response:
+    return page(request, "portal_link_gone.html", {}, status=410)
+
+
+async def _open(request: web.Request, token: str) -> web.Response:
+    """Use the link up and sign this browser in to its organization (a new session id)."""
+    settings = request.app[SETTINGS]
+    fresh = new_session(operator=False, lifetime=settings.portal_session_hours * 3600)
+    opened = await portal.open_link(request.app[POOL], token, sid=fresh.sid, expires=fresh.expires)
+    if opened is None:
+        return _link_gone(request)
+    previous = request.get(SESSION)
+    if signed_in(previous):  # the browser's earlier sign-in ends: one session per browser
+        assert previous is not None
+        await console_sessions.end(request.app[POOL], previous.sid)
+    session = Session(fresh.sid, fresh.expires, False, opened.tenant_id)
+    response = web.HTTPSeeOther(f"/console/tenants/{opened.tenant_id}/scim")
+    _cookie(request, response, session)
+    raise response
+
+
+@routes.get("/console/portal/{token}")
+async def open_link(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    link = await portal.usable_link(request.app[POOL], token)
+    if link is None:
+        return _link_gone(request)
+    if not link["emailed"]:
+        return await _open(request, token)
+    session = _anonymous(request)
+    context = {"organization": link["tenant_name"], "action": request.path}
+    response = page(request, "portal_continue.html", context)
+    _cookie(request, response, session)
+    return response
+
+
+@routes.post("/console/portal/{token}")
+async def open_link_continue(request: web.Request) -> web.Response:
+    return await _open(request, request.match_info["token"])
