@@ -29,6 +29,9 @@ def _purges(settings: Settings) -> list[tuple[str, Purge, int]]:
         ("audit_log", retention.delete_old_audit, settings.retention_audit_days),
         ("provisioning_log", retention.delete_old_provisioning_log, settings.retention_provisioning_log_days),
         ("events", retention.delete_old_events, settings.retention_events_days),
+        # Ended or expired console sessions, used or expired portal links: with the notices' window.
+        ("console_sessions", retention.delete_finished_console_sessions, settings.retention_notices_days),
+        ("portal_links", retention.delete_finished_portal_links, settings.retention_notices_days),
     ]
 
 

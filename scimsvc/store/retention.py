@@ -90,6 +90,33 @@ WITH oldest AS (
 SELECT (SELECT count(*) FROM gone) AS events, (SELECT count(*) FROM gone_deliveries) AS webhook_deliveries,
        (SELECT count(*) FROM attempts) AS webhook_attempts
 """
+# Console sessions and portal links by their expiry (an ended session or a used link expires within its
+# lifetime anyway), through their age indexes (migrations/0901_portal_access.sql): past it they are of no
+# use to anyone, and the audit log has its own rows about them.
+DELETE_FINISHED_CONSOLE_SESSIONS = """
+WITH doomed AS (
+    SELECT id_hash FROM console_sessions
+    WHERE expires_at < now() - make_interval(days => $1)
+    ORDER BY expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM console_sessions s USING doomed WHERE s.id_hash = doomed.id_hash RETURNING 1
+)
+SELECT count(*) AS console_sessions FROM gone
+"""
+DELETE_FINISHED_PORTAL_LINKS = """
+WITH doomed AS (
+    SELECT id FROM portal_links
+    WHERE expires_at < now() - make_interval(days => $1)
+    ORDER BY expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM portal_links l USING doomed WHERE l.id = doomed.id RETURNING 1
+)
+SELECT count(*) AS portal_links FROM gone
+"""
 
 
 async def _delete_batch(pool: asyncpg.Pool, sql: str, older_than_days: int, limit: int) -> dict[str, int]:
@@ -123,3 +150,17 @@ async def delete_old_events(pool: asyncpg.Pool, *, older_than_days: int, limit: 
     """Delete up to `limit` events that occurred more than `older_than_days` ago, with their webhook
     deliveries and attempts."""
     return await _delete_batch(pool, DELETE_OLD_EVENTS, older_than_days, limit)
+
+
+async def delete_finished_console_sessions(
+    pool: asyncpg.Pool, *, older_than_days: int, limit: int
+) -> dict[str, int]:
+    """Delete up to `limit` console sessions that expired more than `older_than_days` ago."""
+    return await _delete_batch(pool, DELETE_FINISHED_CONSOLE_SESSIONS, older_than_days, limit)
+
+
+async def delete_finished_portal_links(
+    pool: asyncpg.Pool, *, older_than_days: int, limit: int
+) -> dict[str, int]:
+    """Delete up to `limit` portal links that expired more than `older_than_days` ago."""
+    return await _delete_batch(pool, DELETE_FINISHED_PORTAL_LINKS, older_than_days, limit)
