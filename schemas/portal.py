@@ -3,12 +3,21 @@ sessions, an organization's registered admin addresses. Unknown fields are error
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import RAISE, Schema, fields, validate
 
 from schemas.base import Text
 
 MAX_LINK_MINUTES = 7 * 24 * 60  # scimsvc/product/portal.py:MAX_LINK_MINUTES
 _EMAIL = (validate.Length(max=320), validate.Email(error="must be an email address"))
+
+
+class EmailText(Text):
+    """An email address as people paste it: spaces around it are dropped before it is checked."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
 def _d(text: str) -> dict[str, str]:
@@ -21,7 +30,7 @@ class PortalLinkCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    email = Text(allow_none=True, load_default=None, validate=_EMAIL, metadata=_d("The admin it is for"))
+    email = EmailText(allow_none=True, load_default=None, validate=_EMAIL, metadata=_d("The admin it is for"))
     minutes = fields.Integer(
         strict=True,
         allow_none=True,
@@ -47,7 +56,7 @@ class OrgAdminCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    email = Text(required=True, validate=_EMAIL)
+    email = EmailText(required=True, validate=_EMAIL)
 
 
 class OrgAdminSchema(Schema):

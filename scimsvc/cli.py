@@ -269,6 +269,40 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_portal_link(settings: Settings, args: argparse.Namespace) -> int:
+    from marshmallow import ValidationError
+
+    from schemas.base import flatten_errors
+    from schemas.portal import PortalLinkCreateSchema
+    from scimsvc.scim.errors import ScimError
+    from scimsvc.services import portal
+
+    try:
+        data = PortalLinkCreateSchema().load({"email": args.email, "minutes": args.minutes})
+    except ValidationError as exc:
+        _error("invalid portal link: " + "; ".join(flatten_errors(exc.messages)))
+        return EXIT_USAGE
+
+    async def work(scope: Any) -> Any:
+        try:
+            return await portal.create_link(
+                scope, args.tenant_id, email=data["email"], minutes=data["minutes"]
+            )
+        except ScimError:  # the only one: no such tenant
+            return None
+
+    link = _run(_acting(settings, work))
+    if link is None:
+        _error(f"no tenant {args.tenant_id}")
+        return EXIT_FAILURE
+    print(link.url)
+    print(
+        f"(opens the organization's portal once, until {link.expires_at.isoformat()}; shown only now)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, create a demo tenant, then run the worker (child process) and the web front end.
 
@@ -629,6 +663,14 @@ ENVIRONMENT: dict[str, tuple[str, ...]] = {
     # Their actions are audited with their events; Redis only wakes the webhook deliverer.
     "tenant": (*_DATABASE, "SCIMSVC_PUBLIC_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"),
     "token": (*_DATABASE, "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"),
+    "portal-link": (
+        *_DATABASE,
+        "SCIMSVC_PUBLIC_URL",
+        "SCIMSVC_PORTAL_LINK_MINUTES",
+        "SCIMSVC_REDIS_URL",
+        "SCIMSVC_QUEUE_NAME",
+        "SCIMSVC_EVENTS",
+    ),
     "queue": (*_STORES, *_QUEUE_HEALTH),
 }
 
@@ -798,6 +840,22 @@ def build_parser() -> argparse.ArgumentParser:
     trevoke.add_argument("tenant_id", type=UUID, help="the tenant's id")
     trevoke.add_argument("token_id", type=UUID, help="the token's id (printed when it was issued)")
     trevoke.set_defaults(func=cmd_token_revoke)
+
+    plink = _add_command(
+        sub,
+        "portal-link",
+        "print a single-use link to an organization's portal",
+        description="Make a single-use link that signs its opener in to one organization's pages of the "
+        "console (README.md, For organization admins) and print it (shown only now).",
+    )
+    plink.add_argument("tenant_id", type=UUID, help="the tenant's id")
+    plink.add_argument("--email", help="the organization admin it is for (default: none)")
+    plink.add_argument(
+        "--minutes",
+        type=int,
+        help="minutes until it expires, 1 to 10080 (default: SCIMSVC_PORTAL_LINK_MINUTES)",
+    )
+    plink.set_defaults(func=cmd_portal_link)
 
     from scimsvc.ops.queue_view import add_queue_command  # imports rich only when the CLI is built
 

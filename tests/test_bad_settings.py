@@ -61,6 +61,18 @@ TENANT = str(uuid.uuid4())
 
 BAD_SETTINGS = [
     # (command, variable, value, what the line says)
+    (
+        "serve",
+        "SCIMSVC_PORTAL_SESSION_HOURS",
+        "0",
+        "SCIMSVC_PORTAL_SESSION_HOURS must be from 1 to 720, got '0'",
+    ),
+    (
+        "portal-link " + TENANT,
+        "SCIMSVC_PORTAL_LINK_MINUTES",
+        "20000",
+        "SCIMSVC_PORTAL_LINK_MINUTES must be from 1 to 10080, got '20000'",
+    ),
     ("serve", "SCIMSVC_DB_POOL_MAX", "0", "SCIMSVC_DB_POOL_MAX must be 1 or more, got '0'"),
     ("serve", "SCIMSVC_DB_WAIT_SECONDS", "0", "SCIMSVC_DB_WAIT_SECONDS must be from 1 to 600, got '0'"),
     (
@@ -329,6 +341,8 @@ WEB = {
     "SCIMSVC_PUBLIC_URL",
     "SCIMSVC_ADMIN_KEY",
     "SCIMSVC_ADMIN_KEY_FILE",
+    "SCIMSVC_PORTAL_SESSION_HOURS",
+    "SCIMSVC_PORTAL_LINK_MINUTES",
     "SCIMSVC_DB_POOL_MIN",
     "SCIMSVC_DB_POOL_MAX",
     "SCIMSVC_DB_WAIT_SECONDS",
@@ -391,6 +405,14 @@ READS = {
     | {"SCIMSVC_PUBLIC_URL", "SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"},
     "token create": DATABASE | {"SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"},
     "token revoke": DATABASE | {"SCIMSVC_REDIS_URL", "SCIMSVC_QUEUE_NAME", "SCIMSVC_EVENTS"},
+    "portal-link": DATABASE
+    | {
+        "SCIMSVC_PUBLIC_URL",
+        "SCIMSVC_PORTAL_LINK_MINUTES",
+        "SCIMSVC_REDIS_URL",
+        "SCIMSVC_QUEUE_NAME",
+        "SCIMSVC_EVENTS",
+    },
     "queue": STORES | QUEUE_HEALTH,
 }
 
@@ -406,6 +428,8 @@ FIELDS = {
     "SCIMSVC_QUEUE_NAME": "queue_name",
     "SCIMSVC_PUBLIC_URL": "public_url",
     "SCIMSVC_ADMIN_KEY": "admin_key",
+    "SCIMSVC_PORTAL_SESSION_HOURS": "portal_session_hours",
+    "SCIMSVC_PORTAL_LINK_MINUTES": "portal_link_minutes",
     "SCIMSVC_DB_POOL_MIN": "db_pool_min",
     "SCIMSVC_DB_POOL_MAX": "db_pool_max",
     "SCIMSVC_DB_WAIT_SECONDS": "db_wait_seconds",
