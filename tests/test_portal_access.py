@@ -4,6 +4,7 @@ its own organization's marked pages."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import hashlib
@@ -284,6 +285,16 @@ async def test_signing_out_ends_the_session_on_the_server_and_a_copied_cookie_go
     assert copied.status == 303 and copied.headers["Location"] == "/console/login"
 
 
+async def test_two_browsers_opening_one_link_at_once_get_one_session(
+    aiohttp_client, settings, client, db, tenant
+):
+    path = await portal_link(client, tenant.id)
+    browsers = [await aiohttp_client(create_app(settings)) for _ in range(2)]
+    answers = await asyncio.gather(*(b.get(path, allow_redirects=False) for b in browsers))
+    assert sorted(a.status for a in answers) == [303, 410]
+    assert await db.fetchval(SESSIONS_OF, uuid.UUID(tenant.id)) == 1
+
+
 async def test_the_operator_ends_every_portal_session_of_an_organization(
     aiohttp_client, settings, client, db
 ):
@@ -534,6 +545,19 @@ async def test_sign_in_emails_to_one_address_are_bounded(client, db, tenant):
         resp = await ask_for_link(client, address)
         assert resp.status == 303
     assert await db.fetchval("SELECT count(*) FROM notices WHERE to_address = $1", address) == 5
+
+
+async def test_sign_in_requests_from_one_client_are_bounded(aiohttp_client, settings, db):
+    # A budget of its own (a prefix of its own): other tests' requests from 127.0.0.1 do not count here.
+    prefix = f"{settings.rate_limit_prefix}:{uuid.uuid4().hex[:8]}"
+    bounded = dataclasses.replace(settings, auth_failures_per_minute=2, rate_limit_prefix=prefix)
+    client = await aiohttp_client(create_app(bounded))
+    addresses = [unique_email("bounded") for _ in range(3)]
+    for address in addresses[:2]:
+        assert (await ask_for_link(client, address)).status == 303
+    resp = await ask_for_link(client, addresses[2])
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    assert "too many sign-in link requests" in await resp.text()
 
 
 async def test_without_smtp_an_emailed_link_gets_no_token(client, db, settings, tenant):

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from schemas.portal import OrgAdminCreateSchema, PortalLinkCreateSchema
 from scimsvc.product.portal import link_url
+from scimsvc.ratelimit.limiter import retry_after
 from scimsvc.scim.errors import ScimError
 from scimsvc.services import console_sessions, portal
 from scimsvc.services.tenants import tenant_or_404
@@ -29,7 +30,8 @@ from scimsvc.web.console import forms
 from scimsvc.web.console.access import PORTAL_SIGN_IN_PATH
 from scimsvc.web.console.pages import page
 from scimsvc.web.console.session import SESSION, Session, new_session, set_cookie, signed_in
-from scimsvc.web.keys import POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.keys import LIMITER, POOL, REDIS, REQUEST_ID, SETTINGS
+from scimsvc.web.middlewares import client_of
 
 routes = web.RouteTableDef()
 
@@ -200,6 +202,13 @@ async def sign_in_request(request: web.Request) -> web.Response:
             request, "portal_sign_in.html", {"error": exc.detail, "form": {"email": typed}}, status=400
         )
     app = request.app
+    # Each request counts toward the client address's budget of failed authentications (as a wrong
+    # operator key does): one address cannot send many, whatever addresses it types.
+    wait = await app[LIMITER].auth_failed("portal", client_of(request))
+    if wait > 0:
+        seconds = retry_after(int(wait * 1000))
+        detail = f"too many sign-in link requests from this address: try again in {seconds} seconds"
+        raise ScimError(429, detail, headers={"Retry-After": seconds})
     await portal.request_sign_in_links(
         app[POOL], app[REDIS], app[SETTINGS], email, request_id=request.get(REQUEST_ID)
     )
