@@ -7,7 +7,8 @@ portal sessions, and ending them all (after a confirmation page).
 
 The pages before any sign-in, under `/console/portal/` (`access.py:PORTAL_PREFIX`): opening a link
 (`/console/portal/{token}`) and asking for a sign-in link by email (`/console/portal/sign-in`). A link the
-operator or the admin API made signs in on GET (a product's settings page redirects its admin there); an
+operator or the admin API made signs in on GET (a product's settings page redirects its admin there) and
+answers a page that moves on to the organization's SCIM page by itself (`_open` says why not a 303); an
 emailed link shows a Continue button that POSTs, since mail scanners fetch the links they see.
 """
 
@@ -220,7 +221,13 @@ def _link_gone(request: web.Request) -> web.Response:
 
 
 async def _open(request: web.Request, token: str) -> web.Response:
-    """Use the link up and sign this browser in to its organization (a new session id)."""
+    """Use the link up and sign this browser in to its organization (a new session id), then go to its
+    SCIM page.
+
+    After a GET (a link opened from an email or another site's redirect) that is a page which moves on by
+    itself (a meta refresh, with a link), not a 303: the cookie is SameSite=Strict, and a browser does not
+    send it on a redirect of a navigation another site started, so a 303 would land on the sign-in page.
+    The page's own navigation is same-site. After the Continue button's POST, a 303 does."""
     settings = request.app[SETTINGS]
     fresh = new_session(operator=False, lifetime=settings.portal_session_hours * 3600)
     opened = await portal.open_link(request.app[POOL], token, sid=fresh.sid, expires=fresh.expires)
@@ -231,9 +238,15 @@ async def _open(request: web.Request, token: str) -> web.Response:
         assert previous is not None
         await console_sessions.end(request.app[POOL], previous.sid)
     session = Session(fresh.sid, fresh.expires, False, opened.tenant_id)
-    response = web.HTTPSeeOther(f"/console/tenants/{opened.tenant_id}/scim")
-    _cookie(request, response, session)
-    raise response
+    request[SESSION] = session
+    landing = f"/console/tenants/{opened.tenant_id}/scim"
+    if request.method == "POST":
+        response = web.HTTPSeeOther(landing)
+        _cookie(request, response, session)
+        raise response
+    answer = page(request, "portal_signed_in.html", {"landing": landing})
+    _cookie(request, answer, session)
+    return answer
 
 
 @routes.get("/console/portal/{token}")
