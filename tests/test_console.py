@@ -22,6 +22,7 @@ PAGES = [
     "/console/queue",
     "/console/tenants/00000000-0000-0000-0000-000000000000/scim",
     "/console/tenants/00000000-0000-0000-0000-000000000000/users.csv",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/portal",
     "/console/no-such-page",
 ]
 

@@ -137,17 +137,17 @@ async def list_admins(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Recor
     return await store.list_admins(pool, tenant_id, limit=ADMINS_SHOWN)
 
 
-async def add_admin(scope: ActionScope, tenant_id: UUID, email: str) -> bool:
-    """Register an admin address (case-insensitive), audited (`org_admin_added`); False when it already
-    was (nothing written)."""
+async def add_admin(scope: ActionScope, tenant_id: UUID, email: str) -> tuple[asyncpg.Record, bool]:
+    """Register an admin address (case-insensitive), audited (`org_admin_added`): its row (email,
+    created_at) and whether it is new (else nothing was written)."""
     address = normal_email(email)
     async with transaction(scope.pool) as conn:
         if await tenants.get_tenant(conn, tenant_id) is None:
             raise not_found(f"tenant {tenant_id} not found")
-        if await store.add_admin(conn, tenant_id, address) is None:
-            return False
-        await record_action(conn, scope, tenant_id, "org_admin_added", {"email": address})
-    return True
+        row = await store.add_admin(conn, tenant_id, address)
+        if row["added"]:
+            await record_action(conn, scope, tenant_id, "org_admin_added", {"email": address})
+    return row, bool(row["added"])
 
 
 async def remove_admin(scope: ActionScope, tenant_id: UUID, email: str) -> bool:

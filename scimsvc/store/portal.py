@@ -48,8 +48,12 @@ WHERE id = $1 AND emailed AND used_at IS NULL AND expires_at > now()
 """
 
 SELECT_ADMINS = "SELECT email, created_at FROM org_admins WHERE tenant_id = $1 ORDER BY email LIMIT $2"
+# One statement whether or not the address is new: an existing row is returned as it is (a no-op update
+# locks it), `added` tells which (xmax is 0 only on a row this statement inserted).
 INSERT_ADMIN = """
-INSERT INTO org_admins (tenant_id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING email, created_at
+INSERT INTO org_admins (tenant_id, email) VALUES ($1, $2)
+ON CONFLICT (tenant_id, email) DO UPDATE SET email = EXCLUDED.email
+RETURNING email, created_at, xmax = 0 AS added
 """
 DELETE_ADMIN = "DELETE FROM org_admins WHERE tenant_id = $1 AND email = $2 RETURNING email"
 
@@ -106,9 +110,12 @@ async def list_admins(pool: asyncpg.Pool, tenant_id: UUID, *, limit: int) -> lis
     return await pool.fetch(SELECT_ADMINS, tenant_id, limit)
 
 
-async def add_admin(conn: asyncpg.Connection, tenant_id: UUID, email: str) -> asyncpg.Record | None:
-    """Register an address (lower-cased by the caller); None when it already was."""
-    return await conn.fetchrow(INSERT_ADMIN, tenant_id, email)
+async def add_admin(conn: asyncpg.Connection, tenant_id: UUID, email: str) -> asyncpg.Record:
+    """Register an address (lower-cased by the caller): its row (email, created_at) and `added` (False
+    when it was registered already)."""
+    row = await conn.fetchrow(INSERT_ADMIN, tenant_id, email)
+    assert row is not None
+    return row
 
 
 async def remove_admin(conn: asyncpg.Connection, tenant_id: UUID, email: str) -> bool:

@@ -80,9 +80,7 @@ async def list_org_admins(request: web.Request) -> web.Response:
 async def add_org_admin(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     email = load(OrgAdminCreateSchema(), await read_json(request))["email"]
-    added = await portal.add_admin(action_scope(request), tenant_id, email)
-    rows = await portal.list_admins(request.app[POOL], tenant_id)
-    row = next(r for r in rows if r["email"] == email.strip().lower())
+    row, added = await portal.add_admin(action_scope(request), tenant_id, email)
     body = {"email": row["email"], "created_at": scim_datetime(row["created_at"])}
     return json_response(body, status=201 if added else 200)
 
