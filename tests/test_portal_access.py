@@ -91,6 +91,7 @@ async def test_an_api_link_opens_once_into_a_session_of_its_organization(client,
     [audited] = await audit_of(db, tenant.id, "portal_link_created")
     assert audited["actor"] == "admin" and token not in str(audited["detail"])
 
+    assert (await client.head(f"/console/portal/{token}")).status == 200  # a link checker uses nothing up
     resp = await client.get(f"/console/portal/{token}", allow_redirects=False)
     # A page that moves on by itself: a 303 would lose the SameSite=Strict cookie after another site's
     # redirect (tests/test_portal_browser.py).

@@ -255,7 +255,7 @@ async def open_link(request: web.Request) -> web.Response:
     link = await portal.usable_link(request.app[POOL], token)
     if link is None:
         return _link_gone(request)
-    if not link["emailed"]:
+    if not link["emailed"] and request.method == "GET":  # a HEAD (a link checker) uses nothing up
         return await _open(request, token)
     session = _anonymous(request)
     context = {"organization": link["tenant_name"], "action": request.path}
