@@ -47,6 +47,12 @@ def keeps_seat(tenant: Licensing, user: Holder) -> bool:
     return user.license == "full" and user.eligible and (not tenant.flexible or wants_full(user.user_type))
 
 
+def only_full_users_wait(tenant: Licensing) -> bool:
+    """The waiting rule for a whole tenant (`decide_license`): on a flexible tenant only `userType` Full
+    users wait; on the others every active user without a seat does, their default being a seat."""
+    return tenant.flexible
+
+
 def seats_that_may_free(tenant: Licensing, *, used: int, batch: Sequence[Holder]) -> int:
     """The most seats the batch could leave free: how many outside waiters are worth reading."""
     return tenant.seats - used + sum(1 for u in batch if u.license == "full")

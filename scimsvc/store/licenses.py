@@ -62,6 +62,30 @@ UPDATE users u SET license = v.license, waiting_since = v.waiting_since
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, license, waiting_since)
 WHERE u.id = v.id
 """
+# The waiting list made to follow the tenant's waiting rule after its license rules changed (the rule is
+# product/seats.py:only_full_users_wait, $2): on a flexible tenant users who are not userType Full leave
+# it; with $3, active users without a seat who now wait join it after everyone waiting, in the order they
+# were created, `place` microseconds after $4 (the transaction's time, as product/seats.py:waiting_since).
+SYNC_WAITING = """
+WITH leaving AS (
+    UPDATE users SET waiting_since = NULL
+    WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND $2
+      AND lower(btrim(coalesce(resource->>'userType', ''), E' \\t\\n\\r')) <> 'full'
+    RETURNING id, license
+), joiners AS (
+    SELECT id, row_number() OVER (ORDER BY created_at, id) AS place FROM users
+    WHERE tenant_id = $1 AND $3 AND waiting_since IS NULL AND active AND scim_linked
+      AND license IS DISTINCT FROM 'full'
+      AND (NOT $2 OR lower(btrim(coalesce(resource->>'userType', ''), E' \\t\\n\\r')) = 'full')
+), joined AS (
+    UPDATE users u SET waiting_since = $4::timestamptz + j.place * interval '1 microsecond'
+    FROM joiners j WHERE u.id = j.id
+    RETURNING u.id, u.license
+)
+SELECT id, license, false AS waiting FROM leaving
+UNION ALL
+SELECT id, license, true AS waiting FROM joined
+"""
 LICENSE_SUMMARY = """
 SELECT t.seats,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
@@ -132,3 +156,11 @@ async def lock_user_in_tenant(
 ) -> asyncpg.Record | None:
     """The user's license and eligibility, the row locked until commit; None if not the tenant's."""
     return await conn.fetchrow(SELECT_USER_IN_TENANT, tenant_id, user_id)
+
+
+async def sync_waiting(
+    conn: asyncpg.Connection, tenant_id: UUID, *, only_full: bool, add: bool, now: datetime
+) -> list[asyncpg.Record]:
+    """Make the waiting list follow the tenant's waiting rule (`SYNC_WAITING`); returns the users who left
+    it (waiting false) or joined it (waiting true), with their license."""
+    return await conn.fetch(SYNC_WAITING, tenant_id, only_full, add, now)
