@@ -164,3 +164,80 @@ async def sync_waiting(
     """Make the waiting list follow the tenant's waiting rule (`SYNC_WAITING`); returns the users who left
     it (waiting false) or joined it (waiting true), with their license."""
     return await conn.fetch(SYNC_WAITING, tenant_id, only_full, add, now)
+
+
+# --- the seats page: bounded, indexed reads ---------------------------------------------------------
+
+# Seats, seats used, the waiting list's length, and whether licensing changes of the tenant ($2: change
+# kinds) are still unapplied (outbox_unapplied_resource, 0001_init.sql). users_tenant_full and
+# users_tenant_waiting (0002_licenses.sql) serve the counts.
+SEAT_FIGURES = """
+SELECT t.seats, t.flexible_licenses, t.default_license, t.fallback_license, t.scim_enabled,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.waiting_since IS NOT NULL
+          AND u.active AND u.scim_linked) AS waiting,
+       EXISTS (SELECT 1 FROM outbox o WHERE o.resource_type = 'tenant' AND o.resource_id = t.id
+               AND o.applied_at IS NULL AND o.change = ANY($2::text[])) AS applying
+FROM tenants t WHERE t.id = $1
+"""
+# What the seats page shows of a user: its name, userType, whether a change of it is still unapplied.
+_SEAT_USER = """
+SELECT u.id, coalesce(u.display_name, u.user_name) AS name, u.user_name, u.active, u.license,
+       u.waiting_since, u.created_at, u.resource->>'userType' AS user_type,
+       EXISTS (SELECT 1 FROM outbox o WHERE o.resource_type = 'user' AND o.resource_id = u.id
+               AND o.applied_at IS NULL) AS pending
+FROM users u
+"""
+# A page of the waiting list after user $2 (none: from the start), oldest first (users_tenant_waiting).
+WAITING_PAGE = (
+    _SEAT_USER
+    + """
+WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked
+  AND ($2::uuid IS NULL OR (u.waiting_since, u.id) >
+       (SELECT c.waiting_since, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2))
+ORDER BY u.waiting_since, u.id
+LIMIT $3
+"""
+)
+# How many wait before the page that starts after user $2: the first position of the page is this + 1.
+WAITING_BEFORE = """
+SELECT count(*) FROM users u
+WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked
+  AND (u.waiting_since, u.id) <=
+      (SELECT c.waiting_since, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2)
+"""
+# A page of the active users who hold no full seat and do not wait, after user $2, in the order they were
+# created (users_tenant_paging).
+WITHOUT_SEAT_PAGE = (
+    _SEAT_USER
+    + """
+WHERE u.tenant_id = $1 AND u.scim_linked AND u.active AND u.waiting_since IS NULL
+  AND u.license IS DISTINCT FROM 'full'
+  AND ($2::uuid IS NULL OR (u.created_at, u.id) >
+       (SELECT c.created_at, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2))
+ORDER BY u.created_at, u.id
+LIMIT $3
+"""
+)
+
+
+async def seat_figures(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, applying: list[str]
+) -> asyncpg.Record | None:
+    """Seats, used, waiting, the license rules and whether changes of kinds `applying` are unapplied."""
+    return await conn.fetchrow(SEAT_FIGURES, tenant_id, applying)
+
+
+async def waiting_page(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: UUID | None, limit: int
+) -> tuple[int, list[asyncpg.Record]]:
+    """How many wait before the page, and the page of the waiting list after user `after`."""
+    before = await conn.fetchval(WAITING_BEFORE, tenant_id, after) if after else 0
+    return before, await conn.fetch(WAITING_PAGE, tenant_id, after, limit)
+
+
+async def without_seat_page(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """A page of the active users who hold no full seat and are not waiting, after user `after`."""
+    return await conn.fetch(WITHOUT_SEAT_PAGE, tenant_id, after, limit)
