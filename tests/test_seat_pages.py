@@ -469,3 +469,44 @@ async def test_the_service_refuses_seats_and_rate_limit_from_an_organization_adm
 # and the settings page without the seats and organization forms, saves license rules and domains, and a
 # POST to /seats, /seats/lower or /settings/organization is a 403 page saying only the operator changes
 # them, nothing changed. The handlers already refuse it (`seat_pages.by_org_admin`).
+
+
+# --- English and Japanese ---------------------------------------------------------------------------
+
+SEAT_TEMPLATES = ("seats.html", "seats_lower.html", "settings.html")
+
+
+def test_every_text_of_the_seat_and_settings_pages_has_its_japanese():
+    from pathlib import Path
+
+    from scimsvc.web.console.i18n import catalogue
+
+    folder = Path(__file__).parent.parent / "scimsvc" / "web" / "console" / "templates"
+    texts = {t for name in SEAT_TEMPLATES for t in re.findall(r'_\("([^"]*)"', (folder / name).read_text())}
+    reasons = {
+        reason(**kwargs).text
+        for kwargs in (
+            {"position": 1},
+            {"tenant": FLEX, "position": 1},
+            {"tenant": FLEX},
+            {"active": False},
+            {"pending": True},
+            {"scim": False},
+            {},
+        )
+    }
+    ja = catalogue("ja")
+    assert sorted((texts | reasons) - ja.keys()) == []
+
+
+async def test_the_seats_and_settings_pages_speak_japanese(client, new_tenant, settings):
+    tenant = await new_tenant(seats=0)
+    await post_user(client, tenant)
+    await run_worker(settings)
+    await signed_in(client)
+    ja = {"Accept-Language": "ja,en;q=0.5"}
+    body = await (await client.get(f"/console/tenants/{tenant.id}/seats", headers=ja)).text()
+    assert "待機中：プロビジョニングされたときに空きシートがありませんでした（1 番目）" in body
+    assert '<html lang="ja">' in body and "待機リスト" in body
+    body = await (await client.get(f"/console/tenants/{tenant.id}/settings", headers=ja)).text()
+    assert "ライセンスのルール" in body and "許可するドメイン（1行に1つ）" in body

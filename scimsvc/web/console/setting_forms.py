@@ -76,9 +76,9 @@ def domain_team_lines(domain_teams: Mapping[str, list[str]], team_names: Mapping
     """The stored domain teams as the form shows them: `domain: team name` lines (an id whose team is gone
     shown as the id)."""
     return "\n".join(
-        f"{domain}: {team_names.get(team_id, team_id)}"
+        f"{domain}: {team}"
         for domain, ids in sorted(domain_teams.items())
-        for team_id in ids
+        for team in sorted(team_names.get(team_id, team_id) for team_id in ids)
     )
 
 
