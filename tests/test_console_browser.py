@@ -256,7 +256,7 @@ def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: st
     page.get_by_label("Allowed domains, one per line").fill("example.com")
     page.get_by_role("button", name="Save domains").click()
     expect(page.locator("p.notice")).to_contain_text("Allowed domains and domain teams saved")
-    shoot(page, "07-settings")
+    shoot(page, "06-settings")
 
     page.goto(server + "/console/tenants")
     expect(page.get_by_role("row").filter(has_text=tenant_id)).to_contain_text("3 of 1")

@@ -510,3 +510,49 @@ async def test_the_seats_and_settings_pages_speak_japanese(client, new_tenant, s
     assert '<html lang="ja">' in body and "待機リスト" in body
     body = await (await client.get(f"/console/tenants/{tenant.id}/settings", headers=ja)).text()
     assert "ライセンスのルール" in body and "許可するドメイン（1行に1つ）" in body
+
+
+# --- users who fell back under the old rule -----------------------------------------------------------
+
+
+async def test_migration_0903_puts_users_who_fell_back_before_the_rule_on_the_waiting_list(
+    client, new_tenant, settings, db
+):
+    from pathlib import Path
+
+    tenant = await new_tenant(seats=1)
+    holder, second, third = [await post_user(client, tenant) for _ in range(3)]
+    await run_worker(settings)
+    # The state the old rule left (the case): nobody waiting, and then the holder deactivated
+    # with its seat freed, beside two users without one.
+    await db.execute("UPDATE users SET waiting_since = NULL WHERE tenant_id = $1::uuid", tenant.id)
+    await db.execute("UPDATE users SET license = NULL, active = false WHERE id = $1::uuid", holder["id"])
+    folder = Path(__file__).parent.parent / "scimsvc" / "store" / "migrations"
+    migration = (folder / "0903_everyone_waits_for_a_seat.sql").read_text()
+    only_this_tenant = migration.replace("WHERE NOT", "WHERE t.id = $1::uuid AND NOT")  # the DB is shared
+    assert only_this_tenant != migration
+    await db.execute(only_this_tenant, tenant.id)
+    assert (
+        await db.fetchval(
+            "SELECT payload->>'flexible_licenses' FROM outbox "
+            "WHERE resource_id = $1::uuid AND request_id = 'migration-0903'",
+            tenant.id,
+        )
+        == "false"
+    )
+    # Any licensing change wakes the tenant's applier, which applies the migration's row too (the
+    # sweeper does when nothing else does).
+    resp = await client.patch(f"/admin/v1/tenants/{tenant.id}", json={"seats": 1}, headers=ADMIN_HEADERS)
+    assert resp.status == 200
+    await run_worker(settings)
+    rows = await db.fetch(
+        "SELECT id::text, license, waiting_since IS NOT NULL AS waiting FROM users "
+        "WHERE tenant_id = $1::uuid",
+        tenant.id,
+    )
+    got = {r["id"]: (r["license"], r["waiting"]) for r in rows}
+    assert got == {
+        holder["id"]: (None, False),
+        second["id"]: ("full", False),
+        third["id"]: ("free_restricted", True),
+    }
