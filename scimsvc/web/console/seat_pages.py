@@ -20,7 +20,7 @@ from schemas.admin import LicenseAssignmentSchema, TenantSettingsSchema
 from scimsvc.scim.errors import ScimError
 from scimsvc.services import admin_users
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.licenses import assign_license_by_hand, seat_overview
+from scimsvc.services.licenses import MANAGED_BY_SCIM, assign_license_by_hand, seat_overview
 from scimsvc.web.admin_requests import action_scope, admin_scope, load, query_id, tenant_id_of
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms, setting_forms
@@ -30,6 +30,12 @@ from scimsvc.web.console.session import SESSION
 from scimsvc.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
+
+# The admin API's refusal (MANAGED_BY_SCIM) in the words of this console.
+MANAGED_BY_SCIM_HERE = (
+    "Licenses of this organization are managed by SCIM: the identity provider assigns them while SCIM is "
+    "on. Change the user's assignment in the IdP, or turn SCIM off on the SCIM page to assign licenses here."
+)
 
 PAGE_SIZE = 50
 APPLYING_REFRESH_SECONDS = 2  # the seats page reloads itself this often while a change is being applied
@@ -144,7 +150,8 @@ async def license_assign(request: web.Request) -> web.Response:
         user_id = await admin_users.find_user(request.app[POOL], tenant_id, forms.text(form, "user"))
         await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
     except ScimError as exc:
-        return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
+        detail = MANAGED_BY_SCIM_HERE if exc.detail == MANAGED_BY_SCIM else exc.detail
+        return await _seats_page(request, status=exc.status, error=detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")
 
 
