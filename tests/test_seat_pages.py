@@ -340,7 +340,7 @@ async def test_every_setting_saved_in_the_console_is_what_the_admin_api_reads(cl
         ("/seats", {"seats": "-1"}, "Seats must be a whole number, 0 or more"),
         ("/seats", {"seats": "lots"}, "Seats must be a whole number, 0 or more"),
         ("/settings/licenses", {"default_license": "gold", "fallback_license": "none"}, "default_license"),
-        ("/settings/organization", {"name": "", "preset": "strict"}, "name"),
+        ("/settings/organization", {"name": "", "preset": "strict"}, "name must be 1 to 200 characters"),
         ("/settings/organization", {"name": "X", "preset": "turbo"}, "preset"),
     ],
 )

@@ -83,6 +83,7 @@ def domain_team_lines(domain_teams: Mapping[str, list[str]], team_names: Mapping
 
 
 RATE_PRESETS = ("default", "strict", "off")
+MAX_NAME = 200  # as TenantSettingsSchema.name
 
 
 def organization(form: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,4 +96,7 @@ def organization(form: Mapping[str, Any]) -> dict[str, Any]:
                 "Credits per 30 seconds must be a whole number, or left empty to use the preset."
             )
         rate_limit["credits_per_30s"] = value
-    return {"name": text(form, "name"), "rate_limit": rate_limit}
+    name = text(form, "name")
+    if not 1 <= len(name) <= MAX_NAME:
+        raise invalid_value(f"The organization's name must be 1 to {MAX_NAME} characters.")
+    return {"name": name, "rate_limit": rate_limit}
