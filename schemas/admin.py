@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from schemas.base import Text
 
@@ -14,6 +15,20 @@ FALLBACKS = ("free_restricted", "none")
 
 def _domain(raw: str) -> str:
     return raw.strip().lstrip("@").lower()
+
+
+# An email domain: dot-separated labels of letters, digits, hyphens (not at a label's ends) or underscores.
+_DOMAIN = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*")
+
+
+def is_domain(raw: str) -> bool:
+    """Whether `raw` (an optional leading @, any case) is an email domain such as example.com."""
+    return _DOMAIN.fullmatch(_domain(raw)) is not None
+
+
+def _check_domain(raw: str) -> None:
+    if not is_domain(raw):
+        raise ValidationError(f"{raw!r} is not an email domain (such as example.com)")
 
 
 class TenantSettingsSchema(Schema):
@@ -28,10 +43,11 @@ class TenantSettingsSchema(Schema):
     flexible_licenses = fields.Boolean()
     default_license = Text(validate=validate.OneOf(LICENSES))
     fallback_license = Text(validate=validate.OneOf(FALLBACKS))
-    allowed_domains = fields.List(Text(validate=validate.Length(min=1, max=253)))
+    allowed_domains = fields.List(Text(validate=[validate.Length(min=1, max=253), _check_domain]))
     # email domain -> ids of teams every user of that domain joins (the ids are checked against the tenant)
     domain_teams = fields.Dict(
-        keys=Text(validate=validate.Length(min=1, max=253)), values=fields.List(fields.UUID(), required=True)
+        keys=Text(validate=[validate.Length(min=1, max=253), _check_domain]),
+        values=fields.List(fields.UUID(), required=True),
     )
     rate_limit = fields.Nested(lambda: RateLimitSchema())
 

@@ -50,9 +50,18 @@ async def test_many_pending_users_are_applied_in_one_batch_seats_in_arrival_orde
         "WHERE tenant_id = $1::uuid AND user_id IS NOT NULL ORDER BY id",
         tenant.id,
     )
+    # The waiting rule: the seven who fell back for lack of a seat wait for one, in arrival order.
     assert [tuple(a) for a in audit] == [(u["id"], "allocation", "worker") for u in users[:3]] + [
-        (u["id"], "license_change", "worker") for u in users[3:]
+        row
+        for u in users[3:]
+        for row in ((u["id"], "license_change", "worker"), (u["id"], "waiting", "worker"))
     ]
+    waiting = await db.fetch(
+        "SELECT id::text FROM users WHERE tenant_id = $1::uuid AND waiting_since IS NOT NULL "
+        "ORDER BY waiting_since, id",
+        tenant.id,
+    )
+    assert [w["id"] for w in waiting] == [u["id"] for u in users[3:]]
     states = await db.fetch(
         "SELECT DISTINCT provisioning_state FROM users WHERE tenant_id = $1::uuid", tenant.id
     )

@@ -21,6 +21,8 @@ PAGES = [
     "/console/tenants",
     "/console/queue",
     "/console/tenants/00000000-0000-0000-0000-000000000000/scim",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/seats",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/settings",
     "/console/tenants/00000000-0000-0000-0000-000000000000/users.csv",
     "/console/tenants/00000000-0000-0000-0000-000000000000/portal",
     "/console/no-such-page",
@@ -249,6 +251,7 @@ async def test_every_page_of_a_tenant_renders(client, settings):
         "/console/queue": "Status:",
         base + "/scim": "http://scim.test/scim/v2",
         base + "/seats": second["userName"],  # waiting for the one seat
+        base + "/settings": "License rules",
         base + "/teams": "Ops",
         f"{base}/teams/{team_id}": "No SCIM group is linked",
         base + "/users?state=active&license=full": first["userName"],

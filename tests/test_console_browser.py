@@ -204,11 +204,12 @@ def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: st
 
     def seat_and_queue() -> bool:
         used = page.locator("#seats-used").inner_text()
-        return used == "1" and page.locator("#waiting-list li").count() == 2
+        return used == "1" and page.locator("#waiting-table tbody tr").count() == 2
 
     reload_until(page, seat_and_queue, "the worker to hand out the one seat and queue the others")
-    waiting = page.locator("#waiting-list li").all_inner_texts()
+    waiting = page.locator("#waiting-table tbody tr td:nth-child(2)").all_inner_texts()
     assert [w.split()[0] for w in waiting] == names[1:]
+    expect(page.locator("#waiting-table tbody tr").first).to_contain_text("no seat was free")
     expect(page.locator("#seats-free")).to_have_text("0")
     expect(page.locator("#assign-locked")).to_contain_text("Managed by SCIM")
     expect(page.get_by_label("User (id or userName)")).to_be_disabled()
@@ -229,15 +230,33 @@ def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: st
     shoot(page, "05-seats-scim-off")
 
     page.get_by_label("Seats (full licenses)").fill("3")
-    page.get_by_role("button", name="Save seats and license rules").click()
-    expect(page.get_by_role("status")).to_contain_text("Saved")
-    reload_until(page, lambda: page.locator("#waiting-empty").count() == 1, "waiting users to be promoted")
+    page.get_by_role("button", name="Save seats").click()
+    expect(page.locator("p.notice")).to_contain_text("Saved")
+    expect(page.locator("#applying")).to_contain_text("applying…")  # until the worker applied it
+    reload_until(
+        page,
+        lambda: page.locator("#waiting-empty").count() == 1 and page.locator("#applying").count() == 0,
+        "waiting users to be promoted",
+    )
     expect(page.locator("#seats-used")).to_have_text("3")
 
     page.get_by_label("Seats (full licenses)").fill("1")
-    page.get_by_role("button", name="Save seats and license rules").click()
+    page.get_by_role("button", name="Save seats").click()
+    expect(page.locator("#lower-consequence")).to_contain_text("3 users hold seats. No one loses a seat now")
+    shoot(page, "06-seats-lower-confirmation")
+    page.get_by_role("button", name="Lower the seats to 1").click()
     expect(page.locator("#over-allocated")).to_contain_text("Over-allocated")
     shoot(page, "06-seats-over-allocated")
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/settings")
+    domains = page.get_by_label("Allowed domains, one per line")
+    domains.fill("example.com\nnot a domain")
+    page.get_by_role("button", name="Save domains").click()
+    expect(page.get_by_role("alert")).to_contain_text("“not a domain” is not an email domain")
+    page.get_by_label("Allowed domains, one per line").fill("example.com")
+    page.get_by_role("button", name="Save domains").click()
+    expect(page.locator("p.notice")).to_contain_text("Allowed domains and domain teams saved")
+    shoot(page, "06-settings")
 
     page.goto(server + "/console/tenants")
     expect(page.get_by_role("row").filter(has_text=tenant_id)).to_contain_text("3 of 1")

@@ -18,7 +18,10 @@ FLEX_RESTRICTED = Licensing(seats=2, flexible=True, default_license="free_restri
     ("tenant", "active", "user_type", "seat_free", "expected"),
     [
         (FIXED, True, None, True, Decision("full")),
-        (FIXED, True, None, False, Decision("free_restricted")),
+        # The waiting rule: on a non-flexible tenant everyone's default is a seat, so a user who got the
+        # fallback for lack of one waits, whatever its userType (it did not wait before round two).
+        (FIXED, True, None, False, Decision("free_restricted", waiting=True)),
+        (FIXED, True, "Employee", False, Decision("free_restricted", waiting=True)),
         (FIXED, True, "Full", False, Decision("free_restricted", waiting=True)),
         (FIXED, True, "Employee", True, Decision("full")),
         (FIXED_NONE, True, None, False, Decision(None, waiting=True)),
@@ -29,6 +32,9 @@ FLEX_RESTRICTED = Licensing(seats=2, flexible=True, default_license="free_restri
         (FLEX, True, " full ", True, Decision("full")),
         (FLEX_RESTRICTED, True, None, True, Decision("free_restricted")),
         (FLEX_RESTRICTED, True, "Full", False, Decision("free_restricted", waiting=True)),
+        # On a flexible tenant only userType Full users wait: the others never asked for a seat.
+        (FLEX, True, None, False, Decision("free")),
+        (FLEX, True, "Employee", False, Decision("free")),
         (FIXED, False, "Full", True, Decision(None)),
         (FLEX, False, None, True, Decision(None)),
     ],
@@ -56,4 +62,9 @@ def test_allocating_users_in_turn_never_exceeds_the_seats(tenant, people):
             used += 1
         assert not (decision.waiting and decision.license == "full")
         assert active or decision == Decision(None)
+        # The waiting rule: an active user is left without a seat only by a full tenant, and then waits
+        # unless the tenant is flexible and the user did not ask for a seat.
+        if active and decision.license != "full":
+            asked = not tenant.flexible or (user_type or "").lower() == "full"
+            assert decision.waiting == (asked and used >= tenant.seats)
     assert used <= tenant.seats

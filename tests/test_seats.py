@@ -23,10 +23,13 @@ async def test_five_concurrent_creates_with_two_seats_give_two_full(client, new_
     await run_worker(settings)
     assert await licenses_of(db, tenant.id) == {"full": 2, "free_restricted": 3}
     resp = await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
-    assert await resp.json() == {"seats": 2, "used": 2, "free": 0, "waiting": [], "over_allocated": False}
+    summary = await resp.json()
+    # The waiting rule: on a non-flexible tenant the three who fell back for lack of a seat wait for one.
+    assert summary == {**summary, "seats": 2, "used": 2, "free": 0, "over_allocated": False}
+    assert len(summary["waiting"]) == 3
 
 
-async def test_freed_seat_goes_to_the_oldest_waiting_full_user(client, new_tenant, db, settings):
+async def test_freed_seat_goes_to_the_oldest_waiting_user_full_or_not(client, new_tenant, db, settings):
     tenant = await new_tenant(seats=1)
     holder = await post_user(client, tenant)
     await run_worker(settings)
@@ -36,7 +39,8 @@ async def test_freed_seat_goes_to_the_oldest_waiting_full_user(client, new_tenan
     plain = await post_user(client, tenant)
     await run_worker(settings)
     resp = await client.get(f"/admin/v1/tenants/{tenant.id}/licenses", headers=ADMIN_HEADERS)
-    assert (await resp.json())["waiting"] == [first["id"], second["id"]]  # plain users do not wait
+    # The waiting rule: on a non-flexible tenant a plain user who fell back waits too, in arrival order.
+    assert (await resp.json())["waiting"] == [first["id"], second["id"], plain["id"]]
 
     patch = {"Operations": [{"op": "replace", "value": {"active": False}}]}
     await client.patch(f"/scim/v2/Users/{holder['id']}", json=patch, headers=tenant.headers)
@@ -55,7 +59,7 @@ async def test_freed_seat_goes_to_the_oldest_waiting_full_user(client, new_tenan
         "seats": 1,
         "used": 1,
         "free": 0,
-        "waiting": [second["id"]],
+        "waiting": [second["id"], plain["id"]],
         "over_allocated": False,
     }
     actions = await db.fetch(
@@ -64,7 +68,7 @@ async def test_freed_seat_goes_to_the_oldest_waiting_full_user(client, new_tenan
     assert (holder["id"], "deactivation", "scim") in [tuple(a) for a in actions]
     assert (holder["id"], "release", "worker") in [tuple(a) for a in actions]
     assert (first["id"], "promotion", "worker") in [tuple(a) for a in actions]
-    assert plain["id"] not in {a["user_id"] for a in actions if a["action"] == "waiting"}
+    assert plain["id"] in {a["user_id"] for a in actions if a["action"] == "waiting"}
 
 
 async def test_flexible_tenant_gives_default_license_and_full_on_request(client, new_tenant, db, settings):

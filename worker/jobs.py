@@ -46,7 +46,12 @@ async def apply_tenant_changes(
     assignments = [c for c in changes if c["change"] == ChangeKind.MANUAL_LICENSE]
     if assignments:
         events += await apply_manual_assignments(conn, tenant_id, assignments)
-    return events + await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
+    rule_changed = any(
+        c["change"] == ChangeKind.LICENSING and "flexible_licenses" in (c["payload"] or {}) for c in changes
+    )
+    return events + await apply_tenant_licensing(
+        conn, tenant_id, request_id=changes[-1]["request_id"], rule_changed=rule_changed
+    )
 
 
 # Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).

@@ -18,6 +18,7 @@ from scimsvc.product.licenses import Licensing, manual_refusal, takes_a_seat
 from scimsvc.product.seats import (
     Holder,
     Waiter,
+    only_full_users_wait,
     plan_seats,
     promote_waiting,
     seat_action,
@@ -252,18 +253,24 @@ async def apply_manual_assignments(
 
 
 async def apply_tenant_licensing(
-    conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None
+    conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None, rule_changed: bool = False
 ) -> list[NewEvent]:
     """After a seat was freed (hard delete, an operator's assignment) or the tenant's seats or rules
     changed: free seats go to the oldest waiting users (`promote_waiting`).
 
-    Lowering seats below use downgrades no one; the admin API reports the tenant over-allocated. Returns
-    the promotions' events.
+    With `rule_changed` (the flexible program turned on or off) the waiting list first follows the new
+    waiting rule (`only_full_users_wait`): users who no longer ask for a seat leave it, and, while SCIM
+    assigns the licenses (with SCIM off an operator's assignments stand), users without a seat who now
+    ask for one join it. Lowering seats below use downgrades no one; the admin API reports the tenant
+    over-allocated. Returns the events of the waiting list's changes and of the promotions.
     """
     row = await licenses.lock_tenant_licensing(conn, tenant_id)
     if row is None:
         return []
     tenant = licensing_of(row)
+    events: list[NewEvent] = []
+    if rule_changed:
+        events += await _follow_waiting_rule(conn, tenant_id, tenant, row, request_id=request_id)
     used = await licenses.full_seats(conn, tenant_id)
     waiting = await _waiting_list(conn, tenant_id, seats_that_may_free(tenant, used=used, batch=()))
     promoted = promote_waiting(tenant, used=used, waiting=waiting)
@@ -271,4 +278,23 @@ async def apply_tenant_licensing(
     await audit.audit(
         conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
     )
-    return _promotions(promoted, waiting, request_id)
+    return events + _promotions(promoted, waiting, request_id)
+
+
+async def _follow_waiting_rule(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    tenant: Licensing,
+    row: asyncpg.Record,
+    *,
+    request_id: str | None,
+) -> list[NewEvent]:
+    changed = await licenses.sync_waiting(
+        conn, tenant_id, only_full=only_full_users_wait(tenant), add=row["scim_enabled"], now=row["now"]
+    )
+    joined = [r["id"] for r in changed if r["waiting"]]
+    await audit.audit(conn, tenant_id, joined, "waiting", actor="worker", request_id=request_id)
+    return [
+        license_changed(r["id"], r["license"], r["license"], waiting=r["waiting"], request_id=request_id)
+        for r in changed
+    ]

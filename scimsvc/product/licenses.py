@@ -36,9 +36,11 @@ def decide_license(tenant: Licensing, *, active: bool, user_type: str | None, se
     """The license for one user, given whether a seat is free for it right now.
 
     Non-flexible: full if a seat is free, else the fallback. Flexible: the default license, or full for a
-    `userType` Full user when a seat is free. The waiting list holds users who asked for a seat and did
-    not get one: Full users anywhere, and every active user left without a license (fallback `none`).
-    Deactivated users hold nothing and never wait.
+    `userType` Full user when a seat is free. The waiting rule: the waiting list holds the users who asked
+    for a seat and did not get one, first come first served: `userType` Full users anywhere, and every
+    active user of a non-flexible tenant (whose default is full) who got the fallback, or no license, only
+    because no seat was free. On a flexible tenant only Full users wait. Deactivated users hold nothing
+    and never wait.
     """
     if not active:
         return Decision(None)
@@ -49,9 +51,8 @@ def decide_license(tenant: Licensing, *, active: bool, user_type: str | None, se
         return Decision(tenant.default_license)
     if seat_free:
         return Decision("full")
-    if tenant.fallback_license == "none":
-        return Decision(None, waiting=True)
-    return Decision(tenant.fallback_license, waiting=full_asked)
+    fallback: License | None = None if tenant.fallback_license == "none" else tenant.fallback_license
+    return Decision(fallback, waiting=True)  # the default was a seat: they wanted one
 
 
 def takes_a_seat(current: License | None, wanted: License | None) -> bool:

@@ -47,6 +47,12 @@ def keeps_seat(tenant: Licensing, user: Holder) -> bool:
     return user.license == "full" and user.eligible and (not tenant.flexible or wants_full(user.user_type))
 
 
+def only_full_users_wait(tenant: Licensing) -> bool:
+    """The waiting rule for a whole tenant (`decide_license`): on a flexible tenant only `userType` Full
+    users wait; on the others every active user without a seat does, their default being a seat."""
+    return tenant.flexible
+
+
 def seats_that_may_free(tenant: Licensing, *, used: int, batch: Sequence[Holder]) -> int:
     """The most seats the batch could leave free: how many outside waiters are worth reading."""
     return tenant.seats - used + sum(1 for u in batch if u.license == "full")
@@ -130,3 +136,51 @@ def seat_action(before: License | None, after: License | None) -> str:
     if before == "full":
         return "release"
     return "license_change"
+
+
+@dataclass(frozen=True)
+class NoSeatReason:
+    """Why a user holds no full seat, in an organization admin's words: `text` is the English sentence
+    with `{name}` places (the console shows it translated), `values` fill them; `kind` names the case."""
+
+    kind: str
+    text: str
+    values: dict[str, int]
+
+
+def no_seat_reason(
+    tenant: Licensing,
+    *,
+    scim_enabled: bool,
+    active: bool,
+    pending: bool,
+    user_type: str | None,
+    waiting_position: int | None,
+) -> NoSeatReason:
+    """The reason shown beside a user without a full seat (the seats page), by the waiting rule of
+    `decide_license`: a change not applied yet comes first (what the page shows is about to change), then
+    deactivation, the waiting list (with the user's place, from 1), the flexible program, and licenses
+    assigned by hand while SCIM is off."""
+    if pending:
+        return NoSeatReason("pending", "not applied yet: the latest change is still being applied", {})
+    if not active:
+        return NoSeatReason("deactivated", "deactivated: holds no license", {})
+    if waiting_position is not None:
+        if tenant.flexible:
+            text = "waiting: asked for a seat (userType Full) when none was free (position {position})"
+        else:
+            text = "waiting: no seat was free when they were provisioned (position {position})"
+        return NoSeatReason("waiting", text, {"position": waiting_position})
+    if tenant.flexible and not wants_full(user_type):
+        return NoSeatReason(
+            "flexible",
+            "flexible licenses: gets the default license; set userType Full in the IdP to ask for a seat",
+            {},
+        )
+    if not scim_enabled:
+        return NoSeatReason(
+            "by_hand", "assigned by hand: SCIM is off, licenses are assigned on this page", {}
+        )
+    return NoSeatReason(
+        "next_change", "no seat yet: joins the waiting list at its next change from the identity provider", {}
+    )

@@ -4,6 +4,7 @@ the seats operators see."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 from uuid import UUID
 
@@ -11,6 +12,7 @@ import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.licenses import MANAGED_BY_SCIM, License, Licensing, manual_refusal
+from scimsvc.product.seats import NoSeatReason, no_seat_reason
 from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.services.changes import Scope, Transaction, write
 from scimsvc.store import licenses
@@ -85,3 +87,90 @@ async def seat_summary(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID)
     if row is None:
         raise not_found(f"tenant {tenant_id} not found")
     return SeatSummary(seats=row["seats"], used=row["used"], waiting=list(row["waiting"]))
+
+
+# Tenant changes after which the seats page says "applying…" until the worker has applied them.
+APPLYING_CHANGES = (ChangeKind.LICENSING, ChangeKind.MANUAL_LICENSE, ChangeKind.SEAT_RELEASED)
+
+
+@dataclass(frozen=True)
+class SeatUser:
+    """A user on the seats page: its place in the waiting list (None: not waiting) and why it has no seat."""
+
+    id: UUID
+    name: str
+    user_name: str
+    since: datetime | None
+    position: int | None
+    reason: NoSeatReason
+
+
+@dataclass(frozen=True)
+class SeatOverview:
+    """The seats page of a tenant: the figures as applied, whether licensing changes are still being
+    applied, a page of the waiting list and a page of the active users without a seat who do not wait."""
+
+    licensing: Licensing
+    scim_enabled: bool
+    used: int
+    waiting_count: int
+    applying: bool
+    waiting: list[SeatUser]
+    without_seat: list[SeatUser]
+
+    @property
+    def seats(self) -> int:
+        return self.licensing.seats
+
+    @property
+    def free(self) -> int:
+        return max(self.seats - self.used, 0)
+
+    @property
+    def over_allocated(self) -> bool:
+        return self.used > self.seats
+
+
+async def seat_overview(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    waiting_after: UUID | None = None,
+    others_after: UUID | None = None,
+    limit: int = 50,
+) -> SeatOverview:
+    """The seats page (404 if the tenant is unknown): a few indexed statements whatever the tenant's size;
+    each list is a page of at most `limit` users after the user given."""
+    figures = await licenses.seat_figures(pool, tenant_id, applying=list(APPLYING_CHANGES))
+    if figures is None:
+        raise not_found(f"tenant {tenant_id} not found")
+    tenant = Licensing(
+        seats=figures["seats"],
+        flexible=figures["flexible_licenses"],
+        default_license=figures["default_license"],
+        fallback_license=figures["fallback_license"],
+    )
+    scim_enabled = figures["scim_enabled"]
+    before, waiting_rows = await licenses.waiting_page(pool, tenant_id, after=waiting_after, limit=limit)
+    others = await licenses.without_seat_page(pool, tenant_id, after=others_after, limit=limit)
+
+    def seat_user(row: asyncpg.Record, position: int | None) -> SeatUser:
+        reason = no_seat_reason(
+            tenant,
+            scim_enabled=scim_enabled,
+            active=row["active"],
+            pending=row["pending"],
+            user_type=row["user_type"],
+            waiting_position=position,
+        )
+        return SeatUser(row["id"], row["name"], row["user_name"], row["waiting_since"], position, reason)
+
+    return SeatOverview(
+        licensing=tenant,
+        scim_enabled=scim_enabled,
+        used=figures["used"],
+        waiting_count=figures["waiting"],
+        applying=figures["applying"],
+        waiting=[seat_user(r, before + i) for i, r in enumerate(waiting_rows, start=1)],
+        without_seat=[seat_user(r, None) for r in others],
+    )

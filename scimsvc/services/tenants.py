@@ -11,7 +11,7 @@ import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.events import EventType, NewEvent
-from scimsvc.scim.errors import invalid_value, not_found
+from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
 from scimsvc.services.changes import Transaction, write
 from scimsvc.services.tokens import NewToken, issue_token
@@ -21,6 +21,12 @@ from scimsvc.store.db import transaction
 
 # A change of any of these re-runs allocation in the worker (e.g. raised seats promote waiting users).
 LICENSING_SETTINGS = frozenset({"seats", "flexible_licenses", "default_license", "fallback_license"})
+# What an organization admin (a portal session) may change; seats, the rate limit and the name are shown
+# to them but only the operator changes them.
+ORG_ADMIN_SETTINGS = frozenset(
+    {"flexible_licenses", "default_license", "fallback_license", "allowed_domains", "domain_teams"}
+)
+SETTING_WORDS = {"seats": "the seats", "rate_limit": "the rate limit", "name": "the organization's name"}
 # Settings whose changes a `settings_changed` audit row lists (the SCIM switch has actions of its own).
 AUDITED_SETTINGS = tuple(name for name in store.TENANT_SETTINGS if name != "scim_enabled")
 
@@ -69,11 +75,28 @@ async def _create(conn: asyncpg.Connection, scope: ActionScope, data: dict[str, 
     return row
 
 
+def org_admin_refusal(changes: Mapping[str, Any]) -> str | None:
+    """Why an organization admin may not make these changes (None: they may): only the operator changes
+    the seats, the rate limit and the name."""
+    refused = [SETTING_WORDS.get(name, name) for name in sorted(changes.keys() - ORG_ADMIN_SETTINGS)]
+    if not refused:
+        return None
+    return (
+        f"Only the operator of this service changes {' and '.join(refused)}. "
+        "Ask them to change it; the license rules, allowed domains and domain teams are yours to change."
+    )
+
+
 async def update_tenant_settings(
-    scope: ActionScope, tenant_id: UUID, changes: dict[str, Any]
+    scope: ActionScope, tenant_id: UUID, changes: dict[str, Any], *, by_org_admin: bool = False
 ) -> asyncpg.Record:
     """Apply validated `TenantSettingsSchema` changes: a licensing change is recorded for the worker; what
-    really changed is audited (`settings_changed`, from → to; SCIM on or off as `set_scim_enabled` does)."""
+    really changed is audited (`settings_changed`, from → to; SCIM on or off as `set_scim_enabled` does).
+
+    `by_org_admin` (a portal session): only `ORG_ADMIN_SETTINGS` may change, else 403 and nothing changes.
+    """
+    if by_org_admin and (refusal := org_admin_refusal(changes)) is not None:
+        raise ScimError(403, refusal)
 
     async def steps(tx: Transaction) -> tuple[asyncpg.Record, int]:
         await check_domain_teams(tx.conn, tenant_id, changes)
@@ -153,3 +176,8 @@ async def tenant_or_404(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
 async def list_tenants(pool: asyncpg.Pool, *, limit: int) -> list[asyncpg.Record]:
     """Up to `limit` tenants, for the console's list."""
     return await store.list_tenants(pool, limit=limit)
+
+
+async def team_ids_by_name(pool: asyncpg.Pool, tenant_id: UUID) -> dict[str, UUID]:
+    """The tenant's teams, id by name (names are unique in a tenant), to read domain teams typed by name."""
+    return {r["name"]: r["id"] for r in await teams.list_teams(pool, tenant_id)}

@@ -62,6 +62,30 @@ UPDATE users u SET license = v.license, waiting_since = v.waiting_since
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, license, waiting_since)
 WHERE u.id = v.id
 """
+# The waiting list made to follow the tenant's waiting rule after its license rules changed (the rule is
+# product/seats.py:only_full_users_wait, $2): on a flexible tenant users who are not userType Full leave
+# it; with $3, active users without a seat who now wait join it after everyone waiting, in the order they
+# were created, `place` microseconds after $4 (the transaction's time, as product/seats.py:waiting_since).
+SYNC_WAITING = """
+WITH leaving AS (
+    UPDATE users SET waiting_since = NULL
+    WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND $2
+      AND lower(btrim(coalesce(resource->>'userType', ''), E' \\t\\n\\r')) <> 'full'
+    RETURNING id, license
+), joiners AS (
+    SELECT id, row_number() OVER (ORDER BY created_at, id) AS place FROM users
+    WHERE tenant_id = $1 AND $3 AND waiting_since IS NULL AND active AND scim_linked
+      AND license IS DISTINCT FROM 'full'
+      AND (NOT $2 OR lower(btrim(coalesce(resource->>'userType', ''), E' \\t\\n\\r')) = 'full')
+), joined AS (
+    UPDATE users u SET waiting_since = $4::timestamptz + j.place * interval '1 microsecond'
+    FROM joiners j WHERE u.id = j.id
+    RETURNING u.id, u.license
+)
+SELECT id, license, false AS waiting FROM leaving
+UNION ALL
+SELECT id, license, true AS waiting FROM joined
+"""
 LICENSE_SUMMARY = """
 SELECT t.seats,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
@@ -132,3 +156,88 @@ async def lock_user_in_tenant(
 ) -> asyncpg.Record | None:
     """The user's license and eligibility, the row locked until commit; None if not the tenant's."""
     return await conn.fetchrow(SELECT_USER_IN_TENANT, tenant_id, user_id)
+
+
+async def sync_waiting(
+    conn: asyncpg.Connection, tenant_id: UUID, *, only_full: bool, add: bool, now: datetime
+) -> list[asyncpg.Record]:
+    """Make the waiting list follow the tenant's waiting rule (`SYNC_WAITING`); returns the users who left
+    it (waiting false) or joined it (waiting true), with their license."""
+    return await conn.fetch(SYNC_WAITING, tenant_id, only_full, add, now)
+
+
+# --- the seats page: bounded, indexed reads ---------------------------------------------------------
+
+# Seats, seats used, the waiting list's length, and whether licensing changes of the tenant ($2: change
+# kinds) are still unapplied (outbox_unapplied_resource, 0001_init.sql). users_tenant_full and
+# users_tenant_waiting (0002_licenses.sql) serve the counts.
+SEAT_FIGURES = """
+SELECT t.seats, t.flexible_licenses, t.default_license, t.fallback_license, t.scim_enabled,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.waiting_since IS NOT NULL
+          AND u.active AND u.scim_linked) AS waiting,
+       EXISTS (SELECT 1 FROM outbox o WHERE o.resource_type = 'tenant' AND o.resource_id = t.id
+               AND o.applied_at IS NULL AND o.change = ANY($2::text[])) AS applying
+FROM tenants t WHERE t.id = $1
+"""
+# What the seats page shows of a user: its name, userType, whether a change of it is still unapplied.
+_SEAT_USER = """
+SELECT u.id, coalesce(u.display_name, u.user_name) AS name, u.user_name, u.active, u.license,
+       u.waiting_since, u.created_at, u.resource->>'userType' AS user_type,
+       EXISTS (SELECT 1 FROM outbox o WHERE o.resource_type = 'user' AND o.resource_id = u.id
+               AND o.applied_at IS NULL) AS pending
+FROM users u
+"""
+# A page of the waiting list after user $2 (none: from the start), oldest first (users_tenant_waiting).
+WAITING_PAGE = (
+    _SEAT_USER
+    + """
+WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked
+  AND ($2::uuid IS NULL OR (u.waiting_since, u.id) >
+       (SELECT c.waiting_since, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2))
+ORDER BY u.waiting_since, u.id
+LIMIT $3
+"""
+)
+# How many wait before the page that starts after user $2: the first position of the page is this + 1.
+WAITING_BEFORE = """
+SELECT count(*) FROM users u
+WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked
+  AND (u.waiting_since, u.id) <=
+      (SELECT c.waiting_since, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2)
+"""
+# A page of the active users who hold no full seat and do not wait, after user $2, in the order they were
+# created (users_tenant_paging).
+WITHOUT_SEAT_PAGE = (
+    _SEAT_USER
+    + """
+WHERE u.tenant_id = $1 AND u.scim_linked AND u.active AND u.waiting_since IS NULL
+  AND u.license IS DISTINCT FROM 'full'
+  AND ($2::uuid IS NULL OR (u.created_at, u.id) >
+       (SELECT c.created_at, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2))
+ORDER BY u.created_at, u.id
+LIMIT $3
+"""
+)
+
+
+async def seat_figures(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, applying: list[str]
+) -> asyncpg.Record | None:
+    """Seats, used, waiting, the license rules and whether changes of kinds `applying` are unapplied."""
+    return await conn.fetchrow(SEAT_FIGURES, tenant_id, applying)
+
+
+async def waiting_page(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: UUID | None, limit: int
+) -> tuple[int, list[asyncpg.Record]]:
+    """How many wait before the page, and the page of the waiting list after user `after`."""
+    before = await conn.fetchval(WAITING_BEFORE, tenant_id, after) if after else 0
+    return before, await conn.fetch(WAITING_PAGE, tenant_id, after, limit)
+
+
+async def without_seat_page(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """A page of the active users who hold no full seat and are not waiting, after user `after`."""
+    return await conn.fetch(WITHOUT_SEAT_PAGE, tenant_id, after, limit)

@@ -91,7 +91,7 @@ SELECT (SELECT count(*) FROM gone) AS events, (SELECT count(*) FROM gone_deliver
        (SELECT count(*) FROM attempts) AS webhook_attempts
 """
 # Console sessions and portal links by their expiry (an ended session or a used link expires within its
-# lifetime anyway), through their age indexes (migrations/0901_portal_access.sql): past it they are of no
+# lifetime anyway), through their age indexes (migrations/0020_portal_access.sql): past it they are of no
 # use to anyone, and the audit log has its own rows about them.
 DELETE_FINISHED_CONSOLE_SESSIONS = """
 WITH doomed AS (

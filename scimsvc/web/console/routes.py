@@ -15,11 +15,9 @@ import orjson
 from aiohttp import web
 
 from schemas.admin import (
-    LicenseAssignmentSchema,
     ScimToggleSchema,
     TeamSchema,
     TenantCreateSchema,
-    TenantSettingsSchema,
     TokenCreateSchema,
 )
 from scimsvc.ops.queue_health import queue_health
@@ -29,10 +27,8 @@ from scimsvc.services import admin_users, console_sessions, tokens
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
-from scimsvc.services.licenses import assign_license_by_hand, seat_summary
 from scimsvc.web.admin_requests import (
     action_scope,
-    admin_scope,
     load,
     query_id,
     team_id_of,
@@ -228,65 +224,6 @@ async def token_revoke(request: web.Request) -> web.Response:
         detail = f"token {token_id} is not a live token of this tenant (already revoked?)"
         return await _scim_page(request, status=404, error=detail)
     raise see_other(f"/console/tenants/{tenant_id}/scim?done=token-revoked")
-
-
-# --- seats and licenses ----------------------------------------------------------------------------
-
-
-async def _seats_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    error: str | None = None,
-    form: Mapping[str, Any] | None = None,
-) -> web.Response:
-    tenant = await _tenant(request)
-    tenant_id = UUID(tenant["id"])
-    summary = await seat_summary(request.app[POOL], tenant_id)
-    shown = summary.waiting[:PAGE_SIZE]
-    names = await admin_users.display_names(request.app[POOL], tenant_id, shown)
-    context = {
-        "tenant": tenant,
-        "section": "seats",
-        "summary": summary,
-        "waiting": [{"id": str(u), "name": names.get(u, "")} for u in shown],
-        "license_choices": LicenseAssignmentSchema().fields["license"].validate.choices,  # type: ignore[union-attr]
-        "form": dict(form or {}),
-        "error": error,
-    }
-    return page(request, "seats.html", context, status=status)
-
-
-@routes.get("/console/tenants/{tid}/seats")
-async def seats(request: web.Request) -> web.Response:
-    return await _seats_page(request)
-
-
-@routes.post("/console/tenants/{tid}/seats")
-async def seats_save(request: web.Request) -> web.Response:
-    form = await request.post()
-    tenant_id = tenant_id_of(request)
-    try:
-        changes = load(TenantSettingsSchema(), forms.licensing_payload(form))
-        await tenant_service.update_tenant_settings(action_scope(request), tenant_id, changes)
-    except ScimError as exc:
-        return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
-    raise see_other(f"/console/tenants/{tenant_id}/seats?done=seats-saved")
-
-
-@routes.post("/console/tenants/{tid}/seats/assign")
-async def license_assign(request: web.Request) -> web.Response:
-    """Manual assignment: the same service as the admin API, so SCIM's lock (409) holds here too."""
-    form = await request.post()
-    tenant_id = tenant_id_of(request)
-    try:
-        license = forms.text(form, "license")
-        data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
-        user_id = await admin_users.find_user(request.app[POOL], tenant_id, forms.text(form, "user"))
-        await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
-    except ScimError as exc:
-        return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
-    raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")
 
 
 # --- teams -----------------------------------------------------------------------------------------

@@ -1,0 +1,238 @@
+"""Console pages of an organization's seats and settings: the seats page (figures as applied, "applying…"
+while the worker has licensing changes to apply, the waiting list and why each user without a seat has
+none, manual assignment), lowering seats below use (a confirmation step) and the settings page (license
+rules, allowed domains, domain teams, name and rate limit).
+
+Every change goes through `TenantSettingsSchema` and `services/tenants.py:update_tenant_settings`, the
+admin API's path. An organization admin (a portal session) changes the license rules, allowed domains and
+domain teams; seats, the name and the rate limit are shown to them, and only the operator changes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from schemas.admin import LicenseAssignmentSchema, TenantSettingsSchema
+from scimsvc.scim.errors import ScimError
+from scimsvc.services import admin_users
+from scimsvc.services import tenants as tenant_service
+from scimsvc.services.licenses import MANAGED_BY_SCIM, assign_license_by_hand, seat_overview
+from scimsvc.web.admin_requests import action_scope, admin_scope, load, query_id, tenant_id_of
+from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.console import forms, setting_forms
+from scimsvc.web.console.pages import page
+from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.console.session import SESSION
+from scimsvc.web.keys import POOL, SETTINGS
+
+routes = web.RouteTableDef()
+
+# The admin API's refusal (MANAGED_BY_SCIM) in the words of this console.
+MANAGED_BY_SCIM_HERE = (
+    "Licenses of this organization are managed by SCIM: the identity provider assigns them while SCIM is "
+    "on. Change the user's assignment in the IdP, or turn SCIM off on the SCIM page to assign licenses here."
+)
+
+PAGE_SIZE = 50
+APPLYING_REFRESH_SECONDS = 2  # the seats page reloads itself this often while a change is being applied
+
+
+def see_other(location: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(location)
+
+
+def by_org_admin(request: web.Request) -> bool:
+    """Whether the request comes from an organization admin's portal session (not the operator)."""
+    session = request.get(SESSION)
+    return session is not None and session.tenant_id is not None
+
+
+async def _tenant(request: web.Request) -> dict[str, Any]:
+    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
+    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
+
+
+# --- seats and licenses ----------------------------------------------------------------------------
+
+
+async def _seats_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    query = request.query
+    waiting_after = query_id(query, "waiting_after", "user")
+    others_after = query_id(query, "others_after", "user")
+    overview = await seat_overview(
+        request.app[POOL],
+        tenant_id,
+        waiting_after=waiting_after,
+        others_after=others_after,
+        limit=PAGE_SIZE,
+    )
+    context = {
+        "tenant": tenant,
+        "section": "seats",
+        "overview": overview,
+        "waiting_next": str(overview.waiting[-1].id) if len(overview.waiting) == PAGE_SIZE else None,
+        "others_next": str(overview.without_seat[-1].id) if len(overview.without_seat) == PAGE_SIZE else None,
+        "paged": waiting_after is not None or others_after is not None,
+        "refresh_seconds": APPLYING_REFRESH_SECONDS if overview.applying else None,
+        "may_change_seats": not by_org_admin(request),
+        "license_choices": LicenseAssignmentSchema().fields["license"].validate.choices,  # type: ignore[union-attr]
+        "form": dict(form or {}),
+        "error": error,
+    }
+    return page(request, "seats.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/seats")
+@for_org_admins
+async def seats(request: web.Request) -> web.Response:
+    return await _seats_page(request)
+
+
+@routes.post("/console/tenants/{tid}/seats")
+@for_org_admins
+async def seats_save(request: web.Request) -> web.Response:
+    """Seats (the operator only). Lowering them below the seats in use first asks for a confirmation."""
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    if by_org_admin(request):
+        refusal = tenant_service.org_admin_refusal({"seats": None})
+        return await _seats_page(request, status=403, error=refusal)
+    try:
+        seats = setting_forms.seats(form)
+        changes = load(TenantSettingsSchema(), {"seats": seats})
+        if form.get("confirmed") != "yes":
+            overview = await seat_overview(request.app[POOL], tenant_id, limit=0)
+            if seats < overview.used and seats < overview.seats:
+                raise see_other(f"/console/tenants/{tenant_id}/seats/lower?seats={seats}")
+        await tenant_service.update_tenant_settings(action_scope(request), tenant_id, changes)
+    except ScimError as exc:
+        return await _seats_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/seats?done=seats-saved")
+
+
+@routes.get("/console/tenants/{tid}/seats/lower")
+@for_org_admins
+async def seats_lower(request: web.Request) -> web.Response:
+    """The confirmation of seats lowered below use: what happens, and a form that POSTs it confirmed."""
+    if by_org_admin(request):
+        refusal = tenant_service.org_admin_refusal({"seats": None})
+        return await _seats_page(request, status=403, error=refusal)
+    try:
+        seats = setting_forms.seats(request.query)
+    except ScimError as exc:
+        return await _seats_page(request, status=exc.status, error=exc.detail)
+    tenant = await _tenant(request)
+    overview = await seat_overview(request.app[POOL], UUID(tenant["id"]), limit=0)
+    context = {"tenant": tenant, "section": "seats", "seats": seats, "overview": overview}
+    return page(request, "seats_lower.html", context)
+
+
+@routes.post("/console/tenants/{tid}/seats/assign")
+async def license_assign(request: web.Request) -> web.Response:
+    """Manual assignment: the same service as the admin API, so SCIM's lock (409) holds here too."""
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    try:
+        license = forms.text(form, "license")
+        data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
+        user_id = await admin_users.find_user(request.app[POOL], tenant_id, forms.text(form, "user"))
+        await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
+    except ScimError as exc:
+        detail = MANAGED_BY_SCIM_HERE if exc.detail == MANAGED_BY_SCIM else exc.detail
+        return await _seats_page(request, status=exc.status, error=detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")
+
+
+# --- settings --------------------------------------------------------------------------------------
+
+
+async def _settings_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    pool = request.app[POOL]
+    team_ids = await tenant_service.team_ids_by_name(pool, tenant_id)
+    overview = await seat_overview(pool, tenant_id, limit=0)
+    names = {str(team_id): name for name, team_id in team_ids.items()}
+    context = {
+        "tenant": tenant,
+        "section": "settings",
+        "overview": overview,
+        "refresh_seconds": APPLYING_REFRESH_SECONDS if overview.applying and not error else None,
+        "domain_team_lines": setting_forms.domain_team_lines(tenant["domain_teams"], names),
+        "teams": sorted(team_ids),
+        "rate_presets": setting_forms.RATE_PRESETS,
+        "may_change_organization": not by_org_admin(request),
+        "form": dict(form or {}),
+        "error": error,
+    }
+    return page(request, "settings.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/settings")
+@for_org_admins
+async def settings(request: web.Request) -> web.Response:
+    return await _settings_page(request)
+
+
+async def _save(request: web.Request, read: Any, done: str) -> web.Response:
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    try:
+        changes = load(TenantSettingsSchema(), await read(form, tenant_id))
+        await tenant_service.update_tenant_settings(
+            action_scope(request), tenant_id, changes, by_org_admin=by_org_admin(request)
+        )
+    except ScimError as exc:
+        return await _settings_page(request, status=exc.status, error=exc.detail, form=form)
+    raise see_other(f"/console/tenants/{tenant_id}/settings?done={done}")
+
+
+@routes.post("/console/tenants/{tid}/settings/licenses")
+@for_org_admins
+async def license_rules_save(request: web.Request) -> web.Response:
+    async def read(form: Mapping[str, Any], _: UUID) -> dict[str, Any]:
+        return setting_forms.license_rules(form)
+
+    return await _save(request, read, "license-rules-saved")
+
+
+@routes.post("/console/tenants/{tid}/settings/domains")
+@for_org_admins
+async def domains_save(request: web.Request) -> web.Response:
+    async def read(form: Mapping[str, Any], tenant_id: UUID) -> dict[str, Any]:
+        team_ids = await tenant_service.team_ids_by_name(request.app[POOL], tenant_id)
+        return {
+            "allowed_domains": setting_forms.allowed_domains(form),
+            "domain_teams": setting_forms.domain_teams(form, team_ids),
+        }
+
+    return await _save(request, read, "domains-saved")
+
+
+@routes.post("/console/tenants/{tid}/settings/organization")
+@for_org_admins
+async def organization_save(request: web.Request) -> web.Response:
+    """The name and the rate limit: the operator's (a portal session gets a 403 page saying so)."""
+
+    async def read(form: Mapping[str, Any], _: UUID) -> dict[str, Any]:
+        return setting_forms.organization(form)
+
+    return await _save(request, read, "organization-saved")
