@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -16,7 +17,7 @@ from scimsvc.web.app import create_app
 from scimsvc.web.console import scim_pages
 from scimsvc.web.console.roles import open_to_org_admins
 from scimsvc.web.keys import TOKEN_CACHE
-from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, wait_until
+from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_scimsvc, service_env, wait_until
 from tests.test_console import signed_in
 
 NEW_TOKEN = re.compile(r'<code id="new-token">([^<]+)</code>')
@@ -155,11 +156,28 @@ async def test_last_used_is_written_after_scim_requests_without_a_write_per_requ
     await signed_in(client)
     page = await (await client.get(f"/console/tenants/{tenant.id}/scim")).text()
     assert used.strftime("%Y-%m-%d %H:%M") in page
-    # The write does not empty the token caches: it is outside the change notification.
-    triggers = await db.fetchval(
-        "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'scim_tokens_auth_changed'"
-    )
-    assert "UPDATE OF" in triggers and "last_used_at" not in triggers
+
+
+async def test_writing_last_used_sends_no_change_notification(db, database_url, tenant):
+    """Those writes would otherwise empty every web process's token cache once a minute."""
+    import asyncpg
+
+    from scimsvc.store.tenants import AUTH_CHANNEL, record_token_uses
+
+    heard: list[str] = []
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(AUTH_CHANNEL, lambda *args: heard.append(args[-1]))
+        await record_token_uses(db, {UUID(tenant.token_id): datetime.now(UTC).timestamp()})
+        assert await db.fetchval("SELECT last_used_at FROM scim_tokens WHERE id = $1::uuid", tenant.token_id)
+        # Notifications of one session arrive in commit order: once this one is heard, an earlier one was.
+        await db.execute("SELECT pg_notify($1, 'sentinel')", AUTH_CHANNEL)
+        await wait_until(lambda: "sentinel" in heard, what="the sentinel notification")
+        assert heard == ["sentinel"]
+        await db.execute("UPDATE scim_tokens SET revoked_at = now() WHERE id = $1::uuid", tenant.token_id)
+        await wait_until(lambda: len(heard) == 2, what="a revocation notified as before")
+    finally:
+        await listener.close()
 
 
 async def test_an_expired_token_is_refused_like_a_revoked_one(client, db):
@@ -445,7 +463,7 @@ async def test_the_last_request_is_one_query_through_the_tenants_index(db, tenan
 
     await db.execute("SET enable_seqscan = off")  # a small table: ask which index it would take
     plan = await db.fetchval("EXPLAIN (FORMAT JSON) " + SELECT_NEWEST, tenant.id)
-    assert "provisioning_log_tenant" in str(plan), plan
+    assert '"Index Name": "provisioning_log_tenant"' in plan, plan
     await db.execute("RESET enable_seqscan")
 
 
@@ -487,3 +505,19 @@ async def test_the_scim_pages_render_in_japanese_with_labels_and_say_organizatio
         ), path
         ja = await (await client.get(path, headers={"Accept-Language": "ja"})).text()
         assert "組織" in ja or "トークン" in ja, path
+
+
+async def test_the_cli_creates_a_token_with_an_expiry_recorded_as_made_by_the_cli(
+    client, db, settings, tenant
+):
+    env = service_env(settings.database_url, queue_name=settings.queue_name)
+    out = run_scimsvc("token", "create", tenant.id, "--expires-in-days", "7", env=env)
+    assert out.returncode == 0, out.stderr
+    token_id = re.search(r"SCIM token id:\s+(\S+)", out.stdout).group(1)  # type: ignore[union-attr]
+    assert "expires at:" in out.stdout
+    row = await db.fetchrow("SELECT created_by, expires_at FROM scim_tokens WHERE id = $1::uuid", token_id)
+    assert row["created_by"] == "cli"
+    assert timedelta(days=6) < row["expires_at"] - datetime.now(UTC) <= timedelta(days=7)
+    out = run_scimsvc("token", "create", tenant.id, "--expires-in-days", "0", env=env)
+    assert out.returncode == 2 and "expires_in_days" in out.stderr
+    assert await live_tokens(db, tenant.id) == 2
