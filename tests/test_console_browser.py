@@ -198,6 +198,11 @@ def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: st
     expect(page.locator("#shown-once")).to_be_visible()
     expect(page.locator("#new-token")).to_have_count(0)
     page.get_by_role("link", name="Back to the SCIM panel").click()
+    expect(page.locator("#tokens")).to_contain_text("operator")  # created by
+    shoot(page, "03b-scim-panel")
+    page.get_by_role("link", name="Okta", exact=True).click()
+    expect(page.locator(".okta-fields")).to_contain_text(base_url)
+    shoot(page, "03c-scim-okta-guide")
 
     names = [f"{n}.{uuid.uuid4().hex[:6]}@example.com" for n in ("first", "second", "third")]
     for name in names:  # one after another: the waiting list is first come, first served
