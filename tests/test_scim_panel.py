@@ -207,9 +207,11 @@ async def test_an_expired_token_is_refused_like_a_revoked_one(client, db):
     assert listed[0]["state"] == "expired"
 
 
-async def test_the_token_cache_honours_an_expiry_without_a_notification(client, db):
+async def test_the_token_cache_honours_an_expiry_without_a_notification(aiohttp_client, settings, db):
+    # Cached for ten minutes: only the expiry itself can end the entry before then.
+    client = await aiohttp_client(create_app(replace(settings, token_cache_seconds=600)))
     tenant = await make_tenant(client)
-    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
     resp = await client.post(
         f"/admin/v1/tenants/{tenant.id}/scim/tokens", json={"expires_at": soon}, headers=ADMIN_HEADERS
     )
@@ -219,12 +221,14 @@ async def test_the_token_cache_honours_an_expiry_without_a_notification(client, 
     cache = client.app[TOKEN_CACHE]
     await wait_until(lambda: cache.active, what="the token cache listening")
     assert (await client.get("/scim/v2/Users", headers=headers)).status == 200
-    assert cache.holds(body["token"])  # served from memory from now on, with no change to hear of
+    assert cache.holds(body["token"])  # served from memory from now on
+    generation = cache._generation  # bumped by every change notification
 
     async def refused() -> bool:
         return (await client.get("/scim/v2/Users", headers=headers)).status == 401
 
     await wait_until(refused, what="the cached token refused once it expired")
+    assert cache._generation == generation and cache.active  # no notification, no reconnect emptied it
     assert await db.fetchval("SELECT revoked_at FROM scim_tokens WHERE id = $1::uuid", body["id"]) is None
 
 
