@@ -525,3 +525,22 @@ async def test_the_cli_creates_a_token_with_an_expiry_recorded_as_made_by_the_cl
     out = run_scimsvc("token", "create", tenant.id, "--expires-in-days", "0", env=env)
     assert out.returncode == 2 and "expires_in_days" in out.stderr
     assert await live_tokens(db, tenant.id) == 2
+
+
+def test_every_text_of_the_scim_pages_has_its_japanese():
+    from pathlib import Path
+
+    from scimsvc.web.console.i18n import catalogue
+    from scimsvc.web.console.pages import NOTICES
+
+    templates = Path(scim_pages.__file__).parent / "templates"
+    texts = {
+        m.group(1) or m.group(2)
+        for path in templates.glob("scim*.html")
+        for m in re.finditer(r'_\(\s*"((?:[^"\\]|\\.)*)"|_\(\s*\'((?:[^\'\\]|\\.)*)\'', path.read_text())
+    }
+    texts = {t.replace('\\"', '"') for t in texts} | {
+        NOTICES[k] for k in ("scim-on", "scim-off", "token-revoked")
+    }
+    assert len(texts) > 100
+    assert sorted(t for t in texts if t not in catalogue("ja")) == []
