@@ -86,12 +86,18 @@ class ScimToggleSchema(Schema):
 
 
 class TokenCreateSchema(Schema):
-    """`POST scim/tokens`: an optional label saying which identity provider connection uses the token."""
+    """`POST scim/tokens`: an optional label saying which identity provider connection uses the token, and
+    an optional expiry: a time (`expires_at`, ISO 8601) or a number of days (`expires_in_days`), not both
+    (services/tokens.py:token_expiry refuses a past time)."""
 
     class Meta:
         unknown = RAISE
 
     label = Text(load_default="", validate=validate.Length(max=100))
+    expires_at = fields.DateTime(load_default=None, allow_none=True)
+    expires_in_days = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=3650)
+    )
 
 
 class LicenseAssignmentSchema(Schema):

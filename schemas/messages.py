@@ -301,13 +301,25 @@ class TenantSchema(TenantSettingsSchema):
 class TokenSchema(Schema):
     id = fields.UUID(required=True)
     label = fields.String(required=True)
+    created_by = fields.String(
+        allow_none=True,
+        required=True,
+        validate=validate.OneOf(("operator", "org_admin", "cli")),
+        metadata=_d("Who created it: the operator, an organization admin or the CLI (null: not recorded)"),
+    )
     created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(
+        allow_none=True, required=True, metadata=_d("When an IdP last used it (written about once a minute)")
+    )
+    expires_at = fields.DateTime(allow_none=True, required=True, metadata=_d("null: never expires"))
     revoked_at = fields.DateTime(allow_none=True, required=True)
+    state = fields.String(required=True, validate=validate.OneOf(("live", "expired", "revoked")))
 
 
 class NewTokenSchema(Schema):
     id = fields.UUID(required=True)
     label = fields.String(required=True)
+    expires_at = fields.DateTime(allow_none=True, required=True, metadata=_d("null: never expires"))
     token = fields.String(required=True, metadata=_d("The bearer token; shown only this once"))
 
 

@@ -236,14 +236,20 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     from scimsvc.services import tokens
 
     try:
-        label = TokenCreateSchema().load({"label": args.label})["label"]
+        data = TokenCreateSchema().load({"label": args.label, "expires_in_days": args.expires_in_days})
+        expires_at = tokens.token_expiry(expires_at=None, expires_in_days=data["expires_in_days"])
     except ValidationError as exc:
         _error("invalid token: " + "; ".join(flatten_errors(exc.messages)))
+        return EXIT_USAGE
+    except ScimError as exc:
+        _error("invalid token: " + exc.detail)
         return EXIT_USAGE
 
     async def work(scope: Any) -> Any:
         try:
-            return await tokens.create_token(scope, args.tenant_id, label=label)
+            return await tokens.create_token(
+                scope, args.tenant_id, label=data["label"], expires_at=expires_at
+            )
         except ScimError:  # the only one: no such tenant
             return None
 
@@ -254,6 +260,8 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     print(f"SCIM token id: {created.id}")
     if created.label:
         print(f"label:         {created.label}")
+    if created.expires_at is not None:
+        print(f"expires at:    {created.expires_at.isoformat(timespec='seconds')}")
     print(f"SCIM token:    {created.token}")
     return 0
 
@@ -456,6 +464,10 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         "valid SCIM tokens cached this long; 0: off",
         _default("token_cache_seconds"),
     ),
+    "SCIMSVC_TOKEN_LAST_USED_SECONDS": (
+        "when SCIM tokens were last used is written this often (1-3600)",
+        _default("token_last_used_seconds"),
+    ),
     "SCIMSVC_ACCESS_LOG": ("one JSON line per request on stderr", _default("access_log")),
     "SCIMSVC_PROVISIONING_LOG": (
         "every SCIM request of a tenant in its provisioning log",
@@ -606,6 +618,7 @@ _WEB = (
     "SCIMSVC_AUTH_FAILURES_PER_MINUTE",
     "SCIMSVC_TRUSTED_PROXIES",
     "SCIMSVC_TOKEN_CACHE_SECONDS",
+    "SCIMSVC_TOKEN_LAST_USED_SECONDS",
     "SCIMSVC_ACCESS_LOG",
     "SCIMSVC_PROVISIONING_LOG",
     "SCIMSVC_HEADER_READ_SECONDS",
@@ -828,6 +841,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--label",
         default="",
         help="which identity provider connection uses it, up to 100 characters (default: none)",
+    )
+    tcreate.add_argument(
+        "--expires-in-days",
+        type=int,
+        default=None,
+        metavar="DAYS",
+        help="refuse the token after this many days, 1 to 3650 (default: it never expires)",
     )
     tcreate.set_defaults(func=cmd_token_create)
     trevoke = _add_command(

@@ -266,6 +266,7 @@ class Settings:
     worker_heartbeat_stale_seconds: int = 30  # a worker beats every 10 s
     worker_metrics_port: int = 0  # a worker serves Prometheus /metrics here; 0: off
     token_cache_seconds: int = 5  # web: valid SCIM tokens cached this long, emptied on any change; 0: off
+    token_last_used_seconds: int = 60  # web: when SCIM tokens were last used is written this often
     access_log: bool = True  # web: one JSON line per request on the `scimsvc.access` logger
     # What happened (README.md, What happened): the provisioning log, events and webhooks.
     provisioning_log: bool = True  # web: every SCIM request of a tenant in its provisioning log
@@ -405,6 +406,9 @@ class Settings:
                 "SCIMSVC_WORKER_METRICS_PORT", cls.worker_metrics_port, maximum=65535
             ),
             "token_cache_seconds": env_int("SCIMSVC_TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
+            "token_last_used_seconds": env_int(
+                "SCIMSVC_TOKEN_LAST_USED_SECONDS", cls.token_last_used_seconds, minimum=1, maximum=3600
+            ),
             "access_log": env_bool("SCIMSVC_ACCESS_LOG", cls.access_log),
             "provisioning_log": env_bool("SCIMSVC_PROVISIONING_LOG", cls.provisioning_log),
             "events": env_bool("SCIMSVC_EVENTS", cls.events),

@@ -73,6 +73,12 @@ BAD_SETTINGS = [
         "20000",
         "SCIMSVC_PORTAL_LINK_MINUTES must be from 1 to 10080, got '20000'",
     ),
+    (
+        "serve",
+        "SCIMSVC_TOKEN_LAST_USED_SECONDS",
+        "0",
+        "SCIMSVC_TOKEN_LAST_USED_SECONDS must be from 1 to 3600, got '0'",
+    ),
     ("serve", "SCIMSVC_DB_POOL_MAX", "0", "SCIMSVC_DB_POOL_MAX must be 1 or more, got '0'"),
     ("serve", "SCIMSVC_DB_WAIT_SECONDS", "0", "SCIMSVC_DB_WAIT_SECONDS must be from 1 to 600, got '0'"),
     (
@@ -360,6 +366,7 @@ WEB = {
     "SCIMSVC_AUTH_FAILURES_PER_MINUTE",
     "SCIMSVC_TRUSTED_PROXIES",
     "SCIMSVC_TOKEN_CACHE_SECONDS",
+    "SCIMSVC_TOKEN_LAST_USED_SECONDS",
     "SCIMSVC_ACCESS_LOG",
     "SCIMSVC_PROVISIONING_LOG",
     "SCIMSVC_HEADER_READ_SECONDS",
@@ -447,6 +454,7 @@ FIELDS = {
     "SCIMSVC_AUTH_FAILURES_PER_MINUTE": "auth_failures_per_minute",
     "SCIMSVC_TRUSTED_PROXIES": "trusted_proxies",
     "SCIMSVC_TOKEN_CACHE_SECONDS": "token_cache_seconds",
+    "SCIMSVC_TOKEN_LAST_USED_SECONDS": "token_last_used_seconds",
     "SCIMSVC_ACCESS_LOG": "access_log",
     "SCIMSVC_PROVISIONING_LOG": "provisioning_log",
     "SCIMSVC_EVENTS": "events",

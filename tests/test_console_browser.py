@@ -190,10 +190,19 @@ def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: st
     expect(page.locator("#base-url")).to_have_text(base_url)
     token = generate_token(page)
     new_token = page.locator(".new-token")
-    for field in ("Base URL", "API Token", "Tenant URL", "Secret Token"):
+    for field in ("SCIM connector base URL", "Authorization (Bearer)", "Tenant URL", "Secret Token"):
         expect(new_token.get_by_role("cell", name=field, exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Copy token")).to_be_visible()  # the script shows it
     shoot(page, "03-scim-new-token")
+    page.reload()  # shown once: a reload neither shows it again nor makes another token
+    expect(page.locator("#shown-once")).to_be_visible()
+    expect(page.locator("#new-token")).to_have_count(0)
+    page.get_by_role("link", name="Back to the SCIM panel").click()
+    expect(page.locator("#tokens")).to_contain_text("operator")  # created by
+    shoot(page, "03b-scim-panel")
+    page.get_by_role("link", name="Okta", exact=True).click()
+    expect(page.locator(".okta-fields")).to_contain_text(base_url)
+    shoot(page, "03c-scim-okta-guide")
 
     names = [f"{n}.{uuid.uuid4().hex[:6]}@example.com" for n in ("first", "second", "third")]
     for name in names:  # one after another: the waiting list is first come, first served
@@ -216,7 +225,9 @@ def test_operator_connects_a_tenant_and_manages_its_seats(page: Page, server: st
     shoot(page, "04-seats-scim-on")
 
     page.goto(f"{server}/console/tenants/{tenant_id}/scim")
-    page.get_by_role("button", name="Disable SCIM").click()
+    page.get_by_role("link", name="Turn SCIM off…").click()
+    expect(page.locator("#what-happens")).to_contain_text("Every token of this organization is refused")
+    page.get_by_role("button", name="Turn SCIM off").click()
     expect(page.get_by_role("status")).to_contain_text("SCIM provisioning is off")
     assert scim(server, token, "GET", "/Users")[0] == 403  # the token is refused while SCIM is off
 
@@ -327,7 +338,10 @@ def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, serve
     shoot(page, "11-queue")
 
     page.goto(f"{server}/console/tenants/{tenant_id}/scim")
-    page.get_by_role("button", name=re.compile("^Revoke token")).click()
+    page.get_by_role("link", name=re.compile("^Revoke token")).click()
+    expect(page.locator("#what-happens")).to_contain_text("will get 401 from now on")
+    assert scim(server, token, "GET", "/Users")[0] == 200  # the confirmation page changed nothing
+    page.get_by_role("button", name="Revoke the token").click()
     expect(page.get_by_role("status")).to_contain_text("Token revoked")
     assert scim(server, token, "GET", "/Users")[0] == 401
 

@@ -190,6 +190,13 @@ async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, 
     return LogPage(entries, floor + 1 if floor is not None else None)
 
 
+async def last_request(pool: asyncpg.Pool, tenant_id: UUID) -> dict[str, Any] | None:
+    """The newest request of the tenant's identity provider in the log (`render_entry`), None when none
+    was logged (yet, or since retention deleted the older ones)."""
+    row = await store.newest_entry(pool, tenant_id)
+    return render_entry(row) if row is not None else None
+
+
 def _outcome_key(row: Mapping[str, Any]) -> store.OutcomeKey:
     """A user's entry (for a POST, the created user's) is matched on its user as well as its request id:
     a promotion carries the request id of the release that freed its seat, and clients choose request ids."""

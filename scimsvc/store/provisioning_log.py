@@ -117,6 +117,16 @@ FROM (
 ORDER BY id DESC
 LIMIT $7
 """
+# The SCIM panel's "last request seen from your IdP": one row through provisioning_log_tenant
+# (tenant_id, id DESC), the newest written (rows get their ids as their batches are written, a fraction
+# of a second after their requests).
+SELECT_NEWEST = f"""
+SELECT {ENTRY_COLUMNS}
+FROM provisioning_log
+WHERE tenant_id = $1
+ORDER BY id DESC
+LIMIT 1
+"""
 # The other identifier of a user given by id or by userName: the user as it is, else (deleted, or renamed
 # since) the newest log entry naming both.
 SELECT_USER_BY_ID = """
@@ -183,6 +193,11 @@ async def log_page(
     if user is not None:
         return await pool.fetch(SELECT_PAGE_OF_USER, *args, user[0], user[1])
     return await pool.fetch(SELECT_PAGE, *args)
+
+
+async def newest_entry(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:
+    """The tenant's newest log row, None when it has none."""
+    return await pool.fetchrow(SELECT_NEWEST, tenant_id)
 
 
 async def user_identity(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -39,20 +40,33 @@ SELECT_TENANT = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
 # An action reads the settings it changes under this lock, so its "from" is what it replaced.
 SELECT_TENANT_FOR_UPDATE = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
 SELECT_TENANT_BY_NAME = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1 ORDER BY created_at LIMIT 1"
-INSERT_TOKEN = """
-INSERT INTO scim_tokens (tenant_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id, label, created_at
+TOKEN_COLUMNS = "id, label, created_by, created_at, last_used_at, expires_at, revoked_at"
+INSERT_TOKEN = f"""
+INSERT INTO scim_tokens (tenant_id, token_hash, label, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)
+RETURNING {TOKEN_COLUMNS}
 """
-REVOKE_TOKEN = """
+REVOKE_TOKEN = f"""
 UPDATE scim_tokens SET revoked_at = now()
 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
-RETURNING id, label, created_at, revoked_at
+RETURNING {TOKEN_COLUMNS}
 """
-# Revoked tokens are found too: a revoked token is one we issued, not a guess (scimsvc/web/middlewares.py).
+# Revoked and expired tokens are found too: they are ones we issued, not guesses
+# (scimsvc/web/middlewares.py). `expires_at` is kept so a cached entry ends with the token
+# (scimsvc/web/token_cache.py); `expired` is PostgreSQL's word on it at lookup time.
 SELECT_TOKEN_TENANT = """
-SELECT k.token_hash, k.revoked_at IS NOT NULL AS revoked, k.tenant_id, t.scim_enabled, t.allowed_domains,
+SELECT k.token_hash, k.id AS token_id, k.revoked_at IS NOT NULL AS revoked, k.expires_at,
+       coalesce(k.expires_at <= now(), false) AS expired, k.tenant_id, t.scim_enabled, t.allowed_domains,
        t.rate_limit
 FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.token_hash = $1
+"""
+# When IdPs last used tokens: one statement per flush, every token used since the last one. A process never
+# moves a time back (another process may have written a later use); the change notification of
+# 0010_auth_changes_notify.sql does not fire on this column (0022_token_use_and_expiry.sql).
+RECORD_TOKEN_USES = """
+UPDATE scim_tokens k SET last_used_at = to_timestamp(v.at)
+FROM unnest($1::uuid[], $2::float8[]) AS v(id, at)
+WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < to_timestamp(v.at))
 """
 # The console's tenants list: each tenant with the seats its users hold.
 LIST_TENANTS = """
@@ -62,9 +76,10 @@ FROM tenants t
 ORDER BY lower(t.name), t.created_at, t.id
 LIMIT $1
 """
-LIST_TOKENS = """
-SELECT id, label, created_at, revoked_at FROM scim_tokens WHERE tenant_id = $1 ORDER BY created_at, id
+LIST_TOKENS = f"""
+SELECT {TOKEN_COLUMNS} FROM scim_tokens WHERE tenant_id = $1 ORDER BY created_at, id
 """
+SELECT_TOKEN = f"SELECT {TOKEN_COLUMNS} FROM scim_tokens WHERE tenant_id = $1 AND id = $2"
 
 TOKEN_PREFIX = "scim_"
 # Migration 0010 notifies this channel on any change to scim_tokens or tenants (scimsvc/web/token_cache.py).
@@ -141,12 +156,17 @@ async def update_tenant(
 
 
 async def create_token(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, label: str = ""
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    label: str = "",
+    created_by: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[asyncpg.Record, str]:
-    """Issue a new token for the tenant; returns its row (id, label, created_at) and the token, which is
-    never stored."""
+    """Issue a new token for the tenant; returns its row (`TOKEN_COLUMNS`) and the token, which is never
+    stored."""
     token = new_token()
-    row = await conn.fetchrow(INSERT_TOKEN, tenant_id, hash_token(token), label)
+    row = await conn.fetchrow(INSERT_TOKEN, tenant_id, hash_token(token), label, created_by, expires_at)
     return row, token
 
 
@@ -162,9 +182,23 @@ async def list_tokens(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) 
     return await conn.fetch(LIST_TOKENS, tenant_id)
 
 
+async def get_token(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, token_id: UUID
+) -> asyncpg.Record | None:
+    """One of the tenant's tokens (`TOKEN_COLUMNS`), revoked or not; None if the tenant has no such token."""
+    return await conn.fetchrow(SELECT_TOKEN, tenant_id, token_id)
+
+
+async def record_token_uses(pool: asyncpg.Pool, uses: dict[UUID, float]) -> None:
+    """Set each token's `last_used_at` to its time (seconds since the epoch), in one statement."""
+    if uses:
+        await pool.execute(RECORD_TOKEN_USES, list(uses), list(uses.values()))
+
+
 async def token_by_hash(conn: asyncpg.Connection | asyncpg.Pool, digest: bytes) -> asyncpg.Record | None:
-    """The token (by its `hash_token`) with its tenant (revoked, tenant_id, scim_enabled, allowed_domains,
-    rate_limit), revoked or not; None when no such token was ever issued."""
+    """The token (by its `hash_token`) with its id and tenant (token_id, revoked, expires_at, expired,
+    tenant_id, scim_enabled, allowed_domains, rate_limit), revoked or not; None when no such token was ever
+    issued."""
     row = await conn.fetchrow(SELECT_TOKEN_TENANT, digest)
     # The lookup is by a hash the caller cannot steer; the constant-time compare guards the final check.
     if row is None or not secrets.compare_digest(row["token_hash"], digest):

@@ -67,6 +67,24 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
+async def token_use_writer(app: web.Application) -> AsyncIterator[None]:
+    """After `pg_context`: writes when SCIM tokens were last used, every `SCIMSVC_TOKEN_LAST_USED_SECONDS`
+    in one statement, and once more before the pool closes (scimsvc/web/token_cache.py)."""
+    cache, interval = app[TOKEN_CACHE], app[SETTINGS].token_last_used_seconds
+
+    async def write_forever() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await cache.write_uses()
+
+    writer = asyncio.create_task(write_forever())
+    yield
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    await cache.write_uses()  # the last requests' uses
+
+
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
     # No connection is made here: the front end must start, and acknowledge writes, while Redis is down.
     app[REDIS] = ArqRedis.from_url(
@@ -111,6 +129,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
     app.cleanup_ctx.append(pg_context)
+    app.cleanup_ctx.append(token_use_writer)  # after pg_context: its last write goes before the pool closes
     app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(access_log_writer)
     app.cleanup_ctx.append(

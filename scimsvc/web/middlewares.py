@@ -182,7 +182,7 @@ def _bearer(request: web.Request) -> str | None:
 TOO_MANY_FAILURES = (
     "too many failed authentications from this address: retry after {seconds} s with a valid credential"
 )
-INVALID_TOKEN = "the bearer token is not valid (unknown or revoked): ask your operator for a new one"
+INVALID_TOKEN = "the bearer token is not valid (unknown, revoked or expired): ask your operator for a new one"
 
 
 def client_of(request: web.Request) -> str:

@@ -46,7 +46,7 @@ SECURITY_SCHEMES = {
 
 ERRORS = {
     400: "Invalid request: the body, a query parameter or a path (SCIM scimType says which kind)",
-    401: "No credential, or an unknown or revoked one",
+    401: "No credential, or an unknown, revoked or expired one",
     403: "Refused: SCIM is disabled for the tenant, or the operator key is not configured",
     404: "No such resource",
     409: "Conflicts with the current state: an existing resource (scimType uniqueness), or a refusal why",

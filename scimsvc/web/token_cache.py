@@ -17,6 +17,17 @@ wrong; it is forgotten after that time only to bound memory, and the token is lo
 `REFUSED_SECONDS` per process (concurrent requests with one token share one lookup). A token not shaped
 like the ones scimsvc issues is refused without a lookup. Revoked tokens are told apart from guesses
 (tokens never issued): only guesses count toward the failed-authentication limit.
+
+An expired token (`expires_at` passed) is refused exactly like a revoked one. Expiry needs no notification:
+a cached entry is only served while its token's `expires_at` is still ahead (one clock read on a hit of a
+token that has an expiry), so the first request after that moment is refused.
+
+Last used: a valid check notes the token's id and the time in a dict, nothing more (no I/O on the
+request's path). `web/app.py:token_use_writer`, a task of the app, writes what was noted every
+`SCIMSVC_TOKEN_LAST_USED_SECONDS` (60) in one batched UPDATE (`store/tenants.py:RECORD_TOKEN_USES`), so
+each token is written at most once per interval per process, whatever the request rate. That column is
+left out of the change notification (migration 0022), so the writes never empty a cache. What a crash
+loses: the uses noted since the last write, which the IdP's next request notes again.
 """
 
 from __future__ import annotations
@@ -27,11 +38,12 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import asyncpg
 
 from scimsvc.ratelimit.expiring_set import ExpiringSet
-from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, token_by_hash
+from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, record_token_uses, token_by_hash
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +66,17 @@ def _no_lookups(found: bool) -> None:
     pass
 
 
+def _valid(row: asyncpg.Record | None) -> bool:
+    """A token we issued, neither revoked nor expired (PostgreSQL's clock, at lookup time)."""
+    return row is not None and not row["revoked"] and not row["expired"]
+
+
+def _expiry(row: asyncpg.Record) -> float | None:
+    """The token's expiry in seconds since the epoch, None if it has none."""
+    expires_at = row["expires_at"]
+    return expires_at.timestamp() if expires_at is not None else None
+
+
 _LOOKUP_CANCELLED = object()  # what a shared lookup gives when its request was cancelled: look up again
 
 
@@ -73,7 +96,9 @@ class TokenCache:
         self.database_url = database_url
         self.ttl = ttl
         self._counted = counted  # told of each PostgreSQL lookup: found valid or not (a metric)
-        self._entries: dict[bytes, tuple[float, asyncpg.Record]] = {}
+        # token hash -> (monotonic deadline, tenant row, expiry in epoch seconds or None)
+        self._entries: dict[bytes, tuple[float, asyncpg.Record, float | None]] = {}
+        self._used: dict[UUID, float] = {}  # token id -> when last used (epoch seconds), not written yet
         self._refused = ExpiringSet(seconds=REFUSED_SECONDS, max_entries=MAX_ENTRIES)  # token hashes
         self._lookups: dict[bytes, asyncio.Future[Any]] = {}  # token hash -> its lookup under way
         self._generation = 0  # bumped on every change: a lookup that straddles one is not kept
@@ -98,12 +123,16 @@ class TokenCache:
         if active:
             hit = self._entries.get(digest)
             if hit is not None and hit[0] > now:
-                return TokenCheck(hit[1], digest)
+                if hit[2] is None or time.time() < hit[2]:
+                    return self._used_now(hit[1], digest)
+                del self._entries[digest]  # expired since it was cached: refused from now on
+                self._refused.add(digest)
+                return TokenCheck(None, digest)
         while (under_way := self._lookups.get(digest)) is not None:
             # Concurrent requests with one token share its lookup, and its failure (an outage: 503).
             row = await asyncio.shield(under_way)
             if row is not _LOOKUP_CANCELLED:
-                return TokenCheck(row if row is not None and not row["revoked"] else None, digest)
+                return self._used_now(row, digest) if _valid(row) else TokenCheck(None, digest)
         generation = self._generation
         lookup = self._lookups[digest] = asyncio.get_running_loop().create_future()
         try:
@@ -120,7 +149,7 @@ class TokenCache:
         finally:
             if self._lookups.get(digest) is lookup:
                 del self._lookups[digest]
-        valid = row is not None and not row["revoked"]
+        valid = _valid(row)
         self._counted(valid)
         if not valid:
             self._refused.add(digest)
@@ -128,8 +157,29 @@ class TokenCache:
         if active and generation == self._generation and self.active:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[digest] = (now + self.ttl, row)
+            self._entries[digest] = (now + self.ttl, row, _expiry(row))
+        return self._used_now(row, digest)
+
+    def _used_now(self, row: asyncpg.Record, digest: bytes) -> TokenCheck:
+        """A valid token's check, its use noted for `token_use_writer` (a dict write, no I/O)."""
+        self._used[row["token_id"]] = time.time()
         return TokenCheck(row, digest)
+
+    def take_uses(self) -> dict[UUID, float]:
+        """The uses noted since the last call: token id -> when last used (epoch seconds)."""
+        used, self._used = self._used, {}
+        return used
+
+    async def write_uses(self) -> None:
+        """Write the uses noted so far in one statement; a failure is logged and those uses are dropped
+        (the tokens' next requests note them again)."""
+        used = self.take_uses()
+        if not used:
+            return
+        try:
+            await record_token_uses(self.pool, used)
+        except Exception as exc:
+            log.warning("token last-used times not written for %d tokens: %s", len(used), type(exc).__name__)
 
     def holds(self, token: str) -> bool:
         """Whether the token's tenant is in the cache now."""

@@ -15,9 +15,9 @@ from scimsvc.web.keys import SETTINGS
 # Notices after a change (Post/Redirect/Get): only these fixed texts are ever shown.
 NOTICES = {
     "tenant-created": "Tenant created. Generate a SCIM token on this page to connect an identity provider.",
-    "scim-on": "SCIM provisioning is on: the tenant's tokens work, and licenses are managed by the IdP.",
-    "scim-off": "SCIM provisioning is off: the tenant's tokens are refused; licenses can be assigned here.",
-    "token-revoked": "Token revoked: it is refused from now on.",
+    "scim-on": "SCIM provisioning is on: this organization's tokens work, and licenses follow the IdP.",
+    "scim-off": "SCIM provisioning is off: this organization's tokens are refused; assign licenses here.",
+    "token-revoked": "Token revoked: the identity provider using it gets 401 from now on.",
     "seats-saved": "Saved. The worker re-applies licenses (a raised seat count promotes waiting users).",
     "license-assigned": "License assignment accepted: it shows here once the worker has applied it.",
     "license-rules-saved": "License rules saved. Licenses are re-applied to the organization's users.",

@@ -15,15 +15,12 @@ import orjson
 from aiohttp import web
 
 from schemas.admin import (
-    ScimToggleSchema,
     TeamSchema,
     TenantCreateSchema,
-    TokenCreateSchema,
 )
 from scimsvc.ops.queue_health import queue_health
 from scimsvc.scim.errors import ScimError, not_found
-from scimsvc.scim.ids import id_or_404
-from scimsvc.services import admin_users, console_sessions, tokens
+from scimsvc.services import admin_users, console_sessions
 from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
@@ -40,7 +37,6 @@ from scimsvc.web.admin_views import render_tenant, render_user_page, stream_user
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
 from scimsvc.web.console.pages import page
-from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.console.session import (
     COOKIE,
     COOKIE_PATH,
@@ -160,70 +156,6 @@ async def tenant_create(request: web.Request) -> web.Response:
 @routes.get("/console/tenants/{tid}")
 async def tenant_home(request: web.Request) -> web.Response:
     raise see_other(f"/console/tenants/{tenant_id_of(request)}/scim")
-
-
-# --- SCIM panel ------------------------------------------------------------------------------------
-
-
-async def _scim_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    error: str | None = None,
-    new_token: dict[str, str] | None = None,
-) -> web.Response:
-    tenant = await _tenant(request)
-    live_tokens = await tokens.list_tokens(request.app[POOL], UUID(tenant["id"]))
-    context = {
-        "tenant": tenant,
-        "section": "scim",
-        "tokens": live_tokens,
-        "new_token": new_token,
-        "error": error,
-    }
-    return page(request, "scim.html", context, status=status)
-
-
-@routes.get("/console/tenants/{tid}/scim")
-@for_org_admins
-async def scim_panel(request: web.Request) -> web.Response:
-    return await _scim_page(request)
-
-
-@routes.post("/console/tenants/{tid}/scim")
-async def scim_toggle(request: web.Request) -> web.Response:
-    form = await request.post()
-    tenant_id = tenant_id_of(request)
-    try:
-        enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
-        await tenant_service.set_scim_enabled(action_scope(request), tenant_id, enabled)
-    except ScimError as exc:
-        return await _scim_page(request, status=exc.status, error=exc.detail)
-    raise see_other(f"/console/tenants/{tenant_id}/scim?done={'scim-on' if enabled else 'scim-off'}")
-
-
-@routes.post("/console/tenants/{tid}/scim/tokens")
-async def token_create(request: web.Request) -> web.Response:
-    """A new token, shown in this response only (never in a URL): only its hash is stored."""
-    form = await request.post()
-    tenant_id = tenant_id_of(request)
-    try:
-        label = load(TokenCreateSchema(), {"label": forms.text(form, "label")})["label"]
-        new = await tokens.create_token(action_scope(request), tenant_id, label=label)
-    except ScimError as exc:
-        return await _scim_page(request, status=exc.status, error=exc.detail)
-    new_token = {"id": str(new.id), "label": new.label, "token": new.token}
-    return await _scim_page(request, status=201, new_token=new_token)
-
-
-@routes.post("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
-async def token_revoke(request: web.Request) -> web.Response:
-    tenant_id = tenant_id_of(request)
-    token_id = id_or_404(request.match_info["token_id"], "token")
-    if not await tokens.revoke_token(action_scope(request), tenant_id, token_id):
-        detail = f"token {token_id} is not a live token of this tenant (already revoked?)"
-        return await _scim_page(request, status=404, error=detail)
-    raise see_other(f"/console/tenants/{tenant_id}/scim?done=token-revoked")
 
 
 # --- teams -----------------------------------------------------------------------------------------

@@ -219,24 +219,17 @@ async def list_tokens(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
     rows = await tokens.list_tokens(request.app[POOL], tenant_id)
-    return json_response(
-        [
-            {
-                "id": str(r["id"]),
-                "label": r["label"],
-                "created_at": scim_datetime(r["created_at"]),
-                "revoked_at": scim_datetime(r["revoked_at"]),
-            }
-            for r in rows
-        ]
-    )
+    return json_response([tokens.render_token(r) for r in rows])
 
 
 @routes.post("/admin/v1/tenants/{tid}/scim/tokens")
 @docs(
     tags=["Admin: SCIM tokens"],
     summary="Create a SCIM token (shown once)",
-    description="The body is optional: a label says which identity provider connection uses the token.",
+    description=(
+        "The body is optional: a label says which identity provider connection uses the token; "
+        "expires_at (a future ISO 8601 time) or expires_in_days (1 to 3650) makes it expire."
+    ),
 )
 @request_schema(TokenCreateSchema)
 @response_schema(NewTokenSchema, 201)
@@ -245,9 +238,15 @@ async def create_token(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     # No body (or an empty one) is a token without a label.
     data = load(TokenCreateSchema(), await read_json(request)) if (await request.read()).strip() else {}
-    new = await tokens.create_token(action_scope(request), tenant_id, label=data.get("label", ""))
+    expires_at = tokens.token_expiry(
+        expires_at=data.get("expires_at"), expires_in_days=data.get("expires_in_days")
+    )
+    new = await tokens.create_token(
+        action_scope(request), tenant_id, label=data.get("label", ""), expires_at=expires_at
+    )
     # The only time the token is shown: only its hash is stored.
-    return json_response({"id": str(new.id), "label": new.label, "token": new.token}, status=201)
+    body = {"id": str(new.id), "label": new.label, "expires_at": scim_datetime(new.expires_at)}
+    return json_response({**body, "token": new.token}, status=201)
 
 
 @routes.delete("/admin/v1/tenants/{tid}/scim/tokens/{token_id}")

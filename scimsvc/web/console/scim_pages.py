@@ -1,0 +1,239 @@
+"""The console's SCIM panel (README.md, Console): SCIM on or off, the base URL, tokens, the setup guides
+for Okta and Microsoft Entra ID, and the last request seen from the organization's identity provider.
+
+Open to the operator and to the organization's own admins (`for_org_admins`). A new token is shown once:
+its POST answers 303 to `/scim/tokens/new` and carries the token there in a cookie scoped to that exact
+path, living a minute, HttpOnly and SameSite=Strict, bound by an HMAC to this session and organization;
+the GET that shows it clears it, so a reload shows "shown once" and never makes another token. Revoking a
+token and turning SCIM off each go through a confirmation page (a GET that changes nothing) whose form
+POSTs; turning SCIM on needs none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from schemas.admin import ScimToggleSchema, TokenCreateSchema
+from scimsvc.scim.errors import ScimError
+from scimsvc.scim.ids import id_or_404
+from scimsvc.services import provisioning_log, tokens
+from scimsvc.services import tenants as tenant_service
+from scimsvc.web.admin_requests import action_scope, load, tenant_id_of
+from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.console import forms
+from scimsvc.web.console.pages import page
+from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.console.session import SESSION, b64, derived_key
+from scimsvc.web.keys import POOL, SETTINGS
+
+routes = web.RouteTableDef()
+
+NEW_TOKEN_COOKIE = "scimsvc_new_token"
+NEW_TOKEN_SECONDS = 60  # the new token waits this long in its cookie for the page that shows it
+
+
+def _panel(tenant_id: UUID) -> str:
+    return f"/console/tenants/{tenant_id}/scim"
+
+
+def _reveal_path(tenant_id: UUID) -> str:
+    return f"/console/tenants/{tenant_id}/scim/tokens/new"
+
+
+async def _tenant(request: web.Request) -> dict[str, Any]:
+    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
+    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
+
+
+def _token_row(row: Any) -> dict[str, Any]:
+    """A token as the panel lists it."""
+    return {**dict(row), "id": str(row["id"]), "state": tokens.token_state(row)}
+
+
+# --- the panel -------------------------------------------------------------------------------------
+
+
+async def _scim_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+) -> web.Response:
+    tenant = await _tenant(request)
+    pool = request.app[POOL]
+    tenant_id = UUID(tenant["id"])
+    rows = await tokens.list_tokens(pool, tenant_id)
+    context = {
+        "tenant": tenant,
+        "section": "scim",
+        "tokens": [_token_row(r) for r in rows],
+        "last": await provisioning_log.last_request(pool, tenant_id),
+        "log_on": request.app[SETTINGS].provisioning_log,
+        "form": form or {},
+        "error": error,
+    }
+    return page(request, "scim.html", context, status=status)
+
+
+@routes.get("/console/tenants/{tid}/scim")
+@for_org_admins
+async def scim_panel(request: web.Request) -> web.Response:
+    return await _scim_page(request)
+
+
+@routes.post("/console/tenants/{tid}/scim")
+@for_org_admins
+async def scim_toggle(request: web.Request) -> web.Response:
+    """Turn SCIM on at once; turning it off goes through its confirmation page."""
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    try:
+        enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
+        if not enabled:
+            await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+            raise web.HTTPSeeOther(_panel(tenant_id) + "/disable")
+        await tenant_service.set_scim_enabled(action_scope(request), tenant_id, True)
+    except ScimError as exc:
+        return await _scim_page(request, status=exc.status, error=exc.detail)
+    raise web.HTTPSeeOther(_panel(tenant_id) + "?done=scim-on")
+
+
+@routes.get("/console/tenants/{tid}/scim/disable")
+@for_org_admins
+async def scim_disable_confirm(request: web.Request) -> web.Response:
+    """What turning SCIM off does, and the form that does it; this page changes nothing."""
+    tenant = await _tenant(request)
+    live = [r for r in await tokens.list_tokens(request.app[POOL], UUID(tenant["id"])) if _live(r)]
+    context = {"tenant": tenant, "section": "scim", "live_tokens": len(live)}
+    return page(request, "scim_disable.html", context)
+
+
+@routes.post("/console/tenants/{tid}/scim/disable")
+@for_org_admins
+async def scim_disable(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    try:
+        await tenant_service.set_scim_enabled(action_scope(request), tenant_id, False)
+    except ScimError as exc:
+        return await _scim_page(request, status=exc.status, error=exc.detail)
+    raise web.HTTPSeeOther(_panel(tenant_id) + "?done=scim-off")
+
+
+def _live(row: Any) -> bool:
+    return tokens.token_state(row) == "live"
+
+
+# --- tokens ----------------------------------------------------------------------------------------
+
+
+def _reveal_mac(request: web.Request, tenant_id: UUID, token_id: str, token: str) -> str:
+    """Binds a new token's cookie to this session and organization (a cookie set any other way is
+    ignored)."""
+    session = request.get(SESSION)
+    sid = session.sid if session is not None else ""
+    key = derived_key(request.app[SETTINGS].admin_key, "new-token")
+    message = f"{sid}|{tenant_id}|{token_id}|{token}".encode()
+    return b64(hmac.new(key, message, hashlib.sha256).digest())
+
+
+@routes.post("/console/tenants/{tid}/scim/tokens")
+@for_org_admins
+async def token_create(request: web.Request) -> web.Response:
+    """A new token; its value goes to the page that shows it in a cookie, never in a URL (only its hash
+    is stored)."""
+    form = await request.post()
+    tenant_id = tenant_id_of(request)
+    typed = {"label": forms.text(form, "label"), "expires_in_days": forms.text(form, "expires_in_days")}
+    try:
+        days = forms.number(typed["expires_in_days"]) if typed["expires_in_days"] else None
+        data = load(TokenCreateSchema(), {"label": typed["label"], "expires_in_days": days})
+        expires_at = tokens.token_expiry(expires_at=None, expires_in_days=data["expires_in_days"])
+        new = await tokens.create_token(
+            action_scope(request), tenant_id, label=data["label"], expires_at=expires_at
+        )
+    except ScimError as exc:
+        return await _scim_page(request, status=exc.status, error=exc.detail, form=typed)
+    token_id = str(new.id)
+    response = web.HTTPSeeOther(_reveal_path(tenant_id))
+    response.set_cookie(
+        NEW_TOKEN_COOKIE,
+        f"{token_id}.{new.token}.{_reveal_mac(request, tenant_id, token_id, new.token)}",
+        max_age=NEW_TOKEN_SECONDS,
+        path=_reveal_path(tenant_id),
+        httponly=True,
+        samesite="Strict",
+        secure=request.app[SETTINGS].public_url.startswith("https://"),
+    )
+    raise response
+
+
+@routes.get("/console/tenants/{tid}/scim/tokens/new")
+@for_org_admins
+async def token_reveal(request: web.Request) -> web.Response:
+    """The token just created, once: the cookie that carried it is cleared by this answer."""
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    new_token = None
+    token_id, _, rest = request.cookies.get(NEW_TOKEN_COOKIE, "").partition(".")
+    token, _, mac = rest.rpartition(".")
+    if token and hmac.compare_digest(mac, _reveal_mac(request, tenant_id, token_id, token)):
+        try:
+            row = await tokens.token_of(request.app[POOL], tenant_id, id_or_404(token_id, "token"))
+        except ScimError:
+            row = None
+        if row is not None and _live(row):
+            new_token = {**_token_row(row), "token": token}
+    context = {
+        "tenant": tenant,
+        "section": "scim",
+        "new_token": new_token,
+        "shown_token": new_token["token"] if new_token else None,
+    }
+    response = page(request, "scim_new_token.html", context)
+    response.del_cookie(NEW_TOKEN_COOKIE, path=_reveal_path(tenant_id))
+    return response
+
+
+@routes.get("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
+@for_org_admins
+async def token_revoke_confirm(request: web.Request) -> web.Response:
+    """What revoking the token does, and the form that does it; this page changes nothing."""
+    tenant = await _tenant(request)
+    token_id = id_or_404(request.match_info["token_id"], "token")
+    row = await tokens.token_of(request.app[POOL], UUID(tenant["id"]), token_id)
+    context = {"tenant": tenant, "section": "scim", "token": _token_row(row)}
+    return page(request, "scim_revoke.html", context)
+
+
+@routes.post("/console/tenants/{tid}/scim/tokens/{token_id}/revoke")
+@for_org_admins
+async def token_revoke(request: web.Request) -> web.Response:
+    tenant_id = tenant_id_of(request)
+    token_id = id_or_404(request.match_info["token_id"], "token")
+    if not await tokens.revoke_token(action_scope(request), tenant_id, token_id):
+        detail = f"token {token_id} is not a live token of this organization (already revoked?)"
+        return await _scim_page(request, status=404, error=detail)
+    raise web.HTTPSeeOther(_panel(tenant_id) + "?done=token-revoked")
+
+
+# --- setup guides ----------------------------------------------------------------------------------
+
+
+@routes.get("/console/tenants/{tid}/scim/okta")
+@for_org_admins
+async def okta_guide(request: web.Request) -> web.Response:
+    context = {"tenant": await _tenant(request), "section": "scim", "idp": "okta", "shown_token": None}
+    return page(request, "scim_guide.html", context)
+
+
+@routes.get("/console/tenants/{tid}/scim/entra")
+@for_org_admins
+async def entra_guide(request: web.Request) -> web.Response:
+    context = {"tenant": await _tenant(request), "section": "scim", "idp": "entra", "shown_token": None}
+    return page(request, "scim_guide.html", context)
