@@ -132,3 +132,18 @@ async def lock_user_in_tenant(
 ) -> asyncpg.Record | None:
     """The user's license and eligibility, the row locked until commit; None if not the tenant's."""
     return await conn.fetchrow(SELECT_USER_IN_TENANT, tenant_id, user_id)
+
+
+# A waiting user's place on the waiting list (1 = next seat), in its order (users_tenant_waiting).
+SELECT_WAITING_PLACE = """
+SELECT count(*) + 1 FROM users w, users u
+WHERE u.tenant_id = $1 AND u.id = $2 AND u.waiting_since IS NOT NULL
+  AND w.tenant_id = $1 AND w.waiting_since IS NOT NULL AND w.active AND w.scim_linked
+  AND (w.waiting_since, w.id) < (u.waiting_since, u.id)
+"""
+
+
+async def waiting_place(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_id: UUID) -> int:
+    """The user's place on the tenant's waiting list (1 = next seat); meaningful only for a waiting user."""
+    place: int = await conn.fetchval(SELECT_WAITING_PLACE, tenant_id, user_id)
+    return place
