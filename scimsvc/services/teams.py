@@ -21,14 +21,14 @@ from scimsvc.store import outbox, teams
 from scimsvc.store import tenants as tenant_store
 from scimsvc.store.db import transaction
 
-NAME_TAKEN = "this tenant already has a team named {name!r} (team names are unique, case-sensitively)"
+NAME_TAKEN = "this organization already has a team named {name!r} (team names are unique, case-sensitively)"
 
 
 async def team_or_404(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> asyncpg.Record:
     """One team of the tenant, with its member count and linked SCIM group."""
     rows = await teams.list_teams(pool, tenant_id, only=team_id)
     if not rows:
-        raise not_found(f"team {team_id} not found in tenant {tenant_id}")
+        raise not_found(f"team {team_id} not found in organization {tenant_id}")
     return rows[0]
 
 
@@ -54,7 +54,7 @@ async def rename_team(scope: ActionScope, tenant_id: UUID, team_id: UUID, name: 
         async with transaction(scope.pool) as conn:
             previous = await teams.rename_team(conn, tenant_id, team_id, name)
             if previous is None:
-                raise not_found(f"team {team_id} not found in tenant {tenant_id}")
+                raise not_found(f"team {team_id} not found in organization {tenant_id}")
             if previous != name:
                 detail = {"team_id": str(team_id), "from": previous, "to": name}
                 await record_action(conn, scope, tenant_id, "team_renamed", detail)
