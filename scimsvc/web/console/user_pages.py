@@ -7,6 +7,7 @@ Organization admins (portal sessions) may use every one of them for their own or
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,6 @@ from aiohttp import web
 from schemas.user import ENTERPRISE_SCHEMA
 from scimsvc.product.users import ENTERPRISE_FIELDS, full_name, user_state
 from scimsvc.scim.errors import ScimError
-from scimsvc.scim.resources import scim_datetime
 from scimsvc.services import admin_users, user_details
 from scimsvc.services import tenants as tenant_service
 from scimsvc.web.admin_requests import query_id, tenant_id_of, user_filters, user_id_of
@@ -95,6 +95,11 @@ def _attributes(row: Any) -> dict[str, Any]:
     }
 
 
+def _when(at: datetime | None) -> str | None:
+    """A time as the page shows it, to the second, in UTC."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else None
+
+
 def _audit_item(row: Any) -> dict[str, Any]:
     return {**dict(row), "detail": orjson.dumps(row["detail"]).decode() if row["detail"] else ""}
 
@@ -115,9 +120,9 @@ async def user_page(request: web.Request) -> web.Response:
             "license": row["license"],
             "seat": row["license"] == "full",
             "waiting_since": row["waiting_since"],
-            "provisioned_at": scim_datetime(row["provisioned_at"]) if row["provisioned_at"] else None,
-            "created": scim_datetime(row["created_at"]),
-            "last_modified": scim_datetime(row["updated_at"]),
+            "provisioned_at": _when(row["provisioned_at"]),
+            "created": _when(row["created_at"]),
+            "last_modified": _when(row["updated_at"]),
             **_attributes(row),
         },
         "details": details,
