@@ -197,6 +197,8 @@ async def test_provisioned_at_stays_the_first_provisioning_time(client, tenant, 
     assert later[PRODUCT]["provisioningState"] == "provisioned"
     assert later[PRODUCT]["provisionedAt"] == provisioned
     assert later["meta"]["lastModified"] > first["meta"]["lastModified"]
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/users/{user['id']}", headers=ADMIN_HEADERS)
+    assert (await resp.json())["provisionedAt"] == provisioned
     row = await db.fetchrow("SELECT provisioned_at, updated_at FROM users WHERE id = $1::uuid", user["id"])
     assert row["provisioned_at"] < row["updated_at"]
 
