@@ -214,3 +214,18 @@ async def test_another_organizations_user_is_not_found(client, tenant, settings)
     assert (await client.get(f"/console/tenants/{other.id}/users/{mine['id']}")).status == 404
     resp = await client.get(f"/admin/v1/tenants/{tenant.id}/users/{foreign['id']}", headers=ADMIN_HEADERS)
     assert resp.status == 404
+
+
+async def test_teams_and_users_pages_speak_japanese_when_the_browser_asks(client, tenant, settings):
+    user = await post_user(client, tenant)
+    await run_worker(settings)
+    await signed_in(client)
+    ja = {"Accept-Language": "ja,en;q=0.5"}
+    base = f"/console/tenants/{tenant.id}"
+    for path, text in (
+        (f"{base}/teams", "チームを作成"),
+        (f"{base}/users", "これらのユーザーを CSV でダウンロード"),
+        (f"{base}/users/{user['id']}", "ライセンスの履歴"),
+    ):
+        resp = await client.get(path, headers=ja)
+        assert resp.status == 200 and text in await resp.text(), path
