@@ -376,6 +376,10 @@ def test_operator_relinks_a_team_after_deleting_it_and_reads_a_user_page(page: P
     expect(page.locator("#attributes-table")).to_contain_text("ext-ada")
     expect(page.locator("#attributes-table")).to_contain_text("Analytics")
     shoot(page, "22-user")
+    page.set_viewport_size({"width": 360, "height": 800})  # a phone: wide tables scroll in their box
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shoot(page, "22-user-narrow")
+    page.set_viewport_size({"width": 1366, "height": 900})
     page.locator("#manager").get_by_role("link").click()
     expect(page.locator("h1")).to_contain_text(boss)
 
