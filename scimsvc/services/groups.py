@@ -122,7 +122,9 @@ async def _relink(tx: Transaction, row: asyncpg.Record) -> asyncpg.Record:
     displayName when there is one linked to no other group, as a first sync does: the LINK row recorded
     before the push's own row makes the worker add every member first (README.md, SCIM Groups and teams).
 
-    Audited (`team_linked`, actor scim) in this transaction; the worker tells `group.linked`.
+    Audited (`team_linked`, actor scim) in this transaction; the worker tells `group.linked`. The group is
+    locked before the team here (the other order of `services/teams.py:link_group`): `write` runs a
+    deadlock between the two again.
     """
     if row["team_id"] is not None:
         return row

@@ -163,18 +163,19 @@ async def link_group(scope: ActionScope, tenant_id: UUID, team_id: UUID, group_i
     409 `uniqueness` when either is linked already."""
 
     async def steps(tx: Transaction) -> None:
-        # The group first, then the team: the order of a push that re-links (services/groups.py:_relink).
-        group = await group_store.get_group(tx.conn, tenant_id, group_id, for_update=True)
-        if group is None:
-            raise not_found(f"SCIM group {group_id} not found in this organization")
+        # The team first, then the group: the order of a team's deletion (which unlinks its group) and of a
+        # group's POST. A push that re-links locks the other way round; `write` runs a deadlock again.
         team = await teams.lock_team(tx.conn, tenant_id, team_id)
         if team is None:
             raise not_found(f"team {team_id} not found in this organization")
+        group = await group_store.get_group(tx.conn, tenant_id, group_id, for_update=True)
+        if group is None:
+            raise not_found(f"SCIM group {group_id} not found in this organization")
         if team["group_id"] is not None:
             raise uniqueness(
                 f"the team {team['name']!r} is already linked to the SCIM group "
-                f"{team['group_display_name']!r}; a team follows one group (delete that group in the "
-                "identity provider first)"
+                f"{team['group_display_name']!r}; a team follows one group: choose a team with no SCIM "
+                "group, or create one"
             )
         if group["team_id"] is not None:
             raise uniqueness(
