@@ -118,6 +118,15 @@ class TeamSchema(Schema):
     name = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
+class TeamGroupLinkSchema(Schema):
+    """`PUT teams/{team_id}/group`: the SCIM group (linked to no team) to link to the team."""
+
+    class Meta:
+        unknown = RAISE
+
+    group_id = fields.UUID(required=True)
+
+
 class BoardCreateSchema(Schema):
     """`POST boards`: a board owned by a user of the tenant, in one of its teams (or none)."""
 

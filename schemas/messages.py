@@ -356,6 +356,9 @@ class AdminUserSchema(Schema):
     seat = fields.Boolean(required=True)
     waiting = fields.Boolean(required=True)
     provisioning_state = fields.String(required=True)
+    provisionedAt = fields.DateTime(
+        allow_none=True, required=True, metadata=_d("When the worker first applied the user")
+    )
     teams = fields.List(fields.Nested(TeamRefSchema), required=True)
     created = fields.DateTime(required=True)
     lastModified = fields.DateTime(required=True)

@@ -35,7 +35,9 @@ class ChangeKind(StrEnum):
     RELINK = "relink"  # a SCIM-deleted user's userName was provisioned again: the same product user
     DELETE = "delete"  # SCIM DELETE: deactivated and unlinked
     # Groups.
-    LINK = "link"  # POST: linked to the team of the same name; payload {"add": [user ids], "remove": []}
+    # POST: linked to the team of the same name; payload {"add": [user ids], "remove": []}. A re-link (a push
+    # of an unlinked group, or linked by hand): payload {"relink": true}, every member of the group joins.
+    LINK = "link"
     MEMBERS = "members"  # payload {"add": [...], "remove": [...]}: exactly these users join / leave the team
     PUSH = "push"  # the team's members become exactly the group's
     UNLINK = "unlink"  # the group was deleted; its team stays

@@ -297,10 +297,10 @@ def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, serve
     status, body = scim(server, token, "POST", "/Groups", group)
     assert status == 201, body
     page.reload()
-    expect(page.locator("#teams-table")).to_contain_text(body["id"])  # the linked SCIM group
+    expect(page.locator("#teams-table")).to_contain_text("members: 1")  # the linked SCIM group
     shoot(page, "07-teams")
 
-    page.get_by_role("link", name="Engineering").click()
+    page.get_by_role("link", name="Engineering", exact=True).click()
     reload_until(page, lambda: ada in page.locator("body").inner_text(), "the group push to reach the team")
     page.get_by_label("New name").fill("Platform")
     page.get_by_role("button", name="Rename team").click()
@@ -349,6 +349,72 @@ def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, serve
     expect(page).to_have_url(server + "/console/login")
     page.goto(server + "/console/tenants")
     expect(page).to_have_url(server + "/console/login")
+
+
+def test_operator_relinks_a_team_after_deleting_it_and_reads_a_user_page(page: Page, server: str) -> None:
+    sign_in(page, server)
+    tenant_id = create_tenant(page, server, seats=5)
+    token = generate_token(page)
+    boss = f"boss.{uuid.uuid4().hex[:6]}@example.com"
+    status, body = scim(server, token, "POST", "/Users", user_body(boss))
+    assert status == 201, body
+    ada = f"ada.{uuid.uuid4().hex[:6]}@example.com"
+    enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    status, body = scim(
+        server,
+        token,
+        "POST",
+        "/Users",
+        {
+            **user_body(ada),
+            "userType": "Employee",
+            "externalId": "ext-ada",
+            enterprise: {"department": "Analytics", "manager": {"value": body["id"]}},
+        },
+    )
+    assert status == 201, body
+    ada_id = body["id"]
+
+    page.goto(f"{server}/console/tenants/{tenant_id}/teams")
+    page.get_by_label("Name (exactly as the SCIM group's displayName)").fill("Research")
+    page.get_by_role("button", name="Create team").click()
+    group = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Research",
+        "members": [{"value": ada_id}],
+    }
+    status, body = scim(server, token, "POST", "/Groups", group)
+    assert status == 201, body
+    page.get_by_role("link", name="Research", exact=True).click()
+    reload_until(page, lambda: ada in page.locator("body").inner_text(), "the group to reach the team")
+    page.get_by_role("link", name="Delete this team…").click()
+    expect(page.locator("#delete-linked-group")).to_contain_text("Research")
+    shoot(page, "20-team-delete-confirm")
+    page.get_by_role("button", name="Delete team Research").click()
+    expect(page.get_by_role("status")).to_contain_text("Team deleted")
+
+    page.get_by_label("Name (exactly as the SCIM group's displayName)").fill("Research lab")
+    page.get_by_role("button", name="Create team").click()
+    expect(page.locator("#teams-table")).to_contain_text("no SCIM group")
+    page.get_by_role("link", name="Research lab", exact=True).click()
+    page.get_by_label("SCIM group linked to no team").select_option(label="Research (members: 1)")
+    page.get_by_role("button", name="Link group").click()
+    expect(page.get_by_role("status").first).to_contain_text("SCIM group linked")
+    reload_until(page, lambda: page.locator("#members-table").count() == 1, "the group's members to join")
+    expect(page.locator("#members-table")).to_contain_text(ada)
+    shoot(page, "21-team-relinked")
+
+    page.locator("#members-table").get_by_role("link", name=ada).click()
+    reload_until(page, lambda: "Applied" in page.locator("#provisioning-state").inner_text(), "ada applied")
+    expect(page.locator("#attributes-table")).to_contain_text("ext-ada")
+    expect(page.locator("#attributes-table")).to_contain_text("Analytics")
+    shoot(page, "22-user")
+    page.set_viewport_size({"width": 360, "height": 800})  # a phone: wide tables scroll in their box
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shoot(page, "22-user-narrow")
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.locator("#manager").get_by_role("link").click()
+    expect(page.locator("h1")).to_contain_text(boss)
 
 
 def test_operator_adds_a_webhook_endpoint_sees_its_secret_once_and_manages_it(

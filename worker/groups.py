@@ -25,8 +25,9 @@ async def apply_group_changes(
 
     A push makes the team exactly the group's current desired members, which already include every later
     incremental change in the run, so one push settles the whole run; otherwise each row adds and removes
-    exactly the users it names. Either way re-running changes nothing. A group that was deleted, or whose
-    team was deleted, applies nothing; licenses are never touched.
+    exactly the users it names (a re-link's LINK row adds every member of the group). Either way
+    re-running changes nothing. A group that was deleted, or whose team was deleted, applies nothing;
+    licenses are never touched.
     """
     link = await teams.linked_team(conn, group_id)
     if link is None:
@@ -47,6 +48,13 @@ async def apply_group_changes(
         if row["change"] not in MEMBER_CHANGES:
             continue
         payload = row["payload"]
+        if payload.get("relink"):
+            # A re-link (services/groups.py:record_link): the group's members as they now are join the
+            # team; nobody leaves, as on a first sync.
+            events += _members(
+                team, [], await teams.add_group_to_team(conn, tenant_id, team_id, group_id), row["request_id"]
+            )
+            continue
         removed = await teams.remove_from_team(conn, tenant_id, team_id, payload.get("remove", []))
         added = await teams.add_to_team(conn, tenant_id, team_id, group_id, payload.get("add", []))
         events += _members(team, removed, added, row["request_id"])

@@ -86,7 +86,9 @@ async def find_user(pool: asyncpg.Pool, tenant_id: UUID, typed: str) -> UUID:
         row = await admin_user(pool, tenant_id, wanted)
         match = [row["id"]] if row is not None else []
     if not match:
-        raise invalid_value(f"user: no user {typed!r} in this tenant (give its id or its exact userName)")
+        raise invalid_value(
+            f"user: no user {typed!r} in this organization (give its id or its exact userName)"
+        )
     return match[0]
 
 

@@ -4,7 +4,8 @@ The SCIM rules are in `scimsvc.scim.groups`; this module chains them with the st
 transaction per write. Outbox changes for a group (`scimsvc.contract.ChangeKind`, applied by
 `worker.groups`):
 - LINK (POST) and MEMBERS {"add": [...], "remove": [...]}: the linked team gains / loses exactly
-  those users;
+  those users; LINK {"relink": true} (a push of an unlinked group found a team of its exact name, or an
+  operator linked it by hand): every member of the group joins the team, nobody leaves;
 - PUSH: the linked team's members become exactly the group's members;
 - UPDATE (name or externalId only) and UNLINK (group deleted): nothing to apply to the team.
 """
@@ -28,6 +29,7 @@ from scimsvc.scim.patch import parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.services.changes import Scope, Transaction, write
+from scimsvc.store import audit
 from scimsvc.store import groups as store
 from scimsvc.store import teams as team_store
 
@@ -115,6 +117,57 @@ async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
     return await write(scope, steps)
 
 
+async def _relink(tx: Transaction, row: asyncpg.Record) -> asyncpg.Record:
+    """A push of a group linked to no team (its team was deleted) links it to the team with exactly its
+    displayName when there is one linked to no other group, as a first sync does: the LINK row recorded
+    before the push's own row makes the worker add every member first (README.md, SCIM Groups and teams).
+
+    Audited (`team_linked`, actor scim) in this transaction; the worker tells `group.linked`. The group is
+    locked before the team here (the other order of `services/teams.py:link_group`): `write` runs a
+    deadlock between the two again.
+    """
+    if row["team_id"] is not None:
+        return row
+    tenant_id, name = tx.scope.tenant_id, row["display_name"]
+    team = await team_store.lock_team_by_name(tx.conn, tenant_id, name)
+    if team is None or team["group_id"] is not None:
+        return row
+    try:
+        async with tx.conn.transaction():  # a savepoint: another group linked to the team meanwhile
+            linked = await store.link_group(tx.conn, tenant_id, row["id"], team["id"])
+    except asyncpg.UniqueViolationError:
+        return row
+    if not linked:
+        return row
+    await record_link(tx, row["id"], row["display_name"], team["id"], team["name"], actor="scim", how="push")
+    return await store.get_group(tx.conn, tenant_id, row["id"])
+
+
+async def record_link(
+    tx: Transaction,
+    group_id: UUID,
+    group_name: str,
+    team_id: UUID,
+    team_name: str,
+    *,
+    actor: str,
+    how: str,
+) -> None:
+    """A re-link's outbox row (the worker adds the group's members and tells `group.linked`) and audit row
+    (`team_linked`), in the transaction that linked them."""
+    await tx.record(ResourceType.GROUP, group_id, ChangeKind.LINK, {"relink": True})
+    detail = {
+        "team_id": str(team_id),
+        "team": team_name,
+        "group_id": str(group_id),
+        "group": group_name,
+        "by": how,
+    }
+    await audit.audit_action(
+        tx.conn, tx.scope.tenant_id, "team_linked", actor=actor, detail=detail, request_id=tx.scope.request_id
+    )
+
+
 def _already_linked(name: str, group_id: UUID, group_name: str) -> ScimError:
     return uniqueness(
         f"the team {name!r} is already linked to the SCIM group {str(group_id)!r} ({group_name!r}); "
@@ -155,6 +208,7 @@ async def push_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
     async def steps(tx: Transaction) -> asyncpg.Record:
         current = await _lock(tx, raw_id, if_match)
         row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+        row = await _relink(tx, row)
         await _apply_members(tx, row["id"], change)
         return row
 
@@ -178,6 +232,7 @@ async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | N
         if change.is_empty and resource == current["resource"]:
             return current
         row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
+        row = await _relink(tx, row)
         if change.is_empty:
             await tx.record(ResourceType.GROUP, row["id"], ChangeKind.UPDATE)
         else:

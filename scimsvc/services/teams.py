@@ -10,21 +10,25 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import ResourceType
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.scim.errors import not_found, uniqueness
 from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
-from scimsvc.store import teams
+from scimsvc.services.changes import Transaction, write
+from scimsvc.services.groups import record_link
+from scimsvc.store import groups as group_store
+from scimsvc.store import outbox, teams
 from scimsvc.store import tenants as tenant_store
 from scimsvc.store.db import transaction
 
-NAME_TAKEN = "this tenant already has a team named {name!r} (team names are unique, case-sensitively)"
+NAME_TAKEN = "this organization already has a team named {name!r} (team names are unique, case-sensitively)"
 
 
 async def team_or_404(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> asyncpg.Record:
     """One team of the tenant, with its member count and linked SCIM group."""
     rows = await teams.list_teams(pool, tenant_id, only=team_id)
     if not rows:
-        raise not_found(f"team {team_id} not found in tenant {tenant_id}")
+        raise not_found(f"team {team_id} not found in organization {tenant_id}")
     return rows[0]
 
 
@@ -50,7 +54,7 @@ async def rename_team(scope: ActionScope, tenant_id: UUID, team_id: UUID, name: 
         async with transaction(scope.pool) as conn:
             previous = await teams.rename_team(conn, tenant_id, team_id, name)
             if previous is None:
-                raise not_found(f"team {team_id} not found in tenant {tenant_id}")
+                raise not_found(f"team {team_id} not found in organization {tenant_id}")
             if previous != name:
                 detail = {"team_id": str(team_id), "from": previous, "to": name}
                 await record_action(conn, scope, tenant_id, "team_renamed", detail)
@@ -137,3 +141,57 @@ async def _record_membership(
         user_id=user_id,
         happened=[event],
     )
+
+
+LINKABLE_SHOWN = 200  # unlinked groups a team page offers to link
+
+
+async def unlinked_groups(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
+    """The tenant's SCIM groups linked to no team (a team page's "Link a SCIM group"), by name."""
+    return await group_store.unlinked_groups(pool, tenant_id, limit=LINKABLE_SHOWN)
+
+
+async def group_applying(pool: asyncpg.Pool, tenant_id: UUID, group_id: UUID) -> bool:
+    """Whether the worker still has changes of the group to apply to its team (a page says "applying…")."""
+    return (await outbox.unapplied_of(pool, tenant_id, ResourceType.GROUP, group_id))["rows"] > 0
+
+
+async def link_group(scope: ActionScope, tenant_id: UUID, team_id: UUID, group_id: UUID) -> asyncpg.Record:
+    """Link one of the tenant's SCIM groups linked to no team to a team linked to no group (a re-link by
+    hand, whatever the names): audited (`team_linked`); the worker then adds every member of the group to
+    the team (nobody leaves) and tells `group.linked`. 404 when the team or the group is not the tenant's,
+    409 `uniqueness` when either is linked already."""
+
+    async def steps(tx: Transaction) -> None:
+        # The team first, then the group: the order of a team's deletion (which unlinks its group) and of a
+        # group's POST. A push that re-links locks the other way round; `write` runs a deadlock again.
+        team = await teams.lock_team(tx.conn, tenant_id, team_id)
+        if team is None:
+            raise not_found(f"team {team_id} not found in this organization")
+        group = await group_store.get_group(tx.conn, tenant_id, group_id, for_update=True)
+        if group is None:
+            raise not_found(f"SCIM group {group_id} not found in this organization")
+        if team["group_id"] is not None:
+            raise uniqueness(
+                f"the team {team['name']!r} is already linked to the SCIM group "
+                f"{team['group_display_name']!r}; a team follows one group: choose a team with no SCIM "
+                "group, or create one"
+            )
+        if group["team_id"] is not None:
+            raise uniqueness(
+                f"the SCIM group {group['display_name']!r} is already linked to another team; a group links "
+                "to one team"
+            )
+        try:
+            async with tx.conn.transaction():  # a savepoint: another group linked to the team meanwhile
+                linked = await group_store.link_group(tx.conn, tenant_id, group_id, team_id)
+        except asyncpg.UniqueViolationError:
+            linked = False
+        if not linked:
+            raise uniqueness(f"the team {team['name']!r} was linked to another SCIM group meanwhile")
+        await record_link(
+            tx, group_id, group["display_name"], team_id, team["name"], actor=scope.actor.kind, how="hand"
+        )
+
+    await write(scope.for_tenant(tenant_id), steps)
+    return await team_or_404(scope.pool, tenant_id, team_id)

@@ -128,3 +128,20 @@ async def operator_audit_page(
 ) -> list[asyncpg.Record]:
     """Audit rows of no tenant (the operator's webhook endpoints), newest first; page on with `before_id`."""
     return await conn.fetch(SELECT_OPERATOR_AUDIT, before_id, limit)
+
+
+# One user's rows of some actions (a user page's license history), by audit_log_user.
+SELECT_USER_AUDIT_OF_ACTIONS = """
+SELECT id, user_id, action, actor, detail, request_id, created_at
+FROM audit_log
+WHERE tenant_id = $1 AND user_id = $2 AND action = ANY($3::text[])
+ORDER BY id DESC
+LIMIT $4
+"""
+
+
+async def user_audit_of_actions(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_id: UUID, actions: list[str], *, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` of the user's audit rows with one of `actions`, newest first."""
+    return await conn.fetch(SELECT_USER_AUDIT_OF_ACTIONS, tenant_id, user_id, actions, limit)

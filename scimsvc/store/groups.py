@@ -57,6 +57,19 @@ SET display_name = $3, external_id = $4, resource = $5, version = g.version + 1,
 WHERE g.tenant_id = $1 AND g.id = $2
 RETURNING {GROUP_COLUMNS}
 """
+# A re-link (services/groups.py, services/teams.py): only a group linked to no team gets one. The group's
+# SCIM resource (version, lastModified) does not change: the link is the product's, not the IdP's.
+LINK_GROUP = """
+UPDATE groups SET team_id = $3 WHERE tenant_id = $1 AND id = $2 AND team_id IS NULL RETURNING id
+"""
+# The groups a team page offers to link: the tenant's groups linked to no team, with their member counts.
+SELECT_UNLINKED = """
+SELECT g.id, g.display_name, (SELECT count(*) FROM group_members gm WHERE gm.group_id = g.id) AS member_count
+FROM groups g
+WHERE g.tenant_id = $1 AND g.team_id IS NULL
+ORDER BY g.display_name, g.id
+LIMIT $2
+"""
 DELETE_GROUP = "DELETE FROM groups WHERE tenant_id = $1 AND id = $2 RETURNING id"
 
 # Which of the ids are not SCIM-linked users of the tenant (one query for any number of ids). The ones that
@@ -245,3 +258,16 @@ async def list_groups(
     return await pages.fetch_page(
         conn, sql, params, offset=offset, limit=limit, count_sql=count_sql, count_params=params
     )
+
+
+async def link_group(conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, team_id: UUID) -> bool:
+    """Link the tenant's unlinked group to a team; False if it is linked already (or not the tenant's).
+    Raises UniqueViolationError if another group is linked to that team."""
+    return await conn.fetchval(LINK_GROUP, tenant_id, group_id, team_id) is not None
+
+
+async def unlinked_groups(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` of the tenant's groups linked to no team (id, display_name, member_count), by name."""
+    return await conn.fetch(SELECT_UNLINKED, tenant_id, limit)

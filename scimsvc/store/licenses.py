@@ -241,3 +241,18 @@ async def without_seat_page(
 ) -> list[asyncpg.Record]:
     """A page of the active users who hold no full seat and are not waiting, after user `after`."""
     return await conn.fetch(WITHOUT_SEAT_PAGE, tenant_id, after, limit)
+
+
+# A waiting user's place on the waiting list (1 = next seat), in its order (users_tenant_waiting).
+SELECT_WAITING_PLACE = """
+SELECT count(*) + 1 FROM users w, users u
+WHERE u.tenant_id = $1 AND u.id = $2 AND u.waiting_since IS NOT NULL
+  AND w.tenant_id = $1 AND w.waiting_since IS NOT NULL AND w.active AND w.scim_linked
+  AND (w.waiting_since, w.id) < (u.waiting_since, u.id)
+"""
+
+
+async def waiting_place(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_id: UUID) -> int:
+    """The user's place on the tenant's waiting list (1 = next seat); meaningful only for a waiting user."""
+    place: int = await conn.fetchval(SELECT_WAITING_PLACE, tenant_id, user_id)
+    return place

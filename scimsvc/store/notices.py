@@ -69,3 +69,24 @@ async def record_error(
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(RECORD_ATTEMPT, notice_id, "error", error[:2000])
         await conn.execute(RETRY_LATER, notice_id, float(retry_in_seconds), max_attempts)
+
+
+# A user's notices, newest first, with the last attempt's error (notices_user, notice_attempts_notice).
+SELECT_NOTICES_OF_USER = """
+SELECT n.id, n.to_address, n.subject, n.status, n.attempts, n.created_at, n.sent_at, n.next_attempt_at,
+       a.error AS last_error
+FROM notices n
+LEFT JOIN LATERAL (
+    SELECT error FROM notice_attempts WHERE notice_id = n.id ORDER BY id DESC LIMIT 1
+) a ON true
+WHERE n.tenant_id = $1 AND n.user_id = $2
+ORDER BY n.id DESC
+LIMIT $3
+"""
+
+
+async def notices_of_user(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_id: UUID, *, limit: int
+) -> list[asyncpg.Record]:
+    """Up to `limit` of the user's notices, newest first: address, subject, delivery status, attempts."""
+    return await conn.fetch(SELECT_NOTICES_OF_USER, tenant_id, user_id, limit)

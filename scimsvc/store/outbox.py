@@ -169,3 +169,22 @@ async def stale_resources(
 ) -> list[asyncpg.Record]:
     """Resources with rows still unapplied after `older_than_seconds`, oldest first."""
     return await conn.fetch(SELECT_STALE, float(older_than_seconds), limit)
+
+
+# What is still to apply to one resource of a tenant (a user page's provisioning state, a team page's
+# "applying…"): its unapplied rows by the partial index outbox_unapplied_resource.
+SELECT_UNAPPLIED_OF = """
+SELECT count(*) AS rows, coalesce(max(attempts), 0) AS attempts,
+       (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
+       min(created_at) AS since
+FROM outbox
+WHERE resource_type = $2 AND resource_id = $3 AND applied_at IS NULL AND tenant_id = $1
+"""
+
+
+async def unapplied_of(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, resource_type: ResourceType, resource_id: UUID
+) -> asyncpg.Record:
+    """(rows, attempts, last_error, since) of the resource's rows the worker has not applied yet."""
+    row: asyncpg.Record = await conn.fetchrow(SELECT_UNAPPLIED_OF, tenant_id, resource_type, resource_id)
+    return row

@@ -15,7 +15,8 @@ import asyncpg
 TEAM_COLUMNS = """
 t.id, t.name, t.created_at, t.updated_at,
 (SELECT count(*) FROM team_members m WHERE m.team_id = t.id) AS member_count,
-g.id AS group_id, g.display_name AS group_display_name
+g.id AS group_id, g.display_name AS group_display_name,
+(SELECT count(*) FROM group_members gm WHERE gm.group_id = g.id) AS group_member_count
 """
 INSERT_TEAM = f"""
 WITH t AS (INSERT INTO teams (tenant_id, name) VALUES ($1, $2) RETURNING *)
@@ -176,6 +177,13 @@ FROM teams t LEFT JOIN groups g ON g.team_id = t.id
 WHERE t.tenant_id = $1 AND t.name = $2
 FOR UPDATE OF t
 """
+# A team of the tenant by id, locked, with the group linked to it (an explicit re-link, services/teams.py).
+SELECT_TEAM_FOR_LINK = """
+SELECT t.id, t.name, g.id AS group_id, g.display_name AS group_display_name
+FROM teams t LEFT JOIN groups g ON g.team_id = t.id
+WHERE t.tenant_id = $1 AND t.id = $2
+FOR UPDATE OF t
+"""
 SELECT_TEAM_NAMES_LIKE = """
 SELECT name FROM teams WHERE tenant_id = $1 AND lower(name) = lower($2) ORDER BY name LIMIT 3
 """
@@ -184,6 +192,12 @@ SELECT name FROM teams WHERE tenant_id = $1 AND lower(name) = lower($2) ORDER BY
 async def lock_team_by_name(conn: asyncpg.Connection, tenant_id: UUID, name: str) -> asyncpg.Record | None:
     """The tenant's team named exactly `name` (id, name, group_id of the group linked to it), locked."""
     return await conn.fetchrow(SELECT_TEAM_BY_NAME, tenant_id, name)
+
+
+async def lock_team(conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID) -> asyncpg.Record | None:
+    """The tenant's team `team_id` (id, name, group_id of the group linked to it), locked; None if not the
+    tenant's."""
+    return await conn.fetchrow(SELECT_TEAM_FOR_LINK, tenant_id, team_id)
 
 
 async def team_names_like(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, name: str) -> list[str]:
@@ -272,6 +286,13 @@ async def push_to_team(
     removed = await conn.fetch(PUSH_REMOVE, tenant_id, team_id, group_id)
     added = await conn.fetch(PUSH_ADD, tenant_id, team_id, group_id)
     return [r[0] for r in removed], [r[0] for r in added]
+
+
+async def add_group_to_team(
+    conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID
+) -> list[UUID]:
+    """A (re-)link: every member of the group joins the team, nobody leaves; returns the users who joined."""
+    return [r[0] for r in await conn.fetch(PUSH_ADD, tenant_id, team_id, group_id)]
 
 
 async def add_to_team(

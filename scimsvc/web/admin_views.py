@@ -41,6 +41,7 @@ def render_admin_user(row: Mapping[str, Any], teams: list[dict[str, Any]]) -> di
         "seat": row["license"] == "full",
         "waiting": row["waiting_since"] is not None,
         "provisioning_state": row["provisioning_state"],
+        "provisionedAt": scim_datetime(row["provisioned_at"]) if row["provisioned_at"] else None,
         "teams": teams,
         "created": scim_datetime(row["created_at"]),
         "lastModified": scim_datetime(row["updated_at"]),

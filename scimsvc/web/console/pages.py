@@ -26,6 +26,7 @@ NOTICES = {
     "team-created": "Team created.",
     "team-renamed": "Team renamed. Its linked SCIM group keeps its own name.",
     "team-deleted": "Team deleted. A linked SCIM group stays, no longer linked.",
+    "team-linked": "SCIM group linked: its members join the team once the worker has applied the link.",
     "member-added": "Member added.",
     "member-removed": "Member removed.",
 }

@@ -15,25 +15,19 @@ import orjson
 from aiohttp import web
 
 from schemas.admin import (
-    TeamSchema,
     TenantCreateSchema,
 )
 from scimsvc.ops.queue_health import queue_health
-from scimsvc.scim.errors import ScimError, not_found
+from scimsvc.scim.errors import ScimError
 from scimsvc.services import admin_users, console_sessions
-from scimsvc.services import teams as team_service
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
 from scimsvc.web.admin_requests import (
     action_scope,
     load,
-    query_id,
-    team_id_of,
     tenant_id_of,
-    user_filters,
-    user_id_of,
 )
-from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
+from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
 from scimsvc.web.console.pages import page
@@ -158,150 +152,7 @@ async def tenant_home(request: web.Request) -> web.Response:
     raise see_other(f"/console/tenants/{tenant_id_of(request)}/scim")
 
 
-# --- teams -----------------------------------------------------------------------------------------
-
-
-async def _teams_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    error: str | None = None,
-    form: Mapping[str, Any] | None = None,
-) -> web.Response:
-    tenant = await _tenant(request)
-    rows = await team_service.list_teams(request.app[POOL], UUID(tenant["id"]))
-    context = {"tenant": tenant, "section": "teams", "teams": rows, "form": dict(form or {}), "error": error}
-    return page(request, "teams.html", context, status=status)
-
-
-@routes.get("/console/tenants/{tid}/teams")
-async def teams_list(request: web.Request) -> web.Response:
-    return await _teams_page(request)
-
-
-@routes.post("/console/tenants/{tid}/teams")
-async def team_create(request: web.Request) -> web.Response:
-    form = await request.post()
-    tenant_id = tenant_id_of(request)
-    try:
-        name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
-        await team_service.create_team(action_scope(request), tenant_id, name)
-    except ScimError as exc:
-        return await _teams_page(request, status=exc.status, error=exc.detail, form=form)
-    raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-created")
-
-
-@routes.post("/console/tenants/{tid}/teams/{team_id}/rename")
-async def team_rename(request: web.Request) -> web.Response:
-    form = await request.post()
-    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
-    try:
-        name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
-        await team_service.rename_team(action_scope(request), tenant_id, team_id, name)
-    except ScimError as exc:
-        return await _team_page(request, status=exc.status, error=exc.detail, form=form)
-    raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=team-renamed")
-
-
-@routes.post("/console/tenants/{tid}/teams/{team_id}/delete")
-async def team_delete(request: web.Request) -> web.Response:
-    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
-    if not await team_service.delete_team(action_scope(request), tenant_id, team_id):
-        return await _teams_page(request, status=404, error=f"team {team_id} not found in this tenant")
-    raise see_other(f"/console/tenants/{tenant_id}/teams?done=team-deleted")
-
-
-async def _team_page(
-    request: web.Request,
-    *,
-    status: int = 200,
-    error: str | None = None,
-    form: Mapping[str, Any] | None = None,
-) -> web.Response:
-    tenant = await _tenant(request)
-    pool = request.app[POOL]
-    team = await team_service.team_or_404(pool, UUID(tenant["id"]), team_id_of(request))
-    after = query_id(request.query, "after", "user")
-    members = await team_service.members_page(pool, team["id"], after=after, limit=PAGE_SIZE)
-    context = {
-        "tenant": tenant,
-        "section": "teams",
-        "team": team,
-        "members": members,
-        "next_after": str(members[-1]["user_id"]) if len(members) == PAGE_SIZE else None,
-        "form": dict(form or {}),
-        "error": error,
-    }
-    return page(request, "team.html", context, status=status)
-
-
-@routes.get("/console/tenants/{tid}/teams/{team_id}")
-async def team_detail(request: web.Request) -> web.Response:
-    return await _team_page(request)
-
-
-@routes.post("/console/tenants/{tid}/teams/{team_id}/members")
-async def member_add(request: web.Request) -> web.Response:
-    """Manual membership: allowed with SCIM on (a later group push overwrites it)."""
-    form = await request.post()
-    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
-    pool = request.app[POOL]
-    try:
-        await team_service.team_or_404(pool, tenant_id, team_id)
-        user_id = await admin_users.find_user(pool, tenant_id, forms.text(form, "user"))
-        if not await team_service.add_member(action_scope(request), tenant_id, team_id, user_id):
-            raise not_found(f"user {user_id} not found in this tenant")
-    except ScimError as exc:
-        return await _team_page(request, status=exc.status, error=exc.detail, form=form)
-    raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-added")
-
-
-@routes.post("/console/tenants/{tid}/teams/{team_id}/members/{uid}/remove")
-async def member_remove(request: web.Request) -> web.Response:
-    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
-    user_id = user_id_of(request)
-    if not await team_service.remove_member(action_scope(request), tenant_id, team_id, user_id):
-        return await _team_page(request, status=404, error=f"user {user_id} is not a member of this team")
-    raise see_other(f"/console/tenants/{tenant_id}/teams/{team_id}?done=member-removed")
-
-
-# --- users and audit -------------------------------------------------------------------------------
-
-
-@routes.get("/console/tenants/{tid}/users")
-async def users_list(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
-    tenant_id = UUID(tenant["id"])
-    pool = request.app[POOL]
-    query = request.query
-    context: dict[str, Any] = {
-        "tenant": tenant,
-        "section": "users",
-        "query": {k: query.get(k, "") for k in ("q", "state", "license")},
-        "states": admin_users.USER_STATES,
-        "licenses": admin_users.LICENSE_FILTERS,
-        "users": [],
-        "next_after": None,
-        "filters": {},
-    }
-    context["filters"] = {k: v for k, v in context["query"].items() if v}
-    try:
-        filters = user_filters(query)
-        after = query_id(query, "after", "user")
-    except ScimError as exc:
-        return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
-    users = await admin_users.user_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
-    context["users"] = render_user_page(users)
-    context["next_after"] = str(users.rows[-1]["id"]) if len(users.rows) == PAGE_SIZE else None
-    return page(request, "users.html", context)
-
-
-@routes.get("/console/tenants/{tid}/users.csv")
-async def users_csv(request: web.Request) -> web.StreamResponse:
-    """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
-    tenant_id = tenant_id_of(request)
-    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
-    return await stream_users_csv(request, tenant_id, user_filters(request.query))
+# --- audit -------------------------------------------------------------------------------------------
 
 
 @routes.get("/console/tenants/{tid}/audit")

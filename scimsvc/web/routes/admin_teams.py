@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 from aiohttp_apigami import docs, querystring_schema, request_schema, response_schema
 
-from schemas.admin import TeamSchema
+from schemas.admin import TeamGroupLinkSchema, TeamSchema
 from schemas.messages import AfterQuerySchema, TeamDetailSchema, TeamListSchema, TeamMemberPageSchema
 from scimsvc.scim.errors import not_found
 from scimsvc.scim.resources import scim_datetime
@@ -98,6 +98,20 @@ async def delete_team(request: web.Request) -> web.Response:
     if not await team_service.delete_team(action_scope(request), tenant_id, team_id):
         raise not_found(f"team {team_id} not found in tenant {tenant_id}")
     return web.Response(status=204)
+
+
+@routes.put("/admin/v1/tenants/{tid}/teams/{team_id}/group")
+@docs(tags=["Admin: teams"], summary="Link a SCIM group to a team (re-link)")
+@request_schema(TeamGroupLinkSchema)
+@response_schema(TeamDetailSchema, 200)
+@errors(400, 404, 409)
+async def link_group(request: web.Request) -> web.Response:
+    """Link a SCIM group linked to no team (e.g. after its team was deleted) to a team linked to no group;
+    the worker then adds every member of the group to the team. 409 when either is linked already."""
+    tenant_id, team_id = tenant_id_of(request), team_id_of(request)
+    group_id = load(TeamGroupLinkSchema(), await read_json(request))["group_id"]
+    row = await team_service.link_group(action_scope(request), tenant_id, team_id, group_id)
+    return json_response(render_team(row))
 
 
 @routes.get("/admin/v1/tenants/{tid}/teams/{team_id}/members")

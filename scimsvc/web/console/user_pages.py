@@ -1,0 +1,134 @@
+"""The console's users pages: the filtered list (a user the worker has not applied yet is marked pending),
+the CSV export, and one user's page (every attribute, provisioning state, license history, notices, the
+latest provisioning log and audit entries).
+
+Organization admins (portal sessions) may use every one of them for their own organization.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from schemas.user import ENTERPRISE_SCHEMA
+from scimsvc.product.users import ENTERPRISE_FIELDS, full_name, user_state
+from scimsvc.scim.errors import ScimError
+from scimsvc.services import admin_users, user_details
+from scimsvc.services import tenants as tenant_service
+from scimsvc.web.admin_requests import query_id, tenant_id_of, user_filters, user_id_of
+from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
+from scimsvc.web.console.pages import page
+from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.keys import POOL, SETTINGS
+
+routes = web.RouteTableDef()
+
+PAGE_SIZE = 50
+APPLYING_REFRESH_SECONDS = 3
+
+
+async def _tenant(request: web.Request) -> dict[str, Any]:
+    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
+    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
+
+
+@routes.get("/console/tenants/{tid}/users")
+@for_org_admins
+async def users_list(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    tenant_id = UUID(tenant["id"])
+    pool = request.app[POOL]
+    query = request.query
+    context: dict[str, Any] = {
+        "tenant": tenant,
+        "section": "users",
+        "query": {k: query.get(k, "") for k in ("q", "state", "license")},
+        "states": admin_users.USER_STATES,
+        "licenses": admin_users.LICENSE_FILTERS,
+        "users": [],
+        "next_after": None,
+        "filters": {},
+    }
+    context["filters"] = {k: v for k, v in context["query"].items() if v}
+    try:
+        filters = user_filters(query)
+        after = query_id(query, "after", "user")
+    except ScimError as exc:
+        return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
+    users = await admin_users.user_page(pool, tenant_id, after=after, limit=PAGE_SIZE, **filters)
+    context["users"] = render_user_page(users)
+    context["next_after"] = str(users.rows[-1]["id"]) if len(users.rows) == PAGE_SIZE else None
+    return page(request, "users.html", context)
+
+
+@routes.get("/console/tenants/{tid}/users.csv")
+@for_org_admins
+async def users_csv(request: web.Request) -> web.StreamResponse:
+    """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
+    tenant_id = tenant_id_of(request)
+    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    return await stream_users_csv(request, tenant_id, user_filters(request.query))
+
+
+def _attributes(row: Any) -> dict[str, Any]:
+    """The SCIM attributes of a user as the page lists them (absent ones are None or empty)."""
+    resource = row["resource"]
+    name = resource.get("name") or {}
+    enterprise = resource.get(ENTERPRISE_SCHEMA) or {}
+    return {
+        "userName": row["user_name"],
+        "fullName": full_name(resource),
+        "name": {k: name.get(k) for k in ("formatted", "givenName", "middleName", "familyName")},
+        "displayName": resource.get("displayName"),
+        "emails": resource.get("emails") or [],
+        "userType": resource.get("userType"),
+        "externalId": resource.get("externalId"),
+        "active": row["active"],
+        "roles": resource.get("roles") or [],
+        "photos": resource.get("photos") or [],
+        "enterprise": {k: enterprise.get(k) for k in ENTERPRISE_FIELDS},
+        "manager": enterprise.get("manager") or {},
+    }
+
+
+def _when(at: datetime | None) -> str | None:
+    """A time as the page shows it, to the second, in UTC."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else None
+
+
+def _audit_item(row: Any) -> dict[str, Any]:
+    return {**dict(row), "detail": orjson.dumps(row["detail"]).decode() if row["detail"] else ""}
+
+
+@routes.get("/console/tenants/{tid}/users/{uid}")
+@for_org_admins
+async def user_page(request: web.Request) -> web.Response:
+    """One user: attributes, state, license and seat, history; refreshes itself while a change is applied."""
+    tenant = await _tenant(request)
+    details = await user_details.user_details(request.app[POOL], UUID(tenant["id"]), user_id_of(request))
+    row = details.row
+    context = {
+        "tenant": tenant,
+        "section": "users",
+        "user": {
+            "id": str(row["id"]),
+            "state": user_state(row),
+            "license": row["license"],
+            "seat": row["license"] == "full",
+            "waiting_since": row["waiting_since"],
+            "provisioned_at": _when(row["provisioned_at"]),
+            "created": _when(row["created_at"]),
+            "last_modified": _when(row["updated_at"]),
+            **_attributes(row),
+        },
+        "details": details,
+        "license_history": [_audit_item(r) for r in details.license_history],
+        "audit_entries": [_audit_item(r) for r in details.audit_entries],
+        "shown": user_details.SHOWN,
+        "refresh_seconds": APPLYING_REFRESH_SECONDS,
+    }
+    return page(request, "user.html", context)
