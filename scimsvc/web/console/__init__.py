@@ -8,7 +8,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from scimsvc.web.console import log_pages
+from scimsvc.web.console import i18n, log_pages
 from scimsvc.web.console.access import STATIC_PREFIX, security_headers
 from scimsvc.web.console.routes import routes
 from scimsvc.web.console.webhook_pages import routes as webhook_routes
@@ -29,4 +29,5 @@ def setup_console(app: web.Application) -> None:
     app.add_routes(routes)
     app.add_routes(webhook_routes)
     app.add_routes(log_pages.routes)
+    app.add_routes(i18n.routes)
     app.on_response_prepare.append(security_headers)

@@ -9,6 +9,7 @@ from aiohttp.typedefs import Handler
 
 from scimsvc.scim.errors import ScimError
 from scimsvc.web.console.csrf import FIELD, csrf_valid
+from scimsvc.web.console.i18n import LANGUAGE_PATH
 from scimsvc.web.console.pages import page
 from scimsvc.web.console.session import COOKIE, SESSION, decode_session
 from scimsvc.web.keys import REQUEST_ID, SETTINGS
@@ -59,7 +60,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = form.get(FIELD)
         if session is None or not csrf_valid(session, admin_key, given if isinstance(given, str) else None):
             raise ScimError(403, FORM_EXPIRED)
-    if request.path != LOGIN_PATH and (session is None or not session.operator):
+    if request.path not in (LOGIN_PATH, LANGUAGE_PATH) and (session is None or not session.operator):
         raise web.HTTPSeeOther(LOGIN_PATH)
     return await handler(request)
 

@@ -13,6 +13,7 @@ from scimsvc.services import tenants as tenant_service
 from scimsvc.web.admin_requests import tenant_id_of
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console.pages import page
+from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -22,6 +23,7 @@ FILTERS = ("status", "user", "group", "since", "until")
 
 
 @routes.get("/console/tenants/{tid}/log")
+@for_org_admins
 async def provisioning_log_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     tenant_id = tenant_id_of(request)

@@ -1,4 +1,5 @@
 // The console's only script: copy buttons (the page works without it; the buttons stay hidden then).
+// Their feedback comes in the page's language from data-copied and data-selected (English otherwise).
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   for (const button of document.querySelectorAll("button.copy[data-copy]")) {
@@ -17,11 +18,11 @@ document.addEventListener("DOMContentLoaded", () => {
         const selection = window.getSelection();
         selection.removeAllRanges();
         selection.addRange(range);
-        button.textContent = "Selected: press Ctrl+C";
+        button.textContent = button.dataset.selected || "Selected: press Ctrl+C";
         setTimeout(() => { button.textContent = label; }, 3000);
         return;
       }
-      button.textContent = "Copied";
+      button.textContent = button.dataset.copied || "Copied";
       setTimeout(() => { button.textContent = label; }, 2000);
     });
   }
