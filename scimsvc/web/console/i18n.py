@@ -27,6 +27,7 @@ LANG_COOKIE_SECONDS = 365 * 24 * 3600
 LANGUAGE_PATH = "/console/language"  # the switch (any session, the sign-in page's anonymous one too)
 HOME = "/console/"
 LOCALES = Path(__file__).parent / "locales"
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 _SAFE_PATH = re.compile(r"/console(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 
 Translate = Callable[..., str]
@@ -47,11 +48,10 @@ def accepted_language(header: str) -> str:
     for position, part in enumerate(header.split(",")[:20]):
         tag, _, params = part.strip().partition(";")
         weight = 1.0
-        if params.strip().startswith("q="):
-            try:
-                weight = float(params.strip()[2:])
-            except ValueError:
-                continue
+        if params.strip().lower().startswith("q="):
+            if not _QVALUE.fullmatch(params.strip()[2:].strip()):
+                continue  # not a weight of RFC 9110 (0 to 1, three decimals at most): ignore the entry
+            weight = float(params.strip()[2:])
         primary = tag.strip().lower().split("-")[0]
         # Earlier entries win ties (a tiny decrement keeps the header's order).
         weight -= position * 1e-6
