@@ -412,3 +412,12 @@ def test_a_portal_session_sees_its_organization_its_tabs_and_sign_out_only(clien
     assert f'href="/console/tenants/{tenant["id"]}/portal"' in operator and all(
         link in operator for link in OPERATOR_LINKS
     )
+
+
+async def test_errors_on_these_pages_are_in_the_consoles_words(client):
+    await signed_in(client)
+    for page in ("audit", "log", "webhooks"):
+        resp = await client.get(f"/console/tenants/00000000-0000-0000-0000-000000000000/{page}")
+        body = await resp.text()
+        assert resp.status == 404 and "There is no such organization" in body, page
+        assert "tenant" not in visible_text(body).lower(), page

@@ -341,7 +341,9 @@ def test_operator_adds_a_webhook_endpoint_sees_its_secret_once_and_manages_it(
 
     page.get_by_label("One event (its id, e.g. evt_12)").fill("evt_999999999")
     page.get_by_role("button", name="Replay event").click()
-    expect(page.get_by_role("alert")).to_contain_text("evt_999999999 not found")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "There is no event evt_999999999 among this organization"
+    )
     page.get_by_label("From (UTC, included)").fill("2026-01-01T00:00:00")
     page.get_by_label("Until (UTC, excluded)").fill("2026-01-02T00:00:00")
     page.get_by_role("button", name="Replay time range").click()

@@ -739,6 +739,11 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
     assert ranged.status == 303, await ranged.text()
     first, second = events[0]["id"], events[1]["id"]
     assert await deliveries_to(db, created["id"]) == [first, second, first, first, second]
+    missing = await hooks.post(page_url + "/replay", data={"csrf_token": csrf, "event_id": "evt_999999999"})
+    assert missing.status == 404
+    assert "There is no event evt_999999999 among this organization's events" in html.unescape(
+        await missing.text()
+    )
     bad = await hooks.post(page_url + "/replay", data={"csrf_token": csrf, "event_id": "twelve"})
     assert bad.status == 400 and 'value="twelve"' in await bad.text()
 

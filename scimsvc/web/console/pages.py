@@ -10,10 +10,14 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
+from scimsvc.scim.errors import ScimError, not_found
+from scimsvc.services.tenants import tenant_or_404
+from scimsvc.web.admin_requests import tenant_id_of
+from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console.csrf import csrf_token
 from scimsvc.web.console.i18n import Translate, back_to, request_language, translator
 from scimsvc.web.console.session import SESSION
-from scimsvc.web.keys import SETTINGS
+from scimsvc.web.keys import POOL, SETTINGS
 
 # Notices after a change (Post/Redirect/Get): only these fixed texts are ever shown, in the page's language
 # (their Japanese is in locales/ja/common.json).
@@ -41,6 +45,21 @@ NOTICES = {
 def texts(request: web.Request) -> Translate:
     """`_` of the request's language, for texts a handler puts on a page (a confirmation's words)."""
     return translator(request_language(request))
+
+
+async def organization(request: web.Request) -> dict[str, Any]:
+    """The organization of the URL (`{tid}`) as its pages show it; no such organization is a 404 in the
+    console's words (the admin API's says "tenant ... not found")."""
+    try:
+        row = await tenant_or_404(request.app[POOL], tenant_id_of(request))
+    except ScimError as exc:
+        if exc.status != 404:
+            raise
+        _ = texts(request)
+        raise not_found(
+            _("There is no such organization: it was deleted, or the address is wrong.")
+        ) from None
+    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
 
 
 def _here(request: web.Request) -> str:

@@ -43,7 +43,7 @@ from scimsvc.web.admin_requests import (
 from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import organization, page
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.console.session import (
     COOKIE,
@@ -433,7 +433,7 @@ async def users_csv(request: web.Request) -> web.StreamResponse:
 @routes.get("/console/tenants/{tid}/audit")
 @for_org_admins
 async def audit_log(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
     query = request.query

@@ -27,13 +27,11 @@ from scimsvc.product.events import EVENT_TYPES
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services import webhooks
 from scimsvc.services.audit import operator_audit_page
-from scimsvc.services.tenants import tenant_or_404
 from scimsvc.web.admin_requests import action_scope, load
-from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
-from scimsvc.web.console.pages import confirmation, page, texts
+from scimsvc.web.console.pages import confirmation, organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.keys import POOL
 from scimsvc.web.webhook_views import (
     delivery_before,
     endpoint_id_of,
@@ -70,11 +68,7 @@ def _base(request: web.Request) -> str:
 
 async def _context(request: web.Request, **extra: Any) -> dict[str, Any]:
     """What every webhook page shows: the tenant (for its tabs) or none (the operator's endpoints)."""
-    owner = owner_of(request)
-    tenant = None
-    if owner is not None:
-        row = await tenant_or_404(request.app[POOL], owner)
-        tenant = render_tenant(row, public_url=request.app[SETTINGS].public_url)
+    tenant = await organization(request) if owner_of(request) is not None else None
     return {
         "tenant": tenant,
         "section": "webhooks",
@@ -417,5 +411,11 @@ async def _replay(request: web.Request) -> web.Response:
             until=data.get("until"),
         )
     except ScimError as exc:
-        return await _endpoint_page(request, status=exc.status, error=exc.detail, form=typed)
+        detail = exc.detail
+        if exc.status == 404 and typed["event_id"]:  # the admin API's words name the tenant's id
+            _ = texts(request)
+            detail = _("There is no event {id} among this organization's events.", id=typed["event_id"])
+            if owner_of(request) is None:
+                detail = _("There is no event {id}.", id=typed["event_id"])
+        return await _endpoint_page(request, status=exc.status, error=detail, form=typed)
     raise _see_endpoint(request, "webhook-replayed")
