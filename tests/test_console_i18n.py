@@ -90,7 +90,8 @@ async def test_the_browsers_language_picks_japanese_when_no_switch_was_used(clie
     body = await resp.text()
     assert resp.status == 200 and '<html lang="ja">' in body
     assert "<title>サインイン · scimsvc コンソール</title>" in body
-    assert "<h1>サインイン</h1>" in body and '<label for="key">オペレーターキー</label>' in body
+    assert '<h1 id="page-title">サインイン</h1>' in body
+    assert '<label for="key">オペレーターキー</label>' in body
     resp = await client.get("/console/login", headers={"Accept-Language": "en-GB,ja;q=0.5"})
     assert '<html lang="en">' in await resp.text()
 
@@ -118,7 +119,7 @@ async def test_the_switch_works_on_the_sign_in_page_and_sets_a_years_strict_cook
     assert cookie["httponly"] and int(cookie["max-age"]) == YEAR and not cookie["secure"]
     # The cookie wins over the browser's language.
     body = await (await client.get("/console/login", headers={"Accept-Language": "en"})).text()
-    assert '<html lang="ja">' in body and "<h1>サインイン</h1>" in body
+    assert '<html lang="ja">' in body and '<h1 id="page-title">サインイン</h1>' in body
     resp = await switch(client, "en", "/console/login")
     assert resp.cookies[LANG_COOKIE].value == "en"
     body = await (await client.get("/console/login", headers={"Accept-Language": "ja"})).text()
@@ -200,7 +201,8 @@ async def test_pages_in_japanese_show_their_translated_titles(client):
         body = await resp.text()
         assert resp.status == 200, (path, body[:300])
         assert '<html lang="ja">' in body, path
-        assert f"<title>{title} · scimsvc コンソール</title>" in body and f"<h1>{title}</h1>" in body, path
+        assert f"<title>{title} · scimsvc コンソール</title>" in body, path
+        assert f'<h1 id="page-title">{title}</h1>' in body, path
         assert ">サインアウト</button>" in body and "Sign out" not in body, path
     body = await (await client.get(base + "/audit")).text()
     assert '<nav aria-label="組織" class="tenant-nav">' in body and ">シートとライセンス</a>" in body
@@ -215,7 +217,7 @@ async def test_the_japanese_confirmation_page_of_a_webhook_action(hooks):
     hooks.session.cookie_jar.update_cookies({LANG_COOKIE: "ja"})
     page_url = f"/console/tenants/{tenant.id}/webhooks/{created['id']}"
     body = html.unescape(await (await hooks.get(page_url + "/delete")).text())
-    assert "<h1>このエンドポイントを削除しますか?</h1>" in body
+    assert '<h1 id="page-title">このエンドポイントを削除しますか?</h1>' in body
     assert f"エンドポイント {HOOK_URL} はその配信とともに削除されます。" in body
     assert f'<a href="{page_url}">キャンセル</a>' in body
 
@@ -292,3 +294,17 @@ def test_an_untranslated_text_is_shown_in_english_with_its_values():
     assert ja("No such text in any catalogue: {n}", n=3) == "No such text in any catalogue: 3"
     assert ja("{used} of {seats}", used=2, seats=5) == "5 中 2"
     assert translator("en")("{used} of {seats}", used=2, seats=5) == "2 of 5"
+
+
+async def test_the_switch_on_a_forms_answer_goes_back_to_the_page_the_form_was_on(client, db):
+    csrf = await signed_in(client)
+    form = {"csrf_token": csrf, "name": "Switch Co", "seats": "lots"}
+    came_from = str(client.make_url("/console/tenants?after=1"))
+    resp = await client.post("/console/tenants", data=form, headers={"Referer": came_from})
+    assert resp.status == 400  # the form's answer: a page of a POST, which cannot be fetched again
+    assert 'name="next" value="/console/tenants?after=1"' in await resp.text()
+    resp = await client.post(
+        "/console/tenants", data=form, headers={"Referer": "http://evil.example/console/tenants"}
+    )
+    assert 'name="next" value="/console/"' in await resp.text()
+    assert await db.fetchval("SELECT count(*) FROM tenants WHERE name = 'Switch Co'") == 0

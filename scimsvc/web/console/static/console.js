@@ -26,4 +26,32 @@ document.addEventListener("DOMContentLoaded", () => {
       setTimeout(() => { button.textContent = label; }, 2000);
     });
   }
+
+  // A page that follows something changing (queue health; a change being applied) reloads itself every
+  // data-refresh seconds, but not while someone types in a field; its .refresh-toggle button pauses it.
+  const refreshing = document.querySelector("[data-refresh]");
+  if (refreshing) {
+    const seconds = Math.max(2, Number(refreshing.dataset.refresh) || 5);
+    const toggle = refreshing.querySelector("button.refresh-toggle");
+    let paused = false;
+    const busy = () => document.activeElement && document.activeElement.matches("input, select, textarea");
+    const tick = () => {
+      if (!paused && !busy()) {
+        window.location.reload();
+        return;
+      }
+      window.setTimeout(tick, seconds * 1000);
+    };
+    window.setTimeout(tick, seconds * 1000);
+    if (toggle) {
+      const pauseLabel = toggle.textContent;
+      toggle.hidden = false;
+      toggle.setAttribute("aria-pressed", "false");
+      toggle.addEventListener("click", () => {
+        paused = !paused;
+        toggle.textContent = paused ? toggle.dataset.resume || "Resume updates" : pauseLabel;
+        toggle.setAttribute("aria-pressed", String(paused));
+      });
+    }
+  }
 });
