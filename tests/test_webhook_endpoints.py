@@ -787,6 +787,21 @@ async def test_the_console_answers_404_for_another_tenants_endpoint(hooks, db):
     assert await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE id = $1::uuid", created["id"]) == 1
 
 
+async def test_the_console_replays_only_events_of_the_organization_in_the_url(hooks, db):
+    csrf = await signed_in(hooks)
+    owner, stranger = await make_tenant(hooks), await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(owner), event_types=["user.created"])
+    [theirs] = await write_events(db, stranger, EventType.USER_CREATED)
+    page_url = f"/console/tenants/{owner.id}/webhooks/{created['id']}"
+    data = {"csrf_token": csrf, "event_id": f"evt_{theirs['id']}"}
+    resp = await hooks.post(page_url + "/replay", data=data)
+    assert resp.status == 404 and stranger.id not in await resp.text()
+    # Nor through the other organization's URL, whose endpoint it is not.
+    resp = await hooks.post(f"/console/tenants/{stranger.id}/webhooks/{created['id']}/replay", data=data)
+    assert resp.status == 404
+    assert await deliveries_to(db, created["id"]) == []
+
+
 async def test_the_operator_console_page_lists_and_adds_endpoints_for_every_tenant(hooks, db):
     csrf = await signed_in(hooks)
     resp = await console_add(hooks, "/console/webhooks", csrf)
