@@ -27,6 +27,8 @@ PAGES = [
     "/console/tenants/00000000-0000-0000-0000-000000000000/portal",
     "/console/tenants/00000000-0000-0000-0000-000000000000/users/00000000-0000-0000-0000-000000000000",
     "/console/tenants/00000000-0000-0000-0000-000000000000/teams/00000000-0000-0000-0000-000000000000/delete",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/audit",
+    "/console/tenants/00000000-0000-0000-0000-000000000000/log",
     "/console/no-such-page",
 ]
 
@@ -296,3 +298,131 @@ async def test_a_new_token_is_shown_once_and_provisions(client, tenant):
     headers = {"Authorization": f"Bearer {secret.group(1)}"}
     assert (await client.get("/scim/v2/Users", headers=headers)).status == 200
     assert secret.group(1) not in await (await client.get(scim)).text()  # never again
+
+
+# --- the chrome: what the header and the tabs show, by role ------------------------------------------------
+
+OPERATOR_LINKS = ('href="/console/tenants"', 'href="/console/webhooks"', 'href="/console/queue"')
+TABS = ("scim", "seats", "teams", "users", "log", "audit", "webhooks")
+
+
+def visible_text(body: str) -> str:
+    """A page's words as a person reads them: no tags, no attributes, no code samples."""
+    body = re.sub(r"<(code|script|style)\b.*?</\1>", " ", body, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+async def test_the_sign_in_page_shows_no_operator_links_but_the_language_switch(client):
+    body = await (await client.get("/console/login")).text()
+    assert not any(link in body for link in OPERATOR_LINKS)
+    assert 'action="/console/logout"' not in body
+    assert 'action="/console/language"' in body and '<label for="language-choice">' in body
+
+
+async def test_the_operator_sees_the_console_nav_and_the_organizations_tabs(client):
+    tenant = await make_tenant(client)
+    await signed_in(client)
+    body = await (await client.get(f"/console/tenants/{tenant.id}/audit")).text()
+    assert all(link in body for link in OPERATOR_LINKS)
+    assert ">Organizations</a>" in body and 'action="/console/logout"' in body
+    assert re.search(f"Organization <strong>t-[0-9a-f]+</strong> <code>{tenant.id}</code>", body)
+    for key in TABS:
+        assert f'href="/console/tenants/{tenant.id}/{key}"' in body, key
+    assert f'href="/console/tenants/{tenant.id}/audit" aria-current="page"' in body
+
+
+async def test_pages_say_organization_never_tenant(client, settings):
+    tenant = await make_tenant(client)
+    await post_user(client, tenant)
+    await run_worker(settings)
+    await signed_in(client)
+    base = f"/console/tenants/{tenant.id}"
+    for path in (
+        "/console/tenants",
+        "/console/queue",
+        "/console/webhooks",
+        base + "/log",
+        base + "/webhooks",
+    ):
+        body = await (await client.get(path)).text()
+        assert "tenant" not in visible_text(body).lower(), path
+
+
+async def test_every_table_of_these_pages_scrolls_inside_its_own_box(client, settings):
+    tenant = await make_tenant(client)
+    await post_user(client, tenant)
+    await run_worker(settings)
+    await signed_in(client)
+    base = f"/console/tenants/{tenant.id}"
+    for path in ("/console/tenants", base + "/audit"):
+        body = await (await client.get(path)).text()
+        assert "<table" in body, path
+        wrapped = re.findall(
+            r'<div class="table-wrap" tabindex="0" role="group" aria-labelledby="[^"]+">\s*<table', body
+        )
+        assert body.count("<table") == len(wrapped), path  # focusable: a keyboard can scroll it
+
+
+def render_as(client: Any, template: str, context: dict[str, Any], *, tab: str = "") -> str:
+    """A console template rendered as a session with `context` sees it; `tab`: a line added to base.html's
+    tab list (as another part of the console adds its own)."""
+    import aiohttp_jinja2
+    import jinja2
+
+    from scimsvc.web.console.i18n import translator
+
+    env = aiohttp_jinja2.get_env(client.server.app)
+    assert env.loader is not None
+    source = env.loader.get_source(env, "base.html")[0]
+    if tab:
+        source = source.replace(
+            '("webhooks", _("Webhooks"), false),', '("webhooks", _("Webhooks"), false),\n' + tab
+        )
+    loader = jinja2.ChoiceLoader([jinja2.DictLoader({"base.html": source}), env.loader])
+    overridden = env.overlay(loader=loader)
+    defaults = {
+        "lang": "en",
+        "_": translator("en"),
+        "csrf": "token",
+        "notice": None,
+        "error": None,
+        "here": "/console/",
+    }
+    return overridden.get_template(template).render({**defaults, **context})
+
+
+def test_a_portal_session_sees_its_organization_its_tabs_and_sign_out_only(client):
+    tenant = {"id": "11111111-1111-1111-1111-111111111111", "name": "Acme Ltd"}
+    context = {
+        "portal": True,
+        "signed_in": True,
+        "tenant": tenant,
+        "section": "audit",
+        "title": "Delete?",
+        "message": "It goes.",
+        "action": "/console/tenants/x/y/delete",
+        "button": "Delete",
+        "cancel": "/console/tenants/x/y",
+        "fields": {},
+    }
+    tab = '    ("portal", _("Portal access"), true),'
+    body = render_as(client, "confirm.html", context, tab=tab)
+    assert not any(link in body for link in OPERATOR_LINKS)
+    assert "Organization <strong>Acme Ltd</strong>" in body and f"<code>{tenant['id']}</code>" not in body
+    assert 'action="/console/logout"' in body and 'action="/console/language"' in body
+    for key in TABS:
+        assert f'href="/console/tenants/{tenant["id"]}/{key}"' in body, key
+    assert "/portal" not in body  # an operator-only tab is hidden from the portal
+    operator = render_as(client, "confirm.html", {**context, "portal": False}, tab=tab)
+    assert f'href="/console/tenants/{tenant["id"]}/portal"' in operator and all(
+        link in operator for link in OPERATOR_LINKS
+    )
+
+
+async def test_errors_on_these_pages_are_in_the_consoles_words(client):
+    await signed_in(client)
+    for page in ("audit", "log", "webhooks"):
+        resp = await client.get(f"/console/tenants/00000000-0000-0000-0000-000000000000/{page}")
+        body = await resp.text()
+        assert resp.status == 404 and "There is no such organization" in body, page
+        assert "tenant" not in visible_text(body).lower(), page

@@ -139,8 +139,8 @@ def create_tenant(page: Page, server: str, *, seats: int, fallback: str = "free_
     page.get_by_label("Name").fill(f"Acme {uuid.uuid4().hex[:6]}")
     page.get_by_label("Seats (full licenses)").fill(str(seats))
     page.get_by_label("When no seat is free").select_option(fallback)
-    page.get_by_role("button", name="Create tenant").click()
-    expect(page.get_by_role("status")).to_contain_text("Tenant created")
+    page.get_by_role("button", name="Create organization").click()
+    expect(page.get_by_role("status")).to_contain_text("Organization created")
     found = re.search(r"/console/tenants/([0-9a-f-]{36})/scim", page.url)
     assert found, page.url
     return found.group(1)
@@ -334,7 +334,12 @@ def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, serve
 
     page.goto(server + "/console/queue")
     expect(page.locator("#queue-status")).to_contain_text("Status:")
-    assert page.locator('meta[http-equiv="refresh"]').count() == 1
+    # It reloads itself (a meta refresh without script, console.js with it), and the reload can be paused.
+    assert page.locator("noscript").first.inner_html().startswith('<meta http-equiv="refresh"')
+    with page.expect_navigation(timeout=30_000):
+        pass  # console.js reloads it after a few seconds
+    page.get_by_role("button", name="Pause updates").click()
+    expect(page.get_by_role("button", name="Resume updates")).to_have_attribute("aria-pressed", "true")
     shoot(page, "11-queue")
 
     page.goto(f"{server}/console/tenants/{tenant_id}/scim")
@@ -440,25 +445,90 @@ def test_operator_adds_a_webhook_endpoint_sees_its_secret_once_and_manages_it(
 
     page.get_by_label("One event (its id, e.g. evt_12)").fill("evt_999999999")
     page.get_by_role("button", name="Replay event").click()
-    expect(page.get_by_role("alert")).to_contain_text("evt_999999999 not found")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "There is no event evt_999999999 among this organization"
+    )
     page.get_by_label("From (UTC, included)").fill("2026-01-01T00:00:00")
     page.get_by_label("Until (UTC, excluded)").fill("2026-01-02T00:00:00")
     page.get_by_role("button", name="Replay time range").click()
     expect(page.get_by_role("status")).to_contain_text("Replay queued")
 
-    page.get_by_role("button", name="Disable").click()
+    page.get_by_role("link", name="Disable…").click()  # destructive: a confirmation page first
+    expect(page.locator("h1")).to_have_text("Disable this endpoint?")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("#endpoint-state")).to_contain_text("enabled")
+    page.get_by_role("link", name="Disable…").click()
+    shoot(page, "15-webhook-confirm-disable")
+    page.get_by_role("button", name="Disable endpoint").click()
     expect(page.get_by_role("status")).to_contain_text("Endpoint disabled")
     expect(page.locator("#endpoint-state")).to_contain_text("disabled by an operator")
-    page.get_by_label("Yes, make a new secret").check()
+    page.get_by_role("link", name="Rotate secret…").click()
     page.get_by_role("button", name="Rotate secret").click()
     expect(page.locator("#new-secret")).to_have_text(re.compile(r"^whsec_"))
     expect(page.locator("body")).to_contain_text("the previous one also signs until")
     shoot(page, "13-webhook-endpoint")
-    page.get_by_label("Yes, delete this endpoint and its deliveries").check()
+    page.get_by_role("link", name="Delete endpoint…").click()
     page.get_by_role("button", name="Delete endpoint").click()
     expect(page.get_by_role("status")).to_contain_text("Endpoint deleted")
     expect(page.locator("main")).to_contain_text("No endpoints yet")
 
     page.locator("header").get_by_role("link", name="Webhooks").click()
     expect(page).to_have_url(server + "/console/webhooks")
-    expect(page.locator("main")).to_contain_text("hear the events of every tenant")
+    expect(page.locator("main")).to_contain_text("hear the events of every organization")
+
+
+def fits(page: Page, width: int) -> bool:
+    """Nothing wider than the window: wide tables scroll inside their own box, never the page."""
+    return bool(page.evaluate(f"document.documentElement.scrollWidth <= {width}"))
+
+
+def test_the_console_in_japanese_on_a_360_px_window_by_keyboard(page: Page, server: str) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.goto(server + "/console/login")
+    page.get_by_label("Language").select_option("ja")  # the switch works before signing in
+    page.get_by_role("button", name="Change language").click()
+    expect(page).to_have_url(server + "/console/login")
+    expect(page.locator("html")).to_have_attribute("lang", "ja")
+    expect(page.locator("h1")).to_have_text("サインイン")
+    assert fits(page, 360)
+    shoot(page, "ja-360-01-sign-in")
+    page.get_by_label("オペレーターキー").fill(ADMIN_KEY)
+    page.get_by_role("button", name="サインイン").click()
+    expect(page).to_have_url(server + "/console/tenants")
+    page.keyboard.press("Tab")  # the skip link comes first and takes the focus to the page's content
+    expect(page.get_by_role("link", name="本文へ移動")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+
+    page.get_by_label("名前").fill(f"Acme {uuid.uuid4().hex[:6]}")
+    page.get_by_role("button", name="組織を作成").click()
+    expect(page.get_by_role("status")).to_contain_text("組織を作成しました")
+    tenant_id = re.search(r"/console/tenants/([0-9a-f-]{36})/scim", page.url).group(1)  # type: ignore[union-attr]
+    base = f"{server}/console/tenants/{tenant_id}"
+    for name, path in (("02-organizations", "/console/tenants"), ("03-queue", "/console/queue")):
+        page.goto(server + path)
+        assert fits(page, 360), path
+        shoot(page, f"ja-360-{name}")
+    page.goto(base + "/scim")
+    for name, tab in (
+        ("04-audit", "監査ログ"),
+        ("05-log", "プロビジョニングログ"),
+        ("06-webhooks", "Webhook"),
+    ):
+        page.locator(".tenant-nav").get_by_role("link", name=tab, exact=True).click()
+        expect(page.locator("h1")).to_have_text(tab)
+        assert fits(page, 360), tab
+        shoot(page, f"ja-360-{name}")
+
+    page.get_by_label("URL(https://)").fill("https://localhost:9443/hooks/narrow")
+    page.get_by_role("button", name="エンドポイントを追加").click()
+    expect(page.locator("#new-secret")).to_have_text(re.compile(r"^whsec_"))
+    assert fits(page, 360)
+    shoot(page, "ja-360-07-webhook-endpoint")
+    page.get_by_role("link", name="エンドポイントを削除…").click()
+    expect(page.locator("h1")).to_have_text("このエンドポイントを削除しますか?")
+    assert fits(page, 360)
+    shoot(page, "ja-360-08-confirm")
+    page.get_by_role("button", name="エンドポイントを削除").click()
+    expect(page).to_have_url(f"{base}/webhooks?done=webhook-deleted")
+    expect(page.get_by_role("status")).to_have_text("エンドポイントをその配信とともに削除しました。")

@@ -610,7 +610,7 @@ async def test_the_webhook_routes_need_the_operator_key(hooks):
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 SECRET_SHOWN = re.compile(r"whsec_[A-Za-z0-9+/=]+")
-SECRET_ID = re.compile(r'action="/console/webhooks/([0-9a-f-]{36})/enabled"')
+SECRET_ID = re.compile(r'href="/console/webhooks/([0-9a-f-]{36})/delete"')
 
 
 @pytest.mark.parametrize(
@@ -698,8 +698,14 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
     assert f"evt_{events[0]['id']}" in shown and f"evt_{events[1]['id']}" in shown  # deliveries listed
     assert "502, 41 ms" in shown and "bad gateway from the receiver" in shown  # with their attempts
 
+    unconfirmed = await hooks.post(page_url + "/enabled", data={"csrf_token": csrf, "enabled": "false"})
+    assert unconfirmed.status == 400 and "confirm first" in await unconfirmed.text()
+    asked = await (await hooks.get(page_url + "/disable")).text()  # the confirmation page's form
+    assert f'action="{page_url}/enabled"' in asked and 'name="confirm" value="on"' in asked
     off = await hooks.post(
-        page_url + "/enabled", data={"csrf_token": csrf, "enabled": "false"}, allow_redirects=False
+        page_url + "/enabled",
+        data={"csrf_token": csrf, "enabled": "false", "confirm": "on"},
+        allow_redirects=False,
     )
     assert off.status == 303 and off.headers["Location"] == page_url + "?done=webhook-disabled"
     assert "Endpoint disabled" in await (await hooks.get(off.headers["Location"])).text()
@@ -709,7 +715,9 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
     assert on.headers["Location"] == page_url + "?done=webhook-enabled"
 
     unconfirmed = await hooks.post(page_url + "/rotate", data={"csrf_token": csrf})
-    assert unconfirmed.status == 400 and "confirmation box" in await unconfirmed.text()
+    assert unconfirmed.status == 400 and "confirm first" in await unconfirmed.text()
+    asked = await (await hooks.get(page_url + "/rotate")).text()
+    assert f'action="{page_url}/rotate"' in asked and f'href="{page_url}"' in asked  # and Cancel
     rotated = await hooks.post(page_url + "/rotate", data={"csrf_token": csrf, "confirm": "on"})
     assert rotated.status == 200
     assert SECRET_SHOWN.findall(await rotated.text()) == [
@@ -731,6 +739,11 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
     assert ranged.status == 303, await ranged.text()
     first, second = events[0]["id"], events[1]["id"]
     assert await deliveries_to(db, created["id"]) == [first, second, first, first, second]
+    missing = await hooks.post(page_url + "/replay", data={"csrf_token": csrf, "event_id": "evt_999999999"})
+    assert missing.status == 404
+    assert "There is no event evt_999999999 among this organization's events" in html.unescape(
+        await missing.text()
+    )
     bad = await hooks.post(page_url + "/replay", data={"csrf_token": csrf, "event_id": "twelve"})
     assert bad.status == 400 and 'value="twelve"' in await bad.text()
 
@@ -743,6 +756,8 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
 
     kept = await hooks.post(page_url + "/delete", data={"csrf_token": csrf})
     assert kept.status == 400
+    asked = await (await hooks.get(page_url + "/delete")).text()
+    assert f'action="{page_url}/delete"' in asked and HOOK_URL in asked
     deleted = await hooks.post(
         page_url + "/delete", data={"csrf_token": csrf, "confirm": "on"}, allow_redirects=False
     )
@@ -765,10 +780,26 @@ async def test_the_console_answers_404_for_another_tenants_endpoint(hooks, db):
     owner, stranger = await make_tenant(hooks), await make_tenant(hooks)
     created = await add_endpoint(hooks, hooks_of(owner))
     for base in (f"/console/tenants/{stranger.id}/webhooks", "/console/webhooks"):
-        assert (await hooks.get(f"{base}/{created['id']}")).status == 404
+        for page in ("", "/disable", "/rotate", "/delete"):  # nor its confirmation pages
+            assert (await hooks.get(f"{base}/{created['id']}{page}")).status == 404
         resp = await hooks.post(f"{base}/{created['id']}/delete", data={"csrf_token": csrf, "confirm": "on"})
         assert resp.status == 404
     assert await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE id = $1::uuid", created["id"]) == 1
+
+
+async def test_the_console_replays_only_events_of_the_organization_in_the_url(hooks, db):
+    csrf = await signed_in(hooks)
+    owner, stranger = await make_tenant(hooks), await make_tenant(hooks)
+    created = await add_endpoint(hooks, hooks_of(owner), event_types=["user.created"])
+    [theirs] = await write_events(db, stranger, EventType.USER_CREATED)
+    page_url = f"/console/tenants/{owner.id}/webhooks/{created['id']}"
+    data = {"csrf_token": csrf, "event_id": f"evt_{theirs['id']}"}
+    resp = await hooks.post(page_url + "/replay", data=data)
+    assert resp.status == 404 and stranger.id not in await resp.text()
+    # Nor through the other organization's URL, whose endpoint it is not.
+    resp = await hooks.post(f"/console/tenants/{stranger.id}/webhooks/{created['id']}/replay", data=data)
+    assert resp.status == 404
+    assert await deliveries_to(db, created["id"]) == []
 
 
 async def test_the_operator_console_page_lists_and_adds_endpoints_for_every_tenant(hooks, db):

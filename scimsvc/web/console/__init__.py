@@ -8,7 +8,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from scimsvc.web.console import log_pages, portal_pages, scim_pages, seat_pages, team_pages, user_pages
+from scimsvc.web.console import i18n, log_pages, portal_pages, scim_pages, seat_pages, team_pages, user_pages
 from scimsvc.web.console.access import STATIC_PREFIX, security_headers
 from scimsvc.web.console.routes import routes
 from scimsvc.web.console.webhook_pages import routes as webhook_routes
@@ -34,4 +34,5 @@ def setup_console(app: web.Application) -> None:
     app.add_routes(scim_pages.routes)
     app.add_routes(team_pages.routes)
     app.add_routes(user_pages.routes)
+    app.add_routes(i18n.routes)
     app.on_response_prepare.append(security_headers)

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 from scimsvc.scim.errors import ScimError
 from scimsvc.services import console_sessions
 from scimsvc.web.console.csrf import FIELD, csrf_valid
+from scimsvc.web.console.i18n import LANGUAGE_PATH
 from scimsvc.web.console.pages import page
 from scimsvc.web.console.roles import open_to_org_admins
 from scimsvc.web.console.session import ADMIN_EMAIL, COOKIE, SESSION, Session, decode_session, signed_in
@@ -101,7 +102,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = form.get(FIELD)
         if session is None or not csrf_valid(session, admin_key, given if isinstance(given, str) else None):
             raise ScimError(403, FORM_EXPIRED)
-    if request.path == LOGIN_PATH or request.path.startswith(PORTAL_PREFIX):
+    if request.path in (LOGIN_PATH, LANGUAGE_PATH) or request.path.startswith(PORTAL_PREFIX):
         return await handler(request)
     if session is not None and session.tenant_id is not None:
         if request.path in (CONSOLE_PREFIX, CONSOLE_PREFIX + "/"):

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from scimsvc.web.keys import SETTINGS
 
 LANGUAGES = ("en", "ja")
 DEFAULT = "en"
 LANG_COOKIE = "scimsvc_lang"
+LANG_COOKIE_SECONDS = 365 * 24 * 3600
+LANGUAGE_PATH = "/console/language"  # the switch (any session, the sign-in page's anonymous one too)
+HOME = "/console/"
 LOCALES = Path(__file__).parent / "locales"
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+_SAFE_PATH = re.compile(r"/console(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?")
 
 Translate = Callable[..., str]
 
@@ -39,11 +48,10 @@ def accepted_language(header: str) -> str:
     for position, part in enumerate(header.split(",")[:20]):
         tag, _, params = part.strip().partition(";")
         weight = 1.0
-        if params.strip().startswith("q="):
-            try:
-                weight = float(params.strip()[2:])
-            except ValueError:
-                continue
+        if params.strip().lower().startswith("q="):
+            if not _QVALUE.fullmatch(params.strip()[2:].strip()):
+                continue  # not a weight of RFC 9110 (0 to 1, three decimals at most): ignore the entry
+            weight = float(params.strip()[2:])
         primary = tag.strip().lower().split("-")[0]
         # Earlier entries win ties (a tiny decrement keeps the header's order).
         weight -= position * 1e-6
@@ -69,3 +77,40 @@ def translator(lang: str) -> Translate:
         return shown.format(**values) if values else shown
 
     return translate
+
+
+def back_to(raw: str) -> str:
+    """Where the switch sends the browser back: a path of this console (its query kept), else the console's
+    home. Never another host or scheme, nor a path outside /console/: no open redirect."""
+    if len(raw) > 2000 or not raw.isascii() or not raw.isprintable() or " " in raw or "\\" in raw:
+        return HOME
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc or parts.fragment or not _SAFE_PATH.fullmatch(parts.path):
+        return HOME
+    segments = parts.path.split("/")
+    if ".." in segments or "." in segments or "" in segments[1:-1]:
+        return HOME
+    return raw
+
+
+routes = web.RouteTableDef()
+
+
+@routes.post(LANGUAGE_PATH)
+async def switch_language(request: web.Request) -> web.Response:
+    """The header's switch: remember the language for a year (`scimsvc_lang`) and go back to the page.
+    The console's gate has checked the form's CSRF token, as on every POST."""
+    form = await request.post()
+    chosen, back = form.get("lang"), form.get("next")
+    response = web.HTTPSeeOther(back_to(back if isinstance(back, str) else ""))
+    if chosen in LANGUAGES:
+        response.set_cookie(
+            LANG_COOKIE,
+            str(chosen),
+            max_age=LANG_COOKIE_SECONDS,
+            path="/console/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.app[SETTINGS].public_url.startswith("https://"),
+        )
+    raise response

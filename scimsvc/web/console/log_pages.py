@@ -4,16 +4,15 @@ with the admin API's filters and each entry's outcome."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 
 from scimsvc.scim.errors import ScimError
 from scimsvc.services import provisioning_log
-from scimsvc.services import tenants as tenant_service
-from scimsvc.web.admin_requests import tenant_id_of
-from scimsvc.web.admin_views import render_tenant
-from scimsvc.web.console.pages import page
-from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.console.pages import organization, page
+from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.keys import POOL
 
 routes = web.RouteTableDef()
 
@@ -22,14 +21,15 @@ FILTERS = ("status", "user", "group", "since", "until")
 
 
 @routes.get("/console/tenants/{tid}/log")
+@for_org_admins
 async def provisioning_log_page(request: web.Request) -> web.Response:
     pool = request.app[POOL]
-    tenant_id = tenant_id_of(request)
-    row = await tenant_service.tenant_or_404(pool, tenant_id)
+    tenant = await organization(request)
+    tenant_id = UUID(tenant["id"])
     query = request.query
     shown = {k: query.get(k, "").strip() for k in FILTERS}
     context: dict[str, Any] = {
-        "tenant": render_tenant(row, public_url=request.app[SETTINGS].public_url),
+        "tenant": tenant,
         "section": "log",
         "query": shown,
         "filters": {k: v for k, v in shown.items() if v},

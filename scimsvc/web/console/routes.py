@@ -30,7 +30,8 @@ from scimsvc.web.admin_requests import (
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import organization, page
+from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.console.session import (
     COOKIE,
     COOKIE_PATH,
@@ -156,8 +157,9 @@ async def tenant_home(request: web.Request) -> web.Response:
 
 
 @routes.get("/console/tenants/{tid}/audit")
+@for_org_admins
 async def audit_log(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
     query = request.query

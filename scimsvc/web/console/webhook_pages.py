@@ -3,7 +3,12 @@ every tenant (`/console/webhooks`). The same services and schemas as the admin A
 (`web/routes/admin_webhooks.py`).
 
 A new or rotated secret is shown only in the answer to that POST (never in a URL, never on a reload): it is
-derived, not stored, and a GET never shows it.
+derived, not stored, and a GET never shows it. Disabling, rotating and deleting ask first (`confirm.html`,
+a GET page whose form POSTs with `confirm=on`).
+
+An organization admin's portal session opens the tenant's pages and actions (`for_org_admins` on the
+`TENANT` handlers), never the operator's: each URL has its own handler, so marking one leaves the other
+operator-only. Every endpoint, delivery and event id is looked up among the URL's owner's (`owner_of`).
 """
 
 from __future__ import annotations
@@ -19,15 +24,14 @@ from multidict import MultiDictProxy
 
 from schemas.webhooks import WebhookCreateSchema, WebhookReplaySchema, WebhookUpdateSchema
 from scimsvc.product.events import EVENT_TYPES
-from scimsvc.scim.errors import ScimError, invalid_value
+from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services import webhooks
 from scimsvc.services.audit import operator_audit_page
-from scimsvc.services.tenants import tenant_or_404
 from scimsvc.web.admin_requests import action_scope, load
-from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
-from scimsvc.web.console.pages import page
-from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.console.pages import confirmation, organization, page, texts
+from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.keys import POOL
 from scimsvc.web.webhook_views import (
     delivery_before,
     endpoint_id_of,
@@ -50,7 +54,6 @@ NOTICES = {
     "webhook-deleted": "Endpoint deleted, with its deliveries.",
     "webhook-replayed": "Replay queued: the new deliveries are at the top of the list below.",
 }
-CONFIRM = "tick the confirmation box to {what}"
 
 
 def _endpoint_of(request: web.Request) -> tuple[UUID | None, UUID]:
@@ -65,17 +68,12 @@ def _base(request: web.Request) -> str:
 
 async def _context(request: web.Request, **extra: Any) -> dict[str, Any]:
     """What every webhook page shows: the tenant (for its tabs) or none (the operator's endpoints)."""
-    owner = owner_of(request)
-    tenant = None
-    if owner is not None:
-        row = await tenant_or_404(request.app[POOL], owner)
-        tenant = render_tenant(row, public_url=request.app[SETTINGS].public_url)
+    tenant = await organization(request) if owner_of(request) is not None else None
     return {
         "tenant": tenant,
         "section": "webhooks",
         "base": _base(request),
         "event_types": EVENT_TYPES,
-        "notice": NOTICES.get(request.query.get("done", "")),
         "form": {},
         **extra,
     }
@@ -90,9 +88,24 @@ def _endpoint_payload(form: MultiDictProxy[Any]) -> dict[str, Any]:
     }
 
 
-def _confirmed(form: Mapping[str, Any], what: str) -> None:
+def _confirmed(request: web.Request, form: Mapping[str, Any]) -> None:
+    """A destructive action's form comes from its confirmation page (`confirm=on`), else nothing changes."""
     if form.get("confirm") != "on":
-        raise invalid_value(CONFIRM.format(what=what))
+        _ = texts(request)
+        raise invalid_value(_("Nothing was changed: confirm first, with the button on the page that asks."))
+
+
+async def _endpoint_or_404(request: web.Request, endpoint_id: UUID) -> Any:
+    """The URL's owner's endpoint, or a 404 in the console's words (not the admin API's)."""
+    try:
+        return await webhooks.endpoint_or_404(request.app[POOL], owner_of(request), endpoint_id)
+    except ScimError as exc:
+        if exc.status != 404:
+            raise
+        _ = texts(request)
+        raise not_found(
+            _("There is no such webhook endpoint here: it was deleted, or it belongs to another owner.")
+        ) from None
 
 
 # --- the list and the add form ---------------------------------------------------------------------------
@@ -107,18 +120,32 @@ async def _list_page(
     # A tenant's endpoints' changes are in its audit log; the operator's have no tenant: shown here.
     changes = [] if owner else await operator_audit_page(pool, before=None, limit=AUDIT_SHOWN)
     context["changes"] = [{**r, "detail": orjson.dumps(r["detail"]).decode()} for r in changes]
-    return page(request, "webhooks.html", context, status=status)
+    return page(request, "webhooks.html", context, status=status, notices=NOTICES)
 
 
 @routes.get(OPERATOR)
-@routes.get(TENANT)
 async def webhooks_list(request: web.Request) -> web.Response:
     return await _list_page(request)
 
 
+@routes.get(TENANT)
+@for_org_admins
+async def tenant_webhooks_list(request: web.Request) -> web.Response:
+    return await _list_page(request)
+
+
 @routes.post(OPERATOR)
-@routes.post(TENANT)
 async def webhook_create(request: web.Request) -> web.Response:
+    return await _create(request)
+
+
+@routes.post(TENANT)
+@for_org_admins
+async def tenant_webhook_create(request: web.Request) -> web.Response:
+    return await _create(request)
+
+
+async def _create(request: web.Request) -> web.Response:
     """Register an endpoint; its secret is shown in this answer only."""
     form = await request.post()
     try:
@@ -144,7 +171,7 @@ async def _endpoint_page(
     pool, owner = request.app[POOL], owner_of(request)
     context = await _context(request, error=error, form=form or {}, new_secret=new_secret)
     endpoint_id = endpoint["id"] if endpoint is not None else endpoint_id_of(request)
-    row = await webhooks.endpoint_or_404(pool, owner, endpoint_id)
+    row = await _endpoint_or_404(request, endpoint_id)
     try:
         before = delivery_before(request.query)
     except ScimError as exc:
@@ -153,13 +180,104 @@ async def _endpoint_page(
     context["endpoint"] = render_endpoint(row)
     context["deliveries"] = [render_delivery(d) for d in found]
     context["next_before"] = found[-1].row["id"] if len(found) == DELIVERIES_SHOWN else None
-    return page(request, "webhook.html", context, status=status)
+    return page(request, "webhook.html", context, status=status, notices=NOTICES)
 
 
 @routes.get(OPERATOR + "/{wid}")
-@routes.get(TENANT + "/{wid}")
 async def webhook_detail(request: web.Request) -> web.Response:
     return await _endpoint_page(request)
+
+
+@routes.get(TENANT + "/{wid}")
+@for_org_admins
+async def tenant_webhook_detail(request: web.Request) -> web.Response:
+    return await _endpoint_page(request)
+
+
+# --- confirmations of the destructive actions (GET pages; their forms POST below) ---------------------------
+
+
+async def _confirm(request: web.Request, action: str) -> web.Response:
+    """The confirmation page of disabling, rotating or deleting the URL's endpoint."""
+    _ = texts(request)
+    row = await _endpoint_or_404(request, endpoint_id_of(request))
+    url, here = row["url"], f"{_base(request)}/{row['id']}"
+    asks = {
+        "disable": (
+            _("Disable this endpoint?"),
+            _("Nothing is sent to {url} until it is enabled again.", url=url),
+            _("Disable endpoint"),
+            "enabled",
+            {"enabled": "false"},
+        ),
+        "rotate": (
+            _("Rotate the signing secret?"),
+            _(
+                "A new secret is shown once, on the next page. Deliveries carry signatures of both the new "
+                "and the current secret during the overlap, so the receiver at {url} can switch without "
+                "missing one.",
+                url=url,
+            ),
+            _("Rotate secret"),
+            "rotate",
+            {},
+        ),
+        "delete": (
+            _("Delete this endpoint?"),
+            _("The endpoint {url} is deleted with its deliveries. This cannot be undone.", url=url),
+            _("Delete endpoint"),
+            "delete",
+            {},
+        ),
+    }
+    title, message, button, posts_to, fields = asks[action]
+    context = await _context(request)
+    return confirmation(
+        request,
+        title=title,
+        message=message,
+        action=f"{here}/{posts_to}",
+        button=button,
+        cancel=here,
+        fields={**fields, "confirm": "on"},
+        context=context,
+    )
+
+
+@routes.get(OPERATOR + "/{wid}/disable")
+async def webhook_disable_confirm(request: web.Request) -> web.Response:
+    return await _confirm(request, "disable")
+
+
+@routes.get(TENANT + "/{wid}/disable")
+@for_org_admins
+async def tenant_webhook_disable_confirm(request: web.Request) -> web.Response:
+    return await _confirm(request, "disable")
+
+
+@routes.get(OPERATOR + "/{wid}/rotate")
+async def webhook_rotate_confirm(request: web.Request) -> web.Response:
+    return await _confirm(request, "rotate")
+
+
+@routes.get(TENANT + "/{wid}/rotate")
+@for_org_admins
+async def tenant_webhook_rotate_confirm(request: web.Request) -> web.Response:
+    return await _confirm(request, "rotate")
+
+
+@routes.get(OPERATOR + "/{wid}/delete")
+async def webhook_delete_confirm(request: web.Request) -> web.Response:
+    return await _confirm(request, "delete")
+
+
+@routes.get(TENANT + "/{wid}/delete")
+@for_org_admins
+async def tenant_webhook_delete_confirm(request: web.Request) -> web.Response:
+    return await _confirm(request, "delete")
+
+
+# --- the actions -----------------------------------------------------------------------------------------
 
 
 def _see_endpoint(request: web.Request, done: str) -> web.HTTPSeeOther:
@@ -167,8 +285,17 @@ def _see_endpoint(request: web.Request, done: str) -> web.HTTPSeeOther:
 
 
 @routes.post(OPERATOR + "/{wid}/edit")
-@routes.post(TENANT + "/{wid}/edit")
 async def webhook_edit(request: web.Request) -> web.Response:
+    return await _edit(request)
+
+
+@routes.post(TENANT + "/{wid}/edit")
+@for_org_admins
+async def tenant_webhook_edit(request: web.Request) -> web.Response:
+    return await _edit(request)
+
+
+async def _edit(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         data = load(WebhookUpdateSchema(), _endpoint_payload(form))
@@ -180,11 +307,23 @@ async def webhook_edit(request: web.Request) -> web.Response:
 
 
 @routes.post(OPERATOR + "/{wid}/enabled")
-@routes.post(TENANT + "/{wid}/enabled")
 async def webhook_enable(request: web.Request) -> web.Response:
+    return await _enable(request)
+
+
+@routes.post(TENANT + "/{wid}/enabled")
+@for_org_admins
+async def tenant_webhook_enable(request: web.Request) -> web.Response:
+    return await _enable(request)
+
+
+async def _enable(request: web.Request) -> web.Response:
+    """Enable, or (from its confirmation page) disable the endpoint."""
     form = await request.post()
     try:
         data = load(WebhookUpdateSchema(), {"enabled": forms.text(form, "enabled")})
+        if data.get("enabled") is False:
+            _confirmed(request, form)
         row = await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
@@ -192,12 +331,21 @@ async def webhook_enable(request: web.Request) -> web.Response:
 
 
 @routes.post(OPERATOR + "/{wid}/rotate")
-@routes.post(TENANT + "/{wid}/rotate")
 async def webhook_rotate(request: web.Request) -> web.Response:
+    return await _rotate(request)
+
+
+@routes.post(TENANT + "/{wid}/rotate")
+@for_org_admins
+async def tenant_webhook_rotate(request: web.Request) -> web.Response:
+    return await _rotate(request)
+
+
+async def _rotate(request: web.Request) -> web.Response:
     """A new secret, shown in this answer only; the previous one signs too during the overlap."""
     form = await request.post()
     try:
-        _confirmed(form, "rotate the secret")
+        _confirmed(request, form)
         row, secret = await webhooks.rotate_secret(action_scope(request), *_endpoint_of(request))
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
@@ -205,11 +353,20 @@ async def webhook_rotate(request: web.Request) -> web.Response:
 
 
 @routes.post(OPERATOR + "/{wid}/delete")
-@routes.post(TENANT + "/{wid}/delete")
 async def webhook_delete(request: web.Request) -> web.Response:
+    return await _delete(request)
+
+
+@routes.post(TENANT + "/{wid}/delete")
+@for_org_admins
+async def tenant_webhook_delete(request: web.Request) -> web.Response:
+    return await _delete(request)
+
+
+async def _delete(request: web.Request) -> web.Response:
     form = await request.post()
     try:
-        _confirmed(form, "delete the endpoint")
+        _confirmed(request, form)
         await webhooks.delete_endpoint(action_scope(request), *_endpoint_of(request))
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
@@ -231,8 +388,17 @@ def _replay_payload(form: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @routes.post(OPERATOR + "/{wid}/replay")
-@routes.post(TENANT + "/{wid}/replay")
 async def webhook_replay(request: web.Request) -> web.Response:
+    return await _replay(request)
+
+
+@routes.post(TENANT + "/{wid}/replay")
+@for_org_admins
+async def tenant_webhook_replay(request: web.Request) -> web.Response:
+    return await _replay(request)
+
+
+async def _replay(request: web.Request) -> web.Response:
     form = await request.post()
     typed = {name: forms.text(form, name) for name in ("event_id", "since", "until")}
     try:
@@ -245,5 +411,11 @@ async def webhook_replay(request: web.Request) -> web.Response:
             until=data.get("until"),
         )
     except ScimError as exc:
-        return await _endpoint_page(request, status=exc.status, error=exc.detail, form=typed)
+        detail = exc.detail
+        if exc.status == 404 and typed["event_id"]:  # the admin API's words name the tenant's id
+            _ = texts(request)
+            detail = _("There is no event {id} among this organization's events.", id=typed["event_id"])
+            if owner_of(request) is None:
+                detail = _("There is no event {id}.", id=typed["event_id"])
+        return await _endpoint_page(request, status=exc.status, error=detail, form=typed)
     raise _see_endpoint(request, "webhook-replayed")
