@@ -1,25 +1,28 @@
 """Every console page through axe-core, in English and Japanese, on a laptop and on a 360 px wide phone,
 with a screenshot of each under docs/screenshots/<lang>/ (the README names the folder).
 
+The pages are the console's GET routes, read from the app's router (tests/console_routes.py): a page added
+tomorrow is walked tomorrow, as the operator sees it and, when `roles.py:for_org_admins` marks it, as an
+organization admin's portal session sees it (`portal-<page>` screenshots). A route whose placeholder has no
+id here fails `test_every_console_page_can_be_walked`, naming it; NOT_PAGES lists the GET routes that are
+no page (redirects, a download), with the reason.
+
 A real `scimsvc serve` and worker (tests/test_console_browser.py's), one organization with something of
-everything (users, a team linked to a SCIM group, a token, a webhook endpoint with deliveries, audit rows,
-provisioning log entries), made through the admin API and SCIM as a product and an identity provider
-would. A console page (a GET route of the app) that is neither walked here nor exempt with a reason fails
-`test_every_console_page_is_walked`, so a new page cannot slip by unchecked.
+everything (users, a team linked to a SCIM group, tokens, a webhook endpoint with deliveries, audit rows,
+provisioning log entries) and an operator's webhook endpoint, made through the admin API and SCIM as a
+product and an identity provider would. Besides axe-core's serious and critical violations, a page wider
+than the window fails (`page-too-wide`: the house rule, wide tables in `<div class="table-wrap">`).
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from scimsvc.settings import Settings
-from scimsvc.web.app import create_app
 from tests import test_console_browser as console
 from tests.browser import (
     LANGUAGES,
@@ -33,6 +36,7 @@ from tests.browser import (
     wait_for,
 )
 from tests.conftest import ADMIN_KEY, user_body
+from tests.console_routes import Route, console_routes, router_app
 from tests.test_console_browser import Page, sign_in
 
 pytestmark = axe_marks
@@ -52,6 +56,7 @@ class World:
     uid: str
     token_id: str
     wid: str
+    operator_wid: str
 
 
 def _admin(server: str, method: str, path: str, body: Any = None) -> Any:
@@ -96,77 +101,87 @@ def world(server: str) -> World:
         lambda: _admin(server, "GET", f"/tenants/{tid}/webhooks/{wid}/deliveries")["items"],
         "a webhook delivery",
     )
-    return World(tid=tid, team_id=team_id, uid=uids[0], token_id=token["id"], wid=wid)
-
-
-# Every console page a person opens, by a name (its screenshot's) and its route. The operator's.
-PAGES = {
-    "tenants": "/console/tenants",
-    "scim": "/console/tenants/{tid}/scim",
-    "seats": "/console/tenants/{tid}/seats",
-    "teams": "/console/tenants/{tid}/teams",
-    "team": "/console/tenants/{tid}/teams/{team_id}",
-    "users": "/console/tenants/{tid}/users",
-    "audit": "/console/tenants/{tid}/audit",
-    "provisioning-log": "/console/tenants/{tid}/log",
-    "webhooks-operator": "/console/webhooks",
-    "webhooks": "/console/tenants/{tid}/webhooks",
-    "webhook-endpoint": "/console/tenants/{tid}/webhooks/{wid}",
-    "queue": "/console/queue",
-}
-# GET routes that are no page of their own, and why.
-NOT_PAGES = {
-    "/console": "redirects to /console/tenants",
-    "/console/": "redirects to /console/tenants",
-    "/console/login": "walked signed out, before the others",
-    "/console/tenants/{tid}": "redirects to the SCIM panel",
-    "/console/tenants/{tid}/users.csv": "a CSV download",
-    "/console/webhooks/{wid}": "the operator's endpoint: the same page as webhook-endpoint",
-    "/console/portal/{token}": "a portal link: starts a session and redirects",
-}
-
-
-def _console_get_routes() -> set[str]:
-    app = create_app(Settings(database_url="postgresql://unused", admin_key=ADMIN_KEY))
-    found = set()
-    for resource in app.router.resources():
-        info = resource.get_info()
-        path = info.get("path") or info.get("formatter")
-        if not path or not path.startswith("/console") or "prefix" in info:
-            continue  # static files are a prefix resource
-        if any(route.method in ("GET", "*") for route in resource):
-            found.add(re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", path))
-    return found
-
-
-def test_every_console_page_is_walked() -> None:
-    unwalked = _console_get_routes() - set(PAGES.values()) - set(NOT_PAGES)
-    assert not unwalked, (
-        f"console pages no accessibility walk covers: {sorted(unwalked)}; add each to PAGES of "
-        "tests/test_console_accessibility.py (or to NOT_PAGES with the reason it is no page)"
+    operator_wid = _admin(server, "POST", "/webhooks", {"url": HOOK_URL, "description": "Data warehouse"})[
+        "id"
+    ]
+    return World(
+        tid=tid, team_id=team_id, uid=uids[0], token_id=token["id"], wid=wid, operator_wid=operator_wid
     )
 
 
-def _walk(page: Page, server: str, world: World, viewport: str) -> Iterator[tuple[str, list[Violation]]]:
-    """Open each page (the sign-in page signed out, then the operator's, then an error page), check it
-    with axe-core and screenshot it; its name and violations."""
-    ids = {
-        "tid": world.tid,
-        "team_id": world.team_id,
-        "uid": world.uid,
-        "token_id": world.token_id,
-        "wid": world.wid,
-    }
-    page.goto(server + "/console/login")
-    yield "login", _checked(page, "login", viewport)
-    sign_in(page, server)
-    for name, route in PAGES.items():
-        response = page.goto(server + route.format(**ids))
-        assert response is not None and response.status == 200, (name, response and response.status)
-        yield name, _checked(page, name, viewport)
-    response = page.goto(f"{server}/console/tenants/{uuid.uuid4()}/scim")
-    assert response is not None and response.status == 404
-    yield "error-404", _checked(page, "error-404", viewport)
+# GET routes of the console that are no page of their own, and why. Every other GET route is walked.
+NOT_PAGES = {
+    "/console": "redirects to /console/tenants",
+    "/console/": "redirects to /console/tenants",
+    "/console/tenants/{tid}": "redirects to the SCIM panel",
+    "/console/tenants/{tid}/users.csv": "a CSV download",
+    "/console/portal/{token}": "a portal link: starts a session and redirects",
+}
+SIGNED_OUT = ("/console/login", "/console/portal/sign-in")  # walked before signing in
+
+
+def _pages() -> list[Route]:
+    return [
+        r
+        for r in console_routes(router_app())
+        if "GET" in r.handlers and r.template not in NOT_PAGES and r.template not in SIGNED_OUT
+    ]
+
+
+def _ids(world: World, route: Route) -> dict[str, str]:
+    """The ids a route's placeholders take: the organization's, or the operator's endpoint."""
+    if route.of_an_organization:
+        return {
+            "tid": world.tid,
+            "team_id": world.team_id,
+            "uid": world.uid,
+            "user_id": world.uid,
+            "token_id": world.token_id,
+            "wid": world.wid,
+            "endpoint_id": world.wid,
+        }
+    return {"wid": world.operator_wid, "endpoint_id": world.operator_wid}
+
+
+def test_every_console_page_can_be_walked() -> None:
+    """A page whose placeholder the walk has no id for would go unchecked: fail, naming it."""
+    unfilled = {}
+    example = World(*(["x"] * len(dataclasses.fields(World))))
+    for route in _pages():
+        missing = set(route.placeholders) - set(_ids(example, route))
+        if missing:
+            unfilled[route.template] = sorted(missing)
+    assert not unfilled, (
+        f"console pages the accessibility walk has no id for: {unfilled}; make such a resource in `world` "
+        "and add its id to _ids (tests/test_console_accessibility.py), or add the route to NOT_PAGES "
+        "with the reason it is no page"
+    )
+
+
+def _visit(
+    page: Page, url: str, name: str, viewport: str, problems: dict[str, list[str]], *, status: int = 200
+) -> None:
+    """Open a page, screenshot it, check it; what is wrong goes into `problems` under its name."""
+    response = page.goto(url)
+    found = [str(v) for v in _checked(page, name, viewport)]
+    if response is None or response.status != status:
+        found.insert(0, f"answered {response and response.status}, not {status}")
+    if found:
+        problems[f"{name} ({url})"] = found
+
+
+def _signed_out(page: Page, server: str, viewport: str, problems: dict[str, list[str]]) -> None:
+    paths = {r.template for r in console_routes(router_app())}
+    for path in SIGNED_OUT:
+        if path in paths:
+            _visit(page, server + path, Route(path, {}).slug, viewport, problems)
+
+
+def _report(who: str, lang: str, viewport: str, problems: dict[str, list[str]]) -> str:
+    return (
+        f"{who}'s pages ({lang}, {viewport}): axe-core serious/critical violations and page faults\n"
+        + "\n".join(f"{name}:\n    " + "\n    ".join(found) for name, found in problems.items())
+    )
 
 
 def _checked(page: Page, name: str, viewport: str) -> list[Violation]:
@@ -213,14 +228,39 @@ def test_axe_runs_under_the_consoles_content_security_policy(page: Page, server:
 
 @pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
 @pytest.mark.parametrize("lang", LANGUAGES)
-def test_every_console_page_has_no_serious_accessibility_violations(
+def test_every_operator_page_has_no_serious_accessibility_violations(
     page: Page, server: str, world: World, lang: str, viewport: str
 ) -> None:
+    """Signed out (the sign-in pages), then as the operator every GET page of the console, then an error
+    page: axe-core, the width, a screenshot each."""
     page.set_viewport_size(VIEWPORTS[viewport])
     set_language(page.context, server, lang)
-    found = {name: violations for name, violations in _walk(page, server, world, viewport) if violations}
+    problems: dict[str, list[str]] = {}
+    _signed_out(page, server, viewport, problems)
+    sign_in(page, server)
     assert page.evaluate("() => document.documentElement.lang") == lang
-    assert not found, f"axe-core ({lang}, {viewport}): serious/critical violations\n" + "\n".join(
-        f"{name} ({violations[0].url}):\n    " + "\n    ".join(str(v) for v in violations)
-        for name, violations in found.items()
-    )
+    for route in _pages():
+        _visit(page, server + route.url(_ids(world, route)), route.slug, viewport, problems)
+    _visit(page, f"{server}/console/tenants/{uuid.uuid4()}/scim", "error-404", viewport, problems, status=404)
+    assert not problems, _report("the operator", lang, viewport, problems)
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_portal_page_has_no_serious_accessibility_violations(
+    page: Page, server: str, world: World, lang: str, viewport: str
+) -> None:
+    """An organization admin's portal session (an admin API link, opened in the browser): every page
+    open to organization admins (roles.py:for_org_admins), as they see it; screenshots `portal-<page>`."""
+    page.set_viewport_size(VIEWPORTS[viewport])
+    set_language(page.context, server, lang)
+    status, link = call(server, "POST", f"/admin/v1/tenants/{world.tid}/portal-links", {}, bearer=ADMIN_KEY)
+    assert status == 201, f"no portal link ({status} {link}): the portal is not on this branch"
+    page.goto(server + "/console/portal/" + link["url"].rsplit("/console/portal/", 1)[1])
+    assert page.url == f"{server}/console/tenants/{world.tid}/scim", page.url
+    problems: dict[str, list[str]] = {}
+    marked = [r for r in _pages() if r.of_an_organization and r.marked("GET")]
+    assert marked, "no console page is open to organization admins (roles.py:for_org_admins marks none)"
+    for route in marked:
+        _visit(page, server + route.url(_ids(world, route)), "portal-" + route.slug, viewport, problems)
+    assert not problems, _report("an organization admin", lang, viewport, problems)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,15 +31,12 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import asyncpg
 import pytest
-from aiohttp import web
 from multidict import MultiDict
 
 from scimsvc.settings import Settings
-from scimsvc.web.app import create_app
-from scimsvc.web.console.roles import open_to_org_admins
-from tests.conftest import ADMIN_HEADERS, ADMIN_KEY, make_tenant, run_worker, user_body
+from tests.conftest import ADMIN_HEADERS, make_tenant, run_worker, user_body
+from tests.console_routes import TENANT_ROUTES, Route, console_routes, router_app
 
-TENANT_ROUTES = "/console/tenants/{tid}"
 # Console routes outside any organization that a portal session may open (or that need no session): the
 # portal's own paths (web/console/access.py: PORTAL_PREFIX, PORTAL_PATHS), sign-in, the static files.
 NOT_OPERATOR_ONLY = {
@@ -170,46 +166,6 @@ async def _applied(db: asyncpg.Connection, org: Organization) -> None:
 # --- the router --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Route:
-    """A console route: its path template (placeholders without their patterns) and its handler per
-    method (GET and POST; None when the route does not answer that method)."""
-
-    template: str
-    handlers: dict[str, Any]
-
-    @property
-    def placeholders(self) -> list[str]:
-        return re.findall(r"\{(\w+)\}", self.template)
-
-    def marked(self, method: str) -> bool:
-        handler = self.handlers.get(method)
-        return handler is not None and open_to_org_admins(handler)
-
-    def url(self, ids: dict[str, str]) -> str:
-        return re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], self.template)
-
-
-def console_routes(app: web.Application) -> list[Route]:
-    found: dict[str, dict[str, Any]] = {}
-    for resource in app.router.resources():
-        info = resource.get_info()
-        if "prefix" in info:  # static files
-            continue
-        path = info.get("path") or info.get("formatter") or ""
-        if not (path == "/console" or path.startswith("/console/")):
-            continue
-        template = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", path)
-        for route in resource:
-            if route.method in ("GET", "POST"):
-                found.setdefault(template, {})[route.method] = route.handler
-    return [Route(t, h) for t, h in sorted(found.items())]
-
-
-def _app_routes() -> list[Route]:
-    return console_routes(create_app(Settings(database_url="postgresql://unused", admin_key=ADMIN_KEY)))
-
-
 def _known_placeholders() -> set[str]:
     # The keys of `Organization.ids` (the fixture's organizations have every one of them).
     return {"tid", "uid", "user_id", "team_id", "gid", "group_id", "token_id", "wid", "endpoint_id"}
@@ -220,7 +176,7 @@ def test_every_console_route_placeholder_has_an_id() -> None:
     known = _known_placeholders()
     unfilled = {
         route.template: sorted(set(route.placeholders) - known)
-        for route in _app_routes()
+        for route in console_routes(router_app())
         if route.template.startswith(TENANT_ROUTES) and set(route.placeholders) - known
     }
     assert not unfilled, (
