@@ -9,6 +9,9 @@ package (never a downloaded browser), axe-core's accessibility check, and the sc
   (rule, help text, the elements' selectors); `axe_violations(page)` returns them instead.
 - `screenshot(page, name)`: the whole page as `docs/screenshots/<lang>/<name>.png`, `<lang>` the page's
   `<html lang>`.
+- `sign_in_as_operator(page, base_url)` (by the field's name: any language), `open_portal(page, base_url,
+  tid)` (an organization admin's session: an admin API portal link, opened), `call(base_url, method, path,
+  body, bearer=...)` (the admin API or SCIM, as a product or an IdP calls them), `wait_for(ready, what)`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+
+from tests.conftest import ADMIN_KEY
 
 try:
     from playwright.sync_api import BrowserContext, Page, sync_playwright
@@ -208,3 +214,29 @@ def wait_for(ready: Callable[[], Any], what: str, seconds: float = 120) -> Any:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
     return value
+
+
+# --- signing in, in any language -------------------------------------------------------------------------
+
+
+def sign_in_as_operator(page: Page, base_url: str, key: str | None = None) -> None:
+    """The operator's sign-in through the form, by its field's name (so in any language)."""
+    page.goto(base_url + "/console/login")
+    field = page.locator('input[name="key"]')
+    field.fill(key or ADMIN_KEY)
+    with page.expect_navigation():
+        field.press("Enter")
+    assert urlsplit(page.url).path == "/console/tenants", f"the operator's sign-in ended at {page.url}"
+
+
+def open_portal(page: Page, base_url: str, tenant_id: str, *, email: str | None = None) -> None:
+    """An organization admin's portal session in this browser, as a product embeds it: the admin API makes
+    a link (POST /admin/v1/tenants/{tid}/portal-links), the browser opens it and lands on the SCIM panel."""
+    body = {"email": email} if email else {}
+    status, link = call(
+        base_url, "POST", f"/admin/v1/tenants/{tenant_id}/portal-links", body, bearer=ADMIN_KEY
+    )
+    assert status == 201, f"no portal link for {tenant_id}: {status} {link}"
+    page.goto(base_url + "/console/portal/" + link["url"].rsplit("/console/portal/", 1)[1])
+    landed = urlsplit(page.url).path
+    assert landed == f"/console/tenants/{tenant_id}/scim", f"the portal link landed on {page.url}"

@@ -23,6 +23,10 @@ from scimsvc.web.console.roles import open_to_org_admins
 from tests.conftest import ADMIN_KEY
 
 TENANT_ROUTES = "/console/tenants/{tid}"  # an organization's pages and actions start so
+# The query a page needs to be a page (a confirmation of a value the previous form sent).
+PAGE_QUERIES = {
+    "/console/tenants/{tid}/seats/lower": "seats=1",
+}
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -48,6 +52,11 @@ class Route:
 
     def url(self, ids: dict[str, str]) -> str:
         return _PLACEHOLDER.sub(lambda m: ids[m.group(1)], self.template)
+
+    def page_url(self, ids: dict[str, str]) -> str:
+        """`url`, with the query the page needs (PAGE_QUERIES), if any."""
+        query = PAGE_QUERIES.get(self.template)
+        return self.url(ids) + (f"?{query}" if query else "")
 
     @property
     def slug(self) -> str:

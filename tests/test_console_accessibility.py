@@ -31,13 +31,15 @@ from tests.browser import (
     axe_marks,
     axe_violations,
     call,
+    open_portal,
     screenshot,
     set_language,
+    sign_in_as_operator,
     wait_for,
 )
 from tests.conftest import ADMIN_KEY, user_body
 from tests.console_routes import Route, console_routes, router_app
-from tests.test_console_browser import Page, sign_in
+from tests.test_console_browser import Page
 
 pytestmark = axe_marks
 server = console.server
@@ -237,10 +239,10 @@ def test_every_operator_page_has_no_serious_accessibility_violations(
     set_language(page.context, server, lang)
     problems: dict[str, list[str]] = {}
     _signed_out(page, server, viewport, problems)
-    sign_in(page, server)
+    sign_in_as_operator(page, server)
     assert page.evaluate("() => document.documentElement.lang") == lang
     for route in _pages():
-        _visit(page, server + route.url(_ids(world, route)), route.slug, viewport, problems)
+        _visit(page, server + route.page_url(_ids(world, route)), route.slug, viewport, problems)
     _visit(page, f"{server}/console/tenants/{uuid.uuid4()}/scim", "error-404", viewport, problems, status=404)
     assert not problems, _report("the operator", lang, viewport, problems)
 
@@ -254,13 +256,10 @@ def test_every_portal_page_has_no_serious_accessibility_violations(
     open to organization admins (roles.py:for_org_admins), as they see it; screenshots `portal-<page>`."""
     page.set_viewport_size(VIEWPORTS[viewport])
     set_language(page.context, server, lang)
-    status, link = call(server, "POST", f"/admin/v1/tenants/{world.tid}/portal-links", {}, bearer=ADMIN_KEY)
-    assert status == 201, f"no portal link ({status} {link}): the portal is not on this branch"
-    page.goto(server + "/console/portal/" + link["url"].rsplit("/console/portal/", 1)[1])
-    assert page.url == f"{server}/console/tenants/{world.tid}/scim", page.url
+    open_portal(page, server, world.tid)
     problems: dict[str, list[str]] = {}
     marked = [r for r in _pages() if r.of_an_organization and r.marked("GET")]
     assert marked, "no console page is open to organization admins (roles.py:for_org_admins marks none)"
     for route in marked:
-        _visit(page, server + route.url(_ids(world, route)), "portal-" + route.slug, viewport, problems)
+        _visit(page, server + route.page_url(_ids(world, route)), "portal-" + route.slug, viewport, problems)
     assert not problems, _report("an organization admin", lang, viewport, problems)

@@ -355,7 +355,7 @@ async def test_a_portal_session_reaches_nothing_of_another_organization(
     assert own, "no console page is open to organization admins (roles.py:for_org_admins marks none)"
     pages: dict[str, str] = {}
     for route in own:
-        url = route.url(a.ids)
+        url = route.page_url(a.ids)
         resp = await client.get(url)
         body = await resp.text()
         if resp.status != 200 or not urlsplit(str(resp.url)).path.startswith(
