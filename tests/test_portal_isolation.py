@@ -59,6 +59,7 @@ PLAUSIBLE_FORM = {
     "fallback_license": "none",
     "default_license": "full",
     "confirm": "yes",
+    "confirmed": "yes",
     "url": "https://localhost:8443/hooks/isolation",
     "description": "Isolation check",
     "event_id": "evt_1",
