@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import ADMIN_KEY
 
 try:
-    from playwright.sync_api import BrowserContext, Page, sync_playwright
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -240,3 +240,22 @@ def open_portal(page: Page, base_url: str, tenant_id: str, *, email: str | None 
     page.goto(base_url + "/console/portal/" + link["url"].rsplit("/console/portal/", 1)[1])
     landed = urlsplit(page.url).path
     assert landed == f"/console/tenants/{tenant_id}/scim", f"the portal link landed on {page.url}"
+
+
+@contextmanager
+def chromium_browser() -> Iterator[Browser]:
+    """Headless Debian chromium as a browser of several contexts (each its own cookies): the operator in
+    one, an organization admin's portal session in another, side by side.
+
+        with chromium_browser() as browser:
+            operator = browser.new_context(viewport=DESKTOP).new_page()
+            admin = browser.new_context(viewport=NARROW).new_page()
+
+    One Playwright per thread: not inside `chromium_context` (or test_console_browser's fixtures)."""
+    assert sync_playwright is not None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -198,10 +198,21 @@ def too_wide(page: Page) -> list[Violation]:
     if wider <= 0:
         return []
     width = page.evaluate("() => document.documentElement.clientWidth")
+    # Where it starts: the elements that stick out of a parent that does not (a table not in a wrap, a
+    # long unbroken word, a wide field).
     culprits = page.evaluate(
-        """(width) => [...document.querySelectorAll("table, pre")]
-            .filter(e => e.getBoundingClientRect().right > width && !e.closest(".table-wrap"))
-            .map(e => e.id ? "#" + e.id : e.tagName.toLowerCase())""",
+        """(width) => {
+            const out = e => e.getBoundingClientRect().right > width + 1;
+            const name = e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "")
+                + (typeof e.className === "string" && e.className ? "." + e.className.split(" ")[0] : "");
+            const all = [...document.body.querySelectorAll("*")].filter(e => !e.closest(".table-wrap"));
+            const boxes = all.filter(e => out(e) && e.parentElement && !out(e.parentElement));
+            // Else text that overflows its own box (an unbroken URL in a heading): the innermost such box.
+            const spills = e => e.scrollWidth > e.clientWidth + 1
+                && getComputedStyle(e).overflowX === "visible";
+            const texts = all.filter(e => spills(e) && ![...e.children].some(spills));
+            return (boxes.length ? boxes : texts).slice(0, 6).map(name);
+        }""",
         width,
     )
     return [
