@@ -1,19 +1,16 @@
 """The admin console end to end: a real `scimsvc serve` and worker, driven in headless Chromium.
 
-Debian's chromium (/usr/bin/chromium, installed by .ci/run) driven by Playwright's Python package; no
-browser is ever downloaded. Each page is saved as a screenshot under tests/screenshots/.
+Debian's chromium (/usr/bin/chromium, installed by .ci/run) driven by Playwright's Python package
+(tests/browser.py); no browser is ever downloaded. Each page is saved as a screenshot under
+tests/screenshots/.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -21,36 +18,20 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.browser import browser_marks, call, chromium_context
 from tests.conftest import ADMIN_KEY, RUN_ID, Processes, service_env, user_body
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 QUEUE = f"scimsvc:test:{RUN_ID}:console:queue"
 WEBHOOK_SIGNING_KEY = f"console-webhook-key-{RUN_ID}"
 T = TypeVar("T")
 
 try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - the test extra installs it
-    sync_playwright = None  # type: ignore[assignment]
+    from playwright.sync_api import Page, expect
+except ImportError:  # pragma: no cover - the test extra installs it; browser_marks skip without it
+    pass
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="no /usr/bin/chromium: install Debian's chromium (as root: apt-get install -y chromium)",
-    ),
-    pytest.mark.skipif(sync_playwright is None, reason="no playwright package: pip install -e '.[test]'"),
-]
+pytestmark = browser_marks
 
 
 @pytest.fixture(scope="module")
@@ -95,20 +76,8 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def browser_context() -> Iterator[Any]:
     """Headless Debian chromium with a fresh profile, a laptop-sized window and clipboard access."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    assert sync_playwright is not None
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        context = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1366, "height": 860},
-        )
-        context.set_default_timeout(60_000)  # a bound on a hang: the machine may be busy
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context() as context:
+        yield context
 
 
 @pytest.fixture
@@ -154,19 +123,8 @@ def generate_token(page: Page) -> str:
 
 
 def scim(server: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """A real SCIM request with the tenant's token, as an identity provider sends it (Playwright's sync
-    API owns this thread's event loop, so plain urllib)."""
-    request = urllib.request.Request(
-        server + "/scim/v2" + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    """A real SCIM request with the tenant's token, as an identity provider sends it."""
+    return call(server, method, "/scim/v2" + path, body, bearer=token)
 
 
 def reload_until(page: Page, ready: Callable[[], bool], what: str, seconds: float = 120) -> None:
