@@ -43,7 +43,18 @@ async def test_500_creates_100_seats_3_worker_processes(client, new_tenant, db, 
             tenant.id,
         )
     }
-    assert audit == {"allocation": 100, "license_change": 400}
+    assert audit == {"allocation": 100, "license_change": 400, "waiting": 400}
+    # The 400 without a seat wait in the order their users arrived (created), first come first served.
+    waiting = await db.fetch(
+        "SELECT id FROM users WHERE tenant_id = $1::uuid AND waiting_since IS NOT NULL "
+        "ORDER BY waiting_since, id",
+        tenant.id,
+    )
+    arrived = await db.fetch(
+        "SELECT id FROM users WHERE tenant_id = $1::uuid AND license <> 'full' ORDER BY created_at, id",
+        tenant.id,
+    )
+    assert len(waiting) == 400 and [r["id"] for r in waiting] == [r["id"] for r in arrived]
     assert (
         await db.fetchval(
             "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND provisioning_state <> 'provisioned'",
