@@ -432,11 +432,26 @@ async def test_every_setting_saved_in_the_console_is_what_the_admin_api_reads(cl
             {"domain_teams": "exa mple.com: Engineering"},
             "“exa mple.com” is not an email domain",
         ),
-        ("/seats", {"seats": "-1"}, "Seats must be a whole number, 0 or more"),
-        ("/seats", {"seats": "lots"}, "Seats must be a whole number, 0 or more"),
-        ("/settings/licenses", {"default_license": "gold", "fallback_license": "none"}, "default_license"),
+        ("/seats", {"seats": "-1"}, "Seats must be a whole number from 0 to 10,000,000"),
+        ("/seats", {"seats": "lots"}, "Seats must be a whole number from 0 to 10,000,000"),
+        ("/seats", {"seats": "99999999"}, "Seats must be a whole number from 0 to 10,000,000"),
+        (
+            "/settings/licenses",
+            {"default_license": "gold", "fallback_license": "none"},
+            "Choose the default license from the list",
+        ),
         ("/settings/organization", {"name": "", "preset": "strict"}, "name must be 1 to 200 characters"),
-        ("/settings/organization", {"name": "X", "preset": "turbo"}, "preset"),
+        (
+            "/settings/organization",
+            {"name": "X", "preset": "turbo"},
+            "Choose the SCIM rate limit from the list",
+        ),
+        (
+            "/settings/organization",
+            {"name": "X", "preset": "strict", "credits_per_30s": "5"},
+            "Credits per 30 seconds must be a whole number from 2,000",
+        ),
+        ("/settings/domains", {"allowed_domains": "a" * 250 + ".com"}, "is not an email domain"),
     ],
 )
 async def test_bad_input_is_a_400_page_that_changes_nothing(client, new_tenant, path, fields, says):
