@@ -211,7 +211,7 @@ WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_l
   AND (u.waiting_since, u.id) <= ($2::timestamptz, $3::uuid)
 """
 # A page of the active users who hold no full seat and do not wait, after ($2, $3) = (created_at, id), in
-# the order they were created (users_tenant_without_seat, the partial index of migration 0911).
+# the order they were created (users_tenant_without_seat, the partial index of migration 0023).
 WITHOUT_SEAT_PAGE = (
     _SEAT_USER
     + """
