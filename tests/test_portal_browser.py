@@ -45,7 +45,9 @@ def product(server: str) -> Iterator[tuple[str, dict[str, str]]]:
     class Product(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's API
             if self.path == "/scim-settings":
-                link = admin(server, "POST", f"/admin/v1/tenants/{tenant['id']}/portal-links", {})
+                link = admin(
+                    server, "POST", f"/admin/v1/tenants/{tenant['id']}/portal-links", {"redirect": True}
+                )
                 self.send_response(302)
                 self.send_header("Location", link["url"])
                 self.end_headers()
