@@ -223,8 +223,14 @@ async def test_the_cli_prints_a_link_that_opens_the_portal(client, settings, db,
     assert row["email"] == "it@customer.example" and row["lasts"].total_seconds() == 20 * 60
     [audited] = await audit_of(db, tenant.id, "portal_link_created")
     assert audited["actor"] == "admin" and audited["request_id"] is None
+    # A CLI link is sent to someone: its GET asks to continue (a mail scanner uses nothing up).
     resp = await client.get(f"/console/portal/{token}", allow_redirects=False)
-    assert resp.status == 200 and COOKIE in resp.cookies
+    assert resp.status == 200 and "Continue to" in await resp.text()
+    assert await db.fetchval(SESSIONS_OF, uuid.UUID(tenant.id)) == 0
+    resp = await client.post(
+        f"/console/portal/{token}", data={"csrf_token": csrf_of(await resp.text())}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == f"/console/tenants/{tenant.id}/scim"
     bad = run_scimsvc("portal-link", tenant.id, "--minutes", "0", env=env)
     assert bad.returncode == 2 and "minutes" in bad.stderr
     missing = run_scimsvc("portal-link", str(uuid.uuid4()), env=env)

@@ -110,6 +110,6 @@ async def remove_org_admin(request: web.Request) -> web.Response:
     email = request.match_info["email"]
     if not await portal.remove_admin(action_scope(request), tenant_id, email):
         if not storable_address(normal_email(email)):
-            raise not_found(f"tenant {tenant_id} has no registered admin address like that")
+            raise not_found(f"that is not a registered admin address of tenant {tenant_id}")
         raise not_found(f"{email} is not a registered admin address of tenant {tenant_id}")
     return web.Response(status=204)
