@@ -516,27 +516,39 @@ async def test_a_registered_admin_gets_a_link_by_email_for_each_organization(
     }
     assert hashes == {sha256(t) for t in tokens_sent}
 
-    # A mail scanner's GET signs nobody in: the page asks to continue, and its POST does.
+    # A mail scanner's GET signs nobody in: the token moves from the URL to a cookie of the Continue page,
+    # which asks to continue; its POST does.
     client.session.cookie_jar.clear()
     token = tokens_sent[0]
-    page = await client.get(f"/console/portal/{token}", allow_redirects=False)
-    assert page.status == 200 and "Continue to" in await page.text()
+    moved = await client.get(f"/console/portal/{token}", allow_redirects=False)
+    assert moved.status == 303 and moved.headers["Location"] == "/console/portal/continue"
+    held = moved.cookies["scimsvc_portal_token"]
+    assert held.value == token and held["httponly"] and held["samesite"] == "Lax"
+    assert held["path"] == "/console/portal/continue" and moved.headers["Referrer-Policy"] == "no-referrer"
+    page = await client.get(moved.headers["Location"], allow_redirects=False)
+    text = await page.text()
+    assert page.status == 200 and "Continue to" in text and token not in text
+    assert 'action="/console/portal/continue"' in text
     assert await db.fetchval("SELECT count(*) FROM console_sessions WHERE email = $1", address) == 0
-    again = await client.get(f"/console/portal/{token}", allow_redirects=False)
     resp = await client.post(
-        f"/console/portal/{token}", data={"csrf_token": csrf_of(await again.text())}, allow_redirects=False
+        "/console/portal/continue", data={"csrf_token": csrf_of(text)}, allow_redirects=False
     )
-    assert resp.status == 303
+    assert resp.status == 303 and resp.cookies["scimsvc_portal_token"].value == ""  # forgotten
     opened = resp.headers["Location"].split("/")[3]
     assert opened in (first.id, second.id)
     assert (
         await db.fetchval("SELECT email FROM console_sessions WHERE tenant_id = $1", uuid.UUID(opened))
         == address
     )
+    [started] = await audit_of(db, opened, "portal_session_started")
+    assert started["actor"] == "org_admin" and started["detail"]["emailed"] is True
+    assert started["detail"]["by"] == address
     client.session.cookie_jar.clear()  # a second use, from a new anonymous session
     form = await client.get("/console/portal/sign-in")
     resp = await client.post(f"/console/portal/{token}", data={"csrf_token": csrf_of(await form.text())})
     assert resp.status == 410 and GONE in await resp.text()
+    assert (await client.get(f"/console/portal/{token}", allow_redirects=False)).status == 410
+    assert (await client.get("/console/portal/continue")).status == 410  # no cookie: nothing to open
 
 
 async def test_an_unknown_address_gets_the_same_answer_and_no_email(client, db, settings, pool, tenant):

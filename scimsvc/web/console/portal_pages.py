@@ -11,7 +11,8 @@ the admin API made with `"redirect": true` signs in on GET (a product's settings
 there) and answers a page that moves on to the organization's SCIM page by itself (`_open` says why not a
 303); every other link (console, CLI, emailed, API without it) shows a Continue button that POSTs, since
 mail scanners and chat previews fetch the links they see, and a link someone sends must not sign its
-recipient in to the sender's organization without a click.
+recipient in to the sender's organization without a click. An emailed link's GET moves its token into a
+short-lived cookie of `/console/portal/continue` and redirects there, so the token leaves the address bar.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ routes = web.RouteTableDef()
 TAB = "/console/tenants/{tid}/portal"
 NEW_LINK_COOKIE = "scimsvc_portal_link"
 NEW_LINK_SECONDS = 120  # the new link's way from the POST to the page that shows it
+# An emailed link's token, moved out of the URL on its first GET into a cookie of the Continue page only.
+CONTINUE_PATH = "/console/portal/continue"
+TOKEN_COOKIE = "scimsvc_portal_token"
 NOTICES = {
     "portal-link-created": "Portal link made. Copy it now: it is shown only once.",
     "org-admin-added": "Admin address registered: it may now ask for a sign-in link by email.",
@@ -262,6 +266,43 @@ async def _open(request: web.Request, token: str) -> web.Response:
     return answer
 
 
+def _continue_page(request: web.Request, link: Any, action: str) -> web.Response:
+    """The page of a link that does not sign in on a GET: its Continue button POSTs to `action`."""
+    session = _anonymous(request)
+    context = {"organization": link["tenant_name"], "action": action}
+    response = page(request, "portal_continue.html", context)
+    _cookie(request, response, session)
+    return response
+
+
+def _forget_token(response: web.StreamResponse) -> None:
+    response.del_cookie(TOKEN_COOKIE, path=CONTINUE_PATH)
+
+
+@routes.get(CONTINUE_PATH)
+async def continue_form(request: web.Request) -> web.Response:
+    """An emailed link's Continue page, its token in the cookie `open_link` set (not in the URL)."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    link = await portal.usable_link(request.app[POOL], token) if token else None
+    if link is None:
+        gone = _link_gone(request)
+        _forget_token(gone)
+        return gone
+    return _continue_page(request, link, CONTINUE_PATH)
+
+
+@routes.post(CONTINUE_PATH)
+async def continue_open(request: web.Request) -> web.Response:
+    token = request.cookies.get(TOKEN_COOKIE)
+    try:
+        answer = await _open(request, token) if token else _link_gone(request)
+    except web.HTTPSeeOther as signed_in_now:
+        _forget_token(signed_in_now)
+        raise
+    _forget_token(answer)
+    return answer
+
+
 @routes.get("/console/portal/{token}")
 async def open_link(request: web.Request) -> web.Response:
     token = request.match_info["token"]
@@ -270,11 +311,23 @@ async def open_link(request: web.Request) -> web.Response:
         return _link_gone(request)
     if link["redirect"] and request.method == "GET":  # a HEAD (a link checker) uses nothing up
         return await _open(request, token)
-    session = _anonymous(request)
-    context = {"organization": link["tenant_name"], "action": request.path}
-    response = page(request, "portal_continue.html", context)
-    _cookie(request, response, session)
-    return response
+    if link["emailed"] and request.method == "GET":
+        # The token leaves the address bar (and the browser's history) for a short-lived cookie of the
+        # Continue page only. SameSite=Lax: the click came from a mail client, another site, and this
+        # redirect is part of that navigation (Strict would not be sent).
+        settings = request.app[SETTINGS]
+        moved = web.HTTPSeeOther(CONTINUE_PATH)
+        moved.set_cookie(
+            TOKEN_COOKIE,
+            token,
+            max_age=settings.portal_link_minutes * 60,
+            path=CONTINUE_PATH,
+            httponly=True,
+            samesite="Lax",
+            secure=settings.public_url.startswith("https://"),
+        )
+        raise moved
+    return _continue_page(request, link, request.path)
 
 
 @routes.post("/console/portal/{token}")
