@@ -115,6 +115,8 @@ async def test_redis_flushed_and_restarted_mid_wave_loses_nothing_and_doubles_no
     assert {r["action"]: (r["n"], r["users"]) for r in audit} == {
         "allocation": (SEATS, SEATS),
         "license_change": (WAVE - SEATS, WAVE - SEATS),
+        # Everyone without a seat waits for one (the waiting rule, README.md: seats and licenses).
+        "waiting": (WAVE - SEATS, WAVE - SEATS),
         "email_change": (RENAMES, RENAMES),
     }
     # No double notice: one message to the old and one to the new address of each change, each once.
