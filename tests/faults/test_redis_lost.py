@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from scimsvc.web.app import create_app
 from tests.conftest import Processes, make_tenant, service_env, unique_email, user_body, wait_until
-from tests.test_notices import rename, smtp  # noqa: F401 - the SMTP server fixture
+from tests.test_notices import rename
 
 WAVE = 1_200
 SEATS = 300
