@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from tests.conftest import ADMIN_HEADERS, make_tenant, run_worker
+from tests.portal import portal_session
 from tests.test_console import csrf_of, signed_in
 from tests.test_group_sync import put_members, team_members, unapplied
 from tests.test_groups import make_group, make_team, make_user, send_patch
@@ -75,6 +76,7 @@ async def test_a_push_after_the_team_is_created_again_links_the_group_and_applie
     audits = await link_audits(db, tenant.id)
     assert [r["actor"] for r in audits] == ["scim"]
     assert team["id"] in audits[0]["detail"] and group["id"] in audits[0]["detail"]
+    assert json.loads(audits[0]["detail"])["via"] == "push" and "by" not in json.loads(audits[0]["detail"])
     resp = await client.get(f"{TEAMS.format(tid=tenant.id)}/{team['id']}", headers=ADMIN_HEADERS)
     assert (await resp.json())["group"] == {"id": group["id"], "displayName": group["displayName"]}
 
@@ -128,7 +130,8 @@ async def test_the_admin_api_links_a_group_by_hand_and_the_worker_applies_its_me
     await run_worker(settings)
     assert await team_members(db, team["id"]) == {a, b}
     audits = await link_audits(db, tenant.id)
-    assert [r["actor"] for r in audits] == ["admin"] and '"by": "hand"' in audits[0]["detail"]
+    assert [r["actor"] for r in audits] == ["admin"] and '"via": "hand"' in audits[0]["detail"]
+    assert '"by"' not in audits[0]["detail"]  # the operator has no email
     assert (await link_events(db, tenant.id, group["id"]))[-1]["team"]["id"] == team["id"]
     # Both are linked now: linking either again is a conflict, nothing changes.
     again = await client.put(url, json={"group_id": group["id"]}, headers=ADMIN_HEADERS)
@@ -206,6 +209,23 @@ async def test_the_console_team_page_links_a_group_and_the_lists_show_it(client,
     )
     assert resp.status == 404
     assert await linked_team_id(db, foreign_group["id"]) is None
+
+
+async def test_an_organization_admins_link_by_hand_is_audited_with_their_email(client, tenant, db, settings):
+    group = await unlinked_group(client, tenant, db, settings, [])
+    team = await make_team(client, tenant, "Hand " + uuid.uuid4().hex[:4])
+    portal = await portal_session(client, tenant.id, email="ada.admin@example.com")
+    resp = await client.post(
+        f"/console/tenants/{tenant.id}/teams/{team['id']}/group",
+        data={"csrf_token": portal.csrf, "group_id": group["id"]},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, await resp.text()
+    audits = await link_audits(db, tenant.id)
+    assert [r["actor"] for r in audits] == ["org_admin"]
+    detail = json.loads(audits[0]["detail"])
+    assert detail["via"] == "hand" and detail["by"] == "ada.admin@example.com"
+    assert (detail["team_id"], detail["group_id"]) == (team["id"], group["id"])
 
 
 async def test_deleting_a_team_in_the_console_asks_first_naming_the_linked_group(

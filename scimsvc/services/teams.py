@@ -28,7 +28,7 @@ async def team_or_404(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> asy
     """One team of the tenant, with its member count and linked SCIM group."""
     rows = await teams.list_teams(pool, tenant_id, only=team_id)
     if not rows:
-        raise not_found(f"team {team_id} not found in organization {tenant_id}")
+        raise not_found(f"team {team_id} not found in this organization")
     return rows[0]
 
 
@@ -54,7 +54,7 @@ async def rename_team(scope: ActionScope, tenant_id: UUID, team_id: UUID, name: 
         async with transaction(scope.pool) as conn:
             previous = await teams.rename_team(conn, tenant_id, team_id, name)
             if previous is None:
-                raise not_found(f"team {team_id} not found in organization {tenant_id}")
+                raise not_found(f"team {team_id} not found in this organization")
             if previous != name:
                 detail = {"team_id": str(team_id), "from": previous, "to": name}
                 await record_action(conn, scope, tenant_id, "team_renamed", detail)
@@ -189,9 +189,7 @@ async def link_group(scope: ActionScope, tenant_id: UUID, team_id: UUID, group_i
             linked = False
         if not linked:
             raise uniqueness(f"the team {team['name']!r} was linked to another SCIM group meanwhile")
-        await record_link(
-            tx, group_id, group["display_name"], team_id, team["name"], actor=scope.actor.kind, how="hand"
-        )
+        await record_link(tx, group_id, group["display_name"], team_id, team["name"], via="hand", by=scope)
 
     await write(scope.for_tenant(tenant_id), steps)
     return await team_or_404(scope.pool, tenant_id, team_id)

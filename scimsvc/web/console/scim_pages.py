@@ -19,14 +19,13 @@ from uuid import UUID
 from aiohttp import web
 
 from schemas.admin import ScimToggleSchema, TokenCreateSchema
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.scim.ids import id_or_404
 from scimsvc.services import provisioning_log, tokens
 from scimsvc.services import tenants as tenant_service
-from scimsvc.web.admin_requests import action_scope, load, tenant_id_of
-from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.admin_requests import action_scope, tenant_id_of
 from scimsvc.web.console import forms
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.console.session import SESSION, b64, derived_key
 from scimsvc.web.keys import POOL, SETTINGS
@@ -45,11 +44,6 @@ def _reveal_path(tenant_id: UUID) -> str:
     return f"/console/tenants/{tenant_id}/scim/tokens/new"
 
 
-async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
-
-
 def _token_row(row: Any) -> dict[str, Any]:
     """A token as the panel lists it."""
     return {**dict(row), "id": str(row["id"]), "state": tokens.token_state(row)}
@@ -65,7 +59,7 @@ async def _scim_page(
     error: str | None = None,
     form: dict[str, str] | None = None,
 ) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     pool = request.app[POOL]
     tenant_id = UUID(tenant["id"])
     rows = await tokens.list_tokens(pool, tenant_id)
@@ -93,10 +87,14 @@ async def scim_toggle(request: web.Request) -> web.Response:
     """Turn SCIM on at once; turning it off goes through its confirmation page."""
     form = await request.post()
     tenant_id = tenant_id_of(request)
+    _ = texts(request)
     try:
-        enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
+        plain = {"enabled": _("Choose whether SCIM provisioning is on or off.")}
+        enabled = forms.load_form(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")}, plain)[
+            "enabled"
+        ]
         if not enabled:
-            await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+            await organization(request)
             raise web.HTTPSeeOther(_panel(tenant_id) + "/disable")
         await tenant_service.set_scim_enabled(action_scope(request), tenant_id, True)
     except ScimError as exc:
@@ -108,7 +106,7 @@ async def scim_toggle(request: web.Request) -> web.Response:
 @for_org_admins
 async def scim_disable_confirm(request: web.Request) -> web.Response:
     """What turning SCIM off does, and the form that does it; this page changes nothing."""
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     live = [r for r in await tokens.list_tokens(request.app[POOL], UUID(tenant["id"])) if _live(r)]
     context = {"tenant": tenant, "section": "scim", "live_tokens": len(live)}
     return page(request, "scim_disable.html", context)
@@ -150,9 +148,16 @@ async def token_create(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
     typed = {"label": forms.text(form, "label"), "expires_in_days": forms.text(form, "expires_in_days")}
+    _ = texts(request)
+    plain = {
+        "label": _("The label is at most 100 characters of text."),
+        "expires_in_days": _(
+            "Expires in: a whole number of days from 1 to 3650, or empty for a token that never expires."
+        ),
+    }
     try:
         days = forms.number(typed["expires_in_days"]) if typed["expires_in_days"] else None
-        data = load(TokenCreateSchema(), {"label": typed["label"], "expires_in_days": days})
+        data = forms.load_form(TokenCreateSchema(), {"label": typed["label"], "expires_in_days": days}, plain)
         expires_at = tokens.token_expiry(expires_at=None, expires_in_days=data["expires_in_days"])
         new = await tokens.create_token(
             action_scope(request), tenant_id, label=data["label"], expires_at=expires_at
@@ -177,7 +182,7 @@ async def token_create(request: web.Request) -> web.Response:
 @for_org_admins
 async def token_reveal(request: web.Request) -> web.Response:
     """The token just created, once: the cookie that carried it is cleared by this answer."""
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     new_token = None
     token_id, _, rest = request.cookies.get(NEW_TOKEN_COOKIE, "").partition(".")
@@ -204,9 +209,15 @@ async def token_reveal(request: web.Request) -> web.Response:
 @for_org_admins
 async def token_revoke_confirm(request: web.Request) -> web.Response:
     """What revoking the token does, and the form that does it; this page changes nothing."""
-    tenant = await _tenant(request)
-    token_id = id_or_404(request.match_info["token_id"], "token")
-    row = await tokens.token_of(request.app[POOL], UUID(tenant["id"]), token_id)
+    tenant = await organization(request)
+    try:
+        token_id = id_or_404(request.match_info["token_id"], "token")
+        row = await tokens.token_of(request.app[POOL], UUID(tenant["id"]), token_id)
+    except ScimError as exc:
+        if exc.status != 404:
+            raise
+        missing = texts(request)("There is no such token in this organization: the address is wrong.")
+        raise not_found(missing) from None
     context = {"tenant": tenant, "section": "scim", "token": _token_row(row)}
     return page(request, "scim_revoke.html", context)
 
@@ -217,7 +228,9 @@ async def token_revoke(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     token_id = id_or_404(request.match_info["token_id"], "token")
     if not await tokens.revoke_token(action_scope(request), tenant_id, token_id):
-        detail = f"token {token_id} is not a live token of this organization (already revoked?)"
+        detail = texts(request)(
+            "This token is not a live token of this organization: it was already revoked."
+        )
         return await _scim_page(request, status=404, error=detail)
     raise web.HTTPSeeOther(_panel(tenant_id) + "?done=token-revoked")
 
@@ -228,12 +241,12 @@ async def token_revoke(request: web.Request) -> web.Response:
 @routes.get("/console/tenants/{tid}/scim/okta")
 @for_org_admins
 async def okta_guide(request: web.Request) -> web.Response:
-    context = {"tenant": await _tenant(request), "section": "scim", "idp": "okta", "shown_token": None}
+    context = {"tenant": await organization(request), "section": "scim", "idp": "okta", "shown_token": None}
     return page(request, "scim_guide.html", context)
 
 
 @routes.get("/console/tenants/{tid}/scim/entra")
 @for_org_admins
 async def entra_guide(request: web.Request) -> web.Response:
-    context = {"tenant": await _tenant(request), "section": "scim", "idp": "entra", "shown_token": None}
+    context = {"tenant": await organization(request), "section": "scim", "idp": "entra", "shown_token": None}
     return page(request, "scim_guide.html", context)
