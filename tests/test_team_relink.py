@@ -49,6 +49,11 @@ async def link_events(db: Any, tenant_id: str, group_id: str) -> list[dict[str, 
     return [json.loads(r["data"]) if isinstance(r["data"], str) else r["data"] for r in rows]
 
 
+def error_of(body: str) -> str:
+    """The text of a console page's error box."""
+    return body.split('<div class="error" role="alert">', 1)[1].split("</div>", 1)[0]
+
+
 async def link_audits(db: Any, tenant_id: str) -> list[Any]:
     return await db.fetch(
         "SELECT actor, detail::text AS detail FROM audit_log "
@@ -209,6 +214,41 @@ async def test_the_console_team_page_links_a_group_and_the_lists_show_it(client,
     )
     assert resp.status == 404
     assert await linked_team_id(db, foreign_group["id"]) is None
+    assert "That SCIM group is not in this organization any more: choose another." in await resp.text()
+
+
+async def test_the_team_pages_say_what_is_wrong_in_plain_words(client, tenant, db):
+    team = await make_team(client, tenant, "Plain " + uuid.uuid4().hex[:4])
+    csrf = await signed_in(client)
+    base = f"/console/tenants/{tenant.id}/teams"
+    for group_id in ("nope", ""):
+        resp = await client.post(
+            f"{base}/{team['id']}/group", data={"csrf_token": csrf, "group_id": group_id}
+        )
+        body = await resp.text()
+        assert resp.status == 400 and "Choose the SCIM group to link to this team." in body
+        assert "Not a valid UUID" not in body
+    resp = await client.post(f"{base}/{team['id']}/rename", data={"csrf_token": csrf, "name": "x" * 201})
+    body = await resp.text()
+    assert (
+        resp.status == 400 and "A team name is 1 to 200 characters of text." in body and "name:" not in body
+    )
+    missing = uuid.uuid4()
+    for path in (f"{base}/{missing}", f"{base}/{missing}/delete"):
+        resp = await client.get(path)
+        body = await resp.text()
+        assert resp.status == 404 and "There is no such team in this organization" in error_of(body)
+        assert str(missing) not in error_of(body)
+    resp = await client.post(f"{base}/{missing}/group", data={"csrf_token": csrf, "group_id": str(missing)})
+    assert resp.status == 404 and "There is no such team in this organization" in await resp.text()
+    for section in ("scim", "teams", "users", f"users/{missing}"):
+        resp = await client.get(f"/console/tenants/{missing}/{section}")
+        body = await resp.text()
+        assert resp.status == 404 and "There is no such organization" in error_of(body), section
+        assert "tenant" not in error_of(body)
+    resp = await client.get(f"/console/tenants/{tenant.id}/users/{missing}")
+    assert resp.status == 404 and "There is no such user in this organization" in await resp.text()
+    assert await db.fetchval("SELECT count(*) FROM groups WHERE team_id = $1::uuid", team["id"]) == 0
 
 
 async def test_an_organization_admins_link_by_hand_is_audited_with_their_email(client, tenant, db, settings):
