@@ -17,6 +17,7 @@ import pytest
 from scimsvc.web import token_cache
 from scimsvc.web.app import create_app
 from scimsvc.web.console import scim_pages
+from scimsvc.web.console.reveal import REVEAL_SECONDS
 from scimsvc.web.console.roles import open_to_org_admins
 from scimsvc.web.keys import TOKEN_CACHE
 from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_scimsvc, service_env, wait_until
@@ -58,7 +59,7 @@ async def test_a_new_token_is_shown_once_and_a_reload_makes_no_other(client, db)
     assert resp.status == 303 and resp.headers["Location"] == reveal  # never the token in a URL
     cookie = resp.cookies[scim_pages.NEW_TOKEN_COOKIE]
     assert cookie["path"] == reveal and cookie["httponly"] and cookie["samesite"] == "Strict"
-    assert cookie["max-age"] == str(scim_pages.NEW_TOKEN_SECONDS)
+    assert cookie["max-age"] == str(REVEAL_SECONDS)
     row = await db.fetchrow(
         "SELECT label, created_by FROM scim_tokens WHERE tenant_id = $1::uuid"
         " ORDER BY created_at DESC LIMIT 1",

@@ -2,17 +2,16 @@
 for Okta and Microsoft Entra ID, and the last request seen from the organization's identity provider.
 
 Open to the operator and to the organization's own admins (`for_org_admins`). A new token is shown once:
-its POST answers 303 to `/scim/tokens/new` and carries the token there in a cookie scoped to that exact
-path, living a minute, HttpOnly and SameSite=Strict, bound by an HMAC to this session and organization;
-the GET that shows it clears it, so a reload shows "shown once" and never makes another token. Revoking a
+its POST answers 303 to `/scim/tokens/new` and carries the token there in `reveal.py`'s cookie (scoped to
+that exact path, living a minute, HttpOnly and SameSite=Strict, bound by an HMAC to this session and
+organization); the GET that shows it clears it, so a reload shows "shown once" and never makes another
+token. Revoking a
 token and turning SCIM off each go through a confirmation page (a GET that changes nothing) whose form
 POSTs; turning SCIM on needs none.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 from uuid import UUID
 
@@ -24,16 +23,15 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.services import provisioning_log, tokens
 from scimsvc.services import tenants as tenant_service
 from scimsvc.web.admin_requests import action_scope, tenant_id_of
-from scimsvc.web.console import forms
+from scimsvc.web.console import forms, reveal
 from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.console.session import SESSION, b64, derived_key
 from scimsvc.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
 
 NEW_TOKEN_COOKIE = "scimsvc_new_token"
-NEW_TOKEN_SECONDS = 60  # the new token waits this long in its cookie for the page that shows it
+REVEAL_PURPOSE = "new-token"  # the HMAC key of its cookie (`reveal.py`)
 
 
 def _panel(tenant_id: UUID) -> str:
@@ -130,16 +128,6 @@ def _live(row: Any) -> bool:
 # --- tokens ----------------------------------------------------------------------------------------
 
 
-def _reveal_mac(request: web.Request, tenant_id: UUID, token_id: str, token: str) -> str:
-    """Binds a new token's cookie to this session and organization (a cookie set any other way is
-    ignored)."""
-    session = request.get(SESSION)
-    sid = session.sid if session is not None else ""
-    key = derived_key(request.app[SETTINGS].admin_key, "new-token")
-    message = f"{sid}|{tenant_id}|{token_id}|{token}".encode()
-    return b64(hmac.new(key, message, hashlib.sha256).digest())
-
-
 @routes.post("/console/tenants/{tid}/scim/tokens")
 @for_org_admins
 async def token_create(request: web.Request) -> web.Response:
@@ -164,16 +152,16 @@ async def token_create(request: web.Request) -> web.Response:
         )
     except ScimError as exc:
         return await _scim_page(request, status=exc.status, error=exc.detail, form=typed)
-    token_id = str(new.id)
     response = web.HTTPSeeOther(_reveal_path(tenant_id))
-    response.set_cookie(
-        NEW_TOKEN_COOKIE,
-        f"{token_id}.{new.token}.{_reveal_mac(request, tenant_id, token_id, new.token)}",
-        max_age=NEW_TOKEN_SECONDS,
+    reveal.reveal_next(
+        request,
+        response,
+        cookie=NEW_TOKEN_COOKIE,
         path=_reveal_path(tenant_id),
-        httponly=True,
-        samesite="Strict",
-        secure=request.app[SETTINGS].public_url.startswith("https://"),
+        purpose=REVEAL_PURPOSE,
+        owner=str(tenant_id),
+        item_id=str(new.id),
+        secret=new.token,
     )
     raise response
 
@@ -185,9 +173,9 @@ async def token_reveal(request: web.Request) -> web.Response:
     tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     new_token = None
-    token_id, _, rest = request.cookies.get(NEW_TOKEN_COOKIE, "").partition(".")
-    token, _, mac = rest.rpartition(".")
-    if token and hmac.compare_digest(mac, _reveal_mac(request, tenant_id, token_id, token)):
+    handed = reveal.revealed(request, cookie=NEW_TOKEN_COOKIE, purpose=REVEAL_PURPOSE, owner=str(tenant_id))
+    if handed is not None:
+        token_id, token = handed
         try:
             row = await tokens.token_of(request.app[POOL], tenant_id, id_or_404(token_id, "token"))
         except ScimError:
@@ -201,7 +189,7 @@ async def token_reveal(request: web.Request) -> web.Response:
         "shown_token": new_token["token"] if new_token else None,
     }
     response = page(request, "scim_new_token.html", context)
-    response.del_cookie(NEW_TOKEN_COOKIE, path=_reveal_path(tenant_id))
+    reveal.forget(response, cookie=NEW_TOKEN_COOKIE, path=_reveal_path(tenant_id))
     return response
 
 
