@@ -7,6 +7,7 @@ import json
 import uuid
 from typing import Any
 
+from scimsvc.services import teams as team_service
 from tests.conftest import ADMIN_HEADERS, make_tenant, run_worker
 from tests.portal import portal_session
 from tests.test_console import csrf_of, signed_in
@@ -215,6 +216,17 @@ async def test_the_console_team_page_links_a_group_and_the_lists_show_it(client,
     assert resp.status == 404
     assert await linked_team_id(db, foreign_group["id"]) is None
     assert "That SCIM group is not in this organization any more: choose another." in await resp.text()
+
+
+async def test_the_linkable_groups_member_counts_stop_at_a_cap(client, tenant, db, settings, monkeypatch):
+    monkeypatch.setattr(team_service, "LINKABLE_MEMBERS_COUNTED", 1)
+    a, b = await make_user(client, tenant), await make_user(client, tenant)
+    big = await unlinked_group(client, tenant, db, settings, [a, b])
+    small = await unlinked_group(client, tenant, db, settings, [a])
+    team = await make_team(client, tenant, "Cap " + uuid.uuid4().hex[:4])
+    await signed_in(client)
+    body = await (await client.get(f"/console/tenants/{tenant.id}/teams/{team['id']}")).text()
+    assert f"{big['displayName']} (members: 1+)" in body and f"{small['displayName']} (members: 1)" in body
 
 
 async def test_the_team_pages_say_what_is_wrong_in_plain_words(client, tenant, db):

@@ -6,6 +6,7 @@ ended by hand with its event.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -144,11 +145,18 @@ async def _record_membership(
 
 
 LINKABLE_SHOWN = 200  # unlinked groups a team page offers to link
+LINKABLE_MEMBERS_COUNTED = 100  # their members are counted up to this: more shows as "100+"
 
 
-async def unlinked_groups(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
-    """The tenant's SCIM groups linked to no team (a team page's "Link a SCIM group"), by name."""
-    return await group_store.unlinked_groups(pool, tenant_id, limit=LINKABLE_SHOWN)
+async def unlinked_groups(pool: asyncpg.Pool, tenant_id: UUID) -> list[dict[str, Any]]:
+    """The tenant's SCIM groups linked to no team (a team page's "Link a SCIM group"), by name, with their
+    member counts as shown ("100+" past `LINKABLE_MEMBERS_COUNTED`: a page view stays cheap)."""
+    cap = LINKABLE_MEMBERS_COUNTED
+    rows = await group_store.unlinked_groups(pool, tenant_id, limit=LINKABLE_SHOWN, count_up_to=cap + 1)
+    return [
+        {**dict(r), "member_count": f"{cap}+" if r["member_count"] > cap else str(r["member_count"])}
+        for r in rows
+    ]
 
 
 async def group_applying(pool: asyncpg.Pool, tenant_id: UUID, group_id: UUID) -> bool:
