@@ -668,6 +668,29 @@ async def test_the_console_adds_an_endpoint_and_shows_its_secret_once(hooks, db)
     assert [r["action"] for r in await audit_rows(db, str(row["id"]))] == ["webhook_created"]
 
 
+async def test_a_webhook_secrets_cookie_shows_nothing_to_another_session_or_organization(
+    hooks, aiohttp_client, hook_settings
+):
+    csrf = await signed_in(hooks)
+    tenant, other = await make_tenant(hooks), await make_tenant(hooks)
+    resp = await console_add(hooks, f"/console/tenants/{tenant.id}/webhooks", csrf)
+    value = resp.cookies[webhook_pages.SECRET_COOKIE].value
+    secret_page = resp.headers["Location"]
+    stranger = await aiohttp_client(create_app(hook_settings))
+    await signed_in(stranger)  # another operator session, the same cookie
+    foreign_page = secret_page.replace(tenant.id, other.id)
+    for client, path in ((stranger, secret_page), (hooks, foreign_page)):
+        client.session.cookie_jar.update_cookies({webhook_pages.SECRET_COOKIE: value}, client.make_url(path))
+        answer = await client.get(path)
+        assert not SECRET_SHOWN.search(await answer.text()), path
+    assert SECRET_SHOWN.search(await (await hooks.get(secret_page)).text())  # its own session: once
+    tampered = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    hooks.session.cookie_jar.update_cookies(
+        {webhook_pages.SECRET_COOKIE: tampered}, hooks.make_url(secret_page)
+    )
+    assert not SECRET_SHOWN.search(await (await hooks.get(secret_page)).text())
+
+
 async def test_a_console_form_without_the_csrf_token_is_refused_and_changes_nothing(hooks, db):
     await signed_in(hooks)
     tenant = await make_tenant(hooks)
