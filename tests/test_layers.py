@@ -75,6 +75,7 @@ def test_the_web_layer_reaches_the_store_only_where_architecture_md_says():
         "web/app.py": {"scimsvc.store.db:create_pool", "scimsvc.store.new_users:new_user_inserts"},
         "web/keys.py": {"scimsvc.store.batches:Batcher"},
         "web/middlewares.py": {"scimsvc.store.db:unavailable", "scimsvc.store.tenants:hash_token"},
+        "web/console/access.py": {"scimsvc.store.db:unavailable"},
         "web/token_cache.py": {
             "scimsvc.store.tenants:AUTH_CHANNEL",
             "scimsvc.store.tenants:could_be_token",

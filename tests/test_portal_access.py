@@ -18,7 +18,6 @@ import asyncpg
 import pytest
 
 from scimsvc.services import tokens
-from scimsvc.services.portal import resolve_sign_in_requests
 from scimsvc.store.db import create_pool
 from scimsvc.web.admin_requests import action_scope, tenant_id_of
 from scimsvc.web.app import create_app
@@ -36,6 +35,7 @@ from tests.conftest import (
 )
 from tests.portal import CSRF, portal_link, portal_session
 from worker.retention import purge_expired
+from worker.sign_in_links import resolve_sign_in_requests
 
 SESSIONS_OF = "SELECT count(*) FROM console_sessions WHERE tenant_id = $1"
 LINKS_OF = "SELECT count(*) FROM portal_links WHERE tenant_id = $1"

@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scimsvc.services.portal import resolve_sign_in_requests
 from scimsvc.store.db import create_pool
 from scimsvc.web.app import create_app
 from scimsvc.web.console.session import COOKIE
@@ -25,6 +24,7 @@ from tests.conftest import ADMIN_HEADERS, make_tenant, proxied_url, unique_email
 from tests.portal import portal_link, portal_session
 from tests.test_portal_access import GONE, SESSIONS_OF, ask_for_link, audit_of, csrf_of, operator
 from worker.retention import purge_expired
+from worker.sign_in_links import resolve_sign_in_requests
 
 LINKS_TO = "SELECT count(*) FROM portal_links WHERE email = $1"
 

@@ -12,10 +12,10 @@ import aiosmtplib
 
 from scimsvc.ops.logs import mask_email
 from scimsvc.product.portal import LINK_TOKEN_PLACEHOLDER, link_token_hash, new_link_token
-from scimsvc.services.portal import resolve_sign_in_requests
 from scimsvc.settings import Settings
 from scimsvc.store import notices as store
 from scimsvc.store import portal
+from worker.sign_in_links import resolve_sign_in_requests
 
 log = logging.getLogger(__name__)
 

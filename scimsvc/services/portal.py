@@ -17,8 +17,6 @@ from arq.connections import ArqRedis
 
 from scimsvc.enqueue import enqueue_deliver_notices
 from scimsvc.product.portal import (
-    LINK_TOKEN_PLACEHOLDER,
-    SIGN_IN_EMAILS_PER_HOUR,
     link_token_hash,
     link_url,
     new_link_token,
@@ -26,7 +24,6 @@ from scimsvc.product.portal import (
     session_id_hash,
     storable_address,
 )
-from scimsvc.product.portal import sign_in_email as sign_in_email_text
 from scimsvc.scim.errors import not_found
 from scimsvc.services.actions import ActionScope, record_action
 from scimsvc.settings import Settings
@@ -129,42 +126,11 @@ async def request_sign_in_links(
 ) -> None:
     """Ask for a sign-in link by email: one row and a wake-up of the worker, the same work whether or not
     the address is registered anywhere (so neither the answer nor its time tells); the worker looks the
-    address up (`resolve_sign_in_requests`)."""
+    address up (`worker/sign_in_links.py:resolve_sign_in_requests`)."""
     await store.add_sign_in_request(pool, normal_email(email), request_id=request_id)
     await enqueue_deliver_notices(
         redis, queue_name=settings.queue_name, wait=settings.enqueue_timeout_seconds
     )
-
-
-async def resolve_sign_in_requests(pool: asyncpg.Pool, settings: Settings) -> int:
-    """The worker's half of `request_sign_in_links`: for each pending request, a sign-in link by email
-    for each organization its address is registered for (at most SIGN_IN_EMAILS_PER_HOUR an hour per
-    address, under concurrency too), each with its notice, in the request's transaction; how many notices
-    were written. The notices hold the token's placeholder; the sender makes the token."""
-    minutes = settings.portal_link_minutes
-    written = 0
-    while True:
-        async with transaction(pool) as conn:
-            request = await store.take_sign_in_request(conn)
-            if request is None:
-                return written
-            address = request["email"]
-            links = await store.create_emailed_links(
-                conn, address, minutes=minutes, per_hour=SIGN_IN_EMAILS_PER_HOUR
-            )
-            for link in links:
-                url = link_url(settings.public_url, LINK_TOKEN_PLACEHOLDER)
-                subject, body = sign_in_email_text(organization=link["tenant_name"], url=url, minutes=minutes)
-                await store.add_link_notice(
-                    conn,
-                    link["tenant_id"],
-                    link["id"],
-                    to=address,
-                    subject=subject,
-                    body=body,
-                    request_id=request["request_id"],
-                )
-            written += len(links)
 
 
 async def list_admins(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
