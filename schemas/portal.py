@@ -38,6 +38,14 @@ class PortalLinkCreateSchema(Schema):
         validate=validate.Range(min=1, max=MAX_LINK_MINUTES),
         metadata=_d("Minutes until it expires (default SCIMSVC_PORTAL_LINK_MINUTES)"),
     )
+    redirect = fields.Boolean(
+        load_default=False,
+        metadata=_d(
+            "true: your settings page redirects the admin's browser straight to `url`, which signs in at "
+            "once (on a plain GET). Otherwise opening it shows a Continue button, so a link sent by email or "
+            "chat is not used up by a mail scanner or a link preview."
+        ),
+    )
 
 
 class PortalLinkSchema(Schema):
@@ -48,6 +56,9 @@ class PortalLinkSchema(Schema):
 
 class PortalSessionsEndedSchema(Schema):
     ended = fields.Integer(required=True, metadata=_d("How many live portal sessions were ended"))
+    links_retired = fields.Integer(
+        required=True, metadata=_d("How many unused portal links (any maker, emailed too) stopped working")
+    )
 
 
 class OrgAdminCreateSchema(Schema):

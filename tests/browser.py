@@ -232,7 +232,7 @@ def sign_in_as_operator(page: Page, base_url: str, key: str | None = None) -> No
 def open_portal(page: Page, base_url: str, tenant_id: str, *, email: str | None = None) -> None:
     """An organization admin's portal session in this browser, as a product embeds it: the admin API makes
     a link (POST /admin/v1/tenants/{tid}/portal-links), the browser opens it and lands on the SCIM panel."""
-    body = {"email": email} if email else {}
+    body: dict[str, Any] = {"redirect": True, "email": email} if email else {"redirect": True}
     status, link = call(
         base_url, "POST", f"/admin/v1/tenants/{tenant_id}/portal-links", body, bearer=ADMIN_KEY
     )

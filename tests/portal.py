@@ -34,10 +34,16 @@ class PortalSession:
 
 
 async def portal_link(
-    client: Any, tenant_id: str, *, email: str | None = None, minutes: int | None = None
+    client: Any,
+    tenant_id: str,
+    *,
+    email: str | None = None,
+    minutes: int | None = None,
+    redirect: bool = True,
 ) -> str:
-    """A new portal link's path (`/console/portal/<token>`), made through the admin API."""
-    body: dict[str, Any] = {}
+    """A new portal link's path (`/console/portal/<token>`), made through the admin API (by default for a
+    redirect, `"redirect": true`: it signs in on a GET; without it, its page has a Continue button)."""
+    body: dict[str, Any] = {"redirect": True} if redirect else {}
     if email is not None:
         body["email"] = email
     if minutes is not None:

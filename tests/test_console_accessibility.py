@@ -118,6 +118,7 @@ NOT_PAGES = {
     "/console/tenants/{tid}": "redirects to the SCIM panel",
     "/console/tenants/{tid}/users.csv": "a CSV download",
     "/console/portal/{token}": "a portal link: starts a session and redirects",
+    "/console/portal/continue": "an emailed link's Continue page: needs its cookie (410 without)",
 }
 SIGNED_OUT = ("/console/login", "/console/portal/sign-in")  # walked before signing in
 # Pages open to organization admins that answer them a refusal (the page, with the reason), and why.

@@ -20,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from scimsvc.services import tokens
+from scimsvc.services.portal import resolve_sign_in_requests
 from scimsvc.store.db import create_pool
 from scimsvc.web.admin_requests import action_scope, tenant_id_of
 from scimsvc.web.app import create_app
@@ -79,7 +80,9 @@ async def audit_of(db: asyncpg.Connection, tenant_id: str, action: str) -> list[
 
 
 async def test_an_api_link_opens_once_into_a_session_of_its_organization(client, db, tenant):
-    resp = await client.post(f"/admin/v1/tenants/{tenant.id}/portal-links", headers=ADMIN_HEADERS)
+    resp = await client.post(
+        f"/admin/v1/tenants/{tenant.id}/portal-links", json={"redirect": True}, headers=ADMIN_HEADERS
+    )
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     assert body["url"].startswith(f"{PUBLIC_URL}/console/portal/") and body["email"] is None
@@ -220,8 +223,14 @@ async def test_the_cli_prints_a_link_that_opens_the_portal(client, settings, db,
     assert row["email"] == "it@customer.example" and row["lasts"].total_seconds() == 20 * 60
     [audited] = await audit_of(db, tenant.id, "portal_link_created")
     assert audited["actor"] == "admin" and audited["request_id"] is None
+    # A CLI link is sent to someone: its GET asks to continue (a mail scanner uses nothing up).
     resp = await client.get(f"/console/portal/{token}", allow_redirects=False)
-    assert resp.status == 200 and COOKIE in resp.cookies
+    assert resp.status == 200 and "Continue to" in await resp.text()
+    assert await db.fetchval(SESSIONS_OF, uuid.UUID(tenant.id)) == 0
+    resp = await client.post(
+        f"/console/portal/{token}", data={"csrf_token": csrf_of(await resp.text())}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == f"/console/tenants/{tenant.id}/scim"
     bad = run_scimsvc("portal-link", tenant.id, "--minutes", "0", env=env)
     assert bad.returncode == 2 and "minutes" in bad.stderr
     missing = run_scimsvc("portal-link", str(uuid.uuid4()), env=env)
@@ -310,7 +319,7 @@ async def test_the_operator_ends_every_portal_session_of_an_organization(
     scim = f"/console/tenants/{tenant.id}/scim"
 
     resp = await client.delete(f"/admin/v1/tenants/{tenant.id}/portal-sessions", headers=ADMIN_HEADERS)
-    assert resp.status == 200 and await resp.json() == {"ended": 2}
+    assert resp.status == 200 and await resp.json() == {"ended": 2, "links_retired": 0}
     for admin in admins[:2]:
         resp = await admin.get(scim, allow_redirects=False)
         assert resp.status == 303 and resp.headers["Location"] == "/console/portal/sign-in"
@@ -471,7 +480,9 @@ async def ask_for_link(client: Any, address: str) -> Any:
     )
 
 
-async def test_a_registered_admin_gets_a_link_by_email_for_each_organization(client, db, settings, smtp):
+async def test_a_registered_admin_gets_a_link_by_email_for_each_organization(
+    client, db, settings, smtp, pool
+):
     inbox, port = smtp
     first, second = await make_tenant(client), await make_tenant(client)
     address = unique_email("it-admin")
@@ -486,6 +497,7 @@ async def test_a_registered_admin_gets_a_link_by_email_for_each_organization(cli
     answer = await (await client.get(resp.headers["Location"])).text()
     assert "a sign-in link is on its way" in answer
 
+    await resolve_sign_in_requests(pool, settings)  # the worker's first step: the lookup, links, notices
     bodies = await db.fetch("SELECT body, portal_link_id FROM notices WHERE to_address = $1", address)
     assert len(bodies) == 2 and all(
         "{portal-link-token}" in b["body"] and b["portal_link_id"] for b in bodies
@@ -504,33 +516,56 @@ async def test_a_registered_admin_gets_a_link_by_email_for_each_organization(cli
     }
     assert hashes == {sha256(t) for t in tokens_sent}
 
-    # A mail scanner's GET signs nobody in: the page asks to continue, and its POST does.
+    # A mail scanner's GET signs nobody in: the token moves from the URL to a cookie of the Continue page,
+    # which asks to continue; its POST does.
     client.session.cookie_jar.clear()
     token = tokens_sent[0]
-    page = await client.get(f"/console/portal/{token}", allow_redirects=False)
-    assert page.status == 200 and "Continue to" in await page.text()
+    moved = await client.get(f"/console/portal/{token}", allow_redirects=False)
+    assert moved.status == 303 and moved.headers["Location"] == "/console/portal/continue"
+    held = moved.cookies["scimsvc_portal_token"]
+    assert held.value == token and held["httponly"] and held["samesite"] == "Lax"
+    assert held["path"] == "/console/portal/continue" and moved.headers["Referrer-Policy"] == "no-referrer"
+    page = await client.get(moved.headers["Location"], allow_redirects=False)
+    text = await page.text()
+    assert page.status == 200 and "Continue to" in text and token not in text
+    assert 'action="/console/portal/continue"' in text
     assert await db.fetchval("SELECT count(*) FROM console_sessions WHERE email = $1", address) == 0
-    again = await client.get(f"/console/portal/{token}", allow_redirects=False)
     resp = await client.post(
-        f"/console/portal/{token}", data={"csrf_token": csrf_of(await again.text())}, allow_redirects=False
+        "/console/portal/continue", data={"csrf_token": csrf_of(text)}, allow_redirects=False
     )
-    assert resp.status == 303
+    assert resp.status == 303 and resp.cookies["scimsvc_portal_token"].value == ""  # forgotten
     opened = resp.headers["Location"].split("/")[3]
     assert opened in (first.id, second.id)
     assert (
         await db.fetchval("SELECT email FROM console_sessions WHERE tenant_id = $1", uuid.UUID(opened))
         == address
     )
+    [started] = await audit_of(db, opened, "portal_session_started")
+    assert started["actor"] == "org_admin" and started["detail"]["emailed"] is True
+    assert started["detail"]["by"] == address
     client.session.cookie_jar.clear()  # a second use, from a new anonymous session
     form = await client.get("/console/portal/sign-in")
     resp = await client.post(f"/console/portal/{token}", data={"csrf_token": csrf_of(await form.text())})
     assert resp.status == 410 and GONE in await resp.text()
+    assert (await client.get(f"/console/portal/{token}", allow_redirects=False)).status == 410
+    assert (await client.get("/console/portal/continue")).status == 410  # no cookie: nothing to open
 
 
-async def test_an_unknown_address_gets_the_same_answer_and_no_email(client, db):
-    address = unique_email("stranger")
+async def test_an_unknown_address_gets_the_same_answer_and_no_email(client, db, settings, pool, tenant):
+    address, known = unique_email("stranger"), unique_email("known")
+    await client.post(
+        f"/admin/v1/tenants/{tenant.id}/org-admins", json={"email": known}, headers=ADMIN_HEADERS
+    )
     resp = await ask_for_link(client, address)
     assert resp.status == 303 and resp.headers["Location"] == "/console/portal/sign-in?done=link-sent"
+    assert (await ask_for_link(client, known)).headers["Location"] == resp.headers["Location"]
+    # The request did the same work for both (one row each, nothing looked up): the worker does the rest.
+    requests = "SELECT count(*) FROM portal_sign_in_requests WHERE email = $1"
+    assert await db.fetchval(requests, address) == 1 and await db.fetchval(requests, known) == 1
+    assert await db.fetchval("SELECT count(*) FROM portal_links WHERE email = $1", known) == 0
+    await resolve_sign_in_requests(pool, settings)
+    assert await db.fetchval(requests, address) == 0 and await db.fetchval(requests, known) == 0
+    assert await db.fetchval("SELECT count(*) FROM notices WHERE to_address = $1", known) == 1
     assert await db.fetchval("SELECT count(*) FROM notices WHERE to_address = $1", address) == 0
     assert await db.fetchval("SELECT count(*) FROM portal_links WHERE email = $1", address) == 0
     bad = await ask_for_link(client, "not an address")
@@ -540,7 +575,7 @@ async def test_an_unknown_address_gets_the_same_answer_and_no_email(client, db):
     assert no_form.status == 403
 
 
-async def test_sign_in_emails_to_one_address_are_bounded(client, db, tenant):
+async def test_sign_in_emails_to_one_address_are_bounded(client, db, tenant, settings, pool):
     address = unique_email("flooded")
     await client.post(
         f"/admin/v1/tenants/{tenant.id}/org-admins", json={"email": address}, headers=ADMIN_HEADERS
@@ -548,6 +583,7 @@ async def test_sign_in_emails_to_one_address_are_bounded(client, db, tenant):
     for _ in range(7):
         resp = await ask_for_link(client, address)
         assert resp.status == 303
+    await resolve_sign_in_requests(pool, settings)
     assert await db.fetchval("SELECT count(*) FROM notices WHERE to_address = $1", address) == 5
 
 

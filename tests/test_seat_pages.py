@@ -184,14 +184,15 @@ async def test_turning_the_flexible_program_off_puts_users_without_a_seat_on_the
     )
     assert resp.status == 200 and "License rules saved" in await resp.text()
     await run_worker(settings)
-    # Both waited from the change; the one seat went to the first created (the waiting rule).
+    # Both waited from the change; the one seat went to the first created (the waiting rule), and the
+    # other waits holding the fallback, as a user provisioned without a free seat does.
     rows = await db.fetch(
         "SELECT id::text, license, waiting_since IS NOT NULL AS waiting FROM users "
         "WHERE tenant_id = $1::uuid",
         tenant.id,
     )
     got = {r["id"]: (r["license"], r["waiting"]) for r in rows}
-    assert got == {first["id"]: ("full", False), second["id"]: ("free", True)}
+    assert got == {first["id"]: ("full", False), second["id"]: ("free_restricted", True)}
 
     resp = await client.post(
         f"/console/tenants/{tenant.id}/settings/licenses",
@@ -204,8 +205,102 @@ async def test_turning_the_flexible_program_off_puts_users_without_a_seat_on_the
     )
     assert resp.status == 200
     await run_worker(settings)
-    # Flexible again: the plain user asks for no seat, so it leaves the waiting list.
-    assert await db.fetchval("SELECT waiting_since FROM users WHERE id = $1::uuid", second["id"]) is None
+    # Flexible again (the rule of a toggle, product/seats.py:follow_rules): plain users ask for no seat,
+    # so the waiting one leaves the list with the default license (not "no license" of the fallback),
+    # and the plain seat holder gives its seat up for the default license.
+    rows = await db.fetch(
+        "SELECT id::text, license, waiting_since IS NOT NULL AS waiting FROM users "
+        "WHERE tenant_id = $1::uuid",
+        tenant.id,
+    )
+    got = {r["id"]: (r["license"], r["waiting"]) for r in rows}
+    assert got == {first["id"]: ("free", False), second["id"]: ("free", False)}
+    released = await db.fetchval(
+        "SELECT count(*) FROM audit_log WHERE user_id = $1::uuid AND action = 'release'", first["id"]
+    )
+    assert released == 1
+    # Saving the same rules again (the form always sends the checkbox) decides nobody again.
+    before = await db.fetchval("SELECT count(*) FROM outbox WHERE resource_id = $1::uuid", tenant.id)
+    resp = await client.post(
+        f"/console/tenants/{tenant.id}/settings/licenses",
+        data={
+            "csrf_token": token,
+            "flexible_licenses": "on",
+            "default_license": "free",
+            "fallback_license": "none",
+        },
+    )
+    assert resp.status == 200
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE resource_id = $1::uuid", tenant.id) == before
+
+
+async def test_scim_turned_back_on_applies_the_rules_changed_while_it_was_off(
+    client, new_tenant, settings, db
+):
+    # The issue's case: a flexible organization, 3 seats, 3 plain users; SCIM off, flexible off, SCIM on.
+    tenant = await new_tenant(seats=3, flexible_licenses=True, default_license="free")
+    for _ in range(3):
+        await post_user(client, tenant)
+    await run_worker(settings)
+    scim = f"/admin/v1/tenants/{tenant.id}/scim"
+    assert (await client.put(scim, json={"enabled": False}, headers=ADMIN_HEADERS)).status == 200
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}", json={"flexible_licenses": False}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200
+    await run_worker(settings)
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND license = 'full'", tenant.id
+        )
+        == 0
+    )  # SCIM off: the operator's licenses stand
+    assert (await client.put(scim, json={"enabled": True}, headers=ADMIN_HEADERS)).status == 200
+    await run_worker(settings)
+    row = await db.fetchrow(
+        "SELECT count(*) FILTER (WHERE license = 'full') AS used,"
+        " count(*) FILTER (WHERE waiting_since IS NOT NULL) AS waiting FROM users WHERE tenant_id = $1::uuid",
+        tenant.id,
+    )
+    assert (row["used"], row["waiting"]) == (3, 0)
+
+
+async def test_a_user_the_worker_has_not_applied_is_left_to_its_own_drain(client, new_tenant, settings, db):
+    from worker.seats import follow_license_rules
+
+    tenant = await new_tenant(seats=0, flexible_licenses=True, default_license="free")
+    applied = await post_user(client, tenant)
+    await run_worker(settings)
+    pending = await post_user(client, tenant)  # its outbox row is not applied
+    await db.execute("UPDATE tenants SET flexible_licenses = false WHERE id = $1::uuid", tenant.id)
+    await follow_license_rules(client.app[POOL], UUID(tenant.id), request_id="t", events=True, batch=1)
+    rows = {
+        r["id"]: (r["license"], r["waiting"])
+        for r in await db.fetch(
+            "SELECT id::text, license, waiting_since IS NOT NULL AS waiting FROM users "
+            "WHERE tenant_id = $1::uuid",
+            tenant.id,
+        )
+    }
+    assert rows[applied["id"]] == ("free_restricted", True)
+    assert rows[pending["id"]][1] is False  # left to the drain, which sends user.created first
+
+
+async def test_joiners_of_many_batches_wait_in_the_order_they_were_created(client, new_tenant, settings, db):
+    from worker.seats import follow_license_rules
+
+    tenant = await new_tenant(seats=1, flexible_licenses=True, default_license="free")
+    users = [await post_user(client, tenant) for _ in range(7)]
+    await run_worker(settings)
+    await db.execute("UPDATE tenants SET flexible_licenses = false WHERE id = $1::uuid", tenant.id)
+    await follow_license_rules(client.app[POOL], UUID(tenant.id), request_id="t", events=True, batch=2)
+    waiting = await db.fetch(
+        "SELECT id::text FROM users WHERE tenant_id = $1::uuid AND waiting_since IS NOT NULL "
+        "ORDER BY waiting_since, id",
+        tenant.id,
+    )
+    assert [r["id"] for r in waiting] == [u["id"] for u in users[1:]]
+    assert await db.fetchval("SELECT license FROM users WHERE id = $1::uuid", users[0]["id"]) == "full"
 
 
 # --- applying… ----------------------------------------------------------------------------------------
@@ -337,11 +432,26 @@ async def test_every_setting_saved_in_the_console_is_what_the_admin_api_reads(cl
             {"domain_teams": "exa mple.com: Engineering"},
             "“exa mple.com” is not an email domain",
         ),
-        ("/seats", {"seats": "-1"}, "Seats must be a whole number, 0 or more"),
-        ("/seats", {"seats": "lots"}, "Seats must be a whole number, 0 or more"),
-        ("/settings/licenses", {"default_license": "gold", "fallback_license": "none"}, "default_license"),
+        ("/seats", {"seats": "-1"}, "Seats must be a whole number from 0 to 10,000,000"),
+        ("/seats", {"seats": "lots"}, "Seats must be a whole number from 0 to 10,000,000"),
+        ("/seats", {"seats": "99999999"}, "Seats must be a whole number from 0 to 10,000,000"),
+        (
+            "/settings/licenses",
+            {"default_license": "gold", "fallback_license": "none"},
+            "Choose the default license from the list",
+        ),
         ("/settings/organization", {"name": "", "preset": "strict"}, "name must be 1 to 200 characters"),
-        ("/settings/organization", {"name": "X", "preset": "turbo"}, "preset"),
+        (
+            "/settings/organization",
+            {"name": "X", "preset": "turbo"},
+            "Choose the SCIM rate limit from the list",
+        ),
+        (
+            "/settings/organization",
+            {"name": "X", "preset": "strict", "credits_per_30s": "5"},
+            "Credits per 30 seconds must be a whole number from 2,000",
+        ),
+        ("/settings/domains", {"allowed_domains": "a" * 250 + ".com"}, "is not an email domain"),
     ],
 )
 async def test_bad_input_is_a_400_page_that_changes_nothing(client, new_tenant, path, fields, says):
@@ -393,7 +503,7 @@ def csrf_token_in(body: str) -> bool:
     return 'name="csrf_token" value="' in body
 
 
-async def test_long_lists_are_paged(client, new_tenant, settings):
+async def test_long_lists_are_paged(client, new_tenant, settings, db):
     from scimsvc.web.console import seat_pages
 
     tenant = await new_tenant(seats=0)
@@ -403,13 +513,17 @@ async def test_long_lists_are_paged(client, new_tenant, settings):
     body = await seats_page(client, tenant)
     first = rows_of(body, "waiting-table")
     assert len(first) == seat_pages.PAGE_SIZE and first[0][0] == "1"
-    after = re.search(r'href="\?waiting_after=([0-9a-f-]+)"', body)
-    assert after and after.group(1) == users[seat_pages.PAGE_SIZE - 1]["id"]
+    after = re.search(r'href="\?(waiting_after=[^"]+)"', body)
+    assert after and after.group(1).endswith("_" + users[seat_pages.PAGE_SIZE - 1]["id"])
+    # The cursor is a place, not a user: the last user of the page leaving the list moves nothing.
+    await db.execute(
+        "UPDATE users SET active = false WHERE id = $1::uuid", users[seat_pages.PAGE_SIZE - 1]["id"]
+    )
     body = await (
-        await client.get(f"/console/tenants/{tenant.id}/seats?waiting_after={after.group(1)}")
+        await client.get(f"/console/tenants/{tenant.id}/seats?{html.unescape(after.group(1))}")
     ).text()
     rest = rows_of(body, "waiting-table")
-    assert [r[0] for r in rest] == [str(seat_pages.PAGE_SIZE + 1), str(seat_pages.PAGE_SIZE + 2)]
+    assert [r[0] for r in rest] == [str(seat_pages.PAGE_SIZE), str(seat_pages.PAGE_SIZE + 1)]
     assert 'href="?waiting_after=' not in body
 
 
@@ -421,9 +535,12 @@ async def test_another_organizations_user_as_a_page_cursor_is_a_404_or_an_empty_
     await post_user(client, mine)
     await run_worker(settings)
     await signed_in(client)
-    body = await (await client.get(f"/console/tenants/{mine.id}/seats?waiting_after={stranger['id']}")).text()
-    assert rows_of(body, "waiting-table") == [] and stranger["userName"] not in body
+    body = await (await client.get(f"/console/tenants/{mine.id}/seats")).text()
+    assert stranger["userName"] not in body
     assert (await client.get(f"/console/tenants/{mine.id}/seats?waiting_after=nope")).status == 404
+    assert (
+        await client.get(f"/console/tenants/{mine.id}/seats?waiting_after={stranger['id']}")
+    ).status == 404
 
 
 # --- what only the operator changes -----------------------------------------------------------------
@@ -433,7 +550,7 @@ def test_an_organization_admin_may_change_license_rules_and_domains_but_not_seat
     assert org_admin_refusal({"flexible_licenses": True, "allowed_domains": [], "domain_teams": {}}) is None
     refusal = org_admin_refusal({"seats": 5, "rate_limit": {"preset": "off"}})
     assert refusal and refusal.startswith(
-        "Only the operator of this service changes the rate limit and the seats"
+        "Only the operator of this service changes the seats and the rate limit"
     )
 
 
@@ -443,7 +560,7 @@ async def test_the_service_refuses_seats_and_rate_limit_from_an_organization_adm
     tenant = await new_tenant(seats=2)
     app = client.app
     scope = ActionScope(
-        pool=app[POOL], redis=app[REDIS], settings=settings, actor=Actor("admin", "portal-test")
+        pool=app[POOL], redis=app[REDIS], settings=settings, actor=Actor("org_admin", "portal-test")
     )
     tenant_id = UUID(tenant.id)
     for changes in (
@@ -452,23 +569,69 @@ async def test_the_service_refuses_seats_and_rate_limit_from_an_organization_adm
         {"seats": 9, "allowed_domains": ["a.com"]},
     ):
         with pytest.raises(ScimError) as refused:
-            await update_tenant_settings(scope, tenant_id, changes, by_org_admin=True)
+            await update_tenant_settings(scope, tenant_id, changes)
         assert refused.value.status == 403 and "Only the operator" in refused.value.detail
     row = await db.fetchrow(
         "SELECT seats, rate_limit, allowed_domains FROM tenants WHERE id = $1::uuid", tenant.id
     )
     assert (row["seats"], row["allowed_domains"]) == (2, [])
-    await update_tenant_settings(scope, tenant_id, {"allowed_domains": ["a.com"]}, by_org_admin=True)
+    await update_tenant_settings(scope, tenant_id, {"allowed_domains": ["a.com"]})
     assert await db.fetchval("SELECT allowed_domains FROM tenants WHERE id = $1::uuid", tenant.id) == [
         "a.com"
     ]
 
 
-# TODO(portal): once the portal helper's `portal_session` fixture lands (a signed-in organization admin of
-# a tenant, web/console/access.py + session.py), add the HTTP test: a portal session sees the seats page
-# and the settings page without the seats and organization forms, saves license rules and domains, and a
-# POST to /seats, /seats/lower or /settings/organization is a 403 page saying only the operator changes
-# them, nothing changed. The handlers already refuse it (`seat_pages.by_org_admin`).
+async def test_an_organization_admin_changes_license_rules_and_domains_but_not_seats_or_the_organization(
+    client, new_tenant, settings, db
+):
+    from tests.portal import portal_session
+
+    tenant = await new_tenant(seats=2)
+    portal = await portal_session(client, tenant.id, email="admin@example.com")
+    base = f"/console/tenants/{tenant.id}"
+    for path in ("/seats", "/settings"):
+        body = await (await client.get(base + path)).text()
+        assert f'action="{base}/seats"' not in body and f'action="{base}/settings/organization"' not in body
+    assert (
+        "Only the operator of this service changes the number of seats."
+        in await (await client.get(base + "/seats")).text()
+    )
+    assert 'id="organization-read-only"' in await (await client.get(base + "/settings")).text()
+
+    resp = await client.post(
+        base + "/settings/licenses",
+        data={
+            "csrf_token": portal.csrf,
+            "flexible_licenses": "on",
+            "default_license": "free",
+            "fallback_license": "free_restricted",
+        },
+    )
+    assert resp.status == 200 and "License rules saved" in await resp.text()
+    resp = await client.post(
+        base + "/settings/domains",
+        data={"csrf_token": portal.csrf, "allowed_domains": "example.com", "domain_teams": ""},
+    )
+    assert resp.status == 200
+    actors = await db.fetch(
+        "SELECT actor FROM audit_log WHERE tenant_id = $1::uuid AND action = 'settings_changed' ORDER BY id",
+        tenant.id,
+    )
+    assert [r["actor"] for r in actors] == ["org_admin", "org_admin"]
+
+    before = await db.fetchrow("SELECT seats, name, rate_limit FROM tenants WHERE id = $1::uuid", tenant.id)
+    for method, path, data in (
+        ("post", "/seats", {"seats": "9"}),
+        ("get", "/seats/lower?seats=0", None),
+        ("post", "/settings/organization", {"name": "Other", "preset": "off"}),
+    ):
+        if method == "post":
+            resp = await client.post(base + path, data={"csrf_token": portal.csrf, **(data or {})})
+        else:
+            resp = await client.get(base + path)
+        assert resp.status == 404, path
+    after = await db.fetchrow("SELECT seats, name, rate_limit FROM tenants WHERE id = $1::uuid", tenant.id)
+    assert after == before
 
 
 # --- English and Japanese ---------------------------------------------------------------------------

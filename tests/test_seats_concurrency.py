@@ -43,7 +43,20 @@ async def test_500_creates_100_seats_3_worker_processes(client, new_tenant, db, 
             tenant.id,
         )
     }
-    assert audit == {"allocation": 100, "license_change": 400}
+    assert audit == {"allocation": 100, "license_change": 400, "waiting": 400}
+    # The 400 without a seat wait in the order their users arrived (their create's outbox row, the order
+    # the worker applies them in), first come first served.
+    waiting = await db.fetch(
+        "SELECT id FROM users WHERE tenant_id = $1::uuid AND waiting_since IS NOT NULL "
+        "ORDER BY waiting_since, id",
+        tenant.id,
+    )
+    arrived = await db.fetch(
+        "SELECT o.resource_id AS id FROM outbox o JOIN users u ON u.id = o.resource_id "
+        "WHERE o.tenant_id = $1::uuid AND o.resource_type = 'user' AND u.license <> 'full' ORDER BY o.id",
+        tenant.id,
+    )
+    assert len(waiting) == 400 and [r["id"] for r in waiting] == [r["id"] for r in arrived]
     assert (
         await db.fetchval(
             "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND provisioning_state <> 'provisioned'",

@@ -24,7 +24,7 @@ from scimsvc.settings import Settings
 from scimsvc.store import licenses, outbox
 from scimsvc.store.events import record_events
 from worker.groups import apply_group_changes
-from worker.seats import apply_manual_assignments, apply_tenant_licensing
+from worker.seats import apply_manual_assignments, apply_tenant_licensing, follow_license_rules
 from worker.telemetry import log_applied
 from worker.user_drain import drain_tenant_users
 
@@ -35,6 +35,15 @@ Applier = Callable[[asyncpg.Connection, UUID, list[asyncpg.Record]], Awaitable[l
 MAX_TRIES = 5
 # arq cancels a job running longer than this (worker/settings.py); long jobs plan their work within it.
 JOB_TIMEOUT_SECONDS = 300
+# A licensing row with one of these keys changed who waits or which license a user gets (flexible licenses
+# turned on or off, SCIM turned back on; migration 0021): every user is decided again
+# (worker/seats.py:follow_license_rules) before the row is marked applied.
+RULE_KEYS = frozenset({"flexible_licenses", "scim_enabled"})
+
+
+def rule_changed(rows: list[asyncpg.Record]) -> bool:
+    """Whether these tenant rows change the license rules (`RULE_KEYS`)."""
+    return any(r["change"] == ChangeKind.LICENSING and RULE_KEYS & (r["payload"] or {}).keys() for r in rows)
 
 
 async def apply_tenant_changes(
@@ -46,12 +55,7 @@ async def apply_tenant_changes(
     assignments = [c for c in changes if c["change"] == ChangeKind.MANUAL_LICENSE]
     if assignments:
         events += await apply_manual_assignments(conn, tenant_id, assignments)
-    rule_changed = any(
-        c["change"] == ChangeKind.LICENSING and "flexible_licenses" in (c["payload"] or {}) for c in changes
-    )
-    return events + await apply_tenant_licensing(
-        conn, tenant_id, request_id=changes[-1]["request_id"], rule_changed=rule_changed
-    )
+    return events + await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
 
 
 # Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).
@@ -109,6 +113,9 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
         tenant_id = await outbox.pending_tenant(pool, kind, rid)
         return 0 if tenant_id is None else await drain_users(ctx, str(tenant_id))
     try:
+        seen = 0  # a tenant's rows up to this id were read before its users were decided again (if at all)
+        if kind == ResourceType.TENANT:
+            seen, deliveries = await _follow_rules(pool, rid, events=settings.events)
         async with pool.acquire() as conn, conn.transaction():
             await outbox.lock_resource(conn, kind, rid)
             if kind == ResourceType.TENANT:
@@ -117,11 +124,17 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
                 # promised goes to the waiting list (worker/seats.py).
                 await licenses.lock_tenant_licensing(conn, rid)
             rows = await outbox.pending_changes(conn, kind, rid)
+            if kind == ResourceType.TENANT and rule_changed([r for r in rows if r["id"] > seen]):
+                # A rule change recorded since the users were decided waits for its own run.
+                rows = [r for r in rows if r["id"] <= seen]
+                await enqueue_apply(
+                    ctx["redis"], queue_name=settings.queue_name, resource_type=kind, resource_id=rid
+                )
             if not rows:
                 return 0
             events = await APPLIERS[kind](conn, rid, rows)
             if settings.events:
-                deliveries = await record_events(conn, rows[0]["tenant_id"], events)
+                deliveries += await record_events(conn, rows[0]["tenant_id"], events)
             await outbox.mark_applied(conn, [r["id"] for r in rows])
     except Exception as exc:
         await outbox.record_failure(pool, kind, rid, repr(exc))
@@ -136,6 +149,18 @@ async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str
     if any("previous_user_name" in r["payload"] for r in rows):
         await _send_notices(ctx)
     return len(rows)
+
+
+async def _follow_rules(pool: asyncpg.Pool, tenant_id: UUID, *, events: bool) -> tuple[int, int]:
+    """When the tenant's pending rows change its license rules, decide every user again, in batches of
+    their own transactions (worker/seats.py:follow_license_rules), before the rows are marked applied:
+    returns the last row id read (rows after it were not seen) and the webhook deliveries queued."""
+    rows = await outbox.pending_changes(pool, ResourceType.TENANT, tenant_id)
+    if not rule_changed(rows):
+        return (rows[-1]["id"] if rows else 0), 0
+    request_id = [r for r in rows if r["change"] == ChangeKind.LICENSING][-1]["request_id"]
+    deliveries = await follow_license_rules(pool, tenant_id, request_id=request_id, events=events)
+    return rows[-1]["id"], deliveries
 
 
 async def _send_notices(ctx: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import aiosmtplib
 
 from scimsvc.ops.logs import mask_email
 from scimsvc.product.portal import LINK_TOKEN_PLACEHOLDER, link_token_hash, new_link_token
+from scimsvc.services.portal import resolve_sign_in_requests
 from scimsvc.settings import Settings
 from scimsvc.store import notices as store
 from scimsvc.store import portal
@@ -57,9 +58,11 @@ async def send_mail(smtp_url: str, *, sender: str, to: str, subject: str, body: 
 
 
 async def deliver_notices(ctx: dict[str, Any]) -> int:
-    """Send every due notice; returns how many were sent."""
+    """Make the notices of pending sign-in link requests, then send every due notice; returns how many
+    were sent."""
     settings: Settings = ctx["settings"]
     pool = ctx["pool"]
+    await resolve_sign_in_requests(pool, settings)
     sent = 0
     while due := await store.claim_due(pool, limit=BATCH, lease_seconds=LEASE_SECONDS):
         for notice in due:
@@ -74,6 +77,9 @@ async def deliver_notices(ctx: dict[str, Any]) -> int:
                     await store.record_not_sent(pool, notice["id"], LINK_GONE)
                     continue
                 body = body.replace(LINK_TOKEN_PLACEHOLDER, token)
+            elif LINK_TOKEN_PLACEHOLDER in body:  # its link was deleted (long expired): nothing to send
+                await store.record_not_sent(pool, notice["id"], LINK_GONE)
+                continue
             try:
                 await send_mail(
                     settings.smtp_url,

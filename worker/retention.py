@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from scimsvc.product.portal import FINISHED_ACCESS_DAYS
 from scimsvc.settings import Settings
 from scimsvc.store import retention
 from worker.telemetry import RETENTION_ROWS_DELETED
@@ -29,9 +30,10 @@ def _purges(settings: Settings) -> list[tuple[str, Purge, int]]:
         ("audit_log", retention.delete_old_audit, settings.retention_audit_days),
         ("provisioning_log", retention.delete_old_provisioning_log, settings.retention_provisioning_log_days),
         ("events", retention.delete_old_events, settings.retention_events_days),
-        # Ended or expired console sessions, used or expired portal links: with the notices' window.
-        ("console_sessions", retention.delete_finished_console_sessions, settings.retention_notices_days),
-        ("portal_links", retention.delete_finished_portal_links, settings.retention_notices_days),
+        # Console sessions and portal links: a fixed short window after they expired (whatever the other
+        # windows, 0 included: past expiry they open nothing; the audit log keeps what happened).
+        ("console_sessions", retention.delete_finished_console_sessions, FINISHED_ACCESS_DAYS),
+        ("portal_links", retention.delete_finished_portal_links, FINISHED_ACCESS_DAYS),
     ]
 
 

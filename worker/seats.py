@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -18,7 +19,7 @@ from scimsvc.product.licenses import Licensing, manual_refusal, takes_a_seat
 from scimsvc.product.seats import (
     Holder,
     Waiter,
-    only_full_users_wait,
+    follow_rules,
     plan_seats,
     promote_waiting,
     seat_action,
@@ -27,6 +28,12 @@ from scimsvc.product.seats import (
 )
 from scimsvc.store import audit, licenses
 from scimsvc.store.audit import AuditRow
+from scimsvc.store.db import transaction
+from scimsvc.store.events import record_events
+
+# Users decided per transaction when the license rules changed (`follow_license_rules`), and waiters
+# promoted per transaction afterwards: each batch holds the tenant lock for a few milliseconds.
+RULE_BATCH = 1000
 
 # What each outbox change means for the audit log (actor: the IdP through SCIM).
 SCIM_AUDITED: dict[str, str] = {
@@ -253,48 +260,129 @@ async def apply_manual_assignments(
 
 
 async def apply_tenant_licensing(
-    conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None, rule_changed: bool = False
+    conn: asyncpg.Connection, tenant_id: UUID, *, request_id: str | None
 ) -> list[NewEvent]:
     """After a seat was freed (hard delete, an operator's assignment) or the tenant's seats or rules
-    changed: free seats go to the oldest waiting users (`promote_waiting`).
-
-    With `rule_changed` (the flexible program turned on or off) the waiting list first follows the new
-    waiting rule (`only_full_users_wait`): users who no longer ask for a seat leave it, and, while SCIM
-    assigns the licenses (with SCIM off an operator's assignments stand), users without a seat who now
-    ask for one join it. Lowering seats below use downgrades no one; the admin API reports the tenant
-    over-allocated. Returns the events of the waiting list's changes and of the promotions.
+    changed: free seats go to the oldest waiting users (`promote_waiting`). Lowering seats below use
+    downgrades no one; the admin API reports the tenant over-allocated. Returns the promotions' events.
     """
     row = await licenses.lock_tenant_licensing(conn, tenant_id)
     if row is None:
         return []
-    tenant = licensing_of(row)
-    events: list[NewEvent] = []
-    if rule_changed:
-        events += await _follow_waiting_rule(conn, tenant_id, tenant, row, request_id=request_id)
+    events, _ = await _promote(conn, tenant_id, licensing_of(row), request_id=request_id)
+    return events
+
+
+async def _promote(
+    conn: asyncpg.Connection, tenant_id: UUID, tenant: Licensing, *, request_id: str | None, limit: int = 0
+) -> tuple[list[NewEvent], int]:
+    """Promote the oldest waiters to the free seats (at most `limit`, 0: all); returns the events and how
+    many waiters were read."""
     used = await licenses.full_seats(conn, tenant_id)
-    waiting = await _waiting_list(conn, tenant_id, seats_that_may_free(tenant, used=used, batch=()))
+    may_free = seats_that_may_free(tenant, used=used, batch=())
+    waiting = await _waiting_list(conn, tenant_id, min(may_free, limit) if limit else may_free)
     promoted = promote_waiting(tenant, used=used, waiting=waiting)
     await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in promoted])
     await audit.audit(
         conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
     )
-    return events + _promotions(promoted, waiting, request_id)
+    return _promotions(promoted, waiting, request_id), len(waiting)
 
 
-async def _follow_waiting_rule(
+async def follow_license_rules(
+    pool: asyncpg.Pool, tenant_id: UUID, *, request_id: str | None, events: bool, batch: int = RULE_BATCH
+) -> int:
+    """Make every user's license and waiting state follow the tenant's license rules after they changed
+    (flexible licenses turned on or off, SCIM turned back on, migration 0021), then give the free seats
+    to the waiting list; returns the webhook deliveries queued.
+
+    Runs in batches, each its own transaction under the tenant lock: the SCIM-linked users in the order
+    they were created, `batch` at a time (the cursor is the last one's (created_at, id)), each decided by
+    `follow_rules` (a user whose own changes are not applied yet is left to the drain that applies them);
+    then promotions, `batch` at a time. Users who join the waiting list queue after everyone already
+    waiting, in the order they were created: each batch places its joiners after the last place the
+    previous batch gave out. A failure leaves the batches committed so far; the retry starts again from
+    the first user and finds them done. With SCIM off nothing changes: an operator's assignments stand
+    until SCIM is turned back on, which runs this again. `events`: record license.changed events.
+    """
+    after: tuple[datetime, UUID] | None = None
+    last: datetime | None = None
+    deliveries = 0
+    while True:
+        async with transaction(pool) as conn:
+            row = await licenses.lock_tenant_licensing(conn, tenant_id)
+            if row is None or not row["scim_enabled"]:
+                return deliveries
+            page = await licenses.rule_page(conn, tenant_id, after=after, limit=batch)
+            if not page:
+                break
+            after = (page[-1]["created_at"], page[-1]["id"])
+            base = max(row["now"], last) if last else row["now"]
+            changed, last_given = await _follow_rules_batch(
+                conn, tenant_id, licensing_of(row), page, now=base, request_id=request_id
+            )
+            last = max(last_given, last) if last else last_given
+            if events:
+                deliveries += await record_events(conn, tenant_id, changed)
+        if len(page) < batch:
+            break
+    while True:
+        async with transaction(pool) as conn:
+            row = await licenses.lock_tenant_licensing(conn, tenant_id)
+            if row is None:
+                return deliveries
+            promoted, read = await _promote(
+                conn, tenant_id, licensing_of(row), request_id=request_id, limit=batch
+            )
+            if events:
+                deliveries += await record_events(conn, tenant_id, promoted)
+        if read < batch:
+            return deliveries
+
+
+async def _follow_rules_batch(
     conn: asyncpg.Connection,
     tenant_id: UUID,
     tenant: Licensing,
-    row: asyncpg.Record,
+    page: Sequence[asyncpg.Record],
     *,
+    now: datetime,
     request_id: str | None,
-) -> list[NewEvent]:
-    changed = await licenses.sync_waiting(
-        conn, tenant_id, only_full=only_full_users_wait(tenant), add=row["scim_enabled"], now=row["now"]
-    )
-    joined = [r["id"] for r in changed if r["waiting"]]
-    await audit.audit(conn, tenant_id, joined, "waiting", actor="worker", request_id=request_id)
-    return [
-        license_changed(r["id"], r["license"], r["license"], waiting=r["waiting"], request_id=request_id)
-        for r in changed
-    ]
+) -> tuple[list[NewEvent], datetime]:
+    """One batch of `follow_license_rules`: decide, write, audit; the events and the last place given."""
+    unapplied = await licenses.unapplied_users(conn, [r["id"] for r in page])
+    writes: list[tuple[UUID, str | None, datetime | None]] = []
+    audits: list[AuditRow] = []
+    events: list[NewEvent] = []
+    last = now
+    place = 0
+    for r in page:
+        if r["id"] in unapplied:
+            continue
+        holder = Holder(r["id"], r["eligible"], r["user_type"], r["license"], r["waiting_since"])
+        decision = follow_rules(tenant, holder)
+        joins = decision.waiting and holder.waiting_since is None
+        place += joins
+        since = waiting_since(decision, since=holder.waiting_since, now=now, place=place)
+        if since is not None and joins:
+            last = since
+        if decision.license == holder.license and since == holder.waiting_since:
+            continue
+        writes.append((holder.id, decision.license, since))
+        events.append(
+            license_changed(
+                holder.id, holder.license, decision.license, waiting=since is not None, request_id=request_id
+            )
+        )
+        if decision.license != holder.license:
+            detail: dict[str, Any] = {"from": holder.license, "to": decision.license}
+            audits.append(
+                AuditRow(
+                    holder.id, seat_action(holder.license, decision.license), "worker", detail, request_id
+                )
+            )
+        if joins:
+            audits.append(AuditRow(holder.id, "waiting", "worker", request_id=request_id))
+    await licenses.set_licenses(conn, writes)
+    await audit.audit_rows(conn, tenant_id, audits)
+    return events, last

@@ -14,6 +14,9 @@ MAX_LINK_MINUTES = 7 * 24 * 60  # a link the operator makes lives a week at most
 # Sign-in links asked for by email: at most this many per address per hour, whatever the organization,
 # so the form cannot be used to flood someone's inbox.
 SIGN_IN_EMAILS_PER_HOUR = 5
+# Console sessions and portal links are deleted this many days after they expired (worker/retention.py),
+# not with SCIMSVC_RETENTION_NOTICES_DAYS (which may keep notices forever).
+FINISHED_ACCESS_DAYS = 1
 
 
 def new_link_token() -> str:
@@ -34,6 +37,15 @@ def session_id_hash(sid: str) -> bytes:
 def normal_email(raw: str) -> str:
     """An admin's address as it is kept and compared: trimmed, lower-cased."""
     return raw.strip().lower()
+
+
+MAX_ADDRESS_LENGTH = 320  # org_admins.email's CHECK
+
+
+def storable_address(address: str) -> bool:
+    """Whether `address` (normalised) could be a registered admin address at all: within the column's
+    length, with no NUL (PostgreSQL text cannot hold one) and no other control character."""
+    return 0 < len(address) <= MAX_ADDRESS_LENGTH and address.isprintable()
 
 
 def link_url(public_url: str, token: str) -> str:

@@ -47,10 +47,21 @@ def keeps_seat(tenant: Licensing, user: Holder) -> bool:
     return user.license == "full" and user.eligible and (not tenant.flexible or wants_full(user.user_type))
 
 
-def only_full_users_wait(tenant: Licensing) -> bool:
-    """The waiting rule for a whole tenant (`decide_license`): on a flexible tenant only `userType` Full
-    users wait; on the others every active user without a seat does, their default being a seat."""
-    return tenant.flexible
+def follow_rules(tenant: Licensing, user: Holder) -> Decision:
+    """What a user holds once the tenant's license rules changed (flexible licenses turned on or off, or
+    SCIM turned back on), before any free seat is handed out (`promote_waiting` does that next, oldest
+    waiter first).
+
+    The rule of a toggle: a seat holder keeps its seat exactly when `keeps_seat` says so (on a flexible
+    tenant a seat belongs to `userType` Full users: the others give theirs up for the default license,
+    audited as a release, and it goes to the waiting list); everyone else gets what `decide_license` gives
+    when no seat is free, so license and waiting state both follow the new rule (a user who asks for a
+    seat waits, keeping its place if it waited already; the others leave the list with the license the
+    rule gives them).
+    """
+    if keeps_seat(tenant, user):
+        return Decision("full")
+    return decide_license(tenant, active=user.eligible, user_type=user.user_type, seat_free=False)
 
 
 def seats_that_may_free(tenant: Licensing, *, used: int, batch: Sequence[Holder]) -> int:
@@ -120,9 +131,9 @@ def waiting_since(
     """A user's place in the waiting list once `decision` is applied (None: not waiting).
 
     Joining keeps a user's first place (`since`, when it waited already). Users who join in one batch
-    queue in the batch's order, `place` (from 1) microseconds after `now`, the batch's transaction time:
-    the list is ordered by this time (then id), and a batch's transaction starts well over its size in
-    microseconds after the previous one's.
+    queue in the batch's order, `place` (from 1) microseconds after `now`: the batch's transaction time,
+    or, for the batches of one change (`follow_rules`), the later of it and the last place given out by
+    the previous batch, so that the list (ordered by this time, then id) keeps the order across batches.
     """
     if not decision.waiting:
         return None

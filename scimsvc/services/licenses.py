@@ -106,6 +106,23 @@ class SeatUser:
 
 
 @dataclass(frozen=True)
+class Applying:
+    """Whether licensing changes of a tenant are still being applied, and why the worker's last attempt
+    failed (None: it has not failed)."""
+
+    applying: bool
+    failed: str | None = None
+
+
+async def licensing_applying(pool: asyncpg.Pool, tenant_id: UUID) -> Applying:
+    """Whether the tenant's licensing changes (`APPLYING_CHANGES`) are still being applied (the settings
+    page's "applying…": one indexed read of the tenant's unapplied outbox rows, no count of users)."""
+    row = await licenses.applying_state(pool, tenant_id, changes=list(APPLYING_CHANGES))
+    failed = row["last_error"] if row["applying"] and row["attempts"] > 0 and row["last_error"] else None
+    return Applying(row["applying"], failed)
+
+
+@dataclass(frozen=True)
 class SeatOverview:
     """The seats page of a tenant: the figures as applied, whether licensing changes are still being
     applied, a page of the waiting list and a page of the active users without a seat who do not wait."""
@@ -114,9 +131,15 @@ class SeatOverview:
     scim_enabled: bool
     used: int
     waiting_count: int
-    applying: bool
+    progress: Applying
     waiting: list[SeatUser]
     without_seat: list[SeatUser]
+    waiting_rows: list[asyncpg.Record]  # the pages' rows, for the next pages' cursors
+    without_seat_rows: list[asyncpg.Record]
+
+    @property
+    def applying(self) -> bool:
+        return self.progress.applying
 
     @property
     def seats(self) -> int:
@@ -135,13 +158,14 @@ async def seat_overview(
     pool: asyncpg.Pool,
     tenant_id: UUID,
     *,
-    waiting_after: UUID | None = None,
-    others_after: UUID | None = None,
+    waiting_after: licenses.Place | None = None,
+    others_after: licenses.Place | None = None,
     limit: int = 50,
 ) -> SeatOverview:
     """The seats page (404 if the tenant is unknown): a few indexed statements whatever the tenant's size;
-    each list is a page of at most `limit` users after the user given."""
-    figures = await licenses.seat_figures(pool, tenant_id, applying=list(APPLYING_CHANGES))
+    each list is a page of at most `limit` users after the place given ((waiting_since, id) of the
+    waiting list, (created_at, id) of the others), which need not be a user's any more."""
+    figures = await licenses.seat_figures(pool, tenant_id)
     if figures is None:
         raise not_found(f"tenant {tenant_id} not found")
     tenant = Licensing(
@@ -153,13 +177,14 @@ async def seat_overview(
     scim_enabled = figures["scim_enabled"]
     before, waiting_rows = await licenses.waiting_page(pool, tenant_id, after=waiting_after, limit=limit)
     others = await licenses.without_seat_page(pool, tenant_id, after=others_after, limit=limit)
+    pending = await licenses.unapplied_users(pool, [r["id"] for r in [*waiting_rows, *others]])
 
     def seat_user(row: asyncpg.Record, position: int | None) -> SeatUser:
         reason = no_seat_reason(
             tenant,
             scim_enabled=scim_enabled,
             active=row["active"],
-            pending=row["pending"],
+            pending=row["id"] in pending,
             user_type=row["user_type"],
             waiting_position=position,
         )
@@ -170,7 +195,9 @@ async def seat_overview(
         scim_enabled=scim_enabled,
         used=figures["used"],
         waiting_count=figures["waiting"],
-        applying=figures["applying"],
+        progress=await licensing_applying(pool, tenant_id),
         waiting=[seat_user(r, before + i) for i, r in enumerate(waiting_rows, start=1)],
         without_seat=[seat_user(r, None) for r in others],
+        waiting_rows=list(waiting_rows),
+        without_seat_rows=list(others),
     )

@@ -8,7 +8,7 @@ audited; a link's token is shown once and only its hash is kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from scimsvc.product.portal import (
     new_link_token,
     normal_email,
     session_id_hash,
+    storable_address,
 )
 from scimsvc.product.portal import sign_in_email as sign_in_email_text
 from scimsvc.scim.errors import not_found
@@ -55,81 +56,115 @@ class Opened:
 
 
 async def create_link(
-    scope: ActionScope, tenant_id: UUID, *, email: str | None = None, minutes: int | None = None
+    scope: ActionScope,
+    tenant_id: UUID,
+    *,
+    email: str | None = None,
+    minutes: int | None = None,
+    redirect: bool = False,
 ) -> NewLink:
     """A single-use link to the organization's portal (404 without the tenant), audited
-    (`portal_link_created`, never with the token)."""
+    (`portal_link_created`, never with the token). Only a `redirect` link (the admin API's, for a settings
+    page that redirects its admin's browser to it) signs in on a GET; any other shows a Continue button."""
     token = new_link_token()
     minutes = minutes or scope.settings.portal_link_minutes
     email = normal_email(email) if email else None
     async with transaction(scope.pool) as conn:
         if await tenants.get_tenant(conn, tenant_id) is None:
             raise not_found(f"tenant {tenant_id} not found")
-        row = await store.create_link(conn, tenant_id, link_token_hash(token), email=email, minutes=minutes)
+        row = await store.create_link(
+            conn, tenant_id, link_token_hash(token), email=email, minutes=minutes, redirect=redirect
+        )
         detail = {"link_id": str(row["id"]), "email": email, "expires_at": row["expires_at"].isoformat()}
+        if redirect:
+            detail["redirect"] = True
         await record_action(conn, scope, tenant_id, "portal_link_created", detail)
     return NewLink(row["id"], link_url(scope.settings.public_url, token), row["expires_at"], email)
 
 
 async def usable_link(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
     """The link a token opens, if it may still be opened (nothing is used up): id, tenant_id, email,
-    emailed, tenant_name."""
+    emailed, redirect, tenant_name."""
     return await store.usable_link(pool, link_token_hash(token))
 
 
-async def open_link(pool: asyncpg.Pool, token: str, *, sid: str, expires: int) -> Opened | None:
-    """Use the link up and start portal session `sid` of its organization, in one transaction; None when
-    the link is unknown, used or expired (nothing started)."""
-    async with transaction(pool) as conn:
+async def open_link(
+    scope: ActionScope, token: str, *, sid: str, expires: int, previous_sid: str | None = None
+) -> Opened | None:
+    """Use the link up and start portal session `sid` of its organization, audited
+    (`portal_session_started`: the link, and whether it was emailed, i.e. its mailbox was proven; the
+    actor is the organization admin), ending the browser's earlier session `previous_sid`, in one
+    transaction; None when the link is unknown, used or expired (nothing started, nothing ended)."""
+    async with transaction(scope.pool) as conn:
         row = await store.use_link(conn, link_token_hash(token))
         if row is None:
             return None
+        if previous_sid is not None:
+            await console_sessions.end_session(conn, session_id_hash(previous_sid))
         await console_sessions.start_session(
             conn, session_id_hash(sid), tenant_id=row["tenant_id"], email=row["email"], expires=expires
         )
+        by = replace(scope, actor=replace(scope.actor, kind="org_admin", email=row["email"]))
+        detail = {"link_id": str(row["id"]), "emailed": bool(row["emailed"])}
+        await record_action(conn, by, row["tenant_id"], "portal_session_started", detail)
     return Opened(row["tenant_id"], row["email"])
 
 
-async def end_portal_sessions(scope: ActionScope, tenant_id: UUID) -> int:
-    """End every live portal session of the organization (404 without the tenant), audited
-    (`portal_sessions_ended`); how many were ended."""
+async def end_portal_sessions(scope: ActionScope, tenant_id: UUID) -> tuple[int, int]:
+    """End every live portal session of the organization and make its unused links (console, CLI, API,
+    emailed) stop working, in one transaction (404 without the tenant), audited (`portal_sessions_ended`);
+    how many sessions were ended and links retired."""
     async with transaction(scope.pool) as conn:
         if await tenants.get_tenant(conn, tenant_id) is None:
             raise not_found(f"tenant {tenant_id} not found")
         ended = await console_sessions.end_tenant_sessions(conn, tenant_id)
-        await record_action(conn, scope, tenant_id, "portal_sessions_ended", {"ended": ended})
-    return ended
+        retired = await store.retire_tenant_links(conn, tenant_id)
+        detail = {"ended": ended, "links_retired": retired}
+        await record_action(conn, scope, tenant_id, "portal_sessions_ended", detail)
+    return ended, retired
 
 
 async def request_sign_in_links(
     pool: asyncpg.Pool, redis: ArqRedis, settings: Settings, email: str, *, request_id: str | None
-) -> int:
-    """A sign-in link by email for each organization the address is registered for (at most
-    SIGN_IN_EMAILS_PER_HOUR an hour per address); how many notices were queued. The caller answers the
-    same whatever this returns. The notices hold the token's placeholder; the worker makes the token."""
-    address = normal_email(email)
+) -> None:
+    """Ask for a sign-in link by email: one row and a wake-up of the worker, the same work whether or not
+    the address is registered anywhere (so neither the answer nor its time tells); the worker looks the
+    address up (`resolve_sign_in_requests`)."""
+    await store.add_sign_in_request(pool, normal_email(email), request_id=request_id)
+    await enqueue_deliver_notices(
+        redis, queue_name=settings.queue_name, wait=settings.enqueue_timeout_seconds
+    )
+
+
+async def resolve_sign_in_requests(pool: asyncpg.Pool, settings: Settings) -> int:
+    """The worker's half of `request_sign_in_links`: for each pending request, a sign-in link by email
+    for each organization its address is registered for (at most SIGN_IN_EMAILS_PER_HOUR an hour per
+    address, under concurrency too), each with its notice, in the request's transaction; how many notices
+    were written. The notices hold the token's placeholder; the sender makes the token."""
     minutes = settings.portal_link_minutes
-    async with transaction(pool) as conn:
-        links = await store.create_emailed_links(
-            conn, address, minutes=minutes, per_hour=SIGN_IN_EMAILS_PER_HOUR
-        )
-        for link in links:
-            url = link_url(settings.public_url, LINK_TOKEN_PLACEHOLDER)
-            subject, body = sign_in_email_text(organization=link["tenant_name"], url=url, minutes=minutes)
-            await store.add_link_notice(
-                conn,
-                link["tenant_id"],
-                link["id"],
-                to=address,
-                subject=subject,
-                body=body,
-                request_id=request_id,
+    written = 0
+    while True:
+        async with transaction(pool) as conn:
+            request = await store.take_sign_in_request(conn)
+            if request is None:
+                return written
+            address = request["email"]
+            links = await store.create_emailed_links(
+                conn, address, minutes=minutes, per_hour=SIGN_IN_EMAILS_PER_HOUR
             )
-    if links:
-        await enqueue_deliver_notices(
-            redis, queue_name=settings.queue_name, wait=settings.enqueue_timeout_seconds
-        )
-    return len(links)
+            for link in links:
+                url = link_url(settings.public_url, LINK_TOKEN_PLACEHOLDER)
+                subject, body = sign_in_email_text(organization=link["tenant_name"], url=url, minutes=minutes)
+                await store.add_link_notice(
+                    conn,
+                    link["tenant_id"],
+                    link["id"],
+                    to=address,
+                    subject=subject,
+                    body=body,
+                    request_id=request["request_id"],
+                )
+            written += len(links)
 
 
 async def list_admins(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
@@ -151,11 +186,17 @@ async def add_admin(scope: ActionScope, tenant_id: UUID, email: str) -> tuple[as
 
 
 async def remove_admin(scope: ActionScope, tenant_id: UUID, email: str) -> bool:
-    """Remove a registered admin address, audited (`org_admin_removed`); False when it was not one. Its
-    portal sessions stay until they end or the operator ends them."""
+    """Remove a registered admin address with its access: the portal sessions opened with links made for
+    it end and its unused links stop working, in one transaction, audited (`org_admin_removed`); False when
+    it was not one (an address that could never be registered is not one: nothing is looked up)."""
     address = normal_email(email)
+    if not storable_address(address):
+        return False
     async with transaction(scope.pool) as conn:
         if not await store.remove_admin(conn, tenant_id, address):
             return False
-        await record_action(conn, scope, tenant_id, "org_admin_removed", {"email": address})
+        ended = await console_sessions.end_email_sessions(conn, tenant_id, address)
+        retired = await store.retire_email_links(conn, tenant_id, address)
+        detail = {"email": address, "sessions_ended": ended, "links_retired": retired}
+        await record_action(conn, scope, tenant_id, "org_admin_removed", detail)
     return True

@@ -27,6 +27,8 @@ ORG_ADMIN_SETTINGS = frozenset(
     {"flexible_licenses", "default_license", "fallback_license", "allowed_domains", "domain_teams"}
 )
 SETTING_WORDS = {"seats": "the seats", "rate_limit": "the rate limit", "name": "the organization's name"}
+# Name the refused settings in this order in a sentence.
+SETTING_ORDER = ("seats", "name", "rate_limit")
 # Settings whose changes a `settings_changed` audit row lists (the SCIM switch has actions of its own).
 AUDITED_SETTINGS = tuple(name for name in store.TENANT_SETTINGS if name != "scim_enabled")
 
@@ -78,24 +80,32 @@ async def _create(conn: asyncpg.Connection, scope: ActionScope, data: dict[str, 
 def org_admin_refusal(changes: Mapping[str, Any]) -> str | None:
     """Why an organization admin may not make these changes (None: they may): only the operator changes
     the seats, the rate limit and the name."""
-    refused = [SETTING_WORDS.get(name, name) for name in sorted(changes.keys() - ORG_ADMIN_SETTINGS)]
+    names = changes.keys() - ORG_ADMIN_SETTINGS
+    ordered = [n for n in SETTING_ORDER if n in names] + sorted(names - set(SETTING_ORDER))
+    refused = [SETTING_WORDS.get(name, name) for name in ordered]
     if not refused:
         return None
     return (
-        f"Only the operator of this service changes {' and '.join(refused)}. "
+        f"Only the operator of this service changes {_and(refused)}. "
         "Ask them to change it; the license rules, allowed domains and domain teams are yours to change."
     )
 
 
-async def update_tenant_settings(
-    scope: ActionScope, tenant_id: UUID, changes: dict[str, Any], *, by_org_admin: bool = False
-) -> asyncpg.Record:
-    """Apply validated `TenantSettingsSchema` changes: a licensing change is recorded for the worker; what
-    really changed is audited (`settings_changed`, from → to; SCIM on or off as `set_scim_enabled` does).
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
-    `by_org_admin` (a portal session): only `ORG_ADMIN_SETTINGS` may change, else 403 and nothing changes.
+
+async def update_tenant_settings(
+    scope: ActionScope, tenant_id: UUID, changes: dict[str, Any]
+) -> asyncpg.Record:
+    """Apply validated `TenantSettingsSchema` changes: a licensing setting that really changed is recorded
+    for the worker (only the settings that changed, from → to); what really changed is audited
+    (`settings_changed`; SCIM on or off as `set_scim_enabled` does).
+
+    An organization admin (`scope.actor.kind == "org_admin"`, a portal session) changes only
+    `ORG_ADMIN_SETTINGS`: anything else is a 403 and nothing changes.
     """
-    if by_org_admin and (refusal := org_admin_refusal(changes)) is not None:
+    if scope.actor.kind == "org_admin" and (refusal := org_admin_refusal(changes)) is not None:
         raise ScimError(403, refusal)
 
     async def steps(tx: Transaction) -> tuple[asyncpg.Record, int]:
@@ -104,13 +114,10 @@ async def update_tenant_settings(
         if before is None:
             raise not_found(f"tenant {tenant_id} not found")
         row = await store.update_tenant(tx.conn, tenant_id, changes)
-        if LICENSING_SETTINGS & changes.keys():
-            await tx.record(
-                ResourceType.TENANT,
-                tenant_id,
-                ChangeKind.LICENSING,
-                {k: changes[k] for k in LICENSING_SETTINGS & changes.keys()},
-            )
+        assert row is not None  # locked above
+        changed = {k: row[k] for k in sorted(LICENSING_SETTINGS & changes.keys()) if before[k] != row[k]}
+        if changed:  # flexible_licenses among them: the worker decides every user again (worker/jobs.py)
+            await tx.record(ResourceType.TENANT, tenant_id, ChangeKind.LICENSING, changed)
         return row, await _audit_changes(tx.conn, scope, before, row)
 
     row, deliveries = await write(scope.for_tenant(tenant_id), steps, tries=1)
@@ -120,13 +127,22 @@ async def update_tenant_settings(
 
 async def set_scim_enabled(scope: ActionScope, tenant_id: UUID, enabled: bool) -> asyncpg.Record:
     """Turn SCIM provisioning on or off for a tenant (its tokens get 403 while it is off), audited with its
-    event; asking for the state it is already in changes and records nothing."""
-    async with transaction(scope.pool) as conn:
-        before = await store.lock_tenant(conn, tenant_id)
+    event; asking for the state it is already in changes and records nothing.
+
+    Turned back on, the identity provider assigns the licenses again: a licensing change makes the worker
+    decide every user by the license rules (worker/jobs.py:RULE_KEYS), as turning flexible licenses on or
+    off does (an operator's assignments stood while SCIM was off)."""
+
+    async def steps(tx: Transaction) -> tuple[asyncpg.Record, int]:
+        before = await store.lock_tenant(tx.conn, tenant_id)
         if before is None:
             raise not_found(f"tenant {tenant_id} not found")
-        row = await store.update_tenant(conn, tenant_id, {"scim_enabled": enabled})
-        deliveries = await _audit_changes(conn, scope, before, row)
+        row = await store.update_tenant(tx.conn, tenant_id, {"scim_enabled": enabled})
+        if enabled and not before["scim_enabled"]:
+            await tx.record(ResourceType.TENANT, tenant_id, ChangeKind.LICENSING, {"scim_enabled": True})
+        return row, await _audit_changes(tx.conn, scope, before, row)
+
+    row, deliveries = await write(scope.for_tenant(tenant_id), steps, tries=1)
     await wake_deliverer(scope, deliveries)
     return row
 
@@ -180,4 +196,4 @@ async def list_tenants(pool: asyncpg.Pool, *, limit: int) -> list[asyncpg.Record
 
 async def team_ids_by_name(pool: asyncpg.Pool, tenant_id: UUID) -> dict[str, UUID]:
     """The tenant's teams, id by name (names are unique in a tenant), to read domain teams typed by name."""
-    return {r["name"]: r["id"] for r in await teams.list_teams(pool, tenant_id)}
+    return {r["name"]: r["id"] for r in await teams.tenant_team_names(pool, tenant_id)}

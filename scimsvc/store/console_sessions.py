@@ -29,6 +29,10 @@ END_TENANT_SESSIONS = """
 UPDATE console_sessions SET ended_at = now()
 WHERE tenant_id = $1 AND ended_at IS NULL AND expires_at > now()
 """
+END_EMAIL_SESSIONS = """
+UPDATE console_sessions SET ended_at = now()
+WHERE tenant_id = $1 AND email = $2 AND ended_at IS NULL AND expires_at > now()
+"""
 LIVE_TENANT_SESSIONS = """
 SELECT email, created_at, expires_at, last_seen_at FROM console_sessions
 WHERE tenant_id = $1 AND ended_at IS NULL AND expires_at > now()
@@ -54,7 +58,7 @@ async def live_session(pool: asyncpg.Pool, id_hash: bytes) -> asyncpg.Record | N
     return await pool.fetchrow(LIVE_SESSION, id_hash)
 
 
-async def end_session(pool: asyncpg.Pool, id_hash: bytes) -> bool:
+async def end_session(pool: asyncpg.Pool | asyncpg.Connection, id_hash: bytes) -> bool:
     """End one session; False when it was already ended (or never recorded)."""
     return await pool.execute(END_SESSION, id_hash) != "UPDATE 0"
 
@@ -62,6 +66,12 @@ async def end_session(pool: asyncpg.Pool, id_hash: bytes) -> bool:
 async def end_tenant_sessions(conn: asyncpg.Connection, tenant_id: UUID) -> int:
     """End every live portal session of a tenant; how many."""
     status = await conn.execute(END_TENANT_SESSIONS, tenant_id)
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def end_email_sessions(conn: asyncpg.Connection, tenant_id: UUID, email: str) -> int:
+    """End every live portal session of a tenant opened with a link made for `email`; how many."""
+    status = await conn.execute(END_EMAIL_SESSIONS, tenant_id, email)
     return int(status.rsplit(" ", 1)[1])
 
 

@@ -62,29 +62,22 @@ UPDATE users u SET license = v.license, waiting_since = v.waiting_since
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, license, waiting_since)
 WHERE u.id = v.id
 """
-# The waiting list made to follow the tenant's waiting rule after its license rules changed (the rule is
-# product/seats.py:only_full_users_wait, $2): on a flexible tenant users who are not userType Full leave
-# it; with $3, active users without a seat who now wait join it after everyone waiting, in the order they
-# were created, `place` microseconds after $4 (the transaction's time, as product/seats.py:waiting_since).
-SYNC_WAITING = """
-WITH leaving AS (
-    UPDATE users SET waiting_since = NULL
-    WHERE tenant_id = $1 AND waiting_since IS NOT NULL AND $2
-      AND lower(btrim(coalesce(resource->>'userType', ''), E' \\t\\n\\r')) <> 'full'
-    RETURNING id, license
-), joiners AS (
-    SELECT id, row_number() OVER (ORDER BY created_at, id) AS place FROM users
-    WHERE tenant_id = $1 AND $3 AND waiting_since IS NULL AND active AND scim_linked
-      AND license IS DISTINCT FROM 'full'
-      AND (NOT $2 OR lower(btrim(coalesce(resource->>'userType', ''), E' \\t\\n\\r')) = 'full')
-), joined AS (
-    UPDATE users u SET waiting_since = $4::timestamptz + j.place * interval '1 microsecond'
-    FROM joiners j WHERE u.id = j.id
-    RETURNING u.id, u.license
-)
-SELECT id, license, false AS waiting FROM leaving
-UNION ALL
-SELECT id, license, true AS waiting FROM joined
+# After the tenant's license rules changed (worker/seats.py:follow_license_rules): a page of the tenant's
+# SCIM-linked users after ($2, $3) in the order they were created (users_tenant_paging, 0001_init.sql),
+# for product/seats.py:follow_rules to decide each one's license and waiting state.
+SELECT_RULE_PAGE = """
+SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since,
+       created_at
+FROM users
+WHERE tenant_id = $1 AND scim_linked
+  AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::uuid))
+ORDER BY created_at, id
+LIMIT $4
+"""
+# Which of these users have changes the worker has not applied yet (outbox_unapplied_resource).
+SELECT_UNAPPLIED_USERS = """
+SELECT DISTINCT resource_id FROM outbox
+WHERE resource_type = 'user' AND resource_id = ANY($1::uuid[]) AND applied_at IS NULL
 """
 LICENSE_SUMMARY = """
 SELECT t.seats,
@@ -158,89 +151,110 @@ async def lock_user_in_tenant(
     return await conn.fetchrow(SELECT_USER_IN_TENANT, tenant_id, user_id)
 
 
-async def sync_waiting(
-    conn: asyncpg.Connection, tenant_id: UUID, *, only_full: bool, add: bool, now: datetime
+async def rule_page(
+    conn: asyncpg.Connection, tenant_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
 ) -> list[asyncpg.Record]:
-    """Make the waiting list follow the tenant's waiting rule (`SYNC_WAITING`); returns the users who left
-    it (waiting false) or joined it (waiting true), with their license."""
-    return await conn.fetch(SYNC_WAITING, tenant_id, only_full, add, now)
+    """Up to `limit` SCIM-linked users of the tenant created after `after` ((created_at, id)), with their
+    licensing state (id, eligible, user_type, license, waiting_since, created_at)."""
+    created, user_id = after if after else (None, None)
+    return await conn.fetch(SELECT_RULE_PAGE, tenant_id, created, user_id, limit)
+
+
+async def unapplied_users(conn: asyncpg.Connection | asyncpg.Pool, user_ids: list[UUID]) -> set[UUID]:
+    """Those of the users whose changes the worker has not applied yet."""
+    if not user_ids:
+        return set()
+    return {r["resource_id"] for r in await conn.fetch(SELECT_UNAPPLIED_USERS, user_ids)}
 
 
 # --- the seats page: bounded, indexed reads ---------------------------------------------------------
 
-# Seats, seats used, the waiting list's length, and whether licensing changes of the tenant ($2: change
-# kinds) are still unapplied (outbox_unapplied_resource, 0001_init.sql). users_tenant_full and
-# users_tenant_waiting (0002_licenses.sql) serve the counts.
+# Seats, seats used, the waiting list's length (users_tenant_full and users_tenant_waiting,
+# 0002_licenses.sql).
 SEAT_FIGURES = """
 SELECT t.seats, t.flexible_licenses, t.default_license, t.fallback_license, t.scim_enabled,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.waiting_since IS NOT NULL
-          AND u.active AND u.scim_linked) AS waiting,
-       EXISTS (SELECT 1 FROM outbox o WHERE o.resource_type = 'tenant' AND o.resource_id = t.id
-               AND o.applied_at IS NULL AND o.change = ANY($2::text[])) AS applying
+          AND u.active AND u.scim_linked) AS waiting
 FROM tenants t WHERE t.id = $1
 """
-# What the seats page shows of a user: its name, userType, whether a change of it is still unapplied.
+# Whether licensing changes of the tenant ($2: change kinds) are still unapplied, and how the worker's last
+# attempt failed (outbox_unapplied_resource, 0001_init.sql).
+APPLYING_STATE = """
+SELECT count(*) > 0 AS applying, coalesce(max(attempts), 0) AS attempts,
+       (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error
+FROM outbox
+WHERE resource_type = 'tenant' AND resource_id = $1 AND applied_at IS NULL AND change = ANY($2::text[])
+"""
+# What the seats page shows of a user: its name, userType (whether a change of it is still unapplied is
+# `unapplied_users`, asked for the page's ids only).
 _SEAT_USER = """
 SELECT u.id, coalesce(u.display_name, u.user_name) AS name, u.user_name, u.active, u.license,
-       u.waiting_since, u.created_at, u.resource->>'userType' AS user_type,
-       EXISTS (SELECT 1 FROM outbox o WHERE o.resource_type = 'user' AND o.resource_id = u.id
-               AND o.applied_at IS NULL) AS pending
+       u.waiting_since, u.created_at, u.resource->>'userType' AS user_type
 FROM users u
 """
-# A page of the waiting list after user $2 (none: from the start), oldest first (users_tenant_waiting).
+# A page of the waiting list after the place ($2, $3) = (waiting_since, id) (none: from the start), oldest
+# first (users_tenant_waiting); the place stays a cursor when its user has left the list.
 WAITING_PAGE = (
     _SEAT_USER
     + """
 WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked
-  AND ($2::uuid IS NULL OR (u.waiting_since, u.id) >
-       (SELECT c.waiting_since, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2))
+  AND ($2::timestamptz IS NULL OR (u.waiting_since, u.id) > ($2::timestamptz, $3::uuid))
 ORDER BY u.waiting_since, u.id
-LIMIT $3
+LIMIT $4
 """
 )
-# How many wait before the page that starts after user $2: the first position of the page is this + 1.
+# How many wait before the page that starts after the place ($2, $3): its first position is this + 1.
 WAITING_BEFORE = """
 SELECT count(*) FROM users u
 WHERE u.tenant_id = $1 AND u.waiting_since IS NOT NULL AND u.active AND u.scim_linked
-  AND (u.waiting_since, u.id) <=
-      (SELECT c.waiting_since, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2)
+  AND (u.waiting_since, u.id) <= ($2::timestamptz, $3::uuid)
 """
-# A page of the active users who hold no full seat and do not wait, after user $2, in the order they were
-# created (users_tenant_paging).
+# A page of the active users who hold no full seat and do not wait, after ($2, $3) = (created_at, id), in
+# the order they were created (users_tenant_without_seat, the partial index of migration 0023).
 WITHOUT_SEAT_PAGE = (
     _SEAT_USER
     + """
 WHERE u.tenant_id = $1 AND u.scim_linked AND u.active AND u.waiting_since IS NULL
   AND u.license IS DISTINCT FROM 'full'
-  AND ($2::uuid IS NULL OR (u.created_at, u.id) >
-       (SELECT c.created_at, c.id FROM users c WHERE c.tenant_id = $1 AND c.id = $2))
+  AND ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2::timestamptz, $3::uuid))
 ORDER BY u.created_at, u.id
-LIMIT $3
+LIMIT $4
 """
 )
 
 
-async def seat_figures(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, applying: list[str]
-) -> asyncpg.Record | None:
-    """Seats, used, waiting, the license rules and whether changes of kinds `applying` are unapplied."""
-    return await conn.fetchrow(SEAT_FIGURES, tenant_id, applying)
+Place = tuple[datetime, UUID]  # a page cursor: the (time, id) a page starts after
+
+
+async def seat_figures(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record | None:
+    """Seats, used, waiting and the license rules of the tenant."""
+    return await conn.fetchrow(SEAT_FIGURES, tenant_id)
+
+
+async def applying_state(
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, changes: list[str]
+) -> asyncpg.Record:
+    """(applying, attempts, last_error) of the tenant's unapplied changes of kinds `changes`."""
+    row: asyncpg.Record = await conn.fetchrow(APPLYING_STATE, tenant_id, changes)
+    return row
 
 
 async def waiting_page(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: UUID | None, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: Place | None, limit: int
 ) -> tuple[int, list[asyncpg.Record]]:
-    """How many wait before the page, and the page of the waiting list after user `after`."""
-    before = await conn.fetchval(WAITING_BEFORE, tenant_id, after) if after else 0
-    return before, await conn.fetch(WAITING_PAGE, tenant_id, after, limit)
+    """How many wait before the page, and the page of the waiting list after the place `after`."""
+    since, user_id = after if after else (None, None)
+    before = await conn.fetchval(WAITING_BEFORE, tenant_id, since, user_id) if after else 0
+    return before, await conn.fetch(WAITING_PAGE, tenant_id, since, user_id, limit)
 
 
 async def without_seat_page(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: UUID | None, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, after: Place | None, limit: int
 ) -> list[asyncpg.Record]:
-    """A page of the active users who hold no full seat and are not waiting, after user `after`."""
-    return await conn.fetch(WITHOUT_SEAT_PAGE, tenant_id, after, limit)
+    """A page of the active users who hold no full seat and are not waiting, after the place `after`."""
+    created, user_id = after if after else (None, None)
+    return await conn.fetch(WITHOUT_SEAT_PAGE, tenant_id, created, user_id, limit)
 
 
 # A waiting user's place on the waiting list (1 = next seat), in its order (users_tenant_waiting).

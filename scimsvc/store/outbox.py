@@ -116,7 +116,7 @@ async def lock_resource(conn: asyncpg.Connection, resource_type: ResourceType, r
 
 
 async def pending_changes(
-    conn: asyncpg.Connection, resource_type: ResourceType, resource_id: UUID
+    conn: asyncpg.Connection | asyncpg.Pool, resource_type: ResourceType, resource_id: UUID
 ) -> list[asyncpg.Record]:
     """The resource's unapplied rows, oldest first."""
     return await conn.fetch(SELECT_PENDING, resource_type, resource_id)

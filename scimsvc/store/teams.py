@@ -94,6 +94,14 @@ async def create_team(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, 
     return await conn.fetchrow(INSERT_TEAM, tenant_id, name)
 
 
+SELECT_TENANT_TEAM_NAMES = "SELECT id, name FROM teams WHERE tenant_id = $1"
+
+
+async def tenant_team_names(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
+    """The tenant's teams' ids and names, nothing counted (the settings page's domain teams)."""
+    return await conn.fetch(SELECT_TENANT_TEAM_NAMES, tenant_id)
+
+
 async def list_teams(
     conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, only: UUID | None = None
 ) -> list[asyncpg.Record]:

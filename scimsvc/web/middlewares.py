@@ -34,6 +34,7 @@ from scimsvc.web.keys import (
     TOKEN_CACHE,
 )
 from scimsvc.web.request_metrics import client_gone
+from scimsvc.web.route_template import log_path
 from scimsvc.web.routes.responses import SCIM_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ DATABASE_LOG_EVERY = 10.0  # seconds between warnings while the database stays u
 _database_log = {"at": float("-inf"), "missed": 0}
 
 
-def _log_database_unavailable(request: web.Request, exc: BaseException) -> None:
+def log_database_unavailable(request: web.Request, exc: BaseException) -> None:
     # One warning per interval, not a traceback per request: during an outage every request fails alike.
     now = time.monotonic()
     if now - _database_log["at"] < DATABASE_LOG_EVERY:
@@ -112,7 +113,7 @@ def _log_database_unavailable(request: web.Request, exc: BaseException) -> None:
     log.warning(
         "database unavailable on %s %s (503, %d more since the last warning): %r",
         request.method,
-        request.path,
+        log_path(request),
         _database_log["missed"],
         exc,
     )
@@ -120,7 +121,9 @@ def _log_database_unavailable(request: web.Request, exc: BaseException) -> None:
 
 
 def _log_client_gone(request: web.Request, what: str) -> None:
-    log.info("client closed the connection before the answer: %s %s (%s)", request.method, request.path, what)
+    log.info(
+        "client closed the connection before the answer: %s %s (%s)", request.method, log_path(request), what
+    )
 
 
 @web.middleware
@@ -150,10 +153,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if request.writer is not None and request.writer.output_size > 0:
             return _broken_off(request, exc)
         if unavailable(exc):
-            _log_database_unavailable(request, exc)
+            log_database_unavailable(request, exc)
             error = database_unavailable()
             return _error_response(request, error, error.headers)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, log_path(request))
         detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
         return _error_response(request, ScimError(500, detail))
 
@@ -164,7 +167,11 @@ def _broken_off(request: web.Request, exc: Exception) -> web.Response:
     inside the body. Counted as the 503 or 500 it would have been."""
     status = 503 if unavailable(exc) else 500
     log.warning(
-        "answer of %s %s broke off after it had begun (%d): %r", request.method, request.path, status, exc
+        "answer of %s %s broke off after it had begun (%d): %r",
+        request.method,
+        log_path(request),
+        status,
+        exc,
     )
     if request.transport is not None:
         request.transport.close()
@@ -205,7 +212,9 @@ async def failed_authentication(request: web.Request, kind: str, what: str) -> N
     wait = await request.app[LIMITER].auth_failed(kind, address)
     if wait > 0:
         raise _too_many(wait)
-    log.warning("failed authentication (%s) from %s on %s %s", what, address, request.method, request.path)
+    log.warning(
+        "failed authentication (%s) from %s on %s %s", what, address, request.method, log_path(request)
+    )
 
 
 async def operator_key_given(request: web.Request, given: str | None, what: str) -> bool:

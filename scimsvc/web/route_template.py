@@ -17,3 +17,18 @@ def route_template(request: BaseRequest) -> str | None:
     except (AttributeError, AssertionError):  # refused before routing: a BaseRequest without match_info
         return None
     return resource.canonical if resource is not None else None
+
+
+# Paths whose last segment is a secret (a portal link's token): never written to a log as they are.
+SECRET_PATH_PREFIXES = ("/console/portal/",)
+
+
+def log_path(request: BaseRequest) -> str:
+    """The request's path as a log line may show it: a path holding a secret (a portal link's token:
+    `/console/portal/<token>`, still valid if unused) is shown by its route's template, or its prefix
+    when no route matched; any other path as it is."""
+    path = request.path
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return route_template(request) or prefix + "{redacted}"
+    return path

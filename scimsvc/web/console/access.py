@@ -15,14 +15,25 @@ from uuid import UUID
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, database_unavailable
 from scimsvc.services import console_sessions
+from scimsvc.store.db import unavailable
 from scimsvc.web.console.csrf import FIELD, csrf_valid
 from scimsvc.web.console.i18n import LANGUAGE_PATH
 from scimsvc.web.console.pages import page
 from scimsvc.web.console.roles import open_to_org_admins
-from scimsvc.web.console.session import ADMIN_EMAIL, COOKIE, SESSION, Session, decode_session, signed_in
+from scimsvc.web.console.session import (
+    ADMIN_EMAIL,
+    COOKIE,
+    COOKIE_PATH,
+    SESSION,
+    Session,
+    decode_session,
+    signed_in,
+)
 from scimsvc.web.keys import POOL, REQUEST_ID, SETTINGS
+from scimsvc.web.middlewares import log_database_unavailable
+from scimsvc.web.route_template import log_path
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +43,9 @@ STATIC_PREFIX = "/console/static/"
 PORTAL_PREFIX = "/console/portal/"  # opening a portal link, asking for one by email: before any sign-in
 PORTAL_SIGN_IN_PATH = "/console/portal/sign-in"
 LOGOUT_PATH = "/console/logout"
-# What a portal session may open besides its organization's marked pages.
-PORTAL_PATHS = frozenset({LOGOUT_PATH, "/console/language"})
+# What a portal session may open besides its organization's marked pages (the language switch, like the
+# sign-in page, passes before any session check in `_guard`: one rule for it, there).
+PORTAL_PATHS = frozenset({LOGOUT_PATH})
 
 # No inline script or style, no framing, forms post only here, nothing cached, no referrer leaves.
 SECURITY_HEADERS = {
@@ -46,6 +58,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+# A page whose URL holds a portal link's token sends no referrer at all, not even to this console.
+PORTAL_LINK_HEADERS = {"Referrer-Policy": "no-referrer"}
 FORM_EXPIRED = (
     "this form has expired or did not come from this console (its security token does not match): "
     "reload the page and try again"
@@ -97,6 +111,13 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     session = await _live(request, cookie)
     if session is not None:
         request[SESSION] = session
+    if request.path == LOGOUT_PATH and request.method == "POST" and not signed_in(session):
+        # Already signed out (ended here or by the operator, or expired): nothing to protect, so no
+        # "form has expired" page; on to signing in again, the cookie dropped.
+        ended_portal = cookie is not None and cookie.tenant_id is not None
+        response = web.HTTPSeeOther(PORTAL_SIGN_IN_PATH if ended_portal else LOGIN_PATH)
+        response.del_cookie(COOKIE, path=COOKIE_PATH)
+        raise response
     if request.method not in ("GET", "HEAD"):
         form = await request.post()
         given = form.get(FIELD)
@@ -135,8 +156,14 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(exc, web.HTTPNotFound):
             return render_error(request, 404, f"there is no console page at {request.path}")
         return render_error(request, exc.status, exc.reason or "request failed")
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as exc:
+        if unavailable(exc):  # PostgreSQL is down: a page saying so, and one warning per interval
+            log_database_unavailable(request, exc)
+            error = database_unavailable()
+            response = render_error(request, error.status, error.detail)
+            response.headers.update(error.headers)
+            return response
+        log.exception("unhandled error on %s %s", request.method, log_path(request))
         detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
         return render_error(request, 500, detail)
 
@@ -145,3 +172,5 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     """`on_response_prepare`: the console's strict headers on every console response, files included."""
     if is_console(request.path):
         response.headers.update(SECURITY_HEADERS)
+        if request.path.startswith(PORTAL_PREFIX):
+            response.headers.update(PORTAL_LINK_HEADERS)

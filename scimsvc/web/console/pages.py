@@ -30,7 +30,10 @@ NOTICES = {
     "token-revoked": "Token revoked: the identity provider using it gets 401 from now on.",
     "seats-saved": "Saved. The worker re-applies licenses (a raised seat count promotes waiting users).",
     "license-assigned": "License assignment accepted: it shows here once the worker has applied it.",
-    "license-rules-saved": "License rules saved. Licenses are re-applied to the organization's users.",
+    "license-rules-saved": (
+        "License rules saved. When flexible licenses changed, every user's license follows the new rules "
+        "once applied."
+    ),
     "domains-saved": "Allowed domains and domain teams saved.",
     "organization-saved": "Organization name and rate limit saved.",
     "team-created": "Team created.",

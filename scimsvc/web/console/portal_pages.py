@@ -7,9 +7,12 @@ portal sessions, and ending them all (after a confirmation page).
 
 The pages before any sign-in, under `/console/portal/` (`access.py:PORTAL_PREFIX`): opening a link
 (`/console/portal/{token}`) and asking for a sign-in link by email (`/console/portal/sign-in`). A link the
-operator or the admin API made signs in on GET (a product's settings page redirects its admin there) and
-answers a page that moves on to the organization's SCIM page by itself (`_open` says why not a 303); an
-emailed link shows a Continue button that POSTs, since mail scanners fetch the links they see.
+the admin API made with `"redirect": true` signs in on GET (a product's settings page redirects its admin
+there) and answers a page that moves on to the organization's SCIM page by itself (`_open` says why not a
+303); every other link (console, CLI, emailed, API without it) shows a Continue button that POSTs, since
+mail scanners and chat previews fetch the links they see, and a link someone sends must not sign its
+recipient in to the sender's organization without a click. An emailed link's GET moves its token into a
+short-lived cookie of `/console/portal/continue` and redirects there, so the token leaves the address bar.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from uuid import UUID
 from aiohttp import web
 
 from schemas.portal import OrgAdminCreateSchema, PortalLinkCreateSchema
-from scimsvc.product.portal import link_url
+from scimsvc.product.portal import link_url, normal_email, storable_address
 from scimsvc.ratelimit.limiter import retry_after
 from scimsvc.scim.errors import ScimError
 from scimsvc.services import console_sessions, portal
+from scimsvc.services.actions import ActionScope, Actor
 from scimsvc.services.tenants import tenant_or_404
 from scimsvc.web.admin_requests import action_scope, load, tenant_id_of
 from scimsvc.web.admin_views import render_tenant
@@ -39,11 +43,18 @@ routes = web.RouteTableDef()
 TAB = "/console/tenants/{tid}/portal"
 NEW_LINK_COOKIE = "scimsvc_portal_link"
 NEW_LINK_SECONDS = 120  # the new link's way from the POST to the page that shows it
+# An emailed link's token, moved out of the URL on its first GET into a cookie of the Continue page only.
+CONTINUE_PATH = "/console/portal/continue"
+TOKEN_COOKIE = "scimsvc_portal_token"
 NOTICES = {
     "portal-link-created": "Portal link made. Copy it now: it is shown only once.",
     "org-admin-added": "Admin address registered: it may now ask for a sign-in link by email.",
-    "org-admin-removed": "Admin address removed. Its portal sessions stay until they end.",
-    "portal-sessions-ended": "Every portal session of this organization has ended.",
+    "org-admin-removed": (
+        "Admin address removed. Its portal sessions have ended and its unused links no longer work."
+    ),
+    "portal-sessions-ended": (
+        "Every portal session of this organization has ended, and its unused portal links no longer work."
+    ),
     "link-sent": (
         "If that address is registered for an organization, a sign-in link is on its way to it. "
         "It works once, within a few minutes."
@@ -112,7 +123,7 @@ async def portal_link_create(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     email, minutes = forms.text(form, "email").strip(), forms.text(form, "minutes").strip()
     try:
-        if minutes and not minutes.isdigit():
+        if minutes and not (minutes.isascii() and minutes.isdigit()):
             raise ScimError(400, "minutes must be a whole number of minutes, or empty for the default")
         data = load(
             PortalLinkCreateSchema(), {"email": email or None, "minutes": int(minutes) if minutes else None}
@@ -155,7 +166,8 @@ async def org_admin_remove(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     email = forms.text(form, "email")
     if not await portal.remove_admin(action_scope(request), tenant_id, email):
-        detail = f"{email} is not a registered admin address of this organization (already removed?)"
+        shown = email if storable_address(normal_email(email)) else "That address"
+        detail = f"{shown} is not a registered admin address of this organization (already removed?)"
         return await _portal_page(request, status=404, error=detail)
     raise web.HTTPSeeOther(f"{_tab(request.match_info['tid'])}?done=org-admin-removed")
 
@@ -228,15 +240,20 @@ async def _open(request: web.Request, token: str) -> web.Response:
     itself (a meta refresh, with a link), not a 303: the cookie is SameSite=Strict, and a browser does not
     send it on a redirect of a navigation another site started, so a 303 would land on the sign-in page.
     The page's own navigation is same-site. After the Continue button's POST, a 303 does."""
-    settings = request.app[SETTINGS]
+    app = request.app
+    settings = app[SETTINGS]
     fresh = new_session(operator=False, lifetime=settings.portal_session_hours * 3600)
-    opened = await portal.open_link(request.app[POOL], token, sid=fresh.sid, expires=fresh.expires)
+    previous = request.get(SESSION)  # the browser's earlier sign-in ends: one session per browser
+    scope = ActionScope(app[POOL], app[REDIS], settings, Actor("org_admin", request.get(REQUEST_ID)))
+    opened = await portal.open_link(
+        scope,
+        token,
+        sid=fresh.sid,
+        expires=fresh.expires,
+        previous_sid=previous.sid if previous is not None and signed_in(previous) else None,
+    )
     if opened is None:
         return _link_gone(request)
-    previous = request.get(SESSION)
-    if signed_in(previous):  # the browser's earlier sign-in ends: one session per browser
-        assert previous is not None
-        await console_sessions.end(request.app[POOL], previous.sid)
     session = Session(fresh.sid, fresh.expires, False, opened.tenant_id)
     request[SESSION] = session
     landing = f"/console/tenants/{opened.tenant_id}/scim"
@@ -249,19 +266,68 @@ async def _open(request: web.Request, token: str) -> web.Response:
     return answer
 
 
+def _continue_page(request: web.Request, link: Any, action: str) -> web.Response:
+    """The page of a link that does not sign in on a GET: its Continue button POSTs to `action`."""
+    session = _anonymous(request)
+    context = {"organization": link["tenant_name"], "action": action}
+    response = page(request, "portal_continue.html", context)
+    _cookie(request, response, session)
+    return response
+
+
+def _forget_token(response: web.StreamResponse) -> None:
+    response.del_cookie(TOKEN_COOKIE, path=CONTINUE_PATH)
+
+
+@routes.get(CONTINUE_PATH)
+async def continue_form(request: web.Request) -> web.Response:
+    """An emailed link's Continue page, its token in the cookie `open_link` set (not in the URL)."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    link = await portal.usable_link(request.app[POOL], token) if token else None
+    if link is None:
+        gone = _link_gone(request)
+        _forget_token(gone)
+        return gone
+    return _continue_page(request, link, CONTINUE_PATH)
+
+
+@routes.post(CONTINUE_PATH)
+async def continue_open(request: web.Request) -> web.Response:
+    token = request.cookies.get(TOKEN_COOKIE)
+    try:
+        answer = await _open(request, token) if token else _link_gone(request)
+    except web.HTTPSeeOther as signed_in_now:
+        _forget_token(signed_in_now)
+        raise
+    _forget_token(answer)
+    return answer
+
+
 @routes.get("/console/portal/{token}")
 async def open_link(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     link = await portal.usable_link(request.app[POOL], token)
     if link is None:
         return _link_gone(request)
-    if not link["emailed"] and request.method == "GET":  # a HEAD (a link checker) uses nothing up
+    if link["redirect"] and request.method == "GET":  # a HEAD (a link checker) uses nothing up
         return await _open(request, token)
-    session = _anonymous(request)
-    context = {"organization": link["tenant_name"], "action": request.path}
-    response = page(request, "portal_continue.html", context)
-    _cookie(request, response, session)
-    return response
+    if link["emailed"] and request.method == "GET":
+        # The token leaves the address bar (and the browser's history) for a short-lived cookie of the
+        # Continue page only. SameSite=Lax: the click came from a mail client, another site, and this
+        # redirect is part of that navigation (Strict would not be sent).
+        settings = request.app[SETTINGS]
+        moved = web.HTTPSeeOther(CONTINUE_PATH)
+        moved.set_cookie(
+            TOKEN_COOKIE,
+            token,
+            max_age=settings.portal_link_minutes * 60,
+            path=CONTINUE_PATH,
+            httponly=True,
+            samesite="Lax",
+            secure=settings.public_url.startswith("https://"),
+        )
+        raise moved
+    return _continue_page(request, link, request.path)
 
 
 @routes.post("/console/portal/{token}")

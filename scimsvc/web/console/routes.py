@@ -39,6 +39,7 @@ from scimsvc.web.console.session import (
     Session,
     encode_session,
     new_session,
+    signed_in,
 )
 from scimsvc.web.keys import POOL, REDIS, SETTINGS
 from scimsvc.web.middlewares import operator_key_given
@@ -101,6 +102,10 @@ async def login(request: web.Request) -> web.Response:
     if not await operator_key_given(request, forms.text(form, "key"), "console sign-in"):
         return page(request, "login.html", {"error": "That is not the operator key."}, status=401)
     session = new_session(operator=True)  # a new id: nothing seen before sign-in is valid after it
+    previous = request.get(SESSION)
+    if signed_in(previous):  # the browser's earlier sign-in (a portal session too) ends: one per browser
+        assert previous is not None
+        await console_sessions.end(request.app[POOL], previous.sid)
     await console_sessions.start(request.app[POOL], session.sid, expires=session.expires)
     response = see_other("/console/tenants")
     _set_session(response, request, session)

@@ -4,29 +4,37 @@ none, manual assignment), lowering seats below use (a confirmation step) and the
 rules, allowed domains, domain teams, name and rate limit).
 
 Every change goes through `TenantSettingsSchema` and `services/tenants.py:update_tenant_settings`, the
-admin API's path. An organization admin (a portal session) changes the license rules, allowed domains and
-domain teams; seats, the name and the rate limit are shown to them, and only the operator changes them.
+admin API's path. An organization admin (a portal session) sees both pages and changes the license rules,
+allowed domains and domain teams (the service refuses anything else from an org_admin actor); the seats,
+the name and the rate limit are shown to them read-only, and the handlers that change them (and the
+confirmation of lowered seats) are the operator's: a portal session gets the access gate's 404.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from aiohttp import web
 
 from schemas.admin import LicenseAssignmentSchema, TenantSettingsSchema
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.services import admin_users
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.licenses import MANAGED_BY_SCIM, assign_license_by_hand, seat_overview
-from scimsvc.web.admin_requests import action_scope, admin_scope, load, query_id, tenant_id_of
+from scimsvc.services.licenses import (
+    MANAGED_BY_SCIM,
+    assign_license_by_hand,
+    licensing_applying,
+    seat_overview,
+)
+from scimsvc.web.admin_requests import action_scope, admin_scope, load, tenant_id_of
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms, setting_forms
 from scimsvc.web.console.pages import page
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.console.session import SESSION
 from scimsvc.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -45,10 +53,30 @@ def see_other(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
 
 
-def by_org_admin(request: web.Request) -> bool:
-    """Whether the request comes from an organization admin's portal session (not the operator)."""
-    session = request.get(SESSION)
-    return session is not None and session.tenant_id is not None
+def refresh_seconds(
+    request: web.Request, *, applying: bool, failed: str | None, error: str | None
+) -> int | None:
+    """How often a page showing "applying…" reloads itself: never on an answer to a POST or an error page
+    (a reload would GET the POST's URL), nor once the worker's attempt failed (the page says so)."""
+    if not applying or failed or error or request.method != "GET":
+        return None
+    return APPLYING_REFRESH_SECONDS
+
+
+def place_of(query: Mapping[str, str], name: str) -> tuple[datetime, UUID] | None:
+    """A page cursor, `<time>_<id>` (the place the page starts after); a 404 when it cannot be one."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    at, _, user_id = raw.rpartition("_")
+    try:
+        return datetime.fromisoformat(at), UUID(user_id)
+    except ValueError:
+        raise not_found(f"no page starts after {raw!r}") from None
+
+
+def place(at: datetime, user_id: UUID) -> str:
+    return f"{at.isoformat()}_{user_id}"
 
 
 async def _tenant(request: web.Request) -> dict[str, Any]:
@@ -69,8 +97,8 @@ async def _seats_page(
     tenant = await _tenant(request)
     tenant_id = UUID(tenant["id"])
     query = request.query
-    waiting_after = query_id(query, "waiting_after", "user")
-    others_after = query_id(query, "others_after", "user")
+    waiting_after = place_of(query, "waiting_after")
+    others_after = place_of(query, "others_after")
     overview = await seat_overview(
         request.app[POOL],
         tenant_id,
@@ -78,15 +106,30 @@ async def _seats_page(
         others_after=others_after,
         limit=PAGE_SIZE,
     )
+    # Each list's next page keeps the other list's place.
+    cursors = {k: query[k] for k in ("waiting_after", "others_after") if query.get(k)}
+    w_rows, o_rows = overview.waiting_rows, overview.without_seat_rows
+    waiting_next = (
+        urlencode({**cursors, "waiting_after": place(w_rows[-1]["waiting_since"], w_rows[-1]["id"])})
+        if len(w_rows) == PAGE_SIZE
+        else None
+    )
+    others_next = (
+        urlencode({**cursors, "others_after": place(o_rows[-1]["created_at"], o_rows[-1]["id"])})
+        if len(o_rows) == PAGE_SIZE
+        else None
+    )
+    progress = overview.progress
     context = {
         "tenant": tenant,
         "section": "seats",
         "overview": overview,
-        "waiting_next": str(overview.waiting[-1].id) if len(overview.waiting) == PAGE_SIZE else None,
-        "others_next": str(overview.without_seat[-1].id) if len(overview.without_seat) == PAGE_SIZE else None,
+        "waiting_next": waiting_next,
+        "others_next": others_next,
         "paged": waiting_after is not None or others_after is not None,
-        "refresh_seconds": APPLYING_REFRESH_SECONDS if overview.applying else None,
-        "may_change_seats": not by_org_admin(request),
+        "refresh_seconds": refresh_seconds(
+            request, applying=progress.applying, failed=progress.failed, error=error
+        ),
         "license_choices": LicenseAssignmentSchema().fields["license"].validate.choices,  # type: ignore[union-attr]
         "form": dict(form or {}),
         "error": error,
@@ -101,14 +144,10 @@ async def seats(request: web.Request) -> web.Response:
 
 
 @routes.post("/console/tenants/{tid}/seats")
-@for_org_admins
 async def seats_save(request: web.Request) -> web.Response:
     """Seats (the operator only). Lowering them below the seats in use first asks for a confirmation."""
     form = await request.post()
     tenant_id = tenant_id_of(request)
-    if by_org_admin(request):
-        refusal = tenant_service.org_admin_refusal({"seats": None})
-        return await _seats_page(request, status=403, error=refusal)
     try:
         seats = setting_forms.seats(form)
         changes = load(TenantSettingsSchema(), {"seats": seats})
@@ -123,12 +162,9 @@ async def seats_save(request: web.Request) -> web.Response:
 
 
 @routes.get("/console/tenants/{tid}/seats/lower")
-@for_org_admins
 async def seats_lower(request: web.Request) -> web.Response:
-    """The confirmation of seats lowered below use: what happens, and a form that POSTs it confirmed."""
-    if by_org_admin(request):
-        refusal = tenant_service.org_admin_refusal({"seats": None})
-        return await _seats_page(request, status=403, error=refusal)
+    """The confirmation of seats lowered below use (the operator only): what happens, and a form that
+    POSTs it confirmed."""
     try:
         seats = setting_forms.seats(request.query)
     except ScimError as exc:
@@ -169,17 +205,18 @@ async def _settings_page(
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
     team_ids = await tenant_service.team_ids_by_name(pool, tenant_id)
-    overview = await seat_overview(pool, tenant_id, limit=0)
+    progress = await licensing_applying(pool, tenant_id)
     names = {str(team_id): name for name, team_id in team_ids.items()}
     context = {
         "tenant": tenant,
         "section": "settings",
-        "overview": overview,
-        "refresh_seconds": APPLYING_REFRESH_SECONDS if overview.applying and not error else None,
+        "progress": progress,
+        "refresh_seconds": refresh_seconds(
+            request, applying=progress.applying, failed=progress.failed, error=error
+        ),
         "domain_team_lines": setting_forms.domain_team_lines(tenant["domain_teams"], names),
         "teams": sorted(team_ids),
         "rate_presets": setting_forms.RATE_PRESETS,
-        "may_change_organization": not by_org_admin(request),
         "form": dict(form or {}),
         "error": error,
     }
@@ -197,9 +234,7 @@ async def _save(request: web.Request, read: Any, done: str) -> web.Response:
     tenant_id = tenant_id_of(request)
     try:
         changes = load(TenantSettingsSchema(), await read(form, tenant_id))
-        await tenant_service.update_tenant_settings(
-            action_scope(request), tenant_id, changes, by_org_admin=by_org_admin(request)
-        )
+        await tenant_service.update_tenant_settings(action_scope(request), tenant_id, changes)
     except ScimError as exc:
         return await _settings_page(request, status=exc.status, error=exc.detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/settings?done={done}")
@@ -228,9 +263,8 @@ async def domains_save(request: web.Request) -> web.Response:
 
 
 @routes.post("/console/tenants/{tid}/settings/organization")
-@for_org_admins
 async def organization_save(request: web.Request) -> web.Response:
-    """The name and the rate limit: the operator's (a portal session gets a 403 page saying so)."""
+    """The name and the rate limit: the operator's (a portal session gets the access gate's 404)."""
 
     async def read(form: Mapping[str, Any], _: UUID) -> dict[str, Any]:
         return setting_forms.organization(form)

@@ -12,22 +12,33 @@ from scimsvc.scim.errors import invalid_value
 from scimsvc.web.console.forms import number, text
 
 MAX_LINES = 1000
+MAX_SEATS = 10_000_000  # as TenantSettingsSchema.seats
+MIN_CREDITS, MAX_CREDITS = 2000, 1_000_000_000  # as RateLimitSchema.credits_per_30s
+MAX_DOMAIN = 253
+DELETED_TEAM = "(deleted team)"  # a domain team whose team was deleted, as the form shows it
 
 
 def seats(form: Mapping[str, Any]) -> int:
     """The seats typed: a whole number, 0 or more."""
     value = number(text(form, "seats"))
-    if not isinstance(value, int) or value < 0:
-        raise invalid_value("Seats must be a whole number, 0 or more (for example 25).")
+    if not isinstance(value, int) or not 0 <= value <= MAX_SEATS:
+        raise invalid_value(f"Seats must be a whole number from 0 to {MAX_SEATS:,} (for example 25).")
     return value
 
 
 def license_rules(form: Mapping[str, Any]) -> dict[str, Any]:
     """The flexible program, the default license and the fallback license."""
+    default, fallback = text(form, "default_license"), text(form, "fallback_license")
+    if default not in ("free", "free_restricted"):
+        raise invalid_value("Choose the default license from the list: free, or free and restricted.")
+    if fallback not in ("free_restricted", "none"):
+        raise invalid_value(
+            "Choose what a user gets when no seat is free from the list: a restricted free license, or none."
+        )
     return {
         "flexible_licenses": form.get("flexible_licenses") == "on",
-        "default_license": text(form, "default_license"),
-        "fallback_license": text(form, "fallback_license"),
+        "default_license": default,
+        "fallback_license": fallback,
     }
 
 
@@ -42,7 +53,7 @@ def allowed_domains(form: Mapping[str, Any]) -> list[str]:
     """The allowed domains, one per line (none: every domain is allowed)."""
     domains = _lines(text(form, "allowed_domains"))
     for domain in domains:
-        if not is_domain(domain):
+        if len(domain) > MAX_DOMAIN or not is_domain(domain):
             raise invalid_value(
                 f"Allowed domains: “{domain}” is not an email domain. "
                 "Write one domain per line, like example.com."
@@ -61,8 +72,10 @@ def domain_teams(form: Mapping[str, Any], team_ids: Mapping[str, UUID]) -> dict[
                 f"Domain teams: “{line}” is not “domain: team name”. Write one team per line, like "
                 "example.com: Engineering."
             )
-        if not is_domain(domain):
+        if len(domain) > MAX_DOMAIN or not is_domain(domain):
             raise invalid_value(f"Domain teams: “{domain}” is not an email domain (such as example.com).")
+        if team == DELETED_TEAM:
+            continue  # its team was deleted: saving drops the line (the form says so)
         if team not in team_ids:
             raise invalid_value(
                 f"Domain teams: there is no team named “{team}”. Create it on the Teams page first, or "
@@ -73,12 +86,12 @@ def domain_teams(form: Mapping[str, Any], team_ids: Mapping[str, UUID]) -> dict[
 
 
 def domain_team_lines(domain_teams: Mapping[str, list[str]], team_names: Mapping[str, str]) -> str:
-    """The stored domain teams as the form shows them: `domain: team name` lines (an id whose team is gone
-    shown as the id)."""
+    """The stored domain teams as the form shows them: `domain: team name` lines (a team that was deleted
+    shown as `DELETED_TEAM`, which saving drops)."""
     return "\n".join(
         f"{domain}: {team}"
         for domain, ids in sorted(domain_teams.items())
-        for team in sorted(team_names.get(team_id, team_id) for team_id in ids)
+        for team in sorted(team_names.get(team_id, DELETED_TEAM) for team_id in ids)
     )
 
 
@@ -88,15 +101,21 @@ MAX_NAME = 200  # as TenantSettingsSchema.name
 
 def organization(form: Mapping[str, Any]) -> dict[str, Any]:
     """The organization's name and SCIM rate limit (a preset, and credits per 30 s that override it)."""
-    rate_limit: dict[str, Any] = {"preset": text(form, "preset")}
+    preset = text(form, "preset")
+    if preset not in RATE_PRESETS:
+        raise invalid_value("Choose the SCIM rate limit from the list: default, strict or off.")
+    rate_limit: dict[str, Any] = {"preset": preset}
     if credits := text(form, "credits_per_30s"):
         value = number(credits)
-        if not isinstance(value, int):
+        if not isinstance(value, int) or not MIN_CREDITS <= value <= MAX_CREDITS:
             raise invalid_value(
-                "Credits per 30 seconds must be a whole number, or left empty to use the preset."
+                f"Credits per 30 seconds must be a whole number from {MIN_CREDITS:,} (one request of the "
+                f"heaviest kind) to {MAX_CREDITS:,}, or left empty to use the preset."
             )
         rate_limit["credits_per_30s"] = value
     name = text(form, "name")
     if not 1 <= len(name) <= MAX_NAME:
         raise invalid_value(f"The organization's name must be 1 to {MAX_NAME} characters.")
+    if "\x00" in name:
+        raise invalid_value("The organization's name cannot contain the NUL character (\\0): remove it.")
     return {"name": name, "rate_limit": rate_limit}
