@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import email
 import inspect
 import logging
 import os
@@ -33,6 +34,7 @@ import asyncpg
 import hypothesis
 import pytest
 import redis.asyncio as aioredis
+from aiosmtpd.controller import Controller
 from arq.worker import Worker
 
 from scimsvc.settings import Settings
@@ -563,3 +565,28 @@ async def hold_user_name(database_url: str, tenant: Tenant, user_name: str) -> t
         "INSERT INTO users (tenant_id, user_name, resource) VALUES ($1::uuid, $2, '{}')", tenant.id, user_name
     )
     return conn, tx
+
+
+# --- a real SMTP server (notices, portal sign-in links) ------------------------------------------------
+
+
+class Inbox:
+    """Every message the server received: its recipients and the parsed message."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+        self.messages.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server in this process (aiosmtpd), on a port of its own."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()

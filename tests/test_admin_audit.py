@@ -443,7 +443,7 @@ async def test_the_console_token_form_takes_a_label_and_its_audit_page_shows_the
     page = await client.get(f"/console/tenants/{tenant.id}/audit?action=token_created")
     text = await page.text()
     assert page.status == 200 and rid in text and "Entra ID" in text
-    assert re.search(r"<td>\(organization\)</td>", text)
+    assert re.search(r"<td>\(organization\)</td>", text)  # a row of no user
     page = await client.get(f"/console/tenants/{tenant.id}/audit?action=team_deleted")
     assert "No audit entries of this action" in await page.text()
 

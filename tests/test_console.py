@@ -201,7 +201,7 @@ async def test_unknown_tenant_is_a_404_page(client):
     await signed_in(client)
     resp = await client.get("/console/tenants/00000000-0000-0000-0000-000000000000/seats")
     assert resp.status == 404 and resp.content_type == "text/html"
-    assert "not found" in await resp.text()
+    assert "There is no such organization" in await resp.text()
     resp = await client.get("/console/no-such-page")
     assert resp.status == 404 and resp.content_type == "text/html"
 

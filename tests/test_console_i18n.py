@@ -24,6 +24,7 @@ from scimsvc.web.console.i18n import (
     translator,
 )
 from tests.conftest import make_tenant
+from tests.portal import portal_session
 from tests.test_console import csrf_of, signed_in
 from tests.test_webhook_endpoints import HOOK_URL, add_endpoint, hook_settings, hooks, hooks_of
 
@@ -148,6 +149,13 @@ async def test_the_switch_keeps_a_signed_in_pages_query(client):
         "/consolex/tenants",
         "/console/../admin/v1/tenants",
         "/console/./tenants",
+        "/console/%2e%2e/admin/v1/tenants",
+        "/console/.%2e/admin/v1/tenants",
+        "/console/%2E%2E/%2E%2E/scim/v2/Users",
+        "/console/tenants/%2e/x",
+        "/console/%2f/evil.example",
+        "/console/%5c%5cevil.example",
+        "/console/%0d%0aSet-Cookie:x",
         "/console//evil.example",
         "/console/tenants\r\nSet-Cookie: x=1",
         "/console/tenants#top",
@@ -220,6 +228,25 @@ async def test_the_japanese_confirmation_page_of_a_webhook_action(hooks):
     assert '<h1 id="page-title">このエンドポイントを削除しますか?</h1>' in body
     assert f"エンドポイント {HOOK_URL} はその配信とともに削除されます。" in body
     assert f'<a href="{page_url}">キャンセル</a>' in body
+
+
+async def test_a_portal_sessions_error_pages_lead_back_to_its_own_organization(client):
+    tenant = await make_tenant(client)
+    other = await make_tenant(client)
+    await portal_session(client, tenant.id)
+    home = f'<a href="/console/tenants/{tenant.id}/scim">Back to your organization</a>'
+    for path in (f"/console/tenants/{other.id}/scim", "/console/queue", f"/console/tenants/{tenant.id}/nope"):
+        resp = await client.get(path)
+        body = await resp.text()
+        assert resp.status == 404 and home in body, path
+        assert 'href="/console/tenants"' not in body and "Back to the organizations" not in body, path
+    client.session.cookie_jar.update_cookies({LANG_COOKIE: "ja"})
+    body = await (await client.get("/console/queue")).text()
+    assert "/console/queue にはコンソールのページがありません" in body and "組織のページに戻る" in body
+    resp = await client.post(f"/console/tenants/{tenant.id}/scim/tokens", data={"csrf_token": "made-up"})
+    body = await resp.text()
+    assert resp.status == 403 and "このフォームは期限切れ" in body
+    assert f'href="/console/tenants/{tenant.id}/scim"' in body
 
 
 # --- the catalogues --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from tests.conftest import post_user, run_worker, unique_email
-from tests.test_notices import rename, smtp  # noqa: F401 - the SMTP server fixture
+from tests.test_notices import rename
 
 SENDER = "Acme IT <it-notices@acme.example>"
 MESSAGE_ID = re.compile(r"<[^<>@\s]+@acme\.example>")

@@ -41,7 +41,8 @@ async def test_worker_drains_the_outbox_in_order_and_records_state(client, tenan
     row = await db.fetchrow(
         "SELECT provisioning_state, provisioned_at FROM users WHERE id = $1::uuid", user["id"]
     )
-    assert row["provisioning_state"] == "deprovisioned" and row["provisioned_at"] is not None
+    # Deactivated before the worker first applied it: never provisioned, so no provisionedAt.
+    assert row["provisioning_state"] == "deprovisioned" and row["provisioned_at"] is None
     resp = await client.get(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
     assert (await resp.json())["urn:scimsvc:schemas:extension:product:2.0:User"][
         "provisioningState"

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email
 import hashlib
 import html
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from aiosmtpd.controller import Controller
 
 from scimsvc.services import tokens
 from scimsvc.services.portal import resolve_sign_in_requests
@@ -30,7 +28,6 @@ from tests.conftest import (
     ADMIN_HEADERS,
     ADMIN_KEY,
     PUBLIC_URL,
-    free_port,
     make_tenant,
     run_scimsvc,
     run_worker,
@@ -412,26 +409,6 @@ async def test_a_forged_portal_cookie_for_another_organization_is_no_session(cli
 
 
 # --- registered admins and sign-in by email ---------------------------------------------------------
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], email.message.Message]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
-        self.messages.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    """A real SMTP server in this process (aiosmtpd), on a port of its own."""
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
 
 
 async def test_registered_admin_addresses_are_case_insensitive_and_audited(client, db, tenant):

@@ -4,6 +4,7 @@ setup guides, and the last request seen from the organization's identity provide
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from dataclasses import replace
@@ -13,8 +14,10 @@ from uuid import UUID
 
 import pytest
 
+from scimsvc.web import token_cache
 from scimsvc.web.app import create_app
 from scimsvc.web.console import scim_pages
+from scimsvc.web.console.reveal import REVEAL_SECONDS
 from scimsvc.web.console.roles import open_to_org_admins
 from scimsvc.web.keys import TOKEN_CACHE
 from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_scimsvc, service_env, wait_until
@@ -56,7 +59,7 @@ async def test_a_new_token_is_shown_once_and_a_reload_makes_no_other(client, db)
     assert resp.status == 303 and resp.headers["Location"] == reveal  # never the token in a URL
     cookie = resp.cookies[scim_pages.NEW_TOKEN_COOKIE]
     assert cookie["path"] == reveal and cookie["httponly"] and cookie["samesite"] == "Strict"
-    assert cookie["max-age"] == str(scim_pages.NEW_TOKEN_SECONDS)
+    assert cookie["max-age"] == str(REVEAL_SECONDS)
     row = await db.fetchrow(
         "SELECT label, created_by FROM scim_tokens WHERE tenant_id = $1::uuid"
         " ORDER BY created_at DESC LIMIT 1",
@@ -120,15 +123,24 @@ async def test_a_new_token_cookie_of_another_session_or_forged_shows_nothing(
 async def test_the_token_form_refuses_a_bad_expiry_and_keeps_the_label(client, db):
     tenant = await make_tenant(client)
     csrf = await signed_in(client)
-    for days, expected in (
-        ("0", "expires_in_days"),
-        ("soon", "expires_in_days"),
-        ("4000", "expires_in_days"),
-    ):
+    plain = "Expires in: a whole number of days from 1 to 3650, or empty for a token that never expires."
+    for days in ("0", "soon", "4000", "99999999999999"):
         resp = await create_in_console(client, csrf, tenant.id, label="Entra", expires_in_days=days)
         body = html.unescape(await resp.text())
-        assert resp.status == 400 and expected in body, body[:2000]
+        assert resp.status == 400 and plain in body, body[:2000]
+        assert "Must be" not in body and "Not a valid" not in body  # never the schema's words
         assert 'value="Entra"' in body
+    for label in ("x" * 101, "a\x00b"):
+        resp = await create_in_console(client, csrf, tenant.id, label=label)
+        body = html.unescape(await resp.text())
+        assert resp.status == 400 and "The label is at most 100 characters of text." in body
+        assert "label:" not in body
+    resp = await client.post(
+        f"/console/tenants/{tenant.id}/scim", data={"csrf_token": csrf, "enabled": "maybe"}
+    )
+    body = html.unescape(await resp.text())
+    assert resp.status == 400 and "Choose whether SCIM provisioning is on or off." in body
+    assert "Not a valid boolean" not in body
     assert await live_tokens(db, tenant.id) == 1
     resp = await create_in_console(client, csrf, tenant.id, label="Entra", expires_in_days="30")
     assert resp.status == 303
@@ -141,7 +153,56 @@ async def test_the_token_form_refuses_a_bad_expiry_and_keeps_the_label(client, d
 # --- last used and expiry --------------------------------------------------------------------------
 
 
-async def test_last_used_is_written_after_scim_requests_without_a_write_per_request(client, db):
+async def test_last_used_is_written_after_scim_requests_without_a_write_per_request(
+    aiohttp_client, settings, db, monkeypatch
+):
+    """20 requests within an hour's interval: no write; stopping the app writes them, in one statement."""
+    writes: list[dict[UUID, float]] = []
+    real = token_cache.record_token_uses
+
+    async def counted(pool: Any, uses: dict[UUID, float]) -> None:
+        writes.append(dict(uses))
+        await real(pool, uses)
+
+    monkeypatch.setattr(token_cache, "record_token_uses", counted)  # the real write, counted
+    hourly = await aiohttp_client(create_app(replace(settings, token_last_used_seconds=3600)))
+    tenant = await make_tenant(hourly)
+    other = await make_tenant(hourly)
+    for _ in range(10):
+        assert (await hourly.get("/scim/v2/Users", headers=tenant.headers)).status == 200
+        assert (await hourly.get("/scim/v2/Users", headers=other.headers)).status == 200
+    assert writes == []
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM scim_tokens WHERE id = ANY($1::uuid[]) AND last_used_at IS NOT NULL",
+            [tenant.token_id, other.token_id],
+        )
+        == 0
+    )
+    await hourly.close()  # the app stops: the last uses are written
+    assert [set(map(str, w)) for w in writes] == [{tenant.token_id, other.token_id}]
+    for token_id in (tenant.token_id, other.token_id):
+        used = await db.fetchval("SELECT last_used_at FROM scim_tokens WHERE id = $1::uuid", token_id)
+        assert used is not None and datetime.now(UTC) - used < timedelta(minutes=5)
+
+
+async def test_a_cancelled_write_of_last_used_puts_the_uses_back(aiohttp_client, settings):
+    hourly = await aiohttp_client(create_app(replace(settings, token_last_used_seconds=3600)))
+    tenant = await make_tenant(hourly)
+    cache = hourly.server.app[TOKEN_CACHE]
+    assert (await hourly.get("/scim/v2/Users", headers=tenant.headers)).status == 200
+    noted = dict(cache._used)  # what the next write would send
+    assert UUID(tenant.token_id) in noted
+    write = asyncio.create_task(cache.write_uses())
+    await asyncio.sleep(0)  # the write has taken the uses and waits on the database
+    assert cache._used == {}
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    assert cache.take_uses() == noted  # back for the next write, nothing lost
+
+
+async def test_last_used_is_written_every_interval_and_shown_on_the_panel(client, db):
     tenant = await make_tenant(client)
     assert (
         await db.fetchval("SELECT last_used_at FROM scim_tokens WHERE id = $1::uuid", tenant.token_id) is None

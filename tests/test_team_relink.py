@@ -7,7 +7,9 @@ import json
 import uuid
 from typing import Any
 
+from scimsvc.services import teams as team_service
 from tests.conftest import ADMIN_HEADERS, make_tenant, run_worker
+from tests.portal import portal_session
 from tests.test_console import csrf_of, signed_in
 from tests.test_group_sync import put_members, team_members, unapplied
 from tests.test_groups import make_group, make_team, make_user, send_patch
@@ -48,6 +50,11 @@ async def link_events(db: Any, tenant_id: str, group_id: str) -> list[dict[str, 
     return [json.loads(r["data"]) if isinstance(r["data"], str) else r["data"] for r in rows]
 
 
+def error_of(body: str) -> str:
+    """The text of a console page's error box."""
+    return body.split('<div class="error" role="alert">', 1)[1].split("</div>", 1)[0]
+
+
 async def link_audits(db: Any, tenant_id: str) -> list[Any]:
     return await db.fetch(
         "SELECT actor, detail::text AS detail FROM audit_log "
@@ -75,6 +82,7 @@ async def test_a_push_after_the_team_is_created_again_links_the_group_and_applie
     audits = await link_audits(db, tenant.id)
     assert [r["actor"] for r in audits] == ["scim"]
     assert team["id"] in audits[0]["detail"] and group["id"] in audits[0]["detail"]
+    assert json.loads(audits[0]["detail"])["via"] == "push" and "by" not in json.loads(audits[0]["detail"])
     resp = await client.get(f"{TEAMS.format(tid=tenant.id)}/{team['id']}", headers=ADMIN_HEADERS)
     assert (await resp.json())["group"] == {"id": group["id"], "displayName": group["displayName"]}
 
@@ -128,7 +136,8 @@ async def test_the_admin_api_links_a_group_by_hand_and_the_worker_applies_its_me
     await run_worker(settings)
     assert await team_members(db, team["id"]) == {a, b}
     audits = await link_audits(db, tenant.id)
-    assert [r["actor"] for r in audits] == ["admin"] and '"by": "hand"' in audits[0]["detail"]
+    assert [r["actor"] for r in audits] == ["admin"] and '"via": "hand"' in audits[0]["detail"]
+    assert '"by"' not in audits[0]["detail"]  # the operator has no email
     assert (await link_events(db, tenant.id, group["id"]))[-1]["team"]["id"] == team["id"]
     # Both are linked now: linking either again is a conflict, nothing changes.
     again = await client.put(url, json={"group_id": group["id"]}, headers=ADMIN_HEADERS)
@@ -206,6 +215,69 @@ async def test_the_console_team_page_links_a_group_and_the_lists_show_it(client,
     )
     assert resp.status == 404
     assert await linked_team_id(db, foreign_group["id"]) is None
+    assert "That SCIM group is not in this organization any more: choose another." in await resp.text()
+
+
+async def test_the_linkable_groups_member_counts_stop_at_a_cap(client, tenant, db, settings, monkeypatch):
+    monkeypatch.setattr(team_service, "LINKABLE_MEMBERS_COUNTED", 1)
+    a, b = await make_user(client, tenant), await make_user(client, tenant)
+    big = await unlinked_group(client, tenant, db, settings, [a, b])
+    small = await unlinked_group(client, tenant, db, settings, [a])
+    team = await make_team(client, tenant, "Cap " + uuid.uuid4().hex[:4])
+    await signed_in(client)
+    body = await (await client.get(f"/console/tenants/{tenant.id}/teams/{team['id']}")).text()
+    assert f"{big['displayName']} (members: 1+)" in body and f"{small['displayName']} (members: 1)" in body
+
+
+async def test_the_team_pages_say_what_is_wrong_in_plain_words(client, tenant, db):
+    team = await make_team(client, tenant, "Plain " + uuid.uuid4().hex[:4])
+    csrf = await signed_in(client)
+    base = f"/console/tenants/{tenant.id}/teams"
+    for group_id in ("nope", ""):
+        resp = await client.post(
+            f"{base}/{team['id']}/group", data={"csrf_token": csrf, "group_id": group_id}
+        )
+        body = await resp.text()
+        assert resp.status == 400 and "Choose the SCIM group to link to this team." in body
+        assert "Not a valid UUID" not in body
+    resp = await client.post(f"{base}/{team['id']}/rename", data={"csrf_token": csrf, "name": "x" * 201})
+    body = await resp.text()
+    assert (
+        resp.status == 400 and "A team name is 1 to 200 characters of text." in body and "name:" not in body
+    )
+    missing = uuid.uuid4()
+    for path in (f"{base}/{missing}", f"{base}/{missing}/delete"):
+        resp = await client.get(path)
+        body = await resp.text()
+        assert resp.status == 404 and "There is no such team in this organization" in error_of(body)
+        assert str(missing) not in error_of(body)
+    resp = await client.post(f"{base}/{missing}/group", data={"csrf_token": csrf, "group_id": str(missing)})
+    assert resp.status == 404 and "There is no such team in this organization" in await resp.text()
+    for section in ("scim", "teams", "users", f"users/{missing}"):
+        resp = await client.get(f"/console/tenants/{missing}/{section}")
+        body = await resp.text()
+        assert resp.status == 404 and "There is no such organization" in error_of(body), section
+        assert "tenant" not in error_of(body)
+    resp = await client.get(f"/console/tenants/{tenant.id}/users/{missing}")
+    assert resp.status == 404 and "There is no such user in this organization" in await resp.text()
+    assert await db.fetchval("SELECT count(*) FROM groups WHERE team_id = $1::uuid", team["id"]) == 0
+
+
+async def test_an_organization_admins_link_by_hand_is_audited_with_their_email(client, tenant, db, settings):
+    group = await unlinked_group(client, tenant, db, settings, [])
+    team = await make_team(client, tenant, "Hand " + uuid.uuid4().hex[:4])
+    portal = await portal_session(client, tenant.id, email="ada.admin@example.com")
+    resp = await client.post(
+        f"/console/tenants/{tenant.id}/teams/{team['id']}/group",
+        data={"csrf_token": portal.csrf, "group_id": group["id"]},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, await resp.text()
+    audits = await link_audits(db, tenant.id)
+    assert [r["actor"] for r in audits] == ["org_admin"]
+    detail = json.loads(audits[0]["detail"])
+    assert detail["via"] == "hand" and detail["by"] == "ada.admin@example.com"
+    assert (detail["team_id"], detail["group_id"]) == (team["id"], group["id"])
 
 
 async def test_deleting_a_team_in_the_console_asks_first_naming_the_linked_group(

@@ -6,7 +6,15 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from tests.conftest import ADMIN_HEADERS, make_tenant, post_user, run_worker, unique_email, wait_until
+from tests.conftest import (
+    ADMIN_HEADERS,
+    make_tenant,
+    post_user,
+    run_worker,
+    unique_email,
+    user_body,
+    wait_until,
+)
 from tests.test_console import signed_in
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -201,6 +209,34 @@ async def test_provisioned_at_stays_the_first_provisioning_time(client, tenant, 
     assert (await resp.json())["provisionedAt"] == provisioned
     row = await db.fetchrow("SELECT provisioned_at, updated_at FROM users WHERE id = $1::uuid", user["id"])
     assert row["provisioned_at"] < row["updated_at"]
+
+
+async def test_provisioned_at_is_set_only_when_the_user_is_first_provisioned(client, tenant, settings, db):
+    resp = await client.post(
+        "/scim/v2/Users", json=user_body(unique_email(), active=False), headers=tenant.headers
+    )
+    assert resp.status == 201
+    user_id = (await resp.json())["id"]
+    await run_worker(settings)
+    row = await db.fetchrow(
+        "SELECT provisioning_state, provisioned_at FROM users WHERE id = $1::uuid", user_id
+    )
+    assert (row["provisioning_state"], row["provisioned_at"]) == ("deprovisioned", None)
+    shown = await (await client.get(f"/scim/v2/Users/{user_id}", headers=tenant.headers)).json()
+    assert shown[PRODUCT].get("provisionedAt") is None
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": True}],
+    }
+    assert (await client.patch(f"/scim/v2/Users/{user_id}", json=patch, headers=tenant.headers)).status in (
+        200,
+        204,
+    )
+    await run_worker(settings)
+    row = await db.fetchrow(
+        "SELECT provisioning_state, provisioned_at FROM users WHERE id = $1::uuid", user_id
+    )
+    assert row["provisioning_state"] == "provisioned" and row["provisioned_at"] is not None
 
 
 async def test_another_organizations_user_is_not_found(client, tenant, settings):

@@ -29,6 +29,7 @@ from scimsvc.services.webhooks import REPLAY_LIMIT
 from scimsvc.settings import Settings
 from scimsvc.store.events import record_events
 from scimsvc.web.app import create_app
+from scimsvc.web.console import webhook_pages
 from tests.conftest import ADMIN_HEADERS, QUEUE_NAME, Tenant, make_tenant
 from tests.test_console import signed_in
 
@@ -635,18 +636,29 @@ async def console_add(hooks: Any, base: str, csrf: str, **fields: Any) -> Any:
     return await hooks.post(base, data=data, allow_redirects=False)
 
 
-async def test_the_console_adds_an_endpoint_and_shows_its_secret_only_in_that_answer(hooks, db):
+async def test_the_console_adds_an_endpoint_and_shows_its_secret_once(hooks, db):
     csrf = await signed_in(hooks)
     tenant = await make_tenant(hooks)
     base = f"/console/tenants/{tenant.id}/webhooks"
     empty = await hooks.get(base)
     assert empty.status == 200 and "No endpoints yet" in await empty.text()
     resp = await console_add(hooks, base, csrf, event_types=["user.created", "team.member_added"])
-    assert resp.status == 201, await resp.text()
     row = await db.fetchrow("SELECT * FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id)
+    secret_page = f"{base}/{row['id']}/secret"
+    assert resp.status == 303 and resp.headers["Location"] == secret_page  # never the secret in a URL
+    assert not SECRET_SHOWN.search(await resp.text())
+    cookie = resp.cookies[webhook_pages.SECRET_COOKIE]
+    assert cookie["path"] == secret_page and cookie["httponly"] and cookie["samesite"] == "Strict"
     assert row["event_types"] == ["team.member_added", "user.created"]
     assert row["description"] == "from the console"
-    assert SECRET_SHOWN.findall(await resp.text()) == [endpoint_secret(SIGNING_KEY, row["id"], 1)]
+    shown = await hooks.get(secret_page)
+    assert shown.status == 200
+    assert SECRET_SHOWN.findall(await shown.text()) == [endpoint_secret(SIGNING_KEY, row["id"], 1)]
+    # A reload shows no secret and adds nothing.
+    again = await hooks.get(secret_page)
+    body = await again.text()
+    assert again.status == 200 and not SECRET_SHOWN.search(body) and "shown once" in body
+    assert await db.fetchval(ENDPOINTS_OF, tenant.id) == 1
     for path in (base, f"{base}/{row['id']}"):
         again = await hooks.get(path)
         assert again.status == 200
@@ -654,6 +666,29 @@ async def test_the_console_adds_an_endpoint_and_shows_its_secret_only_in_that_an
     listed = await (await hooks.get(base)).text()
     assert HOOK_URL in listed and "team.member_added, user.created" in listed
     assert [r["action"] for r in await audit_rows(db, str(row["id"]))] == ["webhook_created"]
+
+
+async def test_a_webhook_secrets_cookie_shows_nothing_to_another_session_or_organization(
+    hooks, aiohttp_client, hook_settings
+):
+    csrf = await signed_in(hooks)
+    tenant, other = await make_tenant(hooks), await make_tenant(hooks)
+    resp = await console_add(hooks, f"/console/tenants/{tenant.id}/webhooks", csrf)
+    value = resp.cookies[webhook_pages.SECRET_COOKIE].value
+    secret_page = resp.headers["Location"]
+    stranger = await aiohttp_client(create_app(hook_settings))
+    await signed_in(stranger)  # another operator session, the same cookie
+    foreign_page = secret_page.replace(tenant.id, other.id)
+    for client, path in ((stranger, secret_page), (hooks, foreign_page)):
+        client.session.cookie_jar.update_cookies({webhook_pages.SECRET_COOKIE: value}, client.make_url(path))
+        answer = await client.get(path)
+        assert not SECRET_SHOWN.search(await answer.text()), path
+    assert SECRET_SHOWN.search(await (await hooks.get(secret_page)).text())  # its own session: once
+    tampered = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    hooks.session.cookie_jar.update_cookies(
+        {webhook_pages.SECRET_COOKIE: tampered}, hooks.make_url(secret_page)
+    )
+    assert not SECRET_SHOWN.search(await (await hooks.get(secret_page)).text())
 
 
 async def test_a_console_form_without_the_csrf_token_is_refused_and_changes_nothing(hooks, db):
@@ -718,11 +753,17 @@ async def test_the_console_disables_rotates_replays_and_deletes_an_endpoint(hook
     assert unconfirmed.status == 400 and "confirm first" in await unconfirmed.text()
     asked = await (await hooks.get(page_url + "/rotate")).text()
     assert f'action="{page_url}/rotate"' in asked and f'href="{page_url}"' in asked  # and Cancel
-    rotated = await hooks.post(page_url + "/rotate", data={"csrf_token": csrf, "confirm": "on"})
-    assert rotated.status == 200
-    assert SECRET_SHOWN.findall(await rotated.text()) == [
-        endpoint_secret(SIGNING_KEY, UUID(created["id"]), 2)
-    ]
+    rotated = await hooks.post(
+        page_url + "/rotate", data={"csrf_token": csrf, "confirm": "on"}, allow_redirects=False
+    )
+    assert rotated.status == 303 and rotated.headers["Location"] == page_url + "/secret"
+    shown = await hooks.get(rotated.headers["Location"])
+    assert shown.status == 200
+    assert SECRET_SHOWN.findall(await shown.text()) == [endpoint_secret(SIGNING_KEY, UUID(created["id"]), 2)]
+    reloaded = await hooks.get(rotated.headers["Location"])  # a reload: no secret, no second rotation
+    assert reloaded.status == 200 and not SECRET_SHOWN.search(await reloaded.text())
+    generation = "SELECT secret_generation FROM webhook_endpoints WHERE id = $1::uuid"
+    assert await db.fetchval(generation, created["id"]) == 2
 
     replayed = await hooks.post(
         page_url + "/replay",
@@ -805,8 +846,11 @@ async def test_the_console_replays_only_events_of_the_organization_in_the_url(ho
 async def test_the_operator_console_page_lists_and_adds_endpoints_for_every_tenant(hooks, db):
     csrf = await signed_in(hooks)
     resp = await console_add(hooks, "/console/webhooks", csrf)
-    assert resp.status == 201
-    [endpoint_id] = SECRET_ID.findall(await resp.text())
+    assert resp.status == 303
+    endpoint_id = resp.headers["Location"].split("/")[3]
+    shown = await (await hooks.get(resp.headers["Location"])).text()
+    assert SECRET_SHOWN.findall(shown) == [endpoint_secret(SIGNING_KEY, UUID(endpoint_id), 1)]
+    assert SECRET_ID.findall(shown) == [endpoint_id]
     listed = await (await hooks.get("/console/webhooks")).text()
     assert f"/console/webhooks/{endpoint_id}" in listed
     assert "webhook_created" in listed and endpoint_id in listed.split('id="operator-audit-table"')[1]

@@ -28,6 +28,7 @@ from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import parse_patch_request
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
+from scimsvc.services.actions import ActionScope, record_action
 from scimsvc.services.changes import Scope, Transaction, write
 from scimsvc.store import audit
 from scimsvc.store import groups as store
@@ -139,7 +140,7 @@ async def _relink(tx: Transaction, row: asyncpg.Record) -> asyncpg.Record:
         return row
     if not linked:
         return row
-    await record_link(tx, row["id"], row["display_name"], team["id"], team["name"], actor="scim", how="push")
+    await record_link(tx, row["id"], row["display_name"], team["id"], team["name"], via="push")
     return await store.get_group(tx.conn, tenant_id, row["id"])
 
 
@@ -150,21 +151,31 @@ async def record_link(
     team_id: UUID,
     team_name: str,
     *,
-    actor: str,
-    how: str,
+    via: str,
+    by: ActionScope | None = None,
 ) -> None:
     """A re-link's outbox row (the worker adds the group's members and tells `group.linked`) and audit row
-    (`team_linked`), in the transaction that linked them."""
+    (`team_linked`, `via` "push" or "hand"), in the transaction that linked them. By hand (`by`: the
+    action's scope) the row is the action's (`services/actions.py:record_action`: its actor, and an
+    organization admin's email as `by`); a push's actor is `scim`."""
     await tx.record(ResourceType.GROUP, group_id, ChangeKind.LINK, {"relink": True})
     detail = {
         "team_id": str(team_id),
         "team": team_name,
         "group_id": str(group_id),
         "group": group_name,
-        "by": how,
+        "via": via,
     }
+    if by is not None:
+        await record_action(tx.conn, by, tx.scope.tenant_id, "team_linked", detail)
+        return
     await audit.audit_action(
-        tx.conn, tx.scope.tenant_id, "team_linked", actor=actor, detail=detail, request_id=tx.scope.request_id
+        tx.conn,
+        tx.scope.tenant_id,
+        "team_linked",
+        actor="scim",
+        detail=detail,
+        request_id=tx.scope.request_id,
     )
 
 

@@ -6,6 +6,7 @@ ended by hand with its event.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -28,7 +29,7 @@ async def team_or_404(pool: asyncpg.Pool, tenant_id: UUID, team_id: UUID) -> asy
     """One team of the tenant, with its member count and linked SCIM group."""
     rows = await teams.list_teams(pool, tenant_id, only=team_id)
     if not rows:
-        raise not_found(f"team {team_id} not found in organization {tenant_id}")
+        raise not_found(f"team {team_id} not found in this organization")
     return rows[0]
 
 
@@ -54,7 +55,7 @@ async def rename_team(scope: ActionScope, tenant_id: UUID, team_id: UUID, name: 
         async with transaction(scope.pool) as conn:
             previous = await teams.rename_team(conn, tenant_id, team_id, name)
             if previous is None:
-                raise not_found(f"team {team_id} not found in organization {tenant_id}")
+                raise not_found(f"team {team_id} not found in this organization")
             if previous != name:
                 detail = {"team_id": str(team_id), "from": previous, "to": name}
                 await record_action(conn, scope, tenant_id, "team_renamed", detail)
@@ -144,11 +145,18 @@ async def _record_membership(
 
 
 LINKABLE_SHOWN = 200  # unlinked groups a team page offers to link
+LINKABLE_MEMBERS_COUNTED = 100  # their members are counted up to this: more shows as "100+"
 
 
-async def unlinked_groups(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
-    """The tenant's SCIM groups linked to no team (a team page's "Link a SCIM group"), by name."""
-    return await group_store.unlinked_groups(pool, tenant_id, limit=LINKABLE_SHOWN)
+async def unlinked_groups(pool: asyncpg.Pool, tenant_id: UUID) -> list[dict[str, Any]]:
+    """The tenant's SCIM groups linked to no team (a team page's "Link a SCIM group"), by name, with their
+    member counts as shown ("100+" past `LINKABLE_MEMBERS_COUNTED`: a page view stays cheap)."""
+    cap = LINKABLE_MEMBERS_COUNTED
+    rows = await group_store.unlinked_groups(pool, tenant_id, limit=LINKABLE_SHOWN, count_up_to=cap + 1)
+    return [
+        {**dict(r), "member_count": f"{cap}+" if r["member_count"] > cap else str(r["member_count"])}
+        for r in rows
+    ]
 
 
 async def group_applying(pool: asyncpg.Pool, tenant_id: UUID, group_id: UUID) -> bool:
@@ -189,9 +197,7 @@ async def link_group(scope: ActionScope, tenant_id: UUID, team_id: UUID, group_i
             linked = False
         if not linked:
             raise uniqueness(f"the team {team['name']!r} was linked to another SCIM group meanwhile")
-        await record_link(
-            tx, group_id, group["display_name"], team_id, team["name"], actor=scope.actor.kind, how="hand"
-        )
+        await record_link(tx, group_id, group["display_name"], team_id, team["name"], via="hand", by=scope)
 
     await write(scope.for_tenant(tenant_id), steps)
     return await team_or_404(scope.pool, tenant_id, team_id)

@@ -62,9 +62,12 @@ RETURNING {GROUP_COLUMNS}
 LINK_GROUP = """
 UPDATE groups SET team_id = $3 WHERE tenant_id = $1 AND id = $2 AND team_id IS NULL RETURNING id
 """
-# The groups a team page offers to link: the tenant's groups linked to no team, with their member counts.
+# The groups a team page offers to link: the tenant's groups linked to no team, with their member counts
+# counted up to $3 at most (a page view reads at most $2 × $3 index entries, however big the groups).
 SELECT_UNLINKED = """
-SELECT g.id, g.display_name, (SELECT count(*) FROM group_members gm WHERE gm.group_id = g.id) AS member_count
+SELECT g.id, g.display_name,
+       (SELECT count(*) FROM (SELECT 1 FROM group_members gm WHERE gm.group_id = g.id LIMIT $3) m)
+           AS member_count
 FROM groups g
 WHERE g.tenant_id = $1 AND g.team_id IS NULL
 ORDER BY g.display_name, g.id
@@ -267,7 +270,8 @@ async def link_group(conn: asyncpg.Connection, tenant_id: UUID, group_id: UUID, 
 
 
 async def unlinked_groups(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, *, limit: int, count_up_to: int
 ) -> list[asyncpg.Record]:
-    """Up to `limit` of the tenant's groups linked to no team (id, display_name, member_count), by name."""
-    return await conn.fetch(SELECT_UNLINKED, tenant_id, limit)
+    """Up to `limit` of the tenant's groups linked to no team (id, display_name, member_count: counted up to
+    `count_up_to` at most), by name."""
+    return await conn.fetch(SELECT_UNLINKED, tenant_id, limit, count_up_to)

@@ -299,7 +299,9 @@ async def push_to_team(
 async def add_group_to_team(
     conn: asyncpg.Connection, tenant_id: UUID, team_id: UUID, group_id: UUID
 ) -> list[UUID]:
-    """A (re-)link: every member of the group joins the team, nobody leaves; returns the users who joined."""
+    """A (re-)link: every member of the group joins the team, nobody leaves; returns the users who joined.
+    "Nobody leaves" is this step's: a re-link by a PUT then applies the PUT, a push, which removes whoever
+    is not in the group (README.md, SCIM Groups and teams); by PATCH or by hand nobody leaves."""
     return [r[0] for r in await conn.fetch(PUSH_ADD, tenant_id, team_id, group_id)]
 
 

@@ -62,11 +62,20 @@ WHERE k.token_hash = $1
 """
 # When IdPs last used tokens: one statement per flush, every token used since the last one. A process never
 # moves a time back (another process may have written a later use); the change notification of
-# 0010_auth_changes_notify.sql does not fire on this column (0022_token_use_and_expiry.sql).
+# 0010_auth_changes_notify.sql does not fire on this column (0022_token_use_and_expiry.sql). The rows are
+# locked in id order first (`ORDER BY ... FOR UPDATE`), so two processes' batches of the same tokens
+# queue behind each other and never deadlock.
 RECORD_TOKEN_USES = """
-UPDATE scim_tokens k SET last_used_at = to_timestamp(v.at)
-FROM unnest($1::uuid[], $2::float8[]) AS v(id, at)
-WHERE k.id = v.id AND (k.last_used_at IS NULL OR k.last_used_at < to_timestamp(v.at))
+WITH locked AS (
+    SELECT k.id, v.at
+    FROM scim_tokens k JOIN unnest($1::uuid[], $2::float8[]) AS v(id, at) ON k.id = v.id
+    WHERE k.last_used_at IS NULL OR k.last_used_at < to_timestamp(v.at)
+    ORDER BY k.id
+    FOR UPDATE OF k
+)
+UPDATE scim_tokens k SET last_used_at = to_timestamp(l.at)
+FROM locked l
+WHERE k.id = l.id AND (k.last_used_at IS NULL OR k.last_used_at < to_timestamp(l.at))
 """
 # The console's tenants list: each tenant with the seats its users hold.
 LIST_TENANTS = """
@@ -192,7 +201,8 @@ async def get_token(
 async def record_token_uses(pool: asyncpg.Pool, uses: dict[UUID, float]) -> None:
     """Set each token's `last_used_at` to its time (seconds since the epoch), in one statement."""
     if uses:
-        await pool.execute(RECORD_TOKEN_USES, list(uses), list(uses.values()))
+        ids = sorted(uses)  # the order the rows are locked in (RECORD_TOKEN_USES)
+        await pool.execute(RECORD_TOKEN_USES, ids, [uses[token_id] for token_id in ids])
 
 
 async def token_by_hash(conn: asyncpg.Connection | asyncpg.Pool, digest: bytes) -> asyncpg.Record | None:

@@ -13,13 +13,16 @@ import asyncpg
 
 # The worker records a batch's applied state in one statement (one new row version per user): each user's
 # license, its place on the waiting list (as scimsvc/product/seats.py:waiting_since decided it) and its
-# provisioning state. `provisioned_at` is the first time the worker applied the user: later updates keep it.
+# provisioning state. `provisioned_at` is the first time the worker provisioned the user (active and linked):
+# later updates keep it, and a user only ever deprovisioned has none.
 APPLY_USER_STATES = """
 UPDATE users u SET
     license = v.license,
     waiting_since = v.waiting_since,
     provisioning_state = CASE WHEN u.active AND u.scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
-    provisioned_at = coalesce(u.provisioned_at, now())
+    provisioned_at = CASE
+        WHEN u.active AND u.scim_linked THEN coalesce(u.provisioned_at, now()) ELSE u.provisioned_at
+    END
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, license, waiting_since)
 WHERE u.id = v.id
 RETURNING u.id, u.provisioning_state = 'provisioned' AS provisioned

@@ -26,8 +26,9 @@ Last used: a valid check notes the token's id and the time in a dict, nothing mo
 request's path). `web/app.py:token_use_writer`, a task of the app, writes what was noted every
 `SCIMSVC_TOKEN_LAST_USED_SECONDS` (60) in one batched UPDATE (`store/tenants.py:RECORD_TOKEN_USES`), so
 each token is written at most once per interval per process, whatever the request rate. That column is
-left out of the change notification (migration 0022), so the writes never empty a cache. What a crash
-loses: the uses noted since the last write, which the IdP's next request notes again.
+left out of the change notification (migration 0022), so the writes never empty a cache. A write that
+fails or is cancelled puts its uses back for the next one; at shutdown the app writes what is left. What a
+crash loses: the uses noted since the last write, which the IdP's next request notes again.
 """
 
 from __future__ import annotations
@@ -170,16 +171,27 @@ class TokenCache:
         used, self._used = self._used, {}
         return used
 
+    def _put_back(self, used: dict[UUID, float]) -> None:
+        """Uses a write did not get through go back to the next write (a later use noted meanwhile wins)."""
+        for token_id, at in used.items():
+            if self._used.get(token_id, 0.0) < at:
+                self._used[token_id] = at
+
     async def write_uses(self) -> None:
-        """Write the uses noted so far in one statement; a failure is logged and those uses are dropped
-        (the tokens' next requests note them again)."""
+        """Write the uses noted so far in one statement. When it fails (logged) or is cancelled (the app
+        stopping mid-write) those uses are put back, so the next write (or the last one at shutdown) has
+        them; writing one again is harmless (a time is never moved back)."""
         used = self.take_uses()
         if not used:
             return
         try:
             await record_token_uses(self.pool, used)
         except Exception as exc:
+            self._put_back(used)
             log.warning("token last-used times not written for %d tokens: %s", len(used), type(exc).__name__)
+        except BaseException:
+            self._put_back(used)
+            raise
 
     def holds(self, token: str) -> bool:
         """Whether the token's tenant is in the cache now."""

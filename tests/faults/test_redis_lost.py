@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from scimsvc.web.app import create_app
 from tests.conftest import Processes, make_tenant, service_env, unique_email, user_body, wait_until
-from tests.test_notices import rename, smtp  # noqa: F401 - the SMTP server fixture
+from tests.test_notices import rename
 
 WAVE = 1_200
 SEATS = 300
@@ -115,6 +115,8 @@ async def test_redis_flushed_and_restarted_mid_wave_loses_nothing_and_doubles_no
     assert {r["action"]: (r["n"], r["users"]) for r in audit} == {
         "allocation": (SEATS, SEATS),
         "license_change": (WAVE - SEATS, WAVE - SEATS),
+        # Everyone without a seat waits for one (the waiting rule, README.md: seats and licenses).
+        "waiting": (WAVE - SEATS, WAVE - SEATS),
         "email_change": (RENAMES, RENAMES),
     }
     # No double notice: one message to the old and one to the new address of each change, each once.

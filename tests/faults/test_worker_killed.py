@@ -171,6 +171,8 @@ async def test_worker_killed_mid_provisioning_wave_then_a_new_worker_allocates_s
     assert {r["action"]: (r["n"], r["users"]) for r in audit} == {
         "allocation": (SEATS, SEATS),
         "license_change": (WAVE - SEATS, WAVE - SEATS),
+        # Everyone without a seat waits for one (the waiting rule, README.md: seats and licenses).
+        "waiting": (WAVE - SEATS, WAVE - SEATS),
     }
     attempts = await db.fetchval(
         "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL", tenant.id

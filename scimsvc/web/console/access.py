@@ -20,7 +20,7 @@ from scimsvc.services import console_sessions
 from scimsvc.store.db import unavailable
 from scimsvc.web.console.csrf import FIELD, csrf_valid
 from scimsvc.web.console.i18n import LANGUAGE_PATH
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import page, texts
 from scimsvc.web.console.roles import open_to_org_admins
 from scimsvc.web.console.session import (
     ADMIN_EMAIL,
@@ -70,9 +70,15 @@ def is_console(path: str) -> bool:
     return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
-def render_error(request: web.Request, status: int, detail: str) -> web.Response:
-    """An error as a console page (never JSON, never a traceback)."""
-    return page(request, "error.html", {"status": status, "detail": detail}, status=status)
+def render_error(request: web.Request, status: int, detail: str, **values: str) -> web.Response:
+    """An error as a console page (never JSON, never a traceback), its text in the page's language when the
+    catalogue has it (`values` fill its `{name}`s). A portal session's page links back to its organization."""
+    session = request.get(SESSION)
+    own = session.tenant_id if session is not None else None
+    shown = texts(request)(detail, **values)
+    return page(
+        request, "error.html", {"status": status, "detail": shown, "own_tenant_id": own}, status=status
+    )
 
 
 def _portal_may_open(request: web.Request, session: Session) -> bool:
@@ -154,7 +160,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise  # redirects
         if isinstance(exc, web.HTTPNotFound):
-            return render_error(request, 404, f"there is no console page at {request.path}")
+            return render_error(request, 404, "there is no console page at {path}", path=request.path)
         return render_error(request, exc.status, exc.reason or "request failed")
     except Exception as exc:
         if unavailable(exc):  # PostgreSQL is down: a page saying so, and one warning per interval
@@ -164,8 +170,8 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             response.headers.update(error.headers)
             return response
         log.exception("unhandled error on %s %s", request.method, log_path(request))
-        detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
-        return render_error(request, 500, detail)
+        detail = "internal error; quote request id {id} to the operator"
+        return render_error(request, 500, detail, id=str(request.get(REQUEST_ID)))
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

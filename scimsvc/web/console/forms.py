@@ -6,6 +6,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from marshmallow import Schema, ValidationError
+
+from scimsvc.scim.errors import invalid_value
+
 _INTEGER = re.compile(r"[+-]?\d{1,15}")
 _SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -46,3 +50,15 @@ def tenant_create_payload(form: Mapping[str, Any]) -> dict[str, Any]:
     if domains := words(text(form, "allowed_domains")):
         payload["allowed_domains"] = domains
     return payload
+
+
+def load_form(schema: Schema, payload: Mapping[str, Any], plain: Mapping[str, str]) -> dict[str, Any]:
+    """Validate a console form's payload with an admin schema; a wrong field is told in the page's words
+    (`plain`: field name -> its translated text, e.g. "A label is at most 100 characters."), never in the
+    schema's ("label: Longer than maximum length 100."). A 400, nothing changed."""
+    try:
+        return dict(schema.load(dict(payload)))
+    except ValidationError as exc:
+        wrong = exc.messages if isinstance(exc.messages, dict) else {}
+        told = [text for field, text in plain.items() if field in wrong]
+        raise invalid_value(" ".join(told) or next(iter(plain.values()), "")) from None

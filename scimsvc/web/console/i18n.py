@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
@@ -87,7 +87,11 @@ def back_to(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme or parts.netloc or parts.fragment or not _SAFE_PATH.fullmatch(parts.path):
         return HOME
-    segments = parts.path.split("/")
+    # The segments as the browser (and yarl, writing `Location`) reads them: `%2e%2e` is `..`.
+    decoded = unquote(parts.path)
+    if "\\" in decoded or not decoded.isprintable():
+        return HOME
+    segments = decoded.split("/")
     if ".." in segments or "." in segments or "" in segments[1:-1]:
         return HOME
     return raw

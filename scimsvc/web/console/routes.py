@@ -27,7 +27,6 @@ from scimsvc.web.admin_requests import (
     load,
     tenant_id_of,
 )
-from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
 from scimsvc.web.console.pages import organization, page
@@ -53,11 +52,6 @@ QUEUE_REFRESH_SECONDS = 5
 
 def see_other(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
-
-
-async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
 
 
 def _set_session(response: web.StreamResponse, request: web.Request, session: Session) -> None:

@@ -2,39 +2,36 @@
 for Okta and Microsoft Entra ID, and the last request seen from the organization's identity provider.
 
 Open to the operator and to the organization's own admins (`for_org_admins`). A new token is shown once:
-its POST answers 303 to `/scim/tokens/new` and carries the token there in a cookie scoped to that exact
-path, living a minute, HttpOnly and SameSite=Strict, bound by an HMAC to this session and organization;
-the GET that shows it clears it, so a reload shows "shown once" and never makes another token. Revoking a
+its POST answers 303 to `/scim/tokens/new` and carries the token there in `reveal.py`'s cookie (scoped to
+that exact path, living a minute, HttpOnly and SameSite=Strict, bound by an HMAC to this session and
+organization); the GET that shows it clears it, so a reload shows "shown once" and never makes another
+token. Revoking a
 token and turning SCIM off each go through a confirmation page (a GET that changes nothing) whose form
 POSTs; turning SCIM on needs none.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from schemas.admin import ScimToggleSchema, TokenCreateSchema
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.scim.ids import id_or_404
 from scimsvc.services import provisioning_log, tokens
 from scimsvc.services import tenants as tenant_service
-from scimsvc.web.admin_requests import action_scope, load, tenant_id_of
-from scimsvc.web.admin_views import render_tenant
-from scimsvc.web.console import forms
-from scimsvc.web.console.pages import page
+from scimsvc.web.admin_requests import action_scope, tenant_id_of
+from scimsvc.web.console import forms, reveal
+from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.console.session import SESSION, b64, derived_key
 from scimsvc.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
 
 NEW_TOKEN_COOKIE = "scimsvc_new_token"
-NEW_TOKEN_SECONDS = 60  # the new token waits this long in its cookie for the page that shows it
+REVEAL_PURPOSE = "new-token"  # the HMAC key of its cookie (`reveal.py`)
 
 
 def _panel(tenant_id: UUID) -> str:
@@ -43,11 +40,6 @@ def _panel(tenant_id: UUID) -> str:
 
 def _reveal_path(tenant_id: UUID) -> str:
     return f"/console/tenants/{tenant_id}/scim/tokens/new"
-
-
-async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
 
 
 def _token_row(row: Any) -> dict[str, Any]:
@@ -65,7 +57,7 @@ async def _scim_page(
     error: str | None = None,
     form: dict[str, str] | None = None,
 ) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     pool = request.app[POOL]
     tenant_id = UUID(tenant["id"])
     rows = await tokens.list_tokens(pool, tenant_id)
@@ -93,10 +85,14 @@ async def scim_toggle(request: web.Request) -> web.Response:
     """Turn SCIM on at once; turning it off goes through its confirmation page."""
     form = await request.post()
     tenant_id = tenant_id_of(request)
+    _ = texts(request)
     try:
-        enabled = load(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")})["enabled"]
+        plain = {"enabled": _("Choose whether SCIM provisioning is on or off.")}
+        enabled = forms.load_form(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")}, plain)[
+            "enabled"
+        ]
         if not enabled:
-            await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+            await organization(request)
             raise web.HTTPSeeOther(_panel(tenant_id) + "/disable")
         await tenant_service.set_scim_enabled(action_scope(request), tenant_id, True)
     except ScimError as exc:
@@ -108,7 +104,7 @@ async def scim_toggle(request: web.Request) -> web.Response:
 @for_org_admins
 async def scim_disable_confirm(request: web.Request) -> web.Response:
     """What turning SCIM off does, and the form that does it; this page changes nothing."""
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     live = [r for r in await tokens.list_tokens(request.app[POOL], UUID(tenant["id"])) if _live(r)]
     context = {"tenant": tenant, "section": "scim", "live_tokens": len(live)}
     return page(request, "scim_disable.html", context)
@@ -132,16 +128,6 @@ def _live(row: Any) -> bool:
 # --- tokens ----------------------------------------------------------------------------------------
 
 
-def _reveal_mac(request: web.Request, tenant_id: UUID, token_id: str, token: str) -> str:
-    """Binds a new token's cookie to this session and organization (a cookie set any other way is
-    ignored)."""
-    session = request.get(SESSION)
-    sid = session.sid if session is not None else ""
-    key = derived_key(request.app[SETTINGS].admin_key, "new-token")
-    message = f"{sid}|{tenant_id}|{token_id}|{token}".encode()
-    return b64(hmac.new(key, message, hashlib.sha256).digest())
-
-
 @routes.post("/console/tenants/{tid}/scim/tokens")
 @for_org_admins
 async def token_create(request: web.Request) -> web.Response:
@@ -150,25 +136,32 @@ async def token_create(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
     typed = {"label": forms.text(form, "label"), "expires_in_days": forms.text(form, "expires_in_days")}
+    _ = texts(request)
+    plain = {
+        "label": _("The label is at most 100 characters of text."),
+        "expires_in_days": _(
+            "Expires in: a whole number of days from 1 to 3650, or empty for a token that never expires."
+        ),
+    }
     try:
         days = forms.number(typed["expires_in_days"]) if typed["expires_in_days"] else None
-        data = load(TokenCreateSchema(), {"label": typed["label"], "expires_in_days": days})
+        data = forms.load_form(TokenCreateSchema(), {"label": typed["label"], "expires_in_days": days}, plain)
         expires_at = tokens.token_expiry(expires_at=None, expires_in_days=data["expires_in_days"])
         new = await tokens.create_token(
             action_scope(request), tenant_id, label=data["label"], expires_at=expires_at
         )
     except ScimError as exc:
         return await _scim_page(request, status=exc.status, error=exc.detail, form=typed)
-    token_id = str(new.id)
     response = web.HTTPSeeOther(_reveal_path(tenant_id))
-    response.set_cookie(
-        NEW_TOKEN_COOKIE,
-        f"{token_id}.{new.token}.{_reveal_mac(request, tenant_id, token_id, new.token)}",
-        max_age=NEW_TOKEN_SECONDS,
+    reveal.reveal_next(
+        request,
+        response,
+        cookie=NEW_TOKEN_COOKIE,
         path=_reveal_path(tenant_id),
-        httponly=True,
-        samesite="Strict",
-        secure=request.app[SETTINGS].public_url.startswith("https://"),
+        purpose=REVEAL_PURPOSE,
+        owner=str(tenant_id),
+        item_id=str(new.id),
+        secret=new.token,
     )
     raise response
 
@@ -177,12 +170,12 @@ async def token_create(request: web.Request) -> web.Response:
 @for_org_admins
 async def token_reveal(request: web.Request) -> web.Response:
     """The token just created, once: the cookie that carried it is cleared by this answer."""
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     new_token = None
-    token_id, _, rest = request.cookies.get(NEW_TOKEN_COOKIE, "").partition(".")
-    token, _, mac = rest.rpartition(".")
-    if token and hmac.compare_digest(mac, _reveal_mac(request, tenant_id, token_id, token)):
+    handed = reveal.revealed(request, cookie=NEW_TOKEN_COOKIE, purpose=REVEAL_PURPOSE, owner=str(tenant_id))
+    if handed is not None:
+        token_id, token = handed
         try:
             row = await tokens.token_of(request.app[POOL], tenant_id, id_or_404(token_id, "token"))
         except ScimError:
@@ -196,7 +189,7 @@ async def token_reveal(request: web.Request) -> web.Response:
         "shown_token": new_token["token"] if new_token else None,
     }
     response = page(request, "scim_new_token.html", context)
-    response.del_cookie(NEW_TOKEN_COOKIE, path=_reveal_path(tenant_id))
+    reveal.forget(response, cookie=NEW_TOKEN_COOKIE, path=_reveal_path(tenant_id))
     return response
 
 
@@ -204,9 +197,15 @@ async def token_reveal(request: web.Request) -> web.Response:
 @for_org_admins
 async def token_revoke_confirm(request: web.Request) -> web.Response:
     """What revoking the token does, and the form that does it; this page changes nothing."""
-    tenant = await _tenant(request)
-    token_id = id_or_404(request.match_info["token_id"], "token")
-    row = await tokens.token_of(request.app[POOL], UUID(tenant["id"]), token_id)
+    tenant = await organization(request)
+    try:
+        token_id = id_or_404(request.match_info["token_id"], "token")
+        row = await tokens.token_of(request.app[POOL], UUID(tenant["id"]), token_id)
+    except ScimError as exc:
+        if exc.status != 404:
+            raise
+        missing = texts(request)("There is no such token in this organization: the address is wrong.")
+        raise not_found(missing) from None
     context = {"tenant": tenant, "section": "scim", "token": _token_row(row)}
     return page(request, "scim_revoke.html", context)
 
@@ -217,7 +216,9 @@ async def token_revoke(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     token_id = id_or_404(request.match_info["token_id"], "token")
     if not await tokens.revoke_token(action_scope(request), tenant_id, token_id):
-        detail = f"token {token_id} is not a live token of this organization (already revoked?)"
+        detail = texts(request)(
+            "This token is not a live token of this organization: it was already revoked."
+        )
         return await _scim_page(request, status=404, error=detail)
     raise web.HTTPSeeOther(_panel(tenant_id) + "?done=token-revoked")
 
@@ -228,12 +229,12 @@ async def token_revoke(request: web.Request) -> web.Response:
 @routes.get("/console/tenants/{tid}/scim/okta")
 @for_org_admins
 async def okta_guide(request: web.Request) -> web.Response:
-    context = {"tenant": await _tenant(request), "section": "scim", "idp": "okta", "shown_token": None}
+    context = {"tenant": await organization(request), "section": "scim", "idp": "okta", "shown_token": None}
     return page(request, "scim_guide.html", context)
 
 
 @routes.get("/console/tenants/{tid}/scim/entra")
 @for_org_admins
 async def entra_guide(request: web.Request) -> web.Response:
-    context = {"tenant": await _tenant(request), "section": "scim", "idp": "entra", "shown_token": None}
+    context = {"tenant": await organization(request), "section": "scim", "idp": "entra", "shown_token": None}
     return page(request, "scim_guide.html", context)

@@ -31,11 +31,10 @@ from scimsvc.services.licenses import (
     seat_overview,
 )
 from scimsvc.web.admin_requests import action_scope, admin_scope, load, tenant_id_of
-from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms, setting_forms
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import organization, page
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.keys import POOL
 
 routes = web.RouteTableDef()
 
@@ -79,11 +78,6 @@ def place(at: datetime, user_id: UUID) -> str:
     return f"{at.isoformat()}_{user_id}"
 
 
-async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
-
-
 # --- seats and licenses ----------------------------------------------------------------------------
 
 
@@ -94,7 +88,7 @@ async def _seats_page(
     error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     query = request.query
     waiting_after = place_of(query, "waiting_after")
@@ -169,7 +163,7 @@ async def seats_lower(request: web.Request) -> web.Response:
         seats = setting_forms.seats(request.query)
     except ScimError as exc:
         return await _seats_page(request, status=exc.status, error=exc.detail)
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     overview = await seat_overview(request.app[POOL], UUID(tenant["id"]), limit=0)
     context = {"tenant": tenant, "section": "seats", "seats": seats, "overview": overview}
     return page(request, "seats_lower.html", context)
@@ -201,7 +195,7 @@ async def _settings_page(
     error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
     team_ids = await tenant_service.team_ids_by_name(pool, tenant_id)

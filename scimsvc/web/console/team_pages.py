@@ -16,23 +16,31 @@ from schemas.admin import TeamGroupLinkSchema, TeamSchema
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services import admin_users
 from scimsvc.services import teams as team_service
-from scimsvc.services import tenants as tenant_service
-from scimsvc.web.admin_requests import action_scope, load, query_id, team_id_of, tenant_id_of, user_id_of
-from scimsvc.web.admin_views import render_tenant
+from scimsvc.web.admin_requests import action_scope, query_id, team_id_of, tenant_id_of, user_id_of
 from scimsvc.web.console import forms
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.keys import POOL
 
 routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
 APPLYING_REFRESH_SECONDS = 3
+NO_TEAM = "There is no such team in this organization: it was deleted, or the address is wrong."
 
 
-async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
+async def _team(request: web.Request, tenant_id: UUID) -> Any:
+    """The URL's team of this organization; a 404 in the console's words (the admin API names ids)."""
+    try:
+        return await team_service.team_or_404(request.app[POOL], tenant_id, team_id_of(request))
+    except ScimError as exc:
+        if exc.status != 404:
+            raise
+        raise not_found(texts(request)(NO_TEAM)) from None
+
+
+def _team_name(request: web.Request) -> dict[str, str]:
+    return {"name": texts(request)("A team name is 1 to 200 characters of text.")}
 
 
 def _team_url(tenant_id: UUID, team_id: UUID | None = None, done: str | None = None) -> str:
@@ -47,7 +55,7 @@ async def _teams_page(
     error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     rows = await team_service.list_teams(request.app[POOL], UUID(tenant["id"]))
     context = {"tenant": tenant, "section": "teams", "teams": rows, "form": dict(form or {}), "error": error}
     return page(request, "teams.html", context, status=status)
@@ -65,7 +73,7 @@ async def team_create(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
     try:
-        name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
+        name = forms.load_form(TeamSchema(), {"name": forms.text(form, "name")}, _team_name(request))["name"]
         await team_service.create_team(action_scope(request), tenant_id, name)
     except ScimError as exc:
         return await _teams_page(request, status=exc.status, error=exc.detail, form=form)
@@ -79,10 +87,10 @@ async def _team_page(
     error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
-    team = await team_service.team_or_404(pool, tenant_id, team_id_of(request))
+    team = await _team(request, tenant_id)
     after = query_id(request.query, "after", "user")
     members = await team_service.members_page(pool, team["id"], after=after, limit=PAGE_SIZE)
     applying = False
@@ -118,7 +126,7 @@ async def team_rename(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     try:
-        name = load(TeamSchema(), {"name": forms.text(form, "name")})["name"]
+        name = forms.load_form(TeamSchema(), {"name": forms.text(form, "name")}, _team_name(request))["name"]
         await team_service.rename_team(action_scope(request), tenant_id, team_id, name)
     except ScimError as exc:
         return await _team_page(request, status=exc.status, error=exc.detail, form=form)
@@ -131,16 +139,19 @@ async def team_link_group(request: web.Request) -> web.Response:
     """Link a SCIM group linked to no team to this team; the worker then adds the group's members."""
     form = await request.post()
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
+    await _team(request, tenant_id)
     try:
         raw = forms.text(form, "group_id")
         if not raw:
-            raise invalid_value("Choose the SCIM group to link to this team.")
-        group_id = load(TeamGroupLinkSchema(), {"group_id": raw})["group_id"]
+            raise invalid_value(texts(request)("Choose the SCIM group to link to this team."))
+        plain = {"group_id": texts(request)("Choose the SCIM group to link to this team.")}
+        group_id = forms.load_form(TeamGroupLinkSchema(), {"group_id": raw}, plain)["group_id"]
         await team_service.link_group(action_scope(request), tenant_id, team_id, group_id)
     except ScimError as exc:
-        if exc.status == 404:
-            raise
-        return await _team_page(request, status=exc.status, error=exc.detail, form=form)
+        error = exc.detail
+        if exc.status == 404:  # the team was just found: the group is gone (or another organization's)
+            error = texts(request)("That SCIM group is not in this organization any more: choose another.")
+        return await _team_page(request, status=exc.status, error=error, form=form)
     raise web.HTTPSeeOther(_team_url(tenant_id, team_id, "team-linked"))
 
 
@@ -148,8 +159,8 @@ async def team_link_group(request: web.Request) -> web.Response:
 @for_org_admins
 async def team_delete_confirm(request: web.Request) -> web.Response:
     """The confirmation of a team's deletion: what goes (memberships) and what stays (the linked group)."""
-    tenant = await _tenant(request)
-    team = await team_service.team_or_404(request.app[POOL], UUID(tenant["id"]), team_id_of(request))
+    tenant = await organization(request)
+    team = await _team(request, UUID(tenant["id"]))
     return page(request, "team_delete.html", {"tenant": tenant, "section": "teams", "team": team})
 
 
@@ -158,7 +169,7 @@ async def team_delete_confirm(request: web.Request) -> web.Response:
 async def team_delete(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     if not await team_service.delete_team(action_scope(request), tenant_id, team_id):
-        raise not_found(f"team {team_id} not found in this organization")
+        raise not_found(texts(request)(NO_TEAM))
     raise web.HTTPSeeOther(_team_url(tenant_id, done="team-deleted"))
 
 
@@ -169,11 +180,11 @@ async def member_add(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     pool = request.app[POOL]
-    await team_service.team_or_404(pool, tenant_id, team_id)
+    await _team(request, tenant_id)
     try:
         user_id = await admin_users.find_user(pool, tenant_id, forms.text(form, "user"))
         if not await team_service.add_member(action_scope(request), tenant_id, team_id, user_id):
-            raise not_found(f"user {user_id} not found in this organization")
+            raise not_found(texts(request)("There is no such user in this organization."))
     except ScimError as exc:
         return await _team_page(request, status=exc.status, error=exc.detail, form=form)
     raise web.HTTPSeeOther(_team_url(tenant_id, team_id, "member-added"))
@@ -185,5 +196,6 @@ async def member_remove(request: web.Request) -> web.Response:
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
     user_id = user_id_of(request)
     if not await team_service.remove_member(action_scope(request), tenant_id, team_id, user_id):
-        return await _team_page(request, status=404, error=f"user {user_id} is not a member of this team")
+        error = texts(request)("This user is not a member of this team (any more).")
+        return await _team_page(request, status=404, error=error)
     raise web.HTTPSeeOther(_team_url(tenant_id, team_id, "member-removed"))

@@ -16,14 +16,13 @@ from aiohttp import web
 
 from schemas.user import ENTERPRISE_SCHEMA
 from scimsvc.product.users import ENTERPRISE_FIELDS, full_name, user_state
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, not_found
 from scimsvc.services import admin_users, user_details
-from scimsvc.services import tenants as tenant_service
-from scimsvc.web.admin_requests import query_id, tenant_id_of, user_filters, user_id_of
-from scimsvc.web.admin_views import render_tenant, render_user_page, stream_users_csv
-from scimsvc.web.console.pages import page
+from scimsvc.web.admin_requests import query_id, user_filters, user_id_of
+from scimsvc.web.admin_views import render_user_page, stream_users_csv
+from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.keys import POOL, SETTINGS
+from scimsvc.web.keys import POOL
 
 routes = web.RouteTableDef()
 
@@ -31,15 +30,10 @@ PAGE_SIZE = 50
 APPLYING_REFRESH_SECONDS = 3
 
 
-async def _tenant(request: web.Request) -> dict[str, Any]:
-    row = await tenant_service.tenant_or_404(request.app[POOL], tenant_id_of(request))
-    return render_tenant(row, public_url=request.app[SETTINGS].public_url)
-
-
 @routes.get("/console/tenants/{tid}/users")
 @for_org_admins
 async def users_list(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
+    tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
     query = request.query
@@ -69,8 +63,7 @@ async def users_list(request: web.Request) -> web.Response:
 @for_org_admins
 async def users_csv(request: web.Request) -> web.StreamResponse:
     """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
-    tenant_id = tenant_id_of(request)
-    await tenant_service.tenant_or_404(request.app[POOL], tenant_id)
+    tenant_id = UUID((await organization(request))["id"])
     return await stream_users_csv(request, tenant_id, user_filters(request.query))
 
 
@@ -100,16 +93,38 @@ def _when(at: datetime | None) -> str | None:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else None
 
 
+def _detail_lines(detail: Any) -> list[str]:
+    """An audit row's detail as readable "key: value" lines (a nested value as compact JSON)."""
+    if not isinstance(detail, dict):
+        return [orjson.dumps(detail).decode()] if detail else []
+    lines = []
+    for key, value in detail.items():
+        if value is None:
+            shown = "–"
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            shown = str(value)
+        else:
+            shown = orjson.dumps(value).decode()
+        lines.append(f"{key}: {shown}")
+    return lines
+
+
 def _audit_item(row: Any) -> dict[str, Any]:
-    return {**dict(row), "detail": orjson.dumps(row["detail"]).decode() if row["detail"] else ""}
+    return {**dict(row), "detail": _detail_lines(row["detail"])}
 
 
 @routes.get("/console/tenants/{tid}/users/{uid}")
 @for_org_admins
 async def user_page(request: web.Request) -> web.Response:
     """One user: attributes, state, license and seat, history; refreshes itself while a change is applied."""
-    tenant = await _tenant(request)
-    details = await user_details.user_details(request.app[POOL], UUID(tenant["id"]), user_id_of(request))
+    tenant = await organization(request)
+    try:
+        details = await user_details.user_details(request.app[POOL], UUID(tenant["id"]), user_id_of(request))
+    except ScimError as exc:
+        if exc.status != 404:
+            raise
+        missing = "There is no such user in this organization: it was deleted, or the address is wrong."
+        raise not_found(texts(request)(missing)) from None
     row = details.row
     context = {
         "tenant": tenant,

@@ -2,9 +2,11 @@
 every tenant (`/console/webhooks`). The same services and schemas as the admin API
 (`web/routes/admin_webhooks.py`).
 
-A new or rotated secret is shown only in the answer to that POST (never in a URL, never on a reload): it is
-derived, not stored, and a GET never shows it. Disabling, rotating and deleting ask first (`confirm.html`,
-a GET page whose form POSTs with `confirm=on`).
+A new or rotated secret is shown once (never in a URL, never on a reload): the POST answers 303 to the
+endpoint's `/secret` page and hands the secret over in `reveal.py`'s one-minute cookie, bound to this
+session and owner, which that page clears, so reloading it neither shows the secret again nor adds an
+endpoint or rotates again. The secret is derived, not stored; no other GET shows it. Disabling, rotating
+and deleting ask first (`confirm.html`, a GET page whose form POSTs with `confirm=on`).
 
 An organization admin's portal session opens the tenant's pages and actions (`for_org_admins` on the
 `TENANT` handlers), never the operator's: each URL has its own handler, so marking one leaves the other
@@ -28,7 +30,7 @@ from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services import webhooks
 from scimsvc.services.audit import operator_audit_page
 from scimsvc.web.admin_requests import action_scope, load
-from scimsvc.web.console import forms
+from scimsvc.web.console import forms, reveal
 from scimsvc.web.console.pages import confirmation, organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.keys import POOL
@@ -54,6 +56,8 @@ NOTICES = {
     "webhook-deleted": "Endpoint deleted, with its deliveries.",
     "webhook-replayed": "Replay queued: the new deliveries are at the top of the list below.",
 }
+SECRET_COOKIE = "scimsvc_new_webhook_secret"
+REVEAL_PURPOSE = "new-webhook-secret"  # the HMAC key of its cookie (`reveal.py`)
 
 
 def _endpoint_of(request: web.Request) -> tuple[UUID | None, UUID]:
@@ -153,7 +157,58 @@ async def _create(request: web.Request) -> web.Response:
         row, secret = await webhooks.create_endpoint(action_scope(request), owner_of(request), data)
     except ScimError as exc:
         return await _list_page(request, status=exc.status, error=exc.detail, form=_endpoint_payload(form))
-    return await _endpoint_page(request, endpoint=row, new_secret=secret, status=201)
+    raise _see_secret(request, row["id"], secret)
+
+
+def _secret_path(request: web.Request, endpoint_id: UUID) -> str:
+    return f"{_base(request)}/{endpoint_id}/secret"
+
+
+def _owner_key(request: web.Request) -> str:
+    owner = owner_of(request)
+    return str(owner) if owner is not None else "operator"
+
+
+def _see_secret(request: web.Request, endpoint_id: UUID, secret: str) -> web.HTTPSeeOther:
+    """303 to the endpoint's page that shows `secret` once (`reveal.py`)."""
+    response = web.HTTPSeeOther(_secret_path(request, endpoint_id))
+    reveal.reveal_next(
+        request,
+        response,
+        cookie=SECRET_COOKIE,
+        path=_secret_path(request, endpoint_id),
+        purpose=REVEAL_PURPOSE,
+        owner=_owner_key(request),
+        item_id=str(endpoint_id),
+        secret=secret,
+    )
+    return response
+
+
+@routes.get(OPERATOR + "/{wid}/secret")
+async def webhook_secret(request: web.Request) -> web.Response:
+    return await _show_secret(request)
+
+
+@routes.get(TENANT + "/{wid}/secret")
+@for_org_admins
+async def tenant_webhook_secret(request: web.Request) -> web.Response:
+    return await _show_secret(request)
+
+
+async def _show_secret(request: web.Request) -> web.Response:
+    """The endpoint's page with the secret its POST just made, once: this answer clears the cookie, so a
+    reload says it was shown (and repeats nothing)."""
+    endpoint_id = endpoint_id_of(request)
+    handed = reveal.revealed(request, cookie=SECRET_COOKIE, purpose=REVEAL_PURPOSE, owner=_owner_key(request))
+    secret = handed[1] if handed is not None and handed[0] == str(endpoint_id) else None
+    shown_once = None
+    if secret is None:
+        _ = texts(request)
+        shown_once = _("The signing secret was shown once and cannot be shown again: rotate it for another.")
+    response = await _endpoint_page(request, new_secret=secret, notice=shown_once)
+    reveal.forget(response, cookie=SECRET_COOKIE, path=_secret_path(request, endpoint_id))
+    return response
 
 
 # --- one endpoint ----------------------------------------------------------------------------------------
@@ -167,9 +222,12 @@ async def _endpoint_page(
     status: int = 200,
     error: str | None = None,
     form: dict[str, Any] | None = None,
+    notice: str | None = None,
 ) -> web.Response:
     pool, owner = request.app[POOL], owner_of(request)
     context = await _context(request, error=error, form=form or {}, new_secret=new_secret)
+    if notice is not None:
+        context["notice"] = notice
     endpoint_id = endpoint["id"] if endpoint is not None else endpoint_id_of(request)
     row = await _endpoint_or_404(request, endpoint_id)
     try:
@@ -342,14 +400,15 @@ async def tenant_webhook_rotate(request: web.Request) -> web.Response:
 
 
 async def _rotate(request: web.Request) -> web.Response:
-    """A new secret, shown in this answer only; the previous one signs too during the overlap."""
+    """A new secret, shown once on the page this answer redirects to; the previous one signs too during the
+    overlap."""
     form = await request.post()
     try:
         _confirmed(request, form)
         row, secret = await webhooks.rotate_secret(action_scope(request), *_endpoint_of(request))
     except ScimError as exc:
         return await _endpoint_page(request, status=exc.status, error=exc.detail)
-    return await _endpoint_page(request, endpoint=row, new_secret=secret)
+    raise _see_secret(request, row["id"], secret)
 
 
 @routes.post(OPERATOR + "/{wid}/delete")
