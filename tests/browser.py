@@ -238,6 +238,9 @@ def open_portal(page: Page, base_url: str, tenant_id: str, *, email: str | None 
     )
     assert status == 201, f"no portal link for {tenant_id}: {status} {link}"
     page.goto(base_url + "/console/portal/" + link["url"].rsplit("/console/portal/", 1)[1])
+    # The link answers a page that moves on by itself (SameSite=Strict, see README): goto returns with it.
+    scim_panel = f"/console/tenants/{tenant_id}/scim"
+    page.wait_for_url(lambda url: urlsplit(url).path == scim_panel)
     landed = urlsplit(page.url).path
     assert landed == f"/console/tenants/{tenant_id}/scim", f"the portal link landed on {page.url}"
 
