@@ -675,6 +675,22 @@ async def test_the_seats_and_settings_pages_speak_japanese(client, new_tenant, s
     assert "ライセンスのルール" in body and "許可するドメイン（1行に1つ）" in body
 
 
+async def test_a_settings_form_error_is_in_the_page_language_and_changes_nothing(client, new_tenant):
+    tenant = await new_tenant(seats=1)
+    csrf = await signed_in(client)
+    ja = {"Accept-Language": "ja,en;q=0.5"}
+    resp = await client.post(
+        f"/console/tenants/{tenant.id}/settings/domains",
+        data={"csrf_token": csrf, "allowed_domains": "not a domain", "domain_teams": ""},
+        headers=ja,
+    )
+    body = await resp.text()
+    assert resp.status == 400
+    assert "許可するドメイン：「not a domain」はメールのドメインではありません" in body
+    admin = await client.get(f"/admin/v1/tenants/{tenant.id}", headers=ADMIN_HEADERS)
+    assert (await admin.json())["allowed_domains"] == []
+
+
 # --- users who fell back under the old rule -----------------------------------------------------------
 
 

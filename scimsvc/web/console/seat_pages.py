@@ -32,7 +32,7 @@ from scimsvc.services.licenses import (
 )
 from scimsvc.web.admin_requests import action_scope, admin_scope, load, tenant_id_of
 from scimsvc.web.console import forms, setting_forms
-from scimsvc.web.console.pages import organization, page
+from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.keys import POOL
 
@@ -143,7 +143,7 @@ async def seats_save(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
     try:
-        seats = setting_forms.seats(form)
+        seats = setting_forms.seats(form, texts(request))
         changes = load(TenantSettingsSchema(), {"seats": seats})
         if form.get("confirmed") != "yes":
             overview = await seat_overview(request.app[POOL], tenant_id, limit=0)
@@ -160,7 +160,7 @@ async def seats_lower(request: web.Request) -> web.Response:
     """The confirmation of seats lowered below use (the operator only): what happens, and a form that
     POSTs it confirmed."""
     try:
-        seats = setting_forms.seats(request.query)
+        seats = setting_forms.seats(request.query, texts(request))
     except ScimError as exc:
         return await _seats_page(request, status=exc.status, error=exc.detail)
     tenant = await organization(request)
@@ -238,7 +238,7 @@ async def _save(request: web.Request, read: Any, done: str) -> web.Response:
 @for_org_admins
 async def license_rules_save(request: web.Request) -> web.Response:
     async def read(form: Mapping[str, Any], _: UUID) -> dict[str, Any]:
-        return setting_forms.license_rules(form)
+        return setting_forms.license_rules(form, texts(request))
 
     return await _save(request, read, "license-rules-saved")
 
@@ -249,8 +249,8 @@ async def domains_save(request: web.Request) -> web.Response:
     async def read(form: Mapping[str, Any], tenant_id: UUID) -> dict[str, Any]:
         team_ids = await tenant_service.team_ids_by_name(request.app[POOL], tenant_id)
         return {
-            "allowed_domains": setting_forms.allowed_domains(form),
-            "domain_teams": setting_forms.domain_teams(form, team_ids),
+            "allowed_domains": setting_forms.allowed_domains(form, texts(request)),
+            "domain_teams": setting_forms.domain_teams(form, team_ids, texts(request)),
         }
 
     return await _save(request, read, "domains-saved")
@@ -261,6 +261,6 @@ async def organization_save(request: web.Request) -> web.Response:
     """The name and the rate limit: the operator's (a portal session gets the access gate's 404)."""
 
     async def read(form: Mapping[str, Any], _: UUID) -> dict[str, Any]:
-        return setting_forms.organization(form)
+        return setting_forms.organization(form, texts(request))
 
     return await _save(request, read, "organization-saved")

@@ -1,5 +1,6 @@
 """The organization's settings forms (seats page, settings page) → `TenantSettingsSchema` payloads, with
-errors a person can act on for what a form lets them type wrong (the schema still decides the rest)."""
+errors a person can act on for what a form lets them type wrong (the schema still decides the rest), in the
+page's language (`_`, from `pages.texts`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from uuid import UUID
 from schemas.admin import is_domain
 from scimsvc.scim.errors import invalid_value
 from scimsvc.web.console.forms import number, text
+from scimsvc.web.console.i18n import Translate
 
 MAX_LINES = 1000
 MAX_SEATS = 10_000_000  # as TenantSettingsSchema.seats
@@ -18,22 +20,27 @@ MAX_DOMAIN = 253
 DELETED_TEAM = "(deleted team)"  # a domain team whose team was deleted, as the form shows it
 
 
-def seats(form: Mapping[str, Any]) -> int:
+def seats(form: Mapping[str, Any], _: Translate) -> int:
     """The seats typed: a whole number, 0 or more."""
     value = number(text(form, "seats"))
     if not isinstance(value, int) or not 0 <= value <= MAX_SEATS:
-        raise invalid_value(f"Seats must be a whole number from 0 to {MAX_SEATS:,} (for example 25).")
+        raise invalid_value(
+            _("Seats must be a whole number from 0 to {most} (for example 25).", most=f"{MAX_SEATS:,}")
+        )
     return value
 
 
-def license_rules(form: Mapping[str, Any]) -> dict[str, Any]:
+def license_rules(form: Mapping[str, Any], _: Translate) -> dict[str, Any]:
     """The flexible program, the default license and the fallback license."""
     default, fallback = text(form, "default_license"), text(form, "fallback_license")
     if default not in ("free", "free_restricted"):
-        raise invalid_value("Choose the default license from the list: free, or free and restricted.")
+        raise invalid_value(_("Choose the default license from the list: free, or free and restricted."))
     if fallback not in ("free_restricted", "none"):
         raise invalid_value(
-            "Choose what a user gets when no seat is free from the list: a restricted free license, or none."
+            _(
+                "Choose what a user gets when no seat is free from the list: a restricted free license, "
+                "or none."
+            )
         )
     return {
         "flexible_licenses": form.get("flexible_licenses") == "on",
@@ -42,44 +49,55 @@ def license_rules(form: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lines(raw: str) -> list[str]:
+def _lines(raw: str, _: Translate) -> list[str]:
     lines = [line.strip() for line in raw.splitlines() if line.strip()]
     if len(lines) > MAX_LINES:
-        raise invalid_value(f"Write at most {MAX_LINES} lines.")
+        raise invalid_value(_("Write at most {most} lines.", most=MAX_LINES))
     return lines
 
 
-def allowed_domains(form: Mapping[str, Any]) -> list[str]:
+def allowed_domains(form: Mapping[str, Any], _: Translate) -> list[str]:
     """The allowed domains, one per line (none: every domain is allowed)."""
-    domains = _lines(text(form, "allowed_domains"))
+    domains = _lines(text(form, "allowed_domains"), _)
     for domain in domains:
         if len(domain) > MAX_DOMAIN or not is_domain(domain):
             raise invalid_value(
-                f"Allowed domains: “{domain}” is not an email domain. "
-                "Write one domain per line, like example.com."
+                _(
+                    "Allowed domains: “{domain}” is not an email domain. Write one domain per line, like "
+                    "example.com.",
+                    domain=domain,
+                )
             )
     return domains
 
 
-def domain_teams(form: Mapping[str, Any], team_ids: Mapping[str, UUID]) -> dict[str, list[str]]:
+def domain_teams(form: Mapping[str, Any], team_ids: Mapping[str, UUID], _: Translate) -> dict[str, list[str]]:
     """Domain teams, one `domain: team name` per line (a domain's several teams on several lines), the
     teams named as on the Teams page (`team_ids`: id by name)."""
     joined: dict[str, list[str]] = {}
-    for line in _lines(text(form, "domain_teams")):
+    for line in _lines(text(form, "domain_teams"), _):
         domain, colon, team = (part.strip() for part in line.partition(":"))
         if not colon or not domain or not team:
             raise invalid_value(
-                f"Domain teams: “{line}” is not “domain: team name”. Write one team per line, like "
-                "example.com: Engineering."
+                _(
+                    "Domain teams: “{line}” is not “domain: team name”. Write one team per line, like "
+                    "example.com: Engineering.",
+                    line=line,
+                )
             )
         if len(domain) > MAX_DOMAIN or not is_domain(domain):
-            raise invalid_value(f"Domain teams: “{domain}” is not an email domain (such as example.com).")
+            raise invalid_value(
+                _("Domain teams: “{domain}” is not an email domain (such as example.com).", domain=domain)
+            )
         if team == DELETED_TEAM:
             continue  # its team was deleted: saving drops the line (the form says so)
         if team not in team_ids:
             raise invalid_value(
-                f"Domain teams: there is no team named “{team}”. Create it on the Teams page first, or "
-                "correct the name (names are matched exactly)."
+                _(
+                    "Domain teams: there is no team named “{team}”. Create it on the Teams page first, or "
+                    "correct the name (names are matched exactly).",
+                    team=team,
+                )
             )
         joined.setdefault(domain, []).append(str(team_ids[team]))
     return joined
@@ -99,23 +117,27 @@ RATE_PRESETS = ("default", "strict", "off")
 MAX_NAME = 200  # as TenantSettingsSchema.name
 
 
-def organization(form: Mapping[str, Any]) -> dict[str, Any]:
+def organization(form: Mapping[str, Any], _: Translate) -> dict[str, Any]:
     """The organization's name and SCIM rate limit (a preset, and credits per 30 s that override it)."""
     preset = text(form, "preset")
     if preset not in RATE_PRESETS:
-        raise invalid_value("Choose the SCIM rate limit from the list: default, strict or off.")
+        raise invalid_value(_("Choose the SCIM rate limit from the list: default, strict or off."))
     rate_limit: dict[str, Any] = {"preset": preset}
     if credits := text(form, "credits_per_30s"):
         value = number(credits)
         if not isinstance(value, int) or not MIN_CREDITS <= value <= MAX_CREDITS:
             raise invalid_value(
-                f"Credits per 30 seconds must be a whole number from {MIN_CREDITS:,} (one request of the "
-                f"heaviest kind) to {MAX_CREDITS:,}, or left empty to use the preset."
+                _(
+                    "Credits per 30 seconds must be a whole number from {least} (one request of the "
+                    "heaviest kind) to {most}, or left empty to use the preset.",
+                    least=f"{MIN_CREDITS:,}",
+                    most=f"{MAX_CREDITS:,}",
+                )
             )
         rate_limit["credits_per_30s"] = value
     name = text(form, "name")
     if not 1 <= len(name) <= MAX_NAME:
-        raise invalid_value(f"The organization's name must be 1 to {MAX_NAME} characters.")
+        raise invalid_value(_("The organization's name must be 1 to {most} characters.", most=MAX_NAME))
     if "\x00" in name:
-        raise invalid_value("The organization's name cannot contain the NUL character (\\0): remove it.")
+        raise invalid_value(_("The organization's name cannot contain the NUL character (\\0): remove it."))
     return {"name": name, "rate_limit": rate_limit}
