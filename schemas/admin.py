@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from schemas.base import Text
+from schemas.base import Name, Text
 
 LICENSES = ("free", "free_restricted")
 FALLBACKS = ("free_restricted", "none")
@@ -37,7 +37,7 @@ class TenantSettingsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = Text(validate=validate.Length(min=1, max=200))
+    name = Name(validate=validate.Length(min=1, max=200))
     scim_enabled = fields.Boolean()
     seats = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000_000))
     flexible_licenses = fields.Boolean()
@@ -75,7 +75,7 @@ class RateLimitSchema(Schema):
 
 
 class TenantCreateSchema(TenantSettingsSchema):
-    name = Text(required=True, validate=validate.Length(min=1, max=200))
+    name = Name(required=True, validate=validate.Length(min=1, max=200))
 
 
 class ScimToggleSchema(Schema):
@@ -115,7 +115,7 @@ class TeamSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = Text(required=True, validate=validate.Length(min=1, max=200))
+    name = Name(required=True, validate=validate.Length(min=1, max=200))
 
 
 class TeamGroupLinkSchema(Schema):

@@ -48,6 +48,18 @@ class Text(fields.String):
         return text
 
 
+class Name(Text):
+    """A name people read and click (an organization's, a team's): at least one visible character.
+
+    Only spaces or invisible characters (format, control) would make an empty link in the console."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text and not any(ch.isprintable() and not ch.isspace() for ch in text):
+            raise ValidationError("must contain a visible character, not only spaces or invisible characters")
+        return text
+
+
 class ScimString(Text):
     """A SCIM string; IdPs sometimes send numbers (`"employeeNumber": 42`), which are kept as text."""
 

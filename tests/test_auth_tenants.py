@@ -93,10 +93,13 @@ async def test_admin_rejects_bad_settings_with_a_clear_error(client, db):
         {"name": "x", "seats": "many"},
         {"name": "x", "fallback_license": "gold"},
         {"name": "x", "bogus": 1},
+        {"name": " \u200b\t"},  # nothing a person could read or click in the console's list
     ):
         resp = await client.post("/admin/v1/tenants", json=body, headers=ADMIN_HEADERS)
         assert resp.status == 400, body
         assert (await resp.json())["detail"]
+    resp = await client.post("/admin/v1/tenants", json={"name": "\u2028"}, headers=ADMIN_HEADERS)
+    assert "must contain a visible character" in (await resp.json())["detail"]
     assert await db.fetchval("SELECT count(*) FROM tenants") == before
     resp = await client.get("/admin/v1/tenants/not-a-uuid", headers=ADMIN_HEADERS)
     assert resp.status == 404

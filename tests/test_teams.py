@@ -48,7 +48,15 @@ async def test_team_names_are_unique_per_tenant_but_case_sensitive(client, new_t
 
 async def test_bad_team_payloads_are_refused(client, tenant, db):
     base = f"/admin/v1/tenants/{tenant.id}/teams"
-    for body in ({}, {"name": ""}, {"name": 7}, {"name": "x", "colour": "red"}, ["x"], {"name": "a\u0000b"}):
+    for body in (
+        {},
+        {"name": ""},
+        {"name": 7},
+        {"name": "x", "colour": "red"},
+        ["x"],
+        {"name": "a\u0000b"},
+        {"name": "\u200b "},
+    ):
         resp = await client.post(base, json=body, headers=ADMIN_HEADERS)
         assert resp.status == 400, body
         assert (await resp.json())["detail"]
