@@ -69,6 +69,15 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 HUGE_BUDGET = limiter_bench.HUGE_BUDGET
 
+# The baseline's users for its reads: the userNames bench/harness.py's SEED_USERS gives scimsvc's.
+SEED_BASELINE = """
+INSERT INTO baseline_users (user_name, resource)
+SELECT 'user' || i || '@bench.example',
+       jsonb_build_object('userName', 'user' || i || '@bench.example', 'name',
+           jsonb_build_object('givenName', 'Given' || i, 'familyName', 'Family' || i))
+FROM generate_series(1, $1) AS i
+"""
+
 FULL = {
     "post": 20_000,
     "seed": 100_000,
@@ -528,16 +537,7 @@ class Bench:
         load = await self.post_baseline(self.n["baseline_post"])
         self.row("POST /Users (ack)", "baseline", load, proc)
         seed = self.n["seed"]
-        await run.conn.execute(
-            """
-            INSERT INTO baseline_users (user_name, resource)
-            SELECT 'user' || i || '@bench.example',
-                   jsonb_build_object('userName', 'user' || i || '@bench.example', 'name',
-                       jsonb_build_object('givenName', 'Given' || i, 'familyName', 'Family' || i))
-            FROM generate_series(1, $1) AS i
-            """,
-            seed,
-        )
+        await run.conn.execute(SEED_BASELINE, seed)
         await run.conn.execute("VACUUM ANALYZE baseline_users")
         names = user_names(seed, self.n["get"])
         await self.measure(

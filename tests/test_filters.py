@@ -15,7 +15,7 @@ from schemas.catalog import Attr
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.scim.errors import ScimError
 from scimsvc.scim.filters.match import matches, matches_element
-from scimsvc.scim.filters.parse import parse_filter
+from scimsvc.scim.filters.parse import _Parser, parse_filter
 from scimsvc.scim.filters.sql import compile_filter
 from scimsvc.scim.filters.tree import And, Compare, Node, Not, Or, Present, ValuePath
 from scimsvc.store.users import RESOURCE_FILTER_COLUMNS as USER_COLUMNS
@@ -578,3 +578,54 @@ def test_generated_filters_compile_and_round_trip_their_params(node: Node) -> No
     )
     assert "NULL" not in text.replace("IS NOT NULL", "").replace("IS NULL", "")
     assert f"${len(params)}" in text or len(params) == 1
+
+
+def _outcome(parse: Any, text: str) -> Node | str:
+    """What a parser makes of `text`: the node, or the 400's detail."""
+    try:
+        return parse(text)
+    except ScimError as exc:
+        return str(exc.body().get("detail"))
+
+
+SPACES = st.text(alphabet=" \t\n\u3000\u00a0", max_size=3)
+LOOKUP_ATTRS = st.one_of(
+    st.sampled_from(
+        ["userName", "USERNAME", "displayName", "externalId", "emails.value", "not", "And", "or"]
+    ),
+    st.sampled_from(
+        [f"{ENTERPRISE_SCHEMA}:employeeNumber", "name.givenName", "$ref", "1abc", "a.b.c", "x+y"]
+    ),
+    st.text(alphabet="aZ09_.:$-+", min_size=1, max_size=12),
+)
+LOOKUP_VALUES = st.one_of(
+    st.text(max_size=30), st.sampled_from(["", 'a\\"b', "ü@example.com", "\\u00e9", "tab\there"])
+)
+
+
+@settings(max_examples=600)
+@given(
+    SPACES,
+    LOOKUP_ATTRS,
+    st.text(alphabet=" \t", min_size=0, max_size=2),
+    st.sampled_from(["eq", "EQ", "Eq", "ne", "co", "pr", "eq eq"]),
+    st.text(alphabet=" \t", min_size=0, max_size=2),
+    LOOKUP_VALUES,
+    st.sampled_from(['"', "", '"x"', '" and active eq true', '"]']),
+    SPACES,
+)
+def test_lookup_filters_parse_as_the_grammar_parses_them(
+    lead: str, attr: str, gap: str, op: str, gap2: str, value: str, close: str, tail: str
+) -> None:
+    # The fast path for `attr eq "value"` (parse.py: _SIMPLE_EQ) gives the grammar's node, or its error.
+    text = f'{lead}{attr}{gap}{op}{gap2}"{value}{close}{tail}'
+    assert _outcome(parse_filter, text) == _outcome(lambda t: _Parser(t).parse(), text)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=40))
+def test_any_user_name_lookup_parses_to_one_comparison(value: str) -> None:
+    text = f"userName eq {json.dumps(value)}"
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        return  # refused by both (tests above)
+    assert parse_filter(text) == Compare("userName", "eq", value) == _Parser(text).parse()

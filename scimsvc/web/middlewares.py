@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Mapping
 
 import orjson
@@ -52,8 +52,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Take `X-Request-Id` if it is sane, else make one; echo it on the response."""
-    given = request.headers.get("X-Request-Id", "")
-    request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    given = request.headers.get("X-Request-Id")
+    # 32 random hex digits, as uuid4().hex gave, without building a UUID on every request.
+    request_id = given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     token = logs.REQUEST_ID.set(request_id)  # every log line of this request carries it
     try:
