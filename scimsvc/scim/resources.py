@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import cached_property
+from datetime import UTC, datetime
+from functools import cached_property, lru_cache
 from typing import Any
 
 from schemas.catalog import AttrPath, ResourceTypeDef
@@ -21,6 +21,14 @@ def scim_datetime(value: datetime | None) -> str | None:
     """RFC 3339 with a `Z` for UTC, as IdPs expect."""
     if value is None:
         return None
+    if value.tzinfo is UTC:  # as PostgreSQL's timestamps arrive: many share one (a batch's meta.created)
+        return _utc_text(value)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=4096)
+def _utc_text(value: datetime) -> str:
+    # Keyed by the instant: only UTC datetimes come here, so equal keys have equal texts.
     return value.isoformat().replace("+00:00", "Z")
 
 

@@ -63,6 +63,17 @@ def base_url(request: web.Request) -> str:
     return request.app[SETTINGS].public_url + "/scim/v2"
 
 
+NO_PROJECTION = Projection()
+
+
+def projection_of(query: Mapping[str, str], rtype: ResourceTypeDef) -> Projection:
+    """The projection `query` asks for; most requests name neither attributes nor excludedAttributes and
+    share one (`parse_projection` would build the same, each time)."""
+    if "attributes" not in query and "excludedAttributes" not in query:
+        return NO_PROJECTION
+    return parse_projection(query, rtype)
+
+
 def paging(request: web.Request, query: Mapping[str, str]) -> tuple[int, int]:
     """(startIndex, count) of a list query, within the page sizes the settings allow."""
     settings = request.app[SETTINGS]
@@ -120,7 +131,7 @@ async def list_page(
     """The ListResponse for a list query (GET /Users, or the body of POST /Users/.search): paging,
     projection and sort parsed in that order, one page fetched, each resource rendered and projected."""
     start_index, count = paging(request, query)
-    projection = parse_projection(query, rtype)
+    projection = projection_of(query, rtype)
     sort = parse_sort(query.get("sortBy"), query.get("sortOrder"), rtype)
     total, rows = await fetch(
         scope_of(request), filter_text=query.get("filter"), start_index=start_index, count=count, sort=sort
@@ -172,7 +183,7 @@ def user_response(request: web.Request, row: Mapping[str, Any], *, status: int =
     """The user as SCIM, projected by the query's attributes/excludedAttributes (on writes too)."""
     body = render_user(row, base_url=base_url(request))
     return resource_response(
-        body, parse_projection(request.query, USER_RESOURCE), USER_RESOURCE, status=status
+        body, projection_of(request.query, USER_RESOURCE), USER_RESOURCE, status=status
     )
 
 
@@ -188,7 +199,7 @@ async def group_response(
     `written`: the member ids the request just wrote, rendered without reading them back, unless their
     display (users' names, in the database) is asked for.
     """
-    projection = parse_projection(request.query, GROUP_RESOURCE)
+    projection = projection_of(request.query, GROUP_RESOURCE)
     members: Iterable[tuple[Any, str]] | None = None
     display = projection.names("members", "display")
     if projection.wants("members"):
