@@ -1,14 +1,16 @@
 """The two hot paths alone, fast: POST /Users and GET userName eq against the bare baseline.
 
     python bench/hotpath.py [--rounds 4] [--post 2000] [--get 3000] [--seed 100000] [--profile DIR]
+                            [--set KEY=VALUE ...]
 
 The same alternating rounds as bench/run.py's `post_rounds` and `get_rounds` (scimsvc, then the
 baseline, seconds apart; POST with scimsvc's worker applying), in a run of its own (database, queue,
-Redis prefix, processes), with the CPU milliseconds per request of each process (web, worker,
-PostgreSQL, this client) beside the ratios: throughput moves with the machine's load, CPU per request
-much less. --profile DIR records the web process with py-spy (installed outside the project) during
-scimsvc's rounds, a speedscope file per workload; --set KEY=VALUE (repeatable) sets an environment
-variable of scimsvc's processes (SCIMSVC_ACCESS_LOG=off, ...). Takes a minute or two.
+Redis prefix, processes), with the CPU milliseconds per request of each process (web, worker, the
+PostgreSQL backends of its database, this client) beside the ratios: throughput moves with the
+machine's load, CPU per request much less. --profile DIR records the web process (and the worker
+during POST) with py-spy, installed outside the project, during scimsvc's last round of each
+workload, as speedscope files. --set KEY=VALUE sets an environment variable of scimsvc's processes
+(SCIMSVC_ACCESS_LOG=off, ...). Takes a minute or two.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,39 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Proc, Run, cpu_ms_per_request, cpu_snapshot, drive, scim_headers  # noqa: E402
+import harness  # noqa: E402
+from harness import (  # noqa: E402
+    Proc,
+    Run,
+    cpu_ms_per_request,
+    cpu_seconds_of,
+    drive,
+    free_port,
+    scim_headers,
+    wait_http,
+)
 from run import SEED_BASELINE, Bench, user_body, user_names  # noqa: E402
+
+
+def database_cpu_seconds(database: str) -> float:
+    """CPU time used so far by the PostgreSQL backends connected to `database` (their process titles
+    name it): on a machine other runs share, the part of PostgreSQL's CPU that is this run's. The WAL
+    writer and checkpointer, shared by every database, are left out."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read()
+        except OSError:
+            continue
+        if title.startswith(b"postgres:") and f" {database} ".encode() in title:
+            total += cpu_seconds_of(pid)
+    return total
+
+
+def cpu_snapshot(run: Run, procs: dict[str, Proc | None]) -> dict[str, float]:
+    """harness.cpu_snapshot with PostgreSQL's share counted for this run's database only."""
+    return {**harness.cpu_snapshot(procs), "postgres": database_cpu_seconds(run.database)}
 
 
 class Profiler:
@@ -54,77 +88,87 @@ class Profiler:
             spy.wait(30)
 
 
-async def get_rounds(bench: Bench, names: list[str], rounds: int, count: int, profiler: Profiler) -> dict:
-    base, headers = bench.reads
-    root = bench.baseline_root
-    web, baseline = bench.web, bench.baseline_proc
-    assert web is not None and baseline is not None
+@dataclass
+class System:
+    """One server the rounds drive: where it answers, with which headers, and its processes."""
 
-    def by_name(url: str) -> Any:
-        return lambda i: ("GET", f'{url}/Users?filter=userName eq "{names[i % len(names)]}"', None)
+    name: str
+    base: str  # the URL /Users hangs from
+    headers: dict[str, str]
+    web: Proc
+    worker: Proc | None = None
+    post_headers: dict[str, str] | None = None  # scimsvc: a new tenant per round (see post_tenant)
 
-    ratios, ours_cpu, base_cpu = [], [], []
+
+async def post_tenant(bench: Bench, count: int) -> tuple[str, dict[str, str]]:
+    """A new tenant for one round of `count` POSTs, seats for half of them (as bench/run.py's)."""
+    tenant, token = await bench.run.tenant(bench.http, seats=count // 2)
+    return tenant, scim_headers(token)
+
+
+async def rounds(
+    bench: Bench,
+    systems: list[System],
+    workload: str,
+    *,
+    count: int,
+    rounds: int,
+    profiler: Profiler,
+    names: list[str],
+) -> dict[str, list[Any]]:
+    """`rounds` rounds of `count` requests of `workload` ("get" or "post") on each system in turn;
+    per system, each round's rate and CPU ms per request (a POST round waits until its users are
+    applied, so the worker's CPU counts)."""
+    figures: dict[str, list[Any]] = {s.name: [] for s in systems}
     for r in range(rounds):
-        spy = profiler.record(web, "get") if r == rounds - 1 else None
-        before = cpu_snapshot({"web": web})
-        ours = await drive(bench.http, by_name(base), count, concurrency=bench.c, headers=headers)
-        ours_cpu.append(cpu_ms_per_request(before, cpu_snapshot({"web": web}), count))
-        Profiler.stop(spy)
-        assert not ours.errors, ours.statuses
-        before = cpu_snapshot({"web": baseline})
-        theirs = await drive(
-            bench.http,
-            by_name(root),
-            count,
-            concurrency=bench.c,
-            headers={"Content-Type": "application/json"},
-        )
-        base_cpu.append(cpu_ms_per_request(before, cpu_snapshot({"web": baseline}), count))
-        ratios.append(ours.per_s / theirs.per_s)
+        line = []
+        for system in systems:
+            procs = {"web": system.web, "worker": system.worker}
+            last = r == rounds - 1 and system is systems[0]
+            spies = [profiler.record(p, f"{workload}-{n}") for n, p in procs.items() if p and last]
+            tenant, headers = None, system.headers
+            if workload == "post" and system.worker is not None:
+                tenant, headers = await post_tenant(bench, count)
+            tag = uuid.uuid4().hex[:6]
+            if workload == "get":
+                requests = by_name(system.base, names)
+            else:
+                requests = by_post(system.base, tag)
+            before = cpu_snapshot(bench.run, procs)
+            load = await drive(bench.http, requests, count, concurrency=bench.c, headers=headers)
+            if tenant is not None:
+                await bench.run.wait_applied(tenant)
+            cpu = cpu_ms_per_request(before, cpu_snapshot(bench.run, procs), count)
+            for spy in spies:
+                Profiler.stop(spy)
+            assert not load.errors, (system.name, load.statuses)
+            figures[system.name].append({"per_s": load.per_s, "cpu": cpu})
+            line.append(f"{system.name} {load.per_s:,.0f}/s web {cpu['web']:.3f} ms")
+        print(f"  {workload} round {r + 1}: " + ", ".join(line), flush=True)
+    return figures
+
+
+def by_name(base: str, names: list[str]) -> Any:
+    return lambda i: ("GET", f'{base}/Users?filter=userName eq "{names[i % len(names)]}"', None)
+
+
+def by_post(base: str, tag: str) -> Any:
+    return lambda i: ("POST", f"{base}/Users", user_body(i, tag))
+
+
+def summary(workload: str, figures: dict[str, list[Any]], *, baseline: str = "baseline") -> None:
+    print(f"{workload}:")
+    theirs = figures[baseline]
+    for name, ours in figures.items():
+        ratios = [o["per_s"] / t["per_s"] for o, t in zip(ours, theirs, strict=True)]
+        web = [o["cpu"]["web"] / t["cpu"]["web"] for o, t in zip(ours, theirs, strict=True)]
+        parts = ours[0]["cpu"].keys()
+        cpu = ", ".join(f"{k} {statistics.median(o['cpu'][k] for o in ours):.3f}" for k in parts)
         print(
-            f"  GET round {r + 1}: {ours.per_s:,.0f} / {theirs.per_s:,.0f} per s = {ratios[-1]:.2f}",
-            flush=True,
+            f"  {name:<9} rate/baseline median {statistics.median(ratios):.2f} "
+            f"({', '.join(f'{x:.2f}' for x in ratios)}); web CPU/baseline's median "
+            f"{statistics.median(web):.2f}; CPU ms per request (medians): {cpu}"
         )
-    return {"ratios": ratios, "ours_cpu": ours_cpu, "baseline_cpu": base_cpu}
-
-
-async def post_rounds(bench: Bench, rounds: int, count: int, profiler: Profiler) -> dict:
-    run = bench.run
-    web, worker, baseline = bench.web, bench.worker, bench.baseline_proc
-    assert web is not None and worker is not None and baseline is not None
-    ratios, ours_cpu, base_cpu = [], [], []
-    for r in range(rounds):
-        spy = profiler.record(web, "post") if r == rounds - 1 else None
-        wspy = profiler.record(worker, "post-worker") if r == rounds - 1 else None
-        ours = {"web": web, "worker": worker}
-        before = cpu_snapshot(ours)
-        tenant, live = await bench.post_ours(count)
-        await run.wait_applied(tenant)
-        ours_cpu.append(cpu_ms_per_request(before, cpu_snapshot(ours), count))
-        Profiler.stop(spy)
-        Profiler.stop(wspy)
-        assert not live.errors, live.statuses
-        before = cpu_snapshot({"web": baseline})
-        theirs = await bench.post_baseline(count)
-        base_cpu.append(cpu_ms_per_request(before, cpu_snapshot({"web": baseline}), count))
-        ratios.append(live.per_s / theirs.per_s)
-        print(
-            f"  POST round {r + 1}: {live.per_s:,.0f} / {theirs.per_s:,.0f} per s = {ratios[-1]:.2f}",
-            flush=True,
-        )
-    return {"ratios": ratios, "ours_cpu": ours_cpu, "baseline_cpu": base_cpu}
-
-
-def summary(name: str, figures: dict) -> None:
-    def median_parts(parts: list[dict[str, float]]) -> str:
-        keys = parts[0].keys()
-        return ", ".join(f"{k} {statistics.median(p[k] for p in parts):.3f}" for k in keys)
-
-    ratios = figures["ratios"]
-    each = ", ".join(f"{x:.2f}" for x in ratios)
-    print(f"{name}: median ours/baseline {statistics.median(ratios):.2f} ({each})")
-    print(f"  CPU ms per request, ours:     {median_parts(figures['ours_cpu'])}")
-    print(f"  CPU ms per request, baseline: {median_parts(figures['baseline_cpu'])}")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -136,27 +180,37 @@ async def main(args: argparse.Namespace) -> None:
         Run(rate_limit=True) as run,
     ):
         run.env.update(dict(setting.split("=", 1) for setting in args.set))
-        bench = Bench(run, http, {"post_round": args.post}, args.concurrency)
-        bench.web = await run.start_serve(http)
-        bench.worker = (await run.start_workers(1))[0]
-        await bench.start_baseline()
+        bench = Bench(run, http, {}, args.concurrency)
+        web = await run.start_serve(http)
+        worker = (await run.start_workers(1))[0]
+        baseline = await bench.start_baseline()
         tenant, token = await run.tenant(http)
         await run.seed_users(tenant, args.seed)
-        bench.reads = (run.scim_base, scim_headers(token))
         await run.conn.execute(SEED_BASELINE, args.seed)
         await run.conn.execute("VACUUM ANALYZE baseline_users")
+        reads = scim_headers(token)
+        systems = [System("scimsvc", run.scim_base, reads, web, worker)]
+        if args.before:
+            # The same server from another source tree (the code before a change), on this database.
+            port = free_port()
+            env = {**run.env, "PYTHONPATH": args.before}
+            before = await run.start(
+                "web (before)", sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(port), env=env
+            )
+            await wait_http(http, f"http://127.0.0.1:{port}/ops/health")
+            systems.append(System("before", f"http://127.0.0.1:{port}/scim/v2", reads, before, worker))
+        plain = {"Content-Type": "application/json"}
+        systems.append(System("baseline", bench.baseline_root, plain, baseline))
         names = user_names(args.seed, args.get)
-        # Warm both (connections, caches) before the rounds count.
-        await get_rounds(bench, names[:500], 1, 500, Profiler(None))
-        await drive(
-            http,
-            lambda i: ("POST", f"{run.scim_base}/Users", user_body(i, uuid.uuid4().hex[:6])),
-            200,
-            concurrency=bench.c,
-            headers=scim_headers(token),
+        # Warm every server (connections, statement caches) before the rounds count.
+        await rounds(bench, systems, "get", count=300, rounds=1, profiler=Profiler(None), names=names)
+        await rounds(bench, systems, "post", count=200, rounds=1, profiler=Profiler(None), names=names)
+        got = await rounds(
+            bench, systems, "get", count=args.get, rounds=args.rounds, profiler=profiler, names=names
         )
-        got = await get_rounds(bench, names, args.rounds, args.get, profiler)
-        posted = await post_rounds(bench, args.rounds, args.post, profiler)
+        posted = await rounds(
+            bench, systems, "post", count=args.post, rounds=args.rounds, profiler=profiler, names=names
+        )
     print(f"load average after: {os.getloadavg()}")
     summary("GET userName eq", got)
     summary("POST /Users, worker applying", posted)
@@ -172,5 +226,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=100_000, help="users the GETs look up among")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for scimsvc's processes")
+    parser.add_argument(
+        "--before", help="a source tree of scimsvc to run beside (e.g. a git archive of main)"
+    )
     parser.add_argument("--profile", help="a directory for py-spy's speedscope files of the web process")
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    if arguments.before:
+        arguments.before = str(Path(arguments.before).resolve())
+    asyncio.run(main(arguments))

@@ -182,9 +182,7 @@ def resource_response(
 def user_response(request: web.Request, row: Mapping[str, Any], *, status: int = 200) -> web.Response:
     """The user as SCIM, projected by the query's attributes/excludedAttributes (on writes too)."""
     body = render_user(row, base_url=base_url(request))
-    return resource_response(
-        body, projection_of(request.query, USER_RESOURCE), USER_RESOURCE, status=status
-    )
+    return resource_response(body, projection_of(request.query, USER_RESOURCE), USER_RESOURCE, status=status)
 
 
 async def group_response(
