@@ -181,7 +181,11 @@ async def main(args: argparse.Namespace) -> None:
     ):
         run.env.update(dict(setting.split("=", 1) for setting in args.set))
         bench = Bench(run, http, {}, args.concurrency)
-        web = await run.start_serve(http)
+        # Each server's output (the access log's lines among it) goes to /dev/null alike.
+        web = run.serve = await run.start(
+            "web", sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(run.port)
+        )
+        await wait_http(http, f"{run.root}/ops/health")
         worker = (await run.start_workers(1))[0]
         baseline = await bench.start_baseline()
         tenant, token = await run.tenant(http)
@@ -194,9 +198,16 @@ async def main(args: argparse.Namespace) -> None:
             # The same server from another source tree (the code before a change), on this database.
             port = free_port()
             env = {**run.env, "PYTHONPATH": args.before}
-            before = await run.start(
-                "web (before)", sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(port), env=env
+            # Started in that tree: `python -m` puts the working directory first on sys.path.
+            process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(port)),
+                env=env,
+                cwd=args.before,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
+            before = Proc("web (before)", process)
+            run.procs.append(before)  # stopped with the run's processes
             await wait_http(http, f"http://127.0.0.1:{port}/ops/health")
             systems.append(System("before", f"http://127.0.0.1:{port}/scim/v2", reads, before, worker))
         plain = {"Content-Type": "application/json"}

@@ -9,6 +9,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 
 import orjson
 from aiohttp import web
@@ -197,8 +198,12 @@ def client_of(request: web.Request) -> str:
     """The client's address: behind a trusted proxy, the rightmost untrusted X-Forwarded-For entry."""
     settings = request.app[SETTINGS]
     return client_address(
-        request.remote, request.headers.get("X-Forwarded-For"), parse_networks(settings.trusted_proxies)
+        request.remote, request.headers.get("X-Forwarded-For"), _networks(settings.trusted_proxies)
     )
+
+
+# The access log asks for every request's client: the setting's networks are parsed once.
+_networks = lru_cache(maxsize=8)(parse_networks)
 
 
 def _too_many(wait_seconds: float) -> ScimError:
