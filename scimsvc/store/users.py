@@ -48,6 +48,12 @@ USER_COLUMNS = (
     "u.id, u.tenant_id, u.user_name, u.active, u.scim_linked, u.resource, u.version, "
     "u.provisioning_state, u.provisioned_at, u.license, u.waiting_since, u.created_at, u.updated_at"
 )
+# What a list's rows are read for: rendering (`scim/resources.py:render_user`) and the page's position
+# (created_at, id). Fewer columns to decode on every GET /Users than USER_COLUMNS.
+LISTED_COLUMNS = (
+    "u.id, u.active, u.resource, u.version, u.provisioning_state, u.provisioned_at, u.license, "
+    "u.waiting_since, u.created_at, u.updated_at"
+)
 
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked"
 SELECT_USER_FOR_UPDATE = SELECT_USER + " FOR UPDATE"
@@ -215,7 +221,7 @@ async def list_users(
         skip = 0
     sql = pages.page_sql(
         table="users u",
-        columns=USER_COLUMNS,
+        columns=LISTED_COLUMNS,
         condition=condition,
         order_by=order_by,
         first_param=len(params) + 1,
