@@ -16,8 +16,10 @@ from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.scim.errors import ScimError
 from scimsvc.scim.filters.match import matches, matches_element
 from scimsvc.scim.filters.parse import _Parser, parse_filter
-from scimsvc.scim.filters.sql import compile_filter
+from scimsvc.scim.filters.sql import _compile, compile_filter, where_sql
 from scimsvc.scim.filters.tree import And, Compare, Node, Not, Or, Present, ValuePath
+from scimsvc.services.groups import GROUPS
+from scimsvc.services.users import USERS
 from scimsvc.store.users import RESOURCE_FILTER_COLUMNS as USER_COLUMNS
 
 
@@ -629,3 +631,57 @@ def test_any_user_name_lookup_parses_to_one_comparison(value: str) -> None:
     if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
         return  # refused by both (tests above)
     assert parse_filter(text) == Compare("userName", "eq", value) == _Parser(text).parse()
+
+
+LOOKUP_NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "userName",
+            "USERNAME",
+            "displayName",
+            "externalId",
+            "id",
+            "active",
+            "emails",
+            "emails.value",
+            "name.givenName",
+            "name",
+            "meta.created",
+            "members",
+            "members.value",
+            "title",
+            "nickName",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+            "noSuchThing",
+        ]
+    ),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,8}", fullmatch=True),
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.sampled_from(["users", "groups"]),
+    LOOKUP_NAMES,
+    st.text(max_size=20).filter(lambda v: "\x00" not in v and not any("\ud800" <= c <= "\udfff" for c in v)),
+    st.integers(min_value=0, max_value=3),
+)
+def test_a_lookup_compiles_as_the_full_compiler_compiles_it(
+    kind: str, attr: str, value: str, first: int
+) -> None:
+    # where_sql keeps the text of `attr eq "value"` per attribute (sql.py: _lookup_template); it must give
+    # what compiling the parsed filter gives: the same text and parameters, or the same error.
+    target = USERS if kind == "users" else GROUPS
+    text = f"{attr} eq {json.dumps(value)}"
+
+    def outcome(compile_it: Any) -> tuple[str, list[Any]] | str:
+        params: list[Any] = ["p"] * first
+        try:
+            return compile_it(params), params
+        except ScimError as exc:
+            return str(exc.body().get("detail"))
+
+    for _ in range(2):  # the first call may fill the template, the second uses it
+        assert outcome(lambda p: where_sql(text, target, p)) == outcome(
+            lambda p: _compile(parse_filter(text), target, p)
+        )

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.catalog import Attr, AttrPath, ResourceTypeDef
-from scimsvc.scim.errors import invalid_filter
+from scimsvc.scim.errors import ScimError, invalid_filter
 from scimsvc.scim.filters.names import element_leaf, needs_sub, resolve, resolve_sub, value_path
 from scimsvc.scim.filters.parse import parse_filter, quote
 from scimsvc.scim.filters.rules import OPS, Check, Leaf, Op, leaf_of, make_check, node_parts, normalize
-from scimsvc.scim.filters.tree import And, Node, Not, Or, Value, ValuePath
+from scimsvc.scim.filters.tree import And, Compare, Node, Not, Or, Value, ValuePath
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,18 @@ def where_sql(filter_text: str | None, target: Queryable, params: list[Any]) -> 
     """The WHERE condition for a filter on `target` (TRUE when there is none); values go to `params`."""
     if filter_text is None or not filter_text.strip():
         return "TRUE"
+    node = parse_filter(filter_text)
+    if isinstance(node, Compare) and node.op == "eq" and isinstance(node.value, str) and node.value:
+        template = _lookup_template(target, node.attr, len(params))
+        if template is not None:
+            params.append(node.value)
+            return template
+    return _compile(node, target, params)
+
+
+def _compile(node: Node, target: Queryable, params: list[Any]) -> str:
     return compile_filter(
-        parse_filter(filter_text),
+        node,
         target.rtype,
         columns=target.columns,
         resource_column=target.resource_column,
@@ -75,6 +85,39 @@ def where_sql(filter_text: str | None, target: Queryable, params: list[Any]) -> 
         rows=target.rows,
         element_indexes=target.element_indexes,
     )
+
+
+# `attr eq "value"` (the lookup IdPs send before every write) on a single-valued string attribute compiles
+# to one text whatever the non-empty value, which goes to `params` as it is: that text is kept per (target,
+# attribute as written, first parameter's number). Kept only when two different values compile to the same
+# text with themselves as the one parameter; anything else (ids, booleans, dates, multi-valued attributes,
+# unknown names) is compiled every time. Bounded: attribute names come from requests.
+_TEMPLATES: dict[tuple[int, str, int], tuple[Queryable, str | None]] = {}
+_MAX_TEMPLATES = 256
+_PROBES = ("probe", "another probe")
+
+
+def _lookup_template(target: Queryable, attr: str, first: int) -> str | None:
+    key = (id(target), attr, first)
+    kept = _TEMPLATES.get(key)
+    if kept is not None and kept[0] is target:
+        return kept[1]
+    texts = set()
+    for probe in _PROBES:
+        params: list[Any] = [None] * first
+        try:
+            texts.add(_compile(Compare(attr, "eq", probe), target, params))
+        except ScimError:
+            texts.clear()
+            break
+        if len(params) != first + 1 or params[first] is not probe:
+            texts.clear()
+            break
+    template = texts.pop() if len(texts) == 1 else None
+    if len(_TEMPLATES) >= _MAX_TEMPLATES:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = (target, template)
+    return template
 
 
 def compile_filter(
