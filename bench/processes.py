@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import sys
 import uuid
@@ -138,7 +139,12 @@ def _load() -> float:
         return float(f.read().split()[0])
 
 
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt  # asyncio.run cancels the run: its database, keys and processes are removed
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
