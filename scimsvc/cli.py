@@ -809,7 +809,7 @@ def _port(text: str) -> int:
 
 def _processes(text: str) -> int:
     """argparse type of --processes."""
-    if not text.isdigit() or not 1 <= int(text[:4]) <= MAX_WEB_PROCESSES:
+    if not text.isdigit() or len(text) > 4 or not 1 <= int(text) <= MAX_WEB_PROCESSES:
         raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_WEB_PROCESSES}, got {text!r}")
     return int(text)
 

@@ -112,11 +112,17 @@ def answering_pids(serve_pid: int, port: int, opened: list[http.client.HTTPConne
     return [owners[inodes[conn.sock.getsockname()[1]]] for conn in opened]
 
 
-async def start_serve(processes: Processes, env: dict[str, str], *extra: str) -> tuple[int, int, int]:
-    """`scimsvc serve --processes 2` with an internal port; (its pid, the port, the internal port)."""
+async def start_serve(
+    processes: Processes, env: dict[str, str], *, setting: bool = False
+) -> tuple[int, int, int]:
+    """`scimsvc serve --processes 2` (or SCIMSVC_WEB_PROCESSES=2: `setting`) with an internal port; (its
+    pid, the port, the internal port)."""
     port, internal = free_port(), free_port()
     env = env | {"SCIMSVC_INTERNAL_PORT": str(internal), "SCIMSVC_ADMIN_KEY": ADMIN_KEY}
-    proc = await processes.start("serve", "--port", str(port), "--processes", "2", *extra, env=env)
+    if setting:
+        env["SCIMSVC_WEB_PROCESSES"] = "2"
+    two = () if setting else ("--processes", "2")
+    proc = await processes.start("serve", "--port", str(port), *two, env=env)
     base = f"http://127.0.0.1:{port}"
     await processes.until(proc, lambda: answers_health(base), what="serve to answer /ops/health")
     return proc.pid, port, internal
@@ -167,7 +173,7 @@ async def test_a_revoked_token_is_refused_by_every_process(processes, env):
 
 
 async def test_sigterm_stops_every_process(processes, env):
-    pid, port, _ = await start_serve(processes, env)
+    pid, port, _ = await start_serve(processes, env, setting=True)
     children = children_of(pid)
     with connections(port, 24) as opened:
         web = set(await asyncio.to_thread(answering_pids, pid, port, opened))
