@@ -165,3 +165,12 @@ async def test_stats_refuse_a_bad_query_and_an_unknown_tenant(client):
     )
     assert resp.status == 404
     assert (await client.get("/admin/v1/stats/tenants")).status == 401
+
+
+async def test_no_client_adds_series_with_methods_of_its_own(client):
+    # WebDAV's methods reach the app (the HTTP parser knows them); refused before routing: 401.
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        assert (await client.request(method, "/scim/v2/Users")).status == 401
+    text = await (await client.get("/metrics")).text()
+    assert not any(method in text for method in ("PROPFIND", "MKCOL", "LOCK"))
+    assert sample(text, "scimsvc_http_requests_total", method="other", status="401") == 3
