@@ -19,7 +19,7 @@ from uuid import UUID
 
 from scimsvc import __version__
 from scimsvc.ops import logs
-from scimsvc.settings import Settings, SettingsError, env_choice, env_int, env_value
+from scimsvc.settings import MAX_WEB_PROCESSES, Settings, SettingsError, env_choice, env_int, env_value
 from scimsvc.tools import embedded
 
 # Exit statuses: 0 done, 1 a runtime failure (PostgreSQL or Redis cannot be used, nothing to revoke, an
@@ -69,11 +69,6 @@ def _role_name(text: str) -> str:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from scimsvc.web import read_deadlines
-    from scimsvc.web.app import create_app
-
     # Resolved here: run_app resolves it after start-up, where PostgreSQL's unknown host raises alike.
     try:
         socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -83,6 +78,32 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"unknown host ({exc.strerror})"
         )
         return EXIT_FAILURE
+    settings.check_session_url()
+    processes = args.processes or settings.web_processes
+    if processes > 1:
+        return _serve_processes(settings, args, processes)
+    internal = _internal_listener(settings, args)
+    if internal is None and settings.internal_port:
+        return EXIT_FAILURE
+    try:
+        _serve_app(settings, host=args.host, port=args.port, sockets=[internal] if internal else [])
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) or "bind" not in str(exc):
+            raise
+        _cannot_listen(args.host, args.port, exc)
+        return EXIT_FAILURE
+    return 0
+
+
+def _serve_app(
+    settings: Settings, *, host: str | None, port: int | None, sockets: list[socket.socket]
+) -> None:
+    """Run `create_app(settings)` until SIGTERM/SIGINT: on host:port (if given) and on `sockets`."""
+    from aiohttp import web
+
+    from scimsvc.web import read_deadlines
+    from scimsvc.web.app import create_app
+
     loop: asyncio.AbstractEventLoop
     try:
         import uvloop
@@ -90,31 +111,81 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover
         loop = asyncio.new_event_loop()
-    settings.check_session_url()
-    internal = _internal_listener(settings, args)
-    if internal is None and settings.internal_port:
-        return EXIT_FAILURE
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # last: after the pools and caches exist
     read_deadlines.install(head_seconds=settings.header_read_seconds, body_seconds=settings.body_read_seconds)
+    web.run_app(  # access log: create_app's handler_args
+        app,
+        host=host,
+        port=port,
+        sock=sockets or None,  # the internal port: a second site of the same app and pool
+        loop=loop,
+        keepalive_timeout=settings.keepalive_seconds,  # aiohttp's own: 75 s
+        print=print if host is not None else None,  # the parent of several says where they serve
+    )
+
+
+def _cannot_listen(host: str, port: int, exc: OSError, *, variables: str = "") -> None:
+    reason = os.strerror(exc.errno or 0).lower() if exc.errno else str(exc)
+    variables = variables or "--host/--port, SCIMSVC_HOST/SCIMSVC_PORT"
+    _error(f"cannot listen on {host}:{port} ({variables}): {reason}")
+
+
+def _serve_processes(settings: Settings, args: argparse.Namespace, processes: int) -> int:
+    """`serve` as `processes` processes on one port (scimsvc/web/process_group.py)."""
+    from scimsvc.web import process_group
+
+    ports = [(args.port, "")]
+    if settings.internal_port:
+        if settings.internal_port == args.port:
+            raise SettingsError(
+                f"SCIMSVC_INTERNAL_PORT must differ from the port served (--port/SCIMSVC_PORT), "
+                f"got '{settings.internal_port}'"
+            )
+        ports.append((settings.internal_port, "SCIMSVC_INTERNAL_PORT"))
+    for port, variables in ports:
+        taken = process_group.port_taken(args.host, port)
+        if taken is not None:
+            _cannot_listen(args.host, port, taken, variables=variables)
+            return EXIT_FAILURE
+    print(f"======== Running on http://{args.host}:{args.port}, {processes} processes ========", flush=True)
+    return process_group.supervise(
+        _serve_child,
+        (settings, args.host, args.port, args.log_level, args.log_format),
+        processes=processes,
+        say=_error,
+    )
+
+
+def _serve_child(
+    index: int, settings: Settings, host: str, port: int, log_level: str, log_format: str
+) -> None:
+    """One of `serve --processes N`'s processes (a spawned interpreter): the app on SO_REUSEPORT sockets."""
+    from scimsvc.web import process_group
+
+    process_group.die_with_parent()
+    logs.configure(level=log_level, fmt=log_format)
+    sockets = []
+    for listen_port, variables in ((port, ""), (settings.internal_port, "SCIMSVC_INTERNAL_PORT")):
+        if not listen_port:
+            continue
+        try:
+            sockets.append(process_group.reuse_port_socket(host, listen_port))
+        except OSError as exc:
+            _cannot_listen(host, listen_port, exc, variables=variables)
+            sys.exit(EXIT_FAILURE)
     try:
-        web.run_app(  # access log: create_app's handler_args
-            app,
-            host=args.host,
-            port=args.port,
-            sock=[internal] if internal is not None else None,  # a second site of the same app and pool
-            loop=loop,
-            keepalive_timeout=settings.keepalive_seconds,  # aiohttp's own: 75 s
-        )
-    except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) or "bind" not in str(exc):
-            raise
-        reason = os.strerror(exc.errno or 0).lower()
-        _error(
-            f"cannot listen on {args.host}:{args.port} (--host/--port, SCIMSVC_HOST/SCIMSVC_PORT): {reason}"
-        )
-        return EXIT_FAILURE
-    return 0
+        _serve_app(settings, host=None, port=None, sockets=sockets)
+    except KeyboardInterrupt:  # SIGINT before run_app's handler was there: stopping anyway
+        pass
+    except Exception as exc:  # as main() words it for one process: PostgreSQL unreachable, ...
+        from scimsvc.ops.connection_errors import one_line
+
+        line = one_line(exc, settings)
+        if line is None:
+            raise  # a bug: its traceback is what to report
+        _error(line)
+        sys.exit(EXIT_FAILURE)
 
 
 def _internal_listener(settings: Settings, args: argparse.Namespace) -> socket.socket | None:
@@ -131,8 +202,7 @@ def _internal_listener(settings: Settings, args: argparse.Namespace) -> socket.s
     try:
         return socket.create_server((args.host, settings.internal_port), family=family, backlog=128)
     except OSError as exc:
-        reason = os.strerror(exc.errno or 0).lower() if exc.errno else str(exc)
-        _error(f"cannot listen on {args.host}:{settings.internal_port} (SCIMSVC_INTERNAL_PORT): {reason}")
+        _cannot_listen(args.host, settings.internal_port, exc, variables="SCIMSVC_INTERNAL_PORT")
         return None
 
 
@@ -423,6 +493,10 @@ _VARIABLES: dict[str, tuple[str, str]] = {
         "then answers 404; 0: off",
         _default("internal_port"),
     ),
+    "SCIMSVC_WEB_PROCESSES": (
+        "web processes on the one port (SO_REUSEPORT), each with its own pools, unless --processes",
+        _default("web_processes"),
+    ),
     "SCIMSVC_DB_POOL_MIN": ("PostgreSQL connections opened at start", _default("db_pool_min")),
     "SCIMSVC_DB_POOL_MAX": ("PostgreSQL connections at most", _default("db_pool_max")),
     "SCIMSVC_DB_WAIT_SECONDS": (
@@ -596,6 +670,7 @@ _WEB = (
     "SCIMSVC_HOST",
     "SCIMSVC_PORT",
     "SCIMSVC_INTERNAL_PORT",
+    "SCIMSVC_WEB_PROCESSES",
     "SCIMSVC_PUBLIC_URL",
     "SCIMSVC_ADMIN_KEY",
     "SCIMSVC_ADMIN_KEY_FILE",
@@ -732,6 +807,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _processes(text: str) -> int:
+    """argparse type of --processes."""
+    if not text.isdigit() or len(text) > 4 or not 1 <= int(text) <= MAX_WEB_PROCESSES:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_WEB_PROCESSES}, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `scimsvc` argument parser: every subcommand with its options, defaults and variables."""
     parser = argparse.ArgumentParser(
@@ -769,6 +851,13 @@ def build_parser() -> argparse.ArgumentParser:
             type=_port,
             help=f"port to listen on (default: SCIMSVC_PORT, else {DEFAULT_PORT})",
             metavar="PORT",
+        )
+        p.add_argument(
+            "--processes",
+            type=_processes,
+            help="web processes on the port, each with its own pools (README.md, Several processes) "
+            "(default: SCIMSVC_WEB_PROCESSES, else 1)",
+            metavar="N",
         )
         if name == "up":
             p.add_argument(

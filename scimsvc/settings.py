@@ -11,6 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+# `serve --processes` / SCIMSVC_WEB_PROCESSES at most.
+MAX_WEB_PROCESSES = 256
+
 
 class SettingsError(ValueError):
     """A setting whose value cannot be used; the message names the variable and what it expects."""
@@ -286,6 +289,9 @@ class Settings:
     # web: a second listener of the same process for the operator's paths (admin API, console, /metrics,
     # /ops/queue, API docs), which the main listener then answers 404 (README.md, Docker Compose); 0: off.
     internal_port: int = 0
+    # serve and up: processes on the one port (SO_REUSEPORT), each with its own pools
+    # (scimsvc/web/process_group.py).
+    web_processes: int = 1
 
     @property
     def direct_url(self) -> str:
@@ -433,6 +439,9 @@ class Settings:
             "body_read_seconds": env_int("SCIMSVC_BODY_READ_SECONDS", cls.body_read_seconds, minimum=1),
             "keepalive_seconds": env_int("SCIMSVC_KEEPALIVE_SECONDS", cls.keepalive_seconds, minimum=1),
             "internal_port": env_int("SCIMSVC_INTERNAL_PORT", cls.internal_port, maximum=65535),
+            "web_processes": env_int(
+                "SCIMSVC_WEB_PROCESSES", cls.web_processes, minimum=1, maximum=MAX_WEB_PROCESSES
+            ),
         }
         read = cls(**values)  # type: ignore[arg-type]
         _at_most("SCIMSVC_DB_POOL_MIN", read.db_pool_min, "SCIMSVC_DB_POOL_MAX", read.db_pool_max)

@@ -166,6 +166,7 @@ BAD_SETTINGS = [
     ),
     ("up", "SCIMSVC_DB_POOL_MAX", "zero", "SCIMSVC_DB_POOL_MAX must be a whole number, got 'zero'"),
     ("serve", "SCIMSVC_INTERNAL_PORT", "65536", "SCIMSVC_INTERNAL_PORT must be from 0 to 65535, got '65536'"),
+    ("serve", "SCIMSVC_WEB_PROCESSES", "0", "SCIMSVC_WEB_PROCESSES must be from 1 to 256, got '0'"),
     (
         "serve",
         "SCIMSVC_LIMITER_REDIS_CLUSTER",
@@ -344,6 +345,7 @@ WEB = {
     "SCIMSVC_HOST",
     "SCIMSVC_PORT",
     "SCIMSVC_INTERNAL_PORT",
+    "SCIMSVC_WEB_PROCESSES",
     "SCIMSVC_PUBLIC_URL",
     "SCIMSVC_ADMIN_KEY",
     "SCIMSVC_ADMIN_KEY_FILE",
@@ -469,6 +471,7 @@ FIELDS = {
     "SCIMSVC_BODY_READ_SECONDS": "body_read_seconds",
     "SCIMSVC_KEEPALIVE_SECONDS": "keepalive_seconds",
     "SCIMSVC_INTERNAL_PORT": "internal_port",
+    "SCIMSVC_WEB_PROCESSES": "web_processes",
     "SCIMSVC_QUEUE_DEGRADED_AFTER_SECONDS": "queue_degraded_after_seconds",
     "SCIMSVC_QUEUE_STALLED_AFTER_SECONDS": "queue_stalled_after_seconds",
     "SCIMSVC_WORKER_HEARTBEAT_STALE_SECONDS": "worker_heartbeat_stale_seconds",

@@ -1,11 +1,22 @@
 """Prometheus metrics of the web front end, served at /metrics.
 
 Counters and histograms are per replica (Prometheus sums them). The outbox, webhook and seat gauges are read
-from PostgreSQL at scrape time, so every replica reports the same values: aggregate them with max().
+from PostgreSQL, so every replica reports the same values: aggregate them with max(). No series has a
+tenant label: the scrape has the same series however many organizations there are; per-organization
+figures are the admin API's (`GET /admin/v1/tenants/{tid}/stats`). The seat totals count over every user,
+so they are refreshed at most every SEAT_TOTALS_SECONDS, not on each scrape.
 Workers expose their job metrics on their own port (`worker.telemetry`).
+
+With `scimsvc serve --processes N` (N > 1), the processes write their values to files in
+PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode, set up by the parent) and any of them
+answers a scrape with the sum over all of them (README.md, Several processes).
 """
 
 from __future__ import annotations
+
+import os
+import time
+from typing import Final
 
 import asyncpg
 from aiohttp import web
@@ -16,10 +27,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 from scimsvc.store import ops, webhook_deliveries
 
+# How stale the seat totals may be: counting every full license is a scan of an index over all users.
+SEAT_TOTALS_SECONDS = 10.0
+# The multiprocess mode of the database gauges: every process reads the same values, the newest wins.
+SHARED: Final = "mostrecent"
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -44,8 +60,8 @@ class WebMetrics:
         )
         self.rate_limited = Counter(
             "scimsvc_rate_limited",
-            "Requests refused with 429, by tenant and level",
-            ["tenant", "level"],
+            "Requests refused with 429, by level (per organization: the admin API's stats)",
+            ["level"],
             registry=r,
         )
         self.rate_limit_redis_errors = Counter(
@@ -63,36 +79,67 @@ class WebMetrics:
             ["reason"],
             registry=r,
         )
-        self.outbox_pending = Gauge("scimsvc_outbox_pending_rows", "Outbox rows not yet applied", registry=r)
+        self.outbox_pending = Gauge(
+            "scimsvc_outbox_pending_rows", "Outbox rows not yet applied", registry=r, multiprocess_mode=SHARED
+        )
         self.outbox_lag = Gauge(
-            "scimsvc_outbox_lag_seconds", "Age of the oldest unapplied outbox row (0 when none)", registry=r
+            "scimsvc_outbox_lag_seconds",
+            "Age of the oldest unapplied outbox row (0 when none)",
+            registry=r,
+            multiprocess_mode=SHARED,
         )
         # Webhooks, across every tenant (no tenant or endpoint label: the series stay few).
         self.webhook_pending = Gauge(
             "scimsvc_webhook_deliveries_pending",
             "Webhook deliveries not yet delivered nor given up",
             registry=r,
+            multiprocess_mode=SHARED,
         )
         self.webhook_oldest = Gauge(
             "scimsvc_webhook_oldest_undelivered_seconds",
             "Age of the oldest pending webhook delivery (0 when none)",
             registry=r,
+            multiprocess_mode=SHARED,
         )
         self.webhook_due_wait = Gauge(
             "scimsvc_webhook_due_wait_seconds",
             "How long the longest-due webhook delivery has waited for a worker (0 when none)",
             registry=r,
+            multiprocess_mode=SHARED,
         )
         self.webhook_failing = Gauge(
-            "scimsvc_webhook_endpoints_failing", "Enabled webhook endpoints whose attempts fail", registry=r
+            "scimsvc_webhook_endpoints_failing",
+            "Enabled webhook endpoints whose attempts fail",
+            registry=r,
+            multiprocess_mode=SHARED,
         )
         self.webhook_disabled = Gauge(
-            "scimsvc_webhook_endpoints_disabled", "Disabled webhook endpoints", registry=r
+            "scimsvc_webhook_endpoints_disabled",
+            "Disabled webhook endpoints",
+            registry=r,
+            multiprocess_mode=SHARED,
         )
-        self.seats = Gauge("scimsvc_tenant_seats", "Seats of a tenant's subscription", ["tenant"], registry=r)
+        # Totals over every organization (one series each, whatever their number).
+        self.tenants = Gauge("scimsvc_tenants", "Organizations", registry=r, multiprocess_mode=SHARED)
+        self.seats = Gauge(
+            "scimsvc_seats",
+            "Seats of every organization's subscription",
+            registry=r,
+            multiprocess_mode=SHARED,
+        )
         self.seats_used = Gauge(
-            "scimsvc_tenant_seats_used", "Full licenses held in a tenant", ["tenant"], registry=r
+            "scimsvc_seats_used",
+            "Full licenses held, in every organization",
+            registry=r,
+            multiprocess_mode=SHARED,
         )
+        self.tenants_over_allocated = Gauge(
+            "scimsvc_tenants_over_allocated",
+            "Organizations whose full licenses exceed their seats (seats lowered below use)",
+            registry=r,
+            multiprocess_mode=SHARED,
+        )
+        self._seat_totals_at = float("-inf")  # the first scrape counts
 
     def token_looked_up(self, found: bool) -> None:
         """Count one token lookup in PostgreSQL: found (valid) or refused (unknown or revoked)."""
@@ -109,17 +156,29 @@ class WebMetrics:
         self.webhook_due_wait.set(hooks.oldest_due_seconds or 0)
         self.webhook_failing.set(hooks.failing_endpoints)
         self.webhook_disabled.set(hooks.disabled_endpoints)
-        self.seats.clear()
-        self.seats_used.clear()
-        for row in await ops.seat_usage(pool):
-            self.seats.labels(str(row["tenant_id"])).set(row["seats"])
-            self.seats_used.labels(str(row["tenant_id"])).set(row["used"])
+        now = time.monotonic()
+        if now - self._seat_totals_at >= SEAT_TOTALS_SECONDS:
+            totals = await ops.seat_totals(pool)
+            self._seat_totals_at = now
+            self.tenants.set(totals["tenants"])
+            self.seats.set(totals["seats"])
+            self.seats_used.set(totals["used"])
+            self.tenants_over_allocated.set(totals["over_allocated"])
 
     def render(self) -> web.Response:
-        response = web.Response(body=generate_latest(self.registry))
+        """The Prometheus text: this registry, or every process's values in multiprocess mode."""
+        registry = self.registry
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        if folder:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=folder)
+        response = web.Response(body=generate_latest(registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
+
+# prometheus_client's multiprocess mode: where each process writes its values (README.md, Several processes).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # nginx's "client closed request": what metrics and the access log count when the client left before
 # its answer, so that 5xx mean server faults.

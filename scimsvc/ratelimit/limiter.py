@@ -193,7 +193,7 @@ class RateLimiter:
         if verdict is None:
             return None
         if not verdict.allowed:
-            self.metrics.rate_limited.labels(str(tenant_id), level).inc()
+            self.metrics.rate_limited.labels(level).inc()
         if lease is None:
             return verdict
         if verdict.granted:
@@ -258,7 +258,7 @@ class RateLimiter:
                 limit,
                 left,
             )
-        self.metrics.rate_limited.labels("-", "auth").inc()
+        self.metrics.rate_limited.labels("auth").inc()
         return left
 
 

@@ -51,13 +51,18 @@ async def outbox_lag(conn: asyncpg.Pool | asyncpg.Connection, *, limit: int) -> 
     )
 
 
-SEAT_USAGE = """
-SELECT t.id AS tenant_id, t.seats, count(u.id) AS used
-FROM tenants t LEFT JOIN users u ON u.tenant_id = t.id AND u.license = 'full'
-GROUP BY t.id
+# One set-based pass: the full licenses of every tenant (the users_tenant_full index), joined to the tenants.
+SEAT_TOTALS = """
+WITH used AS (SELECT tenant_id, count(*) AS used FROM users WHERE license = 'full' GROUP BY tenant_id)
+SELECT count(*) AS tenants, coalesce(sum(t.seats), 0)::bigint AS seats,
+       coalesce(sum(u.used), 0)::bigint AS used,
+       count(*) FILTER (WHERE u.used > t.seats) AS over_allocated
+FROM tenants t LEFT JOIN used u ON u.tenant_id = t.id
 """
 
 
-async def seat_usage(conn: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
-    """Seats and full licenses held, per tenant."""
-    return await conn.fetch(SEAT_USAGE)
+async def seat_totals(conn: asyncpg.Pool | asyncpg.Connection) -> asyncpg.Record:
+    """Tenants, their seats and full licenses held in all, and how many hold more than their seats."""
+    row = await conn.fetchrow(SEAT_TOTALS)
+    assert row is not None  # an aggregate always has its one row
+    return row

@@ -32,6 +32,7 @@ from scimsvc.web.routes import (
     admin_events,
     admin_log,
     admin_portal,
+    admin_stats,
     admin_teams,
     admin_webhooks,
     discovery,
@@ -147,6 +148,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin_log.routes)
     app.add_routes(admin_events.routes)
     app.add_routes(admin_portal.routes)
+    app.add_routes(admin_stats.routes)
     app.add_routes(ops.routes)
     add_scim_path_aliases(app, SCIM_PREFIX)  # after the SCIM routes: /scim/v2/users, /Users/ reach them too
     setup_openapi(app)  # last: documents every route above, at start-up

@@ -12,6 +12,11 @@ from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST
 from scimsvc.web.keys import METRICS
 from scimsvc.web.route_template import UNMATCHED, route_template
 
+# Methods counted by name; any other (a client may send any token as a method) is counted as `other`, so
+# that no client can add series to /metrics.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+OTHER_METHOD = "other"
+
 
 def client_gone(request: web.BaseRequest) -> bool:
     """Whether the client has closed its connection (no answer can reach it)."""
@@ -37,5 +42,6 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         metrics = request.app[METRICS]
         route = route_template(request) or UNMATCHED
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+        method = request.method if request.method in METHODS else OTHER_METHOD
+        metrics.requests.labels(route, method, str(status)).inc()
+        metrics.latency.labels(route, method).observe(time.perf_counter() - started)
