@@ -5,10 +5,10 @@ alike (operator writes with no outbox row, a token or a team, are actions: servi
 runs
 `steps` in a transaction where `tx.record` adds an outbox row for each change (what a row may say is
 `scimsvc.contract`). Its fast paths save the BEGIN, lock and COMMIT round trips of the hottest writes: a
-single statement that saves one user with its outbox row (`new_user`, `read_user_update`), tried first;
-only when it writes nothing (a taken userName, a user changed meanwhile) do the `steps` run. New users
-that arrive together go in as one statement (the app's batcher, store/batches.py), each user still with
-its own outbox row.
+single statement that saves one user with its outbox row (`new_user`, `read_user_update`,
+`deleted_user`), tried first; only when it writes nothing (a taken userName, a user changed or gone
+meanwhile) do the `steps` run. New users that arrive together go in as one statement, and so do updates
+built on users as read (the app's batchers, store/batches.py), each user still with its own outbox row.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from redis.asyncio.cluster import RedisCluster
 from scimsvc.contract import ChangeKind, ResourceType, Wakeup
 from scimsvc.services.wakeups import waker_for
 from scimsvc.settings import Settings
-from scimsvc.store import new_users, outbox
+from scimsvc.store import new_users, outbox, user_updates
 from scimsvc.store import users as user_store
 from scimsvc.store.db import transaction
 from scimsvc.store.new_users import NewUserInserts
+from scimsvc.store.user_updates import ReadUpdate, UserUpdates
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class Scope:
     request_id: str | None = None
     allowed_domains: tuple[str, ...] = ()  # the tenant's allowlist; empty allows every domain
     new_users: NewUserInserts | None = None  # the app's batcher of new-user inserts; None: one by one
+    user_updates: UserUpdates | None = None  # the app's batcher of PUT/PATCH saves; None: one by one
     # The outbox ids this scope's writes recorded, for the provisioning log (README.md, What happened);
     # None: nobody asks.
     written: list[int] | None = None
@@ -131,17 +133,22 @@ def read_user_update(
     scope: Scope, user_id: UUID, resource: dict[str, Any], *, version: int, change: ChangeKind
 ) -> OneStatement:
     """The fast path of a PUT or PATCH: the user's new resource and its `change` row, if the user is
-    still at the `version` the resource was built on; writes nothing if it has changed since."""
+    still at the `version` the resource was built on (batched with the updates that arrive with it when
+    the app has a batcher); writes nothing if it has changed since."""
+    update = ReadUpdate(scope.tenant_id, user_id, resource, version, change, scope.request_id)
     return OneStatement(
         ResourceType.USER,
-        lambda pool: user_store.update_read_user(
-            pool,
-            scope.tenant_id,
-            user_id,
-            resource,
-            version=version,
-            change=change,
-            request_id=scope.request_id,
+        lambda pool: user_updates.update_read_user(scope.user_updates or pool, update),
+    )
+
+
+def deleted_user(scope: Scope, user_id: UUID) -> OneStatement:
+    """The fast path of a DELETE without If-Match: the user unlinked, out of its groups, and its "delete"
+    row, in one statement; writes nothing if the tenant has no such linked user."""
+    return OneStatement(
+        ResourceType.USER,
+        lambda pool: user_store.delete_linked_user(
+            pool, scope.tenant_id, user_id, change=ChangeKind.DELETE, request_id=scope.request_id
         ),
     )
 

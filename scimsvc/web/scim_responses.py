@@ -37,6 +37,7 @@ from scimsvc.web.keys import (
     REQUEST_ID,
     SETTINGS,
     TENANT_ID,
+    USER_UPDATES,
     WRITTEN,
 )
 from scimsvc.web.routes.responses import scim_response
@@ -54,6 +55,7 @@ def scope_of(request: web.Request) -> Scope:
         request_id=request.get(REQUEST_ID),
         allowed_domains=request[ALLOWED_DOMAINS],
         new_users=app[NEW_USERS],
+        user_updates=app[USER_UPDATES],
         written=request.get(WRITTEN),  # the provisioning log's list, when it is on
     )
 
