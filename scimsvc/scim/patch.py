@@ -46,6 +46,28 @@ class PatchOperation:
     value: Any
 
 
+def patched_active(operations: list[PatchOperation]) -> bool | None:
+    """The value of `active` a PATCH sets when setting it is all the PATCH does (Okta's deactivation:
+    `{"op": "replace", "value": {"active": false}}`, or with the path `active`), else None."""
+    active = None
+    for operation in operations:
+        if operation.op not in ("replace", "add"):
+            return None
+        value = operation.value
+        if operation.path is None:
+            if not isinstance(value, dict) or len(value) != 1:
+                return None
+            ((key, value),) = value.items()
+            if not isinstance(key, str) or key.lower() != "active":
+                return None
+        elif operation.path.lower() != "active":
+            return None
+        if not isinstance(value, bool):
+            return None
+        active = value
+    return active
+
+
 # --------------------------------------------------------------------------------------------- parsing
 
 

@@ -5,10 +5,10 @@ alike (operator writes with no outbox row, a token or a team, are actions: servi
 runs
 `steps` in a transaction where `tx.record` adds an outbox row for each change (what a row may say is
 `scimsvc.contract`). Its fast paths save the BEGIN, lock and COMMIT round trips of the hottest writes: a
-single statement that saves one user with its outbox row (`new_user`, `read_user_update`,
-`deleted_user`), tried first; only when it writes nothing (a taken userName, a user changed or gone
-meanwhile) do the `steps` run. New users that arrive together go in as one statement, and so do updates
-built on users as read (the app's batchers, store/batches.py), each user still with its own outbox row.
+single statement that saves one user with its outbox row (`new_user`, `read_user_update`, `put_user`,
+`set_user_active`, `deleted_user`), tried first; only when it writes nothing (a taken userName, a user
+changed or gone meanwhile) do the `steps` run. New users that arrive together go in as one statement, and
+so do user updates (the app's batchers, store/batches.py), each user still with its own outbox row.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from scimsvc.contract import ChangeKind, ResourceType, Wakeup
+from scimsvc.scim.users import change_kind
 from scimsvc.services.wakeups import waker_for
 from scimsvc.settings import Settings
 from scimsvc.store import new_users, outbox, user_updates
 from scimsvc.store import users as user_store
 from scimsvc.store.db import transaction
 from scimsvc.store.new_users import NewUserInserts
-from scimsvc.store.user_updates import ReadUpdate, UserUpdates
+from scimsvc.store.user_updates import Kind, UserUpdate, UserUpdates
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,12 +134,52 @@ def read_user_update(
     scope: Scope, user_id: UUID, resource: dict[str, Any], *, version: int, change: ChangeKind
 ) -> OneStatement:
     """The fast path of a PUT or PATCH: the user's new resource and its `change` row, if the user is
-    still at the `version` the resource was built on (batched with the updates that arrive with it when
-    the app has a batcher); writes nothing if it has changed since."""
-    update = ReadUpdate(scope.tenant_id, user_id, resource, version, change, scope.request_id)
+    still at the `version` the resource was built on; writes nothing if it has changed since."""
+    active = resource.get("active", True)
+    return _user_update(scope, user_id, "read", resource, active, version, change, change)
+
+
+def put_user(scope: Scope, user_id: UUID, resource: dict[str, Any]) -> OneStatement:
+    """The fast path of a PUT without If-Match whose resource names no manager: saved unread, if the
+    user still has the resource's userName (`active` left out keeps the stored value); writes nothing
+    otherwise."""
+    active = resource.get("active")
+    if_active = change_kind(was_active=True, was_linked=True, active=True if active is None else active)
+    if_inactive = change_kind(was_active=False, was_linked=True, active=False if active is None else active)
+    return _user_update(scope, user_id, "put", resource, active, None, if_active, if_inactive)
+
+
+def set_user_active(scope: Scope, user_id: UUID, active: bool) -> OneStatement:
+    """The fast path of a PATCH without If-Match that only sets `active`: saved unread, if the user has
+    the other value and no manager; writes nothing otherwise."""
+    change = change_kind(was_active=not active, was_linked=True, active=active)
+    return _user_update(scope, user_id, "active", None, active, None, change, change)
+
+
+def _user_update(
+    scope: Scope,
+    user_id: UUID,
+    kind: Kind,
+    resource: dict[str, Any] | None,
+    active: bool | None,
+    version: int | None,
+    change_if_active: ChangeKind,
+    change_if_inactive: ChangeKind,
+) -> OneStatement:
+    """An update batched with the updates that arrive with it, when the app has a batcher."""
+    update = UserUpdate(
+        scope.tenant_id,
+        user_id,
+        kind,
+        resource,
+        active,
+        version,
+        change_if_active,
+        change_if_inactive,
+        scope.request_id,
+    )
     return OneStatement(
-        ResourceType.USER,
-        lambda pool: user_updates.update_read_user(scope.user_updates or pool, update),
+        ResourceType.USER, lambda pool: user_updates.update_user(scope.user_updates or pool, update)
     )
 
 

@@ -18,7 +18,7 @@ from scimsvc.product.notices import email_change_notices
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.ids import id_or_404
-from scimsvc.scim.patch import apply_patch, parse_patch_request
+from scimsvc.scim.patch import apply_patch, parse_patch_request, patched_active
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
@@ -29,7 +29,9 @@ from scimsvc.services.changes import (
     Transaction,
     deleted_user,
     new_user,
+    put_user,
     read_user_update,
+    set_user_active,
     write,
 )
 from scimsvc.store import audit
@@ -185,6 +187,11 @@ async def replace_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | 
         assert current is not None
         return resource if "active" in resource else {**resource, "active": current["active"]}
 
+    if if_match is None and manager_id(resource) is None:
+        # As IdPs send it: saved without reading the user first, if it keeps its userName (else, or
+        # when not found, the locked path: a rename, a 404).
+        fast = put_user(scope, parse_user_id(raw_id), resource)
+        return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=fast)
     return await _update_user(scope, raw_id, if_match, build)
 
 
@@ -201,6 +208,12 @@ async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
         resource = validate_user(apply_patch(stored, operations, USER_RESOURCE), refuse_password=True)
         return None if resource == stored else resource
 
+    active = patched_active(operations)
+    if if_match is None and active is not None:
+        # Okta's deactivation (and reactivation): saved without reading the user first, if it has the
+        # other value; else (the same value, a manager to check, not found) the locked path.
+        fast = set_user_active(scope, parse_user_id(raw_id), active)
+        return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=fast)
     return await _update_user(scope, raw_id, if_match, build)
 
 
