@@ -101,7 +101,7 @@ async def apply_user_rows(
         conn, tenant_id, domain_memberships(joined, licensing["domain_teams"])
     )
     # A SCIM DELETE took the user out of its groups when it was written; a member a group write committed
-    # just as that DELETE began goes now (store/users.py, DELETE_LINKED_USER).
+    # just as that DELETE began goes now (store/user_deletes.py).
     deleted = [u.id for u in users if ChangeKind.DELETE in u.changes]
     await groups.forget_unlinked_users(conn, tenant_id, deleted)
     deliveries = 0

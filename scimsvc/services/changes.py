@@ -28,10 +28,10 @@ from scimsvc.contract import ChangeKind, ResourceType, Wakeup
 from scimsvc.scim.users import change_kind
 from scimsvc.services.wakeups import waker_for
 from scimsvc.settings import Settings
-from scimsvc.store import new_users, outbox, user_updates
-from scimsvc.store import users as user_store
+from scimsvc.store import new_users, outbox, user_deletes, user_updates
 from scimsvc.store.db import transaction
 from scimsvc.store.new_users import NewUserInserts
+from scimsvc.store.user_deletes import UserDelete, UserDeletes
 from scimsvc.store.user_updates import Kind, UserUpdate, UserUpdates
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class Scope:
     allowed_domains: tuple[str, ...] = ()  # the tenant's allowlist; empty allows every domain
     new_users: NewUserInserts | None = None  # the app's batcher of new-user inserts; None: one by one
     user_updates: UserUpdates | None = None  # the app's batcher of PUT/PATCH saves; None: one by one
+    user_deletes: UserDeletes | None = None  # the app's batcher of DELETEs; None: one by one
     # The outbox ids this scope's writes recorded, for the provisioning log (README.md, What happened);
     # None: nobody asks.
     written: list[int] | None = None
@@ -105,14 +106,19 @@ async def write(
 ) -> T | asyncpg.Record:
     """Write resources with their outbox rows, then wake the worker for the rows; returns what wrote them.
 
-    `one_statement`, when given, is tried first, and its row is the result if it wrote one. Otherwise
+    `one_statement`, when given, is tried first, and its row is the result if it wrote one. Otherwise (or
+    when PostgreSQL aborted it as one of the `CONFLICTS`)
     `steps` run in one transaction, which runs again (up to `tries` times in all) when PostgreSQL aborts it
     as one of the `CONFLICTS`. The wake-up is sent in the background: the response does not wait for
     Redis, as the committed outbox rows are the record and the worker's sweeper re-enqueues any wake-up
     that gets lost.
     """
     if one_statement is not None:
-        row = await one_statement.run(scope.pool)
+        try:
+            row = await one_statement.run(scope.pool)
+        except CONFLICTS as exc:  # nothing of it was written: the locked path runs instead
+            log.warning("a one-statement write was aborted by PostgreSQL (%s)", exc.sqlstate)
+            row = None
         if row is not None:
             _wake(scope, [Wakeup(scope.tenant_id, one_statement.resource_type, row["id"], row["outbox_id"])])
             return row
@@ -186,11 +192,9 @@ def _user_update(
 def deleted_user(scope: Scope, user_id: UUID) -> OneStatement:
     """The fast path of a DELETE without If-Match: the user unlinked, out of its groups, and its "delete"
     row, in one statement; writes nothing if the tenant has no such linked user."""
+    delete = UserDelete(scope.tenant_id, user_id, scope.request_id)
     return OneStatement(
-        ResourceType.USER,
-        lambda pool: user_store.delete_linked_user(
-            pool, scope.tenant_id, user_id, change=ChangeKind.DELETE, request_id=scope.request_id
-        ),
+        ResourceType.USER, lambda pool: user_deletes.delete_linked_user(scope.user_deletes or pool, delete)
     )
 
 

@@ -155,7 +155,7 @@ UPDATE groups g SET version = g.version + 1, updated_at = now()
 WHERE g.tenant_id = $1 AND g.id IN (SELECT group_id FROM gone)
 """
 # The same for SCIM-deleted users, set-based, as the worker applies their deletes: a member that a group
-# write committed just as the user's one-statement DELETE began (store/users.py, DELETE_LINKED_USER) goes.
+# write committed just as the user's one-statement DELETE began (store/user_deletes.py) goes.
 FORGET_UNLINKED_USERS = """
 WITH gone AS (
     DELETE FROM group_members gm USING groups g, users u

@@ -110,46 +110,6 @@ SET scim_linked = false, active = false, version = u.version + 1, updated_at = n
 WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked
 RETURNING u.id
 """
-# A SCIM DELETE in one statement: the user unlinked and deactivated, taken out of every group's desired
-# members (those groups' versions bumped) and its "delete" outbox row. It takes the user's lock only if
-# nobody holds it (SKIP LOCKED): a group write that holds it (FOR KEY SHARE, store/groups.py) may be adding
-# the user to a group, which this statement's snapshot would not see once it had waited; so then, as when
-# the tenant has no such linked user, nothing is written, no row returned, and the locked path (which
-# waits, then reads the members afresh) runs. A group write that commits in the instant between this
-# statement's snapshot and its lock is the one case left: the worker takes that member out when it
-# applies the delete (`groups.forget_unlinked_users`).
-_DELETE_CHANGE = outbox.insert_changes_from(
-    "u",
-    ResourceType.USER,
-    row="u",
-    change="$3",
-    payload="jsonb_build_object('active', u.active)",
-    request_id="$4",
-    where="in_time($5)",
-)
-DELETE_LINKED_USER = f"""
-WITH u AS (
-    UPDATE users AS u
-    SET scim_linked = false, active = false, version = u.version + 1, updated_at = now(),
-        provisioning_state = 'pending'
-    FROM (
-        SELECT l.id FROM users l WHERE l.tenant_id = $1 AND l.id = $2 AND l.scim_linked
-        FOR UPDATE SKIP LOCKED
-    ) AS locked
-    WHERE u.tenant_id = $1 AND u.id = locked.id AND u.scim_linked
-    RETURNING u.id, u.tenant_id, u.active
-), gone AS (
-    DELETE FROM group_members gm USING groups g, u
-    WHERE g.tenant_id = $1 AND gm.group_id = g.id AND gm.user_id = u.id
-    RETURNING gm.group_id
-), bumped AS (
-    UPDATE groups g SET version = g.version + 1, updated_at = now()
-    WHERE g.tenant_id = $1 AND g.id IN (SELECT group_id FROM gone)
-), change AS (
-    {_DELETE_CHANGE}
-)
-SELECT u.id, change.id AS outbox_id FROM u, change
-"""
 SELECT_DISPLAY_NAMES = """
 SELECT u.id, coalesce(u.display_name, u.user_name) AS display_name
 FROM users u WHERE u.tenant_id = $1 AND u.id = ANY($2::uuid[]) AND u.scim_linked
@@ -214,20 +174,6 @@ async def update_read_user(
 async def unlink_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> bool:
     """Deactivate a user and hide it from SCIM (the SCIM DELETE); False if not found."""
     return await conn.fetchval(UNLINK_USER, tenant_id, user_id) is not None
-
-
-async def delete_linked_user(
-    db: asyncpg.Connection | asyncpg.Pool,
-    tenant_id: UUID,
-    user_id: UUID,
-    *,
-    change: str,
-    request_id: str | None,
-) -> asyncpg.Record | None:
-    """The SCIM DELETE of a linked user and its outbox row, in one statement; None (nothing written) if
-    the tenant has no such linked user. The row carries `id` and `outbox_id`."""
-    rows = await fetch_in_time(db, DELETE_LINKED_USER, tenant_id, user_id, change, request_id)
-    return rows[0] if rows else None
 
 
 async def display_names(

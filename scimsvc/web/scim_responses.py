@@ -37,6 +37,7 @@ from scimsvc.web.keys import (
     REQUEST_ID,
     SETTINGS,
     TENANT_ID,
+    USER_DELETES,
     USER_UPDATES,
     WRITTEN,
 )
@@ -56,6 +57,7 @@ def scope_of(request: web.Request) -> Scope:
         allowed_domains=request[ALLOWED_DOMAINS],
         new_users=app[NEW_USERS],
         user_updates=app[USER_UPDATES],
+        user_deletes=app[USER_DELETES],
         written=request.get(WRITTEN),  # the provisioning log's list, when it is on
     )
 
