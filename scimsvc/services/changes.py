@@ -32,6 +32,7 @@ from scimsvc.store import new_users, outbox, user_deletes, user_updates
 from scimsvc.store.db import transaction
 from scimsvc.store.new_users import NewUserInserts
 from scimsvc.store.user_deletes import UserDelete, UserDeletes
+from scimsvc.store.user_reads import UserReads
 from scimsvc.store.user_updates import Kind, UserUpdate, UserUpdates
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Scope:
     new_users: NewUserInserts | None = None  # the app's batcher of new-user inserts; None: one by one
     user_updates: UserUpdates | None = None  # the app's batcher of PUT/PATCH saves; None: one by one
     user_deletes: UserDeletes | None = None  # the app's batcher of DELETEs; None: one by one
+    user_reads: UserReads | None = None  # the app's batcher of the reads PATCHes build on; None: one by one
     # The outbox ids this scope's writes recorded, for the provisioning log (README.md, What happened);
     # None: nobody asks.
     written: list[int] | None = None

@@ -34,10 +34,11 @@ from scimsvc.services.changes import (
     set_user_active,
     write,
 )
-from scimsvc.store import audit
+from scimsvc.store import audit, user_reads
 from scimsvc.store import groups as group_store
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
+from scimsvc.store.user_reads import UserRead
 
 TAKEN = (
     "userName {name!r} is already used by another user of this tenant "
@@ -222,7 +223,7 @@ async def _update_user(scope: Scope, raw_id: str, if_match: str | None, build: B
     that checks the version they were built on; the others, and one that lost a race to a concurrent
     write, take the locked path (which builds again from the locked row, so no change is lost)."""
     user_id = parse_user_id(raw_id)
-    current = await store.get_user(scope.pool, scope.tenant_id, user_id)
+    current = await user_reads.read_user(scope.user_reads or scope.pool, UserRead(scope.tenant_id, user_id))
     if current is None:
         raise not_found(f"User {raw_id!r} not found")
     check_if_match(if_match, current["version"])

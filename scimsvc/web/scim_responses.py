@@ -38,6 +38,7 @@ from scimsvc.web.keys import (
     SETTINGS,
     TENANT_ID,
     USER_DELETES,
+    USER_READS,
     USER_UPDATES,
     WRITTEN,
 )
@@ -58,6 +59,7 @@ def scope_of(request: web.Request) -> Scope:
         new_users=app[NEW_USERS],
         user_updates=app[USER_UPDATES],
         user_deletes=app[USER_DELETES],
+        user_reads=app[USER_READS],
         written=request.get(WRITTEN),  # the provisioning log's list, when it is on
     )
 
