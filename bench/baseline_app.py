@@ -5,7 +5,9 @@
 One process, uvloop, a pool of 10 connections, orjson, no auth, no validation, no outbox, no queue.
 Routes shaped like the SCIM ones bench/run drives, each one round trip to PostgreSQL:
 POST /Users (one INSERT), GET /Users?filter=userName eq "x" (one SELECT by the lower-cased name),
-GET /Users?startIndex=&count= (one SELECT of a page), PATCH /Users/{id} (one UPDATE of `active`).
+GET /Users?startIndex=&count= (one SELECT of a page), PATCH /Users/{id} (one UPDATE: of `active` for
+`{"active": ...}`, else of the resource merged with the operations' values, as an IdP's `replace` of a
+few attributes), PUT /Users/{id} (one UPDATE of the resource) and DELETE /Users/{id} (one DELETE).
 Its table `baseline_users` lives in the bench run's own database.
 """
 
@@ -35,6 +37,17 @@ INSERT = "INSERT INTO baseline_users (user_name, resource) VALUES ($1, $2::jsonb
 BY_NAME = "SELECT id::text, resource::text FROM baseline_users WHERE lower(user_name) = lower($1)"
 PAGE = "SELECT id::text, resource::text FROM baseline_users ORDER BY created, id LIMIT $1 OFFSET $2"
 SET_ACTIVE = "UPDATE baseline_users SET active = $2 WHERE id = $1::uuid RETURNING id::text"
+# A PATCH of other attributes: the top-level keys its operations set, merged into the resource (a
+# shallow merge: a `name.givenName` replaces `name` here, which costs no more than a deep one).
+MERGE = """
+UPDATE baseline_users SET resource = resource || $2::jsonb WHERE id = $1::uuid
+RETURNING id::text, resource::text
+"""
+REPLACE = """
+UPDATE baseline_users SET user_name = $2, active = $3, resource = $4::jsonb WHERE id = $1::uuid
+RETURNING id::text
+"""
+DELETE = "DELETE FROM baseline_users WHERE id = $1::uuid RETURNING id"
 EQ = re.compile(r'userName eq "([^"]*)"', re.IGNORECASE)
 
 
@@ -61,11 +74,45 @@ async def search(request: web.Request) -> web.Response:
 
 async def patch(request: web.Request) -> web.Response:
     data = orjson.loads(await request.read())
-    active = bool(data["Operations"][0]["value"]["active"])
-    row = await request.app[POOL].fetchrow(SET_ACTIVE, request.match_info["id"], active)
+    operations = data["Operations"]
+    pool, user_id = request.app[POOL], request.match_info["id"]
+    first = operations[0]
+    if len(operations) == 1 and "path" not in first and set(first["value"]) == {"active"}:
+        active = bool(first["value"]["active"])
+        row = await pool.fetchrow(SET_ACTIVE, user_id, active)
+        if row is None:
+            raise web.HTTPNotFound()
+        return reply({"id": row[0], "active": active})
+    changes: dict[str, object] = {}
+    for op in operations:
+        if "path" in op:
+            changes[op["path"].rsplit(":", 1)[-1].split(".", 1)[0]] = op["value"]
+        else:
+            changes.update(op["value"])
+    row = await pool.fetchrow(MERGE, user_id, orjson.dumps(changes).decode())
     if row is None:
         raise web.HTTPNotFound()
-    return reply({"id": row[0], "active": active})
+    return reply({**orjson.loads(row[1]), "id": row[0]})
+
+
+async def replace(request: web.Request) -> web.Response:
+    data = orjson.loads(await request.read())
+    row = await request.app[POOL].fetchrow(
+        REPLACE,
+        request.match_info["id"],
+        data["userName"],
+        bool(data.get("active", True)),
+        orjson.dumps(data).decode(),
+    )
+    if row is None:
+        raise web.HTTPNotFound()
+    return reply({**data, "id": row[0]})
+
+
+async def delete(request: web.Request) -> web.Response:
+    if await request.app[POOL].fetchval(DELETE, request.match_info["id"]) is None:
+        raise web.HTTPNotFound()
+    return web.Response(status=204)
 
 
 def create_app(database_url: str) -> web.Application:
@@ -82,6 +129,8 @@ def create_app(database_url: str) -> web.Application:
     app.router.add_post("/Users", create)
     app.router.add_get("/Users", search)
     app.router.add_patch("/Users/{id}", patch)
+    app.router.add_put("/Users/{id}", replace)
+    app.router.add_delete("/Users/{id}", delete)
     return app
 
 

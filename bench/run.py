@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import groups as group_bench  # noqa: E402
 import ratelimit as limiter_bench  # noqa: E402
+import writes as write_bench  # noqa: E402
 from harness import (  # noqa: E402
     Load,
     Proc,
@@ -803,6 +804,7 @@ def targets(
             rss and round(rss["rss_end_mb"] - rss["rss_after_fifth_mb"], 1),
             flat,
         ),
+        *write_bench.targets(rows),
     ]
     return [{"target": t, "measured": m, "pass": p} for t, m, p in listed]
 
@@ -857,6 +859,17 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
         bench = Bench(run, http, sizes, concurrency)
         await bench.ours()
         await bench.post_rounds()
+        # PATCH, PUT and DELETE /Users in alternating rounds against the baseline (bench/writes.py).
+        bench.rows += await write_bench.write_rounds(
+            run,
+            http,
+            web=bench.web,
+            worker=bench.worker,
+            baseline=await bench.start_baseline(),
+            baseline_root=bench.baseline_root,
+            concurrency=concurrency,
+            **(write_bench.QUICK if quick else write_bench.FULL),
+        )
         # The scimsvc processes stay up but idle while the others run: one machine, one load at a time.
         await run.stop_workers()
         await bench.baseline()

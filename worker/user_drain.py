@@ -19,7 +19,7 @@ import asyncpg
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.domain_teams import domain_memberships
 from scimsvc.product.events import EventType, NewEvent
-from scimsvc.store import licenses, outbox, teams, user_states
+from scimsvc.store import groups, licenses, outbox, teams, user_states
 from scimsvc.store.events import record_events
 from worker.seats import PendingUser, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
@@ -84,7 +84,8 @@ async def apply_user_rows(
     returns the number of webhook deliveries queued with their events (0 with `events` off).
 
     The desired state is the user row itself, so applying any run of a user's rows is idempotent. Users
-    just created or re-linked then join their email domain's teams (`domain_memberships`).
+    just created or re-linked then join their email domain's teams (`domain_memberships`); users deleted
+    leave any group they are still a desired member of.
     """
     users = pending_users(rows)
     stored = await licenses.users_licensing(conn, tenant_id, [u.id for u in users])
@@ -99,6 +100,10 @@ async def apply_user_rows(
     memberships = await teams.add_domain_members(
         conn, tenant_id, domain_memberships(joined, licensing["domain_teams"])
     )
+    # A SCIM DELETE took the user out of its groups when it was written; a member a group write committed
+    # just as that DELETE began goes now (store/user_deletes.py).
+    deleted = [u.id for u in users if ChangeKind.DELETE in u.changes]
+    await groups.forget_unlinked_users(conn, tenant_id, deleted)
     deliveries = 0
     if events:
         told = batch_events(users, rows, allocation.events, memberships)

@@ -46,6 +46,28 @@ class PatchOperation:
     value: Any
 
 
+def patched_active(operations: list[PatchOperation]) -> bool | None:
+    """The value of `active` a PATCH sets when setting it is all the PATCH does (Okta's deactivation:
+    `{"op": "replace", "value": {"active": false}}`, or with the path `active`), else None."""
+    active = None
+    for operation in operations:
+        if operation.op not in ("replace", "add"):
+            return None
+        value = operation.value
+        if operation.path is None:
+            if not isinstance(value, dict) or len(value) != 1:
+                return None
+            ((key, value),) = value.items()
+            if not isinstance(key, str) or key.lower() != "active":
+                return None
+        elif operation.path.lower() != "active":
+            return None
+        if not isinstance(value, bool):
+            return None
+        active = value
+    return active
+
+
 # --------------------------------------------------------------------------------------------- parsing
 
 
@@ -139,8 +161,27 @@ def _closing_bracket(text: str, start: int) -> int:
     return -1
 
 
+# Parsed paths by (resource type, path): IdPs send the same few paths in every PATCH. Targets are frozen, so
+# one is shared by every request. Each entry holds its resource type, so that type's id stays its own
+# while the entry lives (keyed by id: hashing a frozen type would walk all its attributes). Paths come from
+# clients, so the cache is emptied when it holds _MAX_TARGETS.
+_TARGETS: dict[tuple[int, str], tuple[ResourceTypeDef, _Target]] = {}
+_MAX_TARGETS = 1024
+
+
 def _parse_target(path: str, rtype: ResourceTypeDef) -> _Target:
     """Resolve a PATCH path against `rtype`; invalid_path for an unknown attribute or a malformed path."""
+    key = (id(rtype), path)
+    entry = _TARGETS.get(key)
+    if entry is None:
+        entry = (rtype, _resolve_target(path, rtype))  # an invalid path raises: never cached
+        if len(_TARGETS) >= _MAX_TARGETS:
+            _TARGETS.clear()
+        _TARGETS[key] = entry
+    return entry[1]
+
+
+def _resolve_target(path: str, rtype: ResourceTypeDef) -> _Target:
     text = path.strip()
     ext = rtype.extension(text)
     if ext is not None:
@@ -521,7 +562,18 @@ class _Patcher:
 # ---------------------------------------------------------------------------------------- immutability
 
 
+# By resource type, as _TARGETS (few types: never emptied).
+_IMMUTABLES: dict[int, tuple[ResourceTypeDef, list[tuple[SchemaDef, Attr, Attr | None]]]] = {}
+
+
 def _immutables(rtype: ResourceTypeDef) -> list[tuple[SchemaDef, Attr, Attr | None]]:
+    entry = _IMMUTABLES.get(id(rtype))
+    if entry is None:
+        entry = _IMMUTABLES[id(rtype)] = (rtype, _find_immutables(rtype))
+    return entry[1]
+
+
+def _find_immutables(rtype: ResourceTypeDef) -> list[tuple[SchemaDef, Attr, Attr | None]]:
     found: list[tuple[SchemaDef, Attr, Attr | None]] = []
     for schema in rtype.schemas:
         for attr in schema.attributes:

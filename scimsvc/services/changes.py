@@ -5,10 +5,10 @@ alike (operator writes with no outbox row, a token or a team, are actions: servi
 runs
 `steps` in a transaction where `tx.record` adds an outbox row for each change (what a row may say is
 `scimsvc.contract`). Its fast paths save the BEGIN, lock and COMMIT round trips of the hottest writes: a
-single statement that saves one user with its outbox row (`new_user`, `read_user_update`), tried first;
-only when it writes nothing (a taken userName, a user changed meanwhile) do the `steps` run. New users
-that arrive together go in as one statement (the app's batcher, store/batches.py), each user still with
-its own outbox row.
+single statement that saves one user with its outbox row (`new_user`, `read_user_update`, `put_user`,
+`set_user_active`, `deleted_user`), tried first; only when it writes nothing (a taken userName, a user
+changed or gone meanwhile) do the `steps` run. New users that arrive together go in as one statement, and
+so do user updates (the app's batchers, store/batches.py), each user still with its own outbox row.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from scimsvc.contract import ChangeKind, ResourceType, Wakeup
+from scimsvc.scim.users import change_kind
 from scimsvc.services.wakeups import waker_for
 from scimsvc.settings import Settings
-from scimsvc.store import new_users, outbox
-from scimsvc.store import users as user_store
+from scimsvc.store import new_users, outbox, user_deletes, user_updates
 from scimsvc.store.db import transaction
 from scimsvc.store.new_users import NewUserInserts
+from scimsvc.store.user_deletes import UserDelete, UserDeletes
+from scimsvc.store.user_reads import UserReads
+from scimsvc.store.user_updates import Kind, UserUpdate, UserUpdates
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +54,9 @@ class Scope:
     request_id: str | None = None
     allowed_domains: tuple[str, ...] = ()  # the tenant's allowlist; empty allows every domain
     new_users: NewUserInserts | None = None  # the app's batcher of new-user inserts; None: one by one
+    user_updates: UserUpdates | None = None  # the app's batcher of PUT/PATCH saves; None: one by one
+    user_deletes: UserDeletes | None = None  # the app's batcher of DELETEs; None: one by one
+    user_reads: UserReads | None = None  # the app's batcher of the reads PATCHes build on; None: one by one
     # The outbox ids this scope's writes recorded, for the provisioning log (README.md, What happened);
     # None: nobody asks.
     written: list[int] | None = None
@@ -102,14 +108,19 @@ async def write(
 ) -> T | asyncpg.Record:
     """Write resources with their outbox rows, then wake the worker for the rows; returns what wrote them.
 
-    `one_statement`, when given, is tried first, and its row is the result if it wrote one. Otherwise
+    `one_statement`, when given, is tried first, and its row is the result if it wrote one. Otherwise (or
+    when PostgreSQL aborted it as one of the `CONFLICTS`)
     `steps` run in one transaction, which runs again (up to `tries` times in all) when PostgreSQL aborts it
     as one of the `CONFLICTS`. The wake-up is sent in the background: the response does not wait for
     Redis, as the committed outbox rows are the record and the worker's sweeper re-enqueues any wake-up
     that gets lost.
     """
     if one_statement is not None:
-        row = await one_statement.run(scope.pool)
+        try:
+            row = await one_statement.run(scope.pool)
+        except CONFLICTS as exc:  # nothing of it was written: the locked path runs instead
+            log.warning("a one-statement write was aborted by PostgreSQL (%s)", exc.sqlstate)
+            row = None
         if row is not None:
             _wake(scope, [Wakeup(scope.tenant_id, one_statement.resource_type, row["id"], row["outbox_id"])])
             return row
@@ -132,17 +143,60 @@ def read_user_update(
 ) -> OneStatement:
     """The fast path of a PUT or PATCH: the user's new resource and its `change` row, if the user is
     still at the `version` the resource was built on; writes nothing if it has changed since."""
+    active = resource.get("active", True)
+    return _user_update(scope, user_id, "read", resource, active, version, change, change)
+
+
+def put_user(scope: Scope, user_id: UUID, resource: dict[str, Any]) -> OneStatement:
+    """The fast path of a PUT without If-Match whose resource names no manager: saved unread, if the
+    user still has the resource's userName (`active` left out keeps the stored value); writes nothing
+    otherwise."""
+    active = resource.get("active")
+    if_active = change_kind(was_active=True, was_linked=True, active=True if active is None else active)
+    if_inactive = change_kind(was_active=False, was_linked=True, active=False if active is None else active)
+    return _user_update(scope, user_id, "put", resource, active, None, if_active, if_inactive)
+
+
+def set_user_active(scope: Scope, user_id: UUID, active: bool) -> OneStatement:
+    """The fast path of a PATCH without If-Match that only sets `active`: saved unread, if the user has
+    the other value and no manager; writes nothing otherwise."""
+    change = change_kind(was_active=not active, was_linked=True, active=active)
+    return _user_update(scope, user_id, "active", None, active, None, change, change)
+
+
+def _user_update(
+    scope: Scope,
+    user_id: UUID,
+    kind: Kind,
+    resource: dict[str, Any] | None,
+    active: bool | None,
+    version: int | None,
+    change_if_active: ChangeKind,
+    change_if_inactive: ChangeKind,
+) -> OneStatement:
+    """An update batched with the updates that arrive with it, when the app has a batcher."""
+    update = UserUpdate(
+        scope.tenant_id,
+        user_id,
+        kind,
+        resource,
+        active,
+        version,
+        change_if_active,
+        change_if_inactive,
+        scope.request_id,
+    )
     return OneStatement(
-        ResourceType.USER,
-        lambda pool: user_store.update_read_user(
-            pool,
-            scope.tenant_id,
-            user_id,
-            resource,
-            version=version,
-            change=change,
-            request_id=scope.request_id,
-        ),
+        ResourceType.USER, lambda pool: user_updates.update_user(scope.user_updates or pool, update)
+    )
+
+
+def deleted_user(scope: Scope, user_id: UUID) -> OneStatement:
+    """The fast path of a DELETE without If-Match: the user unlinked, out of its groups, and its "delete"
+    row, in one statement; writes nothing if the tenant has no such linked user."""
+    delete = UserDelete(scope.tenant_id, user_id, scope.request_id)
+    return OneStatement(
+        ResourceType.USER, lambda pool: user_deletes.delete_linked_user(scope.user_deletes or pool, delete)
     )
 
 

@@ -18,16 +18,27 @@ from scimsvc.product.notices import email_change_notices
 from scimsvc.scim.errors import invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.ids import id_or_404
-from scimsvc.scim.patch import apply_patch, parse_patch_request
+from scimsvc.scim.patch import apply_patch, parse_patch_request, patched_active
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, validate_user
 from scimsvc.services import page_cursors
-from scimsvc.services.changes import OneStatement, Scope, Transaction, new_user, read_user_update, write
-from scimsvc.store import audit
+from scimsvc.services.changes import (
+    OneStatement,
+    Scope,
+    Transaction,
+    deleted_user,
+    new_user,
+    put_user,
+    read_user_update,
+    set_user_active,
+    write,
+)
+from scimsvc.store import audit, user_reads
 from scimsvc.store import groups as group_store
 from scimsvc.store import notices as notice_store
 from scimsvc.store import users as store
+from scimsvc.store.user_reads import UserRead
 
 TAKEN = (
     "userName {name!r} is already used by another user of this tenant "
@@ -177,6 +188,11 @@ async def replace_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | 
         assert current is not None
         return resource if "active" in resource else {**resource, "active": current["active"]}
 
+    if if_match is None and manager_id(resource) is None:
+        # As IdPs send it: saved without reading the user first, if it keeps its userName (else, or
+        # when not found, the locked path: a rename, a 404).
+        fast = put_user(scope, parse_user_id(raw_id), resource)
+        return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=fast)
     return await _update_user(scope, raw_id, if_match, build)
 
 
@@ -193,6 +209,12 @@ async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
         resource = validate_user(apply_patch(stored, operations, USER_RESOURCE), refuse_password=True)
         return None if resource == stored else resource
 
+    active = patched_active(operations)
+    if if_match is None and active is not None:
+        # Okta's deactivation (and reactivation): saved without reading the user first, if it has the
+        # other value; else (the same value, a manager to check, not found) the locked path.
+        fast = set_user_active(scope, parse_user_id(raw_id), active)
+        return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=fast)
     return await _update_user(scope, raw_id, if_match, build)
 
 
@@ -201,7 +223,7 @@ async def _update_user(scope: Scope, raw_id: str, if_match: str | None, build: B
     that checks the version they were built on; the others, and one that lost a race to a concurrent
     write, take the locked path (which builds again from the locked row, so no change is lost)."""
     user_id = parse_user_id(raw_id)
-    current = await store.get_user(scope.pool, scope.tenant_id, user_id)
+    current = await user_reads.read_user(scope.user_reads or scope.pool, UserRead(scope.tenant_id, user_id))
     if current is None:
         raise not_found(f"User {raw_id!r} not found")
     check_if_match(if_match, current["version"])
@@ -227,7 +249,10 @@ async def delete_user(scope: Scope, raw_id: str, *, if_match: str | None) -> Non
         await group_store.forget_user(tx.conn, scope.tenant_id, current["id"])  # its teams stay
         await tx.record(ResourceType.USER, current["id"], ChangeKind.DELETE, {"active": False})
 
-    await write(scope, steps)
+    # Without If-Match (as IdPs send it), one statement; a user it finds no linked row for, or a DELETE
+    # with If-Match, takes the locked path (its 404 and 412).
+    fast = deleted_user(scope, parse_user_id(raw_id)) if if_match is None else None
+    await write(scope, steps, one_statement=fast)
 
 
 USERS = Queryable(

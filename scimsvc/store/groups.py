@@ -154,6 +154,18 @@ WITH gone AS (
 UPDATE groups g SET version = g.version + 1, updated_at = now()
 WHERE g.tenant_id = $1 AND g.id IN (SELECT group_id FROM gone)
 """
+# The same for SCIM-deleted users, set-based, as the worker applies their deletes: a member that a group
+# write committed just as the user's one-statement DELETE began (store/user_deletes.py) goes.
+FORGET_UNLINKED_USERS = """
+WITH gone AS (
+    DELETE FROM group_members gm USING groups g, users u
+    WHERE g.tenant_id = $1 AND gm.group_id = g.id AND gm.user_id = u.id
+      AND u.tenant_id = $1 AND u.id = ANY($2::uuid[]) AND NOT u.scim_linked
+    RETURNING gm.group_id
+)
+UPDATE groups g SET version = g.version + 1, updated_at = now()
+WHERE g.tenant_id = $1 AND g.id IN (SELECT group_id FROM gone)
+"""
 
 
 async def get_group(
@@ -235,6 +247,12 @@ async def members_of(
 async def forget_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> None:
     """Take a SCIM-deleted user out of every group's desired members (bumping those groups' versions)."""
     await conn.execute(FORGET_USER, tenant_id, user_id)
+
+
+async def forget_unlinked_users(conn: asyncpg.Connection, tenant_id: UUID, user_ids: Sequence[UUID]) -> None:
+    """Take those of `user_ids` that are SCIM-deleted out of every group's desired members."""
+    if user_ids:
+        await conn.execute(FORGET_UNLINKED_USERS, tenant_id, list(user_ids))
 
 
 async def list_groups(

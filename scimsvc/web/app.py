@@ -16,10 +16,25 @@ from scimsvc.services.wakeups import wakeups_sent
 from scimsvc.settings import Settings, parse_networks
 from scimsvc.store.db import create_pool
 from scimsvc.store.new_users import new_user_inserts
+from scimsvc.store.user_deletes import user_deletes
+from scimsvc.store.user_reads import user_reads
+from scimsvc.store.user_updates import user_updates
 from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
 from scimsvc.web.console import setup_console
 from scimsvc.web.console.access import console_middleware
-from scimsvc.web.keys import LIMITER, LIMITER_REDIS, METRICS, NEW_USERS, POOL, REDIS, SETTINGS, TOKEN_CACHE
+from scimsvc.web.keys import (
+    LIMITER,
+    LIMITER_REDIS,
+    METRICS,
+    NEW_USERS,
+    POOL,
+    REDIS,
+    SETTINGS,
+    TOKEN_CACHE,
+    USER_DELETES,
+    USER_READS,
+    USER_UPDATES,
+)
 from scimsvc.web.listeners import listener_middleware
 from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
 from scimsvc.web.openapi import setup_openapi
@@ -56,6 +71,9 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
         pooler=settings.database_pooler,
     )
     app[NEW_USERS] = new_user_inserts(app[POOL])
+    app[USER_UPDATES] = user_updates(app[POOL])
+    app[USER_DELETES] = user_deletes(app[POOL])
+    app[USER_READS] = user_reads(app[POOL])
     app[TOKEN_CACHE] = TokenCache(
         app[POOL],
         settings.direct_url,  # LISTEN holds a session: never through a transaction pooler

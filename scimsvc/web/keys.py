@@ -27,6 +27,9 @@ REDIS = web.AppKey("redis", ArqRedis)  # the arq queue's
 LIMITER_REDIS: web.AppKey[LimiterRedis] = web.AppKey("limiter_redis")
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 NEW_USERS = web.AppKey("new_users", Batcher)  # store.new_users.new_user_inserts of the POOL
+USER_UPDATES = web.AppKey("user_updates", Batcher)  # store.user_updates.user_updates of the POOL
+USER_DELETES = web.AppKey("user_deletes", Batcher)  # store.user_deletes.user_deletes of the POOL
+USER_READS = web.AppKey("user_reads", Batcher)  # store.user_reads.user_reads of the POOL
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
 METRICS = web.AppKey("metrics", WebMetrics)
 # The provisioning log's rows waiting for their batch (web/provisioning_log.py); absent when it is off.

@@ -37,6 +37,9 @@ from scimsvc.web.keys import (
     REQUEST_ID,
     SETTINGS,
     TENANT_ID,
+    USER_DELETES,
+    USER_READS,
+    USER_UPDATES,
     WRITTEN,
 )
 from scimsvc.web.routes.responses import scim_response
@@ -54,6 +57,9 @@ def scope_of(request: web.Request) -> Scope:
         request_id=request.get(REQUEST_ID),
         allowed_domains=request[ALLOWED_DOMAINS],
         new_users=app[NEW_USERS],
+        user_updates=app[USER_UPDATES],
+        user_deletes=app[USER_DELETES],
+        user_reads=app[USER_READS],
         written=request.get(WRITTEN),  # the provisioning log's list, when it is on
     )
 

@@ -1,0 +1,260 @@
+"""PATCH, PUT and DELETE /Users sent together: each answered as if alone, each saved with its own outbox row.
+
+Updates and deletes that arrive while others are out go to PostgreSQL as one statement (README.md,
+Performance); these tests send many at once and check every answer and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import run_worker, unique_email, user_body, wait_until_blocked_by
+
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+@pytest.fixture
+async def other_conn(database_url):
+    """A connection of the test's own, standing in for another request mid-transaction."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+async def create_users(client: Any, tenant: Any, count: int) -> list[dict[str, Any]]:
+    users = []
+    for _ in range(count):
+        resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+        assert resp.status == 201, await resp.text()
+        users.append(await resp.json())
+    return users
+
+
+def patch(*operations: dict[str, Any]) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+def entra(i: int) -> dict[str, Any]:
+    return patch(
+        {"op": "Replace", "path": "displayName", "value": f"Person {i}"},
+        {"op": "Replace", "path": "name.givenName", "value": f"Given {i}"},
+        {"op": "Replace", "path": "title", "value": f"Title {i}"},
+        {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": f"Dept {i}"},
+    )
+
+
+DEACTIVATE = patch({"op": "replace", "value": {"active": False}})
+
+
+def headers(tenant: Any, request_id: str) -> dict[str, str]:
+    return {**tenant.headers, "X-Request-Id": request_id}
+
+
+async def outbox_rows(db: asyncpg.Connection, user_id: str) -> list[tuple[str, str]]:
+    rows = await db.fetch(
+        "SELECT change, request_id FROM outbox WHERE resource_id = $1::uuid ORDER BY id", user_id
+    )
+    return [(r["change"], r["request_id"]) for r in rows]
+
+
+async def test_patches_puts_and_deletes_sent_together_are_each_answered_and_saved(client, tenant, db):
+    users = await create_users(client, tenant, 40)
+    entra_users, off_users, put_users, gone_users = users[:10], users[10:20], users[20:30], users[30:]
+
+    async def send(method: str, user: dict[str, Any], body: Any, request_id: str) -> Any:
+        url = f"/scim/v2/Users/{user['id']}"
+        resp = await client.request(method, url, json=body, headers=headers(tenant, request_id))
+        return resp.status, (await resp.json() if resp.status == 200 else None)
+
+    sent = [
+        *(send("PATCH", u, entra(i), f"entra{i}") for i, u in enumerate(entra_users)),
+        *(send("PATCH", u, DEACTIVATE, f"off{i}") for i, u in enumerate(off_users)),
+        *(
+            send("PUT", u, user_body(u["userName"], title=f"Put {i}"), f"put{i}")
+            for i, u in enumerate(put_users)
+        ),
+        *(send("DELETE", u, None, f"gone{i}") for i, u in enumerate(gone_users)),
+    ]
+    answers = await asyncio.gather(*sent)
+
+    for i, (status, body) in enumerate(answers[:10]):
+        assert status == 200
+        assert body["displayName"] == f"Person {i}" and body["name"]["givenName"] == f"Given {i}"
+        assert body["title"] == f"Title {i}" and body[ENTERPRISE]["department"] == f"Dept {i}"
+        assert body["name"]["familyName"] == "Lovelace"  # untouched attributes stay
+    for status, body in answers[10:20]:
+        assert status == 200 and body["active"] is False
+    for i, (status, body) in enumerate(answers[20:30]):
+        assert status == 200 and body["title"] == f"Put {i}" and body["active"] is True
+    assert [status for status, _ in answers[30:]] == [204] * 10
+
+    for i, user in enumerate(entra_users):
+        row = await db.fetchrow(
+            "SELECT display_name, resource, version FROM users WHERE id = $1::uuid", user["id"]
+        )
+        assert row["display_name"] == f"Person {i}" and row["version"] == 2
+        assert (await outbox_rows(db, user["id"]))[1:] == [("update", f"entra{i}")]
+    for i, user in enumerate(off_users):
+        assert not await db.fetchval("SELECT active FROM users WHERE id = $1::uuid", user["id"])
+        assert (await outbox_rows(db, user["id"]))[1:] == [("deactivate", f"off{i}")]
+        resp = await client.get(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
+        assert (await resp.json())["active"] is False
+    for i, user in enumerate(put_users):
+        assert (await outbox_rows(db, user["id"]))[1:] == [("update", f"put{i}")]
+    for i, user in enumerate(gone_users):
+        linked, active = await db.fetchrow(
+            "SELECT scim_linked, active FROM users WHERE id = $1::uuid", user["id"]
+        )
+        assert not linked and not active
+        assert (await outbox_rows(db, user["id"]))[1:] == [("delete", f"gone{i}")]
+        resp = await client.get(f"/scim/v2/Users/{user['id']}", headers=tenant.headers)
+        assert resp.status == 404
+
+
+async def test_patches_of_one_user_sent_together_keep_every_change(client, tenant, db):
+    (user,) = await create_users(client, tenant, 1)
+    attributes = ["displayName", "title", "nickName", "locale", "preferredLanguage", "profileUrl", "timezone"]
+    values = [f"https://example.com/{i}" if a == "profileUrl" else f"v{i}" for i, a in enumerate(attributes)]
+    values[attributes.index("locale")] = "en-GB"
+    values[attributes.index("preferredLanguage")] = "en-GB"
+    values[attributes.index("timezone")] = "Europe/London"
+    url = f"/scim/v2/Users/{user['id']}"
+    answers = await asyncio.gather(
+        *(
+            client.patch(url, json=patch({"op": "replace", "path": a, "value": v}), headers=tenant.headers)
+            for a, v in zip(attributes, values, strict=True)
+        )
+    )
+    assert [r.status for r in answers] == [200] * len(attributes)
+    resp = await client.get(url, headers=tenant.headers)
+    body = await resp.json()
+    assert {a: body[a] for a in attributes} == dict(zip(attributes, values, strict=True))
+    assert await db.fetchval("SELECT version FROM users WHERE id = $1::uuid", user["id"]) == 1 + len(
+        attributes
+    )
+    changes = await outbox_rows(db, user["id"])
+    assert [c for c, _ in changes] == ["create"] + ["update"] * len(attributes)
+
+
+async def test_a_user_another_transaction_holds_does_not_hold_up_the_others(client, tenant, db, other_conn):
+    users = await create_users(client, tenant, 6)
+    held, others = users[0], users[1:]
+    tx = other_conn.transaction()
+    await tx.start()
+    await other_conn.execute("SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE", held["id"])
+
+    # The held user last: it goes in a batch with the others (which then waits for it at most 500 ms, and
+    # its users go again one by one) or alone.
+    sent = [
+        asyncio.ensure_future(
+            client.patch(f"/scim/v2/Users/{u['id']}", json=DEACTIVATE, headers=tenant.headers)
+        )
+        for u in [*others, held]
+    ]
+    stuck = sent[-1]
+    answers = await asyncio.gather(*sent[:-1])
+    assert [r.status for r in answers] == [200] * len(others)
+    await wait_until_blocked_by(db, other_conn, stuck, what="the PATCH of the held user to wait for it")
+    assert not stuck.done()
+    await tx.commit()
+    resp = await stuck
+    assert resp.status == 200 and (await resp.json())["active"] is False
+    actives = await db.fetch("SELECT active FROM users WHERE id = ANY($1::uuid[])", [u["id"] for u in users])
+    assert [r["active"] for r in actives] == [False] * len(users)
+
+
+async def test_deactivating_an_inactive_user_writes_nothing(client, tenant, db):
+    (user,) = await create_users(client, tenant, 1)
+    url = f"/scim/v2/Users/{user['id']}"
+    first = await client.patch(url, json=DEACTIVATE, headers=tenant.headers)
+    again = await client.patch(url, json=DEACTIVATE, headers=tenant.headers)
+    assert first.status == again.status == 200
+    assert (await again.json())["active"] is False
+    assert [c for c, _ in await outbox_rows(db, user["id"])] == ["create", "deactivate"]
+    reactivate = patch({"op": "replace", "path": "active", "value": True})
+    resp = await client.patch(url, json=reactivate, headers=tenant.headers)
+    assert resp.status == 200 and (await resp.json())["active"] is True
+    assert [c for c, _ in await outbox_rows(db, user["id"])] == ["create", "deactivate", "reactivate"]
+
+
+async def test_put_without_active_keeps_it_and_a_rename_still_works(client, tenant, db):
+    (user,) = await create_users(client, tenant, 1)
+    url = f"/scim/v2/Users/{user['id']}"
+    await client.patch(url, json=DEACTIVATE, headers=tenant.headers)
+    body = user_body(user["userName"], title="Kept inactive")
+    del body["active"]
+    resp = await client.put(url, json=body, headers=tenant.headers)
+    assert resp.status == 200 and (await resp.json())["active"] is False
+    assert (await outbox_rows(db, user["id"]))[-1][0] == "update"
+    renamed = unique_email("renamed")
+    resp = await client.put(url, json=user_body(renamed), headers=tenant.headers)
+    assert resp.status == 200
+    assert (await resp.json())["userName"] == renamed
+    assert await db.fetchval("SELECT user_name FROM users WHERE id = $1::uuid", user["id"]) == renamed
+    assert (await outbox_rows(db, user["id"]))[-1][0] == "reactivate"
+
+
+async def test_another_tenants_user_is_not_found_by_put_patch_or_delete(client, tenant, new_tenant, db):
+    (user,) = await create_users(client, tenant, 1)
+    other = await new_tenant()
+    url = f"/scim/v2/Users/{user['id']}"
+    answers = [
+        await client.patch(url, json=DEACTIVATE, headers=other.headers),
+        await client.patch(url, json=entra(1), headers=other.headers),
+        await client.put(url, json=user_body(user["userName"]), headers=other.headers),
+        await client.delete(url, headers=other.headers),
+    ]
+    assert [r.status for r in answers] == [404] * 4
+    row = await db.fetchrow("SELECT active, scim_linked, version FROM users WHERE id = $1::uuid", user["id"])
+    assert row["active"] and row["scim_linked"] and row["version"] == 1
+
+
+async def test_a_second_delete_is_not_found_and_a_stale_if_match_is_refused(client, tenant, db):
+    first, second = await create_users(client, tenant, 2)
+    url = f"/scim/v2/Users/{first['id']}"
+    assert (await client.delete(url, headers=tenant.headers)).status == 204
+    assert (await client.delete(url, headers=tenant.headers)).status == 404
+    assert [c for c, _ in await outbox_rows(db, first["id"])] == ["create", "delete"]
+    url = f"/scim/v2/Users/{second['id']}"
+    stale = {**tenant.headers, "If-Match": 'W/"99"'}
+    assert (await client.patch(url, json=DEACTIVATE, headers=stale)).status == 412
+    assert (await client.put(url, json=user_body(second["userName"]), headers=stale)).status == 412
+    assert (await client.delete(url, headers=stale)).status == 412
+    assert [c for c, _ in await outbox_rows(db, second["id"])] == ["create"]
+
+
+async def test_a_delete_overlapping_a_patch_leaves_the_user_deleted(client, tenant, db, settings):
+    users = await create_users(client, tenant, 8)
+    sent = []
+    for i, user in enumerate(users):
+        url = f"/scim/v2/Users/{user['id']}"
+        sent += [
+            client.patch(url, json=entra(i), headers=tenant.headers),
+            client.delete(url, headers=tenant.headers),
+        ]
+    answers = await asyncio.gather(*sent)
+    for i, user in enumerate(users):
+        patched, deleted = answers[2 * i], answers[2 * i + 1]
+        assert deleted.status == 204
+        changes = [c for c, _ in await outbox_rows(db, user["id"])]
+        # The PATCH either came first (and is recorded before the delete) or found the user gone.
+        assert (patched.status, changes) in (
+            (200, ["create", "update", "delete"]),
+            (404, ["create", "delete"]),
+        )
+        linked = await db.fetchval("SELECT scim_linked FROM users WHERE id = $1::uuid", user["id"])
+        assert not linked
+    await run_worker(settings)
+    pending = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE tenant_id = $1::uuid AND applied_at IS NULL", tenant.id
+    )
+    assert pending == 0
+    states = await db.fetch(
+        "SELECT provisioning_state FROM users WHERE id = ANY($1::uuid[])", [u["id"] for u in users]
+    )
+    assert {r["provisioning_state"] for r in states} == {"deprovisioned"}
