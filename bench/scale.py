@@ -78,11 +78,11 @@ QUICK = {
     "page_seconds": 5.0,
 }
 
-# An applied user as the worker leaves it: provisioned, a license, emails, no outbox row. $1 tenant,
-# users $2 < i <= $3 (numbered per tenant, so steps add to what is there).
+# An applied user as the worker leaves it: provisioned, a license, emails, no outbox row; written two
+# hours ago (an import long done, not one still under way). $1 tenants, users $2 < i <= $3 of each.
 FILL_USERS = """
 INSERT INTO users (tenant_id, user_name, display_name, active, resource, license, provisioning_state,
-                   provisioned_at)
+                   provisioned_at, created_at, updated_at)
 SELECT t, 'u' || i || '@scale.example', 'User ' || i, true,
        jsonb_build_object(
            'userName', 'u' || i || '@scale.example',
@@ -92,8 +92,9 @@ SELECT t, 'u' || i || '@scale.example', 'User ' || i, true,
                                                           'type', 'work', 'primary', true)),
            'active', true
        ),
-       'free', 'provisioned', now()
-FROM unnest($1::uuid[]) AS t, generate_series($2::int + 1, $3::int) AS i
+       'free', 'provisioned', ago, ago, ago
+FROM unnest($1::uuid[]) AS t, generate_series($2::int + 1, $3::int) AS i,
+     (SELECT now() - interval '2 hours') AS a(ago)
 """
 FILL_TENANTS = """
 INSERT INTO tenants (name, seats, flexible_licenses, default_license)
@@ -101,6 +102,7 @@ SELECT 'scale-' || i, 0, true, 'free' FROM generate_series($1::int + 1, $2::int)
 RETURNING id::text
 """
 FILL_TEAMS = "INSERT INTO teams (tenant_id, name) SELECT t, 'team' FROM unnest($1::uuid[]) AS t"
+BLOCKS = "SELECT blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()"
 PG_BYTES = "SELECT pg_total_relation_size('users') + pg_total_relation_size('outbox')"
 
 Req = tuple[str, str, bytes | None, dict[str, str]]
@@ -227,6 +229,7 @@ class Scale:
         row["get_eq_per_s"], row["get_eq_p50_ms"] = get["per_s"], get["p50_ms"]
 
         tag = f"{label}{size}"
+        blocks = await run.conn.fetchrow(BLOCKS)
         first = time.perf_counter()
         post = await drive(
             http,
@@ -243,6 +246,15 @@ class Scale:
             post["errors"],
         )
         row["drain_per_s"] = round(n["posts"] / (applied - first), 1)
+        await asyncio.sleep(1)  # the backends' statistics reach pg_stat_database within a second
+        read, hit = (
+            after - before for after, before in zip(await run.conn.fetchrow(BLOCKS), blocks, strict=True)
+        )
+        # PostgreSQL buffer reads per POST (ack and apply): blocks not in shared_buffers, and all blocks.
+        row["post_blocks_read"], row["post_blocks_all"] = (
+            round(read / n["posts"], 1),
+            round((read + hit) / n["posts"]),
+        )
         row["applied_after_last_ack_s"] = round(applied - acked, 2)
         row.update(await self.push(big, size))
         row["web_rss_mb"] = round(run.serve.rss_mb(), 1) if run.serve else None
@@ -503,6 +515,8 @@ def show(report: dict[str, Any]) -> None:
         "web_rss_mb",
         "redis_bytes_per_org",
         "pg_bytes_per_user",
+        "post_blocks_read",
+        "post_blocks_all",
     ]
     for series in ("users", "orgs"):
         mine = [r for r in report["rows"] if r["series"] == series]
