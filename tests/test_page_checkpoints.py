@@ -102,3 +102,18 @@ async def test_filtered_and_sorted_pages_are_read_by_offset(
         assert resp.status == 200, await resp.text()
         assert len((await resp.json())["Resources"]) == 2
     assert kept_lists(tenant) == []
+
+
+async def test_user_deleted_outright_moves_the_deep_pages(
+    client: Any, db: asyncpg.Connection, tenant: Tenant, small_checkpoints: None
+) -> None:
+    users = [(await post_user(client, tenant))["id"] for _ in range(12)]
+    # Written long before the checkpoints: the deletion is the only trace of a change.
+    await db.execute(
+        "UPDATE users SET updated_at = now() - interval '2 hours' WHERE tenant_id = $1", tenant.id
+    )
+    await expect_offset_page(client, db, tenant, 8, 3)
+    resp = await client.delete(f"/admin/v1/tenants/{tenant.id}/users/{users[1]}", headers=ADMIN_HEADERS)
+    assert resp.status == 200, await resp.text()
+    for start in (4, 7, 8, 10):
+        await expect_offset_page(client, db, tenant, start, 3)

@@ -1,13 +1,15 @@
 """One page of a SCIM list: the page's ids picked by a narrow query, then its rows; the total only when
 the page itself cannot tell it. A deep page of the unfiltered user list starts from a checkpoint.
 
-Checkpoints: `OFFSET n` steps over n index entries, so a page at a random startIndex of a million users
-cost ~0.7 s. For the unfiltered list of a tenant's users (an IdP's import, the console), one index-only
-pass keeps the sort key of every `CHECKPOINT_EVERY`-th row; a page at offset n then seeks to the
-checkpoint at or before n and skips fewer than `CHECKPOINT_EVERY` rows. The page reads exactly the rows
-OFFSET would: each use first checks, in the same snapshot as the page, that the list has not changed
-since the pass (`_unchanged`), and rebuilds it when it has. The list lives in this process (a few
-hundred bytes per thousand users, at most `CHECKPOINT_QUERIES` lists, each for `CHECKPOINT_SECONDS`).
+Checkpoints: `OFFSET n` steps over n index entries and counting totalResults over all of them, so a
+page at a random startIndex of a million users cost ~0.7 s. For the unfiltered list of a tenant's users
+(an IdP's import, the console), one index-only pass keeps the sort key of every `CHECKPOINT_EVERY`-th
+row and the count; a page at offset n then seeks to the checkpoint at or before n, skips fewer than
+`CHECKPOINT_EVERY` rows and answers with that count. The page reads exactly the rows and total OFFSET
+and a count would: each use first checks, in the same snapshot as the page, that the list has not
+changed since the pass (`_changes`, two small index-only reads), and passes over it again when it has.
+The list lives in this process (about 200 bytes per thousand users, at most `CHECKPOINT_QUERIES` lists,
+each for `CHECKPOINT_SECONDS`).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ CHECKPOINT_SECONDS = 600.0  # a list is rebuilt at least this often
 CHECKPOINT_QUERIES = 64  # lists kept per process (least recently used dropped)
 # A write to a user sets its updated_at to its transaction's start, and web transactions end within
 # seconds (store/db.py bounds their statements): a change that commits after a pass has an updated_at
-# no older than this before the pass, which is what `_unchanged` looks at.
+# no older than this before the pass, which is what `_changes` looks at.
 WRITE_SECONDS = 60
 WINDOW_LIMIT = 20_000  # more recent writes than this: the list is not checked, pages read by OFFSET
 REBUILD_SECONDS = 10.0  # a list that changed is passed over again at most this often
 
 # Lists with checkpoints: the table, the condition of its unfiltered list (columns changed without
-# updated_at, such as the license the worker applies, could change a filtered one unseen) and the window
-# of recent writes ($1 tenant, $2 from, $3 limit), read from users_tenant_updated alone.
+# updated_at, such as the license the worker applies, could change a filtered one unseen), the window
+# of recent writes ($1 tenant, $2 from, $3 limit; users_tenant_updated alone) and the count of rows
+# deleted outright (audit_log_action).
 CHECKPOINTED = {
     "users u": (
         "u.tenant_id = $1 AND u.scim_linked AND (TRUE)",
@@ -44,8 +47,10 @@ CHECKPOINTED = {
         FROM (SELECT updated_at FROM users WHERE tenant_id = $1 AND updated_at >= $2
               ORDER BY updated_at LIMIT $3) w
         """,
+        "SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND action = 'hard_delete'",
     ),
 }
+Stamp = tuple[int, int, int]  # rows written since a moment, their updated_at summed (µs), rows deleted
 _PLAIN_KEY = re.compile(r"\w+\.\w+")
 
 
@@ -123,7 +128,7 @@ class Checkpoints:
     keys: list[tuple[Any, ...]]
     total: int
     window_from: datetime
-    window: tuple[int, int]  # (rows, sum of updated_at in µs) written since window_from
+    window: Stamp  # `_changes` since window_from when the pass ran
     built: float  # time.monotonic()
     usable: bool  # False: too many recent writes to check cheaply, so pages are read by OFFSET a while
 
@@ -161,23 +166,25 @@ async def _fetch_from_checkpoint(
     count_sql: str,
     count_params: list[Any],
 ) -> tuple[int, list[asyncpg.Record]]:
-    """The page at `offset` from the checkpoint at or before it: the same rows as OFFSET, fewer read.
+    """The page at `offset` from the checkpoint at or before it: the same rows and total as OFFSET and
+    a count, fewer read (a current list brings its total: nothing is counted).
 
     A list that changed is passed over again, at most once per REBUILD_SECONDS: while it keeps changing
-    (an import under way) its pages are read by OFFSET.
+    (an import under way) its pages are read by OFFSET and counted.
     """
     list_key = (str(sql), *params)
     async with _snapshot(conn) as one:
-        total = await one.fetchval(count_sql, *count_params)
-        marks = await _current(one, sql, list_key, params[0], total)
+        marks = await _current(one, sql, list_key, params[0])
         if marks is None:
             kept = _lists.get(list_key)
             if kept is not None and time.monotonic() - kept.built < REBUILD_SECONDS:
-                return total, await one.fetch(str(sql), *params, offset, limit)
-            marks = await _build(one, sql, params, total)
+                rows = await one.fetch(str(sql), *params, offset, limit)
+                total = total_from_page(rows, offset=offset, limit=limit)
+                return (await one.fetchval(count_sql, *count_params) if total is None else total), rows
+            marks = await _build(one, sql, params, await one.fetchval(count_sql, *count_params))
         mark = min(offset // CHECKPOINT_EVERY, len(marks.keys))
         if mark == 0:
-            return total, await one.fetch(str(sql), *params, offset, limit)
+            return marks.total, await one.fetch(str(sql), *params, offset, limit)
         keys = [k.strip() for k in sql.order_by.split(",")]
         after = len(params)
         places = ", ".join(f"${after + 1 + i}" for i in range(len(keys)))
@@ -191,56 +198,64 @@ async def _fetch_from_checkpoint(
         rows = await one.fetch(
             str(seek), *params, *marks.keys[mark - 1], offset - mark * CHECKPOINT_EVERY, limit
         )
-        return total, rows
+        return marks.total, rows
 
 
 async def _current(
-    conn: asyncpg.Connection, sql: PageSql, list_key: tuple[Any, ...], tenant: Any, total: int
+    conn: asyncpg.Connection, sql: PageSql, list_key: tuple[Any, ...], tenant: Any
 ) -> Checkpoints | None:
     """The list kept for `list_key` if it is young enough and its rows are still the ones it saw."""
     marks = _lists.get(list_key)
     if marks is None or not marks.usable or time.monotonic() - marks.built > CHECKPOINT_SECONDS:
         return None
-    if marks.total != total or not await _unchanged(conn, sql.table, tenant, marks):
+    if await _changes(conn, sql.table, tenant, marks.window_from, marks.window[0] + 1) != marks.window:
         return None
     _lists.move_to_end(list_key)
     return marks
 
 
-async def _unchanged(conn: asyncpg.Connection, table: str, tenant: Any, marks: Checkpoints) -> bool:
-    """Whether no row of the list was written since the pass: every write (an insert, a change, a SCIM
-    DELETE) sets updated_at, so it would add a row to the window of recent writes the pass saw or move
-    one into it; a row deleted outright changes the total, compared by the caller."""
-    rows, stamp = await conn.fetchrow(CHECKPOINTED[table][1], tenant, marks.window_from, marks.window[0] + 1)
-    return (rows, stamp) == marks.window
+async def _changes(conn: asyncpg.Connection, table: str, tenant: Any, since: datetime, limit: int) -> Stamp:
+    """What tells a change of the list: every write of a row (an insert, a change, a SCIM DELETE) sets its
+    updated_at, so it adds a row to the window of writes since `since` or moves one into it; a row
+    deleted outright leaves an audit row of its own (services/hard_delete.py). Index-only reads."""
+    _, window_sql, removals_sql = CHECKPOINTED[table]
+    rows, stamp = await conn.fetchrow(window_sql, tenant, since, limit)
+    return int(rows), int(stamp), int(await conn.fetchval(removals_sql, tenant))
 
 
 async def _build(conn: asyncpg.Connection, sql: PageSql, params: list[Any], total: int) -> Checkpoints:
-    """One index-only pass over the list: the sort keys of every CHECKPOINT_EVERY-th row."""
+    """One pass down the paging index, by keyed seeks: the sort keys of every CHECKPOINT_EVERY-th row."""
     keys = [k.strip() for k in sql.order_by.split(",")]
     named = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
     outer = ", ".join(f"k{i}" for i in range(len(keys)))
-    every = len(params) + 1
+    mark = ", ".join(f"m.k{i}" for i in range(len(keys)))
+    step = len(params) + 1
     rows = await conn.fetch(
         f"""
-        SELECT {outer} FROM (
-            SELECT {named}, row_number() OVER (ORDER BY {sql.order_by}) AS n
-            FROM {sql.table} WHERE {sql.condition}
-        ) s WHERE n % ${every} = 0 ORDER BY n
+        WITH RECURSIVE marks (n, {outer}) AS (
+            (SELECT 1, {named} FROM {sql.table} WHERE {sql.condition}
+             ORDER BY {sql.order_by} OFFSET ${step} LIMIT 1)
+            UNION ALL
+            SELECT m.n + 1, nx.* FROM marks m, LATERAL (
+                SELECT {named} FROM {sql.table} WHERE {sql.condition} AND ({sql.order_by}) > ({mark})
+                ORDER BY {sql.order_by} OFFSET ${step} LIMIT 1
+            ) nx
+        )
+        SELECT {outer} FROM marks ORDER BY n
         """,
         *params,
-        CHECKPOINT_EVERY,
+        CHECKPOINT_EVERY - 1,
     )
     started: datetime = await conn.fetchval("SELECT now()")  # this transaction's start: its snapshot
     window_from = started - timedelta(seconds=WRITE_SECONDS)
-    window = tuple(await conn.fetchrow(CHECKPOINTED[sql.table][1], params[0], window_from, WINDOW_LIMIT + 1))
+    window = await _changes(conn, sql.table, params[0], window_from, WINDOW_LIMIT + 1)
     marks = Checkpoints(
         keys=[tuple(r) for r in rows],
         total=total,
         window_from=window_from,
-        window=(int(window[0]), int(window[1])),
+        window=window,
         built=time.monotonic(),
-        usable=int(window[0]) <= WINDOW_LIMIT,
+        usable=window[0] <= WINDOW_LIMIT,
     )
     list_key = (str(sql), *params)
     _lists[list_key] = marks
