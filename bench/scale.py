@@ -30,6 +30,8 @@ import asyncio
 import json
 import os
 import random
+import shutil
+import signal
 import statistics
 import sys
 import time
@@ -173,6 +175,7 @@ class Scale:
 
     def __init__(self, run: Run, http: aiohttp.ClientSession, sizes: dict[str, Any]) -> None:
         self.run, self.http, self.n = run, http, sizes
+        self.profile = bool(sizes.get("profile"))
         self.orgs: list[Org] = []
         self.rows: list[dict[str, Any]] = []
         self.posted = 0
@@ -230,6 +233,7 @@ class Scale:
 
         tag = f"{label}{size}"
         blocks = await run.conn.fetchrow(BLOCKS)
+        spies = await self.spy(f"{label}-{size}-post") if self.profile else []
         first = time.perf_counter()
         post = await drive(
             http,
@@ -240,6 +244,9 @@ class Scale:
         acked = time.perf_counter()
         await self.wait_all_applied()
         applied = time.perf_counter()
+        for spy in spies:
+            spy.process.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+            await spy.process.wait()
         row["post_per_s"], row["post_p50_ms"], row["post_errors"] = (
             post["per_s"],
             post["p50_ms"],
@@ -266,6 +273,30 @@ class Scale:
         self.rows.append(row)
         print(json.dumps(row), flush=True)
         return row
+
+    async def spy(self, name: str) -> list[Any]:
+        """py-spy recording the web process and the worker (flame graphs under bench/results/profiles/)."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        out = RESULTS / "profiles"
+        out.mkdir(parents=True, exist_ok=True)
+        procs = [p for p in (self.run.serve, *self.run.workers) if p is not None]
+        spies = [
+            await self.run.start(
+                "py-spy",
+                spy,
+                "record",
+                "--pid",
+                str(p.pid),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--output",
+                str(out / f"scale-{name}-{p.name}.svg"),
+            )
+            for p in procs
+        ]
+        await asyncio.sleep(1)  # py-spy attaches
+        return spies
 
     async def random_pages(self, org: Org, count: int) -> dict[str, Any]:
         last = max(1, org.filled - 100)
@@ -546,12 +577,16 @@ if __name__ == "__main__":
     )
     parser.add_argument("--orgs", type=numbers, help="organization counts, e.g. 1,100,10000 ('' skips)")
     parser.add_argument("--no-plots", dest="plots", action="store_false")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy flame graphs of web and worker during each POST load"
+    )
     args = parser.parse_args()
     chosen = dict(QUICK if args.quick else FULL)
     if args.users is not None:
         chosen["users"] = args.users
     if args.orgs is not None:
         chosen["orgs"] = args.orgs
+    chosen["profile"] = args.profile
     result = asyncio.run(main(chosen, plots=args.plots))
     show(result)
     out = RESULTS / f"scale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
