@@ -108,7 +108,7 @@ async def fetch_page(
     `sql`'s condition already starts the page after a position, whose walk brings its `total`).
     """
     skip = offset if skip is None else skip
-    if skip == offset and skip >= CHECKPOINT_EVERY and total is None and _checkpointed(sql):
+    if skip == offset and skip >= CHECKPOINT_EVERY and total is None and _checkpointed(conn, sql):
         assert isinstance(sql, PageSql)
         return await _fetch_from_checkpoint(
             conn, sql, params, offset=offset, limit=limit, count_sql=count_sql, count_params=count_params
@@ -136,8 +136,13 @@ class Checkpoints:
 _lists: OrderedDict[tuple[Any, ...], Checkpoints] = OrderedDict()
 
 
-def _checkpointed(sql: str) -> bool:
+def _checkpointed(conn: asyncpg.Connection | asyncpg.Pool, sql: str) -> bool:
+    """Whether the page may start from a checkpoint: the unfiltered list of a table that has them, in
+    plain column order, read where this module can take a snapshot of its own (not inside a caller's
+    transaction, whose statements may each see another)."""
     if not isinstance(sql, PageSql) or sql.table not in CHECKPOINTED:
+        return False
+    if isinstance(conn, asyncpg.Connection) and conn.is_in_transaction():
         return False
     keys = [key.strip() for key in sql.order_by.split(",")]
     return sql.condition == CHECKPOINTED[sql.table][0] and all(_PLAIN_KEY.fullmatch(k) for k in keys)
@@ -149,8 +154,6 @@ async def _snapshot(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[as
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as one, one.transaction(isolation="repeatable_read", readonly=True):
             yield one
-    elif conn.is_in_transaction():  # the caller's transaction: reads as it reads
-        yield conn
     else:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             yield conn
