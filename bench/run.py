@@ -1,11 +1,12 @@
 """Every benchmark in one run: scimsvc against a bare aiohttp + asyncpg baseline and scim2-server.
 
-    bench/run [--quick] [--concurrency 32] [--no-peer]
+    bench/run [--quick] [--concurrency 32] [--no-peer] [--scale]
 
 Prints one table (throughput, p50/p99 latency, peak RSS of the web and worker processes per workload),
 the ratios ours/baseline and ours/peer, the targets (README.md, Performance) with pass/fail, and writes
 the figures as JSON under bench/results/ (the path is printed). A full run takes about 15 minutes;
---quick about 3.
+--quick about 3. --scale adds the cost curves of bench/scale.py (its quick sizes with --quick, about a
+minute; its full sizes, up to a million users, otherwise) with their targets and plots.
 
 Everything runs on 127.0.0.1 against the machine's PostgreSQL and Redis, in a database, queue and Redis
 key prefix of this run's own (removed at the end), with processes it starts and stops by pid:
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import groups as group_bench  # noqa: E402
 import ratelimit as limiter_bench  # noqa: E402
+import scale as scale_bench  # noqa: E402
 import writes as write_bench  # noqa: E402
 from harness import (  # noqa: E402
     Load,
@@ -846,7 +848,7 @@ def show(report: dict[str, Any]) -> None:
         print(f"  {verdict:<5} {t['target']:<52} measured {fmt(t['measured'])}")
 
 
-async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]:
+async def main(quick: bool, concurrency: int, with_peer: bool, with_scale: bool = False) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     started = time.time()
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -878,6 +880,10 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
             await bench.peer(backlog=None)
             await bench.peer(backlog=1024)
         comps = comparisons(bench.rows, peer_system)
+        # The cost curves (bench/scale.py), in databases and processes of their own; the ones above idle.
+        curves = None
+        if with_scale:
+            curves = await scale_bench.main(scale_bench.QUICK if quick else scale_bench.FULL)
         return {
             "mode": "quick" if quick else "full",
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -889,8 +895,8 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
             "sizes": sizes,
             "rows": bench.rows,
             "ratios": comps,
-            "targets": targets(bench.rows, comps, peer_system),
-            "details": bench.extra,
+            "targets": targets(bench.rows, comps, peer_system) + (curves["targets"] if curves else []),
+            "details": {**bench.extra, **({"scale": curves} if curves else {})},
         }
 
 
@@ -901,8 +907,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about 2 minutes")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip scim2-server")
+    parser.add_argument("--scale", action="store_true", help="also the cost curves of bench/scale.py")
     args = parser.parse_args()
-    report = asyncio.run(main(args.quick, args.concurrency, args.peer))
+    report = asyncio.run(main(args.quick, args.concurrency, args.peer, args.scale))
     show(report)
     out = HERE / "results" / f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(exist_ok=True)

@@ -8,7 +8,8 @@ whichever replica it reaches, and answers with the same total. So a walk's total
 taken on its first page (RFC 7644 §3.4.2.4 does not promise more across pages): an IdP that loops
 while startIndex <= totalResults sees one stable bound. A hint holds no data, is scoped to the tenant
 and the exact query, expires after `TTL_SECONDS`, and when it is missing or Redis is slow or down the
-page is read by OFFSET and counted, as any page out of a walk is. Between pages a walk by key neither
+page is read by OFFSET and counted, as any page out of a walk is (a deep one of the unfiltered list
+from a checkpoint, `store/pages.py`). Between pages a walk by key neither
 skips nor repeats a user when earlier users are deleted, where OFFSET would.
 
 Hints live with the other per-request keys (`Scope.limiter_redis`; README.md, Running at scale, Redis),

@@ -1,14 +1,69 @@
 """One page of a SCIM list: the page's ids picked by a narrow query, then its rows; the total only when
-the page itself cannot tell it."""
+the page itself cannot tell it. A deep page of the unfiltered user list starts from a checkpoint.
+
+Checkpoints: `OFFSET n` steps over n index entries and counting totalResults over all of them, so a
+page at a random startIndex of a million users cost ~0.7 s. For the unfiltered list of a tenant's users
+(an IdP's import, the console), one index-only pass keeps the sort key of every `CHECKPOINT_EVERY`-th
+row and the count; a page at offset n then seeks to the checkpoint at or before n, skips fewer than
+`CHECKPOINT_EVERY` rows and answers with that count. The page reads exactly the rows and total OFFSET
+and a count would: each use first checks, in the same snapshot as the page, that the list has not
+changed since the pass (`_changes`, two small index-only reads), and passes over it again when it has.
+The list lives in this process (about 200 bytes per thousand users, at most `CHECKPOINT_QUERIES` lists,
+each for `CHECKPOINT_SECONDS`).
+"""
 
 from __future__ import annotations
 
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+CHECKPOINT_EVERY = 1000  # rows between checkpoints: a checkpointed page skips fewer than this
+CHECKPOINT_SECONDS = 600.0  # a list is rebuilt at least this often
+CHECKPOINT_QUERIES = 64  # lists kept per process (least recently used dropped)
+# A write to a user sets its updated_at to its transaction's start, and web transactions end within
+# seconds (store/db.py bounds their statements): a change that commits after a pass has an updated_at
+# no older than this before the pass, which is what `_changes` looks at.
+WRITE_SECONDS = 60
+WINDOW_LIMIT = 20_000  # more recent writes than this: the list is not checked, pages read by OFFSET
+REBUILD_SECONDS = 10.0  # a list that changed is passed over again at most this often
 
-def page_sql(*, table: str, columns: str, condition: str, order_by: str, first_param: int) -> str:
+# Lists with checkpoints: the table, the condition of its unfiltered list (columns changed without
+# updated_at, such as the license the worker applies, could change a filtered one unseen), the window
+# of recent writes ($1 tenant, $2 from, $3 limit; users_tenant_updated alone) and the count of rows
+# deleted outright (audit_log_action).
+CHECKPOINTED = {
+    "users u": (
+        "u.tenant_id = $1 AND u.scim_linked AND (TRUE)",
+        """
+        SELECT count(*), coalesce(sum((extract(epoch FROM w.updated_at) * 1000000)::bigint), 0)
+        FROM (SELECT updated_at FROM users WHERE tenant_id = $1 AND updated_at >= $2
+              ORDER BY updated_at LIMIT $3) w
+        """,
+        "SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND action = 'hard_delete'",
+    ),
+}
+Stamp = tuple[int, int, int]  # rows written since a moment, their updated_at summed (µs), rows deleted
+_PLAIN_KEY = re.compile(r"\w+\.\w+")
+
+
+class PageSql(str):
+    """The text of `page_sql`, with the parts a checkpointed read rebuilds it from."""
+
+    table: str
+    columns: str
+    condition: str
+    order_by: str
+
+
+def page_sql(*, table: str, columns: str, condition: str, order_by: str, first_param: int) -> PageSql:
     """SELECT `columns` of one page of `table` ("users u") rows matching `condition`, in `order_by`.
 
     The inner query skips `OFFSET` rows carrying only their ids and sort keys, which the paging index
@@ -16,12 +71,14 @@ def page_sql(*, table: str, columns: str, condition: str, order_by: str, first_p
     the outer one reads the page's rows. `$first_param` is the offset, the next one the limit.
     """
     alias = table.split()[-1]
-    return f"""
+    sql = PageSql(f"""
         SELECT {columns} FROM {table}
         JOIN (SELECT {alias}.id FROM {table} WHERE {condition}
               ORDER BY {order_by} OFFSET ${first_param} LIMIT ${first_param + 1}) page ON page.id = {alias}.id
         ORDER BY {order_by}
-    """
+    """)
+    sql.table, sql.columns, sql.condition, sql.order_by = table, columns, condition, order_by
+    return sql
 
 
 def total_from_page(rows: list[asyncpg.Record], *, offset: int, limit: int) -> int | None:
@@ -51,9 +108,161 @@ async def fetch_page(
     `sql`'s condition already starts the page after a position, whose walk brings its `total`).
     """
     skip = offset if skip is None else skip
-    rows = await conn.fetch(sql, *params, skip, limit)
+    if skip == offset and skip >= CHECKPOINT_EVERY and total is None and _checkpointed(conn, sql):
+        assert isinstance(sql, PageSql)
+        return await _fetch_from_checkpoint(
+            conn, sql, params, offset=offset, limit=limit, count_sql=count_sql, count_params=count_params
+        )
+    rows = await conn.fetch(str(sql), *params, skip, limit)  # asyncpg takes an exact str
     if total is None and skip == offset:
         total = total_from_page(rows, offset=offset, limit=limit)
     if total is None:
         total = await conn.fetchval(count_sql, *count_params)
     return total, rows
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """The sort keys of rows CHECKPOINT_EVERY, 2 × CHECKPOINT_EVERY, ... of a list, and what it was."""
+
+    keys: list[tuple[Any, ...]]
+    total: int
+    window_from: datetime
+    window: Stamp  # `_changes` since window_from when the pass ran
+    built: float  # time.monotonic()
+    usable: bool  # False: too many recent writes to check cheaply, so pages are read by OFFSET a while
+
+
+_lists: OrderedDict[tuple[Any, ...], Checkpoints] = OrderedDict()
+
+
+def _checkpointed(conn: asyncpg.Connection | asyncpg.Pool, sql: str) -> bool:
+    """Whether the page may start from a checkpoint: the unfiltered list of a table that has them, in
+    plain column order, read where this module can take a snapshot of its own (not inside a caller's
+    transaction, whose statements may each see another)."""
+    if not isinstance(sql, PageSql) or sql.table not in CHECKPOINTED:
+        return False
+    if isinstance(conn, asyncpg.Connection) and conn.is_in_transaction():
+        return False
+    keys = [key.strip() for key in sql.order_by.split(",")]
+    return sql.condition == CHECKPOINTED[sql.table][0] and all(_PLAIN_KEY.fullmatch(k) for k in keys)
+
+
+@asynccontextmanager
+async def _snapshot(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection whose statements all see one snapshot (a read-only repeatable-read transaction)."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as one, one.transaction(isolation="repeatable_read", readonly=True):
+            yield one
+    else:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+
+async def _fetch_from_checkpoint(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    sql: PageSql,
+    params: list[Any],
+    *,
+    offset: int,
+    limit: int,
+    count_sql: str,
+    count_params: list[Any],
+) -> tuple[int, list[asyncpg.Record]]:
+    """The page at `offset` from the checkpoint at or before it: the same rows and total as OFFSET and
+    a count, fewer read (a current list brings its total: nothing is counted).
+
+    A list that changed is passed over again, at most once per REBUILD_SECONDS: while it keeps changing
+    (an import under way) its pages are read by OFFSET and counted.
+    """
+    list_key = (str(sql), *params)
+    async with _snapshot(conn) as one:
+        marks = await _current(one, sql, list_key, params[0])
+        if marks is None:
+            kept = _lists.get(list_key)
+            if kept is not None and time.monotonic() - kept.built < REBUILD_SECONDS:
+                rows = await one.fetch(str(sql), *params, offset, limit)
+                total = total_from_page(rows, offset=offset, limit=limit)
+                return (await one.fetchval(count_sql, *count_params) if total is None else total), rows
+            marks = await _build(one, sql, params, await one.fetchval(count_sql, *count_params))
+        mark = min(offset // CHECKPOINT_EVERY, len(marks.keys))
+        if mark == 0:
+            return marks.total, await one.fetch(str(sql), *params, offset, limit)
+        keys = [k.strip() for k in sql.order_by.split(",")]
+        after = len(params)
+        places = ", ".join(f"${after + 1 + i}" for i in range(len(keys)))
+        seek = page_sql(
+            table=sql.table,
+            columns=sql.columns,
+            condition=f"{sql.condition} AND ({sql.order_by}) > ({places})",
+            order_by=sql.order_by,
+            first_param=after + len(keys) + 1,
+        )
+        rows = await one.fetch(
+            str(seek), *params, *marks.keys[mark - 1], offset - mark * CHECKPOINT_EVERY, limit
+        )
+        return marks.total, rows
+
+
+async def _current(
+    conn: asyncpg.Connection, sql: PageSql, list_key: tuple[Any, ...], tenant: Any
+) -> Checkpoints | None:
+    """The list kept for `list_key` if it is young enough and its rows are still the ones it saw."""
+    marks = _lists.get(list_key)
+    if marks is None or not marks.usable or time.monotonic() - marks.built > CHECKPOINT_SECONDS:
+        return None
+    if await _changes(conn, sql.table, tenant, marks.window_from, marks.window[0] + 1) != marks.window:
+        return None
+    _lists.move_to_end(list_key)
+    return marks
+
+
+async def _changes(conn: asyncpg.Connection, table: str, tenant: Any, since: datetime, limit: int) -> Stamp:
+    """What tells a change of the list: every write of a row (an insert, a change, a SCIM DELETE) sets its
+    updated_at, so it adds a row to the window of writes since `since` or moves one into it; a row
+    deleted outright leaves an audit row of its own (services/hard_delete.py). Index-only reads."""
+    _, window_sql, removals_sql = CHECKPOINTED[table]
+    rows, stamp = await conn.fetchrow(window_sql, tenant, since, limit)
+    return int(rows), int(stamp), int(await conn.fetchval(removals_sql, tenant))
+
+
+async def _build(conn: asyncpg.Connection, sql: PageSql, params: list[Any], total: int) -> Checkpoints:
+    """One pass down the paging index, by keyed seeks: the sort keys of every CHECKPOINT_EVERY-th row."""
+    keys = [k.strip() for k in sql.order_by.split(",")]
+    named = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
+    outer = ", ".join(f"k{i}" for i in range(len(keys)))
+    mark = ", ".join(f"m.k{i}" for i in range(len(keys)))
+    step = len(params) + 1
+    rows = await conn.fetch(
+        f"""
+        WITH RECURSIVE marks (n, {outer}) AS (
+            (SELECT 1, {named} FROM {sql.table} WHERE {sql.condition}
+             ORDER BY {sql.order_by} OFFSET ${step} LIMIT 1)
+            UNION ALL
+            SELECT m.n + 1, nx.* FROM marks m, LATERAL (
+                SELECT {named} FROM {sql.table} WHERE {sql.condition} AND ({sql.order_by}) > ({mark})
+                ORDER BY {sql.order_by} OFFSET ${step} LIMIT 1
+            ) nx
+        )
+        SELECT {outer} FROM marks ORDER BY n
+        """,
+        *params,
+        CHECKPOINT_EVERY - 1,
+    )
+    started: datetime = await conn.fetchval("SELECT now()")  # this transaction's start: its snapshot
+    window_from = started - timedelta(seconds=WRITE_SECONDS)
+    window = await _changes(conn, sql.table, params[0], window_from, WINDOW_LIMIT + 1)
+    marks = Checkpoints(
+        keys=[tuple(r) for r in rows],
+        total=total,
+        window_from=window_from,
+        window=window,
+        built=time.monotonic(),
+        usable=window[0] <= WINDOW_LIMIT,
+    )
+    list_key = (str(sql), *params)
+    _lists[list_key] = marks
+    _lists.move_to_end(list_key)
+    while len(_lists) > CHECKPOINT_QUERIES:
+        _lists.popitem(last=False)
+    return marks
