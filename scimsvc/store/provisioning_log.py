@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.store.events import told_data
+
 
 class LogEntry(NamedTuple):
     """One SCIM request of a tenant as its log row holds it (never a token, never the body). A tuple, and
@@ -259,11 +261,12 @@ CROSS JOIN LATERAL (
 ) a
 ORDER BY k.n, a.id
 """
-SELECT_EVENTS_OF_ENTRIES = """
-SELECT k.n, e.id, e.type, e.request_id, e.data
+# An event's `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0901).
+SELECT_EVENTS_OF_ENTRIES = f"""
+SELECT k.n, e.id, e.type, e.request_id, {told_data("e")} AS data
 FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS k(request_id, user_id, n)
 CROSS JOIN LATERAL (
-    SELECT id, type, request_id, data
+    SELECT id, type, request_id, data, snapshot_id
     FROM events
     WHERE tenant_id = $1 AND request_id IS NOT NULL AND request_id = k.request_id
       AND (k.user_id IS NULL OR data -> 'user' ->> 'id' = k.user_id::text)
