@@ -29,27 +29,24 @@ USER_SNAPSHOT = """jsonb_build_object(
     'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active,
     'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since,
     'provisioningState', u.provisioning_state)"""
-# Each user named is read once, by its primary key (a subquery per user: a join of the unnested rows with
-# `users` was planned as a hash, or a scan, of every user of the tenant), and joined to its events by a
-# hash of a batch's size. A user gone since (hard-deleted) keeps what `data` says, else is {"id"} alone.
-# The snapshot is stored once per user and statement (0901): `told` ({"user": snapshot}, built once per
-# user) goes into the user's first event of the batch, whose id is taken beforehand (`nextval`, in the
-# batch's order, as the column default would); the user's later events store {"user": {"id"}} and point
-# at it with `snapshot_id`, and readers compose the two (`TOLD_DATA`). An event with nothing else to say
-# is `told` itself (a user change's event; no copy), another is its data || told (one copy).
-# The events come as one JSON array of `NewEvent` objects, not four arrays: asyncpg encodes a text array
-# element by element (about 0.65 µs each, 2.6 µs an event), orjson the whole batch in 0.3 µs an event.
+# The snapshot is stored once per user and statement (0901): the user's first event of the batch reads the
+# user (a subquery by primary key) and holds `{"user": snapshot}`; the user's later events store
+# {"user": {"id"}} and point at it with `snapshot_id`, and readers compose the two (`told_data`). Which
+# event is a user's first, and which event a later one points at (`snapshot`, its place in the batch), is
+# decided by `record_events`; the ids are taken beforehand (`nextval`, in the batch's order, as the column
+# default would), so the pointer is the `snapshot`-th id, no join and no sort. A user gone since
+# (hard-deleted) keeps what `data` says, else is {"id"} alone. An event with nothing else to say is
+# {"user": snapshot} itself (a user change's event), another is its data || that (one copy).
+# The events come as one JSON array of objects, not arrays: asyncpg encodes a text array element by
+# element (about 0.65 µs each, 2.6 µs an event), orjson the whole batch in 0.3 µs an event.
 RECORD_EVENTS = f"""
 WITH v AS (
     SELECT v.*, nextval('events_id_seq') AS id FROM ROWS FROM (
-        jsonb_to_recordset($2::text::jsonb) AS (type text, user_id uuid, request_id text, data jsonb)
-    ) WITH ORDINALITY AS v(type, user_id, request_id, data, n)
-), s AS (
-    SELECT named.user_id, named.id,
-           (SELECT jsonb_build_object('user', {USER_SNAPSHOT})
-            FROM users u WHERE u.id = named.user_id AND u.tenant_id = $1) AS told
-    FROM (SELECT DISTINCT ON (user_id) user_id, id FROM v WHERE user_id IS NOT NULL ORDER BY user_id, n)
-        AS named
+        jsonb_to_recordset($2::text::jsonb)
+            AS (type text, user_id uuid, request_id text, data jsonb, first boolean, snapshot integer)
+    ) WITH ORDINALITY AS v(type, user_id, request_id, data, first, snapshot, n)
+), ids AS (
+    SELECT array_agg(id ORDER BY n) AS ids FROM v
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq) VALUES ($1, $3)
     ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + $3
@@ -58,15 +55,16 @@ WITH v AS (
     INSERT INTO events (id, tenant_id, seq, type, request_id, data, snapshot_id)
     SELECT v.id, $1, c.last_seq - $3 + v.n, v.type, v.request_id,
            CASE WHEN v.user_id IS NULL THEN v.data
-                WHEN s.told IS NULL THEN v.data || jsonb_build_object('user', coalesce(
-                    v.data -> 'user', jsonb_build_object('id', v.user_id)))
-                WHEN s.id <> v.id THEN v.data || jsonb_build_object('user', jsonb_build_object(
-                    'id', v.user_id))
-                WHEN v.data = '{{}}' THEN s.told
-                ELSE v.data || s.told END,
-           CASE WHEN s.told IS NOT NULL AND s.id <> v.id THEN s.id END
-    FROM v CROSS JOIN c LEFT JOIN s ON s.user_id = v.user_id
-    ORDER BY v.n
+                WHEN v.first THEN coalesce(
+                    (SELECT CASE WHEN v.data = '{{}}' THEN jsonb_build_object('user', {USER_SNAPSHOT})
+                                 ELSE v.data || jsonb_build_object('user', {USER_SNAPSHOT}) END
+                     FROM users u WHERE u.id = v.user_id AND u.tenant_id = $1),
+                    v.data || jsonb_build_object('user', coalesce(
+                        v.data -> 'user', jsonb_build_object('id', v.user_id))))
+                ELSE v.data || jsonb_build_object('user', coalesce(
+                    v.data -> 'user', jsonb_build_object('id', v.user_id))) END,
+           ids.ids[v.snapshot]
+    FROM v CROSS JOIN c CROSS JOIN ids
     RETURNING id, type
 ), d AS (
     INSERT INTO webhook_deliveries (endpoint_id, event_id, tenant_id)
@@ -134,11 +132,32 @@ async def record_events(conn: asyncpg.Connection, tenant_id: UUID, events: list[
     statement of the caller's transaction; returns the number of deliveries queued (0: no job to wake)."""
     if not events:
         return 0
-    # orjson writes a NewEvent (a dataclass) as {"type", "data", "user_id", "request_id"}; `str` writes the
-    # ids asyncpg reads (its own UUID type, which orjson does not know).
-    batch = orjson.dumps(events, default=str).decode()
+    # `str` writes the ids asyncpg reads (its own UUID type, which orjson does not know).
+    batch = orjson.dumps(_batch_rows(events), default=str).decode()
     deliveries: int = await conn.fetchval(RECORD_EVENTS, tenant_id, batch, len(events))
     return deliveries
+
+
+def _batch_rows(events: list[NewEvent]) -> list[dict[str, Any]]:
+    """The batch as RECORD_EVENTS reads it: a user's first event (and any that names its own `user`) is
+    `first`, to hold the user's snapshot; its later ones point at that one (`snapshot`, 1-based)."""
+    firsts: dict[UUID, int] = {}
+    rows: list[dict[str, Any]] = []
+    for n, event in enumerate(events, 1):
+        row: dict[str, Any] = {
+            "type": event.type,
+            "data": event.data,
+            "user_id": event.user_id,
+            "request_id": event.request_id,
+        }
+        if event.user_id is not None:
+            first = firsts.setdefault(event.user_id, n)
+            if first == n or "user" in event.data:
+                row["first"] = True
+            else:
+                row["snapshot"] = first
+        rows.append(row)
+    return rows
 
 
 async def events_page(

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from scimsvc.store.events import told_data
 
@@ -33,47 +34,34 @@ class LogEntry(NamedTuple):
     outbox_ids: tuple[int, ...] = ()
 
 
-# One statement for a whole batch. The join with tenants skips the rows of a tenant deleted since its
-# request (its foreign key would otherwise fail the batch). outbox_ids travel as text ('{1,2}'): unnest
-# cannot take an array of arrays of different lengths.
+# One statement for a whole batch, the rows as one JSON array of arrays (a `LogEntry` each, by position):
+# asyncpg encodes fifteen arrays element by element (~0.65 µs an element, ~10 µs a row, on the web
+# process's event loop), orjson the whole batch at ~1 µs a row. The join with tenants skips the rows of
+# a tenant deleted since its request (its foreign key would otherwise fail the batch).
 INSERT_ENTRIES = """
 INSERT INTO provisioning_log (tenant_id, at, request_id, idp, method, endpoint, resource_type, resource_id,
                               user_name, summary, status, scim_type, detail, duration_ms, outbox_ids)
-SELECT v.tenant_id, to_timestamp(v.at), v.request_id, v.idp, v.method, v.endpoint, v.resource_type,
-       v.resource_id, v.user_name, v.summary, v.status, v.scim_type, v.detail, v.duration_ms,
-       v.outbox_ids::bigint[]
-FROM unnest($1::uuid[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::uuid[], $9::text[], $10::text[], $11::smallint[], $12::text[], $13::text[], $14::real[],
-            $15::text[])
-    WITH ORDINALITY AS v(tenant_id, at, request_id, idp, method, endpoint, resource_type, resource_id,
-                         user_name, summary, status, scim_type, detail, duration_ms, outbox_ids, n)
-JOIN tenants t ON t.id = v.tenant_id
+SELECT (r ->> 0)::uuid, to_timestamp((r ->> 1)::float8), r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6,
+       (r ->> 7)::uuid, r ->> 8, r ->> 9, (r ->> 10)::smallint, r ->> 11, r ->> 12, (r ->> 13)::real,
+       CASE WHEN r -> 14 = '[]' THEN '{}'::bigint[]
+            ELSE ARRAY(SELECT jsonb_array_elements_text(r -> 14)::bigint) END
+FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS v(r, n)
+JOIN tenants t ON t.id = (r ->> 0)::uuid
 ORDER BY v.n
 """
+
+
+def _plain(value: object) -> object:
+    """What orjson does not write itself: a `LogEntry` (a tuple subclass) as its fields, asyncpg's UUID as
+    text."""
+    return tuple(value) if isinstance(value, tuple) else str(value)
 
 
 async def insert_entries(pool: asyncpg.Pool, entries: list[LogEntry]) -> int:
     """Write a batch of log rows in one statement; returns how many were written (not a deleted tenant's)."""
     if not entries:
         return 0
-    status = await pool.execute(
-        INSERT_ENTRIES,
-        [e.tenant_id for e in entries],
-        [e.at for e in entries],
-        [e.request_id for e in entries],
-        [e.idp for e in entries],
-        [e.method for e in entries],
-        [e.endpoint for e in entries],
-        [e.resource_type for e in entries],
-        [e.resource_id for e in entries],
-        [e.user_name for e in entries],
-        [e.summary for e in entries],
-        [e.status for e in entries],
-        [e.scim_type for e in entries],
-        [e.detail for e in entries],
-        [e.duration_ms for e in entries],
-        ["{" + ",".join(map(str, e.outbox_ids)) + "}" for e in entries],
-    )
+    status = await pool.execute(INSERT_ENTRIES, orjson.dumps(entries, default=_plain).decode())
     return int(status.rsplit(" ", 1)[-1])
 
 
