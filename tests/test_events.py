@@ -128,10 +128,9 @@ async def test_a_users_snapshot_is_stored_once_a_batch_and_every_reader_shows_it
     assert created["snapshot_id"] is None and created["data"]["user"]["userName"] == user["userName"]
     # The license change stores the user's id alone and points at the event holding the snapshot.
     assert licensed["snapshot_id"] == created["id"] and licensed["data"]["user"] == {"id": user["id"]}
-    page = await get_page(client, TENANT_EVENTS.format(tid=tenant.id), type="user.created,license.changed")
-    listed = {e["type"]: e for e in page["events"]}
-    assert listed["license.changed"]["data"]["user"] == listed["user.created"]["data"]["user"]
-    assert listed["license.changed"]["data"]["to"] == "full"
+    shown = {e["type"]: e for e in await listed(client, tenant.id, 2, type="user.created,license.changed")}
+    assert shown["license.changed"]["data"]["user"] == shown["user.created"]["data"]["user"]
+    assert shown["license.changed"]["data"]["to"] == "full"
 
     # Retention may delete the snapshot's event first: the other then shows the user's id alone.
     await db.execute("DELETE FROM events WHERE id = $1", created["id"])

@@ -223,7 +223,8 @@ async def scan_floor(pool: asyncpg.Pool, tenant_id: UUID, before_id: int, rows: 
 
 
 SELECT_OUTBOX_ROWS = """
-SELECT id, resource_type, resource_id, change, applied_at, attempts, last_error
+SELECT id, resource_type, resource_id, change, applied_at, attempts, last_error,
+       applied_tx::text AS applied_tx
 FROM outbox
 WHERE tenant_id = $1 AND id = ANY ($2::bigint[])
 """
@@ -249,14 +250,17 @@ CROSS JOIN LATERAL (
 ) a
 ORDER BY k.n, a.id
 """
-# An event's `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0901).
+# A key's events are those the transactions that applied its outbox rows wrote ($5: their `applied_tx`,
+# as an xid8 array's text) with its request id, through (tenant_id, tx, id): `events` keeps no index on
+# request ids, which every event written would pay for (a random key in a growing index). An event's
+# `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0901).
 SELECT_EVENTS_OF_ENTRIES = f"""
 SELECT k.n, e.id, e.type, e.request_id, {told_data("e")} AS data
-FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS k(request_id, user_id, n)
+FROM unnest($2::text[], $3::uuid[], $5::text[]) WITH ORDINALITY AS k(request_id, user_id, txs, n)
 CROSS JOIN LATERAL (
     SELECT id, type, request_id, data, snapshot_id
     FROM events
-    WHERE tenant_id = $1 AND request_id IS NOT NULL AND request_id = k.request_id
+    WHERE tenant_id = $1 AND tx = ANY (k.txs::xid8[]) AND request_id = k.request_id
       AND (k.user_id IS NULL OR data -> 'user' ->> 'id' = k.user_id::text)
     ORDER BY id LIMIT $4
 ) e
@@ -300,8 +304,21 @@ async def audit_of_entries(
 
 
 async def events_of_entries(
-    pool: asyncpg.Pool, tenant_id: UUID, keys: list[OutcomeKey], *, limit: int
+    pool: asyncpg.Pool, tenant_id: UUID, keys: dict[OutcomeKey, set[str]], *, limit: int
 ) -> dict[OutcomeKey, list[asyncpg.Record]]:
-    """The tenant's events of each key (its request id, and its user if any), in order, at most `limit`
-    per key."""
-    return await _of_entries(pool, SELECT_EVENTS_OF_ENTRIES, tenant_id, keys, limit)
+    """The tenant's events of each key (its request id, and its user if any) written by the transactions
+    that applied its outbox rows (`keys`' values: their `applied_tx`), in order, at most `limit` per key."""
+    found: dict[OutcomeKey, list[asyncpg.Record]] = {k: [] for k in keys}
+    looked = [k for k, txs in keys.items() if txs]
+    if looked:
+        rows = await pool.fetch(
+            SELECT_EVENTS_OF_ENTRIES,
+            tenant_id,
+            [k.request_id for k in looked],
+            [k.user_id for k in looked],
+            limit,
+            ["{" + ",".join(sorted(keys[k])) + "}" for k in looked],
+        )
+        for r in rows:
+            found[looked[r["n"] - 1]].append(r)
+    return found
