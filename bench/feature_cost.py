@@ -50,6 +50,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import events_cost  # noqa: E402
+import run as run_bench  # noqa: E402  (a module: bench/run.py imports this one)
 from harness import (  # noqa: E402
     Proc,
     Run,
@@ -61,7 +62,6 @@ from harness import (  # noqa: E402
     wait_http,
     with_application_name,
 )
-from run import user_body, user_names  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -203,7 +203,11 @@ async def compare(
                     run,
                     http,
                     sides[side],
-                    lambda i, base=base, tag=f"{tag}{side}": ("POST", f"{base}/Users", user_body(i, tag)),
+                    lambda i, base=base, tag=f"{tag}{side}": (
+                        "POST",
+                        f"{base}/Users",
+                        run_bench.user_body(i, tag),
+                    ),
                     args.posts,
                     writers[side],
                     args.concurrency,
@@ -275,7 +279,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await serve(run, http, "web (admin)", run.port, run.env)
             reader_id, reader_token = await run.tenant(http)
             await run.seed_users(reader_id, args.seed)
-            names = user_names(args.seed, args.gets)
+            names = run_bench.user_names(args.seed, args.gets)
             for setting in args.setting:
                 parts.append(
                     await compare(
@@ -323,6 +327,29 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return listed
+
+
+def rows_of(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """bench/run's table rows of a report: one per target, its median ratio on/off and its CPU ratio."""
+    return [
+        {
+            "workload": f"on/off: {t['target']}",
+            "system": "scimsvc on/off",
+            "ratio_median": t["measured"],
+            "cpu_off_over_on": t["cpu_off_over_on"],
+            "pass": t["pass"],
+        }
+        for t in report["targets"]
+    ]
+
+
+def run_targets(rows: list[dict[str, Any]]) -> list[tuple[str, float | None, bool | None]]:
+    """bench/run's targets from its rows (`rows_of`)."""
+    return [
+        (r["workload"].removeprefix("on/off: "), r["ratio_median"], r["pass"])
+        for r in rows
+        if r["system"] == "scimsvc on/off"
+    ]
 
 
 def show(report: dict[str, Any]) -> None:
