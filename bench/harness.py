@@ -80,6 +80,32 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+BACKENDS = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND ($1::text IS NULL OR application_name = $1)
+"""
+
+
+async def backends_cpu_seconds(
+    conn: asyncpg.Connection, application_name: str | None = None
+) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend serving this run's database (but `conn`'s own),
+    those of one `application_name` only if given: the share of PostgreSQL's CPU one process's queries
+    cost, which other databases' load on the machine does not blur."""
+    return {r["pid"]: cpu_seconds_of(r["pid"]) for r in await conn.fetch(BACKENDS, application_name)}
+
+
+def backends_cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the backends spent between two `backends_cpu_seconds` (a new backend from its start)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def with_application_name(url: str, name: str) -> str:
+    """A database URL whose connections carry `application_name` (asyncpg passes it on as a setting)."""
+    return f"{url}{'&' if '?' in url else '?'}application_name={name}"
+
+
 def own_cpu_seconds() -> float:
     """CPU time this process (the load generator) has used so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

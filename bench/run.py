@@ -16,6 +16,9 @@ workload has a tenant with a budget it never reaches), one `scimsvc worker`, ben
 use; never a project dependency), as its `scim2-server` command ships (listen backlog 5) and with a
 backlog of 1024 (bench/peer_server.py). The same aiohttp client and concurrency drive all three.
 
+Last, bench/feature_cost.py (a run and database of its own): the access log, the provisioning log,
+token last-used tracking and events, each on and off in alternating rounds, their targets printed with
+the others (about a minute with --quick, three on a quiet machine in full).
 POST /Users is also measured in alternating rounds, scimsvc then the baseline, a few seconds apart: this
 machine's speed drifts by a third within minutes, so its target is judged on the median of the rounds'
 ratios rather than on two workloads run minutes apart; scimsvc once with its worker applying the users
@@ -49,6 +52,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import feature_cost  # noqa: E402
 import groups as group_bench  # noqa: E402
 import ratelimit as limiter_bench  # noqa: E402
 import scale as scale_bench  # noqa: E402
@@ -807,6 +811,7 @@ def targets(
             flat,
         ),
         *write_bench.targets(rows),
+        *feature_cost.run_targets(rows),
     ]
     return [{"target": t, "measured": m, "pass": p} for t, m, p in listed]
 
@@ -879,6 +884,9 @@ async def main(quick: bool, concurrency: int, with_peer: bool, with_scale: bool 
         if with_peer:
             await bench.peer(backlog=None)
             await bench.peer(backlog=1024)
+        # Each part a setting turns off, on and off in alternating rounds (a run and database of its own).
+        features = await feature_cost.main(feature_cost.parse_args(["--quick"] * quick))
+        bench.rows += feature_cost.rows_of(features)
         comps = comparisons(bench.rows, peer_system)
         # The cost curves (bench/scale.py), in databases and processes of their own; the ones above idle.
         curves = None

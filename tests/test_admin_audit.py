@@ -12,6 +12,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
+from scimsvc.store.events import told_data
 from scimsvc.web.app import create_app
 from tests.conftest import (
     ADMIN_HEADERS,
@@ -30,7 +31,10 @@ AUDIT = """
 SELECT action, actor, user_id, detail, request_id FROM audit_log
 WHERE tenant_id = $1::uuid AND id > $2 ORDER BY id
 """
-EVENTS = "SELECT type, seq, request_id, data FROM events WHERE tenant_id = $1::uuid AND seq > $2 ORDER BY seq"
+EVENTS = (
+    f"SELECT type, seq, request_id, {told_data('e')} AS data FROM events e "  # noqa: S608
+    "WHERE tenant_id = $1::uuid AND seq > $2 ORDER BY seq"
+)
 
 
 class Ledger:

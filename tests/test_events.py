@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from scimsvc.contract import APPLY_OUTBOX, DRAIN_USERS
+from scimsvc.store.events import told_data
 from tests.conftest import (
     ADMIN_HEADERS,
     create_team,
@@ -28,7 +29,7 @@ async def stored_events(db: Any, tenant_id: str) -> list[dict[str, Any]]:
     """The tenant's events as the table holds them, in sequence order, but for its first token's
     `token.created` (made with the tenant; tests/test_admin_audit.py tests those)."""
     rows = await db.fetch(
-        "SELECT seq, type, request_id, data FROM events "
+        f"SELECT seq, type, request_id, {told_data('e')} AS data FROM events e "  # noqa: S608
         "WHERE tenant_id = $1::uuid AND type <> 'token.created' ORDER BY seq",
         tenant_id,
     )
@@ -106,6 +107,35 @@ async def test_a_created_user_is_told_with_its_license_decided(client, new_tenan
         "seat": True,
         "waiting": False,
     }
+
+
+async def test_a_users_snapshot_is_stored_once_a_batch_and_every_reader_shows_it(
+    client, new_tenant, db, settings
+):
+    await db_with_json(db)
+    tenant = await new_tenant(seats=1)
+    resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
+    user = await resp.json()
+    await run_worker(settings)
+
+    stored = await db.fetch(
+        "SELECT id, type, data, snapshot_id FROM events "
+        "WHERE tenant_id = $1::uuid AND type <> 'token.created' "
+        "ORDER BY seq",
+        tenant.id,
+    )
+    created, licensed = stored
+    assert created["snapshot_id"] is None and created["data"]["user"]["userName"] == user["userName"]
+    # The license change stores the user's id alone and points at the event holding the snapshot.
+    assert licensed["snapshot_id"] == created["id"] and licensed["data"]["user"] == {"id": user["id"]}
+    shown = {e["type"]: e for e in await listed(client, tenant.id, 2, type="user.created,license.changed")}
+    assert shown["license.changed"]["data"]["user"] == shown["user.created"]["data"]["user"]
+    assert shown["license.changed"]["data"]["to"] == "full"
+
+    # Retention may delete the snapshot's event first: the other then shows the user's id alone.
+    await db.execute("DELETE FROM events WHERE id = $1", created["id"])
+    page = await get_page(client, TENANT_EVENTS.format(tid=tenant.id), type="license.changed")
+    assert [e["data"]["user"] for e in page["events"]] == [{"id": user["id"]}]
 
 
 async def test_deactivation_frees_a_seat_and_the_waiting_user_is_promoted(client, new_tenant, db, settings):

@@ -178,7 +178,12 @@ async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, 
     keys = sorted({_outcome_key(r) for r in rows if r["outbox_ids"]}, key=str)  # only writes have one
     outbox = {r["id"]: r for r in await store.outbox_rows(pool, tenant_id, outbox_ids)}
     audits = await store.audit_of_entries(pool, tenant_id, keys, limit=MAX_OUTCOME_ROWS)
-    events = await store.events_of_entries(pool, tenant_id, keys, limit=MAX_OUTCOME_ROWS)
+    applied_by: dict[store.OutcomeKey, set[str]] = {k: set() for k in keys}
+    for r in rows:
+        for i in r["outbox_ids"]:
+            if i in outbox and outbox[i]["applied_tx"] is not None:
+                applied_by[_outcome_key(r)].add(outbox[i]["applied_tx"])
+    events = await store.events_of_entries(pool, tenant_id, applied_by, limit=MAX_OUTCOME_ROWS)
     entries = []
     for r in rows:
         key = _outcome_key(r)

@@ -77,7 +77,7 @@ WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
 LIMIT 1
 """
 MARK_APPLIED = """
-UPDATE outbox SET applied_at = now(), attempts = attempts + 1
+UPDATE outbox SET applied_at = now(), applied_tx = pg_current_xact_id(), attempts = attempts + 1
 WHERE id = ANY($1::bigint[]) AND applied_at IS NULL
 """
 RECORD_FAILURE = """

@@ -52,13 +52,17 @@ WITH doomed AS (
 SELECT count(*) AS audit_log FROM gone
 """
 
+# Log rows are read along the primary key, the order their batches were written in (`provisioning_log`
+# keeps no index on `at`: every logged request would pay for it): a batch looks at the oldest `limit`
+# rows and deletes those past the age, so it stops at the first young one. A row written late (a web
+# process's buffer held up by a slow PostgreSQL) goes once the rows written before it have aged.
 DELETE_OLD_PROVISIONING_LOG = """
-WITH doomed AS (
-    SELECT id FROM provisioning_log
-    WHERE at < now() - make_interval(days => $1)
-    ORDER BY at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+WITH oldest AS (
+    SELECT id FROM provisioning_log ORDER BY id LIMIT $2
+), doomed AS (
+    SELECT p.id FROM provisioning_log p JOIN oldest USING (id)
+    WHERE p.at < now() - make_interval(days => $1)
+    FOR UPDATE OF p SKIP LOCKED
 ), gone AS (
     DELETE FROM provisioning_log p USING doomed WHERE p.id = doomed.id RETURNING 1
 )

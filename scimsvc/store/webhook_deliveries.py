@@ -18,10 +18,11 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.store.audit import audit_action
+from scimsvc.store.events import told_data
 
 # Due deliveries, oldest due first, with their event and endpoint. A delivery of an endpoint disabled
 # since it was queued is not sent: it is failed here with an attempt saying why (a replay sends it again).
-CLAIM_DUE = """
+CLAIM_DUE = f"""
 WITH due AS (
     SELECT d.id, w.enabled, w.disabled_reason
     FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
@@ -44,7 +45,7 @@ WITH due AS (
 )
 SELECT c.id, c.attempts, c.endpoint_id, w.url, w.secret_generation,
        coalesce(w.previous_until > now(), false) AS previous_valid,
-       e.id AS event_id, e.type, e.tenant_id, e.seq, e.occurred_at, e.request_id, e.data
+       e.id AS event_id, e.type, e.tenant_id, e.seq, e.occurred_at, e.request_id, {told_data("e")} AS data
 FROM claimed c
 JOIN events e ON e.id = c.event_id
 JOIN webhook_endpoints w ON w.id = c.endpoint_id
