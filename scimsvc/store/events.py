@@ -29,7 +29,7 @@ USER_SNAPSHOT = """jsonb_build_object(
     'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active,
     'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since,
     'provisioningState', u.provisioning_state)"""
-# The snapshot is stored once per user and statement (0901): the user's first event of the batch reads the
+# The snapshot is stored once per user and statement (0028): the user's first event of the batch reads the
 # user (a subquery by primary key) and holds `{"user": snapshot}`; the user's later events store
 # {"user": {"id"}} and point at it with `snapshot_id`, and readers compose the two (`told_data`). Which
 # event is a user's first, and which event a later one points at (`snapshot`, its place in the batch), is

@@ -253,7 +253,7 @@ ORDER BY k.n, a.id
 # A key's events are those the transactions that applied its outbox rows wrote ($5: their `applied_tx`,
 # as an xid8 array's text) with its request id, through (tenant_id, tx, id): `events` keeps no index on
 # request ids, which every event written would pay for (a random key in a growing index). An event's
-# `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0901).
+# `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0028).
 SELECT_EVENTS_OF_ENTRIES = f"""
 SELECT k.n, e.id, e.type, e.request_id, {told_data("e")} AS data
 FROM unnest($2::text[], $3::uuid[], $5::text[]) WITH ORDINALITY AS k(request_id, user_id, txs, n)
