@@ -7,6 +7,10 @@ Routes shaped like the SCIM ones bench/run drives, each one round trip to Postgr
 POST /Users (one INSERT), GET /Users?filter=userName eq "x" (one SELECT by the lower-cased name),
 GET /Users?startIndex=&count= (one SELECT of a page), PATCH /Users/{id} (one UPDATE of `active`).
 Its table `baseline_users` lives in the bench run's own database.
+
+Groups, for an IdP's whole cycle (bench/idp_cycles.py): POST /Groups (one INSERT), GET
+/Groups?filter=displayName eq "x" (one SELECT), PATCH /Groups/{id} adding members (one INSERT ... SELECT
+unnest of the member ids), in the tables `baseline_groups` and `baseline_group_members`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,29 @@ BY_NAME = "SELECT id::text, resource::text FROM baseline_users WHERE lower(user_
 PAGE = "SELECT id::text, resource::text FROM baseline_users ORDER BY created, id LIMIT $1 OFFSET $2"
 SET_ACTIVE = "UPDATE baseline_users SET active = $2 WHERE id = $1::uuid RETURNING id::text"
 EQ = re.compile(r'userName eq "([^"]*)"', re.IGNORECASE)
+
+GROUP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS baseline_groups (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    display_name text NOT NULL,
+    resource     jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS baseline_groups_name ON baseline_groups (lower(display_name));
+CREATE TABLE IF NOT EXISTS baseline_group_members (
+    group_id uuid NOT NULL REFERENCES baseline_groups (id),
+    user_id  uuid NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+"""
+INSERT_GROUP = (
+    "INSERT INTO baseline_groups (display_name, resource) VALUES ($1, $2::jsonb) RETURNING id::text"
+)
+GROUP_BY_NAME = "SELECT id::text, resource::text FROM baseline_groups WHERE lower(display_name) = lower($1)"
+ADD_MEMBERS = """
+INSERT INTO baseline_group_members (group_id, user_id)
+SELECT $1::uuid, unnest($2::uuid[]) ON CONFLICT DO NOTHING
+"""
+GROUP_EQ = re.compile(r'displayName eq "([^"]*)"', re.IGNORECASE)
 
 
 def reply(body: object, status: int = 200) -> web.Response:
@@ -68,12 +95,37 @@ async def patch(request: web.Request) -> web.Response:
     return reply({"id": row[0], "active": active})
 
 
+async def create_group(request: web.Request) -> web.Response:
+    data = orjson.loads(await request.read())
+    data.pop("members", None)
+    group_id = await request.app[POOL].fetchval(
+        INSERT_GROUP, data["displayName"], orjson.dumps(data).decode()
+    )
+    return reply({**data, "id": group_id}, 201)
+
+
+async def search_groups(request: web.Request) -> web.Response:
+    found = GROUP_EQ.search(request.query.get("filter", ""))
+    rows = await request.app[POOL].fetch(GROUP_BY_NAME, found.group(1)) if found else []
+    resources = [{**orjson.loads(r[1]), "id": r[0]} for r in rows]
+    return reply({"totalResults": len(resources), "Resources": resources})
+
+
+async def patch_group(request: web.Request) -> web.Response:
+    """Only what IdPs send to add members: every `add` of `members`, in one statement."""
+    data = orjson.loads(await request.read())
+    ids = [m["value"] for op in data["Operations"] if op["op"].lower() == "add" for m in op["value"]]
+    await request.app[POOL].execute(ADD_MEMBERS, request.match_info["id"], ids)
+    return web.Response(status=204)
+
+
 def create_app(database_url: str) -> web.Application:
     app = web.Application()
 
     async def pool_context(app: web.Application):  # type: ignore[no-untyped-def]
         pool = await asyncpg.create_pool(database_url, min_size=10, max_size=10)
         await pool.execute(SCHEMA)
+        await pool.execute(GROUP_SCHEMA)
         app[POOL] = pool
         yield
         await pool.close()
@@ -82,6 +134,9 @@ def create_app(database_url: str) -> web.Application:
     app.router.add_post("/Users", create)
     app.router.add_get("/Users", search)
     app.router.add_patch("/Users/{id}", patch)
+    app.router.add_post("/Groups", create_group)
+    app.router.add_get("/Groups", search_groups)
+    app.router.add_patch("/Groups/{id}", patch_group)
     return app
 
 
