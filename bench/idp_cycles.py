@@ -27,7 +27,9 @@ and seats for half of the users, so the worker decides seats and a waiting list 
 WAVE // 2 more users waiting for a seat, all created through POST /Users and applied by the worker;
 then Okta deactivates every seat holder (`PATCH /Users/{id}` `active` false, CONCURRENCY clients). It
 reports the ack rate and the time from the last ack until every change is applied, every seat of a
-deactivated user is freed and every waiting user is promoted (the target: ≤ 20 s).
+deactivated user is freed and every waiting user is promoted (the target: ≤ 20 s). It runs twice: with
+the worker applying as the acks come, and with the worker stopped until the last ack (the whole wave
+left to drain after it, as when the worker has fallen behind).
 
 Printed per system: total seconds, users/s end to end, p50 of lookups, POSTs and PATCHes, and the time
 from the last ack until applied. Everything runs on 127.0.0.1 in a database, Redis prefix and queue of
@@ -105,7 +107,9 @@ TEAM_MEMBERS = """
 SELECT count(*) FROM team_members m JOIN teams t ON t.id = m.team_id WHERE t.tenant_id = $1::uuid
 """
 
-FULL = {"users": 20_000, "peer_users": 20_000, "wave": 20_000, "rounds": 2}
+# The peers keep users in memory and answer a userName filter by a scan: at 20,000 users a cycle there
+# would take 5-10 minutes, so they run 5,000 (their rate only falls as they grow: the ratio is conservative).
+FULL = {"users": 20_000, "peer_users": 5_000, "wave": 20_000, "rounds": 2}
 QUICK = {"users": 2_000, "peer_users": 2_000, "wave": 2_000, "rounds": 2}
 
 
@@ -479,9 +483,18 @@ async def scimgateway_target(run: Run, http: aiohttp.ClientSession) -> Target:
 
 
 async def deactivation_wave(
-    run: Run, http: aiohttp.ClientSession, seated: int, *, concurrency: int = CONCURRENCY
+    run: Run,
+    http: aiohttp.ClientSession,
+    seated: int,
+    *,
+    worker_behind: bool = False,
+    concurrency: int = CONCURRENCY,
 ) -> dict[str, Any]:
-    """`seated` users holding every seat and seated // 2 waiting, then Okta deactivates the seated."""
+    """`seated` users holding every seat and seated // 2 waiting, then Okta deactivates the seated.
+
+    worker_behind: the worker is stopped while the acks come and started at the last one, so the whole
+    wave is left to apply after it (as when the worker has fallen behind or was down): the clock then
+    measures the drain of every deactivation, seat release and promotion."""
     waiting = seated // 2
     tenant, token = await run.tenant(http, seats=seated)
     headers, base, tag = scim_headers(token), run.scim_base, uuid.uuid4().hex[:6]
@@ -510,10 +523,14 @@ async def deactivation_wave(
     async def deactivate(user_id: str) -> None:
         await call(http, stats, "PATCH", "PATCH", f"{base}/Users/{user_id}", headers, body)
 
+    if worker_behind:
+        await run.stop_workers()
     cpu_before = sum(w.cpu_seconds() for w in run.workers)
     wave_started = time.perf_counter()
     await in_parallel(holders, deactivate, concurrency)
     last_ack = time.perf_counter()
+    if worker_behind:
+        await run.start_workers(1)  # a new process: its CPU counts from 0
     expected = min(len(holders), before["waiting"])
     while True:
         if not await run.conn.fetchval(PENDING, tenant):
@@ -527,7 +544,8 @@ async def deactivation_wave(
     worker_cpu = sum(w.cpu_seconds() for w in run.workers) - cpu_before
     acks = len(holders)
     return {
-        "workload": f"Okta deactivation wave, {acks} seat holders, {before['waiting']} waiting",
+        "workload": f"Okta deactivation wave, {acks} seat holders, {before['waiting']} waiting"
+        + (", worker started at the last ack" if worker_behind else ""),
         "system": "scimsvc",
         "setup_s": round(setup_s, 1),
         "per_s": round(acks / (last_ack - wave_started), 1),
@@ -593,8 +611,10 @@ async def bench_idp(
         await baseline.proc.stop()  # type: ignore[union-attr]
         run.procs.remove(baseline.proc)  # type: ignore[arg-type]
         if "wave" in only:
-            rows.append(await deactivation_wave(run, http, wave_users or sizes["wave"]))
-            print(json.dumps(rows[-1]), flush=True)
+            wave = wave_users or sizes["wave"]
+            for behind in (False, True):
+                rows.append(await deactivation_wave(run, http, wave, worker_behind=behind))
+                print(json.dumps(rows[-1]), flush=True)
         if started_worker:
             await run.stop_workers()
         peers: list[tuple[str, Factory]] = [
@@ -672,12 +692,12 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "pass": None,
             }
         )
-    wave = next((r for r in rows if r["workload"].startswith("Okta deactivation wave")), None)
-    if wave is not None:
+    for wave in (r for r in rows if r["workload"].startswith("Okta deactivation wave")):
         value = wave["applied_after_last_ack_s"]
+        behind = ", worker behind" if "worker started" in wave["workload"] else ""
         listed.append(
             {
-                "target": "deactivation wave: seats freed, waiting promoted ≤ 20 s after last ack",
+                "target": f"deactivation wave{behind}: seats freed, waiting promoted ≤ 20 s after last ack",
                 "measured": value,
                 "pass": value <= 20 and not wave["waiting_left"],
             }

@@ -26,6 +26,8 @@ Peak RSS is VmHWM from /proc/<pid>/status, reset (clear_refs) before each worklo
 workload's peak. scim2-server keeps its users in memory: it is filled through its own POST /Users (the
 POST workload), then through /Bulk up to the number of users ours holds (100k), so GET, PATCH and
 paging compare at the same size (each capped at 30 s there). A full run takes about 15 minutes.
+Last, bench/idp_cycles.py's workloads (an IdP's whole cycle against the baseline and both peers, and the
+deactivation wave) add about 8 minutes to a full run and 2 to a quick one.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import groups as group_bench  # noqa: E402
+import idp_cycles  # noqa: E402
 import ratelimit as limiter_bench  # noqa: E402
 from harness import (  # noqa: E402
     Load,
@@ -804,7 +807,7 @@ def targets(
             flat,
         ),
     ]
-    return [{"target": t, "measured": m, "pass": p} for t, m, p in listed]
+    return [{"target": t, "measured": m, "pass": p} for t, m, p in listed] + idp_cycles.targets(rows)
 
 
 def fmt(value: Any) -> str:
@@ -864,6 +867,10 @@ async def main(quick: bool, concurrency: int, with_peer: bool) -> dict[str, Any]
         if with_peer:
             await bench.peer(backlog=None)
             await bench.peer(backlog=1024)
+        # Entra's and Okta's whole cycle against the baseline and the peers, then the deactivation wave.
+        idp = await idp_cycles.bench_idp(run, http, quick=quick, with_peer=with_peer)
+        bench.rows += idp["rows"]
+        bench.extra["idp_cycles"] = {"skipped": idp["skipped"], "comparisons": idp["comparisons"]}
         comps = comparisons(bench.rows, peer_system)
         return {
             "mode": "quick" if quick else "full",
