@@ -110,7 +110,8 @@ SELECT count(*) FROM team_members m JOIN teams t ON t.id = m.team_id WHERE t.ten
 # The peers keep users in memory and answer a userName filter by a scan: at 20,000 users a cycle there
 # would take 5-10 minutes, so they run 5,000 (their rate only falls as they grow: the ratio is conservative).
 FULL = {"users": 20_000, "peer_users": 5_000, "wave": 20_000, "rounds": 2}
-QUICK = {"users": 2_000, "peer_users": 2_000, "wave": 2_000, "rounds": 2}
+# A smoke run (bench/run.py --quick stays within about 5 minutes with these).
+QUICK = {"users": 1_000, "peer_users": 500, "wave": 1_000, "rounds": 1}
 
 
 # --- what the IdPs send ----------------------------------------------------------------------------
@@ -737,7 +738,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="2,000 users a cycle and a wave of 2,000")
+    parser.add_argument("--quick", action="store_true", help="1,000 users, 500 on peers, 1 round")
     parser.add_argument("--users", type=int, help="users a cycle on scimsvc and the baseline")
     parser.add_argument("--peer-users", type=int, help="users a cycle on the peers (default: --users)")
     parser.add_argument("--wave-users", type=int, help="seat holders the wave deactivates")

@@ -27,7 +27,7 @@ workload's peak. scim2-server keeps its users in memory: it is filled through it
 POST workload), then through /Bulk up to the number of users ours holds (100k), so GET, PATCH and
 paging compare at the same size (each capped at 30 s there). A full run takes about 15 minutes.
 Last, bench/idp_cycles.py's workloads (an IdP's whole cycle against the baseline and both peers, and the
-deactivation wave) add about 8 minutes to a full run and 2 to a quick one.
+deactivation wave) add about 15 minutes to a full run and 1-2 to a quick one.
 """
 
 from __future__ import annotations
