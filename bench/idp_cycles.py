@@ -7,8 +7,9 @@
 thousands of users, against scimsvc (one `serve`, one `worker`, the clock stopping when the worker has
 applied the last change: users provisioned, seats decided, team members added) and the bare baseline
 (bench/baseline_app.py: one statement per request, nothing to apply later) in alternating rounds (the
-ratio is the median of the rounds'; CPU ms per user of each process, PostgreSQL and the client are
-noted, as they survive a busy machine better than rates), then the peers scim2-server
+ratio is the median of the rounds'; CPU ms per user of each process, of the PostgreSQL backends of the
+run's database (`postgres_own`; `postgres` is all of PostgreSQL's, other work included) and of the
+client are noted, as they survive a busy machine better than rates), then the peers scim2-server
 (PyPI, in .bench-venv/ as bench/run.py makes it) and jelhub's scimgateway with its `loki` plugin (an
 in-memory store; see `ensure_scimgateway`). Each system gets the same requests from the same aiohttp
 client with CONCURRENCY requests in flight, in three phases:
@@ -64,6 +65,7 @@ from harness import (  # noqa: E402
     Proc,
     Run,
     cpu_ms_per_request,
+    cpu_seconds_of,
     cpu_snapshot,
     free_port,
     scim_headers,
@@ -480,6 +482,14 @@ async def scimgateway_target(run: Run, http: aiohttp.ClientSession) -> Target:
     return Target("scimgateway", root, scim_headers(token), proc)
 
 
+async def own_postgres_seconds(run: Run) -> float:
+    """CPU time used so far by the PostgreSQL backends connected to this run's database: unlike all of
+    PostgreSQL's (harness.postgres_cpu_seconds), other work on the machine does not count. Pools keep
+    their connections, so a cycle's backends live through it (one that exits takes its time along)."""
+    pids = await run.conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", run.database)
+    return sum(cpu_seconds_of(r["pid"]) for r in pids)
+
+
 # --- the wave --------------------------------------------------------------------------------------
 
 
@@ -603,10 +613,14 @@ async def bench_idp(
                         "web": target.proc,
                         **({"worker": run.workers[0]} if system == "scimsvc" else {}),
                     }
-                    before = cpu_snapshot(procs)
+                    before = {**cpu_snapshot(procs), "postgres_own": await own_postgres_seconds(run)}
                     row = await cycle(http, target, idp, n_users)
                     row["round"] = n + 1
-                    row["cpu_ms_per_user"] = cpu_ms_per_request(before, cpu_snapshot(procs), n_users)
+                    after = {**cpu_snapshot(procs), "postgres_own": await own_postgres_seconds(run)}
+                    cpu = cpu_ms_per_request(before, after, n_users)
+                    # The total counts this run's backends, not all of PostgreSQL's (other work's too).
+                    cpu["total"] = round(cpu["total"] - cpu["postgres"], 3)
+                    row["cpu_ms_per_user"] = cpu
                     rows.append(row)
                     print(json.dumps(row), flush=True)
         await baseline.proc.stop()  # type: ignore[union-attr]
@@ -712,7 +726,7 @@ def show(report: dict[str, Any]) -> None:
         f"{'workload':<44} {'system':<13} {'total s':>8} {'users/s':>8} {'lookup':>7} {'POST':>7} "
         f"{'PATCH':>7} {'applied':>8} {'CPU':>6}"
     )
-    print(head + "  (p50 ms; applied: s after the last ack; CPU: ms per user, all processes)")
+    print(head + "  (p50 ms; applied: s after the last ack; CPU: ms per user, web+worker+own PG+client)")
     print("-" * len(head))
     for r in report["rows"]:
         print(
