@@ -9,6 +9,10 @@ GET /Users?startIndex=&count= (one SELECT of a page), PATCH /Users/{id} (one UPD
 `{"active": ...}`, else of the resource merged with the operations' values, as an IdP's `replace` of a
 few attributes), PUT /Users/{id} (one UPDATE of the resource) and DELETE /Users/{id} (one DELETE).
 Its table `baseline_users` lives in the bench run's own database.
+
+Groups, for an IdP's whole cycle (bench/idp_cycles.py): POST /Groups (one INSERT), GET
+/Groups?filter=displayName eq "x" (one SELECT), PATCH /Groups/{id} adding members (one INSERT ... SELECT
+unnest of the member ids), in the tables `baseline_groups` and `baseline_group_members`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,29 @@ RETURNING id::text
 """
 DELETE = "DELETE FROM baseline_users WHERE id = $1::uuid RETURNING id"
 EQ = re.compile(r'userName eq "([^"]*)"', re.IGNORECASE)
+
+GROUP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS baseline_groups (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    display_name text NOT NULL,
+    resource     jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS baseline_groups_name ON baseline_groups (lower(display_name));
+CREATE TABLE IF NOT EXISTS baseline_group_members (
+    group_id uuid NOT NULL REFERENCES baseline_groups (id),
+    user_id  uuid NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+"""
+INSERT_GROUP = (
+    "INSERT INTO baseline_groups (display_name, resource) VALUES ($1, $2::jsonb) RETURNING id::text"
+)
+GROUP_BY_NAME = "SELECT id::text, resource::text FROM baseline_groups WHERE lower(display_name) = lower($1)"
+ADD_MEMBERS = """
+INSERT INTO baseline_group_members (group_id, user_id)
+SELECT $1::uuid, unnest($2::uuid[]) ON CONFLICT DO NOTHING
+"""
+GROUP_EQ = re.compile(r'displayName eq "([^"]*)"', re.IGNORECASE)
 
 
 def reply(body: object, status: int = 200) -> web.Response:
@@ -115,12 +142,37 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def create_group(request: web.Request) -> web.Response:
+    data = orjson.loads(await request.read())
+    data.pop("members", None)
+    group_id = await request.app[POOL].fetchval(
+        INSERT_GROUP, data["displayName"], orjson.dumps(data).decode()
+    )
+    return reply({**data, "id": group_id}, 201)
+
+
+async def search_groups(request: web.Request) -> web.Response:
+    found = GROUP_EQ.search(request.query.get("filter", ""))
+    rows = await request.app[POOL].fetch(GROUP_BY_NAME, found.group(1)) if found else []
+    resources = [{**orjson.loads(r[1]), "id": r[0]} for r in rows]
+    return reply({"totalResults": len(resources), "Resources": resources})
+
+
+async def patch_group(request: web.Request) -> web.Response:
+    """Only what IdPs send to add members: every `add` of `members`, in one statement."""
+    data = orjson.loads(await request.read())
+    ids = [m["value"] for op in data["Operations"] if op["op"].lower() == "add" for m in op["value"]]
+    await request.app[POOL].execute(ADD_MEMBERS, request.match_info["id"], ids)
+    return web.Response(status=204)
+
+
 def create_app(database_url: str) -> web.Application:
     app = web.Application()
 
     async def pool_context(app: web.Application):  # type: ignore[no-untyped-def]
         pool = await asyncpg.create_pool(database_url, min_size=10, max_size=10)
         await pool.execute(SCHEMA)
+        await pool.execute(GROUP_SCHEMA)
         app[POOL] = pool
         yield
         await pool.close()
@@ -131,6 +183,9 @@ def create_app(database_url: str) -> web.Application:
     app.router.add_patch("/Users/{id}", patch)
     app.router.add_put("/Users/{id}", replace)
     app.router.add_delete("/Users/{id}", delete)
+    app.router.add_post("/Groups", create_group)
+    app.router.add_get("/Groups", search_groups)
+    app.router.add_patch("/Groups/{id}", patch_group)
     return app
 
 

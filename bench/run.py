@@ -30,6 +30,8 @@ Peak RSS is VmHWM from /proc/<pid>/status, reset (clear_refs) before each worklo
 workload's peak. scim2-server keeps its users in memory: it is filled through its own POST /Users (the
 POST workload), then through /Bulk up to the number of users ours holds (100k), so GET, PATCH and
 paging compare at the same size (each capped at 30 s there). A full run takes about 15 minutes.
+Last, bench/idp_cycles.py's workloads (an IdP's whole cycle against the baseline and both peers, and the
+deactivation wave) add about 15 minutes to a full run and 1-2 to a quick one.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import feature_cost  # noqa: E402
 import groups as group_bench  # noqa: E402
+import idp_cycles  # noqa: E402
 import ratelimit as limiter_bench  # noqa: E402
 import scale as scale_bench  # noqa: E402
 import writes as write_bench  # noqa: E402
@@ -813,7 +816,7 @@ def targets(
         *write_bench.targets(rows),
         *feature_cost.run_targets(rows),
     ]
-    return [{"target": t, "measured": m, "pass": p} for t, m, p in listed]
+    return [{"target": t, "measured": m, "pass": p} for t, m, p in listed] + idp_cycles.targets(rows)
 
 
 def fmt(value: Any) -> str:
@@ -887,6 +890,10 @@ async def main(quick: bool, concurrency: int, with_peer: bool, with_scale: bool 
         # Each part a setting turns off, on and off in alternating rounds (a run and database of its own).
         features = await feature_cost.main(feature_cost.parse_args(["--quick"] * quick))
         bench.rows += feature_cost.rows_of(features)
+        # Entra's and Okta's whole cycle against the baseline and the peers, then the deactivation wave.
+        idp = await idp_cycles.bench_idp(run, http, quick=quick, with_peer=with_peer)
+        bench.rows += idp["rows"]
+        bench.extra["idp_cycles"] = {"skipped": idp["skipped"], "comparisons": idp["comparisons"]}
         comps = comparisons(bench.rows, peer_system)
         # The cost curves (bench/scale.py), in databases and processes of their own; the ones above idle.
         curves = None
