@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
 
-from tests.conftest import run_worker, unique_email, user_body, wait_until_blocked_by
+from scimsvc.scim.users import change_kind
+from scimsvc.store import user_updates, users
+from scimsvc.store.db import create_pool
+from tests.conftest import run_worker, unique_email, user_body, wait_until, wait_until_blocked_by
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -166,6 +170,62 @@ async def test_a_user_another_transaction_holds_does_not_hold_up_the_others(clie
     assert resp.status == 200 and (await resp.json())["active"] is False
     actives = await db.fetch("SELECT active FROM users WHERE id = ANY($1::uuid[])", [u["id"] for u in users])
     assert [r["active"] for r in actives] == [False] * len(users)
+
+
+async def test_a_batch_failed_on_held_users_leaves_connections_for_everyone_else(
+    client, tenant, db, other_conn, settings
+):
+    """The batch waits for the held users at most 500 ms and fails; its updates go again one by one, a
+    few at a time: the others are saved while the held users are still held, and a read of another user
+    finds a free connection meanwhile (they once took the whole pool, and everyone else waited for it)."""
+    created = await create_users(client, tenant, 13)
+    held, free, unrelated = created[:6], created[6:12], created[12]
+    tx = other_conn.transaction()
+    await tx.start()
+    await other_conn.execute(
+        "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) FOR UPDATE", [u["id"] for u in held]
+    )
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4, wait_seconds=10)
+    try:
+        batcher = user_updates.user_updates(pool)
+        deactivate = change_kind(was_active=True, was_linked=True, active=False)
+        sent = [
+            asyncio.ensure_future(
+                batcher.submit(
+                    user_updates.UserUpdate(
+                        UUID(str(tenant.id)),
+                        UUID(u["id"]),
+                        "active",
+                        None,
+                        False,
+                        None,
+                        deactivate,
+                        deactivate,
+                        f"deactivate {u['id']}",
+                    )
+                )
+            )
+            for u in [*held, *free]  # submitted together: one batch, the held users first
+        ]
+        saved, waiting = sent[len(held) :], sent[: len(held)]
+        await wait_until(lambda: all(f.done() for f in saved), what="the updates of the free users")
+        assert all(f.result() is not None for f in saved)
+        read = await users.get_user(pool, UUID(str(tenant.id)), UUID(unrelated["id"]))
+        assert read is not None and read["active"] is True
+        await wait_until_blocked_by(db, other_conn, waiting[0], what="an update of a held user to wait")
+        assert not any(f.done() for f in waiting)
+        await tx.commit()
+        assert all(row is not None for row in await asyncio.gather(*waiting))
+        await pool.close()
+    finally:
+        pool.terminate()  # nothing of it is left to wait for, unless an assertion failed
+    rows = await db.fetch(
+        "SELECT u.active, (SELECT count(*) FROM outbox o WHERE o.resource_id = u.id AND o.change = $2) AS n"
+        " FROM users u WHERE u.id = ANY($1::uuid[])",
+        [u["id"] for u in held + free],
+        str(deactivate),
+    )
+    assert [(r["active"], r["n"]) for r in rows] == [(False, 1)] * 12
 
 
 async def test_deactivating_an_inactive_user_writes_nothing(client, tenant, db):
