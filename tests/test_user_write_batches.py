@@ -7,6 +7,7 @@ Performance); these tests send many at once and check every answer and the datab
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 from uuid import UUID
 
@@ -318,3 +319,55 @@ async def test_a_delete_overlapping_a_patch_leaves_the_user_deleted(client, tena
         "SELECT provisioning_state FROM users WHERE id = ANY($1::uuid[])", [u["id"] for u in users]
     )
     assert {r["provisioning_state"] for r in states} == {"deprovisioned"}
+
+
+STORED = [{"active": True}, {"active": False}, {}]  # the POSTed `active`: none is stored active
+PUT_ACTIVE = [{"active": True}, {"active": False}, {}]  # a PUT's `active`: none keeps the stored value
+
+
+async def test_unread_puts_and_patches_save_what_the_read_path_builds(client, tenant, db):
+    """A PUT or a PATCH of `active` without If-Match is saved without reading the user (its SQL merges it
+    with the stored row); the same request with If-Match is built on the user read (services/users.py).
+    Both save the same user, answer the same and record the same change."""
+
+    async def created(stored: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        body = {k: v for k, v in user_body(unique_email()).items() if k != "active"}
+        resp = await client.post("/scim/v2/Users", json={**body, **stored}, headers=tenant.headers)
+        assert resp.status == 201, await resp.text()
+        return await resp.json(), resp.headers["ETag"]
+
+    async def saved(user: dict[str, Any], resp: Any) -> tuple[Any, ...]:
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        row = await db.fetchrow(
+            "SELECT u.active, u.resource, (SELECT array_agg(change ORDER BY id) FROM outbox o"
+            " WHERE o.resource_id = u.id) AS changes FROM users u WHERE u.id = $1::uuid",
+            user["id"],
+        )
+        own = ("id", "meta", "userName", "emails")
+        return (
+            {k: v for k, v in answer.items() if k not in own},
+            row["active"],
+            {k: v for k, v in json.loads(row["resource"]).items() if k not in own},
+            row["changes"],
+        )
+
+    requests: list[tuple[str, Any]] = [
+        ("PUT", {"displayName": "Replaced", **active}) for active in PUT_ACTIVE
+    ] + [("PATCH", patch({"op": "replace", "value": {"active": value}})) for value in (True, False)]
+    for stored in STORED:
+        for method, change in requests:
+            results = []
+            for if_match in (False, True):
+                user, etag = await created(stored)
+                if method == "PUT":
+                    body = {k: v for k, v in user_body(user["userName"]).items() if k != "active"}
+                    body = {**body, **change}
+                else:
+                    body = change
+                sent_headers = {**tenant.headers, **({"If-Match": etag} if if_match else {})}
+                resp = await client.request(
+                    method, f"/scim/v2/Users/{user['id']}", json=body, headers=sent_headers
+                )
+                results.append(await saved(user, resp))
+            assert results[0] == results[1], (stored, method, change)
