@@ -9,7 +9,9 @@ no outbox row) and the caller takes the locked path:
 - `active`: a PATCH that only sets `active`, while the user has another value and no manager (no read:
   the stored resource with `active` set, as applying the PATCH to it gives).
 The outbox row's change is picked in SQL between two kinds the caller computed (`scim.users.change_kind`
-for a user that was active and one that was not), from the user as locked.
+for a user that was active and one that was not), from the user as locked. The merges of `put` and
+`active` are what services/users.py's `build` makes of the stored user: tests/test_user_write_batches.py
+checks that the two paths save the same.
 """
 
 from __future__ import annotations
