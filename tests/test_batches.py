@@ -74,9 +74,27 @@ async def test_a_batch_with_a_bad_item_is_retried_one_by_one_and_only_that_item_
     results = await submit_behind_a_busy_sender(batcher, calls, [1, 2, -3, 4])
     assert results[:2] == [1, 2] and results[3] == 4
     assert isinstance(results[2], asyncpg.CheckViolationError)
-    assert calls.batches == [[1, 2, -3, 4]]  # tried together first: nothing of it was written
-    assert calls.ones == [100, 1, 2, -3, 4]
+    # Tried together first (nothing of it was written), then each alone by the batch statement.
+    assert calls.batches == [[1, 2, -3, 4], [1], [2], [-3], [4]]
+    assert calls.ones == [100]
     assert await stored(pool) == [1, 2, 4, 100]
+
+
+async def test_an_item_that_finds_its_row_locked_again_goes_by_the_single_statement(probe):
+    pool = probe
+    calls = Calls()
+
+    async def two_is_locked(pool: asyncpg.Pool, ns: list[int]) -> list[int]:
+        if 2 in ns:  # as the batch statement's lock timeout reports a row another transaction holds
+            calls.batches.append(list(ns))
+            raise asyncpg.LockNotAvailableError("canceling statement due to lock timeout")
+        return await calls.many(pool, ns)
+
+    batcher = Batcher(pool, one=calls.one, many=two_is_locked, key=lambda n: n, in_flight=1)
+    assert await submit_behind_a_busy_sender(batcher, calls, [1, 2, 3]) == [1, 2, 3]
+    assert calls.batches == [[1, 2, 3], [1], [2], [3]]
+    assert calls.ones == [100, 2]  # only the locked item waits as long as any statement
+    assert await stored(pool) == [1, 2, 3, 100]
 
 
 async def test_items_with_one_key_never_share_a_batch(probe):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from scimsvc.contract import JOB_NAMES, ResourceType
-from scimsvc.store import new_users, users
+from scimsvc.store import new_users, user_deletes, user_updates
 from worker.settings import worker_settings
 
 WORKER = Path(__file__).resolve().parent.parent / "worker"
@@ -49,7 +49,14 @@ def test_outbox_rows_are_inserted_by_one_statement_text_of_the_outbox_module():
         if "INSERT INTO outbox" in path.read_text().replace("\n", " ")
     }
     assert writers == {"outbox.py"}
-    for statement in (new_users.INSERT_NEW_USER, new_users.INSERT_NEW_USERS, users.UPDATE_READ_USER):
+    for statement in (
+        new_users.INSERT_NEW_USER,
+        new_users.INSERT_NEW_USERS,
+        user_updates.UPDATE_USER_AS_EXPECTED,
+        user_updates.UPDATE_USERS_AS_EXPECTED,
+        user_deletes.DELETE_LINKED_USER,
+        user_deletes.DELETE_LINKED_USERS,
+    ):
         assert (
             "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, payload, request_id)"
             in statement

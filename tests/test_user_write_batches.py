@@ -7,12 +7,17 @@ Performance); these tests send many at once and check every answer and the datab
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
 
-from tests.conftest import run_worker, unique_email, user_body, wait_until_blocked_by
+from scimsvc.scim.users import change_kind
+from scimsvc.store import user_updates, users
+from scimsvc.store.db import create_pool
+from tests.conftest import run_worker, unique_email, user_body, wait_until, wait_until_blocked_by
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -168,6 +173,62 @@ async def test_a_user_another_transaction_holds_does_not_hold_up_the_others(clie
     assert [r["active"] for r in actives] == [False] * len(users)
 
 
+async def test_a_batch_failed_on_held_users_leaves_connections_for_everyone_else(
+    client, tenant, db, other_conn, settings
+):
+    """The batch waits for the held users at most 500 ms and fails; its updates go again one by one, a
+    few at a time: the others are saved while the held users are still held, and a read of another user
+    finds a free connection meanwhile (they once took the whole pool, and everyone else waited for it)."""
+    created = await create_users(client, tenant, 13)
+    held, free, unrelated = created[:6], created[6:12], created[12]
+    tx = other_conn.transaction()
+    await tx.start()
+    await other_conn.execute(
+        "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) FOR UPDATE", [u["id"] for u in held]
+    )
+    pool = await create_pool(settings.database_url, min_size=1, max_size=4, wait_seconds=10)
+    try:
+        batcher = user_updates.user_updates(pool)
+        deactivate = change_kind(was_active=True, was_linked=True, active=False)
+        sent = [
+            asyncio.ensure_future(
+                batcher.submit(
+                    user_updates.UserUpdate(
+                        UUID(str(tenant.id)),
+                        UUID(u["id"]),
+                        "active",
+                        None,
+                        False,
+                        None,
+                        deactivate,
+                        deactivate,
+                        f"deactivate {u['id']}",
+                    )
+                )
+            )
+            for u in [*held, *free]  # submitted together: one batch, the held users first
+        ]
+        saved, waiting = sent[len(held) :], sent[: len(held)]
+        await wait_until(lambda: all(f.done() for f in saved), what="the updates of the free users")
+        assert all(f.result() is not None for f in saved)
+        read = await users.get_user(pool, UUID(str(tenant.id)), UUID(unrelated["id"]))
+        assert read is not None and read["active"] is True
+        await wait_until_blocked_by(db, other_conn, waiting[0], what="an update of a held user to wait")
+        assert not any(f.done() for f in waiting)
+        await tx.commit()
+        assert all(row is not None for row in await asyncio.gather(*waiting))
+        await pool.close()
+    finally:
+        pool.terminate()  # nothing of it is left to wait for, unless an assertion failed
+    rows = await db.fetch(
+        "SELECT u.active, (SELECT count(*) FROM outbox o WHERE o.resource_id = u.id AND o.change = $2) AS n"
+        " FROM users u WHERE u.id = ANY($1::uuid[])",
+        [u["id"] for u in held + free],
+        str(deactivate),
+    )
+    assert [(r["active"], r["n"]) for r in rows] == [(False, 1)] * 12
+
+
 async def test_deactivating_an_inactive_user_writes_nothing(client, tenant, db):
     (user,) = await create_users(client, tenant, 1)
     url = f"/scim/v2/Users/{user['id']}"
@@ -258,3 +319,55 @@ async def test_a_delete_overlapping_a_patch_leaves_the_user_deleted(client, tena
         "SELECT provisioning_state FROM users WHERE id = ANY($1::uuid[])", [u["id"] for u in users]
     )
     assert {r["provisioning_state"] for r in states} == {"deprovisioned"}
+
+
+STORED = [{"active": True}, {"active": False}, {}]  # the POSTed `active`: none is stored active
+PUT_ACTIVE = [{"active": True}, {"active": False}, {}]  # a PUT's `active`: none keeps the stored value
+
+
+async def test_unread_puts_and_patches_save_what_the_read_path_builds(client, tenant, db):
+    """A PUT or a PATCH of `active` without If-Match is saved without reading the user (its SQL merges it
+    with the stored row); the same request with If-Match is built on the user read (services/users.py).
+    Both save the same user, answer the same and record the same change."""
+
+    async def created(stored: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        body = {k: v for k, v in user_body(unique_email()).items() if k != "active"}
+        resp = await client.post("/scim/v2/Users", json={**body, **stored}, headers=tenant.headers)
+        assert resp.status == 201, await resp.text()
+        return await resp.json(), resp.headers["ETag"]
+
+    async def saved(user: dict[str, Any], resp: Any) -> tuple[Any, ...]:
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        row = await db.fetchrow(
+            "SELECT u.active, u.resource, (SELECT array_agg(change ORDER BY id) FROM outbox o"
+            " WHERE o.resource_id = u.id) AS changes FROM users u WHERE u.id = $1::uuid",
+            user["id"],
+        )
+        own = ("id", "meta", "userName", "emails")
+        return (
+            {k: v for k, v in answer.items() if k not in own},
+            row["active"],
+            {k: v for k, v in json.loads(row["resource"]).items() if k not in own},
+            row["changes"],
+        )
+
+    requests: list[tuple[str, Any]] = [
+        ("PUT", {"displayName": "Replaced", **active}) for active in PUT_ACTIVE
+    ] + [("PATCH", patch({"op": "replace", "value": {"active": value}})) for value in (True, False)]
+    for stored in STORED:
+        for method, change in requests:
+            results = []
+            for if_match in (False, True):
+                user, etag = await created(stored)
+                if method == "PUT":
+                    body = {k: v for k, v in user_body(user["userName"]).items() if k != "active"}
+                    body = {**body, **change}
+                else:
+                    body = change
+                sent_headers = {**tenant.headers, **({"If-Match": etag} if if_match else {})}
+                resp = await client.request(
+                    method, f"/scim/v2/Users/{user['id']}", json=body, headers=sent_headers
+                )
+                results.append(await saved(user, resp))
+            assert results[0] == results[1], (stored, method, change)

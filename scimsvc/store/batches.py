@@ -6,6 +6,9 @@ under load most of a POST's database time is that, not the row. A `Batcher` runs
 that arrived meanwhile, as one multi-row statement. A write that finds nothing in flight goes at once, by
 its single-row statement: a lone request waits for nobody. Each row of a batch still commits with its own
 outbox row (one statement is atomic), and a request answers only after the batch committed.
+
+A batch statement opens with `waits(BATCH_LOCK_TIMEOUT)` and maps its rows back to the items with
+`in_batch_order`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,27 @@ import asyncpg
 
 from scimsvc.store.db import unavailable
 
+# How long a batch waits for a row lock: a row in it that another transaction is writing right then (a
+# front end inserting that name, a PATCH or the worker updating that user). Past it the batch fails with
+# nothing written and its items go again one by one (`Batcher`), so only that item waits, and the batch is
+# never the one a deadlock check (deadlock_timeout, 1 s) finds waiting.
+BATCH_LOCK_TIMEOUT = "500ms"
+
+
+def waits(lock_timeout: str | None) -> str:
+    """The body of a batch statement's first CTE, `waits` (AS MATERIALIZED, read by the next): the
+    statement's own transaction waits at most `lock_timeout` for a lock (None: as long as any statement),
+    with no BEGIN, SET and COMMIT round trips."""
+    return f"SELECT set_config('lock_timeout', '{lock_timeout}', true)" if lock_timeout else "SELECT 1"
+
+
+def in_batch_order(rows: Sequence[asyncpg.Record], count: int) -> list[asyncpg.Record | None]:
+    """A batch statement's rows in the order of its `count` items, by their `batch_row` (1-based): None
+    for an item that wrote or found no row."""
+    found = {row["batch_row"]: row for row in rows}
+    return [found.get(n) for n in range(1, count + 1)]
+
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -26,10 +50,15 @@ Result = TypeVar("Result")
 class Batcher(Generic[Item, Result]):
     """Runs submitted items through `many` (a list in, a result per item out, in order) in batches.
 
-    `one` runs a single item: a batch of one, and each item of a batch that failed for a reason other than
-    the database being unreachable (a batch is one statement, so nothing of it was written; run one by
-    one, and side by side, only the item at fault fails or waits). An item whose `key` is in a batch now
-    out, or already in the one being formed, waits for the next: one key is never written twice at once.
+    `one` runs a single item: a batch of one. A batch that failed for a reason other than the database
+    being unreachable wrote nothing (it is one statement): its items go again one by one, so only the
+    item at fault fails or waits. Each first goes through `many` alone, so it waits for a lock no longer
+    than the batch did; an item that found its row locked again then goes through `one`, which waits as
+    long as any statement. At most `retries_at_once` of these run at a time (a quarter of the pool's
+    connections unless told): a batch failed on rows a long transaction holds must not take every
+    connection of the pool, nor the requests that need none of those rows wait for a connection.
+    An item whose `key` is in a batch now out, or already in the one being formed, waits for the next:
+    one key is never written twice at once.
     """
 
     def __init__(
@@ -41,6 +70,7 @@ class Batcher(Generic[Item, Result]):
         key: Callable[[Item], Hashable],
         in_flight: int = 1,
         max_size: int = 256,
+        retries_at_once: int | None = None,
     ) -> None:
         self._pool = pool
         self._one = one
@@ -48,6 +78,7 @@ class Batcher(Generic[Item, Result]):
         self._key = key
         self._in_flight = in_flight
         self._max_size = max_size
+        self._retries = asyncio.Semaphore(retries_at_once or max(1, pool.get_max_size() // 4))
         self._pending: list[_Entry[Item, Result]] = []
         self._out: set[Hashable] = set()  # keys of the items in batches now out
         self._sending = 0  # senders running; one stops as soon as it finds nothing to send
@@ -107,11 +138,34 @@ class Batcher(Generic[Item, Result]):
             if unavailable(exc):
                 _settle(batch, exc)
             else:
-                await asyncio.gather(*(self._run_one(entry) for entry in batch))
+                found_locked = await asyncio.gather(*(self._retry_briefly(entry) for entry in batch))
+                locked = [entry for entry, was in zip(batch, found_locked, strict=True) if was]
+                await asyncio.gather(*(self._retry(entry) for entry in locked))
             return
         for entry, result in zip(batch, results, strict=True):
             if not entry.future.done():
                 entry.future.set_result(result)
+
+    async def _retry_briefly(self, entry: _Entry[Item, Result]) -> bool:
+        """Run an item of a failed batch alone through `many`; whether it found a row locked (then it is
+        not settled yet)."""
+        if entry.future.done():
+            return False
+        async with self._retries:
+            try:
+                (result,) = await self._many(self._pool, [entry.item])
+            except asyncpg.LockNotAvailableError:
+                return True
+            except Exception as exc:
+                _settle([entry], exc)
+            else:
+                if not entry.future.done():
+                    entry.future.set_result(result)
+        return False
+
+    async def _retry(self, entry: _Entry[Item, Result]) -> None:
+        async with self._retries:
+            await self._run_one(entry)
 
     async def _run_one(self, entry: _Entry[Item, Result]) -> None:
         if entry.future.done():

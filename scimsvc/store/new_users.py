@@ -11,7 +11,7 @@ import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.store import outbox
-from scimsvc.store.batches import Batcher
+from scimsvc.store.batches import BATCH_LOCK_TIMEOUT, Batcher, in_batch_order, waits
 from scimsvc.store.db import fetch_in_time
 from scimsvc.store.users import USER_COLUMNS, resource_columns, with_outbox
 
@@ -27,12 +27,6 @@ INSERT_NEW_USER = with_outbox(
     request_id="$7",
     write_by="$8",
 )
-# How long a batch waits for a row lock: a name in it that another transaction is writing right then (a
-# front end inserting it, a PATCH or the worker updating that user). Past it the batch fails with nothing
-# written and its users go one by one, so only that user waits, and the batch is never the one a
-# deadlock check (deadlock_timeout, 1 s) finds waiting. The statement sets it for its own transaction in
-# `waits`, which every row it inserts is read after: no BEGIN, SET and COMMIT round trips.
-BATCH_LOCK_TIMEOUT = "500ms"
 # INSERT_NEW_USER for many users at once (store/batches.py): each user with its own "create" outbox row,
 # a taken userName skipped. Ids are drawn first, so each row written maps back to its own place in the
 # arrays (`batch_row`, 1-based). Users go in by name, and one name's spellings in arrival order: two batches
@@ -50,7 +44,7 @@ _NEW_USER_CHANGES = outbox.insert_changes_from(
 )
 INSERT_NEW_USERS = f"""
 WITH waits AS MATERIALIZED (
-    SELECT set_config('lock_timeout', '{BATCH_LOCK_TIMEOUT}', true)
+    {waits(BATCH_LOCK_TIMEOUT)}
 ), v AS MATERIALIZED (
     SELECT gen_random_uuid() AS id, v.*
     FROM waits, unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::text[])
@@ -115,8 +109,7 @@ async def _insert_many(pool: asyncpg.Pool, users: Sequence[NewUser]) -> list[asy
         *columns,
         [user.request_id for user in users],
     )
-    made = {row["batch_row"]: row for row in rows}
-    return [made.get(n) for n in range(1, len(users) + 1)]
+    return in_batch_order(rows, len(users))
 
 
 def new_user_inserts(pool: asyncpg.Pool) -> NewUserInserts:

@@ -20,9 +20,8 @@ import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.store import outbox
-from scimsvc.store.batches import Batcher
+from scimsvc.store.batches import BATCH_LOCK_TIMEOUT, Batcher, in_batch_order, waits
 from scimsvc.store.db import fetch_in_time
-from scimsvc.store.new_users import BATCH_LOCK_TIMEOUT
 
 _CHANGES = outbox.insert_changes_from(
     "made m",
@@ -38,10 +37,9 @@ _CHANGES = outbox.insert_changes_from(
 
 
 def _statement(*, lock_timeout: str | None) -> str:
-    waits = f"SELECT set_config('lock_timeout', '{lock_timeout}', true)" if lock_timeout else "SELECT 1"
     return f"""
 WITH waits AS MATERIALIZED (
-    {waits}
+    {waits(lock_timeout)}
 ), v AS MATERIALIZED (
     SELECT v.* FROM waits, unnest($1::uuid[], $2::uuid[], $3::text[])
         WITH ORDINALITY AS v(tenant_id, id, request_id, n)
@@ -115,8 +113,7 @@ async def _run(
     rows = await fetch_in_time(
         db, sql, [d.tenant_id for d in deletes], [d.user_id for d in deletes], [d.request_id for d in deletes]
     )
-    made = {row["batch_row"]: row for row in rows}
-    return [made.get(n) for n in range(1, len(deletes) + 1)]
+    return in_batch_order(rows, len(deletes))
 
 
 def user_deletes(pool: asyncpg.Pool) -> UserDeletes:

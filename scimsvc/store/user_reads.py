@@ -10,7 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.store.batches import Batcher
+from scimsvc.store.batches import Batcher, in_batch_order
 from scimsvc.store.users import SELECT_USER, USER_COLUMNS
 
 SELECT_USERS = f"""
@@ -44,8 +44,7 @@ async def _read_one(pool: asyncpg.Pool, read: UserRead) -> asyncpg.Record | None
 
 async def _read_many(pool: asyncpg.Pool, reads: Sequence[UserRead]) -> list[asyncpg.Record | None]:
     rows = await pool.fetch(SELECT_USERS, [r.tenant_id for r in reads], [r.user_id for r in reads])
-    found = {row["batch_row"]: row for row in rows}
-    return [found.get(n) for n in range(1, len(reads) + 1)]
+    return in_batch_order(rows, len(reads))
 
 
 def user_reads(pool: asyncpg.Pool) -> UserReads:

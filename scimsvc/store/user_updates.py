@@ -9,7 +9,9 @@ no outbox row) and the caller takes the locked path:
 - `active`: a PATCH that only sets `active`, while the user has another value and no manager (no read:
   the stored resource with `active` set, as applying the PATCH to it gives).
 The outbox row's change is picked in SQL between two kinds the caller computed (`scim.users.change_kind`
-for a user that was active and one that was not), from the user as locked.
+for a user that was active and one that was not), from the user as locked. The merges of `put` and
+`active` are what services/users.py's `build` makes of the stored user: tests/test_user_write_batches.py
+checks that the two paths save the same.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ import asyncpg
 from schemas.user import ENTERPRISE_SCHEMA
 from scimsvc.contract import ResourceType
 from scimsvc.store import outbox
-from scimsvc.store.batches import Batcher
+from scimsvc.store.batches import BATCH_LOCK_TIMEOUT, Batcher, in_batch_order, waits
 from scimsvc.store.db import fetch_in_time
-from scimsvc.store.new_users import BATCH_LOCK_TIMEOUT
 from scimsvc.store.users import USER_COLUMNS
 
 Kind = Literal["read", "put", "active"]
@@ -45,10 +46,9 @@ _CHANGES = outbox.insert_changes_from(
 
 def _statement(*, lock_timeout: str | None) -> str:
     # Users are locked in id order, so two front ends' batches that meet wait for each other in one order.
-    waits = f"SELECT set_config('lock_timeout', '{lock_timeout}', true)" if lock_timeout else "SELECT 1"
     return f"""
 WITH waits AS MATERIALIZED (
-    {waits}
+    {waits(lock_timeout)}
 ), v AS MATERIALIZED (
     SELECT v.*
     FROM waits, unnest(
@@ -159,8 +159,7 @@ async def _run(
         [u.change_if_inactive for u in updates],
         [u.request_id for u in updates],
     )
-    made = {row["batch_row"]: row for row in rows}
-    return [made.get(n) for n in range(1, len(updates) + 1)]
+    return in_batch_order(rows, len(updates))
 
 
 def user_updates(pool: asyncpg.Pool) -> UserUpdates:

@@ -18,7 +18,6 @@ from schemas.user import PRODUCT_SCHEMA
 from scimsvc.contract import ResourceType
 from scimsvc.scim.filters.sql import Column
 from scimsvc.store import outbox, pages
-from scimsvc.store.db import fetch_in_time
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
 # attribute is read from the `resource` JSONB.
@@ -98,17 +97,6 @@ SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource =
 WHERE u.tenant_id = $1 AND u.id = $2
 RETURNING {USER_COLUMNS}
 """
-# A user's new resource saved with its outbox row in one statement, if nobody changed the user since it
-# was read at version $8 (then nothing is written and nothing returned).
-UPDATE_READ_USER = with_outbox(
-    """UPDATE users AS u
-    SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
-        version = u.version + 1, updated_at = now(), provisioning_state = 'pending'
-    WHERE u.tenant_id = $1 AND u.id = $2 AND u.version = $8 AND u.scim_linked""",
-    change="$9",
-    request_id="$10",
-    write_by="$11",
-)
 UNLINK_USER = """
 UPDATE users AS u
 SET scim_linked = false, active = false, version = u.version + 1, updated_at = now(),
@@ -157,24 +145,6 @@ async def update_user(
 ) -> asyncpg.Record:
     """Replace a user's resource (and re-link it if it was unlinked); bumps the version."""
     return await conn.fetchrow(UPDATE_USER, tenant_id, user_id, *resource_columns(resource))
-
-
-async def update_read_user(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    tenant_id: UUID,
-    user_id: UUID,
-    resource: dict[str, Any],
-    *,
-    version: int,
-    change: str,
-    request_id: str | None,
-) -> asyncpg.Record | None:
-    """Save a linked user read at `version` and its `change` outbox row, atomically; None (nothing
-    written) if the user has changed since. The row carries `outbox_id`."""
-    rows = await fetch_in_time(
-        conn, UPDATE_READ_USER, tenant_id, user_id, *resource_columns(resource), version, change, request_id
-    )
-    return rows[0] if rows else None
 
 
 async def unlink_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> bool:

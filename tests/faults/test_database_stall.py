@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from scimsvc.scim.errors import ERROR_SCHEMA
-from scimsvc.store import new_users, teams, tenants, users
+from scimsvc.store import new_users, teams, tenants, user_deletes, user_updates
 from scimsvc.store.db import create_pool, transaction
 from scimsvc.web.app import create_app
 from tests.conftest import create_team, make_tenant, proxied_url, unique_email, user_body, wait_until
@@ -142,31 +142,61 @@ async def test_a_single_statement_write_that_reaches_postgres_too_late_writes_no
     bounded_pool: Any, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant = await tenants.create_tenant(db, name=unique_email("t"), settings={})
-    kept = await new_users.insert_new_user(
-        bounded_pool, tenant["id"], user_body(unique_email()), request_id="r1"
-    )
-    assert kept is not None
+    kept = []
+    for n in range(4):
+        user = await new_users.insert_new_user(
+            bounded_pool, tenant["id"], user_body(unique_email()), request_id=f"r{n}"
+        )
+        assert user is not None
+        kept.append(user)
     before = dict(await db.fetchrow(STATE, tenant["id"]))
     # As if each statement spent longer on the way than its request waited for it.
     monkeypatch.setattr(bounded_pool, "write_by", lambda: datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(asyncpg.QueryCanceledError):
         await new_users.insert_new_user(
-            bounded_pool, tenant["id"], user_body(unique_email()), request_id="r2"
-        )
-    changed = {**kept["resource"], "displayName": "changed"}
-    with pytest.raises(asyncpg.QueryCanceledError):
-        await users.update_read_user(
-            bounded_pool,
-            tenant["id"],
-            kept["id"],
-            changed,
-            version=kept["version"],
-            change="update",
-            request_id="r3",
+            bounded_pool, tenant["id"], user_body(unique_email()), request_id="r5"
         )
     batched = new_users.new_user_inserts(bounded_pool)  # several at once: one multi-row statement
     outcomes = await asyncio.gather(
-        *(batched.submit(new_users.NewUser(tenant["id"], user_body(unique_email()), "r4")) for _ in range(3)),
+        *(batched.submit(new_users.NewUser(tenant["id"], user_body(unique_email()), "r6")) for _ in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes
+
+    def update(user: asyncpg.Record, kind: user_updates.Kind) -> user_updates.UserUpdate:
+        resource = {**user["resource"], "displayName": "changed"}
+        return user_updates.UserUpdate(
+            tenant["id"],
+            user["id"],
+            kind,
+            resource=None if kind == "active" else resource,
+            active=not user["active"] if kind == "active" else None,
+            version=user["version"],
+            change_if_active="update",
+            change_if_inactive="update",
+            request_id="r7",
+        )
+
+    for kind in ("read", "put", "active"):
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await user_updates.update_user(bounded_pool, update(kept[0], kind))
+    updates = user_updates.user_updates(bounded_pool)
+    outcomes = await asyncio.gather(
+        *(
+            updates.submit(update(user, kind))
+            for user, kind in zip(kept, ("read", "put", "active", "read"), strict=True)
+        ),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes
+
+    with pytest.raises(asyncpg.QueryCanceledError):
+        await user_deletes.delete_linked_user(
+            bounded_pool, user_deletes.UserDelete(tenant["id"], kept[0]["id"], "r8")
+        )
+    deletes = user_deletes.user_deletes(bounded_pool)
+    outcomes = await asyncio.gather(
+        *(deletes.submit(user_deletes.UserDelete(tenant["id"], user["id"], "r9")) for user in kept),
         return_exceptions=True,
     )
     assert all(isinstance(o, asyncpg.QueryCanceledError) for o in outcomes), outcomes
