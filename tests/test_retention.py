@@ -199,7 +199,9 @@ async def test_zero_days_keeps_rows_forever(client, tenant, db, retained, pool):
     )
 
     # Console sessions and portal links have a fixed window of their own (nothing of theirs here).
-    assert await purge(pool, keep_all) == {"console_sessions": 0, "portal_links": 0}
+    # So have the per-minute request counts.
+    fixed = {"console_sessions": 0, "portal_links": 0, "tenant_request_minutes": 0}
+    assert await purge(pool, keep_all) == fixed
     assert await outbox_rows(db, users) == 2
     assert (
         await db.fetchval("SELECT count(*) FROM audit_log WHERE user_id = ANY($1::uuid[])", users)
@@ -266,6 +268,7 @@ async def test_a_run_skips_rows_another_transaction_holds_instead_of_waiting(
         (retention.DELETE_APPLIED_OUTBOX, "outbox_applied_age", "applied_at"),
         (retention.DELETE_FINISHED_NOTICES, "notices_done_age", "created_at"),
         (retention.DELETE_OLD_AUDIT, "audit_log_age", "created_at"),
+        (retention.DELETE_OLD_REQUEST_MINUTES, "tenant_request_minutes_age", "minute"),
     ],
 )
 async def test_each_batch_finds_its_rows_through_an_age_index(db, sql, index, age):
