@@ -181,6 +181,27 @@ async def test_finished_notices_go_with_their_attempts_and_ones_still_retried_st
         assert deleted_total(table) - before[table] == removed[table]
 
 
+async def test_request_counts_a_day_old_go_and_the_last_days_stay(client, tenant, db, retained, pool):
+    await db.execute(
+        "INSERT INTO tenant_request_minutes (tenant_id, minute, requests, rate_limited, server_errors)"
+        " SELECT $1::uuid, date_trunc('minute', now()) - make_interval(mins => m), 1, 0, 0"
+        " FROM unnest(ARRAY[0, 5, 60 * 23, 60 * 25, 60 * 24 * 30]) AS m",
+        tenant.id,
+    )
+
+    removed = await purge(pool, retained)
+
+    assert removed["tenant_request_minutes"] >= 2
+    left = await db.fetch(
+        "SELECT (extract(epoch FROM date_trunc('minute', now()) - minute) / 60)::int AS ago"
+        " FROM tenant_request_minutes WHERE tenant_id = $1::uuid ORDER BY minute DESC",
+        tenant.id,
+    )
+    assert [r["ago"] for r in left] == [0, 5, 60 * 23]
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/stats", headers=ADMIN_HEADERS)
+    assert (await resp.json())["last_hour"]["requests"] == 2  # the minutes of the last hour only
+
+
 async def test_zero_days_keeps_rows_forever(client, tenant, db, retained, pool):
     users = await applied_users(client, tenant, retained, 2)
     await age_outbox(db, users, applied_days_ago=3650)

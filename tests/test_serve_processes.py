@@ -256,13 +256,14 @@ async def test_serve_processes_removes_its_metrics_folder_and_those_of_killed_pa
 ):
     ended = await asyncio.create_subprocess_exec("true")
     await ended.wait()  # a pid no process has now
-    stale = tmp_path / f"scimsvc-metrics-{ended.pid}-abc"
+    temporary = tmp_path / "tmp"  # serve's temporary directory (TMPDIR)
+    temporary.mkdir()
+    stale = temporary / f"scimsvc-metrics-{ended.pid}-abc"
     stale.mkdir()
     (stale / "counter_1.db").write_bytes(b"old")
-    living = tmp_path / f"scimsvc-metrics-{os.getpid()}-abc"  # this test's: a parent still running
+    living = temporary / f"scimsvc-metrics-{os.getpid()}-abc"  # this test's: a parent still running
     living.mkdir()
-    env = {k: v for k, v in env.items() if k.lower() != "prometheus_multiproc_dir"} | {
-        "TMPDIR": str(tmp_path)
-    }
+    env = {k: v for k, v in env.items() if k.lower() != "prometheus_multiproc_dir"}
+    env["TMPDIR"] = str(temporary)
     assert await health_count(processes, env, count=2) >= 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == [living.name]
+    assert sorted(p.name for p in temporary.iterdir()) == [living.name]
