@@ -556,8 +556,9 @@ async def test_two_web_processes_count_each_tenants_requests_per_minute_with_its
 ):
     # Two apps on one database, as two processes of `serve --processes 2` are: each adds its batches' counts
     # to the same rows, while the other does.
-    first = await aiohttp_client(create_app(settings))
-    second = await aiohttp_client(create_app(settings))
+    small = dataclasses.replace(settings, db_pool_min=1, db_pool_max=3)
+    first = await aiohttp_client(create_app(small))
+    second = await aiohttp_client(create_app(small))
     tenants = [await make_tenant(first) for _ in range(2)]
     resp = await first.patch(  # the smallest budget there is, for some 429s
         f"/admin/v1/tenants/{tenants[0].id}",

@@ -16,7 +16,7 @@ from scimsvc.scim.errors import not_found
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.store import tenant_stats as store
 
-# The provisioning log's window the request counts cover.
+# The window the request counts cover, by the minute (store/tenant_stats.py).
 WINDOW_SECONDS = 3600
 
 
