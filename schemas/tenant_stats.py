@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+# The top list (GET /admin/v1/stats/tenants): what it can be ordered by, and its length.
+TOP_ORDERS = ("requests", "rate_limited", "server_errors")
+TOP_DEFAULT = 10
+TOP_MAX = 100
 
 
 def _d(description: str) -> dict[str, Any]:
@@ -38,9 +43,31 @@ class TenantStatsSchema(Schema):
     )
 
 
+class SmallWholeNumber(fields.Integer):
+    """A query's whole number as ASCII digits alone, at most three: never a sign, a space, an underscore,
+    a long run of leading zeros or another script's digit, all of which int() would take."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 3:
+            raise ValidationError(self.error_messages["invalid"])
+        return int(value)
+
+
 class TopTenantsQuerySchema(Schema):
-    by = fields.String(validate=validate.OneOf(("requests", "rate_limited", "server_errors")))
-    limit = fields.Integer(metadata=_d("How many tenants: 10 by default, 1 to 100"))
+    class Meta:
+        unknown = EXCLUDE  # other parameters are ignored, as elsewhere in the admin API
+
+    by = fields.String(
+        load_default="requests",
+        validate=validate.OneOf(TOP_ORDERS, error="must be one of {choices}"),
+        metadata=_d("What the tenants are ordered by: requests by default"),
+    )
+    limit = SmallWholeNumber(
+        load_default=TOP_DEFAULT,
+        validate=validate.Range(1, TOP_MAX, error=f"must be a whole number from 1 to {TOP_MAX}"),
+        error_messages={"invalid": f"must be a whole number from 1 to {TOP_MAX}"},
+        metadata=_d(f"How many tenants: {TOP_DEFAULT} by default, 1 to {TOP_MAX}"),
+    )
 
 
 class TopTenantSchema(Schema):

@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from scimsvc import __version__
-from scimsvc.ops import logs
+from scimsvc.ops import logs, metrics_folder
 from scimsvc.settings import MAX_WEB_PROCESSES, Settings, SettingsError, env_choice, env_int, env_value
 from scimsvc.tools import embedded
 
@@ -82,6 +82,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     processes = args.processes or settings.web_processes
     if processes > 1:
         return _serve_processes(settings, args, processes)
+    metrics_folder.single_process()  # before create_app imports prometheus_client
     internal = _internal_listener(settings, args)
     if internal is None and settings.internal_port:
         return EXIT_FAILURE

@@ -157,7 +157,7 @@ async def test_top_tenants_by_requests_is_bounded_and_ordered(aiohttp_client, ow
 async def test_stats_refuse_a_bad_query_and_an_unknown_tenant(client):
     resp = await client.get("/admin/v1/stats/tenants?by=seats", headers=ADMIN_HEADERS)
     assert resp.status == 400 and (await resp.json())["scimType"] == "invalidValue"
-    assert "by must be one of" in (await resp.json())["detail"]
+    assert "by: must be one of requests, rate_limited, server_errors" in (await resp.json())["detail"]
     resp = await client.get("/admin/v1/stats/tenants?limit=101", headers=ADMIN_HEADERS)
     assert resp.status == 400 and "1 to 100" in (await resp.json())["detail"]
     resp = await client.get(
@@ -165,6 +165,19 @@ async def test_stats_refuse_a_bad_query_and_an_unknown_tenant(client):
     )
     assert resp.status == 404
     assert (await client.get("/admin/v1/stats/tenants")).status == 401
+
+
+async def test_top_list_limit_is_a_whole_number_from_1_to_100_however_written(client):
+    for limit in ("0000010000000", "00000" + "1" * 5000, "%C2%B2", "1_0", "+5", "0", "-1", "2.0", "", "ten"):
+        resp = await client.get(f"/admin/v1/stats/tenants?limit={limit}", headers=ADMIN_HEADERS)
+        assert resp.status == 400, (limit[:20], resp.status, await resp.text())
+        body = await resp.json()
+        assert body["scimType"] == "invalidValue"
+        assert body["detail"] == "limit: must be a whole number from 1 to 100", body
+    for limit in ("1", "100", "007"):
+        resp = await client.get(f"/admin/v1/stats/tenants?limit={limit}&other=x", headers=ADMIN_HEADERS)
+        assert resp.status == 200, (limit, await resp.text())
+        assert (await resp.json())["by"] == "requests"
 
 
 async def test_no_client_adds_series_with_methods_of_its_own(client):

@@ -3,6 +3,7 @@ in the admin API and the console, with its outcome once the worker applied it.""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -536,6 +537,54 @@ async def test_rows_still_buffered_are_written_when_the_app_stops(aiohttp_client
     assert (
         await db.fetchval("SELECT count(*) FROM provisioning_log WHERE tenant_id = $1::uuid", tenant.id) == 1
     )
+
+
+PER_MINUTE_FROM_THE_LOG = """
+SELECT date_trunc('minute', at) AS minute, count(*) AS requests,
+       count(*) FILTER (WHERE status = 429) AS rate_limited,
+       count(*) FILTER (WHERE status >= 500) AS server_errors
+FROM provisioning_log WHERE tenant_id = $1::uuid GROUP BY 1 ORDER BY 1
+"""
+PER_MINUTE_COUNTED = """
+SELECT minute, requests, rate_limited, server_errors
+FROM tenant_request_minutes WHERE tenant_id = $1::uuid ORDER BY minute
+"""
+
+
+async def test_two_web_processes_count_each_tenants_requests_per_minute_with_its_log(
+    aiohttp_client, settings, db
+):
+    # Two apps on one database, as two processes of `serve --processes 2` are: each adds its batches' counts
+    # to the same rows, while the other does.
+    small = dataclasses.replace(settings, db_pool_min=1, db_pool_max=3)
+    first = await aiohttp_client(create_app(small))
+    second = await aiohttp_client(create_app(small))
+    tenants = [await make_tenant(first) for _ in range(2)]
+    resp = await first.patch(  # the smallest budget there is, for some 429s
+        f"/admin/v1/tenants/{tenants[0].id}",
+        json={"rate_limit": {"credits_per_30s": 2000}},
+        headers=ADMIN_HEADERS,
+    )
+    assert resp.status == 200, await resp.text()
+
+    async def traffic(client: Any, tenant: Tenant) -> list[int]:
+        statuses = []
+        for _ in range(60):
+            statuses.append((await client.get("/scim/v2/Users", headers=tenant.headers)).status)
+            statuses.append((await client.get("/scim/v2/Users/nobody", headers=tenant.headers)).status)
+        return statuses
+
+    sent = await asyncio.gather(*(traffic(c, t) for c in (first, second) for t in tenants))
+    await first.close()  # stopping writes what each still buffers
+    await second.close()
+
+    assert 429 in sent[0] + sent[2]
+    for n, tenant in enumerate(tenants):
+        answered = sent[n] + sent[n + 2]
+        counted = [tuple(r) for r in await db.fetch(PER_MINUTE_COUNTED, tenant.id)]
+        assert counted == [tuple(r) for r in await db.fetch(PER_MINUTE_FROM_THE_LOG, tenant.id)]
+        assert sum(r[1] for r in counted) == len(answered)
+        assert sum(r[2] for r in counted) == answered.count(429)
 
 
 async def test_the_console_log_page_filters_and_links_users_to_their_entries(client, db):

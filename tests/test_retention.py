@@ -181,6 +181,27 @@ async def test_finished_notices_go_with_their_attempts_and_ones_still_retried_st
         assert deleted_total(table) - before[table] == removed[table]
 
 
+async def test_request_counts_a_day_old_go_and_the_last_days_stay(client, tenant, db, retained, pool):
+    await db.execute(
+        "INSERT INTO tenant_request_minutes (tenant_id, minute, requests, rate_limited, server_errors)"
+        " SELECT $1::uuid, date_trunc('minute', now()) - make_interval(mins => m), 1, 0, 0"
+        " FROM unnest(ARRAY[0, 5, 60 * 23, 60 * 25, 60 * 24 * 30]) AS m",
+        tenant.id,
+    )
+
+    removed = await purge(pool, retained)
+
+    assert removed["tenant_request_minutes"] >= 2
+    left = await db.fetch(
+        "SELECT (extract(epoch FROM date_trunc('minute', now()) - minute) / 60)::int AS ago"
+        " FROM tenant_request_minutes WHERE tenant_id = $1::uuid ORDER BY minute DESC",
+        tenant.id,
+    )
+    assert [r["ago"] for r in left] == [0, 5, 60 * 23]
+    resp = await client.get(f"/admin/v1/tenants/{tenant.id}/stats", headers=ADMIN_HEADERS)
+    assert (await resp.json())["last_hour"]["requests"] == 2  # the minutes of the last hour only
+
+
 async def test_zero_days_keeps_rows_forever(client, tenant, db, retained, pool):
     users = await applied_users(client, tenant, retained, 2)
     await age_outbox(db, users, applied_days_ago=3650)
@@ -199,7 +220,9 @@ async def test_zero_days_keeps_rows_forever(client, tenant, db, retained, pool):
     )
 
     # Console sessions and portal links have a fixed window of their own (nothing of theirs here).
-    assert await purge(pool, keep_all) == {"console_sessions": 0, "portal_links": 0}
+    # So have the per-minute request counts.
+    fixed = {"console_sessions": 0, "portal_links": 0, "tenant_request_minutes": 0}
+    assert await purge(pool, keep_all) == fixed
     assert await outbox_rows(db, users) == 2
     assert (
         await db.fetchval("SELECT count(*) FROM audit_log WHERE user_id = ANY($1::uuid[])", users)
@@ -266,6 +289,7 @@ async def test_a_run_skips_rows_another_transaction_holds_instead_of_waiting(
         (retention.DELETE_APPLIED_OUTBOX, "outbox_applied_age", "applied_at"),
         (retention.DELETE_FINISHED_NOTICES, "notices_done_age", "created_at"),
         (retention.DELETE_OLD_AUDIT, "audit_log_age", "created_at"),
+        (retention.DELETE_OLD_REQUEST_MINUTES, "tenant_request_minutes_age", "minute"),
     ],
 )
 async def test_each_batch_finds_its_rows_through_an_age_index(db, sql, index, age):

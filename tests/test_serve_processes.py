@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -206,3 +207,63 @@ async def test_serve_refuses_a_port_in_use_before_starting_processes(processes, 
         f"scimsvc: error: cannot listen on 127.0.0.1:{port} (--host/--port, SCIMSVC_HOST/SCIMSVC_PORT): "
         "address already in use"
     )
+
+
+HEALTH_COUNT = re.compile(
+    r'scimsvc_http_requests_total\{method="GET",route="/ops/health",status="200"\} ([0-9.]+)'
+)
+
+
+async def health_count(processes: Processes, env: dict[str, str], *, count: int = 1) -> float:
+    """Run `serve` (with `--processes count` when more than 1), ask it /ops/health 5 times, stop it: the
+    count of those answers its /metrics gave."""
+    port, internal = free_port(), free_port()
+    env = env | {"SCIMSVC_INTERNAL_PORT": str(internal), "SCIMSVC_ADMIN_KEY": ADMIN_KEY}
+    several = ("--processes", str(count)) if count > 1 else ()
+    proc = await processes.start("serve", "--port", str(port), *several, env=env)
+    base = f"http://127.0.0.1:{port}"
+    await processes.until(proc, lambda: answers_health(base), what="serve to answer /ops/health")
+    async with aiohttp.ClientSession() as http_session:
+        for _ in range(5):
+            async with http_session.get(f"{base}/ops/health") as resp:
+                assert resp.status == 200
+        async with http_session.get(f"http://127.0.0.1:{internal}/metrics") as resp:
+            text = await resp.text()
+    os.kill(proc.pid, signal.SIGTERM)
+    assert await processes.ended(proc) == 0
+    found = HEALTH_COUNT.search(text)
+    assert found, text[:2000]
+    return float(found[1])
+
+
+@pytest.mark.parametrize("count", [1, 2])
+async def test_metrics_count_only_this_runs_requests_with_a_metrics_folder_set(
+    processes, env, tmp_path, count
+):
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    env = env | {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    first = await health_count(processes, env, count=count)
+    second = await health_count(processes, env, count=count)
+    # Each run answered the same requests (and `until`'s probes): the second adds nothing of the first's.
+    assert second <= first, (first, second)
+    if count == 1:
+        assert not list(folder.iterdir())  # a single process keeps its values in memory
+
+
+async def test_serve_processes_removes_its_metrics_folder_and_those_of_killed_parents(
+    processes, env, tmp_path
+):
+    ended = await asyncio.create_subprocess_exec("true")
+    await ended.wait()  # a pid no process has now
+    temporary = tmp_path / "tmp"  # serve's temporary directory (TMPDIR)
+    temporary.mkdir()
+    stale = temporary / f"scimsvc-metrics-{ended.pid}-abc"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"old")
+    living = temporary / f"scimsvc-metrics-{os.getpid()}-abc"  # this test's: a parent still running
+    living.mkdir()
+    env = {k: v for k, v in env.items() if k.lower() != "prometheus_multiproc_dir"}
+    env["TMPDIR"] = str(temporary)
+    assert await health_count(processes, env, count=2) >= 5
+    assert sorted(p.name for p in temporary.iterdir()) == [living.name]

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 # Batches per table per run: with the default batch size a run deletes up to 500,000 rows of a table in
 # short statements, then leaves the rest to the next run, so it ends well before the arq job timeout.
 MAX_BATCHES = 500
+# Days the per-minute request counts are kept (store/tenant_stats.py reads the last hour of them).
+REQUEST_MINUTES_DAYS = 1
 
 Purge = Callable[..., Awaitable[dict[str, int]]]
 
@@ -34,6 +36,8 @@ def _purges(settings: Settings) -> list[tuple[str, Purge, int]]:
         # windows, 0 included: past expiry they open nothing; the audit log keeps what happened).
         ("console_sessions", retention.delete_finished_console_sessions, FINISHED_ACCESS_DAYS),
         ("portal_links", retention.delete_finished_portal_links, FINISHED_ACCESS_DAYS),
+        # Request counts per tenant and minute: only the last hour is read (a day whatever the windows).
+        ("tenant_request_minutes", retention.delete_old_request_minutes, REQUEST_MINUTES_DAYS),
     ]
 
 

@@ -9,7 +9,8 @@ Workers expose their job metrics on their own port (`worker.telemetry`).
 
 With `scimsvc serve --processes N` (N > 1), the processes write their values to files in
 PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode, set up by the parent) and any of them
-answers a scrape with the sum over all of them (README.md, Several processes).
+answers a scrape with the sum over all of them (README.md, Several processes). A single process keeps its
+values in memory even when the variable is set (scimsvc/ops/metrics_folder.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from scimsvc.ops.metrics_folder import MULTIPROCESS_DIR
 from scimsvc.store import ops, webhook_deliveries
 
 # How stale the seat totals may be: counting every full license is a scan of an index over all users.
@@ -176,9 +178,6 @@ class WebMetrics:
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
-
-# prometheus_client's multiprocess mode: where each process writes its values (README.md, Several processes).
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # nginx's "client closed request": what metrics and the access log count when the client left before
 # its answer, so that 5xx mean server faults.

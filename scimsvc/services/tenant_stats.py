@@ -12,16 +12,12 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.scim.errors import invalid_value, not_found
+from scimsvc.scim.errors import not_found
 from scimsvc.scim.resources import scim_datetime
 from scimsvc.store import tenant_stats as store
 
-# The provisioning log's window the request counts cover.
+# The window the request counts cover, by the minute (store/tenant_stats.py).
 WINDOW_SECONDS = 3600
-# The top list's length: `limit` defaults to TOP_DEFAULT and is at most TOP_MAX.
-TOP_DEFAULT = 10
-TOP_MAX = 100
-TOP_ORDERS = ("requests", "rate_limited", "server_errors")
 
 
 async def tenant_stats(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: UUID) -> dict[str, Any]:
@@ -47,19 +43,10 @@ async def tenant_stats(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: UUID)
     }
 
 
-def top_query(query: Mapping[str, str]) -> tuple[str, int]:
-    """`by` and `limit` of the top list, checked: a 400 naming what is wrong."""
-    by = query.get("by", "requests")
-    if by not in TOP_ORDERS:
-        raise invalid_value(f"by must be one of {', '.join(TOP_ORDERS)}, got {by[:40]!r}")
-    raw = query.get("limit", str(TOP_DEFAULT))
-    if not raw.isdigit() or not 1 <= int(raw[:6]) <= TOP_MAX:
-        raise invalid_value(f"limit must be a whole number from 1 to {TOP_MAX}")
-    return by, int(raw)
-
-
 async def top_tenants(conn: asyncpg.Pool | asyncpg.Connection, *, by: str, limit: int) -> dict[str, Any]:
-    """The tenants with the most SCIM requests, 429s or 5xx answers in the last hour."""
+    """The tenants with the most SCIM requests, 429s or 5xx answers in the last hour: `by` one of
+    schemas/tenant_stats.py's TOP_ORDERS and `limit` at most its TOP_MAX (TopTenantsQuerySchema checks
+    both)."""
     rows = await store.top_tenants(conn, by=by, limit=limit, window_seconds=WINDOW_SECONDS)
     return {
         "by": by,

@@ -4,8 +4,8 @@ Each batch picks the oldest rows through an age index (migrations/0012_retention
 rows another transaction holds, so it never waits on a lock and two runs at once delete different rows.
 What is old is decided here, against the database clock; what is finished, too: an outbox row once
 applied, a notice once sent, not sent or given up (never one still pending a retry), with its attempts.
-Provisioning log rows go by age alone; events too (with their webhook deliveries and attempts), but never
-one with a delivery still pending.
+Provisioning log rows go by age alone, and their per-minute request counts a day old; events too (with
+their webhook deliveries and attempts), but never one with a delivery still pending.
 """
 
 from __future__ import annotations
@@ -122,6 +122,23 @@ WITH doomed AS (
 SELECT count(*) AS portal_links FROM gone
 """
 
+# Request counts per tenant and minute (store/tenant_stats.py reads the last hour's), through their age
+# index.
+DELETE_OLD_REQUEST_MINUTES = """
+WITH doomed AS (
+    SELECT tenant_id, minute FROM tenant_request_minutes
+    WHERE minute < now() - make_interval(days => $1)
+    ORDER BY minute
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM tenant_request_minutes m USING doomed
+    WHERE m.tenant_id = doomed.tenant_id AND m.minute = doomed.minute
+    RETURNING 1
+)
+SELECT count(*) AS tenant_request_minutes FROM gone
+"""
+
 
 async def _delete_batch(pool: asyncpg.Pool, sql: str, older_than_days: int, limit: int) -> dict[str, int]:
     row = await pool.fetchrow(sql, older_than_days, limit)
@@ -168,3 +185,10 @@ async def delete_finished_portal_links(
 ) -> dict[str, int]:
     """Delete up to `limit` portal links that expired more than `older_than_days` ago."""
     return await _delete_batch(pool, DELETE_FINISHED_PORTAL_LINKS, older_than_days, limit)
+
+
+async def delete_old_request_minutes(
+    pool: asyncpg.Pool, *, older_than_days: int, limit: int
+) -> dict[str, int]:
+    """Delete up to `limit` per-minute request counts of minutes more than `older_than_days` ago."""
+    return await _delete_batch(pool, DELETE_OLD_REQUEST_MINUTES, older_than_days, limit)

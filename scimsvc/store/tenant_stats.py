@@ -7,12 +7,10 @@ from uuid import UUID
 
 import asyncpg
 
-# The provisioning log's first row of the window, through its age index: rows are written in id order
-# as they happen, so the window of one tenant is then a range of its (tenant_id, id) index.
-WINDOW_START = """
-SELECT id FROM provisioning_log WHERE at >= now() - make_interval(secs => $1) ORDER BY at LIMIT 1
-"""
-
+# Request counts come from tenant_request_minutes (the provisioning log's writer adds each batch's): the
+# window is the minutes that started less than $N seconds ago, so it covers the last `window_seconds` to
+# within a minute. A tenant's window is a range of the primary key, the top list one of the age index:
+# one row per active tenant and minute, however many requests they counted.
 TENANT_STATS = """
 SELECT t.seats,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id) AS users,
@@ -31,9 +29,11 @@ CROSS JOIN LATERAL (
     FROM outbox WHERE tenant_id = t.id AND applied_at IS NULL
 ) AS o
 CROSS JOIN LATERAL (
-    SELECT count(*) AS requests, count(*) FILTER (WHERE status = 429) AS rate_limited,
-           count(*) FILTER (WHERE status >= 500) AS server_errors
-    FROM provisioning_log WHERE tenant_id = t.id AND id >= $2
+    SELECT coalesce(sum(requests), 0)::bigint AS requests,
+           coalesce(sum(rate_limited), 0)::bigint AS rate_limited,
+           coalesce(sum(server_errors), 0)::bigint AS server_errors
+    FROM tenant_request_minutes
+    WHERE tenant_id = t.id AND minute > now() - make_interval(secs => $2)
 ) AS l
 WHERE t.id = $1
 """
@@ -41,9 +41,11 @@ WHERE t.id = $1
 TOP_TENANTS = """
 SELECT l.tenant_id, t.name, l.requests, l.rate_limited, l.server_errors
 FROM (
-    SELECT tenant_id, count(*) AS requests, count(*) FILTER (WHERE status = 429) AS rate_limited,
-           count(*) FILTER (WHERE status >= 500) AS server_errors
-    FROM provisioning_log WHERE id >= $1 GROUP BY tenant_id
+    SELECT tenant_id, sum(requests)::bigint AS requests, sum(rate_limited)::bigint AS rate_limited,
+           sum(server_errors)::bigint AS server_errors
+    FROM tenant_request_minutes
+    WHERE minute > now() - make_interval(secs => $1)
+    GROUP BY tenant_id
 ) AS l
 JOIN tenants t ON t.id = l.tenant_id
 WHERE CASE $2::text WHEN 'rate_limited' THEN l.rate_limited WHEN 'server_errors' THEN l.server_errors
@@ -53,27 +55,17 @@ ORDER BY CASE $2::text WHEN 'rate_limited' THEN l.rate_limited WHEN 'server_erro
 LIMIT $3
 """
 
-# Beyond every id: a window with no row of the log counts nothing.
-NO_ROWS = 2**63 - 1
-
-
-async def _window_start(conn: asyncpg.Pool | asyncpg.Connection, seconds: float) -> int:
-    first = await conn.fetchval(WINDOW_START, seconds)
-    return NO_ROWS if first is None else int(first)
-
 
 async def tenant_stats(
     conn: asyncpg.Pool | asyncpg.Connection, tenant_id: UUID, *, window_seconds: float
 ) -> asyncpg.Record | None:
     """One tenant's users, seats, groups, tokens, outbox backlog and its SCIM requests (answered, refused
-    with 429, failed with a 5xx) over the last `window_seconds` of the provisioning log; None if unknown."""
-    start = await _window_start(conn, window_seconds)
-    return await conn.fetchrow(TENANT_STATS, tenant_id, start)
+    with 429, failed with a 5xx) over the last `window_seconds` (by the minute); None if unknown."""
+    return await conn.fetchrow(TENANT_STATS, tenant_id, window_seconds)
 
 
 async def top_tenants(
     conn: asyncpg.Pool | asyncpg.Connection, *, by: str, limit: int, window_seconds: float
 ) -> list[asyncpg.Record]:
     """The `limit` tenants with the most requests, 429s or 5xx (`by`) over the last `window_seconds`."""
-    start = await _window_start(conn, window_seconds)
-    return await conn.fetch(TOP_TENANTS, start, by, limit)
+    return await conn.fetch(TOP_TENANTS, window_seconds, by, limit)

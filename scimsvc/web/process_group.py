@@ -11,7 +11,8 @@ new connections over the processes, and the app factory, its pools and its cache
 Children get SIGTERM from the kernel if the parent is killed (Linux parent-death signal).
 
 prometheus_client's multiprocess mode keeps /metrics whole: every child writes its values to files in
-PROMETHEUS_MULTIPROC_DIR, and the one that answers a scrape reads them all (scimsvc/ops/metrics.py).
+PROMETHEUS_MULTIPROC_DIR, and the one that answers a scrape reads them all (scimsvc/ops/metrics.py); which
+folder, and when it is emptied or removed: scimsvc/ops/metrics_folder.py.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
-from scimsvc.ops.metrics import MULTIPROCESS_DIR
+from scimsvc.ops import metrics_folder
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -76,7 +76,7 @@ def supervise(
 ) -> int:
     """Run `target(index, *args)` in `processes` child processes until a stop signal (0) or until one of
     them ends unasked (1, after stopping the others; `say` gets the line that says which)."""
-    folder, own_folder = _metrics_folder()
+    folder, own_folder = metrics_folder.for_children()
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this one is shared
     children: list[BaseProcess] = []
     stopping = False
@@ -134,18 +134,3 @@ def _terminate(children: Sequence[BaseProcess]) -> None:
         if child.pid is not None and child.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)
-
-
-def _metrics_folder() -> tuple[str, bool]:
-    """PROMETHEUS_MULTIPROC_DIR for the children: the one set, emptied, or a new one of ours (removed at
-    the end). Set in this process's environment, which the children inherit."""
-    folder = os.environ.get(MULTIPROCESS_DIR)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-        for name in os.listdir(folder):  # values of an earlier run would be summed with ours
-            if name.endswith(".db"):
-                os.unlink(os.path.join(folder, name))
-        return folder, False
-    folder = tempfile.mkdtemp(prefix="scimsvc-metrics-")
-    os.environ[MULTIPROCESS_DIR] = folder
-    return folder, True

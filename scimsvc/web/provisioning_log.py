@@ -5,7 +5,8 @@ of every answer, rendered errors and 429s included, and the refusal's scimType a
 (`web/middlewares.py:error_middleware` puts them on the request). It only gathers fields and appends a row
 to the app's `LogBuffer`: the request never waits for the log. `provisioning_log_writer` (a cleanup
 context) writes the buffer every `FLUSH_SECONDS`, or as soon as `FLUSH_ROWS` wait, in one statement
-(`store/provisioning_log.py:INSERT_ENTRIES`), and once more at shutdown.
+(`store/provisioning_log.py:INSERT_ENTRIES`, which adds the batch's requests per tenant and minute to the
+counts the per-organization stats read), and once more at shutdown.
 
 What a crash can lose: the rows still in the buffer, normally the last `FLUSH_SECONDS` of requests, up to
 `MAX_ROWS` when PostgreSQL is slow. Never a change: the outbox row committed with it is the record. Past

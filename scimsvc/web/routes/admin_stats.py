@@ -7,7 +7,7 @@ from aiohttp_apigami import docs, querystring_schema, response_schema
 
 from schemas.tenant_stats import TenantStatsSchema, TopTenantsQuerySchema, TopTenantsSchema
 from scimsvc.services import tenant_stats
-from scimsvc.web.admin_requests import tenant_id_of
+from scimsvc.web.admin_requests import load, tenant_id_of
 from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.openapi import errors
 from scimsvc.web.routes.responses import json_response
@@ -38,5 +38,7 @@ async def get_tenant_stats(request: web.Request) -> web.Response:
 @response_schema(TopTenantsSchema, 200)
 @errors(400)
 async def get_top_tenants(request: web.Request) -> web.Response:
-    by, limit = tenant_stats.top_query(request.query)
-    return json_response(await tenant_stats.top_tenants(request.app[POOL], by=by, limit=limit))
+    query = load(TopTenantsQuerySchema(), dict(request.query))
+    return json_response(
+        await tenant_stats.top_tenants(request.app[POOL], by=query["by"], limit=query["limit"])
+    )
