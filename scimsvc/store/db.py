@@ -75,6 +75,10 @@ class BoundedPool(asyncpg.Pool):
         self.wait_seconds = wait_seconds
 
     def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        if timeout is None and self.get_idle_size():
+            # A connection is free now: taking it never waits, so no bound is set (asyncpg runs a bounded
+            # acquire in a task of its own, with a timer: a task and a loop turn more per statement).
+            return _DroppedWhenStalled(self, None)
         return _DroppedWhenStalled(self, self.wait_seconds if timeout is None else timeout)
 
     def write_by(self) -> datetime:

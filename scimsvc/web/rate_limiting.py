@@ -1,5 +1,6 @@
 """The rate limiter at the door: each SCIM request is charged its tenant's credits before its handler runs
 (or by its handler, for requests priced once read), and the rate-limit headers go on its answer.
+`charged` runs from the authentication middleware (`web/middlewares.py`) once it knows the tenant.
 
 The prices and budgets are `scimsvc/ratelimit/levels.py`; the buckets and leases `ratelimit/limiter.py`.
 """
@@ -57,19 +58,19 @@ async def charge(request: web.Request, *, cost: int | None = None) -> None:
         )
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Charge each SCIM request before its handler runs, except those their handler prices once it has
-    read them (a /Bulk is the sum of its operations, and one refused for its size or shape costs nothing);
-    put the rate-limit headers on the answer."""
-    if TENANT_ID not in request:
-        return await handler(request)
+async def charged(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run a SCIM request of a known tenant (`web/middlewares.py:auth_middleware` calls this once it has
+    the tenant): charged before its handler runs, except those their handler prices once it has read them
+    (a /Bulk is the sum of its operations, and one refused for its size or shape costs nothing); the
+    rate-limit headers go on the answer."""
     if (request.method, route_template(request)) not in PRICED_BY_HANDLER:
         await charge(request)
     try:
         response = await handler(request)
     except (ScimError, web.HTTPException) as exc:
-        exc.headers.update(request.get(RATE_HEADERS, {}))
+        if (headers := request.get(RATE_HEADERS)) is not None:
+            exc.headers.update(headers)
         raise
-    response.headers.update(request.get(RATE_HEADERS, {}))
+    if (headers := request.get(RATE_HEADERS)) is not None:
+        response.headers.update(headers)
     return response
