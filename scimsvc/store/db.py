@@ -60,10 +60,11 @@ class BoundedPool(asyncpg.Pool):
     """asyncpg's pool where a request never waits long for PostgreSQL, and a write it stopped waiting
     for never commits afterwards (README, "When PostgreSQL stalls").
 
-    - Every wait is bounded by `wait_seconds`: for a pooled connection (`acquire`), a new connection, and
-      each statement (asyncpg's `command_timeout`). A connection whose wait ran out (or whose caller was
-      cancelled) is dropped at once: asyncpg would otherwise send a cancel request and wait for its
-      answer, and a ROLLBACK after it, over the very link that stopped answering.
+    - Every wait is bounded by `wait_seconds`: for a pooled connection (`acquire`; taking one that is
+      free at once is no wait), a new connection, and each statement (asyncpg's `command_timeout`). A
+      connection whose wait ran out (or whose caller was cancelled) is dropped at once: asyncpg would
+      otherwise send a cancel request and wait for its answer, and a ROLLBACK after it, over the very
+      link that stopped answering.
     - PostgreSQL gives up before the request does, so it never applies what the request was told failed:
       a transaction idle longer than half the bound is ended by the server (a COMMIT stuck on the way
       arrives at a closed session), a statement longer than 0.8 of it is cancelled, and a single-statement
