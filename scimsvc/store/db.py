@@ -77,9 +77,7 @@ class BoundedPool(asyncpg.Pool):
 
     def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
         if timeout is None and self.get_idle_size():
-            # A connection is free now: taking it never waits, so no bound is set (asyncpg runs a bounded
-            # acquire in a task of its own, with a timer: a task and a loop turn more per statement).
-            return _DroppedWhenStalled(self, None)
+            return _DroppedWhenStalled(self, None)  # a connection is free now: taking it never waits
         return _DroppedWhenStalled(self, self.wait_seconds if timeout is None else timeout)
 
     def write_by(self) -> datetime:
@@ -98,6 +96,29 @@ async def fetch_in_time(db: asyncpg.Pool | asyncpg.Connection, sql: str, *args: 
 
 
 class _DroppedWhenStalled(PoolAcquireContext):
+    """A pooled connection, waited for at most `bound` seconds (None: no bound, one is free at once).
+
+    The bound is an `asyncio.timeout` around asyncpg's acquire, not asyncpg's own acquire timeout: that
+    one runs the acquire in a task of its own with a timer, and bounds the release's reset by a second
+    timer, on every statement. The release needs none: its reset sends nothing (`_release`), and the
+    ROLLBACK of a transaction left open is a statement, bounded by `command_timeout`.
+    """
+
+    __slots__ = ("bound",)
+
+    def __init__(self, pool: asyncpg.Pool, bound: float | None) -> None:
+        super().__init__(pool, None)
+        self.bound = bound
+
+    async def __aenter__(self) -> Any:
+        if self.bound is None:
+            return await super().__aenter__()
+        async with asyncio.timeout(self.bound):
+            return await super().__aenter__()
+
+    def __await__(self) -> Any:
+        return self.__aenter__().__await__()
+
     async def __aexit__(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
         if self.connection is not None and isinstance(exc, STALLED):
             self.connection.terminate()  # PostgreSQL rolls back whatever the connection left open
