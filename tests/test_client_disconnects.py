@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from scimsvc.web.keys import METRICS
-from scimsvc.web.middlewares import error_middleware, request_id_middleware
+from scimsvc.web.middlewares import error_middleware
+from scimsvc.web.request_frame import request_middleware
 from tests.conftest import wait_until
 
 
@@ -65,7 +66,7 @@ async def test_a_streamed_answer_that_fails_after_it_began_is_cut_short_not_foll
         await response.write(b"id,userName\n" * 1000)
         raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
-    app = web.Application(middlewares=[request_id_middleware, error_middleware])
+    app = web.Application(middlewares=[request_middleware, error_middleware])
     app.router.add_get("/export", export)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.WARNING, logger="scimsvc.web.middlewares"):

@@ -60,10 +60,11 @@ class BoundedPool(asyncpg.Pool):
     """asyncpg's pool where a request never waits long for PostgreSQL, and a write it stopped waiting
     for never commits afterwards (README, "When PostgreSQL stalls").
 
-    - Every wait is bounded by `wait_seconds`: for a pooled connection (`acquire`), a new connection, and
-      each statement (asyncpg's `command_timeout`). A connection whose wait ran out (or whose caller was
-      cancelled) is dropped at once: asyncpg would otherwise send a cancel request and wait for its
-      answer, and a ROLLBACK after it, over the very link that stopped answering.
+    - Every wait is bounded by `wait_seconds`: for a pooled connection (`acquire`; taking one that is
+      free at once is no wait), a new connection, and each statement (asyncpg's `command_timeout`). A
+      connection whose wait ran out (or whose caller was cancelled) is dropped at once: asyncpg would
+      otherwise send a cancel request and wait for its answer, and a ROLLBACK after it, over the very
+      link that stopped answering.
     - PostgreSQL gives up before the request does, so it never applies what the request was told failed:
       a transaction idle longer than half the bound is ended by the server (a COMMIT stuck on the way
       arrives at a closed session), a statement longer than 0.8 of it is cancelled, and a single-statement
@@ -75,6 +76,8 @@ class BoundedPool(asyncpg.Pool):
         self.wait_seconds = wait_seconds
 
     def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        if timeout is None and self.get_idle_size():
+            return _DroppedWhenStalled(self, None)  # a connection is free now: taking it never waits
         return _DroppedWhenStalled(self, self.wait_seconds if timeout is None else timeout)
 
     def write_by(self) -> datetime:
@@ -93,6 +96,29 @@ async def fetch_in_time(db: asyncpg.Pool | asyncpg.Connection, sql: str, *args: 
 
 
 class _DroppedWhenStalled(PoolAcquireContext):
+    """A pooled connection, waited for at most `bound` seconds (None: no bound, one is free at once).
+
+    The bound is an `asyncio.timeout` around asyncpg's acquire, not asyncpg's own acquire timeout: that
+    one runs the acquire in a task of its own with a timer, and bounds the release's reset by a second
+    timer, on every statement. The release needs none: its reset sends nothing (`_release`), and the
+    ROLLBACK of a transaction left open is a statement, bounded by `command_timeout`.
+    """
+
+    __slots__ = ("bound",)
+
+    def __init__(self, pool: asyncpg.Pool, bound: float | None) -> None:
+        super().__init__(pool, None)
+        self.bound = bound
+
+    async def __aenter__(self) -> Any:
+        if self.bound is None:
+            return await super().__aenter__()
+        async with asyncio.timeout(self.bound):
+            return await super().__aenter__()
+
+    def __await__(self) -> Any:
+        return self.__aenter__().__await__()
+
     async def __aexit__(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
         if self.connection is not None and isinstance(exc, STALLED):
             self.connection.terminate()  # PostgreSQL rolls back whatever the connection left open

@@ -6,11 +6,12 @@ holds a credential, a query string (filters carry emails) or a raw path (an unma
 anything): the route is the template the request matched, or `unmatched`.
 
 aiohttp calls `AccessLog.log` once per request after the answer is written, so the status and bytes are
-those sent (headers included), error bodies and 404s too; the duration runs from `access_clock`, the
-outermost middleware, until then (uvloop's own clock counts whole milliseconds). `log` only gathers the
-fields and queues them (bounded); a thread writes the lines, so a slow stderr (a full pipe, a slow
-terminal) delays the log lines, never the event loop. Where the lines go to the JSON handler of
-`scimsvc.ops.logs.configure`, the thread writes that handler's JSON itself, a batch at a time; anywhere else
+those sent (headers included), error bodies and 404s too; the duration runs from
+`web/request_frame.py:request_middleware`, the outermost middleware, until then (uvloop's own clock
+counts whole milliseconds). `log` only gathers the fields and queues them (bounded); a thread writes the
+lines, so a slow stderr (a full pipe, a slow terminal) delays the log lines, never the event loop. Where
+the lines go to the JSON handler of `scimsvc.ops.logs.configure`, the thread writes that handler's JSON
+itself, a batch at a time; anywhere else
 (text format, handlers of one's own) it hands `logging` a record per line.
 """
 
@@ -28,7 +29,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -57,13 +57,6 @@ def idp_family(user_agent: str | None) -> str:
     if agent.startswith(ENTRA_AGENTS):
         return "entra"
     return "other"
-
-
-@web.middleware
-async def access_clock(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Note when the request reached the middlewares, for the access log's duration."""
-    request[STARTED] = time.perf_counter()
-    return await handler(request)
 
 
 class AccessLog(AbstractAccessLogger):

@@ -19,7 +19,7 @@ from scimsvc.store.new_users import new_user_inserts
 from scimsvc.store.user_deletes import user_deletes
 from scimsvc.store.user_reads import user_reads
 from scimsvc.store.user_updates import user_updates
-from scimsvc.web.access_log import access_clock, access_log_writer, handler_args
+from scimsvc.web.access_log import access_log_writer, handler_args
 from scimsvc.web.console import setup_console
 from scimsvc.web.console.access import console_middleware
 from scimsvc.web.keys import (
@@ -36,11 +36,11 @@ from scimsvc.web.keys import (
     USER_UPDATES,
 )
 from scimsvc.web.listeners import listener_middleware
-from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware, request_id_middleware
+from scimsvc.web.middlewares import SCIM_PREFIX, auth_middleware, error_middleware
 from scimsvc.web.openapi import setup_openapi
 from scimsvc.web.provisioning_log import provisioning_log_middleware, provisioning_log_writer
-from scimsvc.web.rate_limiting import rate_limit_middleware
-from scimsvc.web.request_metrics import metrics_middleware
+from scimsvc.web.request_frame import request_middleware
+from scimsvc.web.request_metrics import REQUEST_COUNTS, RequestCounts
 from scimsvc.web.routes import (
     admin,
     admin_boards,
@@ -131,22 +131,22 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
         handler_args=handler_args(settings.access_log),  # the access log (scimsvc/web/access_log.py), or none
         middlewares=[
-            access_clock,  # first: the access log's duration covers every middleware
-            metrics_middleware,
-            request_id_middleware,
+            # First: the access log's clock (its duration covers every middleware), the request id, and
+            # the metrics' count and time of every answer, errors and 429s included.
+            request_middleware,
             # The provisioning log sees every SCIM answer, errors rendered (scimsvc/web/provisioning_log.py).
             *([provisioning_log_middleware] if settings.provisioning_log else []),
             error_middleware,
             # With an internal port: the operator's paths are 404 on the main one (scimsvc/web/listeners.py).
             *([listener_middleware] if settings.internal_port else []),
-            auth_middleware,
+            auth_middleware,  # and a SCIM request's rate limit (scimsvc/web/rate_limiting.py:charged)
             console_middleware,  # /console/: sign-in, CSRF, errors as pages
-            rate_limit_middleware,
         ],
     )
     parse_networks(settings.trusted_proxies)  # a bad SCIMSVC_TRUSTED_PROXIES stops start-up, not a request
     app[SETTINGS] = settings
     app[METRICS] = WebMetrics()
+    app[REQUEST_COUNTS] = RequestCounts(app[METRICS])
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(token_use_writer)  # after pg_context: its last write goes before the pool closes
     app.cleanup_ctx.append(redis_context)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST
-from scimsvc.web.keys import METRICS
+from scimsvc.ops.metrics import WebMetrics
 from scimsvc.web.route_template import UNMATCHED, route_template
 
 # Methods counted by name; any other (a client may send any token as a method) is counted as `other`, so
@@ -24,24 +21,29 @@ def client_gone(request: web.BaseRequest) -> bool:
     return transport is None or transport.is_closing()
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every request by route template (outermost, so errors and 429s are counted)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:  # aiohttp cancels a handler whose client left mid-body
-        status = CLIENT_CLOSED_REQUEST if client_gone(request) else 500
-        raise
-    finally:
-        metrics = request.app[METRICS]
+class RequestCounts:
+    """The request counter's and the latency histogram's series of each route template, method and
+    status, looked up once: prometheus_client's `labels` converts, checks and takes a lock on every call.
+    Bounded like the series themselves (route templates, METHODS and `other`, HTTP statuses)."""
+
+    def __init__(self, metrics: WebMetrics) -> None:
+        self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def count(self, request: web.Request, status: int, seconds: float) -> None:
+        """Count one answered (or given up) request and its time from the first middleware on."""
         route = route_template(request) or UNMATCHED
         method = request.method if request.method in METHODS else OTHER_METHOD
-        metrics.requests.labels(route, method, str(status)).inc()
-        metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            metrics = self.metrics
+            series = self._series[key] = (
+                metrics.requests.labels(route, method, str(status)),
+                metrics.latency.labels(route, method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+
+
+REQUEST_COUNTS = web.AppKey("request_counts", RequestCounts)  # the app's, over its METRICS

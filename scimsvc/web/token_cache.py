@@ -114,13 +114,10 @@ class TokenCache:
     async def check(self, token: str) -> TokenCheck:
         """The tenant (tenant_id, scim_enabled, allowed_domains, rate_limit) of a valid token, or None."""
         digest = hash_token(token)
-        if digest in self._refused:
-            return TokenCheck(None, digest)
-        if not could_be_token(token):  # no lookup can find it
-            self._refused.add(digest)
-            return TokenCheck(None, digest, guess=True)
         now = time.monotonic()
         active = self.active
+        # A cached token first (almost every request): it was valid when cached, so it is neither refused
+        # (a refusal is never cached: a change empties the cache) nor shaped wrong.
         if active:
             hit = self._entries.get(digest)
             if hit is not None and hit[0] > now:
@@ -129,6 +126,11 @@ class TokenCache:
                 del self._entries[digest]  # expired since it was cached: refused from now on
                 self._refused.add(digest)
                 return TokenCheck(None, digest)
+        if digest in self._refused:
+            return TokenCheck(None, digest)
+        if not could_be_token(token):  # no lookup can find it
+            self._refused.add(digest)
+            return TokenCheck(None, digest, guess=True)
         while (under_way := self._lookups.get(digest)) is not None:
             # Concurrent requests with one token share its lookup, and its failure (an outage: 503).
             row = await asyncio.shield(under_way)

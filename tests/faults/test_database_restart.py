@@ -16,7 +16,8 @@ from aiohttp import web
 from scimsvc.scim.errors import ERROR_SCHEMA
 from scimsvc.services import bulk as bulk_service
 from scimsvc.web.app import create_app
-from scimsvc.web.middlewares import error_middleware, request_id_middleware
+from scimsvc.web.middlewares import error_middleware
+from scimsvc.web.request_frame import request_middleware
 from tests.conftest import make_tenant, proxied_url, unique_email, user_body, wait_until
 from tests.test_bulk import bulk
 
@@ -36,7 +37,7 @@ def app_raising(exc: BaseException) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
         raise exc
 
-    app = web.Application(middlewares=[request_id_middleware, error_middleware])
+    app = web.Application(middlewares=[request_middleware, error_middleware])
     app.router.add_get("/scim/v2/Users", handler)
     return app
 
