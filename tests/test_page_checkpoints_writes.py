@@ -1,7 +1,7 @@
-"""Review of the checkpointed deep pages (scimsvc/store/pages.py): writes of every kind interleaved with
-pages at random startIndex, each compared with OFFSET and a count; and the cases where they differ.
-
-The three tests after the first fail on the merged code (see the review report)."""
+"""Checkpointed deep pages (scimsvc/store/pages.py) under writes: writes of every kind interleaved with
+pages at random startIndex, each compared with OFFSET and a count; writes that leave few traces (a hard
+delete while retention drops old audit rows, a commit from a transaction begun before the pass); passes
+of several pages or tenants at once."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ async def test_hard_delete_while_retention_drops_an_old_hard_delete_audit_row(
         assert await page(client, tenant, start, 3) == await expected(db, tenant, start, 3), start
 
 
-async def test_write_from_a_transaction_older_than_the_window(
+async def test_write_committed_after_the_pass_by_a_transaction_begun_long_before(
     client: Any,
     db: asyncpg.Connection,
     database_url: str,
@@ -179,10 +179,10 @@ async def test_write_from_a_transaction_older_than_the_window(
     small_checkpoints: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """WRITE_SECONDS assumes no write commits more than 60 s after its transaction began. Scaled to 0 s
-    here (so the test need not wait a minute): a transaction that began before the pass and commits
-    after it stands for one open 61 s (SCIMSVC_DB_WAIT_SECONDS >= 76, PgBouncer without query_timeout,
-    a COMMIT waiting for a synchronous standby)."""
+    """A write's updated_at is its transaction's start. With WRITE_SECONDS scaled to 0 s (so the test
+    need not wait a minute), a transaction that began before the pass and commits after it stands for
+    one open longer than any fixed window (SCIMSVC_DB_WAIT_SECONDS >= 76, PgBouncer without
+    query_timeout, a COMMIT waiting for a synchronous standby): the pass's window starts at it."""
     monkeypatch.setattr(pages, "WRITE_SECONDS", 0)
     users = [(await post_user(client, tenant))["id"] for _ in range(12)]
     await age_everything(db, tenant)
@@ -228,3 +228,61 @@ async def test_list_dropped_while_checked_is_not_a_500(
     monkeypatch.setattr(pages, "_build", noted_build)
     got = await asyncio.gather(page(client, first, 5, 2), page(client, second, 5, 2))
     assert got == [await expected(db, first, 5, 2), await expected(db, second, 5, 2)]
+
+
+async def test_one_pass_per_list_at_a_time(
+    client: Any,
+    db: asyncpg.Connection,
+    tenant: Tenant,
+    small_checkpoints: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deep pages asked while the list is being passed over are read by OFFSET, not by passes of their own
+    (each would hold a pool connection for a whole index pass)."""
+    for _ in range(12):
+        await post_user(client, tenant)
+    passing, finish = asyncio.Event(), asyncio.Event()
+    passes = []
+    build = pages._build
+
+    async def held_build(*args: Any, **kwargs: Any) -> Any:
+        passes.append(1)
+        passing.set()
+        await finish.wait()
+        return await build(*args, **kwargs)
+
+    monkeypatch.setattr(pages, "_build", held_build)
+    first = asyncio.create_task(page(client, tenant, 8, 3))
+    await passing.wait()
+    for start in (4, 7, 10):
+        assert await page(client, tenant, start, 3) == await expected(db, tenant, start, 3), start
+    finish.set()
+    assert await first == await expected(db, tenant, 8, 3)
+    assert len(passes) == 1
+    assert await page(client, tenant, 10, 3) == await expected(db, tenant, 10, 3)
+    assert len(passes) == 1  # the list kept by the pass serves the next page
+
+
+async def test_list_dropped_by_other_tenants_is_passed_over_again_at_most_every_rebuild_seconds(
+    client: Any, db: asyncpg.Connection, small_checkpoints: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More tenants paging deep than lists kept: a tenant whose list was dropped reads by OFFSET until
+    REBUILD_SECONDS since its last pass (here never), rather than passing over its list on every page."""
+    monkeypatch.setattr(pages, "CHECKPOINT_QUERIES", 1)
+    monkeypatch.setattr(pages, "REBUILD_SECONDS", 3600.0)
+    passes: list[Any] = []
+    build = pages._build
+
+    async def counted_build(*args: Any, **kwargs: Any) -> Any:
+        passes.append(args[2][0])
+        return await build(*args, **kwargs)
+
+    monkeypatch.setattr(pages, "_build", counted_build)
+    first, second = await make_tenant(client), await make_tenant(client)
+    for t in (first, second):
+        for _ in range(8):
+            await post_user(client, t)
+    for _ in range(3):
+        for t in (first, second):
+            assert await page(client, t, 5, 2) == await expected(db, t, 5, 2)
+    assert sorted(map(str, passes)) == sorted([first.id, second.id])  # one pass each, then OFFSET
