@@ -218,7 +218,7 @@ class Scale:
         row["page_before_vacuum_p50_ms"] = (await self.random_pages(big, n["pages"] // 3))["p50_ms"]
         await run.conn.execute("VACUUM (ANALYZE) users")
         row["page_random_p50_ms"] = (await self.random_pages(big, n["pages"]))["p50_ms"]
-        written = await self.random_pages_written(big, n["pages"], f"w{label}{size}")
+        written = await self.random_pages_written(big, f"w{label}{size}")
         row["page_random_written_p50_ms"], row["page_random_written_mean_ms"] = (
             written["p50_ms"],
             written["mean_ms"],
@@ -323,9 +323,10 @@ class Scale:
             seconds=self.n["page_seconds"],
         )
 
-    async def random_pages_written(self, org: Org, count: int, tag: str) -> dict[str, Any]:
-        """`random_pages` while one user a second is POSTed to `org` (each write makes a kept list of
-        checkpoints stale: store/pages.py passes over it again at most every 10 s)."""
+    async def random_pages_written(self, org: Org, tag: str) -> dict[str, Any]:
+        """Random pages for `page_seconds` (many writes, not a few pages between two) while one user a
+        second is POSTed to `org`: each write makes a kept list of checkpoints stale, and store/pages.py
+        passes over it again at most every 10 s."""
 
         async def write() -> None:
             for i in itertools.count():
@@ -336,7 +337,7 @@ class Scale:
 
         writer = asyncio.create_task(write())
         try:
-            pages = await self.random_pages(org, count)
+            pages = await self.random_pages(org, 1_000_000)
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
