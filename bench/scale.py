@@ -342,12 +342,12 @@ class Scale:
 
         writer = asyncio.create_task(write())
         try:
-            pages = await self.random_pages(org, 1_000_000)
+            measured = await self.random_pages(org, 1_000_000)
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-        return pages
+        return measured
 
     async def wait_all_applied(self, seconds: float = 300.0) -> None:
         deadline = time.monotonic() + seconds
