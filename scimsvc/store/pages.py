@@ -7,7 +7,8 @@ page at a random startIndex of a million users cost ~0.7 s. For the unfiltered l
 row and the count; a page at offset n then seeks to the checkpoint at or before n, skips fewer than
 `CHECKPOINT_EVERY` rows and answers with that count. The page reads exactly the rows and total OFFSET
 and a count would: each use first checks, in the same snapshot as the page, that the list has not
-changed since the pass (`_changes`, two small index-only reads), and passes over it again when it has.
+changed since the pass (`_changes`, two small index-only reads), and drops it when it has (a later
+page passes over it again: one pass per list at a time, at most every `REBUILD_SECONDS`).
 The list lives in this process (about 200 bytes per thousand users, at most `CHECKPOINT_QUERIES` lists,
 each for `CHECKPOINT_SECONDS`).
 """
@@ -31,8 +32,9 @@ CHECKPOINT_QUERIES = 64  # lists kept per process (least recently used dropped)
 # A write to a user sets its updated_at to its transaction's start. A change that commits after a pass
 # comes from a transaction open (or not yet begun) when the pass took its snapshot: the window `_changes`
 # looks at starts at the oldest transaction open then that pg_stat_activity shows (`OPEN_SINCE`: every
-# session of the service's own role), and no later than this before the pass for sessions of other roles,
-# whose transactions it hides (an operator's script, assumed to commit within this).
+# session of the service's own role, through a pooler too, a COMMIT waiting for a synchronous standby
+# included), and no later than this before the pass for sessions of other roles, whose xact_start it
+# hides from an unprivileged role (an operator's script, assumed to commit within this).
 WRITE_SECONDS = 60
 WINDOW_LIMIT = 20_000  # more recent writes than this: the list is not checked, pages read by OFFSET
 REBUILD_SECONDS = 10.0  # a key's list is passed over at most this often (changed, dropped or failed)
@@ -40,7 +42,7 @@ REBUILD_SECONDS = 10.0  # a key's list is passed over at most this often (change
 # Lists with checkpoints: the table, the condition of its unfiltered list (columns changed without
 # updated_at, such as the license the worker applies, could change a filtered one unseen), the window
 # of recent writes ($1 tenant, $2 from, $3 limit; users_tenant_updated alone) and the count of rows
-# deleted outright (audit_log_action).
+# deleted outright (user_removals, by primary key; store/user_admin.py:HARD_DELETE_USER bumps it).
 CHECKPOINTED = {
     "users u": (
         "u.tenant_id = $1 AND u.scim_linked AND (TRUE)",
