@@ -87,7 +87,9 @@ async def test_unchanged_list_keeps_its_checkpoints(
         await expect_offset_page(client, db, tenant, start, 3)
     assert kept_lists(tenant) == [first]  # no second pass while nothing changed
     await post_user(client, tenant)
-    await expect_offset_page(client, db, tenant, 10, 3)
+    await expect_offset_page(client, db, tenant, 10, 3)  # finds the list changed: read by OFFSET, dropped
+    assert kept_lists(tenant) == []
+    await expect_offset_page(client, db, tenant, 7, 3)  # passes over the list again
     (second,) = kept_lists(tenant)
     assert second is not first and second.total == 11
 

@@ -7,7 +7,8 @@ page at a random startIndex of a million users cost ~0.7 s. For the unfiltered l
 row and the count; a page at offset n then seeks to the checkpoint at or before n, skips fewer than
 `CHECKPOINT_EVERY` rows and answers with that count. The page reads exactly the rows and total OFFSET
 and a count would: each use first checks, in the same snapshot as the page, that the list has not
-changed since the pass (`_changes`, two small index-only reads), and passes over it again when it has.
+changed since the pass (`_changes`, two small index-only reads), and drops it when it has (a later
+page passes over it again: one pass per list at a time, at most every `REBUILD_SECONDS`).
 The list lives in this process (about 200 bytes per thousand users, at most `CHECKPOINT_QUERIES` lists,
 each for `CHECKPOINT_SECONDS`).
 """
@@ -28,17 +29,20 @@ import asyncpg
 CHECKPOINT_EVERY = 1000  # rows between checkpoints: a checkpointed page skips fewer than this
 CHECKPOINT_SECONDS = 600.0  # a list is rebuilt at least this often
 CHECKPOINT_QUERIES = 64  # lists kept per process (least recently used dropped)
-# A write to a user sets its updated_at to its transaction's start, and web transactions end within
-# seconds (store/db.py bounds their statements): a change that commits after a pass has an updated_at
-# no older than this before the pass, which is what `_changes` looks at.
+# A write to a user sets its updated_at to its transaction's start. A change that commits after a pass
+# comes from a transaction open (or not yet begun) when the pass took its snapshot: the window `_changes`
+# looks at starts at the oldest transaction open then that pg_stat_activity shows (`OPEN_SINCE`: every
+# session of the service's own role, through a pooler too, a COMMIT waiting for a synchronous standby
+# included), and no later than this before the pass for sessions of other roles, whose xact_start it
+# hides from an unprivileged role (an operator's script, assumed to commit within this).
 WRITE_SECONDS = 60
 WINDOW_LIMIT = 20_000  # more recent writes than this: the list is not checked, pages read by OFFSET
-REBUILD_SECONDS = 10.0  # a list that changed is passed over again at most this often
+REBUILD_SECONDS = 10.0  # a key's list is passed over at most this often (changed, dropped or failed)
 
 # Lists with checkpoints: the table, the condition of its unfiltered list (columns changed without
 # updated_at, such as the license the worker applies, could change a filtered one unseen), the window
 # of recent writes ($1 tenant, $2 from, $3 limit; users_tenant_updated alone) and the count of rows
-# deleted outright (audit_log_action).
+# deleted outright (user_removals, by primary key; store/user_admin.py:HARD_DELETE_USER bumps it).
 CHECKPOINTED = {
     "users u": (
         "u.tenant_id = $1 AND u.scim_linked AND (TRUE)",
@@ -47,9 +51,15 @@ CHECKPOINTED = {
         FROM (SELECT updated_at FROM users WHERE tenant_id = $1 AND updated_at >= $2
               ORDER BY updated_at LIMIT $3) w
         """,
-        "SELECT count(*) FROM audit_log WHERE tenant_id = $1 AND action = 'hard_delete'",
+        "SELECT coalesce((SELECT removed FROM user_removals WHERE tenant_id = $1), 0)",
     ),
 }
+# Read before a pass's snapshot is taken: now, and the start of the oldest transaction then open in this
+# database (other than this one). Sessions of another role show no xact_start (NULL).
+OPEN_SINCE = """
+SELECT clock_timestamp(), min(xact_start) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
 Stamp = tuple[int, int, int]  # rows written since a moment, their updated_at summed (µs), rows deleted
 _PLAIN_KEY = re.compile(r"\w+\.\w+")
 
@@ -129,11 +139,16 @@ class Checkpoints:
     total: int
     window_from: datetime
     window: Stamp  # `_changes` since window_from when the pass ran
-    built: float  # time.monotonic()
+    built: float  # time.monotonic() when the pass's snapshot was asked for: a later one replaces it
     usable: bool  # False: too many recent writes to check cheaply, so pages are read by OFFSET a while
 
 
 _lists: OrderedDict[tuple[Any, ...], Checkpoints] = OrderedDict()
+# Passes per key in this process: when the last one began (kept for keys whose list was dropped or whose
+# pass failed, at most PASSES_KEPT), and which are under way (one at a time per key).
+PASSES_KEPT = 4096
+_passes: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+_passing: set[tuple[Any, ...]] = set()
 
 
 def _checkpointed(conn: asyncpg.Connection | asyncpg.Pool, sql: str) -> bool:
@@ -149,14 +164,36 @@ def _checkpointed(conn: asyncpg.Connection | asyncpg.Pool, sql: str) -> bool:
 
 
 @asynccontextmanager
-async def _snapshot(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A connection whose statements all see one snapshot (a read-only repeatable-read transaction)."""
+async def _snapshot(
+    conn: asyncpg.Connection | asyncpg.Pool, *, open_since: bool
+) -> AsyncIterator[tuple[asyncpg.Connection, datetime | None]]:
+    """A connection whose statements all see one snapshot (a read-only repeatable-read transaction) and,
+    if `open_since`, the earliest updated_at a write not in that snapshot may carry (`OPEN_SINCE`, read
+    just before the snapshot: a transaction that begins after it starts later)."""
+    async with _acquired(conn) as one:
+        since = None
+        if open_since:
+            now, oldest = await one.fetchrow(OPEN_SINCE)
+            since = now - timedelta(seconds=WRITE_SECONDS)
+            since = since if oldest is None else min(since, oldest)
+        async with one.transaction(isolation="repeatable_read", readonly=True):
+            yield one, since
+
+
+@asynccontextmanager
+async def _acquired(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as one, one.transaction(isolation="repeatable_read", readonly=True):
+        async with conn.acquire() as one:
             yield one
     else:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            yield conn
+        yield conn
+
+
+def _may_pass(list_key: tuple[Any, ...]) -> bool:
+    """Whether this page may pass over the list: none under way for the key in this process, and none
+    begun in the last REBUILD_SECONDS (whether its list was kept, dropped or the pass failed)."""
+    began = _passes.get(list_key)
+    return list_key not in _passing and (began is None or time.monotonic() - began >= REBUILD_SECONDS)
 
 
 async def _fetch_from_checkpoint(
@@ -172,19 +209,33 @@ async def _fetch_from_checkpoint(
     """The page at `offset` from the checkpoint at or before it: the same rows and total as OFFSET and
     a count, fewer read (a current list brings its total: nothing is counted).
 
-    A list that changed is passed over again, at most once per REBUILD_SECONDS: while it keeps changing
-    (an import under way) its pages are read by OFFSET and counted.
+    A list that changed is passed over again, one pass at a time per key and at most once per
+    REBUILD_SECONDS: meanwhile (an import under way, another page's pass) pages are read by OFFSET and
+    counted.
     """
     list_key = (str(sql), *params)
-    async with _snapshot(conn) as one:
+    asked = time.monotonic()
+    kept = _lists.get(list_key)
+    fresh = kept is not None and kept.usable and asked - kept.built <= CHECKPOINT_SECONDS
+    # A kept list is checked without reading OPEN_SINCE: one found changed is dropped, and the next page
+    # passes over it (if REBUILD_SECONDS allow).
+    async with _snapshot(conn, open_since=not fresh and _may_pass(list_key)) as (one, since):
         marks = await _current(one, sql, list_key, params[0])
         if marks is None:
-            kept = _lists.get(list_key)
-            if kept is not None and time.monotonic() - kept.built < REBUILD_SECONDS:
+            if since is None or not _may_pass(list_key):
                 rows = await one.fetch(str(sql), *params, offset, limit)
                 total = total_from_page(rows, offset=offset, limit=limit)
                 return (await one.fetchval(count_sql, *count_params) if total is None else total), rows
-            marks = await _build(one, sql, params, await one.fetchval(count_sql, *count_params))
+            _passing.add(list_key)
+            _passes[list_key] = asked
+            _passes.move_to_end(list_key)
+            while len(_passes) > PASSES_KEPT:
+                _passes.popitem(last=False)
+            try:
+                total = await one.fetchval(count_sql, *count_params)
+                marks = await _build(one, sql, params, total, since=since, asked=asked)
+            finally:
+                _passing.discard(list_key)
         mark = min(offset // CHECKPOINT_EVERY, len(marks.keys))
         if mark == 0:
             return marks.total, await one.fetch(str(sql), *params, offset, limit)
@@ -212,22 +263,28 @@ async def _current(
     if marks is None or not marks.usable or time.monotonic() - marks.built > CHECKPOINT_SECONDS:
         return None
     if await _changes(conn, sql.table, tenant, marks.window_from, marks.window[0] + 1) != marks.window:
+        if _lists.get(list_key) is marks:
+            del _lists[list_key]
         return None
-    _lists.move_to_end(list_key)
+    if _lists.get(list_key) is marks:  # other passes may have dropped it (or replaced it) meanwhile
+        _lists.move_to_end(list_key)
     return marks
 
 
 async def _changes(conn: asyncpg.Connection, table: str, tenant: Any, since: datetime, limit: int) -> Stamp:
     """What tells a change of the list: every write of a row (an insert, a change, a SCIM DELETE) sets its
     updated_at, so it adds a row to the window of writes since `since` or moves one into it; a row
-    deleted outright leaves an audit row of its own (services/hard_delete.py). Index-only reads."""
+    deleted outright adds one to the tenant's user_removals (store/user_admin.py). Index-only reads."""
     _, window_sql, removals_sql = CHECKPOINTED[table]
     rows, stamp = await conn.fetchrow(window_sql, tenant, since, limit)
     return int(rows), int(stamp), int(await conn.fetchval(removals_sql, tenant))
 
 
-async def _build(conn: asyncpg.Connection, sql: PageSql, params: list[Any], total: int) -> Checkpoints:
-    """One pass down the paging index, by keyed seeks: the sort keys of every CHECKPOINT_EVERY-th row."""
+async def _build(
+    conn: asyncpg.Connection, sql: PageSql, params: list[Any], total: int, *, since: datetime, asked: float
+) -> Checkpoints:
+    """One pass down the paging index, by keyed seeks: the sort keys of every CHECKPOINT_EVERY-th row;
+    kept unless a pass from a later snapshot (`asked`) kept its list meanwhile."""
     keys = [k.strip() for k in sql.order_by.split(",")]
     named = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
     outer = ", ".join(f"k{i}" for i in range(len(keys)))
@@ -249,18 +306,19 @@ async def _build(conn: asyncpg.Connection, sql: PageSql, params: list[Any], tota
         *params,
         CHECKPOINT_EVERY - 1,
     )
-    started: datetime = await conn.fetchval("SELECT now()")  # this transaction's start: its snapshot
-    window_from = started - timedelta(seconds=WRITE_SECONDS)
-    window = await _changes(conn, sql.table, params[0], window_from, WINDOW_LIMIT + 1)
+    window = await _changes(conn, sql.table, params[0], since, WINDOW_LIMIT + 1)
     marks = Checkpoints(
         keys=[tuple(r) for r in rows],
         total=total,
-        window_from=window_from,
+        window_from=since,
         window=window,
-        built=time.monotonic(),
+        built=asked,
         usable=window[0] <= WINDOW_LIMIT,
     )
     list_key = (str(sql), *params)
+    kept = _lists.get(list_key)
+    if kept is not None and kept.built > asked:
+        return marks
     _lists[list_key] = marks
     _lists.move_to_end(list_key)
     while len(_lists) > CHECKPOINT_QUERIES:

@@ -59,8 +59,16 @@ def admin_export_cursor(
     return conn.cursor(ADMIN_EXPORT, tenant_id, state, license, _contains(q), None, prefetch=1000)
 
 
-# Team and group memberships go with the row (ON DELETE CASCADE); boards are handed over before.
-HARD_DELETE_USER = "DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING user_name, license"
+# Team and group memberships go with the row (ON DELETE CASCADE); boards are handed over before. The
+# tenant's count of removed users (user_removals) tells checkpointed pages (store/pages.py) the list shrank.
+HARD_DELETE_USER = """
+WITH gone AS (DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING user_name, license),
+counted AS (
+    INSERT INTO user_removals AS r (tenant_id, removed) SELECT $1, count(*) FROM gone HAVING count(*) > 0
+    ON CONFLICT (tenant_id) DO UPDATE SET removed = r.removed + excluded.removed
+)
+SELECT user_name, license FROM gone
+"""
 
 
 async def hard_delete_user(conn: asyncpg.Connection, tenant_id: UUID, user_id: UUID) -> asyncpg.Record | None:
