@@ -8,11 +8,14 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from scimsvc.contract import APPLY_OUTBOX, DRAIN_USERS
 from scimsvc.store.events import told_data
 from tests.conftest import (
     ADMIN_HEADERS,
     create_team,
+    make_tenant,
     post_user,
     run_worker,
     unique_email,
@@ -371,6 +374,28 @@ async def test_cursor_paging_lists_each_event_exactly_once(client, tenant, db, s
     later = await wait_until(newer, what="the new user's events after the last cursor")
     assert [e["type"] for e in later] == ["user.created", "license.changed"]
     assert [e["sequence"] for e in later] == [10, 11]
+
+
+async def test_paging_follows_transaction_order_across_a_digit_boundary(client, db):
+    """Pages go in transaction id order, not in the order of its text: a page ending on a longer id must
+    not skip the events of a shorter one (as on any server whose transaction counter passes 10^k)."""
+    tenant = await make_tenant(client)
+    now = int(await db.fetchval("SELECT pg_current_xact_id()::text"))
+    boundary = 10 ** (len(str(now)) - 1)  # e.g. 100000 when now is 606462: both txs below are committed
+    if boundary + 1 >= now or boundary < 100:
+        pytest.skip("transaction ids too young for a digit boundary")
+    await db.execute(
+        """
+        INSERT INTO events (tx, tenant_id, seq, type, data)
+        VALUES ($1::text::xid8, $3, 1000001, 'user.updated', '{"n": 1}'),
+               ($2::text::xid8, $3, 1000002, 'user.updated', '{"n": 2}')
+        """,
+        str(boundary - 5),
+        str(boundary + 1),
+        uuid.UUID(tenant.id),
+    )
+    seen = await listed(client, tenant.id, 2, type="user.updated", limit=1)
+    assert [e["data"]["n"] for e in seen] == [1, 2]
 
 
 async def test_events_filter_by_type_and_tenant(client, new_tenant, settings):
