@@ -923,3 +923,6 @@ async def test_a_log_entry_kept_past_its_outbox_rows_says_its_events_are_unknown
     after = (await log_of(client, tenant, user=user["id"]))["entries"][0]["outcome"]
     assert after["state"] == "applied" and after["audit"] == before["audit"]
     assert after["events"] is None and after["teams"] is None
+    await sign_in(client)
+    resp = await client.get(f"/console/tenants/{tenant.id}/log", params={"user": user["id"]})
+    assert resp.status == 200 and "; teams and events no longer kept" in await resp.text()
