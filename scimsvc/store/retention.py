@@ -79,22 +79,27 @@ SELECT count(*) AS provisioning_log FROM gone
 # over a delivery still being retried (only a replay of events near the age makes one): it goes with its
 # event, and a worker sending it records nothing for it (store/webhook_deliveries.py:RECORD_ATTEMPTS).
 # An event holding a user's snapshot goes only with every event pointing at it (`snapshot_id`, 0028), else
-# those would show the user's id alone: they were written by the same statement (same `tx`, later ids), so
-# `kept` finds them through (tx, id), and a batch that cuts a transaction leaves its snapshot to the next.
+# those would show the user's id alone. They were written by the same statement (same `tx`, later ids), so
+# one that is not deleted with it is either in the window and not `aged` (a row another transaction
+# holds), or past the window's last row in that row's transaction (a batch that cuts a transaction):
+# `blocked` reads those alone, and their snapshots wait for a later batch.
 DELETE_OLD_EVENTS = """
 WITH oldest AS (
-    SELECT id FROM events ORDER BY tx, id LIMIT $2
+    SELECT id, tx FROM events ORDER BY tx, id LIMIT $2
 ), aged AS (
-    SELECT e.id, e.tx FROM events e JOIN oldest USING (id)
+    SELECT e.id FROM events e JOIN oldest USING (id)
     WHERE e.occurred_at < now() - make_interval(days => $1)
     FOR UPDATE OF e SKIP LOCKED
+), tail AS (
+    SELECT tx, id FROM oldest ORDER BY tx DESC, id DESC LIMIT 1
+), blocked AS (
+    SELECT e.snapshot_id FROM events e JOIN oldest USING (id)
+    WHERE e.snapshot_id IS NOT NULL AND e.id NOT IN (SELECT id FROM aged)
+    UNION ALL
+    SELECT l.snapshot_id FROM tail JOIN events l ON l.tx = tail.tx AND l.id > tail.id
+    WHERE l.snapshot_id IS NOT NULL
 ), doomed AS (
-    SELECT a.id FROM aged a
-    WHERE NOT EXISTS (
-        SELECT 1 FROM events l
-        WHERE l.tx = a.tx AND l.id > a.id AND l.snapshot_id = a.id
-          AND l.id NOT IN (SELECT id FROM aged)
-    )
+    SELECT id FROM aged WHERE id NOT IN (SELECT snapshot_id FROM blocked)
 ), deliveries AS (
     SELECT d.id FROM webhook_deliveries d JOIN doomed ON d.event_id = doomed.id
 ), attempts AS (
