@@ -79,8 +79,9 @@ SELECT count(*) AS deliveries FROM d
 
 def told_data(alias: str) -> str:
     """SQL for the `data` of the event row `alias` as every reader shows it: what it stores, with the user
-    snapshot of the event it points at (`snapshot_id`) when it has one; a snapshot gone since (retention
-    deleted its event first) leaves the {"user": {"id"}} it stores."""
+    snapshot of the event it points at (`snapshot_id`) when it has one. Retention deletes that event only
+    with the events pointing at it (store/retention.py:DELETE_OLD_EVENTS); were it gone, the
+    {"user": {"id"}} the event stores would show."""
     return (
         f"CASE WHEN {alias}.snapshot_id IS NULL THEN {alias}.data ELSE {alias}.data || coalesce("
         "(SELECT jsonb_build_object('user', t.data -> 'user') FROM events t "
