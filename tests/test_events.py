@@ -8,11 +8,15 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from scimsvc.contract import APPLY_OUTBOX, DRAIN_USERS
-from scimsvc.store.events import told_data
+from scimsvc.product.events import EventType, NewEvent
+from scimsvc.store.events import record_events, told_data
 from tests.conftest import (
     ADMIN_HEADERS,
     create_team,
+    make_tenant,
     post_user,
     run_worker,
     unique_email,
@@ -20,6 +24,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.test_groups import make_team, make_user, send_patch
+from tests.webhook_receiver import Receiver, register_endpoint, webhook_settings
 
 EVENTS = "/admin/v1/events"
 TENANT_EVENTS = "/admin/v1/tenants/{tid}/events"
@@ -373,6 +378,28 @@ async def test_cursor_paging_lists_each_event_exactly_once(client, tenant, db, s
     assert [e["sequence"] for e in later] == [10, 11]
 
 
+async def test_paging_follows_transaction_order_across_a_digit_boundary(client, db):
+    """Pages go in transaction id order, not in the order of its text: a page ending on a longer id must
+    not skip the events of a shorter one (as on any server whose transaction counter passes 10^k)."""
+    tenant = await make_tenant(client)
+    now = int(await db.fetchval("SELECT pg_current_xact_id()::text"))
+    boundary = 10 ** (len(str(now)) - 1)  # e.g. 100000 when now is 606462: both txs below are committed
+    if boundary + 1 >= now or boundary < 100:
+        pytest.skip("transaction ids too young for a digit boundary")
+    await db.execute(
+        """
+        INSERT INTO events (tx, tenant_id, seq, type, data)
+        VALUES ($1::text::xid8, $3, 1000001, 'user.updated', '{"n": 1}'),
+               ($2::text::xid8, $3, 1000002, 'user.updated', '{"n": 2}')
+        """,
+        str(boundary - 5),
+        str(boundary + 1),
+        uuid.UUID(tenant.id),
+    )
+    seen = await listed(client, tenant.id, 2, type="user.updated", limit=1)
+    assert [e["data"]["n"] for e in seen] == [1, 2]
+
+
 async def test_events_filter_by_type_and_tenant(client, new_tenant, settings):
     one, other = await new_tenant(), await new_tenant()
     user = await post_user(client, one)
@@ -518,3 +545,37 @@ async def test_a_group_deleted_before_the_worker_applied_its_link_tells_both_and
         "team": {"id": team["id"], "name": team["name"]},
     }
     assert events[0]["data"] == told and events[1]["data"] == told
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    server = await Receiver().start()
+    yield server
+    await server.stop()
+
+
+async def test_a_user_with_three_events_in_a_batch_is_delivered_whole_in_each(client, settings, db, receiver):
+    """The user's snapshot is stored once a batch (0028): every delivery still carries the whole user."""
+    tenant = await make_tenant(client)
+    user = await post_user(client, tenant)
+    await run_worker(dataclasses.replace(settings, webhook_signing_key=""))
+    await register_endpoint(
+        db, tenant.id, receiver.url, event_types=["user.updated", "user.email_changed", "license.changed"]
+    )
+    uid = uuid.UUID(user["id"])
+    async with db.transaction():
+        await record_events(
+            db,
+            uuid.UUID(tenant.id),
+            [
+                NewEvent(EventType.USER_UPDATED, user_id=uid, request_id="three-a"),
+                NewEvent(EventType.USER_EMAIL_CHANGED, {"previous_user_name": "x@y"}, user_id=uid),
+                NewEvent(EventType.LICENSE_CHANGED, {"from": "full", "to": "full"}, user_id=uid),
+            ],
+        )
+    await run_worker(webhook_settings(settings))
+    got = sorted(receiver.unique().values(), key=lambda e: e["sequence"])
+    assert [e["type"] for e in got] == ["user.updated", "user.email_changed", "license.changed"]
+    for event in got:
+        assert event["data"]["user"]["userName"] == user["userName"], event
+    assert got[1]["data"]["previous_user_name"] == "x@y" and got[2]["data"]["to"] == "full"

@@ -159,3 +159,50 @@ async def test_a_no_transaction_migration_it_cannot_split_surely_is_refused_befo
     with pytest.raises(MigrationError, match=refusal.replace("$", r"\$")):
         await migrate(url, folder=folder)
     assert await ledger(url) == {}  # not even 0001, which came before it
+
+
+async def test_outbox_rows_applied_before_the_upgrade_get_the_transaction_that_wrote_their_events(
+    url, tmp_path
+):
+    """The provisioning log finds an entry's events through `outbox.applied_tx`: the migration adding it
+    fills it for the rows still kept from the events their request wrote when they were applied (same
+    `now()`), and leaves NULL (events unknown) where no event matches."""
+    shipped = available_migrations()
+    cut = next(i for i, m in enumerate(shipped) if m.name == "outbox_applied_tx")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for m in shipped[:cut]:
+        (folder / f"{m.version:04d}_{m.name}.sql").write_text(m.sql, encoding="utf-8")
+    await migrate(url, folder=folder)
+    conn = await asyncpg.connect(url)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (name) VALUES ('old') RETURNING id")
+        async with conn.transaction():  # as the worker applied one: the row and its events in one transaction
+            traced = await conn.fetchval(
+                "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, request_id, applied_at)"
+                " VALUES ($1, 'user', gen_random_uuid(), 'create', 'req-1', now()) RETURNING id",
+                tenant,
+            )
+            await conn.execute(
+                "INSERT INTO events (tenant_id, seq, type, request_id, data)"
+                " VALUES ($1, 1, 'user.created', 'req-1', '{}'), ($1, 2, 'license.changed', 'req-1', '{}')",
+                tenant,
+            )
+            tx = await conn.fetchval("SELECT pg_current_xact_id()::text")
+        untraced = await conn.fetchval(
+            "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, request_id, applied_at)"
+            " VALUES ($1, 'user', gen_random_uuid(), 'update', 'req-2', now()) RETURNING id",
+            tenant,
+        )
+        pending = await conn.fetchval(
+            "INSERT INTO outbox (tenant_id, resource_type, resource_id, change, request_id)"
+            " VALUES ($1, 'user', gen_random_uuid(), 'update', 'req-1') RETURNING id",
+            tenant,
+        )
+    finally:
+        await conn.close()
+    for m in shipped[cut:]:
+        (folder / f"{m.version:04d}_{m.name}.sql").write_text(m.sql, encoding="utf-8")
+    await migrate(url, folder=folder)
+    rows = await query(url, "SELECT id, applied_tx::text AS applied_tx FROM outbox ORDER BY id")
+    assert {r["id"]: r["applied_tx"] for r in rows} == {traced: tx, untraced: None, pending: None}

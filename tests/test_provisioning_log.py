@@ -946,3 +946,32 @@ async def test_a_batch_that_cannot_be_written_is_counted_and_the_log_goes_on(cli
     await wait_until(lambda: dropped(metrics, "write_failed") == 1, what="the failed batch counted")
     await post_user(client, tenant)
     await logged(db, tenant, 1)
+
+
+async def test_a_log_entry_kept_past_its_outbox_rows_says_its_events_are_unknown(client, settings, db):
+    """The log (30 days) outlives applied outbox rows (7 days), which say which transaction wrote the
+    entry's events: once they are purged the entry is still `applied` with its audit rows, and its events
+    and teams are unknown (null), never an empty list that would read as "reached nothing"."""
+    tenant = await make_tenant(client)
+    user = await post_user(client, tenant)
+    await logged(db, tenant, 1)
+    await run_worker(settings)
+
+    async def applied() -> dict[str, Any] | None:
+        found = (await log_of(client, tenant, user=user["id"]))["entries"]
+        return found[0] if found and found[0]["outcome"]["state"] == "applied" else None
+
+    before = (await wait_until(applied, what="the POST's entry, applied"))["outcome"]
+    assert before["events"] and before["audit"] and before["teams"] == []
+    # Retention of applied outbox rows (SCIMSVC_RETENTION_OUTBOX_DAYS), the log row kept.
+    await db.execute(
+        "DELETE FROM outbox WHERE id = ANY (SELECT unnest(outbox_ids) FROM provisioning_log "
+        "WHERE tenant_id = $1::uuid)",
+        tenant.id,
+    )
+    after = (await log_of(client, tenant, user=user["id"]))["entries"][0]["outcome"]
+    assert after["state"] == "applied" and after["audit"] == before["audit"]
+    assert after["events"] is None and after["teams"] is None
+    await sign_in(client)
+    resp = await client.get(f"/console/tenants/{tenant.id}/log", params={"user": user["id"]})
+    assert resp.status == 200 and "; teams and events no longer kept" in await resp.text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,10 +13,21 @@ import pytest
 from prometheus_client import REGISTRY
 
 import worker.retention
+from scimsvc.product.events import EventType, NewEvent
 from scimsvc.settings import Settings
 from scimsvc.store import retention
 from scimsvc.store.db import create_pool
-from tests.conftest import ADMIN_HEADERS, Tenant, free_port, post_user, run_worker, unique_email
+from scimsvc.store.events import record_events
+from tests.conftest import (
+    ADMIN_HEADERS,
+    Tenant,
+    free_port,
+    make_tenant,
+    post_user,
+    run_worker,
+    unique_email,
+    wait_until,
+)
 from worker.retention import purge_expired
 from worker.settings import worker_settings
 
@@ -308,3 +320,79 @@ async def test_each_batch_finds_its_rows_through_an_age_index(db, sql, index, ag
 def test_the_worker_runs_retention_on_a_cron(settings):
     crons = {job.name: job for job in worker_settings(settings)["cron_jobs"]}
     assert f"cron:purge_expired@{settings.queue_name}" in crons
+
+
+async def test_an_event_holding_a_users_snapshot_goes_only_with_the_events_pointing_at_it(
+    client, settings, db, pool
+):
+    """A batch's later events of a user show the snapshot its first event holds (0028): retention keeps
+    that event while one of them is kept, so the events API (a delivery, a replay) shows the whole user."""
+    tenant = await make_tenant(client)
+    user = await post_user(client, tenant)
+    uid = uuid.UUID(user["id"])
+    async with db.transaction():
+        await record_events(
+            db,
+            uuid.UUID(tenant.id),
+            [
+                NewEvent(EventType.USER_UPDATED, user_id=uid, request_id=str(uuid.uuid4())),
+                NewEvent(EventType.LICENSE_CHANGED, {"from": "full", "to": "full"}, user_id=uid),
+            ],
+        )
+    first, later = sorted(
+        r["id"]
+        for r in await db.fetch(
+            "SELECT id FROM events WHERE tenant_id = $1::uuid"
+            " AND type IN ('user.updated', 'license.changed')",
+            tenant.id,
+        )
+    )
+    # As when a batch's window ends between the two: only the snapshot's event is past the age.
+    await db.execute("UPDATE events SET occurred_at = now() - interval '40 days' WHERE id = $1", first)
+    wide = dataclasses.replace(settings, retention_events_days=30, retention_batch_size=1_000_000)
+    await purge(pool, wide)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = ANY ($1::bigint[])", [first, later]) == 2
+    resp = await client.get(
+        f"/admin/v1/tenants/{tenant.id}/events", params={"type": "license.changed"}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200, await resp.text()
+    (shown,) = [e for e in (await resp.json())["events"] if e["id"].endswith(f"_{later}")]
+    assert shown["data"]["user"]["userName"] == user["userName"]
+    # Once the later event is past the age too, both go.
+    await db.execute("UPDATE events SET occurred_at = now() - interval '40 days' WHERE id = $1", later)
+    await purge(pool, wide)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = ANY ($1::bigint[])", [first, later]) == 0
+
+
+async def test_a_young_log_row_at_the_head_does_not_stop_the_run(client, settings, db, pool):
+    """Log rows are read in the order written: a row written late (young) among the oldest makes each
+    batch short, and the run goes on past it."""
+    tenant = await make_tenant(client)
+    for _ in range(5):
+        await post_user(client, tenant)
+    ours = await wait_logged(db, tenant, 5)
+    head = await db.fetchval("SELECT min(id) FROM provisioning_log")
+    # Every row up to ours is aged but the oldest, which stays young (as one written late would).
+    await db.execute(
+        "UPDATE provisioning_log SET at = now() - interval '40 days' WHERE id <= $1 AND id <> $2",
+        max(ours),
+        head,
+    )
+    small = dataclasses.replace(settings, retention_provisioning_log_days=30, retention_batch_size=2)
+    await purge(pool, small)
+    left = await db.fetchval("SELECT count(*) FROM provisioning_log WHERE id = ANY ($1::bigint[])", ours)
+    assert left == (1 if head in ours else 0)
+    assert await db.fetchval("SELECT count(*) FROM provisioning_log WHERE id = $1", head) == 1
+
+
+async def wait_logged(db: asyncpg.Connection, tenant: Tenant, count: int) -> list[int]:
+    """The ids of the tenant's log rows, once it holds `count` (the writer flushes every 0.2 s)."""
+
+    async def enough() -> list[int] | None:
+        ids = await db.fetchval(
+            "SELECT array_agg(id ORDER BY id) FROM provisioning_log WHERE tenant_id = $1::uuid", tenant.id
+        )
+        return ids if ids and len(ids) >= count else None
+
+    found: list[int] = await wait_until(enough, what=f"{count} provisioning log rows")
+    return found

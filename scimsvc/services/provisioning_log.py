@@ -187,9 +187,8 @@ async def log_page(pool: asyncpg.Pool, tenant_id: UUID, filters: LogFilters, *, 
     entries = []
     for r in rows:
         key = _outcome_key(r)
-        entries.append(
-            {**render_entry(r), "outcome": outcome(r, outbox, audits.get(key, []), events.get(key, []))}
-        )
+        told = events.get(key, []) if _events_known(r, outbox) else None
+        entries.append({**render_entry(r), "outcome": outcome(r, outbox, audits.get(key, []), told)})
     if len(rows) == limit:
         return LogPage(entries, rows[-1]["id"])
     return LogPage(entries, floor + 1 if floor is not None else None)
@@ -207,6 +206,15 @@ def _outcome_key(row: Mapping[str, Any]) -> store.OutcomeKey:
     a promotion carries the request id of the release that freed its seat, and clients choose request ids."""
     user_id = row["resource_id"] if row["resource_type"] == "user" else None
     return store.OutcomeKey(row["request_id"], user_id)
+
+
+def _events_known(row: Mapping[str, Any], outbox: Mapping[int, Mapping[str, Any]]) -> bool:
+    """Whether the entry's events can be found: each of its outbox rows is still kept (retention deletes
+    applied rows before the log's) and, once applied, says which transaction applied it."""
+    return all(
+        i in outbox and (outbox[i]["applied_at"] is None or outbox[i]["applied_tx"] is not None)
+        for i in row["outbox_ids"]
+    )
 
 
 def render_entry(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,10 +241,11 @@ def outcome(
     row: Mapping[str, Any],
     outbox: Mapping[int, Mapping[str, Any]],
     audits: list[asyncpg.Record],
-    events: list[asyncpg.Record],
+    events: list[asyncpg.Record] | None,
 ) -> dict[str, Any] | None:
     """What became of an accepted write: `applied`, `pending` or `failed` (its outbox rows), the license
-    decided (its audit rows) and the teams reached (its events); None when it wrote nothing."""
+    decided (its audit rows) and the teams reached (its events); None when it wrote nothing. `events`
+    None: they are no longer known (its outbox rows are gone), so `events` and `teams` are None too."""
     ids = list(row["outbox_ids"])
     if not ids:
         return None
@@ -248,7 +257,7 @@ def outcome(
     license_rows = [a for a in audits if a["action"] in LICENSE_ACTIONS and a["detail"]]
     teams = [
         e["data"]["team"].get("name")
-        for e in events
+        for e in events or []
         if e["type"] in ("team.member_added", "group.linked") and isinstance(e["data"].get("team"), dict)
     ]
     applied_at = [o["applied_at"] for o in found if o["applied_at"] is not None]
@@ -259,10 +268,12 @@ def outcome(
         "attempts": max((o["attempts"] for o in found), default=0),
         "license": license_rows[-1]["detail"].get("to") if license_rows else None,
         "waiting": any(a["action"] == "waiting" for a in audits),
-        "teams": sorted({t for t in teams if t}),
+        "teams": sorted({t for t in teams if t}) if events is not None else None,
         "audit": [
             {"id": a["id"], "action": a["action"], "user_id": str(a["user_id"]) if a["user_id"] else None}
             for a in audits
         ],
-        "events": [{"id": event_id(e["id"]), "type": e["type"]} for e in events],
+        "events": [{"id": event_id(e["id"]), "type": e["type"]} for e in events]
+        if events is not None
+        else None,
     }

@@ -79,8 +79,9 @@ SELECT count(*) AS deliveries FROM d
 
 def told_data(alias: str) -> str:
     """SQL for the `data` of the event row `alias` as every reader shows it: what it stores, with the user
-    snapshot of the event it points at (`snapshot_id`) when it has one; a snapshot gone since (retention
-    deleted its event first) leaves the {"user": {"id"}} it stores."""
+    snapshot of the event it points at (`snapshot_id`) when it has one. Retention deletes that event only
+    with the events pointing at it (store/retention.py:DELETE_OLD_EVENTS); were it gone, the
+    {"user": {"id"}} the event stores would show."""
     return (
         f"CASE WHEN {alias}.snapshot_id IS NULL THEN {alias}.data ELSE {alias}.data || coalesce("
         "(SELECT jsonb_build_object('user', t.data -> 'user') FROM events t "
@@ -88,20 +89,24 @@ def told_data(alias: str) -> str:
     )
 
 
+# Every column is qualified: the output column `tx` is the transaction id as text, and an unqualified
+# `ORDER BY tx` would sort by it (text order: a longer id before a shorter one) rather than by `e.tx`.
 _SELECT_EVENTS = """
-SELECT id, tx::text AS tx, tenant_id, seq, type, request_id, occurred_at, {data} AS data
+SELECT e.id, e.tx::text AS tx, e.tenant_id, e.seq, e.type, e.request_id, e.occurred_at, {data} AS data
 FROM events e
 WHERE {tenant}
-  AND (cardinality($2::text[]) = 0 OR type = ANY ($2))
-  AND (tx, id) > ($3::text::xid8, $4::bigint)
-  AND tx < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx, id
+  AND (cardinality($2::text[]) = 0 OR e.type = ANY ($2))
+  AND (e.tx, e.id) > ($3::text::xid8, $4::bigint)
+  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY {order}
 LIMIT $5
 """
 # Two statements, not `($1 IS NULL OR tenant_id = $1)`, whose generic plan could not use the tenant's index
 # (tenant_id, tx, id): a tenant's page reads that index, every tenant's reads (tx, id).
-SELECT_TENANT_EVENTS = _SELECT_EVENTS.format(tenant="tenant_id = $1", data=told_data("e"))
-SELECT_EVENTS = _SELECT_EVENTS.format(tenant="$1::uuid IS NULL", data=told_data("e"))
+SELECT_TENANT_EVENTS = _SELECT_EVENTS.format(
+    tenant="e.tenant_id = $1", data=told_data("e"), order="e.tenant_id, e.tx, e.id"
+)
+SELECT_EVENTS = _SELECT_EVENTS.format(tenant="$1::uuid IS NULL", data=told_data("e"), order="e.tx, e.id")
 
 
 @dataclass(frozen=True, order=True)

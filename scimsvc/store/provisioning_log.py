@@ -296,19 +296,34 @@ ORDER BY k.n, a.id
 """
 # A key's events are those the transactions that applied its outbox rows wrote ($5: their `applied_tx`,
 # as an xid8 array's text) with its request id, through (tenant_id, tx, id): `events` keeps no index on
-# request ids, which every event written would pay for (a random key in a growing index). An event's
-# `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0028).
+# request ids, which every event written would pay for (a random key in a growing index). Each distinct
+# transaction is read once for the whole page (`e`, keeping only the page's request ids), and its rows are
+# matched to the keys in one pass: a drain's transaction holds a thousand events, shared by many entries.
+# One index lookup per transaction (`x.tx`, a scalar, in a lateral kept apart by OFFSET 0): a generic plan
+# that guesses a tenant holds a few events would else read the tenant's whole index range and filter it.
+# An event's `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0028).
 SELECT_EVENTS_OF_ENTRIES = f"""
-SELECT k.n, e.id, e.type, e.request_id, {told_data("e")} AS data
-FROM unnest($2::text[], $3::uuid[], $5::text[]) WITH ORDINALITY AS k(request_id, user_id, txs, n)
-CROSS JOIN LATERAL (
-    SELECT id, type, request_id, data, snapshot_id
-    FROM events
-    WHERE tenant_id = $1 AND tx = ANY (k.txs::xid8[]) AND request_id = k.request_id
-      AND (k.user_id IS NULL OR data -> 'user' ->> 'id' = k.user_id::text)
-    ORDER BY id LIMIT $4
-) e
-ORDER BY k.n, e.id
+WITH k AS (
+    SELECT * FROM unnest($2::text[], $3::uuid[], $5::text[]) WITH ORDINALITY AS k(request_id, user_id, txs, n)
+), e AS MATERIALIZED (
+    SELECT v.id, v.tx, v.type, v.request_id, v.data, v.snapshot_id
+    FROM (SELECT DISTINCT t FROM k CROSS JOIN unnest(k.txs::xid8[]) AS t) AS x(tx)
+    CROSS JOIN LATERAL (
+        SELECT id, tx, type, request_id, data, snapshot_id
+        FROM events
+        WHERE tenant_id = $1 AND tx = x.tx AND request_id = ANY ($2::text[])
+        OFFSET 0
+    ) v
+), m AS (
+    SELECT k.n, e.id, e.type, e.request_id, e.data, e.snapshot_id,
+           row_number() OVER (PARTITION BY k.n ORDER BY e.id) AS r
+    FROM k JOIN e ON e.request_id = k.request_id AND e.tx = ANY (k.txs::xid8[])
+        AND (k.user_id IS NULL OR e.data -> 'user' ->> 'id' = k.user_id::text)
+)
+SELECT m.n, m.id, m.type, m.request_id, {told_data("m")} AS data
+FROM m
+WHERE m.r <= $4
+ORDER BY m.n, m.id
 """
 
 

@@ -1,11 +1,13 @@
 """Retention: delete finished rows past their age, one bounded batch per statement (its own transaction).
 
-Each batch picks the oldest rows through an age index (migrations/0012_retention_indexes.sql) and skips
-rows another transaction holds, so it never waits on a lock and two runs at once delete different rows.
-What is old is decided here, against the database clock; what is finished, too: an outbox row once
-applied, a notice once sent, not sent or given up (never one still pending a retry), with its attempts.
-Provisioning log rows go by age alone, and their per-minute request counts a day old; events too (with
-their webhook deliveries and attempts), but never one with a delivery still pending.
+Each batch picks the oldest rows through an age index (migrations/0012_retention_indexes.sql), or, for
+the provisioning log and events (which keep no age index), among the oldest rows in the order they were
+written, and skips rows another transaction holds, so it never waits on a lock and two runs at once delete
+different rows. What is old is decided here, against the database clock; what is finished, too: an outbox
+row once applied, a notice once sent, not sent or given up (never one still pending a retry), with its
+attempts. Provisioning log rows go by age alone, and their per-minute request counts a day old; events too, with their webhook deliveries and attempts
+(a delivery still being retried included), and an event holding a user's snapshot only with the events
+that point at it.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ SELECT count(*) AS audit_log FROM gone
 
 # Log rows are read along the primary key, the order their batches were written in (`provisioning_log`
 # keeps no index on `at`: every logged request would pay for it): a batch looks at the oldest `limit`
-# rows and deletes those past the age, so it stops at the first young one. A row written late (a web
-# process's buffer held up by a slow PostgreSQL) goes once the rows written before it have aged.
+# rows and deletes those past the age. A young row among old ones (a web process's buffer held up by a slow
+# PostgreSQL) stays, and makes the batch short: the run goes on while a batch deletes any
+# (worker/retention.py), so the aged rows after it go too.
 DELETE_OLD_PROVISIONING_LOG = """
 WITH oldest AS (
     SELECT id FROM provisioning_log ORDER BY id LIMIT $2
@@ -72,16 +75,31 @@ SELECT count(*) AS provisioning_log FROM gone
 # them too), so they are counted.
 # Events are read along (tx, id), the order they were written in (`events` keeps no index on
 # occurred_at: each index is paid by every event written): a batch looks at the oldest `limit` events and
-# deletes those past the age, so it stops at the first young one. Retention wins over a delivery still
-# being retried (only a replay of events near the age makes one): it goes with its event, and a worker
-# sending it records nothing for it (store/webhook_deliveries.py:RECORD_ATTEMPTS).
+# deletes those past the age (the run goes on while a batch deletes any, as for the log). Retention wins
+# over a delivery still being retried (only a replay of events near the age makes one): it goes with its
+# event, and a worker sending it records nothing for it (store/webhook_deliveries.py:RECORD_ATTEMPTS).
+# An event holding a user's snapshot goes only with every event pointing at it (`snapshot_id`, 0028), else
+# those would show the user's id alone. They were written by the same statement (same `tx`, later ids), so
+# one that is not deleted with it is either in the window and not `aged` (a row another transaction
+# holds), or past the window's last row in that row's transaction (a batch that cuts a transaction):
+# `blocked` reads those alone, and their snapshots wait for a later batch.
 DELETE_OLD_EVENTS = """
 WITH oldest AS (
-    SELECT id FROM events ORDER BY tx, id LIMIT $2
-), doomed AS (
+    SELECT id, tx FROM events ORDER BY tx, id LIMIT $2
+), aged AS (
     SELECT e.id FROM events e JOIN oldest USING (id)
     WHERE e.occurred_at < now() - make_interval(days => $1)
     FOR UPDATE OF e SKIP LOCKED
+), tail AS (
+    SELECT tx, id FROM oldest ORDER BY tx DESC, id DESC LIMIT 1
+), blocked AS (
+    SELECT e.snapshot_id FROM events e JOIN oldest USING (id)
+    WHERE e.snapshot_id IS NOT NULL AND e.id NOT IN (SELECT id FROM aged)
+    UNION ALL
+    SELECT l.snapshot_id FROM tail JOIN events l ON l.tx = tail.tx AND l.id > tail.id
+    WHERE l.snapshot_id IS NOT NULL
+), doomed AS (
+    SELECT id FROM aged WHERE id NOT IN (SELECT snapshot_id FROM blocked)
 ), deliveries AS (
     SELECT d.id FROM webhook_deliveries d JOIN doomed ON d.event_id = doomed.id
 ), attempts AS (
