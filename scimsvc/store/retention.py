@@ -5,9 +5,9 @@ the provisioning log and events (which keep no age index), among the oldest rows
 written, and skips rows another transaction holds, so it never waits on a lock and two runs at once delete
 different rows. What is old is decided here, against the database clock; what is finished, too: an outbox
 row once applied, a notice once sent, not sent or given up (never one still pending a retry), with its
-attempts. Provisioning log rows go by age alone, and their per-minute request counts a day old; events too, with their webhook deliveries and attempts
-(a delivery still being retried included), and an event holding a user's snapshot only with the events
-that point at it.
+attempts. Provisioning log rows go by age alone, and their per-minute request counts a day old; events
+too, with their webhook deliveries and attempts (a delivery still being retried included), and an event
+holding a user's snapshot only with the events that point at it.
 """
 
 from __future__ import annotations
