@@ -14,12 +14,22 @@ import asyncpg
 # Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
 # whatever the number of workers: no seat is ever handed out twice. NO KEY UPDATE, not UPDATE: the
 # foreign-key checks of concurrent user and outbox inserts (KEY SHARE) must not wait for a drain.
-# `now` is the transaction's time, the clock of the waiting list (product/seats.py:waiting_since);
-# `domain_teams` comes along for the users the drain provisions (product/domain_teams.py).
+# `now` is the clock of the waiting list (product/seats.py:waiting_since): read once the lock is held, and
+# after every place given out already, so users who join later queue later. Not the transaction's time: a
+# drain that began before another one committed, then waited for the lock, would place its users (who
+# arrived later) ahead of the other's. `domain_teams` comes along for the users the drain provisions
+# (product/domain_teams.py).
 LOCK_TENANT_LICENSING = """
-SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, scim_enabled, now() AS now
-FROM tenants WHERE id = $1
-FOR NO KEY UPDATE
+WITH held AS (
+    SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, scim_enabled
+    FROM tenants WHERE id = $1
+    FOR NO KEY UPDATE
+)
+SELECT held.*,
+       greatest(clock_timestamp(),
+                (SELECT max(waiting_since) + interval '1 microsecond' FROM users
+                 WHERE tenant_id = $1 AND waiting_since IS NOT NULL)) AS now
+FROM held
 """
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
 COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
