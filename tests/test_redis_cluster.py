@@ -354,6 +354,10 @@ async def test_a_master_that_answers_nothing_costs_a_request_a_bounded_wait_then
     prefix = own_prefix()
     client, tenant = await closed_on_cluster(aiohttp_client, settings, cluster, prefix)
     master = cluster.master_of(bucket_key(prefix, tenant.id))
+    # Its replica held back from taking over while the master is silent: on a slow machine the failover
+    # (tests/redis_cluster.py:NODE_TIMEOUT_MS) could come before the request's timeouts and answer it.
+    replica = cluster.replica_of(master)
+    replica.ask("CONFIG", "SET", "cluster-replica-no-failover", "yes")
     cluster.pause(master)
     try:
         # Bounded by the client's own deadline only to fail rather than hang if the bound were lost.
@@ -363,6 +367,7 @@ async def test_a_master_that_answers_nothing_costs_a_request_a_bounded_wait_then
         assert resp.status == 503 and "Retry-After" in resp.headers, await resp.text()
     finally:
         cluster.resume(master)
+        replica.ask("CONFIG", "SET", "cluster-replica-no-failover", "no")
 
     async def limited_again() -> bool:
         resp = await client.get("/scim/v2/Users", headers=tenant.headers)
