@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -426,3 +427,23 @@ async def sample_while(
         await asyncio.wait({task}, timeout=every)
     samples.append(probe())
     return task.result(), samples
+
+
+BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
+
+
+async def start_baseline(run: Run, http: aiohttp.ClientSession) -> tuple[Proc, str]:
+    """bench/baseline_app.py on a port of its own, in the run's database: its process and root URL."""
+    port = free_port()
+    proc = await run.start(
+        "baseline",
+        sys.executable,
+        str(BASELINE_APP),
+        "--port",
+        str(port),
+        "--database-url",
+        run.db_url,
+    )
+    root = f"http://127.0.0.1:{port}"
+    await wait_http(http, f"{root}/Users?count=1")
+    return proc, root

@@ -69,6 +69,7 @@ from harness import (  # noqa: E402
     cpu_snapshot,
     free_port,
     scim_headers,
+    start_baseline,
     wait_http,
 )
 
@@ -361,18 +362,7 @@ async def scimsvc_target(run: Run, http: aiohttp.ClientSession, users: int) -> T
 
 
 async def baseline_target(run: Run, http: aiohttp.ClientSession) -> Target:
-    port = free_port()
-    proc = await run.start(
-        "baseline",
-        sys.executable,
-        str(HERE / "baseline_app.py"),
-        "--port",
-        str(port),
-        "--database-url",
-        run.db_url,
-    )
-    root = f"http://127.0.0.1:{port}"
-    await wait_http(http, f"{root}/Users?count=1")
+    proc, root = await start_baseline(run, http)
     return Target("baseline", root, {"Content-Type": "application/json"}, proc)
 
 

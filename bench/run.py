@@ -70,6 +70,7 @@ from harness import (  # noqa: E402
     free_port,
     sample_while,
     scim_headers,
+    start_baseline,
     wait_http,
 )
 
@@ -410,18 +411,7 @@ class Bench:
     async def start_baseline(self) -> Proc:
         """bench/baseline_app.py on a port of its own (once)."""
         if self.baseline_proc is None:
-            port = free_port()
-            self.baseline_proc = await self.run.start(
-                "baseline",
-                sys.executable,
-                str(HERE / "baseline_app.py"),
-                "--port",
-                str(port),
-                "--database-url",
-                self.run.db_url,
-            )
-            self.baseline_root = f"http://127.0.0.1:{port}"
-            await wait_http(self.http, f"{self.baseline_root}/Users?count=1")
+            self.baseline_proc, self.baseline_root = await start_baseline(self.run, self.http)
         return self.baseline_proc
 
     async def post_baseline(self, count: int) -> Load:

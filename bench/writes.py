@@ -42,9 +42,8 @@ from harness import (  # noqa: E402
     cpu_seconds_of,
     cpu_snapshot,
     drive,
-    free_port,
     scim_headers,
-    wait_http,
+    start_baseline,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -278,23 +277,6 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, float | None, bool | 
         ok = None if measured is None else measured >= TARGET and row["all_applied"] and not row["errors"]
         out.append((f"{workload} /Users ≥ {TARGET} × baseline, worker applying (median)", measured, ok))
     return out
-
-
-async def start_baseline(run: Run, http: aiohttp.ClientSession) -> tuple[Proc, str]:
-    """bench/baseline_app.py on a port of its own, in the run's database."""
-    port = free_port()
-    proc = await run.start(
-        "baseline",
-        sys.executable,
-        str(HERE / "baseline_app.py"),
-        "--port",
-        str(port),
-        "--database-url",
-        run.db_url,
-    )
-    root = f"http://127.0.0.1:{port}"
-    await wait_http(http, f"{root}/Users?count=1")
-    return proc, root
 
 
 def show(rows: list[dict[str, Any]]) -> None:
