@@ -11,11 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from scimsvc.services.wakeups import wakeups_sent
+from scimsvc.store import licenses
 from scimsvc.store.db import create_pool
 from scimsvc.web.app import create_app
 from scimsvc.web.keys import REDIS
 from tests.conftest import REDIS_URL, make_tenant, post_user, run_worker
-from worker.jobs import drain_users
+from worker.jobs import drain_users, start_jobs
 from worker.user_drain import drain_tenant_users
 
 PRODUCT = "urn:scimsvc:schemas:extension:product:2.0:User"
@@ -176,6 +177,7 @@ async def test_a_wakeup_whose_rows_are_applied_does_nothing(client, tenant, db, 
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         ctx = {"pool": pool, "settings": settings, "redis": None, "job_try": 1}
+        start_jobs(ctx)
         assert await drain_users(ctx, tenant.id, [row_id]) == 0
         assert await drain_users(ctx, tenant.id) == 0  # a drain with nothing pending changes nothing
     finally:
@@ -228,12 +230,25 @@ async def test_wakeups_running_together_in_one_worker_drain_once(client, new_ten
         for r in await db.fetch("SELECT id FROM outbox WHERE tenant_id = $1::uuid ORDER BY id", tenant.id)
     ]
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+    tenant_locks: list[str] = []  # every statement that takes the tenant's allocation lock
+    held = [await pool.acquire() for _ in range(4)]  # each of the pool's connections, once
+    for conn in held:
+        conn.add_query_logger(
+            lambda q: tenant_locks.append(q.query) if q.query == licenses.LOCK_TENANT_LICENSING else None
+        )
+        await pool.release(conn)
     try:
-        ctx = {"pool": pool, "settings": settings, "redis": None, "job_try": 1}
-        applied = await asyncio.gather(*(drain_users(ctx, tenant.id, ids[i:]) for i in range(5)))
+        worker = {"pool": pool, "settings": settings, "redis": None}
+        start_jobs(worker)
+        # As arq runs them: each job with a copy of the worker's startup ctx.
+        jobs = [drain_users({**worker, "job_try": 1}, tenant.id, ids[i:]) for i in range(5)]
+        applied = await asyncio.gather(*jobs)
     finally:
         await pool.close()
     assert sorted(applied) == [0, 0, 0, 0, len(users)]
+    # One drain took the tenant lock; the other four waited for it in the worker and found their rows
+    # applied, holding no connection and queueing on no lock.
+    assert len(tenant_locks) == 1
     assert (
         await db.fetchval(
             "SELECT count(DISTINCT applied_at) FROM outbox WHERE tenant_id = $1::uuid", tenant.id

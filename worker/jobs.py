@@ -58,6 +58,15 @@ async def apply_tenant_changes(
     return events + await apply_tenant_licensing(conn, tenant_id, request_id=changes[-1]["request_id"])
 
 
+USER_DRAINS = "user_drains"  # ctx key: the running user drain of each tenant in this process
+
+
+def start_jobs(ctx: dict[str, Any]) -> None:
+    """Set up, at the worker's startup, what its jobs share. arq hands each job a copy of the startup ctx:
+    a value one job adds to its own ctx is seen by no other job."""
+    ctx[USER_DRAINS] = weakref.WeakValueDictionary()
+
+
 # Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).
 APPLIERS: dict[ResourceType, Applier] = {
     ResourceType.TENANT: apply_tenant_changes,
@@ -77,9 +86,7 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
     tid = UUID(tenant_id)
     # Wake-ups that arrive together run together: in this process they wait for the tenant's running
     # drain and then, mostly, find their rows applied, instead of queueing on the tenant lock.
-    drains: weakref.WeakValueDictionary[UUID, asyncio.Lock] = ctx.setdefault(
-        "user_drains", weakref.WeakValueDictionary()
-    )
+    drains: weakref.WeakValueDictionary[UUID, asyncio.Lock] = ctx[USER_DRAINS]
     running = drains.setdefault(tid, asyncio.Lock())
     async with running:
         if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):

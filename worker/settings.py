@@ -11,7 +11,7 @@ from arq.cron import cron
 from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_USERS
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
-from worker.jobs import JOB_TIMEOUT_SECONDS, MAX_TRIES, apply_outbox, drain_users, sweep_outbox
+from worker.jobs import JOB_TIMEOUT_SECONDS, MAX_TRIES, apply_outbox, drain_users, start_jobs, sweep_outbox
 from worker.notices import deliver_notices
 from worker.retention import purge_expired
 from worker.telemetry import counted
@@ -36,6 +36,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
+        start_jobs(ctx)
         ctx["pool"] = await create_pool(
             settings.database_url,
             min_size=1,

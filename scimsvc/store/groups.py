@@ -14,6 +14,7 @@ import asyncpg
 
 from scimsvc.scim.filters.sql import Column, Rows
 from scimsvc.store import pages
+from scimsvc.store.by_key import of_tenant
 
 # How filter attributes map onto real columns (indexes in 0005_teams.sql); others read `resource`.
 FILTER_COLUMNS: dict[str, Column] = {
@@ -156,11 +157,11 @@ WHERE g.tenant_id = $1 AND g.id IN (SELECT group_id FROM gone)
 """
 # The same for SCIM-deleted users, set-based, as the worker applies their deletes: a member that a group
 # write committed just as the user's one-statement DELETE began (store/user_deletes.py) goes.
-FORGET_UNLINKED_USERS = """
+FORGET_UNLINKED_USERS = f"""
 WITH gone AS (
     DELETE FROM group_members gm USING groups g, users u
     WHERE g.tenant_id = $1 AND gm.group_id = g.id AND gm.user_id = u.id
-      AND u.tenant_id = $1 AND u.id = ANY($2::uuid[]) AND NOT u.scim_linked
+      AND u.id = ANY($2::uuid[]) AND {of_tenant("u")} AND NOT u.scim_linked
     RETURNING gm.group_id
 )
 UPDATE groups g SET version = g.version + 1, updated_at = now()

@@ -11,6 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.store.by_key import of_tenant
+
 # Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
 # whatever the number of workers: no seat is ever handed out twice. NO KEY UPDATE, not UPDATE: the
 # foreign-key checks of concurrent user and outbox inserts (KEY SHARE) must not wait for a drain.
@@ -37,7 +39,7 @@ COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'ful
 # still in the outbox are applied: a pending assignment (the newest per user) stands for the user's
 # license. Assignments are made by hand and few; the outbox part reads the tenant's unapplied rows
 # (outbox_unapplied_resource, 0001_init.sql).
-COUNT_FULL_AFTER_ASSIGNMENTS = """
+COUNT_FULL_AFTER_ASSIGNMENTS = f"""
 WITH pending AS (
     SELECT DISTINCT ON (payload->>'user_id')
            (payload->>'user_id')::uuid AS user_id, payload->>'license' AS license
@@ -51,12 +53,12 @@ SELECT (SELECT count(*) FROM users
      + (SELECT count(*) FROM pending p JOIN users u ON u.id = p.user_id AND u.tenant_id = $1
         WHERE p.license = 'full' AND p.user_id <> $2) AS used,
        coalesce((SELECT ARRAY[license] FROM pending WHERE user_id = $2),
-                (SELECT ARRAY[license] FROM users WHERE tenant_id = $1 AND id = $2)) AS own
+                (SELECT ARRAY[license] FROM users u WHERE u.id = $2 AND {of_tenant("u")})) AS own
 """
-SELECT_USERS_LICENSING = """
+SELECT_USERS_LICENSING = f"""
 SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since,
        user_name
-FROM users WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+FROM users u WHERE u.id = ANY($2::uuid[]) AND {of_tenant("u")}
 """
 # The waiting list, oldest first (users_tenant_waiting, 0002_licenses.sql).
 SELECT_OLDEST_WAITING = """
@@ -97,8 +99,9 @@ SELECT t.seats,
                 '{}') AS waiting
 FROM tenants t WHERE t.id = $1
 """
-SELECT_USER_IN_TENANT = """
-SELECT id, license, active AND scim_linked AS eligible FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+SELECT_USER_IN_TENANT = f"""
+SELECT id, license, active AND scim_linked AS eligible FROM users u WHERE u.id = $2 AND {of_tenant("u")}
+FOR UPDATE
 """
 
 
@@ -268,9 +271,9 @@ async def without_seat_page(
 
 
 # A waiting user's place on the waiting list (1 = next seat), in its order (users_tenant_waiting).
-SELECT_WAITING_PLACE = """
+SELECT_WAITING_PLACE = f"""
 SELECT count(*) + 1 FROM users w, users u
-WHERE u.tenant_id = $1 AND u.id = $2 AND u.waiting_since IS NOT NULL
+WHERE u.id = $2 AND {of_tenant("u")} AND u.waiting_since IS NOT NULL
   AND w.tenant_id = $1 AND w.waiting_since IS NOT NULL AND w.active AND w.scim_linked
   AND (w.waiting_since, w.id) < (u.waiting_since, u.id)
 """

@@ -51,7 +51,9 @@ WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
 ORDER BY id
 """
 # A tenant's oldest pending rows name the resources of the next batch; all their pending rows come along,
-# so each resource's rows still apply together and in id order. The resources are looked up in their
+# so each resource's rows still apply together and in id order. The oldest are taken by (created_at, id),
+# the order of outbox_unapplied_tenant_age, which no other index gives: ordered by id alone, the planner
+# may walk the primary key through every applied row (migration 0033). The resources are looked up in their
 # index (an array, not a join: a hash join would read the tenant's whole backlog for every batch).
 SELECT_TENANT_BATCH = """
 SELECT id, resource_id, change, payload, request_id
@@ -59,7 +61,7 @@ FROM outbox
 WHERE resource_type = $2 AND applied_at IS NULL AND resource_id = ANY(ARRAY(
     SELECT resource_id FROM outbox
     WHERE tenant_id = $1 AND resource_type = $2 AND applied_at IS NULL AND resource_id <> ALL($4::uuid[])
-    ORDER BY id
+    ORDER BY created_at, id
     LIMIT $3
 ))
 ORDER BY id

@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from scimsvc.store.by_key import of_tenant
 from scimsvc.store.events import told_data
 
 
@@ -163,8 +164,8 @@ LIMIT 1
 """
 # The other identifier of a user given by id or by userName: the user as it is, else (deleted, or renamed
 # since) the newest log entry naming both.
-SELECT_USER_BY_ID = """
-(SELECT id, user_name FROM users WHERE tenant_id = $1 AND id = $2)
+SELECT_USER_BY_ID = f"""
+(SELECT id, user_name FROM users u WHERE u.id = $2 AND {of_tenant("u")})
 UNION ALL
 (SELECT resource_id, user_name FROM provisioning_log
  WHERE tenant_id = $1 AND resource_id IS NOT NULL AND resource_id = $2 AND resource_type = 'user'

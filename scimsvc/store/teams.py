@@ -12,6 +12,8 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.store.by_key import of_tenant
+
 TEAM_COLUMNS = """
 t.id, t.name, t.created_at, t.updated_at,
 (SELECT count(*) FROM team_members m WHERE m.team_id = t.id) AS member_count,
@@ -70,13 +72,13 @@ EXCEPT SELECT id FROM teams WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 # deleted since, and the teams joined stay locked (KEY SHARE) until commit, so one deleted meanwhile takes
 # these rows with it.
 # Returns the memberships made (a user already a member made none), with the team's name for its event.
-ADD_DOMAIN_MEMBERS = """
+ADD_DOMAIN_MEMBERS = f"""
 WITH added AS (
     INSERT INTO team_members (team_id, user_id, added_by)
     SELECT t.id, u.id, 'domain'
     FROM unnest($2::text[], $3::uuid[]) AS v(team_id, user_id)
     JOIN teams t ON t.tenant_id = $1 AND t.id::text = v.team_id
-    JOIN users u ON u.tenant_id = $1 AND u.id = v.user_id
+    JOIN users u ON u.id = v.user_id AND {of_tenant("u")}
     FOR KEY SHARE OF t, u
     ON CONFLICT (team_id, user_id) DO NOTHING
     RETURNING team_id, user_id

@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.store.by_key import of_tenant
 from scimsvc.store.users import USER_COLUMNS
 
 ADMIN_FILTERS = """
@@ -61,8 +62,8 @@ def admin_export_cursor(
 
 # Team and group memberships go with the row (ON DELETE CASCADE); boards are handed over before. The
 # tenant's count of removed users (user_removals) tells checkpointed pages (store/pages.py) the list shrank.
-HARD_DELETE_USER = """
-WITH gone AS (DELETE FROM users WHERE tenant_id = $1 AND id = $2 RETURNING user_name, license),
+HARD_DELETE_USER = f"""
+WITH gone AS (DELETE FROM users u WHERE u.id = $2 AND {of_tenant("u")} RETURNING user_name, license),
 counted AS (
     INSERT INTO user_removals AS r (tenant_id, removed) SELECT $1, count(*) FROM gone HAVING count(*) > 0
     ON CONFLICT (tenant_id) DO UPDATE SET removed = r.removed + excluded.removed

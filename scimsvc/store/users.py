@@ -18,6 +18,7 @@ from schemas.user import PRODUCT_SCHEMA
 from scimsvc.contract import ResourceType
 from scimsvc.scim.filters.sql import Column
 from scimsvc.store import outbox, pages
+from scimsvc.store.by_key import of_tenant
 
 # How filter attributes map onto real columns (served by the indexes in 0001_init.sql); every other
 # attribute is read from the `resource` JSONB.
@@ -54,7 +55,7 @@ LISTED_COLUMNS = (
     "u.waiting_since, u.created_at, u.updated_at"
 )
 
-SELECT_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked"
+SELECT_USER = f"SELECT {USER_COLUMNS} FROM users u WHERE u.id = $2 AND {of_tenant('u')} AND u.scim_linked"
 SELECT_USER_FOR_UPDATE = SELECT_USER + " FOR UPDATE"
 SELECT_BY_USER_NAME_FOR_UPDATE = f"""
 SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND lower(u.user_name) = lower($2) FOR UPDATE
@@ -94,19 +95,19 @@ UPDATE_USER = f"""
 UPDATE users AS u
 SET user_name = $3, external_id = $4, display_name = $5, active = $6, resource = $7,
     scim_linked = true, version = u.version + 1, updated_at = now(), provisioning_state = 'pending'
-WHERE u.tenant_id = $1 AND u.id = $2
+WHERE u.id = $2 AND {of_tenant("u")}
 RETURNING {USER_COLUMNS}
 """
-UNLINK_USER = """
+UNLINK_USER = f"""
 UPDATE users AS u
 SET scim_linked = false, active = false, version = u.version + 1, updated_at = now(),
     provisioning_state = 'pending'
-WHERE u.tenant_id = $1 AND u.id = $2 AND u.scim_linked
+WHERE u.id = $2 AND {of_tenant("u")} AND u.scim_linked
 RETURNING u.id
 """
-SELECT_DISPLAY_NAMES = """
+SELECT_DISPLAY_NAMES = f"""
 SELECT u.id, coalesce(u.display_name, u.user_name) AS display_name
-FROM users u WHERE u.tenant_id = $1 AND u.id = ANY($2::uuid[]) AND u.scim_linked
+FROM users u WHERE u.id = ANY($2::uuid[]) AND {of_tenant("u")} AND u.scim_linked
 """
 
 
