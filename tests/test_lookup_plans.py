@@ -20,7 +20,9 @@ NEW_TENANT_USERS = 2_000
 
 
 def _record_events_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
-    batch = [{"type": "user.created", "user_id": str(user), "request_id": None, "data": {}, "first": True}]
+    batch: list[dict[str, Any]] = [
+        {"type": "user.created", "user_id": str(user), "request_id": None, "data": {}, "first": True}
+    ]
     return (tenant, orjson.dumps(batch).decode(), 1)
 
 
@@ -34,23 +36,30 @@ LOOKUPS = {
 }
 
 
+async def tenant_with(db: asyncpg.Connection, rows: str, count: int) -> uuid.UUID:
+    """A new tenant, and `count` rows written for it by `rows` ($1: the tenant, $2: the count)."""
+    tenant = await db.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", f"plans-{uuid.uuid4()}")
+    await db.execute(rows, tenant, count)
+    return tenant
+
+
+USERS = (
+    "INSERT INTO users (tenant_id, user_name, resource) "
+    "SELECT $1, gen_random_uuid() || '@plans.example', '{}' FROM generate_series(1, $2::int)"
+)
+
+PENDING_ROWS = (
+    "INSERT INTO outbox (tenant_id, resource_type, resource_id, change) "
+    "SELECT $1, 'user', gen_random_uuid(), 'create' FROM generate_series(1, $2::int)"
+)
+
+
 @pytest.fixture
 async def new_tenant_user(db: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
     """A user of a tenant whose users all arrived after the statistics were taken."""
-    known = await db.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", f"known-{uuid.uuid4()}")
-    await db.execute(
-        "INSERT INTO users (tenant_id, user_name, resource) "
-        "SELECT $1, 'k' || i || '@plans.example', '{}' FROM generate_series(1, 500) i",
-        known,
-    )
+    await tenant_with(db, USERS, 500)
     await db.execute("ANALYZE users")
-    tenant = await db.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", f"new-{uuid.uuid4()}")
-    await db.execute(
-        "INSERT INTO users (tenant_id, user_name, resource) "
-        "SELECT $1, 'n' || i || '@plans.example', '{}' FROM generate_series(1, $2::int) i",
-        tenant,
-        NEW_TENANT_USERS,
-    )
+    tenant = await tenant_with(db, USERS, NEW_TENANT_USERS)
     user = await db.fetchval(
         "SELECT id FROM users WHERE tenant_id = $1 ORDER BY id OFFSET 1000 LIMIT 1", tenant
     )
@@ -81,12 +90,7 @@ def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_the_next_batch_of_a_tenant_is_found_among_pending_rows_only(db: asyncpg.Connection) -> None:
     # The statistics were taken while the tenant's import was pending; most of it is applied since. The
     # batch must not walk the applied rows (the retention keeps days of them) to find the pending ones.
-    tenant = await db.fetchval("INSERT INTO tenants (name) VALUES ($1) RETURNING id", f"batch-{uuid.uuid4()}")
-    await db.execute(
-        "INSERT INTO outbox (tenant_id, resource_type, resource_id, change) "
-        "SELECT $1, 'user', gen_random_uuid(), 'create' FROM generate_series(1, 3000)",
-        tenant,
-    )
+    tenant = await tenant_with(db, PENDING_ROWS, 3000)
     await db.execute("ANALYZE outbox")
     await db.execute(
         "UPDATE outbox SET applied_at = now() WHERE id IN "
