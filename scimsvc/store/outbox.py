@@ -52,9 +52,9 @@ ORDER BY id
 """
 # A tenant's oldest pending rows name the resources of the next batch; all their pending rows come along,
 # so each resource's rows still apply together and in id order. The oldest are taken by (created_at, id),
-# the order of outbox_unapplied_tenant_age, which no other index gives: ordered by id alone, the planner
-# may walk the primary key through every applied row (migration 0033). The resources are looked up in their
-# index (an array, not a join: a hash join would read the tenant's whole backlog for every batch).
+# an order only partial indexes of pending rows give (outbox_unapplied_tenant_age): ordered by id, the
+# planner walked the primary key through every applied row (migration 0033). The resources are looked up
+# in their index (an array, not a join: a hash join would read the tenant's whole backlog for every batch).
 SELECT_TENANT_BATCH = """
 SELECT id, resource_id, change, payload, request_id
 FROM outbox
