@@ -16,6 +16,7 @@ from scimsvc.store.db import create_pool
 from scimsvc.web.app import create_app
 from scimsvc.web.keys import REDIS
 from tests.conftest import REDIS_URL, make_tenant, post_user, run_worker
+from worker import statistics
 from worker.jobs import drain_users, start_jobs
 from worker.user_drain import drain_tenant_users
 
@@ -255,3 +256,24 @@ async def test_wakeups_running_together_in_one_worker_drain_once(client, new_ten
         )
         == 1
     )
+
+
+async def test_a_worker_that_applied_many_new_users_analyzes_them(
+    client, new_tenant, db, settings, monkeypatch
+):
+    # An organization's import makes the planner's statistics stale for it (worker/statistics.py).
+    monkeypatch.setattr(statistics, "ANALYZE_AFTER_CREATES", 3)
+    last_analyze = (
+        "SELECT coalesce(extract(epoch FROM last_analyze), 0) "
+        "FROM pg_stat_user_tables WHERE relname = 'users'"
+    )
+    tenant = await new_tenant()
+    before = await db.fetchval(last_analyze)
+    for _ in range(2):
+        await post_user(client, tenant)
+    await run_worker(settings)  # two new users: not enough
+    assert await db.fetchval(last_analyze) == before
+    for _ in range(3):
+        await post_user(client, tenant)
+    await run_worker(settings)
+    assert await db.fetchval(last_analyze) > before

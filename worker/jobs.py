@@ -25,6 +25,7 @@ from scimsvc.store import licenses, outbox
 from scimsvc.store.events import record_events
 from worker.groups import apply_group_changes
 from worker.seats import apply_manual_assignments, apply_tenant_licensing, follow_license_rules
+from worker.statistics import UsersStatistics
 from worker.telemetry import log_applied
 from worker.user_drain import drain_tenant_users
 
@@ -59,12 +60,14 @@ async def apply_tenant_changes(
 
 
 USER_DRAINS = "user_drains"  # ctx key: the running user drain of each tenant in this process
+USERS_STATISTICS = "users_statistics"  # ctx key: when this process analyzes `users` (worker/statistics.py)
 
 
 def start_jobs(ctx: dict[str, Any]) -> None:
     """Set up, at the worker's startup, what its jobs share. arq hands each job a copy of the startup ctx:
     a value one job adds to its own ctx is seen by no other job."""
     ctx[USER_DRAINS] = weakref.WeakValueDictionary()
+    ctx[USERS_STATISTICS] = UsersStatistics()
 
 
 # Users are not in APPLIERS: they are drained per tenant, in batches (`drain_users`, worker/user_drain.py).
@@ -92,6 +95,7 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
         if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
             return 0
         result = await drain_tenant_users(pool, tid, events=settings.events)
+    await ctx[USERS_STATISTICS].after_drain(pool, result.created)
     if result.deliveries:
         await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
     if result.email_changed:

@@ -51,6 +51,7 @@ class DrainResult:
     email_changed: bool = False  # a userName changed: notices were written with it
     deliveries: int = 0  # webhook deliveries queued with the events
     more: bool = False  # stopped after MAX_BATCHES with rows still pending
+    created: int = 0  # users created (their "create" rows applied)
 
     def count(self, rows: list[asyncpg.Record], deliveries: int = 0) -> None:
         """Note rows whose transaction committed, and the webhook deliveries it queued."""
@@ -58,6 +59,7 @@ class DrainResult:
         self.applied += len(rows)
         self.deliveries += deliveries
         self.email_changed |= any("previous_user_name" in r["payload"] for r in rows)
+        self.created += sum(r["change"] == ChangeKind.CREATE for r in rows)
 
 
 def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
