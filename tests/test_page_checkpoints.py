@@ -36,12 +36,22 @@ async def page_ids(client: Any, tenant: Tenant, start: int, count: int) -> tuple
     return body["totalResults"], [r["id"] for r in body["Resources"]]
 
 
+async def offset_page(
+    db: asyncpg.Connection, tenant: Tenant, start: int, count: int
+) -> tuple[int, list[str]]:
+    """What OFFSET and a count say the page is: (totalResults, the ids)."""
+    return await db.fetchval(LINKED, tenant.id), [
+        r[0] for r in await db.fetch(OFFSET_PAGE, tenant.id, start - 1, count)
+    ]
+
+
 async def expect_offset_page(
     client: Any, db: asyncpg.Connection, tenant: Tenant, start: int, count: int
 ) -> None:
-    total, ids = await page_ids(client, tenant, start, count)
-    assert ids == [r[0] for r in await db.fetch(OFFSET_PAGE, tenant.id, start - 1, count)], (start, count)
-    assert total == await db.fetchval(LINKED, tenant.id)
+    assert await page_ids(client, tenant, start, count) == await offset_page(db, tenant, start, count), (
+        start,
+        count,
+    )
 
 
 def kept_lists(tenant: Tenant) -> list[pages.Checkpoints]:

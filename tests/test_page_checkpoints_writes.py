@@ -12,41 +12,18 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scimsvc.services import page_cursors
 from scimsvc.settings import Settings
 from scimsvc.store import pages
 from scimsvc.store.db import create_pool
 from scimsvc.store.users import UNLINK_USER
+from tests import test_page_checkpoints
 from tests.conftest import ADMIN_HEADERS, Tenant, make_tenant, post_user, run_worker, unique_email, user_body
+from tests.test_page_checkpoints import offset_page, page_ids
 from worker.retention import purge_expired
 
-OFFSET_PAGE = """
-SELECT id::text FROM users WHERE tenant_id = $1::uuid AND scim_linked
-ORDER BY created_at, id OFFSET $2 LIMIT $3
-"""
-LINKED = "SELECT count(*) FROM users WHERE tenant_id = $1::uuid AND scim_linked"
+small_checkpoints = test_page_checkpoints.small_checkpoints  # the fixture, used here too
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
-
-
-@pytest.fixture
-def small_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pages, "CHECKPOINT_EVERY", 3)
-    monkeypatch.setattr(pages, "REBUILD_SECONDS", 0.0)
-    monkeypatch.setattr(page_cursors, "remember", lambda *args: None)
-
-
-async def page(client: Any, tenant: Tenant, start: int, count: int) -> tuple[int, list[str]]:
-    resp = await client.get(f"/scim/v2/Users?startIndex={start}&count={count}", headers=tenant.headers)
-    assert resp.status == 200, await resp.text()
-    body = await resp.json()
-    return body["totalResults"], [r["id"] for r in body["Resources"]]
-
-
-async def expected(db: asyncpg.Connection, tenant: Tenant, start: int, count: int) -> tuple[int, list[str]]:
-    return await db.fetchval(LINKED, tenant.id), [
-        r[0] for r in await db.fetch(OFFSET_PAGE, tenant.id, start - 1, count)
-    ]
 
 
 async def age_everything(db: asyncpg.Connection, tenant: Tenant) -> None:
@@ -137,7 +114,9 @@ async def test_interleaved_writes_of_every_kind_match_offset(
             pages._passes.clear()
         for _ in range(2):
             start, count = rng.randint(3, len(linked) + 3), rng.randint(0, 7)
-            assert await page(client, tenant, start, count) == await expected(db, tenant, start, count), (
+            assert await page_ids(client, tenant, start, count) == await offset_page(
+                db, tenant, start, count
+            ), (
                 step,
                 kind,
                 start,
@@ -158,7 +137,7 @@ async def test_hard_delete_while_retention_drops_an_old_hard_delete_audit_row(
         "UPDATE audit_log SET created_at = now() - interval '500 days' WHERE tenant_id = $1", tenant.id
     )
     await age_everything(db, tenant)
-    assert await page(client, tenant, 5, 3) == await expected(db, tenant, 5, 3)  # checkpoints built
+    assert await page_ids(client, tenant, 5, 3) == await offset_page(db, tenant, 5, 3)  # checkpoints built
     # Today: another user deleted outright, and the worker's retention drops last year's audit rows.
     resp = await client.delete(f"/admin/v1/tenants/{tenant.id}/users/{users[1]}", headers=ADMIN_HEADERS)
     assert resp.status == 200, await resp.text()
@@ -168,7 +147,7 @@ async def test_hard_delete_while_retention_drops_an_old_hard_delete_audit_row(
     finally:
         await pool.close()
     for start in (4, 7, 10):
-        assert await page(client, tenant, start, 3) == await expected(db, tenant, start, 3), start
+        assert await page_ids(client, tenant, start, 3) == await offset_page(db, tenant, start, 3), start
 
 
 async def test_write_committed_after_the_pass_by_a_transaction_begun_long_before(
@@ -191,13 +170,13 @@ async def test_write_committed_after_the_pass_by_a_transaction_begun_long_before
         tx = writer.transaction()
         await tx.start()
         await writer.fetchval("SELECT now()")  # the transaction's start, before the pass
-        assert await page(client, tenant, 5, 3) == await expected(db, tenant, 5, 3)  # the pass
+        assert await page_ids(client, tenant, 5, 3) == await offset_page(db, tenant, 5, 3)  # the pass
         assert await writer.fetchval(UNLINK_USER, tenant.id, users[1]) is not None  # a SCIM DELETE's write
         await tx.commit()
     finally:
         await writer.close()
     for start in (4, 7, 10):
-        assert await page(client, tenant, start, 3) == await expected(db, tenant, start, 3), start
+        assert await page_ids(client, tenant, start, 3) == await offset_page(db, tenant, start, 3), start
 
 
 async def test_list_dropped_while_checked_is_not_a_500(
@@ -210,7 +189,7 @@ async def test_list_dropped_while_checked_is_not_a_500(
     for t in (first, second):
         for _ in range(8):
             await post_user(client, t)
-    assert await page(client, first, 5, 2) == await expected(db, first, 5, 2)  # first's list kept
+    assert await page_ids(client, first, 5, 2) == await offset_page(db, first, 5, 2)  # first's list kept
     second_built = asyncio.Event()
     changes, build = pages._changes, pages._build
 
@@ -226,8 +205,8 @@ async def test_list_dropped_while_checked_is_not_a_500(
 
     monkeypatch.setattr(pages, "_changes", slow_changes)
     monkeypatch.setattr(pages, "_build", noted_build)
-    got = await asyncio.gather(page(client, first, 5, 2), page(client, second, 5, 2))
-    assert got == [await expected(db, first, 5, 2), await expected(db, second, 5, 2)]
+    got = await asyncio.gather(page_ids(client, first, 5, 2), page_ids(client, second, 5, 2))
+    assert got == [await offset_page(db, first, 5, 2), await offset_page(db, second, 5, 2)]
 
 
 async def test_one_pass_per_list_at_a_time(
@@ -252,14 +231,14 @@ async def test_one_pass_per_list_at_a_time(
         return await build(*args, **kwargs)
 
     monkeypatch.setattr(pages, "_build", held_build)
-    first = asyncio.create_task(page(client, tenant, 8, 3))
+    first = asyncio.create_task(page_ids(client, tenant, 8, 3))
     await passing.wait()
     for start in (4, 7, 10):
-        assert await page(client, tenant, start, 3) == await expected(db, tenant, start, 3), start
+        assert await page_ids(client, tenant, start, 3) == await offset_page(db, tenant, start, 3), start
     finish.set()
-    assert await first == await expected(db, tenant, 8, 3)
+    assert await first == await offset_page(db, tenant, 8, 3)
     assert len(passes) == 1
-    assert await page(client, tenant, 10, 3) == await expected(db, tenant, 10, 3)
+    assert await page_ids(client, tenant, 10, 3) == await offset_page(db, tenant, 10, 3)
     assert len(passes) == 1  # the list kept by the pass serves the next page
 
 
@@ -284,5 +263,5 @@ async def test_list_dropped_by_other_tenants_is_passed_over_again_at_most_every_
             await post_user(client, t)
     for _ in range(3):
         for t in (first, second):
-            assert await page(client, t, 5, 2) == await expected(db, t, 5, 2)
+            assert await page_ids(client, t, 5, 2) == await offset_page(db, t, 5, 2)
     assert sorted(map(str, passes)) == sorted([first.id, second.id])  # one pass each, then OFFSET
