@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.store.by_key import of_tenant
+from scimsvc.store.outbox import PENDING, pending_rows_of
 
 # Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
 # whatever the number of workers: no seat is ever handed out twice. NO KEY UPDATE, not UPDATE: the
@@ -38,13 +39,13 @@ COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'ful
 # Full seats of the tenant's users but $2, and the license $2 will hold, once the operators' assignments
 # still in the outbox are applied: a pending assignment (the newest per user) stands for the user's
 # license. Assignments are made by hand and few; the outbox part reads the tenant's unapplied rows
-# (outbox_unapplied_resource, 0001_init.sql).
+# (store/outbox.py:PENDING).
 COUNT_FULL_AFTER_ASSIGNMENTS = f"""
 WITH pending AS (
     SELECT DISTINCT ON (payload->>'user_id')
            (payload->>'user_id')::uuid AS user_id, payload->>'license' AS license
     FROM outbox
-    WHERE resource_type = 'tenant' AND resource_id = $1 AND change = $3 AND applied_at IS NULL
+    WHERE resource_type = 'tenant' AND resource_id = $1 AND change = $3 AND {PENDING}
     ORDER BY payload->>'user_id', id DESC
 )
 SELECT (SELECT count(*) FROM users
@@ -86,10 +87,9 @@ WHERE tenant_id = $1 AND scim_linked
 ORDER BY created_at, id
 LIMIT $4
 """
-# Which of these users have changes the worker has not applied yet (outbox_unapplied_resource).
-SELECT_UNAPPLIED_USERS = """
-SELECT DISTINCT resource_id FROM outbox
-WHERE resource_type = 'user' AND resource_id = ANY($1::uuid[]) AND applied_at IS NULL
+# Which of these users have changes the worker has not applied yet.
+SELECT_UNAPPLIED_USERS = f"""
+SELECT DISTINCT r.resource_id FROM {pending_rows_of("(SELECT DISTINCT unnest($1::uuid[]))", "'user'", "id")}
 """
 LICENSE_SUMMARY = """
 SELECT t.seats,
@@ -192,12 +192,12 @@ SELECT t.seats, t.flexible_licenses, t.default_license, t.fallback_license, t.sc
 FROM tenants t WHERE t.id = $1
 """
 # Whether licensing changes of the tenant ($2: change kinds) are still unapplied, and how the worker's last
-# attempt failed (outbox_unapplied_resource, 0001_init.sql).
-APPLYING_STATE = """
+# attempt failed (store/outbox.py:PENDING).
+APPLYING_STATE = f"""
 SELECT count(*) > 0 AS applying, coalesce(max(attempts), 0) AS attempts,
        (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error
 FROM outbox
-WHERE resource_type = 'tenant' AND resource_id = $1 AND applied_at IS NULL AND change = ANY($2::text[])
+WHERE resource_type = 'tenant' AND resource_id = $1 AND {PENDING} AND change = ANY($2::text[])
 """
 # What the seats page shows of a user: its name, userType (whether a change of it is still unapplied is
 # `unapplied_users`, asked for the page's ids only).

@@ -7,16 +7,18 @@ from typing import Any
 
 import asyncpg
 
-OUTBOX_TOTALS = """
+from scimsvc.store.outbox import PENDING_BY_AGE
+
+OUTBOX_TOTALS = f"""
 SELECT count(*) AS pending, count(*) FILTER (WHERE attempts > 0) AS failing,
        extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
-FROM outbox WHERE applied_at IS NULL
+FROM outbox WHERE {PENDING_BY_AGE}
 """
-OLDEST_BY_TENANT = """
+OLDEST_BY_TENANT = f"""
 SELECT o.tenant_id, t.name, o.pending, extract(epoch FROM now() - o.oldest)::float8 AS oldest_age
 FROM (
     SELECT tenant_id, count(*) AS pending, min(created_at) AS oldest
-    FROM outbox WHERE applied_at IS NULL GROUP BY tenant_id
+    FROM outbox WHERE {PENDING_BY_AGE} GROUP BY tenant_id
 ) AS o
 JOIN tenants t ON t.id = o.tenant_id
 ORDER BY o.oldest

@@ -11,6 +11,27 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.store.by_key import of_tenant
+
+# Pending rows (applied_at IS NULL) are found without asking PostgreSQL how many there are: ANALYZE samples
+# a drained outbox and says "none", VACUUM leaves a partial index of pending rows counted empty, and under
+# either estimate a scan of every pending row looks free. Statements on a resource's or a tenant's pending
+# rows then skipped the keys they were given and filtered the pending rows of every tenant (migrations
+# 0034, 0035). So applied_at has no statistics (a constant 0.5 % pending is assumed), and the paths are:
+# - a resource's rows: outbox_resource (resource_type, resource_id, applied_at, id), and a tenant's oldest:
+#   outbox_tenant_pending (tenant_id, resource_type, applied_at, created_at, id). Both index every row, so
+#   the planner weighs them by the whole table and narrows the scan with every key it is given, `PENDING`
+#   last;
+# - the oldest pending rows of all (the sweeper, the queue's lag): outbox_pending_age (created_at), partial,
+#   with a predicate spelled its own way. A partial index serves only statements whose conditions contain
+#   its predicate, and PostgreSQL does not prove `x IS NOT FALSE` from `x`: no other statement can read it;
+# - rows by id: the primary key.
+PENDING = "applied_at IS NULL"
+# A tenant's pending rows of every resource type: each type named, so that outbox_tenant_pending's scan is
+# narrowed to pending rows (with the type left open it reads the tenant's applied history too).
+_TYPES = ", ".join(f"'{t.value}'" for t in ResourceType)
+PENDING_OF_TENANT = f"resource_type = ANY(ARRAY[{_TYPES}]) AND {PENDING}"
+PENDING_BY_AGE = "(applied_at IS NULL) IS NOT FALSE"
 
 OUTBOX_COLUMNS = "tenant_id, resource_type, resource_id, change, payload, request_id"
 INSERT_CHANGE = f"INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"
@@ -44,52 +65,72 @@ def insert_changes_from(
 
 # One resource's rows are drained by one transaction at a time, whatever the number of workers.
 LOCK_RESOURCE = "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || ($2::uuid)::text, 0))"
-SELECT_PENDING = """
+SELECT_PENDING = f"""
 SELECT id, tenant_id, change, payload, request_id, created_at
 FROM outbox
-WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
+WHERE resource_type = $1 AND resource_id = $2 AND {PENDING}
 ORDER BY id
 """
+
+
+def pending_rows_of(resources: str, resource_type: str, columns: str) -> str:
+    """SQL, a FROM clause: the resources `resources` yields (an expression of one uuid column, named
+    `r.resource_id`), each with its pending rows (`columns` of alias `o`, a row per pending row).
+
+    Each resource's rows are looked up by its id, one lookup per resource (OFFSET 0 keeps the lookup from
+    being flattened into a join). Given ids as `resource_id = ANY(...)`, the planner expects ten of them and,
+    whenever it expects few pending rows (a young or drained outbox), prefers reading every pending row of
+    the type once to ten lookups: with thousands of organizations writing at once, the whole backlog.
+    """
+    return f"""{resources} AS r(resource_id)
+CROSS JOIN LATERAL (
+    SELECT {columns} FROM outbox
+    WHERE resource_type = {resource_type} AND resource_id = r.resource_id AND {PENDING}
+    OFFSET 0
+) AS o"""
+
+
 # A tenant's oldest pending rows name the resources of the next batch; all their pending rows come along,
 # so each resource's rows still apply together and in id order. The oldest are taken by (created_at, id),
-# an order only partial indexes of pending rows give (outbox_unapplied_tenant_age): ordered by id, the
-# planner walked the primary key through every applied row (migration 0033). The resources are looked up
-# in their index (an array, not a join: a hash join would read the tenant's whole backlog for every batch).
-SELECT_TENANT_BATCH = """
-SELECT id, resource_id, change, payload, request_id
-FROM outbox
-WHERE resource_type = $2 AND applied_at IS NULL AND resource_id = ANY(ARRAY(
-    SELECT resource_id FROM outbox
-    WHERE tenant_id = $1 AND resource_type = $2 AND applied_at IS NULL AND resource_id <> ALL($4::uuid[])
-    ORDER BY created_at, id
-    LIMIT $3
-))
-ORDER BY id
+# the order of outbox_tenant_pending once `applied_at` (NULL in every row taken) leads: ordered by id, the
+# planner walked the primary key through every applied row (migration 0033).
+_BATCH_COLUMNS = "id, resource_id, change, payload, request_id"
+_OLDEST_OF_TENANT = f"""(
+    SELECT DISTINCT resource_id FROM (
+        SELECT resource_id FROM outbox
+        WHERE tenant_id = $1 AND resource_type = $2 AND {PENDING} AND resource_id <> ALL($4::uuid[])
+        ORDER BY applied_at, created_at, id
+        LIMIT $3
+    ) AS oldest
+)"""
+SELECT_TENANT_BATCH = f"""
+SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
+FROM {pending_rows_of(_OLDEST_OF_TENANT, "$2", _BATCH_COLUMNS)}
+ORDER BY o.id
 """
-SELECT_PENDING_OF = """
-SELECT id, resource_id, change, payload, request_id
-FROM outbox
-WHERE resource_type = $1 AND resource_id = ANY($2::uuid[]) AND applied_at IS NULL
-ORDER BY id
+SELECT_PENDING_OF = f"""
+SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
+FROM {pending_rows_of("(SELECT DISTINCT unnest($2::uuid[]))", "$1", _BATCH_COLUMNS)}
+ORDER BY o.id
 """
-ANY_UNAPPLIED = "SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ANY($1::bigint[]) AND applied_at IS NULL)"
-SELECT_PENDING_TENANT = """
+ANY_UNAPPLIED = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ANY($1::bigint[]) AND {PENDING})"
+SELECT_PENDING_TENANT = f"""
 SELECT tenant_id FROM outbox
-WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
+WHERE resource_type = $1 AND resource_id = $2 AND {PENDING}
 LIMIT 1
 """
-MARK_APPLIED = """
+MARK_APPLIED = f"""
 UPDATE outbox SET applied_at = now(), applied_tx = pg_current_xact_id(), attempts = attempts + 1
-WHERE id = ANY($1::bigint[]) AND applied_at IS NULL
+WHERE id = ANY($1::bigint[]) AND {PENDING}
 """
-RECORD_FAILURE = """
+RECORD_FAILURE = f"""
 UPDATE outbox SET attempts = attempts + 1, last_error = $3
-WHERE resource_type = $1 AND resource_id = $2 AND applied_at IS NULL
+WHERE resource_type = $1 AND resource_id = $2 AND {PENDING}
 """
-SELECT_STALE = """
+SELECT_STALE = f"""
 SELECT resource_type, resource_id, tenant_id
 FROM outbox
-WHERE applied_at IS NULL AND created_at < now() - make_interval(secs => $1)
+WHERE {PENDING_BY_AGE} AND created_at < now() - make_interval(secs => $1)
 GROUP BY resource_type, resource_id, tenant_id
 ORDER BY min(id)
 LIMIT $2
@@ -174,13 +215,13 @@ async def stale_resources(
 
 
 # What is still to apply to one resource of a tenant (a user page's provisioning state, a team page's
-# "applying…"): its unapplied rows by the partial index outbox_unapplied_resource.
-SELECT_UNAPPLIED_OF = """
+# "applying…"): its unapplied rows by outbox_resource, the tenant checked on them.
+SELECT_UNAPPLIED_OF = f"""
 SELECT count(*) AS rows, coalesce(max(attempts), 0) AS attempts,
        (array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
        min(created_at) AS since
 FROM outbox
-WHERE resource_type = $2 AND resource_id = $3 AND applied_at IS NULL AND tenant_id = $1
+WHERE resource_type = $2 AND resource_id = $3 AND {PENDING} AND {of_tenant("outbox")}
 """
 
 

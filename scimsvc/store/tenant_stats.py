@@ -7,11 +7,13 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.store.outbox import PENDING_OF_TENANT
+
 # Request counts come from tenant_request_minutes (the provisioning log's writer adds each batch's): the
 # window is the minutes that started less than $N seconds ago, so it covers the last `window_seconds` to
 # within a minute. A tenant's window is a range of the primary key, the top list one of the age index:
 # one row per active tenant and minute, however many requests they counted.
-TENANT_STATS = """
+TENANT_STATS = f"""
 SELECT t.seats,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id) AS users,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.active) AS active_users,
@@ -26,7 +28,7 @@ SELECT t.seats,
 FROM tenants t
 CROSS JOIN LATERAL (
     SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
-    FROM outbox WHERE tenant_id = t.id AND applied_at IS NULL
+    FROM outbox WHERE tenant_id = t.id AND {PENDING_OF_TENANT}
 ) AS o
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(requests), 0)::bigint AS requests,
