@@ -3,6 +3,10 @@
 An organization's first import is the case: its users arrive faster than ANALYZE runs, and a plan that
 read the tenant's users to find one of them made each lookup, and each event the worker wrote, cost as
 much as the tenant's size (scimsvc/store/by_key.py).
+
+Likewise the worker's statements on pending outbox rows read only the rows of the tenant or resources they
+name, whatever the planner believes about how many rows are pending (scimsvc/store/outbox.py): a backlog
+spread over thousands of organizations was read whole by every drain.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ async def test_the_next_batch_of_a_tenant_is_found_among_pending_rows_only(db: a
         await db.fetchval("EXPLAIN (FORMAT JSON) " + outbox.SELECT_TENANT_BATCH, tenant, "user", 10, [])
     )
     indexes = {n.get("Index Name") for n in _nodes(plan[0]["Plan"]) if n.get("Relation Name") == "outbox"}
-    assert indexes == BATCH_INDEXES, indexes  # partial: pending rows only
+    assert indexes == BATCH_INDEXES, indexes  # led by tenant or resource, then applied_at: pending rows only
 
 
 # The drain's statements on pending rows, each with the only index that reads none of another tenant's
