@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from scimsvc.store import users
+
 log = logging.getLogger(__name__)
 
 ANALYZE_AFTER_CREATES = 2_000
 ANALYZE_EVERY_SECONDS = 60.0
-LOCK_TIMEOUT = "SET LOCAL lock_timeout = '500ms'"
-ANALYZE_USERS = "ANALYZE users"
 
 
 @dataclass
@@ -46,8 +46,6 @@ class UsersStatistics:
             return
         self.created, self.analyzed_at = 0, now
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(LOCK_TIMEOUT)
-                await conn.execute(ANALYZE_USERS)
+            await users.analyze_users(pool)
         except Exception as exc:  # noqa: BLE001 - statistics are an optimization; autovacuum comes anyway
             log.info("ANALYZE users skipped (autovacuum will do it): %r", exc)

@@ -208,3 +208,17 @@ async def list_users(
         count_params=count_params,
         total=total,
     )
+
+
+# Fresh planner statistics of `users` (worker/statistics.py says when). It gives up rather than waits for a
+# table autovacuum is working on; a role that does not own the table gets PostgreSQL's warning and nothing
+# is done.
+ANALYZE_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '500ms'"
+ANALYZE_USERS = "ANALYZE users"
+
+
+async def analyze_users(pool: asyncpg.Pool) -> None:
+    """ANALYZE `users`, waiting at most 500 ms for its lock (raises on that timeout, as on any error)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(ANALYZE_LOCK_TIMEOUT)
+        await conn.execute(ANALYZE_USERS)
