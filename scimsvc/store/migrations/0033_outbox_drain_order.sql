@@ -4,9 +4,8 @@
 -- primary key as well as from outbox_unapplied_tenant, and often chose the primary key: it expects the
 -- tenant's pending rows spread evenly over the table, while they all sit at its end, after every applied
 -- row the retention keeps. Each batch then read the whole applied history (4 ms a batch at 50,000 rows,
--- growing with the outbox). The batch is now chosen by (created_at, id), an order that only partial
--- indexes of pending rows give (this one, and outbox_unapplied_age by created_at), so no plan walks the
--- applied rows to find the pending ones.
+-- growing with the outbox). The batch is now chosen by (created_at, id), an order only this index gives,
+-- so no plan can walk applied rows to find the pending ones.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS outbox_unapplied_tenant_age
     ON outbox (tenant_id, resource_type, created_at, id) WHERE applied_at IS NULL;
 DROP INDEX CONCURRENTLY IF EXISTS outbox_unapplied_tenant;
