@@ -52,9 +52,13 @@ class ChangeKind(StrEnum):
 # arq job names (the worker registers its functions under these, worker/settings.py).
 APPLY_OUTBOX = "apply_outbox"  # (resource_type, resource_id): apply one group's or tenant's pending rows
 DRAIN_USERS = "drain_users"  # (tenant_id, outbox_ids or None): apply a tenant's pending user rows
+# ([[tenant_id, outbox_ids or None], ...]): apply the pending user rows of tenants woken together, at
+# most DRAIN_TENANTS_MAX of them
+DRAIN_TENANTS = "drain_tenants"
+DRAIN_TENANTS_MAX = 50
 DELIVER_NOTICES = "deliver_notices"  # (): send the notices committed with email changes
 DELIVER_WEBHOOKS = "deliver_webhooks"  # (): send the webhook deliveries that are due (queued with events)
-JOB_NAMES = (APPLY_OUTBOX, DRAIN_USERS, DELIVER_NOTICES, DELIVER_WEBHOOKS)
+JOB_NAMES = (APPLY_OUTBOX, DRAIN_USERS, DRAIN_TENANTS, DELIVER_NOTICES, DELIVER_WEBHOOKS)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,14 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 
-from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_USERS, ResourceType
+from scimsvc.contract import (
+    APPLY_OUTBOX,
+    DELIVER_NOTICES,
+    DELIVER_WEBHOOKS,
+    DRAIN_TENANTS,
+    DRAIN_USERS,
+    ResourceType,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,15 @@ async def enqueue_drain_users(
     A worker skips the job when those rows are applied already, so duplicate wake-ups cost little.
     """
     return await _enqueue(redis, queue_name, wait, DRAIN_USERS, str(tenant_id), outbox_ids)
+
+
+async def enqueue_drain_tenants(
+    redis: ArqRedis, *, queue_name: str, wakeups: list[tuple[UUID, list[int] | None]], wait: float = 1.0
+) -> bool:
+    """Ask a worker to apply the pending user rows of these tenants together (`contract.DRAIN_TENANTS_MAX`
+    at most), each given with the rows its wake-up is for (None: drain it whatever)."""
+    args = [[str(tenant_id), ids] for tenant_id, ids in wakeups]
+    return await _enqueue(redis, queue_name, wait, DRAIN_TENANTS, args)
 
 
 async def enqueue_deliver_webhooks(redis: ArqRedis, *, queue_name: str, wait: float = 1.0) -> bool:

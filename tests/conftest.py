@@ -35,6 +35,7 @@ import hypothesis
 import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
+from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from scimsvc.settings import Settings
@@ -590,3 +591,21 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.start()
     yield inbox, port
     controller.stop()
+
+
+@pytest.fixture
+async def own_queue(aiohttp_client, settings):
+    """A client and settings with a queue of their own, and an arq client of its Redis, so the test can read
+    the jobs in it (`clear_queue` empties it)."""
+    own = dataclasses.replace(settings, queue_name=f"{settings.queue_name}:{uuid.uuid4().hex[:8]}")
+    client = await aiohttp_client(create_app(own))
+    redis = ArqRedis.from_url(REDIS_URL)
+    yield client, own, redis
+    await clear_queue(redis, own)
+    await redis.aclose()
+
+
+async def clear_queue(redis: ArqRedis, settings: Settings) -> None:
+    """Delete the jobs waiting in the settings' queue."""
+    job_ids = await redis.zrange(settings.queue_name, 0, -1)
+    await redis.delete(settings.queue_name, *(b"arq:job:" + j for j in job_ids))

@@ -4,18 +4,13 @@ duplicate wake-ups collapse, and one user that cannot be applied never holds up 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
-
-import pytest
-import redis.asyncio as aioredis
 
 from scimsvc.services.wakeups import wakeups_sent
 from scimsvc.store import licenses
 from scimsvc.store.db import create_pool
-from scimsvc.web.app import create_app
 from scimsvc.web.keys import REDIS
-from tests.conftest import REDIS_URL, make_tenant, post_user, run_worker
+from tests.conftest import make_tenant, post_user, run_worker
 from worker import statistics
 from worker.jobs import drain_users, start_jobs
 from worker.user_drain import drain_tenant_users
@@ -134,18 +129,6 @@ async def test_waiting_user_in_a_batch_gets_the_seat_before_a_younger_waiter(
 
     assert (await license_of(db, first))["license"] == "full"
     assert (await license_of(db, second))["waiting_since"] is not None
-
-
-@pytest.fixture
-async def own_queue(aiohttp_client, settings):
-    """A client and settings with a queue of their own, so the test can count the jobs in it."""
-    own = dataclasses.replace(settings, queue_name=f"{settings.queue_name}:{uuid.uuid4().hex[:8]}")
-    client = await aiohttp_client(create_app(own))
-    redis = aioredis.from_url(REDIS_URL)
-    yield client, own, redis
-    job_ids = await redis.zrange(own.queue_name, 0, -1)
-    await redis.delete(own.queue_name, *(b"arq:job:" + j for j in job_ids))
-    await redis.aclose()
 
 
 async def test_wakeups_for_a_burst_of_writes_collapse_into_few_jobs(own_queue, db):

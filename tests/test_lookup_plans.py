@@ -33,15 +33,16 @@ BATCH_INDEXES = {"outbox_tenant_pending", "outbox_resource"}
 
 def _record_events_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
     batch: list[dict[str, Any]] = [
-        {"type": "user.created", "user_id": str(user), "request_id": None, "data": {}, "first": True}
+        {"t": 1, "k": 1, "type": "user.created", "user_id": str(user), "request_id": None, "data": {}}
     ]
-    return (tenant, orjson.dumps(batch).decode(), 1)
+    batch[0]["first"] = True
+    return ([tenant], [1], orjson.dumps(batch).decode())
 
 
 LOOKUPS = {
     "users.SELECT_USER": (users.SELECT_USER, lambda t, u: (t, u)),
     "users.UPDATE_USER": (users.UPDATE_USER, lambda t, u: (t, u, "x@example.com", None, None, True, {})),
-    "licenses.SELECT_USERS_LICENSING": (licenses.SELECT_USERS_LICENSING, lambda t, u: (t, [u])),
+    "licenses.SELECT_USERS_LICENSING": (licenses.SELECT_USERS_LICENSING, lambda t, u: ([t], [u])),
     "licenses.SELECT_USER_IN_TENANT": (licenses.SELECT_USER_IN_TENANT, lambda t, u: (t, u)),
     "provisioning_log.SELECT_USER_BY_ID": (provisioning_log.SELECT_USER_BY_ID, lambda t, u: (t, u)),
     "events.RECORD_EVENTS": (events.RECORD_EVENTS, _record_events_args),
@@ -129,6 +130,16 @@ PENDING_READS = {
         outbox.SELECT_TENANT_BATCH,
         lambda t, rows: (t, "user", 500, []),
         BATCH_INDEXES,
+    ),
+    "outbox.SELECT_TENANTS_BATCH": (
+        outbox.SELECT_TENANTS_BATCH,
+        lambda t, rows: ([t], "user", 10, []),
+        BATCH_INDEXES,
+    ),
+    "outbox.TENANTS_WITH_UNAPPLIED": (
+        outbox.TENANTS_WITH_UNAPPLIED,
+        lambda t, rows: ([r[0] for r in rows],),
+        {"outbox_pkey"},
     ),
     "outbox.SELECT_PENDING": (
         outbox.SELECT_PENDING,

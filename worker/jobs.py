@@ -27,7 +27,7 @@ from worker.groups import apply_group_changes
 from worker.seats import apply_manual_assignments, apply_tenant_licensing, follow_license_rules
 from worker.statistics import UsersStatistics
 from worker.telemetry import log_applied
-from worker.user_drain import drain_tenant_users
+from worker.user_drain import drain_tenant_users, drain_tenants_at_once
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,36 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
         log.error("%d users of tenant %s could not be applied (try %s)", len(result.failed), tid, job_try)
         if job_try < MAX_TRIES:
             raise Retry(defer=2**job_try)
+    return result.applied
+
+
+async def drain_tenants(ctx: dict[str, Any], wakeups: list[list[Any]]) -> int:
+    """Apply the pending user rows of tenants woken together, in one transaction
+    (worker/user_drain.py:drain_tenants_at_once); returns how many rows were applied. `wakeups`: [tenant_id,
+    outbox_ids or None] pairs, as `drain_users` takes them.
+
+    Tenants whose rows a drain has applied already are left out; a tenant the transaction could not take
+    whole (another drain holds it, it has more rows than its share, the transaction failed) gets a
+    `drain_users` job of its own.
+    """
+    pool: asyncpg.Pool = ctx["pool"]
+    settings: Settings = ctx["settings"]
+    ids_of: dict[UUID, list[int] | None] = {UUID(t): ids for t, ids in wakeups}
+    given = [i for ids in ids_of.values() if ids for i in ids]
+    pending = await outbox.tenants_with_unapplied(pool, given) if given else set()
+    tenants = [t for t, ids in ids_of.items() if not ids or t in pending]
+    if not tenants:
+        return 0
+    result = await drain_tenants_at_once(pool, tenants, events=settings.events)
+    await ctx[USERS_STATISTICS].after_drain(pool, result.created)
+    if result.deliveries:
+        await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
+    if result.email_changed:
+        await _send_notices(ctx)
+    for tid in result.left:
+        await enqueue_drain_users(
+            ctx["redis"], queue_name=settings.queue_name, tenant_id=tid, outbox_ids=ids_of[tid]
+        )
     return result.applied
 
 

@@ -18,6 +18,7 @@ from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.licenses import Licensing, manual_refusal, takes_a_seat
 from scimsvc.product.seats import (
     Holder,
+    SeatPlan,
     Waiter,
     follow_rules,
     plan_seats,
@@ -78,9 +79,22 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class SeatBatch:
+    """One tenant's part of a drain: its settings, its seat figures read under its lock
+    (`store/licenses.py:drain_figures`), its users in the order their changes arrived and their
+    `licenses.users_licensing`."""
+
+    tenant_id: UUID
+    tenant: Licensing
+    figures: asyncpg.Record  # used, waiters, now
+    users: Sequence[PendingUser]
+    stored: Sequence[asyncpg.Record]
+
+
+@dataclass(frozen=True)
 class Allocation:
-    """What `allocate_licenses` decided: the batch's users' licenses, and the license.changed events of
-    the batch's users (in batch order) and then of the waiters promoted outside it."""
+    """What `allocate_licenses` decided for one tenant: the batch's users' licenses, and the license.changed
+    events of the batch's users (in batch order) and then of the waiters promoted outside it."""
 
     applied: dict[UUID, Applied]
     events: list[NewEvent]
@@ -94,43 +108,58 @@ def license_changed(
     return NewEvent(EventType.LICENSE_CHANGED, data, user_id=user_id, request_id=request_id)
 
 
-async def allocate_licenses(
-    conn: asyncpg.Connection,
-    tenant_id: UUID,
-    tenant: Licensing,
-    users: Sequence[PendingUser],
-    stored: Sequence[asyncpg.Record],
+async def allocate_licenses(conn: asyncpg.Connection, batches: Sequence[SeatBatch]) -> list[Allocation]:
+    """Decide each user's license by the policy, seats first come first served, tenant by tenant; audit it
+    all. Returns each batch's `Allocation`, in order.
+
+    Runs inside the drain transaction, which holds every one of the tenants' locks: the seat counts read
+    under them stay true until commit, so no seat is handed out twice. A seat released by one of the users
+    goes to the longest-waiting user of its tenant, in or out of the batch (the waiting list is read only
+    when someone waits). Waiters outside the batch who get a seat are written here, with every audit row,
+    one statement each for all the tenants; the batch's users' licenses are returned (users that no longer
+    exist left out) for the caller to write with their provisioning state, in one statement, before the
+    transaction ends, with the events of every change.
+    """
+    allocations: list[Allocation] = []
+    audits: list[tuple[UUID, AuditRow]] = []
+    promoted: list[UUID] = []
+    for batch in batches:
+        by_id = {r["id"]: r for r in batch.stored}
+        present = [u for u in batch.users if u.id in by_id]  # a hard-deleted user has nothing to license
+        holders = [
+            Holder(
+                id=u.id,
+                eligible=by_id[u.id]["eligible"],
+                user_type=by_id[u.id]["user_type"],
+                license=by_id[u.id]["license"],
+                waiting_since=by_id[u.id]["waiting_since"],
+            )
+            for u in present
+        ]
+        used = batch.figures["used"]
+        may_free = seats_that_may_free(batch.tenant, used=used, batch=holders)
+        waiting = await _waiting_list(
+            conn, batch.tenant_id, may_free if batch.figures["waiters"] else 0, excluding=holders
+        )
+        plan = plan_seats(batch.tenant, used=used, batch=holders, waiting=waiting)
+        allocation, tenant_audits = _allocation(plan, present, holders, waiting, now=batch.figures["now"])
+        allocations.append(allocation)
+        audits += [(batch.tenant_id, a) for a in tenant_audits]
+        promoted += plan.promoted
+    await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in promoted])
+    await audit.tenants_audit_rows(conn, audits)
+    return allocations
+
+
+def _allocation(
+    plan: SeatPlan,
+    present: Sequence[PendingUser],
+    holders: Sequence[Holder],
+    waiting: Sequence[WaitingUser],
     *,
     now: datetime,
-) -> Allocation:
-    """Decide each user's license by the policy, seats first come first served; audit it all.
-
-    `users` come in the order their changes arrived, `stored` is their `licenses.users_licensing` and
-    `now` the transaction's time. Runs inside the
-    drain transaction, which holds the tenant lock: the seat count read here stays true until commit, so
-    no seat is handed out twice. A seat released by one of the users goes to the longest-waiting user, in
-    or out of the batch. Waiters outside the batch who get a seat are written here; the batch's users'
-    licenses are returned (users that no longer exist left out) for the caller to write with their
-    provisioning state, in one statement, before the transaction ends, with the events of every change.
-    """
-    by_id = {r["id"]: r for r in stored}
-    present = [u for u in users if u.id in by_id]  # a hard-deleted user has nothing left to license
-    holders = [
-        Holder(
-            id=u.id,
-            eligible=by_id[u.id]["eligible"],
-            user_type=by_id[u.id]["user_type"],
-            license=by_id[u.id]["license"],
-            waiting_since=by_id[u.id]["waiting_since"],
-        )
-        for u in present
-    ]
-    used = await licenses.full_seats(conn, tenant_id)
-    waiting = await _waiting_list(
-        conn, tenant_id, seats_that_may_free(tenant, used=used, batch=holders), excluding=holders
-    )
-    plan = plan_seats(tenant, used=used, batch=holders, waiting=waiting)
-
+) -> tuple[Allocation, list[AuditRow]]:
+    """One tenant's licenses, events and audit rows, as `plan` decided them."""
     audits: list[AuditRow] = []
     events: list[NewEvent] = []
     applied: dict[UUID, Applied] = {}
@@ -168,9 +197,7 @@ async def allocate_licenses(
     cause = released_by or (present[-1].request_id if present else None)
     audits.extend(AuditRow(u, "promotion", "worker", {"to": "full"}, cause) for u in plan.promoted)
     events.extend(_promotions(plan.promoted, waiting, cause))
-    await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in plan.promoted])
-    await audit.audit_rows(conn, tenant_id, audits)
-    return Allocation(applied, events)
+    return Allocation(applied, events), audits
 
 
 def _promotions(

@@ -8,10 +8,18 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.cron import cron
 
-from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_USERS
+from scimsvc.contract import APPLY_OUTBOX, DELIVER_NOTICES, DELIVER_WEBHOOKS, DRAIN_TENANTS, DRAIN_USERS
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
-from worker.jobs import JOB_TIMEOUT_SECONDS, MAX_TRIES, apply_outbox, drain_users, start_jobs, sweep_outbox
+from worker.jobs import (
+    JOB_TIMEOUT_SECONDS,
+    MAX_TRIES,
+    apply_outbox,
+    drain_tenants,
+    drain_users,
+    start_jobs,
+    sweep_outbox,
+)
 from worker.notices import deliver_notices
 from worker.retention import purge_expired
 from worker.telemetry import counted
@@ -26,6 +34,7 @@ POLL_DELAY_SECONDS = 0.1
 JOBS: dict[str, Callable[..., Awaitable[Any]]] = {
     APPLY_OUTBOX: apply_outbox,
     DRAIN_USERS: drain_users,
+    DRAIN_TENANTS: drain_tenants,
     DELIVER_NOTICES: deliver_notices,
     DELIVER_WEBHOOKS: deliver_webhooks,
 }

@@ -20,8 +20,8 @@ from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.domain_teams import domain_memberships
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.store import groups, licenses, outbox, teams, user_states
-from scimsvc.store.events import record_events
-from worker.seats import PendingUser, allocate_licenses, licensing_of
+from scimsvc.store.events import record_tenants_events
+from worker.seats import PendingUser, SeatBatch, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
 
 log = logging.getLogger(__name__)
@@ -74,43 +74,69 @@ def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
     return list(users.values())
 
 
-async def apply_user_rows(
-    conn: asyncpg.Connection,
-    tenant_id: UUID,
-    licensing: asyncpg.Record,
-    rows: list[asyncpg.Record],
-    *,
-    events: bool = True,
-) -> int:
-    """Apply these pending rows (whole runs of each user's rows, in id order) and stamp them applied;
-    returns the number of webhook deliveries queued with their events (0 with `events` off).
+@dataclass(frozen=True)
+class TenantRows:
+    """A tenant's part of a drain: its settings row, locked by the drain's transaction
+    (`store/licenses.py:lock_tenant_licensing`), and its pending rows (whole runs of each user's rows, by
+    id)."""
 
-    The desired state is the user row itself, so applying any run of a user's rows is idempotent. Users
-    just created or re-linked then join their email domain's teams (`domain_memberships`); users deleted
-    leave any group they are still a desired member of.
+    tenant_id: UUID
+    licensing: asyncpg.Record
+    rows: list[asyncpg.Record]
+
+
+async def apply_user_rows(conn: asyncpg.Connection, batches: list[TenantRows], *, events: bool = True) -> int:
+    """Apply these tenants' pending rows and stamp them applied; returns the number of webhook deliveries
+    queued with their events (0 with `events` off).
+
+    Each step is one statement for all the tenants; only the tenants that need one get a statement of their
+    own (a waiting list to read, domain teams to join, deleted users to take out of groups). The desired
+    state is the user row itself, so applying any run of a user's rows is idempotent. Users just created or
+    re-linked then join their email domain's teams (`domain_memberships`); users deleted leave any group
+    they are still a desired member of.
     """
-    users = pending_users(rows)
-    stored = await licenses.users_licensing(conn, tenant_id, [u.id for u in users])
-    allocation = await allocate_licenses(
-        conn, tenant_id, licensing_of(licensing), users, stored, now=licensing["now"]
+    batches = [b for b in batches if b.rows]
+    if not batches:
+        return 0
+    users_of = {b.tenant_id: pending_users(b.rows) for b in batches}
+    figures = await licenses.drain_figures(conn, list(users_of))
+    stored_of: dict[UUID, list[asyncpg.Record]] = {t: [] for t in users_of}
+    for row in await licenses.users_licensing(conn, [(t, u.id) for t, us in users_of.items() for u in us]):
+        stored_of[row["tenant_id"]].append(row)
+    allocations = await allocate_licenses(
+        conn,
+        [
+            SeatBatch(
+                b.tenant_id,
+                licensing_of(b.licensing),
+                figures[b.tenant_id],
+                users_of[b.tenant_id],
+                stored_of[b.tenant_id],
+            )
+            for b in batches
+        ],
     )
     await user_states.apply_user_states(
-        conn, [(uid, a.license, a.waiting_since) for uid, a in allocation.applied.items()]
+        conn, [(uid, a.license, a.waiting_since) for al in allocations for uid, a in al.applied.items()]
     )
-    names = {r["id"]: r["user_name"] for r in stored}
-    joined = [(u.id, names[u.id]) for u in users if u.id in names and PROVISIONED & set(u.changes)]
-    memberships = await teams.add_domain_members(
-        conn, tenant_id, domain_memberships(joined, licensing["domain_teams"])
-    )
-    # A SCIM DELETE took the user out of its groups when it was written; a member a group write committed
-    # just as that DELETE began goes now (store/user_deletes.py).
-    deleted = [u.id for u in users if ChangeKind.DELETE in u.changes]
-    await groups.forget_unlinked_users(conn, tenant_id, deleted)
-    deliveries = 0
-    if events:
-        told = batch_events(users, rows, allocation.events, memberships)
-        deliveries = await record_events(conn, tenant_id, told)
-    await outbox.mark_applied(conn, [r["id"] for r in rows])
+    told: list[tuple[UUID, NewEvent]] = []
+    for batch, allocation in zip(batches, allocations, strict=True):
+        users = users_of[batch.tenant_id]
+        names = {r["id"]: r["user_name"] for r in stored_of[batch.tenant_id]}
+        joined = [(u.id, names[u.id]) for u in users if u.id in names and PROVISIONED & set(u.changes)]
+        memberships = await teams.add_domain_members(
+            conn, batch.tenant_id, domain_memberships(joined, batch.licensing["domain_teams"])
+        )
+        # A SCIM DELETE took the user out of its groups when it was written; a member a group write
+        # committed just as that DELETE began goes now (store/user_deletes.py).
+        deleted = [u.id for u in users if ChangeKind.DELETE in u.changes]
+        await groups.forget_unlinked_users(conn, batch.tenant_id, deleted)
+        if events:
+            told += [
+                (batch.tenant_id, e) for e in batch_events(users, batch.rows, allocation.events, memberships)
+            ]
+    deliveries = await record_tenants_events(conn, told)
+    await outbox.mark_applied(conn, [r["id"] for b in batches for r in b.rows])
     return deliveries
 
 
@@ -178,8 +204,8 @@ async def drain_tenant_users(
                 if licensing is None:
                     return result  # the tenant is gone, and its outbox rows with it
                 rows = await outbox.tenant_batch(conn, tenant_id, USER, limit=batch_rows, skip=result.failed)
-                if rows:
-                    deliveries = await apply_user_rows(conn, tenant_id, licensing, rows, events=events)
+                batch = TenantRows(tenant_id, licensing, rows)
+                deliveries = await apply_user_rows(conn, [batch], events=events)
         except Exception:
             if not rows:
                 raise  # nothing was claimed (database unreachable?): the job fails, the sweeper retries
@@ -193,6 +219,51 @@ async def drain_tenant_users(
         if len(rows) < batch_rows:
             return result
     result.more = True
+    return result
+
+
+@dataclass
+class TenantsDrain(DrainResult):
+    """What one drain of many tenants did, and which tenants are left for drains of their own."""
+
+    left: list[UUID] = field(default_factory=list)
+
+
+async def drain_tenants_at_once(
+    pool: asyncpg.Pool, tenant_ids: list[UUID], *, batch_rows: int = BATCH_ROWS, events: bool = True
+) -> TenantsDrain:
+    """Apply the pending user rows of many tenants, each with little pending, in one transaction: a batch
+    of each tenant (its oldest rows, `batch_rows` shared among the tenants) under the locks of all of them.
+
+    Many organizations writing a few users each would otherwise cost a job and a transaction of a dozen
+    statements per organization; this is one of each for them all (README.md, Performance). Left for
+    drains of their own (`left`): tenants another transaction holds (skipped, not waited for), tenants
+    with more rows than their share, and every tenant when the transaction fails (a tenant's own drain
+    retries one user at a time and records failures).
+    """
+    result = TenantsDrain()
+    share = max(1, batch_rows // max(1, len(tenant_ids)))
+    rows: list[asyncpg.Record] = []
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            held = await licenses.lock_free_tenants_licensing(conn, tenant_ids)
+            locked = {r["tenant_id"]: r for r in held}
+            result.left = [t for t in tenant_ids if t not in locked]
+            rows = await outbox.tenants_batch(conn, list(locked), USER, limit=share) if locked else []
+            rows_of: dict[UUID, list[asyncpg.Record]] = {t: [] for t in locked}
+            for row in rows:
+                rows_of[row["tenant_id"]].append(row)
+            batches = [TenantRows(t, locked[t], r) for t, r in rows_of.items()]
+            deliveries = await apply_user_rows(conn, batches, events=events)
+    except Exception:
+        if not rows:
+            raise  # nothing was claimed (database unreachable?): the job fails, the sweeper retries
+        log.warning("a drain of %d tenants failed; draining each on its own", len(tenant_ids), exc_info=True)
+        result.left = list(tenant_ids)
+        return result
+    result.count(rows, deliveries)
+    # As many rows as its share: the tenant may have more than the batch saw.
+    result.left += [t for t, r in rows_of.items() if len(r) >= share]
     return result
 
 
@@ -212,8 +283,8 @@ async def _apply_one_by_one(
                 if licensing is None:
                     return
                 own = await outbox.pending_of(conn, USER, [user.id])
-                if own:
-                    deliveries = await apply_user_rows(conn, tenant_id, licensing, own, events=events)
+                batch = TenantRows(tenant_id, licensing, own)
+                deliveries = await apply_user_rows(conn, [batch], events=events)
         except Exception as exc:
             log.exception("applying user %s failed", user.id)
             await outbox.record_failure(pool, USER, user.id, repr(exc))

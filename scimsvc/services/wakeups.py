@@ -2,8 +2,9 @@
 
 Redis only carries wake-up calls (`scimsvc.enqueue`): every change is committed to the outbox first, and
 the worker's sweeper re-enqueues whatever a lost wake-up leaves behind. So the front end sends wake-ups in
-the background, coalesced: one job per tenant for all of its user rows (the worker drains a tenant's users
-in batches), one job per other resource.
+the background, coalesced: one job for the user rows of the tenants woken together (the worker drains them
+in one transaction; a tenant alone gets a job of its own, which drains its users in batches), one job per
+other resource.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 
-from scimsvc.contract import ResourceType, Wakeup
-from scimsvc.enqueue import enqueue_apply, enqueue_drain_users
+from scimsvc.contract import DRAIN_TENANTS_MAX, ResourceType, Wakeup
+from scimsvc.enqueue import enqueue_apply, enqueue_drain_tenants, enqueue_drain_users
 
 MAX_WAKE_IDS = 1000  # a wake-up for more rows than this drains unconditionally
 LINGER_SECONDS = 0.05  # a round carries the next 50 ms of wake-ups: one job per tenant, not per write
@@ -25,7 +26,8 @@ LINGER_SECONDS = 0.05  # a round carries the next 50 ms of wake-ups: one job per
 async def send_wakeups(
     redis: ArqRedis, wakeups: Iterable[Wakeup], *, queue_name: str, wait: float = 1.0
 ) -> None:
-    """Enqueue the jobs these rows need: one drain per tenant for user rows, one per other resource."""
+    """Enqueue the jobs these rows need: for user rows one drain of the tenants woken (or of the tenant, if
+    only one), one job per other resource."""
     user_rows: dict[UUID, list[int]] = {}
     others: dict[tuple[ResourceType, UUID], None] = {}
     for w in wakeups:
@@ -33,16 +35,19 @@ async def send_wakeups(
             user_rows.setdefault(w.tenant_id, []).append(w.outbox_id)
         else:
             others[(w.resource_type, w.resource_id)] = None
+    tenants = [(t, ids if len(ids) <= MAX_WAKE_IDS else None) for t, ids in user_rows.items()]
+    # Tenants woken together are drained together, in one job and one transaction for up to
+    # DRAIN_TENANTS_MAX of them (worker/user_drain.py:drain_tenants_at_once); a tenant woken alone by a job
+    # of its own.
+    chunks = [tenants[i : i + DRAIN_TENANTS_MAX] for i in range(0, len(tenants), DRAIN_TENANTS_MAX)]
     await asyncio.gather(
         *(
-            enqueue_drain_users(
-                redis,
-                queue_name=queue_name,
-                tenant_id=t,
-                outbox_ids=ids if len(ids) <= MAX_WAKE_IDS else None,
-                wait=wait,
+            enqueue_drain_tenants(redis, queue_name=queue_name, wakeups=chunk, wait=wait)
+            if len(chunk) > 1
+            else enqueue_drain_users(
+                redis, queue_name=queue_name, tenant_id=chunk[0][0], outbox_ids=chunk[0][1], wait=wait
             )
-            for t, ids in user_rows.items()
+            for chunk in chunks
         ),
         *(
             enqueue_apply(redis, queue_name=queue_name, resource_type=kind, resource_id=rid, wait=wait)

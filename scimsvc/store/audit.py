@@ -19,9 +19,9 @@ INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id) VA
 """
 INSERT_AUDIT_ROWS = """
 INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
-SELECT $1, v.user_id, v.action, v.actor, v.detail::jsonb, v.request_id
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
-    WITH ORDINALITY AS v(user_id, action, actor, detail, request_id, n)
+SELECT v.tenant_id, v.user_id, v.action, v.actor, v.detail::jsonb, v.request_id
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+    WITH ORDINALITY AS v(tenant_id, user_id, action, actor, detail, request_id, n)
 ORDER BY v.n
 """
 SELECT_AUDIT = """
@@ -86,15 +86,20 @@ async def audit_action(
 
 async def audit_rows(conn: asyncpg.Connection, tenant_id: UUID, rows: list[AuditRow]) -> None:
     """Many audit rows of one tenant in one statement, in the given order."""
+    await tenants_audit_rows(conn, [(tenant_id, r) for r in rows])
+
+
+async def tenants_audit_rows(conn: asyncpg.Connection, rows: list[tuple[UUID, AuditRow]]) -> None:
+    """Many audit rows, each with its tenant, in one statement, in the given order."""
     if rows:
         await conn.execute(
             INSERT_AUDIT_ROWS,
-            tenant_id,
-            [r.user_id for r in rows],
-            [r.action for r in rows],
-            [r.actor for r in rows],
-            [orjson.dumps(r.detail or {}).decode() for r in rows],
-            [r.request_id for r in rows],
+            [t for t, _ in rows],
+            [r.user_id for _, r in rows],
+            [r.action for _, r in rows],
+            [r.actor for _, r in rows],
+            [orjson.dumps(r.detail or {}).decode() for _, r in rows],
+            [r.request_id for _, r in rows],
         )
 
 

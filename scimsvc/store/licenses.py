@@ -34,6 +34,30 @@ SELECT held.*,
                  WHERE tenant_id = $1 AND waiting_since IS NOT NULL)) AS now
 FROM held
 """
+# Several tenants at once, for a drain of many (worker/user_drain.py:drain_tenants_at_once): in id order, so
+# two such drains never wait on each other in a cycle; a tenant another transaction holds is skipped (SKIP
+# LOCKED), not waited for, and drained on its own afterwards.
+LOCK_FREE_TENANTS_LICENSING = """
+SELECT id AS tenant_id, seats, flexible_licenses, default_license, fallback_license, domain_teams,
+       scim_enabled
+FROM tenants WHERE id = ANY($1::uuid[])
+ORDER BY id
+FOR NO KEY UPDATE SKIP LOCKED
+"""
+# What a drain decides seats on, per tenant, read in a statement after the lock is held (a statement's
+# snapshot is taken before it waits for or takes a lock, so one that locked would miss seats given out by
+# the drain it followed): full seats used, whether anyone waits (the waiting list is read only then, and
+# only as far as seats may free), and the waiting list's clock (`now` above).
+SELECT_DRAIN_FIGURES = """
+SELECT t.id AS tenant_id,
+       (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
+       w.last IS NOT NULL AS waiters,
+       greatest(clock_timestamp(), w.last + interval '1 microsecond') AS now
+FROM unnest($1::uuid[]) AS t(id)
+CROSS JOIN LATERAL (
+    SELECT max(u.waiting_since) AS last FROM users u WHERE u.tenant_id = t.id AND u.waiting_since IS NOT NULL
+) AS w
+"""
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
 COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
 # Full seats of the tenant's users but $2, and the license $2 will hold, once the operators' assignments
@@ -56,10 +80,12 @@ SELECT (SELECT count(*) FROM users
        coalesce((SELECT ARRAY[license] FROM pending WHERE user_id = $2),
                 (SELECT ARRAY[license] FROM users u WHERE u.id = $2 AND {of_tenant("u")})) AS own
 """
+# Users of several tenants: ($1[i], $2[i]) is the i-th (tenant, user).
 SELECT_USERS_LICENSING = f"""
-SELECT id, active AND scim_linked AS eligible, resource->>'userType' AS user_type, license, waiting_since,
-       user_name
-FROM users u WHERE u.id = ANY($2::uuid[]) AND {of_tenant("u")}
+SELECT u.tenant_id, u.id, u.active AND u.scim_linked AS eligible, u.resource->>'userType' AS user_type,
+       u.license, u.waiting_since, u.user_name
+FROM unnest($1::uuid[], $2::uuid[]) AS v(tenant_id, id)
+JOIN users u ON u.id = v.id AND {of_tenant("u", "v.tenant_id")}
 """
 # The waiting list, oldest first (users_tenant_waiting, 0002_licenses.sql).
 SELECT_OLDEST_WAITING = """
@@ -128,12 +154,25 @@ async def full_seats(conn: asyncpg.Connection, tenant_id: UUID) -> int:
     return await conn.fetchval(COUNT_FULL, tenant_id)
 
 
-async def users_licensing(
-    conn: asyncpg.Connection, tenant_id: UUID, user_ids: list[UUID]
+async def lock_free_tenants_licensing(
+    conn: asyncpg.Connection, tenant_ids: list[UUID]
 ) -> list[asyncpg.Record]:
-    """Licensing state (id, eligible, user_type, license, waiting_since, user_name) of those users of the
-    tenant."""
-    return await conn.fetch(SELECT_USERS_LICENSING, tenant_id, user_ids)
+    """The license settings and domain teams (with `tenant_id`) of those tenants no other transaction holds,
+    locked until commit, by id; the others are left out."""
+    return await conn.fetch(LOCK_FREE_TENANTS_LICENSING, tenant_ids)
+
+
+async def drain_figures(conn: asyncpg.Connection, tenant_ids: list[UUID]) -> dict[UUID, asyncpg.Record]:
+    """Per tenant (locked by this transaction): full seats `used`, whether anyone `waiters`, and the waiting
+    list's clock `now`."""
+    return {r["tenant_id"]: r for r in await conn.fetch(SELECT_DRAIN_FIGURES, tenant_ids)}
+
+
+async def users_licensing(conn: asyncpg.Connection, users: list[tuple[UUID, UUID]]) -> list[asyncpg.Record]:
+    """Licensing state (tenant_id, id, eligible, user_type, license, waiting_since, user_name) of these
+    (tenant, user) pairs: a user of another tenant than the one it is given with is left out."""
+    tenant_ids, user_ids = zip(*users, strict=True) if users else ((), ())
+    return await conn.fetch(SELECT_USERS_LICENSING, list(tenant_ids), list(user_ids))
 
 
 async def oldest_waiting(

@@ -95,18 +95,35 @@ CROSS JOIN LATERAL (
 # the order of outbox_tenant_pending once `applied_at` (NULL in every row taken) leads: ordered by id, the
 # planner walked the primary key through every applied row (migration 0033).
 _BATCH_COLUMNS = "id, resource_id, change, payload, request_id"
-_OLDEST_OF_TENANT = f"""(
+
+
+def _oldest_of(tenant: str) -> str:
+    """SQL: the distinct resources behind the `$3` oldest pending rows of type `$2` of the tenant `tenant`
+    (an expression), but those in `$4`."""
+    return f"""(
     SELECT DISTINCT resource_id FROM (
         SELECT resource_id FROM outbox
-        WHERE tenant_id = $1 AND resource_type = $2 AND {PENDING} AND resource_id <> ALL($4::uuid[])
+        WHERE tenant_id = {tenant} AND resource_type = $2 AND {PENDING} AND resource_id <> ALL($4::uuid[])
         ORDER BY applied_at, created_at, id
         LIMIT $3
     ) AS oldest
 )"""
+
+
 SELECT_TENANT_BATCH = f"""
 SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
-FROM {pending_rows_of(_OLDEST_OF_TENANT, "$2", _BATCH_COLUMNS)}
+FROM {pending_rows_of(_oldest_of("$1"), "$2", _BATCH_COLUMNS)}
 ORDER BY o.id
+"""
+# The batches of several tenants ($1) in one statement, each taken as SELECT_TENANT_BATCH takes one.
+SELECT_TENANTS_BATCH = f"""
+SELECT t.id AS tenant_id, b.id, b.resource_id, b.change, b.payload, b.request_id
+FROM unnest($1::uuid[]) AS t(id)
+CROSS JOIN LATERAL (
+    SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
+    FROM {pending_rows_of(_oldest_of("t.id"), "$2", _BATCH_COLUMNS)}
+) AS b
+ORDER BY b.id
 """
 SELECT_PENDING_OF = f"""
 SELECT o.id, o.resource_id, o.change, o.payload, o.request_id
@@ -114,6 +131,7 @@ FROM {pending_rows_of("(SELECT DISTINCT unnest($2::uuid[]))", "$1", _BATCH_COLUM
 ORDER BY o.id
 """
 ANY_UNAPPLIED = f"SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ANY($1::bigint[]) AND {PENDING})"
+TENANTS_WITH_UNAPPLIED = f"SELECT DISTINCT tenant_id FROM outbox WHERE id = ANY($1::bigint[]) AND {PENDING}"
 SELECT_PENDING_TENANT = f"""
 SELECT tenant_id FROM outbox
 WHERE resource_type = $1 AND resource_id = $2 AND {PENDING}
@@ -176,6 +194,15 @@ async def tenant_batch(
     return await conn.fetch(SELECT_TENANT_BATCH, tenant_id, resource_type, limit, skip)
 
 
+async def tenants_batch(
+    conn: asyncpg.Connection, tenant_ids: list[UUID], resource_type: ResourceType, *, limit: int
+) -> list[asyncpg.Record]:
+    """`tenant_batch` of each of these tenants (up to `limit` oldest rows each), with `tenant_id`, by id.
+
+    Call holding the lock of every one of them."""
+    return await conn.fetch(SELECT_TENANTS_BATCH, tenant_ids, resource_type, limit, [])
+
+
 async def pending_of(
     conn: asyncpg.Connection, resource_type: ResourceType, resource_ids: list[UUID]
 ) -> list[asyncpg.Record]:
@@ -186,6 +213,11 @@ async def pending_of(
 async def any_unapplied(conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]) -> bool:
     """Whether any of these rows still waits to be applied."""
     return await conn.fetchval(ANY_UNAPPLIED, ids)
+
+
+async def tenants_with_unapplied(conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]) -> set[UUID]:
+    """The tenants of those of these rows that still wait to be applied."""
+    return {r["tenant_id"] for r in await conn.fetch(TENANTS_WITH_UNAPPLIED, ids)}
 
 
 async def pending_tenant(
