@@ -55,7 +55,7 @@ WITH v AS (
             AS (t integer, k integer, type text, user_id uuid, request_id text, data jsonb, first boolean,
                 snapshot integer)
     ) WITH ORDINALITY AS v(t, k, type, user_id, request_id, data, first, snapshot, n)
-), ids AS (
+), ids AS MATERIALIZED (
     SELECT array_agg(id ORDER BY n) AS ids FROM v
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq)
@@ -76,11 +76,14 @@ WITH v AS (
            ids.ids[v.snapshot]
     FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t] CROSS JOIN ids
     RETURNING id, tenant_id, type
+), w AS MATERIALIZED (
+    SELECT id, tenant_id, event_types FROM webhook_endpoints
+    WHERE (tenant_id = ANY($1::uuid[]) OR tenant_id IS NULL) AND enabled
 ), d AS (
     INSERT INTO webhook_deliveries (endpoint_id, event_id, tenant_id)
     SELECT w.id, e.id, e.tenant_id
-    FROM e JOIN webhook_endpoints w
-        ON (w.tenant_id = e.tenant_id OR w.tenant_id IS NULL) AND w.enabled
+    FROM e JOIN w
+        ON (w.tenant_id = e.tenant_id OR w.tenant_id IS NULL)
         AND (cardinality(w.event_types) = 0 OR e.type = ANY (w.event_types))
     RETURNING 1
 )
