@@ -260,3 +260,32 @@ async def test_the_outbox_keeps_no_statistics_of_what_is_pending(tmp_path: Path)
             await conn.close()
     finally:
         await _drop_database(url)
+
+
+class RolledBack(Exception):
+    pass
+
+
+async def test_events_of_a_batch_read_their_ids_and_webhook_endpoints_once(
+    db: asyncpg.Connection, new_tenant_user: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    # Inlined into the join with the events, the batch's ids were aggregated and the endpoints looked up
+    # again for every event: a drain's 1,000 events took 320 ms instead of 11 (scimsvc/store/events.py).
+    tenant, user = new_tenant_user
+    batch = [
+        {"t": 1, "k": n, "type": "user.updated", "user_id": str(user), "data": {}} for n in range(1, 201)
+    ]
+    explained = ""
+    with pytest.raises(RolledBack):  # the events written go with the transaction
+        async with db.transaction():
+            explained = await db.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + events.RECORD_EVENTS,
+                [tenant],
+                [200],
+                orjson.dumps(batch).decode(),
+            )
+            raise RolledBack
+    nodes = _nodes(orjson.loads(explained)[0]["Plan"])
+    endpoints = [n for n in nodes if n.get("Relation Name") == "webhook_endpoints"]
+    assert endpoints and all(n["Actual Loops"] == 1 for n in endpoints), endpoints
+    assert all(n["Actual Loops"] == 1 for n in nodes if n["Node Type"] == "Aggregate")
