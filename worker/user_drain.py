@@ -5,6 +5,9 @@ never interleave, whatever the number of workers: that serializes seat allocatio
 rows in id order. A batch takes the resources behind the tenant's oldest pending rows, with all of their
 pending rows, and applies them with a handful of set-based statements, the batch's events (README.md,
 What happened) among them: one statement for the whole batch, in the batch's transaction.
+
+Organizations woken together, each with a few rows, are drained together (`drain_tenants_at_once`): one
+transaction holds all of their locks and each step is still one statement, for all of them.
 """
 
 from __future__ import annotations
