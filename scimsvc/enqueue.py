@@ -18,6 +18,7 @@ from scimsvc.contract import (
     DELIVER_NOTICES,
     DELIVER_WEBHOOKS,
     DRAIN_TENANTS,
+    DRAIN_TENANTS_MAX,
     DRAIN_USERS,
     ResourceType,
 )
@@ -50,13 +51,24 @@ async def enqueue_drain_users(
     return await _enqueue(redis, queue_name, wait, DRAIN_USERS, str(tenant_id), outbox_ids)
 
 
-async def enqueue_drain_tenants(
+async def enqueue_user_drains(
     redis: ArqRedis, *, queue_name: str, wakeups: list[tuple[UUID, list[int] | None]], wait: float = 1.0
-) -> bool:
-    """Ask a worker to apply the pending user rows of these tenants together (`contract.DRAIN_TENANTS_MAX`
-    at most), each given with the rows its wake-up is for (None: drain it whatever)."""
-    args = [[str(tenant_id), ids] for tenant_id, ids in wakeups]
-    return await _enqueue(redis, queue_name, wait, DRAIN_TENANTS, args)
+) -> None:
+    """Ask the workers to apply the pending user rows of these tenants, each given with the rows its wake-up
+    is for (None: drain it whatever): tenants woken together are drained together, one `DRAIN_TENANTS` job
+    for up to `DRAIN_TENANTS_MAX` of them (the worker applies them in one transaction); a tenant alone gets
+    a `DRAIN_USERS` job."""
+    chunks = [wakeups[i : i + DRAIN_TENANTS_MAX] for i in range(0, len(wakeups), DRAIN_TENANTS_MAX)]
+    await asyncio.gather(
+        *(
+            _enqueue(redis, queue_name, wait, DRAIN_TENANTS, [[str(t), ids] for t, ids in chunk])
+            if len(chunk) > 1
+            else enqueue_drain_users(
+                redis, queue_name=queue_name, tenant_id=chunk[0][0], outbox_ids=chunk[0][1], wait=wait
+            )
+            for chunk in chunks
+        )
+    )
 
 
 async def enqueue_deliver_webhooks(redis: ArqRedis, *, queue_name: str, wait: float = 1.0) -> bool:

@@ -17,7 +17,7 @@ from scimsvc.store.db import create_pool
 from scimsvc.web.keys import REDIS
 from tests.conftest import clear_queue, make_tenant, post_user, run_worker
 from tests.webhook_receiver import register_endpoint
-from worker.jobs import drain_tenants, start_jobs
+from worker.jobs import drain_tenants, start_jobs, sweep_outbox
 from worker.user_drain import drain_tenant_users, drain_tenants_at_once
 
 
@@ -245,3 +245,25 @@ async def test_wakeups_of_many_organizations_become_one_job_per_group_of_them(ow
     await clear_queue(redis, settings)
     await send_wakeups(redis, wakeups[:1], queue_name=settings.queue_name)
     assert await queued(redis, settings) == [(DRAIN_USERS, (str(tenants[0]), [0]))]
+
+
+async def test_the_sweeper_drains_the_organizations_of_lost_wakeups_together(own_queue, db):
+    client, settings, redis = own_queue
+    first, second = await make_tenant(client), await make_tenant(client)
+    users = [await post_user(client, first), await post_user(client, second)]
+    await wakeups_sent(client.app[REDIS])
+    await clear_queue(redis, settings)  # the wake-ups are lost
+    await db.execute(
+        "UPDATE outbox SET created_at = created_at - interval '1 hour' WHERE tenant_id = ANY($1::uuid[])",
+        [first.id, second.id],
+    )
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        await sweep_outbox(job_ctx(pool, settings, redis))
+    finally:
+        await pool.close()
+    drains = [args[0] for f, args in await queued(redis, settings) if f == DRAIN_TENANTS]
+    assert [d for d in drains if {first.id, second.id} <= {t for t, _ in d}]  # in one job
+    await run_worker(settings)
+    assert await pending(db, first) == 0 and await pending(db, second) == 0
+    assert await licenses_of(db, users) == [("full", False), ("full", False)]

@@ -18,7 +18,7 @@ import asyncpg
 from arq import Retry
 
 from scimsvc.contract import DELIVER_NOTICES, ChangeKind, ResourceType
-from scimsvc.enqueue import enqueue_apply, enqueue_deliver_webhooks, enqueue_drain_users
+from scimsvc.enqueue import enqueue_apply, enqueue_deliver_webhooks, enqueue_drain_users, enqueue_user_drains
 from scimsvc.product.events import NewEvent
 from scimsvc.settings import Settings
 from scimsvc.store import licenses, outbox
@@ -213,7 +213,7 @@ async def _send_notices(ctx: dict[str, Any]) -> None:
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """Re-enqueue resources whose rows are still unapplied (lost Redis, crashed worker).
 
-    Users are re-enqueued as one drain per tenant.
+    Users are re-enqueued as drains of their tenants, together (`enqueue_user_drains`).
     """
     settings: Settings = ctx["settings"]
     stale = await outbox.stale_resources(ctx["pool"], older_than_seconds=settings.sweep_after_seconds)
@@ -229,8 +229,9 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
             resource_type=kind,
             resource_id=row["resource_id"],
         )
-    for tenant_id in tenants:
-        await enqueue_drain_users(ctx["redis"], queue_name=settings.queue_name, tenant_id=tenant_id)
+    await enqueue_user_drains(
+        ctx["redis"], queue_name=settings.queue_name, wakeups=[(t, None) for t in tenants]
+    )
     if stale:
         log.info("sweeper re-enqueued %d resources", len(stale))
     return len(stale)

@@ -16,8 +16,8 @@ from uuid import UUID
 
 from arq.connections import ArqRedis
 
-from scimsvc.contract import DRAIN_TENANTS_MAX, ResourceType, Wakeup
-from scimsvc.enqueue import enqueue_apply, enqueue_drain_tenants, enqueue_drain_users
+from scimsvc.contract import ResourceType, Wakeup
+from scimsvc.enqueue import enqueue_apply, enqueue_user_drains
 
 MAX_WAKE_IDS = 1000  # a wake-up for more rows than this drains unconditionally
 LINGER_SECONDS = 0.05  # a round carries the next 50 ms of wake-ups: one job per tenant, not per write
@@ -36,19 +36,8 @@ async def send_wakeups(
         else:
             others[(w.resource_type, w.resource_id)] = None
     tenants = [(t, ids if len(ids) <= MAX_WAKE_IDS else None) for t, ids in user_rows.items()]
-    # Tenants woken together are drained together, in one job and one transaction for up to
-    # DRAIN_TENANTS_MAX of them (worker/user_drain.py:drain_tenants_at_once); a tenant woken alone by a job
-    # of its own.
-    chunks = [tenants[i : i + DRAIN_TENANTS_MAX] for i in range(0, len(tenants), DRAIN_TENANTS_MAX)]
     await asyncio.gather(
-        *(
-            enqueue_drain_tenants(redis, queue_name=queue_name, wakeups=chunk, wait=wait)
-            if len(chunk) > 1
-            else enqueue_drain_users(
-                redis, queue_name=queue_name, tenant_id=chunk[0][0], outbox_ids=chunk[0][1], wait=wait
-            )
-            for chunk in chunks
-        ),
+        enqueue_user_drains(redis, queue_name=queue_name, wakeups=tenants, wait=wait),
         *(
             enqueue_apply(redis, queue_name=queue_name, resource_type=kind, resource_id=rid, wait=wait)
             for kind, rid in others
