@@ -34,9 +34,8 @@ SELECT held.*,
                  WHERE tenant_id = $1 AND waiting_since IS NOT NULL)) AS now
 FROM held
 """
-# Several tenants at once, for a drain of many (worker/user_drain.py:drain_tenants_at_once): in id order, so
-# two such drains never wait on each other in a cycle; a tenant another transaction holds is skipped (SKIP
-# LOCKED), not waited for, and drained on its own afterwards.
+# Several tenants at once, for a drain of many (worker/user_drain.py:drain_tenants_at_once). It never waits:
+# a tenant another transaction holds is skipped (SKIP LOCKED) and drained on its own afterwards.
 LOCK_FREE_TENANTS_LICENSING = """
 SELECT id AS tenant_id, seats, flexible_licenses, default_license, fallback_license, domain_teams,
        scim_enabled
