@@ -73,8 +73,8 @@ WITH v AS (
                     v.data || jsonb_build_object('user', coalesce(
                         v.data -> 'user', jsonb_build_object('id', v.user_id))))
                 ELSE v.data END,
-           ids.ids[v.snapshot]
-    FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t] CROSS JOIN ids
+           (SELECT ids.ids FROM ids)[v.snapshot]
+    FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
     RETURNING id, tenant_id, type
 ), w AS MATERIALIZED (
     SELECT id, tenant_id, event_types FROM webhook_endpoints
