@@ -609,3 +609,25 @@ async def clear_queue(redis: ArqRedis, settings: Settings) -> None:
     """Delete the jobs waiting in the settings' queue."""
     job_ids = await redis.zrange(settings.queue_name, 0, -1)
     await redis.delete(settings.queue_name, *(b"arq:job:" + j for j in job_ids))
+
+
+@contextlib.asynccontextmanager
+async def refusing_apply_of(db: asyncpg.Connection, user_id: str) -> AsyncIterator[None]:
+    """While inside, the worker's write to this user fails, as a broken row or a bug would make it."""
+    user = uuid.UUID(user_id)  # a uuid, so the text below holds nothing else
+    await db.execute(
+        f"""
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = '{user}'::uuid AND NEW.provisioning_state <> 'pending' THEN
+                RAISE EXCEPTION 'poisoned user';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_poison BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+        """
+    )
+    try:
+        yield
+    finally:
+        await db.execute("DROP TRIGGER refuse_poison ON users; DROP FUNCTION refuse_poison()")

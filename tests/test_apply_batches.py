@@ -10,7 +10,7 @@ from scimsvc.services.wakeups import wakeups_sent
 from scimsvc.store import licenses
 from scimsvc.store.db import create_pool
 from scimsvc.web.keys import REDIS
-from tests.conftest import make_tenant, post_user, run_worker
+from tests.conftest import make_tenant, post_user, refusing_apply_of, run_worker
 from worker import statistics
 from worker.jobs import drain_users, start_jobs
 from worker.user_drain import drain_tenant_users
@@ -174,24 +174,11 @@ async def test_a_user_that_cannot_be_applied_does_not_hold_up_the_others(client,
     users = [await post_user(client, tenant) for _ in range(3)]
     poison = await post_user(client, tenant)
     users += [await post_user(client, tenant) for _ in range(2)]
-    # The worker's write to this one user fails, as a broken row or a bug would make it.
-    await db.execute(
-        f"""
-        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.id = '{poison["id"]}'::uuid AND NEW.provisioning_state <> 'pending' THEN
-                RAISE EXCEPTION 'poisoned user';
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER refuse_poison BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-        """
-    )
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        result = await drain_tenant_users(pool, uuid.UUID(tenant.id))
+        async with refusing_apply_of(db, poison["id"]):
+            result = await drain_tenant_users(pool, uuid.UUID(tenant.id))
     finally:
-        await db.execute("DROP TRIGGER refuse_poison ON users; DROP FUNCTION refuse_poison()")
         await pool.close()
 
     assert result.failed == [uuid.UUID(poison["id"])] and result.applied == 5

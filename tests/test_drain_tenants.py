@@ -15,7 +15,7 @@ from scimsvc.services.wakeups import send_wakeups, wakeups_sent
 from scimsvc.settings import Settings
 from scimsvc.store.db import create_pool
 from scimsvc.web.keys import REDIS
-from tests.conftest import clear_queue, make_tenant, post_user, run_worker
+from tests.conftest import clear_queue, make_tenant, post_user, refusing_apply_of, run_worker
 from tests.webhook_receiver import register_endpoint
 from worker.jobs import drain_tenants, start_jobs, sweep_outbox
 from worker.user_drain import drain_tenant_users, drain_tenants_at_once
@@ -192,41 +192,25 @@ async def test_a_drain_of_many_that_fails_leaves_each_organization_to_its_own_dr
     other = await post_user(client, fine)
     await wakeups_sent(client.app[REDIS])
     await clear_queue(redis, settings)
-    await db.execute(
-        f"""
-        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.id = '{poison["id"]}'::uuid AND NEW.provisioning_state <> 'pending' THEN
-                RAISE EXCEPTION 'poisoned user';
-            END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER refuse_poison BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-        """
-    )
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        assert (
-            await drain_tenants(job_ctx(pool, settings, redis), [[poisoned.id, None], [fine.id, None]]) == 0
-        )
-        assert await queued(redis, settings) == sorted(
-            [(DRAIN_USERS, (fine.id, None)), (DRAIN_USERS, (poisoned.id, None))]
-        )
-        # What those jobs run: each organization's own drain, one user at a time once its batch failed.
-        assert (await drain_tenant_users(pool, uuid.UUID(fine.id))).applied == 1
-        result = await drain_tenant_users(pool, uuid.UUID(poisoned.id))
-        assert result.applied == 1 and result.failed == [uuid.UUID(poison["id"])]
-        assert await licenses_of(db, [good, other]) == [("full", False), ("full", False)]
-        failed = await db.fetchrow(
-            "SELECT applied_at, last_error FROM outbox WHERE resource_id = $1::uuid", poison["id"]
-        )
-        assert failed["applied_at"] is None and "poisoned" in failed["last_error"]
-        await db.execute("DROP TRIGGER refuse_poison ON users; DROP FUNCTION refuse_poison()")
+        async with refusing_apply_of(db, poison["id"]):
+            wakeups = [[poisoned.id, None], [fine.id, None]]
+            assert await drain_tenants(job_ctx(pool, settings, redis), wakeups) == 0
+            assert await queued(redis, settings) == sorted(
+                [(DRAIN_USERS, (fine.id, None)), (DRAIN_USERS, (poisoned.id, None))]
+            )
+            # What those jobs run: each organization's own drain, one user at a time once its batch failed.
+            assert (await drain_tenant_users(pool, uuid.UUID(fine.id))).applied == 1
+            result = await drain_tenant_users(pool, uuid.UUID(poisoned.id))
+            assert result.applied == 1 and result.failed == [uuid.UUID(poison["id"])]
+            assert await licenses_of(db, [good, other]) == [("full", False), ("full", False)]
+            failed = await db.fetchrow(
+                "SELECT applied_at, last_error FROM outbox WHERE resource_id = $1::uuid", poison["id"]
+            )
+            assert failed["applied_at"] is None and "poisoned" in failed["last_error"]
         assert (await drain_tenant_users(pool, uuid.UUID(poisoned.id))).applied == 1  # the sweeper's retry
     finally:
-        await db.execute(
-            "DROP TRIGGER IF EXISTS refuse_poison ON users; DROP FUNCTION IF EXISTS refuse_poison()"
-        )
         await pool.close()
     assert await pending(db, poisoned) == 0
 

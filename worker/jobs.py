@@ -27,7 +27,7 @@ from worker.groups import apply_group_changes
 from worker.seats import apply_manual_assignments, apply_tenant_licensing, follow_license_rules
 from worker.statistics import UsersStatistics
 from worker.telemetry import log_applied
-from worker.user_drain import drain_tenant_users, drain_tenants_at_once
+from worker.user_drain import DrainResult, drain_tenant_users, drain_tenants_at_once
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,7 @@ async def drain_users(ctx: dict[str, Any], tenant_id: str, outbox_ids: list[int]
         if outbox_ids and job_try == 1 and not await outbox.any_unapplied(pool, outbox_ids):
             return 0
         result = await drain_tenant_users(pool, tid, events=settings.events)
-    await ctx[USERS_STATISTICS].after_drain(pool, result.created)
-    if result.deliveries:
-        await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
-    if result.email_changed:
-        await _send_notices(ctx)
+    await _after_drain(ctx, result)
     if result.more:
         await enqueue_drain_users(ctx["redis"], queue_name=settings.queue_name, tenant_id=tid)
     if result.failed:
@@ -127,16 +123,22 @@ async def drain_tenants(ctx: dict[str, Any], wakeups: list[list[Any]]) -> int:
     if not tenants:
         return 0
     result = await drain_tenants_at_once(pool, tenants, events=settings.events)
-    await ctx[USERS_STATISTICS].after_drain(pool, result.created)
-    if result.deliveries:
-        await enqueue_deliver_webhooks(ctx["redis"], queue_name=settings.queue_name)
-    if result.email_changed:
-        await _send_notices(ctx)
+    await _after_drain(ctx, result)
     for tid in result.left:
         await enqueue_drain_users(
             ctx["redis"], queue_name=settings.queue_name, tenant_id=tid, outbox_ids=ids_of[tid]
         )
     return result.applied
+
+
+async def _after_drain(ctx: dict[str, Any], result: DrainResult) -> None:
+    """What follows a drain's commits: the statistics' count of new users, the webhook deliverer woken for
+    the deliveries its events queued, the email-change notices sent."""
+    await ctx[USERS_STATISTICS].after_drain(ctx["pool"], result.created)
+    if result.deliveries:
+        await enqueue_deliver_webhooks(ctx["redis"], queue_name=ctx["settings"].queue_name)
+    if result.email_changed:
+        await _send_notices(ctx)
 
 
 async def apply_outbox(ctx: dict[str, Any], resource_type: str, resource_id: str) -> int:
