@@ -80,8 +80,8 @@ def pending_users(rows: list[asyncpg.Record]) -> list[PendingUser]:
 @dataclass(frozen=True)
 class TenantRows:
     """A tenant's part of a drain: its settings row, locked by the drain's transaction
-    (`store/licenses.py:lock_tenant_licensing`), and its pending rows (whole runs of each user's rows, by
-    id)."""
+    (`store/licenses.py:lock_tenant_licensing`, or `lock_free_tenants_licensing` for many), and its pending
+    rows (whole runs of each user's rows, by id)."""
 
     tenant_id: UUID
     licensing: asyncpg.Record
