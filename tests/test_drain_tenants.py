@@ -60,6 +60,7 @@ async def test_organizations_woken_together_are_drained_in_one_transaction_each_
     client, settings, redis = own_queue
     one_seat, two_seats, full = [await make_tenant(client, seats=s) for s in (1, 2, 1)]
     holder = await post_user(client, full)
+    await wakeups_sent(client.app[REDIS])
     await run_worker(settings)  # `full`'s seat is taken
     a = [await post_user(client, one_seat) for _ in range(2)]
     b = [await post_user(client, two_seats) for _ in range(2)]
@@ -180,6 +181,7 @@ async def test_an_organization_with_more_rows_than_its_share_is_drained_on_its_o
         assert await pending(db, busy) == 2
     finally:
         await pool.close()
+    await wakeups_sent(client.app[REDIS])
     await run_worker(settings)  # what the wake-ups of the POSTs asked for
     assert await pending(db, busy) == 0
     assert [lic for lic, _ in await licenses_of(db, busy_users)] == ["full"] * 3
