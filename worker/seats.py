@@ -305,8 +305,9 @@ async def _promote(
 ) -> tuple[list[NewEvent], int]:
     """Promote the oldest waiters to the free seats (at most `limit`, 0: all); returns the events and how
     many waiters were read."""
-    used = await licenses.full_seats(conn, tenant_id)
-    may_free = seats_that_may_free(tenant, used=used, batch=())
+    figures = (await licenses.drain_figures(conn, [tenant_id]))[tenant_id]
+    used = figures["used"]
+    may_free = seats_that_may_free(tenant, used=used, batch=()) if figures["waiters"] else 0
     waiting = await _waiting_list(conn, tenant_id, min(may_free, limit) if limit else may_free)
     promoted = promote_waiting(tenant, used=used, waiting=waiting)
     await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in promoted])
@@ -344,7 +345,8 @@ async def follow_license_rules(
             if not page:
                 break
             after = (page[-1]["created_at"], page[-1]["id"])
-            base = max(row["now"], last) if last else row["now"]
+            now = (await licenses.drain_figures(conn, [tenant_id]))[tenant_id]["now"]
+            base = max(now, last) if last else now
             changed, last_given = await _follow_rules_batch(
                 conn, tenant_id, licensing_of(row), page, now=base, request_id=request_id
             )

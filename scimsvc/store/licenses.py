@@ -17,22 +17,12 @@ from scimsvc.store.outbox import PENDING, pending_rows_of
 # Holding the tenant row for the whole drain serializes every allocation of the tenant's seats,
 # whatever the number of workers: no seat is ever handed out twice. NO KEY UPDATE, not UPDATE: the
 # foreign-key checks of concurrent user and outbox inserts (KEY SHARE) must not wait for a drain.
-# `now` is the clock of the waiting list (product/seats.py:waiting_since): read once the lock is held, and
-# after every place given out already, so users who join later queue later. Not the transaction's time: a
-# drain that began before another one committed, then waited for the lock, would place its users (who
-# arrived later) ahead of the other's. `domain_teams` comes along for the users the drain provisions
-# (product/domain_teams.py).
+# `domain_teams` comes along for the users the drain provisions (product/domain_teams.py). What seats are
+# decided on is read after it (`SELECT_DRAIN_FIGURES`).
 LOCK_TENANT_LICENSING = """
-WITH held AS (
-    SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, scim_enabled
-    FROM tenants WHERE id = $1
-    FOR NO KEY UPDATE
-)
-SELECT held.*,
-       greatest(clock_timestamp(),
-                (SELECT max(waiting_since) + interval '1 microsecond' FROM users
-                 WHERE tenant_id = $1 AND waiting_since IS NOT NULL)) AS now
-FROM held
+SELECT seats, flexible_licenses, default_license, fallback_license, domain_teams, scim_enabled
+FROM tenants WHERE id = $1
+FOR NO KEY UPDATE
 """
 # Several tenants at once, for a drain of many (worker/user_drain.py:drain_tenants_at_once). It never waits:
 # a tenant another transaction holds is skipped (SKIP LOCKED) and drained on its own afterwards.
@@ -43,10 +33,13 @@ FROM tenants WHERE id = ANY($1::uuid[])
 ORDER BY id
 FOR NO KEY UPDATE SKIP LOCKED
 """
-# What a drain decides seats on, per tenant, read in a statement after the lock is held (a statement's
+# What seats are decided on, per tenant, read in a statement after the tenant's lock is held (a statement's
 # snapshot is taken before it waits for or takes a lock, so one that locked would miss seats given out by
 # the drain it followed): full seats used, whether anyone waits (the waiting list is read only then, and
-# only as far as seats may free), and the waiting list's clock (`now` above).
+# only as far as seats may free), and `now`, the clock of the waiting list (product/seats.py:waiting_since):
+# after every place given out already, so users who join later queue later. Not the transaction's time: a
+# drain that began before another one committed, then waited for the lock, would place its users (who
+# arrived later) ahead of the other's.
 SELECT_DRAIN_FIGURES = """
 SELECT t.id AS tenant_id,
        (SELECT count(*) FROM users u WHERE u.tenant_id = t.id AND u.license = 'full') AS used,
@@ -58,7 +51,6 @@ CROSS JOIN LATERAL (
 ) AS w
 """
 COUNT_FULL_EXCEPT = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full' AND id <> $2"
-COUNT_FULL = "SELECT count(*) FROM users WHERE tenant_id = $1 AND license = 'full'"
 # Full seats of the tenant's users but $2, and the license $2 will hold, once the operators' assignments
 # still in the outbox are applied: a pending assignment (the newest per user) stands for the user's
 # license. Assignments are made by hand and few; the outbox part reads the tenant's unapplied rows
@@ -131,7 +123,7 @@ FOR UPDATE
 
 
 async def lock_tenant_licensing(conn: asyncpg.Connection, tenant_id: UUID) -> asyncpg.Record | None:
-    """The tenant's license settings, domain teams and the transaction's time, locked until commit."""
+    """The tenant's license settings and domain teams, locked until commit."""
     return await conn.fetchrow(LOCK_TENANT_LICENSING, tenant_id)
 
 
@@ -148,11 +140,6 @@ async def seats_after_assignments(
     return row["used"], (row["own"] or [None])[0]
 
 
-async def full_seats(conn: asyncpg.Connection, tenant_id: UUID) -> int:
-    """Full seats held in the tenant; stable while the tenant lock is held."""
-    return await conn.fetchval(COUNT_FULL, tenant_id)
-
-
 async def lock_free_tenants_licensing(
     conn: asyncpg.Connection, tenant_ids: list[UUID]
 ) -> list[asyncpg.Record]:
@@ -163,7 +150,7 @@ async def lock_free_tenants_licensing(
 
 async def drain_figures(conn: asyncpg.Connection, tenant_ids: list[UUID]) -> dict[UUID, asyncpg.Record]:
     """Per tenant (locked by this transaction): full seats `used`, whether anyone `waiters`, and the waiting
-    list's clock `now`."""
+    list's clock `now`; stable while the locks are held."""
     return {r["tenant_id"]: r for r in await conn.fetch(SELECT_DRAIN_FIGURES, tenant_ids)}
 
 
