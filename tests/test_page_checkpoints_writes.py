@@ -17,7 +17,16 @@ from scimsvc.store import pages
 from scimsvc.store.db import create_pool
 from scimsvc.store.users import UNLINK_USER
 from tests import test_page_checkpoints
-from tests.conftest import ADMIN_HEADERS, Tenant, make_tenant, post_user, run_worker, unique_email, user_body
+from tests.conftest import (
+    ADMIN_HEADERS,
+    RUN_ID,
+    Tenant,
+    make_tenant,
+    post_user,
+    run_worker,
+    unique_email,
+    user_body,
+)
 from tests.test_page_checkpoints import offset_page, page_ids
 from worker.retention import purge_expired
 
@@ -158,11 +167,12 @@ async def test_write_committed_after_the_pass_by_a_transaction_begun_long_before
     small_checkpoints: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A write's updated_at is its transaction's start. With WRITE_SECONDS scaled to 0 s (so the test
-    need not wait a minute), a transaction that began before the pass and commits after it stands for
+    """A write's updated_at is its transaction's start. With WRITE_SECONDS and START_SECONDS at 0 s (so
+    the test need not wait a minute), a transaction that began before the pass and commits after it stands for
     one open longer than any fixed window (SCIMSVC_DB_WAIT_SECONDS >= 76, PgBouncer without
     query_timeout, a COMMIT waiting for a synchronous standby): the pass's window starts at it."""
     monkeypatch.setattr(pages, "WRITE_SECONDS", 0)
+    monkeypatch.setattr(pages, "START_SECONDS", 0)
     users = [(await post_user(client, tenant))["id"] for _ in range(12)]
     await age_everything(db, tenant)
     writer = await asyncpg.connect(database_url)
@@ -177,6 +187,47 @@ async def test_write_committed_after_the_pass_by_a_transaction_begun_long_before
         await writer.close()
     for start in (4, 7, 10):
         assert await page_ids(client, tenant, start, 3) == await offset_page(db, tenant, start, 3), start
+
+
+async def test_writes_just_before_the_pass_are_not_read_again_by_every_page(
+    client: Any, db: asyncpg.Connection, tenant: Tenant, small_checkpoints: None
+) -> None:
+    """Writes half a minute before the pass, every transaction since committed: this role sees every
+    session's start, so the window starts START_SECONDS before the pass and each later page's check reads
+    none of those writes again; a write after the pass is still seen."""
+    for _ in range(12):
+        await post_user(client, tenant)
+    await db.execute(
+        "UPDATE users SET updated_at = now() - interval '30 seconds' WHERE tenant_id = $1", tenant.id
+    )
+    assert await page_ids(client, tenant, 5, 3) == await offset_page(db, tenant, 5, 3)  # the pass
+    (marks,) = test_page_checkpoints.kept_lists(tenant)
+    assert marks.window[0] == 0
+    await post_user(client, tenant)
+    for start in (4, 7, 10, 13):
+        assert await page_ids(client, tenant, start, 3) == await offset_page(db, tenant, start, 3), start
+
+
+async def test_a_session_hidden_from_the_role_widens_the_window_to_write_seconds(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    """PostgreSQL hides the transaction start of another role's session (here this test's own `db`) from a
+    role without pg_read_all_stats: a pass by such a role starts its window WRITE_SECONDS back; one that
+    sees every session, START_SECONDS back."""
+    role = f"scimsvc_pages_{RUN_ID}"
+    await db.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        for user, back in ((role, pages.WRITE_SECONDS), (None, pages.START_SECONDS)):
+            conn = await asyncpg.connect(database_url, user=user)  # None: the URL's own (a superuser)
+            try:
+                async with pages._snapshot(conn, open_since=True) as (one, since):
+                    now = await one.fetchval("SELECT clock_timestamp()")
+                assert since is not None
+                assert back <= (now - since).total_seconds() < back + 30, (user, since, now)
+            finally:
+                await conn.close()
+    finally:
+        await db.execute(f"DROP ROLE {role}")
 
 
 async def test_list_dropped_while_checked_is_not_a_500(

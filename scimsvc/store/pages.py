@@ -33,8 +33,13 @@ CHECKPOINT_QUERIES = 64  # lists kept per process (least recently used dropped)
 # comes from a transaction open (or not yet begun) when the pass took its snapshot: the window `_changes`
 # looks at starts at the oldest transaction open then that pg_stat_activity shows (`OPEN_SINCE`: every
 # session of the service's own role, through a pooler too, a COMMIT waiting for a synchronous standby
-# included), and no later than this before the pass for sessions of other roles, whose xact_start it
-# hides from an unprivileged role (an operator's script, assumed to commit within this).
+# included), and no later than START_SECONDS before the pass (a transaction whose first statement has
+# fixed its start but that has not yet shown it in pg_stat_activity: microseconds of CPU between the two).
+# When pg_stat_activity hides a session's xact_start from this role (a session of another role, to a role
+# without pg_read_all_stats: an operator's script, assumed to commit within WRITE_SECONDS), no later than
+# WRITE_SECONDS before. Every check reads the window's rows: the shorter it is, the cheaper each deep page
+# after a burst of writes (README.md, What changed in this round: the window rule).
+START_SECONDS = 5
 WRITE_SECONDS = 60
 WINDOW_LIMIT = 20_000  # more recent writes than this: the list is not checked, pages read by OFFSET
 REBUILD_SECONDS = 10.0  # a key's list is passed over at most this often (changed, dropped or failed)
@@ -54,10 +59,12 @@ CHECKPOINTED = {
         "SELECT coalesce((SELECT removed FROM user_removals WHERE tenant_id = $1), 0)",
     ),
 }
-# Read before a pass's snapshot is taken: now, and the start of the oldest transaction then open in this
-# database (other than this one). Sessions of another role show no xact_start (NULL).
+# Read before a pass's snapshot is taken: now, the start of the oldest transaction then open in this
+# database (other than this one), and whether a session's is hidden from this role (PostgreSQL shows such
+# a session's query as '<insufficient privilege>' and its xact_start as NULL).
 OPEN_SINCE = """
-SELECT clock_timestamp(), min(xact_start) FROM pg_stat_activity
+SELECT clock_timestamp(), min(xact_start), coalesce(bool_or(query = '<insufficient privilege>'), false)
+FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
 """
 Stamp = tuple[int, int, int]  # rows written since a moment, their updated_at summed (µs), rows deleted
@@ -173,8 +180,8 @@ async def _snapshot(
     async with _acquired(conn) as one:
         since = None
         if open_since:
-            now, oldest = await one.fetchrow(OPEN_SINCE)
-            since = now - timedelta(seconds=WRITE_SECONDS)
+            now, oldest, hidden = await one.fetchrow(OPEN_SINCE)
+            since = now - timedelta(seconds=WRITE_SECONDS if hidden else START_SECONDS)
             since = since if oldest is None else min(since, oldest)
         async with one.transaction(isolation="repeatable_read", readonly=True):
             yield one, since
