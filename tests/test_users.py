@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -49,6 +51,19 @@ async def test_post_creates_user_with_meta_and_location(client, tenant, db):
         "SELECT user_name, tenant_id::text, active FROM users WHERE id = $1::uuid", body["id"]
     )
     assert row["user_name"] == email and row["tenant_id"] == tenant.id and row["active"]
+
+
+async def test_user_ids_are_made_in_time_order(client, tenant):
+    """Ids are UUID version 7 (store/migrations/0036): a later user's id sorts after an earlier one's,
+    and an id's first 48 bits are the milliseconds of its creation, never before its meta.created."""
+    one_by_one = [await create(client, tenant) for _ in range(4)]
+    together = await asyncio.gather(*(create(client, tenant) for _ in range(8)))
+    ids = [uuid.UUID(u["id"]) for u in [*one_by_one, *together]]
+    assert {i.version for i in ids} == {7}
+    assert ids[:4] == sorted(ids[:4]) and max(ids[:4]) < min(ids[4:])
+    for user, made in zip([*one_by_one, *together], ids, strict=True):
+        created = datetime.fromisoformat(user["meta"]["created"].replace("Z", "+00:00"))
+        assert int(made.hex[:12], 16) >= int(created.timestamp() * 1000), (made, created)
 
 
 async def test_get_returns_the_created_user(client, tenant):

@@ -46,7 +46,7 @@ INSERT_NEW_USERS = f"""
 WITH waits AS MATERIALIZED (
     {waits(BATCH_LOCK_TIMEOUT)}
 ), v AS MATERIALIZED (
-    SELECT gen_random_uuid() AS id, v.*
+    SELECT uuid_v7() AS id, v.*
     FROM waits, unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::text[])
         WITH ORDINALITY AS v(tenant_id, user_name, external_id, display_name, active, resource, request_id, n)
 ), u AS (
