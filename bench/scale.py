@@ -72,7 +72,7 @@ FULL = {
     "pages": 40,
     "walk": 50,
     "page_seconds": 20.0,
-    "rounds": 3,  # GET eq and POST: the median of this many rounds (one round's rate swings with the machine)
+    "rounds": 3,  # GET eq, POST and the push: the median of this many rounds (one swings with the machine)
 }
 QUICK = {
     "users": [2_000, 20_000],
