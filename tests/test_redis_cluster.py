@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.cluster import key_slot
 
+from scimsvc.ratelimit.limiter_redis import CLUSTER_CALL_SECONDS, REDIS_ERRORS, limiter_redis_client
+from scimsvc.ratelimit.token_bucket import TokenBucket
 from scimsvc.settings import Settings, SettingsError
 from scimsvc.web.app import create_app
 from scimsvc.web.keys import LIMITER_REDIS, REDIS
@@ -443,3 +446,56 @@ async def test_a_shard_lost_whole_gives_503_for_every_tenant_not_a_500(
     await asyncio.to_thread(cluster.wait_ok, [n for n in cluster.nodes if n.alive], "fail")
     resp = await client.get("/scim/v2/Users", headers=tenant.headers)
     assert resp.status == 503 and "Retry-After" in resp.headers, await resp.text()
+
+
+async def test_what_a_cluster_call_raises_while_a_master_dies_is_a_redis_error(
+    settings, redis_cluster: RedisClusterNodes
+):
+    """The limiter fails open or closed on `REDIS_ERRORS` and lets anything else through (a 500): so
+    whatever redis-py's cluster client raises when a master dies must be in it. 64 bucket calls at a time
+    for tenants on every master, no pause after an error; a master killed three times. The client then
+    closes every node's connections under the calls in flight, and one caught half connected finds its
+    writer gone (an AttributeError, not a RedisError)."""
+    cluster = redis_cluster
+    redis = limiter_redis_client(
+        dataclasses.replace(settings, limiter_redis_url=cluster.url, limiter_redis_cluster=True), queue=None
+    )
+    bucket = TokenBucket(redis)
+    prefix = own_prefix()
+    tenants = [f"{prefix}:tenant:{{{uuid.uuid4()}}}" for _ in range(300)]
+    answered: list[int] = []
+    raised: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def caller(n: int) -> None:
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(CLUSTER_CALL_SECONDS):
+                    await bucket.take(tenants[(n * 7 + len(answered)) % len(tenants)], capacity=10**9, cost=1)
+                answered.append(n)
+            except Exception as exc:  # noqa: BLE001 - what the test is about
+                raised.append(exc)
+                await asyncio.sleep(0.01)
+
+    async def answers(more: int) -> None:
+        counted = len(answered)
+        await wait_until(lambda: len(answered) >= counted + more, what=f"{more} answers", within=WAIT_SECONDS)
+
+    callers = [asyncio.create_task(caller(n)) for n in range(64)]
+    try:
+        for round_ in range(3):
+            await answers(500)
+            masters = [n for n in cluster.nodes if n.alive and n.info("replication").get("role") == "master"]
+            victim = masters[round_ % len(masters)]
+            replica = cluster.replica_of(victim)
+            await asyncio.to_thread(cluster.kill, victim)
+            await asyncio.to_thread(cluster.wait_taken_over, replica)
+            await asyncio.to_thread(cluster.restart)  # the killed node comes back as a replica
+        await answers(500)
+    finally:
+        stop.set()
+        await asyncio.gather(*callers)
+        await redis.aclose()
+    assert raised, "no call failed while its master was down"
+    others = {repr(exc) for exc in raised if not isinstance(exc, REDIS_ERRORS)}
+    assert not others, sorted(others)
