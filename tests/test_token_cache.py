@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 from scimsvc.store.db import create_pool, unavailable
+from scimsvc.web import token_cache
 from scimsvc.web.keys import TOKEN_CACHE
 from scimsvc.web.token_cache import LISTENER_NAME, TokenCache
-from tests.conftest import ADMIN_HEADERS, proxied_url, wait_until
+from tests.conftest import ADMIN_HEADERS, make_tenant, proxied_url, wait_until
 
 
 async def listening(client: Any) -> TokenCache:
@@ -102,3 +103,14 @@ async def test_requests_with_one_token_share_its_lookup_and_its_failure(
         assert lookups == [True]  # the failed lookup was not counted; the one after it was
     finally:
         await pool.close()
+
+
+async def test_a_full_cache_keeps_the_tokens_used_last(client, monkeypatch):
+    """Past MAX_ENTRIES the cache drops what expired and the oldest half of the rest, not every entry:
+    with many organizations taking turns, the ones in use stay cached."""
+    monkeypatch.setattr(token_cache, "MAX_ENTRIES", 4)
+    cache = await listening(client)
+    tenants = [await make_tenant(client) for _ in range(5)]
+    for tenant in tenants:
+        assert await status_of(client, tenant.headers) == 200
+    assert [cache.holds(t.token) for t in tenants] == [False, False, True, True, True]

@@ -48,7 +48,7 @@ from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, reco
 
 log = logging.getLogger(__name__)
 
-MAX_ENTRIES = 10_000  # past this the cache starts over (one entry per live token)
+MAX_ENTRIES = 10_000  # past this the expired entries go, and the oldest of the others (`_make_room`)
 REFUSED_SECONDS = 20.0  # a refused token is looked up again at most this often (3 times a minute)
 RECONNECT_SECONDS = 1.0
 LISTENER_NAME = "scimsvc-token-cache"  # application_name of the listening connection
@@ -159,9 +159,15 @@ class TokenCache:
             return TokenCheck(None, digest, guess=row is None)
         if active and generation == self._generation and self.active:
             if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
+                self._make_room(now)
             self._entries[digest] = (now + self.ttl, row, _expiry(row))
         return self._used_now(row, digest)
+
+    def _make_room(self, now: float) -> None:
+        """Drop the expired entries and keep at most the newest half of the others: the tokens in use now
+        stay cached when many organizations take turns (an O(n) pass once per MAX_ENTRIES / 2 entries)."""
+        live = [(digest, entry) for digest, entry in self._entries.items() if entry[0] > now]
+        self._entries = dict(live[-(MAX_ENTRIES // 2) :])
 
     def _used_now(self, row: asyncpg.Record, digest: bytes) -> TokenCheck:
         """A valid token's check, its use noted for `token_use_writer` (a dict write, no I/O)."""
