@@ -55,7 +55,7 @@ DRAIN_USERS = "drain_users"  # (tenant_id, outbox_ids or None): apply a tenant's
 # ([[tenant_id, outbox_ids or None], ...]): apply the pending user rows of tenants woken together, at
 # most DRAIN_TENANTS_MAX of them
 DRAIN_TENANTS = "drain_tenants"
-DRAIN_TENANTS_MAX = 50
+DRAIN_TENANTS_MAX = 200
 DELIVER_NOTICES = "deliver_notices"  # (): send the notices committed with email changes
 DELIVER_WEBHOOKS = "deliver_webhooks"  # (): send the webhook deliveries that are due (queued with events)
 JOB_NAMES = (APPLY_OUTBOX, DRAIN_USERS, DRAIN_TENANTS, DELIVER_NOTICES, DELIVER_WEBHOOKS)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from scimsvc.store.db import create_pool, unavailable
+from scimsvc.store.tenants import new_token
 from scimsvc.web import token_cache
 from scimsvc.web.keys import TOKEN_CACHE
 from scimsvc.web.token_cache import LISTENER_NAME, TokenCache
@@ -114,3 +115,26 @@ async def test_a_full_cache_keeps_the_tokens_used_last(client, monkeypatch):
     for tenant in tenants:
         assert await status_of(client, tenant.headers) == 200
     assert [cache.holds(t.token) for t in tenants] == [False, False, True, True, True]
+
+
+async def test_tokens_looked_up_at_once_each_find_their_own_tenant(client, database_url):
+    """Lookups that arrive together go as one statement (`store/tenants.py:tokens_by_hash`): each token
+    still finds its own tenant, a revoked one is refused as a token we issued, an unknown one as a guess."""
+    tenants = [await make_tenant(client) for _ in range(12)]
+    revoked = tenants.pop()
+    resp = await client.delete(
+        f"/admin/v1/tenants/{revoked.id}/scim/tokens/{revoked.token_id}", headers=ADMIN_HEADERS
+    )
+    assert resp.status == 204, await resp.text()
+    lookups: list[bool] = []
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    cache = TokenCache(pool, database_url, ttl=0, counted=lookups.append)
+    try:
+        tokens = [t.token for t in tenants] + [revoked.token, new_token()]
+        checks = await asyncio.gather(*(cache.check(token) for token in tokens))
+    finally:
+        await pool.close()
+    assert [c.tenant and str(c.tenant["tenant_id"]) for c in checks[:-2]] == [t.id for t in tenants]
+    assert checks[-2].tenant is None and not checks[-2].guess
+    assert checks[-1].tenant is None and checks[-1].guess
+    assert sorted(lookups) == [False, False] + [True] * len(tenants)

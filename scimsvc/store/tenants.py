@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from scimsvc.store.batches import Batcher, in_batch_order
 
 TENANT_COLUMNS = (
     "id, name, scim_enabled, seats, flexible_licenses, default_license, fallback_license, "
@@ -53,12 +56,20 @@ RETURNING {TOKEN_COLUMNS}
 # Revoked and expired tokens are found too: they are ones we issued, not guesses
 # (scimsvc/web/middlewares.py). `expires_at` is kept so a cached entry ends with the token
 # (scimsvc/web/token_cache.py); `expired` is PostgreSQL's word on it at lookup time.
-SELECT_TOKEN_TENANT = """
-SELECT k.token_hash, k.id AS token_id, k.revoked_at IS NOT NULL AS revoked, k.expires_at,
+_TOKEN_TENANT_COLUMNS = """k.token_hash, k.id AS token_id, k.revoked_at IS NOT NULL AS revoked, k.expires_at,
        coalesce(k.expires_at <= now(), false) AS expired, k.tenant_id, t.scim_enabled, t.allowed_domains,
-       t.rate_limit
+       t.rate_limit"""
+SELECT_TOKEN_TENANT = f"""
+SELECT {_TOKEN_TENANT_COLUMNS}
 FROM scim_tokens k JOIN tenants t ON t.id = k.tenant_id
 WHERE k.token_hash = $1
+"""
+# SELECT_TOKEN_TENANT for the lookups that arrive together (store/batches.py): each found token with its
+# place in the array (`batch_row`, 1-based).
+SELECT_TOKENS_TENANTS = f"""
+SELECT v.n AS batch_row, {_TOKEN_TENANT_COLUMNS}
+FROM unnest($1::bytea[]) WITH ORDINALITY AS v(token_hash, n)
+JOIN scim_tokens k ON k.token_hash = v.token_hash JOIN tenants t ON t.id = k.tenant_id
 """
 # When IdPs last used tokens: one statement per flush, every token used since the last one. A process never
 # moves a time back (another process may have written a later use); the change notification of
@@ -209,7 +220,22 @@ async def token_by_hash(conn: asyncpg.Connection | asyncpg.Pool, digest: bytes) 
     """The token (by its `hash_token`) with its id and tenant (token_id, revoked, expires_at, expired,
     tenant_id, scim_enabled, allowed_domains, rate_limit), revoked or not; None when no such token was ever
     issued."""
-    row = await conn.fetchrow(SELECT_TOKEN_TENANT, digest)
+    return _issued(await conn.fetchrow(SELECT_TOKEN_TENANT, digest), digest)
+
+
+async def tokens_by_hash(pool: asyncpg.Pool, digests: Sequence[bytes]) -> list[asyncpg.Record | None]:
+    """`token_by_hash` of each digest, in one statement."""
+    rows = in_batch_order(await pool.fetch(SELECT_TOKENS_TENANTS, list(digests)), len(digests))
+    return [_issued(row, digest) for row, digest in zip(rows, digests, strict=True)]
+
+
+def token_lookups(pool: asyncpg.Pool) -> Batcher[bytes, asyncpg.Record | None]:
+    """The batcher of the token cache's lookups: many organizations' first requests at once are one
+    statement, not one each."""
+    return Batcher(pool, one=token_by_hash, many=tokens_by_hash, key=lambda digest: digest, in_flight=2)
+
+
+def _issued(row: asyncpg.Record | None, digest: bytes) -> asyncpg.Record | None:
     # The lookup is by a hash the caller cannot steer; the constant-time compare guards the final check.
     if row is None or not secrets.compare_digest(row["token_hash"], digest):
         return None

@@ -1,6 +1,8 @@
 """SCIM bearer token → tenant lookups, cached in the process while PostgreSQL can tell it of every change.
 
-Every SCIM request authenticates by its token; uncached, that is one PostgreSQL round trip per request.
+Every SCIM request authenticates by its token; uncached, that is one PostgreSQL lookup per request, and
+lookups that arrive together (many organizations' requests at once) go as one statement
+(`store/tenants.py:token_lookups`).
 Migration 0010 makes any change to `scim_tokens` or `tenants` (a revocation, SCIM turned off, new
 allowed domains or rate limit, by the admin API, the console, the CLI or plain SQL) send a notification
 on commit. Each web process listens on a connection of its own and empties its cache when one arrives,
@@ -44,7 +46,7 @@ from uuid import UUID
 import asyncpg
 
 from scimsvc.ratelimit.expiring_set import ExpiringSet
-from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, record_token_uses, token_by_hash
+from scimsvc.store.tenants import AUTH_CHANNEL, could_be_token, hash_token, record_token_uses, token_lookups
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class TokenCache:
         counted: Callable[[bool], None] = _no_lookups,
     ) -> None:
         self.pool = pool
+        self._lookup = token_lookups(pool)  # concurrent lookups of different tokens: one statement
         self.database_url = database_url
         self.ttl = ttl
         self._counted = counted  # told of each PostgreSQL lookup: found valid or not (a metric)
@@ -139,7 +142,7 @@ class TokenCache:
         generation = self._generation
         lookup = self._lookups[digest] = asyncio.get_running_loop().create_future()
         try:
-            row = await token_by_hash(self.pool, digest)
+            row = await self._lookup.submit(digest)
         except Exception as exc:
             lookup.set_exception(exc)
             lookup.exception()  # retrieved: a failed lookup nobody shared is not reported as unhandled
