@@ -87,6 +87,6 @@ def test_the_web_layer_reaches_the_store_only_where_architecture_md_says():
             "scimsvc.store.tenants:could_be_token",
             "scimsvc.store.tenants:hash_token",
             "scimsvc.store.tenants:record_token_uses",
-            "scimsvc.store.tenants:token_by_hash",
+            "scimsvc.store.tenants:token_lookups",
         },
     }
