@@ -108,6 +108,27 @@ async def test_an_incremental_patch_relinks_and_the_team_gets_every_member_of_th
     assert len(await link_events(db, tenant.id, group["id"])) == 2  # the first link, and this one
 
 
+async def test_a_patch_that_changes_nothing_still_relinks_and_the_worker_adds_the_members(
+    client, tenant, db, settings
+):
+    # Okta pushes a group's name again as a PATCH replace of the same displayName: nothing to write, but the
+    # team made again with that name gets the group, and the worker adds its members.
+    a, b = [await make_user(client, tenant) for _ in range(2)]
+    group = await unlinked_group(client, tenant, db, settings, [a, b])
+    team = await make_team(client, tenant, group["displayName"])
+    same_name = {"op": "replace", "value": {"id": group["id"], "displayName": group["displayName"]}}
+    resp = await send_patch(client, tenant, group["id"], same_name)
+    assert resp.status in (200, 204)
+    assert await linked_team_id(db, group["id"]) == team["id"]
+    await run_worker(settings)
+    assert await team_members(db, team["id"]) == {a, b}
+    assert [r["actor"] for r in await link_audits(db, tenant.id)] == ["scim"]
+    # Sent again, it changes nothing more.
+    resp = await send_patch(client, tenant, group["id"], same_name)
+    assert resp.status in (200, 204)
+    assert len(await link_audits(db, tenant.id)) == 1
+
+
 async def test_a_push_does_not_take_a_team_linked_to_another_group(client, tenant, db, settings):
     group = await unlinked_group(client, tenant, db, settings, [])
     other = await make_group(client, tenant, [], name=group["displayName"] + "-x")

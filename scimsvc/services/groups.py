@@ -241,7 +241,9 @@ async def patch_group(scope: Scope, raw_id: str, body: Any, *, if_match: str | N
             current["resource"], operations, max_member_ops=scope.settings.group_patch_max_member_ops
         )
         if change.is_empty and resource == current["resource"]:
-            return current
+            # Nothing to write, but a push all the same: an IdP re-sending the group's name (Okta's push of
+            # an unchanged group) re-links it to a team made again with that name.
+            return await _relink(tx, current)
         row = await store.update_group(tx.conn, scope.tenant_id, current["id"], resource)
         row = await _relink(tx, row)
         if change.is_empty:
