@@ -446,6 +446,7 @@ async def test_the_entra_guide_has_the_exact_fields_and_mappings(client):
     assert resp.status == 200
     for text in (
         "Provisioning Mode to Automatic",
+        "Authentication Method</th><td>Bearer authentication",
         "Tenant URL</th><td><code>http://scim.test/scim/v2</code>",
         "Secret Token",
         "Test Connection",
@@ -481,6 +482,7 @@ async def test_the_guides_agree_with_the_readme(client):
         assert text in okta, text
     for text in (
         "Automatic",
+        "Bearer authentication",
         "Tenant URL",
         "Secret Token",
         "Test Connection",
