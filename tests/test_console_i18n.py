@@ -344,3 +344,14 @@ async def test_the_switch_on_a_forms_answer_goes_back_to_the_page_the_form_was_o
     )
     assert 'name="next" value="/console/"' in await resp.text()
     assert await db.fetchval("SELECT count(*) FROM tenants WHERE name = 'Switch Co'") == 0
+
+
+def test_every_name_a_page_shows_for_a_stored_code_has_its_japanese():
+    from scimsvc.web.console import names
+
+    japanese = catalogue("ja")
+    shown = [*names.LICENSES.values(), names.NO_LICENSE, names.OTHER_IDP]
+    assert [t for t in shown if t not in japanese] == []
+    assert names.license_name("free_restricted") == "Restricted free license"
+    assert names.license_name(None) == names.license_name("none") == "No license"
+    assert names.idp_name("entra") == "Microsoft Entra ID" and names.idp_name("other") == "another client"
