@@ -29,29 +29,6 @@ def words(raw: str) -> list[str]:
     return [w for w in _SEPARATORS.split(raw) if w]
 
 
-def licensing_payload(form: Mapping[str, Any]) -> dict[str, Any]:
-    """Seats and license rules from the seats form or the new-tenant form; empty fields are left out."""
-    payload: dict[str, Any] = {"flexible_licenses": form.get("flexible_licenses") == "on"}
-    if seats := text(form, "seats"):
-        payload["seats"] = number(seats)
-    for name in ("default_license", "fallback_license"):
-        if value := text(form, name):
-            payload[name] = value
-    return payload
-
-
-def tenant_create_payload(form: Mapping[str, Any]) -> dict[str, Any]:
-    """The new-tenant form as a `TenantCreateSchema` payload."""
-    payload = {
-        "name": text(form, "name"),
-        "scim_enabled": form.get("scim_enabled") == "on",
-        **licensing_payload(form),
-    }
-    if domains := words(text(form, "allowed_domains")):
-        payload["allowed_domains"] = domains
-    return payload
-
-
 def load_form(schema: Schema, payload: Mapping[str, Any], plain: Mapping[str, str]) -> dict[str, Any]:
     """Validate a console form's payload with an admin schema; a wrong field is told in the page's words
     (`plain`: field name -> its translated text, e.g. "A label is at most 100 characters."), never in the

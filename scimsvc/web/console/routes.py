@@ -11,25 +11,21 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 
 from schemas.admin import (
     TenantCreateSchema,
 )
 from scimsvc.ops.queue_health import queue_health
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, invalid_value
 from scimsvc.services import admin_users, console_sessions
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.audit import audit_action_filter, audit_before, audit_page
-from scimsvc.web.admin_requests import (
-    action_scope,
-    load,
-    tenant_id_of,
-)
-from scimsvc.web.console import forms
+from scimsvc.services.audit import BIGINT_MAX, audit_page
+from scimsvc.web.admin_requests import action_scope, tenant_id_of
+from scimsvc.web.console import forms, names, setting_forms
 from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
-from scimsvc.web.console.pages import organization, page
+from scimsvc.web.console.i18n import Translate
+from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.console.session import (
     COOKIE,
@@ -40,6 +36,8 @@ from scimsvc.web.console.session import (
     new_session,
     signed_in,
 )
+from scimsvc.web.console.setting_forms import MAX_NAME
+from scimsvc.web.console.user_pages import detail_lines, find_typed_user
 from scimsvc.web.keys import POOL, REDIS, SETTINGS
 from scimsvc.web.middlewares import operator_key_given
 
@@ -94,7 +92,9 @@ async def login(request: web.Request) -> web.Response:
     """Check the operator key in constant time; a wrong one is logged and counted per client address."""
     form = await request.post()
     if not await operator_key_given(request, forms.text(form, "key"), "console sign-in"):
-        return page(request, "login.html", {"error": "That is not the operator key."}, status=401)
+        _ = texts(request)
+        wrong = _("That is not the operator key: type the value of SCIMSVC_ADMIN_KEY on the server.")
+        return page(request, "login.html", {"error": wrong}, status=401)
     session = new_session(operator=True)  # a new id: nothing seen before sign-in is valid after it
     previous = request.get(SESSION)
     if signed_in(previous):  # the browser's earlier sign-in (a portal session too) ends: one per browser
@@ -139,8 +139,11 @@ async def tenants_list(request: web.Request) -> web.Response:
 @routes.post("/console/tenants")
 async def tenant_create(request: web.Request) -> web.Response:
     form = await request.post()
+    _ = texts(request)
     try:
-        data = load(TenantCreateSchema(), forms.tenant_create_payload(form))
+        payload = setting_forms.new_organization(form, _)
+        plain = {"name": _("The organization's name must be 1 to {most} characters.", most=MAX_NAME)}
+        data = forms.load_form(TenantCreateSchema(), payload, plain)
         row = await tenant_service.create_tenant(action_scope(request), data)
     except ScimError as exc:
         return await _tenants_page(request, status=exc.status, error=exc.detail, form=form)
@@ -162,6 +165,7 @@ async def audit_log(request: web.Request) -> web.Response:
     tenant_id = UUID(tenant["id"])
     pool = request.app[POOL]
     query = request.query
+    _ = texts(request)
     typed_user = query.get("user", "").strip()
     action = query.get("action", "").strip()
     context: dict[str, Any] = {
@@ -169,31 +173,46 @@ async def audit_log(request: web.Request) -> web.Response:
         "section": "audit",
         "user": typed_user,
         "action": action,
+        "actions": list(names.ACTIONS),
         "items": [],
         "next_before": None,
     }
     try:
-        user_id = await admin_users.find_user(pool, tenant_id, typed_user) if typed_user else None
-        before = audit_before(query)
-        action_filter = audit_action_filter(query)
+        # The filter lists the actions by name (names.py:ACTIONS); anything else was not chosen from it.
+        if action and action not in names.ACTIONS:
+            raise invalid_value(_("Choose the action from the list, or every action."))
+        user_id = await find_typed_user(pool, tenant_id, typed_user, _) if typed_user else None
+        before = _before(query, _)
     except ScimError as exc:
         return page(request, "audit.html", {**context, "error": exc.detail}, status=exc.status)
     rows = await audit_page(
-        pool, tenant_id, user_id=user_id, action=action_filter, before=before, limit=PAGE_SIZE
+        pool, tenant_id, user_id=user_id, action=action or None, before=before, limit=PAGE_SIZE
     )
-    names = await admin_users.display_names(
+    user_names = await admin_users.display_names(
         pool, tenant_id, list({r["user_id"] for r in rows if r["user_id"]})
     )
     context["items"] = [
         {
             **dict(r),
-            "user_name": names.get(r["user_id"], "") if r["user_id"] else "",
-            "detail": orjson.dumps(r["detail"]).decode() if r["detail"] else "",
+            "user_name": user_names.get(r["user_id"], "") if r["user_id"] else "",
+            "detail": detail_lines(r["detail"]),
         }
         for r in rows
     ]
     context["next_before"] = rows[-1]["id"] if len(rows) == PAGE_SIZE else None
     return page(request, "audit.html", context)
+
+
+def _before(query: Mapping[str, str], _: Translate) -> int | None:
+    """`before` of an audit page: the last audit id its "Older entries" link carried."""
+    raw = query.get("before", "")
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= BIGINT_MAX):
+        raise invalid_value(
+            _("That page of the audit log does not exist: start again from the newest entries.")
+        )
+    return int(raw)
 
 
 # --- queue health ----------------------------------------------------------------------------------

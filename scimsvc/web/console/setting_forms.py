@@ -10,7 +10,7 @@ from uuid import UUID
 
 from schemas.admin import is_domain
 from scimsvc.scim.errors import invalid_value
-from scimsvc.web.console.forms import number, text
+from scimsvc.web.console.forms import number, text, words
 from scimsvc.web.console.i18n import Translate
 
 MAX_LINES = 1000
@@ -135,9 +135,42 @@ def organization(form: Mapping[str, Any], _: Translate) -> dict[str, Any]:
                 )
             )
         rate_limit["credits_per_30s"] = value
+    return {"name": _name(form, _), "rate_limit": rate_limit}
+
+
+def _name(form: Mapping[str, Any], _: Translate) -> str:
     name = text(form, "name")
     if not 1 <= len(name) <= MAX_NAME:
         raise invalid_value(_("The organization's name must be 1 to {most} characters.", most=MAX_NAME))
     if "\x00" in name:
         raise invalid_value(_("The organization's name cannot contain the NUL character (\\0): remove it."))
-    return {"name": name, "rate_limit": rate_limit}
+    return name
+
+
+def new_organization(form: Mapping[str, Any], _: Translate) -> dict[str, Any]:
+    """The operator's new-organization form (tenants page) as a `TenantCreateSchema` payload; a field left
+    out (seats, the licenses) takes the schema's default."""
+    payload: dict[str, Any] = {"name": _name(form, _), "scim_enabled": form.get("scim_enabled") == "on"}
+    if text(form, "seats"):
+        payload["seats"] = seats(form, _)
+    payload["flexible_licenses"] = form.get("flexible_licenses") == "on"
+    default, fallback = text(form, "default_license"), text(form, "fallback_license")
+    if default or fallback:  # as the settings page chooses them (an empty one: the schema's default)
+        chosen = {"default_license": default or "free", "fallback_license": fallback or "free_restricted"}
+        rules = license_rules(chosen, _)
+        payload.update({k: rules[k] for k in ("default_license", "fallback_license") if text(form, k)})
+    domains = words(text(form, "allowed_domains"))
+    if len(domains) > MAX_LINES:
+        raise invalid_value(_("Write at most {most} allowed domains.", most=MAX_LINES))
+    for domain in domains:
+        if len(domain) > MAX_DOMAIN or not is_domain(domain):
+            raise invalid_value(
+                _(
+                    "Allowed email domains: “{domain}” is not an email domain. Separate domains with commas "
+                    "or spaces, like example.com, example.org.",
+                    domain=domain,
+                )
+            )
+    if domains:
+        payload["allowed_domains"] = domains
+    return payload

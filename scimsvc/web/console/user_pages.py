@@ -7,19 +7,22 @@ Organization admins (portal sessions) may use every one of them for their own or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import orjson
 from aiohttp import web
 
 from schemas.user import ENTERPRISE_SCHEMA
 from scimsvc.product.users import ENTERPRISE_FIELDS, full_name, user_state
-from scimsvc.scim.errors import ScimError, not_found
+from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services import admin_users, user_details
 from scimsvc.web.admin_requests import query_id, user_filters, user_id_of
 from scimsvc.web.admin_views import render_user_page, stream_users_csv
+from scimsvc.web.console.i18n import Translate
 from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.keys import POOL
@@ -28,6 +31,39 @@ routes = web.RouteTableDef()
 
 PAGE_SIZE = 50
 APPLYING_REFRESH_SECONDS = 3
+TYPED_SHOWN = 80  # characters of a typed user an error repeats
+
+
+async def find_typed_user(pool: asyncpg.Pool, tenant_id: UUID, typed: str, _: Translate) -> UUID:
+    """The organization's user typed in a form (id or exact userName); a 400 in the page's words."""
+    if not typed:
+        raise invalid_value(_("Type a user's id or userName."))
+    try:
+        return await admin_users.find_user(pool, tenant_id, typed)
+    except ScimError as exc:
+        if exc.status != 400:
+            raise
+        shown = typed if len(typed) <= TYPED_SHOWN else typed[:TYPED_SHOWN] + "…"
+        raise invalid_value(
+            _(
+                "There is no user “{user}” in this organization: type the user's id or their exact userName.",
+                user=shown,
+            )
+        ) from None
+
+
+def _user_filters(query: Mapping[str, str], _: Translate) -> dict[str, Any]:
+    """The list's filters (`admin_requests.user_filters`) with its refusals in the page's words."""
+    if query.get("state") and query["state"] not in admin_users.USER_STATES:
+        raise invalid_value(_("Choose the state from the list."))
+    if query.get("license") and query["license"] not in admin_users.LICENSE_FILTERS:
+        raise invalid_value(_("Choose the license from the list."))
+    try:
+        return user_filters(query)
+    except ScimError as exc:
+        if exc.status != 400:
+            raise
+        raise invalid_value(_("The search cannot contain the NUL character (\\0): remove it.")) from None
 
 
 @routes.get("/console/tenants/{tid}/users")
@@ -49,7 +85,7 @@ async def users_list(request: web.Request) -> web.Response:
     }
     context["filters"] = {k: v for k, v in context["query"].items() if v}
     try:
-        filters = user_filters(query)
+        filters = _user_filters(query, texts(request))
         after = query_id(query, "after", "user")
     except ScimError as exc:
         return page(request, "users.html", {**context, "error": exc.detail}, status=exc.status)
@@ -64,7 +100,7 @@ async def users_list(request: web.Request) -> web.Response:
 async def users_csv(request: web.Request) -> web.StreamResponse:
     """The admin API's CSV export, for a browser that signed in with a session instead of a bearer key."""
     tenant_id = UUID((await organization(request))["id"])
-    return await stream_users_csv(request, tenant_id, user_filters(request.query))
+    return await stream_users_csv(request, tenant_id, _user_filters(request.query, texts(request)))
 
 
 def _attributes(row: Any) -> dict[str, Any]:
@@ -93,7 +129,7 @@ def _when(at: datetime | None) -> str | None:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else None
 
 
-def _detail_lines(detail: Any) -> list[str]:
+def detail_lines(detail: Any) -> list[str]:
     """An audit row's detail as readable "key: value" lines (a nested value as compact JSON)."""
     if not isinstance(detail, dict):
         return [orjson.dumps(detail).decode()] if detail else []
@@ -110,7 +146,7 @@ def _detail_lines(detail: Any) -> list[str]:
 
 
 def _audit_item(row: Any) -> dict[str, Any]:
-    return {**dict(row), "detail": _detail_lines(row["detail"])}
+    return {**dict(row), "detail": detail_lines(row["detail"])}
 
 
 @routes.get("/console/tenants/{tid}/users/{uid}")

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -33,6 +32,7 @@ from scimsvc.web.admin_requests import action_scope, load
 from scimsvc.web.console import forms, reveal
 from scimsvc.web.console.pages import confirmation, organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.console.user_pages import detail_lines
 from scimsvc.web.keys import POOL
 from scimsvc.web.webhook_views import (
     delivery_before,
@@ -123,7 +123,7 @@ async def _list_page(
     context["endpoints"] = [render_endpoint(r) for r in await webhooks.list_endpoints(pool, owner)]
     # A tenant's endpoints' changes are in its audit log; the operator's have no tenant: shown here.
     changes = [] if owner else await operator_audit_page(pool, before=None, limit=AUDIT_SHOWN)
-    context["changes"] = [{**r, "detail": orjson.dumps(r["detail"]).decode()} for r in changes]
+    context["changes"] = [{**r, "detail": detail_lines(r["detail"])} for r in changes]
     return page(request, "webhooks.html", context, status=status, notices=NOTICES)
 
 
