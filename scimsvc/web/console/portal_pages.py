@@ -66,11 +66,6 @@ def _tab(tenant_id: UUID | str) -> str:
     return TAB.replace("{tid}", str(tenant_id))
 
 
-def _cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
-    settings = request.app[SETTINGS]
-    set_cookie(response, session, admin_key=settings.admin_key, public_url=settings.public_url)
-
-
 def _anonymous(request: web.Request) -> Session:
     """The request's session, or a new anonymous one to carry a form's CSRF token."""
     session = request.get(SESSION)
@@ -199,7 +194,7 @@ async def sign_in_form(request: web.Request) -> web.Response:
     session = _anonymous(request)
     context: dict[str, Any] = {"notice": NOTICES.get(request.query.get("done", "")), "form": {}}
     response = page(request, "portal_sign_in.html", context)
-    _cookie(request, response, session)
+    set_cookie(request, response, session)
     return response
 
 
@@ -259,10 +254,10 @@ async def _open(request: web.Request, token: str) -> web.Response:
     landing = f"/console/tenants/{opened.tenant_id}/scim"
     if request.method == "POST":
         response = web.HTTPSeeOther(landing)
-        _cookie(request, response, session)
+        set_cookie(request, response, session)
         raise response
     answer = page(request, "portal_signed_in.html", {"landing": landing})
-    _cookie(request, answer, session)
+    set_cookie(request, answer, session)
     return answer
 
 
@@ -271,7 +266,7 @@ def _continue_page(request: web.Request, link: Any, action: str) -> web.Response
     session = _anonymous(request)
     context = {"organization": link["tenant_name"], "action": action}
     response = page(request, "portal_continue.html", context)
-    _cookie(request, response, session)
+    set_cookie(request, response, session)
     return response
 
 

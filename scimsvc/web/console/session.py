@@ -24,6 +24,8 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
+from scimsvc.web.keys import SETTINGS
+
 COOKIE = "scimsvc_console"
 COOKIE_PATH = "/console/"
 SIGNED_IN_SECONDS = 8 * 3600  # a working day; then the operator signs in again
@@ -116,14 +118,16 @@ def decode_session(value: str | None, admin_key: str, *, now: float | None = Non
     return session
 
 
-def set_cookie(response: web.StreamResponse, session: Session, *, admin_key: str, public_url: str) -> None:
-    """The session's cookie: HttpOnly, SameSite=Strict, path /console/, Secure when served over https."""
+def set_cookie(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    """The session's cookie: HttpOnly, SameSite=Strict, path /console/, Secure when the public URL is
+    https. Every sign-in sets it here, the operator's and a portal session's alike."""
+    settings = request.app[SETTINGS]
     response.set_cookie(
         COOKIE,
-        encode_session(session, admin_key),
+        encode_session(session, settings.admin_key),
         max_age=max(int(session.expires - time.time()), 0),
         path=COOKIE_PATH,
         httponly=True,
         samesite="Strict",
-        secure=public_url.startswith("https://"),
+        secure=settings.public_url.startswith("https://"),
     )
