@@ -20,6 +20,17 @@ class EmailText(Text):
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
+class JsonBoolean(fields.Boolean):
+    """JSON `true` or `false` and nothing else: not marshmallow's lenient 1, "yes", "on", 0 or "off"."""
+
+    default_error_messages = {"invalid": "must be true or false (a JSON boolean)"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
 def _d(text: str) -> dict[str, str]:
     return {"description": text}
 
@@ -38,7 +49,8 @@ class PortalLinkCreateSchema(Schema):
         validate=validate.Range(min=1, max=MAX_LINK_MINUTES),
         metadata=_d("Minutes until it expires (default SCIMSVC_PORTAL_LINK_MINUTES)"),
     )
-    redirect = fields.Boolean(
+    # The flag that signs a browser in on a plain GET: only a JSON boolean turns it on.
+    redirect = JsonBoolean(
         load_default=False,
         metadata=_d(
             "true: your settings page redirects the admin's browser straight to `url`, which signs in at "
