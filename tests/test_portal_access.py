@@ -330,12 +330,20 @@ async def test_the_operator_ends_every_portal_session_of_an_organization(
     tab = await client.get(f"/console/tenants/{tenant.id}/portal")
     assert tab.status == 200 and "End every portal session" in await tab.text()
     confirm = await client.get(f"/console/tenants/{tenant.id}/portal/end-sessions")
-    assert confirm.status == 200 and "1 admins of this organization are signed in" in await confirm.text()
+    assert confirm.status == 200 and "1 portal session of this organization is live." in await confirm.text()
+    ja = await client.get(confirm.url.path, headers={"Accept-Language": "ja"})
+    assert "ポータルのセッションは 1 件です" in await ja.text()
+    await portal_session(admins[1], tenant.id)
+    confirm = await client.get(f"/console/tenants/{tenant.id}/portal/end-sessions")
+    assert "2 portal sessions of this organization are live." in await confirm.text()
+    ja = await client.get(confirm.url.path, headers={"Accept-Language": "ja"})
+    assert "ポータルのセッションは 2 件です" in await ja.text()
     resp = await client.post(
         f"/console/tenants/{tenant.id}/portal/end-sessions", data={"csrf_token": csrf}, allow_redirects=False
     )
     assert resp.status == 303 and resp.headers["Location"].endswith("?done=portal-sessions-ended")
-    assert (await admins[0].get(scim, allow_redirects=False)).status == 303
+    for admin in admins[:2]:
+        assert (await admin.get(scim, allow_redirects=False)).status == 303
     assert (
         await client.delete(f"/admin/v1/tenants/{uuid.uuid4()}/portal-sessions", headers=ADMIN_HEADERS)
     ).status == 404
