@@ -72,6 +72,8 @@ PLAUSIBLE_FORM = {
 # Form fields that name a user or a team (typed by a person): sent with the other organization's.
 USER_FIELDS = ("user", "uid", "user_id", "member", "manager")
 TEAM_FIELDS = ("team", "team_id", "teams")
+# A typed event id (the webhook replay form): sent with the other organization's, 404 it must be.
+EVENT_FIELDS = ("event_id",)
 
 
 @pytest.fixture
@@ -131,6 +133,13 @@ async def organization(client: Any, letter: str) -> Organization:
     }
     status, created = await _scim(client, tenant.token, "POST", "/Groups", group)
     assert status == 201, created
+    # A team linked to no group (its page has the "Link a SCIM group" form), and a group of a team of its own
+    # that `_unlink` deletes once the worker applied it: a group linked to no team, the form's choice.
+    free_team = await _admin(client, "POST", f"/tenants/{tid}/teams", {"name": f"Free team {marker}"})
+    await _admin(client, "POST", f"/tenants/{tid}/teams", {"name": f"Gone team {marker}"})
+    free_group = {**group, "displayName": f"Gone team {marker}", "members": [{"value": uids[0]}]}
+    status, free_group = await _scim(client, tenant.token, "POST", "/Groups", free_group)
+    assert status == 201, free_group
     status, refused = await _scim(client, tenant.token, "POST", "/Users", {"schemas": []})
     assert status == 400, refused  # a refused request in the provisioning log
     return Organization(
@@ -147,8 +156,18 @@ async def organization(client: Any, letter: str) -> Organization:
             "token_id": second["id"],
             "wid": wid,
             "endpoint_id": wid,
+            # Not placeholders of any route: ids that forms carry (`_with_ids_of_b`).
+            "free_team_id": free_team["id"],
+            "free_group_id": free_group["id"],
         },
     )
+
+
+async def _unlink(client: Any, db: asyncpg.Connection, org: Organization) -> None:
+    """Delete the team of the organization's free group (the group stays, linked to nothing)."""
+    team_id = await db.fetchval("SELECT team_id FROM groups WHERE id = $1::uuid", org.ids["free_group_id"])
+    assert team_id is not None, "the group was not linked to its team"
+    await _admin(client, "DELETE", f"/tenants/{org.ids['tid']}/teams/{team_id}")
 
 
 async def _applied(db: asyncpg.Connection, org: Organization) -> None:
@@ -162,6 +181,13 @@ async def _applied(db: asyncpg.Connection, org: Organization) -> None:
     for table in ("webhook_deliveries", "audit_log", "provisioning_log", "events"):
         count = await db.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1::uuid", tid)  # noqa: S608
         assert count > 0, f"no {table} rows of {org.name}"
+    unlinked = await db.fetchval(
+        "SELECT team_id IS NULL FROM groups WHERE id = $1::uuid", org.ids["free_group_id"]
+    )
+    assert unlinked, "the free SCIM group was linked to a team"
+    # An event of the organization, by its public id (services/webhooks.py: `evt_<n>`), for the replay form.
+    last_event = await db.fetchval("SELECT max(id) FROM events WHERE tenant_id = $1::uuid", tid)
+    org.ids["event_id"] = f"evt_{last_event}"
 
 
 # --- the router --------------------------------------------------------------------------------------
@@ -241,6 +267,9 @@ class Forms(HTMLParser):
                 self.forms.append((a.get("action", ""), [], set()))
             else:
                 self.forms.append(("", [], set()))  # a GET form: a filter, not an action
+        elif tag == "option" and self._select is not None:  # an option has no name of its own
+            if self._chosen is None or "selected" in a:
+                self._chosen = a.get("value", "")
         elif not self.forms or not a.get("name"):
             return
         elif tag == "input":
@@ -258,9 +287,6 @@ class Forms(HTMLParser):
             self.forms[-1][2].add(a["name"])
         elif tag == "select":
             self._select, self._chosen = a["name"], None
-        elif tag == "option" and self._select is not None:
-            if self._chosen is None or "selected" in a:
-                self._chosen = a.get("value", "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "select" and self._select is not None and self.forms:
@@ -343,6 +369,9 @@ async def test_a_portal_session_reaches_nothing_of_another_organization(
     await _admin(client, "PATCH", f"/webhooks/{operator_wid}", {"enabled": False})
     await run_worker(settings)
     for org in (a, b):
+        await _unlink(client, db, org)
+    await run_worker(settings)
+    for org in (a, b):
         await _applied(db, org)
     routes = console_routes(client.server.app)
     known = _known_placeholders()
@@ -370,12 +399,37 @@ async def test_a_portal_session_reaches_nothing_of_another_organization(
             walk.problems.append(f"GET {url} (A's own page): shows organization B's data ({b.marker})")
         else:
             pages[url] = body
+    # The page of A's team linked to no group: its "Link a SCIM group" form, with A's free group to choose.
+    free_team = f"/console/tenants/{a.ids['tid']}/teams/{a.ids['free_team_id']}"
+    resp = await client.get(free_team)
+    body = await resp.text()
+    assert resp.status == 200 and a.ids["free_group_id"] in body, (resp.status, free_team)
+    assert not walk.leaked(body), f"GET {free_team}: shows organization B's data ({b.marker})"
+    pages[free_team] = body
 
     # Every route of an organization, with B's ids, and with A's tid and B's other ids: 404.
     for route, method in _session_routes([r for r in routes if r.template.startswith(TENANT_ROUTES)]):
         await walk.expect_404(method, route.url(b.ids))
         if len(route.placeholders) > 1:
             await walk.expect_404(method, route.url({**b.ids, "tid": a.ids["tid"]}))
+
+    # A route of A with more than one id of its own (a team's member): A's ids with one of them B's, one
+    # at a time (`teams/{A's team}/members/{B's user}/remove`): 404, nothing of A or B changed.
+    before_a = await snapshot(db, a.ids["tid"])
+    swapped = []
+    for route in routes:
+        others = [p for p in route.placeholders if p != "tid"]
+        if not route.template.startswith(TENANT_ROUTES) or len(others) < 2:
+            continue
+        for method in route.handlers:
+            for name in others:
+                url = route.url({**a.ids, name: b.ids[name]})
+                swapped.append(f"{method} {url}")
+                await walk.expect_404(method, url)
+    if changed(before_a, await snapshot(db, a.ids["tid"])):
+        walk.problems.append("organization A's rows changed by URLs with one of B's ids")
+    remove_member = f"teams/{a.ids['team_id']}/members/{b.ids['uid']}/remove"
+    assert any(url.endswith(remove_member) for url in swapped), "no URL of A's team with B's user was sent"
 
     # Every operator-only route: 404, with A's own ids too (the operator's pages of A are not A's).
     operator_ids = {**a.ids, "wid": operator_wid}
@@ -412,12 +466,18 @@ async def test_a_portal_session_reaches_nothing_of_another_organization(
     before_a = await snapshot(db, a.ids["tid"])
     a_ids_to_b = {v: b.ids[k] for k, v in a.ids.items() if k != "tid"}
     sent = 0
+    sent_fields: set[tuple[str, str]] = set()  # (the action's last segment, the field that carried B's id)
     for page_url, body in pages.items():
         for action, fields, typed in post_forms(body):
             if not urlsplit(action).path.startswith(f"/console/tenants/{a.ids['tid']}/"):
                 continue
             for form, nobody in _with_ids_of_b(fields, typed, a_ids_to_b, b):
                 sent += 1
+                sent_fields |= {
+                    (action.rsplit("/", 1)[1], name)
+                    for name, value in form.items()
+                    if value in b.ids.values()
+                }
                 before_form = await snapshot(db, a.ids["tid"])
                 # A typed value may be answered as a typo is (e.g. 400 "no user ... in this organization"),
                 # provided another organization's id gets exactly that answer: nothing to tell them apart.
@@ -432,6 +492,10 @@ async def test_a_portal_session_reaches_nothing_of_another_organization(
     after = await snapshot(db, b.ids["tid"])
     if changed(before, after):
         walk.problems.append(f"organization B's rows changed by A's forms: {changed(before, after)}")
+    for needed in (("group", "group_id"), ("replay", "event_id"), ("members", "user")):
+        assert needed in sent_fields, (
+            f"no form {needed[0]} was sent with B's {needed[1]}: {sorted(sent_fields)}"
+        )
 
     assert not walk.problems, (
         f"a portal session of organization A ({len(routes)} console routes, {len(own)} of A's pages, "
@@ -444,7 +508,8 @@ def _with_ids_of_b(
 ) -> Iterator[tuple[MultiDict[str], MultiDict[str] | None]]:
     """The form as the page has it, once per field that carries an id, that field carrying B's instead:
     a hidden id of A becomes B's (no control: 404 it must be); a typed user field gets B's user id, then
-    B's userName, a typed team field B's team id, each with a control: the same form naming nobody."""
+    B's userName, a typed team field B's team id, each with a control: the same form naming nobody; a typed
+    event id gets B's event (no control: 404 it must be)."""
     for i, (name, value) in enumerate(fields):
         replacements: list[tuple[str, str | None]] = []
         if value in a_ids_to_b:
@@ -456,6 +521,8 @@ def _with_ids_of_b(
             ]
         elif name in typed and name in TEAM_FIELDS:
             replacements.append((b.ids["team_id"], str(uuid.uuid4())))
+        elif name in typed and name in EVENT_FIELDS:
+            replacements.append((b.ids["event_id"], None))
         for replacement, nobody in replacements:
             yield _replaced(fields, i, replacement), (_replaced(fields, i, nobody) if nobody else None)
 
