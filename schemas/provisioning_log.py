@@ -63,6 +63,14 @@ class LogEntrySchema(Schema):
     status = fields.Integer(required=True)
     scim_type = fields.String(allow_none=True, required=True)
     detail = fields.String(allow_none=True, required=True)
+    reason = fields.String(
+        allow_none=True,
+        required=True,
+        metadata=_d(
+            "Why it was refused, where the fix is outside the request: domain_not_allowed, no_team, "
+            "team_taken, unknown_member, unknown_manager, scim_disabled, rate_limited (None: no such reason)"
+        ),
+    )
     duration_ms = fields.Float(required=True)
     outcome = fields.Nested(
         LogOutcomeSchema, allow_none=True, required=True, metadata=_d("None: the request wrote nothing")

@@ -515,7 +515,8 @@ async def test_a_request_refused_because_scim_is_disabled_is_logged_with_its_403
     await logged(db, tenant, 1)
     entries = (await log_of(client, tenant, status="4xx"))["entries"]
     assert entries and all(e["status"] == 403 for e in entries)
-    assert "disabled" in entries[0]["detail"] and entries[0]["endpoint"] == "/scim/v2/Users"
+    assert "turned off" in entries[0]["detail"] and entries[0]["endpoint"] == "/scim/v2/Users"
+    assert entries[0]["reason"] == "scim_disabled"
 
 
 async def test_with_the_log_off_nothing_is_logged(aiohttp_client, settings, db):

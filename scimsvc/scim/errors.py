@@ -3,22 +3,44 @@
 from __future__ import annotations
 
 import reprlib
+from enum import StrEnum
 from typing import Any
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+class Reason(StrEnum):
+    """Why a request was refused, where the fix is outside the request (a setting, a team, a user to
+    provision first): the provisioning log keeps it, and the console explains it in the organization's
+    words with the page to fix it on (web/console/refusals.py). The IdP reads the `detail`."""
+
+    DOMAIN_NOT_ALLOWED = "domain_not_allowed"
+    NO_TEAM = "no_team"
+    TEAM_TAKEN = "team_taken"
+    UNKNOWN_MEMBER = "unknown_member"
+    UNKNOWN_MANAGER = "unknown_manager"
+    SCIM_DISABLED = "scim_disabled"
+    RATE_LIMITED = "rate_limited"
 
 
 class ScimError(Exception):
     """An error answered as an RFC 7644 §3.12 body; `scim_type` only where the RFC defines one."""
 
     def __init__(
-        self, status: int, detail: str, scim_type: str | None = None, *, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        detail: str,
+        scim_type: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        reason: Reason | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
         self.headers = dict(headers or {})  # e.g. Retry-After and rate-limit headers
+        self.reason = reason
 
     def body(self) -> dict[str, Any]:
         """The error as a SCIM message body."""
@@ -63,8 +85,8 @@ def invalid_filter(detail: str) -> ScimError:
     return ScimError(400, detail, "invalidFilter")
 
 
-def invalid_value(detail: str) -> ScimError:
-    return ScimError(400, detail, "invalidValue")
+def invalid_value(detail: str, *, reason: Reason | None = None) -> ScimError:
+    return ScimError(400, detail, "invalidValue", reason=reason)
 
 
 def invalid_syntax(detail: str) -> ScimError:
@@ -83,8 +105,8 @@ def mutability(detail: str) -> ScimError:
     return ScimError(400, detail, "mutability")
 
 
-def uniqueness(detail: str) -> ScimError:
-    return ScimError(409, detail, "uniqueness")
+def uniqueness(detail: str, *, reason: Reason | None = None) -> ScimError:
+    return ScimError(409, detail, "uniqueness", reason=reason)
 
 
 def not_found(detail: str) -> ScimError:

@@ -26,7 +26,15 @@ from marshmallow import ValidationError
 from schemas.base import flatten_errors
 from schemas.group import GROUP_RESOURCE, load_group
 from scimsvc.scim.attribute_names import member
-from scimsvc.scim.errors import ScimError, invalid_filter, invalid_path, invalid_syntax, invalid_value, shown
+from scimsvc.scim.errors import (
+    Reason,
+    ScimError,
+    invalid_filter,
+    invalid_path,
+    invalid_syntax,
+    invalid_value,
+    shown,
+)
 from scimsvc.scim.filters.tree import Compare, Node, Or
 from scimsvc.scim.patch import PatchOperation, apply_patch, resolve_path
 
@@ -148,8 +156,9 @@ def unknown_members_error(ids: Sequence[UUID | str]) -> ScimError:
     text = [str(i) for i in ids]
     return invalid_value(
         f"members: {_describe(text)} {'is' if len(text) == 1 else 'are'} not "
-        f"{'a user' if len(text) == 1 else 'users'} of this tenant: provision the user first "
-        "(POST /Users), then add it to the group"
+        f"{'a user' if len(text) == 1 else 'users'} of this organization: provision the user first "
+        "(POST /Users), then add it to the group",
+        reason=Reason.UNKNOWN_MEMBER,
     )
 
 

@@ -11,7 +11,7 @@ from schemas.base import flatten_errors
 from schemas.user import ENTERPRISE_SCHEMA, load_user
 from scimsvc.contract import ChangeKind
 from scimsvc.scim.attribute_names import key_named
-from scimsvc.scim.errors import invalid_value, mutability
+from scimsvc.scim.errors import Reason, invalid_value, mutability
 
 PASSWORD_REFUSED = (
     "password changes are not supported: users sign in through your identity provider, "
@@ -47,9 +47,11 @@ def check_allowed_domain(user_name: str, allowed_domains: Sequence[str]) -> None
     domain = user_name.rpartition("@")[2].lower()
     if domain not in allowed_domains:
         raise invalid_value(
-            f"the email domain {domain!r} of userName {user_name!r} may not be provisioned to this tenant "
-            f"(allowed: {', '.join(allowed_domains)}). An operator can add it to the tenant's "
-            'allowed_domains setting: PATCH /admin/v1/tenants/{tenant id} with {"allowed_domains": [...]}'
+            f"the email domain {domain!r} of userName {user_name!r} is not one this organization allows "
+            f"(allowed: {', '.join(allowed_domains)}). An admin of the organization can add it on the "
+            "console's Settings page, Allowed domains (admin API: the allowed_domains setting), "
+            "then send the user again",
+            reason=Reason.DOMAIN_NOT_ALLOWED,
         )
 
 

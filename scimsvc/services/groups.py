@@ -21,7 +21,7 @@ import asyncpg
 
 from schemas.group import GROUP_RESOURCE
 from scimsvc.contract import ChangeKind, ResourceType
-from scimsvc.scim.errors import ScimError, invalid_value, not_found, uniqueness
+from scimsvc.scim.errors import Reason, ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
 from scimsvc.scim.ids import id_or_404
@@ -50,9 +50,10 @@ def _no_team(scope: Scope, name: str, similar: list[str]) -> ScimError:
         )
     return invalid_value(
         f"no team is named {name!r} in this organization{hint}. A SCIM group links to an existing product "
-        "team with exactly its displayName: create the team first with the Teams API "
-        f'({TEAMS_API.format(tenant_id=scope.tenant_id)} with {{"name": {name!r}}}), '
-        "then send the group again"
+        "team with exactly its displayName: create the team first (the console's Teams page, or "
+        f'{TEAMS_API.format(tenant_id=scope.tenant_id)} with {{"name": {name!r}}}), '
+        "then send the group again",
+        reason=Reason.NO_TEAM,
     )
 
 
@@ -182,7 +183,8 @@ async def record_link(
 def _already_linked(name: str, group_id: UUID, group_name: str) -> ScimError:
     return uniqueness(
         f"the team {name!r} is already linked to the SCIM group {str(group_id)!r} ({group_name!r}); "
-        "a team follows one group. Use that group, or delete it first (DELETE /Groups/{id})"
+        "a team follows one group. Use that group, or delete it first (DELETE /Groups/{id})",
+        reason=Reason.TEAM_TAKEN,
     )
 
 

@@ -233,6 +233,7 @@ def render_entry(row: Mapping[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "scim_type": row["scim_type"],
         "detail": row["detail"],
+        "reason": row["reason"],
         "duration_ms": round(row["duration_ms"], 2),
     }
 

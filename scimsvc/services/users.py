@@ -15,7 +15,7 @@ import asyncpg
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.notices import email_change_notices
-from scimsvc.scim.errors import invalid_value, not_found, uniqueness
+from scimsvc.scim.errors import Reason, invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.ids import id_or_404
 from scimsvc.scim.patch import apply_patch, parse_patch_request, patched_active
@@ -67,7 +67,9 @@ async def _resolve_manager(
     names = await store.display_names(conn, tenant_id, [mid]) if mid else {}
     if mid not in names:
         raise invalid_value(
-            f"manager.value {raw!r} is not the id of a user of this tenant: provision the manager first"
+            f"manager.value {raw!r} is not the id of a user of this organization: provision the manager "
+            "first",
+            reason=Reason.UNKNOWN_MANAGER,
         )
     resource[ENTERPRISE_SCHEMA]["manager"]["displayName"] = names[mid]
 

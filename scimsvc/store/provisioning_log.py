@@ -33,6 +33,7 @@ class LogEntry(NamedTuple):
     detail: str | None
     duration_ms: float
     outbox_ids: tuple[int, ...] = ()
+    reason: str | None = None  # scim/errors.py:Reason of a refusal
 
 
 # One statement for a whole batch, the rows as one JSON array of arrays (a `LogEntry` each, by position):
@@ -47,11 +48,12 @@ INSERT_ENTRIES = """
 WITH logged AS (
     INSERT INTO provisioning_log (tenant_id, at, request_id, idp, method, endpoint, resource_type,
                                   resource_id, user_name, summary, status, scim_type, detail, duration_ms,
-                                  outbox_ids)
+                                  outbox_ids, reason)
     SELECT (r ->> 0)::uuid, to_timestamp((r ->> 1)::float8), r ->> 2, r ->> 3, r ->> 4, r ->> 5, r ->> 6,
            (r ->> 7)::uuid, r ->> 8, r ->> 9, (r ->> 10)::smallint, r ->> 11, r ->> 12, (r ->> 13)::real,
            CASE WHEN r -> 14 = '[]' THEN '{}'::bigint[]
-                ELSE ARRAY(SELECT jsonb_array_elements_text(r -> 14)::bigint) END
+                ELSE ARRAY(SELECT jsonb_array_elements_text(r -> 14)::bigint) END,
+           r ->> 15
     FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS v(r, n)
     JOIN tenants t ON t.id = (r ->> 0)::uuid
     ORDER BY v.n
@@ -111,7 +113,7 @@ async def insert_entries(pool: asyncpg.Pool, entries: list[LogEntry]) -> int:
 
 
 ENTRY_COLUMNS = """id, at, request_id, idp, method, endpoint, resource_type, resource_id, user_name, summary,
-       status, scim_type, detail, duration_ms, outbox_ids"""
+       status, scim_type, detail, reason, duration_ms, outbox_ids"""
 # Every page scans the ids of one tenant newest first, between two bounds: $5 (older than: the cursor, or
 # the end of an until) and $6 (newer than: the start of a since, or how far a status filter may look).
 # $2 status class (2 for 2xx, ...) and $3/$4 since/until are then exact filters of the rows scanned; $7 is

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST
 from scimsvc.ratelimit.limiter import retry_after
-from scimsvc.scim.errors import ScimError, database_unavailable
+from scimsvc.scim.errors import Reason, ScimError, database_unavailable
 from scimsvc.settings import parse_networks
 from scimsvc.store.db import unavailable
 from scimsvc.store.tenants import hash_token
@@ -245,7 +245,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request[LOG_TENANT_ID] = found["tenant_id"]
         if not found["scim_enabled"]:
             raise ScimError(
-                403, "SCIM provisioning is disabled for this tenant: enable it in the admin settings"
+                403,
+                "SCIM provisioning is turned off for this organization: an admin of the organization turns "
+                "it on on the console's SCIM page",
+                reason=Reason.SCIM_DISABLED,
             )
         request[TENANT_ID] = found["tenant_id"]
         request[ALLOWED_DOMAINS] = tuple(found["allowed_domains"])

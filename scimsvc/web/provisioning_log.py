@@ -136,6 +136,7 @@ def _entry(
         detail=detail,
         duration_ms=(time.perf_counter() - started) * 1000,
         outbox_ids=tuple(request.get(WRITTEN) or ()),
+        reason=refusal.reason if refusal is not None else None,
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 
 from scimsvc.ratelimit.levels import LEVELS, PRICED_BY_HANDLER, WINDOW_SECONDS, request_level, tenant_credits
 from scimsvc.ratelimit.limiter import rate_headers
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import Reason, ScimError
 from scimsvc.settings import Settings
 from scimsvc.web.body_limits import body_limit
 from scimsvc.web.keys import LIMITER, RATE_HEADERS, RATE_LIMIT, SETTINGS, TENANT_ID
@@ -51,10 +51,11 @@ async def charge(request: web.Request, *, cost: int | None = None) -> dict[str, 
     if not verdict.allowed:
         raise ScimError(
             429,
-            f"this tenant's SCIM budget of {capacity} credits per {WINDOW_SECONDS} s is spent "
+            f"this organization's SCIM budget of {capacity} credits per {WINDOW_SECONDS} s is spent "
             f"({method} {route or request.path} costs {cost}, level {level}; "
             f"{verdict.remaining} left): retry after {headers['Retry-After']} s",
             headers=headers,
+            reason=Reason.RATE_LIMITED,
         )
     return headers
 

@@ -9,8 +9,9 @@ import jinja2
 from aiohttp import web
 
 from scimsvc.web.console import i18n, log_pages, portal_pages, scim_pages, seat_pages, team_pages, user_pages
-from scimsvc.web.console.names import GLOBALS
 from scimsvc.web.console.access import STATIC_PREFIX, security_headers
+from scimsvc.web.console.names import GLOBALS
+from scimsvc.web.console.refusals import explained
 from scimsvc.web.console.routes import routes
 from scimsvc.web.console.webhook_pages import routes as webhook_routes
 
@@ -26,7 +27,7 @@ def setup_console(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
         default_helpers=False,
     )
-    aiohttp_jinja2.get_env(app).globals.update(GLOBALS)
+    aiohttp_jinja2.get_env(app).globals.update(GLOBALS, explained=explained)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR)
     app.add_routes(routes)
     app.add_routes(webhook_routes)
