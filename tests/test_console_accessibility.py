@@ -120,7 +120,7 @@ NOT_PAGES = {
     "/console/": "redirects to /console/tenants",
     "/console/tenants/{tid}": "redirects to the SCIM panel",
     "/console/tenants/{tid}/users.csv": "a CSV download",
-    "/console/portal/{token}": "a portal link: starts a session and redirects",
+    "/console/portal/{token}": "a portal link: walked signed out (its Continue page; a used link's 410 page)",
     "/console/portal/continue": "an emailed link's Continue page: needs its cookie (410 without)",
 }
 SIGNED_OUT = ("/console/login", "/console/portal/sign-in")  # walked before signing in
@@ -176,11 +176,17 @@ def _visit(
         problems[f"{name} ({url})"] = found
 
 
-def _signed_out(page: Page, server: str, viewport: str, problems: dict[str, list[str]]) -> None:
+def _signed_out(page: Page, server: str, world: World, viewport: str, problems: dict[str, list[str]]) -> None:
+    """The sign-in pages; a portal link's Continue page (opening it uses nothing up: only its button does),
+    and the page of a link that no longer works (410)."""
     paths = {r.template for r in console_routes(router_app())}
     for path in SIGNED_OUT:
         if path in paths:
             _visit(page, server + path, Route(path, {}).slug, viewport, problems)
+    link = _admin(server, "POST", f"/tenants/{world.tid}/portal-links", {})["url"]
+    _visit(page, link, "portal-continue", viewport, problems)
+    gone = link.rsplit("/", 1)[0] + "/" + "x" * 43
+    _visit(page, gone, "portal-link-gone", viewport, problems, status=410)
 
 
 def _report(who: str, lang: str, viewport: str, problems: dict[str, list[str]]) -> str:
@@ -253,7 +259,7 @@ def test_every_operator_page_has_no_serious_accessibility_violations(
     page.set_viewport_size(VIEWPORTS[viewport])
     set_language(page.context, server, lang)
     problems: dict[str, list[str]] = {}
-    _signed_out(page, server, viewport, problems)
+    _signed_out(page, server, world, viewport, problems)
     sign_in_as_operator(page, server)
     assert page.evaluate("() => document.documentElement.lang") == lang
     for route in _pages():
