@@ -582,7 +582,7 @@ async def test_sign_in_requests_from_one_client_are_bounded(aiohttp_client, sett
         assert (await ask_for_link(client, address)).status == 303
     resp = await ask_for_link(client, addresses[2])
     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
-    assert "too many sign-in link requests" in await resp.text()
+    assert "Too many sign-in link requests" in await resp.text()
 
 
 async def test_without_smtp_an_emailed_link_gets_no_token(client, db, settings, tenant):

@@ -226,7 +226,7 @@ async def test_the_console_team_page_links_a_group_and_the_lists_show_it(client,
     # Linked already: a second link is a 409 on the page, nothing changes.
     other = await unlinked_group(client, tenant, db, settings, [])
     resp = await client.post(f"{base}/{team['id']}/group", data={"csrf_token": csrf, "group_id": other["id"]})
-    assert resp.status == 409 and "already linked" in await resp.text()
+    assert resp.status == 409 and "a team follows one group" in await resp.text()
     # Another organization's group: 404.
     foreign = await make_tenant(client)
     foreign_group = await unlinked_group(client, foreign, db, settings, [])

@@ -853,7 +853,7 @@ async def test_the_operator_console_page_lists_and_adds_endpoints_for_every_tena
     assert SECRET_ID.findall(shown) == [endpoint_id]
     listed = await (await hooks.get("/console/webhooks")).text()
     assert f"/console/webhooks/{endpoint_id}" in listed
-    assert "webhook_created" in listed and endpoint_id in listed.split('id="operator-audit-table"')[1]
+    assert "Webhook endpoint added" in listed and endpoint_id in listed.split('id="operator-audit-table"')[1]
     assert (
         await db.fetchval("SELECT tenant_id FROM webhook_endpoints WHERE id = $1::uuid", endpoint_id) is None
     )

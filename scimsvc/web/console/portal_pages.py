@@ -22,18 +22,18 @@ from uuid import UUID
 
 from aiohttp import web
 
-from schemas.portal import OrgAdminCreateSchema, PortalLinkCreateSchema
+from schemas.portal import MAX_LINK_MINUTES, OrgAdminCreateSchema, PortalLinkCreateSchema
 from scimsvc.product.portal import link_url, normal_email, storable_address
 from scimsvc.ratelimit.limiter import retry_after
-from scimsvc.scim.errors import ScimError
+from scimsvc.scim.errors import ScimError, invalid_value
 from scimsvc.services import console_sessions, portal
 from scimsvc.services.actions import ActionScope, Actor
 from scimsvc.services.tenants import tenant_or_404
-from scimsvc.web.admin_requests import action_scope, load, tenant_id_of
+from scimsvc.web.admin_requests import action_scope, tenant_id_of
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console import forms
 from scimsvc.web.console.access import PORTAL_SIGN_IN_PATH
-from scimsvc.web.console.pages import page
+from scimsvc.web.console.pages import page, texts
 from scimsvc.web.console.session import SESSION, Session, new_session, set_cookie, signed_in
 from scimsvc.web.keys import LIMITER, POOL, REDIS, REQUEST_ID, SETTINGS
 from scimsvc.web.middlewares import client_of
@@ -117,12 +117,19 @@ async def portal_link_create(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
     email, minutes = forms.text(form, "email").strip(), forms.text(form, "minutes").strip()
+    _ = texts(request)
+    plain = {
+        "email": _("Type the admin's email address, like it@example.com, or leave it empty."),
+        "minutes": _(
+            "Minutes must be a whole number from 1 to {most}, or empty for the default.",
+            most=MAX_LINK_MINUTES,
+        ),
+    }
     try:
-        if minutes and not (minutes.isascii() and minutes.isdigit()):
-            raise ScimError(400, "minutes must be a whole number of minutes, or empty for the default")
-        data = load(
-            PortalLinkCreateSchema(), {"email": email or None, "minutes": int(minutes) if minutes else None}
-        )
+        if minutes and not (minutes.isascii() and minutes.isdigit() and len(minutes) <= 9):
+            raise invalid_value(plain["minutes"])
+        payload = {"email": email or None, "minutes": int(minutes) if minutes else None}
+        data = forms.load_form(PortalLinkCreateSchema(), payload, plain)
         link = await portal.create_link(
             action_scope(request), tenant_id, email=data["email"], minutes=data["minutes"]
         )
@@ -147,9 +154,10 @@ async def portal_link_create(request: web.Request) -> web.Response:
 async def org_admin_add(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
+    plain = {"email": texts(request)("Type the admin's email address, like it@example.com.")}
     try:
-        email = load(OrgAdminCreateSchema(), {"email": forms.text(form, "email").strip()})["email"]
-        await portal.add_admin(action_scope(request), tenant_id, email)
+        email = forms.load_form(OrgAdminCreateSchema(), {"email": forms.text(form, "email").strip()}, plain)
+        await portal.add_admin(action_scope(request), tenant_id, email["email"])
     except ScimError as exc:
         return await _portal_page(request, status=exc.status, error=exc.detail, form=dict(form))
     raise web.HTTPSeeOther(f"{_tab(request.match_info['tid'])}?done=org-admin-added")
@@ -161,8 +169,13 @@ async def org_admin_remove(request: web.Request) -> web.Response:
     tenant_id = tenant_id_of(request)
     email = forms.text(form, "email")
     if not await portal.remove_admin(action_scope(request), tenant_id, email):
-        shown = email if storable_address(normal_email(email)) else "That address"
-        detail = f"{shown} is not a registered admin address of this organization (already removed?)"
+        _ = texts(request)
+        detail = _("That address is not a registered admin address of this organization (already removed?).")
+        if storable_address(normal_email(email)):
+            detail = _(
+                "{email} is not a registered admin address of this organization (already removed?).",
+                email=email,
+            )
         return await _portal_page(request, status=404, error=detail)
     raise web.HTTPSeeOther(f"{_tab(request.match_info['tid'])}?done=org-admin-removed")
 
@@ -203,8 +216,10 @@ async def sign_in_request(request: web.Request) -> web.Response:
     """The same answer whether or not the address is registered (nothing to learn about who is)."""
     form = await request.post()
     typed = forms.text(form, "email").strip()
+    _ = texts(request)
     try:
-        email = load(OrgAdminCreateSchema(), {"email": typed})["email"]
+        plain = {"email": _("Type your email address, like name@example.com.")}
+        email = forms.load_form(OrgAdminCreateSchema(), {"email": typed}, plain)["email"]
     except ScimError as exc:
         return page(
             request, "portal_sign_in.html", {"error": exc.detail, "form": {"email": typed}}, status=400
@@ -215,7 +230,10 @@ async def sign_in_request(request: web.Request) -> web.Response:
     wait = await app[LIMITER].auth_failed("portal", client_of(request))
     if wait > 0:
         seconds = retry_after(int(wait * 1000))
-        detail = f"too many sign-in link requests from this address: try again in {seconds} seconds"
+        detail = _(
+            "Too many sign-in link requests from this address: try again in {seconds} seconds.",
+            seconds=seconds,
+        )
         raise ScimError(429, detail, headers={"Retry-After": seconds})
     await portal.request_sign_in_links(
         app[POOL], app[REDIS], app[SETTINGS], email, request_id=request.get(REQUEST_ID)

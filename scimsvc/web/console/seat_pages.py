@@ -22,7 +22,6 @@ from aiohttp import web
 
 from schemas.admin import LicenseAssignmentSchema, TenantSettingsSchema
 from scimsvc.scim.errors import ScimError, not_found
-from scimsvc.services import admin_users
 from scimsvc.services import tenants as tenant_service
 from scimsvc.services.licenses import (
     MANAGED_BY_SCIM,
@@ -32,8 +31,10 @@ from scimsvc.services.licenses import (
 )
 from scimsvc.web.admin_requests import action_scope, admin_scope, load, tenant_id_of
 from scimsvc.web.console import forms, setting_forms
+from scimsvc.web.console.i18n import Translate
 from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.console.user_pages import find_typed_user
 from scimsvc.web.keys import POOL
 
 routes = web.RouteTableDef()
@@ -62,16 +63,16 @@ def refresh_seconds(
     return APPLYING_REFRESH_SECONDS
 
 
-def place_of(query: Mapping[str, str], name: str) -> tuple[datetime, UUID] | None:
+def place_of(query: Mapping[str, str], name: str, _: Translate) -> tuple[datetime, UUID] | None:
     """A page cursor, `<time>_<id>` (the place the page starts after); a 404 when it cannot be one."""
     raw = query.get(name)
     if not raw:
         return None
-    at, _, user_id = raw.rpartition("_")
+    at, _sep, user_id = raw.rpartition("_")
     try:
         return datetime.fromisoformat(at), UUID(user_id)
     except ValueError:
-        raise not_found(f"no page starts after {raw!r}") from None
+        raise not_found(_("That page of the list does not exist: start again from the first page.")) from None
 
 
 def place(at: datetime, user_id: UUID) -> str:
@@ -91,8 +92,8 @@ async def _seats_page(
     tenant = await organization(request)
     tenant_id = UUID(tenant["id"])
     query = request.query
-    waiting_after = place_of(query, "waiting_after")
-    others_after = place_of(query, "others_after")
+    waiting_after = place_of(query, "waiting_after", texts(request))
+    others_after = place_of(query, "others_after", texts(request))
     overview = await seat_overview(
         request.app[POOL],
         tenant_id,
@@ -174,13 +175,17 @@ async def license_assign(request: web.Request) -> web.Response:
     """Manual assignment: the same service as the admin API, so SCIM's lock (409) holds here too."""
     form = await request.post()
     tenant_id = tenant_id_of(request)
+    _ = texts(request)
     try:
         license = forms.text(form, "license")
-        data = load(LicenseAssignmentSchema(), {"license": None if license == "none" else license})
-        user_id = await admin_users.find_user(request.app[POOL], tenant_id, forms.text(form, "user"))
+        plain = {"license": _("Choose the license from the list.")}
+        data = forms.load_form(
+            LicenseAssignmentSchema(), {"license": None if license == "none" else license}, plain
+        )
+        user_id = await find_typed_user(request.app[POOL], tenant_id, forms.text(form, "user"), _)
         await assign_license_by_hand(admin_scope(request, tenant_id), user_id, data["license"])
     except ScimError as exc:
-        detail = MANAGED_BY_SCIM_HERE if exc.detail == MANAGED_BY_SCIM else exc.detail
+        detail = _(MANAGED_BY_SCIM_HERE) if exc.detail == MANAGED_BY_SCIM else exc.detail
         return await _seats_page(request, status=exc.status, error=detail, form=form)
     raise see_other(f"/console/tenants/{tenant_id}/seats?done=license-assigned")
 

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from schemas.admin import TeamGroupLinkSchema, TeamSchema
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
-from scimsvc.services import admin_users
 from scimsvc.services import teams as team_service
 from scimsvc.web.admin_requests import action_scope, query_id, team_id_of, tenant_id_of, user_id_of
 from scimsvc.web.console import forms
 from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.console.user_pages import find_typed_user
 from scimsvc.web.keys import POOL
 
 routes = web.RouteTableDef()
@@ -41,6 +41,14 @@ async def _team(request: web.Request, tenant_id: UUID) -> Any:
 
 def _team_name(request: web.Request) -> dict[str, str]:
     return {"name": texts(request)("A team name is 1 to 200 characters of text.")}
+
+
+def _name_taken(request: web.Request, exc: ScimError, name: str) -> str | None:
+    """A name another team has (the service's 409), in the page's words; None for any other error."""
+    if exc.status != 409:
+        return None
+    _ = texts(request)
+    return _("There is already a team named “{name}” in this organization: choose another name.", name=name)
 
 
 def _team_url(tenant_id: UUID, team_id: UUID | None = None, done: str | None = None) -> str:
@@ -72,11 +80,13 @@ async def teams_list(request: web.Request) -> web.Response:
 async def team_create(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id = tenant_id_of(request)
+    name = forms.text(form, "name")
     try:
-        name = forms.load_form(TeamSchema(), {"name": forms.text(form, "name")}, _team_name(request))["name"]
+        name = forms.load_form(TeamSchema(), {"name": name}, _team_name(request))["name"]
         await team_service.create_team(action_scope(request), tenant_id, name)
     except ScimError as exc:
-        return await _teams_page(request, status=exc.status, error=exc.detail, form=form)
+        error = _name_taken(request, exc, name) or exc.detail
+        return await _teams_page(request, status=exc.status, error=error, form=form)
     raise web.HTTPSeeOther(_team_url(tenant_id, done="team-created"))
 
 
@@ -125,11 +135,13 @@ async def team_detail(request: web.Request) -> web.Response:
 async def team_rename(request: web.Request) -> web.Response:
     form = await request.post()
     tenant_id, team_id = tenant_id_of(request), team_id_of(request)
+    name = forms.text(form, "name")
     try:
-        name = forms.load_form(TeamSchema(), {"name": forms.text(form, "name")}, _team_name(request))["name"]
+        name = forms.load_form(TeamSchema(), {"name": name}, _team_name(request))["name"]
         await team_service.rename_team(action_scope(request), tenant_id, team_id, name)
     except ScimError as exc:
-        return await _team_page(request, status=exc.status, error=exc.detail, form=form)
+        error = _name_taken(request, exc, name) or exc.detail
+        return await _team_page(request, status=exc.status, error=error, form=form)
     raise web.HTTPSeeOther(_team_url(tenant_id, team_id, "team-renamed"))
 
 
@@ -151,6 +163,11 @@ async def team_link_group(request: web.Request) -> web.Response:
         error = exc.detail
         if exc.status == 404:  # the team was just found: the group is gone (or another organization's)
             error = texts(request)("That SCIM group is not in this organization any more: choose another.")
+        elif exc.status == 409:  # the team or the group was linked meanwhile (services/teams.py:link_group)
+            error = texts(request)(
+                "This team or that SCIM group was linked meanwhile: a team follows one group, and a group "
+                "links to one team. The page now shows the links as they are."
+            )
         return await _team_page(request, status=exc.status, error=error, form=form)
     raise web.HTTPSeeOther(_team_url(tenant_id, team_id, "team-linked"))
 
@@ -182,7 +199,7 @@ async def member_add(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     await _team(request, tenant_id)
     try:
-        user_id = await admin_users.find_user(pool, tenant_id, forms.text(form, "user"))
+        user_id = await find_typed_user(pool, tenant_id, forms.text(form, "user"), texts(request))
         if not await team_service.add_member(action_scope(request), tenant_id, team_id, user_id):
             raise not_found(texts(request)("There is no such user in this organization."))
     except ScimError as exc:

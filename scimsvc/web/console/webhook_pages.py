@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from multidict import MultiDictProxy
 
 from schemas.webhooks import WebhookCreateSchema, WebhookReplaySchema, WebhookUpdateSchema
 from scimsvc.product.events import EVENT_TYPES
+from scimsvc.product.webhooks import url_problem
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services import webhooks
 from scimsvc.services.audit import operator_audit_page
@@ -32,8 +34,9 @@ from scimsvc.web.admin_requests import action_scope, load
 from scimsvc.web.console import forms, reveal
 from scimsvc.web.console.pages import confirmation, organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
+from scimsvc.web.console.session import SESSION
 from scimsvc.web.console.user_pages import detail_lines
-from scimsvc.web.keys import POOL
+from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.webhook_views import (
     delivery_before,
     endpoint_id_of,
@@ -90,6 +93,72 @@ def _endpoint_payload(form: MultiDictProxy[Any]) -> dict[str, Any]:
         "description": forms.text(form, "description"),
         "event_types": [t for t in form.getall("event_types", []) if isinstance(t, str)],
     }
+
+
+MAX_URL, MAX_DESCRIPTION = 2000, 200  # as schemas/webhooks.py:WebhookUpdateSchema
+
+
+def _portal(request: web.Request) -> bool:
+    session = request.get(SESSION)
+    return session is not None and session.tenant_id is not None
+
+
+def _endpoint_fields(request: web.Request, form: MultiDictProxy[Any]) -> dict[str, Any]:
+    """The add and edit forms' fields, what a person can type wrong told in the page's words (the schema
+    and the service still decide the rest)."""
+    _ = texts(request)
+    payload = _endpoint_payload(form)
+    url = payload["url"]
+    if not 1 <= len(url) <= MAX_URL:
+        raise invalid_value(
+            _("Type the endpoint's URL, starting with https:// (at most {most} characters).", most=MAX_URL)
+        )
+    # A fixed sentence of product/webhooks.py:url_problem, translated like any text of the console.
+    if problem := url_problem(url, allow_http=request.app[SETTINGS].webhook_allow_http):
+        raise invalid_value(_("The endpoint's URL cannot be used: {problem}.", problem=_(problem)))
+    if len(payload["description"]) > MAX_DESCRIPTION:
+        raise invalid_value(_("A description is at most {most} characters.", most=MAX_DESCRIPTION))
+    if any(t not in EVENT_TYPES for t in payload["event_types"]):
+        raise invalid_value(_("Choose the event types from the list (none ticked: every type)."))
+    return payload
+
+
+def _refusal(request: web.Request, exc: ScimError, url: str = "") -> str:
+    """The service's refusal of an endpoint's change in the page's words: what the person can do about it
+    (an organization admin is told to ask the operator for what only the server's settings change)."""
+    _ = texts(request)
+    if exc.detail == webhooks.NO_SIGNING_KEY:
+        if _portal(request):
+            return _(
+                "Webhooks cannot be signed on this service yet, so no endpoint can be added or given a new "
+                "secret. Ask the operator of this service to set up webhook signing, then try again."
+            )
+        return _(
+            "Webhooks cannot be signed: set SCIMSVC_WEBHOOK_SIGNING_KEY on the server (a random secret of 32 "
+            "characters or more), then try again."
+        )
+    # services/webhooks.py:check_url, past url_problem: the host's addresses.
+    if exc.status == 400 and exc.detail.startswith("url: the host"):
+        host = urlsplit(url).hostname or url
+        if " resolves to " not in exc.detail:
+            return _(
+                "The endpoint's URL cannot be used: its host {host} was not found. Check the URL's spelling.",
+                host=host,
+            )
+        if _portal(request):
+            return _(
+                "The endpoint's URL cannot be used: its host {host} is an address of a private network, "
+                "which this service does not send events to. Use an address reachable on the internet, or "
+                "ask the operator of this service to allow that network.",
+                host=host,
+            )
+        return _(
+            "The endpoint's URL cannot be used: its host {host} is an address of a private network. Use an "
+            "address reachable on the internet, or allow that network with SCIMSVC_WEBHOOK_ALLOWED_NETWORKS "
+            "on the server.",
+            host=host,
+        )
+    return exc.detail
 
 
 def _confirmed(request: web.Request, form: Mapping[str, Any]) -> None:
@@ -152,11 +221,13 @@ async def tenant_webhook_create(request: web.Request) -> web.Response:
 async def _create(request: web.Request) -> web.Response:
     """Register an endpoint; its secret is shown in this answer only."""
     form = await request.post()
+    typed = _endpoint_payload(form)
     try:
-        data = load(WebhookCreateSchema(), _endpoint_payload(form))
+        data = load(WebhookCreateSchema(), _endpoint_fields(request, form))
         row, secret = await webhooks.create_endpoint(action_scope(request), owner_of(request), data)
     except ScimError as exc:
-        return await _list_page(request, status=exc.status, error=exc.detail, form=_endpoint_payload(form))
+        error = _refusal(request, exc, typed["url"])
+        return await _list_page(request, status=exc.status, error=error, form=typed)
     raise _see_secret(request, row["id"], secret)
 
 
@@ -355,12 +426,13 @@ async def tenant_webhook_edit(request: web.Request) -> web.Response:
 
 async def _edit(request: web.Request) -> web.Response:
     form = await request.post()
+    typed = _endpoint_payload(form)
     try:
-        data = load(WebhookUpdateSchema(), _endpoint_payload(form))
+        data = load(WebhookUpdateSchema(), _endpoint_fields(request, form))
         await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
     except ScimError as exc:
-        typed = _endpoint_payload(form)
-        return await _endpoint_page(request, status=exc.status, error=exc.detail, form=typed)
+        error = _refusal(request, exc, typed["url"])
+        return await _endpoint_page(request, status=exc.status, error=error, form=typed)
     raise _see_endpoint(request, "webhook-saved")
 
 
@@ -407,7 +479,16 @@ async def _rotate(request: web.Request) -> web.Response:
         _confirmed(request, form)
         row, secret = await webhooks.rotate_secret(action_scope(request), *_endpoint_of(request))
     except ScimError as exc:
-        return await _endpoint_page(request, status=exc.status, error=exc.detail)
+        error = _refusal(request, exc)
+        if exc.status == 409 and exc.detail != webhooks.NO_SIGNING_KEY:  # rotated already, still signing
+            current = await _endpoint_or_404(request, endpoint_id_of(request))
+            _ = texts(request)
+            error = _(
+                "The secret was rotated recently: the previous one still signs until {when} UTC, so that "
+                "the receiver can switch. Rotate again after that.",
+                when=f"{current['previous_until']:%Y-%m-%d %H:%M}" if current["previous_until"] else "–",
+            )
+        return await _endpoint_page(request, status=exc.status, error=error)
     raise _see_secret(request, row["id"], secret)
 
 
@@ -460,8 +541,11 @@ async def tenant_webhook_replay(request: web.Request) -> web.Response:
 async def _replay(request: web.Request) -> web.Response:
     form = await request.post()
     typed = {name: forms.text(form, name) for name in ("event_id", "since", "until")}
+    _ = texts(request)
+    a_range = _("Type the range's start and end as dates and times (UTC), the start before the end.")
+    plain = {"event_id": _("An event id looks like evt_12."), "since": a_range, "until": a_range}
     try:
-        data = load(WebhookReplaySchema(), _replay_payload(form))
+        data = forms.load_form(WebhookReplaySchema(), _replay_payload(form), {**plain, "_schema": a_range})
         await webhooks.replay(
             action_scope(request),
             *_endpoint_of(request),
@@ -471,8 +555,11 @@ async def _replay(request: web.Request) -> web.Response:
         )
     except ScimError as exc:
         detail = exc.detail
+        if exc.status == 400 and detail.startswith("event_id"):  # services/webhooks.py:parse_event_id
+            detail = _("“{id}” is not an event id: an event id looks like evt_12.", id=typed["event_id"][:40])
+        elif exc.status == 409 and not (await _endpoint_or_404(request, endpoint_id_of(request)))["enabled"]:
+            detail = _("This endpoint is disabled: enable it, then replay.")
         if exc.status == 404 and typed["event_id"]:  # the admin API's words name the tenant's id
-            _ = texts(request)
             detail = _("There is no event {id} among this organization's events.", id=typed["event_id"])
             if owner_of(request) is None:
                 detail = _("There is no event {id}.", id=typed["event_id"])
