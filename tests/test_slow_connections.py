@@ -240,3 +240,20 @@ async def test_stalled_connections_do_not_hold_up_a_graceful_stop(processes, set
     assert "Traceback" not in processes.stderr(proc)
     for _, writer in stalled:
         writer.close()
+
+
+async def test_a_request_aiohttp_cannot_parse_is_a_400_and_no_traceback(processes, settings):
+    # A NUL in a header value (any client can send one): aiohttp answers 400 and logs a traceback at ERROR
+    # unless scimsvc/ops/logs.py:OneLineBadRequests makes it one DEBUG line; the access log keeps the 400.
+    env = {**_env(settings.database_url), "SCIMSVC_ACCESS_LOG": "on"}
+    base = await processes.serve(env)
+    reader, writer = await _connect(base)
+    writer.write(b"GET /ops/health HTTP/1.1\r\nHost: scim.test\r\nX-Broken: a\x00b\r\n\r\n")
+    await writer.drain()
+    answer = await _closed_within(reader, 60)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    proc = processes.procs[-1]
+    await processes.until_line(proc, " 400 ")
+    assert "Traceback" not in processes.stderr(proc)
+    assert '"level":"error"' not in processes.stderr(proc)

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # LogRecord attributes that are not extra fields given by the caller.
@@ -117,6 +118,21 @@ class OneLineRetries(logging.Filter):
         return True
 
 
+class OneLineBadRequests(logging.Filter):
+    """On the `aiohttp.server` logger: a request aiohttp cannot parse (a NUL in a header, a broken request
+    line) is answered 400 and logged by the access log; aiohttp's own record of it, a traceback at ERROR
+    any client can cause, becomes one DEBUG line naming the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__} {str(exc)[:200]!r}", None
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 LEVELS = ("debug", "info", "warning", "error", "critical")
 FORMATS = ("json", "text")
 
@@ -134,6 +150,9 @@ def configure(*, level: str = "INFO", fmt: str = "json") -> None:
     asyncpg_pool = logging.getLogger("asyncpg.pool")
     if not any(isinstance(f, OneLineRetries) for f in asyncpg_pool.filters):
         asyncpg_pool.addFilter(OneLineRetries())
+    aiohttp_server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, OneLineBadRequests) for f in aiohttp_server.filters):
+        aiohttp_server.addFilter(OneLineBadRequests())
 
 
 def mask_email(address: str | None) -> str:
