@@ -43,7 +43,7 @@ def reason(tenant=FIXED, *, scim=True, active=True, pending=False, user_type=Non
 @pytest.mark.parametrize(
     ("kwargs", "kind", "shown"),
     [
-        ({"position": 2}, "waiting", "waiting: no seat was free when they were provisioned (position 2)"),
+        ({"position": 2}, "waiting", "waiting: no seat was free when they needed one (position 2)"),
         (
             {"tenant": FLEX, "user_type": "Full", "position": 1},
             "waiting",
@@ -109,6 +109,46 @@ async def seats_page(client, tenant) -> str:
     return body
 
 
+WAITING_RULE = re.compile(r'<p class="help" id="waiting-rule">(.*?)</p>', re.S)
+EVERYONE_WAITS = (
+    "Every user gets a seat while one is free; a user who gets none waits for one, first come, first served, "
+    "and gets the next seat that frees."
+)
+FULL_USERS_WAIT = (
+    "Flexible licenses: new users get the default license; only users with userType Full ask for a seat, and "
+    "they wait when none is free."
+)
+
+
+async def test_an_organization_admin_reads_who_waits_for_a_seat_in_both_languages(
+    client, new_tenant, settings
+):
+    """The seats page as the organization's admin sees it (a portal session): the waiting rule of the help
+    pages, in English and Japanese, then the flexible program's after it is turned on."""
+    from scimsvc.web.console.i18n import catalogue
+    from tests.portal import portal_session
+
+    tenant = await new_tenant(seats=1)
+    for n in range(1, 3):
+        await post_user(client, tenant, displayName=f"User {n}")
+    await run_worker(settings)
+    await portal_session(client, tenant.id)
+    japanese = catalogue("ja")
+    for headers, rule in (({}, EVERYONE_WAITS), ({"Accept-Language": "ja"}, japanese[EVERYONE_WAITS])):
+        resp = await client.get(f"/console/tenants/{tenant.id}/seats", headers=headers)
+        body = await resp.text()
+        assert resp.status == 200
+        found = WAITING_RULE.search(body)
+        assert found and html.unescape(found.group(1)).strip() == rule
+        assert (figure(body, "free"), figure(body, "waiting")) == ("0", "1")
+    resp = await client.patch(
+        f"/admin/v1/tenants/{tenant.id}", json={"flexible_licenses": True}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200, await resp.text()
+    found = WAITING_RULE.search(await seats_page(client, tenant))
+    assert found and html.unescape(found.group(1)).strip() == FULL_USERS_WAIT
+
+
 async def tenant_json(client, tenant) -> dict:
     resp = await client.get(f"/admin/v1/tenants/{tenant.id}", headers=ADMIN_HEADERS)
     assert resp.status == 200
@@ -130,7 +170,7 @@ async def test_three_seats_five_users_no_free_seat_beside_a_user_without_one(cli
     assert (figure(body, "used"), figure(body, "free"), figure(body, "waiting")) == ("3", "0", "2")
     waiting = rows_of(body, "waiting-table")
     assert [(r[0], r[1].split()[:2]) for r in waiting] == [("1", ["User", "4"]), ("2", ["User", "5"])]
-    assert waiting[1][3] == "waiting: no seat was free when they were provisioned (position 2)"
+    assert waiting[1][3] == "waiting: no seat was free when they needed one (position 2)"
     assert rows_of(body, "without-seat-table") == []  # nobody without a seat is left unexplained
 
     await deactivate(client, tenant, users[0])

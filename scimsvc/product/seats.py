@@ -180,7 +180,7 @@ def no_seat_reason(
         if tenant.flexible:
             text = "waiting: asked for a seat (userType Full) when none was free (position {position})"
         else:
-            text = "waiting: no seat was free when they were provisioned (position {position})"
+            text = "waiting: no seat was free when they needed one (position {position})"
         return NoSeatReason("waiting", text, {"position": waiting_position})
     if tenant.flexible and not wants_full(user_type):
         return NoSeatReason(
