@@ -6,7 +6,6 @@ admin API; an error comes back as the page with the error shown above its form.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -31,9 +30,8 @@ from scimsvc.web.console.session import (
     COOKIE,
     COOKIE_PATH,
     SESSION,
-    Session,
-    encode_session,
     new_session,
+    set_cookie,
     signed_in,
 )
 from scimsvc.web.console.setting_forms import MAX_NAME
@@ -50,19 +48,6 @@ QUEUE_REFRESH_SECONDS = 5
 
 def see_other(location: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(location)
-
-
-def _set_session(response: web.StreamResponse, request: web.Request, session: Session) -> None:
-    settings = request.app[SETTINGS]
-    response.set_cookie(
-        COOKIE,
-        encode_session(session, settings.admin_key),
-        max_age=max(int(session.expires - time.time()), 0),
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="Strict",
-        secure=settings.public_url.startswith("https://"),
-    )
 
 
 # --- sign-in ---------------------------------------------------------------------------------------
@@ -83,7 +68,7 @@ async def login_form(request: web.Request) -> web.Response:
         session = new_session(operator=False)
         request[SESSION] = session
     response = page(request, "login.html", {})
-    _set_session(response, request, session)
+    set_cookie(request, response, session)
     return response
 
 
@@ -102,7 +87,7 @@ async def login(request: web.Request) -> web.Response:
         await console_sessions.end(request.app[POOL], previous.sid)
     await console_sessions.start(request.app[POOL], session.sid, expires=session.expires)
     response = see_other("/console/tenants")
-    _set_session(response, request, session)
+    set_cookie(request, response, session)
     raise response
 
 
