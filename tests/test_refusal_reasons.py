@@ -106,3 +106,29 @@ def test_every_reason_is_explained_in_both_languages_and_named_by_the_api_schema
         assert why.page is None or why.label in japanese, reason
         assert reason.value in described, reason
     assert explained(None) is None and explained("a reason of a newer version") is None
+
+
+async def test_the_log_pages_filters_are_refused_in_the_pages_words(client):
+    tenant = await make_tenant(client)
+    await portal_session(client, tenant.id)
+    ja = catalogue("ja")
+    url = f"/console/tenants/{tenant.id}/log"
+    for query, english in (
+        ({"since": "yesterday"}, "Type the time as a date and time (UTC), like 2026-12-05 14:30."),
+        ({"status": "6xx"}, "Choose the status from the list."),
+        ({"group": "not-a-uuid"}, "Type a group's id: the UUID in the address of its entries."),
+        (
+            {"user": "a", "group": "2b1c3d4e-0000-4000-8000-000000000000"},
+            "Filter by a user or by a group, not both.",
+        ),
+        (
+            {"since": "2026-12-05T10:00", "until": "2026-12-05T09:00"},
+            "The start of the period must be before its end.",
+        ),
+    ):
+        for headers, text in (({}, english), (JA, ja[english])):
+            resp = await client.get(url, params=query, headers=headers)
+            assert resp.status == 400, query
+            shown = visible(await resp.text())
+            assert text in shown, (query, shown[:300])
+            assert "must be" not in shown and "e.g." not in shown, query

@@ -10,7 +10,7 @@ from scimsvc.scim.errors import Reason
 
 
 class Explained(NamedTuple):
-    text: str  # English; the page translates it (locales/ja/refusals.json)
+    text: str  # English; the page translates it (locales/ja/log.json)
     page: str | None = None  # the organization's page where it is fixed (a path under /console/tenants/{id}/)
     label: str = ""  # that page's tab, as templates/base.html names it
 
