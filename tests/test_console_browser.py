@@ -286,7 +286,7 @@ def test_operator_manages_teams_users_audit_and_sees_the_queue(page: Page, serve
     page.get_by_label("User (id or userName; empty for everyone)").fill(ada)
     page.get_by_role("button", name="Filter").click()
     rows = page.locator("#audit-table tbody tr")
-    expect(rows.first).to_contain_text("allocation")
+    expect(rows.first).to_contain_text("Seat given (full license)")  # the action by name (names.py)
     assert all(users[ada] in row for row in rows.all_inner_texts())
     shoot(page, "10-audit")
 
