@@ -142,3 +142,8 @@ async def test_the_log_pages_filters_are_refused_in_the_pages_words(client):
             shown = visible(await resp.text())
             assert text in shown, (query, shown[:300])
             assert service_words(query) not in shown, query
+
+
+def test_every_outcome_state_the_log_shows_has_its_japanese():
+    japanese = catalogue("ja")
+    assert [s for s in ("applied", "pending", "failed") if s not in japanese] == []
