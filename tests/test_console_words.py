@@ -298,3 +298,20 @@ async def test_the_new_organization_forms_errors_are_in_japanese(client, db):
         assert resp.status == 400 and told in body, field
         assert "Not a valid" not in body and f"{field}:" not in body, field
     assert await db.fetchval("SELECT count(*) FROM tenants WHERE name = 'Words Co'") == 0
+
+
+def test_audit_detail_lines_name_licenses_in_the_pages_language():
+    from scimsvc.web.console.i18n import translator
+    from scimsvc.web.console.user_pages import detail_lines
+
+    english, japanese = translator("en"), translator("ja")
+    allocation = {"action": "allocation", "detail": {"from": None, "to": "full", "team": "full"}}
+    assert detail_lines(allocation, english) == ["from: No license", "to: Full license", "team: full"]
+    waiting = {"action": "waiting", "detail": {"to": "free_restricted"}}
+    assert detail_lines(waiting, japanese) == ["to: 制限付き無料ライセンス"]
+    # Another action's from → to is shown as stored: a team renamed from "full" keeps its name.
+    renamed = {"action": "team_renamed", "detail": {"from": "full", "to": None, "n": {"from": 3, "to": 5}}}
+    assert detail_lines(renamed, english) == ["from: full", "to: –", 'n: {"from":3,"to":5}']
+        "detail": {"from": "full", "to": None, "seats": {"from": 3, "to": 5}},
+    }
+    assert detail_lines(renamed, english) == ["from: full", "to: –", 'seats: {"from":3,"to":5}']

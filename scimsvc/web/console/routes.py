@@ -180,7 +180,7 @@ async def audit_log(request: web.Request) -> web.Response:
         {
             **dict(r),
             "user_name": user_names.get(r["user_id"], "") if r["user_id"] else "",
-            "detail": detail_lines(r["detail"]),
+            "detail": detail_lines(r, _),
         }
         for r in rows
     ]

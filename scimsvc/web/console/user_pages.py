@@ -23,6 +23,7 @@ from scimsvc.services import admin_users, user_details
 from scimsvc.web.admin_requests import query_id, user_filters, user_id_of
 from scimsvc.web.admin_views import render_user_page, stream_users_csv
 from scimsvc.web.console.i18n import Translate
+from scimsvc.web.console.names import LICENSES, license_name
 from scimsvc.web.console.pages import organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
 from scimsvc.web.keys import POOL
@@ -129,13 +130,18 @@ def _when(at: datetime | None) -> str | None:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else None
 
 
-def detail_lines(detail: Any) -> list[str]:
-    """An audit row's detail as readable "key: value" lines (a nested value as compact JSON)."""
+def detail_lines(row: Mapping[str, Any], _: Translate) -> list[str]:
+    """An audit row's detail as readable "key: value" lines (a nested value as compact JSON); a license
+    action's from → to by the licenses' names (names.py:license_name), in the page's language."""
+    detail = row["detail"]
     if not isinstance(detail, dict):
         return [orjson.dumps(detail).decode()] if detail else []
+    licenses = row["action"] in user_details.LICENSE_ACTIONS
     lines = []
     for key, value in detail.items():
-        if value is None:
+        if licenses and key in ("from", "to") and (value is None or value in LICENSES or value == "none"):
+            shown = _(license_name(value))
+        elif value is None:
             shown = "–"
         elif isinstance(value, str | int | float) and not isinstance(value, bool):
             shown = str(value)
@@ -145,8 +151,8 @@ def detail_lines(detail: Any) -> list[str]:
     return lines
 
 
-def _audit_item(row: Any) -> dict[str, Any]:
-    return {**dict(row), "detail": detail_lines(row["detail"])}
+def _audit_item(row: Any, _: Translate) -> dict[str, Any]:
+    return {**dict(row), "detail": detail_lines(row, _)}
 
 
 @routes.get("/console/tenants/{tid}/users/{uid}")
@@ -177,8 +183,8 @@ async def user_page(request: web.Request) -> web.Response:
             **_attributes(row),
         },
         "details": details,
-        "license_history": [_audit_item(r) for r in details.license_history],
-        "audit_entries": [_audit_item(r) for r in details.audit_entries],
+        "license_history": [_audit_item(r, texts(request)) for r in details.license_history],
+        "audit_entries": [_audit_item(r, texts(request)) for r in details.audit_entries],
         "shown": user_details.SHOWN,
         "refresh_seconds": APPLYING_REFRESH_SECONDS,
     }

@@ -192,7 +192,8 @@ async def _list_page(
     context["endpoints"] = [render_endpoint(r) for r in await webhooks.list_endpoints(pool, owner)]
     # A tenant's endpoints' changes are in its audit log; the operator's have no tenant: shown here.
     changes = [] if owner else await operator_audit_page(pool, before=None, limit=AUDIT_SHOWN)
-    context["changes"] = [{**r, "detail": detail_lines(r["detail"])} for r in changes]
+    _ = texts(request)
+    context["changes"] = [{**r, "detail": detail_lines(r, _)} for r in changes]
     return page(request, "webhooks.html", context, status=status, notices=NOTICES)
 
 
