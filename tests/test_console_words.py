@@ -312,6 +312,3 @@ def test_audit_detail_lines_name_licenses_in_the_pages_language():
     # Another action's from → to is shown as stored: a team renamed from "full" keeps its name.
     renamed = {"action": "team_renamed", "detail": {"from": "full", "to": None, "n": {"from": 3, "to": 5}}}
     assert detail_lines(renamed, english) == ["from: full", "to: –", 'n: {"from":3,"to":5}']
-        "detail": {"from": "full", "to": None, "seats": {"from": 3, "to": 5}},
-    }
-    assert detail_lines(renamed, english) == ["from: full", "to: –", 'seats: {"from":3,"to":5}']
