@@ -286,7 +286,7 @@ async def test_bad_filters_show_an_error_on_the_page(client, tenant):
     resp = await client.get(f"/console/tenants/{tenant.id}/users?state=sleeping")
     assert resp.status == 400 and "Choose the state from the list." in await resp.text()
     resp = await client.get(f"/console/tenants/{tenant.id}/audit?user=nobody@example.com")
-    assert resp.status == 400 and "There is no user “nobody@example.com”" in await resp.text()
+    assert resp.status == 404 and "There is no user “nobody@example.com”" in await resp.text()
 
 
 async def test_a_new_token_is_shown_once_and_provisions(client, tenant):

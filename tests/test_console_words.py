@@ -146,7 +146,7 @@ async def test_the_audit_filters_errors_are_in_the_pages_language(client, tenant
     audit = f"/console/tenants/{tenant.id}/audit"
     resp = await client.get(audit, params={"user": "nobody@example.com"})
     body = visible(await resp.text())
-    assert resp.status == 400 and "この組織にユーザー「nobody@example.com」はいません" in body
+    assert resp.status == 404 and "この組織にユーザー「nobody@example.com」はいません" in body
     assert "user:" not in body and "no user" not in body
     resp = await client.get(audit, params={"before": "yesterday"})
     body = visible(await resp.text())
@@ -197,14 +197,14 @@ async def test_adding_an_unknown_member_or_assigning_to_an_unknown_user_says_so_
         data={"csrf_token": csrf, "user": "ghost@example.com"},
     )
     body = visible(await resp.text())
-    assert resp.status == 400 and "この組織にユーザー「ghost@example.com」はいません" in body
+    assert resp.status == 404 and "この組織にユーザー「ghost@example.com」はいません" in body
     assert "user:" not in body
     resp = await client.post(
         f"/console/tenants/{tenant.id}/seats/assign",
         data={"csrf_token": csrf, "user": "ghost@example.com", "license": "full"},
     )
     body = visible(await resp.text())
-    assert resp.status == 400 and "この組織にユーザー「ghost@example.com」はいません" in body
+    assert resp.status == 404 and "この組織にユーザー「ghost@example.com」はいません" in body
     assert await db.fetchval("SELECT count(*) FROM team_members WHERE team_id = $1::uuid", team["id"]) == 0
 
 

@@ -709,7 +709,7 @@ async def test_the_seats_and_settings_pages_speak_japanese(client, new_tenant, s
     await signed_in(client)
     ja = {"Accept-Language": "ja,en;q=0.5"}
     body = await (await client.get(f"/console/tenants/{tenant.id}/seats", headers=ja)).text()
-    assert "待機中：プロビジョニングされたときに空きシートがありませんでした（1 番目）" in body
+    assert "待機中：シートが必要になったときに空きがありませんでした（1 番目）" in body
     assert '<html lang="ja">' in body and "待機リスト" in body
     body = await (await client.get(f"/console/tenants/{tenant.id}/settings", headers=ja)).text()
     assert "ライセンスのルール" in body and "許可するドメイン（1行に1つ）" in body

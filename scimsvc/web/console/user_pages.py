@@ -36,7 +36,9 @@ TYPED_SHOWN = 80  # characters of a typed user an error repeats
 
 
 async def find_typed_user(pool: asyncpg.Pool, tenant_id: UUID, typed: str, _: Translate) -> UUID:
-    """The organization's user typed in a form (id or exact userName); a 400 in the page's words."""
+    """The organization's user typed in a form (id or exact userName), in the page's words: nothing typed is
+    a 400; no such user of this organization (another organization's alike) is a 404, the answer to any
+    id of another organization."""
     if not typed:
         raise invalid_value(_("Type a user's id or userName."))
     try:
@@ -45,7 +47,7 @@ async def find_typed_user(pool: asyncpg.Pool, tenant_id: UUID, typed: str, _: Tr
         if exc.status != 400:
             raise
         shown = typed if len(typed) <= TYPED_SHOWN else typed[:TYPED_SHOWN] + "…"
-        raise invalid_value(
+        raise not_found(
             _(
                 "There is no user “{user}” in this organization: type the user's id or their exact userName.",
                 user=shown,
