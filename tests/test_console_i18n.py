@@ -33,20 +33,9 @@ __all__ = ["hook_settings", "hooks"]  # the fixtures of a client that may regist
 CONSOLE = Path(__file__).parent.parent / "scimsvc" / "web" / "console"
 TEMPLATES = CONSOLE / "templates"
 # The pages this part of the console owns: every text of theirs has its Japanese.
-TRANSLATED_TEMPLATES = (
-    "base.html",
-    "login.html",
-    "error.html",
-    "confirm.html",
-    "tenants.html",
-    "queue.html",
-    "audit.html",
-    "log.html",
-    "webhooks.html",
-    "webhook.html",
-    "webhook_fields.html",
-)
-TRANSLATED_MODULES = ("pages.py", "webhook_pages.py", "log_pages.py")
+# Every page and every module that writes a text on one is translated (English is the key).
+TRANSLATED_TEMPLATES = tuple(sorted(p.name for p in TEMPLATES.glob("*.html")))
+TRANSLATED_MODULES = tuple(sorted(p.name for p in CONSOLE.glob("*.py")))
 YEAR = 365 * 24 * 3600
 
 
@@ -350,7 +339,13 @@ def test_every_name_a_page_shows_for_a_stored_code_has_its_japanese():
     from scimsvc.web.console import names
 
     japanese = catalogue("ja")
-    shown = [*names.LICENSES.values(), names.NO_LICENSE, names.OTHER_IDP]
+    tables = [
+        v
+        for k, v in vars(names).items()
+        if k.isupper() and isinstance(v, dict) and all(isinstance(t, str) for t in v.values())
+    ]
+    assert names.ACTIONS in tables and names.LICENSES in tables
+    shown = [t for table in tables for t in table.values()] + [names.NO_LICENSE, names.OTHER_IDP]
     assert [t for t in shown if t not in japanese] == []
     assert names.license_name("free_restricted") == "Restricted free license"
     assert names.license_name(None) == names.license_name("none") == "No license"

@@ -256,6 +256,9 @@ async def test_a_webhook_urls_errors_are_words_a_person_can_act_on(aiohttp_clien
     assert resp.status == 400 and "ホスト 10.1.2.3 はプライベートネットワークのアドレス" in body
     assert "オペレーターにそのネットワークを許可するよう依頼" in body
     assert "SCIMSVC_WEBHOOK_ALLOWED_NETWORKS" not in body and "url:" not in body
+    resp = await client.post(hooks, data={"csrf_token": portal.csrf, "url": "https://no-such-host.invalid/h"})
+    body = visible(await resp.text())
+    assert resp.status == 400 and "ホスト no-such-host.invalid が見つかりません" in body, body[:400]
     assert (
         await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id) == 0
     )
@@ -312,3 +315,16 @@ def test_audit_detail_lines_name_licenses_in_the_pages_language():
     # Another action's from → to is shown as stored: a team renamed from "full" keeps its name.
     renamed = {"action": "team_renamed", "detail": {"from": "full", "to": None, "n": {"from": 3, "to": 5}}}
     assert detail_lines(renamed, english) == ["from: full", "to: –", 'n: {"from":3,"to":5}']
+
+
+async def test_a_webhook_host_not_looked_up_in_time_is_told_as_such_not_as_a_typo(aiohttp_client, settings):
+    # No lookup finishes within 0 s (services/webhooks.py:check_url waits webhook_timeout_seconds).
+    hurried = dataclasses.replace(settings, webhook_signing_key=SIGNING_KEY, webhook_timeout_seconds=0)
+    client = await aiohttp_client(create_app(hurried))
+    tenant = await make_tenant(client)
+    portal = await portal_session(client, tenant.id)
+    hooks = f"/console/tenants/{tenant.id}/webhooks"
+    resp = await client.post(hooks, data={"csrf_token": portal.csrf, "url": "https://hooks.example.com/h"})
+    body = visible(await resp.text())
+    assert resp.status == 400 and "did not answer in time when looked up" in body, body[:400]
+    assert "was not found" not in body

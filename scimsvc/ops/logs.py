@@ -127,7 +127,9 @@ class OneLineBadRequests(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, HttpProcessingError):
             return True
-        record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__} {str(exc)[:200]!r}", None
+        # Its first line only: the lines after it quote the raw header (an Authorization header's too).
+        first = str(exc).split("\n", 1)[0][:200]
+        record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__} {first!r}", None
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)

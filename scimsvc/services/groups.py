@@ -112,7 +112,9 @@ async def create_group(scope: Scope, body: Any) -> asyncpg.Record:
         try:
             row = await store.insert_group(tx.conn, scope.tenant_id, team["id"], resource)
         except asyncpg.UniqueViolationError:
-            raise uniqueness(f"the team {name!r} was linked to another SCIM group meanwhile") from None
+            raise uniqueness(
+                f"the team {name!r} was linked to another SCIM group meanwhile", reason=Reason.TEAM_TAKEN
+            ) from None
         await _apply_members(tx, row["id"], MemberChange(add=tuple(members)), kind=ChangeKind.LINK)
         return row
 

@@ -68,13 +68,23 @@ def event_types_of(raw: list[str]) -> list[str]:
     return sorted(set(raw))
 
 
+class UrlRefused(ScimError):
+    """400: an endpoint's URL cannot be used, and which way (`kind`): its form ("form"), its host not found
+    ("not_found") or not resolved in time ("timeout"), or an address of a network events are not sent to
+    ("private"). The detail names it for the admin API; the console words it by `kind`."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(400, detail, "invalidValue")
+        self.kind = kind
+
+
 async def check_url(settings: Settings, url: str) -> None:
     """A 400 with the reason when `url` cannot be a webhook endpoint: its form (https only, ...) or an
     address its host resolves to (private, loopback or link-local unless allowed). The worker checks the
     addresses again before every attempt: a name may later resolve elsewhere."""
     problem = url_problem(url, allow_http=settings.webhook_allow_http)
     if problem:
-        raise invalid_value(f"url: {problem}")
+        raise UrlRefused("form", f"url: {problem}")
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
@@ -84,15 +94,15 @@ async def check_url(settings: Settings, url: str) -> None:
             settings.webhook_timeout_seconds,
         )
     except TimeoutError:
-        raise invalid_value(
-            f"url: the host {host!r} did not resolve within {settings.webhook_timeout_seconds} s"
+        raise UrlRefused(
+            "timeout", f"url: the host {host!r} did not resolve within {settings.webhook_timeout_seconds} s"
         ) from None
     except (OSError, UnicodeError, ValueError):
-        raise invalid_value(f"url: the host {host!r} does not resolve to any address") from None
+        raise UrlRefused("not_found", f"url: the host {host!r} does not resolve to any address") from None
     allowed = parse_networks(settings.webhook_allowed_networks)
     for address in sorted({str(info[4][0]) for info in infos}):
         if problem := address_problem(address, allowed=allowed):
-            raise invalid_value(f"url: the host {host!r} resolves to {problem}")
+            raise UrlRefused("private", f"url: the host {host!r} resolves to {problem}")
 
 
 def _signing_key(settings: Settings) -> str:

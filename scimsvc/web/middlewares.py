@@ -246,8 +246,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if not found["scim_enabled"]:
             raise ScimError(
                 403,
-                "SCIM provisioning is turned off for this organization: an admin of the organization turns "
-                "it on on the console's SCIM page",
+                "SCIM provisioning is turned off for this organization: an admin of the organization can "
+                "turn it back on from the console's SCIM page",
                 reason=Reason.SCIM_DISABLED,
             )
         request[TENANT_ID] = found["tenant_id"]

@@ -47,7 +47,8 @@ REFUSALS = {
         "Users",
     ),
     Reason.SCIM_DISABLED: Explained(
-        "SCIM is turned off for this organization, so its tokens are refused. Turn it on on the SCIM page.",
+        "SCIM is turned off for this organization, so its tokens are refused. Turn it back on from the SCIM "
+        "page.",
         "scim",
         "SCIM",
     ),

@@ -34,7 +34,9 @@ def license_rules(form: Mapping[str, Any], _: Translate) -> dict[str, Any]:
     """The flexible program, the default license and the fallback license."""
     default, fallback = text(form, "default_license"), text(form, "fallback_license")
     if default not in ("free", "free_restricted"):
-        raise invalid_value(_("Choose the default license from the list: free, or free and restricted."))
+        raise invalid_value(
+            _("Choose the default license from the list: the Free license or the Restricted free license.")
+        )
     if fallback not in ("free_restricted", "none"):
         raise invalid_value(
             _(

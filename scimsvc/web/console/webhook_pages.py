@@ -138,9 +138,15 @@ def _refusal(request: web.Request, exc: ScimError, url: str = "") -> str:
             "characters or more), then try again."
         )
     # services/webhooks.py:check_url, past url_problem: the host's addresses.
-    if exc.status == 400 and exc.detail.startswith("url: the host"):
+    if isinstance(exc, webhooks.UrlRefused) and exc.kind != "form":
         host = urlsplit(url).hostname or url
-        if " resolves to " not in exc.detail:
+        if exc.kind == "timeout":
+            return _(
+                "The endpoint's URL cannot be used now: its host {host} did not answer in time when looked "
+                "up. Try again in a moment.",
+                host=host,
+            )
+        if exc.kind == "not_found":
             return _(
                 "The endpoint's URL cannot be used: its host {host} was not found. Check the URL's spelling.",
                 host=host,
