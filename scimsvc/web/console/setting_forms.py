@@ -58,19 +58,19 @@ def _lines(raw: str, _: Translate) -> list[str]:
     return lines
 
 
-def allowed_domains(form: Mapping[str, Any], _: Translate) -> list[str]:
-    """The allowed domains, one per line (none: every domain is allowed)."""
-    domains = _lines(text(form, "allowed_domains"), _)
+def _email_domains(domains: list[str], wrong: str, _: Translate) -> list[str]:
+    """`domains` when each is an email domain, else a 400 with `wrong` (an English text with `{domain}`,
+    translated by `_`) naming the first that is not."""
     for domain in domains:
         if len(domain) > MAX_DOMAIN or not is_domain(domain):
-            raise invalid_value(
-                _(
-                    "Allowed domains: “{domain}” is not an email domain. Write one domain per line, like "
-                    "example.com.",
-                    domain=domain,
-                )
-            )
+            raise invalid_value(_(wrong, domain=domain))
     return domains
+
+
+def allowed_domains(form: Mapping[str, Any], _: Translate) -> list[str]:
+    """The allowed domains, one per line (none: every domain is allowed)."""
+    wrong = "Allowed domains: “{domain}” is not an email domain. Write one domain per line, like example.com."
+    return _email_domains(_lines(text(form, "allowed_domains"), _), wrong, _)
 
 
 def domain_teams(form: Mapping[str, Any], team_ids: Mapping[str, UUID], _: Translate) -> dict[str, list[str]]:
@@ -164,15 +164,11 @@ def new_organization(form: Mapping[str, Any], _: Translate) -> dict[str, Any]:
     domains = words(text(form, "allowed_domains"))
     if len(domains) > MAX_LINES:
         raise invalid_value(_("Write at most {most} allowed domains.", most=MAX_LINES))
-    for domain in domains:
-        if len(domain) > MAX_DOMAIN or not is_domain(domain):
-            raise invalid_value(
-                _(
-                    "Allowed email domains: “{domain}” is not an email domain. Separate domains with commas "
-                    "or spaces, like example.com, example.org.",
-                    domain=domain,
-                )
-            )
+    wrong = (
+        "Allowed email domains: “{domain}” is not an email domain. Separate domains with commas or spaces, "
+        "like example.com, example.org."
+    )
+    _email_domains(domains, wrong, _)
     if domains:
         payload["allowed_domains"] = domains
     return payload
