@@ -19,7 +19,7 @@ from scimsvc.ops.queue_health import queue_health
 from scimsvc.scim.errors import ScimError, invalid_value
 from scimsvc.services import admin_users, console_sessions
 from scimsvc.services import tenants as tenant_service
-from scimsvc.services.audit import BIGINT_MAX, audit_page
+from scimsvc.services.audit import audit_before, audit_page
 from scimsvc.web.admin_requests import action_scope, tenant_id_of
 from scimsvc.web.console import forms, names, setting_forms
 from scimsvc.web.console.access import LOGIN_PATH, PORTAL_SIGN_IN_PATH
@@ -190,14 +190,12 @@ async def audit_log(request: web.Request) -> web.Response:
 
 def _before(query: Mapping[str, str], _: Translate) -> int | None:
     """`before` of an audit page: the last audit id its "Older entries" link carried."""
-    raw = query.get("before", "")
-    if not raw:
-        return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 1 <= int(raw) <= BIGINT_MAX):
+    try:
+        return audit_before(query)
+    except ScimError:
         raise invalid_value(
             _("That page of the audit log does not exist: start again from the newest entries.")
-        )
-    return int(raw)
+        ) from None
 
 
 # --- queue health ----------------------------------------------------------------------------------
