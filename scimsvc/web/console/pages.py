@@ -16,7 +16,7 @@ from scimsvc.web.admin_requests import tenant_id_of
 from scimsvc.web.admin_views import render_tenant
 from scimsvc.web.console.csrf import csrf_token
 from scimsvc.web.console.i18n import Translate, back_to, request_language, translator
-from scimsvc.web.console.session import SESSION
+from scimsvc.web.console.session import SESSION, is_portal, signed_in
 from scimsvc.web.keys import POOL, SETTINGS
 
 # Notices after a change (Post/Redirect/Get): only these fixed texts are ever shown, in the page's language
@@ -94,9 +94,9 @@ def page(
     base = {
         "lang": lang,
         "_": _,
-        "portal": session is not None and session.tenant_id is not None,
+        "portal": is_portal(session),
         "csrf": csrf_token(session, admin_key) if session is not None else "",
-        "signed_in": session is not None and (session.operator or session.tenant_id is not None),
+        "signed_in": signed_in(session),
         "notice": _(notice) if notice else None,
         "error": None,
         "section": None,

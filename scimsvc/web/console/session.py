@@ -65,7 +65,12 @@ def new_session(
 
 def signed_in(session: Session | None) -> bool:
     """Whether the session signed in (the operator's, or a portal session), not the anonymous one."""
-    return session is not None and (session.operator or session.tenant_id is not None)
+    return session is not None and (session.operator or is_portal(session))
+
+
+def is_portal(session: Session | None) -> bool:
+    """Whether it is an organization admin's portal session (bound to one organization)."""
+    return session is not None and session.tenant_id is not None
 
 
 @functools.lru_cache(maxsize=4)

@@ -34,7 +34,7 @@ from scimsvc.web.admin_requests import action_scope, load
 from scimsvc.web.console import forms, reveal
 from scimsvc.web.console.pages import confirmation, organization, page, texts
 from scimsvc.web.console.roles import for_org_admins
-from scimsvc.web.console.session import SESSION
+from scimsvc.web.console.session import SESSION, is_portal
 from scimsvc.web.console.user_pages import detail_lines
 from scimsvc.web.keys import POOL, SETTINGS
 from scimsvc.web.webhook_views import (
@@ -99,8 +99,7 @@ MAX_URL, MAX_DESCRIPTION = 2000, 200  # as schemas/webhooks.py:WebhookUpdateSche
 
 
 def _portal(request: web.Request) -> bool:
-    session = request.get(SESSION)
-    return session is not None and session.tenant_id is not None
+    return is_portal(request.get(SESSION))
 
 
 def _endpoint_fields(request: web.Request, form: MultiDictProxy[Any]) -> dict[str, Any]:
