@@ -37,7 +37,7 @@ async def test_disabled_scim_is_403_and_reenabling_restores_access(client, tenan
     assert resp.status == 200 and (await resp.json()) == {"enabled": False}
     resp = await client.post("/scim/v2/Users", json=user_body(unique_email()), headers=tenant.headers)
     assert resp.status == 403
-    assert "disabled" in (await resp.json())["detail"]
+    assert "turned off" in (await resp.json())["detail"]
     await client.put(f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": True}, headers=ADMIN_HEADERS)
     resp = await client.get("/scim/v2/Users", headers=tenant.headers)
     assert resp.status == 200

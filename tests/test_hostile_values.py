@@ -150,7 +150,7 @@ async def test_the_console_audit_page_shows_an_error_for_a_before_past_a_bigint(
 ):
     await signed_in(client)
     status, text = await console_page(client, f"/console/tenants/{tenant.id}/audit?before={before}")
-    assert status == 400 and f"a whole number from 1 to {BIGINT_MAX}" in text
+    assert status == 400 and "That page of the audit log does not exist" in text
     status, _ = await console_page(client, f"/console/tenants/{tenant.id}/audit?before={BIGINT_MAX}")
     assert status == 200
     assert not unhandled(caplog)
@@ -160,7 +160,7 @@ async def test_the_console_audit_page_shows_an_error_for_a_before_past_a_bigint(
 async def test_the_console_refuses_a_nul_in_a_query(client, tenant, caplog, path):
     await signed_in(client)
     status, text = await console_page(client, f"/console/tenants/{tenant.id}/{path}a%00b")
-    assert status == 400 and "NUL character" in text
+    assert status == 400 and "NUL character" in text, text[-600:]
     assert not unhandled(caplog)
 
 
@@ -177,7 +177,7 @@ async def test_the_console_forms_refuse_a_nul_in_the_user_field(client, tenant, 
     for path, data in forms.items():
         resp = await client.post(path, data={"csrf_token": csrf, **data}, allow_redirects=False)
         assert resp.status == 400, (path, await resp.text())
-        assert "user must not contain the NUL character" in html.unescape(await resp.text())
+        assert "cannot contain the NUL character" in html.unescape(await resp.text())
     assert await db.fetch("SELECT * FROM team_members WHERE team_id = $1", team["id"]) == before
     assert await audit_ids(db, tenant.id) == audit
     assert not unhandled(caplog)

@@ -43,7 +43,7 @@ def test_operator_reads_the_provisioning_log_and_follows_a_user_to_its_audit(pag
     )
     expect(rows.first).to_contain_text(refusal["scimType"])
     expect(rows.last).to_contain_text(f'POST user "{name}"')
-    expect(rows.last).to_contain_text("license full")
+    expect(rows.last).to_contain_text("Full license")
     shoot(page, "12-provisioning-log")
 
     page.get_by_label("Status").select_option("4xx")
@@ -56,4 +56,4 @@ def test_operator_reads_the_provisioning_log_and_follows_a_user_to_its_audit(pag
     expect(page).to_have_url(f"{server}/console/tenants/{tenant_id}/log?user={user['id']}")
     expect(rows).to_have_count(1)
     rows.first.get_by_role("link", name="audit").click()
-    expect(page.locator("#audit-table")).to_contain_text("allocation")
+    expect(page.locator("#audit-table")).to_contain_text("Seat given (full license)")

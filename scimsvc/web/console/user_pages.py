@@ -42,6 +42,12 @@ async def find_typed_user(pool: asyncpg.Pool, tenant_id: UUID, typed: str, _: Tr
     if not typed:
         raise invalid_value(_("Type a user's id or userName."))
     try:
+        admin_users.storable_text("user", typed)
+    except ScimError:
+        raise invalid_value(
+            _("A user's id or userName cannot contain the NUL character (\\0): remove it.")
+        ) from None
+    try:
         return await admin_users.find_user(pool, tenant_id, typed)
     except ScimError as exc:
         if exc.status != 400:
