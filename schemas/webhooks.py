@@ -13,6 +13,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from schemas.base import Text
 
+MAX_URL = 2000  # characters of an endpoint's URL
+MAX_DESCRIPTION = 200
+
 
 def _d(description: str) -> dict[str, Any]:
     return {"description": description}
@@ -25,9 +28,9 @@ class WebhookUpdateSchema(Schema):
         unknown = RAISE
 
     url = Text(
-        validate=validate.Length(min=1, max=2000), metadata=_d("https:// URL the events are POSTed to")
+        validate=validate.Length(min=1, max=MAX_URL), metadata=_d("https:// URL the events are POSTed to")
     )
-    description = Text(validate=validate.Length(max=200))
+    description = Text(validate=validate.Length(max=MAX_DESCRIPTION))
     event_types = fields.List(
         Text(validate=validate.Length(min=1, max=100)),
         validate=validate.Length(max=100),
@@ -43,7 +46,7 @@ class WebhookCreateSchema(WebhookUpdateSchema):
 
     url = Text(
         required=True,
-        validate=validate.Length(min=1, max=2000),
+        validate=validate.Length(min=1, max=MAX_URL),
         metadata=_d("https:// URL the events are POSTed to"),
     )
 

@@ -401,7 +401,7 @@ async def test_an_operator_endpoint_hears_every_tenant_and_its_changes_are_in_th
 
     resp = await hooks.patch(
         f"/admin/v1/webhooks/{created['id']}",
-        json={"description": "all tenants"},
+        json={"description": "every organization"},  # operator rows show on every test's pages
         headers={**ADMIN_HEADERS, "X-Request-Id": "op-patch"},
     )
     assert resp.status == 200

@@ -22,9 +22,16 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from aiohttp import web
+from marshmallow import Schema
 from multidict import MultiDictProxy
 
-from schemas.webhooks import WebhookCreateSchema, WebhookReplaySchema, WebhookUpdateSchema
+from schemas.webhooks import (
+    MAX_DESCRIPTION,
+    MAX_URL,
+    WebhookCreateSchema,
+    WebhookReplaySchema,
+    WebhookUpdateSchema,
+)
 from scimsvc.product.events import EVENT_TYPES
 from scimsvc.product.webhooks import url_problem
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
@@ -95,31 +102,30 @@ def _endpoint_payload(form: MultiDictProxy[Any]) -> dict[str, Any]:
     }
 
 
-MAX_URL, MAX_DESCRIPTION = 2000, 200  # as schemas/webhooks.py:WebhookUpdateSchema
-
-
 def _portal(request: web.Request) -> bool:
     return is_portal(request.get(SESSION))
 
 
-def _endpoint_fields(request: web.Request, form: MultiDictProxy[Any]) -> dict[str, Any]:
-    """The add and edit forms' fields, what a person can type wrong told in the page's words (the schema
-    and the service still decide the rest)."""
+def _endpoint_fields(request: web.Request, form: MultiDictProxy[Any], schema: Schema) -> dict[str, Any]:
+    """The add and edit forms' fields loaded by the admin API's `schema`, and the URL's form and the event
+    types checked as the service checks them: what a person can type wrong told in the page's words."""
     _ = texts(request)
-    payload = _endpoint_payload(form)
-    url = payload["url"]
-    if not 1 <= len(url) <= MAX_URL:
-        raise invalid_value(
-            _("Type the endpoint's URL, starting with https:// (at most {most} characters).", most=MAX_URL)
-        )
+    plain = {
+        "url": _(
+            "Type the endpoint's URL, starting with https:// (at most {most} characters).", most=MAX_URL
+        ),
+        "description": _("A description is at most {most} characters.", most=MAX_DESCRIPTION),
+        "event_types": _("Choose the event types from the list (none ticked: every type)."),
+    }
+    data = forms.load_form(schema, _endpoint_payload(form), plain)
     # A fixed sentence of product/webhooks.py:url_problem, translated like any text of the console.
-    if problem := url_problem(url, allow_http=request.app[SETTINGS].webhook_allow_http):
+    if problem := url_problem(data["url"], allow_http=request.app[SETTINGS].webhook_allow_http):
         raise invalid_value(_("The endpoint's URL cannot be used: {problem}.", problem=_(problem)))
-    if len(payload["description"]) > MAX_DESCRIPTION:
-        raise invalid_value(_("A description is at most {most} characters.", most=MAX_DESCRIPTION))
-    if any(t not in EVENT_TYPES for t in payload["event_types"]):
-        raise invalid_value(_("Choose the event types from the list (none ticked: every type)."))
-    return payload
+    try:
+        webhooks.event_types_of(data["event_types"])
+    except ScimError:
+        raise invalid_value(plain["event_types"]) from None
+    return data
 
 
 def _refusal(request: web.Request, exc: ScimError, url: str = "") -> str:
@@ -229,7 +235,7 @@ async def _create(request: web.Request) -> web.Response:
     form = await request.post()
     typed = _endpoint_payload(form)
     try:
-        data = load(WebhookCreateSchema(), _endpoint_fields(request, form))
+        data = _endpoint_fields(request, form, WebhookCreateSchema())
         row, secret = await webhooks.create_endpoint(action_scope(request), owner_of(request), data)
     except ScimError as exc:
         error = _refusal(request, exc, typed["url"])
@@ -434,7 +440,7 @@ async def _edit(request: web.Request) -> web.Response:
     form = await request.post()
     typed = _endpoint_payload(form)
     try:
-        data = load(WebhookUpdateSchema(), _endpoint_fields(request, form))
+        data = _endpoint_fields(request, form, WebhookUpdateSchema())
         await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
     except ScimError as exc:
         error = _refusal(request, exc, typed["url"])
