@@ -427,3 +427,13 @@ async def test_errors_on_these_pages_are_in_the_consoles_words(client):
         body = await resp.text()
         assert resp.status == 404 and "There is no such organization" in body, page
         assert "tenant" not in visible_text(body).lower(), page
+
+
+async def test_a_method_no_console_page_takes_is_a_405_naming_those_it_does(client, tenant):
+    await signed_in(client)
+    for method in ("PUT", "DELETE", "PATCH"):
+        resp = await client.request(method, f"/console/tenants/{tenant.id}/scim")
+        assert resp.status == 405, (method, await resp.text())
+        assert set(resp.headers["Allow"].split(",")) >= {"GET"}, resp.headers["Allow"]
+    resp = await client.request("PUT", "/console/tenants")  # no form is asked for: no handler runs
+    assert resp.status == 405

@@ -124,7 +124,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = web.HTTPSeeOther(PORTAL_SIGN_IN_PATH if ended_portal else LOGIN_PATH)
         response.del_cookie(COOKIE, path=COOKIE_PATH)
         raise response
-    if request.method not in ("GET", "HEAD"):
+    # A method the page does not take runs no handler: no form to check; the gate below still decides
+    # who learns that (404 to a portal session outside its pages), then the router's 405.
+    not_allowed = isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed)
+    if request.method not in ("GET", "HEAD") and not not_allowed:
         form = await request.post()
         given = form.get(FIELD)
         if session is None or not csrf_valid(session, admin_key, given if isinstance(given, str) else None):
@@ -161,7 +164,10 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise  # redirects
         if isinstance(exc, web.HTTPNotFound):
             return render_error(request, 404, "there is no console page at {path}", path=request.path)
-        return render_error(request, exc.status, exc.reason or "request failed")
+        response = render_error(request, exc.status, exc.reason or "request failed")
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception as exc:
         if unavailable(exc):  # PostgreSQL is down: a page saying so, and one warning per interval
             log_database_unavailable(request, exc)
