@@ -49,6 +49,52 @@ class ChangeKind(StrEnum):
     )
 
 
+class AuditAction(StrEnum):
+    """What an audit row records (`audit_log.action`), written by the front end and the worker alike: every
+    writer of an audit row names its action from here (store/audit.py takes nothing else), and the console
+    names each in words (web/console/names.py:ACTIONS, one entry per member)."""
+
+    # A user's license and seat (worker/seats.py, product/seats.py:seat_action).
+    ALLOCATION = "allocation"  # a full seat taken
+    RELEASE = "release"  # a full seat given up
+    LICENSE_CHANGE = "license_change"  # another license change
+    WAITING = "waiting"  # joined the waiting list
+    PROMOTION = "promotion"  # a seat given from the waiting list
+    MANUAL_ASSIGNMENT = "manual_assignment"
+    MANUAL_ASSIGNMENT_REFUSED = "manual_assignment_refused"
+    # A user's lifecycle.
+    DEACTIVATION = "deactivation"
+    REACTIVATION = "reactivation"
+    EMAIL_CHANGE = "email_change"
+    HARD_DELETE = "hard_delete"
+    HANDOVER = "handover"  # a hard-deleted user's boards handed over
+    # Admin and settings actions (services/actions.py:record_action).
+    TENANT_CREATED = "tenant_created"
+    SETTINGS_CHANGED = "settings_changed"
+    SCIM_ENABLED = "scim_enabled"
+    SCIM_DISABLED = "scim_disabled"
+    TOKEN_CREATED = "token_created"
+    TOKEN_REVOKED = "token_revoked"
+    TEAM_CREATED = "team_created"
+    TEAM_RENAMED = "team_renamed"
+    TEAM_DELETED = "team_deleted"
+    TEAM_LINKED = "team_linked"
+    MEMBER_ADDED = "member_added"
+    MEMBER_REMOVED = "member_removed"
+    PORTAL_LINK_CREATED = "portal_link_created"
+    PORTAL_SESSION_STARTED = "portal_session_started"
+    PORTAL_SESSIONS_ENDED = "portal_sessions_ended"
+    ORG_ADMIN_ADDED = "org_admin_added"
+    ORG_ADMIN_REMOVED = "org_admin_removed"
+    WEBHOOK_CREATED = "webhook_created"
+    WEBHOOK_UPDATED = "webhook_updated"
+    WEBHOOK_ENABLED = "webhook_enabled"
+    WEBHOOK_DISABLED = "webhook_disabled"
+    WEBHOOK_SECRET_ROTATED = "webhook_secret_rotated"
+    WEBHOOK_REPLAYED = "webhook_replayed"
+    WEBHOOK_DELETED = "webhook_deleted"
+
+
 # arq job names (the worker registers its functions under these, worker/settings.py).
 APPLY_OUTBOX = "apply_outbox"  # (resource_type, resource_id): apply one group's or tenant's pending rows
 DRAIN_USERS = "drain_users"  # (tenant_id, outbox_ids or None): apply a tenant's pending user rows

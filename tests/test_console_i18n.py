@@ -350,3 +350,12 @@ def test_every_name_a_page_shows_for_a_stored_code_has_its_japanese():
     assert names.license_name("free_restricted") == "Restricted free license"
     assert names.license_name(None) == names.license_name("none") == "No license"
     assert names.idp_name("entra") == "Microsoft Entra ID" and names.idp_name("other") == "another client"
+
+
+def test_every_audit_action_has_its_name_and_only_those():
+    from scimsvc.contract import AuditAction
+    from scimsvc.web.console import names
+
+    # Every writer of an audit row names its action from AuditAction (store/audit.py types it): the console
+    # names each, and lists nothing else in its filter.
+    assert set(names.ACTIONS) == set(AuditAction)

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.contract import ChangeKind
+from scimsvc.contract import AuditAction, ChangeKind
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.licenses import Licensing, manual_refusal, takes_a_seat
 from scimsvc.product.seats import (
@@ -37,11 +37,11 @@ from scimsvc.store.events import record_events
 RULE_BATCH = 1000
 
 # What each outbox change means for the audit log (actor: the IdP through SCIM).
-SCIM_AUDITED: dict[str, str] = {
-    ChangeKind.DEACTIVATE: "deactivation",
-    ChangeKind.REACTIVATE: "reactivation",
-    ChangeKind.DELETE: "deactivation",
-    ChangeKind.RELINK: "reactivation",
+SCIM_AUDITED: dict[str, AuditAction] = {
+    ChangeKind.DEACTIVATE: AuditAction.DEACTIVATION,
+    ChangeKind.REACTIVATE: AuditAction.REACTIVATION,
+    ChangeKind.DELETE: AuditAction.DEACTIVATION,
+    ChangeKind.RELINK: AuditAction.REACTIVATION,
 }
 
 
@@ -192,10 +192,10 @@ def _allocation(
             detail = {"from": holder.license, "to": decision.license}
             audits.append(AuditRow(user.id, action, "worker", detail, user.request_id))
         if decision.waiting and holder.waiting_since is None:
-            audits.append(AuditRow(user.id, "waiting", "worker", request_id=user.request_id))
+            audits.append(AuditRow(user.id, AuditAction.WAITING, "worker", request_id=user.request_id))
     # Outside waiters owe their seat to a release in this batch (else to the seats being free already).
     cause = released_by or (present[-1].request_id if present else None)
-    audits.extend(AuditRow(u, "promotion", "worker", {"to": "full"}, cause) for u in plan.promoted)
+    audits.extend(AuditRow(u, AuditAction.PROMOTION, "worker", {"to": "full"}, cause) for u in plan.promoted)
     events.extend(_promotions(plan.promoted, waiting, cause))
     return Allocation(applied, events), audits
 
@@ -263,7 +263,7 @@ async def apply_manual_assignments(
                 conn,
                 tenant_id,
                 [user_id],
-                "manual_assignment_refused",
+                AuditAction.MANUAL_ASSIGNMENT_REFUSED,
                 actor="admin",
                 detail=detail,
                 request_id=request_id,
@@ -278,7 +278,7 @@ async def apply_manual_assignments(
             conn,
             tenant_id,
             [user_id],
-            "manual_assignment",
+            AuditAction.MANUAL_ASSIGNMENT,
             actor="admin",
             detail=detail,
             request_id=request_id,
@@ -312,7 +312,13 @@ async def _promote(
     promoted = promote_waiting(tenant, used=used, waiting=waiting)
     await licenses.set_licenses(conn, [(user_id, "full", None) for user_id in promoted])
     await audit.audit(
-        conn, tenant_id, promoted, "promotion", actor="worker", detail={"to": "full"}, request_id=request_id
+        conn,
+        tenant_id,
+        promoted,
+        AuditAction.PROMOTION,
+        actor="worker",
+        detail={"to": "full"},
+        request_id=request_id,
     )
     return _promotions(promoted, waiting, request_id), len(waiting)
 
@@ -411,7 +417,7 @@ async def _follow_rules_batch(
                 )
             )
         if joins:
-            audits.append(AuditRow(holder.id, "waiting", "worker", request_id=request_id))
+            audits.append(AuditRow(holder.id, AuditAction.WAITING, "worker", request_id=request_id))
     await licenses.set_licenses(conn, writes)
     await audit.audit_rows(conn, tenant_id, audits)
     return events, last

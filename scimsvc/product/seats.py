@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from scimsvc.contract import AuditAction
 from scimsvc.product.licenses import Decision, License, Licensing, decide_license, wants_full
 
 QueueKey = tuple[int, datetime, int]
@@ -140,13 +141,13 @@ def waiting_since(
     return since or now + timedelta(microseconds=place)
 
 
-def seat_action(before: License | None, after: License | None) -> str:
+def seat_action(before: License | None, after: License | None) -> AuditAction:
     """The audit action of a license change: a seat taken, a seat released, or neither."""
     if after == "full":
-        return "allocation"
+        return AuditAction.ALLOCATION
     if before == "full":
-        return "release"
-    return "license_change"
+        return AuditAction.RELEASE
+    return AuditAction.LICENSE_CHANGE
 
 
 @dataclass(frozen=True)

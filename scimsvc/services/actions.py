@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 from arq.connections import ArqRedis
 
+from scimsvc.contract import AuditAction
 from scimsvc.enqueue import enqueue_deliver_webhooks
 from scimsvc.product.events import NewEvent
 from scimsvc.services.changes import Scope
@@ -63,7 +64,7 @@ async def record_action(
     conn: asyncpg.Connection,
     scope: ActionScope,
     tenant_id: UUID,
-    action: str,
+    action: AuditAction,
     detail: dict[str, Any],
     *,
     user_id: UUID | None = None,

@@ -20,7 +20,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.group import GROUP_RESOURCE
-from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.contract import AuditAction, ChangeKind, ResourceType
 from scimsvc.scim.errors import Reason, ScimError, invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.groups import MemberChange, plan_group_patch, unknown_members_error, validate_group
@@ -170,12 +170,12 @@ async def record_link(
         "via": via,
     }
     if by is not None:
-        await record_action(tx.conn, by, tx.scope.tenant_id, "team_linked", detail)
+        await record_action(tx.conn, by, tx.scope.tenant_id, AuditAction.TEAM_LINKED, detail)
         return
     await audit.audit_action(
         tx.conn,
         tx.scope.tenant_id,
-        "team_linked",
+        AuditAction.TEAM_LINKED,
         actor="scim",
         detail=detail,
         request_id=tx.scope.request_id,

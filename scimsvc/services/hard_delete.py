@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.contract import AuditAction, ChangeKind, ResourceType
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.product.heirs import heir_of
 from scimsvc.scim.errors import not_found
@@ -51,7 +51,7 @@ async def hard_delete_user(action: ActionScope, tenant_id: UUID, user_id: UUID) 
         await audit.audit_rows(
             tx.conn,
             scope.tenant_id,
-            [AuditRow(user_id, "handover", actor, h, scope.request_id) for h in handovers],
+            [AuditRow(user_id, AuditAction.HANDOVER, actor, h, scope.request_id) for h in handovers],
         )
         # No user_id on the event: the user is gone, so the event keeps what it says here.
         gone_user = {"id": str(user_id), "userName": gone["user_name"]}
@@ -59,7 +59,7 @@ async def hard_delete_user(action: ActionScope, tenant_id: UUID, user_id: UUID) 
             tx.conn,
             action,
             scope.tenant_id,
-            "hard_delete",
+            AuditAction.HARD_DELETE,
             {"userName": gone["user_name"], "license": gone["license"], "boards": len(handovers)},
             user_id=user_id,
             happened=[NewEvent(EventType.USER_DELETED, {"user": gone_user})],
@@ -68,7 +68,11 @@ async def hard_delete_user(action: ActionScope, tenant_id: UUID, user_id: UUID) 
             await audit.audit_rows(
                 tx.conn,
                 scope.tenant_id,
-                [AuditRow(user_id, "release", actor, {"from": "full", "to": None}, scope.request_id)],
+                [
+                    AuditRow(
+                        user_id, AuditAction.RELEASE, actor, {"from": "full", "to": None}, scope.request_id
+                    )
+                ],
             )
             await tx.record(
                 ResourceType.TENANT, scope.tenant_id, ChangeKind.SEAT_RELEASED, {"user_id": str(user_id)}

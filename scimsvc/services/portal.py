@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 from arq.connections import ArqRedis
 
+from scimsvc.contract import AuditAction
 from scimsvc.enqueue import enqueue_deliver_notices
 from scimsvc.product.portal import (
     link_token_hash,
@@ -75,7 +76,7 @@ async def create_link(
         detail = {"link_id": str(row["id"]), "email": email, "expires_at": row["expires_at"].isoformat()}
         if redirect:
             detail["redirect"] = True
-        await record_action(conn, scope, tenant_id, "portal_link_created", detail)
+        await record_action(conn, scope, tenant_id, AuditAction.PORTAL_LINK_CREATED, detail)
     return NewLink(row["id"], link_url(scope.settings.public_url, token), row["expires_at"], email)
 
 
@@ -103,7 +104,7 @@ async def open_link(
         )
         by = replace(scope, actor=replace(scope.actor, kind="org_admin", email=row["email"]))
         detail = {"link_id": str(row["id"]), "emailed": bool(row["emailed"])}
-        await record_action(conn, by, row["tenant_id"], "portal_session_started", detail)
+        await record_action(conn, by, row["tenant_id"], AuditAction.PORTAL_SESSION_STARTED, detail)
     return Opened(row["tenant_id"], row["email"])
 
 
@@ -117,7 +118,7 @@ async def end_portal_sessions(scope: ActionScope, tenant_id: UUID) -> tuple[int,
         ended = await console_sessions.end_tenant_sessions(conn, tenant_id)
         retired = await store.retire_tenant_links(conn, tenant_id)
         detail = {"ended": ended, "links_retired": retired}
-        await record_action(conn, scope, tenant_id, "portal_sessions_ended", detail)
+        await record_action(conn, scope, tenant_id, AuditAction.PORTAL_SESSIONS_ENDED, detail)
     return ended, retired
 
 
@@ -147,7 +148,7 @@ async def add_admin(scope: ActionScope, tenant_id: UUID, email: str) -> tuple[as
             raise not_found(f"tenant {tenant_id} not found")
         row = await store.add_admin(conn, tenant_id, address)
         if row["added"]:
-            await record_action(conn, scope, tenant_id, "org_admin_added", {"email": address})
+            await record_action(conn, scope, tenant_id, AuditAction.ORG_ADMIN_ADDED, {"email": address})
     return row, bool(row["added"])
 
 
@@ -164,5 +165,5 @@ async def remove_admin(scope: ActionScope, tenant_id: UUID, email: str) -> bool:
         ended = await console_sessions.end_email_sessions(conn, tenant_id, address)
         retired = await store.retire_email_links(conn, tenant_id, address)
         detail = {"email": address, "sessions_ended": ended, "links_retired": retired}
-        await record_action(conn, scope, tenant_id, "org_admin_removed", detail)
+        await record_action(conn, scope, tenant_id, AuditAction.ORG_ADMIN_REMOVED, detail)
     return True

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import AuditAction
 from scimsvc.product.events import event_id
 from scimsvc.scim.errors import invalid_value
 from scimsvc.scim.resources import scim_datetime
@@ -32,7 +33,12 @@ BIGINT_MAX = 2**63 - 1
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 # Audit actions of the worker that decide a license (product/seats.py:seat_action, and the waiting list).
-LICENSE_ACTIONS = ("allocation", "release", "license_change", "promotion")
+LICENSE_ACTIONS = (
+    AuditAction.ALLOCATION,
+    AuditAction.RELEASE,
+    AuditAction.LICENSE_CHANGE,
+    AuditAction.PROMOTION,
+)
 # Audit rows and events shown per entry at most: a client that reuses one X-Request-Id for every request
 # would otherwise load them all on each page view.
 MAX_OUTCOME_ROWS = 50
@@ -268,7 +274,7 @@ def outcome(
         "error": failed[-1]["last_error"][:500] if failed else None,
         "attempts": max((o["attempts"] for o in found), default=0),
         "license": license_rows[-1]["detail"].get("to") if license_rows else None,
-        "waiting": any(a["action"] == "waiting" for a in audits),
+        "waiting": any(a["action"] == AuditAction.WAITING for a in audits),
         "teams": sorted({t for t in teams if t}) if events is not None else None,
         "audit": [
             {"id": a["id"], "action": a["action"], "user_id": str(a["user_id"]) if a["user_id"] else None}

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.contract import ResourceType
+from scimsvc.contract import AuditAction, ResourceType
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.scim.errors import not_found, uniqueness
 from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
@@ -41,7 +41,7 @@ async def create_team(scope: ActionScope, tenant_id: UUID, name: str) -> asyncpg
                 raise not_found(f"tenant {tenant_id} not found")
             row = await teams.create_team(conn, tenant_id, name)
             await record_action(
-                conn, scope, tenant_id, "team_created", {"team_id": str(row["id"]), "name": name}
+                conn, scope, tenant_id, AuditAction.TEAM_CREATED, {"team_id": str(row["id"]), "name": name}
             )
     except asyncpg.UniqueViolationError:
         raise uniqueness(NAME_TAKEN.format(name=name)) from None
@@ -58,7 +58,7 @@ async def rename_team(scope: ActionScope, tenant_id: UUID, team_id: UUID, name: 
                 raise not_found(f"team {team_id} not found in this organization")
             if previous != name:
                 detail = {"team_id": str(team_id), "from": previous, "to": name}
-                await record_action(conn, scope, tenant_id, "team_renamed", detail)
+                await record_action(conn, scope, tenant_id, AuditAction.TEAM_RENAMED, detail)
     except asyncpg.UniqueViolationError:
         raise uniqueness(NAME_TAKEN.format(name=name)) from None
     return await team_or_404(scope.pool, tenant_id, team_id)
@@ -76,7 +76,9 @@ async def delete_team(scope: ActionScope, tenant_id: UUID, team_id: UUID) -> boo
         name = await teams.delete_team(conn, tenant_id, team_id)
         if name is None:
             return False
-        await record_action(conn, scope, tenant_id, "team_deleted", {"team_id": str(team_id), "name": name})
+        await record_action(
+            conn, scope, tenant_id, AuditAction.TEAM_DELETED, {"team_id": str(team_id), "name": name}
+        )
     return True
 
 
@@ -137,7 +139,7 @@ async def _record_membership(
         conn,
         scope,
         tenant_id,
-        "member_added" if added else "member_removed",
+        AuditAction.MEMBER_ADDED if added else AuditAction.MEMBER_REMOVED,
         {"team_id": str(team_id), "team": team_name, "user_id": str(user_id)},
         user_id=user_id,
         happened=[event],

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.contract import AuditAction, ChangeKind, ResourceType
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
 from scimsvc.services.actions import ActionScope, record_action, wake_deliverer
@@ -73,7 +73,9 @@ async def _create(conn: asyncpg.Connection, scope: ActionScope, data: dict[str, 
     await check_domain_teams(conn, None, settings)
     row = await store.create_tenant(conn, name=settings.pop("name"), settings=settings)
     given = {k: row[k] for k in data if k != "name"}
-    await record_action(conn, scope, row["id"], "tenant_created", {"name": row["name"], "settings": given})
+    await record_action(
+        conn, scope, row["id"], AuditAction.TENANT_CREATED, {"name": row["name"], "settings": given}
+    )
     return row
 
 
@@ -169,7 +171,7 @@ async def _audit_changes(
             conn,
             scope,
             tenant_id,
-            "scim_enabled" if on else "scim_disabled",
+            AuditAction.SCIM_ENABLED if on else AuditAction.SCIM_DISABLED,
             {},
             happened=[
                 NewEvent(EventType.SCIM_ENABLED if on else EventType.SCIM_DISABLED, {"tenant": tenant})
@@ -177,7 +179,7 @@ async def _audit_changes(
         )
     changes = setting_changes(before, after)
     if changes:
-        await record_action(conn, scope, tenant_id, "settings_changed", {"changes": changes})
+        await record_action(conn, scope, tenant_id, AuditAction.SETTINGS_CHANGED, {"changes": changes})
     return deliveries
 
 

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import AuditAction
 from scimsvc.product.events import EventType, NewEvent
 from scimsvc.scim.errors import invalid_value, not_found
 from scimsvc.scim.resources import scim_datetime
@@ -135,7 +136,7 @@ async def issue_token(
         conn,
         scope,
         tenant_id,
-        "token_created",
+        AuditAction.TOKEN_CREATED,
         {"token_id": str(row["id"]), "label": row["label"]},
         happened=[NewEvent(EventType.TOKEN_CREATED, {"token": _token_data(row)})],
     )
@@ -166,7 +167,7 @@ async def revoke_token(scope: ActionScope, tenant_id: UUID, token_id: UUID) -> b
             conn,
             scope,
             tenant_id,
-            "token_revoked",
+            AuditAction.TOKEN_REVOKED,
             {"token_id": str(row["id"]), "label": row["label"]},
             happened=[NewEvent(EventType.TOKEN_REVOKED, {"token": _token_data(row)})],
         )

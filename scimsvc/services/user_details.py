@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA
-from scimsvc.contract import ResourceType
+from scimsvc.contract import AuditAction, ResourceType
 from scimsvc.scim.errors import not_found
 from scimsvc.services import provisioning_log
 from scimsvc.store import audit, licenses, notices, outbox, teams, user_admin, users
@@ -23,13 +23,13 @@ SHOWN = 10  # entries of each list on the page; the full list is a link away
 
 # The audit actions of a license change (worker/seats.py, product/seats.py:seat_action).
 LICENSE_ACTIONS = [
-    "allocation",
-    "release",
-    "license_change",
-    "waiting",
-    "promotion",
-    "manual_assignment",
-    "manual_assignment_refused",
+    AuditAction.ALLOCATION,
+    AuditAction.RELEASE,
+    AuditAction.LICENSE_CHANGE,
+    AuditAction.WAITING,
+    AuditAction.PROMOTION,
+    AuditAction.MANUAL_ASSIGNMENT,
+    AuditAction.MANUAL_ASSIGNMENT_REFUSED,
 ]
 
 

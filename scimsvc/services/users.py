@@ -13,7 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.user import ENTERPRISE_SCHEMA, USER_RESOURCE
-from scimsvc.contract import ChangeKind, ResourceType
+from scimsvc.contract import AuditAction, ChangeKind, ResourceType
 from scimsvc.product.notices import email_change_notices
 from scimsvc.scim.errors import Reason, invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
@@ -128,7 +128,7 @@ async def _write_user(
                 tx.conn,
                 scope.tenant_id,
                 [row["id"]],
-                "email_change",
+                AuditAction.EMAIL_CHANGE,
                 actor="scim",
                 detail={"from": existing["user_name"], "to": row["user_name"]},
                 request_id=scope.request_id,

@@ -21,6 +21,7 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import AuditAction
 from scimsvc.product.events import EVENT_TYPES, event_id
 from scimsvc.product.webhooks import address_problem, endpoint_secret, url_problem
 from scimsvc.scim.errors import ScimError, invalid_value, not_found
@@ -117,7 +118,11 @@ async def _check_tenant(conn: asyncpg.Connection | asyncpg.Pool, owner: UUID | N
 
 
 async def _audit(
-    conn: asyncpg.Connection, scope: ActionScope, owner: UUID | None, action: str, detail: dict[str, Any]
+    conn: asyncpg.Connection,
+    scope: ActionScope,
+    owner: UUID | None,
+    action: AuditAction,
+    detail: dict[str, Any],
 ) -> None:
     # An operator endpoint's change is audited with no tenant (`GET /admin/v1/audit` lists those).
     actor = scope.actor
@@ -147,7 +152,7 @@ async def create_endpoint(
         )
         shown = ("url", "description", "event_types", "enabled")
         detail = {"endpoint_id": str(row["id"]), **{k: row[k] for k in shown}}
-        await _audit(conn, scope, owner, "webhook_created", detail)
+        await _audit(conn, scope, owner, AuditAction.WEBHOOK_CREATED, detail)
     return row, endpoint_secret(signing_key, row["id"], row["secret_generation"])
 
 
@@ -189,9 +194,9 @@ async def update_endpoint(
         edited = {k: v for k, v in changed.items() if k != "enabled"}
         if edited:
             detail = {"endpoint_id": str(endpoint_id), "changes": edited}
-            await _audit(conn, scope, owner, "webhook_updated", detail)
+            await _audit(conn, scope, owner, AuditAction.WEBHOOK_UPDATED, detail)
         if "enabled" in changed:
-            action = "webhook_enabled" if row["enabled"] else "webhook_disabled"
+            action = AuditAction.WEBHOOK_ENABLED if row["enabled"] else AuditAction.WEBHOOK_DISABLED
             toggled = {"endpoint_id": str(endpoint_id)}
             if not row["enabled"]:
                 toggled["reason"] = DISABLED_BY_HAND
@@ -214,7 +219,7 @@ async def delete_endpoint(scope: ActionScope, owner: UUID | None, endpoint_id: U
         if row is None:
             raise _missing(owner, endpoint_id)
         detail = {"endpoint_id": str(endpoint_id), "url": row["url"]}
-        await _audit(conn, scope, owner, "webhook_deleted", detail)
+        await _audit(conn, scope, owner, AuditAction.WEBHOOK_DELETED, detail)
 
 
 async def rotate_secret(
@@ -243,7 +248,7 @@ async def rotate_secret(
             "generation": row["secret_generation"],
             "previous_until": row["previous_until"],
         }
-        await _audit(conn, scope, owner, "webhook_secret_rotated", detail)
+        await _audit(conn, scope, owner, AuditAction.WEBHOOK_SECRET_ROTATED, detail)
     return row, endpoint_secret(signing_key, row["id"], row["secret_generation"])
 
 
@@ -315,7 +320,7 @@ async def _replay(
             queued = counted
             detail.update(since=since, until=until)
         detail["queued"] = queued
-        await _audit(conn, scope, owner, "webhook_replayed", detail)
+        await _audit(conn, scope, owner, AuditAction.WEBHOOK_REPLAYED, detail)
     await wake_deliverer(scope, queued)
     return queued
 

@@ -3,12 +3,15 @@ operators' view of it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import orjson
+
+from scimsvc.contract import AuditAction
 
 INSERT_AUDIT = """
 INSERT INTO audit_log (tenant_id, user_id, action, actor, detail, request_id)
@@ -48,7 +51,7 @@ class AuditRow:
     """One audit log entry about one user."""
 
     user_id: UUID
-    action: str
+    action: AuditAction
     actor: str
     detail: dict[str, Any] | None = None
     request_id: str | None = None
@@ -58,7 +61,7 @@ async def audit(
     conn: asyncpg.Connection,
     tenant_id: UUID,
     user_ids: list[UUID],
-    action: str,
+    action: AuditAction,
     *,
     actor: str,
     detail: dict[str, Any] | None = None,
@@ -72,7 +75,7 @@ async def audit(
 async def audit_action(
     conn: asyncpg.Connection,
     tenant_id: UUID | None,
-    action: str,
+    action: AuditAction,
     *,
     actor: str,
     detail: dict[str, Any] | None = None,
@@ -146,7 +149,12 @@ LIMIT $4
 
 
 async def user_audit_of_actions(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant_id: UUID, user_id: UUID, actions: list[str], *, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: UUID,
+    user_id: UUID,
+    actions: Sequence[AuditAction],
+    *,
+    limit: int,
 ) -> list[asyncpg.Record]:
     """Up to `limit` of the user's audit rows with one of `actions`, newest first."""
     return await conn.fetch(SELECT_USER_AUDIT_OF_ACTIONS, tenant_id, user_id, actions, limit)

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from scimsvc.contract import AuditAction
 from scimsvc.store.audit import audit_action
 from scimsvc.store.events import told_data
 
@@ -272,7 +273,7 @@ async def _record(
             await audit_action(
                 conn,
                 endpoint.tenant_id,
-                "webhook_disabled",
+                AuditAction.WEBHOOK_DISABLED,
                 actor="worker",
                 detail={"endpoint_id": str(endpoint.id), "reason": disabled_reason},
             )

@@ -4,6 +4,8 @@ locales/ja/names.json). Registered as template globals by `setup_console`."""
 
 from __future__ import annotations
 
+from scimsvc.contract import AuditAction
+
 # The help pages' names of the licenses (フルライセンス, 無料ライセンス, 制限付き無料ライセンス).
 LICENSES = {
     "full": "Full license",
@@ -25,45 +27,44 @@ def idp_name(family: str | None) -> str:
     return IDPS.get(family or "", OTHER_IDP)
 
 
-# The audit log's actions (the `action` column: worker/seats.py, product/seats.py:seat_action, services/*.py
-# record_action and audit_action, store/webhook_deliveries.py), in the order the audit filter lists them.
-ACTIONS = {
-    "allocation": "Seat given (full license)",
-    "release": "Seat released",
-    "license_change": "License changed",
-    "waiting": "Joined the waiting list",
-    "promotion": "Seat given from the waiting list",
-    "manual_assignment": "License assigned by hand",
-    "manual_assignment_refused": "License assignment by hand refused",
-    "deactivation": "User deactivated",
-    "reactivation": "User reactivated",
-    "email_change": "Email address changed",
-    "hard_delete": "User deleted for good",
-    "handover": "Boards handed over",
-    "tenant_created": "Organization created",
-    "settings_changed": "Settings changed",
-    "scim_enabled": "SCIM turned on",
-    "scim_disabled": "SCIM turned off",
-    "token_created": "SCIM token generated",
-    "token_revoked": "SCIM token revoked",
-    "team_created": "Team created",
-    "team_renamed": "Team renamed",
-    "team_deleted": "Team deleted",
-    "team_linked": "SCIM group linked to a team",
-    "member_added": "Team member added",
-    "member_removed": "Team member removed",
-    "portal_link_created": "Portal link made",
-    "portal_session_started": "Portal session started",
-    "portal_sessions_ended": "Portal sessions ended",
-    "org_admin_added": "Organization admin address registered",
-    "org_admin_removed": "Organization admin address removed",
-    "webhook_created": "Webhook endpoint added",
-    "webhook_updated": "Webhook endpoint changed",
-    "webhook_enabled": "Webhook endpoint enabled",
-    "webhook_disabled": "Webhook endpoint disabled",
-    "webhook_secret_rotated": "Webhook signing secret rotated",
-    "webhook_replayed": "Webhook events replayed",
-    "webhook_deleted": "Webhook endpoint deleted",
+# The audit log's actions (contract.py:AuditAction, one entry each), in the order the audit filter lists them.
+ACTIONS: dict[str, str] = {
+    AuditAction.ALLOCATION: "Seat given (full license)",
+    AuditAction.RELEASE: "Seat released",
+    AuditAction.LICENSE_CHANGE: "License changed",
+    AuditAction.WAITING: "Joined the waiting list",
+    AuditAction.PROMOTION: "Seat given from the waiting list",
+    AuditAction.MANUAL_ASSIGNMENT: "License assigned by hand",
+    AuditAction.MANUAL_ASSIGNMENT_REFUSED: "License assignment by hand refused",
+    AuditAction.DEACTIVATION: "User deactivated",
+    AuditAction.REACTIVATION: "User reactivated",
+    AuditAction.EMAIL_CHANGE: "Email address changed",
+    AuditAction.HARD_DELETE: "User deleted for good",
+    AuditAction.HANDOVER: "Boards handed over",
+    AuditAction.TENANT_CREATED: "Organization created",
+    AuditAction.SETTINGS_CHANGED: "Settings changed",
+    AuditAction.SCIM_ENABLED: "SCIM turned on",
+    AuditAction.SCIM_DISABLED: "SCIM turned off",
+    AuditAction.TOKEN_CREATED: "SCIM token generated",
+    AuditAction.TOKEN_REVOKED: "SCIM token revoked",
+    AuditAction.TEAM_CREATED: "Team created",
+    AuditAction.TEAM_RENAMED: "Team renamed",
+    AuditAction.TEAM_DELETED: "Team deleted",
+    AuditAction.TEAM_LINKED: "SCIM group linked to a team",
+    AuditAction.MEMBER_ADDED: "Team member added",
+    AuditAction.MEMBER_REMOVED: "Team member removed",
+    AuditAction.PORTAL_LINK_CREATED: "Portal link made",
+    AuditAction.PORTAL_SESSION_STARTED: "Portal session started",
+    AuditAction.PORTAL_SESSIONS_ENDED: "Portal sessions ended",
+    AuditAction.ORG_ADMIN_ADDED: "Organization admin address registered",
+    AuditAction.ORG_ADMIN_REMOVED: "Organization admin address removed",
+    AuditAction.WEBHOOK_CREATED: "Webhook endpoint added",
+    AuditAction.WEBHOOK_UPDATED: "Webhook endpoint changed",
+    AuditAction.WEBHOOK_ENABLED: "Webhook endpoint enabled",
+    AuditAction.WEBHOOK_DISABLED: "Webhook endpoint disabled",
+    AuditAction.WEBHOOK_SECRET_ROTATED: "Webhook signing secret rotated",
+    AuditAction.WEBHOOK_REPLAYED: "Webhook events replayed",
+    AuditAction.WEBHOOK_DELETED: "Webhook endpoint deleted",
 }
 # Who did it (the `actor` column: services/actions.py:ActorKind, and the rows of SCIM and the worker).
 ACTORS = {
