@@ -116,13 +116,15 @@ async def rounds(
     profiler: Profiler,
     names: list[str],
 ) -> dict[str, list[Any]]:
-    """`rounds` rounds of `count` requests of `workload` ("get" or "post") on each system in turn;
-    per system, each round's rate and CPU ms per request (a POST round waits until its users are
-    applied, so the worker's CPU counts)."""
+    """`rounds` rounds of `count` requests of `workload` ("get" or "post") on each system in turn, the
+    order rotated a place each round; per system, each round's rate and CPU ms per request (a POST round
+    waits until its users are applied, so the worker's CPU counts)."""
     figures: dict[str, list[Any]] = {s.name: [] for s in systems}
     for r in range(rounds):
         line = []
-        for system in systems:
+        # Each round starts with the next system: whichever runs first in a round measures a few per cent
+        # slower (seen on GET eq), so each takes each place in turn.
+        for system in systems[r % len(systems) :] + systems[: r % len(systems)]:
             procs = {"web": system.web, "worker": system.worker}
             last = r == rounds - 1 and system is systems[0]
             spies = [profiler.record(p, f"{workload}-{n}") for n, p in procs.items() if p and last]
