@@ -34,29 +34,34 @@ USER_SNAPSHOT = """jsonb_build_object(
 # user (a subquery by primary key) and holds `{"user": snapshot}`; the user's later events store
 # {"user": {"id"}} and point at it with `snapshot_id`, and readers compose the two (`told_data`). Which
 # event is a user's first, and which event a later one points at (`snapshot`, its place in the batch), is
-# decided by `record_events`; the ids are taken beforehand (`nextval`, in the batch's order, as the column
+# decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's order, as the column
 # default would), so the pointer is the `snapshot`-th id, no join and no sort. A user gone since
 # (hard-deleted) keeps what `data` says, else is {"id"} alone. An event with nothing else to say is
 # {"user": snapshot} itself (a user change's event), another is its data || that (one copy). The user is
 # found by its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new tenant's
 # import scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its first 4,000
-# users). A later
-# event's {"user": {"id"}} comes in its data, written by `record_events` (no jsonb copy here).
-# The events come as one JSON array of objects, not arrays: asyncpg encodes a text array element by
-# element (about 0.65 µs each, 2.6 µs an event), orjson the whole batch in 0.3 µs an event. One statement
-# writes the events of several tenants (a drain of many, worker/user_drain.py): $1 are the tenants, $2 how
-# many events each has in the batch; an event names its tenant by its place `t` in $1 and its place among
-# that tenant's events `k`, so its sequence number is the tenant's last before the batch plus `k`. The
-# counters are taken in tenant order.
+# users).
+# The batch comes as columns of numbers and ids ($3-$9, one element an event, encoded by asyncpg in binary)
+# and what events repeat comes once: the types ($10), request ids ($11, a JSON array: `->>` reads the n-th
+# in place, where a text array is walked from its start) and data ($12, a JSON array) the batch names, each
+# event pointing at its own by place. A group push's 50,000 member events share one type, request id and
+# data: sent as one JSON array of objects, their 8 MB were parsed when the custom plan folded the
+# parameter's cast (0.19 s of planning) and written out again per event; as columns the statement takes
+# 0.66 s instead of 0.92 (medians of 6 rolled-back runs); a drain's batches of 1,000 events 27-30 µs a
+# user instead of 30-35. Both JSON arrays are parsed once, in `told` (read by InitPlans, so once whether
+# the plan is custom or generic). One statement writes the events of several tenants (a drain of many,
+# worker/user_drain.py): $1 are the tenants, $2 how many events each has in the batch; an event names its
+# tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence number is the
+# tenant's last before the batch plus `k`. The counters are taken in tenant order.
 RECORD_EVENTS = f"""
 WITH v AS (
-    SELECT v.*, nextval('events_id_seq') AS id FROM ROWS FROM (
-        jsonb_to_recordset($3::text::jsonb)
-            AS (t integer, k integer, type text, user_id uuid, request_id text, data jsonb, first boolean,
-                snapshot integer)
-    ) WITH ORDINALITY AS v(t, k, type, user_id, request_id, data, first, snapshot, n)
+    SELECT v.*, nextval('events_id_seq') AS id
+    FROM unnest($3::integer[], $4::integer[], $5::integer[], $6::uuid[], $7::integer[], $8::integer[],
+                $9::integer[]) WITH ORDINALITY AS v(t, k, type, user_id, request, told, snapshot, n)
 ), ids AS MATERIALIZED (
     SELECT array_agg(id ORDER BY n) AS ids FROM v
+), told AS MATERIALIZED (
+    SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq)
     SELECT tenant_id, count FROM unnest($1::uuid[], $2::integer[]) AS b(tenant_id, count) ORDER BY tenant_id
@@ -64,17 +69,21 @@ WITH v AS (
     RETURNING tenant_id, last_seq
 ), e AS (
     INSERT INTO events (id, tenant_id, seq, type, request_id, data, snapshot_id)
-    SELECT v.id, c.tenant_id, c.last_seq - ($2::integer[])[v.t] + v.k, v.type, v.request_id,
-           CASE WHEN v.first THEN coalesce(
+    SELECT v.id, c.tenant_id, c.last_seq - ($2::integer[])[v.t] + v.k, ($10::text[])[v.type],
+           (SELECT told.requests FROM told) ->> v.request,
+           CASE WHEN v.user_id IS NULL THEN v.data
+                WHEN v.snapshot IS NOT NULL
+                    THEN v.data || jsonb_build_object('user', jsonb_build_object('id', v.user_id))
+                ELSE coalesce(
                     (SELECT CASE WHEN NOT {of_tenant("u", "c.tenant_id")} THEN NULL
                                  WHEN v.data = '{{}}' THEN jsonb_build_object('user', {USER_SNAPSHOT})
                                  ELSE v.data || jsonb_build_object('user', {USER_SNAPSHOT}) END
                      FROM users u WHERE u.id = v.user_id),
                     v.data || jsonb_build_object('user', coalesce(
-                        v.data -> 'user', jsonb_build_object('id', v.user_id))))
-                ELSE v.data END,
+                        v.data -> 'user', jsonb_build_object('id', v.user_id)))) END,
            (SELECT ids.ids FROM ids)[v.snapshot]
-    FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
+    FROM (SELECT v.*, (SELECT told.data FROM told) -> v.told AS data FROM v) v
+    JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
     RETURNING id, tenant_id, type
 ), w AS MATERIALIZED (
     SELECT id, tenant_id, event_types FROM webhook_endpoints
@@ -156,39 +165,42 @@ async def record_tenants_events(conn: asyncpg.Connection, events: list[tuple[UUI
     numbered in the order given."""
     if not events:
         return 0
+    return int(await conn.fetchval(RECORD_EVENTS, *record_args(events)))
+
+
+def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
+    """RECORD_EVENTS' parameters for these events, each with its tenant: every column in the events' order;
+    a user's first event (and any that names its own `user`) holds the user's snapshot, its later ones
+    point at that one (`snapshot`, 1-based)."""
     counts: dict[UUID, int] = {}
-    # `str` writes the ids asyncpg reads (its own UUID type, which orjson does not know).
-    batch = orjson.dumps(_batch_rows(events, counts), default=str).decode()
-    return int(await conn.fetchval(RECORD_EVENTS, list(counts), list(counts.values()), batch))
-
-
-def _batch_rows(events: list[tuple[UUID, NewEvent]], counts: dict[UUID, int]) -> list[dict[str, Any]]:
-    """The batch as RECORD_EVENTS reads it, counting each tenant's events into `counts` (in the order the
-    tenants first appear): a user's first event (and any that names its own `user`) is `first`, to hold the
-    user's snapshot; its later ones point at that one (`snapshot`, 1-based) and carry the user's id alone
-    (`data.user`)."""
     places: dict[UUID, int] = {}
     firsts: dict[UUID, int] = {}
-    rows: list[dict[str, Any]] = []
+    types: dict[str, int] = {}
+    requests: dict[str, int] = {}
+    told: dict[bytes, int] = {}
+    t, k, kind, users, request, data, snapshot = [], [], [], [], [], [], []
     for n, (tenant_id, event) in enumerate(events, 1):
         counts[tenant_id] = counts.get(tenant_id, 0) + 1
-        row: dict[str, Any] = {
-            "t": places.setdefault(tenant_id, len(places) + 1),
-            "k": counts[tenant_id],
-            "type": event.type,
-            "data": event.data,
-            "user_id": event.user_id,
-            "request_id": event.request_id,
-        }
-        if event.user_id is not None:
-            first = firsts.setdefault(event.user_id, n)
-            if first == n or "user" in event.data:
-                row["first"] = True
-            else:
-                row["snapshot"] = first
-                row["data"] = {**event.data, "user": {"id": event.user_id}}
-        rows.append(row)
-    return rows
+        t.append(places.setdefault(tenant_id, len(places) + 1))
+        k.append(counts[tenant_id])
+        kind.append(types.setdefault(event.type, len(types) + 1))
+        users.append(event.user_id)
+        rid = event.request_id
+        request.append(None if rid is None else requests.setdefault(rid, len(requests)))  # `->>` from 0
+        # `str` writes the ids asyncpg reads (its own UUID type, which orjson does not know).
+        data.append(told.setdefault(orjson.dumps(event.data, default=str), len(told)))  # `->` counts from 0
+        first = firsts.setdefault(event.user_id, n) if event.user_id is not None else n
+        snapshot.append(None if first == n or "user" in event.data else first)
+    told_json = b"[" + b",".join(told) + b"]"
+    columns = (t, k, kind, users, request, data, snapshot)
+    return (
+        list(counts),
+        list(counts.values()),
+        *columns,
+        list(types),
+        orjson.dumps(list(requests)).decode(),
+        told_json.decode(),
+    )
 
 
 async def events_page(
