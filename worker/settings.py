@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -30,6 +31,11 @@ from worker.webhooks import deliver_webhooks, start_sending, stop_sending
 # arq polls its queue this often (its default is 0.5 s): a wake-up waits at most this long to start, which
 # is most of a small change's apply time; 10 polls a second per worker cost Redis next to nothing.
 POLL_DELAY_SECONDS = 0.1
+# How long the worker waits for a new Redis connection (arq's default is 1 s). arq opens them as jobs need
+# them, mid-job; a connect timed out there fails the job's bookkeeping and, in burst mode, the run. A
+# loopback connect took over 1 s once on a loaded machine (a clean-clone test run). The worker answers no
+# client, so it can wait longer; a refused connection (Redis down) still fails at once.
+REDIS_CONNECT_SECONDS = 5
 # The jobs the front end and the worker queue, under the names of the contract (scimsvc/contract.py).
 JOBS: dict[str, Callable[..., Awaitable[Any]]] = {
     APPLY_OUTBOX: apply_outbox,
@@ -83,7 +89,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": replace(
+            RedisSettings.from_dsn(settings.redis_url), conn_timeout=REDIS_CONNECT_SECONDS
+        ),
         "queue_name": settings.queue_name,
         "health_check_interval": 10,
         "max_jobs": settings.worker_max_jobs,
