@@ -48,20 +48,24 @@ USER_SNAPSHOT = """jsonb_build_object(
 # data: sent as one JSON array of objects, their 8 MB were parsed when the custom plan folded the
 # parameter's cast (0.19 s of planning) and written out again per event; as columns the statement takes
 # 0.66 s instead of 0.92 (medians of 6 rolled-back runs); a drain's batches of 1,000 events 27-30 µs a
-# user instead of 30-35. Both JSON arrays are parsed once, in `told` (read by InitPlans, so once whether
-# the plan is custom or generic). One statement writes the events of several tenants (a drain of many,
-# worker/user_drain.py): $1 are the tenants, $2 how many events each has in the batch; an event names its
-# tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence number is the
-# tenant's last before the batch plus `k`. The counters are taken in tenant order.
+# user instead of 30-35. Each JSON array is parsed once a statement, never once an event: a custom plan
+# folds its cast while planning, a generic plan evaluates it in `told`, and each event reads its element
+# in `v` (a CTE read twice, so computed once). One statement writes the events of several tenants (a drain
+# of many, worker/user_drain.py): $1 are the tenants, $2 how many events each has in the batch; an event
+# names its tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence
+# number is the tenant's last before the batch plus `k`. The counters are taken in tenant order.
 RECORD_EVENTS = f"""
-WITH v AS (
-    SELECT v.*, nextval('events_id_seq') AS id
+WITH told AS MATERIALIZED (
+    SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
+), v AS (
+    SELECT v.t, v.k, v.type, v.user_id, v.snapshot, v.n, nextval('events_id_seq') AS id,
+           (SELECT told.requests FROM told) ->> v.request_place AS request_id,
+           (SELECT told.data FROM told) -> v.data_place AS data
     FROM unnest($3::integer[], $4::integer[], $5::integer[], $6::uuid[], $7::integer[], $8::integer[],
-                $9::integer[]) WITH ORDINALITY AS v(t, k, type, user_id, request, told, snapshot, n)
+                $9::integer[])
+        WITH ORDINALITY AS v(t, k, type, user_id, request_place, data_place, snapshot, n)
 ), ids AS MATERIALIZED (
     SELECT array_agg(id ORDER BY n) AS ids FROM v
-), told AS MATERIALIZED (
-    SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
 ), c AS (
     INSERT INTO event_counters AS c (tenant_id, last_seq)
     SELECT tenant_id, count FROM unnest($1::uuid[], $2::integer[]) AS b(tenant_id, count) ORDER BY tenant_id
@@ -69,8 +73,7 @@ WITH v AS (
     RETURNING tenant_id, last_seq
 ), e AS (
     INSERT INTO events (id, tenant_id, seq, type, request_id, data, snapshot_id)
-    SELECT v.id, c.tenant_id, c.last_seq - ($2::integer[])[v.t] + v.k, ($10::text[])[v.type],
-           (SELECT told.requests FROM told) ->> v.request,
+    SELECT v.id, c.tenant_id, c.last_seq - ($2::integer[])[v.t] + v.k, ($10::text[])[v.type], v.request_id,
            CASE WHEN v.user_id IS NULL THEN v.data
                 WHEN v.snapshot IS NOT NULL
                     THEN v.data || jsonb_build_object('user', jsonb_build_object('id', v.user_id))
@@ -82,8 +85,7 @@ WITH v AS (
                     v.data || jsonb_build_object('user', coalesce(
                         v.data -> 'user', jsonb_build_object('id', v.user_id)))) END,
            (SELECT ids.ids FROM ids)[v.snapshot]
-    FROM (SELECT v.*, (SELECT told.data FROM told) -> v.told AS data FROM v) v
-    JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
+    FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
     RETURNING id, tenant_id, type
 ), w AS MATERIALIZED (
     SELECT id, tenant_id, event_types FROM webhook_endpoints
