@@ -106,9 +106,10 @@ def _portal(request: web.Request) -> bool:
     return is_portal(request.get(SESSION))
 
 
-def _endpoint_fields(request: web.Request, form: MultiDictProxy[Any], schema: Schema) -> dict[str, Any]:
-    """The add and edit forms' fields loaded by the admin API's `schema`, and the URL's form and the event
-    types checked as the service checks them: what a person can type wrong told in the page's words."""
+def _endpoint_fields(request: web.Request, typed: dict[str, Any], schema: Schema) -> dict[str, Any]:
+    """The add and edit forms' fields as typed (`_endpoint_payload`), loaded by the admin API's `schema`,
+    and the URL's form and the event types checked as the service checks them: what a person can type
+    wrong told in the page's words."""
     _ = texts(request)
     plain = {
         "url": _(
@@ -117,7 +118,7 @@ def _endpoint_fields(request: web.Request, form: MultiDictProxy[Any], schema: Sc
         "description": _("A description is at most {most} characters.", most=MAX_DESCRIPTION),
         "event_types": _("Choose the event types from the list (none ticked: every type)."),
     }
-    data = forms.load_form(schema, _endpoint_payload(form), plain)
+    data = forms.load_form(schema, typed, plain)
     # A fixed sentence of product/webhooks.py:url_problem, translated like any text of the console.
     if problem := url_problem(data["url"], allow_http=request.app[SETTINGS].webhook_allow_http):
         raise invalid_value(_("The endpoint's URL cannot be used: {problem}.", problem=_(problem)))
@@ -235,7 +236,7 @@ async def _create(request: web.Request) -> web.Response:
     form = await request.post()
     typed = _endpoint_payload(form)
     try:
-        data = _endpoint_fields(request, form, WebhookCreateSchema())
+        data = _endpoint_fields(request, typed, WebhookCreateSchema())
         row, secret = await webhooks.create_endpoint(action_scope(request), owner_of(request), data)
     except ScimError as exc:
         error = _refusal(request, exc, typed["url"])
@@ -440,7 +441,7 @@ async def _edit(request: web.Request) -> web.Response:
     form = await request.post()
     typed = _endpoint_payload(form)
     try:
-        data = _endpoint_fields(request, form, WebhookUpdateSchema())
+        data = _endpoint_fields(request, typed, WebhookUpdateSchema())
         await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
     except ScimError as exc:
         error = _refusal(request, exc, typed["url"])
