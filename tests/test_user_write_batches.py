@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from scimsvc.scim.users import change_kind
-from scimsvc.store import user_updates, users
+from scimsvc.store import user_reads, user_updates, users
 from scimsvc.store.db import create_pool
 from tests.conftest import run_worker, unique_email, user_body, wait_until, wait_until_blocked_by
 
@@ -325,33 +325,39 @@ STORED = [{"active": True}, {"active": False}, {}]  # the POSTed `active`: none 
 PUT_ACTIVE = [{"active": True}, {"active": False}, {}]  # a PUT's `active`: none keeps the stored value
 
 
+async def _created(client: Any, tenant: Any, stored: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A user POSTed with `stored` over the usual body (a None value leaves that attribute out)."""
+    body = {k: v for k, v in user_body(unique_email()).items() if k != "active"}
+    body = {k: v for k, v in {**body, **stored}.items() if v is not None}
+    resp = await client.post("/scim/v2/Users", json=body, headers=tenant.headers)
+    assert resp.status == 201, await resp.text()
+    return await resp.json(), resp.headers["ETag"]
+
+
+async def _saved(db: Any, user: dict[str, Any], resp: Any) -> tuple[Any, ...]:
+    """What a write answered and saved: the answer and the stored resource (without what differs from user
+    to user), `active`, the display name column and the user's outbox changes."""
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    row = await db.fetchrow(
+        "SELECT u.active, u.resource, u.display_name, (SELECT array_agg(change ORDER BY id) FROM outbox o"
+        " WHERE o.resource_id = u.id) AS changes FROM users u WHERE u.id = $1::uuid",
+        user["id"],
+    )
+    own = ("id", "meta", "userName", "emails")
+    return (
+        {k: v for k, v in answer.items() if k not in own},
+        row["active"],
+        {k: v for k, v in json.loads(row["resource"]).items() if k not in own},
+        row["display_name"],
+        row["changes"],
+    )
+
+
 async def test_unread_puts_and_patches_save_what_the_read_path_builds(client, tenant, db):
     """A PUT or a PATCH of `active` without If-Match is saved without reading the user (its SQL merges it
     with the stored row); the same request with If-Match is built on the user read (services/users.py).
     Both save the same user, answer the same and record the same change."""
-
-    async def created(stored: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        body = {k: v for k, v in user_body(unique_email()).items() if k != "active"}
-        resp = await client.post("/scim/v2/Users", json={**body, **stored}, headers=tenant.headers)
-        assert resp.status == 201, await resp.text()
-        return await resp.json(), resp.headers["ETag"]
-
-    async def saved(user: dict[str, Any], resp: Any) -> tuple[Any, ...]:
-        assert resp.status == 200, await resp.text()
-        answer = await resp.json()
-        row = await db.fetchrow(
-            "SELECT u.active, u.resource, (SELECT array_agg(change ORDER BY id) FROM outbox o"
-            " WHERE o.resource_id = u.id) AS changes FROM users u WHERE u.id = $1::uuid",
-            user["id"],
-        )
-        own = ("id", "meta", "userName", "emails")
-        return (
-            {k: v for k, v in answer.items() if k not in own},
-            row["active"],
-            {k: v for k, v in json.loads(row["resource"]).items() if k not in own},
-            row["changes"],
-        )
-
     requests: list[tuple[str, Any]] = [
         ("PUT", {"displayName": "Replaced", **active}) for active in PUT_ACTIVE
     ] + [("PATCH", patch({"op": "replace", "value": {"active": value}})) for value in (True, False)]
@@ -359,7 +365,7 @@ async def test_unread_puts_and_patches_save_what_the_read_path_builds(client, te
         for method, change in requests:
             results = []
             for if_match in (False, True):
-                user, etag = await created(stored)
+                user, etag = await _created(client, tenant, stored)
                 if method == "PUT":
                     body = {k: v for k, v in user_body(user["userName"]).items() if k != "active"}
                     body = {**body, **change}
@@ -369,5 +375,67 @@ async def test_unread_puts_and_patches_save_what_the_read_path_builds(client, te
                 resp = await client.request(
                     method, f"/scim/v2/Users/{user['id']}", json=body, headers=sent_headers
                 )
-                results.append(await saved(user, resp))
+                results.append(await _saved(db, user, resp))
             assert results[0] == results[1], (stored, method, change)
+
+
+# PATCHes that only give single text attributes a text: saved unread (services/users.py:_unread_patch).
+TEXT_PATCHES = [
+    entra(1),
+    patch(
+        {"op": "Add", "path": "NAME.familyname", "value": "Byron"},
+        {"op": "replace", "path": "DisplayName", "value": "Ada B"},
+    ),
+    patch({"op": "replace", "path": "title", "value": ""}),
+    patch({"op": "replace", "path": "name.givenName", "value": "Ada"}),  # what most users have: no change
+    patch(
+        {"op": "replace", "path": "displayName", "value": "One"},
+        {"op": "add", "path": "displayName", "value": "Two"},
+    ),
+    patch({"op": "replace", "path": f"{ENTERPRISE}:department", "value": "Sales"}),
+    patch({"op": "replace", "path": "userType", "value": "Full"}),
+]
+TEXT_STORED = [
+    *STORED,
+    {"name": None, "displayName": "Shown"},
+    {"name": {"familyName": "Only"}},
+    {ENTERPRISE: {"costCenter": "C1", "department": "Old"}},
+]
+
+
+async def test_unread_text_patches_save_what_the_read_path_builds(client, tenant, db, monkeypatch):
+    """A PATCH that only sets text attributes (Entra's `Replace` of displayName, name.givenName, title and
+    the department) is saved without reading the user: the same as the read path saves for the same PATCH
+    with If-Match, whatever the user holds, with no read. A user with a manager, and a PATCH that changes
+    nothing, go the locked path and save the same too."""
+    reads = 0
+    read_user = user_reads.read_user
+
+    async def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read_user(*args)
+
+    monkeypatch.setattr(user_reads, "read_user", counted)
+    manager, _ = await _created(client, tenant, {})
+    stored_users = [*TEXT_STORED, {ENTERPRISE: {"manager": {"value": manager["id"]}}}]
+    for stored in stored_users:
+        for body in TEXT_PATCHES:
+            results = []
+            for if_match in (False, True):
+                user, etag = await _created(client, tenant, stored)
+                reads = 0
+                sent_headers = {**tenant.headers, **({"If-Match": etag} if if_match else {})}
+                resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=body, headers=sent_headers)
+                results.append(await _saved(db, user, resp))
+                assert reads == (1 if if_match else 0), (stored, body, if_match)
+            assert results[0] == results[1], (stored, body)
+    # The department PATCH on the user with a department changed it, and the display name column follows.
+    user, _ = await _created(client, tenant, TEXT_STORED[-1])
+    resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=entra(7), headers=tenant.headers)
+    assert resp.status == 200, await resp.text()
+    row = await db.fetchrow("SELECT display_name, resource FROM users WHERE id = $1::uuid", user["id"])
+    resource = json.loads(row["resource"])
+    assert row["display_name"] == "Person 7"
+    assert resource[ENTERPRISE] == {"costCenter": "C1", "department": "Dept 7"}
+    assert resource["name"] == {"givenName": "Given 7", "familyName": "Lovelace"}

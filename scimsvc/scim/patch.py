@@ -68,6 +68,40 @@ def patched_active(operations: list[PatchOperation]) -> bool | None:
     return active
 
 
+def patched_texts(
+    operations: Sequence[PatchOperation], rtype: ResourceTypeDef, *, kept: frozenset[str]
+) -> dict[str, Any] | None:
+    """What a PATCH sets when all it does is give single text attributes a text (Entra's `Replace` of
+    displayName, name.givenName, title, the enterprise department...), nested as the stored resource holds
+    them (`{"name": {"givenName": ...}}`, an extension's under its URN), the last value of each; else None.
+    Attributes named in `kept` (and their sub-attributes) never qualify.
+
+    Applying such operations is setting each of these values in the stored resource: `apply_patch` does
+    nothing else with them."""
+    texts: dict[str, Any] = {}
+    for operation in operations:
+        if operation.op == "remove" or not operation.path or not isinstance(operation.value, str):
+            return None
+        try:
+            target = _parse_target(operation.path, rtype)
+        except ScimError:
+            return None
+        named = [a for a in (target.attr, target.sub) if a is not None]
+        if (
+            target.filter is not None
+            or not named
+            or named[-1].type != "string"
+            or any(a.name in kept or a.mutability != "readWrite" or a.multi_valued for a in named)
+        ):
+            return None
+        container = texts if target.schema is rtype.core else texts.setdefault(target.schema.id, {})
+        if target.sub is None:
+            container[named[0].name] = operation.value
+        else:
+            container.setdefault(named[0].name, {})[target.sub.name] = operation.value
+    return texts or None
+
+
 # --------------------------------------------------------------------------------------------- parsing
 
 

@@ -20,6 +20,9 @@ PASSWORD_REFUSED = (
 )
 
 
+UNREAD_USER_NAME = "unread@example.com"  # the userName a part of a User is validated with (stored_as_given)
+
+
 def has_password(body: Mapping[str, Any]) -> bool:
     """Whether a request body carries a password (attribute names are case-insensitive)."""
     return key_named(body, "password") is not None
@@ -38,6 +41,15 @@ def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
         return load_user(body)
     except ValidationError as exc:
         raise invalid_value("invalid User: " + "; ".join(flatten_errors(exc.messages))) from None
+
+
+def stored_as_given(attributes: dict[str, Any]) -> bool:
+    """Whether validate_user stores these attributes (a part of a User, nested as stored) as they are."""
+    try:
+        loaded = load_user({**attributes, "userName": UNREAD_USER_NAME})
+    except ValidationError:
+        return False
+    return {k: v for k, v in loaded.items() if k != "userName"} == attributes
 
 
 def check_allowed_domain(user_name: str, allowed_domains: Sequence[str]) -> None:

@@ -164,6 +164,15 @@ def set_user_active(scope: Scope, user_id: UUID, active: bool) -> OneStatement:
     return _user_update(scope, user_id, "active", None, active, None, change, change)
 
 
+def set_user_texts(scope: Scope, user_id: UUID, texts: dict[str, Any]) -> OneStatement:
+    """The fast path of a PATCH without If-Match that only sets single text attributes
+    (scim/patch.py:patched_texts): saved unread, if the user has no manager and the values change it;
+    writes nothing otherwise."""
+    if_active = change_kind(was_active=True, was_linked=True, active=True)
+    if_inactive = change_kind(was_active=False, was_linked=True, active=False)
+    return _user_update(scope, user_id, "texts", texts, None, None, if_active, if_inactive)
+
+
 def _user_update(
     scope: Scope,
     user_id: UUID,

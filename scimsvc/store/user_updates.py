@@ -7,7 +7,10 @@ no outbox row) and the caller takes the locked path:
 - `put`: a PUT's whole resource, while the user still has its userName (no read: `active` left out keeps
   the stored value);
 - `active`: a PATCH that only sets `active`, while the user has another value and no manager (no read:
-  the stored resource with `active` set, as applying the PATCH to it gives).
+  the stored resource with `active` set, as applying the PATCH to it gives);
+- `texts`: a PATCH that only sets single text attributes (`resource` holds them, nested as stored), while
+  the user has no manager and the values change something (no read: the stored resource with each value
+  set, as applying the PATCH to it gives).
 The outbox row's change is picked in SQL between two kinds the caller computed (`scim.users.change_kind`
 for a user that was active and one that was not), from the user as locked. The merges of `put` and
 `active` are what services/users.py's `build` makes of the stored user: tests/test_user_write_batches.py
@@ -29,7 +32,7 @@ from scimsvc.store.batches import BATCH_LOCK_TIMEOUT, Batcher, in_batch_order, w
 from scimsvc.store.db import fetch_in_time
 from scimsvc.store.users import USER_COLUMNS
 
-Kind = Literal["read", "put", "active"]
+Kind = Literal["read", "put", "active", "texts"]
 
 _CHANGES = outbox.insert_changes_from(
     "made m",
@@ -42,6 +45,15 @@ _CHANGES = outbox.insert_changes_from(
     order_by="m.batch_row",
     returning="id, resource_id",
 )
+
+
+# The stored resource with the `texts` kind's values set: each attribute, and each sub-attribute of an
+# object (name, an extension) beside the ones stored.
+_WITH_TEXTS = """u.resource || (
+    SELECT jsonb_object_agg(t.key, CASE WHEN jsonb_typeof(t.value) = 'object'
+                                        THEN coalesce(u.resource -> t.key, '{}') || t.value ELSE t.value END)
+    FROM jsonb_each(v.resource) AS t)"""
+_NO_MANAGER = f"u.resource -> '{ENTERPRISE_SCHEMA}' -> 'manager' ->> 'value' IS NULL"
 
 
 def _statement(*, lock_timeout: str | None) -> str:
@@ -65,19 +77,22 @@ WITH waits AS MATERIALIZED (
       AND CASE v.kind
           WHEN 'read' THEN u.version = v.version
           WHEN 'put' THEN u.user_name = v.user_name
-          ELSE u.active <> v.active
-               AND u.resource -> '{ENTERPRISE_SCHEMA}' -> 'manager' ->> 'value' IS NULL
+          WHEN 'texts' THEN {_NO_MANAGER} AND {_WITH_TEXTS} IS DISTINCT FROM u.resource
+          ELSE u.active <> v.active AND {_NO_MANAGER}
       END
     ORDER BY u.id
     FOR NO KEY UPDATE OF u
 ), u AS (
     UPDATE users AS u
-    SET user_name = CASE WHEN v.kind = 'active' THEN u.user_name ELSE v.user_name END,
-        external_id = CASE WHEN v.kind = 'active' THEN u.external_id ELSE v.external_id END,
-        display_name = CASE WHEN v.kind = 'active' THEN u.display_name ELSE v.display_name END,
+    SET user_name = CASE WHEN v.kind IN ('active', 'texts') THEN u.user_name ELSE v.user_name END,
+        external_id = CASE WHEN v.kind IN ('active', 'texts') THEN u.external_id ELSE v.external_id END,
+        display_name = CASE WHEN v.kind = 'active' THEN u.display_name
+                            WHEN v.kind = 'texts' THEN coalesce(v.display_name, u.display_name)
+                            ELSE v.display_name END,
         active = coalesce(v.active, u.active),
         resource = CASE
             WHEN v.kind = 'active' THEN u.resource || jsonb_build_object('active', v.active)
+            WHEN v.kind = 'texts' THEN {_WITH_TEXTS}
             WHEN v.active IS NULL THEN v.resource || jsonb_build_object('active', u.active)
             ELSE v.resource
         END,
