@@ -379,7 +379,7 @@ async def test_unread_puts_and_patches_save_what_the_read_path_builds(client, te
             assert results[0] == results[1], (stored, method, change)
 
 
-# PATCHes that only give single text attributes a text: saved unread (services/users.py:_unread_patch).
+# PATCHes that only give single text attributes a text: saved unread (services/users.py:patch_user).
 TEXT_PATCHES = [
     entra(1),
     patch(
@@ -387,7 +387,7 @@ TEXT_PATCHES = [
         {"op": "replace", "path": "DisplayName", "value": "Ada B"},
     ),
     patch({"op": "replace", "path": "title", "value": ""}),
-    patch({"op": "replace", "path": "name.givenName", "value": "Ada"}),  # what most users have: no change
+    patch({"op": "replace", "path": "name.givenName", "value": "Ada"}),  # user_body's: no change
     patch(
         {"op": "replace", "path": "displayName", "value": "One"},
         {"op": "add", "path": "displayName", "value": "Two"},
@@ -395,19 +395,26 @@ TEXT_PATCHES = [
     patch({"op": "replace", "path": f"{ENTERPRISE}:department", "value": "Sales"}),
     patch({"op": "replace", "path": "userType", "value": "Full"}),
 ]
-TEXT_STORED = [
-    *STORED,
-    {"name": None, "displayName": "Shown"},
-    {"name": {"familyName": "Only"}},
-    {ENTERPRISE: {"costCenter": "C1", "department": "Old"}},
+# Users as POSTed, then (for two) changed by SQL into states the read path corrects on its way: `active`
+# missing from an inactive user's resource, and a resource whose `active` the column contradicts.
+TEXT_STORED: list[tuple[dict[str, Any], str | None]] = [
+    *((stored, None) for stored in STORED),
+    ({"name": None, "displayName": "Shown"}, None),
+    ({"name": {"familyName": "Only"}}, None),
+    ({ENTERPRISE: {"costCenter": "C1", "department": "Old"}}, None),
+    ({}, "UPDATE users SET resource = resource - 'active', active = false WHERE id = $1::uuid"),
+    (
+        {},
+        """UPDATE users SET resource = resource || '{"active": true}', active = false WHERE id = $1::uuid""",
+    ),
 ]
 
 
 async def test_unread_text_patches_save_what_the_read_path_builds(client, tenant, db, monkeypatch):
     """A PATCH that only sets text attributes (Entra's `Replace` of displayName, name.givenName, title and
     the department) is saved without reading the user: the same as the read path saves for the same PATCH
-    with If-Match, whatever the user holds, with no read. A user with a manager, and a PATCH that changes
-    nothing, go the locked path and save the same too."""
+    with If-Match, whatever the user holds. A PATCH that changes nothing, and one of a user with a
+    manager, take the read path and save the same too."""
     reads = 0
     read_user = user_reads.read_user
 
@@ -418,20 +425,27 @@ async def test_unread_text_patches_save_what_the_read_path_builds(client, tenant
 
     monkeypatch.setattr(user_reads, "read_user", counted)
     manager, _ = await _created(client, tenant, {})
-    stored_users = [*TEXT_STORED, {ENTERPRISE: {"manager": {"value": manager["id"]}}}]
-    for stored in stored_users:
+    stored_users = [*TEXT_STORED, ({ENTERPRISE: {"manager": {"value": manager["id"]}}}, None)]
+    unread = 0
+    for stored, made_by_sql in stored_users:
         for body in TEXT_PATCHES:
             results = []
             for if_match in (False, True):
                 user, etag = await _created(client, tenant, stored)
+                if made_by_sql:
+                    await db.execute(made_by_sql, user["id"])
                 reads = 0
                 sent_headers = {**tenant.headers, **({"If-Match": etag} if if_match else {})}
                 resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=body, headers=sent_headers)
-                results.append(await _saved(db, user, resp))
-                assert reads == (1 if if_match else 0), (stored, body, if_match)
-            assert results[0] == results[1], (stored, body)
+                results.append(saved := await _saved(db, user, resp))
+                wrote = saved[-1] == ["create", "update"]
+                expected = not if_match and wrote and "manager" not in stored.get(ENTERPRISE, {})
+                assert reads == (0 if expected else 1), (stored, made_by_sql, body, if_match)
+                unread += expected
+            assert results[0] == results[1], (stored, made_by_sql, body)
+    assert unread > len(TEXT_STORED) * len(TEXT_PATCHES) // 2  # most of them
     # The department PATCH on the user with a department changed it, and the display name column follows.
-    user, _ = await _created(client, tenant, TEXT_STORED[-1])
+    user, _ = await _created(client, tenant, {ENTERPRISE: {"costCenter": "C1", "department": "Old"}})
     resp = await client.patch(f"/scim/v2/Users/{user['id']}", json=entra(7), headers=tenant.headers)
     assert resp.status == 200, await resp.text()
     row = await db.fetchrow("SELECT display_name, resource FROM users WHERE id = $1::uuid", user["id"])

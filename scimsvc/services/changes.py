@@ -6,8 +6,9 @@ runs
 `steps` in a transaction where `tx.record` adds an outbox row for each change (what a row may say is
 `scimsvc.contract`). Its fast paths save the BEGIN, lock and COMMIT round trips of the hottest writes: a
 single statement that saves one user with its outbox row (`new_user`, `read_user_update`, `put_user`,
-`set_user_active`, `deleted_user`), tried first; only when it writes nothing (a taken userName, a user
-changed or gone meanwhile) do the `steps` run. New users that arrive together go in as one statement, and
+`set_user_active`, `set_user_texts`, `deleted_user`), tried first; only when it writes nothing (a taken
+userName, a user changed or gone meanwhile) do the `steps` run (`saved_by` runs one alone, for a caller
+with another way on). New users that arrive together go in as one statement, and
 so do user updates (the app's batchers, store/batches.py), each user still with its own outbox row.
 """
 
@@ -115,16 +116,22 @@ async def write(
     Redis, as the committed outbox rows are the record and the worker's sweeper re-enqueues any wake-up
     that gets lost.
     """
-    if one_statement is not None:
-        try:
-            row = await one_statement.run(scope.pool)
-        except CONFLICTS as exc:  # nothing of it was written: the locked path runs instead
-            log.warning("a one-statement write was aborted by PostgreSQL (%s)", exc.sqlstate)
-            row = None
-        if row is not None:
-            _wake(scope, [Wakeup(scope.tenant_id, one_statement.resource_type, row["id"], row["outbox_id"])])
-            return row
+    if one_statement is not None and (row := await saved_by(scope, one_statement)) is not None:
+        return row
     return await _retrying(lambda: _in_transaction(scope, steps), tries=tries)
+
+
+async def saved_by(scope: Scope, one_statement: OneStatement) -> asyncpg.Record | None:
+    """The row `one_statement` wrote, the worker woken for it; None when it wrote nothing (or PostgreSQL
+    aborted it as one of the `CONFLICTS`, which wrote nothing either)."""
+    try:
+        row = await one_statement.run(scope.pool)
+    except CONFLICTS as exc:
+        log.warning("a one-statement write was aborted by PostgreSQL (%s)", exc.sqlstate)
+        return None
+    if row is not None:
+        _wake(scope, [Wakeup(scope.tenant_id, one_statement.resource_type, row["id"], row["outbox_id"])])
+    return row
 
 
 def new_user(scope: Scope, resource: dict[str, Any]) -> OneStatement:

@@ -18,7 +18,7 @@ from scimsvc.product.notices import email_change_notices
 from scimsvc.scim.errors import Reason, invalid_value, not_found, uniqueness
 from scimsvc.scim.filters.sql import Queryable, where_sql
 from scimsvc.scim.ids import id_or_404
-from scimsvc.scim.patch import PatchOperation, apply_patch, parse_patch_request, patched_active, patched_texts
+from scimsvc.scim.patch import apply_patch, parse_patch_request, patched_active, patched_texts
 from scimsvc.scim.resources import check_if_match
 from scimsvc.scim.sorting import Sort, order_for
 from scimsvc.scim.users import change_kind, check_allowed_domain, manager_id, stored_as_given, validate_user
@@ -31,6 +31,7 @@ from scimsvc.services.changes import (
     new_user,
     put_user,
     read_user_update,
+    saved_by,
     set_user_active,
     set_user_texts,
     write,
@@ -212,28 +213,24 @@ async def patch_user(scope: Scope, raw_id: str, body: Any, *, if_match: str | No
         resource = validate_user(apply_patch(stored, operations, USER_RESOURCE), refuse_password=True)
         return None if resource == stored else resource
 
-    if if_match is None and (unread := _unread_patch(scope, raw_id, operations)) is not None:
-        # Saved without reading the user first; else (nothing changed, a manager to check, not found) the
-        # locked path.
-        return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=unread)
+    if if_match is None and (active := patched_active(operations)) is not None:
+        # Okta's deactivation (and reactivation): saved without reading the user first, if it has the
+        # other value; else (the same value, a manager to check, not found) the locked path.
+        fast = set_user_active(scope, parse_user_id(raw_id), active)
+        return await _write_user(scope, _lock_linked(scope, raw_id, if_match), build, one_statement=fast)
+    texts = patched_texts(operations, USER_RESOURCE, kept=_READ_TO_SET) if if_match is None else None
+    if texts is not None and stored_as_given(texts):
+        # Entra's `Replace` of displayName, title...: saved without reading the user first, if it has no
+        # manager and something changes; else (nothing changes, a manager, not found) the read path.
+        saved = await saved_by(scope, set_user_texts(scope, parse_user_id(raw_id), texts))
+        if saved is not None:
+            return saved
     return await _update_user(scope, raw_id, if_match, build)
 
 
 # The attributes a PATCH never sets unread: userName and externalId have columns and rules of their own, a
 # manager is resolved to a user of the organization.
 _READ_TO_SET = frozenset({"userName", "externalId", "manager"})
-
-
-def _unread_patch(scope: Scope, raw_id: str, operations: list[PatchOperation]) -> OneStatement | None:
-    """The one statement of a PATCH that needs no read of the user: Okta's deactivation (or reactivation),
-    or single text attributes set to values stored as given (Entra's `Replace` of displayName, title...)."""
-    active = patched_active(operations)
-    if active is not None:
-        return set_user_active(scope, parse_user_id(raw_id), active)
-    texts = patched_texts(operations, USER_RESOURCE, kept=_READ_TO_SET)
-    if texts is not None and stored_as_given(texts):
-        return set_user_texts(scope, parse_user_id(raw_id), texts)
-    return None
 
 
 async def _update_user(scope: Scope, raw_id: str, if_match: str | None, build: Builder) -> asyncpg.Record:

@@ -1,20 +1,21 @@
 """SQL for the PUTs and PATCHes that change neither userName nor manager: the user's new state and its
 outbox row in one statement, one at a time or many at once (the batcher in store/batches.py).
 
-Three kinds, each saved only while the user is as the request expects, else nothing is written (no row,
-no outbox row) and the caller takes the locked path:
+Four kinds, each saved only while the user is as the request expects, else nothing is written (no row,
+no outbox row) and the caller takes the locked path (or, for `texts`, the read path):
 - `read`: a resource built on the user as read at `version` (a PATCH, a PUT with If-Match);
 - `put`: a PUT's whole resource, while the user still has its userName (no read: `active` left out keeps
   the stored value);
 - `active`: a PATCH that only sets `active`, while the user has another value and no manager (no read:
   the stored resource with `active` set, as applying the PATCH to it gives);
 - `texts`: a PATCH that only sets single text attributes (`resource` holds them, nested as stored), while
-  the user has no manager and the values change something (no read: the stored resource with each value
-  set, as applying the PATCH to it gives).
+  the user has no manager and the values change something (no read: the stored resource, with `active`
+  as the read path puts it, and each value set, as applying the PATCH to it gives).
 The outbox row's change is picked in SQL between two kinds the caller computed (`scim.users.change_kind`
-for a user that was active and one that was not), from the user as locked. The merges of `put` and
-`active` are what services/users.py's `build` makes of the stored user: tests/test_user_write_batches.py
-checks that the two paths save the same.
+for a user that was active and one that was not), from the user as locked. The merges of `put`,
+`active` and `texts` are what services/users.py's `build` makes of the stored user (for a user stored as
+validation stores it: an unread kind checks what the request sets, never the rest):
+tests/test_user_write_batches.py checks that the two paths save the same.
 """
 
 from __future__ import annotations
@@ -47,11 +48,16 @@ _CHANGES = outbox.insert_changes_from(
 )
 
 
-# The stored resource with the `texts` kind's values set: each attribute, and each sub-attribute of an
-# object (name, an extension) beside the ones stored.
-_WITH_TEXTS = """u.resource || (
-    SELECT jsonb_object_agg(t.key, CASE WHEN jsonb_typeof(t.value) = 'object'
-                                        THEN coalesce(u.resource -> t.key, '{}') || t.value ELSE t.value END)
+# The stored resource as services/users.py's `build` starts from it (`active` there whenever it is stored or
+# false), and that with the `texts` kind's values set: each attribute, and each sub-attribute of an object
+# (name, an extension) beside the ones stored.
+_AS_READ = """(u.resource || CASE WHEN u.resource ? 'active' OR NOT u.active
+                               THEN jsonb_build_object('active', u.active) ELSE '{}' END)"""
+_WITH_TEXTS = f"""{_AS_READ} || (
+    SELECT jsonb_object_agg(
+        t.key,
+        CASE WHEN jsonb_typeof(t.value) = 'object' THEN coalesce(u.resource -> t.key, '{{}}') || t.value
+             ELSE t.value END)
     FROM jsonb_each(v.resource) AS t)"""
 _NO_MANAGER = f"u.resource -> '{ENTERPRISE_SCHEMA}' -> 'manager' ->> 'value' IS NULL"
 
@@ -77,7 +83,7 @@ WITH waits AS MATERIALIZED (
       AND CASE v.kind
           WHEN 'read' THEN u.version = v.version
           WHEN 'put' THEN u.user_name = v.user_name
-          WHEN 'texts' THEN {_NO_MANAGER} AND {_WITH_TEXTS} IS DISTINCT FROM u.resource
+          WHEN 'texts' THEN {_NO_MANAGER} AND {_WITH_TEXTS} IS DISTINCT FROM {_AS_READ}
           ELSE u.active <> v.active AND {_NO_MANAGER}
       END
     ORDER BY u.id
