@@ -653,10 +653,11 @@ def comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     different sizes are compared as rates, and say so)."""
     out = []
     for idp in ("Entra", "Okta"):
-        ours = [r for r in rows if r["system"] == "scimsvc" and r["workload"].startswith(idp)]
+        cycle = f"{idp} cycle"  # not "Okta deactivation wave", whose rate is acks/s
+        ours = [r for r in rows if r["system"] == "scimsvc" and r["workload"].startswith(cycle)]
         if not ours:
             continue
-        base = [r for r in rows if r["system"] == "baseline" and r["workload"].startswith(idp)]
+        base = [r for r in rows if r["system"] == "baseline" and r["workload"].startswith(cycle)]
         ratios = [o["per_s"] / b["per_s"] for o, b in zip(ours, base, strict=False) if b["per_s"]]
         ours_per_s = statistics.median(o["per_s"] for o in ours)
         if ratios:
@@ -672,7 +673,7 @@ def comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
         for row in rows:
-            if row["workload"].startswith(idp) and row["system"] not in ("scimsvc", "baseline"):
+            if row["workload"].startswith(cycle) and row["system"] not in ("scimsvc", "baseline"):
                 out.append(
                     {
                         "cycle": idp,

@@ -44,7 +44,8 @@ def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
 
 
 def stored_as_given(attributes: dict[str, Any]) -> bool:
-    """Whether validate_user stores these attributes (a part of a User, nested as stored) as they are."""
+    """Whether validation (`load_user`, as validate_user runs it) stores these attributes, a part of a User
+    nested as stored, as they are."""
     try:
         loaded = load_user({**attributes, "userName": UNREAD_USER_NAME})
     except ValidationError:

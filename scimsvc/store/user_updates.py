@@ -50,13 +50,14 @@ _CHANGES = outbox.insert_changes_from(
 
 # The stored resource as services/users.py's `build` starts from it (`active` there whenever it is stored or
 # false), and that with the `texts` kind's values set: each attribute, and each sub-attribute of an object
-# (name, an extension) beside the ones stored.
+# (name, an extension) beside the ones stored (an object in place of anything else, as apply_patch does).
 _AS_READ = """(u.resource || CASE WHEN u.resource ? 'active' OR NOT u.active
                                THEN jsonb_build_object('active', u.active) ELSE '{}' END)"""
 _WITH_TEXTS = f"""{_AS_READ} || (
     SELECT jsonb_object_agg(
         t.key,
-        CASE WHEN jsonb_typeof(t.value) = 'object' THEN coalesce(u.resource -> t.key, '{{}}') || t.value
+        CASE WHEN jsonb_typeof(t.value) <> 'object' THEN t.value
+             WHEN jsonb_typeof(u.resource -> t.key) = 'object' THEN (u.resource -> t.key) || t.value
              ELSE t.value END)
     FROM jsonb_each(v.resource) AS t)"""
 _NO_MANAGER = f"u.resource -> '{ENTERPRISE_SCHEMA}' -> 'manager' ->> 'value' IS NULL"
