@@ -96,7 +96,7 @@ async def test_organizations_woken_together_are_drained_in_one_transaction_each_
     # Each organization's events numbered on from its own last one, in the order of its users.
     for tenant, users in ((one_seat, a), (two_seats, b), (full, c)):
         events = await db.fetch(
-            "SELECT seq, type, data->'user'->>'id' AS user_id FROM events "
+            "SELECT seq, type, user_id::text FROM events "
             "WHERE tenant_id = $1::uuid AND seq > $2 ORDER BY seq",
             tenant.id,
             before[tenant.id],

@@ -124,23 +124,62 @@ async def test_a_users_snapshot_is_stored_once_a_batch_and_every_reader_shows_it
     await run_worker(settings)
 
     stored = await db.fetch(
-        "SELECT id, type, data, snapshot_id FROM events "
+        "SELECT id, type, data, user_id, snapshot_id, (user_snapshot).user_name FROM events "
         "WHERE tenant_id = $1::uuid AND type <> 'token.created' "
         "ORDER BY seq",
         tenant.id,
     )
     created, licensed = stored
-    assert created["snapshot_id"] is None and created["data"]["user"]["userName"] == user["userName"]
-    # The license change stores the user's id alone and points at the event holding the snapshot.
-    assert licensed["snapshot_id"] == created["id"] and licensed["data"]["user"] == {"id": user["id"]}
+    # The first event of the user holds its snapshot as a row, `data` what the event says besides the user.
+    assert created["snapshot_id"] is None and created["user_name"] == user["userName"]
+    assert str(created["user_id"]) == user["id"] and created["data"] == {}
+    # The license change names the user and points at the event holding the snapshot.
+    assert licensed["snapshot_id"] == created["id"] and licensed["user_name"] is None
+    assert str(licensed["user_id"]) == user["id"] and "user" not in licensed["data"]
+    # Readers show the snapshot's JSON as it was stored before it was a row: every attribute, in JSON types.
+    as_stored_before = await db.fetchval(
+        "SELECT jsonb_build_object("
+        "'id', u.id, 'userName', u.user_name, 'externalId', u.external_id, 'displayName', u.display_name, "
+        "'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active, "
+        "'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since, "
+        "'provisioningState', u.provisioning_state) FROM users u WHERE u.id = $1::uuid",
+        user["id"],
+    )
     shown = {e["type"]: e for e in await listed(client, tenant.id, 2, type="user.created,license.changed")}
-    assert shown["license.changed"]["data"]["user"] == shown["user.created"]["data"]["user"]
+    assert shown["user.created"]["data"]["user"] == as_stored_before
+    assert shown["license.changed"]["data"]["user"] == as_stored_before
     assert shown["license.changed"]["data"]["to"] == "full"
 
     # Retention may delete the snapshot's event first: the other then shows the user's id alone.
     await db.execute("DELETE FROM events WHERE id = $1", created["id"])
     page = await get_page(client, TENANT_EVENTS.format(tid=tenant.id), type="license.changed")
     assert [e["data"]["user"] for e in page["events"]] == [{"id": user["id"]}]
+
+
+async def test_events_written_before_the_snapshot_was_a_row_read_as_they_did(client, new_tenant, db):
+    """Rows of the earlier form (the user in `data`: the snapshot whole in the first event, {"id"} and a
+    pointer in the later one; no `user_id`) are shown as they were written."""
+    await db_with_json(db)
+    tenant = await new_tenant()
+    user = {"id": str(uuid.uuid4()), "userName": "earlier@example.com", "active": False, "license": None}
+    first = await db.fetchval(
+        "INSERT INTO events (tenant_id, seq, type, request_id, data) "
+        "VALUES ($1::uuid, 101, 'user.deactivated', 'r-1', $2::jsonb) RETURNING id",
+        tenant.id,
+        {"user": user},
+    )
+    await db.execute(
+        "INSERT INTO events (tenant_id, seq, type, request_id, data, snapshot_id) "
+        "VALUES ($1::uuid, 102, 'license.changed', 'r-1', $2::jsonb, $3)",
+        tenant.id,
+        {"from": "full", "to": None, "seat": False, "waiting": False, "user": {"id": user["id"]}},
+        first,
+    )
+    shown = await listed(client, tenant.id, 2, type="user.deactivated,license.changed")
+    assert [(e["type"], e["data"]) for e in shown] == [
+        ("user.deactivated", {"user": user}),
+        ("license.changed", {"from": "full", "to": None, "seat": False, "waiting": False, "user": user}),
+    ]
 
 
 async def test_deactivation_frees_a_seat_and_the_waiting_user_is_promoted(client, new_tenant, db, settings):
@@ -568,7 +607,7 @@ async def test_a_user_with_three_events_in_a_batch_is_delivered_whole_in_each(cl
             db,
             uuid.UUID(tenant.id),
             [
-                NewEvent(EventType.USER_UPDATED, user_id=uid, request_id="three-a"),
+                NewEvent(EventType.USER_UPDATED, {}, user_id=uid, request_id="three-a"),
                 NewEvent(EventType.USER_EMAIL_CHANGED, {"previous_user_name": "x@y"}, user_id=uid),
                 NewEvent(EventType.LICENSE_CHANGED, {"from": "full", "to": "full"}, user_id=uid),
             ],

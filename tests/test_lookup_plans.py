@@ -33,7 +33,7 @@ BATCH_INDEXES = {"outbox_tenant_pending", "outbox_resource"}
 
 
 def _record_events_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
-    return events.record_args([(tenant, NewEvent(EventType.USER_CREATED, user_id=user))])
+    return events.record_args([(tenant, NewEvent(EventType.USER_CREATED, {}, user_id=user))])
 
 
 LOOKUPS = {
@@ -265,7 +265,9 @@ class RolledBack(Exception):
 
 def _parameter(value: Any) -> str:
     """A parameter of `store/events.py:record_args` as an SQL literal for EXECUTE: an array (of numbers, ids
-    or names, NULLs as NULL) or a JSON text."""
+    or names, NULLs as NULL), NULL, or a JSON text."""
+    if value is None:
+        return "NULL"
     if isinstance(value, list):
         return "'{" + ",".join("NULL" if v is None else f'"{v}"' for v in value) + "}'"
     return f"$json${value}$json$"

@@ -335,7 +335,7 @@ async def test_an_event_holding_a_users_snapshot_goes_only_with_the_events_point
             db,
             uuid.UUID(tenant.id),
             [
-                NewEvent(EventType.USER_UPDATED, user_id=uid, request_id=str(uuid.uuid4())),
+                NewEvent(EventType.USER_UPDATED, {}, user_id=uid, request_id=str(uuid.uuid4())),
                 NewEvent(EventType.LICENSE_CHANGED, {"from": "full", "to": "full"}, user_id=uid),
             ],
         )

@@ -76,7 +76,7 @@ async def users_with_events(
     ids = [(await post_user(client, tenant))["id"] for _ in range(count)]
     await run_worker(dataclasses.replace(settings, webhook_signing_key=""))
     recorded = await db.fetch(
-        "SELECT data -> 'user' ->> 'id' FROM events WHERE tenant_id = $1::uuid AND type = 'user.created'",
+        "SELECT user_id::text FROM events WHERE tenant_id = $1::uuid AND type = 'user.created'",
         tenant.id,
     )
     missing = [i for i in ids if i not in {r[0] for r in recorded}]

@@ -881,7 +881,7 @@ async def test_an_event_of_a_real_admin_action_is_delivered_and_replayed_by_its_
 async def test_a_range_of_more_events_than_one_replay_may_queue_is_refused_whole(hooks, db):
     tenant = await make_tenant(hooks)
     async with db.transaction():
-        await record_events(db, UUID(tenant.id), [NewEvent(EventType.USER_UPDATED)] * (REPLAY_LIMIT + 1))
+        await record_events(db, UUID(tenant.id), [NewEvent(EventType.USER_UPDATED, {})] * (REPLAY_LIMIT + 1))
     endpoint = await add_endpoint(hooks, hooks_of(tenant), event_types=["user.updated"])
     body = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
     resp = await hooks.post(f"{hooks_of(tenant)}/{endpoint['id']}/replay", json=body, headers=ADMIN_HEADERS)

@@ -162,7 +162,10 @@ async def record_user_events(db: asyncpg.Connection, tenant_id: str, user_ids: l
         return await record_events(
             db,
             UUID(tenant_id),
-            [NewEvent(EventType.USER_CREATED, user_id=UUID(u), request_id=f"req-{u[:8]}") for u in user_ids],
+            [
+                NewEvent(EventType.USER_CREATED, {}, user_id=UUID(u), request_id=f"req-{u[:8]}")
+                for u in user_ids
+            ],
         )
 
 

@@ -166,9 +166,11 @@ def batch_events(
     for event in license_events:
         (by_user[event.user_id] if event.user_id in by_user else outside).append(event)
     # A domain team is joined because of the change that provisioned the user.
-    requests = {
-        u.id: r for u in users for c, r in zip(u.changes, u.request_ids, strict=True) if c in PROVISIONED
-    }
+    requests = (
+        {u.id: r for u in users for c, r in zip(u.changes, u.request_ids, strict=True) if c in PROVISIONED}
+        if memberships
+        else {}
+    )
     for m in memberships:
         team = {"team": {"id": str(m["team_id"]), "name": m["team_name"]}}
         by_user[m["user_id"]].append(

@@ -7,10 +7,9 @@ exactly once and only if the change happened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 
@@ -37,13 +36,13 @@ class EventType(StrEnum):
 EVENT_TYPES = tuple(t.value for t in EventType)
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event to record. With `user_id`, the user as it is when the event is written is put in
-    `data["user"]` by the statement that writes it; a user already gone keeps what `data` says."""
+    `data["user"]` by the statement that writes it; a user already gone keeps what `data` says. A named
+    tuple: a drain makes a thousand a batch, at half a frozen dataclass's cost."""
 
     type: EventType
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any]
     user_id: UUID | None = None
     request_id: str | None = None
 

@@ -24,23 +24,43 @@ import orjson
 from scimsvc.product.events import NewEvent
 from scimsvc.store.by_key import of_tenant
 
-# The user as an event shows it: who they are, their state and license (never a credential).
-USER_SNAPSHOT = """jsonb_build_object(
-    'id', u.id, 'userName', u.user_name, 'externalId', u.external_id, 'displayName', u.display_name,
-    'name', u.resource -> 'name', 'emails', u.resource -> 'emails', 'active', u.active,
-    'scimLinked', u.scim_linked, 'license', u.license, 'waitingSince', u.waiting_since,
-    'provisioningState', u.provisioning_state)"""
-# The snapshot is stored once per user and statement (0028): the user's first event of the batch reads the
-# user (a subquery by primary key) and holds `{"user": snapshot}`; the user's later events store
-# {"user": {"id"}} and point at it with `snapshot_id`, and readers compose the two (`told_data`). Which
-# event is a user's first, and which event a later one points at (`snapshot`, its place in the batch), is
-# decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's order, as the column
-# default would), so the pointer is the `snapshot`-th id, no join and no sort. A user gone since
-# (hard-deleted) keeps what `data` says, else is {"id"} alone. An event with nothing else to say is
-# {"user": snapshot} itself (a user change's event), another is its data || that (one copy). The user is
-# found by its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new tenant's
-# import scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its first 4,000
-# users).
+# The user as an event shows it: who they are, their state and license (never a credential). Stored as a row
+# of these columns (`user_snapshot`, 0038), which costs what an event without a snapshot does; readers build
+# the JSON (`told_data`).
+SNAPSHOT_FIELDS = (
+    ("id", "id", "u.id"),
+    ("userName", "user_name", "u.user_name"),
+    ("externalId", "external_id", "u.external_id"),
+    ("displayName", "display_name", "u.display_name"),
+    ("name", "name", "u.resource -> 'name'"),
+    ("emails", "emails", "u.resource -> 'emails'"),
+    ("active", "active", "u.active"),
+    ("scimLinked", "scim_linked", "u.scim_linked"),
+    ("license", "license", "u.license"),
+    ("waitingSince", "waiting_since", "u.waiting_since"),
+    ("provisioningState", "provisioning_state", "u.provisioning_state"),
+)
+USER_SNAPSHOT = f"ROW({', '.join(value for _, _, value in SNAPSHOT_FIELDS)})::user_snapshot"
+
+
+def snapshot_json(row: str) -> str:
+    """SQL: the JSON of the stored snapshot `row` (a `user_snapshot` value), NULL when there is none."""
+    fields = ", ".join(f"'{key}', ({row}).{column}" for key, column, _ in SNAPSHOT_FIELDS)
+    return f"CASE WHEN ({row}).id IS NULL THEN NULL ELSE jsonb_build_object({fields}) END"
+
+
+# An event of a user names it in `user_id`, and `data` holds what else the event says (0038): the snapshot is
+# stored once per user and statement (0028), in the user's first event of the batch, which reads the user (a
+# lateral subquery by primary key); the user's later events point at it with `snapshot_id`, and readers
+# compose them (`told_data`). Building the snapshot's JSON and adding {"user": ...} to each event's `data`
+# here had been the largest part of a drain's statement (a deactivation wave's batch of 500 users: 12.0
+# against 8.6 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its
+# place in the batch), is decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's
+# order, as the column default would), so the pointer is the `snapshot`-th id, no join and no sort. A user
+# gone since (hard-deleted) has no snapshot: readers show what `data` says of it, else {"id"} alone. The
+# user is found by its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new
+# tenant's import scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its
+# first 4,000 users); OFFSET 0 keeps the lateral a lookup per event rather than a join the planner may hash.
 # The batch comes as columns of numbers and ids ($3-$9, one element an event, encoded by asyncpg in binary)
 # and what events repeat comes once: the types ($10), request ids ($11, a JSON array: `->>` reads the n-th
 # in place, where a text array is walked from its start) and data ($12, a JSON array) the batch names, each
@@ -53,12 +73,14 @@ USER_SNAPSHOT = """jsonb_build_object(
 # in `v` (a CTE read twice, so computed once). One statement writes the events of several tenants (a drain
 # of many, worker/user_drain.py): $1 are the tenants, $2 how many events each has in the batch; an event
 # names its tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence
-# number is the tenant's last before the batch plus `k`. The counters are taken in tenant order.
+# number is the tenant's last before the batch plus `k`. The counters are taken in tenant order. A batch of
+# one tenant leaves $3 and $4 NULL (unnest pads them with NULLs): `t` is 1 and `k` the event's place.
 RECORD_EVENTS = f"""
 WITH told AS MATERIALIZED (
     SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
 ), v AS (
-    SELECT v.t, v.k, v.type, v.user_id, v.snapshot, v.n, nextval('events_id_seq') AS id,
+    SELECT coalesce(v.t, 1) AS t, coalesce(v.k, v.n::integer) AS k, v.type, v.user_id, v.snapshot, v.n,
+           nextval('events_id_seq') AS id,
            (SELECT told.requests FROM told) ->> v.request_place AS request_id,
            (SELECT told.data FROM told) -> v.data_place AS data
     FROM unnest($3::integer[], $4::integer[], $5::integer[], $6::uuid[], $7::integer[], $8::integer[],
@@ -72,20 +94,16 @@ WITH told AS MATERIALIZED (
     ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + excluded.last_seq
     RETURNING tenant_id, last_seq
 ), e AS (
-    INSERT INTO events (id, tenant_id, seq, type, request_id, data, snapshot_id)
+    INSERT INTO events (id, tenant_id, seq, type, request_id, data, user_id, snapshot_id, user_snapshot)
     SELECT v.id, c.tenant_id, c.last_seq - ($2::integer[])[v.t] + v.k, ($10::text[])[v.type], v.request_id,
-           CASE WHEN v.user_id IS NULL THEN v.data
-                WHEN v.snapshot IS NOT NULL
-                    THEN v.data || jsonb_build_object('user', jsonb_build_object('id', v.user_id))
-                ELSE coalesce(
-                    (SELECT CASE WHEN NOT {of_tenant("u", "c.tenant_id")} THEN NULL
-                                 WHEN v.data = '{{}}' THEN jsonb_build_object('user', {USER_SNAPSHOT})
-                                 ELSE v.data || jsonb_build_object('user', {USER_SNAPSHOT}) END
-                     FROM users u WHERE u.id = v.user_id),
-                    v.data || jsonb_build_object('user', coalesce(
-                        v.data -> 'user', jsonb_build_object('id', v.user_id)))) END,
-           (SELECT ids.ids FROM ids)[v.snapshot]
+           v.data, v.user_id, (SELECT ids.ids FROM ids)[v.snapshot], s.snapshot
     FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
+    LEFT JOIN LATERAL (
+        SELECT {USER_SNAPSHOT} AS snapshot FROM users u
+        WHERE v.user_id IS NOT NULL AND v.snapshot IS NULL
+          AND u.id = v.user_id AND {of_tenant("u", "c.tenant_id")}
+        OFFSET 0
+    ) s ON true
     RETURNING id, tenant_id, type
 ), w AS MATERIALIZED (
     SELECT id, tenant_id, event_types FROM webhook_endpoints
@@ -103,15 +121,19 @@ SELECT count(*) AS deliveries FROM d
 
 
 def told_data(alias: str) -> str:
-    """SQL for the `data` of the event row `alias` as every reader shows it: what it stores, with the user
-    snapshot of the event it points at (`snapshot_id`) when it has one. Retention deletes that event only
-    with the events pointing at it (store/retention.py:DELETE_OLD_EVENTS); were it gone, the
-    {"user": {"id"}} the event stores would show."""
-    return (
-        f"CASE WHEN {alias}.snapshot_id IS NULL THEN {alias}.data ELSE {alias}.data || coalesce("
-        "(SELECT jsonb_build_object('user', t.data -> 'user') FROM events t "
-        f"WHERE t.id = {alias}.snapshot_id), '{{}}') END"
-    )
+    """SQL for the `data` of the event row `alias` as every reader shows it: what it stores, with, for an
+    event of a user, `user` the snapshot it holds (`user_snapshot`), else that of the event it points at
+    (`snapshot_id`), else what `data` says of the user (one hard-deleted before the event was written),
+    else {"id"} alone. Retention deletes the event a snapshot is in only with the events pointing at it
+    (store/retention.py:DELETE_OLD_EVENTS). Events written before 0038 have no `user_id` and hold their
+    snapshot, or {"user": {"id"}} and a pointer, in `data`."""
+    return f"""CASE WHEN {alias}.user_id IS NULL AND {alias}.snapshot_id IS NULL THEN {alias}.data
+    ELSE {alias}.data || jsonb_build_object('user', coalesce(
+        {snapshot_json(f"{alias}.user_snapshot")},
+        (SELECT coalesce({snapshot_json("t.user_snapshot")}, t.data -> 'user')
+         FROM events t WHERE t.id = {alias}.snapshot_id),
+        {alias}.data -> 'user',
+        jsonb_build_object('id', {alias}.user_id))) END"""
 
 
 # Every column is qualified: the output column `tx` is the transaction id as text, and an unqualified
@@ -173,7 +195,10 @@ async def record_tenants_events(conn: asyncpg.Connection, events: list[tuple[UUI
 def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
     """RECORD_EVENTS' parameters for these events, each with its tenant: every column in the events' order;
     a user's first event (and any that names its own `user`) holds the user's snapshot, its later ones
-    point at that one (`snapshot`, 1-based)."""
+    point at that one (`snapshot`, 1-based). The events of one tenant send no tenant places (`t`) and no
+    places among the tenant's events (`k`): they are 1 and the event's place (the arrays' encoding is a
+    fifth of what the events cost the worker)."""
+    several = len({tenant_id for tenant_id, _ in events}) > 1
     counts: dict[UUID, int] = {}
     places: dict[UUID, int] = {}
     firsts: dict[UUID, int] = {}
@@ -183,8 +208,9 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
     t, k, kind, users, request, data, snapshot = [], [], [], [], [], [], []
     for n, (tenant_id, event) in enumerate(events, 1):
         counts[tenant_id] = counts.get(tenant_id, 0) + 1
-        t.append(places.setdefault(tenant_id, len(places) + 1))
-        k.append(counts[tenant_id])
+        if several:
+            t.append(places.setdefault(tenant_id, len(places) + 1))
+            k.append(counts[tenant_id])
         kind.append(types.setdefault(event.type, len(types) + 1))
         users.append(event.user_id)
         rid = event.request_id
@@ -194,7 +220,7 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
         first = firsts.setdefault(event.user_id, n) if event.user_id is not None else n
         snapshot.append(None if first == n or "user" in event.data else first)
     told_json = b"[" + b",".join(told) + b"]"
-    columns = (t, k, kind, users, request, data, snapshot)
+    columns = (t if several else None, k if several else None, kind, users, request, data, snapshot)
     return (
         list(counts),
         list(counts.values()),

@@ -304,24 +304,24 @@ ORDER BY k.n, a.id
 # matched to the keys in one pass: a drain's transaction holds a thousand events, shared by many entries.
 # One index lookup per transaction (`x.tx`, a scalar, in a lateral kept apart by OFFSET 0): a generic plan
 # that guesses a tenant holds a few events would else read the tenant's whole index range and filter it.
-# An event's `data.user.id` is stored in every event of a user (its snapshot may be another event's, 0028).
+# An event of a user names it in `user_id` (0038; before, in `data.user.id`).
 SELECT_EVENTS_OF_ENTRIES = f"""
 WITH k AS (
     SELECT * FROM unnest($2::text[], $3::uuid[], $5::text[]) WITH ORDINALITY AS k(request_id, user_id, txs, n)
 ), e AS MATERIALIZED (
-    SELECT v.id, v.tx, v.type, v.request_id, v.data, v.snapshot_id
+    SELECT v.id, v.tx, v.type, v.request_id, v.data, v.snapshot_id, v.user_id, v.user_snapshot
     FROM (SELECT DISTINCT t FROM k CROSS JOIN unnest(k.txs::xid8[]) AS t) AS x(tx)
     CROSS JOIN LATERAL (
-        SELECT id, tx, type, request_id, data, snapshot_id
+        SELECT id, tx, type, request_id, data, snapshot_id, user_id, user_snapshot
         FROM events
         WHERE tenant_id = $1 AND tx = x.tx AND request_id = ANY ($2::text[])
         OFFSET 0
     ) v
 ), m AS (
-    SELECT k.n, e.id, e.type, e.request_id, e.data, e.snapshot_id,
+    SELECT k.n, e.id, e.type, e.request_id, e.data, e.snapshot_id, e.user_id, e.user_snapshot,
            row_number() OVER (PARTITION BY k.n ORDER BY e.id) AS r
     FROM k JOIN e ON e.request_id = k.request_id AND e.tx = ANY (k.txs::xid8[])
-        AND (k.user_id IS NULL OR e.data -> 'user' ->> 'id' = k.user_id::text)
+        AND (k.user_id IS NULL OR e.user_id = k.user_id OR e.data -> 'user' ->> 'id' = k.user_id::text)
 )
 SELECT m.n, m.id, m.type, m.request_id, {told_data("m")} AS data
 FROM m
