@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from scimsvc.product.events import EventType, NewEvent
-from scimsvc.store import events, licenses, outbox, provisioning_log, tenant_stats, users
+from scimsvc.store import events, licenses, outbox, provisioning_log, tenant_stats, user_states, users
 from scimsvc.store.migrations import available_migrations, migrate
 from tests.conftest import RUN_ID, SERVER_URL, _drop_database, with_database
 
@@ -36,6 +36,10 @@ def _record_events_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
     return events.record_args([(tenant, NewEvent(EventType.USER_CREATED, {}, user_id=user))])
 
 
+def _record_events_applying_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
+    return (*_record_events_args(tenant, user), *user_states.states_args([(user, "full", None)]))
+
+
 LOOKUPS = {
     "users.SELECT_USER": (users.SELECT_USER, lambda t, u: (t, u)),
     "users.UPDATE_USER": (users.UPDATE_USER, lambda t, u: (t, u, "x@example.com", None, None, True, {})),
@@ -43,6 +47,14 @@ LOOKUPS = {
     "licenses.SELECT_USER_IN_TENANT": (licenses.SELECT_USER_IN_TENANT, lambda t, u: (t, u)),
     "provisioning_log.SELECT_USER_BY_ID": (provisioning_log.SELECT_USER_BY_ID, lambda t, u: (t, u)),
     "events.RECORD_EVENTS": (events.RECORD_EVENTS, _record_events_args),
+    "events.RECORD_EVENTS_APPLYING_STATES": (
+        events.RECORD_EVENTS_APPLYING_STATES,
+        _record_events_applying_args,
+    ),
+    "user_states.APPLY_USER_STATES": (
+        user_states.APPLY_USER_STATES,
+        lambda t, u: user_states.states_args([(u, "full", None)]),
+    ),
 }
 
 

@@ -22,7 +22,7 @@ import asyncpg
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.domain_teams import domain_memberships
 from scimsvc.product.events import EventType, NewEvent
-from scimsvc.store import groups, licenses, outbox, teams, user_states
+from scimsvc.store import groups, licenses, outbox, teams
 from scimsvc.store.events import record_tenants_events
 from worker.seats import PendingUser, SeatBatch, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
@@ -119,9 +119,6 @@ async def apply_user_rows(conn: asyncpg.Connection, batches: list[TenantRows], *
             for b in batches
         ],
     )
-    await user_states.apply_user_states(
-        conn, [(uid, a.license, a.waiting_since) for al in allocations for uid, a in al.applied.items()]
-    )
     told: list[tuple[UUID, NewEvent]] = []
     for batch, allocation in zip(batches, allocations, strict=True):
         users = users_of[batch.tenant_id]
@@ -138,7 +135,9 @@ async def apply_user_rows(conn: asyncpg.Connection, batches: list[TenantRows], *
             told += [
                 (batch.tenant_id, e) for e in batch_events(users, batch.rows, allocation.events, memberships)
             ]
-    deliveries = await record_tenants_events(conn, told)
+    # The users' applied states go last, with the events, which take their snapshots from what it writes.
+    states = [(uid, a.license, a.waiting_since) for al in allocations for uid, a in al.applied.items()]
+    deliveries = await record_tenants_events(conn, told, states)
     await outbox.mark_applied(conn, [r["id"] for b in batches for r in b.rows])
     return deliveries
 
