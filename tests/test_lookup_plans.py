@@ -36,10 +36,6 @@ def _record_events_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
     return events.record_args([(tenant, NewEvent(EventType.USER_CREATED, {}, user_id=user))])
 
 
-def _record_events_applying_args(tenant: uuid.UUID, user: uuid.UUID) -> tuple[Any, ...]:
-    return (*_record_events_args(tenant, user), *user_states.states_args([(user, "full", None)]))
-
-
 LOOKUPS = {
     "users.SELECT_USER": (users.SELECT_USER, lambda t, u: (t, u)),
     "users.UPDATE_USER": (users.UPDATE_USER, lambda t, u: (t, u, "x@example.com", None, None, True, {})),
@@ -47,14 +43,7 @@ LOOKUPS = {
     "licenses.SELECT_USER_IN_TENANT": (licenses.SELECT_USER_IN_TENANT, lambda t, u: (t, u)),
     "provisioning_log.SELECT_USER_BY_ID": (provisioning_log.SELECT_USER_BY_ID, lambda t, u: (t, u)),
     "events.RECORD_EVENTS": (events.RECORD_EVENTS, _record_events_args),
-    "events.RECORD_EVENTS_APPLYING_STATES": (
-        events.RECORD_EVENTS_APPLYING_STATES,
-        _record_events_applying_args,
-    ),
-    "user_states.APPLY_USER_STATES": (
-        user_states.APPLY_USER_STATES,
-        lambda t, u: user_states.states_args([(u, "full", None)]),
-    ),
+    "user_states.APPLY_USER_STATES": (user_states.APPLY_USER_STATES, lambda t, u: ([u], ["full"], [None])),
 }
 
 

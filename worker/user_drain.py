@@ -22,7 +22,7 @@ import asyncpg
 from scimsvc.contract import ChangeKind, ResourceType
 from scimsvc.product.domain_teams import domain_memberships
 from scimsvc.product.events import EventType, NewEvent
-from scimsvc.store import groups, licenses, outbox, teams
+from scimsvc.store import groups, licenses, outbox, teams, user_states
 from scimsvc.store.events import record_tenants_events
 from worker.seats import PendingUser, SeatBatch, allocate_licenses, licensing_of
 from worker.telemetry import log_applied
@@ -119,6 +119,9 @@ async def apply_user_rows(conn: asyncpg.Connection, batches: list[TenantRows], *
             for b in batches
         ],
     )
+    await user_states.apply_user_states(
+        conn, [(uid, a.license, a.waiting_since) for al in allocations for uid, a in al.applied.items()]
+    )
     told: list[tuple[UUID, NewEvent]] = []
     for batch, allocation in zip(batches, allocations, strict=True):
         users = users_of[batch.tenant_id]
@@ -135,9 +138,7 @@ async def apply_user_rows(conn: asyncpg.Connection, batches: list[TenantRows], *
             told += [
                 (batch.tenant_id, e) for e in batch_events(users, batch.rows, allocation.events, memberships)
             ]
-    # The users' applied states go last, with the events, which take their snapshots from what it writes.
-    states = [(uid, a.license, a.waiting_since) for al in allocations for uid, a in al.applied.items()]
-    deliveries = await record_tenants_events(conn, told, states)
+    deliveries = await record_tenants_events(conn, told)
     await outbox.mark_applied(conn, [r["id"] for b in batches for r in b.rows])
     return deliveries
 
@@ -152,7 +153,7 @@ def batch_events(
     (an email change right after the change that made it), then its license change, then the domain teams
     it joined; then the promotions of waiters outside the batch.
 
-    The statement that records them puts each user as it is at the end of the batch in `data["user"]`.
+    Each shows its user as it is at the end of the batch in `data["user"]` (store/events.py).
     """
     by_user: dict[UUID, list[NewEvent]] = {u.id: [] for u in users}
     for row in rows:
@@ -181,7 +182,7 @@ def batch_events(
 def _user_event(
     type: EventType, user_id: UUID, request_id: str | None, data: dict[str, Any] | None = None
 ) -> NewEvent:
-    # The statement that records it puts the user in data["user"] ({"id"} alone if hard-deleted since).
+    # It shows the user in data["user"] ({"id"} alone if hard-deleted since): store/events.py.
     return NewEvent(type, data or {}, user_id=user_id, request_id=request_id)
 
 

@@ -37,9 +37,9 @@ EVENT_TYPES = tuple(t.value for t in EventType)
 
 
 class NewEvent(NamedTuple):
-    """An event to record. With `user_id`, the user as it is when the event is written is put in
-    `data["user"]` by the statement that writes it; a user already gone keeps what `data` says. A named
-    tuple: a drain makes a thousand a batch, at half a frozen dataclass's cost."""
+    """An event to record. With `user_id`, the event shows the user as it is when the event is written in
+    `data["user"]` (stored beside `data`, store/events.py); a user already gone keeps what `data` says. A
+    named tuple: a drain makes a thousand a batch, at half a frozen dataclass's cost."""
 
     type: EventType
     data: dict[str, Any]

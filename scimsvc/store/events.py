@@ -22,7 +22,6 @@ import asyncpg
 import orjson
 
 from scimsvc.product.events import NewEvent
-from scimsvc.store import user_states
 from scimsvc.store.by_key import of_tenant
 
 # The user as an event shows it: who they are, their state and license (never a credential). Stored as a row
@@ -54,8 +53,8 @@ def snapshot_json(row: str) -> str:
 # stored once per user and statement (0028), in the user's first event of the batch, which reads the user (a
 # lateral subquery by primary key); the user's later events point at it with `snapshot_id`, and readers
 # compose them (`told_data`). Building the snapshot's JSON and adding {"user": ...} to each event's `data`
-# here had been the largest part of a drain's statement (a deactivation wave's batch of 500 users: 12.0
-# against 8.6 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its
+# here had been the largest part of a drain's statement (a deactivation wave's batch of 500 users: 12.4
+# against 8.9 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its
 # place in the batch), is decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's
 # order, as the column default would), so the pointer is the `snapshot`-th id, no join and no sort. A user
 # gone since (hard-deleted) has no snapshot: readers show what `data` says of it, else {"id"} alone. The
@@ -76,17 +75,7 @@ def snapshot_json(row: str) -> str:
 # names its tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence
 # number is the tenant's last before the batch plus `k`. The counters are taken in tenant order. A batch of
 # one tenant leaves $3 and $4 NULL (unnest pads them with NULLs): `t` is 1 and `k` the event's place.
-def _record_events(applying_states: bool) -> str:
-    """RECORD_EVENTS, or with `applying_states` RECORD_EVENTS_APPLYING_STATES."""
-    applied, from_applied, snapshot, not_applied = "", "", "s.snapshot", ""
-    if applying_states:
-        returning = f"u.id, {USER_SNAPSHOT} AS snapshot"
-        applied = f"""
-), applied AS (
-    {user_states.apply_states(13, returning)}"""
-        from_applied = "\n    LEFT JOIN applied a ON a.id = v.user_id AND v.snapshot IS NULL"
-        snapshot, not_applied = "coalesce(a.snapshot, s.snapshot)", " AND a.id IS NULL"
-    return f"""
+RECORD_EVENTS = f"""
 WITH told AS MATERIALIZED (
     SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
 ), v AS (
@@ -103,15 +92,15 @@ WITH told AS MATERIALIZED (
     INSERT INTO event_counters AS c (tenant_id, last_seq)
     SELECT tenant_id, count FROM unnest($1::uuid[], $2::integer[]) AS b(tenant_id, count) ORDER BY tenant_id
     ON CONFLICT (tenant_id) DO UPDATE SET last_seq = c.last_seq + excluded.last_seq
-    RETURNING tenant_id, last_seq{applied}
+    RETURNING tenant_id, last_seq
 ), e AS (
     INSERT INTO events (id, tenant_id, seq, type, request_id, data, user_id, snapshot_id, user_snapshot)
     SELECT v.id, c.tenant_id, c.last_seq - ($2::integer[])[v.t] + v.k, ($10::text[])[v.type], v.request_id,
-           v.data, v.user_id, (SELECT ids.ids FROM ids)[v.snapshot], {snapshot}
-    FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t]{from_applied}
+           v.data, v.user_id, (SELECT ids.ids FROM ids)[v.snapshot], s.snapshot
+    FROM v JOIN c ON c.tenant_id = ($1::uuid[])[v.t]
     LEFT JOIN LATERAL (
         SELECT {USER_SNAPSHOT} AS snapshot FROM users u
-        WHERE v.user_id IS NOT NULL AND v.snapshot IS NULL{not_applied}
+        WHERE v.user_id IS NOT NULL AND v.snapshot IS NULL
           AND u.id = v.user_id AND {of_tenant("u", "c.tenant_id")}
         OFFSET 0
     ) s ON true
@@ -129,15 +118,6 @@ WITH told AS MATERIALIZED (
 )
 SELECT count(*) AS deliveries FROM d
 """
-
-
-RECORD_EVENTS = _record_events(applying_states=False)
-# The drain's: the batch's applied states (store/user_states.py, $13-$15) written by the same statement,
-# each user's snapshot taken from the row its update returns. All of a statement's parts see the rows as
-# they were when it began, so a user the lateral read would show its state before this batch; it reads
-# only the users the update leaves alone (waiters promoted outside the batch, updated by an earlier
-# statement). One statement fewer, and no second lookup of each user (1.1 ms of a batch of 500).
-RECORD_EVENTS_APPLYING_STATES = _record_events(applying_states=True)
 
 
 def told_data(alias: str) -> str:
@@ -204,20 +184,12 @@ async def record_events(conn: asyncpg.Connection, tenant_id: UUID, events: list[
     return await record_tenants_events(conn, [(tenant_id, e) for e in events])
 
 
-async def record_tenants_events(
-    conn: asyncpg.Connection, events: list[tuple[UUID, NewEvent]], states: user_states.States = ()
-) -> int:
+async def record_tenants_events(conn: asyncpg.Connection, events: list[tuple[UUID, NewEvent]]) -> int:
     """`record_events` for the events of several tenants, each with its tenant: each tenant's events are
-    numbered in the order given. `states`, the worker's applied states of the batch's users
-    (store/user_states.py), are written by the same statement, and the snapshots are of the users as
-    they leave it."""
+    numbered in the order given."""
     if not events:
-        await user_states.apply_user_states(conn, states)
         return 0
-    if not states:
-        return int(await conn.fetchval(RECORD_EVENTS, *record_args(events)))
-    args = (*record_args(events), *user_states.states_args(states))
-    return int(await conn.fetchval(RECORD_EVENTS_APPLYING_STATES, *args))
+    return int(await conn.fetchval(RECORD_EVENTS, *record_args(events)))
 
 
 def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:

@@ -304,7 +304,8 @@ ORDER BY k.n, a.id
 # matched to the keys in one pass: a drain's transaction holds a thousand events, shared by many entries.
 # One index lookup per transaction (`x.tx`, a scalar, in a lateral kept apart by OFFSET 0): a generic plan
 # that guesses a tenant holds a few events would else read the tenant's whole index range and filter it.
-# An event of a user names it in `user_id` (0038; before, in `data.user.id`).
+# An event names its user in `user_id` (0038; before, in `data.user.id`), but for a hard delete's
+# `user.deleted`, which holds the user it removed in `data`.
 SELECT_EVENTS_OF_ENTRIES = f"""
 WITH k AS (
     SELECT * FROM unnest($2::text[], $3::uuid[], $5::text[]) WITH ORDINALITY AS k(request_id, user_id, txs, n)

@@ -6,9 +6,7 @@ worker/seats.py decided); a SCIM write only sets a user back to 'pending' (store
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -16,38 +14,29 @@ import asyncpg
 # The worker records a batch's applied state in one statement (one new row version per user): each user's
 # license, its place on the waiting list (as scimsvc/product/seats.py:waiting_since decided it) and its
 # provisioning state. `provisioned_at` is the first time the worker provisioned the user (active and linked):
-# later updates keep it, and a user only ever deprovisioned has none. The columns are parameters `first`,
-# `first + 1` and `first + 2`: with events on, the statement that records the batch's events holds this
-# one (store/events.py:RECORD_EVENTS_APPLYING_STATES) and takes the snapshots from what it returns.
-States = Sequence[tuple[UUID, str | None, datetime | None]]
-
-
-def apply_states(first: int, returning: str = "") -> str:
-    """SQL: the UPDATE of a batch's applied states, its columns from parameter `first` on, returning
-    `returning` (of the updated user `u`) if given."""
-    returned = f" RETURNING {returning}" if returning else ""
-    return f"""UPDATE users u SET
-    license = st.license,
-    waiting_since = st.waiting_since,
+# later updates keep it, and a user only ever deprovisioned has none.
+APPLY_USER_STATES = """
+UPDATE users u SET
+    license = v.license,
+    waiting_since = v.waiting_since,
     provisioning_state = CASE WHEN u.active AND u.scim_linked THEN 'provisioned' ELSE 'deprovisioned' END,
     provisioned_at = CASE
         WHEN u.active AND u.scim_linked THEN coalesce(u.provisioned_at, now()) ELSE u.provisioned_at
     END
-FROM unnest(${first}::uuid[], ${first + 1}::text[], ${first + 2}::timestamptz[])
-    AS st(id, license, waiting_since)
-WHERE u.id = st.id{returned}"""
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, license, waiting_since)
+WHERE u.id = v.id
+RETURNING u.id, u.provisioning_state = 'provisioned' AS provisioned
+"""
 
 
-APPLY_USER_STATES = apply_states(1)
-
-
-def states_args(applied: States) -> tuple[list[Any], ...]:
-    """The three columns of (user id, license, waiting since or None) rows, for `apply_states`."""
+async def apply_user_states(
+    conn: asyncpg.Connection, applied: list[tuple[UUID, str | None, datetime | None]]
+) -> list[UUID]:
+    """Record (user id, license, waiting since or None) and the provisioning state of many users; returns
+    those now provisioned (active and linked), in the order given."""
+    if not applied:
+        return []
     ids, kinds, since = (list(column) for column in zip(*applied, strict=True))
-    return ids, kinds, since
-
-
-async def apply_user_states(conn: asyncpg.Connection, applied: States) -> None:
-    """Record (user id, license, waiting since or None) and the provisioning state of many users."""
-    if applied:
-        await conn.execute(APPLY_USER_STATES, *states_args(applied))
+    rows = await conn.fetch(APPLY_USER_STATES, ids, kinds, since)
+    provisioned = {r["id"] for r in rows if r["provisioned"]}
+    return [user_id for user_id in ids if user_id in provisioned]
