@@ -196,8 +196,8 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
     """RECORD_EVENTS' parameters for these events, each with its tenant: every column in the events' order;
     a user's first event (and any that names its own `user`) holds the user's snapshot, its later ones
     point at that one (`snapshot`, 1-based). The events of one tenant send no tenant places (`t`) and no
-    places among the tenant's events (`k`): they are 1 and the event's place (the arrays' encoding is a
-    fifth of what the events cost the worker)."""
+    places among the tenant's events (`k`): they are 1 and the event's place (asyncpg takes about 0.2 ms to
+    encode an array of 1,000 numbers)."""
     several = len({tenant_id for tenant_id, _ in events}) > 1
     counts: dict[UUID, int] = {}
     places: dict[UUID, int] = {}
