@@ -54,27 +54,27 @@ def snapshot_json(row: str) -> str:
 # lateral subquery by primary key); the user's later events point at it with `snapshot_id`, and readers
 # compose them (`told_data`). Building the snapshot's JSON and adding {"user": ...} to each event's `data`
 # here had been the largest part of a drain's statement (a deactivation wave's batch of 500 users: 12.4
-# against 8.9 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its
-# place in the batch), is decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's
-# order, as the column default would), so the pointer is the `snapshot`-th id, no join and no sort. A user
-# gone since (hard-deleted) has no snapshot: readers show what `data` says of it, else {"id"} alone. The
-# user is found by its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new
-# tenant's import scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its
-# first 4,000 users); OFFSET 0 keeps the lateral a lookup per event rather than a join the planner may hash.
-# The batch comes as columns of numbers and ids ($3-$9, one element an event, encoded by asyncpg in binary)
-# and what events repeat comes once: the types ($10), request ids ($11, a JSON array: `->>` reads the n-th
-# in place, where a text array is walked from its start) and data ($12, a JSON array) the batch names, each
-# event pointing at its own by place. A group push's 50,000 member events share one type, request id and
-# data: sent as one JSON array of objects, their 8 MB were parsed when the custom plan folded the
-# parameter's cast (0.19 s of planning) and written out again per event; as columns the statement takes
-# 0.66 s instead of 0.92 (medians of 6 rolled-back runs); a drain's batches of 1,000 events 27-30 µs a
-# user instead of 30-35. Each JSON array is parsed once a statement, never once an event: a custom plan
-# folds its cast while planning, a generic plan evaluates it in `told`, and each event reads its element
-# in `v` (a CTE read twice, so computed once). One statement writes the events of several tenants (a drain
-# of many, worker/user_drain.py): $1 are the tenants, $2 how many events each has in the batch; an event
-# names its tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence
-# number is the tenant's last before the batch plus `k`. The counters are taken in tenant order. A batch of
-# one tenant leaves $3 and $4 NULL (unnest pads them with NULLs): `t` is 1 and `k` the event's place.
+# against 8.9 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its place
+# in the batch), is decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's order,
+# as the column default would), so the pointer is the `snapshot`-th id, no join and no sort. A user gone since
+# (hard-deleted) has no snapshot: readers show what `data` says of it, else {"id"} alone. The user is found by
+# its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new tenant's import
+# scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its first 4,000 users);
+# OFFSET 0 keeps the lateral a lookup per event rather than a join the planner may hash. The batch comes as
+# columns of numbers and ids ($3-$9, one element an event, each an array's text: `_array_text`) and what
+# events repeat comes once: the types ($10), request ids ($11, a JSON array: `->>` reads the n-th in place,
+# where a text array is walked from its start) and data ($12, a JSON array) the batch names, each event
+# pointing at its own by place. A group push's 50,000 member events share one type, request id and data: sent
+# as one JSON array of objects, their 8 MB were parsed when the custom plan folded the parameter's cast (0.19
+# s of planning) and written out again per event; as columns the statement takes 0.66 s instead of 0.92
+# (medians of 6 rolled-back runs); a drain's batches of 1,000 events 27-30 µs a user instead of 30-35. Each
+# JSON array is parsed once a statement, never once an event: a custom plan folds its cast while planning, a
+# generic plan evaluates it in `told`, and each event reads its element in `v` (a CTE read twice, so computed
+# once). One statement writes the events of several tenants (a drain of many, worker/user_drain.py): $1 are
+# the tenants, $2 how many events each has in the batch; an event names its tenant by its place `t` in $1 and
+# its place among that tenant's events `k`, so its sequence number is the tenant's last before the batch plus
+# `k`. The counters are taken in tenant order. A batch of one tenant leaves $3 and $4 NULL (unnest pads them
+# with NULLs): `t` is 1 and `k` the event's place.
 RECORD_EVENTS = f"""
 WITH told AS MATERIALIZED (
     SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
@@ -83,8 +83,8 @@ WITH told AS MATERIALIZED (
            nextval('events_id_seq') AS id,
            (SELECT told.requests FROM told) ->> v.request_place AS request_id,
            (SELECT told.data FROM told) -> v.data_place AS data
-    FROM unnest($3::integer[], $4::integer[], $5::integer[], $6::uuid[], $7::integer[], $8::integer[],
-                $9::integer[])
+    FROM unnest($3::text::integer[], $4::text::integer[], $5::text::integer[], $6::text::uuid[],
+                $7::text::integer[], $8::text::integer[], $9::text::integer[])
         WITH ORDINALITY AS v(t, k, type, user_id, request_place, data_place, snapshot, n)
 ), ids AS MATERIALIZED (
     SELECT array_agg(id ORDER BY n) AS ids FROM v
@@ -187,17 +187,24 @@ async def record_events(conn: asyncpg.Connection, tenant_id: UUID, events: list[
 async def record_tenants_events(conn: asyncpg.Connection, events: list[tuple[UUID, NewEvent]]) -> int:
     """`record_events` for the events of several tenants, each with its tenant: each tenant's events are
     numbered in the order given."""
-    if not events:
-        return 0
-    return int(await conn.fetchval(RECORD_EVENTS, *record_args(events)))
+    return await record_with_args(conn, record_args(events))
 
 
-def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
-    """RECORD_EVENTS' parameters for these events, each with its tenant: every column in the events' order;
+async def record_with_args(conn: asyncpg.Connection, args: tuple[Any, ...] | None) -> int:
+    """`record_tenants_events` with its parameters built beforehand by `record_args` (a drain builds them
+    while its previous statement runs)."""
+    return 0 if args is None else int(await conn.fetchval(RECORD_EVENTS, *args))
+
+
+def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...] | None:
+    """RECORD_EVENTS' parameters for these events, each with its tenant (None for none): every column in the
+    events' order;
     a user's first event (and any that names its own `user`) holds the user's snapshot, its later ones
     point at that one (`snapshot`, 1-based). The events of one tenant send no tenant places (`t`) and no
     places among the tenant's events (`k`): they are 1 and the event's place (asyncpg takes about 0.2 ms to
     encode an array of 1,000 numbers)."""
+    if not events:
+        return None
     several = len({tenant_id for tenant_id, _ in events}) > 1
     counts: dict[UUID, int] = {}
     places: dict[UUID, int] = {}
@@ -205,7 +212,13 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
     types: dict[str, int] = {}
     requests: dict[str, int] = {}
     told: dict[bytes, int] = {}
-    t, k, kind, users, request, data, snapshot = [], [], [], [], [], [], []
+    t: list[int] = []
+    k: list[int] = []
+    kind: list[int] = []
+    users: list[UUID | None] = []
+    request: list[int | None] = []
+    data: list[int] = []
+    snapshot: list[int | None] = []
     for n, (tenant_id, event) in enumerate(events, 1):
         counts[tenant_id] = counts.get(tenant_id, 0) + 1
         if several:
@@ -220,7 +233,11 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
         first = firsts.setdefault(event.user_id, n) if event.user_id is not None else n
         snapshot.append(None if first == n or "user" in event.data else first)
     told_json = b"[" + b",".join(told) + b"]"
-    columns = (t if several else None, k if several else None, kind, users, request, data, snapshot)
+    columns = (
+        _array_text(t) if several else None,
+        _array_text(k) if several else None,
+        *(_array_text(column) for column in (kind, users, request, data, snapshot)),
+    )
     return (
         list(counts),
         list(counts.values()),
@@ -229,6 +246,14 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...]:
         orjson.dumps(list(requests)).decode(),
         told_json.decode(),
     )
+
+
+def _array_text(values: list[Any]) -> str:
+    """An array parameter in PostgreSQL's text form: built and sent at half the cost of asyncpg's binary
+    encoding of a list, which checks each element's type (0.13 against 0.21 ms for 1,000 numbers)."""
+    if None in values:
+        return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 async def events_page(
