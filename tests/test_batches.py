@@ -144,3 +144,26 @@ async def test_an_item_whose_key_is_in_a_batch_now_out_waits_for_it_while_others
     calls.gate.set()
     assert (await first, await same_key) == (100, 10)
     assert calls.ones == [100, 5, 10]
+
+
+async def test_items_behind_a_batch_out_wait_for_it_and_go_together_while_it_is_not_slow(probe):
+    pool = probe
+    calls = Calls()
+    # The batch out is held at the gate, and never counts as slow: nothing goes beside it.
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n, in_flight=2, overlap_after=3600)
+    assert await submit_behind_a_busy_sender(batcher, calls, [1, 2, 3]) == [1, 2, 3]
+    assert calls.ones == [100] and calls.batches == [[1, 2, 3]]
+    assert await stored(pool) == [1, 2, 3, 100]
+
+
+async def test_a_batch_out_past_overlap_after_lets_the_next_go_beside_it(probe):
+    pool = probe
+    calls = Calls()
+    batcher = Batcher(pool, one=calls.one, many=calls.many, key=lambda n: n, in_flight=2, overlap_after=0)
+    first = asyncio.create_task(batcher.submit(100))  # out, held at the gate: slow at once
+    await wait_until(lambda: calls.ones, what="the first item to go out")
+    assert await asyncio.wait_for(batcher.submit(5), 120) == 5
+    assert not first.done()
+    calls.gate.set()
+    assert await first == 100
+    assert calls.ones == [100, 5]

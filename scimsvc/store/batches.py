@@ -1,11 +1,11 @@
 """Writes that many requests make at the same moment, sent to PostgreSQL as one statement.
 
 A single-row INSERT costs PostgreSQL a statement, a commit and a WAL flush, and the front end a round trip;
-under load most of a POST's database time is that, not the row. A `Batcher` runs one batch at a time
-(or a few): a write that arrives while a batch is out waits for it and then goes with everything else
-that arrived meanwhile, as one multi-row statement. A write that finds nothing in flight goes at once, by
-its single-row statement: a lone request waits for nobody. Each row of a batch still commits with its own
-outbox row (one statement is atomic), and a request answers only after the batch committed.
+under load most of a POST's database time is that, not the row. A `Batcher` runs one batch at a time (a few
+only when one is slow, `OVERLAP_AFTER`): a write that arrives while a batch is out waits for it and then goes
+with everything else that arrived meanwhile, as one multi-row statement. A write that finds nothing in flight
+goes at once, by its single-row statement: a lone request waits for nobody. Each row of a batch still commits
+with its own outbox row (one statement is atomic), and a request answers only after the batch committed.
 
 A batch statement opens with `waits(BATCH_LOCK_TIMEOUT)` and maps its rows back to the items with
 `in_batch_order`.
@@ -27,6 +27,13 @@ from scimsvc.store.db import unavailable
 # nothing written and its items go again one by one (`Batcher`), so only that item waits, and the batch is
 # never the one a deadlock check (deadlock_timeout, 1 s) finds waiting.
 BATCH_LOCK_TIMEOUT = "500ms"
+# How long a batch is out before the next may go beside it (the `in_flight` a batcher allows): a batch
+# waiting for a lock then holds back what arrives after it for no longer than this, while a batch that
+# answers sooner (nearly all: a few milliseconds) is followed by one holding everything that arrived
+# meanwhile. Sent at once instead, the second batch was often one or two items, a statement and a commit
+# each: with 64 clients POSTing, 10-15 % fewer POSTs a second in one organization and across 10,000
+# (bench/scale.py, README.md, Performance).
+OVERLAP_AFTER = 0.05
 
 
 def waits(lock_timeout: str | None) -> str:
@@ -57,6 +64,8 @@ class Batcher(Generic[Item, Result]):
     long as any statement. At most `retries_at_once` of these run at a time (a quarter of the pool's
     connections unless told): a batch failed on rows a long transaction holds must not take every
     connection of the pool, nor the requests that need none of those rows wait for a connection.
+    Up to `in_flight` batches are out at once, a further one only while every one out has been out for
+    `overlap_after` seconds.
     An item whose `key` is in a batch now out, or already in the one being formed, waits for the next:
     one key is never written twice at once.
     """
@@ -71,6 +80,7 @@ class Batcher(Generic[Item, Result]):
         in_flight: int = 1,
         max_size: int = 256,
         retries_at_once: int | None = None,
+        overlap_after: float = OVERLAP_AFTER,
     ) -> None:
         self._pool = pool
         self._one = one
@@ -81,7 +91,9 @@ class Batcher(Generic[Item, Result]):
         self._retries = asyncio.Semaphore(retries_at_once or max(1, pool.get_max_size() // 4))
         self._pending: list[_Entry[Item, Result]] = []
         self._out: set[Hashable] = set()  # keys of the items in batches now out
+        self._overlap_after = overlap_after
         self._sending = 0  # senders running; one stops as soon as it finds nothing to send
+        self._slow = 0  # senders whose batch has been out for `overlap_after`
         self._senders: set[asyncio.Task[None]] = set()  # references keep the tasks alive
 
     async def submit(self, item: Item) -> Result:
@@ -89,12 +101,38 @@ class Batcher(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         entry = _Entry(item, self._key(item), loop.create_future())
         self._pending.append(entry)
-        if self._sending < self._in_flight:
-            self._sending += 1
-            sender = loop.create_task(self._send())
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+        if self._sending == self._slow:  # none sending, or every batch out is slow
+            self._start_sender()
         return await entry.future
+
+    def _start_sender(self) -> None:
+        if self._sending >= self._in_flight:
+            return
+        self._sending += 1
+        sender = asyncio.get_running_loop().create_task(self._send())
+        self._senders.add(sender)
+        sender.add_done_callback(self._senders.discard)
+
+    def _watch(self) -> Callable[[], None]:
+        """Time a batch going out: past `overlap_after` it is slow, and what waits may go beside it. Returns
+        what to call when the batch is done."""
+        fired = False
+
+        def slow() -> None:
+            nonlocal fired
+            fired = True
+            self._slow += 1
+            if self._pending and self._sending == self._slow:
+                self._start_sender()
+
+        timer = asyncio.get_running_loop().call_later(self._overlap_after, slow)
+
+        def done() -> None:
+            timer.cancel()
+            if fired:
+                self._slow -= 1
+
+        return done
 
     def _take(self) -> list[_Entry[Item, Result]]:
         """The next batch, oldest first; its keys are then out until it is done."""
@@ -116,6 +154,7 @@ class Batcher(Generic[Item, Result]):
             # An item held back because its key was out is taken by the sender whose batch held the key,
             # on its next turn: no await between that batch's end and this loop's next _take.
             while batch := self._take():
+                done = self._watch()
                 try:
                     await self._run(batch)
                 except Exception as exc:  # a defect here must not strand the batch's requests
@@ -124,6 +163,7 @@ class Batcher(Generic[Item, Result]):
                     _settle(batch, exc)
                     raise
                 finally:
+                    done()
                     self._out.difference_update(entry.key for entry in batch)
         finally:
             self._sending -= 1

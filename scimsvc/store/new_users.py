@@ -120,7 +120,7 @@ def new_user_inserts(pool: asyncpg.Pool) -> NewUserInserts:
         many=_insert_many,
         # A name is in one batch at a time: a second POST of it (an IdP's retry) waits for the first.
         key=lambda user: (user.tenant_id, user.resource["userName"].lower()),
-        # Two batches out at once: one fills while the other is in PostgreSQL, and one waiting for a lock
-        # (up to BATCH_LOCK_TIMEOUT) does not stop every POST of this process.
+        # A second batch beside one waiting for a lock (up to BATCH_LOCK_TIMEOUT): that one does not stop
+        # every POST of this process for longer than OVERLAP_AFTER.
         in_flight=2,
     )
