@@ -171,7 +171,7 @@ async def _while_running(statement: Awaitable[T], work: Callable[[], R]) -> tupl
     try:
         done = work()
     except BaseException:
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception):
             await running  # the connection is free again before the error goes up
         raise
     return await running, done
