@@ -137,7 +137,7 @@ async def test_an_item_whose_key_is_in_a_batch_now_out_waits_for_it_while_others
     await wait_until(lambda: calls.ones, what="the first item to go out")
     same_key = asyncio.create_task(batcher.submit(10))
     other = asyncio.create_task(batcher.submit(5))
-    assert await asyncio.wait_for(other, 120) == 5  # the second sender took it at once
+    assert await asyncio.wait_for(other, 120) == 5  # a second sender took it once the first was slow
     # That sender stops when it finds nothing it may send: then only the first can take `same_key`.
     await wait_until(lambda: batcher._sending == 1, what="the second sender to stop")
     assert not same_key.done(), "an item went out while its key was in a batch still out"

@@ -266,7 +266,7 @@ class RolledBack(Exception):
 
 def _parameter(value: Any) -> str:
     """A parameter of `store/events.py:record_args` as an SQL literal for EXECUTE: an array (of numbers, ids
-    or names, NULLs as NULL), NULL, or a JSON text."""
+    or names, NULLs as NULL), NULL, or a text (a column's array text, a JSON array)."""
     if value is None:
         return "NULL"
     if isinstance(value, list):

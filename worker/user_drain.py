@@ -167,10 +167,10 @@ async def _while_running(statement: Awaitable[T], work: Callable[[], R]) -> tupl
     """`statement`'s result and `work()`'s: the statement is sent first, and `work` runs while PostgreSQL
     executes it (the connection is busy until it ends, so `work` must not use it)."""
     running = asyncio.ensure_future(statement)
-    await asyncio.sleep(0)  # the statement goes out; the task waits for its answer
     try:
+        await asyncio.sleep(0)  # the statement goes out; the task waits for its answer
         done = work()
-    except BaseException:
+    except BaseException:  # a cancellation too: the statement must not outlive this on the connection
         with contextlib.suppress(Exception):
             await running  # the connection is free again before the error goes up
         raise
