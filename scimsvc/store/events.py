@@ -54,27 +54,27 @@ def snapshot_json(row: str) -> str:
 # lateral subquery by primary key); the user's later events point at it with `snapshot_id`, and readers
 # compose them (`told_data`). Building the snapshot's JSON and adding {"user": ...} to each event's `data`
 # here had been the largest part of a drain's statement (a deactivation wave's batch of 500 users: 12.4
-# against 8.9 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its place
-# in the batch), is decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's order,
-# as the column default would), so the pointer is the `snapshot`-th id, no join and no sort. A user gone since
-# (hard-deleted) has no snapshot: readers show what `data` says of it, else {"id"} alone. The user is found by
-# its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new tenant's import
-# scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its first 4,000 users);
-# OFFSET 0 keeps the lateral a lookup per event rather than a join the planner may hash. The batch comes as
-# columns of numbers and ids ($3-$9, one element an event, each an array's text: `_array_text`) and what
-# events repeat comes once: the types ($10), request ids ($11, a JSON array: `->>` reads the n-th in place,
-# where a text array is walked from its start) and data ($12, a JSON array) the batch names, each event
-# pointing at its own by place. A group push's 50,000 member events share one type, request id and data: sent
-# as one JSON array of objects, their 8 MB were parsed when the custom plan folded the parameter's cast (0.19
-# s of planning) and written out again per event; as columns the statement takes 0.66 s instead of 0.92
-# (medians of 6 rolled-back runs); a drain's batches of 1,000 events 27-30 µs a user instead of 30-35. Each
-# JSON array is parsed once a statement, never once an event: a custom plan folds its cast while planning, a
-# generic plan evaluates it in `told`, and each event reads its element in `v` (a CTE read twice, so computed
-# once). One statement writes the events of several tenants (a drain of many, worker/user_drain.py): $1 are
-# the tenants, $2 how many events each has in the batch; an event names its tenant by its place `t` in $1 and
-# its place among that tenant's events `k`, so its sequence number is the tenant's last before the batch plus
-# `k`. The counters are taken in tenant order. A batch of one tenant leaves $3 and $4 NULL (unnest pads them
-# with NULLs): `t` is 1 and `k` the event's place.
+# against 8.9 ms). Which event is a user's first, and which event a later one points at (`snapshot`, its
+# place in the batch), is decided by `record_args`; the ids are taken beforehand (`nextval`, in the batch's
+# order, as the column default would), so the pointer is the `snapshot`-th id, no join and no sort. A user
+# gone since (hard-deleted) has no snapshot: readers show what `data` says of it, else {"id"} alone. The
+# user is found by its primary key (store/by_key.py): with `u.tenant_id = $1` among the conditions, a new
+# tenant's import scanned the tenant's users for every event (a batch grew from 30 to 150 ms within its
+# first 4,000 users); OFFSET 0 keeps the lateral a lookup per event rather than a join the planner may hash.
+# The batch comes as columns of numbers and ids ($3-$9, one element an event, each an array's text,
+# `_array_text`) and what events repeat comes once: the types ($10), request ids ($11, a JSON array: `->>`
+# reads the n-th in place, where a text array is walked from its start) and data ($12, a JSON array) the batch
+# names, each event pointing at its own by place. A group push's 50,000 member events share one type, request
+# id and data: sent as one JSON array of objects, their 8 MB were parsed when the custom plan folded the
+# parameter's cast (0.19 s of planning) and written out again per event; as columns the statement takes 0.66 s
+# instead of 0.92 (medians of 6 rolled-back runs); a drain's batches of 1,000 events 27-30 µs a user instead
+# of 30-35. Each JSON array is parsed once a statement, never once an event: a custom plan folds its cast
+# while planning, a generic plan evaluates it in `told`, and each event reads its element in `v` (a CTE read
+# twice, so computed once). One statement writes the events of several tenants (a drain of many,
+# worker/user_drain.py): $1 are the tenants, $2 how many events each has in the batch; an event names its
+# tenant by its place `t` in $1 and its place among that tenant's events `k`, so its sequence number is the
+# tenant's last before the batch plus `k`. The counters are taken in tenant order. A batch of one tenant
+# leaves $3 and $4 NULL (unnest pads them with NULLs): `t` is 1 and `k` the event's place.
 RECORD_EVENTS = f"""
 WITH told AS MATERIALIZED (
     SELECT $11::text::jsonb AS requests, $12::text::jsonb AS data
