@@ -21,7 +21,7 @@ from scimsvc.services import provisioning_log as provisioning_log_service
 from scimsvc.store.provisioning_log import LogEntry
 from scimsvc.web import provisioning_log
 from scimsvc.web.app import create_app
-from scimsvc.web.keys import METRICS
+from scimsvc.web.keys import METRICS, POOL
 from tests.conftest import (
     ADMIN_HEADERS,
     Tenant,
@@ -470,6 +470,41 @@ async def test_a_password_under_a_long_urn_path_or_in_a_refused_filter_is_never_
         assert secret not in row["row"]
     assert rows[1]["summary"] == "PATCH add urn:ietf:params:scim:schemas:core:2.0...=(not shown)"
     assert rows[2]["summary"] == "GET filter (not shown)" and rows[2]["detail"]
+
+
+async def test_a_deleted_tenants_log_goes_with_it_and_a_later_batch_skips_its_rows(client, db):
+    gone = await make_tenant(client)
+    kept = await make_tenant(client)
+    await post_user(client, gone)
+    await post_user(client, kept)
+    await logged(db, gone, 1)
+    await logged(db, kept, 1)
+    await db.execute("DELETE FROM tenants WHERE id = $1::uuid", gone.id)
+    count = "SELECT count(*) FROM provisioning_log WHERE tenant_id = $1::uuid"
+    assert await db.fetchval(count, gone.id) == 0
+    assert await db.fetchval(count, kept.id) == 1
+    # A batch gathered before the deletion: the deleted tenant's row is skipped, the other's written.
+    rows = [
+        LogEntry(
+            uuid.UUID(t.id),
+            0.0,
+            "r",
+            "other",
+            "GET",
+            "/scim/v2/Users",
+            "user",
+            None,
+            None,
+            "GET users",
+            200,
+            None,
+            None,
+            1.0,
+        )
+        for t in (gone, kept)
+    ]
+    assert await provisioning_log_service.record_entries(client.app[POOL], rows) == 1
+    assert (await db.fetchval(count, gone.id), await db.fetchval(count, kept.id)) == (0, 2)
 
 
 async def test_requests_without_a_valid_token_are_not_in_any_tenants_log(client, tenant, db):

@@ -33,24 +33,33 @@ def summarize(
     method: str, endpoint: str | None, *, body: Any = None, query: Mapping[str, str] | None = None
 ) -> str:
     """The short text of one request: what it asked for, never a secret, at most `MAX_SUMMARY` long."""
-    try:
-        text = _summary(method.upper(), endpoint or "", body, query or {})
-    except Exception:  # a body of a shape no rule expects: the method and endpoint still say something
-        text = f"{method.upper()} {_last_segment(endpoint or '')}"
-    return readable(text, MAX_SUMMARY)
+    return describe(method, endpoint or "", body, query or {})[0]
 
 
 def user_name_of(
     endpoint: str | None, *, body: Any = None, query: Mapping[str, str] | None = None
 ) -> str | None:
     """The userName a request is about: a User body's, or the value of a `userName eq` filter."""
-    if _kind(endpoint or "") != "user":
-        return None
+    return describe("GET", endpoint or "", body, query or {})[1]
+
+
+def describe(method: str, endpoint: str, body: Any, query: Mapping[str, str]) -> tuple[str, str | None]:
+    """`summarize` and `user_name_of` of one request at once: the provisioning log's row of every SCIM
+    request finds the route's kind and the filter once."""
+    kind = _kind(endpoint)
+    method = method.upper()
+    query_filter = query.get("filter")
+    try:
+        text = _summary(method, endpoint, kind, body, query_filter)
+    except Exception:  # a body of a shape no rule expects: the method and endpoint still say something
+        text = f"{method} {_last_segment(endpoint)}"
+    if kind != "user":
+        return readable(text, MAX_SUMMARY), None
     name = _get(body, "userName") if isinstance(body, dict) else None
     if not isinstance(name, str):
-        filter_text = _get(body, "filter") if isinstance(body, dict) else (query or {}).get("filter")
+        filter_text = _get(body, "filter") if isinstance(body, dict) else query_filter
         name = _user_name_eq(filter_text) if isinstance(filter_text, str) else None
-    return readable(name, MAX_USER_NAME) if name else None
+    return readable(text, MAX_SUMMARY), readable(name, MAX_USER_NAME) if name else None
 
 
 def hid_a_secret(summary: str) -> bool:
@@ -71,15 +80,14 @@ def _user_name_eq(filter_text: str) -> str | None:
     return match.group(1).replace('\\"', '"').replace("\\\\", "\\") if match else None
 
 
-def _summary(method: str, endpoint: str, body: Any, query: Mapping[str, str]) -> str:
-    kind = _kind(endpoint)
+def _summary(method: str, endpoint: str, kind: str | None, body: Any, query_filter: str | None) -> str:
     with_id = endpoint.endswith("/{id}")
     if endpoint.endswith("/Bulk"):
         return f"POST /Bulk ({_count(_get(body, 'Operations'))} operations)"
     if endpoint.endswith("/.search"):
         return _search("SEARCH", _get(body, "filter") if isinstance(body, dict) else None)
     if method == "GET" and kind is not None and not with_id:
-        return _search("GET", query.get("filter"), what=f"{kind}s")
+        return _search("GET", query_filter, what=f"{kind}s")
     if kind is None or method == "DELETE" or method == "GET":
         return f"{method} {kind or _last_segment(endpoint)}"
     if method == "PATCH":

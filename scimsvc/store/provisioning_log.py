@@ -39,7 +39,9 @@ class LogEntry(NamedTuple):
 # One statement for a whole batch, the rows as one JSON array of arrays (a `LogEntry` each, by position):
 # asyncpg encodes fifteen arrays element by element (~0.65 µs an element, ~10 µs a row, on the web
 # process's event loop), orjson the whole batch at ~1 µs a row. The join with tenants skips the rows of
-# a tenant deleted since its request (its foreign key would otherwise fail the batch).
+# a tenant deleted since its request. The log has no foreign key (a lookup and a lock a row): a tenant's
+# deletion removes its rows by trigger (migration 0039), and waits for a batch naming the tenant, whose
+# row of tenant_request_minutes (a foreign key of its own) locks the tenant's row once a batch.
 # The same statement adds the batch's counts per tenant and minute ($2, `minute_counts`) to
 # tenant_request_minutes, so the per-organization figures (store/tenant_stats.py) read a row per minute
 # instead of every logged request, and the log and its counts commit together. The counts come sorted by

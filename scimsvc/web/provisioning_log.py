@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from scimsvc.ops.metrics import CLIENT_CLOSED_REQUEST, WebMetrics
-from scimsvc.scim.summary import hid_a_secret, readable, summarize, user_name_of, without_quoted_values
+from scimsvc.scim.summary import describe, hid_a_secret, readable, without_quoted_values
 from scimsvc.services.provisioning_log import LogEntry, record_entries
 from scimsvc.web.access_log import idp_family
 from scimsvc.web.keys import (
@@ -113,30 +113,36 @@ def _entry(
     request: web.Request, tenant_id: UUID, status: int, location: str | None, started: float
 ) -> LogEntry:
     endpoint = route_template(request) or UNMATCHED
+    method = request.method
     body = request.get(SCIM_BODY)
-    refusal = request.get(REFUSAL) if status >= 400 else None
+    summary, user_name = describe(method, endpoint, body, request.query)
     kind = "user" if "/Users" in endpoint else "group" if "/Groups" in endpoint else None
-    summary = summarize(request.method, endpoint, body=body, query=request.query)
-    detail = readable(refusal.detail, MAX_DETAIL) if refusal is not None else None
-    if detail is not None and hid_a_secret(summary):  # the refusal may quote the secret the summary hid
-        detail = without_quoted_values(detail)
-    return LogEntry(
-        tenant_id=tenant_id,
-        at=time.time(),
-        request_id=request.get(REQUEST_ID) or "",
-        idp=idp_family(request.headers.get("User-Agent")),
-        method=readable(request.method, 20),  # any token is a method to aiohttp
-        endpoint=endpoint,
-        resource_type=kind,
-        resource_id=_resource_id(request, location) if kind else None,
-        user_name=user_name_of(endpoint, body=body, query=request.query),
-        summary=summary,
-        status=status,
-        scim_type=refusal.scim_type if refusal is not None else None,
-        detail=detail,
-        duration_ms=(time.perf_counter() - started) * 1000,
-        outbox_ids=tuple(request.get(WRITTEN) or ()),
-        reason=refusal.reason if refusal is not None else None,
+    refusal = request.get(REFUSAL) if status >= 400 else None
+    if refusal is None:
+        scim_type = detail = reason = None
+    else:
+        scim_type, reason = refusal.scim_type, refusal.reason
+        detail = readable(refusal.detail, MAX_DETAIL)
+        if hid_a_secret(summary):  # the refusal may quote the secret the summary hid
+            detail = without_quoted_values(detail)
+    written = request.get(WRITTEN)
+    return LogEntry(  # by position, as the fields are declared: made on every SCIM request
+        tenant_id,
+        time.time(),
+        request.get(REQUEST_ID) or "",
+        idp_family(request.headers.get("User-Agent")),
+        readable(method, 20),  # any token is a method to aiohttp
+        endpoint,
+        kind,
+        _resource_id(request, location) if kind else None,
+        user_name,
+        summary,
+        status,
+        scim_type,
+        detail,
+        (time.perf_counter() - started) * 1000,
+        tuple(written) if written else (),
+        reason,
     )
 
 
