@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -504,6 +505,54 @@ async def test_a_deleted_tenants_log_goes_with_it_and_a_later_batch_skips_its_ro
         for t in (gone, kept)
     ]
     assert await provisioning_log_service.record_entries(client.app[POOL], rows) == 1
+    assert (await db.fetchval(count, gone.id), await db.fetchval(count, kept.id)) == (0, 2)
+
+
+BATCHES_WAITING_ON_A_LOCK = """
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+  AND query LIKE '%INSERT INTO provisioning_log%'
+"""
+
+
+async def test_a_batch_meeting_a_tenants_deletion_waits_for_it_and_writes_the_other_tenants_rows(client, db):
+    gone = await make_tenant(client)
+    kept = await make_tenant(client)
+    await post_user(client, gone)  # each has its row of tenant_request_minutes, which the deletion removes
+    await post_user(client, kept)
+    await logged(db, gone, 1)
+    await logged(db, kept, 1)
+    deleting = client.app[POOL]
+    async with deleting.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM tenants WHERE id = $1::uuid", gone.id)
+        rows = [
+            LogEntry(
+                uuid.UUID(t.id),
+                time.time(),
+                "r",
+                "other",
+                "GET",
+                "/scim/v2/Users",
+                "user",
+                None,
+                None,
+                "GET users",
+                200,
+                None,
+                None,
+                1.0,
+            )
+            for t in (gone, kept)
+        ]
+        batch = asyncio.ensure_future(provisioning_log_service.record_entries(client.app[POOL], rows))
+
+        async def waiting_for_the_deletion() -> bool:
+            return await db.fetchval(BATCHES_WAITING_ON_A_LOCK) == 1
+
+        await wait_until(waiting_for_the_deletion, what="the batch waiting for the tenant's deletion")
+        assert not batch.done()
+    assert await batch == 1  # not a foreign key violation that would lose the whole batch
+    count = "SELECT count(*) FROM provisioning_log WHERE tenant_id = $1::uuid"
     assert (await db.fetchval(count, gone.id), await db.fetchval(count, kept.id)) == (0, 2)
 
 

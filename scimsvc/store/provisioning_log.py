@@ -38,16 +38,22 @@ class LogEntry(NamedTuple):
 
 # One statement for a whole batch, the rows as one JSON array of arrays (a `LogEntry` each, by position):
 # asyncpg encodes fifteen arrays element by element (~0.65 µs an element, ~10 µs a row, on the web
-# process's event loop), orjson the whole batch at ~1 µs a row. The join with tenants skips the rows of
-# a tenant deleted since its request. The log has no foreign key (a lookup and a lock a row): a tenant's
-# deletion removes its rows by trigger (migration 0039), and waits for a batch naming the tenant, whose
-# row of tenant_request_minutes (a foreign key of its own) locks the tenant's row once a batch.
+# process's event loop), orjson the whole batch at ~1 µs a row. The log has no foreign key (a lookup and
+# a lock a row): the statement locks the batch's tenants once each (`live`, KEY SHARE, as a foreign key
+# would), so a tenant's deletion waits for a batch naming it and then removes its rows by trigger
+# (migration 0039), and a batch that meets a deletion waits for it and skips that tenant's rows and counts
+# (a tenant already gone is not found at all): the other tenants' rows are written.
 # The same statement adds the batch's counts per tenant and minute ($2, `minute_counts`) to
 # tenant_request_minutes, so the per-organization figures (store/tenant_stats.py) read a row per minute
 # instead of every logged request, and the log and its counts commit together. The counts come sorted by
 # (minute, tenant), so two web processes upserting the same rows lock them in one order (never a deadlock).
 INSERT_ENTRIES = """
-WITH logged AS (
+WITH live AS (
+    SELECT id FROM tenants
+    WHERE id IN (SELECT (c ->> 0)::uuid FROM jsonb_array_elements($2::text::jsonb) AS w(c))
+    ORDER BY id
+    FOR KEY SHARE
+), logged AS (
     INSERT INTO provisioning_log (tenant_id, at, request_id, idp, method, endpoint, resource_type,
                                   resource_id, user_name, summary, status, scim_type, detail, duration_ms,
                                   outbox_ids, reason)
@@ -57,14 +63,14 @@ WITH logged AS (
                 ELSE ARRAY(SELECT jsonb_array_elements_text(r -> 14)::bigint) END,
            r ->> 15
     FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS v(r, n)
-    JOIN tenants t ON t.id = (r ->> 0)::uuid
+    JOIN live t ON t.id = (r ->> 0)::uuid
     ORDER BY v.n
     RETURNING 1
 ), counted AS (
     INSERT INTO tenant_request_minutes AS m (tenant_id, minute, requests, rate_limited, server_errors)
     SELECT (c ->> 0)::uuid, to_timestamp((c ->> 1)::float8), (c ->> 2)::int, (c ->> 3)::int, (c ->> 4)::int
     FROM jsonb_array_elements($2::text::jsonb) WITH ORDINALITY AS w(c, n)
-    JOIN tenants t ON t.id = (c ->> 0)::uuid
+    JOIN live t ON t.id = (c ->> 0)::uuid
     ORDER BY w.n
     ON CONFLICT (tenant_id, minute) DO UPDATE
     SET requests = m.requests + EXCLUDED.requests,
