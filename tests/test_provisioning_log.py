@@ -473,41 +473,7 @@ async def test_a_password_under_a_long_urn_path_or_in_a_refused_filter_is_never_
     assert rows[2]["summary"] == "GET filter (not shown)" and rows[2]["detail"]
 
 
-async def test_a_deleted_tenants_log_goes_with_it_and_a_later_batch_skips_its_rows(client, db):
-    gone = await make_tenant(client)
-    kept = await make_tenant(client)
-    await post_user(client, gone)
-    await post_user(client, kept)
-    await logged(db, gone, 1)
-    await logged(db, kept, 1)
-    await db.execute("DELETE FROM tenants WHERE id = $1::uuid", gone.id)
-    count = "SELECT count(*) FROM provisioning_log WHERE tenant_id = $1::uuid"
-    assert await db.fetchval(count, gone.id) == 0
-    assert await db.fetchval(count, kept.id) == 1
-    # A batch gathered before the deletion: the deleted tenant's row is skipped, the other's written.
-    rows = [
-        LogEntry(
-            uuid.UUID(t.id),
-            0.0,
-            "r",
-            "other",
-            "GET",
-            "/scim/v2/Users",
-            "user",
-            None,
-            None,
-            "GET users",
-            200,
-            None,
-            None,
-            1.0,
-        )
-        for t in (gone, kept)
-    ]
-    assert await provisioning_log_service.record_entries(client.app[POOL], rows) == 1
-    assert (await db.fetchval(count, gone.id), await db.fetchval(count, kept.id)) == (0, 2)
-
-
+COUNT_ROWS = "SELECT count(*) FROM provisioning_log WHERE tenant_id = $1::uuid"
 BATCHES_WAITING_ON_A_LOCK = """
 SELECT count(*) FROM pg_stat_activity
 WHERE datname = current_database() AND wait_event_type = 'Lock'
@@ -515,35 +481,53 @@ WHERE datname = current_database() AND wait_event_type = 'Lock'
 """
 
 
+async def two_logged_tenants(client: Any, db: asyncpg.Connection) -> tuple[Tenant, Tenant]:
+    """Two tenants with a logged request each (and so a row of tenant_request_minutes each)."""
+    tenants = (await make_tenant(client), await make_tenant(client))
+    for tenant in tenants:
+        await post_user(client, tenant)
+        await logged(db, tenant, 1)
+    return tenants
+
+
+def lookup(tenant_id: uuid.UUID) -> LogEntry:
+    """The row of a GET /Users of a tenant, as the front end's buffer holds it."""
+    return LogEntry(
+        tenant_id,
+        time.time(),
+        "r",
+        "other",
+        "GET",
+        "/scim/v2/Users",
+        "user",
+        None,
+        None,
+        "GET users",
+        200,
+        None,
+        None,
+        1.0,
+    )
+
+
+def lookups_of(*tenants: Tenant) -> list[LogEntry]:
+    return [lookup(uuid.UUID(t.id)) for t in tenants]
+
+
+async def test_a_deleted_tenants_log_goes_with_it_and_a_later_batch_skips_its_rows(client, db):
+    gone, kept = await two_logged_tenants(client, db)
+    await db.execute("DELETE FROM tenants WHERE id = $1::uuid", gone.id)
+    assert (await db.fetchval(COUNT_ROWS, gone.id), await db.fetchval(COUNT_ROWS, kept.id)) == (0, 1)
+    # A batch gathered before the deletion: the deleted tenant's row is skipped, the other's written.
+    assert await provisioning_log_service.record_entries(client.app[POOL], lookups_of(gone, kept)) == 1
+    assert (await db.fetchval(COUNT_ROWS, gone.id), await db.fetchval(COUNT_ROWS, kept.id)) == (0, 2)
+
+
 async def test_a_batch_meeting_a_tenants_deletion_waits_for_it_and_writes_the_other_tenants_rows(client, db):
-    gone = await make_tenant(client)
-    kept = await make_tenant(client)
-    await post_user(client, gone)  # each has its row of tenant_request_minutes, which the deletion removes
-    await post_user(client, kept)
-    await logged(db, gone, 1)
-    await logged(db, kept, 1)
-    deleting = client.app[POOL]
-    async with deleting.acquire() as conn, conn.transaction():
-        await conn.execute("DELETE FROM tenants WHERE id = $1::uuid", gone.id)
-        rows = [
-            LogEntry(
-                uuid.UUID(t.id),
-                time.time(),
-                "r",
-                "other",
-                "GET",
-                "/scim/v2/Users",
-                "user",
-                None,
-                None,
-                "GET users",
-                200,
-                None,
-                None,
-                1.0,
-            )
-            for t in (gone, kept)
-        ]
+    gone, kept = await two_logged_tenants(client, db)
+    async with client.app[POOL].acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM tenants WHERE id = $1::uuid", gone.id)  # with its minutes' rows
+        rows = lookups_of(gone, kept)
         batch = asyncio.ensure_future(provisioning_log_service.record_entries(client.app[POOL], rows))
 
         async def waiting_for_the_deletion() -> bool:
@@ -552,8 +536,7 @@ async def test_a_batch_meeting_a_tenants_deletion_waits_for_it_and_writes_the_ot
         await wait_until(waiting_for_the_deletion, what="the batch waiting for the tenant's deletion")
         assert not batch.done()
     assert await batch == 1  # not a foreign key violation that would lose the whole batch
-    count = "SELECT count(*) FROM provisioning_log WHERE tenant_id = $1::uuid"
-    assert (await db.fetchval(count, gone.id), await db.fetchval(count, kept.id)) == (0, 2)
+    assert (await db.fetchval(COUNT_ROWS, gone.id), await db.fetchval(COUNT_ROWS, kept.id)) == (0, 2)
 
 
 async def test_requests_without_a_valid_token_are_not_in_any_tenants_log(client, tenant, db):
@@ -1003,22 +986,7 @@ def test_past_its_bound_the_buffer_drops_rows_and_counts_them(monkeypatch):
     monkeypatch.setattr(provisioning_log, "MAX_ROWS", 2)
     metrics = WebMetrics()
     buffer = provisioning_log.LogBuffer(metrics)
-    entry = LogEntry(
-        uuid.uuid4(),
-        0.0,
-        "r",
-        "other",
-        "GET",
-        "/scim/v2/Users",
-        "user",
-        None,
-        None,
-        "GET users",
-        200,
-        None,
-        None,
-        1.0,
-    )
+    entry = lookup(uuid.uuid4())
     for _ in range(3):
         buffer.add(entry)
     assert buffer.take() == [entry, entry] and dropped(metrics, "buffer_full") == 1
