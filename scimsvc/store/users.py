@@ -212,9 +212,13 @@ async def list_users(
 
 # Fresh planner statistics of `users` (worker/statistics.py says when). It gives up rather than waits for a
 # table autovacuum is working on; a role that does not own the table gets PostgreSQL's warning and nothing
-# is done.
+# is done. Only the columns a new organization's plans turn on: `tenant_id` (how many rows a tenant has)
+# and those the predicates of the tenant-led partial indexes name; any ANALYZE also counts the table's
+# rows. The rest (the `resource` JSON, the expression indexes, among them the emails' path evaluated on
+# every sampled row) is left to autovacuum's whole ANALYZE: at 300,000 users 0.20 s of PostgreSQL
+# instead of 0.49 (the same sample of 30,000 rows).
 ANALYZE_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '500ms'"
-ANALYZE_USERS = "ANALYZE users"
+ANALYZE_USERS = "ANALYZE users (tenant_id, scim_linked, active, license, waiting_since)"
 
 
 async def analyze_users(pool: asyncpg.Pool) -> None:
