@@ -18,6 +18,7 @@ from typing import Any
 from scimsvc.scim.errors import ScimError, invalid_syntax
 
 MAX_DEPTH = 32  # levels of objects and arrays; a scalar is level 0, `{"a": 1}` is 1
+_CONTAINERS = (dict, list)  # a tuple: `dict | list` in isinstance builds a union on every call
 
 
 # Where an item sits, as a linked list (parent, key or index): built for every container, rendered
@@ -38,7 +39,7 @@ def shape_error(
 ) -> ScimError | None:
     """A 400 invalidSyntax if `value` nests deeper than `max_depth` or (with `names`) names a member
     twice in different case; None if its shape is fine."""
-    if not isinstance(value, dict | list):
+    if not isinstance(value, _CONTAINERS):
         return None
     stack: list[tuple[Any, int, _Where]] = [(value, 0, None)]
     while stack:
@@ -55,12 +56,14 @@ def shape_error(
                     # The common case (a member of a 50,000-member push): checked here, nothing pushed.
                     if names and len(v) > 1 and _names_twice(v):
                         return names_error(v, where=where, path=_rendered((at, i)))
-                elif isinstance(v, dict | list):
+                elif isinstance(v, _CONTAINERS):
                     stack.append((v, depth + 1, (at, i)))
             continue
         if names and len(item) > 1 and _names_twice(item):
             return names_error(item, where=where, path=_rendered(at))
-        stack.extend((v, depth + 1, (at, k)) for k, v in item.items() if isinstance(v, dict | list))
+        for k, v in item.items():
+            if isinstance(v, _CONTAINERS):
+                stack.append((v, depth + 1, (at, k)))
     return None
 
 
@@ -75,7 +78,7 @@ def _names_twice(obj: dict[str, Any]) -> bool:
 def _flat(obj: dict[str, Any]) -> bool:
     """Whether none of the object's members is an object or an array."""
     for v in obj.values():
-        if isinstance(v, dict | list):
+        if isinstance(v, _CONTAINERS):
             return False
     return True
 
