@@ -37,19 +37,22 @@ def summarize(
     method: str, endpoint: str | None, *, body: Any = None, query: Mapping[str, str] | None = None
 ) -> str:
     """The short text of one request: what it asked for, never a secret, at most `MAX_SUMMARY` long."""
-    return describe(method, endpoint or "", body, query or {})[0]
+    return describe(method, endpoint or "", body, query or {})[1]
 
 
 def user_name_of(
     endpoint: str | None, *, body: Any = None, query: Mapping[str, str] | None = None
 ) -> str | None:
     """The userName a request is about: a User body's, or the value of a `userName eq` filter."""
-    return describe("GET", endpoint or "", body, query or {})[1]
+    return describe("GET", endpoint or "", body, query or {})[2]
 
 
-def describe(method: str, endpoint: str, body: Any, query: Mapping[str, str]) -> tuple[str, str | None]:
-    """`summarize` and `user_name_of` of one request at once: the provisioning log's row of every SCIM
-    request finds the route's kind and the filter once."""
+def describe(
+    method: str, endpoint: str, body: Any, query: Mapping[str, str]
+) -> tuple[str | None, str, str | None]:
+    """The kind of resource a request's route is about (`user`, `group` or None), and `summarize` and
+    `user_name_of` of the request, at once: the provisioning log's row of every SCIM request finds the
+    route's kind and the filter once."""
     kind = _kind(endpoint)
     method = method.upper()
     query_filter = query.get("filter")
@@ -58,12 +61,12 @@ def describe(method: str, endpoint: str, body: Any, query: Mapping[str, str]) ->
     except Exception:  # a body of a shape no rule expects: the method and endpoint still say something
         text = f"{method} {_last_segment(endpoint)}"
     if kind != "user":
-        return readable(text, MAX_SUMMARY), None
+        return kind, readable(text, MAX_SUMMARY), None
     name = _get(body, "userName") if isinstance(body, dict) else None
     if not isinstance(name, str):
         filter_text = _get(body, "filter") if isinstance(body, dict) else query_filter
         name = _user_name_eq(filter_text) if isinstance(filter_text, str) else None
-    return readable(text, MAX_SUMMARY), readable(name, MAX_USER_NAME) if name else None
+    return kind, readable(text, MAX_SUMMARY), readable(name, MAX_USER_NAME) if name else None
 
 
 def hid_a_secret(summary: str) -> bool:

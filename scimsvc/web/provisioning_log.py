@@ -115,8 +115,7 @@ def _entry(
     endpoint = route_template(request) or UNMATCHED
     method = request.method
     body = request.get(SCIM_BODY)
-    summary, user_name = describe(method, endpoint, body, request.query)
-    kind = "user" if "/Users" in endpoint else "group" if "/Groups" in endpoint else None
+    kind, summary, user_name = describe(method, endpoint, body, request.query)
     refusal = request.get(REFUSAL) if status >= 400 else None
     if refusal is None:
         scim_type = detail = reason = None
