@@ -7,8 +7,9 @@ package (never a downloaded browser), axe-core's accessibility check, and the sc
 - `set_language(context, base_url, "ja")`: the console's language switch cookie, as the switch sets it.
 - `assert_accessible(page)`: runs axe-core on the page and fails with its serious and critical violations
   (rule, help text, the elements' selectors); `axe_violations(page)` returns them instead.
-- `screenshot(page, name)`: the whole page as `docs/screenshots/<lang>/<name>.png`, `<lang>` the page's
-  `<html lang>`.
+- `screenshot(page, name)`: the whole page as `<lang>/<name>.png` under SCREENSHOTS, `<lang>` the page's
+  `<html lang>`: `tests/screenshots/` (git-ignored), or the README's `docs/screenshots/` with
+  SCIMSVC_DOC_SCREENSHOTS=1 (README.md, Console).
 - `sign_in_as_operator(page, base_url)` (by the field's name: any language), `open_portal(page, base_url,
   tid)` (an organization admin's session: an admin API portal link, opened), `call(base_url, method, path,
   body, bearer=...)` (the admin API or SCIM, as a product or an IdP calls them), `wait_for(ready, what)`.
@@ -17,6 +18,7 @@ package (never a downloaded browser), axe-core's accessibility check, and the sc
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import urllib.error
@@ -50,7 +52,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 AXE_JS = Path(__file__).parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# A test run leaves the repository as it found it: screenshots go to a git-ignored folder, unless the ones
+# the README shows are being refreshed (after a change to the console's pages).
+DOC_SCREENSHOTS = os.environ.get("SCIMSVC_DOC_SCREENSHOTS") == "1"
+SCREENSHOTS = ROOT / ("docs" if DOC_SCREENSHOTS else "tests") / "screenshots"
 
 DESKTOP = {"width": 1366, "height": 860}
 NARROW = {"width": 360, "height": 740}  # a small phone: tables must wrap or scroll in their own box
@@ -174,7 +179,7 @@ def assert_accessible(page: Page) -> None:
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """The whole page as `docs/screenshots/<lang>/<name>.png` (`<lang>` from `<html lang>`); its path."""
+    """The whole page as `<lang>/<name>.png` under SCREENSHOTS (`<lang>` from `<html lang>`); its path."""
     lang = page.evaluate("() => document.documentElement.lang") or "en"
     folder = SCREENSHOTS / lang
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Every console page through axe-core, in English and Japanese, on a laptop and on a 360 px wide phone,
-with a screenshot of each under docs/screenshots/<lang>/ (the README names the folder).
+with a screenshot of each (tests/browser.py:screenshot says where).
 
 The pages are the console's GET routes, read from the app's router (tests/console_routes.py): a page added
 tomorrow is walked tomorrow, as the operator sees it and, when `roles.py:for_org_admins` marks it, as an

@@ -1,5 +1,5 @@
 """The issue's journeys, walked in headless Chromium against a real `scimsvc serve` and worker, with
-axe-core and the page-width check on every step and screenshots under docs/screenshots/<lang>/.
+axe-core and the page-width check on every step and screenshots (tests/browser.py:screenshot says where).
 
 - An organization admin: a portal link from the operator → SCIM on → a token shown once → Okta-shaped and
   Entra-shaped SCIM calls → the last request seen → seats and the waiting list → a user page → the
