@@ -21,9 +21,10 @@ class ScimSchema(Schema):
 
     @cached_property
     def _known_keys(self) -> dict[str, str]:
-        """Each declared attribute name, lower-cased, to its spelling (fields are fixed once built)."""
+        """Each declared attribute name, as spelled and lower-cased, to its spelling (fields are fixed once
+        built): a key as IdPs send it is found without lowering it."""
         names = [f.data_key or f.name or "" for f in self.fields.values()]
-        return {name.lower(): name for name in names}
+        return {**{name.lower(): name for name in names}, **{name: name for name in names}}
 
     @pre_load
     def canonical_keys(self, data: Any, **_: Any) -> Any:
@@ -34,7 +35,10 @@ class ScimSchema(Schema):
         for key, value in data.items():
             if value is None or value == []:
                 continue
-            result[known.get(key.lower(), key) if isinstance(key, str) else key] = value
+            name = known.get(key)
+            if name is None:
+                name = known.get(key.lower(), key) if isinstance(key, str) else key
+            result[name] = value
         return result
 
 

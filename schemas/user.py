@@ -235,13 +235,19 @@ def _manager_value(data: Any) -> Any:
     return {"value": data} if isinstance(data, str) else data
 
 
+_ENTERPRISE_LOWER = ENTERPRISE_SCHEMA.lower()
+
+
 def load_user(data: dict[str, Any]) -> dict[str, Any]:
     """Validate and normalize a User body into the stored resource (canonical keys, no id/meta).
 
     Raises marshmallow.ValidationError. The password, if any, is dropped here; callers that must refuse
     it (PUT, PATCH) check for it first.
     """
-    ext_key = next((k for k in data if isinstance(k, str) and k.lower() == ENTERPRISE_SCHEMA.lower()), None)
+    if ENTERPRISE_SCHEMA in data:  # as IdPs spell it
+        ext_key: str | None = ENTERPRISE_SCHEMA
+    else:
+        ext_key = next((k for k in data if isinstance(k, str) and k.lower() == _ENTERPRISE_LOWER), None)
     if ext_key is not None and isinstance(data[ext_key], dict):
         ext = {k: (_manager_value(v) if k.lower() == "manager" else v) for k, v in data[ext_key].items()}
         data = {**data, ext_key: ext}

@@ -19,9 +19,6 @@ _NUMBERS = (int, float)
 # An attribute whose name holds one of these is shown without its value, wherever it is.
 SECRET_WORDS = ("password", "secret", "token", "credential")
 HIDDEN = "(not shown)"
-# One search instead of a lowered copy and a scan per word: a PATCH's summary checks each path (Unicode
-# case folding makes it match a little more than `lower()` would, so it hides more, never less).
-_SECRET_WORD = re.compile("|".join(SECRET_WORDS), re.IGNORECASE)
 # The filter IdPs send before creating a user. Without a backslash, the plain pattern (no alternation:
 # this runs on every GET) finds the name; with one, the escaped pattern does.
 _USER_NAME_EQ = re.compile(r'\s*userName\s+eq\s+"([^"\\]*)"\s*$', re.IGNORECASE)
@@ -164,7 +161,11 @@ def _shown(value: Any) -> str:
 
 
 def _secret(text: str) -> bool:
-    return _SECRET_WORD.search(text) is not None
+    lowered = text.lower()
+    for word in SECRET_WORDS:  # a loop, not any() over a generator: half the time, on every path
+        if word in lowered:
+            return True
+    return False
 
 
 def _kind(endpoint: str) -> str | None:
