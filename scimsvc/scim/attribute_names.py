@@ -22,6 +22,8 @@ def key_named(obj: Mapping[str, Any], name: str) -> str | None:
 
 def find_member(obj: Mapping[str, Any], name: str) -> tuple[bool, Any]:
     """(present, value) of the member `name`."""
+    if name in obj:  # spelled as declared: most bodies
+        return True, obj[name]
     key = key_named(obj, name)
     return (False, None) if key is None else (True, obj[key])
 
