@@ -9,7 +9,7 @@ package (never a downloaded browser), axe-core's accessibility check, and the sc
   (rule, help text, the elements' selectors); `axe_violations(page)` returns them instead.
 - `screenshot(page, name)`: the whole page as `<lang>/<name>.png` under SCREENSHOTS, `<lang>` the page's
   `<html lang>`: `tests/screenshots/` (git-ignored), or the README's `docs/screenshots/` with
-  SCIMSVC_DOC_SCREENSHOTS=1 (README.md, Console).
+  SCIMSVC_DOC_SCREENSHOTS=1 (README.md, For organization admins).
 - `sign_in_as_operator(page, base_url)` (by the field's name: any language), `open_portal(page, base_url,
   tid)` (an organization admin's session: an admin API portal link, opened), `call(base_url, method, path,
   body, bearer=...)` (the admin API or SCIM, as a product or an IdP calls them), `wait_for(ready, what)`.
