@@ -44,7 +44,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import writes  # noqa: E402
-from harness import BASELINE_APP, Proc, Request, Run, drive, free_port, scim_headers, wait_http  # noqa: E402
+from harness import Proc, Request, Run, drive, scim_headers, start_baseline  # noqa: E402
 from run import user_body  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -171,25 +171,9 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours_out, base_out = Path(tmp) / "scimsvc.prof", Path(tmp) / "baseline.prof"
         async with Run() as run, aiohttp.ClientSession() as http:
-            python = sys.executable
-            web = run.serve = await run.start(
-                "web", python, str(PROFILED), str(ours_out), "scimsvc.cli", "serve", "--port", str(run.port)
-            )
-            await wait_http(http, f"{run.root}/ops/health")
-            port = free_port()
-            baseline = await run.start(
-                "baseline",
-                python,
-                str(PROFILED),
-                str(base_out),
-                str(BASELINE_APP),
-                "--port",
-                str(port),
-                "--database-url",
-                run.db_url,
-            )
-            base_root = f"http://127.0.0.1:{port}"
-            await wait_http(http, f"{base_root}/Users?count=1")
+            # The access log stays on (it is part of a request's cost), its lines to /dev/null.
+            web = await run.start_serve(http, wrapper=(str(PROFILED), str(ours_out)), quiet=True)
+            baseline, base_root = await start_baseline(run, http, wrapper=(str(PROFILED), str(base_out)))
             tenant_id, token = await run.tenant(http)
             # Users for every workload: each write workload takes its own slice, once each.
             ids = await run.seed_users(tenant_id, per_side * (1 + len(writes.WORKLOADS)))
@@ -218,26 +202,22 @@ async def main(args: argparse.Namespace) -> None:
                         picks = list(range(first, first + per_side))
                         make = writes.requests_for(workload, root, users, picks, 1)
                     sides.append(make)
-                ours = await profile(
-                    web,
-                    ours_out,
-                    http,
-                    sides[0],
-                    warmup=args.warmup,
-                    count=args.requests,
-                    concurrency=args.concurrency,
-                    headers=scim_headers(token),
-                )
-                base = await profile(
-                    baseline,
-                    base_out,
-                    http,
-                    sides[1],
-                    warmup=args.warmup,
-                    count=args.requests,
-                    concurrency=args.concurrency,
-                    headers=JSON_HEADERS,
-                )
+                ours, base = [
+                    await profile(
+                        proc,
+                        out,
+                        http,
+                        make,
+                        warmup=args.warmup,
+                        count=args.requests,
+                        concurrency=args.concurrency,
+                        headers=headers,
+                    )
+                    for proc, out, make, headers in (
+                        (web, ours_out, sides[0], scim_headers(token)),
+                        (baseline, base_out, sides[1], JSON_HEADERS),
+                    )
+                ]
                 figures = results["workloads"][workload] = compare(ours, base, args.top)
                 show(workload, figures)
     RESULTS.mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,10 +331,14 @@ class Run:
         self.procs.append(proc)
         return proc
 
-    async def start_serve(self, http: aiohttp.ClientSession) -> Proc:
-        """`scimsvc serve` on this run's port, once it answers /ops/health."""
+    async def start_serve(
+        self, http: aiohttp.ClientSession, *, wrapper: Sequence[str] = (), quiet: bool = False
+    ) -> Proc:
+        """`scimsvc serve` on this run's port, once it answers /ops/health; `wrapper`: a script and its
+        arguments that run the module given after them (bench/profiled.py); `quiet` as `start`'s."""
+        module = ("-m", "scimsvc.cli") if not wrapper else (*wrapper, "scimsvc.cli")
         self.serve = await self.start(
-            "web", sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(self.port), quiet=False
+            "web", sys.executable, *module, "serve", "--port", str(self.port), quiet=quiet
         )
         await wait_http(http, f"{self.root}/ops/health")
         return self.serve
@@ -432,12 +436,16 @@ async def sample_while(
 BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
 
 
-async def start_baseline(run: Run, http: aiohttp.ClientSession) -> tuple[Proc, str]:
-    """bench/baseline_app.py on a port of its own, in the run's database: its process and root URL."""
+async def start_baseline(
+    run: Run, http: aiohttp.ClientSession, *, wrapper: Sequence[str] = ()
+) -> tuple[Proc, str]:
+    """bench/baseline_app.py on a port of its own, in the run's database: its process and root URL;
+    `wrapper`: a script and its arguments that run the script given after them (bench/profiled.py)."""
     port = free_port()
     proc = await run.start(
         "baseline",
         sys.executable,
+        *wrapper,
         str(BASELINE_APP),
         "--port",
         str(port),
