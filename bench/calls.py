@@ -8,9 +8,11 @@ single changes to the web process move it. Counts do not swing: for each workloa
 serve` and bench/baseline_app.py under Python's deterministic profiler (bench/profiled.py, the event
 loop's thread only), sends each `--warmup` requests unprofiled and then `--requests` profiled, and prints
 per request:
-- the Python calls each side made (exact: the same code and requests give the same count, whatever the
-  machine is doing), and the time the profiler measured in them (inflated by the profiler, about 2×, and
-  by a busy machine: compare sides of one run);
+- the Python calls each side made: what each request does is counted exactly, whatever the machine is
+  doing; what runs once an interval for all the requests of that interval (the worker's wake-up every
+  50 ms, the provisioning log's writes every 0.2 s, token last-used writes every minute) is shared among
+  them, so it moves a few calls with the rate the machine allows; and the time the profiler measured in
+  them (inflated by the profiler, about 2×, and by a busy machine: compare sides of one run);
 - where scimsvc's extra calls and time go, by module (by package outside the repository; `~` is
   built-ins and C functions), and its functions with the most extra time.
 Workloads: GET userName eq, POST /Users, and bench/writes.py's PATCH Entra, PATCH deactivate, PUT and
@@ -31,6 +33,7 @@ import pstats
 import random
 import signal
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import Counter
@@ -48,6 +51,7 @@ from harness import Proc, Request, Run, drive, scim_headers, start_baseline  # n
 from run import user_body  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
 REPO = HERE.parent
 RESULTS = HERE / "results"
 PROFILED = HERE / "profiled.py"
@@ -57,7 +61,8 @@ BASELINE_USERS = "SELECT id::text, user_name FROM baseline_users ORDER BY id"
 
 
 def where(path: str) -> str:
-    """A profiled function's place: a file of the repository, else its package (`~`: built-in)."""
+    """A profiled function's place: a file of the repository or of the standard library, else its package
+    (`~`: built-in)."""
     if path == "~":
         return "~"
     file = Path(path)
@@ -66,7 +71,7 @@ def where(path: str) -> str:
     parts = file.parts
     if "site-packages" in parts:
         return parts[parts.index("site-packages") + 1].removesuffix(".py")
-    return "stdlib:" + file.name
+    return "stdlib:" + (str(file.relative_to(STDLIB)) if file.is_relative_to(STDLIB) else file.name)
 
 
 def per_request(path: Path, requests: int) -> dict[tuple[str, str], tuple[float, float]]:
@@ -101,6 +106,8 @@ async def profile(
     proc.process.send_signal(signal.SIGUSR2)
     deadline = time.monotonic() + 30
     while not await asyncio.to_thread(out.exists):
+        if proc.process.returncode is not None:
+            raise SystemExit(f"{proc.name} exited with status {proc.process.returncode} before its profile")
         if time.monotonic() > deadline:
             raise SystemExit(f"{proc.name} wrote no profile to {out}")
         await asyncio.sleep(0.05)
@@ -171,7 +178,9 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours_out, base_out = Path(tmp) / "scimsvc.prof", Path(tmp) / "baseline.prof"
         async with Run() as run, aiohttp.ClientSession() as http:
-            # The access log stays on (it is part of a request's cost), its lines to /dev/null.
+            # One process (the profiler runs in it); the access log as shipped, its lines to /dev/null (its
+            # writer thread is not profiled: `log`, on the event loop, is).
+            run.env["SCIMSVC_WEB_PROCESSES"] = "1"
             web = await run.start_serve(http, wrapper=(str(PROFILED), str(ours_out)), quiet=True)
             baseline, base_root = await start_baseline(run, http, wrapper=(str(PROFILED), str(base_out)))
             tenant_id, token = await run.tenant(http)

@@ -2,9 +2,9 @@
 
     python bench/profiled.py OUT (MODULE | SCRIPT.py) [ARG ...]
 
-SIGUSR1 starts profiling the main thread (the event loop's); SIGUSR2 stops it and writes its figures to
-OUT (pstats format, written whole: it appears at once). bench/calls.py runs `scimsvc serve` and the
-baseline this way, around a workload it sends them.
+SIGUSR1 starts profiling the main thread (the event loop's; on Python 3.11, which CI runs, cProfile sees
+no other thread); SIGUSR2 stops it and writes its figures to OUT (pstats format, written whole: it appears
+at once). bench/calls.py runs `scimsvc serve` and the baseline this way, around a workload it sends them.
 """
 
 from __future__ import annotations
