@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.catalog import Attr, ResourceTypeDef, SchemaDef
 from scimsvc.scim.attribute_names import find_member, key_named, keys_named, member
@@ -37,9 +37,9 @@ _EXAMPLE = (
 )
 
 
-@dataclass(frozen=True)
-class PatchOperation:
-    """One PATCH operation; `op` is lower-case, `path` None when the request gave none."""
+class PatchOperation(NamedTuple):
+    """One PATCH operation; `op` is lower-case, `path` None when the request gave none. A named tuple: made
+    for every operation of every PATCH, at a quarter of a frozen dataclass's cost."""
 
     op: str  # "add" | "remove" | "replace"
     path: str | None
@@ -138,7 +138,7 @@ def parse_patch_request(body: Any) -> list[PatchOperation]:
 
 def _parse_operation(index: int, raw: Any) -> PatchOperation:
     where = f"Operations[{index}]"
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict) and not isinstance(raw, Mapping):  # JSON's objects are dicts: no ABC check
         raise invalid_syntax(f'{where} must be an object with "op", "path" and "value", got {shown(raw)}')
     _, op = find_member(raw, "op")
     if not isinstance(op, str) or op.strip().lower() not in PATCH_OPS:
