@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -43,9 +43,9 @@ T = TypeVar("T")
 CONFLICTS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Who is writing and with what: the app's resources plus the caller's tenant and request id."""
+class Scope(NamedTuple):
+    """Who is writing and with what: the app's resources plus the caller's tenant and request id. A named
+    tuple: made for every SCIM request, at a third of a frozen dataclass's cost."""
 
     pool: asyncpg.Pool
     redis: ArqRedis  # the queue's: wake-ups
