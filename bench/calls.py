@@ -101,19 +101,27 @@ async def profile(
     if load.errors:
         raise SystemExit(f"{proc.name}: {load.errors} of {warmup} warm-up requests failed: {load.statuses}")
     proc.process.send_signal(signal.SIGUSR1)
-    await asyncio.sleep(0.2)  # the handler runs between two of the loop's callbacks
+    on = Path(f"{out}.on")
+    await wait_for_file(proc, on)  # the handler runs between two of the loop's callbacks
+    await asyncio.to_thread(on.unlink)
     load = await drive(http, lambda i: requests(warmup + i), count, concurrency=concurrency, headers=headers)
     proc.process.send_signal(signal.SIGUSR2)
-    deadline = time.monotonic() + 30
-    while not await asyncio.to_thread(out.exists):
-        if proc.process.returncode is not None:
-            raise SystemExit(f"{proc.name} exited with status {proc.process.returncode} before its profile")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{proc.name} wrote no profile to {out}")
-        await asyncio.sleep(0.05)
+    await wait_for_file(proc, out)
     if load.errors:
         raise SystemExit(f"{proc.name}: {load.errors} of {count} requests failed: {load.statuses}")
     return await asyncio.to_thread(taken, out, count)
+
+
+async def wait_for_file(proc: Proc, path: Path) -> None:
+    """Wait until `proc` has written `path` (bench/profiled.py's answer to a signal)."""
+    deadline = time.monotonic() + 30
+    while not await asyncio.to_thread(path.exists):
+        if proc.process.returncode is not None:
+            status = proc.process.returncode
+            raise SystemExit(f"{proc.name} exited with status {status} before writing {path}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{proc.name} wrote no {path} within 30 s")
+        await asyncio.sleep(0.05)
 
 
 def taken(out: Path, requests: int) -> dict[tuple[str, str], tuple[float, float]]:

@@ -3,8 +3,9 @@
     python bench/profiled.py OUT (MODULE | SCRIPT.py) [ARG ...]
 
 SIGUSR1 starts profiling the main thread (the event loop's; on Python 3.11, which CI runs, cProfile sees
-no other thread); SIGUSR2 stops it and writes its figures to OUT (pstats format, written whole: it appears
-at once). bench/calls.py runs `scimsvc serve` and the baseline this way, around a workload it sends them.
+no other thread) and then creates OUT.on; SIGUSR2 stops it and writes its figures to OUT (pstats format,
+written whole: it appears at once). bench/calls.py runs `scimsvc serve` and the baseline this way, around a
+workload it sends them, waiting for each file rather than for a time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ _profile = cProfile.Profile()
 
 def _start(*_: object) -> None:
     _profile.enable()
+    with open(f"{OUT}.on", "w"):  # the sender waits for this: profiling is on from here
+        pass
 
 
 def _stop(*_: object) -> None:
