@@ -1,7 +1,7 @@
 """The two hot paths alone, fast: POST /Users and GET userName eq against the bare baseline.
 
     python bench/hotpath.py [--rounds 4] [--post 2000] [--get 3000] [--seed 100000] [--profile DIR]
-                            [--set KEY=VALUE ...]
+                            [--set KEY=VALUE ...] [--before DIR] [--parts-off]
 
 The same alternating rounds as bench/run.py's `post_rounds` and `get_rounds` (scimsvc, then the
 baseline, seconds apart; POST with scimsvc's worker applying), in a run of its own (database, queue,
@@ -10,7 +10,10 @@ PostgreSQL backends of its database, this client) beside the ratios: throughput 
 machine's load, CPU per request much less. --profile DIR records the web process (and the worker
 during POST) with py-spy, installed outside the project, during scimsvc's last round of each
 workload, as speedscope files. --set KEY=VALUE sets an environment variable of scimsvc's processes
-(SCIMSVC_ACCESS_LOG=off, ...). Takes a minute or two.
+(SCIMSVC_ACCESS_LOG=off, ...). --parts-off runs, in the same rounds, a second `serve` on the same
+database with every optional part a setting turns off (bench/feature_cost.py's PARTS: the access log,
+the provisioning log, token last-used tracking) off: what the core costs against the baseline, and what
+the parts add to it. Takes a minute or two.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+from feature_cost import PARTS  # noqa: E402
 from harness import (  # noqa: E402
     Proc,
     Run,
@@ -151,6 +155,33 @@ async def rounds(
     return figures
 
 
+@dataclass
+class Beside:
+    """A second `serve` of the run: its process and SCIM base URL."""
+
+    proc: Proc
+    base: str
+
+
+async def serve_beside(
+    run: Run, http: aiohttp.ClientSession, name: str, env: dict[str, str], *, cwd: str | None = None
+) -> Beside:
+    """Another `scimsvc serve` on this run's database and queue, with `env` over the run's, started in
+    `cwd` (`python -m` puts the working directory first on sys.path); stopped with the run."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(port)),
+        env={**run.env, **env},
+        cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    proc = Proc(f"web ({name})", process)
+    run.procs.append(proc)  # stopped with the run's processes
+    await wait_http(http, f"http://127.0.0.1:{port}/ops/health")
+    return Beside(proc, f"http://127.0.0.1:{port}/scim/v2")
+
+
 def by_name(base: str, names: list[str]) -> Any:
     return lambda i: ("GET", f'{base}/Users?filter=userName eq "{names[i % len(names)]}"', None)
 
@@ -199,20 +230,12 @@ async def main(args: argparse.Namespace) -> None:
         systems = [System("scimsvc", run.scim_base, reads, web, worker)]
         if args.before:
             # The same server from another source tree (the code before a change), on this database.
-            port = free_port()
-            env = {**run.env, "PYTHONPATH": args.before}
-            # Started in that tree: `python -m` puts the working directory first on sys.path.
-            process = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(port)),
-                env=env,
-                cwd=args.before,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            before = Proc("web (before)", process)
-            run.procs.append(before)  # stopped with the run's processes
-            await wait_http(http, f"http://127.0.0.1:{port}/ops/health")
-            systems.append(System("before", f"http://127.0.0.1:{port}/scim/v2", reads, before, worker))
+            before = await serve_beside(run, http, "before", {"PYTHONPATH": args.before}, cwd=args.before)
+            systems.append(System("before", before.base, reads, before.proc, worker))
+        if args.parts_off:
+            off = {setting: part.off for setting, part in PARTS.items()}
+            core = await serve_beside(run, http, "parts off", off)
+            systems.append(System("parts off", core.base, reads, core.proc, worker))
         plain = {"Content-Type": "application/json"}
         systems.append(System("baseline", bench.baseline_root, plain, baseline))
         names = user_names(args.seed, args.get)
@@ -244,6 +267,7 @@ if __name__ == "__main__":
         "--before", help="a source tree of scimsvc to run beside (e.g. a git archive of main)"
     )
     parser.add_argument("--profile", help="a directory for py-spy's speedscope files of the web process")
+    parser.add_argument("--parts-off", action="store_true", help="also a serve with the optional parts off")
     arguments = parser.parse_args()
     if arguments.before:
         arguments.before = str(Path(arguments.before).resolve())
