@@ -13,7 +13,8 @@ would; with `--together N`, each drain takes N organizations at once, in one tra
 those it leaves are then drained on their own). Reported: rows applied per second, and the seconds.
 What it guards: a drain reads its own organizations' pending rows only, whatever the planner believes
 about how many are pending (store/outbox.py); when each drain read every organization's pending rows,
-this rate fell as the backlog grew (550 users/s at 2 a organization, README.md, Performance).
+this rate fell as the backlog grew (550 users/s at 2 a organization; docs/performance-history.md, What
+changed in this round: A backlog spread over many organizations).
 
 Everything runs against the machine's PostgreSQL, in a database of this run's own (bench/harness.py's
 `Run`, removed at the end). Results go to bench/results/backlog-<time>.json.

@@ -32,7 +32,7 @@ BATCH_LOCK_TIMEOUT = "500ms"
 # answers sooner (nearly all: a few milliseconds) is followed by one holding everything that arrived
 # meanwhile. Sent at once instead, the second batch was often one or two items, a statement and a commit
 # each: with 64 clients POSTing, 10-15 % fewer POSTs a second in one organization and across 10,000
-# (bench/scale.py, README.md, Performance).
+# (bench/scale.py; docs/performance-history.md, What changed in this round: Batches wait).
 OVERLAP_AFTER = 0.05
 
 

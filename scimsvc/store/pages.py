@@ -38,7 +38,7 @@ CHECKPOINT_QUERIES = 64  # lists kept per process (least recently used dropped)
 # When pg_stat_activity hides a session's xact_start from this role (a session of another role, to a role
 # without pg_read_all_stats: an operator's script, assumed to commit within WRITE_SECONDS), no later than
 # WRITE_SECONDS before. Every check reads the window's rows: the shorter it is, the cheaper each deep page
-# after a burst of writes (README.md, What changed in this round: the window rule).
+# after a burst of writes (docs/performance-history.md, What changed in this round: the window rule).
 START_SECONDS = 5
 WRITE_SECONDS = 60
 WINDOW_LIMIT = 20_000  # more recent writes than this: the list is not checked, pages read by OFFSET
