@@ -317,15 +317,17 @@ class Run:
         quiet: bool = True,
         stderr: Any = None,
         stdout: Any = None,
+        cwd: str | None = None,
     ) -> Proc:
-        """Start a process of this run (stopped at the end); quiet: its output goes to /dev/null;
-        `stderr` and `stdout`, files, take its output whatever `quiet` says."""
+        """Start a process of this run (stopped at the end), in `cwd` if given; quiet: its output goes to
+        /dev/null; `stderr` and `stdout`, files, take its output whatever `quiet` says."""
         out = asyncio.subprocess.DEVNULL if quiet else None
         process = await asyncio.create_subprocess_exec(
             *argv,
             env=env or self.env,
             stdout=out if stdout is None else stdout,
             stderr=out if stderr is None else stderr,
+            cwd=cwd,
         )
         proc = Proc(name, process)
         self.procs.append(proc)

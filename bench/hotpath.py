@@ -35,7 +35,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
-from feature_cost import PARTS  # noqa: E402
+from feature_cost import PARTS, serve  # noqa: E402
 from harness import (  # noqa: E402
     Proc,
     Run,
@@ -166,19 +166,10 @@ class Beside:
 async def serve_beside(
     run: Run, http: aiohttp.ClientSession, name: str, env: dict[str, str], *, cwd: str | None = None
 ) -> Beside:
-    """Another `scimsvc serve` on this run's database and queue, with `env` over the run's, started in
-    `cwd` (`python -m` puts the working directory first on sys.path); stopped with the run."""
+    """Another `scimsvc serve` on this run's database and queue (bench/feature_cost.py's `serve`), with
+    `env` over the run's, started in `cwd` (`python -m` puts the working directory first on sys.path)."""
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "scimsvc.cli", "serve", "--port", str(port)),
-        env={**run.env, **env},
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    proc = Proc(f"web ({name})", process)
-    run.procs.append(proc)  # stopped with the run's processes
-    await wait_http(http, f"http://127.0.0.1:{port}/ops/health")
+    proc = await serve(run, http, f"web ({name})", port, {**run.env, **env}, cwd=cwd)
     return Beside(proc, f"http://127.0.0.1:{port}/scim/v2")
 
 
