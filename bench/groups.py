@@ -88,7 +88,8 @@ async def bench_size(
         applies.append(await wait_applied(conn, group_id, since=time.perf_counter()) + ack)
         acks.append(ack)
     current = lists[(rounds - 1) % 2]
-    outside = [u for u in user_ids if u not in set(current)][: PATCH_MEMBERS // 2]
+    in_current = set(current)
+    outside = [u for u in user_ids if u not in in_current][: PATCH_MEMBERS // 2]
     patch = {
         "schemas": [PATCH_OP],
         "Operations": [

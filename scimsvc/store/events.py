@@ -218,19 +218,39 @@ def record_args(events: list[tuple[UUID, NewEvent]]) -> tuple[Any, ...] | None:
     request: list[int | None] = []
     data: list[int] = []
     snapshot: list[int | None] = []
+    # A batch's events mostly repeat their neighbour's type, request and data (a push's 50,000 member
+    # events share all three): each is looked up again only when it changes.
+    last_type: object = None
+    last_rid: object = None
+    last_data: object = None
+    type_place = rid_place = data_place = 0
     for n, (tenant_id, event) in enumerate(events, 1):
-        counts[tenant_id] = counts.get(tenant_id, 0) + 1
+        event_type, event_data, user_id, rid = event
         if several:
+            count = counts[tenant_id] = counts.get(tenant_id, 0) + 1
             t.append(places.setdefault(tenant_id, len(places) + 1))
-            k.append(counts[tenant_id])
-        kind.append(types.setdefault(event.type, len(types) + 1))
-        users.append(event.user_id)
-        rid = event.request_id
-        request.append(None if rid is None else requests.setdefault(rid, len(requests)))  # `->>` from 0
-        # `str` writes the ids asyncpg reads (its own UUID type, which orjson does not know).
-        data.append(told.setdefault(orjson.dumps(event.data, default=str), len(told)))  # `->` counts from 0
-        first = firsts.setdefault(event.user_id, n) if event.user_id is not None else n
-        snapshot.append(None if first == n or "user" in event.data else first)
+            k.append(count)
+        if event_type is not last_type:
+            last_type = event_type
+            type_place = types.setdefault(event_type, len(types) + 1)
+        kind.append(type_place)
+        users.append(user_id)
+        if rid is None:
+            request.append(None)
+        else:
+            if rid is not last_rid:
+                last_rid = rid
+                rid_place = requests.setdefault(rid, len(requests))  # `->>` counts from 0
+            request.append(rid_place)
+        if event_data is not last_data:
+            last_data = event_data
+            # `str` writes the ids asyncpg reads (its own UUID type, which orjson does not know).
+            data_place = told.setdefault(orjson.dumps(event_data, default=str), len(told))  # `->` from 0
+        data.append(data_place)
+        first = n if user_id is None else firsts.setdefault(user_id, n)
+        snapshot.append(None if first == n or "user" in event_data else first)
+    if not several:
+        counts[events[0][0]] = len(events)
     told_json = b"[" + b",".join(told) + b"]"
     columns = (
         _array_text(t) if several else None,
