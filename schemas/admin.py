@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from schemas.base import Name, Text
+from schemas.base import JsonBoolean, Name, Text
 
 LICENSES = ("free", "free_restricted")
 FALLBACKS = ("free_restricted", "none")
@@ -38,9 +38,9 @@ class TenantSettingsSchema(Schema):
         unknown = RAISE
 
     name = Name(validate=validate.Length(min=1, max=200))
-    scim_enabled = fields.Boolean()
+    scim_enabled = JsonBoolean()
     seats = fields.Integer(strict=True, validate=validate.Range(min=0, max=10_000_000))
-    flexible_licenses = fields.Boolean()
+    flexible_licenses = JsonBoolean()
     default_license = Text(validate=validate.OneOf(LICENSES))
     fallback_license = Text(validate=validate.OneOf(FALLBACKS))
     allowed_domains = fields.List(Text(validate=[validate.Length(min=1, max=253), _check_domain]))
@@ -82,7 +82,7 @@ class ScimToggleSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    enabled = fields.Boolean(required=True)
+    enabled = JsonBoolean(required=True)
 
 
 class TokenCreateSchema(Schema):

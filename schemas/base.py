@@ -73,6 +73,18 @@ class ScimString(Text):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class JsonBoolean(fields.Boolean):
+    """JSON `true` or `false` and nothing else: not marshmallow's lenient 1, "yes", "on", 0 or "off" (the
+    admin API's and the portal's flags; SCIM's booleans are `ScimBoolean`)."""
+
+    default_error_messages = {"invalid": "must be true or false (a JSON boolean)"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
 class ScimBoolean(fields.Boolean):
     """A SCIM boolean; Entra sends `"True"`/`"False"` strings, accepted case-insensitively."""
 

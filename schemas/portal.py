@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from schemas.base import Text
+from schemas.base import JsonBoolean, Text
 
 MAX_LINK_MINUTES = 7 * 24 * 60  # scimsvc/product/portal.py:MAX_LINK_MINUTES
 _EMAIL = (validate.Length(max=320), validate.Email(error="must be an email address"))
@@ -18,17 +18,6 @@ class EmailText(Text):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         return super()._deserialize(value, attr, data, **kwargs).strip()
-
-
-class JsonBoolean(fields.Boolean):
-    """JSON `true` or `false` and nothing else: not marshmallow's lenient 1, "yes", "on", 0 or "off"."""
-
-    default_error_messages = {"invalid": "must be true or false (a JSON boolean)"}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if value is True or value is False:
-            return value
-        raise self.make_error("invalid")
 
 
 def _d(text: str) -> dict[str, str]:

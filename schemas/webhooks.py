@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.base import Text
+from schemas.base import JsonBoolean, Text
 
 MAX_URL = 2000  # characters of an endpoint's URL
 MAX_DESCRIPTION = 200
@@ -36,7 +36,7 @@ class WebhookUpdateSchema(Schema):
         validate=validate.Length(max=100),
         metadata=_d("Event types this endpoint wants (user.created, ...); an empty list means every type"),
     )
-    enabled = fields.Boolean(
+    enabled = JsonBoolean(
         metadata=_d("false stops deliveries; true resumes them and clears the reason it was disabled")
     )
 
@@ -57,7 +57,7 @@ class WebhookRotateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    force = fields.Boolean(
+    force = JsonBoolean(
         metadata=_d("Rotate even while the previous secret still signs (it then stops at once)")
     )
 

@@ -103,3 +103,31 @@ async def test_admin_rejects_bad_settings_with_a_clear_error(client, db):
     assert await db.fetchval("SELECT count(*) FROM tenants") == before
     resp = await client.get("/admin/v1/tenants/not-a-uuid", headers=ADMIN_HEADERS)
     assert resp.status == 404
+
+
+async def test_admin_flags_take_a_json_boolean_only(client, tenant, db):
+    # marshmallow's Boolean would take "yes", "on", 1 or "0": the admin API's flags take true or false, as
+    # portal links' `redirect` does (schemas/base.py:JsonBoolean), and a refusal changes nothing.
+    hooks = f"/admin/v1/tenants/{tenant.id}/webhooks"
+    for method, path, body in (
+        ("PUT", f"/admin/v1/tenants/{tenant.id}/scim", {"enabled": "no"}),
+        ("PUT", f"/admin/v1/tenants/{tenant.id}/scim", {"enabled": 0}),
+        ("PATCH", f"/admin/v1/tenants/{tenant.id}", {"scim_enabled": "off"}),
+        ("PATCH", f"/admin/v1/tenants/{tenant.id}", {"flexible_licenses": 1}),
+        ("POST", hooks, {"url": "https://hooks.example.com/x", "enabled": "false"}),
+    ):
+        resp = await client.request(method, path, json=body, headers=ADMIN_HEADERS)
+        assert resp.status == 400, (path, body, resp.status)
+        assert "must be true or false (a JSON boolean)" in (await resp.json())["detail"], body
+    row = await db.fetchrow(
+        "SELECT scim_enabled, flexible_licenses FROM tenants WHERE id = $1::uuid", tenant.id
+    )
+    assert row["scim_enabled"] is True and row["flexible_licenses"] is False
+    assert (
+        await db.fetchval("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1::uuid", tenant.id) == 0
+    )
+    resp = await client.put(
+        f"/admin/v1/tenants/{tenant.id}/scim", json={"enabled": False}, headers=ADMIN_HEADERS
+    )
+    assert resp.status == 200 and (await resp.json()) == {"enabled": False}
+    assert await db.fetchval("SELECT scim_enabled FROM tenants WHERE id = $1::uuid", tenant.id) is False

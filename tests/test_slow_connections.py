@@ -242,17 +242,42 @@ async def test_stalled_connections_do_not_hold_up_a_graceful_stop(processes, set
         writer.close()
 
 
-async def test_a_request_aiohttp_cannot_parse_is_a_400_and_no_traceback(processes, settings):
-    # A NUL in a header value (any client can send one): aiohttp answers 400 and logs a traceback at ERROR
-    # unless scimsvc/ops/logs.py:OneLineBadRequests makes it one DEBUG line; the access log keeps the 400.
+UNPARSABLE = {
+    # A NUL in a header value (any client can send one).
+    "nul": (b"GET /ops/health HTTP/1.1\r\nHost: scim.test\r\nX-Broken: a\x00b\r\n\r\n", "not valid HTTP/1.1"),
+    # A filter too long for the URL (aiohttp's limit is 8190 bytes a line): its text must not come back.
+    "long": (
+        b"GET /scim/v2/Users?filter="
+        + b"userName%20eq%20%22secret-" * 400
+        + b" HTTP/1.1\r\nHost: scim.test\r\n\r\n",
+        "POST /scim/v2/Users/.search",
+    ),
+    "twice": (
+        b"POST /scim/v2/Users HTTP/1.1\r\nHost: scim.test\r\nContent-Type: application/scim+json\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
+        "Duplicate 'Content-Type' header",
+    ),
+}
+
+
+async def test_a_request_aiohttp_cannot_parse_is_a_scim_400_and_no_traceback(processes, settings):
+    # aiohttp answers these before any middleware, in plain text quoting the request, and logs a traceback
+    # at ERROR; scimsvc/web/read_deadlines.py renders them as SCIM errors, and
+    # scimsvc/ops/logs.py:OneLineBadRequests makes the log one DEBUG line; the access log keeps the 400.
     env = {**_env(settings.database_url), "SCIMSVC_ACCESS_LOG": "on"}
     base = await processes.serve(env)
-    reader, writer = await _connect(base)
-    writer.write(b"GET /ops/health HTTP/1.1\r\nHost: scim.test\r\nX-Broken: a\x00b\r\n\r\n")
-    await writer.drain()
-    answer = await _closed_within(reader, 60)
-    writer.close()
-    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    for name, (request, detail) in UNPARSABLE.items():
+        reader, writer = await _connect(base)
+        writer.write(request)
+        await writer.drain()
+        answer = await _closed_within(reader, 60)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), (name, answer[:80])
+        error = orjson.loads(body)
+        assert error["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"], name
+        assert error["status"] == "400" and detail in error["detail"], (name, error)
+        assert b"secret" not in body, name
     proc = processes.procs[-1]
     await processes.until_line(proc, " 400 ")
     assert "Traceback" not in processes.stderr(proc)

@@ -48,9 +48,11 @@ CHANGES_TENANTS = (ADMIN_PREFIX, "/console/")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _error_response(
-    request: web.Request, error: ScimError, headers: dict[str, str] | None = None
+def error_response(
+    request: web.BaseRequest, error: ScimError, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """`error` as the answer: an RFC 7644 §3.12 body (also for a request aiohttp could not parse,
+    scimsvc/web/read_deadlines.py)."""
     request[REFUSAL] = error  # the provisioning log's scimType and detail (web/provisioning_log.py)
     content_type = SCIM_CONTENT_TYPE if request.path.startswith(SCIM_PREFIX) else "application/json"
     return web.Response(
@@ -116,12 +118,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = dict(exc.headers)
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="scimsvc"'
-        return _error_response(request, exc, headers)
+        return error_response(request, exc, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         error, headers = _from_http_exception(request, exc)
-        return _error_response(request, error, {**_passed_on(exc.headers), **headers})
+        return error_response(request, error, {**_passed_on(exc.headers), **headers})
     except asyncio.CancelledError:  # aiohttp cancels a handler whose client left mid-body
         if client_gone(request):
             _log_client_gone(request, "cancelled")
@@ -136,10 +138,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if unavailable(exc):
             log_database_unavailable(request, exc)
             error = database_unavailable()
-            return _error_response(request, error, error.headers)
+            return error_response(request, error, error.headers)
         log.exception("unhandled error on %s %s", request.method, log_path(request))
         detail = f"internal error; quote request id {request.get(REQUEST_ID)} to the operator"
-        return _error_response(request, ScimError(500, detail))
+        return error_response(request, ScimError(500, detail))
 
 
 def _broken_off(request: web.Request, exc: Exception) -> web.Response:

@@ -12,6 +12,10 @@ and handler for as long as it likes (README.md, Configuration). `ReadDeadlines` 
   error (`error_middleware`, scimsvc/web/middlewares.py, renders it) and the connection is closed after that
   answer.
 
+It also renders what aiohttp answers before any middleware runs, a request it cannot parse (a request line
+or a header longer than 8190 bytes, a header given twice), as an RFC 7644 error like every other one:
+aiohttp's own answer is plain text that quotes the request back.
+
 One `loop.call_later` timer per connection at a time, cancelled when the head or body is complete. A
 request whose head and body arrive in one read (nearly every request) starts no timer at all; a fresh
 connection starts one, a body that spans reads another.
@@ -30,10 +34,14 @@ import time
 from typing import Any, ClassVar
 
 from aiohttp import web_server
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from scimsvc.scim.errors import ScimError
+from scimsvc.web.middlewares import error_response
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +57,8 @@ class BodyTooSlow(ScimError, TimeoutError):
 
 
 class ReadDeadlines(RequestHandler):
-    """aiohttp's HTTP/1.1 protocol with a deadline on each request's head and body."""
+    """aiohttp's HTTP/1.1 protocol with a deadline on each request's head and body, and its own errors
+    answered as SCIM errors."""
 
     __slots__ = ("_read_deadline",)
 
@@ -115,6 +124,20 @@ class ReadDeadlines(RequestHandler):
         )
         self._close_now_or_after_answer()
 
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> StreamResponse:
+        """aiohttp's answer to a request it could not parse (or to an error no middleware rendered), as an
+        RFC 7644 error; the connection is closed after it, as aiohttp does."""
+        super().handle_error(request, status, exc, message)  # logs it (ops/logs.py), or raises mid-answer
+        response = error_response(request, ScimError(status, _unparsed(status, exc, message)))
+        response.force_close()
+        return response
+
     def _close_now_or_after_answer(self) -> None:
         # As aiohttp's own keep-alive timer does: an idle connection (waiting for a request) is closed at
         # once; one answering a request (a long export) is closed after that answer, without reading more.
@@ -122,6 +145,20 @@ class ReadDeadlines(RequestHandler):
             self.force_close()
         else:
             self.close()
+
+
+def _unparsed(status: int, exc: BaseException | None, message: str | None) -> str:
+    """The detail of an error aiohttp found: never the request quoted back (aiohttp's message for a line too
+    long quotes it)."""
+    if status >= 500:
+        return "internal error: the operator's log has it, under this request's time"
+    if isinstance(exc, LineTooLong):
+        return (
+            f"the request line or a header is longer than {exc.args[1]} bytes: send a long filter in the "
+            "body of POST /scim/v2/Users/.search instead of the URL, and keep each header shorter"
+        )
+    said = (message or str(exc or "")).split("\n", 1)[0][:200]
+    return f"the request is not valid HTTP/1.1 ({said}): fix the request the client sends"
 
 
 def _peer(handler: RequestHandler) -> str:

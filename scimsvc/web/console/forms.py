@@ -24,6 +24,12 @@ def number(raw: str) -> int | str:
     return int(raw) if _INTEGER.fullmatch(raw) else raw
 
 
+def flag(raw: str) -> bool | str:
+    """A form's "true" or "false" as the JSON boolean the admin API's schemas take; anything else as typed,
+    for the schema to refuse with its message."""
+    return {"true": True, "false": False}.get(raw, raw)
+
+
 def words(raw: str) -> list[str]:
     """A list typed as words separated by commas, spaces or new lines."""
     return [w for w in _SEPARATORS.split(raw) if w]

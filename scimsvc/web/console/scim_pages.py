@@ -88,9 +88,8 @@ async def scim_toggle(request: web.Request) -> web.Response:
     _ = texts(request)
     try:
         plain = {"enabled": _("Choose whether SCIM provisioning is on or off.")}
-        enabled = forms.load_form(ScimToggleSchema(), {"enabled": forms.text(form, "enabled")}, plain)[
-            "enabled"
-        ]
+        payload = {"enabled": forms.flag(forms.text(form, "enabled"))}
+        enabled = forms.load_form(ScimToggleSchema(), payload, plain)["enabled"]
         if not enabled:
             await organization(request)
             raise web.HTTPSeeOther(_panel(tenant_id) + "/disable")

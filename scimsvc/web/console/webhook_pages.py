@@ -464,7 +464,7 @@ async def _enable(request: web.Request) -> web.Response:
     """Enable, or (from its confirmation page) disable the endpoint."""
     form = await request.post()
     try:
-        data = load(WebhookUpdateSchema(), {"enabled": forms.text(form, "enabled")})
+        data = load(WebhookUpdateSchema(), {"enabled": forms.flag(forms.text(form, "enabled"))})
         if data.get("enabled") is False:
             _confirmed(request, form)
         row = await webhooks.update_endpoint(action_scope(request), *_endpoint_of(request), data)
