@@ -192,6 +192,8 @@ async def test_bad_member_on_post_put_or_patch_is_400_naming_it_and_writes_nothi
         assert resp.status == 400, await resp.text()
         body = await resp.json()
         assert body["scimType"] == "invalidValue" and bad in body["detail"] and good not in body["detail"]
+        if kind == "malformed":
+            assert f"'{bad}' is not a User id of this service" in body["detail"]
     assert await snapshot(db, tenant.id) == before
 
 

@@ -69,6 +69,8 @@ async def test_the_scim_panel_explains_the_last_refused_request(client, db):
         headers=tenant.headers,
     )
     assert resp.status == 400
+    # The body to create the team is quoted as JSON, ready to send.
+    assert '{"name":"Nobody made me"}' in (await resp.json())["detail"]
     entry = await newest_entry(client, db, tenant, 1)
     assert entry["reason"] == "no_team"
     await sign_in(client)

@@ -144,9 +144,10 @@ def _member_ids(items: list[Any], where: str) -> list[str]:
         else:
             ids[canonical] = None
     if malformed:
+        verb = "is not a User id" if len(malformed) == 1 else "are not User ids"
         raise invalid_value(
-            f"{where}: {_describe(malformed)} {'is' if len(malformed) == 1 else 'are'} not User ids "
-            "of this service (a User id is the `id` it returned when the user was created)"
+            f"{where}: {_describe(malformed)} {verb} of this service (a User id is the `id` it returned "
+            "when the user was created)"
         )
     return list(ids)
 

@@ -87,7 +87,9 @@ def _user_name_eq(filter_text: str) -> str | None:
 def _summary(method: str, endpoint: str, kind: str | None, body: Any, query_filter: str | None) -> str:
     with_id = endpoint.endswith("/{id}")
     if endpoint.endswith("/Bulk"):
-        return f"POST /Bulk ({_count(_get(body, 'Operations'))} operations)"
+        operations = _get(body, "Operations")
+        one = isinstance(operations, list) and len(operations) == 1
+        return f"POST /Bulk ({_count(operations)} operation{'' if one else 's'})"
     if endpoint.endswith("/.search"):
         return _search("SEARCH", _get(body, "filter") if isinstance(body, dict) else None)
     if method == "GET" and kind is not None and not with_id:

@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from schemas.group import GROUP_RESOURCE
 from scimsvc.contract import AuditAction, ChangeKind, ResourceType
@@ -51,7 +52,7 @@ def _no_team(scope: Scope, name: str, similar: list[str]) -> ScimError:
     return invalid_value(
         f"no team is named {name!r} in this organization{hint}. A SCIM group links to an existing product "
         "team with exactly its displayName: create the team first (the console's Teams page, or "
-        f'{TEAMS_API.format(tenant_id=scope.tenant_id)} with {{"name": {name!r}}}), '
+        f"{TEAMS_API.format(tenant_id=scope.tenant_id)} with {orjson.dumps({'name': name}).decode()}), "
         "then send the group again",
         reason=Reason.NO_TEAM,
     )
