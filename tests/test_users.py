@@ -199,6 +199,42 @@ async def test_unknown_attributes_are_accepted_and_ignored(client, tenant):
     assert "favouriteColour" not in created
 
 
+async def test_schemas_that_do_not_name_a_user_are_refused_and_none_are_taken(client, tenant, db):
+    # RFC 7643 §3: a body's `schemas` name what it is; one that says it is a Group is not stored as a User
+    # (scimsvc/scim/body_shape.py:check_schemas). A body without them is taken, as IdPs leave them out.
+    user = await create(client, tenant)
+    for schemas in (
+        ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        [],
+        "urn:ietf:params:scim:schemas:core:2.0:User",
+    ):
+        user_name = unique_email("wrong-schemas")
+        body = {**user_body(user_name), "schemas": schemas}
+        resp = await client.post("/scim/v2/Users", json=body, headers=tenant.headers)
+        assert resp.status == 400, (schemas, resp.status)
+        error = await resp.json()
+        assert error["scimType"] == "invalidValue"
+        assert 'must list "urn:ietf:params:scim:schemas:core:2.0:User"' in error["detail"]
+        resp = await client.put(f"/scim/v2/Users/{user['id']}", json=body, headers=tenant.headers)
+        assert resp.status == 400, (schemas, resp.status)
+        assert await db.fetchval("SELECT count(*) FROM users WHERE user_name = $1", user_name) == 0
+    resp = await client.post(
+        "/scim/v2/Groups",
+        json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "displayName": "Not a user"},
+        headers=tenant.headers,
+    )
+    assert resp.status == 400 and "core:2.0:Group" in (await resp.json())["detail"]
+    bare = {"userName": unique_email("no-schemas")}
+    resp = await client.post("/scim/v2/Users", json=bare, headers=tenant.headers)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["userName"] == bare["userName"]
+    spelled = {
+        **user_body(unique_email("lower-urn")),
+        "schemas": ["URN:ietf:params:scim:schemas:core:2.0:user"],
+    }
+    assert (await client.post("/scim/v2/Users", json=spelled, headers=tenant.headers)).status == 201
+
+
 async def test_enterprise_extension_and_manager_round_trip(client, tenant):
     manager = await create(client, tenant, displayName="The Boss")
     created = await create(

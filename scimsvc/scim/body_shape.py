@@ -7,6 +7,9 @@
 * Names given twice: SCIM attribute names are case-insensitive (RFC 7643 §2.1), so an object that
   names one member twice in different case (`"path"` and `"Path"`) is ambiguous and is refused, rather
   than one reader taking the first spelling and another the last.
+* A resource's `schemas` (POST and PUT of a User or Group), when the body gives them, must list the
+  resource's core schema (RFC 7643 §3): a User body that says it is a Group is refused, not stored as a
+  User. A body without `schemas` is taken, as IdPs that leave them out expect.
 
 The walk is iterative: it must not itself hit the recursion limit it guards.
 """
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from scimsvc.scim.errors import ScimError, invalid_syntax
+from scimsvc.scim.attribute_names import find_member
+from scimsvc.scim.errors import ScimError, invalid_syntax, invalid_value, shown
 
 MAX_DEPTH = 32  # levels of objects and arrays; a scalar is level 0, `{"a": 1}` is 1
 _CONTAINERS = (dict, list)  # a tuple: `dict | list` in isinstance builds a union on every call
@@ -105,3 +109,14 @@ def check_shape(value: Any, *, max_depth: int = MAX_DEPTH, names: bool = True) -
     if (error := shape_error(value, max_depth=max_depth, names=names)) is not None:
         raise error
     return value
+
+
+def check_schemas(body: dict[str, Any], core: str, what: str) -> None:
+    """400 invalidValue when the body's `schemas` are given and do not list `core` (compared without case,
+    as URNs are); `what` names the resource in the detail."""
+    present, schemas = find_member(body, "schemas")
+    if not present:
+        return
+    if isinstance(schemas, list) and any(isinstance(s, str) and s.lower() == core.lower() for s in schemas):
+        return
+    raise invalid_value(f'the "schemas" of a {what} must list "{core}", got {shown(schemas)}')

@@ -24,8 +24,9 @@ from uuid import UUID
 from marshmallow import ValidationError
 
 from schemas.base import flatten_errors
-from schemas.group import GROUP_RESOURCE, load_group
+from schemas.group import GROUP_RESOURCE, GROUP_SCHEMA, load_group
 from scimsvc.scim.attribute_names import member
+from scimsvc.scim.body_shape import check_schemas
 from scimsvc.scim.errors import (
     Reason,
     ScimError,
@@ -167,6 +168,7 @@ def validate_group(body: Any) -> tuple[dict[str, Any], list[str]]:
     """The stored resource of a Group body and its member ids, or a 400 naming what is wrong."""
     if not isinstance(body, dict):
         raise invalid_value("the request body must be a JSON object describing a Group")
+    check_schemas(body, GROUP_SCHEMA, "Group")
     members = next((v for k, v in body.items() if _is_members_key(k)), None)
     try:
         resource = load_group(body)

@@ -8,9 +8,10 @@ from typing import Any
 from marshmallow import ValidationError
 
 from schemas.base import flatten_errors
-from schemas.user import ENTERPRISE_SCHEMA, load_user
+from schemas.user import ENTERPRISE_SCHEMA, USER_SCHEMA, load_user
 from scimsvc.contract import ChangeKind
 from scimsvc.scim.attribute_names import key_named
+from scimsvc.scim.body_shape import check_schemas
 from scimsvc.scim.errors import Reason, invalid_value, mutability
 
 PASSWORD_REFUSED = (
@@ -35,6 +36,7 @@ def validate_user(body: Any, *, refuse_password: bool) -> dict[str, Any]:
     """
     if not isinstance(body, dict):
         raise invalid_value("the request body must be a JSON object describing a User")
+    check_schemas(body, USER_SCHEMA, "User")
     if refuse_password and has_password(body):
         raise mutability(PASSWORD_REFUSED)
     try:
