@@ -108,6 +108,13 @@ async def test_projection_applies_to_every_user_response(client, tenant):
     [listed] = (await resp.json())["Resources"]
     assert set(listed) == {"schemas", "id", PRODUCT}
 
+    # `attributes` replaces the default set (RFC 7644 §3.9): naming only what a User does not have returns
+    # what is always returned, not every attribute.
+    resp = await client.get(f"{url}?attributes=nosuch,members", headers=tenant.headers)
+    assert resp.status == 200 and await resp.json() == {"schemas": created["schemas"], "id": created["id"]}
+    resp = await client.get(f"{url}?attributes=,", headers=tenant.headers)
+    assert "userName" in await resp.json()  # nothing named: the default set
+
 
 async def test_user_etags_on_patch_and_delete_compare_weakly(client, tenant, db):
     created = await post_user(client, tenant)

@@ -158,13 +158,18 @@ class Projection:
 
 
 def parse_projection(query: Mapping[str, str], rtype: ResourceTypeDef) -> Projection:
-    """The projection a request's query asks for (comma-separated attribute paths)."""
+    """The projection a request's query asks for (comma-separated attribute paths). Names the resource type
+    does not have select nothing: `attributes` naming none of its attributes returns what is always
+    returned (`id`, `schemas`), not the default set (RFC 7644 §3.9: `attributes` replaces it)."""
 
     def paths(name: str) -> tuple[AttrPath, ...]:
         resolved = (rtype.resolve(part.strip()) for part in query.get(name, "").split(",") if part.strip())
         return tuple(p for p in resolved if p is not None)
 
-    return Projection(attributes=paths("attributes"), excluded=paths("excludedAttributes"))
+    attributes = paths("attributes")
+    if not attributes and query.get("attributes", "").replace(",", "").strip():
+        attributes = tuple(p for p in [rtype.resolve("id")] if p is not None)  # every type has an id
+    return Projection(attributes=attributes, excluded=paths("excludedAttributes"))
 
 
 def _holder(body: Mapping[str, Any], path: AttrPath, rtype: ResourceTypeDef) -> Any:
