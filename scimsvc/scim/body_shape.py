@@ -117,6 +117,8 @@ def check_schemas(body: dict[str, Any], core: str, what: str) -> None:
     present, schemas = find_member(body, "schemas")
     if not present:
         return
-    if isinstance(schemas, list) and any(isinstance(s, str) and s.lower() == core.lower() for s in schemas):
+    if isinstance(schemas, list) and (
+        core in schemas or any(isinstance(s, str) and s.lower() == core.lower() for s in schemas)
+    ):
         return
     raise invalid_value(f'the "schemas" of a {what} must list "{core}", got {shown(schemas)}')
