@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from scimsvc import __version__
@@ -815,9 +815,17 @@ def _processes(text: str) -> int:
     return int(text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its usage errors one line (README.md, CLI) naming where the usage is: argparse
+    prints the usage block first. Its subcommands' parsers are of this class too (`add_subparsers`)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `scimsvc` argument parser: every subcommand with its options, defaults and variables."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scimsvc",
         description=__doc__,
         epilog="Exit status: 0 done, 1 failed (PostgreSQL or Redis unreachable, nothing found), 2 bad "

@@ -142,10 +142,31 @@ def add_queue_command(sub: Any, *, epilog: str = "") -> None:
     )
     parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (default: print once)")
     parser.add_argument(
-        "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (default: 2)"
+        "--interval",
+        type=_refresh_seconds,
+        default=2.0,
+        metavar="S",
+        help=f"seconds between refreshes, {MIN_INTERVAL:g} to {MAX_INTERVAL:g} (default: 2)",
     )
     # A bad setting is 3 too: 2 would read as "stalled" to a monitoring check.
     parser.set_defaults(func=cmd_queue, bad_setting_status=EXIT_UNREADABLE)
+
+
+MIN_INTERVAL = 0.5  # each refresh reads PostgreSQL and Redis: no busy loop
+MAX_INTERVAL = 3600.0
+
+
+def _refresh_seconds(text: str) -> float:
+    """--interval: a number of seconds a refresh may wait, within MIN_INTERVAL..MAX_INTERVAL."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:  # NaN too
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds from {MIN_INTERVAL:g} to {MAX_INTERVAL:g}, got {text!r}"
+        )
+    return seconds
 
 
 def cmd_queue(settings: Settings, args: argparse.Namespace) -> int:
