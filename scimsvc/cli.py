@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Coroutine
 from typing import Any, NoReturn
 from uuid import UUID
@@ -422,14 +423,46 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     # The worker logs as this process does, even when `up`'s output goes to a pipe or a file.
     env = {**os.environ, "SCIMSVC_LOG_FORMAT": args.log_format, "SCIMSVC_LOG_LEVEL": args.log_level}
     worker = subprocess.Popen([sys.executable, "-m", "scimsvc", "worker"], env=env)
+    watch = _WorkerWatch(worker)
     try:
-        return cmd_serve(settings, args)
+        status = cmd_serve(settings, args)
+    except KeyboardInterrupt:
+        if watch.exit_status is None:
+            raise
+        status = 0  # the watch interrupted the front end before it could serve
     finally:
+        watch.stopping = True
         worker.send_signal(signal.SIGTERM)
         try:  # it lets its running jobs finish first (SCIMSVC_WORKER_SHUTDOWN_SECONDS)
             worker.wait(timeout=settings.worker_shutdown_seconds + 10)
         except subprocess.TimeoutExpired:
             worker.kill()
+    if watch.exit_status is not None:
+        _error(
+            f"the worker (pid {worker.pid}) exited with status {watch.exit_status}, so up stopped serving: "
+            "writes would have been acknowledged and never applied (a worker that failed says why above)"
+        )
+        return EXIT_FAILURE
+    return status
+
+
+class _WorkerWatch:
+    """`up`'s worker child, watched from a thread: when it ends unasked, `up` stops its front end as Ctrl-C
+    does (SIGINT: aiohttp's graceful stop once serving, KeyboardInterrupt before), and says so."""
+
+    def __init__(self, worker: subprocess.Popen[bytes]) -> None:
+        self.stopping = False
+        self.exit_status: int | None = None
+        self._worker = worker
+        threading.Thread(target=self._wait, name="scimsvc-up-worker-watch", daemon=True).start()
+
+    def _wait(self) -> None:
+        status = self._worker.wait()
+        # Ctrl-C at a terminal reaches the worker too, which then stops as asked: 0, 130, or the signal.
+        asked = status in (0, EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGTERM)
+        if not self.stopping and not asked:
+            self.exit_status = status
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 # The settings each command reads, listed under its --help (all of them: README.md, Configuration). The

@@ -464,6 +464,19 @@ def test_at_info_cron_ticks_are_not_shown_and_job_failures_are(capsys):
         root.setLevel(level)
 
 
+def test_up_stops_serving_when_its_worker_dies(database_url):
+    # The worker cannot reach Redis and exits 1; up must not go on acknowledging writes nobody applies.
+    queue, port, dead = new_queue(), free_port(), free_port()  # nothing listens on `dead`
+    env = store_env(database_url, queue, SCIMSVC_REDIS_URL=f"redis://127.0.0.1:{dead}/0")
+    out = run_scimsvc("up", "--port", str(port), "--no-demo", env=env)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    mine = [line for line in error_lines(out.stderr) if line.startswith("scimsvc: error: ")]
+    assert f"cannot connect to Redis at 127.0.0.1:{dead}" in mine[0], out.stderr  # the worker's line
+    assert mine[-1].startswith("scimsvc: error: the worker (pid "), out.stderr
+    assert "exited with status 1, so up stopped serving" in mine[-1]
+
+
 async def test_up_prints_readable_lines_without_cron_ticks(
     aiohttp_client, settings, database_url, processes: Processes
 ):
