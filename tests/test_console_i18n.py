@@ -205,6 +205,22 @@ async def test_pages_in_japanese_show_their_translated_titles(client):
     assert '<nav aria-label="組織" class="tenant-nav">' in body and ">シートとライセンス</a>" in body
     resp = await client.get(f"/console/tenants/{tenant.id}/webhooks/00000000-0000-0000-0000-000000000000")
     assert resp.status == 404 and "この Webhook エンドポイントはここにはありません" in await resp.text()
+    # The queue's waiting jobs are not users waiting for a seat, and its status is a word, not a code.
+    queue = await (await client.get("/console/queue")).text()
+    assert "<dt>待機中のジョブ</dt>" in queue and "シート待ち" not in queue
+    assert "Jobs waiting" not in queue
+    assert not any(f"<strong>{status}</strong>" in queue for status in ("ok", "degraded", "stalled"))
+    assert any(f"<strong>{word}</strong>" in queue for word in ("正常", "低下", "停止"))
+
+
+async def test_a_notice_of_the_portals_sign_in_page_is_in_its_language(client):
+    # The page's notices (portal_pages.py:NOTICES) go through `pages.page`, which translates them.
+    resp = await client.get("/console/portal/sign-in?done=link-sent", headers={"Accept-Language": "ja"})
+    body = await resp.text()
+    assert resp.status == 200 and '<html lang="ja">' in body
+    english = "If that address is registered for an organization, a sign-in link is on its way to it."
+    assert english not in body
+    assert catalogue("ja")[english + " It works once, within a few minutes."] in html.unescape(body)
 
 
 async def test_the_japanese_confirmation_page_of_a_webhook_action(hooks):
@@ -302,6 +318,19 @@ def test_every_japanese_text_is_a_non_empty_string_for_a_text_the_console_shows(
             assert isinstance(japanese, str) and japanese.strip(), (path.name, english)
             assert english in shown, f"{path.name}: {english!r} is no _() text or notice any more"
             assert placeholders(japanese) == placeholders(english), (path.name, english)
+
+
+def test_no_text_has_two_japanese_texts():
+    # The catalogue is one dict of every file (`i18n.catalogue`): a text in two files with two translations
+    # would show the last file's on every page, whatever the other file's page meant by it.
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for path in sorted((LOCALES / "ja").glob("*.json")):
+        for english, japanese in json.loads(path.read_text(encoding="utf-8")).items():
+            first = seen.setdefault(english, (path.name, japanese))
+            if first[1] != japanese:
+                clashes.append((english, first, (path.name, japanese)))
+    assert clashes == []
 
 
 def test_every_text_of_these_pages_has_its_japanese():

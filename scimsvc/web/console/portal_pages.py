@@ -97,11 +97,10 @@ async def _portal_page(
         "default_minutes": settings.portal_link_minutes,
         "admins": await portal.list_admins(pool, row["id"]),
         "sessions": await console_sessions.live_portal_sessions(pool, row["id"]),
-        "notice": NOTICES.get(request.query.get("done", "")),
         "form": form or {},
         "error": error,
     }
-    response = page(request, "portal_access.html", context, status=status)
+    response = page(request, "portal_access.html", context, status=status, notices=NOTICES)
     if token:
         response.del_cookie(NEW_LINK_COOKIE, path=_tab(request.match_info["tid"]))
     return response
@@ -205,8 +204,7 @@ async def end_sessions(request: web.Request) -> web.Response:
 @routes.get(PORTAL_SIGN_IN_PATH)
 async def sign_in_form(request: web.Request) -> web.Response:
     session = _anonymous(request)
-    context: dict[str, Any] = {"notice": NOTICES.get(request.query.get("done", "")), "form": {}}
-    response = page(request, "portal_sign_in.html", context)
+    response = page(request, "portal_sign_in.html", {"form": {}}, notices=NOTICES)
     set_cookie(request, response, session)
     return response
 
