@@ -174,6 +174,12 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exits_2(command, vari
         # Each refresh reads PostgreSQL and Redis: 0 or less would be a busy loop.
         (["queue", "--watch", "--interval", "0"], "argument --interval: must be a number of seconds"),
         (["queue", "--watch", "--interval", "-1"], "argument --interval: must be a number of seconds"),
+        # loadtest checks some of its options itself, and words its refusals the same way.
+        (
+            ["loadtest", "--base-url", "http://127.0.0.1:9/scim/v2", "--token", "t", "--rate", "-1"],
+            "--rate must",
+        ),
+        (["loadtest", "--base-url", "http://example.com/scim/v2", "--token", "t"], "not a loopback address"),
     ],
 )
 def test_an_option_argparse_refuses_is_one_line_and_exits_2(args, expected):

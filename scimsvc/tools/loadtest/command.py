@@ -85,18 +85,22 @@ def add_loadtest_command(sub: Any) -> None:
     p.set_defaults(func=cmd_loadtest)
 
 
+def _usage_error(message: str) -> int:
+    """A refused option, worded as the CLI's parser words its own (scimsvc/cli.py:_Parser); exit status 2."""
+    print(f"scimsvc loadtest: error: {message} (usage: scimsvc loadtest --help)", file=sys.stderr)
+    return 2
+
+
 def cmd_loadtest(_settings: Any, args: argparse.Namespace) -> int:
     """Check the target, run, print the report; 1 when no request got a response."""
     try:
         base_url = check_target(args.base_url, allow_remote=args.allow_remote)
     except ValueError as exc:
-        print(f"scimsvc loadtest: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(str(exc))
     for name in ("duration", "concurrency", "requests", "rate"):
         value = getattr(args, name)
         if value is not None and value <= 0:
-            print(f"scimsvc loadtest: --{name} must be positive", file=sys.stderr)
-            return 2
+            return _usage_error(f"--{name} must be more than 0, got {value:g}")
     options = Options(
         base_url=base_url,
         token=args.token,
